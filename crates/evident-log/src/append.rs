@@ -1,0 +1,499 @@
+//! Appending: the checks that decide whether a batch may enter the log, in the order a peer
+//! would want its errors (malformed bytes first, then where it goes, then idempotent retries,
+//! then optimistic concurrency), and the assignment of offsets, versions and commit sequences.
+//! A refused batch changes nothing.
+
+use std::collections::{HashMap, HashSet};
+
+use evident_core::batch::{
+    decode_record, set_base_offset, set_partition_leader_epoch, BatchBuilder, RecordBatch,
+};
+use evident_core::partitioner::partition_for_key;
+use evident_core::{
+    envelope, EventData, ExpectedVersion, PartitionId, StreamKey, TopicName, Version,
+};
+
+use crate::error::{Error, Result};
+use crate::frame::{FrameHeader, FrameKind};
+use crate::index::{record_infos, Index, ProducerBatch, RecordInfo};
+use crate::log::{Log, State};
+
+/// Where one appended record landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordPosition {
+    /// Offset in the partition.
+    pub offset: u64,
+    /// Store-wide commit sequence.
+    pub sequence: u64,
+    /// Version in its stream (None for a record with a null key).
+    pub version: Option<u64>,
+}
+
+/// The reply to an append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// Topic.
+    pub topic: TopicName,
+    /// Partition the batch went to.
+    pub partition: u32,
+    /// Offset of the first record.
+    pub base_offset: u64,
+    /// Commit sequence of the first record.
+    pub first_sequence: u64,
+    /// Each record's position, in batch order.
+    pub records: Vec<RecordPosition>,
+    /// True when the batch was a retry of one already in the log (by event ids or by Kafka
+    /// producer sequence): nothing was appended and the positions are the originals.
+    pub duplicate: bool,
+}
+
+enum Route<'a> {
+    Partition(u32),
+    Key(&'a [u8]),
+}
+
+struct KeyPlan<'a> {
+    key: &'a [u8],
+    expected: Option<ExpectedVersion>,
+    sid: Option<u32>,
+}
+
+fn key_text(key: &[u8]) -> String {
+    StreamKey(bytes::Bytes::copy_from_slice(key)).to_string()
+}
+
+impl Log {
+    /// Appends a Kafka record batch (v2, uncompressed) to a partition. `expected` applies to
+    /// every keyed record's stream; without it, the `evident-expected-version` header on the
+    /// first record of each key is honoured.
+    pub fn append_batch(
+        &self,
+        topic: &str,
+        partition: u32,
+        batch: &[u8],
+        expected: Option<ExpectedVersion>,
+    ) -> Result<AppendOutcome> {
+        self.append_inner(topic, Route::Partition(partition), batch, expected)
+    }
+
+    /// Appends events to the stream `topic`/`key`, in its partition (Kafka's default
+    /// partitioner picks it for a new stream), stamped with the log's clock.
+    pub fn append_events(
+        &self,
+        topic: &str,
+        key: &[u8],
+        expected: ExpectedVersion,
+        events: &[EventData],
+    ) -> Result<AppendOutcome> {
+        if events.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
+        let now = self.inner.clock.now_ms();
+        let mut builder = BatchBuilder::new();
+        for event in events {
+            builder.push(event.to_record(key, now));
+        }
+        self.append_inner(topic, Route::Key(key), &builder.build(), Some(expected))
+    }
+
+    fn append_inner(
+        &self,
+        topic: &str,
+        route: Route<'_>,
+        bytes: &[u8],
+        expected_override: Option<ExpectedVersion>,
+    ) -> Result<AppendOutcome> {
+        let max = self.inner.config.batch_size_max;
+        if bytes.len() > max {
+            return Err(Error::BatchTooLarge {
+                size: bytes.len(),
+                max,
+            });
+        }
+        let batch = RecordBatch::parse_exact(bytes)?;
+        let bh = *batch.header();
+        if bh.is_control() || bh.is_transactional() {
+            return Err(Error::Unsupported(
+                "transactional and control batches (transactions are not supported yet)".into(),
+            ));
+        }
+        let infos = record_infos(&batch)?;
+        if infos.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
+        let mut plans: Vec<KeyPlan<'_>> = Vec::new();
+        let mut plan_of: HashMap<&[u8], usize> = HashMap::new();
+        for info in &infos {
+            let Some(key) = info.key else {
+                if info.expected.is_some()
+                    || expected_override.is_some_and(|e| e != ExpectedVersion::Any)
+                {
+                    return Err(Error::ExpectedVersionWithoutKey);
+                }
+                continue;
+            };
+            if plan_of.contains_key(key) {
+                continue;
+            }
+            let expected = match (expected_override, info.expected) {
+                (Some(e), _) => Some(e),
+                (None, Some(raw)) => {
+                    let text = std::str::from_utf8(raw).map_err(|_| {
+                        Error::InvalidExpectedVersion(
+                            "evident-expected-version header is not UTF-8".into(),
+                        )
+                    })?;
+                    Some(
+                        text.parse::<ExpectedVersion>()
+                            .map_err(|e| Error::InvalidExpectedVersion(e.to_string()))?,
+                    )
+                }
+                (None, None) => None,
+            };
+            plan_of.insert(key, plans.len());
+            plans.push(KeyPlan {
+                key,
+                expected,
+                sid: None,
+            });
+        }
+
+        let mut st = self.inner.writable()?;
+        let topic_state = st.index.topic_by_name(topic)?;
+        let topic_name = topic_state.meta.name.clone();
+        let topic_id = topic_state.meta.id;
+        let guard = topic_state.meta.config.key_partition_guard;
+        let partitions = topic_state.meta.config.partitions;
+        let partition = match route {
+            Route::Partition(p) if p < partitions => p,
+            Route::Partition(p) => {
+                return Err(Error::UnknownPartition {
+                    topic: topic_name,
+                    partition: PartitionId(p),
+                    partitions,
+                });
+            }
+            Route::Key(key) => match st
+                .index
+                .stream_id(topic_id, key)
+                .and_then(|sid| st.index.streams[sid as usize].as_ref())
+            {
+                Some(stream) => stream.partition,
+                None => partition_for_key(key, partitions),
+            },
+        };
+        for plan in &mut plans {
+            plan.sid = st.index.stream_id(topic_id, plan.key);
+            if let Some(stream) = plan
+                .sid
+                .and_then(|sid| st.index.streams[sid as usize].as_ref())
+            {
+                if guard && stream.partition != partition {
+                    return Err(Error::KeyInOtherPartition {
+                        topic: topic_name,
+                        key: key_text(plan.key),
+                        home: PartitionId(stream.partition),
+                        sent: PartitionId(partition),
+                    });
+                }
+            }
+        }
+
+        // Kafka idempotent producer: a retried batch is answered with its original offsets.
+        if bh.producer_id >= 0 {
+            if let Some(original) = check_producer(&st, topic_id, partition, &bh)? {
+                let outcome = producer_duplicate(
+                    &st.index, topic_name, topic_id, partition, &original, &infos,
+                );
+                self.inner.wait_visible(st, original.end_pos)?;
+                return Ok(outcome);
+            }
+        }
+
+        // Event-id idempotence.
+        if let Some((outcome, wait_for)) =
+            find_duplicates(&st, topic_name.clone(), partition, &infos, &plans, &plan_of)?
+        {
+            self.inner.wait_visible(st, wait_for)?;
+            return Ok(outcome);
+        }
+
+        // Optimistic concurrency.
+        let mut next_version: HashMap<&[u8], u64> = HashMap::with_capacity(plans.len());
+        for plan in &plans {
+            let len = plan
+                .sid
+                .and_then(|sid| st.index.streams[sid as usize].as_ref())
+                .map_or(0, |s| s.events.len() as u64);
+            let current = len.checked_sub(1).map(Version);
+            if let Some(expected) = plan.expected {
+                if !expected.is_satisfied_by(current) {
+                    return Err(Error::WrongExpectedVersion {
+                        topic: topic_name,
+                        key: key_text(plan.key),
+                        expected,
+                        actual: current,
+                    });
+                }
+            }
+            if len + infos.len() as u64 > u64::from(u32::MAX) {
+                return Err(Error::Unsupported(
+                    "a stream of more than 4,294,967,295 events".into(),
+                ));
+            }
+            next_version.insert(plan.key, len);
+        }
+
+        // Accepted: assign positions, queue the frame, index it.
+        let partition_state = &st.index.topics[&topic_id].partitions[partition as usize];
+        let base_offset = partition_state.next_offset;
+        let first_sequence = st.index.next_seq;
+        let mut stored = bytes.to_vec();
+        set_base_offset(&mut stored, base_offset as i64);
+        set_partition_leader_epoch(&mut stored, 0);
+        let (pos, end) = self.inner.enqueue_frame(
+            &mut st,
+            FrameKind::Batch,
+            first_sequence,
+            topic_id,
+            partition,
+            &stored,
+        )?;
+        let stored_batch = RecordBatch::parse_exact(&stored)?;
+        let header = FrameHeader {
+            kind: FrameKind::Batch,
+            length: 0,
+            crc: 0,
+            durable_before: 0,
+            first_sequence,
+            topic: topic_id,
+            partition,
+        };
+        // Everything was validated above, so indexing cannot fail; if it does, a frame is queued
+        // that the index does not describe, and the only safe answer is to stop.
+        st.index
+            .apply_batch(pos, (end - pos) as u32, &header, &stored_batch, &infos)
+            .unwrap_or_else(|e| panic!("indexing a validated batch failed: {e}"));
+        st.stats.appends += 1;
+        let records = infos
+            .iter()
+            .enumerate()
+            .map(|(i, info)| RecordPosition {
+                offset: base_offset + i as u64,
+                sequence: first_sequence + i as u64,
+                version: info.key.and_then(|k| next_version.get_mut(k)).map(|v| {
+                    *v += 1;
+                    *v - 1
+                }),
+            })
+            .collect();
+        self.inner.wait_visible(st, end)?;
+        Ok(AppendOutcome {
+            topic: topic_name,
+            partition,
+            base_offset,
+            first_sequence,
+            records,
+            duplicate: false,
+        })
+    }
+}
+
+/// Kafka's idempotent-producer rules. Returns the original batch if this one is a retry.
+fn check_producer(
+    st: &State,
+    topic: u32,
+    partition: u32,
+    bh: &evident_core::BatchHeader,
+) -> Result<Option<ProducerBatch>> {
+    let Some(producer) = st.index.topics[&topic].partitions[partition as usize]
+        .producers
+        .get(&bh.producer_id)
+    else {
+        return Ok(None);
+    };
+    let last_seq = bh.base_sequence.wrapping_add(bh.last_offset_delta);
+    if bh.producer_epoch < producer.epoch {
+        return Err(Error::ProducerFenced {
+            producer_id: bh.producer_id,
+            epoch: bh.producer_epoch,
+            current: producer.epoch,
+        });
+    }
+    if bh.producer_epoch > producer.epoch {
+        if bh.base_sequence != 0 {
+            return Err(Error::OutOfOrderSequence {
+                producer_id: bh.producer_id,
+                got: bh.base_sequence,
+                expected: 0,
+            });
+        }
+        return Ok(None);
+    }
+    if let Some(original) = producer
+        .batches
+        .iter()
+        .find(|b| b.first_seq == bh.base_sequence && b.last_seq == last_seq)
+    {
+        return Ok(Some(*original));
+    }
+    if let Some(latest) = producer.batches.back() {
+        // Sequences wrap from i32::MAX to 0, as in Kafka.
+        let expected = if latest.last_seq == i32::MAX {
+            0
+        } else {
+            latest.last_seq + 1
+        };
+        if bh.base_sequence != expected {
+            return Err(Error::OutOfOrderSequence {
+                producer_id: bh.producer_id,
+                got: bh.base_sequence,
+                expected,
+            });
+        }
+    }
+    Ok(None)
+}
+
+fn version_of_seq(index: &Index, topic: u32, key: Option<&[u8]>, seq: u64) -> Option<u64> {
+    let stream = index
+        .stream_id(topic, key?)
+        .and_then(|sid| index.streams[sid as usize].as_ref())?;
+    let v = stream.events.partition_point(|e| e.seq < seq);
+    (stream.events.get(v)?.seq == seq).then_some(v as u64)
+}
+
+fn producer_duplicate(
+    index: &Index,
+    topic: TopicName,
+    topic_id: u32,
+    partition: u32,
+    original: &ProducerBatch,
+    infos: &[RecordInfo<'_>],
+) -> AppendOutcome {
+    let records = infos
+        .iter()
+        .enumerate()
+        .map(|(i, info)| {
+            let sequence = original.first_commit + i as u64;
+            RecordPosition {
+                offset: original.base_offset + i as u64,
+                sequence,
+                version: version_of_seq(index, topic_id, info.key, sequence),
+            }
+        })
+        .collect();
+    AppendOutcome {
+        topic,
+        partition,
+        base_offset: original.base_offset,
+        first_sequence: original.first_commit,
+        records,
+        duplicate: true,
+    }
+}
+
+/// Event-id idempotence: if every record of the batch is already in its stream (same id, same
+/// content), returns the original positions and the journal position to wait for.
+fn find_duplicates(
+    st: &State,
+    topic: TopicName,
+    partition: u32,
+    infos: &[RecordInfo<'_>],
+    plans: &[KeyPlan<'_>],
+    plan_of: &HashMap<&[u8], usize>,
+) -> Result<Option<(AppendOutcome, u64)>> {
+    let mut seen: HashSet<(&[u8], &str)> = HashSet::new();
+    let mut originals = Vec::new();
+    let mut first_dup_id = None;
+    for info in infos {
+        let (Some(key), Some(id)) = (info.key, info.id) else {
+            continue;
+        };
+        if !seen.insert((key, id)) {
+            return Err(Error::DuplicateIdInBatch {
+                key: key_text(key),
+                id: id.to_string(),
+            });
+        }
+        let Some(sid) = plans[plan_of[key]].sid else {
+            continue;
+        };
+        let Some(stream) = st.index.streams[sid as usize].as_ref() else {
+            continue;
+        };
+        for (_, version) in st.index.id_candidates(sid, id) {
+            let Some(event) = stream.events.get(version as usize) else {
+                continue;
+            };
+            let bytes = st.read_bytes(event.pos, event.len as usize)?;
+            if crc32c::crc32c(&bytes) != event.crc {
+                return Err(Error::Corrupted {
+                    file: "journal".into(),
+                    offset: event.pos,
+                    what: "record checksum mismatch while checking an event id".into(),
+                });
+            }
+            let record = decode_record(&bytes)?;
+            if record.header(envelope::CE_ID) != Some(id.as_bytes()) {
+                continue; // a hash collision, not the same id
+            }
+            first_dup_id.get_or_insert(id);
+            originals.push((info, version, event.seq, bytes));
+            break;
+        }
+    }
+    if originals.is_empty() {
+        return Ok(None);
+    }
+    if originals.len() != infos.len() {
+        return Err(Error::PartialDuplicate {
+            id: first_dup_id.unwrap_or_default().to_string(),
+        });
+    }
+    let mut records = Vec::with_capacity(originals.len());
+    let mut wait_for = 0;
+    let mut original_partition = partition;
+    for (info, version, seq, original_bytes) in &originals {
+        let original = decode_record(original_bytes)?;
+        let key = info.key.unwrap_or_default();
+        // Same id must mean the same event: payload and type.
+        let same =
+            original.value == info.value && original.header(envelope::CE_TYPE) == info.event_type;
+        if !same {
+            return Err(Error::EventIdReused {
+                key: key_text(key),
+                id: info.id.unwrap_or_default().to_string(),
+                version: Version(*version as u64),
+            });
+        }
+        let frame = st
+            .index
+            .frame_of_seq(*seq)
+            .ok_or_else(|| Error::Corrupted {
+                file: "journal".into(),
+                offset: 0,
+                what: format!("commit sequence {seq} has no frame"),
+            })?;
+        original_partition = frame.partition;
+        wait_for = wait_for.max(frame.end_pos());
+        records.push(RecordPosition {
+            offset: frame.base_offset + (seq - frame.first_seq),
+            sequence: *seq,
+            version: Some(*version as u64),
+        });
+    }
+    let base_offset = records[0].offset;
+    let first_sequence = records[0].sequence;
+    Ok(Some((
+        AppendOutcome {
+            topic,
+            partition: original_partition,
+            base_offset,
+            first_sequence,
+            records,
+            duplicate: true,
+        },
+        wait_for,
+    )))
+}

@@ -1,0 +1,123 @@
+//! Topics: their names, ids and configuration. A topic's metadata is written to the journal as
+//! a frame when it is created (and a tombstone when deleted), so the catalog is recovered by the
+//! same replay, and ordered with the same commit protocol, as the records it describes.
+
+use evident_core::TopicName;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// What happens to old records (kept for Kafka's `cleanup.policy`; enforcement comes with
+/// retention and compaction, which the log does not run yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CleanupPolicy {
+    /// Delete old segments past retention.
+    #[default]
+    Delete,
+    /// Keep the last record per key.
+    Compact,
+}
+
+/// A topic's configuration, persisted with the topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicConfig {
+    /// Number of partitions (1 to [`TopicConfig::PARTITIONS_MAX`]).
+    pub partitions: u32,
+    /// Kafka's `retention.ms`; None keeps records forever (evident's default: an event store
+    /// is a system of record).
+    pub retention_ms: Option<i64>,
+    /// Kafka's `retention.bytes`; None means unbounded.
+    pub retention_bytes: Option<i64>,
+    /// Kafka's `cleanup.policy`.
+    pub cleanup_policy: CleanupPolicy,
+    /// Refuse a record whose key already lives in another partition of the topic, because
+    /// per-entity ordering holds only within one partition.
+    pub key_partition_guard: bool,
+}
+
+impl Default for TopicConfig {
+    fn default() -> Self {
+        Self {
+            partitions: 1,
+            retention_ms: None,
+            retention_bytes: None,
+            cleanup_policy: CleanupPolicy::Delete,
+            key_partition_guard: true,
+        }
+    }
+}
+
+impl TopicConfig {
+    /// Most partitions a topic may have; bounds the memory a create request can claim.
+    pub const PARTITIONS_MAX: u32 = 10_000;
+
+    /// Checks the values.
+    pub fn validate(&self) -> Result<()> {
+        if self.partitions == 0 || self.partitions > Self::PARTITIONS_MAX {
+            return Err(Error::InvalidConfig(format!(
+                "partitions must be between 1 and {}, not {}",
+                Self::PARTITIONS_MAX,
+                self.partitions
+            )));
+        }
+        if let Some(ms) = self.retention_ms {
+            if ms < 1 {
+                return Err(Error::InvalidConfig(format!(
+                    "retention_ms must be positive, not {ms}"
+                )));
+            }
+        }
+        if let Some(b) = self.retention_bytes {
+            if b < 1 {
+                return Err(Error::InvalidConfig(format!(
+                    "retention_bytes must be positive, not {b}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A topic as recorded in the journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    /// Store-unique id, never reused, so records of a deleted topic never leak into a new
+    /// topic of the same name.
+    pub id: u32,
+    /// Name.
+    pub name: TopicName,
+    /// Configuration.
+    pub config: TopicConfig,
+    /// Creation time (ms since the epoch).
+    pub created_ms: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_bounds() {
+        assert!(TopicConfig::default().validate().is_ok());
+        let bad = TopicConfig {
+            partitions: 0,
+            ..TopicConfig::default()
+        };
+        assert!(matches!(bad.validate(), Err(Error::InvalidConfig(_))));
+        let bad = TopicConfig {
+            retention_ms: Some(0),
+            ..TopicConfig::default()
+        };
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn config_json_refuses_unknown_fields() {
+        let parsed: TopicConfig = serde_json::from_str(r#"{"partitions":3}"#).expect("valid");
+        assert_eq!(parsed.partitions, 3);
+        assert!(parsed.key_partition_guard);
+        assert!(serde_json::from_str::<TopicConfig>(r#"{"partitons":3}"#).is_err());
+    }
+}

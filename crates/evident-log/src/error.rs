@@ -1,0 +1,188 @@
+//! The log's one error type. Conditions a caller is expected to handle (a wrong expected
+//! version, an unknown topic) are variants with the data needed to answer the peer precisely;
+//! `Corrupted` and `Poisoned` are kept apart from `Io` because they call for different actions
+//! (stop and repair; restart).
+
+use std::path::PathBuf;
+
+use evident_core::{BatchError, ExpectedVersion, NameError, PartitionId, TopicName, Version};
+
+/// Result alias for the log.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the log.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The stream is not at the version the append expected; nothing was appended.
+    #[error("wrong expected version for stream {topic}/{key}: expected {expected}, stream is at {}", display_version(*.actual))]
+    WrongExpectedVersion {
+        /// Topic of the stream.
+        topic: TopicName,
+        /// Key of the stream (UTF-8, or hex for binary keys).
+        key: String,
+        /// What the append expected.
+        expected: ExpectedVersion,
+        /// The stream's last version, or None if it holds no event.
+        actual: Option<Version>,
+    },
+    /// The topic does not exist.
+    #[error("unknown topic {0}")]
+    UnknownTopic(String),
+    /// The partition does not exist in the topic.
+    #[error("topic {topic} has {partitions} partitions; partition {partition} does not exist")]
+    UnknownPartition {
+        /// Topic.
+        topic: TopicName,
+        /// The partition asked for.
+        partition: PartitionId,
+        /// How many the topic has.
+        partitions: u32,
+    },
+    /// A topic of that name exists already.
+    #[error("topic {0} already exists")]
+    TopicExists(TopicName),
+    /// A topic name breaks the naming rules.
+    #[error(transparent)]
+    InvalidTopicName(#[from] NameError),
+    /// A topic configuration value is invalid.
+    #[error("invalid topic configuration: {0}")]
+    InvalidConfig(String),
+    /// The batch is malformed (bad CRC, truncated, bad record, unsupported compression).
+    #[error("invalid record batch: {0}")]
+    InvalidBatch(#[from] BatchError),
+    /// The batch is larger than the log accepts.
+    #[error("record batch of {size} bytes exceeds the limit of {max} bytes")]
+    BatchTooLarge {
+        /// Size of the batch.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A batch must hold at least one record.
+    #[error("record batch holds no record")]
+    EmptyBatch,
+    /// A record's key is larger than the stream index accepts.
+    #[error("record key of {size} bytes exceeds the limit of {max} bytes")]
+    KeyTooLarge {
+        /// Size of the key.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An expected-version header or argument is not one.
+    #[error("{0}")]
+    InvalidExpectedVersion(String),
+    /// An event id (`ce_id`) is empty, not UTF-8 or too long.
+    #[error("invalid event id: {0}")]
+    InvalidEventId(String),
+    /// An expected version was given for records that have no key, hence no stream.
+    #[error(
+        "an expected version needs a keyed record: records with a null key belong to no stream"
+    )]
+    ExpectedVersionWithoutKey,
+    /// The key already lives in another partition of the topic (the key-partition guard).
+    #[error("stream {topic}/{key} lives in partition {home}; a record for it was sent to partition {sent}")]
+    KeyInOtherPartition {
+        /// Topic.
+        topic: TopicName,
+        /// Key.
+        key: String,
+        /// Partition that holds the stream.
+        home: PartitionId,
+        /// Partition the record was sent to.
+        sent: PartitionId,
+    },
+    /// The same event id appears twice in one batch for one stream.
+    #[error("event id {id:?} appears twice in the batch for stream {key}")]
+    DuplicateIdInBatch {
+        /// Stream key.
+        key: String,
+        /// The id.
+        id: String,
+    },
+    /// Some events of the batch are already in their streams and some are not: a retry must
+    /// resend exactly the original batch.
+    #[error("the batch mixes events already appended (id {id:?}) with new ones")]
+    PartialDuplicate {
+        /// An id that was already appended.
+        id: String,
+    },
+    /// An event id is reused with other content.
+    #[error("event id {id:?} already names another event in stream {key} (version {version})")]
+    EventIdReused {
+        /// Stream key.
+        key: String,
+        /// The id.
+        id: String,
+        /// Version of the original event.
+        version: Version,
+    },
+    /// Kafka idempotent producer: the epoch is older than the one the log knows.
+    #[error("producer {producer_id} epoch {epoch} is fenced by epoch {current}")]
+    ProducerFenced {
+        /// Producer id.
+        producer_id: i64,
+        /// Epoch sent.
+        epoch: i16,
+        /// Epoch known.
+        current: i16,
+    },
+    /// Kafka idempotent producer: the sequence number is not the next one.
+    #[error("producer {producer_id} sent sequence {got}, expected {expected}")]
+    OutOfOrderSequence {
+        /// Producer id.
+        producer_id: i64,
+        /// Sequence sent.
+        got: i32,
+        /// Sequence expected.
+        expected: i32,
+    },
+    /// A file of the log is corrupted somewhere acknowledged data lives; the log refuses to
+    /// open (or to serve the damaged bytes) rather than drop data silently.
+    #[error("corruption in {file} at byte {offset}: {what}")]
+    Corrupted {
+        /// The file.
+        file: PathBuf,
+        /// Byte offset within the file.
+        offset: u64,
+        /// What is wrong.
+        what: String,
+    },
+    /// A sync failed earlier; the log acknowledges nothing more until it is reopened.
+    #[error("the log is poisoned by an earlier failed write or sync ({0}); restart to recover")]
+    Poisoned(String),
+    /// The data directory is locked by another process.
+    #[error("{0}")]
+    Locked(String),
+    /// An offset past the partition's high watermark.
+    #[error("offset {offset} is out of range for {topic}/{partition}: the log holds offsets {log_start} to {high_watermark} (exclusive)")]
+    OffsetOutOfRange {
+        /// Topic.
+        topic: TopicName,
+        /// Partition.
+        partition: PartitionId,
+        /// Offset asked for.
+        offset: u64,
+        /// First offset.
+        log_start: u64,
+        /// One past the last offset.
+        high_watermark: u64,
+    },
+    /// A feature the log does not support (yet), named.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// The log is closed.
+    #[error("the log is closed")]
+    Closed,
+    /// An I/O error.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn display_version(v: Option<Version>) -> String {
+    match v {
+        Some(v) => v.to_string(),
+        None => "no_stream (no event)".to_string(),
+    }
+}

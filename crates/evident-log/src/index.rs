@@ -1,0 +1,452 @@
+//! The in-memory indexes, all derived from the journal: the topic catalog, where each batch
+//! frame lives (by commit sequence and by partition offset), each entity stream's events by
+//! version, event ids for idempotence, and Kafka idempotent-producer state.
+//!
+//! The same [`Index::apply_batch`] runs when an append is accepted and when the journal is
+//! replayed on open, so the two cannot disagree. Checks that can refuse an append live in
+//! `append.rs`; this file only records what the journal holds.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+
+use bytes::Bytes;
+use evident_core::batch::RecordBatch;
+use evident_core::{envelope, TopicName};
+
+use crate::catalog::TopicMeta;
+use crate::error::{Error, Result};
+use crate::frame;
+
+/// A batch frame: where it is in the journal and what it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FrameEntry {
+    /// Journal position of the frame header.
+    pub pos: u64,
+    /// Bytes the frame occupies, padding included.
+    pub len: u32,
+    /// Topic id.
+    pub topic: u32,
+    /// Partition.
+    pub partition: u32,
+    /// Records in the batch.
+    pub count: u32,
+    /// Commit sequence of the first record.
+    pub first_seq: u64,
+    /// Offset of the first record.
+    pub base_offset: u64,
+    /// Batch base timestamp.
+    pub base_ts: i64,
+    /// Batch max timestamp.
+    pub max_ts: i64,
+}
+
+impl FrameEntry {
+    /// One past the last commit sequence in the frame.
+    pub fn end_seq(&self) -> u64 {
+        self.first_seq + u64::from(self.count)
+    }
+    /// One past the last offset in the frame.
+    pub fn end_offset(&self) -> u64 {
+        self.base_offset + u64::from(self.count)
+    }
+    /// Journal position just past the frame.
+    pub fn end_pos(&self) -> u64 {
+        self.pos + u64::from(self.len)
+    }
+}
+
+/// One event of a stream: enough to read and verify its record without touching its batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StreamEvent {
+    /// Commit sequence.
+    pub seq: u64,
+    /// Journal position of the record's bytes.
+    pub pos: u64,
+    /// Length of the record's bytes.
+    pub len: u32,
+    /// CRC32C of the record's bytes, taken when the batch CRC was verified; checked on every
+    /// read so a corrupted record is never served.
+    pub crc: u32,
+}
+
+/// An entity stream.
+#[derive(Debug, Clone)]
+pub(crate) struct Stream {
+    /// Topic id.
+    pub topic: u32,
+    /// Partition the stream lives in.
+    pub partition: u32,
+    /// Key.
+    pub key: Bytes,
+    /// Events; the index is the version.
+    pub events: Vec<StreamEvent>,
+}
+
+/// A batch an idempotent producer sent, remembered to answer retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProducerBatch {
+    /// Producer sequence of the first record.
+    pub first_seq: i32,
+    /// Producer sequence of the last record.
+    pub last_seq: i32,
+    /// Offset of the first record.
+    pub base_offset: u64,
+    /// Commit sequence of the first record.
+    pub first_commit: u64,
+    /// Records.
+    pub count: u32,
+    /// Journal position just past the frame (what a retry waits for).
+    pub end_pos: u64,
+}
+
+/// Per-producer state of one partition.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ProducerState {
+    /// Current epoch.
+    pub epoch: i16,
+    /// The last [`PRODUCER_BATCHES`] batches, oldest first.
+    pub batches: VecDeque<ProducerBatch>,
+}
+
+/// Batches remembered per producer, as Kafka does (hence `max.in.flight.requests` <= 5).
+pub(crate) const PRODUCER_BATCHES: usize = 5;
+
+/// A partition.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PartitionState {
+    /// Next offset to assign (pending appends included).
+    pub next_offset: u64,
+    /// Indices into [`Index::frames`] of this partition's batches, in offset order.
+    pub batches: Vec<u32>,
+    /// Idempotent producers.
+    pub producers: HashMap<i64, ProducerState>,
+}
+
+/// A topic.
+#[derive(Debug, Clone)]
+pub(crate) struct TopicState {
+    /// Metadata.
+    pub meta: TopicMeta,
+    /// Partitions.
+    pub partitions: Vec<PartitionState>,
+}
+
+/// Hasher for keys that are already xxh3 hashes.
+#[derive(Default)]
+pub(crate) struct PrehashedHasher(u64);
+
+impl Hasher for PrehashedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+pub(crate) type IdMap = HashMap<u64, u64, BuildHasherDefault<PrehashedHasher>>;
+
+/// Packs a stream id and a version into an event-id map value.
+pub(crate) fn pack_event(stream: u32, version: u32) -> u64 {
+    (u64::from(stream) << 32) | u64::from(version)
+}
+/// Unpacks [`pack_event`].
+pub(crate) fn unpack_event(v: u64) -> (u32, u32) {
+    ((v >> 32) as u32, v as u32)
+}
+
+/// The event-id map key: a hash of the stream and the id.
+pub(crate) fn id_hash(stream: u32, id: &str) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&stream.to_le_bytes());
+    h.update(id.as_bytes());
+    h.digest()
+}
+
+/// What the log needs of one record, computed from a CRC-verified batch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RecordInfo<'a> {
+    pub key: Option<&'a [u8]>,
+    pub id: Option<&'a str>,
+    /// The record's value.
+    pub value: Option<&'a [u8]>,
+    /// Raw `ce_type` header, if present.
+    pub event_type: Option<&'a [u8]>,
+    /// Raw `evident-expected-version` header, if present.
+    pub expected: Option<&'a [u8]>,
+    pub start: u32,
+    pub len: u32,
+    pub crc: u32,
+}
+
+/// Decodes the records of a CRC-verified batch and checks what the index relies on.
+pub(crate) fn record_infos<'a>(batch: &RecordBatch<'a>) -> Result<Vec<RecordInfo<'a>>> {
+    let records = batch.validate_records()?;
+    let bytes = batch.bytes();
+    let mut infos = Vec::with_capacity(records.len());
+    for r in &records {
+        if let Some(key) = r.key {
+            if key.len() > evident_core::StreamKey::LEN_MAX {
+                return Err(Error::KeyTooLarge {
+                    size: key.len(),
+                    max: evident_core::StreamKey::LEN_MAX,
+                });
+            }
+        }
+        let id = match r.header(envelope::CE_ID) {
+            None => None,
+            Some(raw) => {
+                let id = std::str::from_utf8(raw)
+                    .map_err(|_| Error::InvalidEventId("ce_id is not UTF-8".into()))?;
+                if id.is_empty() || id.len() > envelope::ID_LEN_MAX {
+                    return Err(Error::InvalidEventId(format!(
+                        "ce_id must be 1 to {} bytes, not {}",
+                        envelope::ID_LEN_MAX,
+                        id.len()
+                    )));
+                }
+                Some(id)
+            }
+        };
+        let span = &bytes[r.start as usize..(r.start + r.len) as usize];
+        infos.push(RecordInfo {
+            key: r.key,
+            id,
+            value: r.value,
+            event_type: r.header(envelope::CE_TYPE),
+            expected: r.header(envelope::EXPECTED_VERSION),
+            start: r.start,
+            len: r.len,
+            crc: crc32c::crc32c(span),
+        });
+    }
+    Ok(infos)
+}
+
+/// Every index of the log.
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    pub topics: HashMap<u32, TopicState>,
+    pub names: BTreeMap<TopicName, u32>,
+    pub next_topic_id: u32,
+    /// Batch frames in journal (and commit-sequence) order.
+    pub frames: Vec<FrameEntry>,
+    pub stream_ids: HashMap<(u32, Bytes), u32>,
+    /// Streams by id; None once their topic is deleted (ids are never reused).
+    pub streams: Vec<Option<Stream>>,
+    /// Event-id hash -> packed (stream, version) of the first event with that hash.
+    pub ids: IdMap,
+    /// Further events whose id hash collides with one in `ids`.
+    pub id_overflow: HashMap<u64, Vec<u64>>,
+    /// Next commit sequence to assign.
+    pub next_seq: u64,
+}
+
+impl Index {
+    /// The topic named `name`.
+    pub fn topic_by_name(&self, name: &str) -> Result<&TopicState> {
+        let id = TopicName::new(name)
+            .ok()
+            .and_then(|n| self.names.get(&n).copied());
+        id.and_then(|id| self.topics.get(&id))
+            .ok_or_else(|| Error::UnknownTopic(name.to_string()))
+    }
+
+    /// Records a topic creation.
+    pub fn apply_topic_created(&mut self, meta: TopicMeta) -> Result<()> {
+        if self.topics.contains_key(&meta.id) || self.names.contains_key(&meta.name) {
+            return Err(Error::TopicExists(meta.name));
+        }
+        self.next_topic_id = self.next_topic_id.max(meta.id + 1);
+        let partitions = (0..meta.config.partitions)
+            .map(|_| PartitionState::default())
+            .collect();
+        self.names.insert(meta.name.clone(), meta.id);
+        self.topics.insert(meta.id, TopicState { meta, partitions });
+        Ok(())
+    }
+
+    /// Records a topic deletion: the topic, its streams and their event ids leave the index.
+    /// The frames stay (the journal is append-only) but are skipped by every read.
+    pub fn apply_topic_deleted(&mut self, topic: u32) {
+        if let Some(state) = self.topics.remove(&topic) {
+            self.names.remove(&state.meta.name);
+        }
+        let streams = &mut self.streams;
+        self.stream_ids.retain(|(t, _), sid| {
+            if *t == topic {
+                streams[*sid as usize] = None;
+                false
+            } else {
+                true
+            }
+        });
+        let live = |v: &u64| streams[unpack_event(*v).0 as usize].is_some();
+        self.ids.retain(|_, v| live(v));
+        self.id_overflow.retain(|_, vs| {
+            vs.retain(live);
+            !vs.is_empty()
+        });
+    }
+
+    /// Records a batch frame written at journal position `pos`.
+    pub fn apply_batch(
+        &mut self,
+        pos: u64,
+        padded_len: u32,
+        header: &frame::FrameHeader,
+        batch: &RecordBatch<'_>,
+        infos: &[RecordInfo<'_>],
+    ) -> Result<()> {
+        let bh = batch.header();
+        let count = infos.len() as u32;
+        let corrupted = |what: String| Error::Corrupted {
+            file: "journal".into(),
+            offset: pos,
+            what,
+        };
+        if header.first_sequence != self.next_seq {
+            return Err(corrupted(format!(
+                "batch frame has commit sequence {}, expected {}",
+                header.first_sequence, self.next_seq
+            )));
+        }
+        let topic = self
+            .topics
+            .get_mut(&header.topic)
+            .ok_or_else(|| corrupted(format!("batch for unknown topic id {}", header.topic)))?;
+        let partition = topic
+            .partitions
+            .get_mut(header.partition as usize)
+            .ok_or_else(|| {
+                corrupted(format!("batch for unknown partition {}", header.partition))
+            })?;
+        if bh.base_offset < 0 || bh.base_offset as u64 != partition.next_offset {
+            return Err(corrupted(format!(
+                "batch base offset {} does not follow the partition's last offset {}",
+                bh.base_offset, partition.next_offset
+            )));
+        }
+        let frame_index = self.frames.len() as u32;
+        let entry = FrameEntry {
+            pos,
+            len: padded_len,
+            topic: header.topic,
+            partition: header.partition,
+            count,
+            first_seq: header.first_sequence,
+            base_offset: partition.next_offset,
+            base_ts: bh.base_timestamp,
+            max_ts: bh.max_timestamp,
+        };
+        partition.next_offset += u64::from(count);
+        partition.batches.push(frame_index);
+        if bh.producer_id >= 0 {
+            let state = partition.producers.entry(bh.producer_id).or_default();
+            if bh.producer_epoch != state.epoch {
+                state.epoch = bh.producer_epoch;
+                state.batches.clear();
+            }
+            if state.batches.len() == PRODUCER_BATCHES {
+                state.batches.pop_front();
+            }
+            state.batches.push_back(ProducerBatch {
+                first_seq: bh.base_sequence,
+                last_seq: bh.base_sequence.wrapping_add(bh.last_offset_delta),
+                base_offset: entry.base_offset,
+                first_commit: entry.first_seq,
+                count,
+                end_pos: entry.end_pos(),
+            });
+        }
+        let topic_id = header.topic;
+        let partition_id = header.partition;
+        self.frames.push(entry);
+        let payload_pos = pos + frame::HEADER_LEN as u64;
+        for (i, info) in infos.iter().enumerate() {
+            let Some(key) = info.key else { continue };
+            let sid = match self
+                .stream_ids
+                .get(&(topic_id, Bytes::copy_from_slice(key)))
+            {
+                Some(sid) => *sid,
+                None => {
+                    let sid = u32::try_from(self.streams.len())
+                        .map_err(|_| corrupted("too many streams".into()))?;
+                    let key = Bytes::copy_from_slice(key);
+                    self.streams.push(Some(Stream {
+                        topic: topic_id,
+                        partition: partition_id,
+                        key: key.clone(),
+                        events: Vec::new(),
+                    }));
+                    self.stream_ids.insert((topic_id, key), sid);
+                    sid
+                }
+            };
+            let Some(stream) = self.streams[sid as usize].as_mut() else {
+                return Err(corrupted("stream of a deleted topic".into()));
+            };
+            let version = stream.events.len() as u32;
+            stream.events.push(StreamEvent {
+                seq: header.first_sequence + i as u64,
+                pos: payload_pos + u64::from(info.start),
+                len: info.len,
+                crc: info.crc,
+            });
+            if let Some(id) = info.id {
+                let hash = id_hash(sid, id);
+                let packed = pack_event(sid, version);
+                match self.ids.entry(hash) {
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(packed);
+                    }
+                    std::collections::hash_map::Entry::Occupied(_) => {
+                        self.id_overflow.entry(hash).or_default().push(packed);
+                    }
+                }
+            }
+        }
+        self.next_seq = header.first_sequence + u64::from(count);
+        Ok(())
+    }
+
+    /// Index into `frames` of the frame holding commit sequence `seq`, or the first frame after
+    /// it.
+    pub fn frame_at_or_after_seq(&self, seq: u64) -> usize {
+        self.frames.partition_point(|f| f.end_seq() <= seq)
+    }
+
+    /// The frame holding commit sequence `seq`.
+    pub fn frame_of_seq(&self, seq: u64) -> Option<&FrameEntry> {
+        self.frames
+            .get(self.frame_at_or_after_seq(seq))
+            .filter(|f| f.first_seq <= seq)
+    }
+
+    /// Stream id of `(topic, key)`.
+    pub fn stream_id(&self, topic: u32, key: &[u8]) -> Option<u32> {
+        self.stream_ids
+            .get(&(topic, Bytes::copy_from_slice(key)))
+            .copied()
+    }
+
+    /// Candidate events (stream, version) whose id hashes like `id` in stream `sid`.
+    pub fn id_candidates(&self, sid: u32, id: &str) -> Vec<(u32, u32)> {
+        let hash = id_hash(sid, id);
+        let mut out = Vec::new();
+        if let Some(v) = self.ids.get(&hash) {
+            out.push(unpack_event(*v));
+            if let Some(more) = self.id_overflow.get(&hash) {
+                out.extend(more.iter().map(|v| unpack_event(*v)));
+            }
+        }
+        out.retain(|(s, _)| *s == sid);
+        out
+    }
+}

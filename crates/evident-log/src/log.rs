@@ -1,0 +1,694 @@
+//! The [`Log`]: opening and recovering a store, the group-commit pipeline, topic admin and
+//! closing. Appends are in `append.rs`, reads in `read.rs`.
+//!
+//! Concurrency. One mutex guards the index and the queue of encoded-but-unwritten frames. An
+//! appender validates, assigns offsets, versions and commit sequences, encodes its frame into
+//! the queue and updates the index, all under the mutex, so expected-version checks see every
+//! earlier append, written or not. It then waits. One committer thread takes the whole queue,
+//! writes it with the mutex released, calls `fdatasync` once, and publishes the new durable
+//! position: every appender whose frame it covered is acknowledged by that one sync (group
+//! commit). Readers see only frames below the published position.
+
+use std::any::Any;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use evident_core::batch::RecordBatch;
+use evident_core::TopicName;
+
+use crate::catalog::{TopicConfig, TopicMeta};
+use crate::checkpoint::{self, Mark};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{FsyncPolicy, LogConfig};
+use crate::error::{Error, Result};
+use crate::frame::{self, FrameHeader, FrameKind};
+use crate::index::{record_infos, Index};
+use crate::journal::{Journal, SEGMENT_HEADER_LEN};
+use crate::recovery::{self, ReplayOutcome};
+use crate::storage::{FsStorage, Storage, StorageFile};
+
+/// What opening the log found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Whether an index checkpoint was loaded.
+    pub checkpoint_loaded: bool,
+    /// Why a checkpoint present on disk was not used, if it was not.
+    pub checkpoint_rejected: Option<String>,
+    /// What the journal replay found (frames and bytes re-read, torn tail cut).
+    pub replay: ReplayOutcome,
+    /// How long opening took.
+    pub duration: Duration,
+}
+
+/// Counters, for benchmarks and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Successful `fdatasync` calls on journal segments by the commit pipeline.
+    pub syncs: u64,
+    /// Commit rounds (one write, one sync, many appends).
+    pub commit_rounds: u64,
+    /// Appends accepted (batches; retries answered from the index excluded).
+    pub appends: u64,
+    /// Journal bytes written.
+    pub bytes_written: u64,
+    /// Checkpoints written.
+    pub checkpoints: u64,
+    /// Journal position up to which everything is durable.
+    pub durable_position: u64,
+    /// Next commit sequence.
+    pub next_sequence: u64,
+}
+
+/// Encoded frames waiting for the committer, contiguous within one segment.
+pub(crate) struct Chunk {
+    pub pos: u64,
+    pub bytes: Vec<u8>,
+}
+
+pub(crate) struct State {
+    pub index: Index,
+    pub journal: Journal,
+    pub pending: Vec<Chunk>,
+    /// Chunks the committer is writing right now (readable while it does).
+    pub in_flight: Option<Arc<Vec<Chunk>>>,
+    /// Journal position for the next frame.
+    pub next_pos: u64,
+    /// Everything below is written to the files.
+    pub written_pos: u64,
+    /// Everything below is durable (synced).
+    pub durable_pos: u64,
+    /// Everything below may be read and has been acknowledged.
+    pub visible_pos: u64,
+    /// Commit sequences below this may be read.
+    pub visible_seq: u64,
+    pub poisoned: Option<String>,
+    pub closed: bool,
+    pub since_checkpoint: u64,
+    pub last_frame: Option<(u64, u32)>,
+    pub last_sync: Instant,
+    pub stats: LogStats,
+}
+
+pub(crate) struct Inner {
+    pub storage: Arc<dyn Storage>,
+    pub dir: PathBuf,
+    pub config: LogConfig,
+    pub clock: Arc<dyn Clock>,
+    pub state: Mutex<State>,
+    /// Signalled when frames are queued (wakes the committer).
+    pub work: Condvar,
+    /// Signalled when the visible position moves or the log is poisoned.
+    pub progress: Condvar,
+    pub recovery: RecoveryReport,
+    _lock: Box<dyn Any + Send + Sync>,
+}
+
+/// An open event log. Cheap to share: wrap it in an `Arc`; every method takes `&self`.
+///
+/// ```
+/// use evident_core::{EventData, ExpectedVersion};
+/// use evident_log::{Log, LogConfig, TopicConfig};
+///
+/// let dir = tempfile::tempdir()?;
+/// let log = Log::open(dir.path(), LogConfig::default())?;
+/// log.create_topic("accounts", TopicConfig::default())?;
+/// let deposit = EventData::json("evt-1", "MoneyDeposited", br#"{"amount":10}"#.to_vec());
+/// let appended = log.append_events("accounts", b"acct-1", ExpectedVersion::NoStream, &[deposit])?;
+/// assert_eq!(appended.records[0].version, Some(0));
+/// let read = log.read_stream("accounts", b"acct-1", &Default::default())?;
+/// assert_eq!(read.events[0].event_type(), Some("MoneyDeposited"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Log {
+    pub(crate) inner: Arc<Inner>,
+    committer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A panic while holding the lock is a bug that already broke an invariant check; keep
+    // serving reads rather than cascading panics, the poisoned flag stops writes.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn apply_frame(index: &mut Index, pos: u64, header: &FrameHeader, payload: &[u8]) -> Result<()> {
+    let corrupted = |what: String| Error::Corrupted {
+        file: "journal".into(),
+        offset: pos,
+        what,
+    };
+    match header.kind {
+        FrameKind::Batch => {
+            let batch = RecordBatch::parse_exact(payload)
+                .map_err(|e| corrupted(format!("stored batch invalid: {e}")))?;
+            let infos = record_infos(&batch)
+                .map_err(|e| corrupted(format!("stored batch invalid: {e}")))?;
+            index.apply_batch(pos, header.padded_len() as u32, header, &batch, &infos)
+        }
+        FrameKind::TopicCreated => {
+            let meta: TopicMeta = serde_json::from_slice(payload)
+                .map_err(|e| corrupted(format!("topic metadata invalid: {e}")))?;
+            index.apply_topic_created(meta)
+        }
+        FrameKind::TopicDeleted => {
+            index.apply_topic_deleted(header.topic);
+            Ok(())
+        }
+    }
+}
+
+impl Log {
+    /// Opens (creating if needed) the log in `dir` on the real file system.
+    pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Self> {
+        Self::open_with(
+            Arc::new(FsStorage),
+            dir.as_ref(),
+            config,
+            Arc::new(SystemClock),
+        )
+    }
+
+    /// Opens the log on any storage, with any clock.
+    pub fn open_with(
+        storage: Arc<dyn Storage>,
+        dir: &Path,
+        config: LogConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        let started = Instant::now();
+        storage.create_dir_all(dir)?;
+        let dir_lock = storage.lock_dir(dir).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                Error::Locked(e.to_string())
+            } else {
+                Error::Io(e)
+            }
+        })?;
+        let mut journal = Journal::open(storage.clone(), &dir.join("journal"))?;
+        let mut report = RecoveryReport::default();
+        let (mut index, mark) = match checkpoint::read(&storage, dir)? {
+            None => (Index::default(), None),
+            Some(bytes) => match checkpoint::decode(&bytes)
+                .and_then(|(index, mark)| check_mark(&journal, mark).map(|()| (index, mark)))
+            {
+                Ok((index, mark)) => {
+                    report.checkpoint_loaded = true;
+                    (index, Some(mark))
+                }
+                Err(why) => {
+                    report.checkpoint_rejected = Some(why);
+                    (Index::default(), None)
+                }
+            },
+        };
+        let start = mark.map_or(0, |m| m.pos);
+        let outcome = recovery::replay(&mut journal, start, start, |pos, header, payload| {
+            apply_frame(&mut index, pos, header, payload)
+        })?;
+        if journal.segments.is_empty() {
+            journal.create_segment(0)?;
+        }
+        let next_pos = outcome.end_pos.max(SEGMENT_HEADER_LEN);
+        let last_frame = outcome.last_frame.or(mark.and_then(|m| m.last_frame));
+        let must_checkpoint = outcome.bytes > 0 || outcome.truncated_bytes > 0 || mark.is_none();
+        report.replay = outcome;
+        let next_seq = index.next_seq;
+        let state = State {
+            index,
+            journal,
+            pending: Vec::new(),
+            in_flight: None,
+            next_pos,
+            written_pos: next_pos,
+            durable_pos: next_pos,
+            visible_pos: next_pos,
+            visible_seq: next_seq,
+            poisoned: None,
+            closed: false,
+            since_checkpoint: 0,
+            last_frame,
+            last_sync: Instant::now(),
+            stats: LogStats {
+                durable_position: next_pos,
+                next_sequence: next_seq,
+                ..LogStats::default()
+            },
+        };
+        report.duration = started.elapsed();
+        let inner = Arc::new(Inner {
+            storage,
+            dir: dir.to_path_buf(),
+            config,
+            clock,
+            state: Mutex::new(state),
+            work: Condvar::new(),
+            progress: Condvar::new(),
+            recovery: report,
+            _lock: dir_lock,
+        });
+        if must_checkpoint {
+            // Replay work done now is not redone at the next open.
+            let mut st = lock(&inner.state);
+            inner.checkpoint_locked(&mut st)?;
+        }
+        let worker = inner.clone();
+        let committer = std::thread::Builder::new()
+            .name("evident-commit".into())
+            .spawn(move || worker.run_committer())
+            .map_err(Error::Io)?;
+        Ok(Self {
+            inner,
+            committer: Mutex::new(Some(committer)),
+        })
+    }
+
+    /// What opening found.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.recovery
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> LogStats {
+        let st = lock(&self.inner.state);
+        LogStats {
+            durable_position: st.durable_pos,
+            next_sequence: st.visible_seq,
+            ..st.stats
+        }
+    }
+
+    /// The configuration the log was opened with.
+    pub fn config(&self) -> &LogConfig {
+        &self.inner.config
+    }
+
+    /// Creates a topic.
+    pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<TopicMeta> {
+        let name = TopicName::new(name)?;
+        config.validate()?;
+        let mut st = self.inner.writable()?;
+        if st.index.names.contains_key(&name) {
+            return Err(Error::TopicExists(name));
+        }
+        let meta = TopicMeta {
+            id: st.index.next_topic_id,
+            name,
+            config,
+            created_ms: self.inner.clock.now_ms(),
+        };
+        let payload = serde_json::to_vec(&meta).map_err(|e| Error::Io(std::io::Error::other(e)))?;
+        let (_, end) =
+            self.inner
+                .enqueue_frame(&mut st, FrameKind::TopicCreated, 0, meta.id, 0, &payload)?;
+        st.index.apply_topic_created(meta.clone())?;
+        self.inner.wait_visible(st, end)?;
+        Ok(meta)
+    }
+
+    /// Deletes a topic. Its records leave every index at once; their bytes stay in the journal
+    /// until segment cleanup (not implemented yet) reclaims them.
+    pub fn delete_topic(&self, name: &str) -> Result<()> {
+        let mut st = self.inner.writable()?;
+        let id = st.index.topic_by_name(name)?.meta.id;
+        let (_, end) = self
+            .inner
+            .enqueue_frame(&mut st, FrameKind::TopicDeleted, 0, id, 0, &[])?;
+        st.index.apply_topic_deleted(id);
+        self.inner.wait_visible(st, end)
+    }
+
+    /// Every topic, by name.
+    pub fn list_topics(&self) -> Vec<TopicMeta> {
+        let st = lock(&self.inner.state);
+        st.index
+            .names
+            .values()
+            .filter_map(|id| st.index.topics.get(id))
+            .map(|t| t.meta.clone())
+            .collect()
+    }
+
+    /// Flushes, syncs, writes a checkpoint and stops the commit thread. Called by `Drop` too;
+    /// calling it first lets the caller see errors.
+    pub fn close(&self) -> Result<()> {
+        {
+            let mut st = lock(&self.inner.state);
+            st.closed = true;
+        }
+        self.inner.work.notify_all();
+        let handle = self
+            .committer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        } else {
+            return Ok(());
+        }
+        let mut st = lock(&self.inner.state);
+        if let Some(why) = &st.poisoned {
+            return Err(Error::Poisoned(why.clone()));
+        }
+        let result = self.inner.checkpoint_locked(&mut st);
+        self.inner.progress.notify_all();
+        result
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+/// Checks that a checkpoint's mark agrees with the journal on disk.
+fn check_mark(journal: &Journal, mark: Mark) -> std::result::Result<(), String> {
+    let Some(seg) = journal.segment_for(mark.pos) else {
+        return if mark.pos <= SEGMENT_HEADER_LEN && journal.segments.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "checkpoint covers position {} but no journal segment holds it",
+                mark.pos
+            ))
+        };
+    };
+    let len = seg.file.len().map_err(|e| e.to_string())?;
+    if mark.pos > seg.base + len {
+        return Err(format!(
+            "checkpoint covers position {} but the journal ends at {}",
+            mark.pos,
+            seg.base + len
+        ));
+    }
+    if let Some((pos, crc)) = mark.last_frame {
+        let mut head = [0u8; frame::HEADER_LEN];
+        journal.read(pos, &mut head).map_err(|e| e.to_string())?;
+        match frame::decode_header(&head) {
+            Ok(h) if h.crc == crc && pos + h.padded_len() <= mark.pos => Ok(()),
+            _ => Err(format!(
+                "checkpoint's last frame at {pos} is not in the journal"
+            )),
+        }
+    } else {
+        Ok(())
+    }
+}
+
+impl State {
+    /// Reads journal bytes at `pos`, from the commit queue if they are not written yet.
+    pub(crate) fn read_bytes(&self, pos: u64, len: usize) -> Result<Vec<u8>> {
+        let queued = self
+            .pending
+            .iter()
+            .chain(self.in_flight.iter().flat_map(|c| c.iter()));
+        for chunk in queued {
+            let end = chunk.pos + chunk.bytes.len() as u64;
+            if pos >= chunk.pos && pos + len as u64 <= end {
+                let at = (pos - chunk.pos) as usize;
+                return Ok(chunk.bytes[at..at + len].to_vec());
+            }
+        }
+        let mut buf = vec![0u8; len];
+        self.journal.read(pos, &mut buf)?;
+        Ok(buf)
+    }
+}
+
+impl Inner {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// The state, if the log accepts writes.
+    pub(crate) fn writable(&self) -> Result<MutexGuard<'_, State>> {
+        let st = self.lock();
+        if let Some(why) = &st.poisoned {
+            return Err(Error::Poisoned(why.clone()));
+        }
+        if st.closed {
+            return Err(Error::Closed);
+        }
+        Ok(st)
+    }
+
+    /// Encodes a frame into the commit queue (rolling to a new segment first if the frame
+    /// would overflow the current one). Returns the frame's position and the position the
+    /// caller must wait for.
+    pub(crate) fn enqueue_frame(
+        &self,
+        st: &mut State,
+        kind: FrameKind,
+        first_seq: u64,
+        topic: u32,
+        partition: u32,
+        payload: &[u8],
+    ) -> Result<(u64, u64)> {
+        let frame_len = frame::padded(frame::HEADER_LEN + payload.len()) as u64;
+        let seg_base = st.journal.segments.last().map_or(0, |s| s.base);
+        if st.next_pos + frame_len > seg_base + self.config.segment_size_max
+            && st.next_pos > seg_base + SEGMENT_HEADER_LEN
+        {
+            let base = st.next_pos;
+            st.journal.create_segment(base)?;
+            st.next_pos = base + SEGMENT_HEADER_LEN;
+        }
+        let pos = st.next_pos;
+        let chunk = match st.pending.last_mut() {
+            Some(c) if c.pos + c.bytes.len() as u64 == pos => c,
+            _ => {
+                st.pending.push(Chunk {
+                    pos,
+                    bytes: Vec::with_capacity(frame_len as usize),
+                });
+                st.pending.last_mut().ok_or(Error::Closed)?
+            }
+        };
+        let at = chunk.bytes.len();
+        frame::encode(
+            &mut chunk.bytes,
+            kind,
+            st.durable_pos,
+            first_seq,
+            topic,
+            partition,
+            payload,
+        );
+        assert_eq!(
+            (chunk.bytes.len() - at) as u64,
+            frame_len,
+            "frame length as planned"
+        );
+        let crc = u32::from_le_bytes([
+            chunk.bytes[at + 4],
+            chunk.bytes[at + 5],
+            chunk.bytes[at + 6],
+            chunk.bytes[at + 7],
+        ]);
+        st.last_frame = Some((pos, crc));
+        st.next_pos = pos + frame_len;
+        self.work.notify_one();
+        Ok((pos, st.next_pos))
+    }
+
+    /// Waits until everything below `end` is visible (durable under `always`), or the log is
+    /// poisoned.
+    pub(crate) fn wait_visible(&self, mut st: MutexGuard<'_, State>, end: u64) -> Result<()> {
+        loop {
+            if st.visible_pos >= end {
+                return Ok(());
+            }
+            if let Some(why) = &st.poisoned {
+                return Err(Error::Poisoned(why.clone()));
+            }
+            st = self.progress.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn poison(&self, st: &mut State, what: &str, e: &std::io::Error) {
+        if st.poisoned.is_none() {
+            st.poisoned = Some(format!("{what}: {e}"));
+        }
+        self.progress.notify_all();
+    }
+
+    /// Writes the queued chunks; returns the files to sync.
+    fn write_chunks(
+        journal_segments: &[(u64, Arc<dyn StorageFile>)],
+        chunks: &[Chunk],
+    ) -> std::io::Result<Vec<Arc<dyn StorageFile>>> {
+        let mut touched: Vec<Arc<dyn StorageFile>> = Vec::new();
+        let mut touched_bases: Vec<u64> = Vec::new();
+        for chunk in chunks {
+            let i = journal_segments.partition_point(|(b, _)| *b <= chunk.pos);
+            let (base, file) = &journal_segments[i
+                .checked_sub(1)
+                .ok_or_else(|| std::io::Error::other("no segment"))?];
+            file.write_all_at(&chunk.bytes, chunk.pos - base)?;
+            if !touched_bases.contains(base) {
+                touched_bases.push(*base);
+                touched.push(file.clone());
+            }
+        }
+        Ok(touched)
+    }
+
+    fn segment_files(st: &State) -> Vec<(u64, Arc<dyn StorageFile>)> {
+        // Only the last few segments can receive writes.
+        let n = st.journal.segments.len();
+        st.journal.segments[n.saturating_sub(4)..]
+            .iter()
+            .map(|s| (s.base, s.file.clone()))
+            .collect()
+    }
+
+    /// The commit thread: write what is queued, sync once, publish, repeat.
+    fn run_committer(self: Arc<Self>) {
+        let mut st = self.lock();
+        loop {
+            if st.poisoned.is_some() {
+                // Fail-stop: nothing queued will ever be acknowledged.
+                st.pending.clear();
+                self.progress.notify_all();
+                if st.closed {
+                    return;
+                }
+                st = self.work.wait(st).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            if st.pending.is_empty() {
+                if st.closed {
+                    self.final_sync(&mut st);
+                    return;
+                }
+                st = match self.config.fsync {
+                    FsyncPolicy::Interval(every) if st.written_pos > st.durable_pos => {
+                        let due = st.last_sync + every;
+                        let now = Instant::now();
+                        if now >= due {
+                            self.final_sync(&mut st);
+                            continue;
+                        }
+                        self.work
+                            .wait_timeout(st, due - now)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0
+                    }
+                    _ => self.work.wait(st).unwrap_or_else(|e| e.into_inner()),
+                };
+                continue;
+            }
+            let chunks = Arc::new(std::mem::take(&mut st.pending));
+            st.in_flight = Some(chunks.clone());
+            let end_pos = st.next_pos;
+            let end_seq = st.index.next_seq;
+            let files = Self::segment_files(&st);
+            let policy = self.config.fsync;
+            drop(st);
+            let bytes: u64 = chunks.iter().map(|c| c.bytes.len() as u64).sum();
+            let result = Self::write_chunks(&files, &chunks).and_then(|touched| {
+                if policy == FsyncPolicy::Always {
+                    for f in &touched {
+                        f.sync_data()?;
+                    }
+                }
+                Ok(touched.len() as u64)
+            });
+            st = self.lock();
+            st.in_flight = None;
+            match result {
+                Ok(synced) => {
+                    st.written_pos = end_pos;
+                    if policy == FsyncPolicy::Always {
+                        st.durable_pos = end_pos;
+                        st.stats.syncs += synced;
+                        st.last_sync = Instant::now();
+                    }
+                    st.visible_pos = end_pos;
+                    st.visible_seq = end_seq;
+                    st.since_checkpoint += bytes;
+                    st.stats.commit_rounds += 1;
+                    st.stats.bytes_written += bytes;
+                    self.progress.notify_all();
+                    if policy == FsyncPolicy::Always
+                        && st.since_checkpoint >= self.config.checkpoint_interval_bytes
+                    {
+                        if let Err(e) = self.checkpoint_locked(&mut st) {
+                            let io = std::io::Error::other(e.to_string());
+                            self.poison(&mut st, "checkpoint failed", &io);
+                        }
+                    }
+                }
+                Err(e) => self.poison(&mut st, "journal write or sync failed", &e),
+            }
+        }
+    }
+
+    /// Syncs what is written but not yet durable (relaxed policies; and at close).
+    fn final_sync(&self, st: &mut State) {
+        if st.written_pos <= st.durable_pos {
+            return;
+        }
+        let files = Self::segment_files(st);
+        for (_, f) in &files {
+            if let Err(e) = f.sync_data() {
+                self.poison(st, "journal sync failed", &e);
+                return;
+            }
+        }
+        st.stats.syncs += files.len() as u64;
+        st.durable_pos = st.written_pos;
+        st.last_sync = Instant::now();
+    }
+
+    /// Writes and syncs everything queued while holding the lock (appenders wait), then
+    /// writes an index checkpoint covering the whole journal. Called every
+    /// `checkpoint_interval_bytes`, at open after a replay, and at close.
+    pub(crate) fn checkpoint_locked(&self, st: &mut State) -> Result<()> {
+        if !st.pending.is_empty() {
+            let chunks = std::mem::take(&mut st.pending);
+            let files = Self::segment_files(st);
+            let touched = Self::write_chunks(&files, &chunks).map_err(|e| {
+                self.poison(st, "journal write failed", &e);
+                Error::Io(e)
+            })?;
+            for f in &touched {
+                if let Err(e) = f.sync_data() {
+                    self.poison(st, "journal sync failed", &e);
+                    return Err(Error::Poisoned(e.to_string()));
+                }
+            }
+            st.stats.syncs += touched.len() as u64;
+            st.written_pos = st.next_pos;
+            st.durable_pos = st.next_pos;
+            st.visible_pos = st.next_pos;
+            st.visible_seq = st.index.next_seq;
+            self.progress.notify_all();
+        }
+        self.final_sync(st);
+        if let Some(why) = &st.poisoned {
+            return Err(Error::Poisoned(why.clone()));
+        }
+        let bytes = checkpoint::encode(
+            &st.index,
+            Mark {
+                pos: st.next_pos,
+                last_frame: st.last_frame,
+            },
+        );
+        checkpoint::write(&self.storage, &self.dir, &bytes)?;
+        st.since_checkpoint = 0;
+        st.stats.checkpoints += 1;
+        Ok(())
+    }
+}

@@ -1,0 +1,649 @@
+//! Reading: a partition from an offset (stored batches, ready for Kafka Fetch without
+//! re-encoding), a stream by version forward or backward (optionally as of a version or a
+//! time), everything in commit-sequence order, the offset for a timestamp, and waiting for new
+//! records. Reads see only what is acknowledged, and verify a checksum on every byte they
+//! return: a frame's CRC for batches, the record's CRC (taken at append) for stream events.
+//!
+//! Locations are gathered under the log's lock; the file reads happen after it is released, so
+//! readers never stall appenders on I/O. Adjacent locations are read with one `pread`.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use evident_core::batch::{decode_record, RecordBatch};
+use evident_core::{envelope, PartitionId, TopicName};
+
+use crate::error::{Error, Result};
+use crate::frame;
+use crate::index::{FrameEntry, Index};
+use crate::journal::Segment;
+use crate::log::{Log, State};
+
+/// Largest single read; bigger spans are split.
+const READ_SPAN_MAX: u64 = 8 << 20;
+/// Locations closer than this are read together (one syscall beats two for small gaps).
+const READ_GAP_MAX: u64 = 64 << 10;
+
+/// An event read back, with its positions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Topic.
+    pub topic: TopicName,
+    /// Partition.
+    pub partition: u32,
+    /// Offset in the partition.
+    pub offset: u64,
+    /// Store-wide commit sequence.
+    pub sequence: u64,
+    /// Version in its stream (None for a null key).
+    pub version: Option<u64>,
+    /// Record timestamp (ms since the epoch).
+    pub timestamp_ms: i64,
+    /// Key.
+    pub key: Option<Bytes>,
+    /// Value.
+    pub value: Option<Bytes>,
+    /// Headers, in order.
+    pub headers: Vec<(String, Option<Bytes>)>,
+}
+
+impl Event {
+    /// The first header named `name`.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.as_deref())
+    }
+    /// The event id (`ce_id`), if it is UTF-8.
+    pub fn id(&self) -> Option<&str> {
+        self.header(envelope::CE_ID)
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+    /// The event type (`ce_type`), if it is UTF-8.
+    pub fn event_type(&self) -> Option<&str> {
+        self.header(envelope::CE_TYPE)
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+}
+
+/// Direction of a stream read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    /// Oldest first.
+    #[default]
+    Forward,
+    /// Newest first.
+    Backward,
+}
+
+/// What part of a stream to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamReadOptions {
+    /// First version to return (default: 0 forward, the last version backward).
+    pub from_version: Option<u64>,
+    /// Most events to return.
+    pub limit: usize,
+    /// Order.
+    pub direction: Direction,
+    /// Read the stream as it was when its last event was this version.
+    pub as_of_version: Option<u64>,
+    /// Read only events whose timestamp is at or before this time (ms since the epoch).
+    pub as_of_time_ms: Option<i64>,
+}
+
+impl Default for StreamReadOptions {
+    fn default() -> Self {
+        Self {
+            from_version: None,
+            limit: 4096,
+            direction: Direction::Forward,
+            as_of_version: None,
+            as_of_time_ms: None,
+        }
+    }
+}
+
+/// A stream read's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamRead {
+    /// Events in the requested order.
+    pub events: Vec<Event>,
+    /// The stream's last acknowledged version (None: no event), regardless of the options.
+    pub current_version: Option<u64>,
+    /// The partition the stream lives in, if it exists.
+    pub partition: Option<u32>,
+}
+
+/// A partition read's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionRead {
+    /// Stored batches (Kafka v2 record batches, CRC-valid), the first possibly starting before
+    /// the requested offset, as Kafka's Fetch does.
+    pub batches: Vec<Bytes>,
+    /// One past the last acknowledged offset.
+    pub high_watermark: u64,
+    /// First offset still held.
+    pub log_start_offset: u64,
+}
+
+/// A partition's offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    /// Partition.
+    pub partition: u32,
+    /// First offset still held.
+    pub log_start_offset: u64,
+    /// One past the last acknowledged offset.
+    pub high_watermark: u64,
+}
+
+/// One contiguous read.
+struct Span {
+    segment: Segment,
+    pos: u64,
+    len: u64,
+}
+
+impl Span {
+    fn read(&self) -> Result<Bytes> {
+        let mut buf = vec![0u8; self.len as usize];
+        self.segment
+            .file
+            .read_exact_at(&mut buf, self.pos - self.segment.base)
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    Error::Corrupted {
+                        file: self.segment.path.clone(),
+                        offset: self.pos - self.segment.base,
+                        what: "file is shorter than its index says".into(),
+                    }
+                } else {
+                    Error::Io(e)
+                }
+            })?;
+        Ok(Bytes::from(buf))
+    }
+}
+
+/// Groups `(pos, len)` locations, sorted by position, into spans; returns the spans and, for
+/// each location, its span index.
+fn plan_spans(st: &State, locs: &[(u64, u64)]) -> Result<(Vec<Span>, Vec<usize>)> {
+    let mut spans: Vec<Span> = Vec::new();
+    let mut which = Vec::with_capacity(locs.len());
+    for &(pos, len) in locs {
+        if let Some(last) = spans.last_mut() {
+            let last_end = last.pos + last.len;
+            let seg_end_ok = st
+                .journal
+                .segment_for(pos)
+                .is_some_and(|s| s.base == last.segment.base);
+            if pos >= last.pos
+                && pos <= last_end + READ_GAP_MAX
+                && seg_end_ok
+                && pos + len - last.pos <= READ_SPAN_MAX
+            {
+                last.len = last.len.max(pos + len - last.pos);
+                which.push(spans.len() - 1);
+                continue;
+            }
+        }
+        let segment = st
+            .journal
+            .segment_for(pos)
+            .cloned()
+            .ok_or_else(|| Error::Corrupted {
+                file: st.journal.dir().to_path_buf(),
+                offset: pos,
+                what: "no segment holds this position".into(),
+            })?;
+        spans.push(Span { segment, pos, len });
+        which.push(spans.len() - 1);
+    }
+    Ok((spans, which))
+}
+
+fn visible_high_watermark(index: &Index, topic: u32, partition: u32, visible_seq: u64) -> u64 {
+    let p = &index.topics[&topic].partitions[partition as usize];
+    for &i in p.batches.iter().rev() {
+        let f = &index.frames[i as usize];
+        if f.end_seq() <= visible_seq {
+            return f.end_offset();
+        }
+    }
+    0
+}
+
+fn resolve_partition(index: &Index, topic: &str, partition: u32) -> Result<(u32, TopicName)> {
+    let t = index.topic_by_name(topic)?;
+    if partition >= t.meta.config.partitions {
+        return Err(Error::UnknownPartition {
+            topic: t.meta.name.clone(),
+            partition: PartitionId(partition),
+            partitions: t.meta.config.partitions,
+        });
+    }
+    Ok((t.meta.id, t.meta.name.clone()))
+}
+
+/// Verifies the batch frames in `bytes` (a span read starting at `span_pos`) for `frames`.
+fn frame_payload(bytes: &Bytes, span: &Span, f: &FrameEntry) -> Result<Bytes> {
+    let at = (f.pos - span.pos) as usize;
+    let slice = &bytes[at..at + f.len as usize];
+    let corrupted = |what: String| Error::Corrupted {
+        file: span.segment.path.clone(),
+        offset: f.pos - span.segment.base,
+        what,
+    };
+    let (header, payload) =
+        frame::decode(slice).map_err(|e| corrupted(format!("frame unreadable: {e:?}")))?;
+    if header.first_sequence != f.first_seq
+        || header.topic != f.topic
+        || header.partition != f.partition
+    {
+        return Err(corrupted("frame is not the one the index points to".into()));
+    }
+    let start = at + frame::HEADER_LEN;
+    Ok(bytes.slice(start..start + payload.len()))
+}
+
+impl Log {
+    /// The offsets of a partition.
+    pub fn partition_offsets(&self, topic: &str, partition: u32) -> Result<PartitionOffsets> {
+        let st = self.inner.lock();
+        let (tid, _) = resolve_partition(&st.index, topic, partition)?;
+        Ok(PartitionOffsets {
+            partition,
+            log_start_offset: 0,
+            high_watermark: visible_high_watermark(&st.index, tid, partition, st.visible_seq),
+        })
+    }
+
+    /// Every partition's offsets.
+    pub fn topic_offsets(&self, topic: &str) -> Result<Vec<PartitionOffsets>> {
+        let st = self.inner.lock();
+        let t = st.index.topic_by_name(topic)?;
+        Ok((0..t.meta.config.partitions)
+            .map(|p| PartitionOffsets {
+                partition: p,
+                log_start_offset: 0,
+                high_watermark: visible_high_watermark(&st.index, t.meta.id, p, st.visible_seq),
+            })
+            .collect())
+    }
+
+    /// Reads stored batches of a partition from `offset`, up to about `max_bytes` (at least
+    /// one batch when any is available).
+    pub fn read_partition(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max_bytes: usize,
+    ) -> Result<PartitionRead> {
+        let st = self.inner.lock();
+        let (tid, name) = resolve_partition(&st.index, topic, partition)?;
+        let hw = visible_high_watermark(&st.index, tid, partition, st.visible_seq);
+        if offset > hw {
+            return Err(Error::OffsetOutOfRange {
+                topic: name,
+                partition: PartitionId(partition),
+                offset,
+                log_start: 0,
+                high_watermark: hw,
+            });
+        }
+        let p = &st.index.topics[&tid].partitions[partition as usize];
+        let first = p
+            .batches
+            .partition_point(|&i| st.index.frames[i as usize].end_offset() <= offset);
+        let mut frames = Vec::new();
+        let mut total = 0usize;
+        for &i in &p.batches[first..] {
+            let f = st.index.frames[i as usize];
+            if f.end_seq() > st.visible_seq
+                || (!frames.is_empty() && total + f.len as usize > max_bytes)
+            {
+                break;
+            }
+            total += f.len as usize;
+            frames.push(f);
+        }
+        let locs: Vec<(u64, u64)> = frames.iter().map(|f| (f.pos, u64::from(f.len))).collect();
+        let (spans, which) = plan_spans(&st, &locs)?;
+        drop(st);
+        let mut batches = Vec::with_capacity(frames.len());
+        let mut cur: Option<(usize, Bytes)> = None;
+        for (f, &si) in frames.iter().zip(&which) {
+            if cur.as_ref().is_none_or(|(i, _)| *i != si) {
+                cur = Some((si, spans[si].read()?));
+            }
+            let Some((_, bytes)) = &cur else { continue };
+            batches.push(frame_payload(bytes, &spans[si], f)?);
+        }
+        Ok(PartitionRead {
+            batches,
+            high_watermark: hw,
+            log_start_offset: 0,
+        })
+    }
+
+    /// Reads a stream.
+    pub fn read_stream(
+        &self,
+        topic: &str,
+        key: &[u8],
+        options: &StreamReadOptions,
+    ) -> Result<StreamRead> {
+        let st = self.inner.lock();
+        let t = st.index.topic_by_name(topic)?;
+        let topic_name = t.meta.name.clone();
+        let Some(stream) = st
+            .index
+            .stream_id(t.meta.id, key)
+            .and_then(|sid| st.index.streams[sid as usize].as_ref())
+        else {
+            return Ok(StreamRead {
+                events: Vec::new(),
+                current_version: None,
+                partition: None,
+            });
+        };
+        let visible = stream.events.partition_point(|e| e.seq < st.visible_seq);
+        let current_version = visible.checked_sub(1).map(|v| v as u64);
+        let cap = match options.as_of_version {
+            Some(v) => visible.min(usize::try_from(v.saturating_add(1)).unwrap_or(usize::MAX)),
+            None => visible,
+        };
+        let versions: Vec<usize> = match options.direction {
+            Direction::Forward => {
+                let from = options
+                    .from_version
+                    .map_or(0, |v| usize::try_from(v).unwrap_or(usize::MAX));
+                (from.min(cap)..cap).collect()
+            }
+            Direction::Backward => {
+                let from = options.from_version.map_or(cap, |v| {
+                    usize::try_from(v.saturating_add(1))
+                        .unwrap_or(usize::MAX)
+                        .min(cap)
+                });
+                (0..from).rev().collect()
+            }
+        };
+        // Without a time filter the limit applies before reading; with one, after.
+        let versions: Vec<usize> = if options.as_of_time_ms.is_none() {
+            versions.into_iter().take(options.limit).collect()
+        } else {
+            versions
+        };
+        let mut locs = Vec::with_capacity(versions.len());
+        for &v in &versions {
+            let e = stream.events[v];
+            let f = st
+                .index
+                .frame_of_seq(e.seq)
+                .ok_or_else(|| Error::Corrupted {
+                    file: "journal".into(),
+                    offset: e.pos,
+                    what: format!("commit sequence {} has no frame", e.seq),
+                })?;
+            locs.push((v, e, f.base_offset + (e.seq - f.first_seq), f.base_ts));
+        }
+        let partition = stream.partition;
+        let mut order: Vec<usize> = (0..locs.len()).collect();
+        order.sort_by_key(|&i| locs[i].1.pos);
+        let sorted: Vec<(u64, u64)> = order
+            .iter()
+            .map(|&i| (locs[i].1.pos, u64::from(locs[i].1.len)))
+            .collect();
+        let (spans, which_sorted) = plan_spans(&st, &sorted)?;
+        drop(st);
+        let mut which = vec![0usize; locs.len()];
+        for (k, &i) in order.iter().enumerate() {
+            which[i] = which_sorted[k];
+        }
+        let mut buffers: Vec<Option<Bytes>> = vec![None; spans.len()];
+        let mut events = Vec::with_capacity(locs.len());
+        for (i, (version, e, offset, base_ts)) in locs.iter().enumerate() {
+            let si = which[i];
+            if buffers[si].is_none() {
+                buffers[si] = Some(spans[si].read()?);
+            }
+            let Some(buf) = &buffers[si] else { continue };
+            let at = (e.pos - spans[si].pos) as usize;
+            let bytes = buf.slice(at..at + e.len as usize);
+            if crc32c::crc32c(&bytes) != e.crc {
+                return Err(Error::Corrupted {
+                    file: spans[si].segment.path.clone(),
+                    offset: e.pos - spans[si].segment.base,
+                    what: format!(
+                        "record checksum mismatch (stream {topic_name}, version {version})"
+                    ),
+                });
+            }
+            let event = to_event(
+                &bytes,
+                &topic_name,
+                partition,
+                *offset,
+                e.seq,
+                Some(*version as u64),
+                *base_ts,
+            )?;
+            if options
+                .as_of_time_ms
+                .is_some_and(|t| event.timestamp_ms > t)
+            {
+                continue;
+            }
+            events.push(event);
+            if events.len() >= options.limit {
+                break;
+            }
+        }
+        Ok(StreamRead {
+            events,
+            current_version,
+            partition: Some(partition),
+        })
+    }
+
+    /// Reads up to `limit` events of every topic in commit-sequence order, from `from`.
+    /// Events of deleted topics are skipped (their sequence numbers are not reused).
+    pub fn read_all(&self, from: u64, limit: usize) -> Result<Vec<Event>> {
+        let st = self.inner.lock();
+        let start = st.index.frame_at_or_after_seq(from);
+        let mut frames = Vec::new();
+        let mut count = 0usize;
+        for f in &st.index.frames[start..] {
+            if f.end_seq() > st.visible_seq || count >= limit {
+                break;
+            }
+            let Some(t) = st.index.topics.get(&f.topic) else {
+                continue;
+            };
+            count += f.end_seq().saturating_sub(from.max(f.first_seq)) as usize;
+            frames.push((*f, t.meta.name.clone()));
+        }
+        let locs: Vec<(u64, u64)> = frames
+            .iter()
+            .map(|(f, _)| (f.pos, u64::from(f.len)))
+            .collect();
+        let (spans, which) = plan_spans(&st, &locs)?;
+        drop(st);
+        let mut out = Vec::new();
+        let mut cur: Option<(usize, Bytes)> = None;
+        for ((f, name), &si) in frames.iter().zip(&which) {
+            if cur.as_ref().is_none_or(|(i, _)| *i != si) {
+                cur = Some((si, spans[si].read()?));
+            }
+            let Some((_, bytes)) = &cur else { continue };
+            let payload = frame_payload(bytes, &spans[si], f)?;
+            let batch = RecordBatch::parse_exact(&payload)?;
+            for (i, record) in batch.records()?.enumerate() {
+                let record = record?;
+                let seq = f.first_seq + i as u64;
+                if seq < from {
+                    continue;
+                }
+                if out.len() >= limit {
+                    break;
+                }
+                let span =
+                    payload.slice(record.start as usize..(record.start + record.len) as usize);
+                out.push(to_event(
+                    &span,
+                    name,
+                    f.partition,
+                    f.base_offset + i as u64,
+                    seq,
+                    None,
+                    f.base_ts,
+                )?);
+            }
+        }
+        // Versions need the stream index: one more short look under the lock.
+        let st = self.inner.lock();
+        for e in &mut out {
+            let Some(tid) = st.index.names.get(&e.topic).copied() else {
+                continue;
+            };
+            if let Some(stream) = e
+                .key
+                .as_ref()
+                .and_then(|k| st.index.stream_id(tid, k))
+                .and_then(|sid| st.index.streams[sid as usize].as_ref())
+            {
+                let v = stream.events.partition_point(|x| x.seq < e.sequence);
+                if stream.events.get(v).is_some_and(|x| x.seq == e.sequence) {
+                    e.version = Some(v as u64);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The first offset of the partition whose record timestamp is at or after `timestamp_ms`
+    /// (Kafka's ListOffsets by time), or None if there is none.
+    pub fn offset_for_timestamp(
+        &self,
+        topic: &str,
+        partition: u32,
+        timestamp_ms: i64,
+    ) -> Result<Option<u64>> {
+        let st = self.inner.lock();
+        let (tid, _) = resolve_partition(&st.index, topic, partition)?;
+        let p = &st.index.topics[&tid].partitions[partition as usize];
+        let mut candidates = Vec::new();
+        for &i in &p.batches {
+            let f = st.index.frames[i as usize];
+            if f.end_seq() > st.visible_seq {
+                break;
+            }
+            if f.max_ts >= timestamp_ms {
+                candidates.push(f);
+                break;
+            }
+        }
+        let Some(f) = candidates.pop() else {
+            return Ok(None);
+        };
+        let (spans, _) = plan_spans(&st, &[(f.pos, u64::from(f.len))])?;
+        drop(st);
+        let bytes = spans[0].read()?;
+        let payload = frame_payload(&bytes, &spans[0], &f)?;
+        let batch = RecordBatch::parse_exact(&payload)?;
+        let base_ts = batch.header().base_timestamp;
+        for (i, record) in batch.records()?.enumerate() {
+            if base_ts + record?.timestamp_delta >= timestamp_ms {
+                return Ok(Some(f.base_offset + i as u64));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Waits until an event with commit sequence `>= sequence` is readable, or `timeout`
+    /// passes. Returns whether one is.
+    pub fn wait_for_sequence(&self, sequence: u64, timeout: Duration) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.inner.lock();
+        loop {
+            if st.visible_seq > sequence {
+                return Ok(true);
+            }
+            if st.closed {
+                return Err(Error::Closed);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            st = self
+                .inner
+                .progress
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Waits until the partition holds a record at `offset`, or `timeout` passes. Returns
+    /// whether it does.
+    pub fn wait_for_offset(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        timeout: Duration,
+    ) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.inner.lock();
+        loop {
+            let (tid, _) = resolve_partition(&st.index, topic, partition)?;
+            if visible_high_watermark(&st.index, tid, partition, st.visible_seq) > offset {
+                return Ok(true);
+            }
+            if st.closed {
+                return Err(Error::Closed);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            st = self
+                .inner
+                .progress
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+fn to_event(
+    bytes: &Bytes,
+    topic: &TopicName,
+    partition: u32,
+    offset: u64,
+    sequence: u64,
+    version: Option<u64>,
+    base_ts: i64,
+) -> Result<Event> {
+    let record = decode_record(bytes)?;
+    let owned = |s: &[u8]| bytes.slice_ref(s);
+    Ok(Event {
+        topic: topic.clone(),
+        partition,
+        offset,
+        sequence,
+        version,
+        timestamp_ms: base_ts + record.timestamp_delta,
+        key: record.key.map(owned),
+        value: record.value.map(owned),
+        headers: record
+            .headers()
+            .map(|(k, v)| (k.to_string(), v.map(owned)))
+            .collect(),
+    })
+}
