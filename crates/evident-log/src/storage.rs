@@ -19,13 +19,13 @@ pub use fs::FsStorage;
 pub use sim::{SimFaults, SimStorage};
 
 /// A file opened for reading and writing at explicit offsets.
+#[allow(clippy::len_without_is_empty)] // a file's emptiness is never asked on its own
 pub trait StorageFile: Send + Sync + 'static {
     /// Reads exactly `buf.len()` bytes at `offset`; a short file is an `UnexpectedEof` error.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     /// Writes all of `buf` at `offset`.
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
     /// The file's current length.
-    #[allow(clippy::len_without_is_empty)] // a file's emptiness is never asked on its own
     fn len(&self) -> io::Result<u64>;
     /// Truncates or extends the file.
     fn set_len(&self, len: u64) -> io::Result<()>;
