@@ -337,6 +337,28 @@ impl Log {
             .collect()
     }
 
+    /// Stops the log the way a crash would: queued frames are dropped, nothing more is written,
+    /// synced or checkpointed, and the directory lock is released. Every append that returned
+    /// `Ok` is already durable (under `always`), so this is the state a `kill -9` leaves; crash
+    /// tests call it before [`crate::storage::SimStorage::crash`] and reopening.
+    pub fn halt(self) {
+        {
+            let mut st = lock(&self.inner.state);
+            st.poisoned.get_or_insert_with(|| "halted".to_string());
+            st.closed = true;
+        }
+        self.inner.work.notify_all();
+        self.inner.progress.notify_all();
+        let handle = self
+            .committer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+
     /// Flushes, syncs, writes a checkpoint and stops the commit thread. Called by `Drop` too;
     /// calling it first lets the caller see errors.
     pub fn close(&self) -> Result<()> {
@@ -460,7 +482,18 @@ impl Inner {
             && st.next_pos > seg_base + SEGMENT_HEADER_LEN
         {
             let base = st.next_pos;
-            st.journal.create_segment(base)?;
+            if let Err(e) = st.journal.create_segment(base) {
+                // A failed sync or write while creating a segment is as fatal as one on the
+                // journal: the file system's state is unknown until recovery.
+                let io = match e {
+                    Error::Io(io) => io,
+                    other => std::io::Error::other(other.to_string()),
+                };
+                self.poison(st, "creating a journal segment failed", &io);
+                return Err(Error::Poisoned(format!(
+                    "creating a journal segment failed: {io}"
+                )));
+            }
             st.next_pos = base + SEGMENT_HEADER_LEN;
         }
         let pos = st.next_pos;

@@ -106,6 +106,15 @@ pub(crate) fn replay(
         while pos < seg_end {
             let at = (pos - buf_pos) as usize;
             let needed = match frame::decode(&buf[at..]) {
+                Ok((header, _)) if pos + header.padded_len() > seg_end => {
+                    // The frame is whole but its padding is not: the write that carried both
+                    // never became durable, so this is a torn tail like any other.
+                    stopped = Some(Stop::Bad(
+                        pos,
+                        "frame padding runs past the end of its segment".into(),
+                    ));
+                    break;
+                }
                 Ok((header, payload)) => {
                     apply(pos, &header, payload)?;
                     outcome.frames += 1;

@@ -102,7 +102,9 @@ impl SimStorage {
             let extends =
                 inode.data.len() > durable_len && inode.data[..durable_len] == inode.durable[..];
             let mut image = inode.durable.clone();
-            if extends && !inode.writeback_lost {
+            // After a failed writeback the pages may be partly on the platter or not at all:
+            // either way the crash image is some prefix, like any unsynced write.
+            if extends {
                 let unsynced = inode.data.len() - durable_len;
                 let kept = keep(unsynced).min(unsynced);
                 image.extend_from_slice(&inode.data[durable_len..durable_len + kept]);
