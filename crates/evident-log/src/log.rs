@@ -197,10 +197,11 @@ impl Log {
         let mut report = RecoveryReport::default();
         let (mut index, mark) = match checkpoint::read(&storage, dir)? {
             None => (Index::default(), None),
-            Some(bytes) => match checkpoint::decode(&bytes)
-                .and_then(|(index, mark)| check_mark(&journal, mark).map(|()| (index, mark)))
-            {
+            Some(bytes) => match checkpoint::decode(&bytes) {
                 Ok((index, mark)) => {
+                    // The checkpoint is intact, so its claims are facts: it was written only
+                    // over durable bytes. A journal that disagrees has lost acknowledged data.
+                    check_mark(&journal, mark)?;
                     report.checkpoint_loaded = true;
                     (index, Some(mark))
                 }
@@ -393,38 +394,53 @@ impl Drop for Log {
     }
 }
 
-/// Checks that a checkpoint's mark agrees with the journal on disk.
-fn check_mark(journal: &Journal, mark: Mark) -> std::result::Result<(), String> {
+/// Checks that an intact checkpoint's mark agrees with the journal on disk.
+fn check_mark(journal: &Journal, mark: Mark) -> Result<()> {
+    let corrupted =
+        |file: PathBuf, offset: u64, what: String| Err(Error::Corrupted { file, offset, what });
     let Some(seg) = journal.segment_for(mark.pos) else {
-        return if mark.pos <= SEGMENT_HEADER_LEN && journal.segments.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
-                "checkpoint covers position {} but no journal segment holds it",
-                mark.pos
-            ))
-        };
-    };
-    let len = seg.file.len().map_err(|e| e.to_string())?;
-    if mark.pos > seg.base + len {
-        return Err(format!(
-            "checkpoint covers position {} but the journal ends at {}",
+        if mark.pos <= SEGMENT_HEADER_LEN && journal.segments.is_empty() {
+            return Ok(());
+        }
+        return corrupted(
+            journal.dir().to_path_buf(),
             mark.pos,
-            seg.base + len
-        ));
+            format!(
+                "the checkpoint covers journal position {} but no segment holds it",
+                mark.pos
+            ),
+        );
+    };
+    let len = seg.file.len()?;
+    if mark.pos > seg.base + len {
+        return corrupted(
+            seg.path.clone(),
+            len,
+            format!(
+                "the segment ends at journal position {} but the checkpoint covers up to {}",
+                seg.base + len,
+                mark.pos
+            ),
+        );
     }
     if let Some((pos, crc)) = mark.last_frame {
         let mut head = [0u8; frame::HEADER_LEN];
-        journal.read(pos, &mut head).map_err(|e| e.to_string())?;
+        journal.read(pos, &mut head)?;
         match frame::decode_header(&head) {
-            Ok(h) if h.crc == crc && pos + h.padded_len() <= mark.pos => Ok(()),
-            _ => Err(format!(
-                "checkpoint's last frame at {pos} is not in the journal"
-            )),
+            Ok(h) if h.crc == crc && pos + h.padded_len() <= mark.pos => {}
+            _ => {
+                let seg = journal
+                    .segment_for(pos)
+                    .map_or(journal.dir().to_path_buf(), |s| s.path.clone());
+                return corrupted(
+                    seg,
+                    pos,
+                    "the frame the checkpoint ends with is damaged or missing".into(),
+                );
+            }
         }
-    } else {
-        Ok(())
     }
+    Ok(())
 }
 
 impl State {

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls exactly this): style, lints, tidy checks,
+# then every test of the workspace in release mode (the crash loop and the model test run many
+# cycles; release keeps them within CI's budget). Needs only the Rust toolchain.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== fmt"
+cargo fmt --all -- --check
+
+echo "== clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== tidy"
+fail=0
+while IFS= read -r f; do
+  if ! head -n 1 "$f" | grep -q '^//!'; then
+    echo "tidy: $f does not open with a //! module comment"
+    fail=1
+  fi
+done < <(find crates -name '*.rs' -not -path '*/target/*')
+if grep -rnE 'todo!\(|unimplemented!\(|dbg!\(' crates --include='*.rs'; then
+  echo "tidy: todo!/unimplemented!/dbg! left in code"
+  fail=1
+fi
+[ "$fail" -eq 0 ] || exit 1
+
+echo "== tests"
+cargo test --workspace --release -- --nocapture 2>&1 | tee target/test-output.txt | grep -vE '^(SEND|ACK) '
+# Repeat the figures the reliability tests print, so they are easy to find in CI's log.
+echo "== figures"
+grep -E '^[a-z_]+: .*=' target/test-output.txt || true
