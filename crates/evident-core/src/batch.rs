@@ -63,9 +63,7 @@ pub enum BatchError {
         computed: u32,
     },
     /// The records are compressed with a codec evident does not decode.
-    #[error(
-        "record batch is compressed with {0:?}; evident's log accepts uncompressed batches only"
-    )]
+    #[error("record batch is compressed with {0:?}; evident's log accepts uncompressed batches only")]
     UnsupportedCompression(Compression),
     /// A record inside the batch is malformed.
     #[error("record {index} of the batch is malformed: {what}")]
@@ -187,9 +185,7 @@ pub struct RecordBatch<'a> {
 
 impl fmt::Debug for RecordBatch<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RecordBatch")
-            .field("header", &self.header)
-            .finish()
+        f.debug_struct("RecordBatch").field("header", &self.header).finish()
     }
 }
 
@@ -198,10 +194,7 @@ impl<'a> RecordBatch<'a> {
     /// Returns the header; `bytes` may hold more after the batch.
     pub fn peek_header(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
         if bytes.len() < HEADER_LEN {
-            return Err(BatchError::Truncated {
-                needed: HEADER_LEN,
-                available: bytes.len(),
-            });
+            return Err(BatchError::Truncated { needed: HEADER_LEN, available: bytes.len() });
         }
         let batch_length = be_i32(bytes, 8);
         if batch_length < (HEADER_LEN - LOG_OVERHEAD) as i32 {
@@ -233,24 +226,15 @@ impl<'a> RecordBatch<'a> {
         let header = Self::peek_header(bytes)?;
         let size = header.size();
         if bytes.len() < size {
-            return Err(BatchError::Truncated {
-                needed: size,
-                available: bytes.len(),
-            });
+            return Err(BatchError::Truncated { needed: size, available: bytes.len() });
         }
         let bytes = &bytes[..size];
         let computed = crc32c::crc32c(&bytes[ATTRIBUTES_OFFSET..]);
         if computed != header.crc {
-            return Err(BatchError::BadCrc {
-                stored: header.crc,
-                computed,
-            });
+            return Err(BatchError::BadCrc { stored: header.crc, computed });
         }
         if header.record_count < 0 {
-            return Err(BatchError::BadCount {
-                declared: header.record_count,
-                what: "the count is negative",
-            });
+            return Err(BatchError::BadCount { declared: header.record_count, what: "the count is negative" });
         }
         if header.record_count as usize > (size - HEADER_LEN) / RECORD_LEN_MIN {
             return Err(BatchError::BadCount {
@@ -304,10 +288,7 @@ impl<'a> RecordBatch<'a> {
         for (index, record) in iter.by_ref().enumerate() {
             let record = record?;
             if record.offset_delta as i64 != index as i64 {
-                return Err(BatchError::BadRecord {
-                    index,
-                    what: "offset delta is not its index",
-                });
+                return Err(BatchError::BadRecord { index, what: "offset delta is not its index" });
             }
             records.push(record);
         }
@@ -366,9 +347,7 @@ impl<'a> Record<'a> {
 
     /// The value of the first header named `name`.
     pub fn header(&self, name: &str) -> Option<&'a [u8]> {
-        self.headers()
-            .find(|(k, _)| *k == name)
-            .and_then(|(_, v)| v)
+        self.headers().find(|(k, _)| *k == name).and_then(|(_, v)| v)
     }
 
     /// Number of headers.
@@ -404,18 +383,10 @@ pub struct Records<'a> {
 
 /// Decodes one record standing alone in `bytes` (as the log stores a record's span).
 pub fn decode_record(bytes: &[u8]) -> Result<Record<'_>, BatchError> {
-    let mut records = Records {
-        rest: bytes,
-        position: 0,
-        index: 0,
-        count: 1,
-    };
+    let mut records = Records { rest: bytes, position: 0, index: 0, count: 1 };
     let record = records.decode_one()?;
     if !records.rest.is_empty() {
-        return Err(BatchError::BadRecord {
-            index: 0,
-            what: "bytes remain after the record",
-        });
+        return Err(BatchError::BadRecord { index: 0, what: "bytes remain after the record" });
     }
     Ok(record)
 }
@@ -523,12 +494,7 @@ pub struct BatchBuilder {
 impl BatchBuilder {
     /// An empty, non-idempotent batch.
     pub fn new() -> Self {
-        Self {
-            records: Vec::new(),
-            producer_id: -1,
-            producer_epoch: -1,
-            base_sequence: -1,
-        }
+        Self { records: Vec::new(), producer_id: -1, producer_epoch: -1, base_sequence: -1 }
     }
 
     /// Marks the batch as sent by an idempotent producer.
@@ -558,12 +524,7 @@ impl BatchBuilder {
     /// Encodes the batch with base offset 0.
     pub fn build(&self) -> Vec<u8> {
         let base_ts = self.records.first().map_or(0, |r| r.timestamp_ms);
-        let max_ts = self
-            .records
-            .iter()
-            .map(|r| r.timestamp_ms)
-            .max()
-            .unwrap_or(base_ts);
+        let max_ts = self.records.iter().map(|r| r.timestamp_ms).max().unwrap_or(base_ts);
         let mut out = Vec::with_capacity(HEADER_LEN + self.records.len() * 64);
         out.extend_from_slice(&0i64.to_be_bytes());
         out.extend_from_slice(&0i32.to_be_bytes()); // batch_length, patched below
@@ -622,10 +583,7 @@ mod tests {
         NewRecord {
             key: Some(key.as_bytes().to_vec()),
             value: Some(value.as_bytes().to_vec()),
-            headers: vec![
-                ("ce_id".into(), Some(b"e-1".to_vec())),
-                ("nil".into(), None),
-            ],
+            headers: vec![("ce_id".into(), Some(b"e-1".to_vec())), ("nil".into(), None)],
             timestamp_ms: ts,
         }
     }
@@ -633,8 +591,7 @@ mod tests {
     #[test]
     fn builds_and_parses() {
         let mut b = BatchBuilder::new();
-        b.push(record("k1", "v1", 1000))
-            .push(record("k2", "v2", 1005));
+        b.push(record("k1", "v1", 1000)).push(record("k2", "v2", 1005));
         let bytes = b.build();
         let batch = RecordBatch::parse_exact(&bytes).expect("valid");
         assert_eq!(batch.header().record_count, 2);
@@ -665,17 +622,11 @@ mod tests {
             }
             let mut copy = bytes.clone();
             copy[bit / 8] ^= 1 << (bit % 8);
-            assert!(
-                RecordBatch::parse_exact(&copy).is_err(),
-                "flip of bit {bit} went unnoticed"
-            );
+            assert!(RecordBatch::parse_exact(&copy).is_err(), "flip of bit {bit} went unnoticed");
         }
         let mut copy = bytes.clone();
         copy[16] = 1;
-        assert_eq!(
-            RecordBatch::parse_exact(&copy).unwrap_err(),
-            BatchError::BadMagic(1)
-        );
+        assert_eq!(RecordBatch::parse_exact(&copy).unwrap_err(), BatchError::BadMagic(1));
     }
 
     #[test]
@@ -684,10 +635,7 @@ mod tests {
         bytes[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
         let crc = crc32c::crc32c(&bytes[ATTRIBUTES_OFFSET..]);
         bytes[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
-        assert!(matches!(
-            RecordBatch::parse_exact(&bytes),
-            Err(BatchError::BadCount { .. })
-        ));
+        assert!(matches!(RecordBatch::parse_exact(&bytes), Err(BatchError::BadCount { .. })));
     }
 
     #[test]
@@ -697,10 +645,7 @@ mod tests {
         let crc = crc32c::crc32c(&bytes[ATTRIBUTES_OFFSET..]);
         bytes[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
         let batch = RecordBatch::parse_exact(&bytes).expect("header valid");
-        assert_eq!(
-            batch.records().err(),
-            Some(BatchError::UnsupportedCompression(Compression::Zstd))
-        );
+        assert_eq!(batch.records().err(), Some(BatchError::UnsupportedCompression(Compression::Zstd)));
     }
 
     proptest! {

@@ -46,11 +46,7 @@ pub struct EventData {
 
 impl EventData {
     /// An event with an id, a type and a JSON payload.
-    pub fn json(
-        id: impl Into<String>,
-        event_type: impl Into<String>,
-        data: impl Into<Vec<u8>>,
-    ) -> Self {
+    pub fn json(id: impl Into<String>, event_type: impl Into<String>, data: impl Into<Vec<u8>>) -> Self {
         Self {
             id: id.into(),
             event_type: event_type.into(),
@@ -77,12 +73,7 @@ impl EventData {
             headers.push((CONTENT_TYPE.into(), Some(ct.as_bytes().to_vec())));
         }
         headers.extend(self.extra_headers.iter().cloned());
-        NewRecord {
-            key: Some(key.to_vec()),
-            value: Some(self.data.clone()),
-            headers,
-            timestamp_ms,
-        }
+        NewRecord { key: Some(key.to_vec()), value: Some(self.data.clone()), headers, timestamp_ms }
     }
 }
 
@@ -101,10 +92,7 @@ mod tests {
         let records = batch.validate_records().expect("valid");
         assert_eq!(records[0].header(CE_ID), Some(&b"id-1"[..]));
         assert_eq!(records[0].header(CE_TYPE), Some(&b"MoneyDeposited"[..]));
-        assert_eq!(
-            records[0].header(CONTENT_TYPE),
-            Some(&b"application/json"[..])
-        );
+        assert_eq!(records[0].header(CONTENT_TYPE), Some(&b"application/json"[..]));
         assert_eq!(records[0].value, Some(&br#"{"amount":5}"#[..]));
     }
 }

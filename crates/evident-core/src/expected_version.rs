@@ -75,19 +75,8 @@ mod tests {
         assert_eq!("no_stream".parse(), Ok(ExpectedVersion::NoStream));
         assert_eq!("stream_exists".parse(), Ok(ExpectedVersion::StreamExists));
         assert_eq!("17".parse(), Ok(ExpectedVersion::Exact(Version(17))));
-        for bad in [
-            "",
-            "-1",
-            "+1",
-            " 1",
-            "1e3",
-            "ANY",
-            "99999999999999999999999",
-        ] {
-            assert!(
-                bad.parse::<ExpectedVersion>().is_err(),
-                "{bad:?} should be refused"
-            );
+        for bad in ["", "-1", "+1", " 1", "1e3", "ANY", "99999999999999999999999"] {
+            assert!(bad.parse::<ExpectedVersion>().is_err(), "{bad:?} should be refused");
         }
     }
 

@@ -52,18 +52,12 @@ impl TopicName {
             return Err(NameError::Empty);
         }
         if name.len() > Self::LEN_MAX {
-            return Err(NameError::TooLong {
-                len: name.len(),
-                max: Self::LEN_MAX,
-            });
+            return Err(NameError::TooLong { len: name.len(), max: Self::LEN_MAX });
         }
         if name == "." || name == ".." {
             return Err(NameError::Reserved(name));
         }
-        if let Some(bad) = name
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-        {
+        if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
             return Err(NameError::BadCharacter { name, bad });
         }
         Ok(Self(name))
@@ -106,22 +100,16 @@ impl fmt::Debug for TopicName {
 pub struct PartitionId(pub u32);
 
 /// The position of a record in its partition: dense, from 0, never reused.
-#[derive(
-    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default, Serialize, Deserialize)]
 pub struct Offset(pub u64);
 
 /// The 0-based position of an event in its entity stream (topic + key).
-#[derive(
-    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default, Serialize, Deserialize)]
 pub struct Version(pub u64);
 
 /// The store-wide commit sequence: every event of every topic gets the next number when it
 /// commits, gapless, so "everything after sequence N" is a deterministic question.
-#[derive(
-    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default, Serialize, Deserialize)]
 pub struct Sequence(pub u64);
 
 macro_rules! display_inner {
@@ -173,27 +161,15 @@ mod tests {
     fn topic_names_follow_kafka_rules() {
         assert!(TopicName::new("bank-account.events_v2").is_ok());
         assert_eq!(TopicName::new(""), Err(NameError::Empty));
-        assert!(matches!(
-            TopicName::new("a b"),
-            Err(NameError::BadCharacter { bad: ' ', .. })
-        ));
-        assert!(matches!(
-            TopicName::new("..".to_string()),
-            Err(NameError::Reserved(_))
-        ));
-        assert!(matches!(
-            TopicName::new("x".repeat(250)),
-            Err(NameError::TooLong { len: 250, .. })
-        ));
+        assert!(matches!(TopicName::new("a b"), Err(NameError::BadCharacter { bad: ' ', .. })));
+        assert!(matches!(TopicName::new("..".to_string()), Err(NameError::Reserved(_))));
+        assert!(matches!(TopicName::new("x".repeat(250)), Err(NameError::TooLong { len: 250, .. })));
         assert!(TopicName::new("x".repeat(249)).is_ok());
     }
 
     #[test]
     fn binary_keys_display_as_hex() {
-        assert_eq!(
-            StreamKey(Bytes::from_static(&[0xff, 0x01])).to_string(),
-            "ff01"
-        );
+        assert_eq!(StreamKey(Bytes::from_static(&[0xff, 0x01])).to_string(), "ff01");
         assert_eq!(StreamKey::from_str_key("acct-1").to_string(), "acct-1");
     }
 }

@@ -14,9 +14,7 @@ pub mod ids;
 pub mod partitioner;
 pub mod varint;
 
-pub use batch::{
-    BatchBuilder, BatchError, BatchHeader, Compression, NewRecord, Record, RecordBatch,
-};
+pub use batch::{BatchBuilder, BatchError, BatchHeader, Compression, NewRecord, Record, RecordBatch};
 pub use envelope::{EventData, Header};
 pub use expected_version::ExpectedVersion;
 pub use ids::{NameError, Offset, PartitionId, Sequence, StreamKey, TopicName, Version};

@@ -5,13 +5,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use evident_core::batch::{
-    decode_record, set_base_offset, set_partition_leader_epoch, BatchBuilder, RecordBatch,
-};
+use evident_core::batch::{decode_record, set_base_offset, set_partition_leader_epoch, BatchBuilder, RecordBatch};
 use evident_core::partitioner::partition_for_key;
-use evident_core::{
-    envelope, EventData, ExpectedVersion, PartitionId, StreamKey, TopicName, Version,
-};
+use evident_core::{envelope, EventData, ExpectedVersion, PartitionId, StreamKey, TopicName, Version};
 
 use crate::error::{Error, Result};
 use crate::frame::{FrameHeader, FrameKind};
@@ -105,10 +101,7 @@ impl Log {
     ) -> Result<AppendOutcome> {
         let max = self.inner.config.batch_size_max;
         if bytes.len() > max {
-            return Err(Error::BatchTooLarge {
-                size: bytes.len(),
-                max,
-            });
+            return Err(Error::BatchTooLarge { size: bytes.len(), max });
         }
         let batch = RecordBatch::parse_exact(bytes)?;
         let bh = *batch.header();
@@ -125,9 +118,7 @@ impl Log {
         let mut plan_of: HashMap<&[u8], usize> = HashMap::new();
         for info in &infos {
             let Some(key) = info.key else {
-                if info.expected.is_some()
-                    || expected_override.is_some_and(|e| e != ExpectedVersion::Any)
-                {
+                if info.expected.is_some() || expected_override.is_some_and(|e| e != ExpectedVersion::Any) {
                     return Err(Error::ExpectedVersionWithoutKey);
                 }
                 continue;
@@ -139,23 +130,14 @@ impl Log {
                 (Some(e), _) => Some(e),
                 (None, Some(raw)) => {
                     let text = std::str::from_utf8(raw).map_err(|_| {
-                        Error::InvalidExpectedVersion(
-                            "evident-expected-version header is not UTF-8".into(),
-                        )
+                        Error::InvalidExpectedVersion("evident-expected-version header is not UTF-8".into())
                     })?;
-                    Some(
-                        text.parse::<ExpectedVersion>()
-                            .map_err(|e| Error::InvalidExpectedVersion(e.to_string()))?,
-                    )
+                    Some(text.parse::<ExpectedVersion>().map_err(|e| Error::InvalidExpectedVersion(e.to_string()))?)
                 }
                 (None, None) => None,
             };
             plan_of.insert(key, plans.len());
-            plans.push(KeyPlan {
-                key,
-                expected,
-                sid: None,
-            });
+            plans.push(KeyPlan { key, expected, sid: None });
         }
 
         let mut st = self.inner.writable()?;
@@ -167,27 +149,18 @@ impl Log {
         let partition = match route {
             Route::Partition(p) if p < partitions => p,
             Route::Partition(p) => {
-                return Err(Error::UnknownPartition {
-                    topic: topic_name,
-                    partition: PartitionId(p),
-                    partitions,
-                });
+                return Err(Error::UnknownPartition { topic: topic_name, partition: PartitionId(p), partitions });
             }
-            Route::Key(key) => match st
-                .index
-                .stream_id(topic_id, key)
-                .and_then(|sid| st.index.streams[sid as usize].as_ref())
-            {
-                Some(stream) => stream.partition,
-                None => partition_for_key(key, partitions),
-            },
+            Route::Key(key) => {
+                match st.index.stream_id(topic_id, key).and_then(|sid| st.index.streams[sid as usize].as_ref()) {
+                    Some(stream) => stream.partition,
+                    None => partition_for_key(key, partitions),
+                }
+            }
         };
         for plan in &mut plans {
             plan.sid = st.index.stream_id(topic_id, plan.key);
-            if let Some(stream) = plan
-                .sid
-                .and_then(|sid| st.index.streams[sid as usize].as_ref())
-            {
+            if let Some(stream) = plan.sid.and_then(|sid| st.index.streams[sid as usize].as_ref()) {
                 if guard && stream.partition != partition {
                     return Err(Error::KeyInOtherPartition {
                         topic: topic_name,
@@ -202,9 +175,7 @@ impl Log {
         // Kafka idempotent producer: a retried batch is answered with its original offsets.
         if bh.producer_id >= 0 {
             if let Some(original) = check_producer(&st, topic_id, partition, &bh)? {
-                let outcome = producer_duplicate(
-                    &st.index, topic_name, topic_id, partition, &original, &infos,
-                );
+                let outcome = producer_duplicate(&st.index, topic_name, topic_id, partition, &original, &infos);
                 self.inner.wait_visible(st, original.end_pos)?;
                 return Ok(outcome);
             }
@@ -221,10 +192,8 @@ impl Log {
         // Optimistic concurrency.
         let mut next_version: HashMap<&[u8], u64> = HashMap::with_capacity(plans.len());
         for plan in &plans {
-            let len = plan
-                .sid
-                .and_then(|sid| st.index.streams[sid as usize].as_ref())
-                .map_or(0, |s| s.events.len() as u64);
+            let len =
+                plan.sid.and_then(|sid| st.index.streams[sid as usize].as_ref()).map_or(0, |s| s.events.len() as u64);
             let current = len.checked_sub(1).map(Version);
             if let Some(expected) = plan.expected {
                 if !expected.is_satisfied_by(current) {
@@ -237,9 +206,7 @@ impl Log {
                 }
             }
             if len + infos.len() as u64 > u64::from(u32::MAX) {
-                return Err(Error::Unsupported(
-                    "a stream of more than 4,294,967,295 events".into(),
-                ));
+                return Err(Error::Unsupported("a stream of more than 4,294,967,295 events".into()));
             }
             next_version.insert(plan.key, len);
         }
@@ -251,14 +218,8 @@ impl Log {
         let mut stored = bytes.to_vec();
         set_base_offset(&mut stored, base_offset as i64);
         set_partition_leader_epoch(&mut stored, 0);
-        let (pos, end) = self.inner.enqueue_frame(
-            &mut st,
-            FrameKind::Batch,
-            first_sequence,
-            topic_id,
-            partition,
-            &stored,
-        )?;
+        let (pos, end) =
+            self.inner.enqueue_frame(&mut st, FrameKind::Batch, first_sequence, topic_id, partition, &stored)?;
         let stored_batch = RecordBatch::parse_exact(&stored)?;
         let header = FrameHeader {
             kind: FrameKind::Batch,
@@ -288,14 +249,7 @@ impl Log {
             })
             .collect();
         self.inner.wait_visible(st, end)?;
-        Ok(AppendOutcome {
-            topic: topic_name,
-            partition,
-            base_offset,
-            first_sequence,
-            records,
-            duplicate: false,
-        })
+        Ok(AppendOutcome { topic: topic_name, partition, base_offset, first_sequence, records, duplicate: false })
     }
 }
 
@@ -306,10 +260,7 @@ fn check_producer(
     partition: u32,
     bh: &evident_core::BatchHeader,
 ) -> Result<Option<ProducerBatch>> {
-    let Some(producer) = st.index.topics[&topic].partitions[partition as usize]
-        .producers
-        .get(&bh.producer_id)
-    else {
+    let Some(producer) = st.index.topics[&topic].partitions[partition as usize].producers.get(&bh.producer_id) else {
         return Ok(None);
     };
     let last_seq = bh.base_sequence.wrapping_add(bh.last_offset_delta);
@@ -322,43 +273,26 @@ fn check_producer(
     }
     if bh.producer_epoch > producer.epoch {
         if bh.base_sequence != 0 {
-            return Err(Error::OutOfOrderSequence {
-                producer_id: bh.producer_id,
-                got: bh.base_sequence,
-                expected: 0,
-            });
+            return Err(Error::OutOfOrderSequence { producer_id: bh.producer_id, got: bh.base_sequence, expected: 0 });
         }
         return Ok(None);
     }
-    if let Some(original) = producer
-        .batches
-        .iter()
-        .find(|b| b.first_seq == bh.base_sequence && b.last_seq == last_seq)
+    if let Some(original) = producer.batches.iter().find(|b| b.first_seq == bh.base_sequence && b.last_seq == last_seq)
     {
         return Ok(Some(*original));
     }
     if let Some(latest) = producer.batches.back() {
         // Sequences wrap from i32::MAX to 0, as in Kafka.
-        let expected = if latest.last_seq == i32::MAX {
-            0
-        } else {
-            latest.last_seq + 1
-        };
+        let expected = if latest.last_seq == i32::MAX { 0 } else { latest.last_seq + 1 };
         if bh.base_sequence != expected {
-            return Err(Error::OutOfOrderSequence {
-                producer_id: bh.producer_id,
-                got: bh.base_sequence,
-                expected,
-            });
+            return Err(Error::OutOfOrderSequence { producer_id: bh.producer_id, got: bh.base_sequence, expected });
         }
     }
     Ok(None)
 }
 
 fn version_of_seq(index: &Index, topic: u32, key: Option<&[u8]>, seq: u64) -> Option<u64> {
-    let stream = index
-        .stream_id(topic, key?)
-        .and_then(|sid| index.streams[sid as usize].as_ref())?;
+    let stream = index.stream_id(topic, key?).and_then(|sid| index.streams[sid as usize].as_ref())?;
     let v = stream.events.partition_point(|e| e.seq < seq);
     (stream.events.get(v)?.seq == seq).then_some(v as u64)
 }
@@ -411,10 +345,7 @@ fn find_duplicates(
             continue;
         };
         if !seen.insert((key, id)) {
-            return Err(Error::DuplicateIdInBatch {
-                key: key_text(key),
-                id: id.to_string(),
-            });
+            return Err(Error::DuplicateIdInBatch { key: key_text(key), id: id.to_string() });
         }
         let Some(sid) = plans[plan_of[key]].sid else {
             continue;
@@ -447,9 +378,7 @@ fn find_duplicates(
         return Ok(None);
     }
     if originals.len() != infos.len() {
-        return Err(Error::PartialDuplicate {
-            id: first_dup_id.unwrap_or_default().to_string(),
-        });
+        return Err(Error::PartialDuplicate { id: first_dup_id.unwrap_or_default().to_string() });
     }
     let mut records = Vec::with_capacity(originals.len());
     let mut wait_for = 0;
@@ -458,8 +387,7 @@ fn find_duplicates(
         let original = decode_record(original_bytes)?;
         let key = info.key.unwrap_or_default();
         // Same id must mean the same event: payload and type.
-        let same =
-            original.value == info.value && original.header(envelope::CE_TYPE) == info.event_type;
+        let same = original.value == info.value && original.header(envelope::CE_TYPE) == info.event_type;
         if !same {
             return Err(Error::EventIdReused {
                 key: key_text(key),
@@ -467,14 +395,11 @@ fn find_duplicates(
                 version: Version(*version as u64),
             });
         }
-        let frame = st
-            .index
-            .frame_of_seq(*seq)
-            .ok_or_else(|| Error::Corrupted {
-                file: "journal".into(),
-                offset: 0,
-                what: format!("commit sequence {seq} has no frame"),
-            })?;
+        let frame = st.index.frame_of_seq(*seq).ok_or_else(|| Error::Corrupted {
+            file: "journal".into(),
+            offset: 0,
+            what: format!("commit sequence {seq} has no frame"),
+        })?;
         original_partition = frame.partition;
         wait_for = wait_for.max(frame.end_pos());
         records.push(RecordPosition {
@@ -486,14 +411,7 @@ fn find_duplicates(
     let base_offset = records[0].offset;
     let first_sequence = records[0].sequence;
     Ok(Some((
-        AppendOutcome {
-            topic,
-            partition: original_partition,
-            base_offset,
-            first_sequence,
-            records,
-            duplicate: true,
-        },
+        AppendOutcome { topic, partition: original_partition, base_offset, first_sequence, records, duplicate: true },
         wait_for,
     )))
 }

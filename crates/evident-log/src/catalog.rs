@@ -64,16 +64,12 @@ impl TopicConfig {
         }
         if let Some(ms) = self.retention_ms {
             if ms < 1 {
-                return Err(Error::InvalidConfig(format!(
-                    "retention_ms must be positive, not {ms}"
-                )));
+                return Err(Error::InvalidConfig(format!("retention_ms must be positive, not {ms}")));
             }
         }
         if let Some(b) = self.retention_bytes {
             if b < 1 {
-                return Err(Error::InvalidConfig(format!(
-                    "retention_bytes must be positive, not {b}"
-                )));
+                return Err(Error::InvalidConfig(format!("retention_bytes must be positive, not {b}")));
             }
         }
         Ok(())
@@ -101,15 +97,9 @@ mod tests {
     #[test]
     fn config_bounds() {
         assert!(TopicConfig::default().validate().is_ok());
-        let bad = TopicConfig {
-            partitions: 0,
-            ..TopicConfig::default()
-        };
+        let bad = TopicConfig { partitions: 0, ..TopicConfig::default() };
         assert!(matches!(bad.validate(), Err(Error::InvalidConfig(_))));
-        let bad = TopicConfig {
-            retention_ms: Some(0),
-            ..TopicConfig::default()
-        };
+        let bad = TopicConfig { retention_ms: Some(0), ..TopicConfig::default() };
         assert!(bad.validate().is_err());
     }
 

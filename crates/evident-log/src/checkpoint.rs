@@ -15,10 +15,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::catalog::TopicMeta;
-use crate::index::{
-    FrameEntry, Index, PartitionState, ProducerBatch, ProducerState, Stream, StreamEvent,
-    TopicState,
-};
+use crate::index::{FrameEntry, Index, PartitionState, ProducerBatch, ProducerState, Stream, StreamEvent, TopicState};
 use crate::storage::Storage;
 
 const MAGIC: &[u8; 8] = b"EVCKPT01";
@@ -91,9 +88,7 @@ impl<'a> R<'a> {
     /// count cannot make the loader allocate more than the file's size.
     fn count(&mut self, item_len: usize) -> Result<usize, Bad> {
         let n = self.u64()? as usize;
-        if n.checked_mul(item_len.max(1))
-            .is_none_or(|total| total > self.b.len() - self.at)
-        {
+        if n.checked_mul(item_len.max(1)).is_none_or(|total| total > self.b.len() - self.at) {
             return Err("count exceeds the file");
         }
         Ok(n)
@@ -216,15 +211,10 @@ fn decode_body(body: &[u8]) -> Result<(Index, Mark), Bad> {
         1 => Some((r.u64()?, r.u32()?)),
         _ => return Err("bad last-frame tag"),
     };
-    let mut index = Index {
-        next_seq: r.u64()?,
-        next_topic_id: r.u32()?,
-        ..Index::default()
-    };
+    let mut index = Index { next_seq: r.u64()?, next_topic_id: r.u32()?, ..Index::default() };
     let topics = r.count(8)?;
     for _ in 0..topics {
-        let meta: TopicMeta =
-            serde_json::from_slice(r.bytes()?).map_err(|_| "bad topic metadata")?;
+        let meta: TopicMeta = serde_json::from_slice(r.bytes()?).map_err(|_| "bad topic metadata")?;
         let n = r.count(24)?;
         let mut partitions = Vec::with_capacity(n);
         for _ in 0..n {
@@ -253,19 +243,13 @@ fn decode_body(body: &[u8]) -> Result<(Index, Mark), Bad> {
                 }
                 producers.insert(pid, ProducerState { epoch, batches: pb });
             }
-            partitions.push(PartitionState {
-                next_offset,
-                batches,
-                producers,
-            });
+            partitions.push(PartitionState { next_offset, batches, producers });
         }
         if partitions.len() != meta.config.partitions as usize {
             return Err("partition count disagrees with the topic's config");
         }
         index.names.insert(meta.name.clone(), meta.id);
-        index
-            .topics
-            .insert(meta.id, TopicState { meta, partitions });
+        index.topics.insert(meta.id, TopicState { meta, partitions });
     }
     let nf = r.count(56)?;
     index.frames.reserve_exact(nf);
@@ -294,20 +278,10 @@ fn decode_body(body: &[u8]) -> Result<(Index, Mark), Bad> {
                 let ne = r.count(24)?;
                 let mut events = Vec::with_capacity(ne);
                 for _ in 0..ne {
-                    events.push(StreamEvent {
-                        seq: r.u64()?,
-                        pos: r.u64()?,
-                        len: r.u32()?,
-                        crc: r.u32()?,
-                    });
+                    events.push(StreamEvent { seq: r.u64()?, pos: r.u64()?, len: r.u32()?, crc: r.u32()? });
                 }
                 index.stream_ids.insert((topic, key.clone()), sid as u32);
-                index.streams.push(Some(Stream {
-                    topic,
-                    partition,
-                    key,
-                    events,
-                }));
+                index.streams.push(Some(Stream { topic, partition, key, events }));
             }
             _ => return Err("bad stream tag"),
         }

@@ -27,17 +27,10 @@ impl FromStr for FsyncPolicy {
             "always" => Ok(Self::Always),
             "never" => Ok(Self::Never),
             other => {
-                let Some(ms) = other
-                    .strip_prefix("interval:")
-                    .and_then(|r| r.strip_suffix("ms"))
-                else {
-                    return Err(format!(
-                        "invalid fsync policy {s:?}: use always, interval:<N>ms or never"
-                    ));
+                let Some(ms) = other.strip_prefix("interval:").and_then(|r| r.strip_suffix("ms")) else {
+                    return Err(format!("invalid fsync policy {s:?}: use always, interval:<N>ms or never"));
                 };
-                let ms: u64 = ms
-                    .parse()
-                    .map_err(|_| format!("invalid fsync interval in {s:?}"))?;
+                let ms: u64 = ms.parse().map_err(|_| format!("invalid fsync interval in {s:?}"))?;
                 if ms == 0 {
                     return Err("fsync interval must be at least 1ms (use always)".into());
                 }
@@ -89,11 +82,7 @@ mod tests {
 
     #[test]
     fn fsync_policy_parses_its_display() {
-        for p in [
-            FsyncPolicy::Always,
-            FsyncPolicy::Never,
-            FsyncPolicy::Interval(Duration::from_millis(10)),
-        ] {
+        for p in [FsyncPolicy::Always, FsyncPolicy::Never, FsyncPolicy::Interval(Duration::from_millis(10))] {
             assert_eq!(p.to_string().parse::<FsyncPolicy>(), Ok(p));
         }
         assert!("interval:0ms".parse::<FsyncPolicy>().is_err());

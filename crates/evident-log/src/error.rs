@@ -77,9 +77,7 @@ pub enum Error {
     #[error("invalid event id: {0}")]
     InvalidEventId(String),
     /// An expected version was given for records that have no key, hence no stream.
-    #[error(
-        "an expected version needs a keyed record: records with a null key belong to no stream"
-    )]
+    #[error("an expected version needs a keyed record: records with a null key belong to no stream")]
     ExpectedVersionWithoutKey,
     /// The key already lives in another partition of the topic (the key-partition guard).
     #[error("stream {topic}/{key} lives in partition {home}; a record for it was sent to partition {sent}")]

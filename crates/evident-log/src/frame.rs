@@ -173,16 +173,7 @@ mod tests {
         encode(&mut out, FrameKind::Batch, 64, 7, 3, 1, b"payload");
         assert_eq!(out.len() % ALIGN, 0);
         let (h, p) = decode(&out).expect("valid");
-        assert_eq!(
-            (
-                h.kind,
-                h.durable_before,
-                h.first_sequence,
-                h.topic,
-                h.partition
-            ),
-            (FrameKind::Batch, 64, 7, 3, 1)
-        );
+        assert_eq!((h.kind, h.durable_before, h.first_sequence, h.topic, h.partition), (FrameKind::Batch, 64, 7, 3, 1));
         assert_eq!(p, b"payload");
         for bit in 0..(h.length as usize) * 8 {
             let mut copy = out.clone();
@@ -194,9 +185,6 @@ mod tests {
     #[test]
     fn zeroes_are_not_a_frame() {
         assert_eq!(decode(&[0; 64]), Err(FrameError::Invalid("bad magic")));
-        assert_eq!(
-            decode(&MAGIC),
-            Err(FrameError::Incomplete { needed: HEADER_LEN })
-        );
+        assert_eq!(decode(&MAGIC), Err(FrameError::Incomplete { needed: HEADER_LEN }));
     }
 }

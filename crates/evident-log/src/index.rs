@@ -192,17 +192,13 @@ pub(crate) fn record_infos<'a>(batch: &RecordBatch<'a>) -> Result<Vec<RecordInfo
     for r in &records {
         if let Some(key) = r.key {
             if key.len() > evident_core::StreamKey::LEN_MAX {
-                return Err(Error::KeyTooLarge {
-                    size: key.len(),
-                    max: evident_core::StreamKey::LEN_MAX,
-                });
+                return Err(Error::KeyTooLarge { size: key.len(), max: evident_core::StreamKey::LEN_MAX });
             }
         }
         let id = match r.header(envelope::CE_ID) {
             None => None,
             Some(raw) => {
-                let id = std::str::from_utf8(raw)
-                    .map_err(|_| Error::InvalidEventId("ce_id is not UTF-8".into()))?;
+                let id = std::str::from_utf8(raw).map_err(|_| Error::InvalidEventId("ce_id is not UTF-8".into()))?;
                 if id.is_empty() || id.len() > envelope::ID_LEN_MAX {
                     return Err(Error::InvalidEventId(format!(
                         "ce_id must be 1 to {} bytes, not {}",
@@ -250,11 +246,8 @@ pub(crate) struct Index {
 impl Index {
     /// The topic named `name`.
     pub fn topic_by_name(&self, name: &str) -> Result<&TopicState> {
-        let id = TopicName::new(name)
-            .ok()
-            .and_then(|n| self.names.get(&n).copied());
-        id.and_then(|id| self.topics.get(&id))
-            .ok_or_else(|| Error::UnknownTopic(name.to_string()))
+        let id = TopicName::new(name).ok().and_then(|n| self.names.get(&n).copied());
+        id.and_then(|id| self.topics.get(&id)).ok_or_else(|| Error::UnknownTopic(name.to_string()))
     }
 
     /// Records a topic creation.
@@ -263,9 +256,7 @@ impl Index {
             return Err(Error::TopicExists(meta.name));
         }
         self.next_topic_id = self.next_topic_id.max(meta.id + 1);
-        let partitions = (0..meta.config.partitions)
-            .map(|_| PartitionState::default())
-            .collect();
+        let partitions = (0..meta.config.partitions).map(|_| PartitionState::default()).collect();
         self.names.insert(meta.name.clone(), meta.id);
         self.topics.insert(meta.id, TopicState { meta, partitions });
         Ok(())
@@ -305,11 +296,7 @@ impl Index {
     ) -> Result<()> {
         let bh = batch.header();
         let count = infos.len() as u32;
-        let corrupted = |what: String| Error::Corrupted {
-            file: "journal".into(),
-            offset: pos,
-            what,
-        };
+        let corrupted = |what: String| Error::Corrupted { file: "journal".into(), offset: pos, what };
         if header.first_sequence != self.next_seq {
             return Err(corrupted(format!(
                 "batch frame has commit sequence {}, expected {}",
@@ -323,9 +310,7 @@ impl Index {
         let partition = topic
             .partitions
             .get_mut(header.partition as usize)
-            .ok_or_else(|| {
-                corrupted(format!("batch for unknown partition {}", header.partition))
-            })?;
+            .ok_or_else(|| corrupted(format!("batch for unknown partition {}", header.partition)))?;
         if bh.base_offset < 0 || bh.base_offset as u64 != partition.next_offset {
             return Err(corrupted(format!(
                 "batch base offset {} does not follow the partition's last offset {}",
@@ -370,14 +355,10 @@ impl Index {
         let payload_pos = pos + frame::HEADER_LEN as u64;
         for (i, info) in infos.iter().enumerate() {
             let Some(key) = info.key else { continue };
-            let sid = match self
-                .stream_ids
-                .get(&(topic_id, Bytes::copy_from_slice(key)))
-            {
+            let sid = match self.stream_ids.get(&(topic_id, Bytes::copy_from_slice(key))) {
                 Some(sid) => *sid,
                 None => {
-                    let sid = u32::try_from(self.streams.len())
-                        .map_err(|_| corrupted("too many streams".into()))?;
+                    let sid = u32::try_from(self.streams.len()).map_err(|_| corrupted("too many streams".into()))?;
                     let key = Bytes::copy_from_slice(key);
                     self.streams.push(Some(Stream {
                         topic: topic_id,
@@ -424,16 +405,12 @@ impl Index {
 
     /// The frame holding commit sequence `seq`.
     pub fn frame_of_seq(&self, seq: u64) -> Option<&FrameEntry> {
-        self.frames
-            .get(self.frame_at_or_after_seq(seq))
-            .filter(|f| f.first_seq <= seq)
+        self.frames.get(self.frame_at_or_after_seq(seq)).filter(|f| f.first_seq <= seq)
     }
 
     /// Stream id of `(topic, key)`.
     pub fn stream_id(&self, topic: u32, key: &[u8]) -> Option<u32> {
-        self.stream_ids
-            .get(&(topic, Bytes::copy_from_slice(key)))
-            .copied()
+        self.stream_ids.get(&(topic, Bytes::copy_from_slice(key))).copied()
     }
 
     /// Candidate events (stream, version) whose id hashes like `id` in stream `sid`.

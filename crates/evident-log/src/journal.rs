@@ -62,17 +62,12 @@ pub(crate) fn check_segment_header(h: &[u8], base: u64) -> std::result::Result<(
     }
     let format = u32::from_le_bytes([h[16], h[17], h[18], h[19]]);
     if format != SEGMENT_FORMAT {
-        return Err(format!(
-            "segment format {format} is not supported by this version (expects {SEGMENT_FORMAT})"
-        ));
+        return Err(format!("segment format {format} is not supported by this version (expects {SEGMENT_FORMAT})"));
     }
     let mut b = [0u8; 8];
     b.copy_from_slice(&h[24..32]);
     if u64::from_le_bytes(b) != base {
-        return Err(format!(
-            "segment header names base {}, file name says {base}",
-            u64::from_le_bytes(b)
-        ));
+        return Err(format!("segment header names base {}, file name says {base}", u64::from_le_bytes(b)));
     }
     Ok(())
 }
@@ -97,11 +92,7 @@ impl Journal {
             segments.push(Segment { base, path, file });
         }
         segments.sort_by_key(|s| s.base);
-        Ok(Self {
-            storage,
-            dir: dir.to_path_buf(),
-            segments,
-        })
+        Ok(Self { storage, dir: dir.to_path_buf(), segments })
     }
 
     /// The directory.

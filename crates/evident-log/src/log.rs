@@ -11,6 +11,8 @@
 
 use std::any::Any;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -86,6 +88,10 @@ pub(crate) struct State {
     pub poisoned: Option<String>,
     pub closed: bool,
     pub since_checkpoint: u64,
+    /// Size of the last checkpoint written; the next waits for twice as many journal bytes,
+    /// so checkpointing costs at most half the journal's write volume however large the
+    /// index grows.
+    pub last_checkpoint_len: u64,
     pub last_frame: Option<(u64, u32)>,
     pub last_sync: Instant,
     pub stats: LogStats,
@@ -102,6 +108,10 @@ pub(crate) struct Inner {
     /// Signalled when the visible position moves or the log is poisoned.
     pub progress: Condvar,
     pub recovery: RecoveryReport,
+    /// Hands encoded checkpoints to the checkpoint writer thread.
+    checkpoint_tx: Mutex<Option<SyncSender<Vec<u8>>>>,
+    /// A checkpoint is being written in the background.
+    checkpoint_busy: AtomicBool,
     _lock: Box<dyn Any + Send + Sync>,
 }
 
@@ -124,13 +134,12 @@ pub(crate) struct Inner {
 pub struct Log {
     pub(crate) inner: Arc<Inner>,
     committer: Mutex<Option<JoinHandle<()>>>,
+    checkpointer: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Log {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Log")
-            .field("dir", &self.inner.dir)
-            .finish_non_exhaustive()
+        f.debug_struct("Log").field("dir", &self.inner.dir).finish_non_exhaustive()
     }
 }
 
@@ -141,22 +150,17 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 fn apply_frame(index: &mut Index, pos: u64, header: &FrameHeader, payload: &[u8]) -> Result<()> {
-    let corrupted = |what: String| Error::Corrupted {
-        file: "journal".into(),
-        offset: pos,
-        what,
-    };
+    let corrupted = |what: String| Error::Corrupted { file: "journal".into(), offset: pos, what };
     match header.kind {
         FrameKind::Batch => {
-            let batch = RecordBatch::parse_exact(payload)
-                .map_err(|e| corrupted(format!("stored batch invalid: {e}")))?;
-            let infos = record_infos(&batch)
-                .map_err(|e| corrupted(format!("stored batch invalid: {e}")))?;
+            let batch =
+                RecordBatch::parse_exact(payload).map_err(|e| corrupted(format!("stored batch invalid: {e}")))?;
+            let infos = record_infos(&batch).map_err(|e| corrupted(format!("stored batch invalid: {e}")))?;
             index.apply_batch(pos, header.padded_len() as u32, header, &batch, &infos)
         }
         FrameKind::TopicCreated => {
-            let meta: TopicMeta = serde_json::from_slice(payload)
-                .map_err(|e| corrupted(format!("topic metadata invalid: {e}")))?;
+            let meta: TopicMeta =
+                serde_json::from_slice(payload).map_err(|e| corrupted(format!("topic metadata invalid: {e}")))?;
             index.apply_topic_created(meta)
         }
         FrameKind::TopicDeleted => {
@@ -169,21 +173,11 @@ fn apply_frame(index: &mut Index, pos: u64, header: &FrameHeader, payload: &[u8]
 impl Log {
     /// Opens (creating if needed) the log in `dir` on the real file system.
     pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Self> {
-        Self::open_with(
-            Arc::new(FsStorage),
-            dir.as_ref(),
-            config,
-            Arc::new(SystemClock),
-        )
+        Self::open_with(Arc::new(FsStorage), dir.as_ref(), config, Arc::new(SystemClock))
     }
 
     /// Opens the log on any storage, with any clock.
-    pub fn open_with(
-        storage: Arc<dyn Storage>,
-        dir: &Path,
-        config: LogConfig,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self> {
+    pub fn open_with(storage: Arc<dyn Storage>, dir: &Path, config: LogConfig, clock: Arc<dyn Clock>) -> Result<Self> {
         let started = Instant::now();
         storage.create_dir_all(dir)?;
         let dir_lock = storage.lock_dir(dir).map_err(|e| {
@@ -236,15 +230,13 @@ impl Log {
             poisoned: None,
             closed: false,
             since_checkpoint: 0,
+            last_checkpoint_len: 0,
             last_frame,
             last_sync: Instant::now(),
-            stats: LogStats {
-                durable_position: next_pos,
-                next_sequence: next_seq,
-                ..LogStats::default()
-            },
+            stats: LogStats { durable_position: next_pos, next_sequence: next_seq, ..LogStats::default() },
         };
         report.duration = started.elapsed();
+        let (checkpoint_tx, checkpoint_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
         let inner = Arc::new(Inner {
             storage,
             dir: dir.to_path_buf(),
@@ -254,6 +246,8 @@ impl Log {
             work: Condvar::new(),
             progress: Condvar::new(),
             recovery: report,
+            checkpoint_tx: Mutex::new(Some(checkpoint_tx)),
+            checkpoint_busy: AtomicBool::new(false),
             _lock: dir_lock,
         });
         if must_checkpoint {
@@ -266,10 +260,12 @@ impl Log {
             .name("evident-commit".into())
             .spawn(move || worker.run_committer())
             .map_err(Error::Io)?;
-        Ok(Self {
-            inner,
-            committer: Mutex::new(Some(committer)),
-        })
+        let worker = inner.clone();
+        let checkpointer = std::thread::Builder::new()
+            .name("evident-checkpoint".into())
+            .spawn(move || worker.run_checkpointer(checkpoint_rx))
+            .map_err(Error::Io)?;
+        Ok(Self { inner, committer: Mutex::new(Some(committer)), checkpointer: Mutex::new(Some(checkpointer)) })
     }
 
     /// What opening found.
@@ -280,11 +276,7 @@ impl Log {
     /// Counters.
     pub fn stats(&self) -> LogStats {
         let st = lock(&self.inner.state);
-        LogStats {
-            durable_position: st.durable_pos,
-            next_sequence: st.visible_seq,
-            ..st.stats
-        }
+        LogStats { durable_position: st.durable_pos, next_sequence: st.visible_seq, ..st.stats }
     }
 
     /// The configuration the log was opened with.
@@ -300,16 +292,9 @@ impl Log {
         if st.index.names.contains_key(&name) {
             return Err(Error::TopicExists(name));
         }
-        let meta = TopicMeta {
-            id: st.index.next_topic_id,
-            name,
-            config,
-            created_ms: self.inner.clock.now_ms(),
-        };
+        let meta = TopicMeta { id: st.index.next_topic_id, name, config, created_ms: self.inner.clock.now_ms() };
         let payload = serde_json::to_vec(&meta).map_err(|e| Error::Io(std::io::Error::other(e)))?;
-        let (_, end) =
-            self.inner
-                .enqueue_frame(&mut st, FrameKind::TopicCreated, 0, meta.id, 0, &payload)?;
+        let (_, end) = self.inner.enqueue_frame(&mut st, FrameKind::TopicCreated, 0, meta.id, 0, &payload)?;
         st.index.apply_topic_created(meta.clone())?;
         self.inner.wait_visible(st, end)?;
         Ok(meta)
@@ -320,9 +305,7 @@ impl Log {
     pub fn delete_topic(&self, name: &str) -> Result<()> {
         let mut st = self.inner.writable()?;
         let id = st.index.topic_by_name(name)?.meta.id;
-        let (_, end) = self
-            .inner
-            .enqueue_frame(&mut st, FrameKind::TopicDeleted, 0, id, 0, &[])?;
+        let (_, end) = self.inner.enqueue_frame(&mut st, FrameKind::TopicDeleted, 0, id, 0, &[])?;
         st.index.apply_topic_deleted(id);
         self.inner.wait_visible(st, end)
     }
@@ -330,12 +313,7 @@ impl Log {
     /// Every topic, by name.
     pub fn list_topics(&self) -> Vec<TopicMeta> {
         let st = lock(&self.inner.state);
-        st.index
-            .names
-            .values()
-            .filter_map(|id| st.index.topics.get(id))
-            .map(|t| t.meta.clone())
-            .collect()
+        st.index.names.values().filter_map(|id| st.index.topics.get(id)).map(|t| t.meta.clone()).collect()
     }
 
     /// Stops the log the way a crash would: queued frames are dropped, nothing more is written,
@@ -350,11 +328,17 @@ impl Log {
         }
         self.inner.work.notify_all();
         self.inner.progress.notify_all();
-        let handle = self
-            .committer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let handle = self.committer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+        self.stop_checkpointer();
+    }
+
+    /// Stops the background checkpoint writer after it finishes the checkpoint it is writing.
+    fn stop_checkpointer(&self) {
+        self.inner.checkpoint_tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let handle = self.checkpointer.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(handle) = handle {
             let _ = handle.join();
         }
@@ -368,16 +352,14 @@ impl Log {
             st.closed = true;
         }
         self.inner.work.notify_all();
-        let handle = self
-            .committer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let handle = self.committer.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(handle) = handle {
             let _ = handle.join();
         } else {
             return Ok(());
         }
+        // The final checkpoint must not be overwritten by an older one still being written.
+        self.stop_checkpointer();
         let mut st = lock(&self.inner.state);
         if let Some(why) = &st.poisoned {
             return Err(Error::Poisoned(why.clone()));
@@ -396,8 +378,7 @@ impl Drop for Log {
 
 /// Checks that an intact checkpoint's mark agrees with the journal on disk.
 fn check_mark(journal: &Journal, mark: Mark) -> Result<()> {
-    let corrupted =
-        |file: PathBuf, offset: u64, what: String| Err(Error::Corrupted { file, offset, what });
+    let corrupted = |file: PathBuf, offset: u64, what: String| Err(Error::Corrupted { file, offset, what });
     let Some(seg) = journal.segment_for(mark.pos) else {
         if mark.pos <= SEGMENT_HEADER_LEN && journal.segments.is_empty() {
             return Ok(());
@@ -405,10 +386,7 @@ fn check_mark(journal: &Journal, mark: Mark) -> Result<()> {
         return corrupted(
             journal.dir().to_path_buf(),
             mark.pos,
-            format!(
-                "the checkpoint covers journal position {} but no segment holds it",
-                mark.pos
-            ),
+            format!("the checkpoint covers journal position {} but no segment holds it", mark.pos),
         );
     };
     let len = seg.file.len()?;
@@ -429,14 +407,8 @@ fn check_mark(journal: &Journal, mark: Mark) -> Result<()> {
         match frame::decode_header(&head) {
             Ok(h) if h.crc == crc && pos + h.padded_len() <= mark.pos => {}
             _ => {
-                let seg = journal
-                    .segment_for(pos)
-                    .map_or(journal.dir().to_path_buf(), |s| s.path.clone());
-                return corrupted(
-                    seg,
-                    pos,
-                    "the frame the checkpoint ends with is damaged or missing".into(),
-                );
+                let seg = journal.segment_for(pos).map_or(journal.dir().to_path_buf(), |s| s.path.clone());
+                return corrupted(seg, pos, "the frame the checkpoint ends with is damaged or missing".into());
             }
         }
     }
@@ -446,10 +418,7 @@ fn check_mark(journal: &Journal, mark: Mark) -> Result<()> {
 impl State {
     /// Reads journal bytes at `pos`, from the commit queue if they are not written yet.
     pub(crate) fn read_bytes(&self, pos: u64, len: usize) -> Result<Vec<u8>> {
-        let queued = self
-            .pending
-            .iter()
-            .chain(self.in_flight.iter().flat_map(|c| c.iter()));
+        let queued = self.pending.iter().chain(self.in_flight.iter().flat_map(|c| c.iter()));
         for chunk in queued {
             let end = chunk.pos + chunk.bytes.len() as u64;
             if pos >= chunk.pos && pos + len as u64 <= end {
@@ -506,9 +475,7 @@ impl Inner {
                     other => std::io::Error::other(other.to_string()),
                 };
                 self.poison(st, "creating a journal segment failed", &io);
-                return Err(Error::Poisoned(format!(
-                    "creating a journal segment failed: {io}"
-                )));
+                return Err(Error::Poisoned(format!("creating a journal segment failed: {io}")));
             }
             st.next_pos = base + SEGMENT_HEADER_LEN;
         }
@@ -516,34 +483,15 @@ impl Inner {
         let chunk = match st.pending.last_mut() {
             Some(c) if c.pos + c.bytes.len() as u64 == pos => c,
             _ => {
-                st.pending.push(Chunk {
-                    pos,
-                    bytes: Vec::with_capacity(frame_len as usize),
-                });
+                st.pending.push(Chunk { pos, bytes: Vec::with_capacity(frame_len as usize) });
                 st.pending.last_mut().ok_or(Error::Closed)?
             }
         };
         let at = chunk.bytes.len();
-        frame::encode(
-            &mut chunk.bytes,
-            kind,
-            st.durable_pos,
-            first_seq,
-            topic,
-            partition,
-            payload,
-        );
-        assert_eq!(
-            (chunk.bytes.len() - at) as u64,
-            frame_len,
-            "frame length as planned"
-        );
-        let crc = u32::from_le_bytes([
-            chunk.bytes[at + 4],
-            chunk.bytes[at + 5],
-            chunk.bytes[at + 6],
-            chunk.bytes[at + 7],
-        ]);
+        frame::encode(&mut chunk.bytes, kind, st.durable_pos, first_seq, topic, partition, payload);
+        assert_eq!((chunk.bytes.len() - at) as u64, frame_len, "frame length as planned");
+        let crc =
+            u32::from_le_bytes([chunk.bytes[at + 4], chunk.bytes[at + 5], chunk.bytes[at + 6], chunk.bytes[at + 7]]);
         st.last_frame = Some((pos, crc));
         st.next_pos = pos + frame_len;
         self.work.notify_one();
@@ -580,9 +528,8 @@ impl Inner {
         let mut touched_bases: Vec<u64> = Vec::new();
         for chunk in chunks {
             let i = journal_segments.partition_point(|(b, _)| *b <= chunk.pos);
-            let (base, file) = &journal_segments[i
-                .checked_sub(1)
-                .ok_or_else(|| std::io::Error::other("no segment"))?];
+            let (base, file) =
+                &journal_segments[i.checked_sub(1).ok_or_else(|| std::io::Error::other("no segment"))?];
             file.write_all_at(&chunk.bytes, chunk.pos - base)?;
             if !touched_bases.contains(base) {
                 touched_bases.push(*base);
@@ -595,10 +542,7 @@ impl Inner {
     fn segment_files(st: &State) -> Vec<(u64, Arc<dyn StorageFile>)> {
         // Only the last few segments can receive writes.
         let n = st.journal.segments.len();
-        st.journal.segments[n.saturating_sub(4)..]
-            .iter()
-            .map(|s| (s.base, s.file.clone()))
-            .collect()
+        st.journal.segments[n.saturating_sub(4)..].iter().map(|s| (s.base, s.file.clone())).collect()
     }
 
     /// The commit thread: write what is queued, sync once, publish, repeat.
@@ -628,10 +572,7 @@ impl Inner {
                             self.final_sync(&mut st);
                             continue;
                         }
-                        self.work
-                            .wait_timeout(st, due - now)
-                            .unwrap_or_else(|e| e.into_inner())
-                            .0
+                        self.work.wait_timeout(st, due - now).unwrap_or_else(|e| e.into_inner()).0
                     }
                     _ => self.work.wait(st).unwrap_or_else(|e| e.into_inner()),
                 };
@@ -669,16 +610,45 @@ impl Inner {
                     st.stats.commit_rounds += 1;
                     st.stats.bytes_written += bytes;
                     self.progress.notify_all();
-                    if policy == FsyncPolicy::Always
-                        && st.since_checkpoint >= self.config.checkpoint_interval_bytes
-                    {
-                        if let Err(e) = self.checkpoint_locked(&mut st) {
-                            let io = std::io::Error::other(e.to_string());
-                            self.poison(&mut st, "checkpoint failed", &io);
-                        }
-                    }
+                    self.maybe_checkpoint(&mut st);
                 }
                 Err(e) => self.poison(&mut st, "journal write or sync failed", &e),
+            }
+        }
+    }
+
+    /// Starts a background checkpoint when enough journal was written since the last one and
+    /// none is being written. Encoding happens here, under the lock (appends wait for it);
+    /// writing and syncing the file happens on the checkpoint thread.
+    fn maybe_checkpoint(&self, st: &mut State) {
+        let threshold = self.config.checkpoint_interval_bytes.max(2 * st.last_checkpoint_len);
+        if st.since_checkpoint < threshold || self.checkpoint_busy.load(Ordering::Acquire) {
+            return;
+        }
+        let tx = self.checkpoint_tx.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(tx) = tx else { return };
+        match self.encode_checkpoint_locked(st) {
+            Ok(bytes) => {
+                self.checkpoint_busy.store(true, Ordering::Release);
+                if tx.send(bytes).is_err() {
+                    self.checkpoint_busy.store(false, Ordering::Release);
+                }
+            }
+            Err(e) => {
+                let io = std::io::Error::other(e.to_string());
+                self.poison(st, "checkpoint failed", &io);
+            }
+        }
+    }
+
+    /// The checkpoint writer thread.
+    fn run_checkpointer(self: Arc<Self>, rx: std::sync::mpsc::Receiver<Vec<u8>>) {
+        for bytes in rx {
+            let result = checkpoint::write(&self.storage, &self.dir, &bytes);
+            self.checkpoint_busy.store(false, Ordering::Release);
+            if let Err(e) = result {
+                let mut st = self.lock();
+                self.poison(&mut st, "writing the index checkpoint failed", &e);
             }
         }
     }
@@ -704,6 +674,14 @@ impl Inner {
     /// writes an index checkpoint covering the whole journal. Called every
     /// `checkpoint_interval_bytes`, at open after a replay, and at close.
     pub(crate) fn checkpoint_locked(&self, st: &mut State) -> Result<()> {
+        let bytes = self.encode_checkpoint_locked(st)?;
+        checkpoint::write(&self.storage, &self.dir, &bytes)?;
+        Ok(())
+    }
+
+    /// Drains and syncs the commit queue, then encodes the index as a checkpoint covering the
+    /// whole journal (everything it describes is durable).
+    fn encode_checkpoint_locked(&self, st: &mut State) -> Result<Vec<u8>> {
         if !st.pending.is_empty() {
             let chunks = std::mem::take(&mut st.pending);
             let files = Self::segment_files(st);
@@ -728,16 +706,10 @@ impl Inner {
         if let Some(why) = &st.poisoned {
             return Err(Error::Poisoned(why.clone()));
         }
-        let bytes = checkpoint::encode(
-            &st.index,
-            Mark {
-                pos: st.next_pos,
-                last_frame: st.last_frame,
-            },
-        );
-        checkpoint::write(&self.storage, &self.dir, &bytes)?;
+        let bytes = checkpoint::encode(&st.index, Mark { pos: st.next_pos, last_frame: st.last_frame });
         st.since_checkpoint = 0;
+        st.last_checkpoint_len = bytes.len() as u64;
         st.stats.checkpoints += 1;
-        Ok(())
+        Ok(bytes)
     }
 }

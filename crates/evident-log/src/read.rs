@@ -50,20 +50,15 @@ pub struct Event {
 impl Event {
     /// The first header named `name`.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .and_then(|(_, v)| v.as_deref())
+        self.headers.iter().find(|(k, _)| k == name).and_then(|(_, v)| v.as_deref())
     }
     /// The event id (`ce_id`), if it is UTF-8.
     pub fn id(&self) -> Option<&str> {
-        self.header(envelope::CE_ID)
-            .and_then(|v| std::str::from_utf8(v).ok())
+        self.header(envelope::CE_ID).and_then(|v| std::str::from_utf8(v).ok())
     }
     /// The event type (`ce_type`), if it is UTF-8.
     pub fn event_type(&self) -> Option<&str> {
-        self.header(envelope::CE_TYPE)
-            .and_then(|v| std::str::from_utf8(v).ok())
+        self.header(envelope::CE_TYPE).and_then(|v| std::str::from_utf8(v).ok())
     }
 }
 
@@ -148,20 +143,17 @@ struct Span {
 impl Span {
     fn read(&self) -> Result<Bytes> {
         let mut buf = vec![0u8; self.len as usize];
-        self.segment
-            .file
-            .read_exact_at(&mut buf, self.pos - self.segment.base)
-            .map_err(|e| {
-                if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                    Error::Corrupted {
-                        file: self.segment.path.clone(),
-                        offset: self.pos - self.segment.base,
-                        what: "file is shorter than its index says".into(),
-                    }
-                } else {
-                    Error::Io(e)
+        self.segment.file.read_exact_at(&mut buf, self.pos - self.segment.base).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Error::Corrupted {
+                    file: self.segment.path.clone(),
+                    offset: self.pos - self.segment.base,
+                    what: "file is shorter than its index says".into(),
                 }
-            })?;
+            } else {
+                Error::Io(e)
+            }
+        })?;
         Ok(Bytes::from(buf))
     }
 }
@@ -174,29 +166,19 @@ fn plan_spans(st: &State, locs: &[(u64, u64)]) -> Result<(Vec<Span>, Vec<usize>)
     for &(pos, len) in locs {
         if let Some(last) = spans.last_mut() {
             let last_end = last.pos + last.len;
-            let seg_end_ok = st
-                .journal
-                .segment_for(pos)
-                .is_some_and(|s| s.base == last.segment.base);
-            if pos >= last.pos
-                && pos <= last_end + READ_GAP_MAX
-                && seg_end_ok
-                && pos + len - last.pos <= READ_SPAN_MAX
+            let seg_end_ok = st.journal.segment_for(pos).is_some_and(|s| s.base == last.segment.base);
+            if pos >= last.pos && pos <= last_end + READ_GAP_MAX && seg_end_ok && pos + len - last.pos <= READ_SPAN_MAX
             {
                 last.len = last.len.max(pos + len - last.pos);
                 which.push(spans.len() - 1);
                 continue;
             }
         }
-        let segment = st
-            .journal
-            .segment_for(pos)
-            .cloned()
-            .ok_or_else(|| Error::Corrupted {
-                file: st.journal.dir().to_path_buf(),
-                offset: pos,
-                what: "no segment holds this position".into(),
-            })?;
+        let segment = st.journal.segment_for(pos).cloned().ok_or_else(|| Error::Corrupted {
+            file: st.journal.dir().to_path_buf(),
+            offset: pos,
+            what: "no segment holds this position".into(),
+        })?;
         spans.push(Span { segment, pos, len });
         which.push(spans.len() - 1);
     }
@@ -230,17 +212,10 @@ fn resolve_partition(index: &Index, topic: &str, partition: u32) -> Result<(u32,
 fn frame_payload(bytes: &Bytes, span: &Span, f: &FrameEntry) -> Result<Bytes> {
     let at = (f.pos - span.pos) as usize;
     let slice = &bytes[at..at + f.len as usize];
-    let corrupted = |what: String| Error::Corrupted {
-        file: span.segment.path.clone(),
-        offset: f.pos - span.segment.base,
-        what,
-    };
-    let (header, payload) =
-        frame::decode(slice).map_err(|e| corrupted(format!("frame unreadable: {e:?}")))?;
-    if header.first_sequence != f.first_seq
-        || header.topic != f.topic
-        || header.partition != f.partition
-    {
+    let corrupted =
+        |what: String| Error::Corrupted { file: span.segment.path.clone(), offset: f.pos - span.segment.base, what };
+    let (header, payload) = frame::decode(slice).map_err(|e| corrupted(format!("frame unreadable: {e:?}")))?;
+    if header.first_sequence != f.first_seq || header.topic != f.topic || header.partition != f.partition {
         return Err(corrupted("frame is not the one the index points to".into()));
     }
     let start = at + frame::HEADER_LEN;
@@ -274,13 +249,7 @@ impl Log {
 
     /// Reads stored batches of a partition from `offset`, up to about `max_bytes` (at least
     /// one batch when any is available).
-    pub fn read_partition(
-        &self,
-        topic: &str,
-        partition: u32,
-        offset: u64,
-        max_bytes: usize,
-    ) -> Result<PartitionRead> {
+    pub fn read_partition(&self, topic: &str, partition: u32, offset: u64, max_bytes: usize) -> Result<PartitionRead> {
         let st = self.inner.lock();
         let (tid, name) = resolve_partition(&st.index, topic, partition)?;
         let hw = visible_high_watermark(&st.index, tid, partition, st.visible_seq);
@@ -294,16 +263,12 @@ impl Log {
             });
         }
         let p = &st.index.topics[&tid].partitions[partition as usize];
-        let first = p
-            .batches
-            .partition_point(|&i| st.index.frames[i as usize].end_offset() <= offset);
+        let first = p.batches.partition_point(|&i| st.index.frames[i as usize].end_offset() <= offset);
         let mut frames = Vec::new();
         let mut total = 0usize;
         for &i in &p.batches[first..] {
             let f = st.index.frames[i as usize];
-            if f.end_seq() > st.visible_seq
-                || (!frames.is_empty() && total + f.len as usize > max_bytes)
-            {
+            if f.end_seq() > st.visible_seq || (!frames.is_empty() && total + f.len as usize > max_bytes) {
                 break;
             }
             total += f.len as usize;
@@ -321,33 +286,17 @@ impl Log {
             let Some((_, bytes)) = &cur else { continue };
             batches.push(frame_payload(bytes, &spans[si], f)?);
         }
-        Ok(PartitionRead {
-            batches,
-            high_watermark: hw,
-            log_start_offset: 0,
-        })
+        Ok(PartitionRead { batches, high_watermark: hw, log_start_offset: 0 })
     }
 
     /// Reads a stream.
-    pub fn read_stream(
-        &self,
-        topic: &str,
-        key: &[u8],
-        options: &StreamReadOptions,
-    ) -> Result<StreamRead> {
+    pub fn read_stream(&self, topic: &str, key: &[u8], options: &StreamReadOptions) -> Result<StreamRead> {
         let st = self.inner.lock();
         let t = st.index.topic_by_name(topic)?;
         let topic_name = t.meta.name.clone();
-        let Some(stream) = st
-            .index
-            .stream_id(t.meta.id, key)
-            .and_then(|sid| st.index.streams[sid as usize].as_ref())
+        let Some(stream) = st.index.stream_id(t.meta.id, key).and_then(|sid| st.index.streams[sid as usize].as_ref())
         else {
-            return Ok(StreamRead {
-                events: Vec::new(),
-                current_version: None,
-                partition: None,
-            });
+            return Ok(StreamRead { events: Vec::new(), current_version: None, partition: None });
         };
         let visible = stream.events.partition_point(|e| e.seq < st.visible_seq);
         let current_version = visible.checked_sub(1).map(|v| v as u64);
@@ -357,46 +306,33 @@ impl Log {
         };
         let versions: Vec<usize> = match options.direction {
             Direction::Forward => {
-                let from = options
-                    .from_version
-                    .map_or(0, |v| usize::try_from(v).unwrap_or(usize::MAX));
+                let from = options.from_version.map_or(0, |v| usize::try_from(v).unwrap_or(usize::MAX));
                 (from.min(cap)..cap).collect()
             }
             Direction::Backward => {
-                let from = options.from_version.map_or(cap, |v| {
-                    usize::try_from(v.saturating_add(1))
-                        .unwrap_or(usize::MAX)
-                        .min(cap)
-                });
+                let from = options
+                    .from_version
+                    .map_or(cap, |v| usize::try_from(v.saturating_add(1)).unwrap_or(usize::MAX).min(cap));
                 (0..from).rev().collect()
             }
         };
         // Without a time filter the limit applies before reading; with one, after.
-        let versions: Vec<usize> = if options.as_of_time_ms.is_none() {
-            versions.into_iter().take(options.limit).collect()
-        } else {
-            versions
-        };
+        let versions: Vec<usize> =
+            if options.as_of_time_ms.is_none() { versions.into_iter().take(options.limit).collect() } else { versions };
         let mut locs = Vec::with_capacity(versions.len());
         for &v in &versions {
             let e = stream.events[v];
-            let f = st
-                .index
-                .frame_of_seq(e.seq)
-                .ok_or_else(|| Error::Corrupted {
-                    file: "journal".into(),
-                    offset: e.pos,
-                    what: format!("commit sequence {} has no frame", e.seq),
-                })?;
+            let f = st.index.frame_of_seq(e.seq).ok_or_else(|| Error::Corrupted {
+                file: "journal".into(),
+                offset: e.pos,
+                what: format!("commit sequence {} has no frame", e.seq),
+            })?;
             locs.push((v, e, f.base_offset + (e.seq - f.first_seq), f.base_ts));
         }
         let partition = stream.partition;
         let mut order: Vec<usize> = (0..locs.len()).collect();
         order.sort_by_key(|&i| locs[i].1.pos);
-        let sorted: Vec<(u64, u64)> = order
-            .iter()
-            .map(|&i| (locs[i].1.pos, u64::from(locs[i].1.len)))
-            .collect();
+        let sorted: Vec<(u64, u64)> = order.iter().map(|&i| (locs[i].1.pos, u64::from(locs[i].1.len))).collect();
         let (spans, which_sorted) = plan_spans(&st, &sorted)?;
         drop(st);
         let mut which = vec![0usize; locs.len()];
@@ -417,24 +353,11 @@ impl Log {
                 return Err(Error::Corrupted {
                     file: spans[si].segment.path.clone(),
                     offset: e.pos - spans[si].segment.base,
-                    what: format!(
-                        "record checksum mismatch (stream {topic_name}, version {version})"
-                    ),
+                    what: format!("record checksum mismatch (stream {topic_name}, version {version})"),
                 });
             }
-            let event = to_event(
-                &bytes,
-                &topic_name,
-                partition,
-                *offset,
-                e.seq,
-                Some(*version as u64),
-                *base_ts,
-            )?;
-            if options
-                .as_of_time_ms
-                .is_some_and(|t| event.timestamp_ms > t)
-            {
+            let event = to_event(&bytes, &topic_name, partition, *offset, e.seq, Some(*version as u64), *base_ts)?;
+            if options.as_of_time_ms.is_some_and(|t| event.timestamp_ms > t) {
                 continue;
             }
             events.push(event);
@@ -442,11 +365,7 @@ impl Log {
                 break;
             }
         }
-        Ok(StreamRead {
-            events,
-            current_version,
-            partition: Some(partition),
-        })
+        Ok(StreamRead { events, current_version, partition: Some(partition) })
     }
 
     /// Reads up to `limit` events of every topic in commit-sequence order, from `from`.
@@ -466,10 +385,7 @@ impl Log {
             count += f.end_seq().saturating_sub(from.max(f.first_seq)) as usize;
             frames.push((*f, t.meta.name.clone()));
         }
-        let locs: Vec<(u64, u64)> = frames
-            .iter()
-            .map(|(f, _)| (f.pos, u64::from(f.len)))
-            .collect();
+        let locs: Vec<(u64, u64)> = frames.iter().map(|(f, _)| (f.pos, u64::from(f.len))).collect();
         let (spans, which) = plan_spans(&st, &locs)?;
         drop(st);
         let mut out = Vec::new();
@@ -490,17 +406,8 @@ impl Log {
                 if out.len() >= limit {
                     break;
                 }
-                let span =
-                    payload.slice(record.start as usize..(record.start + record.len) as usize);
-                out.push(to_event(
-                    &span,
-                    name,
-                    f.partition,
-                    f.base_offset + i as u64,
-                    seq,
-                    None,
-                    f.base_ts,
-                )?);
+                let span = payload.slice(record.start as usize..(record.start + record.len) as usize);
+                out.push(to_event(&span, name, f.partition, f.base_offset + i as u64, seq, None, f.base_ts)?);
             }
         }
         // Versions need the stream index: one more short look under the lock.
@@ -526,12 +433,7 @@ impl Log {
 
     /// The first offset of the partition whose record timestamp is at or after `timestamp_ms`
     /// (Kafka's ListOffsets by time), or None if there is none.
-    pub fn offset_for_timestamp(
-        &self,
-        topic: &str,
-        partition: u32,
-        timestamp_ms: i64,
-    ) -> Result<Option<u64>> {
+    pub fn offset_for_timestamp(&self, topic: &str, partition: u32, timestamp_ms: i64) -> Result<Option<u64>> {
         let st = self.inner.lock();
         let (tid, _) = resolve_partition(&st.index, topic, partition)?;
         let p = &st.index.topics[&tid].partitions[partition as usize];
@@ -579,24 +481,13 @@ impl Log {
             if now >= deadline {
                 return Ok(false);
             }
-            st = self
-                .inner
-                .progress
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            st = self.inner.progress.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
         }
     }
 
     /// Waits until the partition holds a record at `offset`, or `timeout` passes. Returns
     /// whether it does.
-    pub fn wait_for_offset(
-        &self,
-        topic: &str,
-        partition: u32,
-        offset: u64,
-        timeout: Duration,
-    ) -> Result<bool> {
+    pub fn wait_for_offset(&self, topic: &str, partition: u32, offset: u64, timeout: Duration) -> Result<bool> {
         let deadline = Instant::now() + timeout;
         let mut st = self.inner.lock();
         loop {
@@ -611,12 +502,7 @@ impl Log {
             if now >= deadline {
                 return Ok(false);
             }
-            st = self
-                .inner
-                .progress
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            st = self.inner.progress.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
         }
     }
 }
@@ -641,9 +527,6 @@ fn to_event(
         timestamp_ms: base_ts + record.timestamp_delta,
         key: record.key.map(owned),
         value: record.value.map(owned),
-        headers: record
-            .headers()
-            .map(|(k, v)| (k.to_string(), v.map(owned)))
-            .collect(),
+        headers: record.headers().map(|(k, v)| (k.to_string(), v.map(owned))).collect(),
     })
 }

@@ -53,10 +53,7 @@ pub(crate) fn replay(
     durable: u64,
     mut apply: impl FnMut(u64, &FrameHeader, &[u8]) -> Result<()>,
 ) -> Result<ReplayOutcome> {
-    let mut outcome = ReplayOutcome {
-        end_pos: start.max(SEGMENT_HEADER_LEN),
-        ..ReplayOutcome::default()
-    };
+    let mut outcome = ReplayOutcome { end_pos: start.max(SEGMENT_HEADER_LEN), ..ReplayOutcome::default() };
     if journal.segments.is_empty() {
         if start > SEGMENT_HEADER_LEN || durable > 0 {
             return Err(Error::Corrupted {
@@ -67,10 +64,7 @@ pub(crate) fn replay(
         }
         return Ok(outcome);
     }
-    let first = journal
-        .segments
-        .partition_point(|s| s.base <= start)
-        .saturating_sub(1);
+    let first = journal.segments.partition_point(|s| s.base <= start).saturating_sub(1);
     // Sealed segments before the start are not re-read (that is what the checkpoint is for),
     // but their sizes must still tile the journal.
     for pair in journal.segments.windows(2).take(first) {
@@ -79,10 +73,7 @@ pub(crate) fn replay(
             return Err(Error::Corrupted {
                 file: pair[0].path.clone(),
                 offset: len,
-                what: format!(
-                    "segment is {len} bytes long but the next segment starts at {}",
-                    pair[1].base
-                ),
+                what: format!("segment is {len} bytes long but the next segment starts at {}", pair[1].base),
             });
         }
     }
@@ -109,10 +100,7 @@ pub(crate) fn replay(
                 Ok((header, _)) if pos + header.padded_len() > seg_end => {
                     // The frame is whole but its padding is not: the write that carried both
                     // never became durable, so this is a torn tail like any other.
-                    stopped = Some(Stop::Bad(
-                        pos,
-                        "frame padding runs past the end of its segment".into(),
-                    ));
+                    stopped = Some(Stop::Bad(pos, "frame padding runs past the end of its segment".into()));
                     break;
                 }
                 Ok((header, payload)) => {
@@ -127,15 +115,10 @@ pub(crate) fn replay(
                     stopped = Some(Stop::Bad(pos, what.to_string()));
                     break;
                 }
-                Err(FrameError::Incomplete { needed }) => {
-                    frame::padded(needed.max(frame::HEADER_LEN))
-                }
+                Err(FrameError::Incomplete { needed }) => frame::padded(needed.max(frame::HEADER_LEN)),
             };
             if pos + needed as u64 > seg_end {
-                stopped = Some(Stop::Bad(
-                    pos,
-                    "frame runs past the end of its segment".into(),
-                ));
+                stopped = Some(Stop::Bad(pos, "frame runs past the end of its segment".into()));
                 break;
             }
             // Refill: keep the unconsumed bytes, read the next chunk after them.
@@ -145,8 +128,7 @@ pub(crate) fn replay(
             let have = buf.len();
             if want > have {
                 buf.resize(want, 0);
-                seg.file
-                    .read_exact_at(&mut buf[have..], pos + have as u64 - seg.base)?;
+                seg.file.read_exact_at(&mut buf[have..], pos + have as u64 - seg.base)?;
             }
         }
         outcome.end_pos = pos;
@@ -157,10 +139,7 @@ pub(crate) fn replay(
         if !last {
             let next = journal.segments[seg_index + 1].base;
             if pos != next {
-                stop = Stop::Bad(
-                    pos,
-                    format!("segment ends at {pos} but the next segment starts at {next}"),
-                );
+                stop = Stop::Bad(pos, format!("segment ends at {pos} but the next segment starts at {next}"));
                 break;
             }
         }
@@ -180,20 +159,11 @@ pub(crate) fn replay(
             Ok(outcome)
         }
         Stop::Bad(bad, what) => {
-            let seg_i = journal
-                .segments
-                .partition_point(|s| s.base <= bad)
-                .saturating_sub(1);
+            let seg_i = journal.segments.partition_point(|s| s.base <= bad).saturating_sub(1);
             let seg = journal.segments[seg_i].clone();
-            let corrupted = |what: String| Error::Corrupted {
-                file: seg.path.clone(),
-                offset: bad - seg.base,
-                what,
-            };
+            let corrupted = |what: String| Error::Corrupted { file: seg.path.clone(), offset: bad - seg.base, what };
             if bad < durable {
-                return Err(corrupted(format!(
-                    "{what}, before the checkpointed durable position {durable}"
-                )));
+                return Err(corrupted(format!("{what}, before the checkpointed durable position {durable}")));
             }
             if let Some(proof) = durable_after(journal, seg_i, bad)? {
                 return Err(corrupted(format!(
@@ -234,11 +204,8 @@ fn durable_after(journal: &Journal, seg_i: usize, bad: u64) -> Result<Option<u64
         let mut bytes = vec![0u8; len as usize];
         seg.file.read_exact_at(&mut bytes, 0)?;
         // Frames are 8-byte aligned in the journal, and segment bases are too.
-        let mut off = if seg.base <= bad {
-            (bad - seg.base) as usize + frame::ALIGN
-        } else {
-            SEGMENT_HEADER_LEN as usize
-        };
+        let mut off =
+            if seg.base <= bad { (bad - seg.base) as usize + frame::ALIGN } else { SEGMENT_HEADER_LEN as usize };
         off = frame::padded(off);
         while off + frame::HEADER_LEN <= bytes.len() {
             if bytes[off..off + 4] == frame::MAGIC {

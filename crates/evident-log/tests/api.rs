@@ -13,28 +13,14 @@ fn event(id: &str, ty: &str, n: u64) -> EventData {
 }
 
 fn open(dir: &std::path::Path) -> Log {
-    Log::open(
-        dir,
-        LogConfig {
-            segment_size_max: 64 << 10,
-            ..LogConfig::default()
-        },
-    )
-    .expect("open")
+    Log::open(dir, LogConfig { segment_size_max: 64 << 10, ..LogConfig::default() }).expect("open")
 }
 
 #[test]
 fn append_read_and_conflicts() {
     let dir = tempfile::tempdir().expect("tmp");
     let log = open(dir.path());
-    log.create_topic(
-        "accounts",
-        TopicConfig {
-            partitions: 3,
-            ..TopicConfig::default()
-        },
-    )
-    .expect("create");
+    log.create_topic("accounts", TopicConfig { partitions: 3, ..TopicConfig::default() }).expect("create");
     let a = log
         .append_events(
             "accounts",
@@ -43,10 +29,7 @@ fn append_read_and_conflicts() {
             &[event("e0", "Opened", 0), event("e1", "Deposited", 1)],
         )
         .expect("append");
-    assert_eq!(
-        a.records.iter().map(|r| r.version).collect::<Vec<_>>(),
-        vec![Some(0), Some(1)]
-    );
+    assert_eq!(a.records.iter().map(|r| r.version).collect::<Vec<_>>(), vec![Some(0), Some(1)]);
     assert!(!a.duplicate);
     let err = log
         .append_events(
@@ -56,16 +39,7 @@ fn append_read_and_conflicts() {
             &[event("e2", "Deposited", 2)],
         )
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::WrongExpectedVersion {
-                actual: Some(evident_core::Version(1)),
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, Error::WrongExpectedVersion { actual: Some(evident_core::Version(1)), .. }), "{err}");
     let b = log
         .append_events(
             "accounts",
@@ -89,34 +63,17 @@ fn append_read_and_conflicts() {
     assert!(retry.duplicate);
     assert_eq!(retry.records, a.records);
     // Same id, other content.
-    let err = log
-        .append_events(
-            "accounts",
-            b"acct-1",
-            ExpectedVersion::Any,
-            &[event("e0", "Opened", 99)],
-        )
-        .unwrap_err();
+    let err = log.append_events("accounts", b"acct-1", ExpectedVersion::Any, &[event("e0", "Opened", 99)]).unwrap_err();
     assert!(matches!(err, Error::EventIdReused { .. }), "{err}");
     // Partial duplicate.
     let err = log
-        .append_events(
-            "accounts",
-            b"acct-1",
-            ExpectedVersion::Any,
-            &[event("e0", "Opened", 0), event("new", "X", 0)],
-        )
+        .append_events("accounts", b"acct-1", ExpectedVersion::Any, &[event("e0", "Opened", 0), event("new", "X", 0)])
         .unwrap_err();
     assert!(matches!(err, Error::PartialDuplicate { .. }), "{err}");
 
-    let fwd = log
-        .read_stream("accounts", b"acct-1", &StreamReadOptions::default())
-        .expect("read");
+    let fwd = log.read_stream("accounts", b"acct-1", &StreamReadOptions::default()).expect("read");
     assert_eq!(
-        fwd.events
-            .iter()
-            .map(|e| e.id().unwrap_or_default().to_string())
-            .collect::<Vec<_>>(),
+        fwd.events.iter().map(|e| e.id().unwrap_or_default().to_string()).collect::<Vec<_>>(),
         ["e0", "e1", "e2"]
     );
     assert_eq!(fwd.current_version, Some(2));
@@ -124,39 +81,20 @@ fn append_read_and_conflicts() {
         .read_stream(
             "accounts",
             b"acct-1",
-            &StreamReadOptions {
-                direction: Direction::Backward,
-                limit: 2,
-                ..Default::default()
-            },
+            &StreamReadOptions { direction: Direction::Backward, limit: 2, ..Default::default() },
         )
         .expect("read");
-    assert_eq!(
-        back.events.iter().map(|e| e.version).collect::<Vec<_>>(),
-        [Some(2), Some(1)]
-    );
+    assert_eq!(back.events.iter().map(|e| e.version).collect::<Vec<_>>(), [Some(2), Some(1)]);
     let asof = log
-        .read_stream(
-            "accounts",
-            b"acct-1",
-            &StreamReadOptions {
-                as_of_version: Some(1),
-                ..Default::default()
-            },
-        )
+        .read_stream("accounts", b"acct-1", &StreamReadOptions { as_of_version: Some(1), ..Default::default() })
         .expect("read");
     assert_eq!(asof.events.len(), 2);
 
     let all = log.read_all(0, 100).expect("all");
-    assert_eq!(
-        all.iter().map(|e| e.sequence).collect::<Vec<_>>(),
-        [0, 1, 2]
-    );
+    assert_eq!(all.iter().map(|e| e.sequence).collect::<Vec<_>>(), [0, 1, 2]);
     assert_eq!(all[2].version, Some(2));
 
-    let p = log
-        .read_partition("accounts", a.partition, 0, 1 << 20)
-        .expect("partition");
+    let p = log.read_partition("accounts", a.partition, 0, 1 << 20).expect("partition");
     assert_eq!(p.high_watermark, 3);
     assert_eq!(p.batches.len(), 2);
 }
@@ -165,22 +103,12 @@ fn append_read_and_conflicts() {
 fn kafka_batches_with_header_expected_version_and_guard() {
     let dir = tempfile::tempdir().expect("tmp");
     let log = open(dir.path());
-    log.create_topic(
-        "orders",
-        TopicConfig {
-            partitions: 2,
-            ..TopicConfig::default()
-        },
-    )
-    .expect("create");
+    log.create_topic("orders", TopicConfig { partitions: 2, ..TopicConfig::default() }).expect("create");
     let mut b = BatchBuilder::new();
     b.push(NewRecord {
         key: Some(b"o-1".to_vec()),
         value: Some(b"{}".to_vec()),
-        headers: vec![(
-            "evident-expected-version".into(),
-            Some(b"no_stream".to_vec()),
-        )],
+        headers: vec![("evident-expected-version".into(), Some(b"no_stream".to_vec()))],
         timestamp_ms: 5,
     });
     let bytes = b.build();
@@ -188,20 +116,10 @@ fn kafka_batches_with_header_expected_version_and_guard() {
     let err = log.append_batch("orders", 0, &bytes, None).unwrap_err();
     assert!(matches!(err, Error::WrongExpectedVersion { .. }), "{err}");
     let mut plain = BatchBuilder::new();
-    plain.push(NewRecord {
-        key: Some(b"o-1".to_vec()),
-        value: Some(b"{}".to_vec()),
-        headers: vec![],
-        timestamp_ms: 6,
-    });
-    let err = log
-        .append_batch("orders", 1, &plain.build(), None)
-        .unwrap_err();
+    plain.push(NewRecord { key: Some(b"o-1".to_vec()), value: Some(b"{}".to_vec()), headers: vec![], timestamp_ms: 6 });
+    let err = log.append_batch("orders", 1, &plain.build(), None).unwrap_err();
     assert!(matches!(err, Error::KeyInOtherPartition { .. }), "{err}");
-    assert_eq!(
-        log.offset_for_timestamp("orders", 0, 5).expect("ts"),
-        Some(0)
-    );
+    assert_eq!(log.offset_for_timestamp("orders", 0, 5).expect("ts"), Some(0));
     assert_eq!(log.offset_for_timestamp("orders", 0, 6).expect("ts"), None);
 }
 
@@ -210,8 +128,7 @@ fn reopen_with_and_without_checkpoint_and_across_segments() {
     let dir = tempfile::tempdir().expect("tmp");
     {
         let log = open(dir.path());
-        log.create_topic("t", TopicConfig::default())
-            .expect("create");
+        log.create_topic("t", TopicConfig::default()).expect("create");
         for i in 0..500u64 {
             log.append_events(
                 "t",
@@ -223,32 +140,19 @@ fn reopen_with_and_without_checkpoint_and_across_segments() {
         }
         log.close().expect("close");
     }
-    let segments = std::fs::read_dir(dir.path().join("journal"))
-        .expect("ls")
-        .count();
+    let segments = std::fs::read_dir(dir.path().join("journal")).expect("ls").count();
     assert!(segments > 1, "small segments roll: {segments}");
     let check = |log: &Log| {
         let all = log.read_all(0, 10_000).expect("all");
         assert_eq!(all.len(), 500);
-        let s3 = log
-            .read_stream(
-                "t",
-                b"s3",
-                &StreamReadOptions {
-                    limit: 10_000,
-                    ..Default::default()
-                },
-            )
-            .expect("s3");
+        let s3 = log.read_stream("t", b"s3", &StreamReadOptions { limit: 10_000, ..Default::default() }).expect("s3");
         assert_eq!(s3.events.len(), (0..500).filter(|i| i % 7 == 3).count());
     };
     {
         let log = open(dir.path());
         assert!(log.recovery_report().checkpoint_loaded);
         check(&log);
-        let retry = log
-            .append_events("t", b"s0", ExpectedVersion::Any, &[event("id0", "E", 0)])
-            .expect("retry");
+        let retry = log.append_events("t", b"s0", ExpectedVersion::Any, &[event("id0", "E", 0)]).expect("retry");
         assert!(retry.duplicate, "idempotence survives restart");
     }
     std::fs::remove_file(dir.path().join("index.checkpoint")).expect("rm");
@@ -269,8 +173,7 @@ fn second_open_is_refused() {
 fn group_commit_shares_syncs() {
     let dir = tempfile::tempdir().expect("tmp");
     let log = Arc::new(open(dir.path()));
-    log.create_topic("t", TopicConfig::default())
-        .expect("create");
+    log.create_topic("t", TopicConfig::default()).expect("create");
     let before = log.stats().syncs;
     let threads: Vec<_> = (0..16)
         .map(|w| {
@@ -292,8 +195,5 @@ fn group_commit_shares_syncs() {
         t.join().expect("join");
     }
     let syncs = log.stats().syncs - before;
-    assert!(
-        syncs < 800,
-        "800 appends took {syncs} syncs: group commit is not sharing"
-    );
+    assert!(syncs < 800, "800 appends took {syncs} syncs: group commit is not sharing");
 }

@@ -48,12 +48,7 @@ impl Storage for FsStorage {
     }
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>> {
         // Owner-only permissions: an event store holds an organisation's audit trail.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .mode(0o600)
-            .open(path)?;
+        let file = OpenOptions::new().read(true).write(true).create(create).mode(0o600).open(path)?;
         Ok(Arc::new(FsFile(file)))
     }
     fn exists(&self, path: &Path) -> io::Result<bool> {
@@ -80,10 +75,7 @@ impl Storage for FsStorage {
             Ok(()) => Ok(Box::new(file)),
             Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
-                format!(
-                    "data directory {} is locked by another process",
-                    path.display()
-                ),
+                format!("data directory {} is locked by another process", path.display()),
             )),
             Err(std::fs::TryLockError::Error(e)) => Err(e),
         }

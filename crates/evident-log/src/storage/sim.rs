@@ -51,22 +51,14 @@ pub struct SimStorage {
 }
 
 fn split(path: &Path) -> io::Result<(PathBuf, String)> {
-    let parent = path
-        .parent()
-        .ok_or_else(|| io::Error::other("path has no parent"))?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::other("path has no file name"))?
-        .to_string_lossy()
-        .into_owned();
+    let parent = path.parent().ok_or_else(|| io::Error::other("path has no parent"))?;
+    let name =
+        path.file_name().ok_or_else(|| io::Error::other("path has no file name"))?.to_string_lossy().into_owned();
     Ok((parent.to_path_buf(), name))
 }
 
 fn not_found(path: &Path) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::NotFound,
-        format!("{} not found", path.display()),
-    )
+    io::Error::new(io::ErrorKind::NotFound, format!("{} not found", path.display()))
 }
 
 impl SimStorage {
@@ -99,8 +91,7 @@ impl SimStorage {
         disk.dirs = disk.durable_dirs.clone();
         for inode in &mut disk.inodes {
             let durable_len = inode.durable.len();
-            let extends =
-                inode.data.len() > durable_len && inode.data[..durable_len] == inode.durable[..];
+            let extends = inode.data.len() > durable_len && inode.data[..durable_len] == inode.durable[..];
             let mut image = inode.durable.clone();
             // After a failed writeback the pages may be partly on the platter or not at all:
             // either way the crash image is some prefix, like any unsynced write.
@@ -121,11 +112,7 @@ impl SimStorage {
     pub fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
         let disk = self.disk();
         let (dir, name) = split(path)?;
-        let ino = *disk
-            .dirs
-            .get(&dir)
-            .and_then(|d| d.get(&name))
-            .ok_or_else(|| not_found(path))?;
+        let ino = *disk.dirs.get(&dir).and_then(|d| d.get(&name)).ok_or_else(|| not_found(path))?;
         Ok(disk.inodes[ino].data.clone())
     }
 
@@ -133,11 +120,7 @@ impl SimStorage {
     pub fn write_file_durably(&self, path: &Path, bytes: Vec<u8>) -> io::Result<()> {
         let mut disk = self.disk();
         let (dir, name) = split(path)?;
-        let ino = *disk
-            .dirs
-            .get(&dir)
-            .and_then(|d| d.get(&name))
-            .ok_or_else(|| not_found(path))?;
+        let ino = *disk.dirs.get(&dir).and_then(|d| d.get(&name)).ok_or_else(|| not_found(path))?;
         disk.inodes[ino].data = bytes.clone();
         disk.inodes[ino].durable = bytes;
         Ok(())
@@ -160,14 +143,9 @@ impl StorageFile for SimFile {
         let disk = self.disk();
         let data = &disk.inodes[self.ino].data;
         let start = usize::try_from(offset).map_err(io::Error::other)?;
-        let end = start
-            .checked_add(buf.len())
-            .ok_or_else(|| io::Error::other("overflow"))?;
+        let end = start.checked_add(buf.len()).ok_or_else(|| io::Error::other("overflow"))?;
         if end > data.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "read past end of file",
-            ));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past end of file"));
         }
         buf.copy_from_slice(&data[start..end]);
         Ok(())
@@ -252,10 +230,7 @@ impl Storage for SimStorage {
             }
             None => return Err(not_found(path)),
         };
-        Ok(Arc::new(SimFile {
-            disk: self.disk.clone(),
-            ino,
-        }))
+        Ok(Arc::new(SimFile { disk: self.disk.clone(), ino }))
     }
     fn exists(&self, path: &Path) -> io::Result<bool> {
         let disk = self.disk();
@@ -268,21 +243,13 @@ impl Storage for SimStorage {
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut disk = self.disk();
         let (dir, name) = split(path)?;
-        disk.dirs
-            .get_mut(&dir)
-            .and_then(|d| d.remove(&name))
-            .map(|_| ())
-            .ok_or_else(|| not_found(path))
+        disk.dirs.get_mut(&dir).and_then(|d| d.remove(&name)).map(|_| ()).ok_or_else(|| not_found(path))
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut disk = self.disk();
         let (from_dir, from_name) = split(from)?;
         let (to_dir, to_name) = split(to)?;
-        let ino = disk
-            .dirs
-            .get_mut(&from_dir)
-            .and_then(|d| d.remove(&from_name))
-            .ok_or_else(|| not_found(from))?;
+        let ino = disk.dirs.get_mut(&from_dir).and_then(|d| d.remove(&from_name)).ok_or_else(|| not_found(from))?;
         disk.dirs.entry(to_dir).or_default().insert(to_name, ino);
         Ok(())
     }
@@ -291,11 +258,7 @@ impl Storage for SimStorage {
         if disk.faults.fail_syncs {
             return Err(io::Error::from_raw_os_error(5));
         }
-        let entries = disk
-            .dirs
-            .get(path)
-            .cloned()
-            .ok_or_else(|| not_found(path))?;
+        let entries = disk.dirs.get(path).cloned().ok_or_else(|| not_found(path))?;
         disk.durable_dirs.insert(path.to_path_buf(), entries);
         disk.syncs += 1;
         Ok(())
@@ -305,17 +268,11 @@ impl Storage for SimStorage {
         if disk.locked.iter().any(|p| p == path) {
             return Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
-                format!(
-                    "data directory {} is locked by another process",
-                    path.display()
-                ),
+                format!("data directory {} is locked by another process", path.display()),
             ));
         }
         disk.locked.push(path.to_path_buf());
-        Ok(Box::new(SimLock {
-            disk: self.disk.clone(),
-            path: path.to_path_buf(),
-        }))
+        Ok(Box::new(SimLock { disk: self.disk.clone(), path: path.to_path_buf() }))
     }
 }
 
@@ -361,18 +318,11 @@ mod tests {
         let a = s.open(&dir.join("a"), true).expect("open");
         s.sync_dir(dir).expect("sync dir");
         a.write_all_at(b"abc", 0).expect("write");
-        s.set_faults(SimFaults {
-            fail_syncs: true,
-            ..SimFaults::default()
-        });
+        s.set_faults(SimFaults { fail_syncs: true, ..SimFaults::default() });
         assert!(a.sync_data().is_err());
         s.set_faults(SimFaults::default());
         a.sync_data().expect("a retried sync reports success");
         s.crash(|n| n);
-        assert_eq!(
-            s.read_file(&dir.join("a")).expect("a"),
-            vec![0, 0, 0],
-            "the retried sync saved nothing"
-        );
+        assert_eq!(s.read_file(&dir.join("a")).expect("a"), vec![0, 0, 0], "the retried sync saved nothing");
     }
 }
