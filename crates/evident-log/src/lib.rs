@@ -32,5 +32,5 @@ pub use catalog::{CleanupPolicy, TopicConfig, TopicMeta};
 pub use config::{FsyncPolicy, LogConfig};
 pub use error::{Error, Result};
 pub use log::{Log, LogStats, RecoveryReport};
-pub use read::{Direction, Event, PartitionOffsets, PartitionRead, StreamRead, StreamReadOptions};
+pub use read::{Direction, Event, PartitionOffsets, PartitionRead, StreamRead, StreamReadOptions, TopicDescription};
 pub use recovery::ReplayOutcome;

@@ -133,6 +133,17 @@ pub struct PartitionOffsets {
     pub high_watermark: u64,
 }
 
+/// What [`Log::describe_topic`] tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicDescription {
+    /// Name, id, configuration.
+    pub meta: crate::catalog::TopicMeta,
+    /// Each partition's offsets.
+    pub partitions: Vec<PartitionOffsets>,
+    /// Number of entity streams (distinct keys) in the topic.
+    pub streams: usize,
+}
+
 /// One contiguous read.
 struct Span {
     segment: Segment,
@@ -245,6 +256,21 @@ impl Log {
                 high_watermark: visible_high_watermark(&st.index, t.meta.id, p, st.visible_seq),
             })
             .collect())
+    }
+
+    /// A topic's metadata, partition offsets and number of streams.
+    pub fn describe_topic(&self, topic: &str) -> Result<TopicDescription> {
+        let st = self.inner.lock();
+        let t = st.index.topic_by_name(topic)?;
+        let partitions = (0..t.meta.config.partitions)
+            .map(|p| PartitionOffsets {
+                partition: p,
+                log_start_offset: 0,
+                high_watermark: visible_high_watermark(&st.index, t.meta.id, p, st.visible_seq),
+            })
+            .collect();
+        let streams = st.index.stream_ids.keys().filter(|(tid, _)| *tid == t.meta.id).count();
+        Ok(TopicDescription { meta: t.meta.clone(), partitions, streams })
     }
 
     /// Reads stored batches of a partition from `offset`, up to about `max_bytes` (at least

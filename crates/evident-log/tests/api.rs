@@ -94,6 +94,10 @@ fn append_read_and_conflicts() {
     assert_eq!(all.iter().map(|e| e.sequence).collect::<Vec<_>>(), [0, 1, 2]);
     assert_eq!(all[2].version, Some(2));
 
+    let described = log.describe_topic("accounts").expect("describe");
+    assert_eq!(described.meta.config.partitions, 3);
+    assert_eq!(described.streams, 1);
+    assert_eq!(described.partitions[a.partition as usize].high_watermark, 3);
     let p = log.read_partition("accounts", a.partition, 0, 1 << 20).expect("partition");
     assert_eq!(p.high_watermark, 3);
     assert_eq!(p.batches.len(), 2);
