@@ -539,10 +539,12 @@ impl Inner {
         Ok(touched)
     }
 
-    fn segment_files(st: &State) -> Vec<(u64, Arc<dyn StorageFile>)> {
-        // Only the last few segments can receive writes.
-        let n = st.journal.segments.len();
-        st.journal.segments[n.saturating_sub(4)..].iter().map(|s| (s.base, s.file.clone())).collect()
+    /// The segments holding journal positions at or after `from`: the ones a commit round or
+    /// a sync must touch. Several rolls can happen while a round is in flight, so this is not
+    /// a fixed number of trailing segments.
+    fn segment_files(st: &State, from: u64) -> Vec<(u64, Arc<dyn StorageFile>)> {
+        let first = st.journal.segments.partition_point(|s| s.base <= from).saturating_sub(1);
+        st.journal.segments[first..].iter().map(|s| (s.base, s.file.clone())).collect()
     }
 
     /// The commit thread: write what is queued, sync once, publish, repeat.
@@ -582,7 +584,7 @@ impl Inner {
             st.in_flight = Some(chunks.clone());
             let end_pos = st.next_pos;
             let end_seq = st.index.next_seq;
-            let files = Self::segment_files(&st);
+            let files = Self::segment_files(&st, chunks.first().map_or(st.next_pos, |c| c.pos));
             let policy = self.config.fsync;
             drop(st);
             let bytes: u64 = chunks.iter().map(|c| c.bytes.len() as u64).sum();
@@ -658,7 +660,7 @@ impl Inner {
         if st.written_pos <= st.durable_pos {
             return;
         }
-        let files = Self::segment_files(st);
+        let files = Self::segment_files(st, st.durable_pos);
         for (_, f) in &files {
             if let Err(e) = f.sync_data() {
                 self.poison(st, "journal sync failed", &e);
@@ -684,7 +686,7 @@ impl Inner {
     fn encode_checkpoint_locked(&self, st: &mut State) -> Result<Vec<u8>> {
         if !st.pending.is_empty() {
             let chunks = std::mem::take(&mut st.pending);
-            let files = Self::segment_files(st);
+            let files = Self::segment_files(st, chunks.first().map_or(st.next_pos, |c| c.pos));
             let touched = Self::write_chunks(&files, &chunks).map_err(|e| {
                 self.poison(st, "journal write failed", &e);
                 Error::Io(e)

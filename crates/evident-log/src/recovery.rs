@@ -68,6 +68,13 @@ pub(crate) fn replay(
     // Sealed segments before the start are not re-read (that is what the checkpoint is for),
     // but their sizes must still tile the journal.
     for pair in journal.segments.windows(2).take(first) {
+        // Their headers are cheap to check, and damage found now is better than damage found
+        // by the next full rebuild.
+        let mut head = [0u8; SEGMENT_HEADER_LEN as usize];
+        let header_ok = pair[0].file.read_exact_at(&mut head, 0).map_err(|e| e.to_string());
+        if let Err(what) = header_ok.and_then(|()| check_segment_header(&head, pair[0].base)) {
+            return Err(Error::Corrupted { file: pair[0].path.clone(), offset: 0, what });
+        }
         let len = pair[0].file.len()?;
         if pair[0].base + len != pair[1].base {
             return Err(Error::Corrupted {
