@@ -170,18 +170,12 @@ pub(crate) fn encode(index: &Index, mark: Mark) -> Vec<u8> {
             }
         }
     }
+    // The caller compacts the event-id table first, so the sorted run is all of it.
+    assert_eq!(index.ids.sorted().len(), index.ids.len(), "event-id table compacted before encoding");
     w.u64(index.ids.len() as u64);
-    for (h, v) in &index.ids {
+    for (h, v) in index.ids.sorted() {
         w.u64(*h);
         w.u64(*v);
-    }
-    w.u64(index.id_overflow.len() as u64);
-    for (h, vs) in &index.id_overflow {
-        w.u64(*h);
-        w.u64(vs.len() as u64);
-        for v in vs {
-            w.u64(*v);
-        }
     }
     let crc = crc32c::crc32c(&w.0);
     w.u32(crc);
@@ -268,6 +262,7 @@ fn decode_body(body: &[u8]) -> Result<(Index, Mark), Bad> {
     }
     let ns = r.count(1)?;
     index.streams.reserve_exact(ns);
+    index.stream_ids.reserve(ns);
     for sid in 0..ns {
         match r.u8()? {
             0 => index.streams.push(None),
@@ -280,29 +275,18 @@ fn decode_body(body: &[u8]) -> Result<(Index, Mark), Bad> {
                 for _ in 0..ne {
                     events.push(StreamEvent { seq: r.u64()?, pos: r.u64()?, len: r.u32()?, crc: r.u32()? });
                 }
-                index.stream_ids.insert((topic, key.clone()), sid as u32);
+                index.stream_ids.insert(crate::hashed::hash_key(topic, &key), sid as u64);
                 index.streams.push(Some(Stream { topic, partition, key, events }));
             }
             _ => return Err("bad stream tag"),
         }
     }
     let ni = r.count(16)?;
-    index.ids.reserve(ni);
+    let mut run = Vec::with_capacity(ni);
     for _ in 0..ni {
-        let h = r.u64()?;
-        let v = r.u64()?;
-        index.ids.insert(h, v);
+        run.push((r.u64()?, r.u64()?));
     }
-    let no = r.count(16)?;
-    for _ in 0..no {
-        let h = r.u64()?;
-        let n = r.count(8)?;
-        let mut vs = Vec::with_capacity(n);
-        for _ in 0..n {
-            vs.push(r.u64()?);
-        }
-        index.id_overflow.insert(h, vs);
-    }
+    index.ids = crate::hashed::SortedRun::from_sorted(run).ok_or("event-id table is not sorted")?;
     if r.at != body.len() {
         return Err("bytes remain after the checkpoint");
     }

@@ -7,7 +7,6 @@
 //! `append.rs`; this file only records what the journal holds.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
 
 use bytes::Bytes;
 use evident_core::batch::RecordBatch;
@@ -16,6 +15,7 @@ use evident_core::{envelope, TopicName};
 use crate::catalog::TopicMeta;
 use crate::error::{Error, Result};
 use crate::frame;
+use crate::hashed::{hash_key, HashedMap, SortedRun};
 
 /// A batch frame: where it is in the journal and what it holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,26 +131,6 @@ pub(crate) struct TopicState {
     pub partitions: Vec<PartitionState>,
 }
 
-/// Hasher for keys that are already xxh3 hashes.
-#[derive(Default)]
-pub(crate) struct PrehashedHasher(u64);
-
-impl Hasher for PrehashedHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-pub(crate) type IdMap = HashMap<u64, u64, BuildHasherDefault<PrehashedHasher>>;
-
 /// Packs a stream id and a version into an event-id map value.
 pub(crate) fn pack_event(stream: u32, version: u32) -> u64 {
     (u64::from(stream) << 32) | u64::from(version)
@@ -160,12 +140,9 @@ pub(crate) fn unpack_event(v: u64) -> (u32, u32) {
     ((v >> 32) as u32, v as u32)
 }
 
-/// The event-id map key: a hash of the stream and the id.
+/// The event-id table key: a hash of the stream and the id.
 pub(crate) fn id_hash(stream: u32, id: &str) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(&stream.to_le_bytes());
-    h.update(id.as_bytes());
-    h.digest()
+    hash_key(stream, id.as_bytes())
 }
 
 /// What the log needs of one record, computed from a CRC-verified batch.
@@ -232,13 +209,12 @@ pub(crate) struct Index {
     pub next_topic_id: u32,
     /// Batch frames in journal (and commit-sequence) order.
     pub frames: Vec<FrameEntry>,
-    pub stream_ids: HashMap<(u32, Bytes), u32>,
+    /// Hash of (topic, key) -> stream id.
+    pub stream_ids: HashedMap,
     /// Streams by id; None once their topic is deleted (ids are never reused).
     pub streams: Vec<Option<Stream>>,
-    /// Event-id hash -> packed (stream, version) of the first event with that hash.
-    pub ids: IdMap,
-    /// Further events whose id hash collides with one in `ids`.
-    pub id_overflow: HashMap<u64, Vec<u64>>,
+    /// Event-id hash -> packed (stream, version).
+    pub ids: SortedRun,
     /// Next commit sequence to assign.
     pub next_seq: u64,
 }
@@ -268,21 +244,15 @@ impl Index {
         if let Some(state) = self.topics.remove(&topic) {
             self.names.remove(&state.meta.name);
         }
-        let streams = &mut self.streams;
-        self.stream_ids.retain(|(t, _), sid| {
-            if *t == topic {
-                streams[*sid as usize] = None;
-                false
-            } else {
-                true
+        for stream in &mut self.streams {
+            if stream.as_ref().is_some_and(|s| s.topic == topic) {
+                *stream = None;
             }
-        });
-        let live = |v: &u64| streams[unpack_event(*v).0 as usize].is_some();
-        self.ids.retain(|_, v| live(v));
-        self.id_overflow.retain(|_, vs| {
-            vs.retain(live);
-            !vs.is_empty()
-        });
+        }
+        let streams = &self.streams;
+        let live = |sid: u32| streams.get(sid as usize).is_some_and(Option::is_some);
+        self.stream_ids.retain(|sid| live(sid as u32));
+        self.ids.retain(|packed| live(unpack_event(packed).0));
     }
 
     /// Records a batch frame written at journal position `pos`.
@@ -355,18 +325,18 @@ impl Index {
         let payload_pos = pos + frame::HEADER_LEN as u64;
         for (i, info) in infos.iter().enumerate() {
             let Some(key) = info.key else { continue };
-            let sid = match self.stream_ids.get(&(topic_id, Bytes::copy_from_slice(key))) {
-                Some(sid) => *sid,
+            let sid = match self.stream_id(topic_id, key) {
+                Some(sid) => sid,
                 None => {
                     let sid = u32::try_from(self.streams.len()).map_err(|_| corrupted("too many streams".into()))?;
                     let key = Bytes::copy_from_slice(key);
+                    self.stream_ids.insert(hash_key(topic_id, &key), u64::from(sid));
                     self.streams.push(Some(Stream {
                         topic: topic_id,
                         partition: partition_id,
-                        key: key.clone(),
+                        key,
                         events: Vec::new(),
                     }));
-                    self.stream_ids.insert((topic_id, key), sid);
                     sid
                 }
             };
@@ -381,16 +351,7 @@ impl Index {
                 crc: info.crc,
             });
             if let Some(id) = info.id {
-                let hash = id_hash(sid, id);
-                let packed = pack_event(sid, version);
-                match self.ids.entry(hash) {
-                    std::collections::hash_map::Entry::Vacant(v) => {
-                        v.insert(packed);
-                    }
-                    std::collections::hash_map::Entry::Occupied(_) => {
-                        self.id_overflow.entry(hash).or_default().push(packed);
-                    }
-                }
+                self.ids.insert(id_hash(sid, id), pack_event(sid, version));
             }
         }
         self.next_seq = header.first_sequence + u64::from(count);
@@ -410,20 +371,19 @@ impl Index {
 
     /// Stream id of `(topic, key)`.
     pub fn stream_id(&self, topic: u32, key: &[u8]) -> Option<u32> {
-        self.stream_ids.get(&(topic, Bytes::copy_from_slice(key))).copied()
+        self.stream_ids.get(hash_key(topic, key)).map(|sid| sid as u32).find(|&sid| {
+            self.streams.get(sid as usize).and_then(Option::as_ref).is_some_and(|s| s.topic == topic && s.key == key)
+        })
     }
 
-    /// Candidate events (stream, version) whose id hashes like `id` in stream `sid`.
+    /// Candidate events (stream, version) whose id hashes like `id` in stream `sid`; the
+    /// caller confirms against the stored record.
     pub fn id_candidates(&self, sid: u32, id: &str) -> Vec<(u32, u32)> {
-        let hash = id_hash(sid, id);
-        let mut out = Vec::new();
-        if let Some(v) = self.ids.get(&hash) {
-            out.push(unpack_event(*v));
-            if let Some(more) = self.id_overflow.get(&hash) {
-                out.extend(more.iter().map(|v| unpack_event(*v)));
-            }
-        }
-        out.retain(|(s, _)| *s == sid);
-        out
+        self.ids.get(id_hash(sid, id)).map(unpack_event).filter(|(s, _)| *s == sid).collect()
+    }
+
+    /// Number of live streams of a topic.
+    pub fn stream_count(&self, topic: u32) -> usize {
+        self.streams.iter().flatten().filter(|s| s.topic == topic).count()
     }
 }

@@ -20,6 +20,7 @@ pub mod clock;
 mod config;
 mod error;
 mod frame;
+mod hashed;
 mod index;
 mod journal;
 mod log;

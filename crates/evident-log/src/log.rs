@@ -708,6 +708,7 @@ impl Inner {
         if let Some(why) = &st.poisoned {
             return Err(Error::Poisoned(why.clone()));
         }
+        st.index.ids.compact();
         let bytes = checkpoint::encode(&st.index, Mark { pos: st.next_pos, last_frame: st.last_frame });
         st.since_checkpoint = 0;
         st.last_checkpoint_len = bytes.len() as u64;

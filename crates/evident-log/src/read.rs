@@ -269,7 +269,7 @@ impl Log {
                 high_watermark: visible_high_watermark(&st.index, t.meta.id, p, st.visible_seq),
             })
             .collect();
-        let streams = st.index.stream_ids.keys().filter(|(tid, _)| *tid == t.meta.id).count();
+        let streams = st.index.stream_count(t.meta.id);
         Ok(TopicDescription { meta: t.meta.clone(), partitions, streams })
     }
 
