@@ -331,18 +331,12 @@ pub struct Record<'a> {
 impl<'a> Record<'a> {
     /// Iterates over the record's headers (already validated when the record was decoded).
     pub fn headers(&self) -> impl Iterator<Item = (&'a str, Option<&'a [u8]>)> + 'a {
-        let mut rest = self.headers;
-        let mut left = self.header_count;
-        std::iter::from_fn(move || {
-            if left == 0 {
-                return None;
-            }
-            left -= 1;
-            // Validated on decode, so these cannot fail; stop quietly if they somehow do.
-            let (k, v, used) = decode_header(rest)?;
-            rest = &rest[used..];
-            Some((k, v))
-        })
+        headers_in(self.headers, self.header_count)
+    }
+
+    /// The encoded headers, for [`headers_in`].
+    pub fn raw_headers(&self) -> &'a [u8] {
+        self.headers
     }
 
     /// The value of the first header named `name`.
@@ -354,6 +348,22 @@ impl<'a> Record<'a> {
     pub fn header_count(&self) -> usize {
         self.header_count
     }
+}
+
+/// Iterates over `count` headers encoded in `raw` (as [`Record::raw_headers`] returns them).
+/// Stops early rather than failing if the bytes are not valid headers.
+pub fn headers_in(raw: &[u8], count: usize) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
+    let mut rest = raw;
+    let mut left = count;
+    std::iter::from_fn(move || {
+        if left == 0 {
+            return None;
+        }
+        left -= 1;
+        let (k, v, used) = decode_header(rest)?;
+        rest = &rest[used..];
+        Some((k, v))
+    })
 }
 
 fn take_bytes(input: &[u8], at: usize) -> Option<(Option<&[u8]>, usize)> {

@@ -3,6 +3,7 @@
 //! from different origins (a partition, a stream, the whole store).
 
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -39,7 +40,7 @@ pub enum NameError {
 /// or `..`) so that every evident topic is also a valid Kafka topic.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct TopicName(String);
+pub struct TopicName(Arc<str>); // shared: every event read carries its topic's name
 
 impl TopicName {
     /// Kafka's limit on a topic name's length.
@@ -60,7 +61,7 @@ impl TopicName {
         if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
             return Err(NameError::BadCharacter { name, bad });
         }
-        Ok(Self(name))
+        Ok(Self(name.into()))
     }
 
     /// The name as a string.
@@ -78,7 +79,7 @@ impl TryFrom<String> for TopicName {
 
 impl From<TopicName> for String {
     fn from(value: TopicName) -> Self {
-        value.0
+        value.0.to_string()
     }
 }
 

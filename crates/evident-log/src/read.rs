@@ -43,14 +43,21 @@ pub struct Event {
     pub key: Option<Bytes>,
     /// Value.
     pub value: Option<Bytes>,
-    /// Headers, in order.
-    pub headers: Vec<(String, Option<Bytes>)>,
+    /// The record's encoded headers (decoded on demand by [`Event::headers`], so reading an
+    /// event costs no allocation per header).
+    raw_headers: Bytes,
+    header_count: u32,
 }
 
 impl Event {
+    /// The headers, in order: name and value (None for a null value).
+    pub fn headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
+        evident_core::batch::headers_in(&self.raw_headers, self.header_count as usize)
+    }
+
     /// The first header named `name`.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|(k, _)| k == name).and_then(|(_, v)| v.as_deref())
+        self.headers().find(|(k, _)| *k == name).and_then(|(_, v)| v)
     }
     /// The event id (`ce_id`), if it is UTF-8.
     pub fn id(&self) -> Option<&str> {
@@ -553,6 +560,7 @@ fn to_event(
         timestamp_ms: base_ts + record.timestamp_delta,
         key: record.key.map(owned),
         value: record.value.map(owned),
-        headers: record.headers().map(|(k, v)| (k.to_string(), v.map(owned))).collect(),
+        raw_headers: owned(record.raw_headers()),
+        header_count: record.header_count() as u32,
     })
 }
