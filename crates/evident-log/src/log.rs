@@ -187,7 +187,7 @@ impl Log {
                 Error::Io(e)
             }
         })?;
-        let mut journal = Journal::open(storage.clone(), &dir.join("journal"))?;
+        let mut journal = Journal::open(storage.clone(), &dir.join("journal"), config.segment_size_max)?;
         let mut report = RecoveryReport::default();
         let (mut index, mark) = match checkpoint::read(&storage, dir)? {
             None => (Index::default(), None),

@@ -160,6 +160,12 @@ struct Span {
 
 impl Span {
     fn read(&self) -> Result<Bytes> {
+        let offset = (self.pos - self.segment.base) as usize;
+        if let Some(map) = &self.segment.map {
+            if offset + self.len as usize <= map.len() {
+                return Ok(map.slice(offset..offset + self.len as usize));
+            }
+        }
         let mut buf = vec![0u8; self.len as usize];
         self.segment.file.read_exact_at(&mut buf, self.pos - self.segment.base).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {

@@ -31,6 +31,15 @@ pub trait StorageFile: Send + Sync + 'static {
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// `fdatasync`: makes the file's data (and the size needed to read it) durable.
     fn sync_data(&self) -> io::Result<()>;
+    /// A read-only memory map of the file's first `len` bytes, if this storage can map files.
+    /// `len` may exceed the file's current length (so a growing segment is mapped once); the
+    /// caller must only touch bytes it knows were written, as pages past the end of the file
+    /// cannot be read. Bytes written later through [`StorageFile::write_all_at`] appear in
+    /// the map.
+    fn map(&self, len: u64) -> io::Result<Option<bytes::Bytes>> {
+        let _ = len;
+        Ok(None)
+    }
 }
 
 /// A directory tree of files.

@@ -33,6 +33,20 @@ impl StorageFile for FsFile {
     fn sync_data(&self) -> io::Result<()> {
         self.0.sync_data()
     }
+    #[allow(unsafe_code)]
+    fn map(&self, len: u64) -> io::Result<Option<bytes::Bytes>> {
+        if len == 0 {
+            return Ok(None);
+        }
+        let len = usize::try_from(len).map_err(io::Error::other)?;
+        // SAFETY: a mapped file can change or shrink underneath the mapping. evident's segment
+        // files are only appended to while the store is open (the directory lock keeps other
+        // evident processes out), torn-tail truncation happens before any read, and readers
+        // only touch bytes below the written position, so every byte read through the map is
+        // in the file and no longer changes. Checksums are verified on every read regardless.
+        let map = unsafe { memmap2::MmapOptions::new().len(len).map(&self.0)? };
+        Ok(Some(bytes::Bytes::from_owner(map)))
+    }
 }
 
 impl Storage for FsStorage {
