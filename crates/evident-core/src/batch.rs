@@ -341,7 +341,15 @@ impl<'a> Record<'a> {
 
     /// The value of the first header named `name`.
     pub fn header(&self, name: &str) -> Option<&'a [u8]> {
-        self.headers().find(|(k, _)| *k == name).and_then(|(_, v)| v)
+        let mut rest = self.headers;
+        for _ in 0..self.header_count {
+            let (key, value, used) = decode_header_raw(rest)?;
+            if key == name.as_bytes() {
+                return value;
+            }
+            rest = &rest[used..];
+        }
+        None
     }
 
     /// Number of headers.
@@ -366,6 +374,21 @@ pub fn headers_in(raw: &[u8], count: usize) -> impl Iterator<Item = (&str, Optio
     })
 }
 
+/// Like [`headers_in`], with names as bytes (no UTF-8 check): for lookups by name.
+pub fn headers_raw_in(raw: &[u8], count: usize) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+    let mut rest = raw;
+    let mut left = count;
+    std::iter::from_fn(move || {
+        if left == 0 {
+            return None;
+        }
+        left -= 1;
+        let (k, v, used) = decode_header_raw(rest)?;
+        rest = &rest[used..];
+        Some((k, v))
+    })
+}
+
 fn take_bytes(input: &[u8], at: usize) -> Option<(Option<&[u8]>, usize)> {
     let (len, n) = get_varint(input.get(at..)?)?;
     let start = at + n;
@@ -377,10 +400,18 @@ fn take_bytes(input: &[u8], at: usize) -> Option<(Option<&[u8]>, usize)> {
 }
 
 fn decode_header(input: &[u8]) -> Option<(&str, Option<&[u8]>, usize)> {
+    let (key, value, at) = decode_header_raw(input)?;
+    Some((std::str::from_utf8(key).ok()?, value, at))
+}
+
+/// A decoded header: name (bytes), value, bytes spanned.
+type RawHeader<'a> = (&'a [u8], Option<&'a [u8]>, usize);
+
+/// A header's name as bytes (not checked for UTF-8), its value, and the bytes it spans.
+fn decode_header_raw(input: &[u8]) -> Option<RawHeader<'_>> {
     let (key, at) = take_bytes(input, 0)?;
-    let key = std::str::from_utf8(key?).ok()?;
     let (value, at) = take_bytes(input, at)?;
-    Some((key, value, at))
+    Some((key?, value, at))
 }
 
 /// Iterator over the records of an uncompressed batch.
@@ -434,7 +465,11 @@ impl<'a> Records<'a> {
         }
         let headers_start = at;
         for _ in 0..header_count {
-            let (_, _, used) = decode_header(&body[at..]).ok_or(bad("header"))?;
+            let (key, _, used) = decode_header_raw(&body[at..]).ok_or(bad("header"))?;
+            // Names are nearly always ASCII; the full UTF-8 check runs only when they are not.
+            if !key.is_ascii() && std::str::from_utf8(key).is_err() {
+                return Err(bad("header name is not UTF-8"));
+            }
             at += used;
         }
         if at != body.len() {
@@ -492,19 +527,39 @@ pub struct NewRecord {
     pub timestamp_ms: i64,
 }
 
-/// Builds an uncompressed v2 batch.
-#[derive(Debug, Clone, Default)]
+/// Builds an uncompressed v2 batch. Records are encoded as they are pushed, so building a
+/// batch allocates little beyond the batch itself.
+#[derive(Debug, Clone)]
 pub struct BatchBuilder {
-    records: Vec<NewRecord>,
+    records: Vec<u8>,
+    scratch: Vec<u8>,
+    count: i32,
+    base_ts: i64,
+    max_ts: i64,
     producer_id: i64,
     producer_epoch: i16,
     base_sequence: i32,
 }
 
+impl Default for BatchBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl BatchBuilder {
     /// An empty, non-idempotent batch.
     pub fn new() -> Self {
-        Self { records: Vec::new(), producer_id: -1, producer_epoch: -1, base_sequence: -1 }
+        Self {
+            records: Vec::new(),
+            scratch: Vec::new(),
+            count: 0,
+            base_ts: 0,
+            max_ts: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+        }
     }
 
     /// Marks the batch as sent by an idempotent producer.
@@ -517,55 +572,70 @@ impl BatchBuilder {
 
     /// Adds a record.
     pub fn push(&mut self, record: NewRecord) -> &mut Self {
-        self.records.push(record);
+        let headers: Vec<(&str, Option<&[u8]>)> =
+            record.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
+        self.push_parts(record.key.as_deref(), record.value.as_deref(), &headers, record.timestamp_ms)
+    }
+
+    /// Adds a record from borrowed parts.
+    pub fn push_parts(
+        &mut self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(&str, Option<&[u8]>)],
+        timestamp_ms: i64,
+    ) -> &mut Self {
+        if self.count == 0 {
+            self.base_ts = timestamp_ms;
+            self.max_ts = timestamp_ms;
+        }
+        self.max_ts = self.max_ts.max(timestamp_ms);
+        let body = &mut self.scratch;
+        body.clear();
+        body.push(0); // record attributes
+        put_varlong(body, timestamp_ms - self.base_ts);
+        put_varint(body, self.count);
+        put_bytes(body, key);
+        put_bytes(body, value);
+        put_varint(body, headers.len() as i32);
+        for (k, v) in headers {
+            put_bytes(body, Some(k.as_bytes()));
+            put_bytes(body, *v);
+        }
+        put_varint(&mut self.records, body.len() as i32);
+        self.records.extend_from_slice(body);
+        self.count += 1;
         self
     }
 
     /// Number of records added.
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.count as usize
     }
 
     /// Whether no record was added.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.count == 0
     }
 
     /// Encodes the batch with base offset 0.
     pub fn build(&self) -> Vec<u8> {
-        let base_ts = self.records.first().map_or(0, |r| r.timestamp_ms);
-        let max_ts = self.records.iter().map(|r| r.timestamp_ms).max().unwrap_or(base_ts);
-        let mut out = Vec::with_capacity(HEADER_LEN + self.records.len() * 64);
+        let mut out = Vec::with_capacity(HEADER_LEN + self.records.len());
         out.extend_from_slice(&0i64.to_be_bytes());
         out.extend_from_slice(&0i32.to_be_bytes()); // batch_length, patched below
         out.extend_from_slice(&0i32.to_be_bytes()); // partition leader epoch
         out.push(2); // magic
         out.extend_from_slice(&0u32.to_be_bytes()); // crc, patched below
         out.extend_from_slice(&0i16.to_be_bytes()); // attributes: no compression, CreateTime
-        let last_delta = self.records.len().saturating_sub(1) as i32;
+        let last_delta = (self.count - 1).max(0);
         out.extend_from_slice(&last_delta.to_be_bytes());
-        out.extend_from_slice(&base_ts.to_be_bytes());
-        out.extend_from_slice(&max_ts.to_be_bytes());
+        out.extend_from_slice(&self.base_ts.to_be_bytes());
+        out.extend_from_slice(&self.max_ts.to_be_bytes());
         out.extend_from_slice(&self.producer_id.to_be_bytes());
         out.extend_from_slice(&self.producer_epoch.to_be_bytes());
         out.extend_from_slice(&self.base_sequence.to_be_bytes());
-        out.extend_from_slice(&(self.records.len() as i32).to_be_bytes());
-        let mut body = Vec::new();
-        for (i, r) in self.records.iter().enumerate() {
-            body.clear();
-            body.push(0); // record attributes
-            put_varlong(&mut body, r.timestamp_ms - base_ts);
-            put_varint(&mut body, i as i32);
-            put_bytes(&mut body, r.key.as_deref());
-            put_bytes(&mut body, r.value.as_deref());
-            put_varint(&mut body, r.headers.len() as i32);
-            for (k, v) in &r.headers {
-                put_bytes(&mut body, Some(k.as_bytes()));
-                put_bytes(&mut body, v.as_deref());
-            }
-            put_varint(&mut out, body.len() as i32);
-            out.extend_from_slice(&body);
-        }
+        out.extend_from_slice(&self.count.to_be_bytes());
+        out.extend_from_slice(&self.records);
         let batch_length = (out.len() - LOG_OVERHEAD) as i32;
         out[8..12].copy_from_slice(&batch_length.to_be_bytes());
         let crc = crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]);

@@ -56,6 +56,26 @@ impl EventData {
         }
     }
 
+    /// Appends the Kafka record carrying this event under `key`, stamped `timestamp_ms`, to
+    /// `batch` (without building the intermediate [`NewRecord`]).
+    pub fn push_to(&self, batch: &mut crate::batch::BatchBuilder, key: &[u8], timestamp_ms: i64) {
+        let mut headers: Vec<(&str, Option<&[u8]>)> = Vec::with_capacity(6 + self.extra_headers.len());
+        headers.push((CE_ID, Some(self.id.as_bytes())));
+        headers.push((CE_TYPE, Some(self.event_type.as_bytes())));
+        headers.push((CE_SPECVERSION, Some(b"1.0")));
+        if let Some(source) = &self.source {
+            headers.push((CE_SOURCE, Some(source.as_bytes())));
+        }
+        if let Some(time) = &self.time {
+            headers.push((CE_TIME, Some(time.as_bytes())));
+        }
+        if let Some(ct) = &self.content_type {
+            headers.push((CONTENT_TYPE, Some(ct.as_bytes())));
+        }
+        headers.extend(self.extra_headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())));
+        batch.push_parts(Some(key), Some(&self.data), &headers, timestamp_ms);
+    }
+
     /// The Kafka record carrying this event under `key`, stamped `timestamp_ms`.
     pub fn to_record(&self, key: &[u8], timestamp_ms: i64) -> NewRecord {
         let mut headers: Vec<Header> = vec![

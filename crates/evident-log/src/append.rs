@@ -5,6 +5,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use xxhash_rust::xxh3::Xxh3DefaultBuilder;
+
 use evident_core::batch::{decode_record, set_base_offset, set_partition_leader_epoch, BatchBuilder, RecordBatch};
 use evident_core::partitioner::partition_for_key;
 use evident_core::{envelope, EventData, ExpectedVersion, PartitionId, StreamKey, TopicName, Version};
@@ -87,7 +89,7 @@ impl Log {
         let now = self.inner.clock.now_ms();
         let mut builder = BatchBuilder::new();
         for event in events {
-            builder.push(event.to_record(key, now));
+            event.push_to(&mut builder, key, now);
         }
         self.append_inner(topic, Route::Key(key), &builder.build(), Some(expected))
     }
@@ -115,7 +117,7 @@ impl Log {
             return Err(Error::EmptyBatch);
         }
         let mut plans: Vec<KeyPlan<'_>> = Vec::new();
-        let mut plan_of: HashMap<&[u8], usize> = HashMap::new();
+        let mut plan_of: HashMap<&[u8], usize, Xxh3DefaultBuilder> = HashMap::default();
         for info in &infos {
             let Some(key) = info.key else {
                 if info.expected.is_some() || expected_override.is_some_and(|e| e != ExpectedVersion::Any) {
@@ -190,7 +192,8 @@ impl Log {
         }
 
         // Optimistic concurrency.
-        let mut next_version: HashMap<&[u8], u64> = HashMap::with_capacity(plans.len());
+        let mut next_version: HashMap<&[u8], u64, Xxh3DefaultBuilder> =
+            HashMap::with_capacity_and_hasher(plans.len(), Xxh3DefaultBuilder);
         for plan in &plans {
             let len =
                 plan.sid.and_then(|sid| st.index.streams[sid as usize].as_ref()).map_or(0, |s| s.events.len() as u64);
@@ -215,12 +218,16 @@ impl Log {
         let partition_state = &st.index.topics[&topic_id].partitions[partition as usize];
         let base_offset = partition_state.next_offset;
         let first_sequence = st.index.next_seq;
-        let mut stored = bytes.to_vec();
-        set_base_offset(&mut stored, base_offset as i64);
-        set_partition_leader_epoch(&mut stored, 0);
+        // The stored copy differs from what the producer sent only in the two fields outside
+        // the batch CRC: the base offset the log assigns, and leader epoch 0.
+        let patch = |stored: &mut [u8]| {
+            set_base_offset(stored, base_offset as i64);
+            set_partition_leader_epoch(stored, 0);
+        };
         let (pos, end) =
-            self.inner.enqueue_frame(&mut st, FrameKind::Batch, first_sequence, topic_id, partition, &stored)?;
-        let stored_batch = RecordBatch::parse_exact(&stored)?;
+            self.inner.enqueue_frame(&mut st, FrameKind::Batch, first_sequence, topic_id, partition, bytes, patch)?;
+        let stored_header =
+            evident_core::BatchHeader { base_offset: base_offset as i64, partition_leader_epoch: 0, ..bh };
         let header = FrameHeader {
             kind: FrameKind::Batch,
             length: 0,
@@ -233,7 +240,7 @@ impl Log {
         // Everything was validated above, so indexing cannot fail; if it does, a frame is queued
         // that the index does not describe, and the only safe answer is to stop.
         st.index
-            .apply_batch(pos, (end - pos) as u32, &header, &stored_batch, &infos)
+            .apply_batch(pos, (end - pos) as u32, &header, &stored_header, &infos)
             .unwrap_or_else(|e| panic!("indexing a validated batch failed: {e}"));
         st.stats.appends += 1;
         let records = infos
@@ -335,9 +342,9 @@ fn find_duplicates(
     partition: u32,
     infos: &[RecordInfo<'_>],
     plans: &[KeyPlan<'_>],
-    plan_of: &HashMap<&[u8], usize>,
+    plan_of: &HashMap<&[u8], usize, Xxh3DefaultBuilder>,
 ) -> Result<Option<(AppendOutcome, u64)>> {
-    let mut seen: HashSet<(&[u8], &str)> = HashSet::new();
+    let mut seen: HashSet<(&[u8], &str), Xxh3DefaultBuilder> = HashSet::default();
     let mut originals = Vec::new();
     let mut first_dup_id = None;
     for info in infos {

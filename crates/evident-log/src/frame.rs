@@ -70,6 +70,7 @@ pub fn padded(len: usize) -> usize {
 }
 
 /// Appends an encoded frame to `out` (which must be at an aligned length).
+#[cfg(test)]
 pub fn encode(
     out: &mut Vec<u8>,
     kind: FrameKind,
@@ -78,6 +79,22 @@ pub fn encode(
     topic: u32,
     partition: u32,
     payload: &[u8],
+) {
+    encode_patched(out, kind, durable_before, first_sequence, topic, partition, payload, |_| {});
+}
+
+/// Like [`encode`], with `patch` applied to the payload's copy in the frame before the checksum
+/// is computed (the log sets a batch's base offset this way without copying it twice).
+#[allow(clippy::too_many_arguments)] // the frame header's fields, in order
+pub fn encode_patched(
+    out: &mut Vec<u8>,
+    kind: FrameKind,
+    durable_before: u64,
+    first_sequence: u64,
+    topic: u32,
+    partition: u32,
+    payload: &[u8],
+    patch: impl FnOnce(&mut [u8]),
 ) {
     let start = out.len();
     let length = HEADER_LEN + payload.len();
@@ -92,6 +109,7 @@ pub fn encode(
     out.extend_from_slice(&topic.to_le_bytes());
     out.extend_from_slice(&partition.to_le_bytes());
     out.extend_from_slice(payload);
+    patch(&mut out[start + HEADER_LEN..]);
     let crc = crc32c::crc32c(&out[start + 8..]);
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
     out.resize(start + padded(length), 0);

@@ -172,7 +172,20 @@ pub(crate) fn record_infos<'a>(batch: &RecordBatch<'a>) -> Result<Vec<RecordInfo
                 return Err(Error::KeyTooLarge { size: key.len(), max: evident_core::StreamKey::LEN_MAX });
             }
         }
-        let id = match r.header(envelope::CE_ID) {
+        // One pass over the headers for the three the log reads (the first of each name wins).
+        let (mut raw_id, mut event_type, mut expected) = (None, None, None);
+        for (name, value) in evident_core::batch::headers_raw_in(r.raw_headers(), r.header_count()) {
+            let slot = match name {
+                n if n == envelope::CE_ID.as_bytes() => &mut raw_id,
+                n if n == envelope::CE_TYPE.as_bytes() => &mut event_type,
+                n if n == envelope::EXPECTED_VERSION.as_bytes() => &mut expected,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(value);
+            }
+        }
+        let id = match raw_id.flatten() {
             None => None,
             Some(raw) => {
                 let id = std::str::from_utf8(raw).map_err(|_| Error::InvalidEventId("ce_id is not UTF-8".into()))?;
@@ -191,8 +204,8 @@ pub(crate) fn record_infos<'a>(batch: &RecordBatch<'a>) -> Result<Vec<RecordInfo
             key: r.key,
             id,
             value: r.value,
-            event_type: r.header(envelope::CE_TYPE),
-            expected: r.header(envelope::EXPECTED_VERSION),
+            event_type: event_type.flatten(),
+            expected: expected.flatten(),
             start: r.start,
             len: r.len,
             crc: crc32c::crc32c(span),
@@ -261,10 +274,9 @@ impl Index {
         pos: u64,
         padded_len: u32,
         header: &frame::FrameHeader,
-        batch: &RecordBatch<'_>,
+        bh: &evident_core::BatchHeader,
         infos: &[RecordInfo<'_>],
     ) -> Result<()> {
-        let bh = batch.header();
         let count = infos.len() as u32;
         let corrupted = |what: String| Error::Corrupted { file: "journal".into(), offset: pos, what };
         if header.first_sequence != self.next_seq {

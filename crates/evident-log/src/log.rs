@@ -156,7 +156,7 @@ fn apply_frame(index: &mut Index, pos: u64, header: &FrameHeader, payload: &[u8]
             let batch =
                 RecordBatch::parse_exact(payload).map_err(|e| corrupted(format!("stored batch invalid: {e}")))?;
             let infos = record_infos(&batch).map_err(|e| corrupted(format!("stored batch invalid: {e}")))?;
-            index.apply_batch(pos, header.padded_len() as u32, header, &batch, &infos)
+            index.apply_batch(pos, header.padded_len() as u32, header, batch.header(), &infos)
         }
         FrameKind::TopicCreated => {
             let meta: TopicMeta =
@@ -294,7 +294,7 @@ impl Log {
         }
         let meta = TopicMeta { id: st.index.next_topic_id, name, config, created_ms: self.inner.clock.now_ms() };
         let payload = serde_json::to_vec(&meta).map_err(|e| Error::Io(std::io::Error::other(e)))?;
-        let (_, end) = self.inner.enqueue_frame(&mut st, FrameKind::TopicCreated, 0, meta.id, 0, &payload)?;
+        let (_, end) = self.inner.enqueue_frame(&mut st, FrameKind::TopicCreated, 0, meta.id, 0, &payload, |_| {})?;
         st.index.apply_topic_created(meta.clone())?;
         self.inner.wait_visible(st, end)?;
         Ok(meta)
@@ -305,7 +305,7 @@ impl Log {
     pub fn delete_topic(&self, name: &str) -> Result<()> {
         let mut st = self.inner.writable()?;
         let id = st.index.topic_by_name(name)?.meta.id;
-        let (_, end) = self.inner.enqueue_frame(&mut st, FrameKind::TopicDeleted, 0, id, 0, &[])?;
+        let (_, end) = self.inner.enqueue_frame(&mut st, FrameKind::TopicDeleted, 0, id, 0, &[], |_| {})?;
         st.index.apply_topic_deleted(id);
         self.inner.wait_visible(st, end)
     }
@@ -452,6 +452,7 @@ impl Inner {
     /// Encodes a frame into the commit queue (rolling to a new segment first if the frame
     /// would overflow the current one). Returns the frame's position and the position the
     /// caller must wait for.
+    #[allow(clippy::too_many_arguments)] // the frame's fields, plus the payload patch
     pub(crate) fn enqueue_frame(
         &self,
         st: &mut State,
@@ -460,6 +461,7 @@ impl Inner {
         topic: u32,
         partition: u32,
         payload: &[u8],
+        patch: impl FnOnce(&mut [u8]),
     ) -> Result<(u64, u64)> {
         let frame_len = frame::padded(frame::HEADER_LEN + payload.len()) as u64;
         let seg_base = st.journal.segments.last().map_or(0, |s| s.base);
@@ -488,7 +490,8 @@ impl Inner {
             }
         };
         let at = chunk.bytes.len();
-        frame::encode(&mut chunk.bytes, kind, st.durable_pos, first_seq, topic, partition, payload);
+        let durable = st.durable_pos;
+        frame::encode_patched(&mut chunk.bytes, kind, durable, first_seq, topic, partition, payload, patch);
         assert_eq!((chunk.bytes.len() - at) as u64, frame_len, "frame length as planned");
         let crc =
             u32::from_le_bytes([chunk.bytes[at + 4], chunk.bytes[at + 5], chunk.bytes[at + 6], chunk.bytes[at + 7]]);
@@ -505,7 +508,10 @@ impl Inner {
             if st.visible_pos >= end {
                 return Ok(());
             }
-            if let Some(why) = &st.poisoned {
+            // A frame the committer is writing right now may still become durable: the outcome
+            // is known only when that round ends, so do not report failure before it does.
+            let in_flight = st.in_flight.as_ref().and_then(|c| c.last()).is_some_and(|c| c.pos < end);
+            if let (Some(why), false) = (&st.poisoned, in_flight) {
                 return Err(Error::Poisoned(why.clone()));
             }
             st = self.progress.wait(st).unwrap_or_else(|e| e.into_inner());
