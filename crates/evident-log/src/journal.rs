@@ -153,6 +153,16 @@ impl Journal {
         })
     }
 
+    /// Syncs the segments from index `first` on, and the directory: recovery's way of making
+    /// sure bytes it read from the page cache are on disk before it relies on them.
+    pub fn sync_from(&self, first: usize) -> Result<()> {
+        for seg in self.segments.iter().skip(first) {
+            seg.file.sync_data()?;
+        }
+        self.storage.sync_dir(&self.dir)?;
+        Ok(())
+    }
+
     /// Removes every segment after index `keep` durably (torn-tail recovery).
     pub fn remove_segments_after(&mut self, keep: usize) -> Result<()> {
         while self.segments.len() > keep + 1 {

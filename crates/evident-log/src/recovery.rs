@@ -153,6 +153,17 @@ pub(crate) fn replay(
         stop = Stop::End(pos);
         seg_index += 1;
     }
+    let outcome = finish(journal, stop, durable, outcome)?;
+    // What was just replayed may have been written by a process that died before syncing it:
+    // it sits in the page cache, readable but not durable. Make it durable before it is
+    // indexed, checkpointed or built upon, or a later power loss would take away data that
+    // this process trusted (and that checkpoints written from now on would claim).
+    journal.sync_from(first)?;
+    Ok(outcome)
+}
+
+/// Decides what the end of the scan means (module docs) and cuts a torn tail.
+fn finish(journal: &mut Journal, stop: Stop, durable: u64, mut outcome: ReplayOutcome) -> Result<ReplayOutcome> {
     match stop {
         Stop::End(end) => {
             outcome.end_pos = end;
