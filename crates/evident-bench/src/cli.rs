@@ -1,0 +1,168 @@
+//! Command-line flags and the plan they resolve to (durations, data-set sizes, where data goes).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Connection string of the cluster `scripts/bench.sh` starts.
+pub const DEFAULT_PG: &str = "host=127.0.0.1 port=5499 user=evident_bench password=evident_bench dbname=evident_bench";
+
+/// Measures evident, the disk's physical limits, PostgreSQL and SQLite side by side on this
+/// machine, and prints the ratios next to evident's performance targets.
+#[derive(Debug, Parser)]
+#[command(name = "evident-bench", version, about, long_about = None)]
+pub struct Cli {
+    /// Hidden helper subcommands (the restart probe re-executes the binary).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Small data sets and 1-second workloads: a smoke test of the whole run.
+    #[arg(long)]
+    pub quick: bool,
+    /// Seconds each timed workload runs (default 5, or 1 with --quick).
+    #[arg(long, value_name = "SECS")]
+    pub duration_secs: Option<f64>,
+    /// Do not measure PostgreSQL.
+    #[arg(long)]
+    pub skip_postgres: bool,
+    /// Do not measure SQLite.
+    #[arg(long)]
+    pub skip_sqlite: bool,
+    /// Do not run the restart workload (loading its store is the longest step).
+    #[arg(long)]
+    pub skip_restart: bool,
+    /// Where the stores and test files are created (default: the workspace's target/ directory,
+    /// or /var/tmp). Must be on the disk you want measured; a fresh subdirectory is used and
+    /// removed at the end.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Events in the restart store (default 10,000,000, or 200,000 with --quick).
+    #[arg(long, value_name = "N")]
+    pub restart_events: Option<u64>,
+    /// Events in the read/replay data set (default 1,000,000, or 100,000 with --quick).
+    #[arg(long, value_name = "N")]
+    pub replay_events: Option<u64>,
+    /// libpq-style connection string of the PostgreSQL server to measure.
+    #[arg(long, value_name = "CONNINFO", default_value = DEFAULT_PG)]
+    pub pg: String,
+    /// Run only these phases (comma-separated); the default runs all of them.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "PHASES")]
+    pub only: Vec<Phase>,
+    /// Keep the data directory after the run.
+    #[arg(long)]
+    pub keep_data: bool,
+}
+
+/// The phases of a run, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Phase {
+    /// Raw write + fdatasync rates and synced sequential bandwidth.
+    Physical,
+    /// Single-event appends.
+    Appends,
+    /// Batched appends.
+    Batches,
+    /// Replays, full scans and stream reads.
+    Reads,
+    /// Loading a large store and opening it in a fresh process.
+    Restart,
+}
+
+/// Hidden subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Opens a store and prints its open time and memory (run by the restart workload).
+    #[command(hide = true)]
+    OpenProbe {
+        /// The store's directory.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+/// What a run will do.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Length of each timed write workload.
+    pub duration: Duration,
+    /// Interleaved rounds of the single-writer-versus-raw-sync ratio, and their length.
+    pub paired_rounds: (usize, Duration),
+    /// Length of each stream-read workload.
+    pub read_duration: Duration,
+    /// Events in the read data set.
+    pub replay_events: u64,
+    /// Events in the restart store.
+    pub restart_events: u64,
+    /// Full scans per system (the median is reported).
+    pub scan_repeats: usize,
+    /// The data directory's parent.
+    pub data_root: PathBuf,
+    /// Phases to run.
+    pub phases: Vec<Phase>,
+}
+
+impl Plan {
+    /// Whether `phase` runs.
+    pub fn runs(&self, phase: Phase) -> bool {
+        self.phases.contains(&phase)
+    }
+}
+
+fn default_data_root() -> PathBuf {
+    // The workspace's target/ directory when the binary was built from it, so the stores sit
+    // on the same disk as the repository.
+    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target");
+    match target.canonicalize() {
+        Ok(t) if t.is_dir() => t.join("evident-bench"),
+        _ => PathBuf::from("/var/tmp/evident-bench"),
+    }
+}
+
+impl Cli {
+    /// Resolves the flags.
+    pub fn plan(&self) -> Plan {
+        let secs = self.duration_secs.unwrap_or(if self.quick { 1.0 } else { 5.0 }).max(0.1);
+        let duration = Duration::from_secs_f64(secs);
+        Plan {
+            duration,
+            read_duration: duration.min(Duration::from_secs(3)),
+            paired_rounds: if self.quick { (3, Duration::from_millis(300)) } else { (5, Duration::from_secs(1)) },
+            replay_events: self.replay_events.unwrap_or(if self.quick { 100_000 } else { 1_000_000 }),
+            restart_events: self.restart_events.unwrap_or(if self.quick { 200_000 } else { 10_000_000 }),
+            scan_repeats: if self.quick { 1 } else { 3 },
+            data_root: self.data_dir.clone().unwrap_or_else(default_data_root),
+            phases: if self.only.is_empty() {
+                Phase::value_variants().iter().copied().filter(|p| *p != Phase::Restart || !self.skip_restart).collect()
+            } else {
+                self.only.clone()
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quick_shrinks_everything_and_flags_win() {
+        let cli = Cli::parse_from(["evident-bench", "--quick", "--restart-events", "5000"]);
+        let plan = cli.plan();
+        assert_eq!(plan.duration, Duration::from_secs(1));
+        assert_eq!(plan.replay_events, 100_000);
+        assert_eq!(plan.restart_events, 5000);
+        let full = Cli::parse_from(["evident-bench"]).plan();
+        assert_eq!(full.restart_events, 10_000_000);
+        assert_eq!(full.duration, Duration::from_secs(5));
+        assert!(full.runs(Phase::Restart) && full.runs(Phase::Physical));
+        let some = Cli::parse_from(["evident-bench", "--only", "reads,restart"]).plan();
+        assert!(some.runs(Phase::Reads) && some.runs(Phase::Restart) && !some.runs(Phase::Appends));
+        assert!(!Cli::parse_from(["evident-bench", "--skip-restart"]).plan().runs(Phase::Restart));
+    }
+
+    #[test]
+    fn the_probe_subcommand_parses() {
+        let cli = Cli::parse_from(["evident-bench", "open-probe", "--dir", "/x"]);
+        assert!(matches!(cli.command, Some(Command::OpenProbe { .. })));
+    }
+}

@@ -1,0 +1,294 @@
+//! `evident-bench`: measures evident's storage engine, the disk's physical limits, PostgreSQL
+//! and SQLite side by side, in one run on one machine, and prints the ratios next to the
+//! performance targets. Run it through `scripts/bench.sh` (which starts a PostgreSQL cluster on
+//! 127.0.0.1); `BENCHMARKS.md` explains every workload and holds the latest full results.
+//!
+//! Order of a run: physical limits, then each write workload on every system back to back (so
+//! the ratios compare figures taken minutes apart at most: this machine's flush latency changes
+//! regime within minutes), the raw sync rate again, the reads, and the restart last.
+
+mod cli;
+mod driver;
+mod evident;
+mod machine;
+mod paired;
+mod payload;
+mod physical;
+mod postgres;
+mod replay;
+mod report;
+mod restart;
+mod sqlite;
+mod stats;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use crate::cli::{Cli, Command, Phase, Plan};
+use crate::physical::Mode;
+use crate::report::{Key, Measurement, Report};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Some(Command::OpenProbe { dir }) => restart::child_main(dir),
+        None => run(&cli),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("evident-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the workloads, recording failures instead of stopping at the first one.
+struct Runner {
+    report: Report,
+    failures: Vec<String>,
+}
+
+impl Runner {
+    fn step(&mut self, what: &str, f: impl FnOnce() -> Result<Measurement>) {
+        match f() {
+            Ok(m) => self.report.add(m),
+            Err(e) => {
+                eprintln!("  FAILED {what}: {e:#}");
+                self.failures.push(format!("{what}: {e:#}"));
+            }
+        }
+    }
+
+    fn step_opt(&mut self, what: &str, f: impl FnOnce() -> Result<Option<Measurement>>) {
+        match f() {
+            Ok(Some(m)) => self.report.add(m),
+            Ok(None) => eprintln!("  skipped {what}: cannot drop the page cache (not root)"),
+            Err(e) => {
+                eprintln!("  FAILED {what}: {e:#}");
+                self.failures.push(format!("{what}: {e:#}"));
+            }
+        }
+    }
+}
+
+fn fresh_dir(parent: &Path, name: &str) -> Result<PathBuf> {
+    let dir = parent.join(name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn phase(name: &str) {
+    eprintln!("\n== {name} ({}; load average {})", machine::now_utc(), machine::load_average());
+}
+
+fn run(cli: &Cli) -> Result<()> {
+    let plan = cli.plan();
+    let run_dir = plan.data_root.join(format!("run-{}", std::process::id()));
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating the data directory {}", run_dir.display()))?;
+    let result = run_in(cli, &plan, &run_dir);
+    if !cli.keep_data {
+        let _ = std::fs::remove_dir_all(&run_dir);
+    }
+    result
+}
+
+/// The SQL peers being measured (None: skipped).
+struct Peers {
+    pg: Option<postgres::Postgres>,
+    sq: Option<sqlite::Sqlite>,
+}
+
+/// Single-event and batched appends, each workload on every system back to back.
+fn write_phases(r: &mut Runner, plan: &Plan, peers: &Peers, dir: &Path, raw: &Path) -> Result<()> {
+    let d = plan.duration;
+    let writes = evident::Writes::open(dir)?;
+    if plan.runs(Phase::Appends) && plan.runs(Phase::Physical) {
+        phase("single writer against the raw sync rate, interleaved");
+        let (rounds, round) = plan.paired_rounds;
+        match paired::single_writer_vs_raw(raw, &writes, rounds, round) {
+            Ok(rows) => rows.into_iter().for_each(|m| r.report.add(m)),
+            Err(e) => {
+                eprintln!("  FAILED interleaved rounds: {e:#}");
+                r.failures.push(format!("interleaved rounds: {e:#}"));
+            }
+        }
+    }
+    if plan.runs(Phase::Appends) {
+        phase("single-event appends");
+        for w in [1usize, 8, 64] {
+            r.step(&format!("evident append x{w}"), || writes.append_single(w, d));
+            if let Some(pg) = &peers.pg {
+                r.step(&format!("PostgreSQL append x{w}"), || pg.append_single(w, d));
+            }
+            if let Some(sq) = peers.sq.as_ref().filter(|_| w <= 8) {
+                r.step(&format!("SQLite append x{w}"), || sq.append_single(w, d));
+            }
+        }
+    }
+    if plan.runs(Phase::Batches) {
+        phase("batched appends");
+        for size in [100usize, 1000] {
+            r.step(&format!("evident batch {size}"), || writes.append_batches(size, 1, false, d));
+            if size == 1000 {
+                r.step("evident Kafka batch 1000", || writes.append_batches(size, 1, true, d));
+                r.step("evident batch 1000 x4", || writes.append_batches(size, 4, false, d));
+            }
+            if let Some(pg) = &peers.pg {
+                r.step(&format!("PostgreSQL batch {size}"), || pg.append_batches(size, 1, d));
+                if size == 1000 {
+                    r.step("PostgreSQL batch 1000 x4", || pg.append_batches(size, 4, d));
+                }
+            }
+            if let Some(sq) = &peers.sq {
+                r.step(&format!("SQLite batch {size}"), || sq.append_batches(size, d));
+            }
+        }
+    }
+    writes.close()
+}
+
+/// Replays, full scans and stream reads over the same data set on every system.
+fn read_phase(r: &mut Runner, plan: &Plan, peers: &Peers, dir: &Path) -> Result<()> {
+    phase("reads");
+    let n = plan.replay_events;
+    let rd = plan.read_duration;
+    match replay::Reads::load(dir, n) {
+        Ok((reads, load)) => {
+            r.report.add(load);
+            r.step("evident read_partition replay", || reads.replay_partition(plan.scan_repeats));
+            r.step("evident read_all replay", || reads.replay_all(plan.scan_repeats));
+            r.step("evident stream (contiguous)", || reads.read_stream(false, rd));
+            r.step("evident stream (scattered)", || reads.read_stream(true, rd));
+            reads.close()?;
+        }
+        Err(e) => {
+            eprintln!("  FAILED evident read load: {e:#}");
+            r.failures.push(format!("evident read load: {e:#}"));
+        }
+    }
+    if let Some(pg) = &peers.pg {
+        r.step("PostgreSQL load", || pg.load_reads(n));
+        r.step("PostgreSQL stream (contiguous)", || pg.read_stream(false, n, rd));
+        r.step("PostgreSQL stream (scattered)", || pg.read_stream(true, n, rd));
+        r.step("PostgreSQL full scan", || pg.full_scan(n, plan.scan_repeats));
+        if let Err(e) = pg.teardown() {
+            eprintln!("  could not drop the PostgreSQL table: {e:#}");
+        }
+    }
+    if let Some(sq) = &peers.sq {
+        r.step("SQLite load", || sq.load_reads(n));
+        r.step("SQLite stream (contiguous)", || sq.read_stream(false, n, rd));
+        r.step("SQLite stream (scattered)", || sq.read_stream(true, n, rd));
+        r.step("SQLite full scan", || sq.full_scan(n, plan.scan_repeats));
+    }
+    Ok(())
+}
+
+fn run_in(cli: &Cli, plan: &Plan, run_dir: &Path) -> Result<()> {
+    let started = std::time::Instant::now();
+    let mut header = vec![
+        format!("date: {}", machine::now_utc()),
+        format!("machine: {}", machine::describe()),
+        format!(
+            "data directory: {} on {}",
+            run_dir.display(),
+            machine::filesystem_of(run_dir)
+        ),
+        format!("load average at start: {}", machine::load_average()),
+        format!(
+            "mode: {}; {} s per timed workload; read data set {} events; restart store {} events",
+            if cli.quick { "quick" } else { "full" },
+            plan.duration.as_secs_f64(),
+            report::num(plan.replay_events as f64),
+            report::num(plan.restart_events as f64)
+        ),
+        "evident: evident-log with its default configuration (fsync = always: fdatasync before every acknowledgement, group commit)".to_string(),
+    ];
+    let mut r = Runner { report: Report::new(plan.replay_events, plan.restart_events), failures: Vec::new() };
+    for line in &header {
+        eprintln!("{line}");
+    }
+
+    let peers_needed = [Phase::Appends, Phase::Batches, Phase::Reads].iter().any(|p| plan.runs(*p));
+    let pg = if cli.skip_postgres || !peers_needed {
+        None
+    } else {
+        let (pg, info) = postgres::Postgres::setup(&cli.pg)?;
+        eprintln!("{info}");
+        header.push(info);
+        Some(pg)
+    };
+    let sq = if cli.skip_sqlite || !peers_needed {
+        None
+    } else {
+        let (sq, info) = sqlite::Sqlite::setup(&fresh_dir(run_dir, "sqlite")?)?;
+        eprintln!("{info}");
+        header.push(info);
+        Some(sq)
+    };
+    let peers = Peers { pg, sq };
+    let raw = fresh_dir(run_dir, "raw")?;
+    let d = plan.duration;
+    if plan.runs(Phase::Physical) {
+        phase("physical limits");
+        r.step("raw sync (overwrite)", || physical::sync_4k(&raw, Mode::Overwrite, d, Key::SyncOverwrite));
+        r.step("raw sync (grow)", || physical::sync_4k(&raw, Mode::Grow, d, Key::SyncGrow));
+        r.step("sequential 1 MiB", || physical::seq_write_1m(&raw, d));
+    }
+    if plan.runs(Phase::Appends) || plan.runs(Phase::Batches) {
+        write_phases(&mut r, plan, &peers, &fresh_dir(run_dir, "evident-writes")?, &raw)?;
+        std::fs::remove_dir_all(run_dir.join("evident-writes"))?;
+        if plan.runs(Phase::Physical) {
+            r.step("raw sync (overwrite, after)", || {
+                physical::sync_4k(&raw, Mode::Overwrite, d, Key::SyncOverwriteAfter)
+            });
+        }
+    }
+    if plan.runs(Phase::Reads) {
+        read_phase(&mut r, plan, &peers, &fresh_dir(run_dir, "evident-reads")?)?;
+        std::fs::remove_dir_all(run_dir.join("evident-reads"))?;
+    }
+    drop(peers);
+    let _ = std::fs::remove_dir_all(run_dir.join("sqlite"));
+    if plan.runs(Phase::Restart) {
+        phase("restart");
+        let m = plan.restart_events;
+        let dir = fresh_dir(run_dir, "evident-restart")?;
+        r.step("evident restart load", || restart::load(&dir, m, 2));
+        if r.report.get(report::System::Evident, Key::RestartLoad).is_some() {
+            r.step_opt("evident open (warm)", || restart::probe(&dir, m, false, true));
+            r.step_opt("evident open (cold)", || restart::probe(&dir, m, true, true));
+            r.step_opt("evident open (no checkpoint)", || restart::probe(&dir, m, true, false));
+        }
+        if !cli.keep_data {
+            std::fs::remove_dir_all(&dir)?;
+        }
+    }
+
+    println!("## evident-bench results\n");
+    for line in &header {
+        println!("- {line}");
+    }
+    println!(
+        "- load average at end: {}; total run time {:.0} s",
+        machine::load_average(),
+        started.elapsed().as_secs_f64()
+    );
+    r.report.print_tables();
+    r.report.print_ratios();
+    if !r.failures.is_empty() {
+        println!("\n### Failures\n");
+        for f in &r.failures {
+            println!("- {f}");
+        }
+        anyhow::bail!("{} workload(s) failed", r.failures.len());
+    }
+    Ok(())
+}

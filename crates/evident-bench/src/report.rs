@@ -1,0 +1,545 @@
+//! Results: every workload produces [`Measurement`]s; the [`Report`] prints them as Markdown
+//! tables (one per section, so the output can be pasted into `BENCHMARKS.md`), then the ratios
+//! between systems and against the physical limits, each next to its target.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Who was measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum System {
+    /// The raw disk (plain files, no store).
+    Disk,
+    /// evident's storage engine (`evident-log`).
+    Evident,
+    /// PostgreSQL used as an event store.
+    Postgres,
+    /// SQLite used as an event store.
+    Sqlite,
+}
+
+impl fmt::Display for System {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            System::Disk => "disk",
+            System::Evident => "evident",
+            System::Postgres => "PostgreSQL",
+            System::Sqlite => "SQLite",
+        })
+    }
+}
+
+/// What was measured; the same key on two systems is the same workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    /// 4 KiB write + `fdatasync`, overwriting a pre-written file.
+    SyncOverwrite,
+    /// 4 KiB write + `fdatasync`, growing the file.
+    SyncGrow,
+    /// 1 MiB write + `fdatasync`, growing the file.
+    SeqWrite1M,
+    /// [`Key::SyncOverwrite`] again after the write workloads (detects a regime change).
+    SyncOverwriteAfter,
+    /// evident's single writer over the raw sync rate, in interleaved rounds (the value is a
+    /// ratio).
+    Paired {
+        /// Against the growing file (else the pre-written one).
+        grow: bool,
+    },
+    /// Durable single-event appends with expected-version check.
+    Append {
+        /// Concurrent writers (threads or connections).
+        writers: usize,
+    },
+    /// Durable appends of `size` events per call/transaction, each to a new stream.
+    Batch {
+        /// Events per batch.
+        size: usize,
+        /// Concurrent writers.
+        writers: usize,
+        /// evident only: a Kafka record batch through `append_batch`.
+        kafka: bool,
+    },
+    /// Loading the read data set.
+    Load,
+    /// evident: the partition read start to end, every record decoded.
+    ScanPartition,
+    /// Everything in global (commit) order: evident's `read_all`, a SQL `ORDER BY
+    /// global_position` scan.
+    ScanAll,
+    /// One 1,000-event stream whose events are contiguous in the log/table.
+    StreamContig,
+    /// One 1,000-event stream whose events are spread over the whole log/table.
+    StreamScattered,
+    /// Loading the restart data set.
+    RestartLoad,
+    /// Opening the restart data set in a fresh process.
+    Open {
+        /// Page cache dropped before the open.
+        cold: bool,
+        /// Index checkpoint present (false: full journal replay).
+        checkpoint: bool,
+    },
+}
+
+impl Key {
+    fn section(&self) -> Section {
+        match self {
+            Key::SyncOverwrite | Key::SyncGrow | Key::SeqWrite1M | Key::SyncOverwriteAfter => Section::Physical,
+            Key::Append { .. } | Key::Paired { .. } => Section::Appends,
+            Key::Batch { .. } => Section::Batches,
+            Key::Load | Key::ScanPartition | Key::ScanAll | Key::StreamContig | Key::StreamScattered => Section::Reads,
+            Key::RestartLoad | Key::Open { .. } => Section::Restart,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Section {
+    Physical,
+    Appends,
+    Batches,
+    Reads,
+    Restart,
+}
+
+const SECTIONS: [(Section, &str); 5] = [
+    (Section::Physical, "Physical limits (plain files on the data directory's disk)"),
+    (Section::Appends, "Durable single-event appends (expected version checked, each writer on its own streams)"),
+    (Section::Batches, "Durable batched appends (one new stream per batch)"),
+    (Section::Reads, "Reads"),
+    (Section::Restart, "Restart"),
+];
+
+/// One result row.
+#[derive(Debug, Clone)]
+pub struct Measurement {
+    /// Who.
+    pub system: System,
+    /// What.
+    pub key: Key,
+    /// Human description of the workload.
+    pub workload: String,
+    /// The headline figure.
+    pub rate: f64,
+    /// Its unit (`events/s`, `syncs/s`, `s`, ...).
+    pub unit: &'static str,
+    /// Bytes written to the log/WAL (or read), per second, if known.
+    pub mb_per_s: Option<f64>,
+    /// Median latency of one operation.
+    pub p50: Option<Duration>,
+    /// 99th percentile latency of one operation.
+    pub p99: Option<Duration>,
+    /// Anything else worth a column.
+    pub note: String,
+}
+
+impl Measurement {
+    /// A row with only the headline figure.
+    pub fn new(system: System, key: Key, workload: impl Into<String>, rate: f64, unit: &'static str) -> Self {
+        Self {
+            system,
+            key,
+            workload: workload.into(),
+            rate,
+            unit,
+            mb_per_s: None,
+            p50: None,
+            p99: None,
+            note: String::new(),
+        }
+    }
+
+    /// Adds latency percentiles.
+    pub fn latency(mut self, p50: Duration, p99: Duration) -> Self {
+        self.p50 = Some(p50);
+        self.p99 = Some(p99);
+        self
+    }
+
+    /// Adds a bandwidth.
+    pub fn mb(mut self, mb_per_s: f64) -> Self {
+        self.mb_per_s = Some(mb_per_s);
+        self
+    }
+
+    /// Adds a note.
+    pub fn note(mut self, note: impl Into<String>) -> Self {
+        self.note = note.into();
+        self
+    }
+}
+
+/// Formats a number with thousands separators (`1234567.8` -> `1,234,568`), or with
+/// significant decimals when small.
+pub fn num(v: f64) -> String {
+    if !v.is_finite() {
+        return "-".into();
+    }
+    if v.abs() < 10.0 {
+        return format!("{v:.2}");
+    }
+    if v.abs() < 100.0 {
+        return format!("{v:.1}");
+    }
+    let n = v.round() as i64;
+    let s = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        out.insert(0, '-');
+    }
+    out
+}
+
+/// Formats a duration in the most readable unit.
+pub fn dur(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s >= 1.0 {
+        format!("{s:.2} s")
+    } else if s >= 0.01 {
+        format!("{:.1} ms", s * 1e3)
+    } else if s >= 0.001 {
+        format!("{:.2} ms", s * 1e3)
+    } else {
+        format!("{:.0} µs", s * 1e6)
+    }
+}
+
+/// Prints a Markdown table with aligned columns.
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
+        println!("| {} |", padded.join(" | "));
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    println!("|{}|", widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("|"));
+    for row in rows {
+        line(row.clone());
+    }
+}
+
+/// All results of a run.
+#[derive(Debug, Default)]
+pub struct Report {
+    rows: Vec<Measurement>,
+    /// Events in the restart data set (for the open-time target's wording).
+    pub restart_events: u64,
+    /// Events in the read data set.
+    pub replay_events: u64,
+}
+
+/// How a ratio compares with its target.
+#[derive(Clone, Copy)]
+enum Target {
+    AtLeast(f64),
+    AtMost(f64),
+    None,
+    /// A time in seconds, without a target.
+    Seconds,
+}
+
+impl Report {
+    /// An empty report for data sets of these sizes.
+    pub fn new(replay_events: u64, restart_events: u64) -> Self {
+        Self { rows: Vec::new(), restart_events, replay_events }
+    }
+
+    /// Records a result and prints it at once (so a long run shows progress).
+    pub fn add(&mut self, m: Measurement) {
+        let lat = match (m.p50, m.p99) {
+            (Some(a), Some(b)) => format!(", p50 {} p99 {}", dur(a), dur(b)),
+            _ => String::new(),
+        };
+        let mb = m.mb_per_s.map_or(String::new(), |v| format!(", {} MB/s", num(v)));
+        let note = if m.note.is_empty() { String::new() } else { format!(" [{}]", m.note) };
+        eprintln!("  {:<10} {}: {} {}{mb}{lat}{note}", m.system.to_string(), m.workload, num(m.rate), m.unit);
+        self.rows.push(m);
+    }
+
+    /// The result of `system` for `key`, if measured.
+    pub fn get(&self, system: System, key: Key) -> Option<&Measurement> {
+        self.rows.iter().rev().find(|m| m.system == system && m.key == key)
+    }
+
+    /// Describes the flush regime from the raw `fdatasync` runs. A regime is judged by the
+    /// rate (the mean), not the median: a mixed period has a quiet median and a noisy p99.
+    pub fn regime(&self) -> String {
+        let label = |rate: f64| {
+            if rate >= 2000.0 {
+                "quiet"
+            } else if rate <= 500.0 {
+                "noisy"
+            } else {
+                "mixed"
+            }
+        };
+        let describe = |m: &Measurement| {
+            format!(
+                "{} ({} syncs/s, p50 {}, p99 {})",
+                label(m.rate),
+                num(m.rate),
+                m.p50.map_or("-".into(), dur),
+                m.p99.map_or("-".into(), dur)
+            )
+        };
+        let before = self.get(System::Disk, Key::SyncOverwrite);
+        let after = self.get(System::Disk, Key::SyncOverwriteAfter);
+        match (before, after) {
+            (Some(a), Some(b)) if label(a.rate) == label(b.rate) => format!(
+                "{} throughout: raw 4 KiB write+fdatasync before the write workloads {}, after them {}",
+                label(a.rate),
+                describe(a),
+                describe(b)
+            ),
+            (Some(a), Some(b)) => format!(
+                "CHANGED during the run: raw 4 KiB write+fdatasync before the write workloads {}, after them {}; ratios of append figures taken minutes apart are unreliable (the interleaved single-writer ratio is not affected)",
+                describe(a),
+                describe(b)
+            ),
+            (Some(a), None) => format!("raw 4 KiB write+fdatasync {}", describe(a)),
+            _ => "unknown (physical phase not run)".into(),
+        }
+    }
+
+    /// Prints every section's table.
+    pub fn print_tables(&self) {
+        for (section, title) in SECTIONS {
+            let rows: Vec<Vec<String>> = self
+                .rows
+                .iter()
+                .filter(|m| m.key.section() == section)
+                .map(|m| {
+                    vec![
+                        m.workload.clone(),
+                        m.system.to_string(),
+                        format!("{} {}", num(m.rate), m.unit),
+                        m.mb_per_s.map_or("".into(), num),
+                        m.p50.map_or("".into(), dur),
+                        m.p99.map_or("".into(), dur),
+                        m.note.clone(),
+                    ]
+                })
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
+            println!("\n### {title}\n");
+            print_table(&["workload", "system", "rate", "MB/s", "p50", "p99", "notes"], &rows);
+        }
+    }
+
+    /// Prints the ratios and the targets.
+    pub fn print_ratios(&self) {
+        let mut rows: Vec<Vec<String>> = Vec::new();
+        let mut push = |what: String, ratio: Option<f64>, target: Target| {
+            let (t, verdict) = match (&target, ratio) {
+                (Target::AtLeast(t), Some(r)) => {
+                    (format!(">= {}", ratio_text(*t)), if r >= *t { "met" } else { "MISSED" })
+                }
+                (Target::AtMost(t), Some(r)) => (format!("< {} s", num(*t)), if r < *t { "met" } else { "MISSED" }),
+                (Target::AtLeast(t), None) => (format!(">= {}", ratio_text(*t)), "not measured"),
+                (Target::AtMost(t), None) => (format!("< {} s", num(*t)), "not measured"),
+                (Target::None | Target::Seconds, _) => (String::new(), ""),
+            };
+            let shown = match (&target, ratio) {
+                (_, None) => "-".to_string(),
+                (Target::AtMost(_) | Target::Seconds, Some(r)) => format!("{r:.2} s"),
+                (_, Some(r)) => ratio_text(r),
+            };
+            rows.push(vec![what, shown, t, verdict.to_string()]);
+        };
+        let rate = |s: System, k: Key| self.get(s, k).map(|m| m.rate);
+        let mbs = |s: System, k: Key| self.get(s, k).and_then(|m| m.mb_per_s);
+        let div = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+            _ => None,
+        };
+        let ev = System::Evident;
+        let pg = System::Postgres;
+        let sq = System::Sqlite;
+        let a = |w| Key::Append { writers: w };
+
+        // Physical limits.
+        push(
+            "evident 1 writer / raw 4 KiB write+fdatasync rate (pre-written file), interleaved rounds".into(),
+            rate(ev, Key::Paired { grow: false }),
+            Target::AtLeast(0.8),
+        );
+        push(
+            "evident 1 writer / raw 4 KiB write+fdatasync rate (growing file), interleaved rounds".into(),
+            rate(ev, Key::Paired { grow: true }),
+            Target::None,
+        );
+        push(
+            "evident 1 writer / raw 4 KiB write+fdatasync rate (pre-written file), separate runs".into(),
+            div(rate(ev, a(1)), rate(System::Disk, Key::SyncOverwrite)),
+            Target::None,
+        );
+        for writers in [1, 4] {
+            for kafka in [false, true] {
+                let k = Key::Batch { size: 1000, writers, kafka };
+                if self.get(ev, k).is_none() {
+                    continue;
+                }
+                push(
+                    format!(
+                        "evident batch-1000 ({}, {writers} writer{}) journal MB/s / synced sequential MB/s (1 MiB + fdatasync)",
+                        if kafka { "Kafka batch" } else { "append_events" },
+                        if writers == 1 { "" } else { "s" }
+                    ),
+                    div(mbs(ev, k), mbs(System::Disk, Key::SeqWrite1M)),
+                    Target::AtLeast(0.5),
+                );
+            }
+        }
+        // Scaling.
+        push(
+            "evident 64 writers / evident 1 writer".into(),
+            div(rate(ev, a(64)), rate(ev, a(1))),
+            Target::AtLeast(20.0),
+        );
+        push("evident 8 writers / evident 1 writer".into(), div(rate(ev, a(8)), rate(ev, a(1))), Target::None);
+        // Peers: appends.
+        for (peer, writers) in [(pg, [1, 8, 64].as_slice()), (sq, [1, 8].as_slice())] {
+            for &w in writers {
+                let target = if peer == pg && w == 64 { Target::AtLeast(10.0) } else { Target::None };
+                push(
+                    format!("evident / {peer}: single-event appends, {w} writer(s)"),
+                    div(rate(ev, a(w)), rate(peer, a(w))),
+                    target,
+                );
+            }
+        }
+        for peer in [pg, sq] {
+            for (size, writers) in [(100, 1), (1000, 1), (1000, 4)] {
+                let k = Key::Batch { size, writers, kafka: false };
+                if self.get(peer, k).is_none() {
+                    continue;
+                }
+                push(
+                    format!("evident / {peer}: batches of {size}, {writers} writer(s), events/s"),
+                    div(rate(ev, k), rate(peer, k)),
+                    Target::None,
+                );
+            }
+        }
+        // Reads.
+        push(
+            format!(
+                "evident replay, read_partition + decode every record ({} events): events/s",
+                num(self.replay_events as f64)
+            ),
+            rate(ev, Key::ScanPartition).map(|r| r / 5_000_000.0),
+            Target::AtLeast(1.0),
+        );
+        push(
+            "evident replay, read_all: events/s".into(),
+            rate(ev, Key::ScanAll).map(|r| r / 5_000_000.0),
+            Target::AtLeast(1.0),
+        );
+        for peer in [pg, sq] {
+            let target = |t| if peer == pg { Target::AtLeast(t) } else { Target::None };
+            push(
+                format!("evident read_partition replay / {peer} full ordered scan"),
+                div(rate(ev, Key::ScanPartition), rate(peer, Key::ScanAll)),
+                target(20.0),
+            );
+            push(
+                format!("evident read_all replay / {peer} full ordered scan"),
+                div(rate(ev, Key::ScanAll), rate(peer, Key::ScanAll)),
+                target(20.0),
+            );
+            for (k, what) in [(Key::StreamContig, "contiguous"), (Key::StreamScattered, "scattered")] {
+                let lat = |s| self.get(s, k).and_then(|m| m.p50).map(|d| d.as_secs_f64());
+                push(
+                    format!("1,000-event stream read ({what}), {peer} p50 latency / evident p50 latency"),
+                    div(lat(peer), lat(ev)),
+                    target(20.0),
+                );
+            }
+        }
+        // Restart.
+        for (cold, checkpoint) in [(false, true), (true, true), (true, false)] {
+            let Some(m) = self.get(ev, Key::Open { cold, checkpoint }) else {
+                continue;
+            };
+            push(
+                format!(
+                    "open of {} events ({}, {})",
+                    num(self.restart_events as f64),
+                    if cold { "page cache dropped" } else { "page cache warm" },
+                    if checkpoint { "index checkpoint" } else { "checkpoint removed: full journal replay" }
+                ),
+                Some(m.rate),
+                if checkpoint { Target::AtMost(2.0) } else { Target::Seconds },
+            );
+        }
+        println!("\n### Ratios and targets\n");
+        println!("Flush regime: {}\n", self.regime());
+        if self.restart_events != 10_000_000 {
+            println!(
+                "Note: the open-time target is defined for 10,000,000 events; this run opened {}.\n",
+                num(self.restart_events as f64)
+            );
+        }
+        print_table(&["comparison", "measured", "target", "verdict"], &rows);
+    }
+}
+
+fn ratio_text(r: f64) -> String {
+    if r >= 100.0 {
+        format!("{}x", num(r))
+    } else if r >= 10.0 {
+        format!("{r:.1}x")
+    } else {
+        format!("{r:.2}x")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_get_separators() {
+        assert_eq!(num(1_234_567.4), "1,234,567");
+        assert_eq!(num(999.0), "999");
+        assert_eq!(num(12.345), "12.3");
+        assert_eq!(num(1.234), "1.23");
+        assert_eq!(num(-1234.0), "-1,234");
+    }
+
+    #[test]
+    fn durations_pick_a_unit() {
+        assert_eq!(dur(Duration::from_micros(190)), "190 µs");
+        assert_eq!(dur(Duration::from_micros(4010)), "4.01 ms");
+        assert_eq!(dur(Duration::from_millis(25)), "25.0 ms");
+        assert_eq!(dur(Duration::from_millis(1500)), "1.50 s");
+    }
+
+    #[test]
+    fn regime_follows_the_raw_sync_rate() {
+        let mut r = Report::default();
+        let row = |k, rate| {
+            Measurement::new(System::Disk, k, "x", rate, "syncs/s")
+                .latency(Duration::from_micros(150), Duration::from_millis(9))
+        };
+        r.add(row(Key::SyncOverwrite, 5000.0));
+        r.add(row(Key::SyncOverwriteAfter, 4000.0));
+        assert!(r.regime().starts_with("quiet"), "{}", r.regime());
+        r.add(row(Key::SyncOverwriteAfter, 300.0));
+        assert!(r.regime().starts_with("CHANGED"), "{}", r.regime());
+    }
+}

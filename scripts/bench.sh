@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# bench.sh - runs evident-bench: evident, the disk's physical limits, PostgreSQL and SQLite
+# measured side by side on this machine (see BENCHMARKS.md).
+#
+# Usage (as root on Debian; arguments go to evident-bench):
+#   scripts/bench.sh --quick                 # smoke test, about a minute
+#   scripts/bench.sh 2>&1 | tee bench.txt    # full run, about 10 minutes
+#   scripts/bench.sh --help                  # every flag
+#
+# What it does: installs PostgreSQL (Debian's `postgresql`) and a C compiler if missing,
+# creates and starts a dedicated PostgreSQL cluster listening on 127.0.0.1 only (port 5499 by
+# default, fsync=on, synchronous_commit=on), creates the evident_bench role and database, builds
+# evident-bench in release mode, runs it, and stops the cluster on exit. The cluster's data
+# stays in /var/lib/postgresql/<version>/evident_bench for the next run; drop it with
+#   pg_dropcluster --stop <version> evident_bench
+# Environment: EVIDENT_BENCH_PGPORT (default 5499), PGVER (default: newest installed).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PGPORT="${EVIDENT_BENCH_PGPORT:-5499}"
+CLUSTER=evident_bench
+ROLE=evident_bench
+
+want_pg=1
+for arg in "$@"; do
+  case "$arg" in
+    --skip-postgres | --help | -h | --version | -V) want_pg=0 ;;
+  esac
+done
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+need_apt=()
+command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
+if [ "$want_pg" = 1 ] && ! command -v pg_ctlcluster >/dev/null 2>&1; then
+  need_apt+=(postgresql)
+fi
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  echo "bench.sh: installing ${need_apt[*]}" >&2
+  as_root apt-get update
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "${need_apt[@]}"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "bench.sh: cargo not found; install the Rust toolchain (rust-version in Cargo.toml) first" >&2
+  exit 1
+fi
+
+if [ "$want_pg" = 1 ]; then
+  PGVER="${PGVER:-$(ls /usr/lib/postgresql | sort -V | tail -1)}"
+  if ! pg_lsclusters -h | awk '{print $1" "$2}' | grep -qx "$PGVER $CLUSTER"; then
+    as_root pg_createcluster "$PGVER" "$CLUSTER" --port "$PGPORT" >/dev/null
+  fi
+  CONFDIR="/etc/postgresql/$PGVER/$CLUSTER"
+  # Settings go to a conf.d drop-in (Debian's postgresql.conf includes conf.d/). Durability is
+  # PostgreSQL's default and is checked again by evident-bench before it measures.
+  as_root mkdir -p "$CONFDIR/conf.d"
+  as_root tee "$CONFDIR/conf.d/evident-bench.conf" >/dev/null <<CONF
+listen_addresses = '127.0.0.1'
+port = $PGPORT
+max_connections = 128
+shared_buffers = '1GB'
+max_wal_size = '4GB'
+checkpoint_timeout = '15min'
+fsync = on
+synchronous_commit = on
+full_page_writes = on
+CONF
+  as_root chown postgres:postgres "$CONFDIR/conf.d/evident-bench.conf" 2>/dev/null || true
+
+  stop_cluster() {
+    as_root pg_ctlcluster "$PGVER" "$CLUSTER" stop >/dev/null 2>&1 || true
+    echo "bench.sh: stopped PostgreSQL cluster $PGVER/$CLUSTER" >&2
+  }
+  trap stop_cluster EXIT
+  as_root pg_ctlcluster "$PGVER" "$CLUSTER" restart 2>/dev/null \
+    || as_root pg_ctlcluster "$PGVER" "$CLUSTER" start
+  psql_pg() { as_root runuser -u postgres -- psql -X -q -p "$PGPORT" "$@"; }
+  for _ in $(seq 1 30); do
+    psql_pg -Atc "select 1" >/dev/null 2>&1 && break
+    sleep 1
+  done
+  psql_pg -v ON_ERROR_STOP=1 <<SQL
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$ROLE') THEN
+    CREATE ROLE $ROLE LOGIN PASSWORD '$ROLE';
+  END IF;
+END \$\$;
+GRANT pg_checkpoint TO $ROLE;
+SQL
+  if ! psql_pg -Atc "select 1 from pg_database where datname = '$ROLE'" | grep -q 1; then
+    as_root runuser -u postgres -- createdb -p "$PGPORT" -O "$ROLE" "$ROLE"
+  fi
+  echo "bench.sh: PostgreSQL $PGVER/$CLUSTER ready on 127.0.0.1:$PGPORT" >&2
+fi
+
+cd "$REPO"
+cargo build --release -p evident-bench
+BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/evident-bench"
+PGARGS=()
+if [ "$want_pg" = 1 ] && [ "$PGPORT" != 5499 ]; then
+  PGARGS=(--pg "host=127.0.0.1 port=$PGPORT user=$ROLE password=$ROLE dbname=$ROLE")
+fi
+"$BIN" "${PGARGS[@]}" "$@"
