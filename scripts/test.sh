@@ -29,4 +29,4 @@ echo "== tests"
 cargo test --workspace --release -- --nocapture 2>&1 | tee target/test-output.txt | grep -vE '^(SEND|ACK) '
 # Repeat the figures the reliability tests print, so they are easy to find in CI's log.
 echo "== figures"
-grep -E '^[a-z_]+: .*=' target/test-output.txt || true
+grep -E '^[A-Za-z0-9 _(),-]+: .*=[0-9]' target/test-output.txt || true

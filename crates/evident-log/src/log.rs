@@ -69,12 +69,39 @@ pub(crate) struct Chunk {
     pub bytes: Vec<u8>,
 }
 
+/// One appender waiting for the journal to be visible up to `end`. Each has its own condition
+/// variable so a commit round wakes exactly the appenders it acknowledged, not all of them.
+pub(crate) struct Waiter {
+    end: u64,
+    outcome: Mutex<Option<std::result::Result<(), String>>>,
+    ready: Condvar,
+}
+
+impl Waiter {
+    fn resolve(&self, outcome: std::result::Result<(), String>) {
+        *self.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+        self.ready.notify_one();
+    }
+
+    fn wait(&self) -> Result<()> {
+        let mut outcome = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(done) = outcome.take() {
+                return done.map_err(Error::Poisoned);
+            }
+            outcome = self.ready.wait(outcome).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
 pub(crate) struct State {
     pub index: Index,
     pub journal: Journal,
     pub pending: Vec<Chunk>,
     /// Chunks the committer is writing right now (readable while it does).
     pub in_flight: Option<Arc<Vec<Chunk>>>,
+    /// Appenders waiting for their frame, in order of the position they wait for.
+    pub waiters: std::collections::VecDeque<Arc<Waiter>>,
     /// Journal position for the next frame.
     pub next_pos: u64,
     /// Everything below is written to the files.
@@ -222,6 +249,7 @@ impl Log {
             journal,
             pending: Vec::new(),
             in_flight: None,
+            waiters: std::collections::VecDeque::new(),
             next_pos,
             written_pos: next_pos,
             durable_pos: next_pos,
@@ -325,9 +353,9 @@ impl Log {
             let mut st = lock(&self.inner.state);
             st.poisoned.get_or_insert_with(|| "halted".to_string());
             st.closed = true;
+            self.inner.publish(&mut st);
         }
         self.inner.work.notify_all();
-        self.inner.progress.notify_all();
         let handle = self.committer.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(handle) = handle {
             let _ = handle.join();
@@ -365,7 +393,7 @@ impl Log {
             return Err(Error::Poisoned(why.clone()));
         }
         let result = self.inner.checkpoint_locked(&mut st);
-        self.inner.progress.notify_all();
+        self.inner.publish(&mut st);
         result
     }
 }
@@ -373,6 +401,16 @@ impl Log {
 impl Drop for Log {
     fn drop(&mut self) {
         let _ = self.close();
+    }
+}
+
+/// Whether the frame ending at `end` is among those the committer is writing right now, so its
+/// outcome is still being decided.
+fn in_flight_covers(st: &State, end: u64) -> bool {
+    let Some(chunks) = st.in_flight.as_ref() else { return false };
+    match (chunks.first(), chunks.last()) {
+        (Some(first), Some(last)) => first.pos < end && end <= last.pos + last.bytes.len() as u64,
+        _ => false,
     }
 }
 
@@ -504,25 +542,46 @@ impl Inner {
     /// Waits until everything below `end` is visible (durable under `always`), or the log is
     /// poisoned.
     pub(crate) fn wait_visible(&self, mut st: MutexGuard<'_, State>, end: u64) -> Result<()> {
-        loop {
-            if st.visible_pos >= end {
-                return Ok(());
-            }
-            // A frame the committer is writing right now may still become durable: the outcome
-            // is known only when that round ends, so do not report failure before it does.
-            let in_flight = st.in_flight.as_ref().and_then(|c| c.last()).is_some_and(|c| c.pos < end);
-            if let (Some(why), false) = (&st.poisoned, in_flight) {
-                return Err(Error::Poisoned(why.clone()));
-            }
-            st = self.progress.wait(st).unwrap_or_else(|e| e.into_inner());
+        if st.visible_pos >= end {
+            return Ok(());
         }
+        if let (Some(why), false) = (&st.poisoned, in_flight_covers(&st, end)) {
+            return Err(Error::Poisoned(why.clone()));
+        }
+        let waiter = Arc::new(Waiter { end, outcome: Mutex::new(None), ready: Condvar::new() });
+        // Frames are queued in position order, so this is nearly always a push at the back.
+        let at = st.waiters.partition_point(|w| w.end <= end);
+        st.waiters.insert(at, waiter.clone());
+        drop(st);
+        waiter.wait()
+    }
+
+    /// Tells waiters what the latest round decided: those whose frames are now visible are
+    /// acknowledged; if the log is poisoned, those whose frames were not being written fail.
+    /// Waiters whose frames the committer is writing right now wait for that round's end: their
+    /// frames may still become durable. Also wakes readers waiting for new records.
+    fn publish(&self, st: &mut State) {
+        while st.waiters.front().is_some_and(|w| w.end <= st.visible_pos) {
+            if let Some(w) = st.waiters.pop_front() {
+                w.resolve(Ok(()));
+            }
+        }
+        if let Some(why) = st.poisoned.clone() {
+            let keep = st.in_flight.as_ref().and_then(|c| c.last()).map_or(0, |c| c.pos + c.bytes.len() as u64);
+            while st.waiters.back().is_some_and(|w| w.end > keep) {
+                if let Some(w) = st.waiters.pop_back() {
+                    w.resolve(Err(why.clone()));
+                }
+            }
+        }
+        self.progress.notify_all();
     }
 
     fn poison(&self, st: &mut State, what: &str, e: &std::io::Error) {
         if st.poisoned.is_none() {
             st.poisoned = Some(format!("{what}: {e}"));
         }
-        self.progress.notify_all();
+        self.publish(st);
     }
 
     /// Writes the queued chunks; returns the files to sync.
@@ -560,7 +619,7 @@ impl Inner {
             if st.poisoned.is_some() {
                 // Fail-stop: nothing queued will ever be acknowledged.
                 st.pending.clear();
-                self.progress.notify_all();
+                self.publish(&mut st);
                 if st.closed {
                     return;
                 }
@@ -617,7 +676,7 @@ impl Inner {
                     st.since_checkpoint += bytes;
                     st.stats.commit_rounds += 1;
                     st.stats.bytes_written += bytes;
-                    self.progress.notify_all();
+                    self.publish(&mut st);
                     self.maybe_checkpoint(&mut st);
                 }
                 Err(e) => self.poison(&mut st, "journal write or sync failed", &e),
@@ -708,7 +767,7 @@ impl Inner {
             st.durable_pos = st.next_pos;
             st.visible_pos = st.next_pos;
             st.visible_seq = st.index.next_seq;
-            self.progress.notify_all();
+            self.publish(st);
         }
         self.final_sync(st);
         if let Some(why) = &st.poisoned {
