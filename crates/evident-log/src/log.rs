@@ -119,6 +119,8 @@ pub(crate) struct State {
     /// so checkpointing costs at most half the journal's write volume however large the
     /// index grows.
     pub last_checkpoint_len: u64,
+    /// Journal position the newest checkpoint (written or loaded) covers.
+    pub checkpoint_pos: Option<u64>,
     pub last_frame: Option<(u64, u32)>,
     pub last_sync: Instant,
     pub stats: LogStats,
@@ -259,6 +261,7 @@ impl Log {
             closed: false,
             since_checkpoint: 0,
             last_checkpoint_len: 0,
+            checkpoint_pos: mark.map(|m| m.pos).filter(|_| !must_checkpoint),
             last_frame,
             last_sync: Instant::now(),
             stats: LogStats { durable_position: next_pos, next_sequence: next_seq, ..LogStats::default() },
@@ -741,6 +744,9 @@ impl Inner {
     /// writes an index checkpoint covering the whole journal. Called every
     /// `checkpoint_interval_bytes`, at open after a replay, and at close.
     pub(crate) fn checkpoint_locked(&self, st: &mut State) -> Result<()> {
+        if st.pending.is_empty() && st.checkpoint_pos == Some(st.next_pos) && st.written_pos == st.durable_pos {
+            return Ok(()); // nothing happened since the last checkpoint: it is still exact
+        }
         let bytes = self.encode_checkpoint_locked(st)?;
         checkpoint::write(&self.storage, &self.dir, &bytes)?;
         Ok(())
@@ -776,6 +782,7 @@ impl Inner {
         st.index.ids.compact();
         let bytes = checkpoint::encode(&st.index, Mark { pos: st.next_pos, last_frame: st.last_frame });
         st.since_checkpoint = 0;
+        st.checkpoint_pos = Some(st.next_pos);
         st.last_checkpoint_len = bytes.len() as u64;
         st.stats.checkpoints += 1;
         Ok(bytes)

@@ -359,13 +359,20 @@ impl Log {
         let versions: Vec<usize> =
             if options.as_of_time_ms.is_none() { versions.into_iter().take(options.limit).collect() } else { versions };
         let mut locs = Vec::with_capacity(versions.len());
+        // Consecutive versions often share a frame (events appended together): look the frame
+        // up again only when the event is outside the last one found.
+        let mut frame: Option<FrameEntry> = None;
         for &v in &versions {
             let e = stream.events[v];
-            let f = st.index.frame_of_seq(e.seq).ok_or_else(|| Error::Corrupted {
-                file: "journal".into(),
-                offset: e.pos,
-                what: format!("commit sequence {} has no frame", e.seq),
-            })?;
+            let f = match frame {
+                Some(f) if f.first_seq <= e.seq && e.seq < f.end_seq() => f,
+                _ => *st.index.frame_of_seq(e.seq).ok_or_else(|| Error::Corrupted {
+                    file: "journal".into(),
+                    offset: e.pos,
+                    what: format!("commit sequence {} has no frame", e.seq),
+                })?,
+            };
+            frame = Some(f);
             locs.push((v, e, f.base_offset + (e.seq - f.first_seq), f.base_ts));
         }
         let partition = stream.partition;
@@ -428,6 +435,7 @@ impl Log {
         let (spans, which) = plan_spans(&st, &locs)?;
         drop(st);
         let mut out = Vec::new();
+        let mut topic_ids = Vec::new();
         let mut cur: Option<(usize, Bytes)> = None;
         for ((f, name), &si) in frames.iter().zip(&which) {
             if cur.as_ref().is_none_or(|(i, _)| *i != si) {
@@ -447,24 +455,26 @@ impl Log {
                 }
                 let span = payload.slice(record.start as usize..(record.start + record.len) as usize);
                 out.push(to_event(&span, name, f.partition, f.base_offset + i as u64, seq, None, f.base_ts)?);
+                topic_ids.push(f.topic);
             }
         }
         // Versions need the stream index: one more short look under the lock.
+        // A stream's events come in sequence order, so after the first one is found by binary
+        // search the next is usually the following version: keep a cursor per stream.
         let st = self.inner.lock();
-        for e in &mut out {
-            let Some(tid) = st.index.names.get(&e.topic).copied() else {
-                continue;
+        let mut cursors: std::collections::HashMap<u32, usize, xxhash_rust::xxh3::Xxh3DefaultBuilder> =
+            Default::default();
+        for (e, tid) in out.iter_mut().zip(&topic_ids) {
+            let Some(sid) = e.key.as_ref().and_then(|k| st.index.stream_id(*tid, k)) else { continue };
+            let Some(stream) = st.index.streams[sid as usize].as_ref() else { continue };
+            let next = cursors.get(&sid).map(|v| v + 1);
+            let v = match next {
+                Some(v) if stream.events.get(v).is_some_and(|x| x.seq == e.sequence) => v,
+                _ => stream.events.partition_point(|x| x.seq < e.sequence),
             };
-            if let Some(stream) = e
-                .key
-                .as_ref()
-                .and_then(|k| st.index.stream_id(tid, k))
-                .and_then(|sid| st.index.streams[sid as usize].as_ref())
-            {
-                let v = stream.events.partition_point(|x| x.seq < e.sequence);
-                if stream.events.get(v).is_some_and(|x| x.seq == e.sequence) {
-                    e.version = Some(v as u64);
-                }
+            if stream.events.get(v).is_some_and(|x| x.seq == e.sequence) {
+                e.version = Some(v as u64);
+                cursors.insert(sid, v);
             }
         }
         Ok(out)
