@@ -361,17 +361,9 @@ impl<'a> Record<'a> {
 /// Iterates over `count` headers encoded in `raw` (as [`Record::raw_headers`] returns them).
 /// Stops early rather than failing if the bytes are not valid headers.
 pub fn headers_in(raw: &[u8], count: usize) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
-    let mut rest = raw;
-    let mut left = count;
-    std::iter::from_fn(move || {
-        if left == 0 {
-            return None;
-        }
-        left -= 1;
-        let (k, v, used) = decode_header(rest)?;
-        rest = &rest[used..];
-        Some((k, v))
-    })
+    // Names were checked when the record was decoded; a name that is not UTF-8 ends the
+    // iteration rather than failing it.
+    headers_raw_in(raw, count).map_while(|(k, v)| std::str::from_utf8(k).ok().map(|k| (k, v)))
 }
 
 /// Like [`headers_in`], with names as bytes (no UTF-8 check): for lookups by name.
@@ -397,11 +389,6 @@ fn take_bytes(input: &[u8], at: usize) -> Option<(Option<&[u8]>, usize)> {
     }
     let end = start.checked_add(len as usize)?;
     Some((Some(input.get(start..end)?), end))
-}
-
-fn decode_header(input: &[u8]) -> Option<(&str, Option<&[u8]>, usize)> {
-    let (key, value, at) = decode_header_raw(input)?;
-    Some((std::str::from_utf8(key).ok()?, value, at))
 }
 
 /// A decoded header: name (bytes), value, bytes spanned.

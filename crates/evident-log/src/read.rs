@@ -517,31 +517,24 @@ impl Log {
     /// Waits until an event with commit sequence `>= sequence` is readable, or `timeout`
     /// passes. Returns whether one is.
     pub fn wait_for_sequence(&self, sequence: u64, timeout: Duration) -> Result<bool> {
-        let deadline = Instant::now() + timeout;
-        let mut st = self.inner.lock();
-        loop {
-            if st.visible_seq > sequence {
-                return Ok(true);
-            }
-            if st.closed {
-                return Err(Error::Closed);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(false);
-            }
-            st = self.inner.progress.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
-        }
+        self.wait_until(timeout, |st| Ok(st.visible_seq > sequence))
     }
 
     /// Waits until the partition holds a record at `offset`, or `timeout` passes. Returns
     /// whether it does.
     pub fn wait_for_offset(&self, topic: &str, partition: u32, offset: u64, timeout: Duration) -> Result<bool> {
+        self.wait_until(timeout, |st| {
+            let (tid, _) = resolve_partition(&st.index, topic, partition)?;
+            Ok(visible_high_watermark(&st.index, tid, partition, st.visible_seq) > offset)
+        })
+    }
+
+    /// Waits, woken by each commit round, until `ready` holds or `timeout` passes.
+    fn wait_until(&self, timeout: Duration, ready: impl Fn(&State) -> Result<bool>) -> Result<bool> {
         let deadline = Instant::now() + timeout;
         let mut st = self.inner.lock();
         loop {
-            let (tid, _) = resolve_partition(&st.index, topic, partition)?;
-            if visible_high_watermark(&st.index, tid, partition, st.visible_seq) > offset {
+            if ready(&st)? {
                 return Ok(true);
             }
             if st.closed {

@@ -201,3 +201,27 @@ fn group_commit_shares_syncs() {
     let syncs = log.stats().syncs - before;
     assert!(syncs < 800, "800 appends took {syncs} syncs: group commit is not sharing");
 }
+
+#[test]
+fn tailing_readers_wake_on_new_records_and_time_out_otherwise() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = Arc::new(open(dir.path()));
+    log.create_topic("t", TopicConfig::default()).expect("create");
+    // Nothing arrives: the wait times out and says so.
+    assert!(!log.wait_for_offset("t", 0, 0, std::time::Duration::from_millis(20)).expect("wait"));
+    assert!(!log.wait_for_sequence(0, std::time::Duration::from_millis(20)).expect("wait"));
+    let waiter = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let by_offset = log.wait_for_offset("t", 0, 0, std::time::Duration::from_secs(60)).expect("wait");
+            let by_sequence = log.wait_for_sequence(0, std::time::Duration::from_secs(60)).expect("wait");
+            (by_offset, by_sequence)
+        })
+    };
+    log.append_events("t", b"k", ExpectedVersion::Any, &[event("x", "E", 1)]).expect("append");
+    assert_eq!(waiter.join().expect("join"), (true, true));
+    assert!(matches!(
+        log.wait_for_offset("t", 9, 0, std::time::Duration::from_millis(1)),
+        Err(Error::UnknownPartition { .. })
+    ));
+}
