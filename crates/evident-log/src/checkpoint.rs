@@ -317,3 +317,49 @@ pub(crate) fn read(storage: &Arc<dyn Storage>, dir: &Path) -> std::io::Result<Op
     file.read_exact_at(&mut bytes, 0)?;
     Ok(Some(bytes))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn with_crc(mut body: Vec<u8>) -> Vec<u8> {
+        let crc = crc32c::crc32c(&body);
+        body.extend_from_slice(&crc.to_le_bytes());
+        body
+    }
+
+    #[test]
+    fn empty_index_round_trips() {
+        let mark = Mark { pos: 64, last_frame: Some((64, 7)) };
+        let bytes = encode(&Index::default(), mark);
+        let (index, decoded) = decode(&bytes).expect("valid");
+        assert_eq!(decoded, mark);
+        assert_eq!(index.next_seq, 0);
+        let mut flipped = bytes.clone();
+        flipped[10] ^= 1;
+        assert!(decode(&flipped).is_err());
+    }
+
+    proptest! {
+        // A checkpoint whose checksum is right but whose structure is hostile (counts, lengths,
+        // tags) must be refused without panicking or allocating beyond its size.
+        #[test]
+        fn hostile_bodies_with_valid_checksums_never_panic(rest in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let mut body = MAGIC.to_vec();
+            body.extend_from_slice(&rest);
+            let _ = decode(&with_crc(body));
+        }
+
+        #[test]
+        fn hostile_counts_never_panic(pos: u64, counts in proptest::collection::vec(any::<u64>(), 1..12)) {
+            let mut body = MAGIC.to_vec();
+            body.extend_from_slice(&pos.to_le_bytes());
+            body.push(0);
+            for c in counts {
+                body.extend_from_slice(&c.to_le_bytes());
+            }
+            let _ = decode(&with_crc(body));
+        }
+    }
+}

@@ -200,6 +200,22 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        // Frames whose checksum is right but whose header is arbitrary decode or are refused,
+        // never panic.
+        #[test]
+        fn arbitrary_frames_with_valid_checksums_never_panic(rest in proptest::collection::vec(proptest::prelude::any::<u8>(), 32..200)) {
+            let mut bytes = MAGIC.to_vec();
+            bytes.extend_from_slice(&[0; 4]);
+            bytes.extend_from_slice(&rest);
+            let len = (bytes.len() as u32).min(u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]));
+            let end = (len as usize).clamp(8, bytes.len());
+            let crc = crc32c::crc32c(&bytes[8..end]);
+            bytes[4..8].copy_from_slice(&crc.to_le_bytes());
+            let _ = decode(&bytes);
+        }
+    }
+
     #[test]
     fn zeroes_are_not_a_frame() {
         assert_eq!(decode(&[0; 64]), Err(FrameError::Invalid("bad magic")));
