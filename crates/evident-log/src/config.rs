@@ -63,7 +63,17 @@ pub struct LogConfig {
     /// An index checkpoint is written after this many journal bytes, so a restart re-reads
     /// at most this much of the journal.
     pub checkpoint_interval_bytes: u64,
+    /// When a small commit round would grow the active segment, zeros are written this far
+    /// ahead of it (in the same round, under the same sync), so the rounds that follow
+    /// overwrite allocated space and their `fdatasync` has no file size to commit. 0 turns it
+    /// off. Rounds larger than [`PREALLOCATE_ROUND_MAX`] grow the file directly: their sync
+    /// costs more than a size update anyway.
+    pub preallocate_bytes: u64,
 }
+
+/// Largest commit round that pre-allocates ahead of itself (see
+/// [`LogConfig::preallocate_bytes`]).
+pub const PREALLOCATE_ROUND_MAX: u64 = 256 << 10;
 
 impl Default for LogConfig {
     fn default() -> Self {
@@ -72,6 +82,7 @@ impl Default for LogConfig {
             segment_size_max: 256 << 20,
             batch_size_max: 8 << 20,
             checkpoint_interval_bytes: 64 << 20,
+            preallocate_bytes: 8 << 20,
         }
     }
 }

@@ -63,6 +63,27 @@ pub struct LogStats {
     pub next_sequence: u64,
 }
 
+/// Zeros a commit round writes past its own end in the active segment.
+struct Preallocation {
+    file: Arc<dyn StorageFile>,
+    base: u64,
+    from: u64,
+    to: u64,
+}
+
+impl Preallocation {
+    fn write(&self) -> std::io::Result<()> {
+        let zeros = vec![0u8; ((self.to - self.from) as usize).min(1 << 20)];
+        let mut at = self.from;
+        while at < self.to {
+            let n = zeros.len().min((self.to - at) as usize);
+            self.file.write_all_at(&zeros[..n], at - self.base)?;
+            at += n as u64;
+        }
+        Ok(())
+    }
+}
+
 /// Encoded frames waiting for the committer, contiguous within one segment.
 pub(crate) struct Chunk {
     pub pos: u64,
@@ -100,6 +121,9 @@ pub(crate) struct State {
     pub pending: Vec<Chunk>,
     /// Chunks the committer is writing right now (readable while it does).
     pub in_flight: Option<Arc<Vec<Chunk>>>,
+    /// The active segment's base and the journal position its file is allocated to (written,
+    /// data or pre-allocated zeros).
+    pub alloc: (u64, u64),
     /// Appenders waiting for their frame, in order of the position they wait for.
     pub waiters: std::collections::VecDeque<Arc<Waiter>>,
     /// Journal position for the next frame.
@@ -246,11 +270,16 @@ impl Log {
         let must_checkpoint = outcome.bytes > 0 || outcome.truncated_bytes > 0 || mark.is_none();
         report.replay = outcome;
         let next_seq = index.next_seq;
+        let alloc = match journal.segments.last() {
+            Some(s) => (s.base, s.base + s.file.len()?),
+            None => (0, SEGMENT_HEADER_LEN),
+        };
         let state = State {
             index,
             journal,
             pending: Vec::new(),
             in_flight: None,
+            alloc,
             waiters: std::collections::VecDeque::new(),
             next_pos,
             written_pos: next_pos,
@@ -521,6 +550,7 @@ impl Inner {
                 return Err(Error::Poisoned(format!("creating a journal segment failed: {io}")));
             }
             st.next_pos = base + SEGMENT_HEADER_LEN;
+            st.alloc = (base, st.next_pos);
         }
         let pos = st.next_pos;
         let chunk = match st.pending.last_mut() {
@@ -654,9 +684,13 @@ impl Inner {
             let end_seq = st.index.next_seq;
             let files = Self::segment_files(&st, chunks.first().map_or(st.next_pos, |c| c.pos));
             let policy = self.config.fsync;
-            drop(st);
             let bytes: u64 = chunks.iter().map(|c| c.bytes.len() as u64).sum();
+            let prealloc = self.plan_preallocation(&st, &chunks, bytes);
+            drop(st);
             let result = Self::write_chunks(&files, &chunks).and_then(|touched| {
+                if let Some(p) = &prealloc {
+                    p.write()?;
+                }
                 if policy == FsyncPolicy::Always {
                     for f in &touched {
                         f.sync_data()?;
@@ -668,6 +702,9 @@ impl Inner {
             st.in_flight = None;
             match result {
                 Ok(synced) => {
+                    if let Some(p) = prealloc.filter(|p| st.alloc.0 == p.base) {
+                        st.alloc.1 = st.alloc.1.max(p.to);
+                    }
                     st.written_pos = end_pos;
                     if policy == FsyncPolicy::Always {
                         st.durable_pos = end_pos;
@@ -685,6 +722,22 @@ impl Inner {
                 Err(e) => self.poison(&mut st, "journal write or sync failed", &e),
             }
         }
+    }
+
+    /// Whether this round should write zeros ahead of itself, and where (see
+    /// [`LogConfig::preallocate_bytes`]).
+    fn plan_preallocation(&self, st: &State, chunks: &[Chunk], bytes: u64) -> Option<Preallocation> {
+        let last = chunks.last()?;
+        let round_end = last.pos + last.bytes.len() as u64;
+        let (base, allocated) = st.alloc;
+        if self.config.preallocate_bytes == 0 || bytes > crate::config::PREALLOCATE_ROUND_MAX || round_end <= allocated
+        {
+            return None;
+        }
+        let seg = st.journal.segments.last().filter(|s| s.base == base && last.pos >= base)?;
+        let to = (round_end + self.config.preallocate_bytes).min(base + self.config.segment_size_max);
+        let from = allocated.max(round_end);
+        (to > from).then(|| Preallocation { file: seg.file.clone(), base, from, to })
     }
 
     /// Starts a background checkpoint when enough journal was written since the last one and

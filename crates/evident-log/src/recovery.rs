@@ -75,8 +75,10 @@ pub(crate) fn replay(
         if let Err(what) = header_ok.and_then(|()| check_segment_header(&head, pair[0].base)) {
             return Err(Error::Corrupted { file: pair[0].path.clone(), offset: 0, what });
         }
+        // A sealed segment may be longer than its data (zeros pre-allocated before the roll,
+        // never read); shorter means acknowledged bytes are gone.
         let len = pair[0].file.len()?;
-        if pair[0].base + len != pair[1].base {
+        if pair[0].base + len < pair[1].base {
             return Err(Error::Corrupted {
                 file: pair[0].path.clone(),
                 offset: len,
@@ -97,7 +99,12 @@ pub(crate) fn replay(
             break;
         }
         let mut pos = outcome.end_pos.max(seg.base + SEGMENT_HEADER_LEN);
-        let seg_end = seg.base + len;
+        // A sealed segment's data ends where the next segment begins; bytes past that are
+        // pre-allocated zeros.
+        let seg_end = match journal.segments.get(seg_index + 1) {
+            Some(next) => (seg.base + len).min(next.base),
+            None => seg.base + len,
+        };
         let mut buf: Vec<u8> = Vec::new();
         let mut buf_pos = pos;
         let mut stopped = None;
@@ -183,6 +190,11 @@ fn finish(journal: &mut Journal, stop: Stop, durable: u64, mut outcome: ReplayOu
             if bad < durable {
                 return Err(corrupted(format!("{what}, before the checkpointed durable position {durable}")));
             }
+            if seg_i + 1 == journal.segments.len() && zero_tail(&seg, bad)? {
+                // The pre-allocated, still unused end of the active segment: the clean end.
+                outcome.end_pos = bad;
+                return Ok(outcome);
+            }
             if let Some(proof) = durable_after(journal, seg_i, bad)? {
                 return Err(corrupted(format!(
                     "{what}; a later frame at journal position {proof} proves these bytes were acknowledged"
@@ -209,6 +221,22 @@ fn finish(journal: &mut Journal, stop: Stop, durable: u64, mut outcome: ReplayOu
             Ok(outcome)
         }
     }
+}
+
+/// Whether every byte of `seg` from journal position `from` to the end of the file is zero.
+fn zero_tail(seg: &crate::journal::Segment, from: u64) -> Result<bool> {
+    let len = seg.file.len()?;
+    let mut at = from - seg.base;
+    let mut buf = vec![0u8; CHUNK.min((len.saturating_sub(at)) as usize)];
+    while at < len {
+        let n = buf.len().min((len - at) as usize);
+        seg.file.read_exact_at(&mut buf[..n], at)?;
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        at += n as u64;
+    }
+    Ok(true)
 }
 
 /// Looks past the bad point `bad` (in segment `seg_i`) for a valid frame whose

@@ -356,6 +356,9 @@ enum Unread {
     /// A topic-metadata frame: applied at replay and then only held in the index, so it is
     /// re-read (and checked) only by a full replay.
     TopicFrame,
+    /// Zeros pre-allocated past a segment's data (`LogConfig::preallocate_bytes`): never read
+    /// as data; in the active segment, anything but zeros there is a torn tail.
+    Preallocated,
 }
 
 impl Unread {
@@ -364,6 +367,7 @@ impl Unread {
             Self::Padding => "frame padding",
             Self::SealedHeader => "sealed segment header (checked only by a full replay)",
             Self::TopicFrame => "topic metadata frame (checked only by a full replay)",
+            Self::Preallocated => "pre-allocated zeros past the data",
         }
     }
 }
@@ -380,6 +384,9 @@ fn unverified_bytes(snapshot: &Snapshot) -> BTreeMap<PathBuf, Vec<Option<Unread>
         }
         let mut pos = SEGMENT_HEADER_LEN;
         while pos + FRAME_HEADER_LEN <= bytes.len() {
+            if bytes[pos..pos + 4] != *b"EVF1" {
+                break; // the data ends; pre-allocated zeros follow
+            }
             let len = u32::from_le_bytes(bytes[pos + 8..pos + 12].try_into().expect("4 bytes")) as usize;
             let padded = len.div_ceil(8) * 8;
             if bytes[pos + 12] != 1 {
@@ -388,7 +395,8 @@ fn unverified_bytes(snapshot: &Snapshot) -> BTreeMap<PathBuf, Vec<Option<Unread>
             mask[pos + len..pos + padded].fill(Some(Unread::Padding));
             pos += padded;
         }
-        assert_eq!(pos, bytes.len(), "pristine segment {path:?} tiles into frames");
+        assert!(bytes[pos..].iter().all(|&b| b == 0), "pristine segment {path:?} tiles into frames, then zeros");
+        mask[pos..].fill(Some(Unread::Preallocated));
         out.insert(path.clone(), mask);
     }
     out
@@ -534,9 +542,16 @@ fn run_case(
         failures.push("the damaged checkpoint was not rejected".into());
     }
     if inj.location == Location::SegmentTail && inj.last_segment && verdict.intact() {
+        // Everything after the clean end goes: the pre-allocated zeros and the garbage.
+        let zeros = unverified
+            .get(&inj.file)
+            .map_or(0, |mask| mask.iter().filter(|m| matches!(m, Some(Unread::Preallocated))).count());
         let cut = report.replay.truncated_bytes;
-        if cut != inj.appended as u64 {
-            failures.push(format!("garbage of {} bytes after the clean end, but {cut} bytes truncated", inj.appended));
+        if cut != (inj.appended + zeros) as u64 {
+            failures.push(format!(
+                "garbage of {} bytes after the clean end (and {zeros} pre-allocated zeros), but {cut} bytes truncated",
+                inj.appended
+            ));
         }
     }
     // The store that opened must accept writes.
