@@ -274,6 +274,7 @@ impl<'a> RecordBatch<'a> {
         Ok(Records {
             rest: &self.bytes[HEADER_LEN..],
             position: HEADER_LEN,
+            check_headers: true,
             index: 0,
             count: self.header.record_count as usize,
         })
@@ -407,11 +408,24 @@ pub struct Records<'a> {
     position: usize,
     index: usize,
     count: usize,
+    /// Walk and check every header (false only for bytes already validated and checksummed).
+    check_headers: bool,
 }
 
 /// Decodes one record standing alone in `bytes` (as the log stores a record's span).
 pub fn decode_record(bytes: &[u8]) -> Result<Record<'_>, BatchError> {
-    let mut records = Records { rest: bytes, position: 0, index: 0, count: 1 };
+    decode_record_with(bytes, true)
+}
+
+/// Decodes one record whose bytes were validated when they were stored and are protected by a
+/// checksum the caller verified: the headers are not walked (they are decoded on demand by
+/// [`Record::headers`], which stops at anything malformed). The log's read path uses this.
+pub fn decode_record_trusted(bytes: &[u8]) -> Result<Record<'_>, BatchError> {
+    decode_record_with(bytes, false)
+}
+
+fn decode_record_with(bytes: &[u8], check_headers: bool) -> Result<Record<'_>, BatchError> {
+    let mut records = Records { rest: bytes, position: 0, index: 0, count: 1, check_headers };
     let record = records.decode_one()?;
     if !records.rest.is_empty() {
         return Err(BatchError::BadRecord { index: 0, what: "bytes remain after the record" });
@@ -451,7 +465,7 @@ impl<'a> Records<'a> {
             return Err(bad("negative header count"));
         }
         let headers_start = at;
-        for _ in 0..header_count {
+        for _ in 0..if self.check_headers { header_count } else { 0 } {
             let (key, _, used) = decode_header_raw(&body[at..]).ok_or(bad("header"))?;
             // Names are nearly always ASCII; the full UTF-8 check runs only when they are not.
             if !key.is_ascii() && std::str::from_utf8(key).is_err() {
@@ -459,7 +473,7 @@ impl<'a> Records<'a> {
             }
             at += used;
         }
-        if at != body.len() {
+        if self.check_headers && at != body.len() {
             return Err(bad("bytes remain after the headers"));
         }
         Ok(Record {
@@ -670,6 +684,9 @@ mod tests {
         assert_eq!(records[0].headers().nth(1), Some(("nil", None)));
         let r1 = &bytes[records[1].start as usize..(records[1].start + records[1].len) as usize];
         assert_eq!(decode_record(r1).expect("standalone").key, Some(&b"k2"[..]));
+        let trusted = decode_record_trusted(r1).expect("standalone");
+        assert_eq!(trusted.headers().collect::<Vec<_>>(), records[1].headers().collect::<Vec<_>>());
+        assert_eq!(trusted.header("ce_id"), Some(&b"e-1"[..]));
     }
 
     #[test]
