@@ -190,7 +190,9 @@ fn finish(journal: &mut Journal, stop: Stop, durable: u64, mut outcome: ReplayOu
             if bad < durable {
                 return Err(corrupted(format!("{what}, before the checkpointed durable position {durable}")));
             }
-            if seg_i + 1 == journal.segments.len() && zero_tail(&seg, bad)? {
+            // (Not when the segment's own header is what is missing: that is a torn segment
+            // creation, and the segment goes.)
+            if seg_i + 1 == journal.segments.len() && bad > seg.base && zero_tail(&seg, bad)? {
                 // The pre-allocated, still unused end of the active segment: the clean end.
                 outcome.end_pos = bad;
                 return Ok(outcome);

@@ -225,3 +225,34 @@ fn tailing_readers_wake_on_new_records_and_time_out_otherwise() {
         Err(Error::UnknownPartition { .. })
     ));
 }
+
+/// Regression (found by the kill -9 crash loop): a process killed while creating a segment can
+/// leave the new file empty or with a zeroed header. Recovery must remove it rather than take
+/// its zeros for the pre-allocated end of a segment, or the next frame lands where the header
+/// belongs and the store no longer opens.
+#[test]
+fn a_torn_segment_creation_is_removed_not_written_into() {
+    for torn in [Vec::new(), vec![0u8; 64], vec![0u8; 4096]] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let end = {
+            let log = open(dir.path());
+            log.create_topic("t", TopicConfig::default()).expect("create");
+            for i in 0..50u64 {
+                log.append_events("t", b"k", ExpectedVersion::Any, &[event(&format!("a{i}"), "E", i)]).expect("append");
+            }
+            log.close().expect("close");
+            log.stats().durable_position
+        };
+        std::fs::write(dir.path().join("journal").join(format!("{end:020}.journal")), &torn).expect("torn file");
+        {
+            let log = open(dir.path());
+            for i in 0..50u64 {
+                log.append_events("t", b"k", ExpectedVersion::Any, &[event(&format!("b{i}"), "E", i)]).expect("append");
+            }
+            log.close().expect("close");
+        }
+        let log = open(dir.path());
+        let read = log.read_stream("t", b"k", &StreamReadOptions { limit: 1000, ..Default::default() }).expect("read");
+        assert_eq!(read.events.len(), 100, "torn file of {} bytes", torn.len());
+    }
+}
