@@ -32,6 +32,6 @@ pub use append::{AppendOutcome, RecordPosition};
 pub use catalog::{CleanupPolicy, TopicConfig, TopicMeta};
 pub use config::{FsyncPolicy, LogConfig};
 pub use error::{Error, Result};
-pub use log::{Log, LogStats, RecoveryReport};
+pub use log::{Log, LogStats, RecoveryReport, SYNC_LATENCY_BOUNDS_US};
 pub use read::{Direction, Event, PartitionOffsets, PartitionRead, StreamRead, StreamReadOptions, TopicDescription};
 pub use recovery::ReplayOutcome;

@@ -61,6 +61,25 @@ pub struct LogStats {
     pub durable_position: u64,
     /// Next commit sequence.
     pub next_sequence: u64,
+    /// Commit rounds' `fdatasync` latency: how many fell at or under each bound of
+    /// [`SYNC_LATENCY_BOUNDS_US`] (not cumulative; the last slot counts the slower ones).
+    pub sync_latency_counts: [u64; SYNC_LATENCY_BOUNDS_US.len() + 1],
+    /// Sum of the commit rounds' `fdatasync` latencies, in microseconds.
+    pub sync_latency_sum_us: u64,
+}
+
+/// Upper bounds (µs) of the sync latency histogram's buckets: from a fast NVMe flush to a
+/// stalled disk.
+pub const SYNC_LATENCY_BOUNDS_US: [u64; 12] =
+    [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000];
+
+impl LogStats {
+    fn record_sync_latency(&mut self, elapsed: Duration) {
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let slot = SYNC_LATENCY_BOUNDS_US.iter().position(|&b| us <= b).unwrap_or(SYNC_LATENCY_BOUNDS_US.len());
+        self.sync_latency_counts[slot] += 1;
+        self.sync_latency_sum_us = self.sync_latency_sum_us.saturating_add(us);
+    }
 }
 
 /// Zeros a commit round writes past its own end in the active segment.
@@ -337,6 +356,11 @@ impl Log {
     pub fn stats(&self) -> LogStats {
         let st = lock(&self.inner.state);
         LogStats { durable_position: st.durable_pos, next_sequence: st.visible_seq, ..st.stats }
+    }
+
+    /// Why the log refuses writes, if a failed write or sync poisoned it (until reopened).
+    pub fn poisoned(&self) -> Option<String> {
+        self.inner.lock().poisoned.clone()
     }
 
     /// The configuration the log was opened with.
@@ -691,17 +715,18 @@ impl Inner {
                 if let Some(p) = &prealloc {
                     p.write()?;
                 }
+                let started = Instant::now();
                 if policy == FsyncPolicy::Always {
                     for f in &touched {
                         f.sync_data()?;
                     }
                 }
-                Ok(touched.len() as u64)
+                Ok((touched.len() as u64, started.elapsed()))
             });
             st = self.lock();
             st.in_flight = None;
             match result {
-                Ok(synced) => {
+                Ok((synced, sync_took)) => {
                     if let Some(p) = prealloc.filter(|p| st.alloc.0 == p.base) {
                         st.alloc.1 = st.alloc.1.max(p.to);
                     }
@@ -709,6 +734,7 @@ impl Inner {
                     if policy == FsyncPolicy::Always {
                         st.durable_pos = end_pos;
                         st.stats.syncs += synced;
+                        st.stats.record_sync_latency(sync_took);
                         st.last_sync = Instant::now();
                     }
                     st.visible_pos = end_pos;

@@ -149,6 +149,8 @@ pub struct TopicDescription {
     pub partitions: Vec<PartitionOffsets>,
     /// Number of entity streams (distinct keys) in the topic.
     pub streams: usize,
+    /// Journal bytes each partition's batches take (frame headers included).
+    pub partition_bytes: Vec<u64>,
 }
 
 /// One contiguous read.
@@ -283,7 +285,12 @@ impl Log {
             })
             .collect();
         let streams = st.index.stream_count(t.meta.id);
-        Ok(TopicDescription { meta: t.meta.clone(), partitions, streams })
+        let partition_bytes = st.index.topics[&t.meta.id]
+            .partitions
+            .iter()
+            .map(|p| p.batches.iter().map(|&i| u64::from(st.index.frames[i as usize].len)).sum())
+            .collect();
+        Ok(TopicDescription { meta: t.meta.clone(), partitions, streams, partition_bytes })
     }
 
     /// Reads stored batches of a partition from `offset`, up to about `max_bytes` (at least
@@ -436,13 +443,56 @@ impl Log {
             count += f.end_seq().saturating_sub(from.max(f.first_seq)) as usize;
             frames.push((*f, t.meta.name.clone()));
         }
+        self.decode_frames(st, &frames, |seq, _| seq >= from, limit)
+    }
+
+    /// Reads up to `limit` events of one partition from `offset`, with their stream versions
+    /// and commit sequences (the record-by-record view of [`Log::read_partition`]).
+    pub fn read_partition_events(&self, topic: &str, partition: u32, offset: u64, limit: usize) -> Result<Vec<Event>> {
+        let st = self.inner.lock();
+        let (tid, name) = resolve_partition(&st.index, topic, partition)?;
+        let hw = visible_high_watermark(&st.index, tid, partition, st.visible_seq);
+        if offset > hw {
+            return Err(Error::OffsetOutOfRange {
+                topic: name,
+                partition: PartitionId(partition),
+                offset,
+                log_start: 0,
+                high_watermark: hw,
+            });
+        }
+        let p = &st.index.topics[&tid].partitions[partition as usize];
+        let first = p.batches.partition_point(|&i| st.index.frames[i as usize].end_offset() <= offset);
+        let mut frames = Vec::new();
+        let mut count = 0usize;
+        for &i in &p.batches[first..] {
+            let f = st.index.frames[i as usize];
+            if f.end_seq() > st.visible_seq || count >= limit {
+                break;
+            }
+            count += f.end_offset().saturating_sub(offset.max(f.base_offset)) as usize;
+            frames.push((f, name.clone()));
+        }
+        self.decode_frames(st, &frames, |_, off| off >= offset, limit)
+    }
+
+    /// Decodes the records of `frames` (in order) that `keep(sequence, offset)` accepts, up to
+    /// `limit`, then fills in their stream versions. Takes the lock guard so the file reads
+    /// happen after it is released.
+    fn decode_frames(
+        &self,
+        st: std::sync::MutexGuard<'_, State>,
+        frames: &[(FrameEntry, TopicName)],
+        keep: impl Fn(u64, u64) -> bool,
+        limit: usize,
+    ) -> Result<Vec<Event>> {
         let locs: Vec<(u64, u64)> = frames.iter().map(|(f, _)| (f.pos, u64::from(f.len))).collect();
         let (spans, which) = plan_spans(&st, &locs)?;
         drop(st);
         let mut out = Vec::new();
         let mut topic_ids = Vec::new();
         let mut cur: Option<(usize, Bytes)> = None;
-        for ((f, name), &si) in frames.iter().zip(&which) {
+        'frames: for ((f, name), &si) in frames.iter().zip(&which) {
             if cur.as_ref().is_none_or(|(i, _)| *i != si) {
                 cur = Some((si, spans[si].read()?));
             }
@@ -452,14 +502,15 @@ impl Log {
             for (i, record) in batch.records()?.enumerate() {
                 let record = record?;
                 let seq = f.first_seq + i as u64;
-                if seq < from {
+                let offset = f.base_offset + i as u64;
+                if !keep(seq, offset) {
                     continue;
                 }
                 if out.len() >= limit {
-                    break;
+                    break 'frames;
                 }
                 let span = payload.slice(record.start as usize..(record.start + record.len) as usize);
-                out.push(to_event(&span, name, f.partition, f.base_offset + i as u64, seq, None, f.base_ts)?);
+                out.push(to_event(&span, name, f.partition, offset, seq, None, f.base_ts)?);
                 topic_ids.push(f.topic);
             }
         }

@@ -256,3 +256,32 @@ fn a_torn_segment_creation_is_removed_not_written_into() {
         assert_eq!(read.events.len(), 100, "torn file of {} bytes", torn.len());
     }
 }
+
+#[test]
+fn partition_events_carry_versions_sequences_and_sizes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = open(dir.path());
+    log.create_topic("t", TopicConfig::default()).expect("create");
+    log.create_topic("u", TopicConfig::default()).expect("create");
+    log.append_events("t", b"a", ExpectedVersion::NoStream, &[event("a0", "X", 0), event("a1", "X", 1)]).expect("a");
+    log.append_events("u", b"z", ExpectedVersion::NoStream, &[event("z0", "X", 0)]).expect("z");
+    log.append_events("t", b"b", ExpectedVersion::NoStream, &[event("b0", "X", 0)]).expect("b");
+    log.append_events("t", b"a", ExpectedVersion::Exact(evident_core::Version(1)), &[event("a2", "X", 2)]).expect("a2");
+    let events = log.read_partition_events("t", 0, 1, 100).expect("read");
+    let seen: Vec<(u64, Option<u64>, u64, Option<&str>)> =
+        events.iter().map(|e| (e.offset, e.version, e.sequence, e.id())).collect();
+    assert_eq!(
+        seen,
+        vec![(1, Some(1), 1, Some("a1")), (2, Some(0), 3, Some("b0")), (3, Some(2), 4, Some("a2"))],
+        "starts inside a batch, skips the other topic, fills versions per stream"
+    );
+    assert_eq!(log.read_partition_events("t", 0, 0, 2).expect("limit").len(), 2);
+    assert!(log.read_partition_events("t", 0, 4, 10).expect("at the end").is_empty());
+    assert!(matches!(log.read_partition_events("t", 0, 5, 10), Err(Error::OffsetOutOfRange { .. })));
+    let d = log.describe_topic("t").expect("describe");
+    assert_eq!(d.partition_bytes.len(), 1);
+    assert!(d.partition_bytes[0] > 0);
+    let stats = log.stats();
+    assert_eq!(stats.sync_latency_counts.iter().sum::<u64>(), stats.commit_rounds, "one latency sample per round");
+    assert!(log.poisoned().is_none());
+}

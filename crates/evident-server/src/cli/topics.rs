@@ -1,0 +1,269 @@
+//! `evident topics list|create|describe|delete`: topic administration over `/v1/topics`.
+
+use clap::{Args, Subcommand};
+use serde_json::{json, Map, Value};
+
+use super::client::Client;
+use super::output::{self, cell};
+use super::ClientOptions;
+
+/// `evident topics`: the shared options and a topic subcommand.
+#[derive(Debug, Args)]
+pub struct TopicsArgs {
+    #[command(flatten)]
+    client: ClientOptions,
+    #[command(subcommand)]
+    command: TopicsCommand,
+}
+
+/// The topic subcommands.
+#[derive(Debug, Subcommand)]
+enum TopicsCommand {
+    /// List topics, sorted by name.
+    List {
+        /// Include internal topics (`__consumer_offsets`).
+        #[arg(long)]
+        internal: bool,
+    },
+    /// Create a topic.
+    #[command(after_help = "Configuration keys (--config KEY=VALUE, repeatable):
+  retention_ms=N|null         delete records older than N ms (null: keep forever)
+  retention_bytes=N|null      keep at most N bytes per partition (null: no limit)
+  cleanup_policy=delete|compact
+  key_partition_guard=true|false   refuse records whose key lives in another partition
+Kafka's spellings (retention.ms, cleanup.policy) are accepted too.
+
+Example: evident topics create bank --partitions 3 --config retention_ms=604800000")]
+    Create {
+        /// The topic's name: 1 to 249 of [a-zA-Z0-9._-]; names starting with `__` are reserved.
+        name: String,
+        /// How many partitions (1 to 10000); the server's default is 1.
+        #[arg(long, short = 'p', value_name = "N")]
+        partitions: Option<u32>,
+        /// A topic configuration entry, KEY=VALUE (repeatable; keys below).
+        #[arg(long = "config", short = 'c', value_name = "KEY=VALUE", value_parser = parse_config_entry)]
+        config: Vec<(String, Value)>,
+    },
+    /// Show a topic: its configuration, stream and record counts, and each partition's offsets.
+    Describe {
+        /// The topic's name.
+        name: String,
+    },
+    /// Delete a topic and all its records.
+    Delete {
+        /// The topic's name.
+        name: String,
+    },
+}
+
+/// Runs a topic subcommand.
+pub fn run(args: TopicsArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.client.server)?;
+    let json = args.client.json;
+    match args.command {
+        TopicsCommand::List { internal } => {
+            let internal_param = internal.then(|| "true".to_owned());
+            let reply = client.get(client.url(&["v1", "topics"], &[("internal", internal_param)])?)?;
+            if json {
+                return Ok(output::print_json(&reply)?);
+            }
+            let topics = reply.get("topics").and_then(Value::as_array).cloned().unwrap_or_default();
+            if topics.is_empty() {
+                return Ok(output::print_text("No topics.")?);
+            }
+            let mut headers = vec!["NAME", "PARTITIONS", "CREATED", "CONFIG"];
+            if internal {
+                headers.insert(2, "INTERNAL");
+            }
+            let mut table = output::table(&headers);
+            for topic in &topics {
+                let mut row = vec![
+                    cell(topic.get("name")),
+                    cell(topic.get("partitions")),
+                    cell(topic.get("created")),
+                    config_summary(topic.get("config")),
+                ];
+                if internal {
+                    row.insert(2, cell(topic.get("internal")));
+                }
+                table.add_row(row);
+            }
+            Ok(output::print_table(&table)?)
+        }
+        TopicsCommand::Create { name, partitions, config } => {
+            let body = create_body(&name, partitions, config)?;
+            let reply = client.post(client.url(&["v1", "topics"], &[])?, &body)?;
+            if json {
+                return Ok(output::print_json(&reply)?);
+            }
+            let partitions = reply.get("partitions").and_then(Value::as_u64).unwrap_or(1);
+            let plural = if partitions == 1 { "" } else { "s" };
+            Ok(output::print_text(&format!(
+                "Created topic {} ({partitions} partition{plural}, {}).",
+                cell(reply.get("name")),
+                config_summary(reply.get("config"))
+            ))?)
+        }
+        TopicsCommand::Describe { name } => {
+            let reply = client.get(client.url(&["v1", "topics", &name], &[])?)?;
+            if json {
+                return Ok(output::print_json(&reply)?);
+            }
+            Ok(output::print_text(&describe_text(&reply))?)
+        }
+        TopicsCommand::Delete { name } => {
+            let reply = client.delete(client.url(&["v1", "topics", &name], &[])?)?;
+            if json {
+                // The server answers 204 with no body; scripts still get one JSON document.
+                return Ok(output::print_json(&reply.unwrap_or_else(|| json!({"topic": name, "deleted": true})))?);
+            }
+            Ok(output::print_text(&format!("Deleted topic {name}."))?)
+        }
+    }
+}
+
+/// The body of `POST /v1/topics`; `partitions` and `config` are left out when not given, so the
+/// server's defaults apply.
+fn create_body(name: &str, partitions: Option<u32>, config: Vec<(String, Value)>) -> anyhow::Result<Value> {
+    let mut body = Map::new();
+    body.insert("name".into(), json!(name));
+    if let Some(partitions) = partitions {
+        body.insert("partitions".into(), json!(partitions));
+    }
+    if !config.is_empty() {
+        let mut entries = Map::new();
+        for (key, value) in config {
+            if entries.insert(key.clone(), value).is_some() {
+                anyhow::bail!("--config {key} is given more than once");
+            }
+        }
+        body.insert("config".into(), Value::Object(entries));
+    }
+    Ok(Value::Object(body))
+}
+
+/// Parses one `--config KEY=VALUE`. Kafka's dotted names are accepted (`retention.ms`) since that
+/// is what Kafka users type. Known keys are typed here so a mistake is a usage error before any
+/// request; an unknown key is passed on (a JSON value, else a string) for the server to accept or
+/// refuse, so newer servers' keys work from an older CLI.
+fn parse_config_entry(entry: &str) -> Result<(String, Value), String> {
+    let (key, value) = entry
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=VALUE (e.g. retention_ms=86400000), got {entry:?}"))?;
+    let key = key.trim().replace(['.', '-'], "_");
+    let value = value.trim();
+    let parsed = match key.as_str() {
+        "retention_ms" | "retention_bytes" => {
+            if value.eq_ignore_ascii_case("null") || value.eq_ignore_ascii_case("none") {
+                Value::Null
+            } else {
+                let n: u64 = value.parse().map_err(|_| format!("{key} takes a number or null, got {value:?}"))?;
+                json!(n)
+            }
+        }
+        "cleanup_policy" => match value {
+            "delete" | "compact" => json!(value),
+            _ => return Err(format!("cleanup_policy takes delete or compact, got {value:?}")),
+        },
+        "key_partition_guard" => match value {
+            "true" => json!(true),
+            "false" => json!(false),
+            _ => return Err(format!("key_partition_guard takes true or false, got {value:?}")),
+        },
+        "" => return Err(format!("expected KEY=VALUE, got {entry:?}")),
+        _ => serde_json::from_str(value).unwrap_or_else(|_| json!(value)),
+    };
+    Ok((key, parsed))
+}
+
+/// A topic's configuration as `key=value` pairs, leaving out the unset (`null`) ones.
+fn config_summary(config: Option<&Value>) -> String {
+    let Some(Value::Object(config)) = config else {
+        return "-".to_owned();
+    };
+    // The partition count has its own column; unset (`null`) entries mean the default.
+    let set: Vec<String> = config
+        .iter()
+        .filter(|(k, v)| !v.is_null() && k.as_str() != "partitions")
+        .map(|(k, v)| format!("{k}={}", cell(Some(v))))
+        .collect();
+    if set.is_empty() {
+        "defaults".to_owned()
+    } else {
+        set.join(",")
+    }
+}
+
+/// `topics describe` for people: the topic's fields, then a table of its partitions.
+fn describe_text(topic: &Value) -> String {
+    let mut fields = output::table(&["FIELD", "VALUE"]);
+    for name in ["name", "id", "partitions", "internal", "created", "streams", "records"] {
+        fields.add_row(vec![name.to_owned(), cell(topic.get(name))]);
+    }
+    if let Some(Value::Object(config)) = topic.get("config") {
+        for (key, value) in config {
+            fields.add_row(vec![format!("config.{key}"), cell(Some(value))]);
+        }
+    }
+    let mut text = output::render_table(&fields);
+    let partitions = topic.get("partition_offsets").and_then(Value::as_array);
+    if let Some(partitions) = partitions.filter(|p| !p.is_empty()) {
+        let mut table = output::table(&["PARTITION", "LOG-START-OFFSET", "HIGH-WATERMARK", "SIZE-BYTES"]);
+        for p in partitions {
+            table.add_row(vec![
+                cell(p.get("partition")),
+                cell(p.get("log_start_offset")),
+                cell(p.get("high_watermark")),
+                cell(p.get("size_bytes")),
+            ]);
+        }
+        text.push_str("\n\n");
+        text.push_str(&output::render_table(&table));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_entries() {
+        assert_eq!(parse_config_entry("retention_ms=86400000").unwrap(), ("retention_ms".into(), json!(86400000)));
+        assert_eq!(parse_config_entry("retention.bytes=null").unwrap(), ("retention_bytes".into(), Value::Null));
+        assert_eq!(parse_config_entry("cleanup.policy=compact").unwrap(), ("cleanup_policy".into(), json!("compact")));
+        assert_eq!(
+            parse_config_entry("key_partition_guard=false").unwrap(),
+            ("key_partition_guard".into(), json!(false))
+        );
+        assert_eq!(parse_config_entry("future_key=3").unwrap(), ("future_key".into(), json!(3)));
+        assert_eq!(parse_config_entry("future_key=abc").unwrap(), ("future_key".into(), json!("abc")));
+        assert!(parse_config_entry("retention_ms=-1").is_err());
+        assert!(parse_config_entry("retention_ms").is_err());
+        assert!(parse_config_entry("cleanup_policy=shred").is_err());
+        assert!(parse_config_entry("key_partition_guard=yes").is_err());
+        assert!(parse_config_entry("=5").is_err());
+    }
+
+    #[test]
+    fn create_bodies() {
+        assert_eq!(create_body("bank", None, vec![]).unwrap(), json!({"name": "bank"}));
+        let config = vec![("retention_ms".into(), json!(5)), ("cleanup_policy".into(), json!("delete"))];
+        assert_eq!(
+            create_body("bank", Some(3), config).unwrap(),
+            json!({"name": "bank", "partitions": 3, "config": {"retention_ms": 5, "cleanup_policy": "delete"}})
+        );
+        let twice = vec![("retention_ms".into(), json!(5)), ("retention_ms".into(), json!(6))];
+        assert!(create_body("bank", None, twice).is_err());
+    }
+
+    #[test]
+    fn config_summaries() {
+        assert_eq!(
+            config_summary(Some(&json!({"retention_ms": null, "cleanup_policy": "delete"}))),
+            "cleanup_policy=delete"
+        );
+        assert_eq!(config_summary(Some(&json!({"retention_ms": null}))), "defaults");
+        assert_eq!(config_summary(None), "-");
+    }
+}

@@ -1,0 +1,340 @@
+//! CloudEvents JSON in and out. On append, a CloudEvents JSON object (or a batch of them with
+//! an expected version) becomes [`EventData`]: attributes go to `ce_*` headers (the Kafka
+//! binding's binary mode), `data` to the record value. On read, a stored record becomes the
+//! same JSON plus its positions (topic, key, partition, offset, version, sequence), written
+//! straight to the output without building an intermediate tree.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use evident_core::envelope::{self, EventData};
+use evident_core::ExpectedVersion;
+use evident_log::Event;
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use super::extract::json_error;
+use super::ApiError;
+
+/// Most events in one append request.
+pub const EVENTS_PER_APPEND_MAX: usize = 10_000;
+/// Where events appended over HTTP say they come from, when they do not say.
+const DEFAULT_SOURCE: &str = "/evident/http";
+
+/// One event as a client sends it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventIn {
+    #[serde(rename = "type")]
+    event_type: String,
+    #[serde(default)]
+    data: Option<Box<RawValue>>,
+    #[serde(default)]
+    data_base64: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    time: Option<String>,
+    #[serde(default)]
+    datacontenttype: Option<String>,
+    #[serde(default)]
+    specversion: Option<String>,
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default)]
+    dataschema: Option<String>,
+    /// Record headers beyond CloudEvents' attributes (text values).
+    #[serde(default)]
+    headers: BTreeMap<String, Option<String>>,
+}
+
+/// The batch form of an append body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchIn {
+    #[serde(default)]
+    expected_version: Option<Value>,
+    events: Vec<Box<RawValue>>,
+}
+
+/// A parsed append request.
+#[derive(Debug)]
+pub struct AppendRequest {
+    /// The events, ids filled in.
+    pub events: Vec<EventData>,
+    /// The expected version from the body, if it gave one.
+    pub expected: Option<ExpectedVersion>,
+}
+
+/// Parses an append body: one event, or `{"expected_version", "events": [...]}`.
+pub fn parse_append(body: &[u8]) -> Result<AppendRequest, ApiError> {
+    let raw: Box<RawValue> = super::extract::parse_json(body)?;
+    let trimmed = raw.get().trim_start();
+    if !trimmed.starts_with('{') {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "malformed_json",
+            "the body must be a JSON object: one event, or {\"expected_version\", \"events\": [...]}",
+        ));
+    }
+    // An object with `events` is the batch form; anything else is one event.
+    let probe: BTreeMap<String, &RawValue> = serde_json::from_str(raw.get()).map_err(json_error)?;
+    if probe.contains_key("events") {
+        let batch: BatchIn = serde_json::from_str(raw.get()).map_err(json_error)?;
+        if batch.events.is_empty() {
+            return Err(invalid_event("events must hold at least one event"));
+        }
+        if batch.events.len() > EVENTS_PER_APPEND_MAX {
+            return Err(invalid_event(format!(
+                "an append holds at most {EVENTS_PER_APPEND_MAX} events, not {}",
+                batch.events.len()
+            )));
+        }
+        let expected = batch.expected_version.as_ref().map(parse_expected_value).transpose()?;
+        let events = batch
+            .events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let parsed: EventIn = serde_json::from_str(e.get()).map_err(|err| prefix(i, json_error(err)))?;
+                to_event_data(parsed).map_err(|err| prefix(i, err))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(AppendRequest { events, expected })
+    } else {
+        let event: EventIn = serde_json::from_str(raw.get()).map_err(json_error)?;
+        Ok(AppendRequest { events: vec![to_event_data(event)?], expected: None })
+    }
+}
+
+fn prefix(i: usize, mut e: ApiError) -> ApiError {
+    e.message = format!("events[{i}]: {}", e.message);
+    e
+}
+
+fn invalid_event(message: impl Into<String>) -> ApiError {
+    ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_event", message)
+}
+
+/// Parses an expected version given as JSON: a keyword string or a non-negative integer.
+pub fn parse_expected_value(v: &Value) -> Result<ExpectedVersion, ApiError> {
+    match v {
+        Value::String(s) => parse_expected_text(s),
+        Value::Number(n) => match n.as_u64() {
+            Some(n) => Ok(ExpectedVersion::Exact(evident_core::Version(n))),
+            None => Err(ApiError::invalid(format!(
+                "expected_version must be any, no_stream, stream_exists or a non-negative integer, not {n}"
+            ))),
+        },
+        other => Err(ApiError::invalid(format!(
+            "expected_version must be any, no_stream, stream_exists or a non-negative integer, not {other}"
+        ))),
+    }
+}
+
+/// Parses an expected version given as text.
+pub fn parse_expected_text(s: &str) -> Result<ExpectedVersion, ApiError> {
+    s.parse::<ExpectedVersion>().map_err(|_| {
+        ApiError::invalid(format!(
+            "expected_version must be any, no_stream, stream_exists or a non-negative integer, not {s:?}"
+        ))
+    })
+}
+
+fn to_event_data(e: EventIn) -> Result<EventData, ApiError> {
+    if e.event_type.is_empty() || e.event_type.len() > 256 {
+        return Err(invalid_event("type must be 1 to 256 characters"));
+    }
+    if let Some(v) = &e.specversion {
+        if v != "1.0" {
+            return Err(invalid_event(format!("specversion {v:?} is not supported; use 1.0")));
+        }
+    }
+    let (data, default_type) = match (e.data, e.data_base64) {
+        (Some(_), Some(_)) => return Err(invalid_event("give data or data_base64, not both")),
+        (Some(raw), None) => (raw.get().as_bytes().to_vec(), "application/json"),
+        (None, Some(b64)) => (
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.as_bytes())
+                .map_err(|err| invalid_event(format!("data_base64 is not valid base64: {err}")))?,
+            "application/octet-stream",
+        ),
+        (None, None) => (b"null".to_vec(), "application/json"),
+    };
+    let id = match e.id {
+        Some(id) => {
+            if id.is_empty() || id.len() > envelope::ID_LEN_MAX {
+                return Err(invalid_event(format!("id must be 1 to {} bytes", envelope::ID_LEN_MAX)));
+            }
+            id
+        }
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    if let Some(t) = &e.time {
+        if t.parse::<jiff::Timestamp>().is_err() {
+            return Err(invalid_event(format!("time must be an RFC 3339 timestamp, not {t:?}")));
+        }
+    }
+    let mut extra_headers = Vec::new();
+    if let Some(s) = e.subject {
+        extra_headers.push(("ce_subject".to_string(), Some(s.into_bytes())));
+    }
+    if let Some(s) = e.dataschema {
+        extra_headers.push(("ce_dataschema".to_string(), Some(s.into_bytes())));
+    }
+    for (name, value) in e.headers {
+        if name.is_empty()
+            || name.starts_with("ce_")
+            || name == envelope::CONTENT_TYPE
+            || name == envelope::EXPECTED_VERSION
+        {
+            return Err(invalid_event(format!(
+                "header {name:?} is reserved: set CloudEvents attributes as fields, the expected version as expected_version"
+            )));
+        }
+        extra_headers.push((name, value.map(String::into_bytes)));
+    }
+    Ok(EventData {
+        id,
+        event_type: e.event_type,
+        source: Some(e.source.unwrap_or_else(|| DEFAULT_SOURCE.to_string())),
+        content_type: Some(e.datacontenttype.unwrap_or_else(|| default_type.to_string())),
+        time: e.time,
+        extra_headers,
+        data,
+    })
+}
+
+/// An RFC 3339 rendering of a millisecond timestamp.
+pub fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| format!("{t:.3}"))
+}
+
+/// A stored event as CloudEvents JSON with its positions.
+pub struct EventView<'a>(pub &'a Event);
+
+impl Serialize for EventView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let e = self.0;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("specversion", "1.0")?;
+        map.serialize_entry("id", &e.id())?;
+        map.serialize_entry("type", &e.event_type())?;
+        map.serialize_entry("source", &text(e.header(envelope::CE_SOURCE)))?;
+        let time = text(e.header(envelope::CE_TIME)).map_or_else(|| rfc3339(e.timestamp_ms), str::to_string);
+        map.serialize_entry("time", &time)?;
+        let content_type = text(e.header(envelope::CONTENT_TYPE));
+        if let Some(ct) = content_type {
+            map.serialize_entry("datacontenttype", ct)?;
+        }
+        let mut extensions: Vec<(&str, Option<&str>)> = Vec::new();
+        let mut headers: Vec<(&str, Option<&str>)> = Vec::new();
+        for (name, value) in e.headers() {
+            match name {
+                envelope::CE_ID
+                | envelope::CE_TYPE
+                | envelope::CE_SOURCE
+                | envelope::CE_TIME
+                | envelope::CE_SPECVERSION
+                | envelope::CONTENT_TYPE => {}
+                n if n.starts_with("ce_") => extensions.push((&n[3..], text(value))),
+                n => headers.push((n, text(value))),
+            }
+        }
+        for (name, value) in &extensions {
+            map.serialize_entry(name, value)?;
+        }
+        match e.value.as_deref() {
+            None => map.serialize_entry("data", &Value::Null)?,
+            Some(bytes) => {
+                let json_ok = content_type.is_none_or(|ct| ct.contains("json"));
+                match std::str::from_utf8(bytes)
+                    .ok()
+                    .filter(|_| json_ok)
+                    .and_then(|t| serde_json::from_str::<&RawValue>(t).ok())
+                {
+                    Some(raw) => map.serialize_entry("data", raw)?,
+                    None => {
+                        map.serialize_entry("data_base64", &base64::engine::general_purpose::STANDARD.encode(bytes))?
+                    }
+                }
+            }
+        }
+        map.serialize_entry("topic", e.topic.as_str())?;
+        match e.key.as_deref() {
+            None => map.serialize_entry("key", &Value::Null)?,
+            Some(k) => match std::str::from_utf8(k) {
+                Ok(k) => map.serialize_entry("key", k)?,
+                Err(_) => map.serialize_entry("key_base64", &base64::engine::general_purpose::STANDARD.encode(k))?,
+            },
+        }
+        map.serialize_entry("partition", &e.partition)?;
+        map.serialize_entry("offset", &e.offset)?;
+        map.serialize_entry("version", &e.version)?;
+        map.serialize_entry("sequence", &e.sequence)?;
+        map.serialize_entry("timestamp", &rfc3339(e.timestamp_ms))?;
+        if !headers.is_empty() {
+            map.serialize_entry("headers", &headers.into_iter().collect::<BTreeMap<_, _>>())?;
+        }
+        map.end()
+    }
+}
+
+fn text(v: Option<&[u8]>) -> Option<&str> {
+    v.and_then(|b| std::str::from_utf8(b).ok())
+}
+
+/// A list of events, serialized lazily.
+pub struct EventsView<'a>(pub &'a [Event]);
+
+impl Serialize for EventsView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(EventView))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_event_or_a_batch() {
+        let one = parse_append(br#"{"type":"AccountCreated","data":{"owner":"ada"},"id":"e1"}"#).expect("one");
+        assert_eq!(one.events.len(), 1);
+        assert_eq!(one.events[0].id, "e1");
+        assert_eq!(one.events[0].data, br#"{"owner":"ada"}"#);
+        assert!(one.expected.is_none());
+        let batch = parse_append(
+            br#"{"expected_version":3,"events":[{"type":"A","data":1},{"type":"B","data_base64":"AAE="}]}"#,
+        )
+        .expect("batch");
+        assert_eq!(batch.expected, Some(ExpectedVersion::Exact(evident_core::Version(3))));
+        assert_eq!(batch.events[1].data, vec![0u8, 1]);
+        assert_eq!(batch.events[1].content_type.as_deref(), Some("application/octet-stream"));
+        assert!(!batch.events[0].id.is_empty(), "an id is generated");
+    }
+
+    #[test]
+    fn bad_events_name_their_fault() {
+        let e = parse_append(br#"{"data":1}"#).unwrap_err();
+        assert_eq!(e.code, "missing_field");
+        let e = parse_append(br#"{"type":"A","data":1,"data_base64":"AA=="}"#).unwrap_err();
+        assert_eq!(e.code, "invalid_event");
+        let e = parse_append(br#"{"expected_version":-1,"events":[{"type":"A"}]}"#).unwrap_err();
+        assert_eq!(e.code, "invalid_argument");
+        let e = parse_append(br#"{"expected_version":"soon","events":[{"type":"A"}]}"#).unwrap_err();
+        assert_eq!(e.code, "invalid_argument");
+        let e = parse_append(br#"{"type":"A","colour":"red"}"#).unwrap_err();
+        assert_eq!(e.code, "malformed_json");
+        let e = parse_append(b"[1]").unwrap_err();
+        assert_eq!(e.code, "malformed_json");
+        let e = parse_append(br#"{"events":[{"type":"A"},{"tipe":"B"}]}"#).unwrap_err();
+        assert!(e.message.starts_with("events[1]"), "{}", e.message);
+        let e = parse_append(br#"{"type":"A","headers":{"ce_id":"x"}}"#).unwrap_err();
+        assert_eq!(e.code, "invalid_event");
+    }
+}

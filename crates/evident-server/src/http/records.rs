@@ -1,0 +1,86 @@
+//! Reads by position: one partition from an offset or a timestamp, and everything in
+//! store-wide commit order (`/v1/all`), each page telling where the next one starts.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+use super::event_json::EventsView;
+use super::extract::{Params, PathParams};
+use super::streams::{READ_LIMIT_DEFAULT, READ_LIMIT_MAX};
+use super::topics::is_internal;
+use super::{ApiError, AppState};
+
+/// A page of a partition read (serialized straight from the events).
+#[derive(Serialize)]
+struct PartitionPage<'a> {
+    topic: &'a str,
+    partition: u32,
+    log_start_offset: u64,
+    high_watermark: u64,
+    records: EventsView<'a>,
+    next_offset: Option<u64>,
+}
+
+/// A page of everything in commit order.
+#[derive(Serialize)]
+struct AllPage<'a> {
+    events: EventsView<'a>,
+    next_sequence: Option<u64>,
+}
+
+/// `GET /v1/topics/{topic}/partitions/{partition}/records`.
+pub(super) async fn partition(
+    State(state): State<AppState>,
+    PathParams((topic, partition)): PathParams<(String, u32)>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    params.allow(&["offset", "timestamp", "limit"])?;
+    let limit = params.count("limit", READ_LIMIT_DEFAULT, 1, READ_LIMIT_MAX)?;
+    let offset = params.u64("offset")?;
+    let timestamp = params.time_ms("timestamp")?;
+    if offset.is_some() && timestamp.is_some() {
+        return Err(ApiError::invalid("give offset or timestamp, not both"));
+    }
+    let log = state.log.clone();
+    let topic2 = topic.clone();
+    let (events, offsets) = state
+        .blocking(move || {
+            let offsets = log.partition_offsets(&topic2, partition)?;
+            let start = match timestamp {
+                Some(ts) => log.offset_for_timestamp(&topic2, partition, ts)?.unwrap_or(offsets.high_watermark),
+                None => offset.unwrap_or(offsets.log_start_offset),
+            };
+            let events = log.read_partition_events(&topic2, partition, start, limit)?;
+            Ok((events, offsets))
+        })
+        .await?;
+    let next_offset = events.last().map(|e| e.offset + 1).filter(|&n| n < offsets.high_watermark);
+    Ok(Json(PartitionPage {
+        topic: &topic,
+        partition,
+        log_start_offset: offsets.log_start_offset,
+        high_watermark: offsets.high_watermark,
+        records: EventsView(&events),
+        next_offset,
+    })
+    .into_response())
+}
+
+/// `GET /v1/all`.
+pub(super) async fn all(State(state): State<AppState>, params: Params) -> Result<Response, ApiError> {
+    params.allow(&["from_sequence", "limit"])?;
+    let limit = params.count("limit", READ_LIMIT_DEFAULT, 1, READ_LIMIT_MAX)?;
+    let from = params.u64("from_sequence")?.unwrap_or(0);
+    let log = state.log.clone();
+    let (mut events, visible) = state
+        .blocking(move || {
+            let visible = log.stats().next_sequence;
+            Ok((log.read_all(from, limit)?, visible))
+        })
+        .await?;
+    let next_sequence = events.last().map(|e| e.sequence + 1).filter(|&n| n < visible);
+    events.retain(|e| !is_internal(e.topic.as_str()));
+    Ok(Json(AllPage { events: EventsView(&events), next_sequence }).into_response())
+}

@@ -1,0 +1,47 @@
+//! The `evident` binary: `evident serve` runs the store (the embedded log behind the HTTP API);
+//! every other subcommand is a client of a running server's HTTP API (`topics`, `append`,
+//! `read`, `tail`, `groups`). Errors are printed once, with their chain, and exit non-zero.
+
+mod cli;
+mod http;
+mod metrics;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// evident: an event store for event sourcing and CQRS that speaks the Kafka protocol.
+#[derive(Debug, Parser)]
+#[command(name = "evident", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Parsed only so `evident --server URL topics list` works: clap propagates these global
+    /// values into the client subcommand's own options, which `cli::run` reads.
+    #[command(flatten)]
+    _client_options: cli::GlobalClientOptions,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the store: the embedded log behind the HTTP API.
+    Serve(Box<serve::ServeArgs>),
+    #[command(flatten)]
+    Client(cli::ClientCommand),
+}
+
+fn main() -> ExitCode {
+    let args = Cli::parse();
+    let result = match args.command {
+        Command::Serve(serve_args) => serve::run(*serve_args),
+        Command::Client(command) => cli::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("evident: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

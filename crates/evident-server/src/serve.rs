@@ -1,0 +1,129 @@
+//! `evident serve`: opens the embedded log and the consumer-group store, binds the HTTP API and
+//! runs until SIGINT or SIGTERM. Shutdown stops accepting connections, ends live subscriptions,
+//! lets in-flight requests (appends among them) finish within a budget, then closes the log,
+//! which syncs what it holds, and exits 0.
+//!
+//! Start-up failures (an address in use, an unwritable or locked data directory, a corrupted
+//! log) stop with one message naming the cause and a non-zero exit, before anything listens.
+
+mod config;
+mod connections;
+mod notifier;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use evident_groups::GroupStore;
+use evident_log::clock::SystemClock;
+use evident_log::{Log, LogConfig};
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+
+pub use config::ServeArgs;
+use config::ServeConfig;
+
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+
+/// Runs the server until a shutdown signal.
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    // Quiet by default: warnings and errors only; RUST_LOG=info (or evident_server=debug, ...)
+    // shows more.
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")))
+        .with_writer(std::io::stderr)
+        .init();
+    let config = ServeConfig::resolve(args)?;
+
+    // Bind first: a port in use is the most common start-up mistake, and finding it before
+    // replaying the log answers at once.
+    let listener = std::net::TcpListener::bind(config.http_addr)
+        .with_context(|| format!("cannot listen on {} (HTTP API)", config.http_addr))?;
+    listener.set_nonblocking(true).context("configuring the HTTP socket")?;
+    let http_addr = listener.local_addr().context("reading the HTTP socket address")?;
+
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let log_config = LogConfig { fsync: config.fsync, ..LogConfig::default() };
+    let log = Arc::new(
+        Log::open(&config.data_dir, log_config)
+            .with_context(|| format!("cannot open the log in {}", config.data_dir.display()))?,
+    );
+    let report = log.recovery_report().clone();
+    tracing::info!(
+        data_dir = %config.data_dir.display(),
+        replayed_frames = report.replay.frames,
+        took_ms = report.duration.as_millis() as u64,
+        "log opened"
+    );
+    let groups = Arc::new(GroupStore::open(log.clone(), Arc::new(SystemClock)).context("cannot load consumer groups")?);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("evident-http")
+        .build()
+        .context("starting the async runtime")?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let notifier = notifier::Notifier::start(log.clone());
+    let metrics = Arc::new(Metrics::default());
+    let state = AppState::new(
+        log.clone(),
+        groups,
+        metrics.clone(),
+        notifier.subscribe(),
+        shutdown_rx,
+        config.http_body_max_bytes,
+    );
+    println!("evident {}: data in {}, fsync {}", env!("CARGO_PKG_VERSION"), config.data_dir.display(), config.fsync);
+    if let Some(file) = &config.config_file {
+        println!("evident: configuration from {}", file.display());
+    }
+    println!("evident: HTTP API listening on http://{http_addr}");
+
+    let served = runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).context("registering the HTTP socket")?;
+        let listener = connections::Counted::new(listener, metrics.clone());
+        let app = http::router(state);
+        let (signal_tx, mut signal_rx) = watch::channel(false);
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = signal_rx.wait_for(|stop| *stop).await;
+                })
+                .await
+        });
+        wait_for_signal().await?;
+        println!("evident: shutting down");
+        // Live subscriptions never end on their own: tell them first, then stop accepting and
+        // let in-flight requests finish.
+        let _ = shutdown_tx.send(true);
+        let _ = signal_tx.send(true);
+        match tokio::time::timeout(Duration::from_millis(config.shutdown_timeout_ms), server).await {
+            Ok(joined) => joined.context("HTTP server task")?.context("HTTP server")?,
+            Err(_) => tracing::warn!("in-flight requests did not finish within the shutdown timeout"),
+        }
+        anyhow::Ok(())
+    });
+    // Appends still running in blocking threads (after a shutdown timeout) complete or fail
+    // against the closed log; nothing is acknowledged without its sync either way.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    notifier.stop();
+    let closed = log.close().context("closing the log");
+    served?;
+    closed?;
+    println!("evident: stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

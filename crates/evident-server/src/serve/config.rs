@@ -1,0 +1,157 @@
+//! `evident serve`'s configuration: one TOML file (`--config`, or `./evident.toml` when it
+//! exists), then `EVIDENT_*` environment variables, then flags; flags win. clap applies "flag
+//! over environment"; this module lays the file under both and the defaults under all.
+//! Every option has the same name in the three places (`--data-dir`, `EVIDENT_DATA_DIR`,
+//! `data_dir`), as SPEC §5 asks.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use evident_log::FsyncPolicy;
+use serde::Deserialize;
+
+/// Options of `evident serve`.
+#[derive(Debug, Default, clap::Args)]
+#[command(after_help = "Every option can also be set in evident.toml (same name, snake_case) or in an \
+EVIDENT_* environment variable; flags win over the environment, which wins over the file.")]
+pub struct ServeArgs {
+    /// Configuration file (TOML). Default: ./evident.toml when it exists.
+    #[arg(long, env = "EVIDENT_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Directory of the embedded log (created if absent) [default: ./data]
+    #[arg(long, env = "EVIDENT_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the HTTP API; port 0 picks a free port (the address is printed at start)
+    /// [default: 127.0.0.1:8080]
+    #[arg(long, env = "EVIDENT_HTTP_ADDR", value_name = "IP:PORT")]
+    pub http_addr: Option<SocketAddr>,
+    /// When appends are acknowledged: `always` (after fdatasync; the default), or the relaxed
+    /// `interval:<N>ms` and `never`, which can lose acknowledged events on power loss
+    #[arg(long, env = "EVIDENT_FSYNC", value_name = "POLICY")]
+    pub fsync: Option<String>,
+    /// Largest HTTP request body accepted; larger ones get 413 [default: 8388608]
+    #[arg(long, env = "EVIDENT_HTTP_BODY_MAX_BYTES", value_name = "BYTES")]
+    pub http_body_max_bytes: Option<usize>,
+    /// How long shutdown waits for in-flight requests before closing them [default: 10000]
+    #[arg(long, env = "EVIDENT_SHUTDOWN_TIMEOUT_MS", value_name = "MS")]
+    pub shutdown_timeout_ms: Option<u64>,
+}
+
+/// The configuration file's shape: the same names as the flags, unknown keys refused (a typo
+/// must not silently fall back to a default).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    http_addr: Option<SocketAddr>,
+    fsync: Option<String>,
+    http_body_max_bytes: Option<usize>,
+    shutdown_timeout_ms: Option<u64>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// HTTP listen address.
+    pub http_addr: SocketAddr,
+    /// Durability policy.
+    pub fsync: FsyncPolicy,
+    /// Largest request body.
+    pub http_body_max_bytes: usize,
+    /// Graceful-shutdown budget.
+    pub shutdown_timeout_ms: u64,
+    /// The file read, if any.
+    pub config_file: Option<PathBuf>,
+}
+
+/// Default HTTP address: loopback only, so a fresh install exposes nothing.
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
+/// Default body limit: the log's default batch limit, so any batch the log accepts fits.
+pub const DEFAULT_BODY_MAX_BYTES: usize = 8 << 20;
+
+impl ServeConfig {
+    /// Resolves flags and environment (already merged by clap) over the file over defaults.
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<Self> {
+        let (file, config_file) = match &args.config {
+            Some(path) => (read_file(path)?, Some(path.clone())),
+            None if Path::new("evident.toml").exists() => {
+                (read_file(Path::new("evident.toml"))?, Some(PathBuf::from("evident.toml")))
+            }
+            None => (FileConfig::default(), None),
+        };
+        let fsync_text = args.fsync.or(file.fsync).unwrap_or_else(|| "always".into());
+        let fsync: FsyncPolicy = fsync_text.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+        let http_body_max_bytes =
+            args.http_body_max_bytes.or(file.http_body_max_bytes).unwrap_or(DEFAULT_BODY_MAX_BYTES);
+        if http_body_max_bytes < 1024 {
+            bail!("http_body_max_bytes must be at least 1024, not {http_body_max_bytes}");
+        }
+        Ok(Self {
+            data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("data")),
+            http_addr: match args.http_addr.or(file.http_addr) {
+                Some(a) => a,
+                None => DEFAULT_HTTP_ADDR.parse().context("default address")?,
+            },
+            fsync,
+            http_body_max_bytes,
+            shutdown_timeout_ms: args.shutdown_timeout_ms.or(file.shutdown_timeout_ms).unwrap_or(10_000),
+            config_file,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read configuration {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid configuration {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_file_and_defaults_fill_the_rest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("evident.toml");
+        std::fs::write(&path, "data_dir = \"/from/file\"\nhttp_addr = \"127.0.0.1:9999\"\nfsync = \"never\"\n")
+            .expect("write");
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            http_addr: Some("127.0.0.1:7777".parse().expect("addr")),
+            ..ServeArgs::default()
+        };
+        let c = ServeConfig::resolve(args).expect("resolves");
+        assert_eq!(c.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(c.http_addr.port(), 7777);
+        assert_eq!(c.fsync, FsyncPolicy::Never);
+        assert_eq!(c.http_body_max_bytes, DEFAULT_BODY_MAX_BYTES);
+        assert_eq!(c.config_file, Some(path));
+    }
+
+    #[test]
+    fn unknown_file_keys_and_bad_policies_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("evident.toml");
+        std::fs::write(&path, "data_dri = \"x\"\n").expect("write");
+        let err = ServeConfig::resolve(ServeArgs { config: Some(path), ..ServeArgs::default() }).unwrap_err();
+        assert!(format!("{err:#}").contains("data_dri"), "{err:#}");
+        let err =
+            ServeConfig::resolve(ServeArgs { config: Some(dir.path().join("absent.toml")), ..ServeArgs::default() })
+                .unwrap_err();
+        assert!(format!("{err:#}").contains("cannot read configuration"));
+        let dir2 = tempfile::tempdir().expect("tempdir");
+        let p2 = dir2.path().join("e.toml");
+        std::fs::write(&p2, "").expect("write");
+        let err = ServeConfig::resolve(ServeArgs {
+            config: Some(p2),
+            fsync: Some("sometimes".into()),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("invalid fsync policy"));
+    }
+}
