@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 
 /// evident: an event store for event sourcing and CQRS that speaks the Kafka protocol.
 #[derive(Debug, Parser)]
-#[command(name = "evident", version, about, propagate_version = true)]
+#[command(name = "evident", version, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
