@@ -2,9 +2,10 @@
 //! one is a thin, blocking client of a running server's HTTP API (`docs/http-api.md`). They share
 //! two options, `--server URL` and `--json`, which may be given before or after the subcommand.
 //!
-//! Output is a table or a line of text for people, or with `--json` exactly one JSON document on
-//! stdout for scripts (progress and notes go to stderr). A server error exits with code 1 and the
-//! server's message and code; bad command-line input is clap's usage error (exit code 2).
+//! Output is a table or a line of text for people, or with `--json` JSON on stdout for scripts
+//! (one document; one event a line for `tail`), while progress and notes go to stderr. A server
+//! error exits with code 1 and the server's message and code; bad command-line input is clap's
+//! usage error (exit code 2).
 
 mod append;
 mod client;
@@ -23,10 +24,10 @@ use clap::{Args, Subcommand};
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 
 /// The help text shared by the client commands about where their options may go.
-const OPTIONS_NOTE: &str = "--server and --json may be given before or after the subcommand \
-(`evident --json topics list` = `evident topics list --json`). With --json, stdout holds exactly one \
-JSON document (the server's reply) and nothing else. Exit codes: 0 success, 1 the server refused the \
-request or could not be reached, 2 bad command-line input.";
+const OPTIONS_NOTE: &str = "\
+--server and --json may also come before the subcommand: `evident --json topics list`.
+With --json, stdout holds only JSON: one document (the server's reply; `tail`: one event a line).
+Exit codes: 0 success; 1 the server refused the request or could not be reached; 2 bad usage.";
 
 /// The options every client command takes. Each client subcommand flattens this struct, and the
 /// arguments are `global`, so they are accepted anywhere after the subcommand too.
@@ -42,7 +43,8 @@ pub struct ClientOptions {
         help_heading = "Client options"
     )]
     pub server: String,
-    /// Print the server's JSON reply (one document on stdout) instead of a table, for scripts.
+    /// Print JSON for scripts instead of tables: the server's reply as one document (events one
+    /// per line for `tail`).
     #[arg(long, global = true, help_heading = "Client options")]
     pub json: bool,
 }
@@ -105,4 +107,48 @@ pub fn run(command: ClientCommand) -> anyhow::Result<ExitCode> {
 /// Whether an error comes from writing to a pipe whose reader has gone.
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| cause.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory as _, Parser};
+
+    use super::*;
+
+    /// The top-level command as `main.rs` builds it, to check how the options travel.
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: ClientCommand,
+        #[command(flatten)]
+        _client_options: GlobalClientOptions,
+    }
+
+    fn options(argv: &[&str]) -> ClientOptions {
+        let cli = Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        match cli.command {
+            ClientCommand::Topics(args) => args.client,
+            other => panic!("parsed {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_command_tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn options_before_or_after_the_subcommand() {
+        let default = options(&["evident", "topics", "list"]);
+        assert_eq!((default.server.as_str(), default.json), (DEFAULT_SERVER, false));
+        for argv in [
+            &["evident", "--server", "h:1", "--json", "topics", "list"][..],
+            &["evident", "topics", "--server", "h:1", "list", "--json"],
+            &["evident", "topics", "list", "--json", "--server=h:1"],
+            &["evident", "--json", "topics", "list", "--server", "h:1"],
+        ] {
+            let options = options(argv);
+            assert_eq!((options.server.as_str(), options.json), ("h:1", true), "{argv:?}");
+        }
+    }
 }

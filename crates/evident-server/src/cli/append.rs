@@ -23,10 +23,11 @@ use super::ClientOptions;
   evident append bank acc-1 --type MoneyWithdrawn --data-file withdrawal.json --id w-2026-0001
   evident append bank acc-1 --events-file batch.json --expected-version 3
 
-The reply lists each event's id, offset (in its partition), version (in its stream) and store-wide \
-sequence. Appending an --id the stream already holds, with the same content, appends nothing and shows \
-the original positions (\"duplicate\"); with other content it is refused (event_id_reused). A wrong \
---expected-version appends nothing and names the stream's current version (wrong_expected_version, exit 1)."
+The reply lists each event's id, offset (in its partition), version (in its stream) and store-wide
+sequence. Appending an --id the stream already holds, with the same content, appends nothing and
+shows the original positions (a duplicate); with other content it is refused (event_id_reused).
+A wrong --expected-version appends nothing and names the stream's current version
+(wrong_expected_version, exit code 1)."
 )]
 pub struct AppendArgs {
     #[command(flatten)]

@@ -85,10 +85,11 @@ impl GroupName {
             .required(true)
             .multiple(false)
     ),
-    after_long_help = "Exactly one scope (--topic, repeatable, or --all-topics) and exactly one strategy. Without \
---execute this only prints the plan: GROUP, TOPIC, PARTITION, the CURRENT-OFFSET and the NEW-OFFSET each \
-partition would get (clamped to the log's start and end), and changes nothing. With --execute the new \
-offsets are committed, which the server refuses (group_not_empty) while the group has active members.
+    after_long_help = "Exactly one scope (--topic, repeatable, or --all-topics) and exactly one strategy.
+Without --execute this only prints the plan: GROUP, TOPIC, PARTITION, CURRENT-OFFSET and the
+NEW-OFFSET each partition would get (kept within the log's start and end), and changes nothing.
+With --execute the new offsets are committed; the server refuses that (group_not_empty) while
+the group has active members.
 
 Examples:
   evident groups reset-offsets --group billing --all-topics --to-earliest
@@ -449,8 +450,9 @@ mod tests {
 
     #[test]
     fn reset_plan_for_people() {
-        let reply = json!({"group": "billing", "executed": false, "offsets": [
-            {"topic": "bank", "partition": 0, "current_offset": 10, "new_offset": 5, "log_start_offset": 0, "log_end_offset": 12}]});
+        let row = json!({"topic": "bank", "partition": 0, "current_offset": 10, "new_offset": 5,
+            "log_start_offset": 0, "log_end_offset": 12});
+        let reply = json!({"group": "billing", "executed": false, "offsets": [row]});
         assert_eq!(
             reset_text("billing", &reply),
             "GROUP    TOPIC  PARTITION  CURRENT-OFFSET  NEW-OFFSET\nbilling  bank   0          10              5\n\n\

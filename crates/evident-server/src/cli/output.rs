@@ -205,7 +205,8 @@ mod tests {
         let table = render_table(&events_table(&[deposited()], EventColumns::Stream));
         let expected = "\
 VERSION  OFFSET  SEQUENCE  TIME                      TYPE            ID   DATA
-3        12      40        2026-11-22T10:00:00.123Z  MoneyDeposited  e-1  {\"amount\":50,\"memo\":\"a long memo that will not fit in the d…";
+3        12      40        2026-11-22T10:00:00.123Z  MoneyDeposited  e-1  \
+{\"amount\":50,\"memo\":\"a long memo that will not fit in the d…";
         assert_eq!(table, expected);
     }
 

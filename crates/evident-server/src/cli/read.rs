@@ -2,7 +2,7 @@
 //! the server's paging cursor (`next_version`, `next_offset`, `next_sequence`) until the end or
 //! `--limit`, with a progress bar on stderr for long reads.
 
-use std::io::IsTerminal as _;
+use std::io::{self, IsTerminal as _};
 use std::time::Duration;
 
 use clap::{ArgGroup, Args};
@@ -51,16 +51,34 @@ pub struct ReadArgs {
     all: bool,
 
     /// Stream: start at this version (forward: the default is 0; backward: the last event).
-    #[arg(long, value_name = "N", requires = "key", conflicts_with_all = ["partition", "all"], help_heading = "Stream options")]
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "key",
+        conflicts_with_all = ["partition", "all"],
+        help_heading = "Stream options",
+    )]
     from_version: Option<u64>,
     /// Stream: read from newest to oldest.
     #[arg(long, requires = "key", conflicts_with_all = ["partition", "all"], help_heading = "Stream options")]
     backward: bool,
     /// Stream: read the stream as it was when this version was its last event.
-    #[arg(long, value_name = "N", requires = "key", conflicts_with_all = ["partition", "all"], help_heading = "Stream options")]
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "key",
+        conflicts_with_all = ["partition", "all"],
+        help_heading = "Stream options",
+    )]
     as_of_version: Option<u64>,
     /// Stream: read the stream as it was at this time (RFC 3339, or milliseconds since the epoch).
-    #[arg(long, value_name = "TIME", requires = "key", conflicts_with_all = ["partition", "all"], help_heading = "Stream options")]
+    #[arg(
+        long,
+        value_name = "TIME",
+        requires = "key",
+        conflicts_with_all = ["partition", "all"],
+        help_heading = "Stream options",
+    )]
     as_of_time: Option<String>,
 
     /// Partition: start at this offset (default: 0, or the log start when older records are gone).
@@ -83,14 +101,25 @@ pub struct ReadArgs {
     timestamp: Option<String>,
 
     /// Everything: start at this store-wide sequence (default 0).
-    #[arg(long, value_name = "N", requires = "all", conflicts_with_all = ["key", "partition"], help_heading = "--all options")]
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "all",
+        conflicts_with_all = ["key", "partition"],
+        help_heading = "--all options",
+    )]
     from_sequence: Option<u64>,
 
     /// Stop after N events (default: read to the end).
     #[arg(long, short = 'n', value_name = "N")]
     limit: Option<u64>,
     /// Events per request (1 to 10000).
-    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=PAGE_SIZE_MAX as i64))]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u32).range(1..=PAGE_SIZE_MAX as i64),
+    )]
     page_size: u32,
     /// Print one JSON event per line as pages arrive (JSON Lines), instead of one JSON array.
     #[arg(long, conflicts_with = "json")]
@@ -233,7 +262,9 @@ impl Source {
 
 /// Where the read's events go: printed at once (`--jsonl`), or kept for one table or JSON array.
 enum Sink {
+    /// Print each event as one JSON line as soon as its page arrives.
     Lines,
+    /// Keep the events for the end.
     Collect(Vec<Value>),
 }
 
@@ -242,7 +273,9 @@ pub fn run(args: ReadArgs) -> anyhow::Result<()> {
     let client = Client::new(&args.client.server)?;
     let (source, start, columns) = source_of(&args);
     let mut sink = if args.jsonl { Sink::Lines } else { Sink::Collect(Vec::new()) };
-    read_pages(&client, &source, start, args.limit, args.page_size, &mut |events| {
+    // A bar redrawn between lines printed on the same terminal would garble them.
+    let progress = io::stderr().is_terminal() && !(args.jsonl && io::stdout().is_terminal());
+    read_pages(&client, &source, start, args.limit, args.page_size, progress, &mut |events| {
         match &mut sink {
             Sink::Lines => events.iter().try_for_each(output::print_json_line)?,
             Sink::Collect(all) => all.extend(events.iter().cloned()),
@@ -284,13 +317,14 @@ fn source_of(args: &ReadArgs) -> (Source, Option<u64>, EventColumns) {
 }
 
 /// Fetches pages from `start` until the end or `limit` events, handing each page's events to
-/// `emit`. A progress bar appears on a terminal's stderr once a second page is needed.
+/// `emit`. With `show_progress`, a progress bar appears on stderr once a second page is needed.
 fn read_pages(
     client: &Client,
     source: &Source,
     start: Option<u64>,
     limit: Option<u64>,
     page_size: u32,
+    show_progress: bool,
     emit: &mut dyn FnMut(&[Value]) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let limit = limit.unwrap_or(u64::MAX);
@@ -307,8 +341,8 @@ fn read_pages(
         let take = page.events.len().min(usize::try_from(limit - read).unwrap_or(usize::MAX));
         emit(&page.events[..take])?;
         read += take as u64;
-        if first && page.next.is_some() && read < limit {
-            progress = progress_bar(page.remaining_hint.map(|r| r.min(limit)));
+        if show_progress && first && page.next.is_some() && read < limit {
+            progress = Some(progress_bar(page.remaining_hint.map(|r| r.min(limit))));
         }
         if let Some(bar) = &progress {
             bar.set_position(read);
@@ -325,11 +359,8 @@ fn read_pages(
     Ok(())
 }
 
-/// A progress bar on stderr, only when stderr is a terminal (never in a pipe or a log file).
-fn progress_bar(total: Option<u64>) -> Option<ProgressBar> {
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
+/// A progress bar on stderr, sized when the total is known, else a counter.
+fn progress_bar(total: Option<u64>) -> ProgressBar {
     let bar = match total {
         Some(total) => ProgressBar::new(total).with_style(
             ProgressStyle::with_template("{spinner} reading {human_pos}/{human_len} events [{bar:30}] eta {eta}")
@@ -342,14 +373,64 @@ fn progress_bar(total: Option<u64>) -> Option<ProgressBar> {
         ),
     };
     bar.enable_steady_tick(Duration::from_millis(200));
-    Some(bar)
+    bar
 }
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
     use serde_json::json;
 
     use super::*;
+
+    /// A stand-in top-level command, to parse `read` arguments as the binary does.
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        read: ReadArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<(Source, Option<u64>), clap::Error> {
+        let cli = Cli::try_parse_from(std::iter::once(&"read").chain(args))?;
+        let (source, start, _) = source_of(&cli.read);
+        Ok((source, start))
+    }
+
+    #[test]
+    fn arguments_pick_one_source() {
+        let (source, start) = parse(&["bank", "acc-1", "--backward", "--from-version", "9"]).unwrap();
+        let expected = Source::Stream {
+            topic: "bank".into(),
+            key: "acc-1".into(),
+            backward: true,
+            as_of_version: None,
+            as_of_time: None,
+        };
+        assert_eq!((source, start), (expected, Some(9)));
+        let (source, start) = parse(&["bank", "--partition", "2", "--timestamp", "1700000000000"]).unwrap();
+        assert_eq!(
+            (source, start),
+            (Source::Partition { topic: "bank".into(), partition: 2, timestamp: Some("1700000000000".into()) }, None)
+        );
+        assert_eq!(parse(&["--all", "--from-sequence", "5"]).unwrap(), (Source::All, Some(5)));
+        for bad in [
+            &[][..],
+            &["bank"],
+            &["bank", "k", "--partition", "0"],
+            &["bank", "--all"],
+            &["bank", "--partition", "0", "--from-version", "3"],
+            &["bank", "--partition", "0", "--backward"],
+            &["bank", "k", "--offset", "3"],
+            &["--all", "--offset", "3"],
+            &["--all", "--as-of-version", "3"],
+            &["bank", "k", "--from-sequence", "3"],
+            &["bank", "--partition", "0", "--offset", "1", "--timestamp", "1"],
+            &["--all", "--json", "--jsonl"],
+            &["--all", "--page-size", "0"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
 
     fn stream(backward: bool) -> Source {
         Source::Stream { topic: "bank".into(), key: "acc 1".into(), backward, as_of_version: None, as_of_time: None }

@@ -225,8 +225,9 @@ pub fn run(args: TailArgs) -> anyhow::Result<()> {
     loop {
         let connected_at = Instant::now();
         let dropped = follow(&mut response, &mut parser, &mut |message| {
-            print_message(message, args.client.json)?;
-            printed += 1;
+            if print_message(message, args.client.json)? {
+                printed += 1;
+            }
             failures = 0;
             Ok(printed < limit)
         })?;
@@ -282,9 +283,10 @@ fn follow(
     }
 }
 
-/// Prints one message: an event as a line for people or as one JSON line. An `error` message (the
-/// server ending the subscription with a reason) becomes the command's error.
-fn print_message(message: &SseMessage, json: bool) -> anyhow::Result<()> {
+/// Prints one message, an event, as a line for people or as one JSON line, and says whether it
+/// printed one. An `error` message (the server ending the subscription with a reason) becomes the
+/// command's error.
+fn print_message(message: &SseMessage, json: bool) -> anyhow::Result<bool> {
     let value: Value = serde_json::from_str(&message.data)
         .with_context(|| format!("an event-stream message is not JSON: {}", output::truncate(&message.data, 200)))?;
     if message.event == "error" {
@@ -294,14 +296,15 @@ fn print_message(message: &SseMessage, json: bool) -> anyhow::Result<()> {
         anyhow::bail!("the server ended the subscription: {text} ({code})");
     }
     if message.event != "message" {
-        // Other event types are not events of the store (a future keepalive or notice): skip them.
-        return Ok(());
+        // Other event types are not events of the store (a future notice): skip them.
+        return Ok(false);
     }
     if json {
-        Ok(output::print_json_line(&value)?)
+        output::print_json_line(&value)?;
     } else {
-        Ok(output::print_text(&output::event_line(&value))?)
+        output::print_text(&output::event_line(&value))?;
     }
+    Ok(true)
 }
 
 /// The delay before reconnection attempt `attempt` (1-based): doubling from the first delay, capped.
@@ -312,7 +315,41 @@ fn reconnect_delay(attempt: u32) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
+
+    /// A stand-in top-level command, to parse `tail` arguments as the binary does.
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        tail: TailArgs,
+    }
+
+    #[test]
+    fn arguments() {
+        let parse = |args: &[&str]| Cli::try_parse_from(std::iter::once(&"tail").chain(args));
+        for good in [
+            &[][..],
+            &["--from-sequence", "5"],
+            &["bank", "--from-sequence", "5"],
+            &["bank", "acc-1", "--from-version", "2", "--limit", "3"],
+            &["bank", "--partition", "1", "--from-offset", "7"],
+        ] {
+            assert!(parse(good).is_ok(), "{good:?} was refused");
+        }
+        for bad in [
+            &["--from-version", "1"][..],
+            &["bank", "--from-version", "1"],
+            &["bank", "--partition", "0", "--from-version", "1"],
+            &["bank", "acc-1", "--from-offset", "1"],
+            &["bank", "acc-1", "--partition", "0"],
+            &["bank", "acc-1", "--from-sequence", "1"],
+            &["--partition", "0"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
 
     fn message(id: Option<&str>, data: &str) -> SseMessage {
         SseMessage { event: "message".into(), data: data.into(), id: id.map(str::to_owned) }

@@ -11,7 +11,7 @@ use super::ClientOptions;
 #[derive(Debug, Args)]
 pub struct TopicsArgs {
     #[command(flatten)]
-    client: ClientOptions,
+    pub(super) client: ClientOptions,
     #[command(subcommand)]
     command: TopicsCommand,
 }
@@ -27,10 +27,10 @@ enum TopicsCommand {
     },
     /// Create a topic.
     #[command(after_help = "Configuration keys (--config KEY=VALUE, repeatable):
-  retention_ms=N|null         delete records older than N ms (null: keep forever)
-  retention_bytes=N|null      keep at most N bytes per partition (null: no limit)
-  cleanup_policy=delete|compact
-  key_partition_guard=true|false   refuse records whose key lives in another partition
+  retention_ms=N|null             delete records older than N ms (null: keep them forever)
+  retention_bytes=N|null          keep at most N bytes per partition (null: no limit)
+  cleanup_policy=delete|compact   delete old segments, or keep the last record of each key
+  key_partition_guard=true|false  refuse a record whose key lives in another partition
 Kafka's spellings (retention.ms, cleanup.policy) are accepted too.
 
 Example: evident topics create bank --partitions 3 --config retention_ms=604800000")]
