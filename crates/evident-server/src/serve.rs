@@ -76,6 +76,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         shutdown_rx,
         config.http_body_max_bytes,
     );
+    // Install the signal handlers before announcing the address: a supervisor (or a test) may
+    // signal as soon as it reads the line, and an uninstalled handler means the default action,
+    // death without closing the log.
+    let signals = {
+        let _entered = runtime.enter();
+        Signals::install()?
+    };
     println!("evident {}: data in {}, fsync {}", env!("CARGO_PKG_VERSION"), config.data_dir.display(), config.fsync);
     if let Some(file) = &config.config_file {
         println!("evident: configuration from {}", file.display());
@@ -94,7 +101,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 })
                 .await
         });
-        wait_for_signal().await?;
+        signals.wait().await;
         println!("evident: shutting down");
         // Live subscriptions never end on their own: tell them first, then stop accepting and
         // let in-flight requests finish.
@@ -117,13 +124,27 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, installed once.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers (needs a runtime context).
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
     }
-    Ok(())
+
+    /// Waits for either.
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }
