@@ -875,3 +875,25 @@ fn health_metrics_and_openapi() {
         assert!(paths.contains_key(route), "openapi.json lacks {route}");
     }
 }
+
+/// A subscriber that stops reading must not slow appends: the server holds at most one page
+/// for it and the kernel's socket buffers fill, while appends go on to completion. Then the
+/// stalled subscriber, read again, still gets every event in order.
+#[test]
+fn a_stalled_subscriber_does_not_stall_appends() {
+    let server = Server::start();
+    server.create_topic("bulk", 1);
+    let mut stalled = Sse::open(&server, "/v1/subscribe?topic=bulk&key=k", &[]);
+    // About 8 MiB of events: far beyond what socket buffers hold for a reader that never reads.
+    let payload = "x".repeat(4096);
+    let batch: Vec<Value> = (0..64).map(|_| json!({"type": "Filled", "data": {"pad": payload}})).collect();
+    for round in 0..32u64 {
+        let body = json!({"expected_version": if round == 0 { json!("no_stream") } else { json!(round * 64 - 1) }, "events": batch});
+        server.post_expect("/v1/topics/bulk/streams/k", &body, 201);
+    }
+    assert_eq!(server.metric("evident_http_open_subscriptions"), Some(1.0));
+    for version in 0..(32 * 64) {
+        let event = stalled.next_event();
+        assert_eq!(event.id.as_deref(), Some(version.to_string().as_str()), "events arrive in order, none lost");
+    }
+}
