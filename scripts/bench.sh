@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # bench.sh - runs evident-bench: evident, the disk's physical limits, PostgreSQL and SQLite
-# measured side by side on this machine (see BENCHMARKS.md).
+# measured side by side on this machine, and evident's HTTP API beside the embedded log (see
+# BENCHMARKS.md).
 #
 # Usage (as root on Debian; arguments go to evident-bench):
 #   scripts/bench.sh --quick                 # smoke test, about a minute
 #   scripts/bench.sh 2>&1 | tee bench.txt    # full run, about 10 minutes
+#   scripts/bench.sh --only http             # only the HTTP API against the embedded log
 #   scripts/bench.sh --help                  # every flag
 #
 # What it does: installs PostgreSQL (Debian's `postgresql`) and a C compiler if missing,
 # creates and starts a dedicated PostgreSQL cluster listening on 127.0.0.1 only (port 5499 by
 # default, fsync=on, synchronous_commit=on), creates the evident_bench role and database, builds
-# evident-bench in release mode, runs it, and stops the cluster on exit. The cluster's data
+# evident-bench and the evident server (which the HTTP phase starts) in release mode, runs
+# evident-bench, and stops the cluster on exit. PostgreSQL is left alone when it is not measured
+# (--skip-postgres, or --only without appends, batches or reads). The cluster's data
 # stays in /var/lib/postgresql/<version>/evident_bench for the next run; drop it with
 #   pg_dropcluster --stop <version> evident_bench
 # Environment: EVIDENT_BENCH_PGPORT (default 5499), PGVER (default: newest installed).
@@ -22,11 +26,20 @@ CLUSTER=evident_bench
 ROLE=evident_bench
 
 want_pg=1
+only=""
+prev=""
 for arg in "$@"; do
   case "$arg" in
     --skip-postgres | --help | -h | --version | -V) want_pg=0 ;;
+    --only=*) only="$only,${arg#--only=}" ;;
   esac
+  if [ "$prev" = --only ]; then only="$only,$arg"; fi
+  prev="$arg"
 done
+# PostgreSQL is measured in the appends, batches and reads phases only.
+if [ -n "$only" ] && ! grep -qxE 'appends|batches|reads' <<<"${only//,/$'\n'}"; then
+  want_pg=0
+fi
 
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
@@ -96,7 +109,7 @@ SQL
 fi
 
 cd "$REPO"
-cargo build --release -p evident-bench
+cargo build --release -p evident-bench -p evident-server
 BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/evident-bench"
 PGARGS=()
 if [ "$want_pg" = 1 ] && [ "$PGPORT" != 5499 ]; then

@@ -45,7 +45,8 @@ pub struct Cli {
     /// libpq-style connection string of the PostgreSQL server to measure.
     #[arg(long, value_name = "CONNINFO", default_value = DEFAULT_PG)]
     pub pg: String,
-    /// Run only these phases (comma-separated); the default runs all of them.
+    /// Run only these phases (comma-separated); the default runs all of them. `http` needs the
+    /// `evident` binary next to this one (cargo build --release -p evident-server).
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PHASES")]
     pub only: Vec<Phase>,
     /// Keep the data directory after the run.
@@ -64,6 +65,9 @@ pub enum Phase {
     Batches,
     /// Replays, full scans and stream reads.
     Reads,
+    /// The HTTP API (`evident serve`, started as a child process) beside the embedded log:
+    /// appends with 1 and 64 clients, a 1,000-event stream read.
+    Http,
     /// Loading a large store and opening it in a fresh process.
     Restart,
 }
@@ -158,6 +162,9 @@ mod tests {
         let some = Cli::parse_from(["evident-bench", "--only", "reads,restart"]).plan();
         assert!(some.runs(Phase::Reads) && some.runs(Phase::Restart) && !some.runs(Phase::Appends));
         assert!(!Cli::parse_from(["evident-bench", "--skip-restart"]).plan().runs(Phase::Restart));
+        assert!(full.runs(Phase::Http), "the HTTP phase is in the default run");
+        let http = Cli::parse_from(["evident-bench", "--quick", "--only", "http"]).plan();
+        assert!(http.runs(Phase::Http) && !http.runs(Phase::Reads) && !http.runs(Phase::Physical));
     }
 
     #[test]

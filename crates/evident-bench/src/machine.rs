@@ -1,5 +1,5 @@
 //! What the run happened on, read from `/proc` and `/sys`: CPU model and count, memory, kernel,
-//! load average, the date, the process's memory (`VmRSS`, `VmHWM`), and dropping the page
+//! load average, the date, a process's memory (`VmRSS`, `VmHWM`) and CPU time, and dropping the page
 //! cache for cold reads. Printed at the top of every run, since a benchmark figure means
 //! nothing without its machine and its neighbours' load.
 
@@ -15,6 +15,16 @@ pub fn status_kib(field: &str) -> Option<u64> {
         let rest = l.strip_prefix(field)?.strip_prefix(':')?;
         rest.trim().trim_end_matches("kB").trim().parse().ok()
     })
+}
+
+/// CPU time (user + system, all threads) a process has used so far, from `/proc/<pid>/stat`
+/// (`pid` is a number or `self`); in clock ticks of 10 ms (Linux's `USER_HZ` is 100).
+pub fn cpu_time(pid: &str) -> Option<std::time::Duration> {
+    let stat = read(&format!("/proc/{pid}/stat"));
+    // The command name (field 2) may hold spaces; the fields after it start with the state.
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 1..)?.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(std::time::Duration::from_millis(ticks * 10))
 }
 
 /// The 1-, 5- and 15-minute load averages.
@@ -98,5 +108,13 @@ mod tests {
     #[test]
     fn own_rss_is_readable() {
         assert!(status_kib("VmRSS").is_some_and(|k| k > 0));
+    }
+
+    #[test]
+    fn own_cpu_time_is_readable() {
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(30) {}
+        assert!(cpu_time("self").is_some_and(|t| t > std::time::Duration::ZERO));
+        assert!(cpu_time("0").is_none());
     }
 }

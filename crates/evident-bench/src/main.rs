@@ -5,11 +5,13 @@
 //!
 //! Order of a run: physical limits, then each write workload on every system back to back (so
 //! the ratios compare figures taken minutes apart at most: this machine's flush latency changes
-//! regime within minutes), the raw sync rate again, the reads, and the restart last.
+//! regime within minutes), the raw sync rate again, the reads, the HTTP API beside the embedded
+//! log, and the restart last.
 
 mod cli;
 mod driver;
 mod evident;
+mod http;
 mod machine;
 mod paired;
 mod payload;
@@ -191,6 +193,46 @@ fn read_phase(r: &mut Runner, plan: &Plan, peers: &Peers, dir: &Path) -> Result<
     Ok(())
 }
 
+/// The HTTP API (`evident serve` as a child process) beside the embedded log, each workload
+/// back to back on both.
+fn http_phase(r: &mut Runner, plan: &Plan, dir: &Path) {
+    phase("HTTP API beside the embedded log");
+    let h = match http::Http::start(dir) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("  FAILED HTTP start: {e:#}");
+            r.failures.push(format!("HTTP start: {e:#}"));
+            return;
+        }
+    };
+    // Each side runs `plan.duration` in all, in interleaved rounds.
+    let rounds = plan.paired_rounds.0;
+    let round = plan.duration.div_f64(rounds as f64);
+    for clients in [1usize, 64] {
+        match h.appends(clients, rounds, round) {
+            Ok(rows) => rows.into_iter().for_each(|m| r.report.add(m)),
+            Err(e) => {
+                eprintln!("  FAILED HTTP appends x{clients}: {e:#}");
+                r.failures.push(format!("HTTP appends x{clients}: {e:#}"));
+            }
+        }
+    }
+    match h.load_read_stream() {
+        Ok(()) => {
+            r.step("embedded stream read (HTTP comparison)", || h.read_embedded(plan.read_duration));
+            r.step("HTTP stream read", || h.read_http(plan.read_duration));
+        }
+        Err(e) => {
+            eprintln!("  FAILED HTTP read load: {e:#}");
+            r.failures.push(format!("HTTP read load: {e:#}"));
+        }
+    }
+    if let Err(e) = h.stop() {
+        eprintln!("  FAILED HTTP stop: {e:#}");
+        r.failures.push(format!("HTTP stop: {e:#}"));
+    }
+}
+
 fn run_in(cli: &Cli, plan: &Plan, run_dir: &Path) -> Result<()> {
     let started = std::time::Instant::now();
     let mut header = vec![
@@ -257,6 +299,10 @@ fn run_in(cli: &Cli, plan: &Plan, run_dir: &Path) -> Result<()> {
     }
     drop(peers);
     let _ = std::fs::remove_dir_all(run_dir.join("sqlite"));
+    if plan.runs(Phase::Http) {
+        http_phase(&mut r, plan, &fresh_dir(run_dir, "http")?);
+        std::fs::remove_dir_all(run_dir.join("http"))?;
+    }
     if plan.runs(Phase::Restart) {
         phase("restart");
         let m = plan.restart_events;

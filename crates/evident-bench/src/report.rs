@@ -10,8 +10,10 @@ use std::time::Duration;
 pub enum System {
     /// The raw disk (plain files, no store).
     Disk,
-    /// evident's storage engine (`evident-log`).
+    /// evident's storage engine (`evident-log`), in process.
     Evident,
+    /// evident behind its HTTP API (`evident serve`, a separate process on 127.0.0.1).
+    EvidentHttp,
     /// PostgreSQL used as an event store.
     Postgres,
     /// SQLite used as an event store.
@@ -23,6 +25,7 @@ impl fmt::Display for System {
         f.write_str(match self {
             System::Disk => "disk",
             System::Evident => "evident",
+            System::EvidentHttp => "evident HTTP",
             System::Postgres => "PostgreSQL",
             System::Sqlite => "SQLite",
         })
@@ -71,6 +74,20 @@ pub enum Key {
     StreamContig,
     /// One 1,000-event stream whose events are spread over the whole log/table.
     StreamScattered,
+    /// The HTTP comparison: single-event appends, each client (or in-process writer) on its
+    /// own stream; [`System::EvidentHttp`] over HTTP, [`System::Evident`] in process.
+    HttpAppend {
+        /// Concurrent clients (threads, each with its own connection) or writers.
+        clients: usize,
+    },
+    /// The HTTP comparison's append ratio, HTTP / embedded, taken in interleaved rounds (the
+    /// value is a ratio).
+    HttpAppendPaired {
+        /// Concurrent clients.
+        clients: usize,
+    },
+    /// The HTTP comparison: one 1,000-event stream read whole.
+    HttpRead,
     /// Loading the restart data set.
     RestartLoad,
     /// Opening the restart data set in a fresh process.
@@ -89,6 +106,7 @@ impl Key {
             Key::Append { .. } | Key::Paired { .. } => Section::Appends,
             Key::Batch { .. } => Section::Batches,
             Key::Load | Key::ScanPartition | Key::ScanAll | Key::StreamContig | Key::StreamScattered => Section::Reads,
+            Key::HttpAppend { .. } | Key::HttpAppendPaired { .. } | Key::HttpRead => Section::Http,
             Key::RestartLoad | Key::Open { .. } => Section::Restart,
         }
     }
@@ -100,14 +118,16 @@ enum Section {
     Appends,
     Batches,
     Reads,
+    Http,
     Restart,
 }
 
-const SECTIONS: [(Section, &str); 5] = [
+const SECTIONS: [(Section, &str); 6] = [
     (Section::Physical, "Physical limits (plain files on the data directory's disk)"),
     (Section::Appends, "Durable single-event appends (expected version checked, each writer on its own streams)"),
     (Section::Batches, "Durable batched appends (one new stream per batch)"),
     (Section::Reads, "Reads"),
+    (Section::Http, "HTTP API (evident serve on 127.0.0.1) beside the embedded log, same events, back to back"),
     (Section::Restart, "Restart"),
 ];
 
@@ -469,6 +489,34 @@ impl Report {
                     target(20.0),
                 );
             }
+        }
+        // HTTP API.
+        let http = System::EvidentHttp;
+        for clients in [1, 64] {
+            let k = Key::HttpAppendPaired { clients };
+            if self.get(http, k).is_none() {
+                continue;
+            }
+            push(
+                format!(
+                    "evident HTTP / embedded: single-event appends, {clients} client(s), events/s, interleaved rounds"
+                ),
+                rate(http, k),
+                Target::None,
+            );
+        }
+        if self.get(http, Key::HttpRead).is_some() {
+            push(
+                "evident HTTP / embedded: 1,000-event stream read (JSON decoded by the client), reads/s".into(),
+                div(rate(http, Key::HttpRead), rate(ev, Key::HttpRead)),
+                Target::None,
+            );
+            let lat = |s| self.get(s, Key::HttpRead).and_then(|m| m.p50).map(|d| d.as_secs_f64());
+            push(
+                "1,000-event stream read, evident HTTP p50 latency / embedded p50 latency".into(),
+                div(lat(http), lat(ev)),
+                Target::None,
+            );
         }
         // Restart.
         for (cold, checkpoint) in [(false, true), (true, true), (true, false)] {

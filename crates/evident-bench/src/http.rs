@@ -1,0 +1,569 @@
+//! The HTTP API's cost over the embedded log. The real server (`evident serve`, the binary built
+//! next to this one) runs as a child process on 127.0.0.1 with its data on the benchmark's disk
+//! and its default durability (`fsync = always`); the same workload runs in process against an
+//! embedded log in a sibling directory, back to back, so the ratio HTTP / embedded is the price
+//! of the API (HTTP parsing, JSON in and out, the hop to the server's blocking pool) and not of
+//! a change in the disk's flush regime.
+//!
+//! - *Appends*: one event per request (the append benchmark's event: the 216-byte `OrderPlaced`
+//!   payload, an id, ~60 bytes of metadata headers), each client on its own stream with the exact
+//!   expected version, as an event-sourced application appends; 1 and 64 clients, each a thread
+//!   with its own keep-alive `reqwest` blocking client. The embedded side appends the very
+//!   [`EventData`] the server builds from that JSON.
+//! - *Read*: one 1,000-event stream (appended as one batch), read whole with
+//!   `GET …/streams/{key}?limit=1000` and decoded on the client with `serde_json` into a
+//!   [`serde_json::Value`] tree, against `Log::read_stream` of the same 1,000 events.
+
+use std::hint::black_box;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use evident_core::{EventData, ExpectedVersion, Version};
+use evident_log::{Log, LogConfig, StreamReadOptions, TopicConfig};
+use reqwest::blocking::Client;
+use reqwest::header::CONTENT_TYPE;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::driver;
+use crate::machine;
+use crate::payload;
+use crate::report::{dur, num, Key, Measurement, System};
+use crate::stats::{median, Latencies};
+
+const TOPIC: &str = "bench";
+/// As the embedded append benchmark's topic.
+const PARTITIONS: u32 = 8;
+/// The stream of the read workload.
+const READ_KEY: &str = "read-1000";
+/// Events in it.
+const READ_EVENTS: usize = 1000;
+/// What the server stamps as `ce_source` on an event that names none.
+const SERVER_SOURCE: &str = "/evident/http";
+/// The append benchmark's metadata, as record headers (the HTTP API reserves `ce_*` headers
+/// for the CloudEvents attributes it knows, so the names lose the `ce_` prefix here).
+const HEADERS: [(&str, &str); 3] =
+    [("causationid", "cmd-42"), ("correlationid", "9b2f6a4e-1c3d-4e5f-8a7b-6c5d4e3f2a1b"), ("userid", "u-42")];
+/// The line `evident serve` prints once it listens, followed by the address.
+const LISTENING: &str = "evident: HTTP API listening on http://";
+/// How long the server may take to start, and to stop after SIGTERM.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One event as the HTTP API takes it (CloudEvents JSON).
+fn event_json(id: &str) -> String {
+    let headers: Vec<String> = HEADERS.iter().map(|(k, v)| format!("\"{k}\":\"{v}\"")).collect();
+    format!(
+        "{{\"type\":\"{}\",\"id\":\"{id}\",\"data\":{},\"headers\":{{{}}}}}",
+        payload::EVENT_TYPE,
+        payload::DATA,
+        headers.join(",")
+    )
+}
+
+/// An append request body: `events` (JSON texts) at `expected` (None: the stream must not exist).
+fn append_body<'a>(expected: Option<u64>, events: impl IntoIterator<Item = &'a str>) -> String {
+    let expected = expected.map_or_else(|| "\"no_stream\"".to_string(), |v| v.to_string());
+    let events: Vec<&str> = events.into_iter().collect();
+    format!("{{\"expected_version\":{expected},\"events\":[{}]}}", events.join(","))
+}
+
+/// The event the server builds from [`event_json`]: what the embedded side appends.
+fn embedded_event(id: String) -> EventData {
+    let mut e = EventData::json(id, payload::EVENT_TYPE, payload::DATA.as_bytes().to_vec());
+    e.source = Some(SERVER_SOURCE.into());
+    e.extra_headers = HEADERS.iter().map(|(k, v)| (k.to_string(), Some(v.as_bytes().to_vec()))).collect();
+    e
+}
+
+fn expected_version(current: Option<u64>) -> ExpectedVersion {
+    current.map_or(ExpectedVersion::NoStream, |v| ExpectedVersion::Exact(Version(v)))
+}
+
+/// The `evident` binary built next to this one.
+fn server_binary() -> Result<PathBuf> {
+    let bin = std::env::current_exe().context("locating evident-bench")?.with_file_name("evident");
+    ensure!(
+        bin.is_file(),
+        "the evident server binary is missing at {} (build it with cargo build --release -p evident-server)",
+        bin.display()
+    );
+    Ok(bin)
+}
+
+/// A running `evident serve`, stopped with SIGTERM when dropped.
+struct Server {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`.
+    base: String,
+    /// The server's stdout, line by line (drained by a thread so the pipe never fills).
+    stdout: Mutex<Receiver<String>>,
+}
+
+impl Server {
+    /// Starts `evident serve` with its data in `dir/data` and `dir` as working directory (so no
+    /// `evident.toml` of the caller's is read); waits until it listens.
+    fn start(dir: &Path) -> Result<Self> {
+        let bin = server_binary()?;
+        let mut cmd = Command::new(&bin);
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .args(["--http-addr", "127.0.0.1:0", "--fsync", "always"])
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("EVIDENT_") {
+                cmd.env_remove(name);
+            }
+        }
+        let mut child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
+        let out = child.stdout.take().context("the server's stdout")?;
+        let (tx, stdout) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Self { child: Some(child), base: String::new(), stdout: Mutex::new(stdout) };
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut seen = Vec::new();
+        loop {
+            let next = server
+                .stdout
+                .lock()
+                .map_err(|_| anyhow::anyhow!("the server's output channel is poisoned"))?
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()));
+            match next {
+                Ok(line) => {
+                    if let Some(addr) = line.strip_prefix(LISTENING) {
+                        server.base = format!("http://{}", addr.trim());
+                        eprintln!("  {line}");
+                        return Ok(server);
+                    }
+                    seen.push(line);
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = server.child.as_mut().map(|c| c.wait()).transpose()?;
+                    server.child = None;
+                    bail!(
+                        "evident serve exited before listening ({}); its output: {:?}",
+                        status.map_or("?".into(), |s| s.to_string()),
+                        seen
+                    );
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    bail!("evident serve did not listen within {} s; its output: {seen:?}", START_TIMEOUT.as_secs())
+                }
+            }
+        }
+    }
+
+    /// Sends SIGTERM and waits for a clean exit (killing the server after [`STOP_TIMEOUT`]).
+    fn stop(&mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else { return Ok(()) };
+        let pid = child.id().to_string();
+        let signalled = Command::new("kill").args(["-TERM", &pid]).stdout(Stdio::null()).status();
+        if !signalled.as_ref().is_ok_and(|s| s.success()) {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("could not send SIGTERM to evident serve (pid {pid}): {signalled:?}; killed it");
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                ensure!(status.success(), "evident serve exited with {status} after SIGTERM");
+                // The rest of its output (the drain thread ends at the pipe's end).
+                let rx =
+                    self.stdout.get_mut().map_err(|_| anyhow::anyhow!("the server's output channel is poisoned"))?;
+                let mut out = Vec::new();
+                while let Ok(line) = rx.recv_timeout(Duration::from_secs(2)) {
+                    out.push(line);
+                }
+                ensure!(
+                    out.iter().any(|l| l == "evident: stopped"),
+                    "evident serve exited without its stopped line: {out:?}"
+                );
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("evident serve did not stop within {} s of SIGTERM; killed it", STOP_TIMEOUT.as_secs());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            eprintln!("  {e:#}");
+        }
+    }
+}
+
+/// A keep-alive client of its own (one connection, reused; no proxy).
+fn client() -> Result<Client> {
+    Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(1)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .context("building the HTTP client")
+}
+
+/// Sends `body` to `url`; returns the reply's body, which must come with `want`.
+fn post(client: &Client, url: &str, body: String, want: StatusCode) -> Result<impl AsRef<[u8]>> {
+    let resp = client.post(url).header(CONTENT_TYPE, "application/json").body(body).send()?;
+    let status = resp.status();
+    let bytes = resp.bytes()?;
+    ensure!(status == want, "POST {url} answered {status}: {}", String::from_utf8_lossy(&bytes));
+    Ok(bytes)
+}
+
+/// CPU time (user + system, all threads) of the server and of this process (the clients, or
+/// the embedded log): used so far, or during a workload.
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    server: Option<Duration>,
+    client: Option<Duration>,
+}
+
+impl Cpu {
+    fn delta(before: Cpu, after: Cpu) -> Cpu {
+        let d = |a: Option<Duration>, b: Option<Duration>| Some(b?.saturating_sub(a?));
+        Cpu { server: d(before.server, after.server), client: d(before.client, after.client) }
+    }
+
+    fn per(t: Option<Duration>, ops: u64) -> String {
+        match t {
+            Some(t) if ops > 0 => dur(Duration::from_secs_f64(t.as_secs_f64() / ops as f64)),
+            _ => "?".into(),
+        }
+    }
+
+    fn server_per(&self, ops: u64) -> String {
+        Self::per(self.server, ops)
+    }
+
+    fn client_per(&self, ops: u64) -> String {
+        Self::per(self.client, ops)
+    }
+}
+
+/// A timed workload: what the driver measured, and the CPU it took.
+struct Timed {
+    out: driver::Outcome,
+    cpu: Cpu,
+}
+
+impl Timed {
+    /// Rounds of one workload as one: operations, time, latencies and CPU added up.
+    fn merge(rounds: Vec<Timed>) -> Timed {
+        let mut all = Timed {
+            out: driver::Outcome { ops: 0, elapsed: Duration::ZERO, latencies: Latencies::default() },
+            cpu: Cpu { server: Some(Duration::ZERO), client: Some(Duration::ZERO) },
+        };
+        for t in rounds {
+            all.out.ops += t.out.ops;
+            all.out.elapsed += t.out.elapsed;
+            all.out.latencies.merge(t.out.latencies);
+            let add = |a: Option<Duration>, b: Option<Duration>| Some(a? + b?);
+            all.cpu = Cpu { server: add(all.cpu.server, t.cpu.server), client: add(all.cpu.client, t.cpu.client) };
+        }
+        all
+    }
+}
+
+/// The server, an embedded log beside it, and the workloads over both.
+pub struct Http {
+    server: Server,
+    log: Log,
+    runs: AtomicU64,
+}
+
+impl Http {
+    /// Starts the server in `dir/server` and opens the embedded log in `dir/embedded`, each
+    /// with the benchmark's topic.
+    pub fn start(dir: &Path) -> Result<Self> {
+        let server_dir = dir.join("server");
+        std::fs::create_dir_all(&server_dir)?;
+        let server = Server::start(&server_dir)?;
+        let topic = format!("{{\"name\":\"{TOPIC}\",\"partitions\":{PARTITIONS}}}");
+        post(&client()?, &format!("{}/v1/topics", server.base), topic, StatusCode::CREATED)?;
+        let embedded = dir.join("embedded");
+        let log = Log::open(&embedded, LogConfig::default())
+            .with_context(|| format!("opening evident log in {}", embedded.display()))?;
+        log.create_topic(TOPIC, TopicConfig { partitions: PARTITIONS, ..TopicConfig::default() })?;
+        Ok(Self { server, log, runs: AtomicU64::new(0) })
+    }
+
+    fn cpu(&self) -> Cpu {
+        let pid = self.server.child.as_ref().map(Child::id);
+        Cpu { server: pid.and_then(|p| machine::cpu_time(&p.to_string())), client: machine::cpu_time("self") }
+    }
+
+    fn stream_url(&self, key: &str) -> String {
+        format!("{}/v1/topics/{TOPIC}/streams/{key}", self.server.base)
+    }
+
+    /// Single-event appends in process, `writers` threads each on its own stream.
+    fn append_embedded(&self, writers: usize, duration: Duration) -> Result<Timed> {
+        let run = self.runs.fetch_add(1, Ordering::Relaxed);
+        let log = &self.log;
+        let before = self.cpu();
+        let out = driver::run(
+            writers,
+            duration,
+            |w| Ok((format!("r{run}-c{w}").into_bytes(), None::<u64>)),
+            |(key, current), w, i| {
+                let event = embedded_event(payload::event_id(w as u64, i));
+                let outcome = log.append_events(TOPIC, key, expected_version(*current), &[event])?;
+                let want = current.map_or(0, |v| v + 1);
+                let got = outcome.records[0].version;
+                ensure!(got == Some(want), "appended at version {got:?}, expected {want}");
+                *current = Some(want);
+                Ok(())
+            },
+        )?;
+        Ok(Timed { out, cpu: Cpu::delta(before, self.cpu()) })
+    }
+
+    /// Single-event appends over HTTP, `clients` threads each with its own keep-alive client
+    /// and its own stream.
+    fn append_http(&self, clients: usize, duration: Duration) -> Result<Timed> {
+        let run = self.runs.fetch_add(1, Ordering::Relaxed);
+        let health = format!("{}/health", self.server.base);
+        let before = self.cpu();
+        let out = driver::run(
+            clients,
+            duration,
+            |w| {
+                let client = client()?;
+                // Open the keep-alive connection before the clock starts.
+                let status = client.get(&health).send()?.status();
+                ensure!(status == StatusCode::OK, "GET {health} answered {status}");
+                Ok((client, self.stream_url(&format!("r{run}-c{w}")), None::<u64>))
+            },
+            |(client, url, current), w, i| {
+                let body = append_body(*current, [event_json(&payload::event_id(w as u64, i)).as_str()]);
+                let reply = post(client, url, body, StatusCode::CREATED)?;
+                let reply: Value = serde_json::from_slice(reply.as_ref()).context("decoding the append reply")?;
+                let want = current.map_or(0, |v| v + 1);
+                let got = reply["events"][0]["version"].as_u64();
+                ensure!(got == Some(want), "appended at version {got:?}, expected {want}: {reply}");
+                *current = Some(want);
+                Ok(())
+            },
+        )?;
+        Ok(Timed { out, cpu: Cpu::delta(before, self.cpu()) })
+    }
+
+    /// Single-event appends with `clients` concurrent writers, in process and over HTTP, in
+    /// `rounds` interleaved rounds of `round` each (embedded, HTTP, embedded, ...), so both
+    /// sides see the same flush regime. Rows: the embedded figure, the HTTP figure (each over
+    /// all its rounds) and the ratio HTTP / embedded (the median of the per-round ratios).
+    pub fn appends(&self, clients: usize, rounds: usize, round: Duration) -> Result<Vec<Measurement>> {
+        let (mut embedded, mut http) = (Vec::new(), Vec::new());
+        for _ in 0..rounds.max(1) {
+            embedded.push(self.append_embedded(clients, round)?);
+            http.push(self.append_http(clients, round)?);
+        }
+        let ratios: Vec<f64> = embedded.iter().zip(&http).map(|(e, h)| h.out.rate() / e.out.rate()).collect();
+        let list = |v: &[Timed]| v.iter().map(|t| num(t.out.rate())).collect::<Vec<_>>().join(", ");
+        let per_round = format!(
+            "median of {} rounds of {:.2} s; embedded events/s: {}; HTTP events/s: {}",
+            ratios.len(),
+            round.as_secs_f64(),
+            list(&embedded),
+            list(&http)
+        );
+        let request_bytes = append_body(Some(0), [event_json(&payload::event_id(0, 0)).as_str()]).len();
+        let mut embedded = Timed::merge(embedded);
+        let mut http = Timed::merge(http);
+        let (p50, p99) = embedded.out.latencies.p50_p99();
+        let embedded_row = Measurement::new(
+            System::Evident,
+            Key::HttpAppend { clients },
+            format!("1 event per append, {clients} writer(s), in process"),
+            embedded.out.rate(),
+            "events/s",
+        )
+        .latency(p50, p99)
+        .note(format!(
+            "Log::append_events with the exact expected version; one stream per writer; CPU per append {} (all threads)",
+            embedded.cpu.client_per(embedded.out.ops)
+        ));
+        let (p50, p99) = http.out.latencies.p50_p99();
+        let http_row = Measurement::new(
+            System::EvidentHttp,
+            Key::HttpAppend { clients },
+            format!("1 event per append, {clients} client(s), POST …/streams/{{key}}"),
+            http.out.rate(),
+            "events/s",
+        )
+        .latency(p50, p99)
+        .note(format!(
+            "exact expected_version, event id; one stream and one keep-alive connection per client; request body {request_bytes} bytes; reply decoded; CPU per append: server {}, clients {}",
+            http.cpu.server_per(http.out.ops),
+            http.cpu.client_per(http.out.ops)
+        ));
+        let ratio_row = Measurement::new(
+            System::EvidentHttp,
+            Key::HttpAppendPaired { clients },
+            format!("HTTP / embedded, {clients} client(s), interleaved rounds"),
+            median(&ratios),
+            "x",
+        )
+        .note(per_round);
+        Ok(vec![embedded_row, http_row, ratio_row])
+    }
+
+    /// Appends the read workload's 1,000 events, as one batch, to both stores.
+    pub fn load_read_stream(&self) -> Result<()> {
+        let ids: Vec<String> = (0..READ_EVENTS as u64).map(|n| payload::event_id(9, n)).collect();
+        let events: Vec<EventData> = ids.iter().cloned().map(embedded_event).collect();
+        let outcome = self.log.append_events(TOPIC, READ_KEY.as_bytes(), ExpectedVersion::NoStream, &events)?;
+        ensure!(outcome.records.len() == READ_EVENTS);
+        let json: Vec<String> = ids.iter().map(|id| event_json(id)).collect();
+        let body = append_body(None, json.iter().map(String::as_str));
+        let reply = post(&client()?, &self.stream_url(READ_KEY), body, StatusCode::CREATED)?;
+        let reply: Value = serde_json::from_slice(reply.as_ref())?;
+        ensure!(reply["events"].as_array().map(Vec::len) == Some(READ_EVENTS), "the batch append did not append 1,000");
+        Ok(())
+    }
+
+    /// `Log::read_stream` of the 1,000 events, back to back for `duration`.
+    pub fn read_embedded(&self, duration: Duration) -> Result<Measurement> {
+        let options = StreamReadOptions { limit: READ_EVENTS, ..StreamReadOptions::default() };
+        let mut lat = Latencies::with_capacity(1 << 14);
+        let before = self.cpu();
+        let start = Instant::now();
+        while start.elapsed() < duration || lat.len() < 10 {
+            let t = Instant::now();
+            let read = self.log.read_stream(TOPIC, READ_KEY.as_bytes(), &options)?;
+            lat.push(t.elapsed());
+            ensure!(read.events.len() == READ_EVENTS, "the stream has {} events", read.events.len());
+            black_box(&read);
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let reads = lat.len() as f64;
+        let cpu = Cpu::delta(before, self.cpu()).client_per(lat.len() as u64);
+        let (p50, p99) = lat.p50_p99();
+        Ok(Measurement::new(
+            System::Evident,
+            Key::HttpRead,
+            "read one 1,000-event stream, in process",
+            reads * READ_EVENTS as f64 / secs,
+            "events/s",
+        )
+        .latency(p50, p99)
+        .note(format!("{} reads/s; Log::read_stream, limit 1,000; CPU per read {cpu}", num(reads / secs))))
+    }
+
+    /// `GET …/streams/{key}?limit=1000`, every reply decoded into a JSON tree, back to back
+    /// for `duration`.
+    pub fn read_http(&self, duration: Duration) -> Result<Measurement> {
+        let client = client()?;
+        let url = format!("{}?limit={READ_EVENTS}", self.stream_url(READ_KEY));
+        let mut lat = Latencies::with_capacity(1 << 12);
+        let mut decode = Latencies::with_capacity(1 << 12);
+        let mut body_bytes = 0u64;
+        let get = |client: &Client| -> Result<_> {
+            let resp = client.get(&url).send()?;
+            let status = resp.status();
+            let bytes = resp.bytes()?;
+            ensure!(status == StatusCode::OK, "GET {url} answered {status}: {}", String::from_utf8_lossy(&bytes));
+            Ok(bytes)
+        };
+        get(&client)?; // opens the connection
+        let before = self.cpu();
+        let start = Instant::now();
+        while start.elapsed() < duration || lat.len() < 10 {
+            let t = Instant::now();
+            let bytes = get(&client)?;
+            let t_body = Instant::now();
+            let page: Value = serde_json::from_slice(&bytes).context("decoding the stream page")?;
+            let done = Instant::now();
+            lat.push(done - t);
+            decode.push(done - t_body);
+            let events = page["events"].as_array().map_or(0, Vec::len);
+            ensure!(events == READ_EVENTS, "the stream page has {events} events");
+            ensure!(page["events"][READ_EVENTS - 1]["version"].as_u64() == Some(READ_EVENTS as u64 - 1));
+            body_bytes += bytes.len() as u64;
+            black_box(&page);
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let reads = lat.len() as f64;
+        let cpu = Cpu::delta(before, self.cpu());
+        let (server_cpu, client_cpu) = (cpu.server_per(lat.len() as u64), cpu.client_per(lat.len() as u64));
+        let (p50, p99) = lat.p50_p99();
+        let decode_p50 = decode.percentile(0.5);
+        Ok(Measurement::new(
+            System::EvidentHttp,
+            Key::HttpRead,
+            "read one 1,000-event stream, GET …/streams/{key}?limit=1000",
+            reads * READ_EVENTS as f64 / secs,
+            "events/s",
+        )
+        .latency(p50, p99)
+        .mb(body_bytes as f64 / secs / 1e6)
+        .note(format!(
+            "{} reads/s; reply {} KB, decoded with serde_json into a Value tree on the client (decode p50 {}); CPU per read: server {server_cpu}, client {client_cpu}; MB/s = response bodies",
+            num(reads / secs),
+            num(body_bytes as f64 / reads / 1e3),
+            dur(decode_p50)
+        )))
+    }
+
+    /// Stops the server (SIGTERM, clean exit checked) and closes the embedded log.
+    pub fn stop(mut self) -> Result<()> {
+        let stopped = self.server.stop();
+        self.log.close()?;
+        stopped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_http_event_carries_the_append_benchmark_payload() {
+        let id = payload::event_id(3, 4);
+        let v: Value = serde_json::from_str(&event_json(&id)).expect("valid JSON");
+        assert_eq!(v["type"], payload::EVENT_TYPE);
+        assert_eq!(v["id"], id.as_str());
+        let data: Value = serde_json::from_str(payload::DATA).expect("data");
+        assert_eq!(v["data"], data);
+        assert_eq!(v["headers"]["correlationid"], "9b2f6a4e-1c3d-4e5f-8a7b-6c5d4e3f2a1b");
+        let body: Value = serde_json::from_str(&append_body(Some(7), [event_json(&id).as_str()])).expect("body");
+        assert_eq!(body["expected_version"], 7);
+        let body: Value = serde_json::from_str(&append_body(None, ["{}", "{}"])).expect("body");
+        assert_eq!(body["expected_version"], "no_stream");
+        assert_eq!(body["events"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn the_embedded_event_is_what_the_server_builds() {
+        let e = embedded_event("x".into());
+        assert_eq!(e.data, payload::DATA.as_bytes());
+        assert_eq!(e.source.as_deref(), Some(SERVER_SOURCE));
+        assert_eq!(e.content_type.as_deref(), Some("application/json"));
+        assert_eq!(e.extra_headers.len(), HEADERS.len());
+    }
+}
