@@ -26,7 +26,10 @@ fi
 [ "$fail" -eq 0 ] || exit 1
 
 echo "== tests"
-cargo test --workspace --release -- --nocapture 2>&1 | tee target/test-output.txt | grep -vE '^(SEND|ACK) '
+# The test log goes beside the build (CARGO_TARGET_DIR may point elsewhere than ./target).
+out="${CARGO_TARGET_DIR:-target}/test-output.txt"
+mkdir -p "$(dirname "$out")"
+cargo test --workspace --release -- --nocapture 2>&1 | tee "$out" | grep -vE '^(SEND|ACK) '
 # Repeat the figures the reliability tests print, so they are easy to find in CI's log.
 echo "== figures"
-grep -E '^[A-Za-z0-9 _(),-]+: .*=[0-9]' target/test-output.txt || true
+grep -E '^[A-Za-z0-9 _(),-]+: .*=[0-9]' "$out" || true

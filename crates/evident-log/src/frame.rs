@@ -36,6 +36,9 @@ pub enum FrameKind {
     TopicCreated = 2,
     /// A topic was deleted (payload empty).
     TopicDeleted = 3,
+    /// A topic's metadata changed (payload: the new metadata as JSON); today only its
+    /// partition count grows.
+    TopicAltered = 4,
 }
 
 /// A frame's header, decoded.
@@ -152,6 +155,7 @@ pub fn decode_header(bytes: &[u8]) -> Result<FrameHeader, FrameError> {
         1 => FrameKind::Batch,
         2 => FrameKind::TopicCreated,
         3 => FrameKind::TopicDeleted,
+        4 => FrameKind::TopicAltered,
         _ => return Err(FrameError::Invalid("unknown kind")),
     };
     Ok(FrameHeader {

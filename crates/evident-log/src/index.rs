@@ -251,6 +251,24 @@ impl Index {
         Ok(())
     }
 
+    /// Records a change of a topic's metadata: more partitions (never fewer: offsets and
+    /// streams live in the existing ones).
+    pub fn apply_topic_altered(&mut self, meta: TopicMeta) -> Result<()> {
+        let Some(state) = self.topics.get_mut(&meta.id) else {
+            return Err(Error::UnknownTopic(meta.name.to_string()));
+        };
+        let (old, new) = (state.meta.config.partitions, meta.config.partitions);
+        if new < old || state.meta.name != meta.name {
+            return Err(Error::InvalidConfig(format!(
+                "topic {} cannot go from {old} to {new} partitions (partitions can only be added)",
+                meta.name
+            )));
+        }
+        state.partitions.extend((old..new).map(|_| PartitionState::default()));
+        state.meta = meta;
+        Ok(())
+    }
+
     /// Records a topic deletion: the topic, its streams and their event ids leave the index.
     /// The frames stay (the journal is append-only) but are skipped by every read.
     pub fn apply_topic_deleted(&mut self, topic: u32) {

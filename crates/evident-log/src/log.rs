@@ -239,6 +239,11 @@ fn apply_frame(index: &mut Index, pos: u64, header: &FrameHeader, payload: &[u8]
             index.apply_topic_deleted(header.topic);
             Ok(())
         }
+        FrameKind::TopicAltered => {
+            let meta: TopicMeta =
+                serde_json::from_slice(payload).map_err(|e| corrupted(format!("topic metadata invalid: {e}")))?;
+            index.apply_topic_altered(meta)
+        }
     }
 }
 
@@ -392,6 +397,28 @@ impl Log {
         let (_, end) = self.inner.enqueue_frame(&mut st, FrameKind::TopicDeleted, 0, id, 0, &[], |_| {})?;
         st.index.apply_topic_deleted(id);
         self.inner.wait_visible(st, end)
+    }
+
+    /// Grows a topic to `partitions` partitions (Kafka's CreatePartitions). Partitions are
+    /// only ever added: existing offsets and streams stay where they are, and new keys spread
+    /// over all partitions by the default partitioner.
+    pub fn create_partitions(&self, name: &str, partitions: u32) -> Result<TopicMeta> {
+        let mut st = self.inner.writable()?;
+        let current = st.index.topic_by_name(name)?.meta.clone();
+        if partitions <= current.config.partitions {
+            return Err(Error::InvalidConfig(format!(
+                "topic {name} has {} partitions; it can only grow (asked for {partitions})",
+                current.config.partitions
+            )));
+        }
+        let config = TopicConfig { partitions, ..current.config.clone() };
+        config.validate()?;
+        let meta = TopicMeta { config, ..current };
+        let payload = serde_json::to_vec(&meta).map_err(|e| Error::Io(std::io::Error::other(e)))?;
+        let (_, end) = self.inner.enqueue_frame(&mut st, FrameKind::TopicAltered, 0, meta.id, 0, &payload, |_| {})?;
+        st.index.apply_topic_altered(meta.clone())?;
+        self.inner.wait_visible(st, end)?;
+        Ok(meta)
     }
 
     /// Every topic, by name.

@@ -285,3 +285,34 @@ fn partition_events_carry_versions_sequences_and_sizes() {
     assert_eq!(stats.sync_latency_counts.iter().sum::<u64>(), stats.commit_rounds, "one latency sample per round");
     assert!(log.poisoned().is_none());
 }
+
+#[test]
+fn partitions_can_be_added_and_survive_reopen() {
+    let dir = tempfile::tempdir().expect("tmp");
+    {
+        let log = open(dir.path());
+        log.create_topic("t", TopicConfig { partitions: 2, ..TopicConfig::default() }).expect("create");
+        log.append_events("t", b"a", ExpectedVersion::NoStream, &[event("a0", "X", 0)]).expect("a");
+        assert!(matches!(log.create_partitions("t", 2), Err(Error::InvalidConfig(_))), "cannot stay or shrink");
+        assert!(matches!(log.create_partitions("nope", 3), Err(Error::UnknownTopic(_))));
+        let meta = log.create_partitions("t", 4).expect("grow");
+        assert_eq!(meta.config.partitions, 4);
+        let mut b = BatchBuilder::new();
+        b.push(NewRecord { key: Some(b"z".to_vec()), value: Some(b"v".to_vec()), headers: vec![], timestamp_ms: 1 });
+        let out = log.append_batch("t", 3, &b.build(), None).expect("append to a new partition");
+        assert_eq!(out.base_offset, 0);
+        log.close().expect("close");
+    }
+    for remove_checkpoint in [false, true] {
+        if remove_checkpoint {
+            let _ = std::fs::remove_file(dir.path().join("index.checkpoint"));
+        }
+        let log = open(dir.path());
+        let d = log.describe_topic("t").expect("describe");
+        assert_eq!(d.meta.config.partitions, 4);
+        assert_eq!(d.partitions[3].high_watermark, 1);
+        let a = log.read_stream("t", b"a", &StreamReadOptions::default()).expect("stream a");
+        assert_eq!(a.current_version, Some(0), "existing streams stay put");
+        log.close().expect("close");
+    }
+}

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use evident_groups::GroupStore;
+use evident_kafka::{Broker, KafkaServer};
 use evident_log::clock::SystemClock;
 use evident_log::{Log, LogConfig};
 use tokio::sync::watch;
@@ -43,6 +44,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen on {} (HTTP API)", config.http_addr))?;
     listener.set_nonblocking(true).context("configuring the HTTP socket")?;
     let http_addr = listener.local_addr().context("reading the HTTP socket address")?;
+    let kafka_listener = std::net::TcpListener::bind(config.kafka.addr)
+        .with_context(|| format!("cannot listen on {} (Kafka protocol)", config.kafka.addr))?;
+    kafka_listener.set_nonblocking(true).context("configuring the Kafka socket")?;
+    let kafka_addr = kafka_listener.local_addr().context("reading the Kafka socket address")?;
 
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
@@ -58,7 +63,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         took_ms = report.duration.as_millis() as u64,
         "log opened"
     );
-    let groups = Arc::new(GroupStore::open(log.clone(), Arc::new(SystemClock)).context("cannot load consumer groups")?);
+    let clock: Arc<dyn evident_log::clock::Clock> = Arc::new(SystemClock);
+    let groups = Arc::new(GroupStore::open(log.clone(), clock.clone()).context("cannot load consumer groups")?);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -68,6 +74,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let notifier = notifier::Notifier::start(log.clone());
     let metrics = Arc::new(Metrics::default());
+    let broker = Arc::new(Broker::new(
+        log.clone(),
+        groups.clone(),
+        config.kafka.clone(),
+        notifier.subscribe(),
+        shutdown_rx.clone(),
+        clock,
+        kafka_addr.port(),
+    ));
     let state = AppState::new(
         log.clone(),
         groups,
@@ -88,9 +103,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         println!("evident: configuration from {}", file.display());
     }
     println!("evident: HTTP API listening on http://{http_addr}");
+    println!("evident: Kafka protocol listening on {kafka_addr}");
 
     let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener).context("registering the HTTP socket")?;
+        let kafka_listener =
+            tokio::net::TcpListener::from_std(kafka_listener).context("registering the Kafka socket")?;
+        let kafka = tokio::spawn(KafkaServer::new(kafka_listener, broker).run());
         let listener = connections::Counted::new(listener, metrics.clone());
         let app = http::router(state);
         let (signal_tx, mut signal_rx) = watch::channel(false);
@@ -107,6 +126,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         // let in-flight requests finish.
         let _ = shutdown_tx.send(true);
         let _ = signal_tx.send(true);
+        let _ = kafka.await;
         match tokio::time::timeout(Duration::from_millis(config.shutdown_timeout_ms), server).await {
             Ok(joined) => joined.context("HTTP server task")?.context("HTTP server")?,
             Err(_) => tracing::warn!("in-flight requests did not finish within the shutdown timeout"),

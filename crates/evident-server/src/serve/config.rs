@@ -26,6 +26,19 @@ pub struct ServeArgs {
     /// [default: 127.0.0.1:8080]
     #[arg(long, env = "EVIDENT_HTTP_ADDR", value_name = "IP:PORT")]
     pub http_addr: Option<SocketAddr>,
+    /// Address of the Kafka protocol listener; port 0 picks a free port [default: 127.0.0.1:9092]
+    #[arg(long, env = "EVIDENT_KAFKA_ADDR", value_name = "IP:PORT")]
+    pub kafka_addr: Option<SocketAddr>,
+    /// Host:port Kafka clients are told to connect to (Metadata); default: the listening address
+    #[arg(long, env = "EVIDENT_KAFKA_ADVERTISED_ADDR", value_name = "HOST:PORT")]
+    pub kafka_advertised_addr: Option<String>,
+    /// Create topics on first use by a Kafka client (Kafka's auto.create.topics.enable)
+    /// [default: true]
+    #[arg(long, env = "EVIDENT_AUTO_CREATE_TOPICS", value_name = "BOOL")]
+    pub auto_create_topics: Option<bool>,
+    /// Partitions of auto-created topics (Kafka's num.partitions) [default: 1]
+    #[arg(long, env = "EVIDENT_DEFAULT_PARTITIONS", value_name = "N")]
+    pub default_partitions: Option<u32>,
     /// When appends are acknowledged: `always` (after fdatasync; the default), or the relaxed
     /// `interval:<N>ms` and `never`, which can lose acknowledged events on power loss
     #[arg(long, env = "EVIDENT_FSYNC", value_name = "POLICY")]
@@ -45,6 +58,10 @@ pub struct ServeArgs {
 struct FileConfig {
     data_dir: Option<PathBuf>,
     http_addr: Option<SocketAddr>,
+    kafka_addr: Option<SocketAddr>,
+    kafka_advertised_addr: Option<String>,
+    auto_create_topics: Option<bool>,
+    default_partitions: Option<u32>,
     fsync: Option<String>,
     http_body_max_bytes: Option<usize>,
     shutdown_timeout_ms: Option<u64>,
@@ -57,6 +74,8 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// HTTP listen address.
     pub http_addr: SocketAddr,
+    /// Kafka listener settings.
+    pub kafka: evident_kafka::KafkaConfig,
     /// Durability policy.
     pub fsync: FsyncPolicy,
     /// Largest request body.
@@ -67,6 +86,8 @@ pub struct ServeConfig {
     pub config_file: Option<PathBuf>,
 }
 
+/// Default Kafka address: loopback only.
+pub const DEFAULT_KAFKA_ADDR: &str = "127.0.0.1:9092";
 /// Default HTTP address: loopback only, so a fresh install exposes nothing.
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 /// Default body limit: the log's default batch limit, so any batch the log accepts fits.
@@ -89,7 +110,32 @@ impl ServeConfig {
         if http_body_max_bytes < 1024 {
             bail!("http_body_max_bytes must be at least 1024, not {http_body_max_bytes}");
         }
+        let mut kafka = evident_kafka::KafkaConfig {
+            addr: match args.kafka_addr.or(file.kafka_addr) {
+                Some(a) => a,
+                None => DEFAULT_KAFKA_ADDR.parse().context("default address")?,
+            },
+            ..evident_kafka::KafkaConfig::default()
+        };
+        if let Some(adv) = args.kafka_advertised_addr.or(file.kafka_advertised_addr) {
+            let (host, port) = adv
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+                .filter(|(h, p)| !h.is_empty() && *p != 0)
+                .ok_or_else(|| anyhow::anyhow!("kafka_advertised_addr must be HOST:PORT, not {adv:?}"))?;
+            kafka.advertised = Some((host, port));
+        }
+        if let Some(auto) = args.auto_create_topics.or(file.auto_create_topics) {
+            kafka.auto_create_topics = auto;
+        }
+        if let Some(n) = args.default_partitions.or(file.default_partitions) {
+            if n == 0 || n > evident_log::TopicConfig::PARTITIONS_MAX {
+                bail!("default_partitions must be between 1 and {}, not {n}", evident_log::TopicConfig::PARTITIONS_MAX);
+            }
+            kafka.default_partitions = n;
+        }
         Ok(Self {
+            kafka,
             data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("data")),
             http_addr: match args.http_addr.or(file.http_addr) {
                 Some(a) => a,

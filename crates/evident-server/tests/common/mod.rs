@@ -29,6 +29,9 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_evident");
 /// The line `evident serve` prints once it accepts connections.
 const LISTENING: &str = "evident: HTTP API listening on http://";
 
+/// The line `evident serve` prints right after [`LISTENING`], naming the Kafka listener.
+const KAFKA_LISTENING: &str = "evident: Kafka protocol listening on ";
+
 /// Environment variables that would change how the server or the CLI behaves; removed from
 /// every child so that the machine's environment cannot change a test's outcome.
 const SCRUBBED_ENV: [&str; 9] = [
@@ -50,6 +53,9 @@ pub fn command(dir: &Path) -> Command {
     for name in SCRUBBED_ENV {
         cmd.env_remove(name);
     }
+    // Every test server gets its own free Kafka port (tests run in parallel; the default
+    // 127.0.0.1:9092 would collide). A test can still override it by flag or env.
+    cmd.env("EVIDENT_KAFKA_ADDR", "127.0.0.1:0");
     cmd
 }
 
@@ -120,6 +126,8 @@ pub struct Server {
     pub addr: String,
     /// The port it listens on.
     pub port: u16,
+    /// `IP:PORT` of its Kafka protocol listener (as printed by it).
+    pub kafka_addr: String,
     /// Its working directory (its data directory is `dir/data` unless the arguments said
     /// otherwise).
     pub dir: PathBuf,
@@ -182,12 +190,18 @@ impl Server {
             collect(child.stderr.take().expect("stderr"), stderr.clone(), None),
         ];
         let deadline = Instant::now() + PATIENCE;
-        let addr = loop {
+        // The HTTP line, then the Kafka line (printed right after it).
+        let mut addr = None;
+        let kafka_addr = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(rest) = line.strip_prefix(LISTENING) {
-                        break rest.trim().to_string();
+                        addr = Some(rest.trim().to_string());
+                    } else if let Some(rest) = line.strip_prefix(KAFKA_LISTENING) {
+                        if addr.is_some() {
+                            break rest.trim().to_string();
+                        }
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -211,13 +225,14 @@ impl Server {
                 }
             }
         };
-        let port: u16 =
-            addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("bad address {addr}"));
+        let addr = addr.expect("the HTTP line comes first");
+        let port = port_of(&addr);
         let client = reqwest::blocking::Client::builder().timeout(PATIENCE).build().expect("http client");
         Ok(Server {
             child: Some(child),
             addr,
             port,
+            kafka_addr,
             dir: dir.to_path_buf(),
             tmp: None,
             stdout,
@@ -225,6 +240,16 @@ impl Server {
             readers,
             client,
         })
+    }
+
+    /// The port of the Kafka protocol listener.
+    pub fn kafka_port(&self) -> u16 {
+        port_of(&self.kafka_addr)
+    }
+
+    /// The Kafka bootstrap address to give clients (`IP:PORT`).
+    pub fn kafka_bootstrap(&self) -> String {
+        self.kafka_addr.clone()
     }
 
     /// The server's process id.
@@ -382,6 +407,11 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// The port of an `IP:PORT` address.
+fn port_of(addr: &str) -> u16 {
+    addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("bad address {addr}"))
 }
 
 /// Parses a response body: JSON, `Null` when empty, else the text as a JSON string.
@@ -664,4 +694,107 @@ pub fn rfc3339_ms(text: &str) -> i64 {
 /// record acknowledged so far (the log stamps records with the server's clock in ms).
 pub fn next_millisecond() {
     std::thread::sleep(Duration::from_millis(3));
+}
+
+/// What a finished helper process (a Kafka client script, kcat) left.
+#[derive(Debug)]
+pub struct ToolRun {
+    /// Exit code (None when killed by a signal).
+    pub code: Option<i32>,
+    /// Everything it printed on stdout.
+    pub stdout: String,
+    /// Everything it printed on stderr.
+    pub stderr: String,
+}
+
+impl ToolRun {
+    /// The last non-empty stdout line parsed as JSON (the client scripts' result).
+    pub fn json(&self) -> Value {
+        let line = self.stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
+        serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("the last stdout line is not JSON ({e}): {line:?}\n--- stderr\n{}", self.stderr))
+    }
+}
+
+/// Runs `cmd` with `stdin` as its standard input, collecting its output; kills it and fails
+/// after `limit` (a guard against hangs only).
+pub fn run_with_limit(cmd: &mut Command, stdin: Option<&[u8]>, limit: Duration) -> ToolRun {
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin");
+        pipe.write_all(input).expect("writing the child's stdin");
+    }
+    let (out, err) = (Arc::new(Mutex::new(String::new())), Arc::new(Mutex::new(String::new())));
+    let readers = [
+        collect(child.stdout.take().expect("stdout"), out.clone(), None),
+        collect(child.stderr.take().expect("stderr"), err.clone(), None),
+    ];
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            for r in readers {
+                let _ = r.join();
+            }
+            panic!(
+                "{cmd:?} did not finish within {limit:?}\n--- stdout\n{}\n--- stderr\n{}",
+                out.lock().expect("lock"),
+                err.lock().expect("lock")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for r in readers {
+        let _ = r.join();
+    }
+    let stdout = out.lock().expect("lock").clone();
+    let stderr = err.lock().expect("lock").clone();
+    ToolRun { code: status.code(), stdout, stderr }
+}
+
+/// True when CI demands the real Kafka clients (`EVIDENT_REQUIRE_KAFKA_CLIENTS=1`, set by
+/// `scripts/test.sh`): a missing client then fails the test instead of skipping it.
+pub fn kafka_clients_required() -> bool {
+    std::env::var("EVIDENT_REQUIRE_KAFKA_CLIENTS").is_ok_and(|v| v == "1")
+}
+
+/// Reports a missing Kafka client: fails when they are required, else prints a skip line and
+/// returns None (so a developer's plain `cargo test` still passes without them).
+fn missing_client<T>(test: &str, what: &str) -> Option<T> {
+    let help = "run scripts/kafka-clients-setup.sh, then set EVIDENT_TEST_PYTHON=$PWD/target/kafka-venv/bin/python \
+                (scripts/test.sh does both)";
+    assert!(!kafka_clients_required(), "{test}: {what}, and EVIDENT_REQUIRE_KAFKA_CLIENTS=1 ({help})");
+    eprintln!("SKIPPED {test}: {what} ({help})");
+    None
+}
+
+/// The Python interpreter that has the Kafka client libraries (`EVIDENT_TEST_PYTHON`), or None
+/// (after printing a skip line) when it is not configured and not required.
+pub fn kafka_python(test: &str) -> Option<PathBuf> {
+    match std::env::var_os("EVIDENT_TEST_PYTHON").filter(|v| !v.is_empty()) {
+        Some(path) if Path::new(&path).is_file() => Some(PathBuf::from(path)),
+        Some(path) => missing_client(test, &format!("EVIDENT_TEST_PYTHON={} does not exist", path.to_string_lossy())),
+        None => missing_client(test, "EVIDENT_TEST_PYTHON is not set"),
+    }
+}
+
+/// `kcat` if it is installed, or None (after printing a skip line) when it is not and not
+/// required.
+pub fn kcat(test: &str) -> Option<PathBuf> {
+    let works = Command::new("kcat").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+    if works {
+        Some(PathBuf::from("kcat"))
+    } else {
+        missing_client(test, "kcat is not installed")
+    }
+}
+
+/// The folder of the Python client scripts (`tests/kafka`).
+pub fn kafka_scripts() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("kafka")
 }

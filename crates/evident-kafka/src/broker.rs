@@ -1,0 +1,89 @@
+//! What every connection shares: the log, the consumer groups, the configuration, the commit
+//! signal that wakes long-polling fetches, and the producer-id allocator.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use evident_groups::GroupStore;
+use evident_log::clock::Clock;
+use evident_log::Log;
+use tokio::sync::watch;
+
+use crate::config::KafkaConfig;
+use crate::coordinator::Coordinator;
+
+/// The node id evident gives itself in Metadata and FindCoordinator (a single broker).
+pub const NODE_ID: i32 = 1;
+
+/// The broker's shared state.
+pub struct Broker {
+    /// The embedded log.
+    pub log: Arc<Log>,
+    /// Consumer groups (shared with the HTTP API).
+    pub groups: Arc<GroupStore>,
+    /// Configuration.
+    pub config: KafkaConfig,
+    /// The visible commit sequence, published on every commit.
+    pub commits: watch::Receiver<u64>,
+    /// Turns true at shutdown.
+    pub shutdown: watch::Receiver<bool>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// The last producer id handed out.
+    last_producer_id: AtomicI64,
+    /// The host and port clients are told to connect to.
+    pub(crate) advertised: (String, u16),
+    /// Group membership and rebalances (the classic consumer-group protocol).
+    pub(crate) coordinator: Coordinator,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    /// The shared state of a listener; `bound_port` is the port actually bound (for an
+    /// advertised address defaulting to the listening one when the port was 0).
+    pub fn new(
+        log: Arc<Log>,
+        groups: Arc<GroupStore>,
+        config: KafkaConfig,
+        commits: watch::Receiver<u64>,
+        shutdown: watch::Receiver<bool>,
+        clock: Arc<dyn Clock>,
+        bound_port: u16,
+    ) -> Self {
+        let advertised = config.advertised.clone().unwrap_or_else(|| (config.addr.ip().to_string(), bound_port));
+        let coordinator = Coordinator::new(groups.clone(), clock.clone());
+        Self {
+            log,
+            groups,
+            config,
+            commits,
+            shutdown,
+            clock,
+            last_producer_id: AtomicI64::new(0),
+            advertised,
+            coordinator,
+        }
+    }
+
+    /// A producer id no other producer has had. Ids are `now_ms * 1000` or one past the last
+    /// handed out, whichever is larger: unique within a run, and after a restart larger than
+    /// any earlier one unless more than a thousand were handed out per millisecond of the
+    /// previous run (the log also keeps each producer's epoch and sequences per partition,
+    /// so a reused id would be fenced, not silently merged).
+    pub fn next_producer_id(&self) -> i64 {
+        let floor = self.clock.now_ms().saturating_mul(1000);
+        let mut current = self.last_producer_id.load(Ordering::Relaxed);
+        loop {
+            let next = floor.max(current + 1);
+            match self.last_producer_id.compare_exchange(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return next,
+                Err(seen) => current = seen,
+            }
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! CreatePartitions: grows a topic (partitions are only ever added, as in Kafka). Existing
+//! streams stay in their partitions (the key-partition guard keeps them there); new keys
+//! spread over all partitions.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::dispatch::Ctx;
+use crate::error::KafkaError;
+use crate::topics;
+
+/// Handles CreatePartitions.
+pub async fn handle(ctx: &Ctx<'_>, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let broker = ctx.broker.clone();
+    let results = tokio::task::spawn_blocking(move || {
+        req.topics
+            .into_iter()
+            .map(|t| {
+                let name = t.name.0.to_string();
+                let result = (|| -> Result<(), KafkaError> {
+                    if topics::is_internal(&name) {
+                        return Err(KafkaError::new(
+                            ResponseError::InvalidTopicException,
+                            format!("evident: topic {name} is internal"),
+                        ));
+                    }
+                    if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
+                        return Err(KafkaError::new(
+                            ResponseError::InvalidReplicaAssignment,
+                            "evident is a single node: manual replica assignments are not accepted",
+                        ));
+                    }
+                    let count = u32::try_from(t.count).map_err(|_| {
+                        KafkaError::new(ResponseError::InvalidPartitions, format!("evident: {} partitions", t.count))
+                    })?;
+                    let meta =
+                        broker.log.list_topics().into_iter().find(|m| m.name.as_str() == name).ok_or_else(|| {
+                            KafkaError::new(
+                                ResponseError::UnknownTopicOrPartition,
+                                format!("evident: unknown topic {name}"),
+                            )
+                        })?;
+                    if count <= meta.config.partitions || count > evident_log::TopicConfig::PARTITIONS_MAX {
+                        return Err(KafkaError::new(
+                            ResponseError::InvalidPartitions,
+                            format!(
+                                "evident: topic {name} has {} partitions; it can grow to at most {}, not {count}",
+                                meta.config.partitions,
+                                evident_log::TopicConfig::PARTITIONS_MAX
+                            ),
+                        ));
+                    }
+                    if req.validate_only {
+                        return Ok(());
+                    }
+                    broker.log.create_partitions(&name, count)?;
+                    Ok(())
+                })();
+                let base = CreatePartitionsTopicResult::default().with_name(t.name);
+                match result {
+                    Ok(()) => base,
+                    Err(e) => {
+                        base.with_error_code(e.code.code()).with_error_message(Some(StrBytes::from_string(e.message)))
+                    }
+                }
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    CreatePartitionsResponse::default().with_results(results)
+}

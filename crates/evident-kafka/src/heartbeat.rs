@@ -1,0 +1,12 @@
+//! Heartbeat: keeps a member's session open, and tells it (`REBALANCE_IN_PROGRESS`) when the
+//! group rebalances so it rejoins.
+
+use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
+
+use crate::dispatch::Ctx;
+
+/// Handles Heartbeat.
+pub async fn handle(ctx: &Ctx<'_>, req: HeartbeatRequest) -> HeartbeatResponse {
+    let result = ctx.broker.coordinator.heartbeat(req.group_id.as_str(), req.generation_id, req.member_id.as_str());
+    HeartbeatResponse::default().with_error_code(result.err().map_or(0, |e| e.code()))
+}

@@ -1,0 +1,26 @@
+//! InitProducerId: hands an idempotent producer its id (epoch 0). Transactional producers are
+//! refused until transactions are proven by a test (SPEC §4); the log keeps each producer's
+//! sequences, so idempotence holds across restarts.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+
+use crate::dispatch::Ctx;
+
+/// Handles InitProducerId.
+pub async fn handle(ctx: &Ctx<'_>, req: InitProducerIdRequest) -> InitProducerIdResponse {
+    if req.transactional_id.is_some() {
+        return InitProducerIdResponse::default()
+            .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+    }
+    if req.producer_id.0 >= 0 && req.producer_epoch >= 0 {
+        // KIP-360: a producer that knows its id asks for an epoch bump after a fatal error;
+        // its sequences restart at 0 under the new epoch, which the log accepts.
+        if let Some(epoch) = req.producer_epoch.checked_add(1) {
+            return InitProducerIdResponse::default().with_producer_id(req.producer_id).with_producer_epoch(epoch);
+        }
+    }
+    InitProducerIdResponse::default().with_producer_id(ProducerId(ctx.broker.next_producer_id())).with_producer_epoch(0)
+}

@@ -1,0 +1,54 @@
+//! ListOffsets: the earliest offset (-2), the latest (-1, the high watermark), or the first
+//! offset at or after a timestamp, per partition.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use crate::dispatch::Ctx;
+use crate::error::KafkaError;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+
+/// Handles ListOffsets.
+pub async fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let log = ctx.broker.log.clone();
+    let answer = tokio::task::spawn_blocking(move || {
+        req.topics
+            .into_iter()
+            .map(|t| {
+                let topic = t.name.0.to_string();
+                let partitions = t
+                    .partitions
+                    .into_iter()
+                    .map(|p| {
+                        let base = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+                        let Ok(partition) = u32::try_from(p.partition_index) else {
+                            return base.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                        };
+                        let result = (|| -> Result<(i64, i64), KafkaError> {
+                            let offsets = log.partition_offsets(&topic, partition)?;
+                            Ok(match p.timestamp {
+                                LATEST => (-1, offsets.high_watermark as i64),
+                                EARLIEST => (-1, offsets.log_start_offset as i64),
+                                ts => match log.offset_for_timestamp(&topic, partition, ts)? {
+                                    Some(o) => (ts, o as i64),
+                                    None => (-1, -1),
+                                },
+                            })
+                        })();
+                        match result {
+                            Ok((timestamp, offset)) => base.with_timestamp(timestamp).with_offset(offset),
+                            Err(e) => base.with_error_code(e.code.code()).with_offset(-1).with_timestamp(-1),
+                        }
+                    })
+                    .collect();
+                ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    ListOffsetsResponse::default().with_topics(answer)
+}

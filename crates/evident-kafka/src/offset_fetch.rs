@@ -1,0 +1,98 @@
+//! OffsetFetch: a group's committed offsets for the partitions asked (or all of them, when the
+//! topic list is null, v2+). A partition without one is answered offset -1 with empty metadata
+//! and no error, as Kafka does, so the consumer applies its `auto.offset.reset`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use evident_groups::validate_group;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_fetch_response::{OffsetFetchResponsePartition, OffsetFetchResponseTopic};
+use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::dispatch::Ctx;
+use crate::error::KafkaError;
+
+/// Kafka's "no committed offset".
+const NO_OFFSET: i64 = -1;
+
+fn partition(index: i32, offset: i64, metadata: Option<String>, error: i16) -> OffsetFetchResponsePartition {
+    OffsetFetchResponsePartition::default()
+        .with_partition_index(index)
+        .with_committed_offset(offset)
+        .with_metadata(Some(StrBytes::from_string(metadata.unwrap_or_default())))
+        .with_error_code(error)
+}
+
+/// Handles OffsetFetch (v1–v7: one group per request).
+pub async fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchResponse {
+    let group = req.group_id.as_str();
+    let committed = match validate_group(group) {
+        Err(_) => Err(ResponseError::InvalidGroupId),
+        Ok(()) => ctx.broker.groups.committed(group, None).map_err(|e| KafkaError::from(e).code),
+    };
+    let committed = match committed {
+        Ok(committed) => committed,
+        Err(e) => {
+            // v1 has no top-level error code: the error goes to every partition instead.
+            let topics = req
+                .topics
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| {
+                    let partitions = t
+                        .partition_indexes
+                        .iter()
+                        .map(|&p| partition(p, NO_OFFSET, None, if ctx.version < 2 { e.code() } else { 0 }))
+                        .collect();
+                    OffsetFetchResponseTopic::default().with_name(t.name).with_partitions(partitions)
+                })
+                .collect();
+            let top = if ctx.version >= 2 { e.code() } else { 0 };
+            return OffsetFetchResponse::default().with_error_code(top).with_topics(topics);
+        }
+    };
+    let topics = match req.topics {
+        Some(asked) => {
+            let by_partition: HashMap<(&str, u32), (u64, &Option<String>)> =
+                committed.iter().map(|c| ((c.topic.as_str(), c.partition), (c.offset, &c.metadata))).collect();
+            asked
+                .into_iter()
+                .map(|t| {
+                    let partitions = t
+                        .partition_indexes
+                        .iter()
+                        .map(|&p| {
+                            let found = u32::try_from(p).ok().and_then(|p| by_partition.get(&(t.name.as_str(), p)));
+                            match found {
+                                Some(&(offset, metadata)) => partition(p, offset as i64, metadata.clone(), 0),
+                                None => partition(p, NO_OFFSET, None, 0),
+                            }
+                        })
+                        .collect();
+                    OffsetFetchResponseTopic::default().with_name(t.name).with_partitions(partitions)
+                })
+                .collect()
+        }
+        None => {
+            let mut by_topic: BTreeMap<&str, Vec<OffsetFetchResponsePartition>> = BTreeMap::new();
+            for c in &committed {
+                by_topic.entry(c.topic.as_str()).or_default().push(partition(
+                    c.partition as i32,
+                    c.offset as i64,
+                    c.metadata.clone(),
+                    0,
+                ));
+            }
+            by_topic
+                .into_iter()
+                .map(|(name, partitions)| {
+                    OffsetFetchResponseTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(name.to_string())))
+                        .with_partitions(partitions)
+                })
+                .collect()
+        }
+    };
+    OffsetFetchResponse::default().with_topics(topics)
+}

@@ -1,0 +1,100 @@
+//! Produce: each partition's record batch is appended to the log, and acknowledged only after
+//! the fsync that covers it, whatever `acks` says (`acks=1` and `acks=all` mean the same on a
+//! single durable node; `acks=0` gets no response, as in Kafka). The partitions of one request
+//! are appended concurrently, so they share the log's group commit. The log applies evident's
+//! extensions from the record headers: `evident-expected-version`, `ce_id` idempotence and the
+//! key-partition guard; the idempotent producer's duplicates are answered with the original
+//! offsets.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::dispatch::Ctx;
+use crate::error::KafkaError;
+use crate::{records, topics};
+
+fn partition_error(index: i32, e: &KafkaError) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(e.code.code())
+        .with_base_offset(-1)
+        .with_log_start_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_error_message(Some(StrBytes::from_string(e.message.clone())))
+}
+
+/// Handles Produce; None for `acks=0`.
+pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceResponse> {
+    let acks = req.acks;
+    if req.transactional_id.is_some() {
+        let e = KafkaError::new(
+            ResponseError::TransactionalIdAuthorizationFailed,
+            "evident: transactions are not supported yet",
+        );
+        let responses = req
+            .topic_data
+            .into_iter()
+            .map(|t| {
+                let parts = t.partition_data.iter().map(|p| partition_error(p.index, &e)).collect();
+                TopicProduceResponse::default().with_name(t.name).with_partition_responses(parts)
+            })
+            .collect();
+        return (acks != 0).then(|| ProduceResponse::default().with_responses(responses));
+    }
+    let max = ctx.broker.config.decompressed_max_bytes;
+    let mut tasks = Vec::new();
+    for t in req.topic_data {
+        let topic = t.name.0.to_string();
+        let mut parts = Vec::new();
+        for p in t.partition_data {
+            let index = p.index;
+            let log = ctx.broker.log.clone();
+            let topic = topic.clone();
+            parts.push((
+                index,
+                tokio::task::spawn_blocking(move || -> Result<u64, KafkaError> {
+                    if topics::is_internal(&topic) {
+                        return Err(KafkaError::new(
+                            ResponseError::InvalidTopicException,
+                            format!("evident: topic {topic} is internal and written only by evident"),
+                        ));
+                    }
+                    let partition = u32::try_from(index).map_err(|_| {
+                        KafkaError::new(
+                            ResponseError::UnknownTopicOrPartition,
+                            format!("evident: partition {index} does not exist"),
+                        )
+                    })?;
+                    let bytes = p.records.ok_or_else(|| {
+                        KafkaError::new(ResponseError::InvalidRecord, "evident: the partition's records are null")
+                    })?;
+                    let stored = records::to_stored(&bytes, max)?;
+                    let outcome = log.append_batch(&topic, partition, &stored, None)?;
+                    Ok(outcome.base_offset)
+                }),
+            ));
+        }
+        tasks.push((t.name, parts));
+    }
+    let mut responses = Vec::with_capacity(tasks.len());
+    for (name, parts) in tasks {
+        let mut out = Vec::with_capacity(parts.len());
+        for (index, task) in parts {
+            let result = task.await.unwrap_or_else(|e| {
+                Err(KafkaError::new(ResponseError::UnknownServerError, format!("evident: append task failed: {e}")))
+            });
+            out.push(match result {
+                Ok(base) => PartitionProduceResponse::default()
+                    .with_index(index)
+                    .with_base_offset(base as i64)
+                    .with_log_append_time_ms(-1)
+                    .with_log_start_offset(0),
+                Err(e) => partition_error(index, &e),
+            });
+        }
+        responses.push(TopicProduceResponse::default().with_name(name).with_partition_responses(out));
+    }
+    (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+}

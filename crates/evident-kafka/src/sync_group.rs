@@ -1,0 +1,28 @@
+//! SyncGroup: the leader hands in the assignment it computed; every member (the leader too)
+//! gets its own part. A follower's request waits until the leader's arrives.
+
+use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
+
+use crate::coordinator::SyncResult;
+use crate::dispatch::Ctx;
+
+/// Handles SyncGroup.
+pub async fn handle(ctx: &Ctx<'_>, req: SyncGroupRequest) -> SyncGroupResponse {
+    let assignments = req.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect();
+    let result = ctx
+        .broker
+        .coordinator
+        .sync(req.group_id.as_str(), req.generation_id, req.member_id.as_str(), assignments)
+        .wait(&ctx.broker.shutdown, SyncResult::error)
+        .await;
+    let mut response = SyncGroupResponse::default()
+        .with_error_code(result.error.map_or(0, |e| e.code()))
+        .with_assignment(result.assignment);
+    // Only v5 carries the protocol type and name.
+    if ctx.version >= 5 {
+        response = response
+            .with_protocol_type(result.protocol_type.map(Into::into))
+            .with_protocol_name(result.protocol_name.map(Into::into));
+    }
+    response
+}
