@@ -52,6 +52,8 @@ const HEADERS: [(&str, &str); 3] =
     [("causationid", "cmd-42"), ("correlationid", "9b2f6a4e-1c3d-4e5f-8a7b-6c5d4e3f2a1b"), ("userid", "u-42")];
 /// The line `evident serve` prints once it listens, followed by the address.
 const LISTENING: &str = "evident: HTTP API listening on http://";
+/// The line it prints next, once the Kafka listener is bound, followed by `IP:PORT`.
+const KAFKA_LISTENING: &str = "evident: Kafka protocol listening on ";
 /// How long the server may take to start, and to stop after SIGTERM.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -97,25 +99,27 @@ fn server_binary() -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// A running `evident serve`, stopped with SIGTERM when dropped.
-struct Server {
+/// A running `evident serve` (HTTP API and Kafka listener), stopped with SIGTERM when dropped.
+pub(crate) struct Server {
     child: Option<Child>,
     /// `http://127.0.0.1:PORT`.
-    base: String,
+    pub(crate) base: String,
+    /// The Kafka listener's `127.0.0.1:PORT`.
+    pub(crate) kafka: String,
     /// The server's stdout, line by line (drained by a thread so the pipe never fills).
     stdout: Mutex<Receiver<String>>,
 }
 
 impl Server {
     /// Starts `evident serve` with its data in `dir/data` and `dir` as working directory (so no
-    /// `evident.toml` of the caller's is read); waits until it listens.
-    fn start(dir: &Path) -> Result<Self> {
+    /// `evident.toml` of the caller's is read); waits until both listeners are announced.
+    pub(crate) fn start(dir: &Path) -> Result<Self> {
         let bin = server_binary()?;
         let mut cmd = Command::new(&bin);
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(dir.join("data"))
-            .args(["--http-addr", "127.0.0.1:0", "--fsync", "always"])
+            .args(["--http-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0", "--fsync", "always"])
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -136,7 +140,8 @@ impl Server {
                 }
             }
         });
-        let mut server = Self { child: Some(child), base: String::new(), stdout: Mutex::new(stdout) };
+        let mut server =
+            Self { child: Some(child), base: String::new(), kafka: String::new(), stdout: Mutex::new(stdout) };
         let deadline = Instant::now() + START_TIMEOUT;
         let mut seen = Vec::new();
         loop {
@@ -150,9 +155,15 @@ impl Server {
                     if let Some(addr) = line.strip_prefix(LISTENING) {
                         server.base = format!("http://{}", addr.trim());
                         eprintln!("  {line}");
+                    } else if let Some(addr) = line.strip_prefix(KAFKA_LISTENING) {
+                        server.kafka = addr.trim().to_string();
+                        eprintln!("  {line}");
+                    } else {
+                        seen.push(line);
+                    }
+                    if !server.base.is_empty() && !server.kafka.is_empty() {
                         return Ok(server);
                     }
-                    seen.push(line);
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     let status = server.child.as_mut().map(|c| c.wait()).transpose()?;
@@ -170,8 +181,13 @@ impl Server {
         }
     }
 
+    /// The server's process id, while it runs.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Sends SIGTERM and waits for a clean exit (killing the server after [`STOP_TIMEOUT`]).
-    fn stop(&mut self) -> Result<()> {
+    pub(crate) fn stop(&mut self) -> Result<()> {
         let Some(mut child) = self.child.take() else { return Ok(()) };
         let pid = child.id().to_string();
         let signalled = Command::new("kill").args(["-TERM", &pid]).stdout(Stdio::null()).status();
@@ -313,7 +329,7 @@ impl Http {
     }
 
     fn cpu(&self) -> Cpu {
-        let pid = self.server.child.as_ref().map(Child::id);
+        let pid = self.server.pid();
         Cpu { server: pid.and_then(|p| machine::cpu_time(&p.to_string())), client: machine::cpu_time("self") }
     }
 

@@ -719,7 +719,9 @@ impl ToolRun {
 /// Runs `cmd` with `stdin` as its standard input, collecting its output; kills it and fails
 /// after `limit` (a guard against hangs only).
 pub fn run_with_limit(cmd: &mut Command, stdin: Option<&[u8]>, limit: Duration) -> ToolRun {
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
     if let Some(input) = stdin {
         let mut pipe = child.stdin.take().expect("stdin");
