@@ -14,6 +14,7 @@
 //! event id), and the key-partition guard; their refusals come back as Kafka error codes with
 //! an error message naming the stream.
 
+pub mod alloc_guard;
 mod api_versions;
 mod broker;
 mod config;

@@ -11,6 +11,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// A malformed Kafka request must not abort the server through a huge allocation; see
+/// `evident_kafka::alloc_guard`.
+#[global_allocator]
+static ALLOCATOR: evident_kafka::alloc_guard::GuardedAlloc = evident_kafka::alloc_guard::GuardedAlloc;
+
 /// evident: an event store for event sourcing and CQRS that speaks the Kafka protocol.
 #[derive(Debug, Parser)]
 #[command(name = "evident", version, propagate_version = true)]
