@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls exactly this): style, lints, tidy checks,
 # then every test of the workspace in release mode (the crash loop and the model test run many
-# cycles; release keeps them within CI's budget). Needs only the Rust toolchain.
+# cycles; release keeps them within CI's budget). Needs the Rust toolchain; the real Kafka clients
+# the conformance tests drive (kcat from Debian, confluent-kafka, kafka-python and aiokafka from
+# PyPI in target/kafka-venv) are installed by scripts/kafka-clients-setup.sh, run below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +26,13 @@ if grep -rnE 'todo!\(|unimplemented!\(|dbg!\(' crates --include='*.rs'; then
   fail=1
 fi
 [ "$fail" -eq 0 ] || exit 1
+
+echo "== Kafka clients"
+bash scripts/kafka-clients-setup.sh
+# The Kafka conformance tests (tests/kafka_clients.rs, kafka_crash.rs) use these clients, and
+# fail instead of skipping when they are missing.
+export EVIDENT_TEST_PYTHON="$PWD/target/kafka-venv/bin/python"
+export EVIDENT_REQUIRE_KAFKA_CLIENTS=1
 
 echo "== tests"
 # The test log goes beside the build (CARGO_TARGET_DIR may point elsewhere than ./target).

@@ -32,8 +32,9 @@ pub async fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsRespon
                             Ok(match p.timestamp {
                                 LATEST => (-1, offsets.high_watermark as i64),
                                 EARLIEST => (-1, offsets.log_start_offset as i64),
-                                ts => match log.offset_for_timestamp(&topic, partition, ts)? {
-                                    Some(o) => (ts, o as i64),
+                                // Kafka answers the found record's own timestamp.
+                                ts => match log.record_at_or_after(&topic, partition, ts)? {
+                                    Some((offset, found)) => (found, offset as i64),
                                     None => (-1, -1),
                                 },
                             })

@@ -539,6 +539,12 @@ impl Log {
     /// The first offset of the partition whose record timestamp is at or after `timestamp_ms`
     /// (Kafka's ListOffsets by time), or None if there is none.
     pub fn offset_for_timestamp(&self, topic: &str, partition: u32, timestamp_ms: i64) -> Result<Option<u64>> {
+        Ok(self.record_at_or_after(topic, partition, timestamp_ms)?.map(|(offset, _)| offset))
+    }
+
+    /// The first record of the partition whose timestamp is at or after `timestamp_ms`: its
+    /// offset and its own timestamp (what Kafka's ListOffsets answers), or None if there is none.
+    pub fn record_at_or_after(&self, topic: &str, partition: u32, timestamp_ms: i64) -> Result<Option<(u64, i64)>> {
         let st = self.inner.lock();
         let (tid, _) = resolve_partition(&st.index, topic, partition)?;
         let p = &st.index.topics[&tid].partitions[partition as usize];
@@ -563,8 +569,9 @@ impl Log {
         let batch = RecordBatch::parse_exact(&payload)?;
         let base_ts = batch.header().base_timestamp;
         for (i, record) in batch.records()?.enumerate() {
-            if base_ts + record?.timestamp_delta >= timestamp_ms {
-                return Ok(Some(f.base_offset + i as u64));
+            let ts = base_ts + record?.timestamp_delta;
+            if ts >= timestamp_ms {
+                return Ok(Some((f.base_offset + i as u64, ts)));
             }
         }
         Ok(None)

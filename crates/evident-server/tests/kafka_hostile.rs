@@ -1,0 +1,606 @@
+//! Hostile frames on the Kafka port (RELIABILITY.md T8), over raw TCP against a real
+//! `evident serve`: sizes out of bounds, unknown keys, versions outside the advertised ranges,
+//! a future ApiVersions (KIP-511 reply), garbage and impossible lengths after a valid header, a
+//! record batch with a bad CRC, and a truncated frame. Each case must get its defined reply or
+//! a closed connection (never a hang, never a crash); afterwards the server still answers on a
+//! connection opened before them and on new ones, and a produce/fetch round trip works.
+//!
+//! The few requests needed are encoded by hand (non-flexible versions: ApiVersions v0,
+//! Produce v3, Fetch v4, Metadata v1), with the record batch and its CRC-32C built here.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+
+use common::{Server, PATIENCE};
+
+/// The server's default request size limit (`KafkaConfig::request_max_bytes`).
+const REQUEST_MAX_BYTES: i32 = 16 << 20;
+
+const API_PRODUCE: i16 = 0;
+const API_FETCH: i16 = 1;
+const API_METADATA: i16 = 3;
+const API_VERSIONS: i16 = 18;
+
+const CORRUPT_MESSAGE: i16 = 2;
+const UNSUPPORTED_VERSION: i16 = 35;
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
+
+/// CRC-32C (Castagnoli), as record batches carry it.
+fn crc32c(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+fn varint(out: &mut Vec<u8>, value: i64) {
+    let mut v = ((value << 1) ^ (value >> 63)) as u64;
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn string(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as i16).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// An uncompressed v2 record batch of keyed records (no producer id), CRC set.
+fn record_batch(records: &[(&str, &str)], timestamp: i64) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (i, (key, value)) in records.iter().enumerate() {
+        let mut rec = vec![0u8]; // attributes
+        varint(&mut rec, 0); // timestamp delta
+        varint(&mut rec, i as i64); // offset delta
+        varint(&mut rec, key.len() as i64);
+        rec.extend_from_slice(key.as_bytes());
+        varint(&mut rec, value.len() as i64);
+        rec.extend_from_slice(value.as_bytes());
+        varint(&mut rec, 0); // headers
+        varint(&mut body, rec.len() as i64);
+        body.extend_from_slice(&rec);
+    }
+    let mut b = Vec::new();
+    b.extend_from_slice(&0i64.to_be_bytes()); // base offset
+    b.extend_from_slice(&0i32.to_be_bytes()); // batch length, set below
+    b.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
+    b.push(2); // magic
+    b.extend_from_slice(&0u32.to_be_bytes()); // crc, set below
+    b.extend_from_slice(&0i16.to_be_bytes()); // attributes
+    b.extend_from_slice(&(records.len() as i32 - 1).to_be_bytes()); // last offset delta
+    b.extend_from_slice(&timestamp.to_be_bytes()); // base timestamp
+    b.extend_from_slice(&timestamp.to_be_bytes()); // max timestamp
+    b.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
+    b.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
+    b.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+    b.extend_from_slice(&(records.len() as i32).to_be_bytes());
+    b.extend_from_slice(&body);
+    let length = (b.len() - 12) as i32;
+    b[8..12].copy_from_slice(&length.to_be_bytes());
+    let crc = crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+/// A request header v1 (v2 when `flexible`: an empty tagged-field section follows).
+fn header(key: i16, version: i16, correlation: i32, flexible: bool) -> Vec<u8> {
+    let mut h = Vec::new();
+    h.extend_from_slice(&key.to_be_bytes());
+    h.extend_from_slice(&version.to_be_bytes());
+    h.extend_from_slice(&correlation.to_be_bytes());
+    string(&mut h, "hostile");
+    if flexible {
+        h.push(0);
+    }
+    h
+}
+
+/// A frame: the i32 size, then `payload`.
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut f = (payload.len() as i32).to_be_bytes().to_vec();
+    f.extend_from_slice(payload);
+    f
+}
+
+fn api_versions_v0(correlation: i32) -> Vec<u8> {
+    frame(&header(API_VERSIONS, 0, correlation, false))
+}
+
+fn produce_v3(correlation: i32, topic: &str, partition: i32, batch: &[u8]) -> Vec<u8> {
+    let mut p = header(API_PRODUCE, 3, correlation, false);
+    p.extend_from_slice(&(-1i16).to_be_bytes()); // transactional id: null
+    p.extend_from_slice(&(-1i16).to_be_bytes()); // acks: all
+    p.extend_from_slice(&30_000i32.to_be_bytes()); // timeout
+    p.extend_from_slice(&1i32.to_be_bytes()); // topics
+    string(&mut p, topic);
+    p.extend_from_slice(&1i32.to_be_bytes()); // partitions
+    p.extend_from_slice(&partition.to_be_bytes());
+    p.extend_from_slice(&(batch.len() as i32).to_be_bytes());
+    p.extend_from_slice(batch);
+    frame(&p)
+}
+
+fn fetch_v4(correlation: i32, topic: &str, partition: i32, offset: i64) -> Vec<u8> {
+    let mut p = header(API_FETCH, 4, correlation, false);
+    p.extend_from_slice(&(-1i32).to_be_bytes()); // replica id
+    p.extend_from_slice(&1_000i32.to_be_bytes()); // max wait
+    p.extend_from_slice(&1i32.to_be_bytes()); // min bytes
+    p.extend_from_slice(&(1i32 << 20).to_be_bytes()); // max bytes
+    p.push(0); // isolation level
+    p.extend_from_slice(&1i32.to_be_bytes()); // topics
+    string(&mut p, topic);
+    p.extend_from_slice(&1i32.to_be_bytes()); // partitions
+    p.extend_from_slice(&partition.to_be_bytes());
+    p.extend_from_slice(&offset.to_be_bytes());
+    p.extend_from_slice(&(1i32 << 20).to_be_bytes()); // partition max bytes
+    frame(&p)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+/// A cursor over a response.
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Cursor { buf, pos: 0 }
+    }
+
+    fn take(&mut self, n: usize) -> &'a [u8] {
+        let bytes = self
+            .buf
+            .get(self.pos..self.pos + n)
+            .unwrap_or_else(|| panic!("response truncated: {} bytes wanted at {} of {}", n, self.pos, self.buf.len()));
+        self.pos += n;
+        bytes
+    }
+
+    fn i8(&mut self) -> i8 {
+        self.take(1)[0] as i8
+    }
+
+    fn i16(&mut self) -> i16 {
+        i16::from_be_bytes(self.take(2).try_into().expect("2 bytes"))
+    }
+
+    fn i32(&mut self) -> i32 {
+        i32::from_be_bytes(self.take(4).try_into().expect("4 bytes"))
+    }
+
+    fn i64(&mut self) -> i64 {
+        i64::from_be_bytes(self.take(8).try_into().expect("8 bytes"))
+    }
+
+    fn string(&mut self) -> String {
+        let len = self.i16();
+        assert!(len >= 0, "null string in a response");
+        String::from_utf8(self.take(len as usize).to_vec()).expect("utf-8 string")
+    }
+
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let len = self.i32();
+        (len >= 0).then(|| self.take(len as usize))
+    }
+
+    fn done(&self) -> bool {
+        self.pos == self.buf.len()
+    }
+}
+
+/// The ApiVersions v0 response: (error code, [(key, min, max)]).
+fn parse_api_versions_v0(body: &mut Cursor<'_>) -> (i16, Vec<(i16, i16, i16)>) {
+    let error = body.i16();
+    let n = body.i32();
+    let table = (0..n).map(|_| (body.i16(), body.i16(), body.i16())).collect();
+    assert!(body.done(), "bytes left after the ApiVersions v0 response");
+    (error, table)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connections
+
+/// How the server answered one request.
+#[derive(Debug)]
+enum Answer {
+    /// It closed the connection (EOF or reset).
+    Closed,
+    /// A response frame (without its size prefix).
+    Reply(Vec<u8>),
+}
+
+fn connect(server: &Server) -> TcpStream {
+    let stream = TcpStream::connect(&server.kafka_addr).unwrap_or_else(|e| {
+        panic!(
+            "connecting to the Kafka port: {e} (server alive: {})\n--- server stderr\n{}",
+            server_alive(server),
+            server.stderr()
+        )
+    });
+    stream.set_read_timeout(Some(PATIENCE)).expect("read timeout");
+    stream.set_write_timeout(Some(PATIENCE)).expect("write timeout");
+    stream
+}
+
+fn is_closed(e: &std::io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted)
+}
+
+/// Reads the next response frame, or sees the connection closed; fails if neither happens
+/// within [`PATIENCE`].
+fn answer(stream: &mut TcpStream, what: &str) -> Answer {
+    let mut len = [0u8; 4];
+    match stream.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if is_closed(&e) => return Answer::Closed,
+        Err(e) => panic!("{what}: the server neither answered nor closed the connection: {e}"),
+    }
+    let len = i32::from_be_bytes(len);
+    assert!(len >= 4, "{what}: response size {len}");
+    let mut body = vec![0u8; len as usize];
+    stream.read_exact(&mut body).unwrap_or_else(|e| panic!("{what}: reading a {len}-byte response: {e}"));
+    Answer::Reply(body)
+}
+
+/// Sends `bytes` (the server may close before reading them all) and returns its answer.
+fn send(server: &Server, bytes: &[u8], what: &str) -> Answer {
+    let mut stream = connect(server);
+    match stream.write_all(bytes) {
+        Ok(()) => answer(&mut stream, what),
+        Err(e) if is_closed(&e) || e.kind() == ErrorKind::BrokenPipe => Answer::Closed,
+        Err(e) => panic!("{what}: writing: {e}"),
+    }
+}
+
+/// The request must close the connection.
+fn expect_closed(server: &Server, bytes: &[u8], what: &str) {
+    match send(server, bytes, what) {
+        Answer::Closed => {}
+        Answer::Reply(body) => panic!("{what}: expected the connection closed, got a {}-byte reply", body.len()),
+    }
+}
+
+/// The request must either close the connection or get a reply to its correlation id.
+fn expect_closed_or_reply(server: &Server, bytes: &[u8], correlation: i32, what: &str) -> &'static str {
+    match send(server, bytes, what) {
+        Answer::Closed => "closed",
+        Answer::Reply(body) => {
+            assert_eq!(Cursor::new(&body).i32(), correlation, "{what}: reply to another correlation id");
+            "replied"
+        }
+    }
+}
+
+/// Sends one request on `stream` and returns the response body after the correlation id.
+fn round_trip(stream: &mut TcpStream, request: &[u8], correlation: i32, what: &str) -> Vec<u8> {
+    stream.write_all(request).unwrap_or_else(|e| panic!("{what}: writing: {e}"));
+    match answer(stream, what) {
+        Answer::Reply(body) => {
+            assert_eq!(Cursor::new(&body).i32(), correlation, "{what}: reply to another correlation id");
+            body[4..].to_vec()
+        }
+        Answer::Closed => panic!("{what}: the server closed the connection"),
+    }
+}
+
+/// Produces `batch` to `topic`/0 with Produce v3; returns (error code, base offset).
+fn produce(stream: &mut TcpStream, correlation: i32, topic: &str, batch: &[u8], what: &str) -> (i16, i64) {
+    let body = round_trip(stream, &produce_v3(correlation, topic, 0, batch), correlation, what);
+    let mut c = Cursor::new(&body);
+    assert_eq!(c.i32(), 1, "{what}: topics in the response");
+    assert_eq!(c.string(), topic);
+    assert_eq!(c.i32(), 1, "{what}: partitions in the response");
+    assert_eq!(c.i32(), 0, "{what}: partition index");
+    let error = c.i16();
+    let base_offset = c.i64();
+    let _log_append_time = c.i64();
+    let _throttle = c.i32();
+    assert!(c.done(), "{what}: bytes left after the Produce v3 response");
+    (error, base_offset)
+}
+
+/// True while the server process runs (not exited, not a zombie waiting to be reaped).
+fn server_alive(server: &Server) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.pid())).unwrap_or_default();
+    // The state letter follows the parenthesised command name.
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+    matches!(state, Some(s) if s != "Z" && s != "X")
+}
+
+#[test]
+fn hostile_frames_get_their_defined_answer_and_the_server_keeps_serving() {
+    let server = Server::start();
+    server.create_topic("hostile", 1);
+    server.create_topic("survivor", 1);
+
+    // A well-behaved connection opened before the hostile ones.
+    let mut before = connect(&server);
+    let body = round_trip(&mut before, &api_versions_v0(1), 1, "ApiVersions v0 before");
+    let (error, table) = parse_api_versions_v0(&mut Cursor::new(&body));
+    assert_eq!(error, 0);
+    let api_versions = table.iter().find(|(k, _, _)| *k == API_VERSIONS).expect("ApiVersions is advertised");
+    assert_eq!(api_versions.1, 0, "ApiVersions v0 is served");
+
+    let mut cases = 0;
+    let mut outcomes = Vec::new();
+
+    // Sizes out of bounds: closed before anything is allocated.
+    for (len, what) in [
+        (i32::MAX, "size 2 GiB - 1"),
+        (REQUEST_MAX_BYTES + 1, "size one over the limit"),
+        (-1, "size -1"),
+        (i32::MIN, "size i32::MIN"),
+        (0, "size 0"),
+        (7, "size shorter than any request header"),
+    ] {
+        let mut bytes = len.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&[0u8; 64]);
+        expect_closed(&server, &bytes, what);
+        cases += 1;
+    }
+
+    // ApiVersions at a future version (KIP-511): UNSUPPORTED_VERSION at v0, with the table.
+    for version in [4, 99, i16::MAX] {
+        let what = format!("ApiVersions v{version}");
+        let mut request = header(API_VERSIONS, version, 7, true);
+        request.extend_from_slice(&[0, 0, 0]); // empty compact strings and tagged fields
+        match send(&server, &frame(&request), &what) {
+            Answer::Reply(body) => {
+                let mut c = Cursor::new(&body);
+                assert_eq!(c.i32(), 7, "{what}: correlation id");
+                let (error, table) = parse_api_versions_v0(&mut c);
+                assert_eq!(error, UNSUPPORTED_VERSION, "{what}: error code");
+                assert!(table.contains(api_versions), "{what}: the table lacks ApiVersions: {table:?}");
+            }
+            Answer::Closed => panic!("{what}: closed instead of the KIP-511 reply"),
+        }
+        cases += 1;
+    }
+
+    // Unknown API keys and versions outside each advertised range: closed or answered.
+    for key in [999, -1, i16::MAX] {
+        let what = format!("unknown API key {key}");
+        outcomes.push((what.clone(), expect_closed_or_reply(&server, &frame(&header(key, 0, 11, false)), 11, &what)));
+        cases += 1;
+    }
+    for &(key, min, max) in &table {
+        let mut versions = vec![max.saturating_add(1), 99];
+        if key != API_VERSIONS {
+            versions.push(min - 1);
+        }
+        for version in versions {
+            if key == API_VERSIONS && version > max {
+                continue; // the KIP-511 case above
+            }
+            let what = format!("API key {key} v{version} (served: v{min}..v{max})");
+            let request = frame(&header(key, version, 13, false));
+            outcomes.push((what.clone(), expect_closed_or_reply(&server, &request, 13, &what)));
+            cases += 1;
+        }
+    }
+
+    // Garbage and impossible lengths after a valid header.
+    let mut garbage_cases: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut request = header(API_VERSIONS, 3, 17, true);
+    request.extend_from_slice(&[0xff; 32]);
+    garbage_cases.push(("ApiVersions v3 + 32 bytes of 0xff".into(), request));
+    let mut request = header(API_METADATA, 1, 17, false);
+    request.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef, 0x01]);
+    garbage_cases.push(("Metadata v1 + garbage".into(), request));
+    let mut request = header(API_METADATA, 1, 17, false);
+    request.extend_from_slice(&1i32.to_be_bytes());
+    request.extend_from_slice(&i16::MAX.to_be_bytes()); // a topic name of 32767 bytes, 2 present
+    request.extend_from_slice(b"ab");
+    garbage_cases.push(("Metadata v1 with a string length past the frame".into(), request));
+    let mut request = header(API_METADATA, 1, 17, false);
+    request.extend_from_slice(&1i32.to_be_bytes());
+    request.extend_from_slice(&(-7i16).to_be_bytes()); // a negative (non-null) string length
+    garbage_cases.push(("Metadata v1 with a string length of -7".into(), request));
+    let mut request = API_METADATA.to_be_bytes().to_vec();
+    request.extend_from_slice(&1i16.to_be_bytes());
+    request.extend_from_slice(&17i32.to_be_bytes());
+    request.extend_from_slice(&i16::MAX.to_be_bytes()); // client id longer than the frame
+    garbage_cases.push(("a client id longer than the frame".into(), request));
+    let mut batch = record_batch(&[("k", "v")], 1_700_000_000_000);
+    batch[57..61].copy_from_slice(&i32::MAX.to_be_bytes()); // record count i32::MAX...
+    let crc = crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes()); // ...with a valid CRC
+    let produce_huge_count = produce_v3(17, "hostile", 0, &batch);
+    garbage_cases.push(("Produce v3 with a record count of i32::MAX".into(), produce_huge_count[4..].to_vec()));
+    for (what, request) in garbage_cases {
+        outcomes.push((what.clone(), expect_closed_or_reply(&server, &frame(&request), 17, &what)));
+        cases += 1;
+    }
+
+    // A batch with a bad CRC: CORRUPT_MESSAGE for the partition, and the connection stays open.
+    let mut conn = connect(&server);
+    let mut batch = record_batch(&[("k1", "one"), ("k2", "two")], 1_700_000_000_000);
+    let last = batch.len() - 1;
+    batch[last] ^= 0x55;
+    let (error, base) = produce(&mut conn, 21, "hostile", &batch, "Produce with a bad CRC");
+    assert_eq!((error, base), (CORRUPT_MESSAGE, -1), "Produce with a bad CRC");
+    let body = round_trip(&mut conn, &api_versions_v0(22), 22, "ApiVersions after the bad CRC");
+    assert_eq!(parse_api_versions_v0(&mut Cursor::new(&body)).0, 0);
+    cases += 1;
+
+    // A truncated frame, then the client closes its side: the server closes too.
+    let mut conn = connect(&server);
+    let mut bytes = 100i32.to_be_bytes().to_vec();
+    bytes.extend_from_slice(&header(API_VERSIONS, 0, 23, false)[..6]);
+    conn.write_all(&bytes).expect("writing a truncated frame");
+    conn.shutdown(Shutdown::Write).expect("shutdown");
+    assert!(matches!(answer(&mut conn, "truncated frame"), Answer::Closed), "truncated frame: a reply");
+    cases += 1;
+
+    // The server survived all of it: alive, no panic, and serving.
+    assert!(server_alive(&server), "the server died\n--- stderr\n{}", server.stderr());
+    let body = round_trip(&mut before, &api_versions_v0(31), 31, "ApiVersions on the connection opened before");
+    assert_eq!(parse_api_versions_v0(&mut Cursor::new(&body)).0, 0);
+    let mut fresh = connect(&server);
+    let body = round_trip(&mut fresh, &api_versions_v0(32), 32, "ApiVersions on a new connection");
+    let (error, again) = parse_api_versions_v0(&mut Cursor::new(&body));
+    assert_eq!((error, &again), (0, &table));
+
+    let mut conn = connect(&server);
+    let records = [("acct-1", "opened"), ("acct-2", "opened"), ("acct-1", "deposited")];
+    let (error, base) = produce(&mut conn, 41, "survivor", &record_batch(&records, 1_700_000_000_000), "Produce");
+    assert_eq!((error, base), (0, 0), "Produce after the hostile frames");
+    let body = round_trip(&mut conn, &fetch_v4(42, "survivor", 0, 0), 42, "Fetch");
+    let mut c = Cursor::new(&body);
+    let _throttle = c.i32();
+    assert_eq!(c.i32(), 1, "topics in the Fetch response");
+    assert_eq!(c.string(), "survivor");
+    assert_eq!(c.i32(), 1, "partitions in the Fetch response");
+    assert_eq!(c.i32(), 0, "partition index");
+    assert_eq!(c.i16(), 0, "Fetch error code");
+    assert_eq!(c.i64(), 3, "high watermark");
+    let _last_stable = c.i64();
+    let aborted = c.i32();
+    assert!(aborted <= 0, "aborted transactions: {aborted}");
+    let fetched = c.bytes().expect("records");
+    assert!(c.done(), "bytes left after the Fetch v4 response");
+    let mut b = Cursor::new(fetched);
+    assert_eq!(b.i64(), 0, "base offset of the fetched batch");
+    let length = b.i32();
+    assert_eq!(fetched.len(), 12 + length as usize, "one whole batch");
+    let _epoch = b.i32();
+    assert_eq!(b.i8(), 2, "magic");
+    let crc = b.i32() as u32;
+    assert_eq!(crc, crc32c(&fetched[21..]), "the fetched batch's CRC");
+    assert_eq!(i32::from_be_bytes(fetched[57..61].try_into().expect("4 bytes")), 3, "records in the batch");
+    let text = String::from_utf8_lossy(fetched);
+    for (key, value) in records {
+        assert!(text.contains(key) && text.contains(value), "{key}/{value} missing from the fetched batch");
+    }
+
+    assert!(server_alive(&server), "the server died\n--- stderr\n{}", server.stderr());
+    let stderr = server.stderr();
+    assert!(!stderr.contains("panicked"), "the server panicked:\n{stderr}");
+    let closed = outcomes.iter().filter(|(_, o)| *o == "closed").count();
+    for (what, outcome) in &outcomes {
+        println!("  {what}: {outcome}");
+    }
+    println!(
+        "kafka hostile frames: cases={cases} passed={cases} closed_or_replied={}/{} server_panics=0",
+        closed,
+        outcomes.len()
+    );
+}
+
+/// A request body (after the header) of API `key` at `version` that declares an array of
+/// `i32::MAX` entries and then ends: `prefix` holds the fields before the array.
+struct HugeArray {
+    what: &'static str,
+    key: i16,
+    version: i16,
+    prefix: Vec<u8>,
+}
+
+fn huge_array_cases() -> Vec<HugeArray> {
+    let s = |text: &str| {
+        let mut out = Vec::new();
+        string(&mut out, text);
+        out
+    };
+    let cat = |parts: &[&[u8]]| parts.concat();
+    vec![
+        HugeArray { what: "Metadata v1 topics", key: API_METADATA, version: 1, prefix: vec![] },
+        HugeArray {
+            what: "Produce v3 topic_data",
+            key: API_PRODUCE,
+            version: 3,
+            prefix: cat(&[&(-1i16).to_be_bytes(), &(-1i16).to_be_bytes(), &30_000i32.to_be_bytes()]),
+        },
+        HugeArray {
+            what: "Fetch v4 topics",
+            key: API_FETCH,
+            version: 4,
+            prefix: cat(&[
+                &(-1i32).to_be_bytes(),
+                &0i32.to_be_bytes(),
+                &1i32.to_be_bytes(),
+                &1024i32.to_be_bytes(),
+                &[0],
+            ]),
+        },
+        HugeArray { what: "ListOffsets v1 topics", key: 2, version: 1, prefix: (-1i32).to_be_bytes().to_vec() },
+        HugeArray {
+            what: "OffsetCommit v2 topics",
+            key: 8,
+            version: 2,
+            prefix: cat(&[&s("g"), &1i32.to_be_bytes(), &s("m"), &(-1i64).to_be_bytes()]),
+        },
+        HugeArray { what: "OffsetFetch v1 topics", key: 9, version: 1, prefix: s("g") },
+        HugeArray {
+            what: "JoinGroup v0 protocols",
+            key: 11,
+            version: 0,
+            prefix: cat(&[&s("g"), &10_000i32.to_be_bytes(), &s(""), &s("consumer")]),
+        },
+        HugeArray {
+            what: "SyncGroup v0 assignments",
+            key: 14,
+            version: 0,
+            prefix: cat(&[&s("g"), &1i32.to_be_bytes(), &s("m")]),
+        },
+        HugeArray { what: "DescribeGroups v0 groups", key: 15, version: 0, prefix: vec![] },
+        HugeArray { what: "CreateTopics v2 topics", key: 19, version: 2, prefix: vec![] },
+        HugeArray { what: "DeleteTopics v1 topic_names", key: 20, version: 1, prefix: vec![] },
+        HugeArray { what: "DescribeConfigs v1 resources", key: 32, version: 1, prefix: vec![] },
+        HugeArray { what: "DeleteGroups v0 groups_names", key: 42, version: 0, prefix: vec![] },
+    ]
+}
+
+/// RELIABILITY.md T8's "array count i32::MAX in 8 bytes" (kafka-protocol-rs #152): a 29-byte
+/// frame must not make the server allocate for two billion entries. Each API on a fresh
+/// server, so that every one that fails is named.
+#[test]
+fn an_array_count_of_i32_max_closes_the_connection_and_nothing_else() {
+    let mut failed = Vec::new();
+    for case in huge_array_cases() {
+        let server = Server::start();
+        let mut request = header(case.key, case.version, 51, false);
+        request.extend_from_slice(&case.prefix);
+        request.extend_from_slice(&i32::MAX.to_be_bytes());
+        request.extend_from_slice(&[0u8; 4]);
+        let outcome = expect_closed_or_reply(&server, &frame(&request), 51, case.what);
+        // The server must still be there and serving.
+        let alive = server_alive(&server)
+            && TcpStream::connect(&server.kafka_addr)
+                .ok()
+                .map(|mut s| {
+                    s.set_read_timeout(Some(PATIENCE)).expect("read timeout");
+                    s.write_all(&api_versions_v0(52)).is_ok()
+                        && matches!(answer(&mut s, "ApiVersions"), Answer::Reply(_))
+                })
+                .unwrap_or(false);
+        println!(
+            "  {} with an array of i32::MAX entries: {outcome}, server {}",
+            case.what,
+            if alive { "alive" } else { "DEAD" }
+        );
+        if !alive {
+            let stderr = server.stderr();
+            let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default().to_string();
+            failed.push(format!("{} (frame {}): {last}", case.what, hex(&frame(&request))));
+        }
+    }
+    assert!(failed.is_empty(), "the server died on:\n{}", failed.join("\n"));
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
