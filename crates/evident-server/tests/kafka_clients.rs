@@ -252,3 +252,18 @@ fn kcat_metadata_produce_consume_mid_batch_and_offsets_by_time() {
         assert_eq!(q.stdout.trim(), format!("smoke [0] offset {expected}"), "kcat -Q smoke:0:{time}");
     }
 }
+
+/// Members that joined over Kafka are visible in the HTTP API, and the HTTP API refuses to
+/// execute a reset, delete the group or commit from outside while they are active; after the
+/// consumer leaves, the reset executes.
+#[test]
+fn http_reset_is_refused_while_a_kafka_consumer_is_a_member() {
+    let Some(python) = kafka_python("http_reset_is_refused_while_a_kafka_consumer_is_a_member") else {
+        return;
+    };
+    let server = Server::start();
+    let result = run_script(&python, &server, "group_admin.py", &[&server.kafka_bootstrap(), &server.base()]);
+    assert_eq!(result["refused"], "group_not_empty");
+    assert_eq!(result["after_reset"], 0);
+    assert_eq!(result["lag"], 5);
+}
