@@ -234,6 +234,40 @@ fn resolve_partition(index: &Index, topic: &str, partition: u32) -> Result<(u32,
     Ok((t.meta.id, t.meta.name.clone()))
 }
 
+/// The visible batch frames of a partition from the one holding `offset`, while `take(frame,
+/// frames taken so far)` says so; with the high watermark and the topic's name. An offset past
+/// the high watermark is an error.
+fn partition_frames(
+    st: &State,
+    topic: &str,
+    partition: u32,
+    offset: u64,
+    mut take: impl FnMut(&FrameEntry, usize) -> bool,
+) -> Result<(Vec<FrameEntry>, u64, TopicName)> {
+    let (tid, name) = resolve_partition(&st.index, topic, partition)?;
+    let hw = visible_high_watermark(&st.index, tid, partition, st.visible_seq);
+    if offset > hw {
+        return Err(Error::OffsetOutOfRange {
+            topic: name,
+            partition: PartitionId(partition),
+            offset,
+            log_start: 0,
+            high_watermark: hw,
+        });
+    }
+    let p = &st.index.topics[&tid].partitions[partition as usize];
+    let first = p.batches.partition_point(|&i| st.index.frames[i as usize].end_offset() <= offset);
+    let mut frames = Vec::new();
+    for &i in &p.batches[first..] {
+        let f = st.index.frames[i as usize];
+        if f.end_seq() > st.visible_seq || !take(&f, frames.len()) {
+            break;
+        }
+        frames.push(f);
+    }
+    Ok((frames, hw, name))
+}
+
 /// Verifies the batch frames in `bytes` (a span read starting at `span_pos`) for `frames`.
 fn frame_payload(bytes: &Bytes, span: &Span, f: &FrameEntry) -> Result<Bytes> {
     let at = (f.pos - span.pos) as usize;
@@ -297,29 +331,14 @@ impl Log {
     /// one batch when any is available).
     pub fn read_partition(&self, topic: &str, partition: u32, offset: u64, max_bytes: usize) -> Result<PartitionRead> {
         let st = self.inner.lock();
-        let (tid, name) = resolve_partition(&st.index, topic, partition)?;
-        let hw = visible_high_watermark(&st.index, tid, partition, st.visible_seq);
-        if offset > hw {
-            return Err(Error::OffsetOutOfRange {
-                topic: name,
-                partition: PartitionId(partition),
-                offset,
-                log_start: 0,
-                high_watermark: hw,
-            });
-        }
-        let p = &st.index.topics[&tid].partitions[partition as usize];
-        let first = p.batches.partition_point(|&i| st.index.frames[i as usize].end_offset() <= offset);
-        let mut frames = Vec::new();
         let mut total = 0usize;
-        for &i in &p.batches[first..] {
-            let f = st.index.frames[i as usize];
-            if f.end_seq() > st.visible_seq || (!frames.is_empty() && total + f.len as usize > max_bytes) {
-                break;
+        let (frames, hw, _) = partition_frames(&st, topic, partition, offset, |f, taken| {
+            if taken > 0 && total + f.len as usize > max_bytes {
+                return false;
             }
             total += f.len as usize;
-            frames.push(f);
-        }
+            true
+        })?;
         let locs: Vec<(u64, u64)> = frames.iter().map(|f| (f.pos, u64::from(f.len))).collect();
         let (spans, which) = plan_spans(&st, &locs)?;
         drop(st);
@@ -450,29 +469,15 @@ impl Log {
     /// and commit sequences (the record-by-record view of [`Log::read_partition`]).
     pub fn read_partition_events(&self, topic: &str, partition: u32, offset: u64, limit: usize) -> Result<Vec<Event>> {
         let st = self.inner.lock();
-        let (tid, name) = resolve_partition(&st.index, topic, partition)?;
-        let hw = visible_high_watermark(&st.index, tid, partition, st.visible_seq);
-        if offset > hw {
-            return Err(Error::OffsetOutOfRange {
-                topic: name,
-                partition: PartitionId(partition),
-                offset,
-                log_start: 0,
-                high_watermark: hw,
-            });
-        }
-        let p = &st.index.topics[&tid].partitions[partition as usize];
-        let first = p.batches.partition_point(|&i| st.index.frames[i as usize].end_offset() <= offset);
-        let mut frames = Vec::new();
         let mut count = 0usize;
-        for &i in &p.batches[first..] {
-            let f = st.index.frames[i as usize];
-            if f.end_seq() > st.visible_seq || count >= limit {
-                break;
+        let (frames, _, name) = partition_frames(&st, topic, partition, offset, |f, _| {
+            if count >= limit {
+                return false;
             }
             count += f.end_offset().saturating_sub(offset.max(f.base_offset)) as usize;
-            frames.push((f, name.clone()));
-        }
+            true
+        })?;
+        let frames: Vec<(FrameEntry, TopicName)> = frames.into_iter().map(|f| (f, name.clone())).collect();
         self.decode_frames(st, &frames, |_, off| off >= offset, limit)
     }
 
