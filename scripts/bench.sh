@@ -1,23 +1,28 @@
 #!/usr/bin/env bash
 # bench.sh - runs evident-bench: evident, the disk's physical limits, PostgreSQL and SQLite
-# measured side by side on this machine, and evident's HTTP API beside the embedded log (see
-# BENCHMARKS.md).
+# measured side by side on this machine, and evident's HTTP API and Kafka listener (driven by
+# librdkafka) beside the embedded log (see BENCHMARKS.md).
 #
 # Usage (as root on Debian; arguments go to evident-bench):
 #   scripts/bench.sh --quick                 # smoke test, about a minute
 #   scripts/bench.sh 2>&1 | tee bench.txt    # full run, about 10 minutes
 #   scripts/bench.sh --only http             # only the HTTP API against the embedded log
+#   scripts/bench.sh --only kafka            # only the Kafka protocol (librdkafka) vs embedded
 #   scripts/bench.sh --help                  # every flag
 #
 # What it does: installs PostgreSQL (Debian's `postgresql`) and a C compiler if missing,
 # creates and starts a dedicated PostgreSQL cluster listening on 127.0.0.1 only (port 5499 by
 # default, fsync=on, synchronous_commit=on), creates the evident_bench role and database, builds
-# evident-bench and the evident server (which the HTTP phase starts) in release mode, runs
-# evident-bench, and stops the cluster on exit. PostgreSQL is left alone when it is not measured
-# (--skip-postgres, or --only without appends, batches or reads). The cluster's data
+# evident-bench (with the bundled librdkafka, built from C source: about 2 minutes the first time)
+# and the evident server (which the HTTP and Kafka phases start, with --http-addr 127.0.0.1:0
+# --kafka-addr 127.0.0.1:0) in release mode, runs evident-bench, and stops the cluster on exit.
+# PostgreSQL is left alone when it is not measured (--skip-postgres, or --only without appends,
+# batches or reads, such as --only kafka). The cluster's data
 # stays in /var/lib/postgresql/<version>/evident_bench for the next run; drop it with
 #   pg_dropcluster --stop <version> evident_bench
-# Environment: EVIDENT_BENCH_PGPORT (default 5499), PGVER (default: newest installed).
+# Environment: EVIDENT_BENCH_PGPORT (default 5499), PGVER (default: newest installed),
+# EVIDENT_BENCH_TANSU (a Tansu binary for the Kafka phase's comparison; default
+# ~/.cache/evident-bench/tansu/bin/tansu, skipped when absent; see BENCHMARKS.md to build it).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -42,11 +42,15 @@ pub struct Cli {
     /// Events in the read/replay data set (default 1,000,000, or 100,000 with --quick).
     #[arg(long, value_name = "N")]
     pub replay_events: Option<u64>,
+    /// Records the Kafka workloads produce and then consume (default 1,000,000, or 100,000
+    /// with --quick).
+    #[arg(long, value_name = "N")]
+    pub kafka_records: Option<u64>,
     /// libpq-style connection string of the PostgreSQL server to measure.
     #[arg(long, value_name = "CONNINFO", default_value = DEFAULT_PG)]
     pub pg: String,
-    /// Run only these phases (comma-separated); the default runs all of them. `http` needs the
-    /// `evident` binary next to this one (cargo build --release -p evident-server).
+    /// Run only these phases (comma-separated); the default runs all of them. `http` and `kafka`
+    /// need the `evident` binary next to this one (cargo build --release -p evident-server).
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PHASES")]
     pub only: Vec<Phase>,
     /// Keep the data directory after the run.
@@ -68,6 +72,10 @@ pub enum Phase {
     /// The HTTP API (`evident serve`, started as a child process) beside the embedded log:
     /// appends with 1 and 64 clients, a 1,000-event stream read.
     Http,
+    /// The Kafka protocol (`evident serve`'s Kafka listener) with librdkafka: produce
+    /// throughput and latency, consume throughput, beside the embedded log's batched appends;
+    /// and Tansu when its binary is present.
+    Kafka,
     /// Loading a large store and opening it in a fresh process.
     Restart,
 }
@@ -97,6 +105,8 @@ pub struct Plan {
     pub replay_events: u64,
     /// Events in the restart store.
     pub restart_events: u64,
+    /// Records the Kafka workloads produce and consume.
+    pub kafka_records: u64,
     /// Full scans per system (the median is reported).
     pub scan_repeats: usize,
     /// The data directory's parent.
@@ -133,6 +143,7 @@ impl Cli {
             paired_rounds: if self.quick { (3, Duration::from_millis(300)) } else { (5, Duration::from_secs(1)) },
             replay_events: self.replay_events.unwrap_or(if self.quick { 100_000 } else { 1_000_000 }),
             restart_events: self.restart_events.unwrap_or(if self.quick { 200_000 } else { 10_000_000 }),
+            kafka_records: self.kafka_records.unwrap_or(if self.quick { 100_000 } else { 1_000_000 }).max(2),
             scan_repeats: if self.quick { 1 } else { 3 },
             data_root: self.data_dir.clone().unwrap_or_else(default_data_root),
             phases: if self.only.is_empty() {
@@ -165,6 +176,11 @@ mod tests {
         assert!(full.runs(Phase::Http), "the HTTP phase is in the default run");
         let http = Cli::parse_from(["evident-bench", "--quick", "--only", "http"]).plan();
         assert!(http.runs(Phase::Http) && !http.runs(Phase::Reads) && !http.runs(Phase::Physical));
+        assert!(full.runs(Phase::Kafka), "the Kafka phase is in the default run");
+        assert_eq!(full.kafka_records, 1_000_000);
+        let kafka = Cli::parse_from(["evident-bench", "--quick", "--only", "kafka"]).plan();
+        assert!(kafka.runs(Phase::Kafka) && !kafka.runs(Phase::Http));
+        assert_eq!(kafka.kafka_records, 100_000);
     }
 
     #[test]

@@ -6,12 +6,13 @@
 //! Order of a run: physical limits, then each write workload on every system back to back (so
 //! the ratios compare figures taken minutes apart at most: this machine's flush latency changes
 //! regime within minutes), the raw sync rate again, the reads, the HTTP API beside the embedded
-//! log, and the restart last.
+//! log, the Kafka protocol (librdkafka) beside the embedded log, and the restart last.
 
 mod cli;
 mod driver;
 mod evident;
 mod http;
+mod kafka;
 mod machine;
 mod paired;
 mod payload;
@@ -233,6 +234,86 @@ fn http_phase(r: &mut Runner, plan: &Plan, dir: &Path) {
     }
 }
 
+/// The Kafka protocol with librdkafka: produce against `evident serve`, the embedded log's
+/// batched appends right after it, consume, produce one at a time; then the same against Tansu
+/// if its binary exists. Returns a line for the results' header (what happened to Tansu).
+fn kafka_phase(r: &mut Runner, plan: &Plan, dir: &Path) -> String {
+    phase("Kafka protocol (librdkafka) beside the embedded log");
+    let baseline = Some((dir.join("embedded"), plan.duration));
+    kafka_workloads(r, plan, "evident Kafka", kafka::Broker::evident(&dir.join("evident")), baseline);
+    match kafka::tansu_binary() {
+        Ok(bin) => {
+            kafka_workloads(r, plan, "Tansu", kafka::Broker::tansu(&bin, &dir.join("tansu")), None);
+            format!(
+                "tansu: {} (--storage-engine {}), started by the benchmark on 127.0.0.1",
+                bin.display(),
+                kafka::Broker::tansu_storage()
+            )
+        }
+        Err(at) => {
+            let line = format!("tansu: skipped (binary not found at {at}; see BENCHMARKS.md for how to build it)");
+            eprintln!("  {line}");
+            line
+        }
+    }
+}
+
+/// Creates the topic on a started broker, produces `plan.kafka_records` records, then (with
+/// `baseline`: a directory and a duration) measures the embedded log appending batches of the
+/// size librdkafka sent, consumes the records, produces one record at a time, and stops the
+/// broker.
+fn kafka_workloads(
+    r: &mut Runner,
+    plan: &Plan,
+    name: &str,
+    started: Result<kafka::Broker>,
+    baseline: Option<(PathBuf, std::time::Duration)>,
+) {
+    let broker = match started {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("  FAILED {name} start: {e:#}");
+            r.failures.push(format!("{name} start: {e:#}"));
+            return;
+        }
+    };
+    let records = plan.kafka_records;
+    match broker.create_topic() {
+        Ok(()) => {
+            let mut mean_batch = None;
+            r.step(&format!("{name} produce"), || {
+                let (m, batch) = broker.produce(records)?;
+                mean_batch = batch;
+                Ok(m)
+            });
+            if let Some((dir, duration)) = &baseline {
+                // Batches as large as librdkafka's (when its statistics told), then of 1,000.
+                let sizes = match mean_batch {
+                    Some(b) if b >= 1.0 => vec![(b.round() as usize, true), (kafka::BASELINE_BATCH, false)],
+                    _ => vec![(kafka::BASELINE_BATCH, false)],
+                };
+                for (size, matched) in sizes {
+                    r.step(&format!("embedded Kafka batches of {size}"), || {
+                        kafka::embedded_batches(dir, *duration, size, matched)
+                    });
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+            }
+            r.step(&format!("{name} consume"), || broker.consume(records));
+            // After the consume, which reads exactly the records produced above.
+            r.step(&format!("{name} produce one at a time"), || broker.produce_one_at_a_time(plan.read_duration));
+        }
+        Err(e) => {
+            eprintln!("  FAILED {name} create topic: {e:#}");
+            r.failures.push(format!("{name} create topic: {e:#}"));
+        }
+    }
+    if let Err(e) = broker.stop() {
+        eprintln!("  FAILED {name} stop: {e:#}");
+        r.failures.push(format!("{name} stop: {e:#}"));
+    }
+}
+
 fn run_in(cli: &Cli, plan: &Plan, run_dir: &Path) -> Result<()> {
     let started = std::time::Instant::now();
     let mut header = vec![
@@ -302,6 +383,11 @@ fn run_in(cli: &Cli, plan: &Plan, run_dir: &Path) -> Result<()> {
     if plan.runs(Phase::Http) {
         http_phase(&mut r, plan, &fresh_dir(run_dir, "http")?);
         std::fs::remove_dir_all(run_dir.join("http"))?;
+    }
+    if plan.runs(Phase::Kafka) {
+        let line = kafka_phase(&mut r, plan, &fresh_dir(run_dir, "kafka")?);
+        header.push(line);
+        std::fs::remove_dir_all(run_dir.join("kafka"))?;
     }
     if plan.runs(Phase::Restart) {
         phase("restart");

@@ -14,6 +14,10 @@ pub enum System {
     Evident,
     /// evident behind its HTTP API (`evident serve`, a separate process on 127.0.0.1).
     EvidentHttp,
+    /// evident behind its Kafka listener (`evident serve`), driven by librdkafka.
+    EvidentKafka,
+    /// Tansu (a Kafka-compatible broker; SQLite storage by default), driven by librdkafka.
+    Tansu,
     /// PostgreSQL used as an event store.
     Postgres,
     /// SQLite used as an event store.
@@ -26,6 +30,8 @@ impl fmt::Display for System {
             System::Disk => "disk",
             System::Evident => "evident",
             System::EvidentHttp => "evident HTTP",
+            System::EvidentKafka => "evident Kafka",
+            System::Tansu => "Tansu",
             System::Postgres => "PostgreSQL",
             System::Sqlite => "SQLite",
         })
@@ -88,6 +94,18 @@ pub enum Key {
     },
     /// The HTTP comparison: one 1,000-event stream read whole.
     HttpRead,
+    /// The Kafka comparison's baseline: the embedded log appending Kafka batches of 200-byte
+    /// records to one partition.
+    KafkaEmbeddedBatch {
+        /// As many records per batch as librdkafka sent (else 1,000).
+        matched: bool,
+    },
+    /// A Kafka client producing 200-byte records (acks=all, idempotent).
+    KafkaProduce,
+    /// A Kafka client producing one record at a time (latency).
+    KafkaProduceOne,
+    /// A Kafka client consuming a partition from offset 0.
+    KafkaConsume,
     /// Loading the restart data set.
     RestartLoad,
     /// Opening the restart data set in a fresh process.
@@ -107,6 +125,9 @@ impl Key {
             Key::Batch { .. } => Section::Batches,
             Key::Load | Key::ScanPartition | Key::ScanAll | Key::StreamContig | Key::StreamScattered => Section::Reads,
             Key::HttpAppend { .. } | Key::HttpAppendPaired { .. } | Key::HttpRead => Section::Http,
+            Key::KafkaEmbeddedBatch { .. } | Key::KafkaProduce | Key::KafkaProduceOne | Key::KafkaConsume => {
+                Section::Kafka
+            }
             Key::RestartLoad | Key::Open { .. } => Section::Restart,
         }
     }
@@ -119,15 +140,20 @@ enum Section {
     Batches,
     Reads,
     Http,
+    Kafka,
     Restart,
 }
 
-const SECTIONS: [(Section, &str); 6] = [
+const SECTIONS: [(Section, &str); 7] = [
     (Section::Physical, "Physical limits (plain files on the data directory's disk)"),
     (Section::Appends, "Durable single-event appends (expected version checked, each writer on its own streams)"),
     (Section::Batches, "Durable batched appends (one new stream per batch)"),
     (Section::Reads, "Reads"),
     (Section::Http, "HTTP API (evident serve on 127.0.0.1) beside the embedded log, same events, back to back"),
+    (
+        Section::Kafka,
+        "Kafka protocol (librdkafka against evident serve on 127.0.0.1) beside the embedded log, same run",
+    ),
     (Section::Restart, "Restart"),
 ];
 
@@ -517,6 +543,43 @@ impl Report {
                 div(lat(http), lat(ev)),
                 Target::None,
             );
+        }
+        // Kafka protocol.
+        let kafka = System::EvidentKafka;
+        if self.get(kafka, Key::KafkaProduce).is_some() {
+            let same = Key::KafkaEmbeddedBatch { matched: true };
+            let fixed = Key::KafkaEmbeddedBatch { matched: false };
+            push(
+                "evident Kafka produce (librdkafka, acks=all, idempotent) / embedded append_batch, batches as large as librdkafka's, 200-byte records, records/s".into(),
+                div(rate(kafka, Key::KafkaProduce), rate(ev, same)),
+                Target::AtLeast(0.5),
+            );
+            push(
+                "evident Kafka produce / embedded append_batch of 1,000-record batches, 200-byte records, records/s"
+                    .into(),
+                div(rate(kafka, Key::KafkaProduce), rate(ev, fixed)),
+                Target::None,
+            );
+        }
+        if let Some(m) = self.get(kafka, Key::KafkaConsume) {
+            push(
+                format!("evident Kafka consume from offset 0 ({}): records/s / 1,000,000", m.workload),
+                Some(m.rate / 1_000_000.0),
+                Target::AtLeast(1.0),
+            );
+        }
+        for (k, what) in [
+            (Key::KafkaProduce, "produce"),
+            (Key::KafkaProduceOne, "produce one record at a time"),
+            (Key::KafkaConsume, "consume"),
+        ] {
+            if self.get(System::Tansu, k).is_some() {
+                push(
+                    format!("evident Kafka / Tansu: {what}, records/s"),
+                    div(rate(kafka, k), rate(System::Tansu, k)),
+                    Target::None,
+                );
+            }
         }
         // Restart.
         for (cold, checkpoint) in [(false, true), (true, true), (true, false)] {

@@ -29,6 +29,12 @@ impl Latencies {
         self.sorted = false;
     }
 
+    /// Drops every sample.
+    pub fn clear(&mut self) {
+        self.nanos.clear();
+        self.sorted = true;
+    }
+
     /// Number of samples.
     pub fn len(&self) -> usize {
         self.nanos.len()
