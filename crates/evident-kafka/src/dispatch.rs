@@ -16,7 +16,6 @@ use crate::{
 };
 
 /// What to do after a request.
-#[derive(Debug)]
 pub enum Outcome {
     /// Send these bytes (response header and body, without the size prefix).
     Reply(BytesMut),
@@ -24,6 +23,21 @@ pub enum Outcome {
     NoReply,
     /// Close the connection, for this reason.
     Close(String),
+    /// The request is under way (a produce whose appends are queued but not yet synced): the
+    /// reply comes when this finishes. The connection reads the next request meanwhile and
+    /// writes replies in request order.
+    Later(std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send>>),
+}
+
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Reply(b) => write!(f, "Reply({} bytes)", b.len()),
+            Outcome::NoReply => f.write_str("NoReply"),
+            Outcome::Close(why) => write!(f, "Close({why})"),
+            Outcome::Later(_) => f.write_str("Later"),
+        }
+    }
 }
 
 /// The versions evident serves, per API: the ranges real clients negotiate
@@ -134,10 +148,14 @@ pub async fn handle(broker: &Arc<Broker>, peer: SocketAddr, frame: Bytes) -> Out
                 Ok(req) => req,
                 Err(e) => return Outcome::Close(format!("malformed Produce v{} request: {e}", ctx.version)),
             };
-            match produce::handle(&ctx, req).await {
-                Some(response) => encode(key, header.correlation_id, ctx.version, &response),
-                None => Outcome::NoReply,
-            }
+            let durable = produce::begin(&ctx, req).await;
+            let (correlation_id, version) = (header.correlation_id, ctx.version);
+            Outcome::Later(Box::pin(async move {
+                match durable.await {
+                    Some(response) => encode(key, correlation_id, version, &response),
+                    None => Outcome::NoReply,
+                }
+            }))
         }
         ApiKey::Fetch => route!(ctx, buf, key, FetchRequest, fetch::handle),
         ApiKey::ListOffsets => route!(ctx, buf, key, ListOffsetsRequest, list_offsets::handle),

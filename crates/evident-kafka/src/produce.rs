@@ -25,15 +25,20 @@ fn partition_error(index: i32, e: &KafkaError) -> PartitionProduceResponse {
         .with_error_message(Some(StrBytes::from_string(e.message.clone())))
 }
 
-/// Handles Produce; None for `acks=0`.
-pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceResponse> {
+/// A produce whose appends are queued; resolves to the response once they are durable.
+pub type Durable = std::pin::Pin<Box<dyn std::future::Future<Output = Option<ProduceResponse>> + Send>>;
+
+/// Starts a Produce: checks and queues every partition's batch in the log (their offsets are
+/// fixed when this returns, in request order), and returns the future that waits for their
+/// sync and builds the response (None for `acks=0`).
+pub async fn begin(ctx: &Ctx<'_>, req: ProduceRequest) -> Durable {
     let acks = req.acks;
     if req.transactional_id.is_some() {
         let e = KafkaError::new(
             ResponseError::TransactionalIdAuthorizationFailed,
             "evident: transactions are not supported yet",
         );
-        let responses = req
+        let responses: Vec<TopicProduceResponse> = req
             .topic_data
             .into_iter()
             .map(|t| {
@@ -41,10 +46,11 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespons
                 TopicProduceResponse::default().with_name(t.name).with_partition_responses(parts)
             })
             .collect();
-        return (acks != 0).then(|| ProduceResponse::default().with_responses(responses));
+        return Box::pin(async move { (acks != 0).then(|| ProduceResponse::default().with_responses(responses)) });
     }
     let max = ctx.broker.config.decompressed_max_bytes;
-    let mut tasks = Vec::new();
+    // Queue every partition's append concurrently (they share the next group commit).
+    let mut queued = Vec::new();
     for t in req.topic_data {
         let topic = t.name.0.to_string();
         let mut parts = Vec::new();
@@ -54,7 +60,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespons
             let topic = topic.clone();
             parts.push((
                 index,
-                tokio::task::spawn_blocking(move || -> Result<u64, KafkaError> {
+                tokio::task::spawn_blocking(move || -> Result<evident_log::PendingAppend, KafkaError> {
                     if topics::is_internal(&topic) {
                         return Err(KafkaError::new(
                             ResponseError::InvalidTopicException,
@@ -71,30 +77,46 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespons
                         KafkaError::new(ResponseError::InvalidRecord, "evident: the partition's records are null")
                     })?;
                     let stored = records::to_stored(&bytes, max)?;
-                    let outcome = log.append_batch(&topic, partition, &stored, None)?;
-                    Ok(outcome.base_offset)
+                    Ok(log.append_batch_deferred(&topic, partition, &stored, None)?)
                 }),
             ));
         }
-        tasks.push((t.name, parts));
+        queued.push((t.name, parts));
     }
-    let mut responses = Vec::with_capacity(tasks.len());
-    for (name, parts) in tasks {
+    let mut pending = Vec::with_capacity(queued.len());
+    for (name, parts) in queued {
         let mut out = Vec::with_capacity(parts.len());
         for (index, task) in parts {
             let result = task.await.unwrap_or_else(|e| {
                 Err(KafkaError::new(ResponseError::UnknownServerError, format!("evident: append task failed: {e}")))
             });
-            out.push(match result {
-                Ok(base) => PartitionProduceResponse::default()
-                    .with_index(index)
-                    .with_base_offset(base as i64)
-                    .with_log_append_time_ms(-1)
-                    .with_log_start_offset(0),
-                Err(e) => partition_error(index, &e),
-            });
+            out.push((index, result));
         }
-        responses.push(TopicProduceResponse::default().with_name(name).with_partition_responses(out));
+        pending.push((name, out));
     }
-    (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+    Box::pin(async move {
+        // Waiting for the sync blocks a thread: off the async workers.
+        let responses = tokio::task::spawn_blocking(move || {
+            pending
+                .into_iter()
+                .map(|(name, parts)| {
+                    let out = parts
+                        .into_iter()
+                        .map(|(index, result)| match result.and_then(|p| p.wait().map_err(KafkaError::from)) {
+                            Ok(outcome) => PartitionProduceResponse::default()
+                                .with_index(index)
+                                .with_base_offset(outcome.base_offset as i64)
+                                .with_log_append_time_ms(-1)
+                                .with_log_start_offset(0),
+                            Err(e) => partition_error(index, &e),
+                        })
+                        .collect();
+                    TopicProduceResponse::default().with_name(name).with_partition_responses(out)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+    })
 }

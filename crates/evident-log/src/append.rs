@@ -14,7 +14,7 @@ use evident_core::{envelope, EventData, ExpectedVersion, PartitionId, StreamKey,
 use crate::error::{Error, Result};
 use crate::frame::{FrameHeader, FrameKind};
 use crate::index::{record_infos, Index, ProducerBatch, RecordInfo};
-use crate::log::{Log, State};
+use crate::log::{Durability, Log, State};
 
 /// Where one appended record landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +45,29 @@ pub struct AppendOutcome {
     pub duplicate: bool,
 }
 
+/// An append that is positioned and queued but not yet acknowledged; see
+/// [`Log::append_batch_deferred`].
+#[must_use = "an append is acknowledged only by waiting for it"]
+pub struct PendingAppend {
+    outcome: AppendOutcome,
+    durability: Durability,
+}
+
+impl std::fmt::Debug for PendingAppend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingAppend").field("outcome", &self.outcome).finish_non_exhaustive()
+    }
+}
+
+impl PendingAppend {
+    /// Waits for the sync that makes the append durable, then returns where it landed (or the
+    /// error that poisoned the log before it was durable).
+    pub fn wait(self) -> Result<AppendOutcome> {
+        self.durability.wait()?;
+        Ok(self.outcome)
+    }
+}
+
 enum Route<'a> {
     Partition(u32),
     Key(&'a [u8]),
@@ -71,6 +94,21 @@ impl Log {
         batch: &[u8],
         expected: Option<ExpectedVersion>,
     ) -> Result<AppendOutcome> {
+        self.append_inner(topic, Route::Partition(partition), batch, expected)?.wait()
+    }
+
+    /// Like [`Log::append_batch`], but returns as soon as the batch is checked, positioned and
+    /// queued for the commit thread, without waiting for its sync. The append's place in the
+    /// log is fixed on return (so a protocol that must apply a connection's requests in order,
+    /// like Kafka's, can accept the next request at once), but it is acknowledged only by
+    /// [`PendingAppend::wait`], after the sync: until then a crash may lose it.
+    pub fn append_batch_deferred(
+        &self,
+        topic: &str,
+        partition: u32,
+        batch: &[u8],
+        expected: Option<ExpectedVersion>,
+    ) -> Result<PendingAppend> {
         self.append_inner(topic, Route::Partition(partition), batch, expected)
     }
 
@@ -91,7 +129,7 @@ impl Log {
         for event in events {
             event.push_to(&mut builder, key, now);
         }
-        self.append_inner(topic, Route::Key(key), &builder.build(), Some(expected))
+        self.append_inner(topic, Route::Key(key), &builder.build(), Some(expected))?.wait()
     }
 
     fn append_inner(
@@ -100,7 +138,7 @@ impl Log {
         route: Route<'_>,
         bytes: &[u8],
         expected_override: Option<ExpectedVersion>,
-    ) -> Result<AppendOutcome> {
+    ) -> Result<PendingAppend> {
         let max = self.inner.config.batch_size_max;
         if bytes.len() > max {
             return Err(Error::BatchTooLarge { size: bytes.len(), max });
@@ -178,8 +216,8 @@ impl Log {
         if bh.producer_id >= 0 {
             if let Some(original) = check_producer(&st, topic_id, partition, &bh)? {
                 let outcome = producer_duplicate(&st.index, topic_name, topic_id, partition, &original, &infos);
-                self.inner.wait_visible(st, original.end_pos)?;
-                return Ok(outcome);
+                let durability = self.inner.defer_visible(st, original.end_pos)?;
+                return Ok(PendingAppend { outcome, durability });
             }
         }
 
@@ -187,8 +225,8 @@ impl Log {
         if let Some((outcome, wait_for)) =
             find_duplicates(&st, topic_name.clone(), partition, &infos, &plans, &plan_of)?
         {
-            self.inner.wait_visible(st, wait_for)?;
-            return Ok(outcome);
+            let durability = self.inner.defer_visible(st, wait_for)?;
+            return Ok(PendingAppend { outcome, durability });
         }
 
         // Optimistic concurrency.
@@ -255,8 +293,9 @@ impl Log {
                 }),
             })
             .collect();
-        self.inner.wait_visible(st, end)?;
-        Ok(AppendOutcome { topic: topic_name, partition, base_offset, first_sequence, records, duplicate: false })
+        let durability = self.inner.defer_visible(st, end)?;
+        let outcome = AppendOutcome { topic: topic_name, partition, base_offset, first_sequence, records, duplicate: false };
+        Ok(PendingAppend { outcome, durability })
     }
 }
 

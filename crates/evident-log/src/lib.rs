@@ -28,7 +28,7 @@ mod read;
 mod recovery;
 pub mod storage;
 
-pub use append::{AppendOutcome, RecordPosition};
+pub use append::{AppendOutcome, PendingAppend, RecordPosition};
 pub use catalog::{CleanupPolicy, TopicConfig, TopicMeta};
 pub use config::{FsyncPolicy, LogConfig};
 pub use error::{Error, Result};

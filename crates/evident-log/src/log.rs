@@ -134,6 +134,19 @@ impl Waiter {
     }
 }
 
+/// A registered wait for a journal position to become visible (None: it already is).
+pub(crate) struct Durability(Option<Arc<Waiter>>);
+
+impl Durability {
+    /// Blocks until the position is visible, or the sync covering it failed.
+    pub(crate) fn wait(self) -> Result<()> {
+        match self.0 {
+            None => Ok(()),
+            Some(waiter) => waiter.wait(),
+        }
+    }
+}
+
 pub(crate) struct State {
     pub index: Index,
     pub journal: Journal,
@@ -625,9 +638,15 @@ impl Inner {
 
     /// Waits until everything below `end` is visible (durable under `always`), or the log is
     /// poisoned.
-    pub(crate) fn wait_visible(&self, mut st: MutexGuard<'_, State>, end: u64) -> Result<()> {
+    pub(crate) fn wait_visible(&self, st: MutexGuard<'_, State>, end: u64) -> Result<()> {
+        self.defer_visible(st, end)?.wait()
+    }
+
+    /// Registers interest in journal position `end` becoming visible (durable and
+    /// acknowledged) and releases the lock; the returned [`Durability`] waits for it.
+    pub(crate) fn defer_visible(&self, mut st: MutexGuard<'_, State>, end: u64) -> Result<Durability> {
         if st.visible_pos >= end {
-            return Ok(());
+            return Ok(Durability(None));
         }
         if let (Some(why), false) = (&st.poisoned, in_flight_covers(&st, end)) {
             return Err(Error::Poisoned(why.clone()));
@@ -637,7 +656,7 @@ impl Inner {
         let at = st.waiters.partition_point(|w| w.end <= end);
         st.waiters.insert(at, waiter.clone());
         drop(st);
-        waiter.wait()
+        Ok(Durability(Some(waiter)))
     }
 
     /// Tells waiters what the latest round decided: those whose frames are now visible are
