@@ -82,9 +82,7 @@ async fn write_replies(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Queued
     while let Some(queued) = rx.recv().await {
         let outcome = match queued {
             Queued::Ready(outcome) => outcome,
-            Queued::Later(task) => {
-                task.await.unwrap_or_else(|e| Outcome::Close(format!("a request task failed: {e}")))
-            }
+            Queued::Later(task) => task.await.unwrap_or_else(|e| Outcome::Close(format!("a request task failed: {e}"))),
         };
         match outcome {
             Outcome::Reply(bytes) => {

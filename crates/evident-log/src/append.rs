@@ -294,7 +294,8 @@ impl Log {
             })
             .collect();
         let durability = self.inner.defer_visible(st, end)?;
-        let outcome = AppendOutcome { topic: topic_name, partition, base_offset, first_sequence, records, duplicate: false };
+        let outcome =
+            AppendOutcome { topic: topic_name, partition, base_offset, first_sequence, records, duplicate: false };
         Ok(PendingAppend { outcome, durability })
     }
 }
