@@ -220,30 +220,43 @@ pub struct EventView<'a>(pub &'a Event);
 impl Serialize for EventView<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let e = self.0;
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("specversion", "1.0")?;
-        map.serialize_entry("id", &e.id())?;
-        map.serialize_entry("type", &e.event_type())?;
-        map.serialize_entry("source", &text(e.header(envelope::CE_SOURCE)))?;
-        let time = text(e.header(envelope::CE_TIME)).map_or_else(|| rfc3339(e.timestamp_ms), str::to_string);
-        map.serialize_entry("time", &time)?;
-        let content_type = text(e.header(envelope::CONTENT_TYPE));
-        if let Some(ct) = content_type {
-            map.serialize_entry("datacontenttype", ct)?;
-        }
+        // One pass over the headers (reads render thousands of events per request); the first
+        // header of a name wins, as `Event::header` has it.
+        let (mut id, mut event_type, mut source, mut ce_time, mut content_type) = (None, None, None, None, None);
         let mut extensions: Vec<(&str, Option<&str>)> = Vec::new();
         let mut headers: Vec<(&str, Option<&str>)> = Vec::new();
         for (name, value) in e.headers() {
-            match name {
-                envelope::CE_ID
-                | envelope::CE_TYPE
-                | envelope::CE_SOURCE
-                | envelope::CE_TIME
-                | envelope::CE_SPECVERSION
-                | envelope::CONTENT_TYPE => {}
-                n if n.starts_with("ce_") => extensions.push((&n[3..], text(value))),
-                n => headers.push((n, text(value))),
+            let slot = match name {
+                envelope::CE_ID => &mut id,
+                envelope::CE_TYPE => &mut event_type,
+                envelope::CE_SOURCE => &mut source,
+                envelope::CE_TIME => &mut ce_time,
+                envelope::CONTENT_TYPE => &mut content_type,
+                envelope::CE_SPECVERSION => continue,
+                n if n.starts_with("ce_") => {
+                    extensions.push((&n[3..], text(value)));
+                    continue;
+                }
+                n => {
+                    headers.push((n, text(value)));
+                    continue;
+                }
+            };
+            if slot.is_none() {
+                *slot = Some(text(value));
             }
+        }
+        let (id, event_type, source, content_type) =
+            (id.flatten(), event_type.flatten(), source.flatten(), content_type.flatten());
+        let timestamp = rfc3339(e.timestamp_ms);
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("specversion", "1.0")?;
+        map.serialize_entry("id", &id)?;
+        map.serialize_entry("type", &event_type)?;
+        map.serialize_entry("source", &source)?;
+        map.serialize_entry("time", ce_time.flatten().unwrap_or(&timestamp))?;
+        if let Some(ct) = content_type {
+            map.serialize_entry("datacontenttype", ct)?;
         }
         for (name, value) in &extensions {
             map.serialize_entry(name, value)?;
@@ -276,7 +289,7 @@ impl Serialize for EventView<'_> {
         map.serialize_entry("offset", &e.offset)?;
         map.serialize_entry("version", &e.version)?;
         map.serialize_entry("sequence", &e.sequence)?;
-        map.serialize_entry("timestamp", &rfc3339(e.timestamp_ms))?;
+        map.serialize_entry("timestamp", &timestamp)?;
         if !headers.is_empty() {
             map.serialize_entry("headers", &headers.into_iter().collect::<BTreeMap<_, _>>())?;
         }
@@ -316,6 +329,51 @@ mod tests {
         assert_eq!(batch.events[1].data, vec![0u8, 1]);
         assert_eq!(batch.events[1].content_type.as_deref(), Some("application/octet-stream"));
         assert!(!batch.events[0].id.is_empty(), "an id is generated");
+    }
+
+    #[test]
+    fn stored_records_render_as_cloudevents_with_their_positions() {
+        use evident_core::batch::{BatchBuilder, NewRecord};
+        let dir = tempfile::tempdir().expect("tmp");
+        let log = evident_log::Log::open(dir.path(), evident_log::LogConfig::default()).expect("open");
+        log.create_topic("t", evident_log::TopicConfig::default()).expect("topic");
+        let h = |k: &str, v: &str| (k.to_string(), Some(v.as_bytes().to_vec()));
+        let mut b = BatchBuilder::new();
+        b.push(NewRecord {
+            key: Some(b"k".to_vec()),
+            value: Some(br#"{"amount": 5}"#.to_vec()),
+            headers: vec![
+                h("ce_id", "e1"),
+                h("ce_type", "MoneyDeposited"),
+                h("ce_time", "2026-01-01T00:00:00Z"),
+                h("ce_subject", "acct"),
+                h("content-type", "application/json"),
+                h("tenant", "acme"),
+                h("ce_id", "ignored: the first header of a name wins"),
+            ],
+            timestamp_ms: 1_000,
+        });
+        b.push(NewRecord { key: None, value: Some(vec![0, 159]), headers: vec![], timestamp_ms: 2_000 });
+        log.append_batch("t", 0, &b.build(), None).expect("append");
+        let events = log.read_partition_events("t", 0, 0, 10).expect("read");
+        let first: Value = serde_json::to_value(EventView(&events[0])).expect("json");
+        assert_eq!(first["id"], "e1");
+        assert_eq!(first["type"], "MoneyDeposited");
+        assert_eq!(first["time"], "2026-01-01T00:00:00Z", "ce_time as sent");
+        assert_eq!(first["timestamp"], "1970-01-01T00:00:01.000Z");
+        assert_eq!(first["subject"], "acct", "extensions are attributes");
+        assert_eq!(first["headers"]["tenant"], "acme");
+        assert_eq!(first["data"]["amount"], 5);
+        assert_eq!(
+            (first["key"].as_str(), first["version"].as_u64(), first["offset"].as_u64()),
+            (Some("k"), Some(0), Some(0))
+        );
+        let second: Value = serde_json::to_value(EventView(&events[1])).expect("json");
+        assert_eq!(second["id"], Value::Null);
+        assert_eq!(second["time"], "1970-01-01T00:00:02.000Z", "no ce_time: the record timestamp");
+        assert_eq!(second["data_base64"], "AJ8=", "not JSON: base64");
+        assert_eq!((second["key"].clone(), second["version"].clone()), (Value::Null, Value::Null));
+        assert!(second.get("headers").is_none());
     }
 
     #[test]
