@@ -2,11 +2,10 @@
 //! store-wide commit order (`/v1/all`), each page telling where the next one starts.
 
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
 use serde::Serialize;
 
-use super::event_json::EventsView;
+use super::event_json::{events_response, EventsView};
 use super::extract::{Params, PathParams};
 use super::streams::{READ_LIMIT_DEFAULT, READ_LIMIT_MAX};
 use super::topics::is_internal;
@@ -57,15 +56,15 @@ pub(super) async fn partition(
         })
         .await?;
     let next_offset = events.last().map(|e| e.offset + 1).filter(|&n| n < offsets.high_watermark);
-    Ok(Json(PartitionPage {
+    let page = PartitionPage {
         topic: &topic,
         partition,
         log_start_offset: offsets.log_start_offset,
         high_watermark: offsets.high_watermark,
         records: EventsView(&events),
         next_offset,
-    })
-    .into_response())
+    };
+    events_response(&page, events.len())
 }
 
 /// `GET /v1/all`.
@@ -82,5 +81,5 @@ pub(super) async fn all(State(state): State<AppState>, params: Params) -> Result
         .await?;
     let next_sequence = events.last().map(|e| e.sequence + 1).filter(|&n| n < visible);
     events.retain(|e| !is_internal(e.topic.as_str()));
-    Ok(Json(AllPage { events: EventsView(&events), next_sequence }).into_response())
+    events_response(&AllPage { events: EventsView(&events), next_sequence }, events.len())
 }

@@ -10,7 +10,7 @@ use evident_log::{Direction, StreamReadOptions};
 use serde::Serialize;
 use serde_json::json;
 
-use super::event_json::{parse_append, parse_expected_text, EventsView};
+use super::event_json::{events_response, parse_append, parse_expected_text, EventsView};
 use super::extract::{body_bytes, Params, PathParams};
 use super::topics::refuse_internal;
 use super::{ApiError, AppState};
@@ -131,13 +131,13 @@ pub(super) async fn read(
         _ => None,
     };
     // Serialized straight from the events (no intermediate JSON tree): reads are the hot path.
-    Ok(Json(StreamPage {
+    let page = StreamPage {
         topic: &topic,
         key: &key,
         partition: read.partition,
         current_version: current,
         events: EventsView(&read.events),
         next_version,
-    })
-    .into_response())
+    };
+    events_response(&page, read.events.len())
 }
