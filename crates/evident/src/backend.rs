@@ -1,0 +1,173 @@
+//! Where events live: the [`Backend`] trait, the one seam between the library's logic
+//! (repositories, snapshots, projections) and a store. Two implementations ship:
+//! [`EmbeddedBackend`] (the evident log in this process) and [`HttpBackend`] (an `evident serve`
+//! over its HTTP API). Application code is written against `Arc<dyn Backend>` and runs
+//! unchanged on either.
+//!
+//! The trait is shaped for a Kafka-cluster backend too (SPEC §6): every operation is one an
+//! event store on Kafka can offer (a stream read is a partition scan filtered by key, or a state
+//! store; an expected-version append is the partition owner's check before a transactional
+//! produce; the commit-ordered feed is a merged consumer). Nothing here exposes the embedded
+//! log's types.
+//!
+//! The trait is synchronous: the embedded log, SQLite and the HTTP client used here all block,
+//! and a projection runner is a loop on its own thread. Async applications call it from
+//! `spawn_blocking`.
+
+use std::time::Duration;
+
+use evident_core::{EventData, ExpectedVersion};
+
+use crate::event::RecordedEvent;
+use crate::Result;
+
+mod embedded;
+mod http;
+
+pub use embedded::EmbeddedBackend;
+pub use http::HttpBackend;
+
+/// Which way to read a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    /// Oldest first.
+    #[default]
+    Forward,
+    /// Newest first.
+    Backward,
+}
+
+/// What part of a stream to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamQuery {
+    /// First version to return (default: 0 forward, the last backward).
+    pub from_version: Option<u64>,
+    /// Most events to return.
+    pub limit: usize,
+    /// Order.
+    pub direction: Direction,
+    /// Read the stream as it was when its last event was this version.
+    pub as_of_version: Option<u64>,
+    /// Read the stream as it was at this time (ms since the epoch): events stamped later are
+    /// left out.
+    pub as_of_time_ms: Option<i64>,
+}
+
+impl Default for StreamQuery {
+    fn default() -> Self {
+        Self {
+            from_version: None,
+            limit: 1000,
+            direction: Direction::Forward,
+            as_of_version: None,
+            as_of_time_ms: None,
+        }
+    }
+}
+
+/// A page of a stream.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StreamPage {
+    /// Events in the requested order.
+    pub events: Vec<RecordedEvent>,
+    /// The stream's last version now (None: no event), whatever the query.
+    pub current_version: Option<u64>,
+}
+
+/// How to create a topic the library needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicSpec {
+    /// Partitions.
+    pub partitions: u32,
+    /// Kafka's `cleanup.policy=compact` (latest record per key wins), as snapshot topics are.
+    pub compacted: bool,
+}
+
+impl Default for TopicSpec {
+    fn default() -> Self {
+        Self { partitions: 1, compacted: false }
+    }
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Version of the first event appended.
+    pub first_version: u64,
+    /// Version of the last event appended: the stream's new version.
+    pub last_version: u64,
+    /// Commit sequence of the last event.
+    pub last_sequence: u64,
+    /// True when every event was already in the stream (an idempotent retry): nothing was
+    /// appended and the positions are the originals.
+    pub duplicate: bool,
+}
+
+/// A store of topics of entity streams.
+pub trait Backend: Send + Sync {
+    /// Creates `topic` as `spec` says if it does not exist (an existing topic is left as it is).
+    fn ensure_topic(&self, topic: &str, spec: TopicSpec) -> Result<()>;
+
+    /// Appends `events` to the stream `topic`/`key`, atomically, if the stream is at
+    /// `expected`. Events whose ids the stream already holds are not appended twice.
+    fn append(&self, topic: &str, key: &str, expected: ExpectedVersion, events: &[EventData]) -> Result<Appended>;
+
+    /// Reads part of the stream `topic`/`key`. An unknown topic or stream is an empty page.
+    fn read_stream(&self, topic: &str, key: &str, query: &StreamQuery) -> Result<StreamPage>;
+
+    /// Reads up to `limit` events of every topic in commit order, from commit sequence `from`.
+    fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>>;
+
+    /// Reads up to `limit` events of partition `partition` of `topic` from `offset`. An
+    /// unknown topic reads as empty. The default scans the commit-ordered feed (correct, slow);
+    /// backends override it with a direct read.
+    fn read_partition(&self, topic: &str, partition: u32, offset: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
+        let mut out = Vec::new();
+        let mut from = 0;
+        loop {
+            let page = self.read_all(from, 1000)?;
+            let Some(last) = page.last() else { return Ok(out) };
+            from = last.sequence + 1;
+            out.extend(page.into_iter().filter(|e| e.topic == topic && e.partition == partition && e.offset >= offset));
+            if out.len() >= limit {
+                out.truncate(limit);
+                return Ok(out);
+            }
+        }
+    }
+
+    /// The next commit sequence the store will assign (everything before it is readable).
+    fn head_sequence(&self) -> Result<u64>;
+
+    /// Waits until an event at commit sequence `>= sequence` is readable or `timeout` passes;
+    /// returns whether one is.
+    fn wait_for_sequence(&self, sequence: u64, timeout: Duration) -> Result<bool>;
+}
+
+/// Reads a whole stream forward from `from_version` in pages, calling `f` on each event.
+pub fn for_each_in_stream(
+    backend: &dyn Backend,
+    topic: &str,
+    key: &str,
+    mut query: StreamQuery,
+    mut f: impl FnMut(RecordedEvent) -> Result<()>,
+) -> Result<Option<u64>> {
+    query.direction = Direction::Forward;
+    query.limit = query.limit.max(1);
+    let mut next = query.from_version.unwrap_or(0);
+    loop {
+        query.from_version = Some(next);
+        let page = backend.read_stream(topic, key, &query)?;
+        let n = page.events.len();
+        for event in page.events {
+            if let Some(v) = event.version {
+                next = v + 1;
+            }
+            f(event)?;
+        }
+        let end = query.as_of_version.map_or(page.current_version, |v| page.current_version.map(|c| c.min(v)));
+        if n < query.limit || end.is_none_or(|end| next > end) {
+            return Ok(page.current_version);
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! The embedded backend: the evident log opened in this process. No server, no network; the
+//! log's own guarantees (fsync before ack, expected versions, idempotent event ids) are the
+//! backend's.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use evident_core::{envelope, EventData, ExpectedVersion};
+use evident_log::{CleanupPolicy, Log, LogConfig, TopicConfig};
+
+use super::{Appended, Backend, Direction, StreamPage, StreamQuery, TopicSpec};
+use crate::event::RecordedEvent;
+use crate::{Error, Result};
+
+/// The evident log, in process.
+#[derive(Clone)]
+pub struct EmbeddedBackend {
+    log: Arc<Log>,
+}
+
+impl std::fmt::Debug for EmbeddedBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedBackend").finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedBackend {
+    /// Opens (or creates) the log in `dir` with the default configuration (fsync always).
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let log = Log::open(dir, LogConfig::default()).map_err(from_log)?;
+        Ok(Self { log: Arc::new(log) })
+    }
+
+    /// Wraps a log opened elsewhere (shared with a server, say).
+    pub fn from_log(log: Arc<Log>) -> Self {
+        Self { log }
+    }
+
+    /// The log.
+    pub fn log(&self) -> &Arc<Log> {
+        &self.log
+    }
+}
+
+/// Maps the log's errors onto the library's: what a caller can do about each.
+pub(crate) fn from_log(e: evident_log::Error) -> Error {
+    use evident_log::Error as L;
+    match e {
+        L::WrongExpectedVersion { topic, key, expected, actual } => {
+            Error::WrongExpectedVersion { stream: format!("{topic}/{key}"), expected, current: actual.map(|v| v.0) }
+        }
+        L::UnknownTopic(t) => Error::UnknownTopic(t),
+        e @ (L::Corrupted { .. } | L::Poisoned(_) | L::Locked(_) | L::Closed | L::Io(_)) => {
+            Error::Unavailable(e.to_string())
+        }
+        e => Error::Rejected(e.to_string()),
+    }
+}
+
+/// Converts a log event into the library's record.
+pub(crate) fn recorded(e: &evident_log::Event) -> RecordedEvent {
+    let mut id = None;
+    let mut event_type = None;
+    let mut headers = Vec::new();
+    for (name, value) in e.headers() {
+        match name {
+            envelope::CE_ID if id.is_none() => id = value.map(|v| String::from_utf8_lossy(v).into_owned()),
+            envelope::CE_TYPE if event_type.is_none() => {
+                event_type = value.map(|v| String::from_utf8_lossy(v).into_owned())
+            }
+            envelope::CE_SPECVERSION => {}
+            _ => headers.push((name.to_string(), value.map(<[u8]>::to_vec))),
+        }
+    }
+    RecordedEvent {
+        topic: e.topic.as_str().to_string(),
+        partition: e.partition,
+        offset: e.offset,
+        sequence: e.sequence,
+        version: e.version,
+        key: e.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()),
+        id,
+        event_type,
+        timestamp_ms: e.timestamp_ms,
+        headers,
+        data: e.value.as_deref().map(<[u8]>::to_vec).unwrap_or_default(),
+    }
+}
+
+impl Backend for EmbeddedBackend {
+    fn ensure_topic(&self, topic: &str, spec: TopicSpec) -> Result<()> {
+        if self.log.list_topics().iter().any(|t| t.name.as_str() == topic) {
+            return Ok(());
+        }
+        let config = TopicConfig {
+            partitions: spec.partitions,
+            cleanup_policy: if spec.compacted { CleanupPolicy::Compact } else { CleanupPolicy::Delete },
+            ..TopicConfig::default()
+        };
+        match self.log.create_topic(topic, config) {
+            Ok(_) | Err(evident_log::Error::TopicExists(_)) => Ok(()),
+            Err(e) => Err(from_log(e)),
+        }
+    }
+
+    fn append(&self, topic: &str, key: &str, expected: ExpectedVersion, events: &[EventData]) -> Result<Appended> {
+        let out = self.log.append_events(topic, key.as_bytes(), expected, events).map_err(from_log)?;
+        let (first, last) = match (out.records.first(), out.records.last()) {
+            (Some(f), Some(l)) => (f, l),
+            _ => return Err(Error::Rejected("append returned no position".into())),
+        };
+        Ok(Appended {
+            first_version: first.version.unwrap_or_default(),
+            last_version: last.version.unwrap_or_default(),
+            last_sequence: last.sequence,
+            duplicate: out.duplicate,
+        })
+    }
+
+    fn read_stream(&self, topic: &str, key: &str, query: &StreamQuery) -> Result<StreamPage> {
+        let options = evident_log::StreamReadOptions {
+            from_version: query.from_version,
+            limit: query.limit,
+            direction: match query.direction {
+                Direction::Forward => evident_log::Direction::Forward,
+                Direction::Backward => evident_log::Direction::Backward,
+            },
+            as_of_version: query.as_of_version,
+            as_of_time_ms: query.as_of_time_ms,
+        };
+        match self.log.read_stream(topic, key.as_bytes(), &options) {
+            Ok(read) => Ok(StreamPage {
+                events: read.events.iter().map(recorded).collect(),
+                current_version: read.current_version,
+            }),
+            Err(evident_log::Error::UnknownTopic(_)) => Ok(StreamPage::default()),
+            Err(e) => Err(from_log(e)),
+        }
+    }
+
+    fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
+        let events = self.log.read_all(from, limit).map_err(from_log)?;
+        Ok(events.iter().map(recorded).collect())
+    }
+
+    fn read_partition(&self, topic: &str, partition: u32, offset: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
+        match self.log.read_partition_events(topic, partition, offset, limit) {
+            Ok(events) => Ok(events.iter().map(recorded).collect()),
+            Err(evident_log::Error::UnknownTopic(_)) => Ok(Vec::new()),
+            Err(evident_log::Error::OffsetOutOfRange { .. }) => Ok(Vec::new()),
+            Err(e) => Err(from_log(e)),
+        }
+    }
+
+    fn head_sequence(&self) -> Result<u64> {
+        Ok(self.log.stats().next_sequence)
+    }
+
+    fn wait_for_sequence(&self, sequence: u64, timeout: Duration) -> Result<bool> {
+        self.log.wait_for_sequence(sequence, timeout).map_err(from_log)
+    }
+}

@@ -1,0 +1,35 @@
+//! `evident`, the library: write only your domain, get event sourcing right by construction.
+//!
+//! - [`Aggregate`]: `handle(command) -> events`, `apply(event)`; events are a serde enum
+//!   ([`DomainEvent`]) whose variant names are the stored event types.
+//! - [`Repository`]: loads an aggregate from its latest snapshot plus the events after it,
+//!   executes commands with optimistic concurrency (bounded retries on a lost race), appends
+//!   idempotently given a command id, answers temporal queries ([`At`]).
+//! - [`SnapshotPolicy`], [`Upcasters`]: load fast, evolve event shapes without rewriting history.
+//! - [`projection`]: read models in SQLite or PostgreSQL whose checkpoint commits in the same
+//!   transaction as the change (exactly once across crashes), with a sequenced dead-letter
+//!   queue for events a handler cannot process.
+//! - [`Backend`]: the store underneath, either the embedded log in this process
+//!   ([`EmbeddedBackend`]) or an `evident serve` over HTTP ([`HttpBackend`]); the same
+//!   application code runs on both.
+//!
+//! The API is synchronous (see [`backend`] for why).
+
+pub mod aggregate;
+pub mod backend;
+pub mod error;
+pub mod event;
+pub mod projection;
+pub mod repository;
+pub mod snapshot;
+pub mod testing;
+pub mod upcast;
+
+pub use aggregate::Aggregate;
+pub use backend::{Appended, Backend, EmbeddedBackend, HttpBackend, StreamQuery, TopicSpec};
+pub use error::{Error, Result};
+pub use event::{DomainEvent, RecordedEvent};
+pub use evident_core::{EventData, ExpectedVersion, Version};
+pub use repository::{At, CommandError, Executed, Loaded, Repository, RetryPolicy};
+pub use snapshot::SnapshotPolicy;
+pub use upcast::Upcasters;

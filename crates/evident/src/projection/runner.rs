@@ -1,0 +1,656 @@
+//! The projection runner: reads the commit-ordered feed from the projection's checkpoint,
+//! applies events in transactions that also move the checkpoint, retries and parks failing
+//! events, acts on dead-letter requests, and rebuilds a projection into fresh tables.
+//!
+//! **Batching.** Events are applied a page at a time (`batch_size`, default 1,000) in one
+//! transaction, so the database's commit cost (an fsync) is paid once per page, not per event.
+//! If a handler fails inside a page, the transaction is rolled back, the events before the
+//! failure are applied again in their own transaction (handlers must be deterministic in their
+//! database effects), and the failing event is retried alone, each attempt its own
+//! transaction.
+//!
+//! **Failures.** After `retry.max_attempts` the event is parked: a `parked` record goes to the
+//! dead-letter topic (before the commit, under an id derived from the event's sequence, so a
+//! crash between the two only rewrites the same record), and a row in `evident_parked` commits
+//! with the checkpoint. Later events of the same stream are held the same way (a sequenced
+//! dead-letter queue) while other streams proceed.
+//!
+//! **Requests.** `retry`/`skip` records in the projection's dead-letter topic are acted on when
+//! the feed reaches them: entries are applied (or skipped) in stream order, each with its
+//! `evident_parked` row deleted in the same transaction; the request's own position is
+//! checkpointed last, so a crash mid-way resumes the request where it stopped.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use evident_core::dead_letter::{self as fmt, Kind};
+use evident_core::ExpectedVersion;
+
+use super::dead_letter::{self, DeadLetters};
+use super::sink::Sink;
+use super::sql::{Row, SqlError, SqlValue, TableNames, ToParam, Tx};
+use super::{HandlerError, Projection, Subscription};
+use crate::backend::{Backend, TopicSpec};
+use crate::event::RecordedEvent;
+use crate::{Error, Result};
+
+/// Suffix of the tables a rebuild fills before they are swapped in.
+const REBUILD_SUFFIX: &str = "__rebuild";
+
+/// How failing handlers are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandlerRetry {
+    /// Attempts in all before the event is parked; at least 1.
+    pub max_attempts: u32,
+    /// Wait before the second attempt; doubles after each.
+    pub initial_backoff: Duration,
+    /// Longest wait.
+    pub max_backoff: Duration,
+}
+
+impl Default for HandlerRetry {
+    fn default() -> Self {
+        Self { max_attempts: 3, initial_backoff: Duration::from_millis(50), max_backoff: Duration::from_secs(2) }
+    }
+}
+
+impl HandlerRetry {
+    fn backoff(&self, failed_attempts: u32) -> Duration {
+        let exp = self.initial_backoff.saturating_mul(1u32 << failed_attempts.saturating_sub(1).min(20));
+        exp.min(self.max_backoff)
+    }
+}
+
+/// How a runner works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunnerOptions {
+    /// Events read and applied per transaction.
+    pub batch_size: usize,
+    /// Retries of a failing handler.
+    pub retry: HandlerRetry,
+    /// How long a live runner waits for new events before checking whether it should stop.
+    pub idle_wait: Duration,
+}
+
+impl Default for RunnerOptions {
+    fn default() -> Self {
+        Self { batch_size: 1000, retry: HandlerRetry::default(), idle_wait: Duration::from_millis(200) }
+    }
+}
+
+/// Progress of a catch-up, reported after each page.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    /// The next commit sequence to process.
+    pub position: u64,
+    /// Where the catch-up is going (the store's head when it started).
+    pub target: u64,
+    /// Events handled so far in this catch-up.
+    pub applied: u64,
+    /// Events per second so far (of the feed, whether subscribed or not).
+    pub rate: f64,
+}
+
+/// The result of a catch-up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CatchUp {
+    /// Events of the feed read (whether subscribed or not).
+    pub scanned: u64,
+    /// Events handled.
+    pub applied: u64,
+    /// Events parked or held.
+    pub parked: u64,
+    /// How long it took.
+    pub elapsed: Duration,
+    /// The checkpoint reached.
+    pub position: u64,
+}
+
+enum RunEnd {
+    /// Every event was applied (or filtered, or held) and committed.
+    Done,
+    /// Stopped before a dead-letter request at this index; what precedes it is committed.
+    Request(usize),
+    /// The handler failed at this index; nothing was committed.
+    Failed(usize, HandlerError),
+}
+
+/// Runs a projection against a backend and a sink.
+pub struct ProjectionRunner<P: Projection> {
+    backend: Arc<dyn Backend>,
+    sink: Sink,
+    projection: P,
+    options: RunnerOptions,
+    name: String,
+    /// Checkpoint and parked-row key: the name, or `<name>#rebuild` while rebuilding.
+    key: String,
+    subscription: Subscription,
+    names: TableNames,
+    position: u64,
+    parked: HashSet<String>,
+    dlq_topic: String,
+    counters: CatchUp,
+}
+
+impl<P: Projection> std::fmt::Debug for ProjectionRunner<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectionRunner")
+            .field("key", &self.key)
+            .field("position", &self.position)
+            .field("parked_streams", &self.parked.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn sql(e: SqlError) -> Error {
+    Error::Sink(e.0)
+}
+
+/// Whether `e` (a record of the runner's dead-letter topic) is a retry or skip request.
+fn is_request(e: &RecordedEvent) -> bool {
+    matches!(e.header_str(fmt::KIND).and_then(Kind::parse), Some(Kind::Retry | Kind::Skip))
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+fn int(row: &Row, i: usize) -> Result<i64> {
+    row.get(i).and_then(SqlValue::as_i64).ok_or_else(|| Error::Sink(format!("column {i} is not an integer")))
+}
+
+fn seq_param(v: u64) -> Result<i64> {
+    i64::try_from(v).map_err(|_| Error::Sink(format!("position {v} does not fit a BIGINT")))
+}
+
+fn write_checkpoint(tx: &mut Tx<'_>, key: &str, position: u64) -> Result<()> {
+    tx.execute(
+        "UPDATE evident_checkpoints SET position = $1, updated_ms = $2 WHERE projection = $3",
+        &[&seq_param(position)?, &now_ms(), &key],
+    )
+    .map_err(sql)?;
+    Ok(())
+}
+
+impl<P: Projection> ProjectionRunner<P> {
+    /// A runner with default options, resuming from the projection's checkpoint in `sink`.
+    pub fn new(backend: Arc<dyn Backend>, sink: Sink, projection: P) -> Result<Self> {
+        Self::with_options(backend, sink, projection, RunnerOptions::default())
+    }
+
+    /// A runner with `options`.
+    pub fn with_options(backend: Arc<dyn Backend>, sink: Sink, projection: P, options: RunnerOptions) -> Result<Self> {
+        Self::open(backend, sink, projection, options, false)
+    }
+
+    fn open(
+        backend: Arc<dyn Backend>,
+        sink: Sink,
+        projection: P,
+        options: RunnerOptions,
+        rebuild: bool,
+    ) -> Result<Self> {
+        let name = projection.name().to_string();
+        let dlq_topic = fmt::topic_for(&name);
+        evident_core::TopicName::new(dlq_topic.as_str())
+            .map_err(|e| Error::Rejected(format!("projection name {name:?} cannot name a dead-letter topic: {e}")))?;
+        if options.batch_size == 0 {
+            return Err(Error::Rejected("batch_size must be at least 1".into()));
+        }
+        backend.ensure_topic(&dlq_topic, TopicSpec::default())?;
+        let tables = projection.tables();
+        let key = if rebuild { format!("{name}#rebuild") } else { name.clone() };
+        let names = TableNames::new(&tables, if rebuild { REBUILD_SUFFIX } else { "" });
+        let subscription = projection.subscription();
+        let mut runner = Self {
+            backend,
+            sink,
+            projection,
+            options,
+            name,
+            key,
+            subscription,
+            names,
+            position: 0,
+            parked: HashSet::new(),
+            dlq_topic,
+            counters: CatchUp { scanned: 0, applied: 0, parked: 0, elapsed: Duration::ZERO, position: 0 },
+        };
+        runner.transaction(|r| {
+            let mut tx = r.sink.tx(&mut r.names);
+            if rebuild {
+                // A rebuild always starts over: drop what an interrupted one left.
+                for t in &tables {
+                    tx.batch(&format!("DROP TABLE IF EXISTS {t}{REBUILD_SUFFIX}")).map_err(sql)?;
+                }
+                tx.execute("DELETE FROM evident_checkpoints WHERE projection = $1", &[&r.key]).map_err(sql)?;
+                tx.execute("DELETE FROM evident_parked WHERE projection = $1", &[&r.key]).map_err(sql)?;
+            }
+            r.projection.setup(&mut tx).map_err(|e| Error::Sink(format!("setup of {}: {e}", r.name)))?;
+            let row = tx
+                .query_opt("SELECT position FROM evident_checkpoints WHERE projection = $1", &[&r.key])
+                .map_err(sql)?;
+            r.position = match row {
+                Some(row) => u64::try_from(int(&row, 0)?).map_err(|_| Error::Sink("negative checkpoint".into()))?,
+                None => {
+                    tx.execute(
+                        "INSERT INTO evident_checkpoints (projection, position, updated_ms) VALUES ($1, 0, $2)",
+                        &[&r.key, &now_ms()],
+                    )
+                    .map_err(sql)?;
+                    0
+                }
+            };
+            let rows =
+                tx.query("SELECT DISTINCT stream FROM evident_parked WHERE projection = $1", &[&r.key]).map_err(sql)?;
+            r.parked =
+                rows.iter().filter_map(|row| row.first().and_then(SqlValue::as_str).map(str::to_string)).collect();
+            Ok(())
+        })?;
+        runner.counters.position = runner.position;
+        Ok(runner)
+    }
+
+    /// Runs `f` in a transaction: commit on Ok, rollback on Err.
+    fn transaction<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        self.sink.begin()?;
+        match f(self) {
+            Ok(v) => {
+                self.sink.commit()?;
+                Ok(v)
+            }
+            Err(e) => {
+                if let Err(rb) = self.sink.rollback() {
+                    tracing::warn!(error = %rb, "rollback failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The next commit sequence to process (everything before it is applied, parked or not
+    /// subscribed).
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// The projection.
+    pub fn projection(&self) -> &P {
+        &self.projection
+    }
+
+    /// The projection, mutably (for state it keeps outside the database).
+    pub fn projection_mut(&mut self) -> &mut P {
+        &mut self.projection
+    }
+
+    /// The projection's dead-letter queue.
+    pub fn dead_letters(&self) -> DeadLetters {
+        DeadLetters::new(self.backend.clone(), &self.name)
+    }
+
+    /// Runs a query on the read model; `{table}` names resolve to the tables this runner
+    /// fills.
+    pub fn query(&mut self, sql_text: &str, params: &[&dyn ToParam]) -> Result<Vec<Row>> {
+        self.sink.tx(&mut self.names).query(sql_text, params).map_err(sql)
+    }
+
+    /// Counters since the runner started.
+    pub fn counters(&self) -> CatchUp {
+        self.counters
+    }
+
+    /// Reads one page of the feed from the checkpoint and processes it. Returns the number of
+    /// events read (0: nothing new).
+    pub fn step(&mut self) -> Result<usize> {
+        let events = self.backend.read_all(self.position, self.options.batch_size)?;
+        if events.is_empty() {
+            return Ok(0);
+        }
+        self.process(&events)?;
+        self.counters.scanned += events.len() as u64;
+        self.counters.position = self.position;
+        Ok(events.len())
+    }
+
+    /// Processes everything up to the store's head as of now, then returns.
+    pub fn catch_up(&mut self) -> Result<CatchUp> {
+        self.catch_up_with(|_| {})
+    }
+
+    /// Like [`ProjectionRunner::catch_up`], reporting progress after each page.
+    pub fn catch_up_with(&mut self, mut progress: impl FnMut(&Progress)) -> Result<CatchUp> {
+        let start = Instant::now();
+        let before = self.counters;
+        let target = self.backend.head_sequence()?;
+        while self.position < target {
+            if self.step()? == 0 {
+                // Everything left before the head belonged to deleted topics.
+                break;
+            }
+            let elapsed = start.elapsed().as_secs_f64().max(1e-9);
+            progress(&Progress {
+                position: self.position,
+                target,
+                applied: self.counters.applied - before.applied,
+                rate: (self.counters.scanned - before.scanned) as f64 / elapsed,
+            });
+        }
+        Ok(CatchUp {
+            scanned: self.counters.scanned - before.scanned,
+            applied: self.counters.applied - before.applied,
+            parked: self.counters.parked - before.parked,
+            elapsed: start.elapsed(),
+            position: self.position,
+        })
+    }
+
+    /// Runs live: processes events as they are appended until `stop` is set.
+    pub fn run(&mut self, stop: &AtomicBool) -> Result<()> {
+        while !stop.load(Ordering::Relaxed) {
+            if self.step()? == 0 {
+                self.backend.wait_for_sequence(self.position, self.options.idle_wait)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn process(&mut self, events: &[RecordedEvent]) -> Result<()> {
+        let mut i = 0;
+        while i < events.len() {
+            match self.apply_run(&events[i..])? {
+                RunEnd::Done => return Ok(()),
+                RunEnd::Request(j) => {
+                    self.request(&events[i + j])?;
+                    i += j + 1;
+                }
+                RunEnd::Failed(j, err) => {
+                    if j > 0 {
+                        self.process(&events[i..i + j])?;
+                    }
+                    self.retry_or_park(&events[i + j], err)?;
+                    i += j + 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a run of events in one transaction, up to the first request or failure.
+    fn apply_run(&mut self, events: &[RecordedEvent]) -> Result<RunEnd> {
+        self.sink.begin()?;
+        let mut end = events.len();
+        let mut outcome = RunEnd::Done;
+        let mut held: Vec<&RecordedEvent> = Vec::new();
+        let mut held_streams: HashSet<String> = HashSet::new();
+        let mut applied = 0u64;
+        let result = (|| -> Result<()> {
+            let mut tx = self.sink.tx(&mut self.names);
+            for (j, e) in events.iter().enumerate() {
+                if e.topic == self.dlq_topic {
+                    if is_request(e) {
+                        end = j;
+                        outcome = RunEnd::Request(j);
+                        break;
+                    }
+                    continue;
+                }
+                if !self.subscription.wants(&e.topic) {
+                    continue;
+                }
+                let stream = e.stream();
+                if self.parked.contains(&stream) || held_streams.contains(&stream) {
+                    tx.execute(
+                        "INSERT INTO evident_parked (projection, sequence, stream, kind) VALUES ($1, $2, $3, 'held')",
+                        &[&self.key, &seq_param(e.sequence)?, &stream],
+                    )
+                    .map_err(sql)?;
+                    held.push(e);
+                    held_streams.insert(stream);
+                    continue;
+                }
+                if let Err(err) = self.projection.handle(e, &mut tx) {
+                    end = j;
+                    outcome = RunEnd::Failed(j, err);
+                    break;
+                }
+                applied += 1;
+            }
+            if !matches!(outcome, RunEnd::Failed(..)) && end > 0 {
+                write_checkpoint(&mut tx, &self.key, events[end - 1].sequence + 1)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            let _ = self.sink.rollback();
+            return Err(e);
+        }
+        if matches!(outcome, RunEnd::Failed(..)) {
+            self.sink.rollback()?;
+            return Ok(outcome);
+        }
+        // Journal the held events before the commit that records them (see the module doc).
+        for e in &held {
+            let record = dead_letter::parked(&self.name, e, Kind::Held, "held behind an earlier parked event", 0);
+            if let Err(err) = self.backend.append(&self.dlq_topic, &e.stream(), ExpectedVersion::Any, &[record]) {
+                let _ = self.sink.rollback();
+                return Err(err);
+            }
+        }
+        self.sink.commit()?;
+        if end > 0 {
+            self.position = events[end - 1].sequence + 1;
+        }
+        self.counters.applied += applied;
+        self.counters.parked += held.len() as u64;
+        self.parked.extend(held_streams);
+        Ok(outcome)
+    }
+
+    /// Handles `e` once in its own transaction, deleting `delete_parked`'s row with it.
+    fn apply_one(
+        &mut self,
+        e: &RecordedEvent,
+        checkpoint: Option<u64>,
+        resolve: Option<u64>,
+    ) -> Result<Result<(), String>> {
+        self.sink.begin()?;
+        let key = self.key.clone();
+        let r = (|| -> Result<Result<(), String>> {
+            let mut tx = self.sink.tx(&mut self.names);
+            if let Err(err) = self.projection.handle(e, &mut tx) {
+                return Ok(Err(err.to_string()));
+            }
+            if let Some(seq) = resolve {
+                tx.execute(
+                    "DELETE FROM evident_parked WHERE projection = $1 AND sequence = $2",
+                    &[&key, &seq_param(seq)?],
+                )
+                .map_err(sql)?;
+            }
+            if let Some(pos) = checkpoint {
+                write_checkpoint(&mut tx, &key, pos)?;
+            }
+            Ok(Ok(()))
+        })();
+        match r {
+            Ok(Ok(())) => {
+                if let Some(seq) = resolve {
+                    let record = dead_letter::resolved(&self.name, seq, "applied");
+                    if let Err(err) = self.backend.append(&self.dlq_topic, &e.stream(), ExpectedVersion::Any, &[record])
+                    {
+                        let _ = self.sink.rollback();
+                        return Err(err);
+                    }
+                }
+                self.sink.commit()?;
+                self.counters.applied += 1;
+                Ok(Ok(()))
+            }
+            Ok(Err(msg)) => {
+                self.sink.rollback()?;
+                Ok(Err(msg))
+            }
+            Err(err) => {
+                let _ = self.sink.rollback();
+                Err(err)
+            }
+        }
+    }
+
+    /// Retries `e` alone; parks it when the attempts run out.
+    fn retry_or_park(&mut self, e: &RecordedEvent, first: HandlerError) -> Result<()> {
+        let retry = self.options.retry;
+        let mut attempts = 1;
+        let mut last = first.to_string();
+        while attempts < retry.max_attempts.max(1) {
+            std::thread::sleep(retry.backoff(attempts));
+            attempts += 1;
+            match self.apply_one(e, Some(e.sequence + 1), None)? {
+                Ok(()) => {
+                    self.position = e.sequence + 1;
+                    return Ok(());
+                }
+                Err(msg) => last = msg,
+            }
+        }
+        let stream = e.stream();
+        tracing::warn!(projection = %self.name, %stream, sequence = e.sequence, attempts, error = %last, "event parked in the dead-letter topic");
+        let record = dead_letter::parked(&self.name, e, Kind::Parked, &last, attempts);
+        self.backend.append(&self.dlq_topic, &stream, ExpectedVersion::Any, &[record])?;
+        let key = self.key.clone();
+        self.transaction(|r| {
+            let mut tx = r.sink.tx(&mut r.names);
+            tx.execute(
+                "INSERT INTO evident_parked (projection, sequence, stream, kind) VALUES ($1, $2, $3, 'parked')",
+                &[&key, &seq_param(e.sequence)?, &stream],
+            )
+            .map_err(sql)?;
+            write_checkpoint(&mut tx, &key, e.sequence + 1)
+        })?;
+        self.parked.insert(stream);
+        self.position = e.sequence + 1;
+        self.counters.parked += 1;
+        Ok(())
+    }
+
+    /// Acts on a retry or skip request.
+    fn request(&mut self, req: &RecordedEvent) -> Result<()> {
+        let stream = req.key.clone().unwrap_or_default();
+        let kind = req.header_str(fmt::KIND).and_then(Kind::parse);
+        let key = self.key.clone();
+        let rows = self
+            .query_bookkeeping(
+                "SELECT sequence FROM evident_parked WHERE projection = $1 AND stream = $2 ORDER BY sequence",
+                &[&key, &stream],
+            )?
+            .iter()
+            .map(|row| int(row, 0).map(|v| v as u64))
+            .collect::<Result<Vec<u64>>>()?;
+        let mut entries = rows.as_slice();
+        if kind == Some(Kind::Skip) {
+            let target = req.header_str(fmt::SEQUENCE).and_then(|v| v.parse::<u64>().ok());
+            if let Some(seq) = target.filter(|s| entries.first() == Some(s)) {
+                self.resolve_without_applying(&stream, seq, "skipped")?;
+                entries = &entries[1..];
+            }
+        }
+        let retry = self.options.retry;
+        for &seq in entries {
+            let original = self.backend.read_all(seq, 1)?.into_iter().next().filter(|e| e.sequence == seq);
+            let Some(original) = original else {
+                // The event's topic was deleted: nothing left to apply.
+                self.resolve_without_applying(&stream, seq, "skipped")?;
+                continue;
+            };
+            let mut attempts = 0;
+            let outcome = loop {
+                attempts += 1;
+                match self.apply_one(&original, None, Some(seq))? {
+                    Ok(()) => break Ok(()),
+                    Err(msg) if attempts >= retry.max_attempts.max(1) => break Err(msg),
+                    Err(_) => std::thread::sleep(retry.backoff(attempts)),
+                }
+            };
+            if let Err(msg) = outcome {
+                tracing::warn!(projection = %self.name, %stream, sequence = seq, error = %msg, "retry of a parked event failed again");
+                let record = dead_letter::failed(&self.name, seq, &msg, attempts);
+                self.backend.append(&self.dlq_topic, &stream, ExpectedVersion::Any, &[record])?;
+                break;
+            }
+        }
+        let left = self.query_bookkeeping(
+            "SELECT COUNT(*) FROM evident_parked WHERE projection = $1 AND stream = $2",
+            &[&key, &stream],
+        )?;
+        if left.first().map(|r| int(r, 0)).transpose()?.unwrap_or(0) == 0 {
+            self.parked.remove(&stream);
+        }
+        let pos = req.sequence + 1;
+        self.transaction(|r| {
+            let mut tx = r.sink.tx(&mut r.names);
+            write_checkpoint(&mut tx, &key, pos)
+        })?;
+        self.position = pos;
+        Ok(())
+    }
+
+    fn resolve_without_applying(&mut self, stream: &str, seq: u64, outcome: &str) -> Result<()> {
+        let key = self.key.clone();
+        let record = dead_letter::resolved(&self.name, seq, outcome);
+        self.transaction(|r| {
+            let mut tx = r.sink.tx(&mut r.names);
+            tx.execute("DELETE FROM evident_parked WHERE projection = $1 AND sequence = $2", &[&key, &seq_param(seq)?])
+                .map_err(sql)?;
+            r.backend.append(&r.dlq_topic, stream, ExpectedVersion::Any, &[record]).map(drop)
+        })
+    }
+
+    fn query_bookkeeping(&mut self, text: &str, params: &[&dyn ToParam]) -> Result<Vec<Row>> {
+        let mut names = TableNames::default();
+        self.sink.tx(&mut names).query(text, params).map_err(sql)
+    }
+
+    /// Rebuilds the projection from the start of the feed into fresh twins of its tables,
+    /// reporting progress, then swaps them in (in one transaction) with the checkpoint and
+    /// parked entries they reached. The live tables stay readable until the swap. Run it
+    /// while no live runner of the same projection is running; it returns the live runner.
+    pub fn rebuild(
+        backend: Arc<dyn Backend>,
+        sink: Sink,
+        projection: P,
+        options: RunnerOptions,
+        progress: impl FnMut(&Progress),
+    ) -> Result<Self> {
+        let mut runner = Self::open(backend, sink, projection, options, true)?;
+        runner.catch_up_with(progress)?;
+        let tables = runner.projection.tables();
+        let live = runner.name.clone();
+        let rebuild_key = runner.key.clone();
+        let position = runner.position;
+        runner.transaction(|r| {
+            let mut names = TableNames::default();
+            let mut tx = r.sink.tx(&mut names);
+            for t in &tables {
+                tx.batch(&format!("DROP TABLE IF EXISTS {t}")).map_err(sql)?;
+                tx.batch(&format!("ALTER TABLE {t}{REBUILD_SUFFIX} RENAME TO {t}")).map_err(sql)?;
+            }
+            tx.execute("DELETE FROM evident_checkpoints WHERE projection = $1", &[&rebuild_key]).map_err(sql)?;
+            tx.execute("DELETE FROM evident_checkpoints WHERE projection = $1", &[&live]).map_err(sql)?;
+            tx.execute(
+                "INSERT INTO evident_checkpoints (projection, position, updated_ms) VALUES ($1, $2, $3)",
+                &[&live, &seq_param(position)?, &now_ms()],
+            )
+            .map_err(sql)?;
+            tx.execute("DELETE FROM evident_parked WHERE projection = $1", &[&live]).map_err(sql)?;
+            tx.execute("UPDATE evident_parked SET projection = $1 WHERE projection = $2", &[&live, &rebuild_key])
+                .map_err(sql)?;
+            Ok(())
+        })?;
+        runner.key = live;
+        runner.names = TableNames::new(&tables, "");
+        Ok(runner)
+    }
+}

@@ -1,0 +1,492 @@
+//! The SQL a projection writes, the same for SQLite and PostgreSQL: parameters and values that
+//! both drivers understand, and [`Tx`], the transaction a handler runs in.
+//!
+//! Placeholders are PostgreSQL's `$1, $2, ...` on both (SQLite reads `$1` as a named
+//! parameter; [`Tx`] binds it by name, so `$2` may come before `$1`). Table names are written
+//! `{name}` for the tables a projection declares in [`super::Projection::tables`]: the runner
+//! substitutes the live table, or its rebuild twin while rebuilding. Values convert to the
+//! column's type on PostgreSQL (an integer parameter works for `INT`, `BIGINT` or `REAL`
+//! columns), so the same statement runs unchanged on both.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+/// A parameter value, borrowed from the caller.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Param<'a> {
+    /// SQL NULL.
+    Null,
+    /// An integer.
+    Int(i64),
+    /// A floating-point number.
+    Real(f64),
+    /// Text.
+    Text(&'a str),
+    /// Bytes.
+    Blob(&'a [u8]),
+    /// A boolean (SQLite stores 0 or 1).
+    Bool(bool),
+}
+
+/// A value a statement can take as a parameter.
+pub trait ToParam {
+    /// The value as a parameter.
+    fn to_param(&self) -> Param<'_>;
+}
+
+macro_rules! int_param {
+    ($($t:ty),*) => {$(
+        impl ToParam for $t {
+            fn to_param(&self) -> Param<'_> {
+                Param::Int(i64::from(*self))
+            }
+        }
+    )*};
+}
+int_param!(i8, i16, i32, i64, u8, u16, u32);
+
+impl ToParam for u64 {
+    /// Values above `i64::MAX` do not fit SQL integers; they become NULL rather than wrap.
+    fn to_param(&self) -> Param<'_> {
+        i64::try_from(*self).map_or(Param::Null, Param::Int)
+    }
+}
+impl ToParam for f64 {
+    fn to_param(&self) -> Param<'_> {
+        Param::Real(*self)
+    }
+}
+impl ToParam for bool {
+    fn to_param(&self) -> Param<'_> {
+        Param::Bool(*self)
+    }
+}
+impl ToParam for str {
+    fn to_param(&self) -> Param<'_> {
+        Param::Text(self)
+    }
+}
+impl ToParam for &str {
+    fn to_param(&self) -> Param<'_> {
+        Param::Text(self)
+    }
+}
+impl ToParam for String {
+    fn to_param(&self) -> Param<'_> {
+        Param::Text(self)
+    }
+}
+impl ToParam for [u8] {
+    fn to_param(&self) -> Param<'_> {
+        Param::Blob(self)
+    }
+}
+impl ToParam for Vec<u8> {
+    fn to_param(&self) -> Param<'_> {
+        Param::Blob(self)
+    }
+}
+impl<T: ToParam> ToParam for Option<T> {
+    fn to_param(&self) -> Param<'_> {
+        self.as_ref().map_or(Param::Null, ToParam::to_param)
+    }
+}
+impl ToParam for Param<'_> {
+    fn to_param(&self) -> Param<'_> {
+        *self
+    }
+}
+
+/// A value read back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    /// NULL.
+    Null,
+    /// An integer (PostgreSQL booleans read as 0/1).
+    Int(i64),
+    /// A floating-point number.
+    Real(f64),
+    /// Text (PostgreSQL JSON/JSONB read as their text).
+    Text(String),
+    /// Bytes.
+    Blob(Vec<u8>),
+}
+
+impl SqlValue {
+    /// The integer, if it is one.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            SqlValue::Int(v) => Some(*v),
+            _ => None,
+        }
+    }
+    /// The number as f64, if it is one.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            SqlValue::Real(v) => Some(*v),
+            SqlValue::Int(v) => Some(*v as f64),
+            _ => None,
+        }
+    }
+    /// The text, if it is text.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            SqlValue::Text(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// A row: values in column order.
+pub type Row = Vec<SqlValue>;
+
+/// Which database a [`Tx`] talks to, for the rare statement that must differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// An error from a statement.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SqlError(pub String);
+
+/// Maps `{table}` names to real table names, caching each statement's rewrite.
+#[derive(Debug, Default)]
+pub(crate) struct TableNames {
+    map: HashMap<String, String>,
+    rewritten: HashMap<String, String>,
+}
+
+impl TableNames {
+    pub(crate) fn new<S: AsRef<str>>(tables: &[S], suffix: &str) -> Self {
+        Self {
+            map: tables.iter().map(|t| (t.as_ref().to_string(), format!("{}{suffix}", t.as_ref()))).collect(),
+            rewritten: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn real(&self, table: &str) -> Option<&str> {
+        self.map.get(table).map(String::as_str)
+    }
+
+    /// `sql` with each `{name}` of a declared table replaced.
+    pub(crate) fn rewrite<'s>(&mut self, sql: &'s str) -> Result<Cow<'s, str>, SqlError> {
+        if !sql.contains('{') {
+            return Ok(Cow::Borrowed(sql));
+        }
+        if let Some(done) = self.rewritten.get(sql) {
+            return Ok(Cow::Owned(done.clone()));
+        }
+        let mut out = String::with_capacity(sql.len() + 16);
+        let mut rest = sql;
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            let close = after.find('}').ok_or_else(|| SqlError(format!("unclosed '{{' in {sql:?}")))?;
+            let name = &after[..close];
+            let real = self.map.get(name).ok_or_else(|| {
+                SqlError(format!("{{{name}}} in {sql:?} is not a table the projection declares in tables()"))
+            })?;
+            out.push_str(real);
+            rest = &after[close + 1..];
+        }
+        out.push_str(rest);
+        self.rewritten.insert(sql.to_string(), out.clone());
+        Ok(Cow::Owned(out))
+    }
+}
+
+/// The transaction a handler runs in: its statements commit together with the projection's
+/// checkpoint, or not at all. (The runner opens and ends it; a handler's statements run on
+/// the open connection between its `BEGIN` and `COMMIT`.)
+pub struct Tx<'a> {
+    pub(crate) inner: TxInner<'a>,
+    pub(crate) names: &'a mut TableNames,
+}
+
+pub(crate) enum TxInner<'a> {
+    Sqlite(&'a rusqlite::Connection),
+    Postgres(&'a mut postgres::Client, &'a mut HashMap<String, postgres::Statement>),
+}
+
+impl std::fmt::Debug for Tx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tx").field("dialect", &self.dialect()).finish_non_exhaustive()
+    }
+}
+
+impl Tx<'_> {
+    /// The database.
+    pub fn dialect(&self) -> Dialect {
+        match self.inner {
+            TxInner::Sqlite(_) => Dialect::Sqlite,
+            TxInner::Postgres(..) => Dialect::Postgres,
+        }
+    }
+
+    /// The real name of declared table `table` (for statements built at run time).
+    pub fn table(&self, table: &str) -> Result<&str, SqlError> {
+        self.names.real(table).ok_or_else(|| SqlError(format!("{table} is not a table the projection declares")))
+    }
+
+    /// Runs a statement; returns the number of rows it changed.
+    pub fn execute(&mut self, sql: &str, params: &[&dyn ToParam]) -> Result<u64, SqlError> {
+        let sql = self.names.rewrite(sql)?;
+        match &mut self.inner {
+            TxInner::Sqlite(conn) => {
+                let mut stmt = conn.prepare_cached(&sql).map_err(|e| SqlError(format!("{e} in {sql:?}")))?;
+                bind_sqlite(&mut stmt, params)?;
+                let n = stmt.raw_execute().map_err(|e| SqlError(format!("{e} in {sql:?}")))?;
+                Ok(n as u64)
+            }
+            TxInner::Postgres(tx, cache) => {
+                let stmt = pg_statement(tx, cache, &sql)?;
+                let params: Vec<PgParam<'_>> = params.iter().map(|p| PgParam(p.to_param())).collect();
+                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                    params.iter().map(|p| p as &(dyn postgres::types::ToSql + Sync)).collect();
+                tx.execute(&stmt, &refs).map_err(|e| SqlError(format!("{} in {sql:?}", pg_message(&e))))
+            }
+        }
+    }
+
+    /// Runs a query; returns its rows.
+    pub fn query(&mut self, sql: &str, params: &[&dyn ToParam]) -> Result<Vec<Row>, SqlError> {
+        let sql = self.names.rewrite(sql)?;
+        match &mut self.inner {
+            TxInner::Sqlite(conn) => {
+                let mut stmt = conn.prepare_cached(&sql).map_err(|e| SqlError(format!("{e} in {sql:?}")))?;
+                bind_sqlite(&mut stmt, params)?;
+                let columns = stmt.column_count();
+                let mut rows = stmt.raw_query();
+                let mut out = Vec::new();
+                while let Some(row) = rows.next().map_err(|e| SqlError(format!("{e} in {sql:?}")))? {
+                    let mut values = Vec::with_capacity(columns);
+                    for i in 0..columns {
+                        let v = row.get_ref(i).map_err(|e| SqlError(e.to_string()))?;
+                        values.push(match v {
+                            rusqlite::types::ValueRef::Null => SqlValue::Null,
+                            rusqlite::types::ValueRef::Integer(i) => SqlValue::Int(i),
+                            rusqlite::types::ValueRef::Real(r) => SqlValue::Real(r),
+                            rusqlite::types::ValueRef::Text(t) => {
+                                SqlValue::Text(String::from_utf8_lossy(t).into_owned())
+                            }
+                            rusqlite::types::ValueRef::Blob(b) => SqlValue::Blob(b.to_vec()),
+                        });
+                    }
+                    out.push(values);
+                }
+                Ok(out)
+            }
+            TxInner::Postgres(tx, cache) => {
+                let stmt = pg_statement(tx, cache, &sql)?;
+                let params: Vec<PgParam<'_>> = params.iter().map(|p| PgParam(p.to_param())).collect();
+                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                    params.iter().map(|p| p as &(dyn postgres::types::ToSql + Sync)).collect();
+                let rows = tx.query(&stmt, &refs).map_err(|e| SqlError(format!("{} in {sql:?}", pg_message(&e))))?;
+                rows.iter()
+                    .map(|row| {
+                        (0..row.len())
+                            .map(|i| row.try_get::<_, PgValue>(i).map(|v| v.0).map_err(|e| SqlError(e.to_string())))
+                            .collect()
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Runs a query expected to return at most one row.
+    pub fn query_opt(&mut self, sql: &str, params: &[&dyn ToParam]) -> Result<Option<Row>, SqlError> {
+        let mut rows = self.query(sql, params)?;
+        if rows.len() > 1 {
+            return Err(SqlError(format!("{sql:?} returned {} rows, at most one was expected", rows.len())));
+        }
+        Ok(rows.pop())
+    }
+
+    /// Runs statements with no parameters, separated by `;` (DDL in `setup`).
+    pub fn batch(&mut self, sql: &str) -> Result<(), SqlError> {
+        let sql = self.names.rewrite(sql)?;
+        match &mut self.inner {
+            TxInner::Sqlite(conn) => conn.execute_batch(&sql).map_err(|e| SqlError(format!("{e} in {sql:?}"))),
+            TxInner::Postgres(tx, _) => {
+                tx.batch_execute(&sql).map_err(|e| SqlError(format!("{} in {sql:?}", pg_message(&e))))
+            }
+        }
+    }
+}
+
+fn bind_sqlite(stmt: &mut rusqlite::CachedStatement<'_>, params: &[&dyn ToParam]) -> Result<(), SqlError> {
+    let count = stmt.parameter_count();
+    for i in 1..=count {
+        // `$N` binds the N-th parameter whatever its place in the statement; `?` binds in order.
+        let slot = match stmt.parameter_name(i) {
+            Some(name) => match name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) if n >= 1 => n - 1,
+                _ => return Err(SqlError(format!("parameter {name} is not of the form $N"))),
+            },
+            None => i - 1,
+        };
+        let p = params.get(slot).ok_or_else(|| {
+            SqlError(format!("the statement uses parameter ${}, only {} were given", slot + 1, params.len()))
+        })?;
+        let r = match p.to_param() {
+            Param::Null => stmt.raw_bind_parameter(i, rusqlite::types::Null),
+            Param::Int(v) => stmt.raw_bind_parameter(i, v),
+            Param::Real(v) => stmt.raw_bind_parameter(i, v),
+            Param::Text(v) => stmt.raw_bind_parameter(i, v),
+            Param::Blob(v) => stmt.raw_bind_parameter(i, v),
+            Param::Bool(v) => stmt.raw_bind_parameter(i, v),
+        };
+        r.map_err(|e| SqlError(e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn pg_statement(
+    tx: &mut postgres::Client,
+    cache: &mut HashMap<String, postgres::Statement>,
+    sql: &str,
+) -> Result<postgres::Statement, SqlError> {
+    if let Some(s) = cache.get(sql) {
+        return Ok(s.clone());
+    }
+    let stmt = tx.prepare(sql).map_err(|e| SqlError(format!("{} in {sql:?}", pg_message(&e))))?;
+    if cache.len() >= 256 {
+        cache.clear(); // a projection has a handful of statements; this only bounds a runaway
+    }
+    cache.insert(sql.to_string(), stmt.clone());
+    Ok(stmt)
+}
+
+/// The server's message (with its detail) rather than postgres' terse "db error".
+pub(crate) fn pg_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(d) => format!("{}: {} ({d})", db.severity(), db.message()),
+            None => format!("{}: {}", db.severity(), db.message()),
+        },
+        None => e.to_string(),
+    }
+}
+
+/// A parameter converted to the type PostgreSQL expects for its slot.
+#[derive(Debug)]
+struct PgParam<'a>(Param<'a>);
+
+impl postgres::types::ToSql for PgParam<'_> {
+    fn to_sql(
+        &self,
+        ty: &postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        use bytes::BufMut;
+        use postgres::types::{IsNull, Type};
+        let mismatch = || -> Box<dyn std::error::Error + Sync + Send> {
+            format!("cannot send {:?} to a parameter of type {ty}", self.0).into()
+        };
+        match (self.0, ty) {
+            (Param::Null, _) => return Ok(IsNull::Yes),
+            (Param::Int(v), &Type::INT2) => out.put_i16(i16::try_from(v)?),
+            (Param::Int(v), &Type::INT4) => out.put_i32(i32::try_from(v)?),
+            (Param::Int(v), &Type::INT8) => out.put_i64(v),
+            (Param::Int(v), &Type::FLOAT4) => out.put_f32(v as f32),
+            (Param::Int(v), &Type::FLOAT8) => out.put_f64(v as f64),
+            (Param::Int(v), &Type::NUMERIC | &Type::TEXT | &Type::VARCHAR) => {
+                return PgParam(Param::Text(&v.to_string())).to_sql(&Type::TEXT, out)
+            }
+            (Param::Real(v), &Type::FLOAT4) => out.put_f32(v as f32),
+            (Param::Real(v), &Type::FLOAT8) => out.put_f64(v),
+            (Param::Bool(v), &Type::BOOL) => out.put_u8(u8::from(v)),
+            (Param::Bool(v), &Type::INT2 | &Type::INT4 | &Type::INT8) => {
+                return PgParam(Param::Int(i64::from(v))).to_sql(ty, out)
+            }
+            (
+                Param::Text(v),
+                &Type::TEXT | &Type::VARCHAR | &Type::BPCHAR | &Type::NAME | &Type::UNKNOWN | &Type::JSON,
+            ) => out.put_slice(v.as_bytes()),
+            (Param::Text(v), &Type::JSONB) => {
+                out.put_u8(1); // JSONB's binary format: a version byte, then the text
+                out.put_slice(v.as_bytes());
+            }
+            (Param::Blob(v), &Type::BYTEA) => out.put_slice(v),
+            _ => return Err(mismatch()),
+        }
+        Ok(IsNull::No)
+    }
+
+    fn accepts(_: &postgres::types::Type) -> bool {
+        true // checked per value in to_sql, where the mismatch can be named
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+/// A column value decoded from PostgreSQL's binary format by its type.
+struct PgValue(SqlValue);
+
+impl<'a> postgres::types::FromSql<'a> for PgValue {
+    fn from_sql(ty: &postgres::types::Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        use postgres::types::Type;
+        let v = match *ty {
+            Type::INT2 => SqlValue::Int(i64::from(i16::from_be_bytes(raw.try_into()?))),
+            Type::INT4 => SqlValue::Int(i64::from(i32::from_be_bytes(raw.try_into()?))),
+            Type::INT8 => SqlValue::Int(i64::from_be_bytes(raw.try_into()?)),
+            Type::FLOAT4 => SqlValue::Real(f64::from(f32::from_be_bytes(raw.try_into()?))),
+            Type::FLOAT8 => SqlValue::Real(f64::from_be_bytes(raw.try_into()?)),
+            Type::BOOL => SqlValue::Int(i64::from(raw.first().copied().unwrap_or(0) != 0)),
+            Type::BYTEA => SqlValue::Blob(raw.to_vec()),
+            Type::JSONB => SqlValue::Text(String::from_utf8(raw.get(1..).unwrap_or_default().to_vec())?),
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::JSON | Type::UNKNOWN => {
+                SqlValue::Text(String::from_utf8(raw.to_vec())?)
+            }
+            ref other => {
+                return Err(format!(
+                "column type {other} is not supported by evident's projection SQL; cast it (e.g. ::text or ::bigint)"
+            )
+                .into())
+            }
+        };
+        Ok(PgValue(v))
+    }
+
+    fn from_sql_null(_: &postgres::types::Type) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(PgValue(SqlValue::Null))
+    }
+
+    fn accepts(_: &postgres::types::Type) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declared_tables_are_substituted_and_others_refused() {
+        let mut names = TableNames::new(&["balances"], "__rebuild");
+        assert_eq!(
+            names.rewrite("UPDATE {balances} SET x = {balances}.x + 1").expect("ok"),
+            "UPDATE balances__rebuild SET x = balances__rebuild.x + 1"
+        );
+        assert_eq!(names.rewrite("SELECT 1").expect("ok"), "SELECT 1");
+        assert!(names.rewrite("SELECT * FROM {other}").is_err());
+        assert!(names.rewrite("SELECT * FROM {balances").is_err());
+    }
+
+    #[test]
+    fn sqlite_binds_dollar_parameters_by_number() {
+        let conn = rusqlite::Connection::open_in_memory().expect("open");
+        let mut names = TableNames::new(&["t"], "");
+        let mut tx = Tx { inner: TxInner::Sqlite(&conn), names: &mut names };
+        tx.batch("CREATE TABLE {t} (a TEXT, b BIGINT)").expect("create");
+        tx.execute("INSERT INTO {t} (b, a) VALUES ($2, $1)", &[&"x", &7i64]).expect("insert");
+        let rows = tx.query("SELECT a, b FROM {t} WHERE b = $1", &[&7i64]).expect("query");
+        assert_eq!(rows, vec![vec![SqlValue::Text("x".into()), SqlValue::Int(7)]]);
+        assert!(tx.execute("INSERT INTO {t} (a) VALUES ($3)", &[&"x"]).is_err());
+    }
+}

@@ -1,0 +1,547 @@
+//! The repository: loads an aggregate (latest usable snapshot, then the events after it,
+//! upcast to their current shape) and executes commands against it with optimistic
+//! concurrency.
+//!
+//! A command runs as: load → `handle` → append with the expected version of what was loaded.
+//! If another writer got there first, the append is refused (nothing written), the repository
+//! reads only the events it missed, and handles the command again on the newer state, up to the
+//! [`RetryPolicy`]'s bound. Given a command id, the events' ids derive from it
+//! (`<command id>.<n>`), so a command retried by its caller after a lost reply is stored once:
+//! the log recognizes the ids, and a retry that finds its first event in the stream it replays
+//! returns without handling again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use evident_core::{EventData, ExpectedVersion, Version};
+use rand::Rng;
+
+use crate::backend::{for_each_in_stream, Appended, Backend, Direction, StreamQuery, TopicSpec};
+use crate::event::{self, RecordedEvent, SCHEMA_VERSION_HEADER};
+use crate::snapshot::{self, SnapshotPolicy};
+use crate::upcast::Upcasters;
+use crate::{Aggregate, Error, Result};
+
+/// How often to retry a command whose append lost a race, and how long to wait between tries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all (the first included); at least 1.
+    pub max_attempts: u32,
+    /// Wait before the second attempt; doubles after each, with jitter.
+    pub initial_backoff: Duration,
+    /// Longest wait.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { max_attempts: 10, initial_backoff: Duration::from_millis(1), max_backoff: Duration::from_millis(100) }
+    }
+}
+
+impl RetryPolicy {
+    /// No retry: a lost race is returned as [`Error::WrongExpectedVersion`].
+    pub fn none() -> Self {
+        Self { max_attempts: 1, ..Self::default() }
+    }
+
+    /// The wait after failed attempt `attempt` (1-based): exponential with "equal jitter".
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self.initial_backoff.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+        let capped = exp.min(self.max_backoff);
+        let half = capped / 2;
+        half + half.mul_f64(rand::thread_rng().gen::<f64>())
+    }
+}
+
+/// A point in an aggregate's history, for temporal queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum At {
+    /// Just after the event at this version.
+    Version(u64),
+    /// At this time (ms since the epoch): events stamped later are left out.
+    TimeMs(i64),
+}
+
+impl At {
+    /// At a time.
+    pub fn time(t: jiff::Timestamp) -> Self {
+        At::TimeMs(t.as_millisecond())
+    }
+}
+
+/// An aggregate as loaded.
+#[derive(Debug, Clone)]
+pub struct Loaded<A> {
+    /// The state.
+    pub state: A,
+    /// Version of the last event applied (None: the stream is empty).
+    pub version: Option<u64>,
+    /// Version of the snapshot the load started from, if one was used.
+    pub snapshot_version: Option<u64>,
+    /// Events read and applied after the snapshot (or from the start).
+    pub events_replayed: u64,
+}
+
+/// The outcome of a command.
+#[derive(Debug, Clone)]
+pub struct Executed<A: Aggregate> {
+    /// The state after the command.
+    pub state: A,
+    /// The stream's version after the command (None: still empty).
+    pub version: Option<u64>,
+    /// The events the command produced (empty when it changed nothing, or was a duplicate).
+    pub events: Vec<A::Event>,
+    /// Where they landed (None when nothing was appended).
+    pub appended: Option<Appended>,
+    /// Attempts made (more than 1 after lost races).
+    pub attempts: u32,
+    /// True when the command id had already been executed: nothing new was appended.
+    pub duplicate: bool,
+}
+
+/// Why a command did not take effect.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: std::fmt::Display + std::fmt::Debug> {
+    /// The aggregate refused it.
+    #[error("command refused: {0}")]
+    Domain(E),
+    /// The store failed, or concurrent writers outlasted the retry policy.
+    #[error(transparent)]
+    Store(#[from] Error),
+}
+
+/// Loads aggregates of type `A` and executes commands on them.
+pub struct Repository<A: Aggregate> {
+    backend: Arc<dyn Backend>,
+    topic: String,
+    snapshot_topic: String,
+    partitions: u32,
+    snapshots: SnapshotPolicy,
+    retry: RetryPolicy,
+    upcasters: Upcasters,
+    source: String,
+    page: usize,
+    _marker: std::marker::PhantomData<fn() -> A>,
+}
+
+impl<A: Aggregate> std::fmt::Debug for Repository<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("topic", &self.topic)
+            .field("snapshots", &self.snapshots)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: Aggregate> Repository<A> {
+    /// A repository on `backend` for the topic [`Aggregate::TOPIC`], without snapshots.
+    pub fn new(backend: Arc<dyn Backend>) -> Self {
+        Self {
+            backend,
+            topic: A::TOPIC.to_string(),
+            snapshot_topic: snapshot::snapshot_topic(A::TOPIC),
+            partitions: 1,
+            snapshots: SnapshotPolicy::Never,
+            retry: RetryPolicy::default(),
+            upcasters: Upcasters::default(),
+            source: format!("/evident/{}", A::TOPIC),
+            page: 1000,
+            _marker: std::marker::PhantomData,
+        }
+    }
+
+    /// Uses `topic` instead of [`Aggregate::TOPIC`] (its snapshots go to `<topic>.snapshots`).
+    pub fn with_topic(mut self, topic: impl Into<String>) -> Self {
+        self.topic = topic.into();
+        self.snapshot_topic = snapshot::snapshot_topic(&self.topic);
+        self
+    }
+
+    /// Partitions to create the topic with, if it does not exist (default 1).
+    pub fn with_partitions(mut self, partitions: u32) -> Self {
+        self.partitions = partitions;
+        self
+    }
+
+    /// Takes snapshots as `policy` says.
+    pub fn with_snapshots(mut self, policy: SnapshotPolicy) -> Self {
+        self.snapshots = policy;
+        self
+    }
+
+    /// Retries lost races as `policy` says.
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Upcasts stored events with `upcasters`.
+    pub fn with_upcasters(mut self, upcasters: Upcasters) -> Self {
+        self.upcasters = upcasters;
+        self
+    }
+
+    /// The `ce_source` of appended events (default `/evident/<topic>`).
+    pub fn with_source(mut self, source: impl Into<String>) -> Self {
+        self.source = source.into();
+        self
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// Creates the topic and the snapshot topic if they do not exist.
+    pub fn ensure_topics(&self) -> Result<()> {
+        self.backend.ensure_topic(&self.topic, TopicSpec { partitions: self.partitions, compacted: false })?;
+        if self.snapshots != SnapshotPolicy::Never {
+            self.backend.ensure_topic(&self.snapshot_topic, TopicSpec { partitions: 1, compacted: true })?;
+        }
+        Ok(())
+    }
+
+    /// Loads the current state of aggregate `id`, from its latest usable snapshot.
+    pub fn load(&self, id: &str) -> Result<Loaded<A>> {
+        let start = self.latest_snapshot(id, None)?;
+        let mut loaded = Loaded {
+            version: start.as_ref().map(|s| s.version),
+            snapshot_version: start.as_ref().map(|s| s.version),
+            state: start.map(|s| s.state).unwrap_or_default(),
+            events_replayed: 0,
+        };
+        self.catch_up(id, &mut loaded, None, None)?;
+        Ok(loaded)
+    }
+
+    /// Loads aggregate `id` without snapshots, replaying every event (to check a snapshot, or
+    /// when state must be derived from the events alone).
+    pub fn load_from_events(&self, id: &str) -> Result<Loaded<A>> {
+        let mut loaded = Loaded { state: A::default(), version: None, snapshot_version: None, events_replayed: 0 };
+        self.catch_up(id, &mut loaded, None, None)?;
+        Ok(loaded)
+    }
+
+    /// Loads aggregate `id` as it was at `at`: after the event at a version, or at a time. A
+    /// version query starts from the latest snapshot at or before that version; a time query
+    /// replays from the start (a snapshot's time says when it was taken, not when its events
+    /// happened).
+    pub fn load_at(&self, id: &str, at: At) -> Result<Loaded<A>> {
+        let start = match at {
+            At::Version(v) => self.latest_snapshot(id, Some(v))?,
+            At::TimeMs(_) => None,
+        };
+        let mut loaded = Loaded {
+            version: start.as_ref().map(|s| s.version),
+            snapshot_version: start.as_ref().map(|s| s.version),
+            state: start.map(|s| s.state).unwrap_or_default(),
+            events_replayed: 0,
+        };
+        self.catch_up(id, &mut loaded, Some(at), None)?;
+        Ok(loaded)
+    }
+
+    /// Applies the events of `id` after `loaded.version` to `loaded`, stopping at `at`. When
+    /// `watch_id` is given, returns whether an event with that id was seen.
+    fn catch_up(&self, id: &str, loaded: &mut Loaded<A>, at: Option<At>, watch_id: Option<&str>) -> Result<bool> {
+        let query = StreamQuery {
+            from_version: Some(loaded.version.map_or(0, |v| v + 1)),
+            limit: self.page,
+            direction: Direction::Forward,
+            as_of_version: match at {
+                Some(At::Version(v)) => Some(v),
+                _ => None,
+            },
+            as_of_time_ms: match at {
+                Some(At::TimeMs(t)) => Some(t),
+                _ => None,
+            },
+        };
+        // (No shortcut when a snapshot already reaches a version asked for: the read also says
+        // whether the stream really reaches the snapshot.)
+        let mut seen = false;
+        let current = for_each_in_stream(self.backend.as_ref(), &self.topic, id, query, |recorded| {
+            if watch_id.is_some() && recorded.id.as_deref() == watch_id {
+                seen = true;
+            }
+            let event: A::Event = event::decode(&recorded, &self.upcasters)?;
+            loaded.state.apply(&event);
+            loaded.version = recorded.version;
+            loaded.events_replayed += 1;
+            Ok(())
+        })?;
+        if let Some(s) = loaded.snapshot_version {
+            if current.is_none_or(|c| s > c) {
+                // A snapshot of events the stream does not hold (a topic recreated, a foreign
+                // record): not a source of truth; rebuild from the events.
+                tracing::warn!(topic = %self.topic, id, snapshot_version = s, stream_version = ?current,
+                    "snapshot beyond the end of the stream ignored; rebuilding from events");
+                *loaded = Loaded { state: A::default(), version: None, snapshot_version: None, events_replayed: 0 };
+                return self.catch_up(id, loaded, at, watch_id);
+            }
+        }
+        Ok(seen)
+    }
+
+    /// Whether an event with id `event_id` is in the stream `id` at or before `version`: the
+    /// part a snapshot covers, which [`Self::catch_up`] does not read. Read only on the rare
+    /// paths where an idempotent command sent again may have landed before the snapshot.
+    fn landed_before(&self, id: &str, event_id: &str, version: u64) -> Result<bool> {
+        let query = StreamQuery {
+            from_version: Some(0),
+            limit: self.page,
+            direction: Direction::Forward,
+            as_of_version: Some(version),
+            as_of_time_ms: None,
+        };
+        let mut seen = false;
+        for_each_in_stream(self.backend.as_ref(), &self.topic, id, query, |recorded| {
+            seen |= recorded.id.as_deref() == Some(event_id);
+            Ok(())
+        })?;
+        Ok(seen)
+    }
+
+    /// The latest snapshot of `id` (at or before `max_version`, if given) that this code can use.
+    fn latest_snapshot(&self, id: &str, max_version: Option<u64>) -> Result<Option<snapshot::Snapshot<A>>> {
+        if self.snapshots == SnapshotPolicy::Never {
+            return Ok(None);
+        }
+        // A temporal query looks back through a bounded number of older snapshots; past that,
+        // replaying from the start is the simpler answer.
+        let limit = if max_version.is_some() { 64 } else { 1 };
+        let query = StreamQuery { direction: Direction::Backward, limit, ..StreamQuery::default() };
+        let page = self.backend.read_stream(&self.snapshot_topic, id, &query)?;
+        for record in &page.events {
+            match snapshot::decode::<A>(record) {
+                Ok(s) if max_version.is_none_or(|m| s.version <= m) => return Ok(Some(s)),
+                Ok(_) => continue,
+                Err(why) => {
+                    tracing::warn!(stream = %record.stream(), %why, "snapshot ignored; rebuilding from events");
+                    if max_version.is_none() {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Executes `command` on aggregate `id`, retrying lost races. Events get random ids.
+    pub fn execute(&self, id: &str, command: &A::Command) -> Result<Executed<A>, CommandError<A::Error>> {
+        self.execute_inner(id, None, command)
+    }
+
+    /// Executes `command` on aggregate `id` idempotently: `command_id` (unique per command,
+    /// e.g. from the request that carried it) names its events, so executing it again appends
+    /// nothing and reports `duplicate`.
+    pub fn execute_idempotent(
+        &self,
+        id: &str,
+        command_id: &str,
+        command: &A::Command,
+    ) -> Result<Executed<A>, CommandError<A::Error>> {
+        if command_id.is_empty() || command_id.len() > 200 {
+            return Err(Error::Rejected("a command id must be 1 to 200 bytes".into()).into());
+        }
+        self.execute_inner(id, Some(command_id), command)
+    }
+
+    fn execute_inner(
+        &self,
+        id: &str,
+        command_id: Option<&str>,
+        command: &A::Command,
+    ) -> Result<Executed<A>, CommandError<A::Error>> {
+        let first_id = command_id.map(|c| format!("{c}.0"));
+        let start = self.latest_snapshot(id, None)?;
+        let last_snapshot_ms = start.as_ref().map(|s| s.taken_ms);
+        let mut loaded = Loaded {
+            version: start.as_ref().map(|s| s.version),
+            snapshot_version: start.as_ref().map(|s| s.version),
+            state: start.map(|s| s.state).unwrap_or_default(),
+            events_replayed: 0,
+        };
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let seen = self.catch_up(id, &mut loaded, None, first_id.as_deref())?;
+            if seen {
+                return Ok(Executed {
+                    state: loaded.state,
+                    version: loaded.version,
+                    events: Vec::new(),
+                    appended: None,
+                    attempts,
+                    duplicate: true,
+                });
+            }
+            // A command sent again after its reply was lost is recognized above when its events
+            // are after the snapshot the load started from. When the snapshot covers them, the
+            // command is decided again on a state that already holds its effects: a refusal,
+            // no events, or events the log refuses as reusing the ids may then all mean "done
+            // already", which the covered part of the stream tells.
+            let covered_duplicate = |loaded: &Loaded<A>| -> Result<bool> {
+                match (first_id.as_deref(), loaded.snapshot_version) {
+                    (Some(event_id), Some(s)) => self.landed_before(id, event_id, s),
+                    _ => Ok(false),
+                }
+            };
+            let duplicate = |loaded: Loaded<A>, attempts| Executed {
+                state: loaded.state,
+                version: loaded.version,
+                events: Vec::new(),
+                appended: None,
+                attempts,
+                duplicate: true,
+            };
+            let events = match loaded.state.handle(command) {
+                Ok(events) => events,
+                Err(_) if covered_duplicate(&loaded)? => return Ok(duplicate(loaded, attempts)),
+                Err(e) => return Err(CommandError::Domain(e)),
+            };
+            if events.is_empty() {
+                if covered_duplicate(&loaded)? {
+                    return Ok(duplicate(loaded, attempts));
+                }
+                return Ok(Executed {
+                    state: loaded.state,
+                    version: loaded.version,
+                    events,
+                    appended: None,
+                    attempts,
+                    duplicate: false,
+                });
+            }
+            let data = self.to_event_data(&events, command_id)?;
+            let expected = loaded.version.map_or(ExpectedVersion::NoStream, |v| ExpectedVersion::Exact(Version(v)));
+            match self.append_creating_topic(id, expected, &data) {
+                Ok(appended) => {
+                    if appended.duplicate {
+                        // The ids were already there: an earlier run of this command landed
+                        // (possibly at another version); report the stream as it is.
+                        self.catch_up(id, &mut loaded, None, None)?;
+                        return Ok(Executed {
+                            state: loaded.state,
+                            version: loaded.version,
+                            events: Vec::new(),
+                            appended: Some(appended),
+                            attempts,
+                            duplicate: true,
+                        });
+                    }
+                    let before = loaded.version;
+                    for e in &events {
+                        loaded.state.apply(e);
+                    }
+                    loaded.version = Some(appended.last_version);
+                    let now_ms = jiff::Timestamp::now().as_millisecond();
+                    if self.snapshots.due(before, appended.last_version, last_snapshot_ms, now_ms) {
+                        self.write_snapshot(id, &loaded.state, appended.last_version);
+                    }
+                    return Ok(Executed {
+                        state: loaded.state,
+                        version: loaded.version,
+                        events,
+                        appended: Some(appended),
+                        attempts,
+                        duplicate: false,
+                    });
+                }
+                Err(Error::WrongExpectedVersion { stream, expected, current }) => {
+                    if self.retry.max_attempts <= 1 {
+                        // No retry policy: the lost race is the caller's to handle.
+                        return Err(Error::WrongExpectedVersion { stream, expected, current }.into());
+                    }
+                    if attempts >= self.retry.max_attempts {
+                        return Err(Error::RetriesExhausted { stream, attempts }.into());
+                    }
+                    std::thread::sleep(self.retry.backoff(attempts));
+                    // Loop: read what was missed, then handle again on the newer state.
+                }
+                Err(Error::Rejected(_)) if covered_duplicate(&loaded)? => return Ok(duplicate(loaded, attempts)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Takes a snapshot of aggregate `id` now (whatever the policy), and returns its version
+    /// (None for an empty stream).
+    pub fn snapshot_now(&self, id: &str) -> Result<Option<u64>> {
+        let loaded = self.load(id)?;
+        let Some(version) = loaded.version else {
+            return Ok(None);
+        };
+        self.backend.ensure_topic(&self.snapshot_topic, TopicSpec { partitions: 1, compacted: true })?;
+        self.backend.append(
+            &self.snapshot_topic,
+            id,
+            ExpectedVersion::Any,
+            &[snapshot::encode(&loaded.state, version)?],
+        )?;
+        Ok(Some(version))
+    }
+
+    /// Writes a snapshot after a command. Failing to write one costs only load time later, so
+    /// the failure is logged, not returned: the command's events are already durable.
+    fn write_snapshot(&self, id: &str, state: &A, version: u64) {
+        let write = || -> Result<()> {
+            let record = snapshot::encode(state, version)?;
+            match self.backend.append(&self.snapshot_topic, id, ExpectedVersion::Any, std::slice::from_ref(&record)) {
+                Err(Error::UnknownTopic(_)) => {
+                    // Most likely the snapshot topic is missing (created lazily): create, retry.
+                    self.backend.ensure_topic(&self.snapshot_topic, TopicSpec { partitions: 1, compacted: true })?;
+                    self.backend.append(&self.snapshot_topic, id, ExpectedVersion::Any, &[record]).map(drop)
+                }
+                other => other.map(drop),
+            }
+        };
+        if let Err(e) = write() {
+            tracing::warn!(topic = %self.snapshot_topic, id, version, error = %e, "snapshot not written");
+        }
+    }
+
+    fn append_creating_topic(&self, id: &str, expected: ExpectedVersion, data: &[EventData]) -> Result<Appended> {
+        match self.backend.append(&self.topic, id, expected, data) {
+            Err(Error::UnknownTopic(_)) => {
+                self.backend.ensure_topic(&self.topic, TopicSpec { partitions: self.partitions, compacted: false })?;
+                self.backend.append(&self.topic, id, expected, data)
+            }
+            other => other,
+        }
+    }
+
+    fn to_event_data(&self, events: &[A::Event], command_id: Option<&str>) -> Result<Vec<EventData>> {
+        events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let enc = event::encode(e)?;
+                let id = match command_id {
+                    Some(c) => format!("{c}.{i}"),
+                    None => uuid::Uuid::new_v4().to_string(),
+                };
+                let mut data = EventData::json(id, enc.event_type, enc.data);
+                data.source = Some(self.source.clone());
+                if enc.schema_version != 1 {
+                    data.extra_headers
+                        .push((SCHEMA_VERSION_HEADER.into(), Some(enc.schema_version.to_string().into_bytes())));
+                }
+                Ok(data)
+            })
+            .collect()
+    }
+}
+
+/// Decodes a stream's recorded events into `A`'s event type (for tools and tests that read
+/// streams directly).
+pub fn decode_all<A: Aggregate>(records: &[RecordedEvent], upcasters: &Upcasters) -> Result<Vec<A::Event>> {
+    records.iter().map(|r| event::decode(r, upcasters)).collect()
+}
