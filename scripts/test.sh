@@ -34,6 +34,16 @@ bash scripts/kafka-clients-setup.sh
 export EVIDENT_TEST_PYTHON="$PWD/target/kafka-venv/bin/python"
 export EVIDENT_REQUIRE_KAFKA_CLIENTS=1
 
+echo "== PostgreSQL"
+# The projection tests write read models to a real PostgreSQL: a dedicated cluster on
+# 127.0.0.1:55432 (fsync on), set up and started by this script, which prints the URL.
+# (An assignment, so that set -e stops here if the setup fails; eval "$(...)" would not.)
+pg_env="$(bash scripts/postgres-setup.sh)"
+eval "$pg_env"
+export EVIDENT_TEST_POSTGRES_URL
+# They fail instead of skipping when the URL is missing.
+export EVIDENT_REQUIRE_POSTGRES=1
+
 echo "== tests"
 # The test log goes beside the build (CARGO_TARGET_DIR may point elsewhere than ./target).
 out="${CARGO_TARGET_DIR:-target}/test-output.txt"

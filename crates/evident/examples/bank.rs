@@ -16,7 +16,6 @@
 //!
 //! The domain code below is all an application writes; the same code runs on both backends.
 
-
 // Amounts are cents, written with the decimal point as an underscore: 100_00 is 100.00.
 #![allow(clippy::inconsistent_digit_grouping)]
 use std::path::PathBuf;

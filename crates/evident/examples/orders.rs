@@ -10,7 +10,6 @@
 //! cargo run --release -p evident --example orders -- --server http://127.0.0.1:8080
 //! ```
 
-
 // Amounts are cents, written with the decimal point as an underscore: 100_00 is 100.00.
 #![allow(clippy::inconsistent_digit_grouping)]
 use std::path::PathBuf;

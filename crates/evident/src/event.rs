@@ -139,7 +139,26 @@ pub fn decode<E: DomainEvent>(event: &RecordedEvent, upcasters: &Upcasters) -> R
         .ok_or_else(|| Error::Decode(format!("{} has no ce_type header", event.position())))?;
     let stored = event.schema_version()?;
     let current = E::schema_version(event_type);
-    let payload: Value = if event.data.is_empty() {
+    let undecodable = |e: serde_json::Error| {
+        Error::Decode(format!("{} ({event_type} v{current}) does not decode: {e}", event.position()))
+    };
+    let is_null = event.data.is_empty() || event.data.trim_ascii() == b"null";
+    if stored == current {
+        // The common case: no upcasting, so wrap the payload's bytes as `{"Type": payload}`
+        // and deserialize once, without building a JSON tree.
+        let key = serde_json::to_string(event_type).map_err(|e| Error::Decode(e.to_string()))?;
+        if is_null {
+            return serde_json::from_str(&key).map_err(undecodable);
+        }
+        let mut tagged = Vec::with_capacity(key.len() + event.data.len() + 3);
+        tagged.push(b'{');
+        tagged.extend_from_slice(key.as_bytes());
+        tagged.push(b':');
+        tagged.extend_from_slice(&event.data);
+        tagged.push(b'}');
+        return serde_json::from_slice(&tagged).map_err(undecodable);
+    }
+    let payload: Value = if is_null {
         Value::Null
     } else {
         serde_json::from_slice(&event.data)
@@ -156,8 +175,7 @@ pub fn decode<E: DomainEvent>(event: &RecordedEvent, upcasters: &Upcasters) -> R
             Value::Object(map)
         }
     };
-    serde_json::from_value(tagged)
-        .map_err(|e| Error::Decode(format!("{} ({event_type} v{current}) does not decode: {e}", event.position())))
+    serde_json::from_value(tagged).map_err(undecodable)
 }
 
 #[cfg(test)]

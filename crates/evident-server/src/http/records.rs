@@ -27,6 +27,9 @@ struct PartitionPage<'a> {
 struct AllPage<'a> {
     events: EventsView<'a>,
     next_sequence: Option<u64>,
+    /// The log's next commit sequence when the page was read: everything before it is
+    /// readable (the library's HTTP backend asks for it with an empty page).
+    head_sequence: u64,
 }
 
 /// `GET /v1/topics/{topic}/partitions/{partition}/records`.
@@ -75,11 +78,14 @@ pub(super) async fn all(State(state): State<AppState>, params: Params) -> Result
     let log = state.log.clone();
     let (mut events, visible) = state
         .blocking(move || {
+            let events = log.read_all(from, limit)?;
+            // Measured after the read, so it covers every record the read saw: a page that
+            // stops short of it is followed by `next_sequence`.
             let visible = log.stats().next_sequence;
-            Ok((log.read_all(from, limit)?, visible))
+            Ok((events, visible))
         })
         .await?;
     let next_sequence = events.last().map(|e| e.sequence + 1).filter(|&n| n < visible);
     events.retain(|e| !is_internal(e.topic.as_str()));
-    events_response(&AllPage { events: EventsView(&events), next_sequence }, events.len())
+    events_response(&AllPage { events: EventsView(&events), next_sequence, head_sequence: visible }, events.len())
 }

@@ -92,6 +92,8 @@ pub const RESPONSE_MAX_BYTES: usize = 64 << 20;
 const PAGE_MAX: usize = 10_000;
 /// Waits shorter than this are answered by one read instead of a subscription.
 const WAIT_PROBE_BELOW: Duration = Duration::from_millis(50);
+/// Longest single wait (a longer one returns false after this long; callers loop anyway).
+const WAIT_MAX: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Connect timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default per-request timeout.
@@ -665,8 +667,9 @@ impl Backend for HttpBackend {
     }
 
     fn read_stream(&self, topic: &str, key: &str, query: &StreamQuery) -> Result<StreamPage> {
-        // Keys the API cannot hold name no stream (the embedded log finds none either).
-        if key.is_empty() || key.len() > StreamKey::LEN_MAX {
+        // Keys the API cannot hold name no stream, and ``, `.` and `..` are no topic's name
+        // (the embedded log finds nothing either).
+        if key.is_empty() || key.len() > StreamKey::LEN_MAX || matches!(topic, "" | "." | "..") {
             return Ok(StreamPage::default());
         }
         let path = Self::stream_path(topic, key)?;
@@ -762,6 +765,8 @@ impl Backend for HttpBackend {
         if timeout < WAIT_PROBE_BELOW {
             return Ok(!self.read_all(sequence, 1)?.is_empty());
         }
+        // A deadline past WAIT_MAX would overflow the client's `Instant` arithmetic.
+        let timeout = timeout.min(WAIT_MAX);
         let what = "GET /v1/subscribe";
         let url = self.url("/v1/subscribe", &[("from_sequence", sequence.to_string())])?;
         let resp =
@@ -844,6 +849,61 @@ mod tests {
         let b = HttpBackend::new("http://h:1").expect("ok");
         let url = b.url(&HttpBackend::stream_path("t", "a/b?#").expect("ok"), &[]).expect("url");
         assert_eq!(url.as_str(), "http://h:1/v1/topics/t/streams/a%2Fb%3F%23");
+    }
+
+    /// A one-thread HTTP server answering each connection's request with `answer(request line)`.
+    fn fake_server(answer: fn(&str) -> Vec<u8>) -> String {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut request_line = String::new();
+                let _ = reader.read_line(&mut request_line);
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).map_or(true, |n| n == 0) || header.trim().is_empty() {
+                        break;
+                    }
+                }
+                let _ = stream.write_all(&answer(&request_line));
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[test]
+    fn replies_over_the_cap_are_refused_and_pages_shrink_to_fit() {
+        let base = fake_server(|request| {
+            if request.contains("from_sequence=0&limit=1 ") {
+                let event = r#"{"specversion":"1.0","id":"e","type":"T","source":null,"time":"1970-01-01T00:00:00.000Z",
+                    "data":1,"topic":"t","key":"k","partition":0,"offset":0,"version":0,"sequence":0,
+                    "timestamp":"1970-01-01T00:00:00.000Z"}"#;
+                let body = format!(r#"{{"events":[{event}],"next_sequence":null,"head_sequence":1}}"#);
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+                    .into_bytes()
+            } else if request.contains("limit=2 ") {
+                // Over the cap without announcing it: refused while reading.
+                let mut reply = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_vec();
+                reply.resize(reply.len() + RESPONSE_MAX_BYTES + 10, b' ');
+                reply
+            } else {
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", 1u64 << 40).into_bytes()
+            }
+        });
+        let b = HttpBackend::new(base).expect("backend");
+        let events = b.read_all(0, 4).expect("read");
+        assert_eq!(ids_of(&events), ["e"], "asked for 4, 2, then 1");
+        match b.head_sequence() {
+            Err(Error::Unavailable(m)) => assert!(m.contains("exceeds"), "{m}"),
+            other => panic!("a reply over the cap is refused, not {other:?}"),
+        }
+    }
+
+    fn ids_of(events: &[RecordedEvent]) -> Vec<&str> {
+        events.iter().filter_map(|e| e.id.as_deref()).collect()
     }
 
     #[test]

@@ -395,7 +395,7 @@ impl postgres::types::ToSql for PgParam<'_> {
             (Param::Int(v), &Type::INT8) => out.put_i64(v),
             (Param::Int(v), &Type::FLOAT4) => out.put_f32(v as f32),
             (Param::Int(v), &Type::FLOAT8) => out.put_f64(v as f64),
-            (Param::Int(v), &Type::NUMERIC | &Type::TEXT | &Type::VARCHAR) => {
+            (Param::Int(v), &Type::TEXT | &Type::VARCHAR) => {
                 return PgParam(Param::Text(&v.to_string())).to_sql(&Type::TEXT, out)
             }
             (Param::Real(v), &Type::FLOAT4) => out.put_f32(v as f32),
