@@ -1,6 +1,7 @@
-//! The client commands of the `evident` binary (`topics`, `append`, `read`, `tail`, `groups`): each
-//! one is a thin, blocking client of a running server's HTTP API (`docs/http-api.md`). They share
-//! two options, `--server URL` and `--json`, which may be given before or after the subcommand.
+//! The client commands of the `evident` binary (`topics`, `append`, `read`, `tail`, `groups`,
+//! `dlq`): each one is a thin, blocking client of a running server's HTTP API
+//! (`docs/http-api.md`). They share two options, `--server URL` and `--json`, which may be given
+//! before or after the subcommand.
 //!
 //! Output is a table or a line of text for people, or with `--json` JSON on stdout for scripts
 //! (one document; one event a line for `tail`), while progress and notes go to stderr. A server
@@ -9,6 +10,7 @@
 
 mod append;
 mod client;
+mod dlq;
 mod groups;
 mod output;
 mod read;
@@ -83,6 +85,9 @@ pub enum ClientCommand {
     /// Consumer groups: list, describe, delete, fetch, commit and reset offsets.
     #[command(after_help = OPTIONS_NOTE)]
     Groups(groups::GroupsArgs),
+    /// Dead-letter queues of projections: list parked events, retry or skip them.
+    #[command(after_help = OPTIONS_NOTE)]
+    Dlq(dlq::DlqArgs),
 }
 
 /// Runs a client command against the server its options name and returns the process's exit code.
@@ -96,6 +101,7 @@ pub fn run(command: ClientCommand) -> anyhow::Result<ExitCode> {
         ClientCommand::Read(args) => read::run(*args),
         ClientCommand::Tail(args) => tail::run(*args),
         ClientCommand::Groups(args) => groups::run(args),
+        ClientCommand::Dlq(args) => dlq::run(args),
     };
     match result {
         Err(e) if is_broken_pipe(&e) => Ok(ExitCode::SUCCESS),

@@ -6,6 +6,7 @@
 //! Calls into the log that may wait (appends wait for their fsync; reads may fault pages in)
 //! run on the blocking pool, so the async workers keep serving other connections.
 
+mod dead_letters;
 mod error;
 mod event_json;
 mod extract;
@@ -88,6 +89,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/groups/{group}", get(groups::describe).delete(groups::delete))
         .route("/v1/groups/{group}/offsets", get(groups::fetch_offsets).post(groups::commit_offsets))
         .route("/v1/groups/{group}/reset-offsets", post(groups::reset_offsets))
+        .route("/v1/dead-letters", get(dead_letters::list))
+        .route("/v1/dead-letters/{projection}", get(dead_letters::describe))
+        .route("/v1/dead-letters/{projection}/retry", post(dead_letters::retry))
+        .route("/v1/dead-letters/{projection}/skip", post(dead_letters::skip))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_max))

@@ -1,6 +1,7 @@
 //! The `evident` binary: `evident serve` runs the store (the embedded log behind the HTTP API);
 //! every other subcommand is a client of a running server's HTTP API (`topics`, `append`,
-//! `read`, `tail`, `groups`). Errors are printed once, with their chain, and exit non-zero.
+//! `read`, `tail`, `groups`, `dlq`). Errors are printed once, with their chain, and exit
+//! non-zero.
 
 mod cli;
 mod http;

@@ -277,6 +277,17 @@ fn bad_requests_get_json_errors_and_change_nothing() {
             400,
             "invalid_group",
         ),
+        // Dead letters: no dead-letter topic, bad names, bad bodies.
+        case("GET", "/v1/dead-letters/nobody", None, 404, "unknown_projection"),
+        case("POST", "/v1/dead-letters/nobody/retry", Some(r#"{"stream": "t/acc-1"}"#), 404, "unknown_projection"),
+        case(
+            "POST",
+            "/v1/dead-letters/nobody/skip",
+            Some(r#"{"stream": "t/acc-1", "colour": 1}"#),
+            400,
+            "malformed_json",
+        ),
+        case("GET", "/v1/dead-letters/a%20b", None, 400, "invalid_projection"),
         // Routes and methods.
         case("PUT", "/v1/topics", Some("{}"), 405, "method_not_allowed"),
         case("DELETE", "/v1/all", None, 405, "method_not_allowed"),
