@@ -16,6 +16,11 @@
 //!   `resolved-<sequence>`;
 //! - `failed`: a retry failed again (the entry stays parked), with the new error.
 //!
+//! Ids derive from the entry's sequence so that rewriting a record after a crash stores it once;
+//! when the runner must write a record whose id an earlier one used (a rebuild parking again what
+//! the live runner resolved), it adds a `-<uuid>` suffix. [`fold`] keys entries by sequence, so
+//! repeated records of one entry are harmless.
+//!
 //! The runner's own sink holds the authoritative parked set (in the same transaction as its
 //! checkpoint); this topic is its durable, shareable journal. [`fold`] rebuilds the list of
 //! entries still parked from the topic's records.

@@ -19,14 +19,22 @@
 //! the feed reaches them: entries are applied (or skipped) in stream order, each with its
 //! `evident_parked` row deleted in the same transaction; the request's own position is
 //! checkpointed last, so a crash mid-way resumes the request where it stopped.
+//!
+//! **Journal.** `evident_parked` is the authority; the dead-letter topic is its journal, written
+//! before the commit it describes. A record whose id an earlier one used (a rebuild parking
+//! again what the live runner resolved) is written again under a fresh id, since the topic
+//! deduplicates ids. When the runner opens, after a failed step and after a rebuild's swap, it
+//! reconciles the journal with `evident_parked`: an entry listed but not held (its commit never
+//! happened, or a rebuild applied it) gets a `resolved` record, one held but not listed gets a
+//! new record.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use evident_core::dead_letter::{self as fmt, Kind};
-use evident_core::ExpectedVersion;
+use evident_core::{EventData, ExpectedVersion};
 
 use super::dead_letter::{self, DeadLetters};
 use super::sink::Sink;
@@ -132,6 +140,8 @@ pub struct ProjectionRunner<P: Projection> {
     parked: HashSet<String>,
     dlq_topic: String,
     counters: CatchUp,
+    /// The dead-letter journal may disagree with `evident_parked` (see the module doc).
+    reconcile_pending: bool,
 }
 
 impl<P: Projection> std::fmt::Debug for ProjectionRunner<P> {
@@ -146,6 +156,42 @@ impl<P: Projection> std::fmt::Debug for ProjectionRunner<P> {
 
 fn sql(e: SqlError) -> Error {
     Error::Sink(e.0)
+}
+
+/// After a rebuild's swap, renames table `t`'s indexes named after its rebuild twin
+/// (`{t}__rebuild...`) to the live name (PostgreSQL), or drops them so that the projection's
+/// `setup` recreates them under the live name (SQLite, which cannot rename an index; its
+/// constraint indexes follow the table by themselves).
+fn rename_rebuild_indexes(tx: &mut Tx<'_>, t: &str) -> Result<()> {
+    let twin = format!("{t}{REBUILD_SUFFIX}");
+    match tx.dialect() {
+        super::Dialect::Postgres => {
+            let rows = tx
+                .query(
+                    "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1 \
+                     AND strpos(indexname, $2) > 0",
+                    &[&t, &twin],
+                )
+                .map_err(sql)?;
+            for name in rows.iter().filter_map(|r| r.first().and_then(SqlValue::as_str)) {
+                let renamed = name.replacen(&twin, t, 1);
+                tx.batch(&format!("ALTER INDEX \"{name}\" RENAME TO \"{renamed}\"")).map_err(sql)?;
+            }
+        }
+        super::Dialect::Sqlite => {
+            let rows = tx
+                .query(
+                    "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = $1 AND sql IS NOT NULL \
+                     AND instr(name, $2) > 0",
+                    &[&t, &twin],
+                )
+                .map_err(sql)?;
+            for name in rows.iter().filter_map(|r| r.first().and_then(SqlValue::as_str)) {
+                tx.batch(&format!("DROP INDEX \"{name}\"")).map_err(sql)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether `e` (a record of the runner's dead-letter topic) is a retry or skip request.
@@ -217,6 +263,7 @@ impl<P: Projection> ProjectionRunner<P> {
             parked: HashSet::new(),
             dlq_topic,
             counters: CatchUp { scanned: 0, applied: 0, parked: 0, elapsed: Duration::ZERO, position: 0 },
+            reconcile_pending: !rebuild,
         };
         runner.transaction(|r| {
             let mut tx = r.sink.tx(&mut r.names);
@@ -250,6 +297,7 @@ impl<P: Projection> ProjectionRunner<P> {
             Ok(())
         })?;
         runner.counters.position = runner.position;
+        runner.reconcile()?;
         Ok(runner)
     }
 
@@ -305,11 +353,16 @@ impl<P: Projection> ProjectionRunner<P> {
     /// Reads one page of the feed from the checkpoint and processes it. Returns the number of
     /// events read (0: nothing new).
     pub fn step(&mut self) -> Result<usize> {
+        self.reconcile()?;
         let events = self.backend.read_all(self.position, self.options.batch_size)?;
         if events.is_empty() {
             return Ok(0);
         }
-        self.process(&events)?;
+        if let Err(e) = self.process(&events) {
+            // A journal record may have been written for a commit that did not happen.
+            self.reconcile_pending = true;
+            return Err(e);
+        }
         self.counters.scanned += events.len() as u64;
         self.counters.position = self.position;
         Ok(events.len())
@@ -434,7 +487,7 @@ impl<P: Projection> ProjectionRunner<P> {
         // Journal the held events before the commit that records them (see the module doc).
         for e in &held {
             let record = dead_letter::parked(&self.name, e, Kind::Held, "held behind an earlier parked event", 0);
-            if let Err(err) = self.backend.append(&self.dlq_topic, &e.stream(), ExpectedVersion::Any, &[record]) {
+            if let Err(err) = self.journal(&e.stream(), record) {
                 let _ = self.sink.rollback();
                 return Err(err);
             }
@@ -479,8 +532,7 @@ impl<P: Projection> ProjectionRunner<P> {
             Ok(Ok(())) => {
                 if let Some(seq) = resolve {
                     let record = dead_letter::resolved(&self.name, seq, "applied");
-                    if let Err(err) = self.backend.append(&self.dlq_topic, &e.stream(), ExpectedVersion::Any, &[record])
-                    {
+                    if let Err(err) = self.journal(&e.stream(), record) {
                         let _ = self.sink.rollback();
                         return Err(err);
                     }
@@ -519,7 +571,7 @@ impl<P: Projection> ProjectionRunner<P> {
         let stream = e.stream();
         tracing::warn!(projection = %self.name, %stream, sequence = e.sequence, attempts, error = %last, "event parked in the dead-letter topic");
         let record = dead_letter::parked(&self.name, e, Kind::Parked, &last, attempts);
-        self.backend.append(&self.dlq_topic, &stream, ExpectedVersion::Any, &[record])?;
+        self.journal(&stream, record)?;
         let key = self.key.clone();
         self.transaction(|r| {
             let mut tx = r.sink.tx(&mut r.names);
@@ -604,8 +656,60 @@ impl<P: Projection> ProjectionRunner<P> {
             let mut tx = r.sink.tx(&mut r.names);
             tx.execute("DELETE FROM evident_parked WHERE projection = $1 AND sequence = $2", &[&key, &seq_param(seq)?])
                 .map_err(sql)?;
-            r.backend.append(&r.dlq_topic, stream, ExpectedVersion::Any, &[record]).map(drop)
+            r.journal(stream, record)
         })
+    }
+
+    /// Writes `record` to the dead-letter journal, under a fresh id if its id was used before.
+    fn journal(&self, stream: &str, mut record: EventData) -> Result<()> {
+        let out = self.backend.append(&self.dlq_topic, stream, ExpectedVersion::Any, std::slice::from_ref(&record))?;
+        if out.duplicate {
+            // An earlier record of this entry holds the id, and a later one may have resolved it
+            // (a rebuild parks again what the live runner resolved): the record must land.
+            record.id = format!("{}-{}", record.id, uuid::Uuid::new_v4());
+            self.backend.append(&self.dlq_topic, stream, ExpectedVersion::Any, &[record])?;
+        }
+        Ok(())
+    }
+
+    /// Makes the dead-letter journal agree with `evident_parked` (see the module doc). Only
+    /// the live runner does: a rebuild's parked set is partial until it is swapped in.
+    fn reconcile(&mut self) -> Result<()> {
+        if !self.reconcile_pending || self.key != self.name {
+            return Ok(());
+        }
+        let listed = self.dead_letters().list()?;
+        let key = self.key.clone();
+        let mut held: BTreeMap<u64, (String, Kind)> = BTreeMap::new();
+        for row in self.query_bookkeeping(
+            "SELECT sequence, stream, kind FROM evident_parked WHERE projection = $1 ORDER BY sequence",
+            &[&key],
+        )? {
+            let seq = u64::try_from(int(&row, 0)?).map_err(|_| Error::Sink("negative parked sequence".into()))?;
+            let stream = row.get(1).and_then(SqlValue::as_str).unwrap_or_default().to_string();
+            let kind = if row.get(2).and_then(SqlValue::as_str) == Some("held") { Kind::Held } else { Kind::Parked };
+            held.insert(seq, (stream, kind));
+        }
+        let mut seen = HashSet::new();
+        for entry in listed.values().flatten() {
+            seen.insert(entry.sequence);
+            if !held.contains_key(&entry.sequence) {
+                tracing::info!(projection = %self.name, stream = %entry.stream, sequence = entry.sequence, "dead-letter entry no longer held: resolved in the journal");
+                self.journal(&entry.stream, dead_letter::resolved(&self.name, entry.sequence, "applied"))?;
+            }
+        }
+        for (seq, (stream, kind)) in held {
+            if seen.contains(&seq) {
+                continue;
+            }
+            let Some(original) = self.backend.read_all(seq, 1)?.into_iter().next().filter(|e| e.sequence == seq) else {
+                continue; // its topic was deleted; a retry resolves it
+            };
+            let why = "listed again: the runner holds this event but the journal had resolved it";
+            self.journal(&stream, dead_letter::parked(&self.name, &original, kind, why, 0))?;
+        }
+        self.reconcile_pending = false;
+        Ok(())
     }
 
     fn query_bookkeeping(&mut self, text: &str, params: &[&dyn ToParam]) -> Result<Vec<Row>> {
@@ -647,10 +751,22 @@ impl<P: Projection> ProjectionRunner<P> {
             tx.execute("DELETE FROM evident_parked WHERE projection = $1", &[&live]).map_err(sql)?;
             tx.execute("UPDATE evident_parked SET projection = $1 WHERE projection = $2", &[&live, &rebuild_key])
                 .map_err(sql)?;
+            // Index names are global and a table rename keeps them: give the swapped tables'
+            // indexes their live names, so the next rebuild's twins can have their own.
+            for t in &tables {
+                rename_rebuild_indexes(&mut tx, t)?;
+            }
+            // Recreate whatever the live names still lack (SQLite cannot rename an index).
+            let mut live_names = TableNames::new(&tables, "");
+            let mut tx = r.sink.tx(&mut live_names);
+            r.projection.setup(&mut tx).map_err(|e| Error::Sink(format!("setup of {} after the swap: {e}", r.name)))?;
             Ok(())
         })?;
         runner.key = live;
         runner.names = TableNames::new(&tables, "");
+        // The journal still lists the live runner's entries, which the rebuild may have applied.
+        runner.reconcile_pending = true;
+        runner.reconcile()?;
         Ok(runner)
     }
 }
