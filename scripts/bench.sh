@@ -8,6 +8,7 @@
 #   scripts/bench.sh 2>&1 | tee bench.txt    # full run, about 10 minutes
 #   scripts/bench.sh --only http             # only the HTTP API against the embedded log
 #   scripts/bench.sh --only kafka            # only the Kafka protocol (librdkafka) vs embedded
+#   scripts/bench.sh --only aggregates,projections  # the library: snapshot loads, projections
 #   scripts/bench.sh --help                  # every flag
 #
 # What it does: installs PostgreSQL (Debian's `postgresql`) and a C compiler if missing,
@@ -17,7 +18,7 @@
 # and the evident server (which the HTTP and Kafka phases start, with --http-addr 127.0.0.1:0
 # --kafka-addr 127.0.0.1:0) in release mode, runs evident-bench, and stops the cluster on exit.
 # PostgreSQL is left alone when it is not measured (--skip-postgres, or --only without appends,
-# batches or reads, such as --only kafka). The cluster's data
+# batches, reads or projections, such as --only kafka). The cluster's data
 # stays in /var/lib/postgresql/<version>/evident_bench for the next run; drop it with
 #   pg_dropcluster --stop <version> evident_bench
 # Environment: EVIDENT_BENCH_PGPORT (default 5499), PGVER (default: newest installed),
@@ -41,8 +42,8 @@ for arg in "$@"; do
   if [ "$prev" = --only ]; then only="$only,$arg"; fi
   prev="$arg"
 done
-# PostgreSQL is measured in the appends, batches and reads phases only.
-if [ -n "$only" ] && ! grep -qxE 'appends|batches|reads' <<<"${only//,/$'\n'}"; then
+# PostgreSQL is measured in the appends, batches, reads and projections phases only.
+if [ -n "$only" ] && ! grep -qxE 'appends|batches|reads|projections' <<<"${only//,/$'\n'}"; then
   want_pg=0
 fi
 

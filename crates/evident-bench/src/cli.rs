@@ -50,7 +50,8 @@ pub struct Cli {
     #[arg(long, value_name = "CONNINFO", default_value = DEFAULT_PG)]
     pub pg: String,
     /// Run only these phases (comma-separated); the default runs all of them. `http` and `kafka`
-    /// need the `evident` binary next to this one (cargo build --release -p evident-server).
+    /// need the `evident` binary next to this one (cargo build --release -p evident-server);
+    /// `projections` measures PostgreSQL too (skipped, with a note, when it is unreachable).
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PHASES")]
     pub only: Vec<Phase>,
     /// Keep the data directory after the run.
@@ -76,6 +77,12 @@ pub enum Phase {
     /// throughput and latency, consume throughput, beside the embedded log's batched appends;
     /// and Tansu when its binary is present.
     Kafka,
+    /// The library's repository: an aggregate of 10,000 events loaded by full replay and from
+    /// a snapshot (embedded backend).
+    Aggregates,
+    /// The library's projection runner: catch-up of a balances read model into SQLite and
+    /// PostgreSQL from a pre-populated embedded log.
+    Projections,
     /// Loading a large store and opening it in a fresh process.
     Restart,
 }
@@ -107,8 +114,15 @@ pub struct Plan {
     pub restart_events: u64,
     /// Records the Kafka workloads produce and consume.
     pub kafka_records: u64,
-    /// Full scans per system (the median is reported).
+    /// Full scans per system (the median is reported); also the runs of each projection
+    /// catch-up.
     pub scan_repeats: usize,
+    /// Full-replay loads of the 10,000-event aggregate (p50/p99 over them).
+    pub aggregate_replays: usize,
+    /// Snapshot loads of the aggregate, per variant.
+    pub snapshot_loads: usize,
+    /// Events in the projection phase's log.
+    pub projection_events: u64,
     /// The data directory's parent.
     pub data_root: PathBuf,
     /// Phases to run.
@@ -145,6 +159,9 @@ impl Cli {
             restart_events: self.restart_events.unwrap_or(if self.quick { 200_000 } else { 10_000_000 }),
             kafka_records: self.kafka_records.unwrap_or(if self.quick { 100_000 } else { 1_000_000 }).max(2),
             scan_repeats: if self.quick { 1 } else { 3 },
+            aggregate_replays: if self.quick { 10 } else { 50 },
+            snapshot_loads: if self.quick { 100 } else { 1000 },
+            projection_events: if self.quick { 50_000 } else { 200_000 },
             data_root: self.data_dir.clone().unwrap_or_else(default_data_root),
             phases: if self.only.is_empty() {
                 Phase::value_variants().iter().copied().filter(|p| *p != Phase::Restart || !self.skip_restart).collect()
@@ -181,6 +198,14 @@ mod tests {
         let kafka = Cli::parse_from(["evident-bench", "--quick", "--only", "kafka"]).plan();
         assert!(kafka.runs(Phase::Kafka) && !kafka.runs(Phase::Http));
         assert_eq!(kafka.kafka_records, 100_000);
+        assert!(
+            full.runs(Phase::Aggregates) && full.runs(Phase::Projections),
+            "the library phases are in the default run"
+        );
+        assert_eq!((full.aggregate_replays, full.projection_events), (50, 200_000));
+        let lib = Cli::parse_from(["evident-bench", "--only", "aggregates,projections"]).plan();
+        assert!(lib.runs(Phase::Aggregates) && lib.runs(Phase::Projections) && !lib.runs(Phase::Reads));
+        assert_eq!(lib.phases, [Phase::Aggregates, Phase::Projections]);
     }
 
     #[test]

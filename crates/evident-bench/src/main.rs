@@ -6,8 +6,11 @@
 //! Order of a run: physical limits, then each write workload on every system back to back (so
 //! the ratios compare figures taken minutes apart at most: this machine's flush latency changes
 //! regime within minutes), the raw sync rate again, the reads, the HTTP API beside the embedded
-//! log, the Kafka protocol (librdkafka) beside the embedded log, and the restart last.
+//! log, the Kafka protocol (librdkafka) beside the embedded log, the library's aggregate loads
+//! (full replay against a snapshot) and projection catch-up (into SQLite and PostgreSQL), and
+//! the restart last.
 
+mod aggregates;
 mod cli;
 mod driver;
 mod evident;
@@ -18,6 +21,7 @@ mod paired;
 mod payload;
 mod physical;
 mod postgres;
+mod projections;
 mod replay;
 mod report;
 mod restart;
@@ -314,6 +318,65 @@ fn kafka_workloads(
     }
 }
 
+/// The library's aggregate loads: full replay against a snapshot, on the embedded backend.
+fn aggregates_phase(r: &mut Runner, plan: &Plan, dir: &Path) {
+    phase("aggregate loads through the library (embedded backend)");
+    match aggregates::run(dir, plan.aggregate_replays, plan.snapshot_loads) {
+        Ok(rows) => rows.into_iter().for_each(|m| r.report.add(m)),
+        Err(e) => {
+            eprintln!("  FAILED aggregate loads: {e:#}");
+            r.failures.push(format!("aggregate loads: {e:#}"));
+        }
+    }
+}
+
+/// The library's projection catch-up into SQLite and PostgreSQL (`pg`: its connection string,
+/// None to skip it), plus the feed and the raw SQLite upserts alone. Returns a line for the
+/// results' header (what happened to PostgreSQL).
+fn projections_phase(r: &mut Runner, plan: &Plan, pg: Option<&str>, dir: &Path) -> String {
+    phase("projection catch-up through the library (SQLite, PostgreSQL)");
+    let pg_line;
+    let pg = match pg.map(|c| (c, projections::postgres_reachable(c))) {
+        None => {
+            pg_line = "projections into PostgreSQL: skipped (--skip-postgres)".to_string();
+            None
+        }
+        Some((c, Ok(info))) => {
+            pg_line = format!("projections into PostgreSQL: {info}");
+            Some(c)
+        }
+        Some((_, Err(e))) => {
+            pg_line = format!(
+                "projections into PostgreSQL: skipped (cannot connect: {e}; scripts/bench.sh starts the cluster, --pg names another)"
+            );
+            None
+        }
+    };
+    eprintln!("  {pg_line}");
+    let (p, load) = match projections::Projections::load(dir, plan.projection_events, plan.scan_repeats) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("  FAILED projection load: {e:#}");
+            r.failures.push(format!("projection load: {e:#}"));
+            return pg_line;
+        }
+    };
+    r.report.add(load);
+    r.step("projection feed alone", || p.feed(1000, false));
+    r.step("projection feed + decode", || p.feed(1000, true));
+    r.step("raw SQLite upserts", || p.raw_sqlite(1000));
+    for batch in [1000usize, 5000] {
+        r.step(&format!("projection into SQLite, pages of {batch}"), || p.sqlite(batch));
+    }
+    if let Some(pg) = pg {
+        r.step("raw PostgreSQL upserts", || p.raw_postgres(pg, 1000));
+        for batch in [1000usize, 5000] {
+            r.step(&format!("projection into PostgreSQL, pages of {batch}"), || p.postgres(pg, batch));
+        }
+    }
+    pg_line
+}
+
 fn run_in(cli: &Cli, plan: &Plan, run_dir: &Path) -> Result<()> {
     let started = std::time::Instant::now();
     let mut header = vec![
@@ -388,6 +451,16 @@ fn run_in(cli: &Cli, plan: &Plan, run_dir: &Path) -> Result<()> {
         let line = kafka_phase(&mut r, plan, &fresh_dir(run_dir, "kafka")?);
         header.push(line);
         std::fs::remove_dir_all(run_dir.join("kafka"))?;
+    }
+    if plan.runs(Phase::Aggregates) {
+        aggregates_phase(&mut r, plan, &fresh_dir(run_dir, "aggregates")?);
+        std::fs::remove_dir_all(run_dir.join("aggregates"))?;
+    }
+    if plan.runs(Phase::Projections) {
+        let pg = if cli.skip_postgres { None } else { Some(cli.pg.as_str()) };
+        let line = projections_phase(&mut r, plan, pg, &fresh_dir(run_dir, "projections")?);
+        header.push(line);
+        std::fs::remove_dir_all(run_dir.join("projections"))?;
     }
     if plan.runs(Phase::Restart) {
         phase("restart");

@@ -38,6 +38,28 @@ impl fmt::Display for System {
     }
 }
 
+/// Where a projection's read model lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProjectionSink {
+    /// A SQLite file.
+    Sqlite,
+    /// A PostgreSQL database.
+    Postgres,
+}
+
+/// A part of a projection catch-up, measured alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProjectionPart {
+    /// Reading the feed (`read_all` pages converted to `RecordedEvent`s).
+    Feed,
+    /// The feed plus the per-event stream name and JSON decode.
+    FeedDecode,
+    /// The same upserts straight through rusqlite, pre-decoded.
+    RawSqlite,
+    /// The same upserts straight through the postgres crate, pre-decoded.
+    RawPostgres,
+}
+
 /// What was measured; the same key on two systems is the same workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Key {
@@ -106,6 +128,28 @@ pub enum Key {
     KafkaProduceOne,
     /// A Kafka client consuming a partition from offset 0.
     KafkaConsume,
+    /// An aggregate of [`crate::aggregates::EVENTS`] events loaded through the library's
+    /// repository on the embedded backend.
+    AggregateLoad {
+        /// From a snapshot (else a full replay).
+        snapshot: bool,
+        /// Events after the snapshot.
+        tail: u64,
+    },
+    /// Loading the projection phase's log (not a figure of merit).
+    ProjectionLoad,
+    /// A part of a projection catch-up measured alone, to show where the time goes.
+    ProjectionPart {
+        /// Which part.
+        part: ProjectionPart,
+    },
+    /// A projection catching a fresh read model up with the log.
+    ProjectionCatchUp {
+        /// Where the read model lives.
+        sink: ProjectionSink,
+        /// Events per page (and per transaction).
+        batch: usize,
+    },
     /// Loading the restart data set.
     RestartLoad,
     /// Opening the restart data set in a fresh process.
@@ -128,6 +172,8 @@ impl Key {
             Key::KafkaEmbeddedBatch { .. } | Key::KafkaProduce | Key::KafkaProduceOne | Key::KafkaConsume => {
                 Section::Kafka
             }
+            Key::AggregateLoad { .. } => Section::Aggregates,
+            Key::ProjectionLoad | Key::ProjectionPart { .. } | Key::ProjectionCatchUp { .. } => Section::Projections,
             Key::RestartLoad | Key::Open { .. } => Section::Restart,
         }
     }
@@ -141,10 +187,12 @@ enum Section {
     Reads,
     Http,
     Kafka,
+    Aggregates,
+    Projections,
     Restart,
 }
 
-const SECTIONS: [(Section, &str); 7] = [
+const SECTIONS: [(Section, &str); 9] = [
     (Section::Physical, "Physical limits (plain files on the data directory's disk)"),
     (Section::Appends, "Durable single-event appends (expected version checked, each writer on its own streams)"),
     (Section::Batches, "Durable batched appends (one new stream per batch)"),
@@ -154,6 +202,8 @@ const SECTIONS: [(Section, &str); 7] = [
         Section::Kafka,
         "Kafka protocol (librdkafka against evident serve on 127.0.0.1) beside the embedded log, same run",
     ),
+    (Section::Aggregates, "Aggregate loads through the library (Repository on the embedded backend)"),
+    (Section::Projections, "Projection catch-up through the library (embedded log to a SQL read model, checkpoint in the same transaction)"),
     (Section::Restart, "Restart"),
 ];
 
@@ -577,6 +627,49 @@ impl Report {
                 push(
                     format!("evident Kafka / Tansu: {what}, records/s"),
                     div(rate(kafka, k), rate(System::Tansu, k)),
+                    Target::None,
+                );
+            }
+        }
+        // The library: aggregate loads.
+        let load_p50 = |snapshot, tail| {
+            self.get(ev, Key::AggregateLoad { snapshot, tail }).and_then(|m| m.p50).map(|d| d.as_secs_f64())
+        };
+        if self.get(ev, Key::AggregateLoad { snapshot: false, tail: 0 }).is_some() {
+            let n = num(crate::aggregates::EVENTS as f64);
+            push(
+                format!("aggregate of {n} events: full replay p50 / snapshot load p50 (snapshot at the last version)"),
+                div(load_p50(false, 0), load_p50(true, 0)),
+                Target::AtLeast(50.0),
+            );
+            let tail = crate::aggregates::TAIL;
+            push(
+                format!("aggregate of {n} events: full replay p50 / snapshot + {tail}-event tail p50"),
+                div(load_p50(false, 0), load_p50(true, tail)),
+                Target::None,
+            );
+        }
+        // The library: projections.
+        let catch_up = |sink, batch| rate(ev, Key::ProjectionCatchUp { sink, batch });
+        for batch in [1000, 5000] {
+            for (sink, name) in [(ProjectionSink::Sqlite, "SQLite"), (ProjectionSink::Postgres, "PostgreSQL")] {
+                let Some(r) = catch_up(sink, batch) else {
+                    continue;
+                };
+                let target =
+                    if sink == ProjectionSink::Sqlite && batch == 1000 { Target::AtLeast(1.0) } else { Target::None };
+                push(
+                    format!("projection catch-up into {name}, pages of {}: events/s / 100,000", num(batch as f64)),
+                    Some(r / 100_000.0),
+                    target,
+                );
+            }
+            if let (Some(_), Some(_)) =
+                (catch_up(ProjectionSink::Sqlite, batch), catch_up(ProjectionSink::Postgres, batch))
+            {
+                push(
+                    format!("projection catch-up, pages of {}: SQLite / PostgreSQL events/s", num(batch as f64)),
+                    div(catch_up(ProjectionSink::Sqlite, batch), catch_up(ProjectionSink::Postgres, batch)),
                     Target::None,
                 );
             }

@@ -239,7 +239,8 @@ pub fn fold(records: impl IntoIterator<Item = DlqRecord>) -> BTreeMap<String, Ve
                 if let Some(e) = entries.get_mut(&seq) {
                     e.kind = Kind::Parked;
                     e.error = r.error.or(e.error.take());
-                    e.attempts = r.attempts.unwrap_or(e.attempts);
+                    // A failed retry reports its own attempts; the entry shows the total.
+                    e.attempts = e.attempts.saturating_add(r.attempts.unwrap_or(0));
                 }
             }
             _ => {}
@@ -286,7 +287,7 @@ mod tests {
         let a = &folded["orders/a"];
         assert_eq!(a.iter().map(|e| e.sequence).collect::<Vec<_>>(), vec![5, 9]);
         assert_eq!(a[0].error.as_deref(), Some("again"));
-        assert_eq!(a[0].attempts, 4);
+        assert_eq!(a[0].attempts, 3 + 4, "attempts add up across retries");
         assert_eq!(a[1].kind, Kind::Held);
     }
 }

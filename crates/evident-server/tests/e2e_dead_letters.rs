@@ -68,7 +68,7 @@ fn put(server: &Server, stream: &str, record: &Value) {
 }
 
 /// `proj.dlq` with: orders/1 parked at 10 and held at 12; orders/2 parked at 11 whose retry
-/// failed again (new error, 4 attempts); orders/3 parked at 5 then resolved; and a record of
+/// failed again (new error, 4 more attempts); orders/3 parked at 5 then resolved; and a record of
 /// no dead-letter kind.
 fn seed(server: &Server) {
     server.create_topic("orders", 1);
@@ -147,8 +147,8 @@ fn list_describe_retry_and_skip_over_http() {
     let failed = &d["streams"][1]["entries"][0];
     assert_eq!(
         (failed["kind"].as_str(), failed["error"].as_str(), failed["attempts"].as_u64()),
-        (Some("parked"), Some("timeout again"), Some(4)),
-        "a failed retry updates its entry: {failed}"
+        (Some("parked"), Some("timeout again"), Some(3 + 4)),
+        "a failed retry updates its entry's error and adds its attempts: {failed}"
     );
     let empty = server.get_ok("/v1/dead-letters/empty");
     assert_eq!(empty, json!({"projection": "empty", "topic": "empty.dlq", "streams": []}));
@@ -298,7 +298,7 @@ fn the_dlq_commands() {
 STREAM    SEQUENCE  KIND    TYPE          ATTEMPTS  ERROR
 orders/1  10        parked  OrderPlaced   3         boom: no such customer
 orders/1  12        held    OrderShipped  0         -
-orders/2  11        parked  OrderPaid     4         timeout again
+orders/2  11        parked  OrderPaid     7         timeout again
 ";
     assert_eq!(out, expected);
     assert_eq!(ok_json(&server, &["dlq", "list", "proj"]), server.get_ok("/v1/dead-letters/proj"));

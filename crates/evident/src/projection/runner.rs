@@ -453,8 +453,13 @@ impl<P: Projection> ProjectionRunner<P> {
                 if !self.subscription.wants(&e.topic) {
                     continue;
                 }
-                let stream = e.stream();
-                if self.parked.contains(&stream) || held_streams.contains(&stream) {
+                // Only when some stream is parked does an event's stream name need building.
+                let held_stream = if self.parked.is_empty() && held_streams.is_empty() {
+                    None
+                } else {
+                    Some(e.stream()).filter(|s| self.parked.contains(s) || held_streams.contains(s))
+                };
+                if let Some(stream) = held_stream {
                     tx.execute(
                         "INSERT INTO evident_parked (projection, sequence, stream, kind) VALUES ($1, $2, $3, 'held')",
                         &[&self.key, &seq_param(e.sequence)?, &stream],

@@ -8,7 +8,6 @@
 //! column's type on PostgreSQL (an integer parameter works for `INT`, `BIGINT` or `REAL`
 //! columns), so the same statement runs unchanged on both.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// A parameter value, borrowed from the caller.
@@ -158,7 +157,7 @@ pub struct SqlError(pub String);
 #[derive(Debug, Default)]
 pub(crate) struct TableNames {
     map: HashMap<String, String>,
-    rewritten: HashMap<String, String>,
+    rewritten: HashMap<String, std::sync::Arc<str>>,
 }
 
 impl TableNames {
@@ -174,12 +173,12 @@ impl TableNames {
     }
 
     /// `sql` with each `{name}` of a declared table replaced.
-    pub(crate) fn rewrite<'s>(&mut self, sql: &'s str) -> Result<Cow<'s, str>, SqlError> {
+    pub(crate) fn rewrite<'s>(&mut self, sql: &'s str) -> Result<Rewritten<'s>, SqlError> {
         if !sql.contains('{') {
-            return Ok(Cow::Borrowed(sql));
+            return Ok(Rewritten::Same(sql));
         }
         if let Some(done) = self.rewritten.get(sql) {
-            return Ok(Cow::Owned(done.clone()));
+            return Ok(Rewritten::Cached(done.clone()));
         }
         let mut out = String::with_capacity(sql.len() + 16);
         let mut rest = sql;
@@ -195,8 +194,32 @@ impl TableNames {
             rest = &after[close + 1..];
         }
         out.push_str(rest);
+        let out: std::sync::Arc<str> = out.into();
         self.rewritten.insert(sql.to_string(), out.clone());
-        Ok(Cow::Owned(out))
+        Ok(Rewritten::Cached(out))
+    }
+}
+
+/// A statement after table substitution: the caller's text, or a shared cached rewrite (a
+/// handler runs the same few statements for every event, so each is rewritten once).
+pub(crate) enum Rewritten<'s> {
+    Same(&'s str),
+    Cached(std::sync::Arc<str>),
+}
+
+impl std::fmt::Debug for Rewritten<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl std::ops::Deref for Rewritten<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            Rewritten::Same(s) => s,
+            Rewritten::Cached(s) => s,
+        }
     }
 }
 
@@ -470,10 +493,10 @@ mod tests {
     fn declared_tables_are_substituted_and_others_refused() {
         let mut names = TableNames::new(&["balances"], "__rebuild");
         assert_eq!(
-            names.rewrite("UPDATE {balances} SET x = {balances}.x + 1").expect("ok"),
+            &*names.rewrite("UPDATE {balances} SET x = {balances}.x + 1").expect("ok"),
             "UPDATE balances__rebuild SET x = balances__rebuild.x + 1"
         );
-        assert_eq!(names.rewrite("SELECT 1").expect("ok"), "SELECT 1");
+        assert_eq!(&*names.rewrite("SELECT 1").expect("ok"), "SELECT 1");
         assert!(names.rewrite("SELECT * FROM {other}").is_err());
         assert!(names.rewrite("SELECT * FROM {balances").is_err());
     }
