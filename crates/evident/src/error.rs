@@ -46,6 +46,11 @@ pub enum Error {
         /// Attempts made.
         attempts: u32,
     },
+    /// Another runner of the same projection moved its checkpoint (or resolved its parked
+    /// event) first: this runner's transaction was rolled back and it must stop, since two
+    /// runners of one projection would apply events twice.
+    #[error("fenced: {0}")]
+    Fenced(String),
     /// A projection's read-model store failed.
     #[error("sink error: {0}")]
     Sink(String),

@@ -29,7 +29,7 @@
 //! new record.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -142,6 +142,8 @@ pub struct ProjectionRunner<P: Projection> {
     counters: CatchUp,
     /// The dead-letter journal may disagree with `evident_parked` (see the module doc).
     reconcile_pending: bool,
+    /// Records this runner wrote to its dead-letter topic (they move the store's head).
+    journal_writes: AtomicU64,
 }
 
 impl<P: Projection> std::fmt::Debug for ProjectionRunner<P> {
@@ -211,12 +213,22 @@ fn seq_param(v: u64) -> Result<i64> {
     i64::try_from(v).map_err(|_| Error::Sink(format!("position {v} does not fit a BIGINT")))
 }
 
-fn write_checkpoint(tx: &mut Tx<'_>, key: &str, position: u64) -> Result<()> {
-    tx.execute(
-        "UPDATE evident_checkpoints SET position = $1, updated_ms = $2 WHERE projection = $3",
-        &[&seq_param(position)?, &now_ms(), &key],
-    )
-    .map_err(sql)?;
+/// Moves the checkpoint of `key` from `from` to `to`, fenced: if it is no longer at `from`,
+/// another runner of the projection committed in between, and the transaction must not commit.
+/// (On PostgreSQL the conditional UPDATE waits for the other transaction and re-checks the row;
+/// on SQLite `BEGIN IMMEDIATE` serializes writers.)
+fn write_checkpoint(tx: &mut Tx<'_>, key: &str, from: u64, to: u64) -> Result<()> {
+    let n = tx
+        .execute(
+            "UPDATE evident_checkpoints SET position = $1, updated_ms = $2 WHERE projection = $3 AND position = $4",
+            &[&seq_param(to)?, &now_ms(), &key, &seq_param(from)?],
+        )
+        .map_err(sql)?;
+    if n != 1 {
+        return Err(Error::Fenced(format!(
+            "the checkpoint of {key} is no longer at {from}: another runner of this projection is running"
+        )));
+    }
     Ok(())
 }
 
@@ -264,6 +276,7 @@ impl<P: Projection> ProjectionRunner<P> {
             dlq_topic,
             counters: CatchUp { scanned: 0, applied: 0, parked: 0, elapsed: Duration::ZERO, position: 0 },
             reconcile_pending: !rebuild,
+            journal_writes: AtomicU64::new(0),
         };
         runner.transaction(|r| {
             let mut tx = r.sink.tx(&mut r.names);
@@ -377,19 +390,28 @@ impl<P: Projection> ProjectionRunner<P> {
     pub fn catch_up_with(&mut self, mut progress: impl FnMut(&Progress)) -> Result<CatchUp> {
         let start = Instant::now();
         let before = self.counters;
-        let target = self.backend.head_sequence()?;
-        while self.position < target {
-            if self.step()? == 0 {
-                // Everything left before the head belonged to deleted topics.
+        // The runner's own dead-letter records move the head while it catches up; one more
+        // pass reads past them (and whatever else arrived meanwhile), so a catch-up that parked
+        // something still ends at the head. A few passes at most: a live stream never ends.
+        for _pass in 0..4 {
+            let writes = self.journal_writes.load(Ordering::Relaxed);
+            let target = self.backend.head_sequence()?;
+            while self.position < target {
+                if self.step()? == 0 {
+                    // Everything left before the head belonged to deleted topics.
+                    break;
+                }
+                let elapsed = start.elapsed().as_secs_f64().max(1e-9);
+                progress(&Progress {
+                    position: self.position,
+                    target,
+                    applied: self.counters.applied - before.applied,
+                    rate: (self.counters.scanned - before.scanned) as f64 / elapsed,
+                });
+            }
+            if self.journal_writes.load(Ordering::Relaxed) == writes {
                 break;
             }
-            let elapsed = start.elapsed().as_secs_f64().max(1e-9);
-            progress(&Progress {
-                position: self.position,
-                target,
-                applied: self.counters.applied - before.applied,
-                rate: (self.counters.scanned - before.scanned) as f64 / elapsed,
-            });
         }
         Ok(CatchUp {
             scanned: self.counters.scanned - before.scanned,
@@ -477,7 +499,7 @@ impl<P: Projection> ProjectionRunner<P> {
                 applied += 1;
             }
             if !matches!(outcome, RunEnd::Failed(..)) && end > 0 {
-                write_checkpoint(&mut tx, &self.key, events[end - 1].sequence + 1)?;
+                write_checkpoint(&mut tx, &self.key, self.position, events[end - 1].sequence + 1)?;
             }
             Ok(())
         })();
@@ -516,20 +538,27 @@ impl<P: Projection> ProjectionRunner<P> {
     ) -> Result<Result<(), String>> {
         self.sink.begin()?;
         let key = self.key.clone();
+        let from = self.position;
         let r = (|| -> Result<Result<(), String>> {
             let mut tx = self.sink.tx(&mut self.names);
             if let Err(err) = self.projection.handle(e, &mut tx) {
                 return Ok(Err(err.to_string()));
             }
             if let Some(seq) = resolve {
-                tx.execute(
-                    "DELETE FROM evident_parked WHERE projection = $1 AND sequence = $2",
-                    &[&key, &seq_param(seq)?],
-                )
-                .map_err(sql)?;
+                let n = tx
+                    .execute(
+                        "DELETE FROM evident_parked WHERE projection = $1 AND sequence = $2",
+                        &[&key, &seq_param(seq)?],
+                    )
+                    .map_err(sql)?;
+                if n != 1 {
+                    return Err(Error::Fenced(format!(
+                        "parked event {seq} of {key} was resolved by another runner of this projection"
+                    )));
+                }
             }
             if let Some(pos) = checkpoint {
-                write_checkpoint(&mut tx, &key, pos)?;
+                write_checkpoint(&mut tx, &key, from, pos)?;
             }
             Ok(Ok(()))
         })();
@@ -585,7 +614,7 @@ impl<P: Projection> ProjectionRunner<P> {
                 &[&key, &seq_param(e.sequence)?, &stream],
             )
             .map_err(sql)?;
-            write_checkpoint(&mut tx, &key, e.sequence + 1)
+            write_checkpoint(&mut tx, &key, r.position, e.sequence + 1)
         })?;
         self.parked.insert(stream);
         self.position = e.sequence + 1;
@@ -648,7 +677,7 @@ impl<P: Projection> ProjectionRunner<P> {
         let pos = req.sequence + 1;
         self.transaction(|r| {
             let mut tx = r.sink.tx(&mut r.names);
-            write_checkpoint(&mut tx, &key, pos)
+            write_checkpoint(&mut tx, &key, r.position, pos)
         })?;
         self.position = pos;
         Ok(())
@@ -667,6 +696,7 @@ impl<P: Projection> ProjectionRunner<P> {
 
     /// Writes `record` to the dead-letter journal, under a fresh id if its id was used before.
     fn journal(&self, stream: &str, mut record: EventData) -> Result<()> {
+        self.journal_writes.fetch_add(1, Ordering::Relaxed);
         let out = self.backend.append(&self.dlq_topic, stream, ExpectedVersion::Any, std::slice::from_ref(&record))?;
         if out.duplicate {
             // An earlier record of this entry holds the id, and a later one may have resolved it
