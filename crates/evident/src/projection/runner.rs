@@ -40,6 +40,9 @@ use super::dead_letter::{self, DeadLetters};
 use super::sink::Sink;
 use super::sql::{Row, SqlError, SqlValue, TableNames, ToParam, Tx};
 use super::{HandlerError, Projection, Subscription};
+
+mod journal;
+mod rebuild;
 use crate::backend::{Backend, TopicSpec};
 use crate::event::RecordedEvent;
 use crate::{Error, Result};
@@ -158,42 +161,6 @@ impl<P: Projection> std::fmt::Debug for ProjectionRunner<P> {
 
 fn sql(e: SqlError) -> Error {
     Error::Sink(e.0)
-}
-
-/// After a rebuild's swap, renames table `t`'s indexes named after its rebuild twin
-/// (`{t}__rebuild...`) to the live name (PostgreSQL), or drops them so that the projection's
-/// `setup` recreates them under the live name (SQLite, which cannot rename an index; its
-/// constraint indexes follow the table by themselves).
-fn rename_rebuild_indexes(tx: &mut Tx<'_>, t: &str) -> Result<()> {
-    let twin = format!("{t}{REBUILD_SUFFIX}");
-    match tx.dialect() {
-        super::Dialect::Postgres => {
-            let rows = tx
-                .query(
-                    "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1 \
-                     AND strpos(indexname, $2) > 0",
-                    &[&t, &twin],
-                )
-                .map_err(sql)?;
-            for name in rows.iter().filter_map(|r| r.first().and_then(SqlValue::as_str)) {
-                let renamed = name.replacen(&twin, t, 1);
-                tx.batch(&format!("ALTER INDEX \"{name}\" RENAME TO \"{renamed}\"")).map_err(sql)?;
-            }
-        }
-        super::Dialect::Sqlite => {
-            let rows = tx
-                .query(
-                    "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = $1 AND sql IS NOT NULL \
-                     AND instr(name, $2) > 0",
-                    &[&t, &twin],
-                )
-                .map_err(sql)?;
-            for name in rows.iter().filter_map(|r| r.first().and_then(SqlValue::as_str)) {
-                tx.batch(&format!("DROP INDEX \"{name}\"")).map_err(sql)?;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Whether `e` (a record of the runner's dead-letter topic) is a retry or skip request.
@@ -694,114 +661,8 @@ impl<P: Projection> ProjectionRunner<P> {
         })
     }
 
-    /// Writes `record` to the dead-letter journal, under a fresh id if its id was used before.
-    fn journal(&self, stream: &str, mut record: EventData) -> Result<()> {
-        self.journal_writes.fetch_add(1, Ordering::Relaxed);
-        let out = self.backend.append(&self.dlq_topic, stream, ExpectedVersion::Any, std::slice::from_ref(&record))?;
-        if out.duplicate {
-            // An earlier record of this entry holds the id, and a later one may have resolved it
-            // (a rebuild parks again what the live runner resolved): the record must land.
-            record.id = format!("{}-{}", record.id, uuid::Uuid::new_v4());
-            self.backend.append(&self.dlq_topic, stream, ExpectedVersion::Any, &[record])?;
-        }
-        Ok(())
-    }
-
-    /// Makes the dead-letter journal agree with `evident_parked` (see the module doc). Only
-    /// the live runner does: a rebuild's parked set is partial until it is swapped in.
-    fn reconcile(&mut self) -> Result<()> {
-        if !self.reconcile_pending || self.key != self.name {
-            return Ok(());
-        }
-        let listed = self.dead_letters().list()?;
-        let key = self.key.clone();
-        let mut held: BTreeMap<u64, (String, Kind)> = BTreeMap::new();
-        for row in self.query_bookkeeping(
-            "SELECT sequence, stream, kind FROM evident_parked WHERE projection = $1 ORDER BY sequence",
-            &[&key],
-        )? {
-            let seq = u64::try_from(int(&row, 0)?).map_err(|_| Error::Sink("negative parked sequence".into()))?;
-            let stream = row.get(1).and_then(SqlValue::as_str).unwrap_or_default().to_string();
-            let kind = if row.get(2).and_then(SqlValue::as_str) == Some("held") { Kind::Held } else { Kind::Parked };
-            held.insert(seq, (stream, kind));
-        }
-        let mut seen = HashSet::new();
-        for entry in listed.values().flatten() {
-            seen.insert(entry.sequence);
-            if !held.contains_key(&entry.sequence) {
-                tracing::info!(projection = %self.name, stream = %entry.stream, sequence = entry.sequence, "dead-letter entry no longer held: resolved in the journal");
-                self.journal(&entry.stream, dead_letter::resolved(&self.name, entry.sequence, "applied"))?;
-            }
-        }
-        for (seq, (stream, kind)) in held {
-            if seen.contains(&seq) {
-                continue;
-            }
-            let Some(original) = self.backend.read_all(seq, 1)?.into_iter().next().filter(|e| e.sequence == seq) else {
-                continue; // its topic was deleted; a retry resolves it
-            };
-            let why = "listed again: the runner holds this event but the journal had resolved it";
-            self.journal(&stream, dead_letter::parked(&self.name, &original, kind, why, 0))?;
-        }
-        self.reconcile_pending = false;
-        Ok(())
-    }
-
     fn query_bookkeeping(&mut self, text: &str, params: &[&dyn ToParam]) -> Result<Vec<Row>> {
         let mut names = TableNames::default();
         self.sink.tx(&mut names).query(text, params).map_err(sql)
-    }
-
-    /// Rebuilds the projection from the start of the feed into fresh twins of its tables,
-    /// reporting progress, then swaps them in (in one transaction) with the checkpoint and
-    /// parked entries they reached. The live tables stay readable until the swap. Run it
-    /// while no live runner of the same projection is running; it returns the live runner.
-    pub fn rebuild(
-        backend: Arc<dyn Backend>,
-        sink: Sink,
-        projection: P,
-        options: RunnerOptions,
-        progress: impl FnMut(&Progress),
-    ) -> Result<Self> {
-        let mut runner = Self::open(backend, sink, projection, options, true)?;
-        runner.catch_up_with(progress)?;
-        let tables = runner.projection.tables();
-        let live = runner.name.clone();
-        let rebuild_key = runner.key.clone();
-        let position = runner.position;
-        runner.transaction(|r| {
-            let mut names = TableNames::default();
-            let mut tx = r.sink.tx(&mut names);
-            for t in &tables {
-                tx.batch(&format!("DROP TABLE IF EXISTS {t}")).map_err(sql)?;
-                tx.batch(&format!("ALTER TABLE {t}{REBUILD_SUFFIX} RENAME TO {t}")).map_err(sql)?;
-            }
-            tx.execute("DELETE FROM evident_checkpoints WHERE projection = $1", &[&rebuild_key]).map_err(sql)?;
-            tx.execute("DELETE FROM evident_checkpoints WHERE projection = $1", &[&live]).map_err(sql)?;
-            tx.execute(
-                "INSERT INTO evident_checkpoints (projection, position, updated_ms) VALUES ($1, $2, $3)",
-                &[&live, &seq_param(position)?, &now_ms()],
-            )
-            .map_err(sql)?;
-            tx.execute("DELETE FROM evident_parked WHERE projection = $1", &[&live]).map_err(sql)?;
-            tx.execute("UPDATE evident_parked SET projection = $1 WHERE projection = $2", &[&live, &rebuild_key])
-                .map_err(sql)?;
-            // Index names are global and a table rename keeps them: give the swapped tables'
-            // indexes their live names, so the next rebuild's twins can have their own.
-            for t in &tables {
-                rename_rebuild_indexes(&mut tx, t)?;
-            }
-            // Recreate whatever the live names still lack (SQLite cannot rename an index).
-            let mut live_names = TableNames::new(&tables, "");
-            let mut tx = r.sink.tx(&mut live_names);
-            r.projection.setup(&mut tx).map_err(|e| Error::Sink(format!("setup of {} after the swap: {e}", r.name)))?;
-            Ok(())
-        })?;
-        runner.key = live;
-        runner.names = TableNames::new(&tables, "");
-        // The journal still lists the live runner's entries, which the rebuild may have applied.
-        runner.reconcile_pending = true;
-        runner.reconcile()?;
-        Ok(runner)
     }
 }
