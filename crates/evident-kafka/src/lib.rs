@@ -15,6 +15,13 @@
 //! an error message naming the stream.
 
 pub mod alloc_guard;
+
+/// The unit tests feed random bytes to the codec (`request::tests`), which sizes arrays from
+/// the peer's length prefix: without the guard the binary installs, a random prefix can abort
+/// the test process on a multi-GB allocation.
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOCATOR: alloc_guard::GuardedAlloc = alloc_guard::GuardedAlloc;
 mod api_versions;
 mod broker;
 mod config;

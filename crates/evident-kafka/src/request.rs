@@ -99,6 +99,16 @@ mod tests {
         assert!(decode_request(&[0, 1]).is_err());
     }
 
+    #[test]
+    fn a_huge_array_count_fails_to_decode_instead_of_aborting() {
+        // DeleteGroups v1 (header v1: correlation id, null client id) whose group-name array
+        // claims i32::MAX entries: the codec reserves that many before reading one. A random
+        // body of the proptest below once hit exactly this (a 45 GB reservation).
+        let mut f = vec![0, 42, 0, 1, 0, 0, 0, 7, 0xff, 0xff];
+        f.extend_from_slice(&i32::MAX.to_be_bytes());
+        assert!(decode_request(&f).is_err());
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
         /// Random bytes after a valid key and version never panic the decoder.
