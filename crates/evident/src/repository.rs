@@ -83,6 +83,21 @@ pub struct Loaded<A> {
     pub events_replayed: u64,
 }
 
+impl<A: Default> Loaded<A> {
+    /// The state at `snapshot` (or before the first event), before any event is read.
+    fn starting_from(snapshot: Option<snapshot::Snapshot<A>>) -> Self {
+        match snapshot {
+            Some(s) => Loaded {
+                version: Some(s.version),
+                snapshot_version: Some(s.version),
+                state: s.state,
+                events_replayed: 0,
+            },
+            None => Loaded { state: A::default(), version: None, snapshot_version: None, events_replayed: 0 },
+        }
+    }
+}
+
 /// The outcome of a command.
 #[derive(Debug, Clone)]
 pub struct Executed<A: Aggregate> {
@@ -211,12 +226,7 @@ impl<A: Aggregate> Repository<A> {
     /// Loads the current state of aggregate `id`, from its latest usable snapshot.
     pub fn load(&self, id: &str) -> Result<Loaded<A>> {
         let start = self.latest_snapshot(id, None)?;
-        let mut loaded = Loaded {
-            version: start.as_ref().map(|s| s.version),
-            snapshot_version: start.as_ref().map(|s| s.version),
-            state: start.map(|s| s.state).unwrap_or_default(),
-            events_replayed: 0,
-        };
+        let mut loaded = Loaded::starting_from(start);
         self.catch_up(id, &mut loaded, None, None)?;
         Ok(loaded)
     }
@@ -224,7 +234,7 @@ impl<A: Aggregate> Repository<A> {
     /// Loads aggregate `id` without snapshots, replaying every event (to check a snapshot, or
     /// when state must be derived from the events alone).
     pub fn load_from_events(&self, id: &str) -> Result<Loaded<A>> {
-        let mut loaded = Loaded { state: A::default(), version: None, snapshot_version: None, events_replayed: 0 };
+        let mut loaded = Loaded::starting_from(None);
         self.catch_up(id, &mut loaded, None, None)?;
         Ok(loaded)
     }
@@ -238,12 +248,7 @@ impl<A: Aggregate> Repository<A> {
             At::Version(v) => self.latest_snapshot(id, Some(v))?,
             At::TimeMs(_) => None,
         };
-        let mut loaded = Loaded {
-            version: start.as_ref().map(|s| s.version),
-            snapshot_version: start.as_ref().map(|s| s.version),
-            state: start.map(|s| s.state).unwrap_or_default(),
-            events_replayed: 0,
-        };
+        let mut loaded = Loaded::starting_from(start);
         self.catch_up(id, &mut loaded, Some(at), None)?;
         Ok(loaded)
     }
@@ -283,7 +288,7 @@ impl<A: Aggregate> Repository<A> {
                 // record): not a source of truth; rebuild from the events.
                 tracing::warn!(topic = %self.topic, id, snapshot_version = s, stream_version = ?current,
                     "snapshot beyond the end of the stream ignored; rebuilding from events");
-                *loaded = Loaded { state: A::default(), version: None, snapshot_version: None, events_replayed: 0 };
+                *loaded = Loaded::starting_from(None);
                 return self.catch_up(id, loaded, at, watch_id);
             }
         }
@@ -363,12 +368,7 @@ impl<A: Aggregate> Repository<A> {
         let first_id = command_id.map(|c| format!("{c}.0"));
         let start = self.latest_snapshot(id, None)?;
         let last_snapshot_ms = start.as_ref().map(|s| s.taken_ms);
-        let mut loaded = Loaded {
-            version: start.as_ref().map(|s| s.version),
-            snapshot_version: start.as_ref().map(|s| s.version),
-            state: start.map(|s| s.state).unwrap_or_default(),
-            events_replayed: 0,
-        };
+        let mut loaded = Loaded::starting_from(start);
         let mut attempts = 0;
         loop {
             attempts += 1;

@@ -612,7 +612,7 @@ impl<P: Projection> ProjectionRunner<P> {
         }
         let retry = self.options.retry;
         for &seq in entries {
-            let original = self.backend.read_all(seq, 1)?.into_iter().next().filter(|e| e.sequence == seq);
+            let original = self.event_at(seq)?;
             let Some(original) = original else {
                 // The event's topic was deleted: nothing left to apply.
                 self.resolve_without_applying(&stream, seq, "skipped")?;
@@ -648,6 +648,11 @@ impl<P: Projection> ProjectionRunner<P> {
         })?;
         self.position = pos;
         Ok(())
+    }
+
+    /// The event at commit sequence `seq` (None once its topic is deleted).
+    pub(super) fn event_at(&self, seq: u64) -> Result<Option<RecordedEvent>> {
+        Ok(self.backend.read_all(seq, 1)?.into_iter().next().filter(|e| e.sequence == seq))
     }
 
     fn resolve_without_applying(&mut self, stream: &str, seq: u64, outcome: &str) -> Result<()> {

@@ -48,7 +48,7 @@ impl<P: Projection> ProjectionRunner<P> {
             if seen.contains(&seq) {
                 continue;
             }
-            let Some(original) = self.backend.read_all(seq, 1)?.into_iter().next().filter(|e| e.sequence == seq) else {
+            let Some(original) = self.event_at(seq)? else {
                 continue; // its topic was deleted; a retry resolves it
             };
             let why = "listed again: the runner holds this event but the journal had resolved it";
