@@ -10,6 +10,8 @@
 #   scripts/bench.sh --only kafka            # only the Kafka protocol (librdkafka) vs embedded
 #   scripts/bench.sh --only aggregates,projections  # the library: snapshot loads, projections
 #   scripts/bench.sh --help                  # every flag
+#   scripts/bench.sh --before REV --only http   # REV's build, then this tree's, in one run:
+#                                            # the before/after table, regressions > 10% marked
 #
 # What it does: installs PostgreSQL (Debian's `postgresql`) and a C compiler if missing,
 # creates and starts a dedicated PostgreSQL cluster listening on 127.0.0.1 only (port 5499 by
@@ -30,6 +32,25 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PGPORT="${EVIDENT_BENCH_PGPORT:-5499}"
 CLUSTER=evident_bench
 ROLE=evident_bench
+
+# --before REV is this script's own flag: it is taken out of the arguments evident-bench sees.
+before=""
+args=()
+prev=""
+for arg in "$@"; do
+  if [ "$prev" = --before ]; then before="$arg"; prev=""; continue; fi
+  case "$arg" in
+    --before) prev=--before; continue ;;
+    --before=*) before="${arg#--before=}"; continue ;;
+  esac
+  args+=("$arg")
+  prev="$arg"
+done
+if [ "$prev" = --before ]; then
+  echo "bench.sh: --before needs a git revision" >&2
+  exit 2
+fi
+set -- "${args[@]+"${args[@]}"}"
 
 want_pg=1
 only=""
@@ -115,10 +136,33 @@ SQL
 fi
 
 cd "$REPO"
-cargo build --release -p evident-bench -p evident-server
-BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/evident-bench"
+TARGET="${CARGO_TARGET_DIR:-$REPO/target}"
 PGARGS=()
 if [ "$want_pg" = 1 ] && [ "$PGPORT" != 5499 ]; then
   PGARGS=(--pg "host=127.0.0.1 port=$PGPORT user=$ROLE password=$ROLE dbname=$ROLE")
 fi
-"$BIN" "${PGARGS[@]}" "$@"
+
+if [ -n "$before" ]; then
+  # The "before" build: REV checked out in a worktree of its own, built into the same target
+  # directory (the dependencies are shared, so only evident's crates compile), its two binaries
+  # copied aside, and run first with the same arguments. Its Markdown output is what
+  # evident-bench --compare reads, so REV needs no --save of its own.
+  rev="$(git rev-parse --short "$before")"
+  side="$TARGET/bench-before"
+  mkdir -p "$side/bin"
+  git worktree remove --force "$side/src" >/dev/null 2>&1 || rm -rf "$side/src"
+  git worktree prune
+  git worktree add --detach "$side/src" "$rev" >/dev/null
+  (cd "$side/src" && CARGO_TARGET_DIR="$TARGET" cargo build --release -p evident-bench -p evident-server)
+  cp "$TARGET/release/evident-bench" "$TARGET/release/evident" "$side/bin/"
+  git worktree remove --force "$side/src"
+  cargo build --release -p evident-bench -p evident-server
+  echo "bench.sh: before ($rev)" >&2
+  "$side/bin/evident-bench" "${PGARGS[@]}" "$@" | tee "$side/$rev.md"
+  echo "bench.sh: after (this tree)" >&2
+  "$TARGET/release/evident-bench" "${PGARGS[@]}" "$@" --compare "$side/$rev.md"
+  exit $?
+fi
+
+cargo build --release -p evident-bench -p evident-server
+"$TARGET/release/evident-bench" "${PGARGS[@]}" "$@"

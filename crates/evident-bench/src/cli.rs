@@ -57,6 +57,13 @@ pub struct Cli {
     /// Keep the data directory after the run.
     #[arg(long)]
     pub keep_data: bool,
+    /// Save the run's figures to FILE (tab-separated), for a later `--compare`.
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+    /// Print the run's figures beside those saved in FILE (before/after, change in %, changes
+    /// for the worse beyond 10% marked REGRESSED).
+    #[arg(long, value_name = "FILE")]
+    pub compare: Option<PathBuf>,
 }
 
 /// The phases of a run, in the order they run.

@@ -12,6 +12,7 @@
 
 mod aggregates;
 mod cli;
+mod compare;
 mod driver;
 mod evident;
 mod http;
@@ -488,6 +489,16 @@ fn run_in(cli: &Cli, plan: &Plan, run_dir: &Path) -> Result<()> {
     );
     r.report.print_tables();
     r.report.print_ratios();
+    if let Some(path) = &cli.save {
+        compare::save(path, r.report.rows())?;
+        eprintln!("figures saved to {}", path.display());
+    }
+    if let Some(path) = &cli.compare {
+        let regressions = compare::compare(path, r.report.rows())?;
+        if regressions > 0 {
+            println!("\n{regressions} workload(s) regressed by more than 10%.");
+        }
+    }
     if !r.failures.is_empty() {
         println!("\n### Failures\n");
         for f in &r.failures {

@@ -364,6 +364,11 @@ impl Report {
         self.rows.push(m);
     }
 
+    /// Every result, in the order measured.
+    pub fn rows(&self) -> &[Measurement] {
+        &self.rows
+    }
+
     /// The result of `system` for `key`, if measured.
     pub fn get(&self, system: System, key: Key) -> Option<&Measurement> {
         self.rows.iter().rev().find(|m| m.system == system && m.key == key)

@@ -293,6 +293,7 @@ impl Log {
                 }),
             })
             .collect();
+        check_indexed(&st.index, topic_id, partition, base_offset, first_sequence, &infos, &plans, &next_version);
         let durability = self.inner.defer_visible(st, end)?;
         let outcome =
             AppendOutcome { topic: topic_name, partition, base_offset, first_sequence, records, duplicate: false };
@@ -461,4 +462,35 @@ fn find_duplicates(
         AppendOutcome { topic, partition: original_partition, base_offset, first_sequence, records, duplicate: true },
         wait_for,
     )))
+}
+
+/// Paired with the checks that accepted a batch: what the index recorded is what the append
+/// planned. Offsets stay dense (the partition's next offset moved by exactly the record
+/// count), the commit sequence stays gapless, and each stream's versions stay contiguous (the
+/// stream now ends at the version the expected-version check computed). A failure is a bug
+/// in the index, caught before the batch is acknowledged.
+#[allow(clippy::too_many_arguments)] // the plan, as the caller holds it
+fn check_indexed(
+    index: &Index,
+    topic_id: u32,
+    partition: u32,
+    base_offset: u64,
+    first_sequence: u64,
+    infos: &[RecordInfo<'_>],
+    plans: &[KeyPlan<'_>],
+    next_version: &HashMap<&[u8], u64, Xxh3DefaultBuilder>,
+) {
+    let count = infos.len() as u64;
+    let next_offset =
+        index.topics.get(&topic_id).and_then(|t| t.partitions.get(partition as usize)).map(|p| p.next_offset);
+    assert_eq!(next_offset, Some(base_offset + count), "offsets dense after indexing");
+    assert_eq!(index.next_seq, first_sequence + count, "commit sequence gapless after indexing");
+    for plan in plans {
+        let len = index
+            .stream_id(topic_id, plan.key)
+            .and_then(|sid| index.streams.get(sid as usize))
+            .and_then(Option::as_ref)
+            .map(|s| s.events.len() as u64);
+        assert_eq!(len, next_version.get(plan.key).copied(), "stream versions contiguous after indexing");
+    }
 }

@@ -374,8 +374,12 @@ impl Index {
                 return Err(corrupted("stream of a deleted topic".into()));
             };
             let version = stream.events.len() as u32;
+            let seq = header.first_sequence + i as u64;
+            // A stream's versions are contiguous and in commit order: the event appended here
+            // is the stream's next version and comes after its last one in the global order.
+            assert!(stream.events.last().is_none_or(|e| e.seq < seq), "stream events out of commit order");
             stream.events.push(StreamEvent {
-                seq: header.first_sequence + i as u64,
+                seq,
                 pos: payload_pos + u64::from(info.start),
                 len: info.len,
                 crc: info.crc,

@@ -182,6 +182,33 @@ pub(crate) struct State {
     pub stats: LogStats,
 }
 
+impl State {
+    /// The ordering of the journal positions, checked after every commit round (cheap: a few
+    /// comparisons, so it stays on in release builds). `visible <= durable` holds only under
+    /// `always`: the relaxed policies acknowledge before the sync, which is what makes them
+    /// relaxed.
+    fn check_positions(&self, policy: FsyncPolicy) {
+        assert!(self.durable_pos <= self.written_pos, "durable {} > written {}", self.durable_pos, self.written_pos);
+        assert!(self.written_pos <= self.next_pos, "written {} > next {}", self.written_pos, self.next_pos);
+        assert!(self.visible_pos <= self.written_pos, "visible {} > written {}", self.visible_pos, self.written_pos);
+        assert!(
+            self.visible_seq <= self.index.next_seq,
+            "visible seq {} > next {}",
+            self.visible_seq,
+            self.index.next_seq
+        );
+        if policy == FsyncPolicy::Always {
+            // Nothing is acknowledged that a sync does not cover.
+            assert!(
+                self.visible_pos <= self.durable_pos,
+                "visible {} > durable {}",
+                self.visible_pos,
+                self.durable_pos
+            );
+        }
+    }
+}
+
 pub(crate) struct Inner {
     pub storage: Arc<dyn Storage>,
     pub dir: PathBuf,
@@ -664,6 +691,10 @@ impl Inner {
     /// Waiters whose frames the committer is writing right now wait for that round's end: their
     /// frames may still become durable. Also wakes readers waiting for new records.
     fn publish(&self, st: &mut State) {
+        if self.config.fsync == FsyncPolicy::Always {
+            // An acknowledgement below is a promise that the bytes survive power loss.
+            assert!(st.visible_pos <= st.durable_pos, "acknowledging past the synced position");
+        }
         while st.waiters.front().is_some_and(|w| w.end <= st.visible_pos) {
             if let Some(w) = st.waiters.pop_front() {
                 w.resolve(Ok(()));
@@ -749,6 +780,14 @@ impl Inner {
                 continue;
             }
             let chunks = Arc::new(std::mem::take(&mut st.pending));
+            // The round writes strictly after what is written, in position order and without
+            // overlap (a roll to a new segment skips its header, so gaps are allowed).
+            let mut written_to = st.written_pos;
+            for c in chunks.iter() {
+                assert!(c.pos >= written_to, "chunk at {} overlaps the journal up to {written_to}", c.pos);
+                written_to = c.pos + c.bytes.len() as u64;
+            }
+            assert_eq!(written_to, st.next_pos, "the queued chunks end where the next frame goes");
             st.in_flight = Some(chunks.clone());
             let end_pos = st.next_pos;
             let end_seq = st.index.next_seq;
@@ -773,6 +812,8 @@ impl Inner {
             st.in_flight = None;
             match result {
                 Ok((synced, sync_took)) => {
+                    // Positions only move forward; the round ends where it was planned to.
+                    assert!(end_pos >= st.written_pos && end_seq >= st.visible_seq, "a commit round moved backwards");
                     if let Some(p) = prealloc.filter(|p| st.alloc.0 == p.base) {
                         st.alloc.1 = st.alloc.1.max(p.to);
                     }
@@ -788,6 +829,7 @@ impl Inner {
                     st.since_checkpoint += bytes;
                     st.stats.commit_rounds += 1;
                     st.stats.bytes_written += bytes;
+                    st.check_positions(policy);
                     self.publish(&mut st);
                     self.maybe_checkpoint(&mut st);
                 }
