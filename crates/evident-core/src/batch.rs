@@ -38,7 +38,6 @@ const RECORD_LEN_MIN: usize = 7;
 
 /// Why bytes are not a valid record batch.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum BatchError {
     /// Fewer bytes than a header, or than `batch_length` claims.
     #[error("record batch truncated: {needed} bytes needed, {available} present")]

@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 
 /// Why a name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum NameError {
     /// The name is empty.
     #[error("topic name is empty")]

@@ -23,34 +23,39 @@ impl KafkaError {
 
 impl From<evident_log::Error> for KafkaError {
     fn from(e: evident_log::Error) -> Self {
-        use evident_log::Error as E;
-        let message = format!("evident: {e}");
-        let code = match &e {
-            E::WrongExpectedVersion { .. }
-            | E::EventIdReused { .. }
-            | E::PartialDuplicate { .. }
-            | E::DuplicateIdInBatch { .. }
-            | E::KeyInOtherPartition { .. }
-            | E::InvalidExpectedVersion(_)
-            | E::InvalidEventId(_)
-            | E::ExpectedVersionWithoutKey
-            | E::KeyTooLarge { .. }
-            | E::EmptyBatch
-            | E::Unsupported(_) => ResponseError::InvalidRecord,
-            E::UnknownTopic(_) | E::UnknownPartition { .. } => ResponseError::UnknownTopicOrPartition,
-            E::TopicExists(_) => ResponseError::TopicAlreadyExists,
-            E::InvalidTopicName(_) => ResponseError::InvalidTopicException,
-            E::InvalidConfig(_) => ResponseError::InvalidConfig,
-            E::InvalidBatch(_) => ResponseError::CorruptMessage,
-            E::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
-            E::ProducerFenced { .. } => ResponseError::InvalidProducerEpoch,
-            E::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
-            E::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
-            E::Poisoned(_) | E::Corrupted { .. } | E::Io(_) => ResponseError::KafkaStorageError,
-            E::Closed => ResponseError::NotLeaderOrFollower,
-            _ => ResponseError::UnknownServerError,
-        };
-        Self { code, message }
+        Self { code: log_code(&e), message: format!("evident: {e}") }
+    }
+}
+
+/// The Kafka code of a log error: the one table, used for the log's own errors and for those
+/// the group store wraps. Exhaustive, so a new variant of the log's error cannot silently
+/// become `UNKNOWN_SERVER_ERROR`.
+fn log_code(e: &evident_log::Error) -> ResponseError {
+    use evident_log::Error as E;
+    match e {
+        E::WrongExpectedVersion { .. }
+        | E::EventIdReused { .. }
+        | E::PartialDuplicate { .. }
+        | E::DuplicateIdInBatch { .. }
+        | E::KeyInOtherPartition { .. }
+        | E::InvalidExpectedVersion(_)
+        | E::InvalidEventId(_)
+        | E::ExpectedVersionWithoutKey
+        | E::KeyTooLarge { .. }
+        | E::EmptyBatch
+        | E::Unsupported(_) => ResponseError::InvalidRecord,
+        E::UnknownTopic(_) | E::UnknownPartition { .. } => ResponseError::UnknownTopicOrPartition,
+        E::TopicExists(_) => ResponseError::TopicAlreadyExists,
+        E::InvalidTopicName(_) => ResponseError::InvalidTopicException,
+        E::InvalidConfig(_) => ResponseError::InvalidConfig,
+        E::InvalidBatch(_) => ResponseError::CorruptMessage,
+        E::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
+        E::ProducerFenced { .. } => ResponseError::InvalidProducerEpoch,
+        E::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        E::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        E::Poisoned(_) | E::Corrupted { .. } | E::Io(_) => ResponseError::KafkaStorageError,
+        E::Closed => ResponseError::NotLeaderOrFollower,
+        E::Locked(_) => ResponseError::UnknownServerError,
     }
 }
 
@@ -59,7 +64,7 @@ impl From<evident_groups::Error> for KafkaError {
         use evident_groups::Error as E;
         let message = format!("evident: {e}");
         let code = match &e {
-            E::Log(inner) => return Self { message, ..KafkaError::from_log_ref(inner) },
+            E::Log(inner) => log_code(inner),
             E::UnknownGroup(_) => ResponseError::GroupIdNotFound,
             E::GroupNotEmpty { .. } => ResponseError::NonEmptyGroup,
             E::InvalidGroup(_) => ResponseError::InvalidGroupId,
@@ -67,20 +72,9 @@ impl From<evident_groups::Error> for KafkaError {
             E::InvalidMember(_) => ResponseError::InvalidSessionTimeout,
             E::GroupFull { .. } => ResponseError::GroupMaxSizeReached,
             E::InvalidCommit(_) => ResponseError::InvalidCommitOffsetSize,
-            _ => ResponseError::UnknownServerError,
+            E::InvalidReset(_) => ResponseError::InvalidRequest,
+            E::Corrupted { .. } | E::UnsupportedFormat { .. } => ResponseError::KafkaStorageError,
         };
         Self { code, message }
-    }
-}
-
-impl KafkaError {
-    fn from_log_ref(e: &evident_log::Error) -> Self {
-        use evident_log::Error as E;
-        let code = match e {
-            E::UnknownTopic(_) | E::UnknownPartition { .. } => ResponseError::UnknownTopicOrPartition,
-            E::Poisoned(_) | E::Corrupted { .. } | E::Io(_) => ResponseError::KafkaStorageError,
-            _ => ResponseError::UnknownServerError,
-        };
-        Self { code, message: e.to_string() }
     }
 }

@@ -12,7 +12,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in the log.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum Error {
     /// The stream is not at the version the append expected; nothing was appended.
     #[error("wrong expected version for stream {topic}/{key}: expected {expected}, stream is at {}", display_version(*.actual))]

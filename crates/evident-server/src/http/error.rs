@@ -82,7 +82,9 @@ impl From<evident_log::Error> for ApiError {
             E::Unsupported(_) => (StatusCode::BAD_REQUEST, "unsupported"),
             E::Poisoned(_) | E::Closed => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             E::Corrupted { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "corrupted"),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            // Locked is an open-time condition (another process holds the data directory); if a
+            // running server ever sees it, or an I/O error, it is the server's fault.
+            E::Locked(_) | E::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         Self::new(status, code, message)
     }
@@ -96,8 +98,12 @@ impl From<evident_groups::Error> for ApiError {
             E::UnknownGroup(_) => Self::new(StatusCode::NOT_FOUND, "unknown_group", e.to_string()),
             E::GroupNotEmpty { .. } => Self::new(StatusCode::CONFLICT, "group_not_empty", e.to_string()),
             E::InvalidGroup(_) => Self::new(StatusCode::BAD_REQUEST, "invalid_group", e.to_string()),
-            E::InvalidReset(_) | E::InvalidCommit(_) => Self::invalid(e.to_string()),
-            _ => Self::internal(e.to_string()),
+            E::InvalidReset(_) | E::InvalidCommit(_) | E::InvalidMember(_) => Self::invalid(e.to_string()),
+            E::UnknownMember { .. } => Self::new(StatusCode::NOT_FOUND, "unknown_member", e.to_string()),
+            E::GroupFull { .. } => Self::new(StatusCode::CONFLICT, "group_full", e.to_string()),
+            E::Corrupted { .. } | E::UnsupportedFormat { .. } => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "corrupted", e.to_string())
+            }
         }
     }
 }
