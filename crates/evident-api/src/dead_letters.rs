@@ -47,16 +47,22 @@ pub struct DeadLetterEntry {
     /// Parked or held.
     pub kind: EntryKind,
     /// The original event's topic.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub topic: Option<String>,
     /// The original event's partition.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub partition: Option<u32>,
     /// The original event's offset.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub offset: Option<u64>,
     /// The original event's type.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub event_type: Option<String>,
     /// The original event's id.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub event_id: Option<String>,
     /// The handler's last error (a failed retry's, once there was one).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub error: Option<String>,
     /// How many times the handler was tried (0 for held entries).
     pub attempts: u32,

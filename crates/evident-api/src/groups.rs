@@ -71,19 +71,26 @@ pub struct PartitionLag {
     /// Partition.
     pub partition: u32,
     /// Committed offset, if any.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub committed_offset: Option<u64>,
     /// Metadata of the commit.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub metadata: Option<String>,
     /// When the commit was made (ms since the epoch).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub commit_time_ms: Option<i64>,
     /// `null` if the topic or partition no longer exists.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub log_start_offset: Option<u64>,
     /// High watermark; `null` if the topic or partition no longer exists.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub log_end_offset: Option<u64>,
     /// `log_end_offset - committed_offset` (0 if the commit is ahead); `null` when either is
     /// unknown.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub lag: Option<u64>,
     /// The member consuming the partition, if one is assigned it.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub member_id: Option<String>,
 }
 
@@ -114,6 +121,7 @@ pub struct CommittedOffset {
     /// The next offset the group will consume (last processed + 1).
     pub offset: u64,
     /// The consumer's metadata.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub metadata: Option<String>,
     /// When the commit was made (ms since the epoch, the store's clock).
     pub commit_time_ms: i64,
@@ -213,6 +221,7 @@ pub struct ResetRow {
     /// Partition.
     pub partition: u32,
     /// The committed offset before the reset, if any.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub current_offset: Option<u64>,
     /// The offset the reset commits.
     pub new_offset: u64,

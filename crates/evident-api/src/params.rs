@@ -47,7 +47,7 @@ pub struct PartitionPath {
 #[cfg_attr(feature = "openapi", into_params(parameter_in = Path))]
 pub struct GroupPath {
     /// Consumer group id: 1 to 255 bytes, no control characters (else `400 invalid_group`).
-    #[cfg_attr(feature = "openapi", param(min_length = 1, max_length = 255))]
+    #[cfg_attr(feature = "openapi", param(min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"))]
     pub group: String,
 }
 
@@ -58,7 +58,7 @@ pub struct GroupPath {
 pub struct ProjectionPath {
     /// Projection name; its dead-letter topic `<projection>.dlq` must be a valid topic name (else
     /// `400 invalid_projection`).
-    #[cfg_attr(feature = "openapi", param(min_length = 1, max_length = 245))]
+    #[cfg_attr(feature = "openapi", param(min_length = 1, max_length = 245, pattern = "^[a-zA-Z0-9._-]+$"))]
     pub projection: String,
 }
 
@@ -67,8 +67,10 @@ pub struct ProjectionPath {
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
 #[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct TopicListQuery {
-    /// Also list evident's internal topics (`__consumer_offsets`).
+    /// Also list evident's internal topics (`__consumer_offsets`): `true` (or empty, as in
+    /// `?internal`) or `false`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<String>, pattern = "^(true|false|)$"))]
     pub internal: Option<bool>,
 }
 
@@ -103,6 +105,7 @@ pub enum ReadDirection {
 pub struct StreamReadQuery {
     /// First version to return (default: the first, or the last when reading backward).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(format = "uint64"))]
     pub from_version: Option<u64>,
     /// Most events to return (1 to 10000, default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -110,9 +113,11 @@ pub struct StreamReadQuery {
     pub limit: Option<u64>,
     /// `forward` (default) or `backward`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(inline))]
     pub direction: Option<ReadDirection>,
     /// Read the stream as it was at this version (later events are left out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(format = "uint64"))]
     pub as_of_version: Option<u64>,
     /// Read the stream as it was at this time: RFC 3339, a date-time in UTC, or milliseconds
     /// since the epoch.
@@ -127,6 +132,7 @@ pub struct StreamReadQuery {
 pub struct PartitionReadQuery {
     /// First offset to return (default: the log start offset). Not with `timestamp`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(format = "uint64"))]
     pub offset: Option<u64>,
     /// Start at the first record at or after this time (RFC 3339, a date-time in UTC, or
     /// milliseconds since the epoch). Not with `offset`.
@@ -145,6 +151,7 @@ pub struct PartitionReadQuery {
 pub struct AllQuery {
     /// First commit sequence to return (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(format = "uint64"))]
     pub from_sequence: Option<u64>,
     /// Most events to examine (1 to 10000, default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -169,12 +176,15 @@ pub struct SubscribeQuery {
     pub partition: Option<u32>,
     /// Stream subscription: first version to deliver (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(format = "uint64"))]
     pub from_version: Option<u64>,
     /// Partition subscription: first offset to deliver (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(format = "uint64"))]
     pub from_offset: Option<u64>,
     /// Topic or everything subscription: first commit sequence to deliver (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(format = "uint64"))]
     pub from_sequence: Option<u64>,
 }
 

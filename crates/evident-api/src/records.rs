@@ -19,6 +19,7 @@ pub struct PartitionPage {
     /// The records, by offset.
     pub records: Vec<Event>,
     /// `offset` of the next page; `null` when the page reaches the high watermark.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub next_offset: Option<u64>,
 }
 
@@ -30,6 +31,7 @@ pub struct AllPage {
     /// hold fewer than `limit` events, even none, and still have a `next_sequence`).
     pub events: Vec<Event>,
     /// `from_sequence` of the next page; `null` when the page reaches the last committed event.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub next_sequence: Option<u64>,
     /// The store's next commit sequence when the page was read (internal records included):
     /// everything before it is readable. `GET /v1/all?from_sequence=18446744073709551615&limit=1`

@@ -58,7 +58,6 @@ pub struct AppendEvent {
     pub event_type: String,
     /// Any JSON value, stored as its JSON text. Absent (and no `data_base64`): stored as `null`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub data: Option<Value>,
     /// Binary payload (standard base64) instead of `data`; `datacontenttype` then defaults to
     /// `application/octet-stream`.
@@ -152,6 +151,7 @@ pub struct EventPosition {
     /// Offset in the partition.
     pub offset: u64,
     /// Version in the stream (0-based).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub version: Option<u64>,
     /// Store-wide commit sequence.
     pub sequence: u64,
@@ -187,11 +187,14 @@ pub struct Event {
     /// Always `1.0`.
     pub specversion: String,
     /// Event id.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub id: Option<String>,
     /// Event type.
     #[serde(rename = "type")]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub event_type: Option<String>,
     /// CloudEvents `source`.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub source: Option<String>,
     /// The `ce_time` header as appended, else the record timestamp (RFC 3339, milliseconds).
     pub time: String,
@@ -201,7 +204,6 @@ pub struct Event {
     /// The payload as JSON; `null` for a record with no value. Absent when the payload is not
     /// JSON (see `data_base64`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub data: Option<Value>,
     /// The payload, when it is not JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -223,6 +225,7 @@ pub struct Event {
     /// Offset in the partition.
     pub offset: u64,
     /// Version in the stream; `null` for a record with no key.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub version: Option<u64>,
     /// Store-wide commit sequence.
     pub sequence: u64,
@@ -260,12 +263,14 @@ pub struct StreamPage {
     /// Stream key.
     pub key: String,
     /// The partition the stream lives in.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub partition: Option<u32>,
     /// The stream's current (last) version, whatever `as_of_*` asked.
     pub current_version: u64,
     /// The events, in the direction asked.
     pub events: Vec<Event>,
     /// `from_version` of the next page in the same direction; `null` at the end.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub next_version: Option<u64>,
 }
 

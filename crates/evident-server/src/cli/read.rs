@@ -37,7 +37,7 @@ progress bar on stderr shows reads that need more than one page."
 )]
 pub struct ReadArgs {
     #[command(flatten)]
-    client: ClientOptions,
+    pub(super) client: ClientOptions,
     /// The topic to read (not with --all).
     #[arg(required_unless_present = "all")]
     topic: Option<String>,
