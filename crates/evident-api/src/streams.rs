@@ -138,8 +138,8 @@ pub struct AppendBatch {
 pub enum AppendRequest {
     /// Several events, atomically.
     Batch(AppendBatch),
-    /// One event.
-    Event(AppendEvent),
+    /// One event (boxed: it is far larger than a batch's vector).
+    Event(Box<AppendEvent>),
 }
 
 /// Where an appended event was stored.
@@ -287,7 +287,7 @@ mod tests {
         let AppendRequest::Batch(batch) = batch else { panic!("a batch: {batch:?}") };
         assert_eq!(batch.expected_version, Some(ExpectedVersion::State(ExpectedState::NoStream)));
         let one: AppendRequest = serde_json::from_value(json!({"type": "A", "data": {"n": 1}})).expect("event");
-        assert_eq!(one, AppendRequest::Event(AppendEvent::json("A", json!({"n": 1}))));
+        assert_eq!(one, AppendRequest::Event(Box::new(AppendEvent::json("A", json!({"n": 1})))));
         let exact: ExpectedVersion = serde_json::from_value(json!(7)).expect("exact");
         assert_eq!((exact, exact.to_query()), (ExpectedVersion::Exact(7), "7".to_string()));
         assert!(serde_json::from_value::<AppendEvent>(json!({"type": "A", "typo": 1})).is_err());
