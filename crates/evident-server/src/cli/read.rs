@@ -14,7 +14,7 @@ use super::output::{self, EventColumns};
 use super::ClientOptions;
 
 /// The page size the server allows at most.
-const PAGE_SIZE_MAX: u32 = 10_000;
+const PAGE_SIZE_MAX: u32 = evident_api::limits::READ_LIMIT_MAX as u32;
 
 /// `evident read`.
 #[derive(Debug, Args)]
