@@ -4,9 +4,15 @@
 //! before or after the subcommand.
 //!
 //! Output is a table or a line of text for people, or with `--json` JSON on stdout for scripts
-//! (one document; one event a line for `tail`), while progress and notes go to stderr. A server
-//! error exits with code 1 and the server's message and code; bad command-line input is clap's
-//! usage error (exit code 2).
+//! (one document; one event a line for `tail`), while progress and notes go to stderr.
+//!
+//! Failures are told apart by exit code, so scripts can act on them: 1 the server refused the
+//! request (its message and stable code on stderr), 2 bad usage (clap's errors, and arguments
+//! that cannot make a request), 3 the server could not be reached or did not answer (nothing
+//! was refused; retrying may help). With `--json` the error goes to stderr as one JSON document,
+//! the server's own `{"error": {"code", "message", ...}}` (with `current_version` on a
+//! conflict) plus its HTTP `status`, or the same shape with the code `usage`, `unreachable` or
+//! `client` for failures on this side.
 
 mod append;
 mod client;
@@ -26,10 +32,19 @@ use clap::{Args, Subcommand};
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 
 /// The help text shared by the client commands about where their options may go.
-const OPTIONS_NOTE: &str = "\
---server and --json may also come before the subcommand: `evident --json topics list`.
+const OPTIONS_NOTE: &str = r#"--server and --json may also come before the subcommand: `evident --json topics list`.
 With --json, stdout holds only JSON: one document (the server's reply; `tail`: one event a line).
-Exit codes: 0 success; 1 the server refused the request or could not be reached; 2 bad usage.";
+Exit codes: 0 success; 1 the server refused the request; 2 bad usage; 3 the server could not
+be reached or did not answer. With --json, errors are one JSON document on stderr:
+{"error": {"code", "message", "status", ...}} (the server's code and fields, such as
+current_version, or usage / unreachable / client)."#;
+
+/// Exit code: the server refused the request.
+pub const EXIT_REFUSED: u8 = 1;
+/// Exit code: bad usage.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: the server could not be reached or did not answer.
+pub const EXIT_UNREACHABLE: u8 = 3;
 
 /// The options every client command takes. Each client subcommand flattens this struct, and the
 /// arguments are `global`, so they are accepted anywhere after the subcommand too.
@@ -90,11 +105,27 @@ pub enum ClientCommand {
     Dlq(dlq::DlqArgs),
 }
 
-/// Runs a client command against the server its options name and returns the process's exit code.
+impl ClientCommand {
+    /// Whether `--json` was given.
+    pub fn json(&self) -> bool {
+        match self {
+            ClientCommand::Topics(args) => args.client.json,
+            ClientCommand::Append(args) => args.client.json,
+            ClientCommand::Read(args) => args.client.json,
+            ClientCommand::Tail(args) => args.client.json,
+            ClientCommand::Groups(args) => args.client.json,
+            ClientCommand::Dlq(args) => args.client.json,
+        }
+    }
+}
+
+/// Runs a client command against the server its options name, reports a failure on stderr
+/// (JSON under `--json`) and returns the process's exit code.
 ///
 /// A closed stdout (`evident read … | head`) ends the command quietly with success, as other
 /// Unix tools do, instead of reporting a broken pipe.
-pub fn run(command: ClientCommand) -> anyhow::Result<ExitCode> {
+pub fn run(command: ClientCommand) -> ExitCode {
+    let json = command.json();
     let result = match command {
         ClientCommand::Topics(args) => topics::run(args),
         ClientCommand::Append(args) => append::run(*args),
@@ -104,10 +135,41 @@ pub fn run(command: ClientCommand) -> anyhow::Result<ExitCode> {
         ClientCommand::Dlq(args) => dlq::run(args),
     };
     match result {
-        Err(e) if is_broken_pipe(&e) => Ok(ExitCode::SUCCESS),
-        Err(e) => Err(e),
-        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            let (code, document) = report(&e);
+            if json {
+                eprintln!("{document}");
+            } else {
+                eprintln!("evident: {e:#}");
+            }
+            ExitCode::from(code)
+        }
+        Ok(()) => ExitCode::SUCCESS,
     }
+}
+
+/// The exit code of a failure and its JSON document for `--json`.
+fn report(error: &anyhow::Error) -> (u8, serde_json::Value) {
+    let message = format!("{error:#}");
+    let local = |code: &str| serde_json::json!({ "error": { "code": code, "message": message } });
+    for cause in error.chain() {
+        if let Some(refusal) = cause.downcast_ref::<client::ApiError>() {
+            let mut document = match &refusal.body {
+                Some(body) => serde_json::to_value(body).unwrap_or_else(|_| local("server")),
+                None => local("server"),
+            };
+            document["error"]["status"] = serde_json::Value::from(refusal.status.as_u16());
+            return (EXIT_REFUSED, document);
+        }
+        if cause.downcast_ref::<client::Unreachable>().is_some() {
+            return (EXIT_UNREACHABLE, local("unreachable"));
+        }
+        if cause.downcast_ref::<client::Usage>().is_some() {
+            return (EXIT_USAGE, local("usage"));
+        }
+    }
+    (EXIT_REFUSED, local("client"))
 }
 
 /// Whether an error comes from writing to a pipe whose reader has gone.

@@ -3,6 +3,12 @@
 //! of docs/http-api.md, and `extract` parses paths, queries and bodies so that bad input gets
 //! those errors too instead of axum's plain-text rejections.
 //!
+//! The router and the OpenAPI document are built from the same registrations: each handler
+//! carries its `#[utoipa::path]` (method, path, parameters, bodies, every status it answers),
+//! the wire types of `evident-api` carry their schemas, and `routes!` adds a handler to the
+//! router and its operation to the document at once (`utoipa-axum`). A route cannot be served
+//! without being documented, and `/v1/openapi.json` is generated, never edited by hand.
+//!
 //! Calls into the log that may wait (appends wait for their fsync; reads may fault pages in)
 //! run on the blocking pool, so the async workers keep serving other connections.
 
@@ -17,14 +23,16 @@ mod streams;
 mod subscribe;
 mod topics;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
 use axum::Router;
 use evident_groups::GroupStore;
 use evident_log::Log;
 use tokio::sync::watch;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use error::ApiError;
 
@@ -70,32 +78,107 @@ impl AppState {
     }
 }
 
+/// The parts of the document that belong to no single route: title, the conventions every
+/// route shares, tags, the default server.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "evident",
+        description = "The HTTP API of evident, an event store.\n\nEverything is JSON except `/metrics` \
+(OpenMetrics text) and `/v1/subscribe` (Server-Sent Events). Every error, on every route, is \
+`{\"error\": {\"code\", \"message\", ...}}` (see the `Error` schema); `code` is stable and meant for \
+programs (the `ErrorCode` schema lists every code), `message` for people. A refused request never \
+changes stored data. An unknown route is `404 not_found`; a known route with another method is \
+`405 method_not_allowed`; a request target (path and query) longer than 16 KiB is \
+`414 uri_too_long`. Every `/v1` route except `/v1/openapi.json` refuses query parameters it does \
+not take (`400 invalid_argument`). Request bodies are limited by `--http-body-max-bytes` \
+(default 8 MiB, `413 payload_too_large`).",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    servers((url = "http://127.0.0.1:8080", description = "The default `--http-addr`.")),
+    tags(
+        (name = "topics", description = "Create, list, describe and delete topics."),
+        (name = "streams", description = "Entity streams (topic + key): append with an expected version, read by version."),
+        (name = "records", description = "Reads by position: a partition by offset, everything by commit sequence."),
+        (name = "subscriptions", description = "Live subscriptions over Server-Sent Events."),
+        (name = "groups", description = "Consumer groups and their committed offsets (kept in `__consumer_offsets`)."),
+        (name = "dead-letters", description = "Projections' dead-letter queues: list parked events, ask for a retry or a skip."),
+        (name = "operations", description = "Health, metrics and this description."),
+    ),
+    components(schemas(evident_api::ErrorCode))
+)]
+struct ApiDoc;
+
+/// Every route with its documentation: the one list both the router and the document come from.
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(ops::health))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::openapi))
+        .routes(routes!(topics::list, topics::create))
+        .routes(routes!(topics::describe, topics::delete))
+        .routes(routes!(streams::empty_key))
+        .routes(routes!(streams::read, streams::append))
+        .routes(routes!(records::partition))
+        .routes(routes!(records::all))
+        .routes(routes!(subscribe::subscribe))
+        .routes(routes!(groups::list))
+        .routes(routes!(groups::describe, groups::delete))
+        .routes(routes!(groups::fetch_offsets, groups::commit_offsets))
+        .routes(routes!(groups::reset_offsets))
+        .routes(routes!(dead_letters::list))
+        .routes(routes!(dead_letters::describe))
+        .routes(routes!(dead_letters::retry))
+        .routes(routes!(dead_letters::skip))
+}
+
+/// The OpenAPI document of the API, generated from the routes.
+///
+/// A handler documented for several methods (`method(get, post)`) gives each operation the same
+/// `operationId`, which OpenAPI requires to be unique: each gets its method as a suffix.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = api().into_openapi();
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            ("Get", &mut item.get),
+            ("Post", &mut item.post),
+            ("Put", &mut item.put),
+            ("Patch", &mut item.patch),
+            ("Delete", &mut item.delete),
+        ];
+        let mut operations: Vec<_> =
+            operations.into_iter().filter_map(|(m, op)| op.as_mut().map(|op| (m, op))).collect();
+        let ids: Vec<Option<String>> = operations.iter().map(|(_, op)| op.operation_id.clone()).collect();
+        for (method, op) in &mut operations {
+            if let Some(id) = &op.operation_id {
+                if ids.iter().filter(|other| other.as_ref() == Some(id)).count() > 1 {
+                    op.operation_id = Some(format!("{id}{method}"));
+                }
+            }
+        }
+    }
+    doc
+}
+
+/// The document as served, rendered once.
+fn openapi_json() -> &'static str {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    DOCUMENT.get_or_init(|| openapi().to_pretty_json().expect("the OpenAPI document serializes"))
+}
+
 /// The router of the whole API.
 pub fn router(state: AppState) -> Router {
     let body_max = state.body_max_bytes;
     let metrics = state.metrics.clone();
-    Router::new()
-        .route("/health", get(ops::health))
-        .route("/metrics", get(ops::metrics))
-        .route("/v1/openapi.json", get(ops::openapi))
-        .route("/v1/topics", get(topics::list).post(topics::create))
-        .route("/v1/topics/{topic}", get(topics::describe).delete(topics::delete))
-        .route("/v1/topics/{topic}/streams/", get(streams::empty_key).post(streams::empty_key))
-        .route("/v1/topics/{topic}/streams/{key}", get(streams::read).post(streams::append))
-        .route("/v1/topics/{topic}/partitions/{partition}/records", get(records::partition))
-        .route("/v1/all", get(records::all))
-        .route("/v1/subscribe", get(subscribe::subscribe))
-        .route("/v1/groups", get(groups::list))
-        .route("/v1/groups/{group}", get(groups::describe).delete(groups::delete))
-        .route("/v1/groups/{group}/offsets", get(groups::fetch_offsets).post(groups::commit_offsets))
-        .route("/v1/groups/{group}/reset-offsets", post(groups::reset_offsets))
-        .route("/v1/dead-letters", get(dead_letters::list))
-        .route("/v1/dead-letters/{projection}", get(dead_letters::describe))
-        .route("/v1/dead-letters/{projection}/retry", post(dead_letters::retry))
-        .route("/v1/dead-letters/{projection}/skip", post(dead_letters::skip))
+    let (router, _) = api().split_for_parts();
+    router
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_max))
+        .layer(axum::middleware::from_fn(ops::refuse_long_uri))
         .layer(axum::middleware::from_fn(move |req, next| crate::metrics::track(metrics.clone(), req, next)))
         .with_state(state)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,8 @@
 //! The `evident` binary: `evident serve` runs the store (the embedded log behind the HTTP API);
 //! every other subcommand is a client of a running server's HTTP API (`topics`, `append`,
 //! `read`, `tail`, `groups`, `dlq`). Errors are printed once, with their chain, and exit
-//! non-zero.
+//! non-zero: the client commands choose their exit code (1 refused, 2 usage, 3 unreachable;
+//! see `cli`), and a usage error is JSON on stderr too when `--json` is on the command line.
 
 mod cli;
 mod http;
@@ -38,10 +39,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let args = Cli::parse();
+    let args = match Cli::try_parse() {
+        Ok(args) => args,
+        Err(e) => return usage_error(e),
+    };
     let result = match args.command {
         Command::Serve(serve_args) => serve::run(*serve_args),
-        Command::Client(command) => cli::run(command),
+        Command::Client(command) => return cli::run(command),
     };
     match result {
         Ok(code) => code,
@@ -50,4 +54,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Reports a command-line error: clap's own output (help and version are not errors), or with
+/// `--json` anywhere on the command line one JSON document on stderr; exit code 2 either way.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let json = std::env::args().skip(1).take_while(|a| a != "--").any(|a| a == "--json");
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) || !json {
+        e.exit();
+    }
+    let message = e.render().to_string();
+    let message = message.trim().trim_start_matches("error: ");
+    let document = serde_json::json!({ "error": { "code": "usage", "message": message } });
+    eprintln!("{document}");
+    ExitCode::from(cli::EXIT_USAGE)
 }

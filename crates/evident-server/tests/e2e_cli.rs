@@ -1,6 +1,8 @@
 //! End-to-end tests of the `evident` command-line client against a real `evident serve`: the
 //! bank-account walkthrough through the CLI only, a version conflict, `tail` following a live
-//! append, consumer-group offset resets, and what happens without a server.
+//! append, consumer-group offset resets, what happens without a server, and the first hour's
+//! details: errors as JSON under `--json`, one exit code per kind of failure, `--help` listing
+//! only commands that exist, `tail --from-end`, and warnings for unenforced topic settings.
 
 mod common;
 
@@ -25,6 +27,13 @@ fn ok_json(server: &Server, args: &[&str]) -> Value {
     let out = ok(server, &with_json);
     serde_json::from_str(&out)
         .unwrap_or_else(|e| panic!("evident {}: stdout is not one JSON document ({e}):\n{out}", args.join(" ")))
+}
+
+/// Runs `evident` with exactly `args` (no server option); returns exit code, stdout, stderr.
+fn run_evident(args: &[&str]) -> (i32, String, String) {
+    let out = common::command(&std::env::temp_dir()).args(args).output().expect("run evident");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
 }
 
 /// The walkthrough: create `bank`, append four events to `acc-1` with expected versions.
@@ -254,16 +263,158 @@ fn groups_reset_offsets_describe_and_delete() {
 }
 
 #[test]
-fn without_a_server_the_cli_exits_1_with_a_clear_message() {
+fn without_a_server_the_cli_exits_3_with_a_clear_message() {
     // A port that was free a moment ago; nothing listens there.
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let url = format!("http://127.0.0.1:{port}");
     for args in [&["topics", "list"][..], &["read", "bank", "acc-1"], &["append", "bank", "acc-1", "--type", "A"]] {
         let (code, out, err) = cli_at(&url, args);
-        assert_eq!(code, 1, "evident {args:?}\nstdout:\n{out}\nstderr:\n{err}");
+        assert_eq!(code, 3, "evident {args:?}\nstdout:\n{out}\nstderr:\n{err}");
         assert!(err.contains(&format!("127.0.0.1:{port}")), "names the address: {err}");
         assert!(err.contains("cannot connect"), "{err}");
         assert!(out.is_empty(), "nothing on stdout: {out}");
+    }
+    // Under --json the same failure is one JSON document on stderr.
+    let (code, out, err) = cli_at(&url, &["topics", "list", "--json"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(out.is_empty(), "{out}");
+    let error: Value = serde_json::from_str(err.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {err}"));
+    assert_eq!(error["error"]["code"], "unreachable", "{error}");
+    assert!(error["error"]["message"].as_str().is_some_and(|m| m.contains("cannot connect")), "{error}");
+}
+
+/// Under `--json` a refusal is the server's error body on stderr, with its extra fields and the
+/// HTTP status, and the exit code is 1; a usage error is exit code 2, as JSON too.
+#[test]
+fn errors_are_json_under_json_with_distinct_exit_codes() {
+    let server = Server::start();
+    walkthrough(&server);
+    let (code, out, err) =
+        server.cli(&["append", "bank", "acc-1", "--type", "MoneyWithdrawn", "--expected-version", "0", "--json"]);
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.is_empty(), "nothing on stdout: {out}");
+    let error: Value = serde_json::from_str(err.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {err}"));
+    assert_eq!(error["error"]["code"], "wrong_expected_version", "{error}");
+    assert_eq!(error["error"]["current_version"], 3, "{error}");
+    assert_eq!(error["error"]["status"], 409, "{error}");
+    assert!(error["error"]["message"].as_str().is_some_and(|m| m.contains("expected 0")), "{error}");
+
+    let (code, _, err) = server.cli(&["read", "nope", "acc-1", "--json"]);
+    assert_eq!(code, 1, "{err}");
+    let error: Value = serde_json::from_str(err.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {err}"));
+    assert_eq!(
+        (error["error"]["code"].as_str(), error["error"]["status"].as_u64()),
+        (Some("unknown_topic"), Some(404))
+    );
+
+    // Usage errors: clap's (an unknown flag), and an argument no request can carry.
+    for args in [&["topics", "list", "--no-such-flag", "--json"][..], &["read", "bank", "..", "--json"]] {
+        let (code, out, err) = server.cli(args);
+        assert_eq!(code, 2, "evident {args:?}\nstdout:\n{out}\nstderr:\n{err}");
+        let error: Value =
+            serde_json::from_str(err.trim()).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {err}"));
+        assert_eq!(error["error"]["code"], "usage", "{error}");
+    }
+    // Without --json, a usage error is clap's text, still exit code 2.
+    let (code, _, err) = server.cli(&["topics", "list", "--no-such-flag"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--no-such-flag"), "{err}");
+}
+
+/// `--help` lists the commands that exist and says what the exit codes mean.
+#[test]
+fn help_lists_only_commands_that_exist() {
+    let (code, out, err) = run_evident(&["--help"]);
+    assert_eq!(code, 0, "{err}");
+    let commands: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(commands, ["serve", "topics", "append", "read", "tail", "groups", "dlq", "help"], "{out}");
+    for command in &commands[..commands.len() - 1] {
+        let (code, out, err) = run_evident(&[command, "--help"]);
+        assert_eq!(code, 0, "evident {command} --help: {err}");
+        assert!(out.contains("Usage: evident"), "{out}");
+    }
+    let (_, topics_help, _) = run_evident(&["topics", "--help"]);
+    assert!(
+        topics_help.contains("Exit codes: 0 success; 1 the server refused the request; 2 bad usage; 3"),
+        "{topics_help}"
+    );
+    let (_, create_help, _) = run_evident(&["topics", "create", "--help"]);
+    assert!(create_help.contains("Not enforced yet: retention"), "{create_help}");
+}
+
+/// Creating a topic with retention or compaction warns that they are not enforced yet.
+#[test]
+fn unenforced_topic_settings_warn() {
+    let server = Server::start();
+    let (code, out, err) = server.cli(&[
+        "topics",
+        "create",
+        "kept",
+        "--config",
+        "retention_ms=1000",
+        "--config",
+        "cleanup_policy=compact",
+    ]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(err.contains("warning: retention_ms is stored but not enforced yet"), "{err}");
+    assert!(err.contains("warning: cleanup_policy compact is stored but not enforced yet"), "{err}");
+    let (code, out, err) = server.cli(&["topics", "create", "plain"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("warning"), "no warning without such settings: {err}\n{out}");
+}
+
+/// `tail --from-end` prints only what is committed after it starts.
+#[test]
+fn tail_from_the_end_skips_what_exists() {
+    let server = Server::start();
+    walkthrough(&server);
+    for target in [&["bank", "acc-1"][..], &["bank", "--partition", "0"], &["bank"], &[]] {
+        let mut args = vec!["tail"];
+        args.extend_from_slice(target);
+        args.extend_from_slice(&["--from-end", "--limit", "1", "--json", "--server"]);
+        let base = server.base();
+        args.push(&base);
+        let mut child = common::command(&std::env::temp_dir())
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn evident tail");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        // Append until tail prints: the first appends may land before it read the end, and
+        // then it prints the first one after its start, which is still a new event.
+        let current = server.get_ok("/v1/topics/bank/streams/acc-1")["current_version"].as_u64().expect("version");
+        let mut printed = None;
+        for n in 0..50u64 {
+            let body = json!({"type": "MoneyDeposited", "data": {"amount": 1}});
+            server.post_expect("/v1/topics/bank/streams/acc-1", &body, 201);
+            if let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(200 * (n + 1))) {
+                printed = Some(line);
+                break;
+            }
+        }
+        let line = printed.unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("evident {args:?} printed nothing")
+        });
+        let event: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(event["version"].as_u64().expect("version") > current, "{args:?} printed an old event: {event}");
+        let status = common::wait_exit(&mut child, "evident tail --from-end --limit 1");
+        assert_eq!(status.code(), Some(0));
+        reader.join().expect("reader");
     }
 }
 

@@ -897,3 +897,46 @@ fn a_stalled_subscriber_does_not_stall_appends() {
         assert_eq!(event.id.as_deref(), Some(version.to_string().as_str()), "events arrive in order, none lost");
     }
 }
+
+/// A request target longer than the server takes is `414` with the JSON error body, and the
+/// server goes on serving; one just under the limit is routed as usual.
+#[test]
+fn a_too_long_uri_is_414_with_the_json_error() {
+    let server = Server::start();
+    let long = format!("/v1/topics/{}", "t".repeat(evident_api::limits::URI_LEN_MAX));
+    let (status, content_type, text) = server.request_raw("GET", &long, None, &[]);
+    assert_eq!(status, 414, "{text}");
+    assert!(content_type.starts_with("application/json"), "{content_type}");
+    let body: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(body["error"]["code"], "uri_too_long", "{body}");
+    let query = format!("/v1/all?from_sequence={}", "0".repeat(evident_api::limits::URI_LEN_MAX));
+    assert_eq!(server.request_raw("GET", &query, None, &[]).0, 414);
+    let under = format!("/v1/topics/{}", "t".repeat(200));
+    let (status, body) = server.get(&under);
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("unknown_topic")), "{body}");
+    assert_eq!(server.get_ok("/health")["status"], "ok");
+}
+
+/// Settings that are stored but not enforced yet are named in the creation reply's
+/// `warnings`; a topic without them gets an empty list.
+#[test]
+fn topic_creation_warns_about_unenforced_settings() {
+    let server = Server::start();
+    let reply = server.post_expect(
+        "/v1/topics",
+        &json!({"name": "kept", "config": {"retention_ms": 60000, "retention_bytes": 1000, "cleanup_policy": "compact"}}),
+        201,
+    );
+    let warnings: Vec<&str> =
+        reply["warnings"].as_array().expect("warnings").iter().map(|w| w.as_str().expect("text")).collect();
+    assert_eq!(warnings.len(), 3, "{reply}");
+    assert!(warnings[0].starts_with("retention_ms is stored but not enforced yet"), "{reply}");
+    assert!(warnings[1].starts_with("retention_bytes is stored but not enforced yet"), "{reply}");
+    assert!(warnings[2].starts_with("cleanup_policy compact is stored but not enforced yet"), "{reply}");
+    assert_eq!(reply["config"]["retention_ms"], 60000, "the setting is stored: {reply}");
+    let plain = server.post_expect("/v1/topics", &json!({"name": "plain"}), 201);
+    assert_eq!(plain["warnings"], json!([]), "{plain}");
+    // The reply decodes into the shared wire type.
+    let created: evident_api::topics::CreatedTopic = serde_json::from_value(reply).expect("CreatedTopic");
+    assert_eq!(created.topic.name, "kept");
+}

@@ -31,7 +31,7 @@ A wrong --expected-version appends nothing and names the stream's current versio
 )]
 pub struct AppendArgs {
     #[command(flatten)]
-    client: ClientOptions,
+    pub(super) client: ClientOptions,
     /// The topic (event category), e.g. `bank`.
     topic: String,
     /// The stream key (the entity's id), e.g. `acc-1`.

@@ -7,6 +7,7 @@ use std::fmt;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
+use evident_api::ErrorBody;
 use reqwest::blocking::{Client as HttpClient, RequestBuilder, Response};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{StatusCode, Url};
@@ -33,31 +34,30 @@ pub struct ApiError {
     pub code: Option<String>,
     /// The message for people (or the raw body when it was not the documented JSON).
     pub message: String,
+    /// The whole error body when it had the documented shape (with `current_version` and the
+    /// other fields some codes carry), for `--json`.
+    pub body: Option<ErrorBody>,
 }
 
 impl ApiError {
     /// Decodes an error reply's body; anything but the documented JSON keeps the raw text, so a
     /// proxy's HTML error page still reaches the user.
     pub fn from_body(status: StatusCode, body: &str) -> Self {
-        let error = serde_json::from_str::<Value>(body).ok().and_then(|v| v.get("error").cloned());
-        match error {
-            Some(details) => ApiError {
+        match serde_json::from_str::<ErrorBody>(body) {
+            Ok(parsed) => ApiError {
                 status,
-                code: details.get("code").and_then(Value::as_str).map(str::to_owned),
-                message: details
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned()),
+                code: Some(parsed.error.code.clone()),
+                message: parsed.error.message.clone(),
+                body: Some(parsed),
             },
-            None => {
+            Err(_) => {
                 let text = body.trim();
                 let message = if text.is_empty() {
                     status.canonical_reason().unwrap_or("error").to_owned()
                 } else {
                     super::output::truncate(text, 300)
                 };
-                ApiError { status, code: None, message }
+                ApiError { status, code: None, message, body: None }
             }
         }
     }
@@ -73,6 +73,32 @@ impl fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
+
+/// The server could not be reached, or did not answer in time: nothing was refused, so a
+/// script may retry (exit code 3, distinct from a refusal's 1).
+#[derive(Debug, Clone)]
+pub struct Unreachable(pub String);
+
+impl fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unreachable {}
+
+/// The command line asks for something that cannot be sent (a bad `--server`, a name that
+/// cannot be a path segment): a usage error (exit code 2), found before any request.
+#[derive(Debug, Clone)]
+pub struct Usage(pub String);
+
+impl fmt::Display for Usage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
 
 /// A connection to one evident server's HTTP API.
 #[derive(Debug, Clone)]
@@ -113,7 +139,9 @@ impl Client {
     /// another route.
     pub fn url(&self, segments: &[&str], query: &[(&str, Option<String>)]) -> anyhow::Result<Url> {
         if let Some(bad) = segments.iter().find(|s| matches!(**s, "" | "." | "..")) {
-            anyhow::bail!("{bad:?} cannot be used as a topic name, stream key or group name over HTTP");
+            return Err(
+                Usage(format!("{bad:?} cannot be used as a topic name, stream key or group name over HTTP")).into()
+            );
         }
         let mut url = self.base.clone();
         {
@@ -186,17 +214,18 @@ impl Client {
     /// Explains a failure below HTTP: the server is not there, too slow, or went away.
     pub fn transport_error(&self, error: reqwest::Error, url: &Url) -> anyhow::Error {
         let cause = root_cause(&error);
-        if error.is_connect() {
-            anyhow!(
+        let message = if error.is_connect() {
+            format!(
                 "cannot connect to the evident server at {} ({cause}); is it running? Start one with \
                  `evident serve`, or point --server / EVIDENT_SERVER at it",
                 self.base
             )
         } else if error.is_timeout() {
-            anyhow!("the evident server at {} did not answer {} in time", self.base, url.path())
+            format!("the evident server at {} did not answer {} in time", self.base, url.path())
         } else {
-            anyhow!("request to {url} failed: {cause}")
-        }
+            format!("request to {url} failed: {cause}")
+        };
+        anyhow!(Unreachable(message))
     }
 }
 
@@ -223,12 +252,15 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
 fn parse_server(server: &str) -> anyhow::Result<Url> {
     let text = server.trim();
     let with_scheme = if text.contains("://") { text.to_owned() } else { format!("http://{text}") };
-    let url = Url::parse(&with_scheme).with_context(|| format!("--server {server:?} is not a URL"))?;
+    let url = Url::parse(&with_scheme).map_err(|e| Usage(format!("--server {server:?} is not a URL: {e}")))?;
     if url.scheme() != "http" {
-        anyhow::bail!("--server {server:?}: only http:// is supported (this build of evident has no TLS)");
+        return Err(Usage(format!(
+            "--server {server:?}: only http:// is supported (this build of evident has no TLS)"
+        ))
+        .into());
     }
     if url.cannot_be_a_base() || url.host().is_none() {
-        anyhow::bail!("--server {server:?} is not an http://host:port URL");
+        return Err(Usage(format!("--server {server:?} is not an http://host:port URL")).into());
     }
     Ok(url)
 }

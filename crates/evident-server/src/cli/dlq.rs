@@ -17,7 +17,7 @@ const ERROR_WIDTH_MAX: usize = 60;
 #[derive(Debug, Args)]
 pub struct DlqArgs {
     #[command(flatten)]
-    client: ClientOptions,
+    pub(super) client: ClientOptions,
     #[command(subcommand)]
     command: DlqCommand,
 }

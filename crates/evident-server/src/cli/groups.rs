@@ -12,7 +12,7 @@ use super::ClientOptions;
 #[derive(Debug, Args)]
 pub struct GroupsArgs {
     #[command(flatten)]
-    client: ClientOptions,
+    pub(super) client: ClientOptions,
     #[command(subcommand)]
     command: GroupsCommand,
 }

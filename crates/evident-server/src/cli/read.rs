@@ -14,7 +14,7 @@ use super::output::{self, EventColumns};
 use super::ClientOptions;
 
 /// The page size the server allows at most.
-const PAGE_SIZE_MAX: u32 = 10_000;
+const PAGE_SIZE_MAX: u32 = evident_api::limits::READ_LIMIT_MAX as u32;
 
 /// `evident read`.
 #[derive(Debug, Args)]
@@ -37,7 +37,7 @@ progress bar on stderr shows reads that need more than one page."
 )]
 pub struct ReadArgs {
     #[command(flatten)]
-    client: ClientOptions,
+    pub(super) client: ClientOptions,
     /// The topic to read (not with --all).
     #[arg(required_unless_present = "all")]
     topic: Option<String>,

@@ -41,14 +41,15 @@ const LINE_BYTES_MAX: usize = 64 << 20;
   evident tail bank --partition 0       one partition                      id = offset
   evident tail bank acc-1               one stream                         id = version
 
-It first prints what already exists from the start position (default: the beginning), then
+It first prints what already exists from the start position (default: the beginning; with
+--from-end, only events committed after it starts), then
 waits and prints each new event as it is committed: one line per event, or one JSON object per
 line with --json. It runs until interrupted, or until --limit events were printed. When the
 connection drops it reconnects with backoff (up to 8 attempts in a row, noted on stderr) and
 resumes after the last event it printed.")]
 pub struct TailArgs {
     #[command(flatten)]
-    client: ClientOptions,
+    pub(super) client: ClientOptions,
     /// Follow only this topic (default: every topic).
     topic: Option<String>,
     /// Follow only this stream (key) of the topic.
@@ -66,9 +67,51 @@ pub struct TailArgs {
     /// Topic or everything: start at this store-wide sequence (default 0).
     #[arg(long, value_name = "N", conflicts_with_all = ["key", "partition"])]
     from_sequence: Option<u64>,
+    /// Start at the end: print only events committed after `tail` starts (the position is read
+    /// from the server first, so nothing committed meanwhile is missed).
+    #[arg(long, conflicts_with_all = ["from_version", "from_offset", "from_sequence"])]
+    from_end: bool,
     /// Exit after printing N events.
     #[arg(long, short = 'n', value_name = "N")]
     limit: Option<u64>,
+}
+
+/// The position after the last event of what `args` follows: the parameter to start from and
+/// its value, read from the server (a stream that does not exist yet starts at version 0).
+fn end_position(client: &Client, args: &TailArgs) -> anyhow::Result<(&'static str, u64)> {
+    match (&args.topic, &args.key, args.partition) {
+        (Some(topic), Some(key), _) => {
+            let url = client.url(
+                &["v1", "topics", topic, "streams", key],
+                &[("direction", Some("backward".into())), ("limit", Some("1".into()))],
+            )?;
+            match client.get(url) {
+                Ok(reply) => {
+                    let page: evident_api::streams::StreamPage = serde_json::from_value(reply)?;
+                    Ok(("from_version", page.current_version + 1))
+                }
+                Err(e) if e.downcast_ref::<ApiError>().and_then(|a| a.code.as_deref()) == Some("stream_not_found") => {
+                    Ok(("from_version", 0))
+                }
+                Err(e) => Err(e),
+            }
+        }
+        (Some(topic), None, Some(partition)) => {
+            let url = client.url(
+                &["v1", "topics", topic, "partitions", &partition.to_string(), "records"],
+                &[("limit", Some("1".into()))],
+            )?;
+            let page: evident_api::records::PartitionPage = serde_json::from_value(client.get(url)?)?;
+            Ok(("from_offset", page.high_watermark))
+        }
+        _ => {
+            // An empty page far past the end: its `head_sequence` is the next commit sequence.
+            let url = client
+                .url(&["v1", "all"], &[("from_sequence", Some(u64::MAX.to_string())), ("limit", Some("1".into()))])?;
+            let page: evident_api::records::AllPage = serde_json::from_value(client.get(url)?)?;
+            Ok(("from_sequence", page.head_sequence))
+        }
+    }
 }
 
 /// One dispatched Server-Sent Events message.
@@ -203,6 +246,14 @@ impl SseParser {
 /// Runs `evident tail`.
 pub fn run(args: TailArgs) -> anyhow::Result<()> {
     let client = Client::for_streaming(&args.client.server)?;
+    let mut args = args;
+    if args.from_end {
+        match end_position(&client, &args)? {
+            ("from_version", v) => args.from_version = Some(v),
+            ("from_offset", v) => args.from_offset = Some(v),
+            (_, v) => args.from_sequence = Some(v),
+        }
+    }
     let query = [
         ("topic", args.topic.clone()),
         ("key", args.key.clone()),

@@ -33,6 +33,10 @@ enum TopicsCommand {
   key_partition_guard=true|false  refuse a record whose key lives in another partition
 Kafka's spellings (retention.ms, cleanup.policy) are accepted too.
 
+Not enforced yet: retention (retention_ms, retention_bytes) and compaction (cleanup_policy=compact)
+are stored with the topic but evident does not delete or compact records yet: every record is
+kept. The server's reply warns about each such setting given (`warnings`).
+
 Example: evident topics create bank --partitions 3 --config retention_ms=604800000")]
     Create {
         /// The topic's name: 1 to 249 of [a-zA-Z0-9._-]; names starting with `__` are reserved.
@@ -95,6 +99,9 @@ pub fn run(args: TopicsArgs) -> anyhow::Result<()> {
             let reply = client.post(client.url(&["v1", "topics"], &[])?, &body)?;
             if json {
                 return Ok(output::print_json(&reply)?);
+            }
+            for warning in reply.get("warnings").and_then(Value::as_array).into_iter().flatten() {
+                eprintln!("evident: warning: {}", warning.as_str().unwrap_or_default());
             }
             let partitions = reply.get("partitions").and_then(Value::as_u64).unwrap_or(1);
             let plural = if partitions == 1 { "" } else { "s" };

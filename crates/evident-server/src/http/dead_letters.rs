@@ -14,11 +14,15 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use evident_api::dead_letters::{
+    DeadLetterEntry, DeadLetterList, DeadLetterQueue, DeadLetterStream, DeadLetterSummary, EntryKind, Requested,
+    RetryDeadLetters, RetryRequested, SkipDeadLetter, SkipRequested,
+};
+use evident_api::params::ProjectionPath;
+use evident_api::ErrorBody;
 use evident_core::dead_letter::{self as fmt, DlqRecord, Entry, Kind};
 use evident_core::{ExpectedVersion, StreamKey, TopicName};
 use evident_log::{Event, Log};
-use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::event_json::rfc3339;
 use super::extract::{JsonBody, Params, PathParams};
@@ -152,23 +156,42 @@ fn fold_projection(log: &Log, projection: &str, topic: &str) -> Result<BTreeMap<
     fold_topic(log, topic)?.ok_or_else(|| unknown_projection(projection, topic))
 }
 
-fn entry_json(e: &Entry) -> Value {
-    json!({
-        "sequence": e.sequence,
-        "kind": e.kind.as_str(),
-        "topic": e.topic,
-        "partition": e.partition,
-        "offset": e.offset,
-        "event_type": e.event_type,
-        "event_id": e.event_id,
-        "error": e.error,
-        "attempts": e.attempts,
-        "parked_at": rfc3339(e.parked_ms),
+/// The wire form of an entry; the fold keeps only parked and held entries.
+fn entry_wire(e: &Entry) -> Result<DeadLetterEntry, ApiError> {
+    let kind = match e.kind {
+        Kind::Parked => EntryKind::Parked,
+        Kind::Held => EntryKind::Held,
+        other @ (Kind::Retry | Kind::Skip | Kind::Resolved | Kind::Failed) => {
+            return Err(ApiError::internal(format!("a folded dead-letter entry of kind {}", other.as_str())))
+        }
+    };
+    Ok(DeadLetterEntry {
+        sequence: e.sequence,
+        kind,
+        topic: e.topic.clone(),
+        partition: e.partition,
+        offset: e.offset,
+        event_type: e.event_type.clone(),
+        event_id: e.event_id.clone(),
+        error: e.error.clone(),
+        attempts: e.attempts,
+        parked_at: rfc3339(e.parked_ms),
     })
 }
 
-/// `GET /v1/dead-letters`.
-pub(super) async fn list(State(state): State<AppState>, params: Params) -> Result<Json<Value>, ApiError> {
+/// List the projections with a dead-letter queue.
+#[utoipa::path(
+    get,
+    path = "/v1/dead-letters",
+    tag = "dead-letters",
+    operation_id = "listDeadLetters",
+    responses(
+        (status = 200, description = "Each projection's counts, by name.", body = DeadLetterList),
+        (status = 400, description = "`invalid_argument`.", body = ErrorBody),
+        (status = 500, description = "`internal`, `corrupted`.", body = ErrorBody),
+    )
+)]
+pub(super) async fn list(State(state): State<AppState>, params: Params) -> Result<Json<DeadLetterList>, ApiError> {
     params.allow(&[])?;
     let mut topics: Vec<(String, String)> = state
         .log
@@ -189,52 +212,54 @@ pub(super) async fn list(State(state): State<AppState>, params: Params) -> Resul
             for (projection, topic) in topics {
                 let Some(folded) = fold_topic(&log, &topic)? else { continue };
                 let count = |kind: Kind| folded.values().flatten().filter(|e| e.kind == kind).count();
-                out.push(json!({
-                    "projection": projection,
-                    "topic": topic,
-                    "streams": folded.len(),
-                    "parked": count(Kind::Parked),
-                    "held": count(Kind::Held),
-                }));
+                out.push(DeadLetterSummary {
+                    projection,
+                    topic,
+                    streams: folded.len() as u64,
+                    parked: count(Kind::Parked) as u64,
+                    held: count(Kind::Held) as u64,
+                });
             }
             Ok(out)
         })
         .await?;
-    Ok(Json(json!({ "projections": projections })))
+    Ok(Json(DeadLetterList { projections }))
 }
 
-/// `GET /v1/dead-letters/{projection}`.
+/// A projection's parked and held events, by stream.
+#[utoipa::path(
+    get,
+    path = "/v1/dead-letters/{projection}",
+    tag = "dead-letters",
+    operation_id = "describeDeadLetters",
+    params(ProjectionPath),
+    responses(
+        (status = 200, description = "The entries still parked or held.", body = DeadLetterQueue),
+        (status = 400, description = "`invalid_argument`, `invalid_projection`.", body = ErrorBody),
+        (status = 404, description = "`unknown_projection`.", body = ErrorBody),
+        (status = 500, description = "`internal`, `corrupted`.", body = ErrorBody),
+    )
+)]
 pub(super) async fn describe(
     State(state): State<AppState>,
     PathParams(projection): PathParams<String>,
     params: Params,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeadLetterQueue>, ApiError> {
     params.allow(&[])?;
     let topic = dlq_topic(&projection)?;
     let log = state.log.clone();
     let (p, t) = (projection.clone(), topic.clone());
     let folded = state.blocking(move || fold_projection(&log, &p, &t)).await?;
-    let streams: Vec<Value> = folded
+    let streams = folded
         .iter()
         .map(|(stream, entries)| {
-            json!({ "stream": stream, "entries": entries.iter().map(entry_json).collect::<Vec<_>>() })
+            Ok(DeadLetterStream {
+                stream: stream.clone(),
+                entries: entries.iter().map(entry_wire).collect::<Result<_, ApiError>>()?,
+            })
         })
-        .collect();
-    Ok(Json(json!({ "projection": projection, "topic": topic, "streams": streams })))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RetryBody {
-    stream: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct SkipBody {
-    stream: String,
-    #[serde(default)]
-    sequence: Option<u64>,
+        .collect::<Result<_, ApiError>>()?;
+    Ok(Json(DeadLetterQueue { projection, topic, streams }))
 }
 
 /// Appends a request record to the dead-letter topic, keyed by the stream.
@@ -253,12 +278,32 @@ fn send_request(
     Ok(())
 }
 
-/// `POST /v1/dead-letters/{projection}/retry`.
+/// Ask a projection to retry a stream's parked events.
+///
+/// Recorded in the dead-letter topic (`202`); the projection's runner carries it out when its
+/// feed reaches it (at once if it runs, else when it next starts).
+#[utoipa::path(
+    post,
+    path = "/v1/dead-letters/{projection}/retry",
+    tag = "dead-letters",
+    operation_id = "retryDeadLetters",
+    params(ProjectionPath),
+    request_body = RetryDeadLetters,
+    responses(
+        (status = 202, description = "The request is recorded.", body = RetryRequested),
+        (status = 400, description = "`malformed_json`, `missing_field`, `invalid_argument`, `invalid_projection`, `invalid_stream_key`.", body = ErrorBody),
+        (status = 403, description = "`internal_topic`.", body = ErrorBody),
+        (status = 404, description = "`unknown_projection`, `nothing_parked`.", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`.", body = ErrorBody),
+        (status = 500, description = "`internal`, `corrupted`.", body = ErrorBody),
+        (status = 503, description = "`unavailable`.", body = ErrorBody),
+    )
+)]
 pub(super) async fn retry(
     State(state): State<AppState>,
     PathParams(projection): PathParams<String>,
     params: Params,
-    JsonBody(body): JsonBody<RetryBody>,
+    JsonBody(body): JsonBody<RetryDeadLetters>,
 ) -> Result<Response, ApiError> {
     params.allow(&[])?;
     let topic = dlq_topic(&projection)?;
@@ -277,16 +322,37 @@ pub(super) async fn retry(
             Ok(entries)
         })
         .await?;
-    let reply = json!({ "requested": "retry", "stream": body.stream, "entries": entries });
+    let reply = RetryRequested { requested: Requested::Retry, stream: body.stream, entries: entries as u64 };
     Ok((StatusCode::ACCEPTED, Json(reply)).into_response())
 }
 
-/// `POST /v1/dead-letters/{projection}/skip`.
+/// Ask a projection to skip a stream's first parked event.
+///
+/// Recorded in the dead-letter topic (`202`); the projection's runner carries it out when its
+/// feed reaches it.
+#[utoipa::path(
+    post,
+    path = "/v1/dead-letters/{projection}/skip",
+    tag = "dead-letters",
+    operation_id = "skipDeadLetter",
+    params(ProjectionPath),
+    request_body = SkipDeadLetter,
+    responses(
+        (status = 202, description = "The request is recorded.", body = SkipRequested),
+        (status = 400, description = "`malformed_json`, `missing_field`, `invalid_argument`, `invalid_projection`, `invalid_stream_key`.", body = ErrorBody),
+        (status = 403, description = "`internal_topic`.", body = ErrorBody),
+        (status = 404, description = "`unknown_projection`, `nothing_parked`.", body = ErrorBody),
+        (status = 409, description = "`not_first_entry` (carries `first_sequence`).", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`.", body = ErrorBody),
+        (status = 500, description = "`internal`, `corrupted`.", body = ErrorBody),
+        (status = 503, description = "`unavailable`.", body = ErrorBody),
+    )
+)]
 pub(super) async fn skip(
     State(state): State<AppState>,
     PathParams(projection): PathParams<String>,
     params: Params,
-    JsonBody(body): JsonBody<SkipBody>,
+    JsonBody(body): JsonBody<SkipDeadLetter>,
 ) -> Result<Response, ApiError> {
     params.allow(&[])?;
     let topic = dlq_topic(&projection)?;
@@ -307,13 +373,13 @@ pub(super) async fn skip(
                         "entry {wanted} is not the first of stream {stream} in {t}: the first is {head}, and a stream's entries are skipped in order"
                     ),
                 )
-                .with("first_sequence", Value::from(head)));
+                .with_first_sequence(head));
             }
             send_request(&st, &log, &t, &stream, Kind::Skip, Some(head))?;
             Ok(head)
         })
         .await?;
-    let reply = json!({ "requested": "skip", "stream": body.stream, "sequence": sequence });
+    let reply = SkipRequested { requested: Requested::Skip, stream: body.stream, sequence };
     Ok((StatusCode::ACCEPTED, Json(reply)).into_response())
 }
 

@@ -1,10 +1,13 @@
 //! The API's one error type and its JSON body `{"error": {"code", "message", ...}}`. Errors are
 //! mapped here, at the edge, from the log's and the group store's error enums, so each
-//! condition has one status and one stable code (docs/http-api.md lists them).
+//! condition has one status and one stable code (docs/http-api.md lists them). The body is
+//! `evident_api::ErrorBody`, the type clients decode, and the codes are the table of
+//! `evident_api::ErrorCode`; a test checks that every status and code this module answers
+//! with is in the table with that status.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{json, Map, Value};
+use evident_api::{ErrorBody, ErrorCode, ErrorDetail};
 
 /// An error answered to the client.
 #[derive(Debug)]
@@ -15,14 +18,21 @@ pub struct ApiError {
     pub code: &'static str,
     /// Human-readable message.
     pub message: String,
-    /// Extra fields of the error object (e.g. `current_version`).
-    pub extra: Map<String, Value>,
+    /// `current_version` of `wrong_expected_version` (`Some(None)`: the stream does not exist).
+    pub current_version: Option<Option<u64>>,
+    /// `first_sequence` of `not_first_entry`.
+    pub first_sequence: Option<u64>,
 }
 
 impl ApiError {
     /// An error with a status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), extra: Map::new() }
+        Self { status, code, message: message.into(), current_version: None, first_sequence: None }
+    }
+    /// An error of a code of the table, with the code's status.
+    pub fn of(code: ErrorCode, message: impl Into<String>) -> Self {
+        let status = StatusCode::from_u16(code.status()).expect("the table holds valid statuses");
+        Self::new(status, code.as_str(), message)
     }
     /// 400 `invalid_argument`.
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -32,9 +42,14 @@ impl ApiError {
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
-    /// Adds a field to the error object.
-    pub fn with(mut self, key: &str, value: Value) -> Self {
-        self.extra.insert(key.to_string(), value);
+    /// Adds the stream's current version (None: no stream) to a conflict.
+    pub fn with_current_version(mut self, version: Option<u64>) -> Self {
+        self.current_version = Some(version);
+        self
+    }
+    /// Adds the first entry's sequence to a refused skip.
+    pub fn with_first_sequence(mut self, sequence: u64) -> Self {
+        self.first_sequence = Some(sequence);
         self
     }
 }
@@ -44,11 +59,15 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(code = self.code, message = %self.message, "request failed");
         }
-        let mut error = Map::new();
-        error.insert("code".into(), Value::from(self.code));
-        error.insert("message".into(), Value::from(self.message));
-        error.extend(self.extra);
-        (self.status, axum::Json(json!({ "error": error }))).into_response()
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+                current_version: self.current_version,
+                first_sequence: self.first_sequence,
+            },
+        };
+        (self.status, axum::Json(body)).into_response()
     }
 }
 
@@ -59,7 +78,7 @@ impl From<evident_log::Error> for ApiError {
         let (status, code) = match &e {
             E::WrongExpectedVersion { actual, .. } => {
                 return Self::new(StatusCode::CONFLICT, "wrong_expected_version", message)
-                    .with("current_version", actual.map_or(Value::Null, |v| Value::from(v.0)));
+                    .with_current_version(actual.map(|v| v.0));
             }
             E::UnknownTopic(_) => (StatusCode::NOT_FOUND, "unknown_topic"),
             E::UnknownPartition { .. } => (StatusCode::NOT_FOUND, "unknown_partition"),
@@ -105,5 +124,40 @@ impl From<evident_groups::Error> for ApiError {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "corrupted", e.to_string())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use evident_core::{TopicName, Version};
+
+    use super::*;
+
+    /// Every error this module maps to is in the table, with the table's status.
+    #[test]
+    fn mapped_errors_follow_the_table_of_codes() {
+        let topic = || TopicName::new("t").expect("name");
+        let log_errors = [
+            evident_log::Error::UnknownTopic("t".into()),
+            evident_log::Error::TopicExists(topic()),
+            evident_log::Error::Closed,
+            evident_log::Error::EmptyBatch,
+            evident_log::Error::WrongExpectedVersion {
+                topic: topic(),
+                key: "k".into(),
+                expected: evident_core::ExpectedVersion::NoStream,
+                actual: Some(Version(3)),
+            },
+        ];
+        let mut errors: Vec<ApiError> = log_errors.into_iter().map(ApiError::from).collect();
+        errors.push(evident_groups::Error::UnknownGroup("g".into()).into());
+        errors.push(ApiError::invalid("x"));
+        errors.push(ApiError::internal("x"));
+        for error in &errors {
+            let code = ErrorCode::from_code(error.code).unwrap_or_else(|| panic!("{} is not in the table", error.code));
+            assert_eq!(error.status.as_u16(), code.status(), "{}", error.code);
+        }
+        let conflict = errors.iter().find(|e| e.code == "wrong_expected_version").expect("conflict");
+        assert_eq!(conflict.current_version, Some(Some(3)));
     }
 }

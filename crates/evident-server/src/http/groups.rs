@@ -5,32 +5,142 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use evident_api::groups::{
+    CommitOffsets, CommittedOffset, DateTimeArg, GroupDescription, GroupList, GroupOffsets, GroupState, GroupSummary,
+    MemberDescription, PartitionLag, ResetOffsets, ResetPlan, ResetRow, TopicPartitions,
+};
+use evident_api::params::{GroupPath, OffsetsQuery};
+use evident_api::ErrorBody;
 use evident_groups::{OffsetCommit, ResetRequest, ResetScope, ResetStrategy, TopicScope};
-use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::extract::{parse_duration_ms, parse_time_ms, JsonBody, Params, PathParams};
 use super::{ApiError, AppState};
 
-/// `GET /v1/groups`.
-pub(super) async fn list(State(state): State<AppState>, params: Params) -> Result<Json<Value>, ApiError> {
-    params.allow(&[])?;
-    Ok(Json(json!({ "groups": state.groups.list() })))
+/// The wire form of a group state.
+fn state_wire(s: evident_groups::GroupState) -> GroupState {
+    match s {
+        evident_groups::GroupState::Stable => GroupState::Stable,
+        evident_groups::GroupState::Empty => GroupState::Empty,
+    }
 }
 
-/// `GET /v1/groups/{group}`.
+fn committed_wire(c: evident_groups::CommittedOffset) -> CommittedOffset {
+    CommittedOffset {
+        topic: c.topic.as_str().to_string(),
+        partition: c.partition,
+        offset: c.offset,
+        metadata: c.metadata,
+        commit_time_ms: c.commit_time_ms,
+    }
+}
+
+fn description_wire(d: evident_groups::GroupDescription) -> GroupDescription {
+    GroupDescription {
+        group: d.group,
+        state: state_wire(d.state),
+        members: d
+            .members
+            .into_iter()
+            .map(|m| MemberDescription {
+                member_id: m.member_id,
+                client_id: m.client_id,
+                client_host: m.client_host,
+                session_timeout_ms: m.session_timeout_ms,
+                last_heartbeat_ms: m.last_heartbeat_ms,
+                assignment: m
+                    .assignment
+                    .into_iter()
+                    .map(|a| TopicPartitions { topic: a.topic.to_string(), partitions: a.partitions })
+                    .collect(),
+            })
+            .collect(),
+        offsets: d
+            .offsets
+            .into_iter()
+            .map(|o| PartitionLag {
+                topic: o.topic.as_str().to_string(),
+                partition: o.partition,
+                committed_offset: o.committed_offset,
+                metadata: o.metadata,
+                commit_time_ms: o.commit_time_ms,
+                log_start_offset: o.log_start_offset,
+                log_end_offset: o.log_end_offset,
+                lag: o.lag,
+                member_id: o.member_id,
+            })
+            .collect(),
+        total_lag: d.total_lag,
+    }
+}
+
+/// List consumer groups.
+#[utoipa::path(
+    get,
+    path = "/v1/groups",
+    tag = "groups",
+    operation_id = "listGroups",
+    responses(
+        (status = 200, description = "The groups, by name.", body = GroupList),
+        (status = 400, description = "`invalid_argument`.", body = ErrorBody),
+    )
+)]
+pub(super) async fn list(State(state): State<AppState>, params: Params) -> Result<Json<GroupList>, ApiError> {
+    params.allow(&[])?;
+    let groups = state
+        .groups
+        .list()
+        .into_iter()
+        .map(|g| GroupSummary {
+            group: g.group,
+            state: state_wire(g.state),
+            members: g.members as u64,
+            committed_partitions: g.committed_partitions as u64,
+        })
+        .collect();
+    Ok(Json(GroupList { groups }))
+}
+
+/// Describe a group: members, committed offsets and lag.
+#[utoipa::path(
+    get,
+    path = "/v1/groups/{group}",
+    tag = "groups",
+    operation_id = "describeGroup",
+    params(GroupPath),
+    responses(
+        (status = 200, description = "The group.", body = GroupDescription),
+        (status = 400, description = "`invalid_argument`, `invalid_group`.", body = ErrorBody),
+        (status = 404, description = "`unknown_group`.", body = ErrorBody),
+        (status = 500, description = "`internal`, `corrupted`.", body = ErrorBody),
+    )
+)]
 pub(super) async fn describe(
     State(state): State<AppState>,
     PathParams(group): PathParams<String>,
     params: Params,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<GroupDescription>, ApiError> {
     params.allow(&[])?;
     let groups = state.groups.clone();
     let d = state.blocking(move || Ok(groups.describe(&group)?)).await?;
-    Ok(Json(json!(d)))
+    Ok(Json(description_wire(d)))
 }
 
-/// `DELETE /v1/groups/{group}`.
+/// Delete a group and its committed offsets.
+#[utoipa::path(
+    delete,
+    path = "/v1/groups/{group}",
+    tag = "groups",
+    operation_id = "deleteGroup",
+    params(GroupPath),
+    responses(
+        (status = 204, description = "The group was deleted."),
+        (status = 400, description = "`invalid_argument`, `invalid_group`.", body = ErrorBody),
+        (status = 404, description = "`unknown_group`.", body = ErrorBody),
+        (status = 409, description = "`group_not_empty`: the group has active members.", body = ErrorBody),
+        (status = 500, description = "`internal`, `corrupted`.", body = ErrorBody),
+        (status = 503, description = "`unavailable`.", body = ErrorBody),
+    )
+)]
 pub(super) async fn delete(
     State(state): State<AppState>,
     PathParams(group): PathParams<String>,
@@ -42,34 +152,64 @@ pub(super) async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /v1/groups/{group}/offsets`.
+/// Fetch a group's committed offsets.
+///
+/// A group with no committed offset (or none that exists) answers an empty list.
+#[utoipa::path(
+    get,
+    path = "/v1/groups/{group}/offsets",
+    tag = "groups",
+    operation_id = "fetchOffsets",
+    params(GroupPath, OffsetsQuery),
+    responses(
+        (status = 200, description = "The committed offsets, by topic and partition.", body = GroupOffsets),
+        (status = 400, description = "`invalid_argument`, `invalid_group`.", body = ErrorBody),
+        (status = 500, description = "`internal`, `corrupted`.", body = ErrorBody),
+    )
+)]
 pub(super) async fn fetch_offsets(
     State(state): State<AppState>,
     PathParams(group): PathParams<String>,
     params: Params,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<GroupOffsets>, ApiError> {
     params.allow(&["topic"])?;
     let offsets = state.groups.committed(&group, params.str("topic"))?;
-    Ok(Json(json!({ "group": group, "offsets": offsets })))
+    Ok(Json(GroupOffsets { group, offsets: offsets.into_iter().map(committed_wire).collect() }))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct CommitBody {
-    offsets: Vec<OffsetCommit>,
-}
-
-/// `POST /v1/groups/{group}/offsets`.
+/// Commit offsets for a group (refused while it has active members).
+#[utoipa::path(
+    post,
+    path = "/v1/groups/{group}/offsets",
+    tag = "groups",
+    operation_id = "commitOffsets",
+    params(GroupPath),
+    request_body = CommitOffsets,
+    responses(
+        (status = 200, description = "Committed; the group's offsets after the commit.", body = GroupOffsets),
+        (status = 400, description = "`malformed_json`, `missing_field`, `invalid_argument` (no offset, too many, metadata too long), `invalid_group`.", body = ErrorBody),
+        (status = 404, description = "`unknown_topic`, `unknown_partition`.", body = ErrorBody),
+        (status = 409, description = "`group_not_empty`: active members commit for the group.", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`.", body = ErrorBody),
+        (status = 500, description = "`internal`, `corrupted`.", body = ErrorBody),
+        (status = 503, description = "`unavailable`.", body = ErrorBody),
+    )
+)]
 pub(super) async fn commit_offsets(
     State(state): State<AppState>,
     PathParams(group): PathParams<String>,
     params: Params,
-    JsonBody(body): JsonBody<CommitBody>,
-) -> Result<Json<Value>, ApiError> {
+    JsonBody(body): JsonBody<CommitOffsets>,
+) -> Result<Json<GroupOffsets>, ApiError> {
     params.allow(&[])?;
     if body.offsets.is_empty() {
         return Err(ApiError::invalid("offsets must hold at least one offset"));
     }
+    let offsets: Vec<OffsetCommit> = body
+        .offsets
+        .into_iter()
+        .map(|o| OffsetCommit { topic: o.topic, partition: o.partition, offset: o.offset, metadata: o.metadata })
+        .collect();
     let groups = state.groups.clone();
     let g = group.clone();
     let committed = state
@@ -80,37 +220,11 @@ pub(super) async fn commit_offsets(
                 let members = groups.describe(&g).map(|d| d.members.len()).unwrap_or(0);
                 return Err(evident_groups::Error::GroupNotEmpty { group: g, members }.into());
             }
-            groups.commit(&g, &body.offsets)?;
+            groups.commit(&g, &offsets)?;
             Ok(groups.committed(&g, None)?)
         })
         .await?;
-    Ok(Json(json!({ "group": group, "offsets": committed })))
-}
-
-/// The body of `reset-offsets`: the flags of `kafka-consumer-groups --reset-offsets`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ResetBody {
-    #[serde(default)]
-    topics: Vec<String>,
-    #[serde(default)]
-    all_topics: bool,
-    #[serde(default)]
-    to_earliest: bool,
-    #[serde(default)]
-    to_latest: bool,
-    #[serde(default)]
-    to_current: bool,
-    #[serde(default)]
-    to_offset: Option<i64>,
-    #[serde(default)]
-    shift_by: Option<i64>,
-    #[serde(default)]
-    to_datetime: Option<Value>,
-    #[serde(default)]
-    by_duration: Option<String>,
-    #[serde(default)]
-    execute: bool,
+    Ok(Json(GroupOffsets { group, offsets: committed.into_iter().map(committed_wire).collect() }))
 }
 
 /// Parses `t` or `t:0,2` (Kafka's `--topic` syntax).
@@ -135,60 +249,77 @@ fn topic_scope(text: &str) -> Result<TopicScope, ApiError> {
     Ok(TopicScope { topic: topic.to_string(), partitions })
 }
 
-impl ResetBody {
-    fn request(&self) -> Result<ResetRequest, ApiError> {
-        let scope = match (self.all_topics, self.topics.is_empty()) {
-            (true, true) => ResetScope::AllTopics,
-            (false, false) => ResetScope::Topics(self.topics.iter().map(|t| topic_scope(t)).collect::<Result<_, _>>()?),
-            (true, false) => return Err(ApiError::invalid("give topics or all_topics, not both")),
-            (false, true) => return Err(ApiError::invalid("a reset needs a scope: topics or all_topics")),
+/// The request a `reset-offsets` body makes: exactly one scope and exactly one strategy.
+fn reset_request(body: &ResetOffsets) -> Result<ResetRequest, ApiError> {
+    let scope = match (body.all_topics, body.topics.is_empty()) {
+        (true, true) => ResetScope::AllTopics,
+        (false, false) => ResetScope::Topics(body.topics.iter().map(|t| topic_scope(t)).collect::<Result<_, _>>()?),
+        (true, false) => return Err(ApiError::invalid("give topics or all_topics, not both")),
+        (false, true) => return Err(ApiError::invalid("a reset needs a scope: topics or all_topics")),
+    };
+    let mut strategies = Vec::new();
+    if body.to_earliest {
+        strategies.push(ResetStrategy::ToEarliest);
+    }
+    if body.to_latest {
+        strategies.push(ResetStrategy::ToLatest);
+    }
+    if body.to_current {
+        strategies.push(ResetStrategy::ToCurrent);
+    }
+    if let Some(n) = body.to_offset {
+        strategies.push(ResetStrategy::ToOffset(n));
+    }
+    if let Some(n) = body.shift_by {
+        strategies.push(ResetStrategy::ShiftBy(n));
+    }
+    if let Some(t) = &body.to_datetime {
+        let ms = match t {
+            DateTimeArg::Text(s) => parse_time_ms("to_datetime", s)?,
+            DateTimeArg::Millis(ms) => *ms,
         };
-        let mut strategies = Vec::new();
-        if self.to_earliest {
-            strategies.push(ResetStrategy::ToEarliest);
-        }
-        if self.to_latest {
-            strategies.push(ResetStrategy::ToLatest);
-        }
-        if self.to_current {
-            strategies.push(ResetStrategy::ToCurrent);
-        }
-        if let Some(n) = self.to_offset {
-            strategies.push(ResetStrategy::ToOffset(n));
-        }
-        if let Some(n) = self.shift_by {
-            strategies.push(ResetStrategy::ShiftBy(n));
-        }
-        if let Some(t) = &self.to_datetime {
-            let ms = match t {
-                Value::String(s) => parse_time_ms("to_datetime", s)?,
-                Value::Number(n) => n.as_i64().ok_or_else(|| ApiError::invalid("to_datetime is out of range"))?,
-                _ => return Err(ApiError::invalid("to_datetime must be a date-time string or milliseconds")),
-            };
-            strategies.push(ResetStrategy::ToDatetime(ms));
-        }
-        if let Some(d) = &self.by_duration {
-            strategies.push(ResetStrategy::ByDuration(parse_duration_ms("by_duration", d)?));
-        }
-        match strategies.as_slice() {
-            [one] => Ok(ResetRequest { scope, strategy: *one }),
-            [] => Err(ApiError::invalid(
-                "a reset needs a strategy: to_earliest, to_latest, to_current, to_offset, shift_by, to_datetime or by_duration",
-            )),
-            _ => Err(ApiError::invalid("give exactly one reset strategy")),
-        }
+        strategies.push(ResetStrategy::ToDatetime(ms));
+    }
+    if let Some(d) = &body.by_duration {
+        strategies.push(ResetStrategy::ByDuration(parse_duration_ms("by_duration", d)?));
+    }
+    match strategies.as_slice() {
+        [one] => Ok(ResetRequest { scope, strategy: *one }),
+        [] => Err(ApiError::invalid(
+            "a reset needs a strategy: to_earliest, to_latest, to_current, to_offset, shift_by, to_datetime or by_duration",
+        )),
+        _ => Err(ApiError::invalid("give exactly one reset strategy")),
     }
 }
 
-/// `POST /v1/groups/{group}/reset-offsets`.
+/// Reset a group's offsets (`kafka-consumer-groups --reset-offsets`).
+///
+/// A plan that changes nothing unless `"execute": true`.
+#[utoipa::path(
+    post,
+    path = "/v1/groups/{group}/reset-offsets",
+    tag = "groups",
+    operation_id = "resetOffsets",
+    params(GroupPath),
+    request_body = ResetOffsets,
+    responses(
+        (status = 200, description = "The plan, committed when `executed` is true.", body = ResetPlan),
+        (status = 400, description = "`malformed_json`, `invalid_argument` (no or several scopes or strategies, bad time or duration, `shift_by` without a committed offset), `invalid_group`.", body = ErrorBody),
+        (status = 404, description = "`unknown_topic`, `unknown_partition`.", body = ErrorBody),
+        (status = 409, description = "`group_not_empty`: `execute` while the group has active members.", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`.", body = ErrorBody),
+        (status = 500, description = "`internal`, `corrupted`.", body = ErrorBody),
+        (status = 503, description = "`unavailable`.", body = ErrorBody),
+    )
+)]
 pub(super) async fn reset_offsets(
     State(state): State<AppState>,
     PathParams(group): PathParams<String>,
     params: Params,
-    JsonBody(body): JsonBody<ResetBody>,
-) -> Result<Json<Value>, ApiError> {
+    JsonBody(body): JsonBody<ResetOffsets>,
+) -> Result<Json<ResetPlan>, ApiError> {
     params.allow(&[])?;
-    let request = body.request()?;
+    let request = reset_request(&body)?;
     let execute = body.execute;
     let groups = state.groups.clone();
     let g = group.clone();
@@ -197,7 +328,18 @@ pub(super) async fn reset_offsets(
             Ok(if execute { groups.execute_reset(&g, &request)? } else { groups.plan_reset(&g, &request)? })
         })
         .await?;
-    Ok(Json(json!({ "group": group, "executed": execute, "offsets": rows })))
+    let offsets = rows
+        .into_iter()
+        .map(|r| ResetRow {
+            topic: r.topic.as_str().to_string(),
+            partition: r.partition,
+            current_offset: r.current_offset,
+            new_offset: r.new_offset,
+            log_start_offset: r.log_start_offset,
+            log_end_offset: r.log_end_offset,
+        })
+        .collect();
+    Ok(Json(ResetPlan { group, executed: execute, offsets }))
 }
 
 #[cfg(test)]
@@ -206,21 +348,25 @@ mod tests {
 
     #[test]
     fn reset_body_needs_one_scope_and_one_strategy() {
-        let ok = ResetBody { topics: vec!["orders:0,2".into()], shift_by: Some(-3), ..Default::default() };
-        let r = ok.request().expect("valid");
+        let ok = ResetOffsets { topics: vec!["orders:0,2".into()], shift_by: Some(-3), ..Default::default() };
+        let r = reset_request(&ok).expect("valid");
         assert_eq!(r.strategy, ResetStrategy::ShiftBy(-3));
         assert_eq!(
             r.scope,
             ResetScope::Topics(vec![TopicScope { topic: "orders".into(), partitions: Some(vec![0, 2]) }])
         );
-        assert!(ResetBody { all_topics: true, ..Default::default() }.request().is_err());
-        assert!(ResetBody { to_latest: true, ..Default::default() }.request().is_err());
-        assert!(ResetBody { all_topics: true, to_latest: true, to_earliest: true, ..Default::default() }
-            .request()
-            .is_err());
-        let r = ResetBody { all_topics: true, by_duration: Some("PT1M".into()), ..Default::default() }
-            .request()
-            .expect("ok");
+        assert!(reset_request(&ResetOffsets { all_topics: true, ..Default::default() }).is_err());
+        assert!(reset_request(&ResetOffsets { to_latest: true, ..Default::default() }).is_err());
+        assert!(reset_request(&ResetOffsets {
+            all_topics: true,
+            to_latest: true,
+            to_earliest: true,
+            ..Default::default()
+        })
+        .is_err());
+        let r =
+            reset_request(&ResetOffsets { all_topics: true, by_duration: Some("PT1M".into()), ..Default::default() })
+                .expect("ok");
         assert_eq!(r.strategy, ResetStrategy::ByDuration(60_000));
         assert!(topic_scope("orders:x").is_err());
         assert!(topic_scope(":1").is_err());

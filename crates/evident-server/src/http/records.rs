@@ -1,5 +1,7 @@
 //! Reads by position: one partition from an offset or a timestamp, and everything in
-//! store-wide commit order (`/v1/all`), each page telling where the next one starts.
+//! store-wide commit order (`/v1/all`), each page telling where the next one starts. The
+//! pages are serialized straight from the stored events (no intermediate tree); their wire form
+//! is `evident_api::records::{PartitionPage, AllPage}`, which the document names.
 
 use axum::extract::State;
 use axum::response::Response;
@@ -7,9 +9,11 @@ use serde::Serialize;
 
 use super::event_json::{events_response, EventsView};
 use super::extract::{Params, PathParams};
-use super::streams::{READ_LIMIT_DEFAULT, READ_LIMIT_MAX};
 use super::topics::is_internal;
 use super::{ApiError, AppState};
+use evident_api::limits::{READ_LIMIT_DEFAULT, READ_LIMIT_MAX};
+use evident_api::params::{AllQuery, PartitionPath, PartitionReadQuery};
+use evident_api::ErrorBody;
 
 /// A page of a partition read (serialized straight from the events).
 #[derive(Serialize)]
@@ -32,7 +36,23 @@ struct AllPage<'a> {
     head_sequence: u64,
 }
 
-/// `GET /v1/topics/{topic}/partitions/{partition}/records`.
+/// Read a partition by offset or time.
+///
+/// From `offset` (default: the log start offset) or from the first record at or after
+/// `timestamp`, at most `limit` records.
+#[utoipa::path(
+    get,
+    path = "/v1/topics/{topic}/partitions/{partition}/records",
+    tag = "records",
+    operation_id = "readPartition",
+    params(PartitionPath, PartitionReadQuery),
+    responses(
+        (status = 200, description = "A page of records.", body = evident_api::records::PartitionPage),
+        (status = 400, description = "`invalid_argument` (bad value, unknown parameter, both `offset` and `timestamp`), `offset_out_of_range`.", body = ErrorBody),
+        (status = 404, description = "`unknown_topic`, `unknown_partition`.", body = ErrorBody),
+        (status = 500, description = "`internal`, `corrupted`.", body = ErrorBody),
+    )
+)]
 pub(super) async fn partition(
     State(state): State<AppState>,
     PathParams((topic, partition)): PathParams<(String, u32)>,
@@ -70,7 +90,22 @@ pub(super) async fn partition(
     events_response(&page, events.len())
 }
 
-/// `GET /v1/all`.
+/// Read everything in commit order.
+///
+/// Events of every topic in store-wide commit order from `from_sequence`, internal topics
+/// excluded; `limit` bounds the records examined, so a page may hold fewer events.
+#[utoipa::path(
+    get,
+    path = "/v1/all",
+    tag = "records",
+    operation_id = "readAll",
+    params(AllQuery),
+    responses(
+        (status = 200, description = "A page of events.", body = evident_api::records::AllPage),
+        (status = 400, description = "`invalid_argument`.", body = ErrorBody),
+        (status = 500, description = "`internal`, `corrupted`.", body = ErrorBody),
+    )
+)]
 pub(super) async fn all(State(state): State<AppState>, params: Params) -> Result<Response, ApiError> {
     params.allow(&["from_sequence", "limit"])?;
     let limit = params.count("limit", READ_LIMIT_DEFAULT, 1, READ_LIMIT_MAX)?;

@@ -15,10 +15,7 @@ use super::extract::{body_bytes, Params, PathParams};
 use super::topics::refuse_internal;
 use super::{ApiError, AppState};
 
-/// Most events one read returns.
-pub const READ_LIMIT_MAX: usize = 10_000;
-/// Events one read returns by default.
-pub const READ_LIMIT_DEFAULT: usize = 100;
+pub use evident_api::limits::{READ_LIMIT_DEFAULT, READ_LIMIT_MAX};
 
 fn check_key(key: &str) -> Result<(), ApiError> {
     if key.is_empty() || key.len() > StreamKey::LEN_MAX {
@@ -43,11 +40,42 @@ struct StreamPage<'a> {
 }
 
 /// `/v1/topics/{topic}/streams/` (no key).
+#[utoipa::path(
+    method(get, post),
+    path = "/v1/topics/{topic}/streams/",
+    tag = "streams",
+    operation_id = "emptyStreamKey",
+    summary = "An empty stream key (always refused)",
+    description = "A stream key is 1 to 4096 bytes: the path with an empty key is answered `400 invalid_stream_key`, so a client that built it by mistake learns why.",
+    params(evident_api::params::TopicPath),
+    responses((status = 400, description = "`invalid_stream_key`.", body = evident_api::ErrorBody))
+)]
 pub(super) async fn empty_key() -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_stream_key", "the stream key is empty")
 }
 
 /// `POST /v1/topics/{topic}/streams/{key}`.
+#[utoipa::path(
+    post,
+    path = "/v1/topics/{topic}/streams/{key}",
+    tag = "streams",
+    operation_id = "appendToStream",
+    summary = "Append to a stream",
+    description = "Appends to the stream `topic`/`key`. The body is one event (`AppendEvent`), or a batch (`AppendBatch`: 1 to 10000 events, atomic: all or none) with an optional `expected_version`. `?expected_version=` may be given instead of the body's (giving both is `400 invalid_argument`); the default is `any`. Replies `201`, or `200` with `duplicate: true` for an idempotent retry (every event id already appended with the same content). Internal topics are refused (`403`).",
+    params(evident_api::params::StreamPath, evident_api::params::AppendQuery),
+    request_body = evident_api::streams::AppendRequest,
+    responses(
+        (status = 201, description = "The events were appended.", body = evident_api::streams::AppendResult),
+        (status = 200, description = "An idempotent retry: nothing was appended; the positions are the originals (`duplicate: true`).", body = evident_api::streams::AppendResult),
+        (status = 400, description = "`malformed_json` (not a JSON object, unknown field, wrong type), `missing_field`, `invalid_event` (bad `type`, `id`, `time`, `specversion`, `data_base64`, both `data` and `data_base64`, reserved header, empty or oversized batch, an id twice in the batch), `invalid_argument` (bad `expected_version`, given twice), `invalid_stream_key`.", body = evident_api::ErrorBody),
+        (status = 403, description = "`internal_topic`.", body = evident_api::ErrorBody),
+        (status = 404, description = "`unknown_topic`.", body = evident_api::ErrorBody),
+        (status = 409, description = "`wrong_expected_version` (carries `current_version`, `null` when there is no stream), `event_id_reused`, `partial_duplicate`, `key_in_other_partition`.", body = evident_api::ErrorBody),
+        (status = 413, description = "`payload_too_large`.", body = evident_api::ErrorBody),
+        (status = 500, description = "`internal`, `corrupted`.", body = evident_api::ErrorBody),
+        (status = 503, description = "`unavailable`.", body = evident_api::ErrorBody),
+    )
+)]
 pub(super) async fn append(
     State(state): State<AppState>,
     PathParams((topic, key)): PathParams<(String, String)>,
@@ -94,6 +122,21 @@ pub(super) async fn append(
 }
 
 /// `GET /v1/topics/{topic}/streams/{key}`.
+#[utoipa::path(
+    get,
+    path = "/v1/topics/{topic}/streams/{key}",
+    tag = "streams",
+    operation_id = "readStream",
+    summary = "Read a stream",
+    description = "Reads the stream `topic`/`key` forward or backward from `from_version`, at most `limit` events, optionally as it was at a version (`as_of_version`) or a time (`as_of_time`). A stream with no event is `404 stream_not_found`.",
+    params(evident_api::params::StreamPath, evident_api::params::StreamReadQuery),
+    responses(
+        (status = 200, description = "A page of the stream.", body = evident_api::streams::StreamPage),
+        (status = 400, description = "`invalid_argument`, `invalid_stream_key`.", body = evident_api::ErrorBody),
+        (status = 404, description = "`unknown_topic`, `stream_not_found`.", body = evident_api::ErrorBody),
+        (status = 500, description = "`internal`, `corrupted`.", body = evident_api::ErrorBody),
+    )
+)]
 pub(super) async fn read(
     State(state): State<AppState>,
     PathParams((topic, key)): PathParams<(String, String)>,

@@ -97,7 +97,26 @@ struct Cursor {
     _open: Open,
 }
 
-/// `GET /v1/subscribe`.
+/// Subscribe to live events (Server-Sent Events).
+#[utoipa::path(
+    get,
+    path = "/v1/subscribe",
+    tag = "subscriptions",
+    operation_id = "subscribe",
+    description = "Follows a stream (`topic` and `key`, from `from_version`), a partition (`topic` and `partition`, from `from_offset`), a whole topic in commit order (`topic`, from `from_sequence`), or everything in commit order, internal topics excluded (no parameter, from `from_sequence`). Starting positions default to 0; only the one that fits the target is accepted. `key` and `partition` need a `topic` and exclude each other. The topic (and partition) must exist when subscribing (`404`); a stream need not exist yet. A slow client holds at most one read page (256 events) and never slows appends.",
+    params(
+        evident_api::params::SubscribeQuery,
+        ("Last-Event-ID" = Option<String>, Header, pattern = "^\\s*[0-9]+\\s*$",
+            description = "Sent by browsers on reconnect: the `id:` of the last message received. Delivery resumes after that position, and it wins over the `from_*` parameter."),
+    ),
+    responses(
+        (status = 200, content_type = "text/event-stream", body = String,
+            description = "A Server-Sent Events stream. Each message is one event: `id: <position>` and `data: <the event as JSON, as the Event schema>`. The `id:` is the event's version (stream subscription), offset (partition subscription) or commit sequence (topic and everything). A comment line (`:keep-alive`) is sent every 15 seconds. If reading fails (for instance the topic is deleted), a last message `event: error` with `data: {\"error\":{\"code\":\"subscription_ended\",\"message\":\"...\"}}` is sent and the stream ends; it also ends when the server shuts down."),
+        (status = 400, description = "`invalid_argument` (bad combination or value, bad `Last-Event-ID`), `invalid_stream_key`.", body = evident_api::ErrorBody),
+        (status = 404, description = "`unknown_topic`, `unknown_partition`.", body = evident_api::ErrorBody),
+        (status = 500, description = "`internal`, `corrupted`.", body = evident_api::ErrorBody),
+    )
+)]
 pub(super) async fn subscribe(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -1,14 +1,20 @@
 //! `/v1/topics`: create, list, describe, delete. Names starting with `__` belong to evident's
 //! internal topics (`__consumer_offsets`): they cannot be created, deleted or written over
 //! HTTP, and are listed only on request.
+//!
+//! Retention and compaction settings are stored but not enforced yet; the reply to a creation
+//! says so in `warnings`, so nobody learns it from a full disk.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use evident_log::{TopicConfig, TopicMeta};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use evident_api::params::{TopicListQuery, TopicPath};
+use evident_api::topics::{
+    CleanupPolicy, CreateTopic, CreatedTopic, PartitionOffsets, Topic, TopicConfig, TopicDescription, TopicList,
+};
+use evident_api::ErrorBody;
+use evident_log::TopicMeta;
 
 use super::event_json::rfc3339;
 use super::extract::{JsonBody, Params, PathParams};
@@ -31,32 +37,70 @@ pub fn refuse_internal(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct CreateTopic {
-    name: String,
-    #[serde(default)]
-    partitions: Option<u32>,
-    #[serde(default)]
-    config: Option<TopicConfig>,
+/// The wire form of a stored configuration.
+fn config_wire(c: &evident_log::TopicConfig) -> TopicConfig {
+    TopicConfig {
+        partitions: c.partitions,
+        retention_ms: c.retention_ms,
+        retention_bytes: c.retention_bytes,
+        cleanup_policy: match c.cleanup_policy {
+            evident_log::CleanupPolicy::Delete => CleanupPolicy::Delete,
+            evident_log::CleanupPolicy::Compact => CleanupPolicy::Compact,
+        },
+        key_partition_guard: c.key_partition_guard,
+    }
 }
 
-fn topic_json(meta: &TopicMeta) -> Value {
-    json!({
-        "name": meta.name.as_str(),
-        "id": meta.id,
-        "partitions": meta.config.partitions,
-        "internal": is_internal(meta.name.as_str()),
-        "created": rfc3339(meta.created_ms),
-        "config": meta.config,
-    })
+/// The log's form of a requested configuration.
+fn config_log(c: &TopicConfig) -> evident_log::TopicConfig {
+    evident_log::TopicConfig {
+        partitions: c.partitions,
+        retention_ms: c.retention_ms,
+        retention_bytes: c.retention_bytes,
+        cleanup_policy: match c.cleanup_policy {
+            CleanupPolicy::Delete => evident_log::CleanupPolicy::Delete,
+            CleanupPolicy::Compact => evident_log::CleanupPolicy::Compact,
+        },
+        key_partition_guard: c.key_partition_guard,
+    }
 }
 
-/// `POST /v1/topics`.
+fn topic_wire(meta: &TopicMeta) -> Topic {
+    Topic {
+        name: meta.name.as_str().to_string(),
+        id: meta.id,
+        partitions: meta.config.partitions,
+        internal: is_internal(meta.name.as_str()),
+        created: rfc3339(meta.created_ms),
+        config: config_wire(&meta.config),
+    }
+}
+
+/// Create a topic.
+///
+/// Retention (`retention_ms`, `retention_bytes`) and compaction (`cleanup_policy: compact`) are
+/// stored but not enforced yet: the reply's `warnings` names each such setting given.
+#[utoipa::path(
+    post,
+    path = "/v1/topics",
+    tag = "topics",
+    operation_id = "createTopic",
+    request_body = CreateTopic,
+    responses(
+        (status = 201, description = "The topic was created.", body = CreatedTopic),
+        (status = 400, description = "`malformed_json`, `missing_field`, `invalid_topic_name` (Kafka's rules, or a reserved `__` name), `invalid_config`, `invalid_argument`.", body = ErrorBody),
+        (status = 409, description = "`topic_exists`.", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`.", body = ErrorBody),
+        (status = 500, description = "`internal`, `corrupted`.", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the store refuses writes until restarted.", body = ErrorBody),
+    )
+)]
 pub(super) async fn create(
     State(state): State<AppState>,
+    params: Params,
     JsonBody(body): JsonBody<CreateTopic>,
 ) -> Result<Response, ApiError> {
+    params.allow(&[])?;
     if is_internal(&body.name) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -66,8 +110,7 @@ pub(super) async fn create(
     }
     let mut config = body.config.unwrap_or_default();
     if let Some(p) = body.partitions {
-        if body.partitions.is_some() && config.partitions != TopicConfig::default().partitions && config.partitions != p
-        {
+        if config.partitions != TopicConfig::default().partitions && config.partitions != p {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_config",
@@ -76,53 +119,91 @@ pub(super) async fn create(
         }
         config.partitions = p;
     }
+    let warnings = config.unenforced_warnings();
     let log = state.log.clone();
-    let meta = state.blocking(move || Ok(log.create_topic(&body.name, config)?)).await?;
-    Ok((StatusCode::CREATED, Json(topic_json(&meta))).into_response())
+    let stored = config_log(&config);
+    let meta = state.blocking(move || Ok(log.create_topic(&body.name, stored)?)).await?;
+    Ok((StatusCode::CREATED, Json(CreatedTopic { topic: topic_wire(&meta), warnings })).into_response())
 }
 
-/// `GET /v1/topics`.
-pub(super) async fn list(State(state): State<AppState>, params: Params) -> Result<Json<Value>, ApiError> {
+/// List topics.
+#[utoipa::path(
+    get,
+    path = "/v1/topics",
+    tag = "topics",
+    operation_id = "listTopics",
+    params(TopicListQuery),
+    responses(
+        (status = 200, description = "The topics, sorted by name.", body = TopicList),
+        (status = 400, description = "`invalid_argument`.", body = ErrorBody),
+    )
+)]
+pub(super) async fn list(State(state): State<AppState>, params: Params) -> Result<Json<TopicList>, ApiError> {
     params.allow(&["internal"])?;
     let internal = params.bool("internal")?;
     let mut topics = state.log.list_topics();
     topics.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
-    let topics: Vec<Value> =
-        topics.iter().filter(|t| internal || !is_internal(t.name.as_str())).map(topic_json).collect();
-    Ok(Json(json!({ "topics": topics })))
+    let topics = topics.iter().filter(|t| internal || !is_internal(t.name.as_str())).map(topic_wire).collect();
+    Ok(Json(TopicList { topics }))
 }
 
-/// `GET /v1/topics/{topic}`.
+/// Describe a topic: its configuration, counts and each partition's offsets.
+#[utoipa::path(
+    get,
+    path = "/v1/topics/{topic}",
+    tag = "topics",
+    operation_id = "describeTopic",
+    params(TopicPath),
+    responses(
+        (status = 200, description = "The topic.", body = TopicDescription),
+        (status = 400, description = "`invalid_argument`.", body = ErrorBody),
+        (status = 404, description = "`unknown_topic`.", body = ErrorBody),
+        (status = 500, description = "`internal`, `corrupted`.", body = ErrorBody),
+    )
+)]
 pub(super) async fn describe(
     State(state): State<AppState>,
     PathParams(topic): PathParams<String>,
     params: Params,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TopicDescription>, ApiError> {
     params.allow(&[])?;
     let d = state.log.describe_topic(&topic)?;
-    let mut out = topic_json(&d.meta);
-    let partitions: Vec<Value> = d
+    let partition_offsets: Vec<PartitionOffsets> = d
         .partitions
         .iter()
         .zip(&d.partition_bytes)
-        .map(|(p, bytes)| {
-            json!({
-                "partition": p.partition,
-                "log_start_offset": p.log_start_offset,
-                "high_watermark": p.high_watermark,
-                "size_bytes": bytes,
-            })
+        .map(|(p, bytes)| PartitionOffsets {
+            partition: p.partition,
+            log_start_offset: p.log_start_offset,
+            high_watermark: p.high_watermark,
+            size_bytes: *bytes,
         })
         .collect();
-    let records: u64 = d.partitions.iter().map(|p| p.high_watermark - p.log_start_offset).sum();
-    out["streams"] = json!(d.streams);
-    out["records"] = json!(records);
-    out["size_bytes"] = json!(d.partition_bytes.iter().sum::<u64>());
-    out["partition_offsets"] = Value::Array(partitions);
-    Ok(Json(out))
+    Ok(Json(TopicDescription {
+        topic: topic_wire(&d.meta),
+        streams: d.streams as u64,
+        records: d.partitions.iter().map(|p| p.high_watermark - p.log_start_offset).sum(),
+        size_bytes: d.partition_bytes.iter().sum(),
+        partition_offsets,
+    }))
 }
 
-/// `DELETE /v1/topics/{topic}`.
+/// Delete a topic and its records.
+#[utoipa::path(
+    delete,
+    path = "/v1/topics/{topic}",
+    tag = "topics",
+    operation_id = "deleteTopic",
+    params(TopicPath),
+    responses(
+        (status = 204, description = "The topic was deleted."),
+        (status = 400, description = "`invalid_argument`.", body = ErrorBody),
+        (status = 403, description = "`internal_topic`: internal topics cannot be deleted.", body = ErrorBody),
+        (status = 404, description = "`unknown_topic`.", body = ErrorBody),
+        (status = 500, description = "`internal`, `corrupted`.", body = ErrorBody),
+        (status = 503, description = "`unavailable`.", body = ErrorBody),
+    )
+)]
 pub(super) async fn delete(
     State(state): State<AppState>,
     PathParams(topic): PathParams<String>,

@@ -1,0 +1,188 @@
+//! Topics: the create request, a topic's configuration, and the list and describe replies.
+
+use serde::{Deserialize, Serialize};
+
+/// What happens to old records: Kafka's `cleanup.policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum CleanupPolicy {
+    /// Delete old records past retention.
+    #[default]
+    Delete,
+    /// Keep the last record per key.
+    Compact,
+}
+
+/// A topic's configuration. Every field is optional on input (defaults shown); unknown keys are
+/// refused (`400 malformed_json`). Retention (`retention_ms`, `retention_bytes`) and compaction
+/// (`cleanup_policy: compact`) are stored but **not enforced yet**: every record is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicConfig {
+    /// Number of partitions. If `partitions` is also given at the top level of `CreateTopic`, the
+    /// two must agree (`400 invalid_config`) unless this one is left at 1.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10000, default = 1))]
+    pub partitions: u32,
+    /// Kafka's `retention.ms`; `null` keeps records forever. Stored, not enforced yet.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    pub retention_ms: Option<i64>,
+    /// Kafka's `retention.bytes`; `null` means unbounded. Stored, not enforced yet.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    pub retention_bytes: Option<i64>,
+    /// Kafka's `cleanup.policy`. Stored; neither deletion nor compaction runs yet.
+    #[cfg_attr(feature = "openapi", schema(default = "delete"))]
+    pub cleanup_policy: CleanupPolicy,
+    /// Refuse a record whose key already lives in another partition of the topic
+    /// (`409 key_in_other_partition`), because per-entity order holds only within one partition.
+    #[cfg_attr(feature = "openapi", schema(default = true))]
+    pub key_partition_guard: bool,
+}
+
+impl Default for TopicConfig {
+    fn default() -> Self {
+        Self {
+            partitions: 1,
+            retention_ms: None,
+            retention_bytes: None,
+            cleanup_policy: CleanupPolicy::Delete,
+            key_partition_guard: true,
+        }
+    }
+}
+
+impl TopicConfig {
+    /// The warnings a topic with this configuration gets: one per setting that is stored but
+    /// not enforced yet, so nobody believes old records are being deleted or compacted.
+    pub fn unenforced_warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.retention_ms.is_some() {
+            warnings.push("retention_ms is stored but not enforced yet: evident keeps every record".to_string());
+        }
+        if self.retention_bytes.is_some() {
+            warnings.push("retention_bytes is stored but not enforced yet: evident keeps every record".to_string());
+        }
+        if self.cleanup_policy == CleanupPolicy::Compact {
+            warnings.push(
+                "cleanup_policy compact is stored but not enforced yet: evident does not compact topics".to_string(),
+            );
+        }
+        warnings
+    }
+}
+
+/// `POST /v1/topics`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"name": "bank", "partitions": 1})))]
+#[serde(deny_unknown_fields)]
+pub struct CreateTopic {
+    /// Kafka's rules: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`. Names starting with `__` are
+    /// reserved for evident's internal topics.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 249, pattern = "^[a-zA-Z0-9._-]+$"))]
+    pub name: String,
+    /// Number of partitions (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10000))]
+    pub partitions: Option<u32>,
+    /// The configuration; absent fields take their defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<TopicConfig>,
+}
+
+/// A topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Topic {
+    /// Name.
+    pub name: String,
+    /// Store-unique id, never reused.
+    pub id: u32,
+    /// Number of partitions.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10000))]
+    pub partitions: u32,
+    /// True for evident's internal topics (names starting with `__`).
+    pub internal: bool,
+    /// Creation time: RFC 3339, millisecond precision.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
+    pub created: String,
+    /// The configuration, every field present.
+    pub config: TopicConfig,
+}
+
+/// The reply to a topic creation: the topic, and warnings about settings that are stored but
+/// not enforced yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreatedTopic {
+    /// The topic as created.
+    #[serde(flatten)]
+    pub topic: Topic,
+    /// One sentence per setting that is stored but not enforced yet (retention, compaction);
+    /// empty when every setting takes effect.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// `GET /v1/topics`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TopicList {
+    /// Sorted by name.
+    pub topics: Vec<Topic>,
+}
+
+/// A partition's offsets and size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PartitionOffsets {
+    /// Partition number.
+    pub partition: u32,
+    /// First offset still held.
+    pub log_start_offset: u64,
+    /// One past the last acknowledged offset.
+    pub high_watermark: u64,
+    /// Journal bytes the partition's batches take.
+    pub size_bytes: u64,
+}
+
+/// `GET /v1/topics/{topic}`: a topic with its counts and each partition's offsets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TopicDescription {
+    /// The topic.
+    #[serde(flatten)]
+    pub topic: Topic,
+    /// Number of entity streams (distinct keys).
+    pub streams: u64,
+    /// Records held: the sum of `high_watermark - log_start_offset`.
+    pub records: u64,
+    /// Sum of the partitions' `size_bytes`.
+    pub size_bytes: u64,
+    /// Each partition's offsets.
+    pub partition_offsets: Vec<PartitionOffsets>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_unenforced_settings_warn() {
+        assert!(TopicConfig::default().unenforced_warnings().is_empty());
+        let config =
+            TopicConfig { retention_ms: Some(1000), cleanup_policy: CleanupPolicy::Compact, ..TopicConfig::default() };
+        let warnings = config.unenforced_warnings();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("retention_ms"), "{warnings:?}");
+        assert!(warnings[1].contains("compact"), "{warnings:?}");
+    }
+
+    #[test]
+    fn config_refuses_unknown_keys_and_defaults_the_rest() {
+        let config: TopicConfig = serde_json::from_str(r#"{"partitions": 3}"#).expect("valid");
+        assert_eq!(config, TopicConfig { partitions: 3, ..TopicConfig::default() });
+        assert!(serde_json::from_str::<TopicConfig>(r#"{"partitons": 3}"#).is_err());
+    }
+}
