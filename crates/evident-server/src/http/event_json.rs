@@ -20,6 +20,16 @@ use super::ApiError;
 
 /// Most events in one append request.
 pub const EVENTS_PER_APPEND_MAX: usize = 10_000;
+/// The deepest nesting of arrays and objects serde_json parses (its recursion limit of 128
+/// refuses the 128th level). The CLI, the library's HTTP backend and most clients parse with
+/// such a limit.
+const JSON_DEPTH_MAX: usize = 127;
+/// Levels a stream page puts around an event's `data`: the page object, its `events` array and
+/// the event object (a subscription message puts one, a record page three).
+const PAGE_NESTING: usize = 3;
+/// The deepest `data` an append accepts: deeper data would be stored but then make every page
+/// holding it unparseable, so it is refused up front (400 `data_too_deep`).
+pub const DATA_DEPTH_MAX: usize = JSON_DEPTH_MAX - PAGE_NESTING;
 /// Where events appended over HTTP say they come from, when they do not say.
 const DEFAULT_SOURCE: &str = "/evident/http";
 
@@ -72,7 +82,14 @@ pub struct AppendRequest {
 
 /// Parses an append body: one event, or `{"expected_version", "events": [...]}`.
 pub fn parse_append(body: &[u8]) -> Result<AppendRequest, ApiError> {
-    let raw: Box<RawValue> = super::extract::parse_json(body)?;
+    let raw: Box<RawValue> = super::extract::parse_json(body).map_err(|e| {
+        // Past serde_json's limit the body cannot even be parsed; name the real fault.
+        if e.message.contains("recursion limit exceeded") {
+            too_deep(format!("the body nests arrays and objects deeper than {JSON_DEPTH_MAX} levels"))
+        } else {
+            e
+        }
+    })?;
     let trimmed = raw.get().trim_start();
     if !trimmed.starts_with('{') {
         return Err(ApiError::new(
@@ -116,6 +133,38 @@ fn prefix(i: usize, mut e: ApiError) -> ApiError {
     e
 }
 
+fn too_deep(message: String) -> ApiError {
+    ApiError::new(axum::http::StatusCode::BAD_REQUEST, "data_too_deep", message)
+}
+
+/// The deepest nesting of arrays and objects in a JSON text (0 for a scalar). The text is
+/// valid JSON (serde_json parsed it), so brackets outside strings balance.
+fn json_depth(text: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in text {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 fn invalid_event(message: impl Into<String>) -> ApiError {
     ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_event", message)
 }
@@ -156,7 +205,16 @@ fn to_event_data(e: EventIn) -> Result<EventData, ApiError> {
     }
     let (data, default_type) = match (e.data, e.data_base64) {
         (Some(_), Some(_)) => return Err(invalid_event("give data or data_base64, not both")),
-        (Some(raw), None) => (raw.get().as_bytes().to_vec(), "application/json"),
+        (Some(raw), None) => {
+            let depth = json_depth(raw.get().as_bytes());
+            if depth > DATA_DEPTH_MAX {
+                return Err(too_deep(format!(
+                    "data nests arrays and objects {depth} levels deep; the most is {DATA_DEPTH_MAX}, so that pages \
+                     of events holding it stay within the {JSON_DEPTH_MAX} levels JSON parsers accept"
+                )));
+            }
+            (raw.get().as_bytes().to_vec(), "application/json")
+        }
         (None, Some(b64)) => (
             base64::engine::general_purpose::STANDARD
                 .decode(b64.as_bytes())
@@ -223,8 +281,8 @@ impl Serialize for EventView<'_> {
         // One pass over the headers (reads render thousands of events per request); the first
         // header of a name wins, as `Event::header` has it.
         let (mut id, mut event_type, mut source, mut ce_time, mut content_type) = (None, None, None, None, None);
-        let mut extensions: Vec<(&str, Option<&str>)> = Vec::new();
-        let mut headers: Vec<(&str, Option<&str>)> = Vec::new();
+        let mut extensions: Vec<(&str, HeaderValue<'_>)> = Vec::new();
+        let mut headers: Vec<(&str, HeaderValue<'_>)> = Vec::new();
         for (name, value) in e.headers() {
             let slot = match name {
                 envelope::CE_ID => &mut id,
@@ -234,11 +292,11 @@ impl Serialize for EventView<'_> {
                 envelope::CONTENT_TYPE => &mut content_type,
                 envelope::CE_SPECVERSION => continue,
                 n if n.starts_with("ce_") => {
-                    extensions.push((&n[3..], text(value)));
+                    extensions.push((&n[3..], HeaderValue(value)));
                     continue;
                 }
                 n => {
-                    headers.push((n, text(value)));
+                    headers.push((n, HeaderValue(value)));
                     continue;
                 }
             };
@@ -299,6 +357,28 @@ impl Serialize for EventView<'_> {
 
 fn text(v: Option<&[u8]>) -> Option<&str> {
     v.and_then(|b| std::str::from_utf8(b).ok())
+}
+
+/// A header value as JSON: its text when it is UTF-8, `null` when absent, and otherwise
+/// `{"base64": "..."}` (standard alphabet, padded). Kafka producers may put any bytes in a
+/// header; an object cannot be mistaken for a text value (a string prefix such as `base64:`
+/// could be a real value), and it keeps the name where clients look for it.
+struct HeaderValue<'a>(Option<&'a [u8]>);
+
+impl Serialize for HeaderValue<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            None => s.serialize_none(),
+            Some(bytes) => match std::str::from_utf8(bytes) {
+                Ok(text) => s.serialize_str(text),
+                Err(_) => {
+                    let mut map = s.serialize_map(Some(1))?;
+                    map.serialize_entry("base64", &base64::engine::general_purpose::STANDARD.encode(bytes))?;
+                    map.end()
+                }
+            },
+        }
+    }
 }
 
 /// A JSON response for a page of events, serialized into one buffer sized for them. axum's
@@ -384,6 +464,56 @@ mod tests {
         assert_eq!(second["data_base64"], "AJ8=", "not JSON: base64");
         assert_eq!((second["key"].clone(), second["version"].clone()), (Value::Null, Value::Null));
         assert!(second.get("headers").is_none());
+    }
+
+    fn nested(depth: usize) -> String {
+        format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    #[test]
+    fn data_deeper_than_a_page_can_carry_is_refused() {
+        assert_eq!(json_depth(br#"{"a":"[[[{\"","b":[1,{"c":[]}]}"#), 4, "brackets in strings do not count");
+        let at_limit = nested(DATA_DEPTH_MAX);
+        let body = format!(r#"{{"type":"A","data":{at_limit}}}"#);
+        parse_append(body.as_bytes()).expect("the deepest data accepted");
+        // A page holding it parses (this pins DATA_DEPTH_MAX to serde_json's real limit).
+        let page = format!(r#"{{"events":[{{"data":{at_limit}}}]}}"#);
+        serde_json::from_str::<Value>(&page).expect("a page of the deepest data parses");
+        let deeper = nested(DATA_DEPTH_MAX + 1);
+        let page = format!(r#"{{"events":[{{"data":{deeper}}}]}}"#);
+        assert!(serde_json::from_str::<Value>(&page).is_err(), "one level more does not");
+        let e = parse_append(format!(r#"{{"type":"A","data":{deeper}}}"#).as_bytes()).unwrap_err();
+        assert_eq!((e.status.as_u16(), e.code), (400, "data_too_deep"), "{}", e.message);
+        let e = parse_append(format!(r#"{{"events":[{{"type":"A","data":{}}}]}}"#, nested(200)).as_bytes())
+            .unwrap_err();
+        assert_eq!(e.code, "data_too_deep", "{}", e.message);
+    }
+
+    #[test]
+    fn header_values_that_are_not_text_read_as_base64() {
+        use evident_core::batch::{BatchBuilder, NewRecord};
+        let dir = tempfile::tempdir().expect("tmp");
+        let log = evident_log::Log::open(dir.path(), evident_log::LogConfig::default()).expect("open");
+        log.create_topic("t", evident_log::TopicConfig::default()).expect("topic");
+        let mut b = BatchBuilder::new();
+        b.push(NewRecord {
+            key: Some(b"k".to_vec()),
+            value: Some(b"1".to_vec()),
+            headers: vec![
+                ("bin".to_string(), Some(vec![0xff, 0x00])),
+                ("ce_trace".to_string(), Some(vec![0xc3])),
+                ("text".to_string(), Some(b"ok".to_vec())),
+                ("none".to_string(), None),
+            ],
+            timestamp_ms: 1_000,
+        });
+        log.append_batch("t", 0, &b.build(), None).expect("append");
+        let events = log.read_partition_events("t", 0, 0, 10).expect("read");
+        let json: Value = serde_json::to_value(EventView(&events[0])).expect("json");
+        assert_eq!(json["headers"]["bin"], serde_json::json!({ "base64": "/wA=" }));
+        assert_eq!(json["trace"], serde_json::json!({ "base64": "ww==" }), "extension attributes too");
+        assert_eq!(json["headers"]["text"], "ok");
+        assert_eq!(json["headers"]["none"], Value::Null);
     }
 
     #[test]
