@@ -306,7 +306,7 @@ impl Serialize for EventView<'_> {
         }
         let (id, event_type, source, content_type) =
             (id.flatten(), event_type.flatten(), source.flatten(), content_type.flatten());
-        let timestamp = rfc3339(e.timestamp_ms);
+        let timestamp = rfc3339_memo(e.timestamp_ms);
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("specversion", "1.0")?;
         map.serialize_entry("id", &id)?;
@@ -349,10 +349,43 @@ impl Serialize for EventView<'_> {
         map.serialize_entry("sequence", &e.sequence)?;
         map.serialize_entry("timestamp", &timestamp)?;
         if !headers.is_empty() {
-            map.serialize_entry("headers", &headers.into_iter().collect::<BTreeMap<_, _>>())?;
+            // Sorted by name, the last of a repeated name kept: what collecting into a
+            // `BTreeMap` gave, without building one per event.
+            headers.sort_by(|a, b| a.0.cmp(b.0));
+            map.serialize_entry("headers", &SortedHeaders(&headers))?;
         }
         map.end()
     }
+}
+
+/// Header entries sorted by name, serialized as a map keeping the last of each name.
+struct SortedHeaders<'a>(&'a [(&'a str, HeaderValue<'a>)]);
+
+impl Serialize for SortedHeaders<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let entries = self.0;
+        let last_of_name = |i: usize| entries.get(i + 1).is_none_or(|next| next.0 != entries[i].0);
+        s.collect_map((0..entries.len()).filter(|&i| last_of_name(i)).map(|i| (entries[i].0, &entries[i].1)))
+    }
+}
+
+/// [`rfc3339`] remembering its last answer per thread: the events of a batch share their
+/// timestamp, so a page of them renders it once instead of once per event.
+fn rfc3339_memo(ms: i64) -> String {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(i64, String)>> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((at, text)) if *at == ms => text.clone(),
+            _ => {
+                let text = rfc3339(ms);
+                *last = Some((ms, text.clone()));
+                text
+            }
+        }
+    })
 }
 
 fn text(v: Option<&[u8]>) -> Option<&str> {
@@ -389,6 +422,60 @@ pub fn events_response<T: Serialize>(page: &T, events: usize) -> Result<axum::re
     let mut buf = Vec::with_capacity(256 + events * 640);
     serde_json::to_writer(&mut buf, page).map_err(|e| ApiError::internal(format!("cannot encode the events: {e}")))?;
     Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], buf).into_response())
+}
+
+/// The media type of the streamed event format.
+pub const NDJSON: &str = "application/x-ndjson";
+/// Bytes of NDJSON rendered before a chunk is handed to the connection.
+const NDJSON_CHUNK: usize = 64 << 10;
+
+/// Whether the client asked for NDJSON (`Accept: application/x-ndjson`).
+pub fn wants_ndjson(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case(NDJSON))))
+}
+
+/// A read as NDJSON: one event object per line, rendered a chunk at a time while the previous
+/// chunk is being sent, so the first bytes leave before the last event is rendered and the
+/// server never holds the whole rendering. The page's other fields are response headers:
+/// `evident-partition`, `evident-current-version` and, when there is more, `evident-next-version`.
+pub fn ndjson_response(
+    events: Vec<Event>,
+    partition: Option<u32>,
+    current_version: u64,
+    next_version: Option<u64>,
+) -> axum::response::Response {
+    use axum::http::header::CONTENT_TYPE;
+    let chunks = futures_util::stream::unfold((events, 0usize), |(events, at)| async move {
+        if at >= events.len() {
+            return None;
+        }
+        let mut buf = Vec::with_capacity(NDJSON_CHUNK + 4096);
+        let mut next = at;
+        while next < events.len() && buf.len() < NDJSON_CHUNK {
+            if let Err(e) = serde_json::to_writer(&mut buf, &EventView(&events[next])) {
+                // Ends the body early: the client sees a truncated chunked body, not bad JSON.
+                return Some((Err(std::io::Error::other(e)), (events, usize::MAX)));
+            }
+            buf.push(b'\n');
+            next += 1;
+        }
+        Some((Ok(axum::body::Bytes::from(buf)), (events, next)))
+    });
+    let mut response = axum::response::Response::new(axum::body::Body::from_stream(chunks));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, axum::http::HeaderValue::from_static(NDJSON));
+    if let Some(p) = partition {
+        headers.insert("evident-partition", p.into());
+    }
+    headers.insert("evident-current-version", current_version.into());
+    if let Some(v) = next_version {
+        headers.insert("evident-next-version", v.into());
+    }
+    response
 }
 
 /// A list of events, serialized lazily.
@@ -484,8 +571,8 @@ mod tests {
         assert!(serde_json::from_str::<Value>(&page).is_err(), "one level more does not");
         let e = parse_append(format!(r#"{{"type":"A","data":{deeper}}}"#).as_bytes()).unwrap_err();
         assert_eq!((e.status.as_u16(), e.code), (400, "data_too_deep"), "{}", e.message);
-        let e = parse_append(format!(r#"{{"events":[{{"type":"A","data":{}}}]}}"#, nested(200)).as_bytes())
-            .unwrap_err();
+        let e =
+            parse_append(format!(r#"{{"events":[{{"type":"A","data":{}}}]}}"#, nested(200)).as_bytes()).unwrap_err();
         assert_eq!(e.code, "data_too_deep", "{}", e.message);
     }
 
@@ -514,6 +601,53 @@ mod tests {
         assert_eq!(json["trace"], serde_json::json!({ "base64": "ww==" }), "extension attributes too");
         assert_eq!(json["headers"]["text"], "ok");
         assert_eq!(json["headers"]["none"], Value::Null);
+    }
+
+    #[test]
+    fn ndjson_is_one_event_per_line_with_the_page_in_headers() {
+        use axum::http::{header, HeaderMap, HeaderValue};
+        let mut accept = HeaderMap::new();
+        accept.insert(header::ACCEPT, HeaderValue::from_static("text/html, Application/X-NDJSON;q=0.9"));
+        assert!(wants_ndjson(&accept));
+        accept.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        assert!(!wants_ndjson(&accept));
+        assert!(!wants_ndjson(&HeaderMap::new()));
+
+        let dir = tempfile::tempdir().expect("tmp");
+        let log = evident_log::Log::open(dir.path(), evident_log::LogConfig::default()).expect("open");
+        log.create_topic("t", evident_log::TopicConfig::default()).expect("topic");
+        // Enough events for several chunks.
+        let events: Vec<EventData> = (0..400)
+            .map(|i| {
+                EventData::json(
+                    format!("e{i}"),
+                    "T",
+                    format!(r#"{{"n":{i},"pad":"{}"}}"#, "x".repeat(300)).into_bytes(),
+                )
+            })
+            .collect();
+        log.append_events("t", b"k", ExpectedVersion::NoStream, &events).expect("append");
+        let read = log
+            .read_stream("t", b"k", &evident_log::StreamReadOptions { limit: 1000, ..Default::default() })
+            .expect("read");
+        let expected: Vec<Value> =
+            read.events.iter().map(|e| serde_json::to_value(EventView(e)).expect("json")).collect();
+        let response = ndjson_response(read.events, Some(0), 399, Some(400));
+        assert_eq!(response.headers()[header::CONTENT_TYPE], NDJSON);
+        assert_eq!(response.headers()["evident-current-version"], "399");
+        assert_eq!(response.headers()["evident-next-version"], "400");
+        let body = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(axum::body::to_bytes(response.into_body(), usize::MAX))
+            .expect("body");
+        assert!(body.ends_with(b"\n"));
+        let lines: Vec<Value> = body
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).expect("a JSON line"))
+            .collect();
+        assert_eq!(lines, expected, "the same objects as the JSON page's events, in order");
     }
 
     #[test]

@@ -325,8 +325,7 @@ mod tests {
             "http_connections_max = 10\nhttp_subscriptions_max = 3\nhttp_body_timeout_ms = 700\nkafka_idle_timeout_ms = 5000\n",
         )
         .expect("write");
-        let args =
-            ServeArgs { config: Some(path.clone()), http_header_timeout_ms: Some(250), ..ServeArgs::default() };
+        let args = ServeArgs { config: Some(path.clone()), http_header_timeout_ms: Some(250), ..ServeArgs::default() };
         let c = ServeConfig::resolve(args).expect("resolves");
         assert_eq!(c.http_limits.connections_max, 10);
         assert_eq!(c.http_limits.subscriptions_max, 3);

@@ -43,7 +43,8 @@ pub async fn guard(limits: HttpLimits, mut req: Request, next: Next) -> Response
         let late = Arc::new(AtomicBool::new(false));
         let timed = TimedBody {
             inner: std::mem::take(req.body_mut()),
-            deadline: Box::pin(tokio::time::sleep(limits.body_timeout)),
+            deadline: tokio::time::Instant::now() + limits.body_timeout,
+            timer: None,
             late: late.clone(),
         };
         *req.body_mut() = Body::new(timed);
@@ -95,10 +96,13 @@ pub async fn guard(limits: HttpLimits, mut req: Request, next: Next) -> Response
 #[error("the request body did not arrive in time")]
 struct BodyTimedOut;
 
-/// A request body that fails once its deadline passes.
+/// A request body that fails once its deadline passes. The timer is armed only when the body
+/// first makes its reader wait: a small body usually arrives with its headers, and then costs
+/// no timer at all.
 struct TimedBody {
     inner: Body,
-    deadline: Pin<Box<Sleep>>,
+    deadline: tokio::time::Instant,
+    timer: Option<Pin<Box<Sleep>>>,
     late: Arc<AtomicBool>,
 }
 
@@ -112,7 +116,9 @@ impl HttpBody for TimedBody {
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
             return Poll::Ready(frame);
         }
-        if this.deadline.as_mut().poll(cx).is_ready() {
+        let deadline = this.deadline;
+        let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.as_mut().poll(cx).is_ready() {
             this.late.store(true, Ordering::Relaxed);
             return Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut))));
         }
@@ -125,5 +131,68 @@ impl HttpBody for TimedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::routing::{get, post};
+    use axum::Router;
+    use hyper::service::Service as _;
+    use hyper_util::service::TowerToHyperService;
+
+    use super::*;
+
+    fn limits(ms: u64) -> HttpLimits {
+        HttpLimits {
+            body_timeout: Duration::from_millis(ms),
+            request_timeout: Duration::from_millis(ms),
+            ..HttpLimits::default()
+        }
+    }
+
+    /// Sends `req` through `app` behind the guard; the status, the `Connection` header and the
+    /// error code.
+    fn send(app: Router, limits: HttpLimits, req: Request) -> (u16, Option<String>, String) {
+        let app = app.layer(axum::middleware::from_fn(move |req, next| guard(limits, req, next)));
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(async move {
+            let response = TowerToHyperService::new(app).call(req).await.expect("infallible");
+            let status = response.status().as_u16();
+            let connection = response.headers().get(header::CONNECTION).map(|v| v.to_str().expect("text").to_string());
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body");
+            let json: serde_json::Value = serde_json::from_slice(&body).expect("JSON error body");
+            (status, connection, json["error"]["code"].as_str().unwrap_or_default().to_string())
+        })
+    }
+
+    #[test]
+    fn a_request_past_its_deadline_gets_503() {
+        let app = Router::new().route("/slow", get(|| std::future::pending::<&'static str>()));
+        let req = Request::get("/slow").body(Body::empty()).expect("request");
+        let (status, _, code) = send(app, limits(50), req);
+        assert_eq!((status, code.as_str()), (503, "deadline_exceeded"));
+    }
+
+    #[test]
+    fn a_body_that_does_not_arrive_in_time_gets_408_and_closes_the_connection() {
+        let app = Router::new().route("/append", post(|_body: Bytes| async { "read it all" }));
+        let never = futures_util::stream::pending::<Result<Bytes, std::io::Error>>();
+        let req = Request::post("/append").body(Body::from_stream(never)).expect("request");
+        let mut slow = limits(50);
+        slow.request_timeout = Duration::from_secs(600);
+        let (status, connection, code) = send(app.clone(), slow, req);
+        assert_eq!((status, code.as_str()), (408, "request_timeout"));
+        assert_eq!(connection.as_deref(), Some("close"));
+        // A body that is all there is read however short the timeout.
+        let req = Request::post("/append").body(Body::from("{}")).expect("request");
+        let app = app.layer(axum::middleware::from_fn(move |req, next| guard(limits(1), req, next)));
+        let status = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(async move { TowerToHyperService::new(app).call(req).await.expect("infallible").status() });
+        assert_eq!(status, StatusCode::OK);
     }
 }
