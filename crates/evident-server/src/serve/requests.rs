@@ -169,7 +169,7 @@ mod tests {
 
     #[test]
     fn a_request_past_its_deadline_gets_503() {
-        let app = Router::new().route("/slow", get(|| std::future::pending::<&'static str>()));
+        let app = Router::new().route("/slow", get(std::future::pending::<&'static str>));
         let req = Request::get("/slow").body(Body::empty()).expect("request");
         let (status, _, code) = send(app, limits(50), req);
         assert_eq!((status, code.as_str()), (503, "deadline_exceeded"));
