@@ -114,6 +114,8 @@ error_codes! {
     InvalidGroup = ("invalid_group", 400),
     /// A projection name cannot name a dead-letter topic.
     InvalidProjection = ("invalid_projection", 400),
+    /// An event's `data` nests deeper than a page of events can carry.
+    DataTooDeep = ("data_too_deep", 400),
     /// An offset lies outside the partition.
     OffsetOutOfRange = ("offset_out_of_range", 400),
     /// The request needs something evident does not do.
@@ -130,6 +132,8 @@ error_codes! {
     UnknownGroup = ("unknown_group", 404),
     /// The projection has no dead-letter topic.
     UnknownProjection = ("unknown_projection", 404),
+    /// A consumer-group member that is not (or no longer) in the group.
+    UnknownMember = ("unknown_member", 404),
     /// The projection has no parked or held event of the stream.
     NothingParked = ("nothing_parked", 404),
     /// No such route.
@@ -152,6 +156,10 @@ error_codes! {
     ProducerConflict = ("producer_conflict", 409),
     /// A skip named an entry that is not the stream's first (carries `first_sequence`).
     NotFirstEntry = ("not_first_entry", 409),
+    /// The consumer group has as many members as allowed.
+    GroupFull = ("group_full", 409),
+    /// The request body did not arrive in time; nothing was applied.
+    RequestTimeout = ("request_timeout", 408),
     /// The request body exceeds the server's limit.
     PayloadTooLarge = ("payload_too_large", 413),
     /// The request target (path and query) exceeds the server's limit.
@@ -162,6 +170,12 @@ error_codes! {
     Corrupted = ("corrupted", 500),
     /// The store refuses writes until it is restarted (a failed write or sync), or is closing.
     Unavailable = ("unavailable", 503),
+    /// The server holds as many HTTP connections as allowed.
+    TooManyConnections = ("too_many_connections", 503),
+    /// The server serves as many live subscriptions as allowed.
+    TooManySubscriptions = ("too_many_subscriptions", 503),
+    /// The request took longer than the per-request deadline.
+    DeadlineExceeded = ("deadline_exceeded", 503),
     /// Sent only inside a subscription's event stream, as its last message.
     SubscriptionEnded = ("subscription_ended", 200),
 }
@@ -175,7 +189,7 @@ mod tests {
         for &code in ErrorCode::ALL {
             assert_eq!(ErrorCode::from_code(code.as_str()), Some(code));
             assert_eq!(serde_json::to_value(code).expect("serialize"), code.as_str());
-            assert!([200, 400, 403, 404, 405, 409, 413, 414, 500, 503].contains(&code.status()), "{code:?}");
+            assert!([200, 400, 403, 404, 405, 408, 409, 413, 414, 500, 503].contains(&code.status()), "{code:?}");
         }
         assert_eq!(ErrorCode::from_code("no_such_code"), None);
     }

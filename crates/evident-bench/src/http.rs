@@ -12,7 +12,8 @@
 //!   [`EventData`] the server builds from that JSON.
 //! - *Read*: one 1,000-event stream (appended as one batch), read whole with
 //!   `GET …/streams/{key}?limit=1000` and decoded on the client with `serde_json` into a
-//!   [`serde_json::Value`] tree, against `Log::read_stream` of the same 1,000 events.
+//!   [`serde_json::Value`] tree, against `Log::read_stream` of the same 1,000 events; and the
+//!   same read in the streamed format (`Accept: application/x-ndjson`), each line decoded.
 
 use std::hint::black_box;
 use std::io::{BufRead, BufReader};
@@ -491,37 +492,58 @@ impl Http {
         .note(format!("{} reads/s; Log::read_stream, limit 1,000; CPU per read {cpu}", num(reads / secs))))
     }
 
-    /// `GET …/streams/{key}?limit=1000`, every reply decoded into a JSON tree, back to back
-    /// for `duration`.
-    pub fn read_http(&self, duration: Duration) -> Result<Measurement> {
+    /// `GET …/streams/{key}?limit=1000`, every reply decoded into JSON trees, back to back for
+    /// `duration`: as one JSON page, or (`ndjson`) with `Accept: application/x-ndjson`, one
+    /// event per line, each line decoded into its own tree.
+    pub fn read_http(&self, duration: Duration, ndjson: bool) -> Result<Measurement> {
         let client = client()?;
         let url = format!("{}?limit={READ_EVENTS}", self.stream_url(READ_KEY));
+        let accept = if ndjson { "application/x-ndjson" } else { "application/json" };
         let mut lat = Latencies::with_capacity(1 << 12);
         let mut decode = Latencies::with_capacity(1 << 12);
         let mut body_bytes = 0u64;
         let get = |client: &Client| -> Result<_> {
-            let resp = client.get(&url).send()?;
+            let resp = client.get(&url).header(reqwest::header::ACCEPT, accept).send()?;
             let status = resp.status();
             let bytes = resp.bytes()?;
             ensure!(status == StatusCode::OK, "GET {url} answered {status}: {}", String::from_utf8_lossy(&bytes));
             Ok(bytes)
         };
-        get(&client)?; // opens the connection
+        // The events of a reply, decoded; checks the count and the last version.
+        let events = |bytes: &[u8]| -> Result<Vec<Value>> {
+            let events = if ndjson {
+                bytes
+                    .split(|&b| b == b'\n')
+                    .filter(|line| !line.is_empty())
+                    .map(|line| serde_json::from_slice(line).context("decoding an NDJSON line"))
+                    .collect::<Result<Vec<Value>>>()?
+            } else {
+                let page: Value = serde_json::from_slice(bytes).context("decoding the stream page")?;
+                match page {
+                    Value::Object(mut page) => match page.remove("events") {
+                        Some(Value::Array(events)) => events,
+                        _ => bail!("the stream page has no events array"),
+                    },
+                    _ => bail!("the stream page is not an object"),
+                }
+            };
+            ensure!(events.len() == READ_EVENTS, "the read has {} events", events.len());
+            ensure!(events[READ_EVENTS - 1]["version"].as_u64() == Some(READ_EVENTS as u64 - 1));
+            Ok(events)
+        };
+        events(&get(&client)?)?; // opens the connection, checks the format
         let before = self.cpu();
         let start = Instant::now();
         while start.elapsed() < duration || lat.len() < 10 {
             let t = Instant::now();
             let bytes = get(&client)?;
             let t_body = Instant::now();
-            let page: Value = serde_json::from_slice(&bytes).context("decoding the stream page")?;
+            let decoded = events(&bytes)?;
             let done = Instant::now();
             lat.push(done - t);
             decode.push(done - t_body);
-            let events = page["events"].as_array().map_or(0, Vec::len);
-            ensure!(events == READ_EVENTS, "the stream page has {events} events");
-            ensure!(page["events"][READ_EVENTS - 1]["version"].as_u64() == Some(READ_EVENTS as u64 - 1));
             body_bytes += bytes.len() as u64;
-            black_box(&page);
+            black_box(&decoded);
         }
         let secs = start.elapsed().as_secs_f64();
         let reads = lat.len() as f64;
@@ -529,21 +551,28 @@ impl Http {
         let (server_cpu, client_cpu) = (cpu.server_per(lat.len() as u64), cpu.client_per(lat.len() as u64));
         let (p50, p99) = lat.p50_p99();
         let decode_p50 = decode.percentile(0.5);
-        Ok(Measurement::new(
-            System::EvidentHttp,
-            Key::HttpRead,
-            "read one 1,000-event stream, GET …/streams/{key}?limit=1000",
-            reads * READ_EVENTS as f64 / secs,
-            "events/s",
-        )
-        .latency(p50, p99)
-        .mb(body_bytes as f64 / secs / 1e6)
-        .note(format!(
-            "{} reads/s; reply {} KB, decoded with serde_json into a Value tree on the client (decode p50 {}); CPU per read: server {server_cpu}, client {client_cpu}; MB/s = response bodies",
-            num(reads / secs),
-            num(body_bytes as f64 / reads / 1e3),
-            dur(decode_p50)
-        )))
+        let (key, what, format) = if ndjson {
+            (
+                Key::HttpReadNdjson,
+                "read one 1,000-event stream as NDJSON, GET …/streams/{key}?limit=1000, Accept: application/x-ndjson",
+                "one event per line, each line decoded with serde_json into a Value tree",
+            )
+        } else {
+            (
+                Key::HttpRead,
+                "read one 1,000-event stream, GET …/streams/{key}?limit=1000",
+                "decoded with serde_json into a Value tree",
+            )
+        };
+        Ok(Measurement::new(System::EvidentHttp, key, what, reads * READ_EVENTS as f64 / secs, "events/s")
+            .latency(p50, p99)
+            .mb(body_bytes as f64 / secs / 1e6)
+            .note(format!(
+                "{} reads/s; reply {} KB, {format} on the client (decode p50 {}); CPU per read: server {server_cpu}, client {client_cpu}; MB/s = response bodies",
+                num(reads / secs),
+                num(body_bytes as f64 / reads / 1e3),
+                dur(decode_p50)
+            )))
     }
 
     /// Stops the server (SIGTERM, clean exit checked) and closes the embedded log.

@@ -226,7 +226,8 @@ fn http_phase(r: &mut Runner, plan: &Plan, dir: &Path) {
     match h.load_read_stream() {
         Ok(()) => {
             r.step("embedded stream read (HTTP comparison)", || h.read_embedded(plan.read_duration));
-            r.step("HTTP stream read", || h.read_http(plan.read_duration));
+            r.step("HTTP stream read", || h.read_http(plan.read_duration, false));
+            r.step("HTTP stream read, NDJSON", || h.read_http(plan.read_duration, true));
         }
         Err(e) => {
             eprintln!("  FAILED HTTP read load: {e:#}");

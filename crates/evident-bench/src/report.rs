@@ -116,6 +116,8 @@ pub enum Key {
     },
     /// The HTTP comparison: one 1,000-event stream read whole.
     HttpRead,
+    /// The same read in the streamed format (NDJSON).
+    HttpReadNdjson,
     /// The Kafka comparison's baseline: the embedded log appending Kafka batches of 200-byte
     /// records to one partition.
     KafkaEmbeddedBatch {
@@ -168,7 +170,9 @@ impl Key {
             Key::Append { .. } | Key::Paired { .. } => Section::Appends,
             Key::Batch { .. } => Section::Batches,
             Key::Load | Key::ScanPartition | Key::ScanAll | Key::StreamContig | Key::StreamScattered => Section::Reads,
-            Key::HttpAppend { .. } | Key::HttpAppendPaired { .. } | Key::HttpRead => Section::Http,
+            Key::HttpAppend { .. } | Key::HttpAppendPaired { .. } | Key::HttpRead | Key::HttpReadNdjson => {
+                Section::Http
+            }
             Key::KafkaEmbeddedBatch { .. } | Key::KafkaProduce | Key::KafkaProduceOne | Key::KafkaConsume => {
                 Section::Kafka
             }
@@ -596,6 +600,14 @@ impl Report {
             push(
                 "1,000-event stream read, evident HTTP p50 latency / embedded p50 latency".into(),
                 div(lat(http), lat(ev)),
+                Target::None,
+            );
+        }
+        if self.get(http, Key::HttpReadNdjson).is_some() {
+            push(
+                "evident HTTP NDJSON / embedded: 1,000-event stream read (each line decoded by the client), reads/s"
+                    .into(),
+                div(rate(http, Key::HttpReadNdjson), rate(ev, Key::HttpRead)),
                 Target::None,
             );
         }

@@ -60,6 +60,13 @@ impl std::fmt::Debug for PendingAppend {
 }
 
 impl PendingAppend {
+    /// Where the append landed. Not yet durable: a caller may wait for these positions to
+    /// become visible (the commit sequence passing the last one) by its own means, but reports
+    /// them only after [`PendingAppend::wait`] returns.
+    pub fn outcome(&self) -> &AppendOutcome {
+        &self.outcome
+    }
+
     /// Waits for the sync that makes the append durable, then returns where it landed (or the
     /// error that poisoned the log before it was durable).
     pub fn wait(self) -> Result<AppendOutcome> {
@@ -130,6 +137,27 @@ impl Log {
             event.push_to(&mut builder, key, now);
         }
         self.append_inner(topic, Route::Key(key), &builder.build(), Some(expected))?.wait()
+    }
+
+    /// Like [`Log::append_events`], but returns once the events are checked, positioned and
+    /// queued, without waiting for their sync (see [`Log::append_batch_deferred`]). A server
+    /// can then wait for the commit without holding a thread.
+    pub fn append_events_deferred(
+        &self,
+        topic: &str,
+        key: &[u8],
+        expected: ExpectedVersion,
+        events: &[EventData],
+    ) -> Result<PendingAppend> {
+        if events.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
+        let now = self.inner.clock.now_ms();
+        let mut builder = BatchBuilder::new();
+        for event in events {
+            event.push_to(&mut builder, key, now);
+        }
+        self.append_inner(topic, Route::Key(key), &builder.build(), Some(expected))
     }
 
     fn append_inner(

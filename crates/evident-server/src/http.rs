@@ -29,12 +29,12 @@ use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use evident_groups::GroupStore;
 use evident_log::Log;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorReason};
 
 use crate::metrics::Metrics;
 
@@ -53,6 +53,10 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// Largest request body.
     pub body_max_bytes: usize,
+    /// Slots for live subscriptions (one permit per open subscription).
+    pub subscriptions: Arc<Semaphore>,
+    /// How many slots `subscriptions` started with (named in the 503).
+    pub subscriptions_max: usize,
 }
 
 impl AppState {
@@ -65,7 +69,16 @@ impl AppState {
         shutdown: watch::Receiver<bool>,
         body_max_bytes: usize,
     ) -> Self {
-        Self { log, groups, metrics, commits, shutdown, body_max_bytes }
+        let subscriptions_max = Semaphore::MAX_PERMITS;
+        let subscriptions = Arc::new(Semaphore::new(subscriptions_max));
+        Self { log, groups, metrics, commits, shutdown, body_max_bytes, subscriptions, subscriptions_max }
+    }
+
+    /// Caps live subscriptions at `max` (unbounded until called).
+    pub fn with_subscriptions_max(mut self, max: usize) -> Self {
+        self.subscriptions = Arc::new(Semaphore::new(max));
+        self.subscriptions_max = max;
+        self
     }
 
     /// Runs a blocking call into the log or the group store on the blocking pool.

@@ -9,6 +9,7 @@
 mod config;
 mod connections;
 mod notifier;
+mod requests;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -90,7 +91,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         notifier.subscribe(),
         shutdown_rx,
         config.http_body_max_bytes,
-    );
+    )
+    .with_subscriptions_max(config.http_limits.subscriptions_max);
     // Install the signal handlers before announcing the address: a supervisor (or a test) may
     // signal as soon as it reads the line, and an uninstalled handler means the default action,
     // death without closing the log.
@@ -110,16 +112,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let kafka_listener =
             tokio::net::TcpListener::from_std(kafka_listener).context("registering the Kafka socket")?;
         let kafka = tokio::spawn(KafkaServer::new(kafka_listener, broker).run());
-        let listener = connections::Counted::new(listener, metrics.clone());
-        let app = http::router(state);
-        let (signal_tx, mut signal_rx) = watch::channel(false);
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = signal_rx.wait_for(|stop| *stop).await;
-                })
-                .await
-        });
+        let limits = config.http_limits;
+        let app =
+            http::router(state).layer(axum::middleware::from_fn(move |req, next| requests::guard(limits, req, next)));
+        let (signal_tx, signal_rx) = watch::channel(false);
+        let server = tokio::spawn(connections::serve(listener, app, limits, metrics, signal_rx));
         signals.wait().await;
         println!("evident: shutting down");
         // Live subscriptions never end on their own: tell them first, then stop accepting and
@@ -128,7 +125,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let _ = signal_tx.send(true);
         let _ = kafka.await;
         match tokio::time::timeout(Duration::from_millis(config.shutdown_timeout_ms), server).await {
-            Ok(joined) => joined.context("HTTP server task")?.context("HTTP server")?,
+            Ok(joined) => joined.context("HTTP server task")?,
             Err(_) => tracing::warn!("in-flight requests did not finish within the shutdown timeout"),
         }
         anyhow::Ok(())

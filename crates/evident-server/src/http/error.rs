@@ -54,11 +54,22 @@ impl ApiError {
     }
 }
 
+/// The code and message of an error response, kept on the response (an extension) so the
+/// server can log a refused write with its reason without parsing the body it sends.
+#[derive(Debug, Clone)]
+pub struct ErrorReason {
+    /// The stable code.
+    pub code: &'static str,
+    /// The message.
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
             tracing::error!(code = self.code, message = %self.message, "request failed");
         }
+        let reason = ErrorReason { code: self.code, message: self.message.clone() };
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code.to_string(),
@@ -67,7 +78,9 @@ impl IntoResponse for ApiError {
                 first_sequence: self.first_sequence,
             },
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        response.extensions_mut().insert(reason);
+        response
     }
 }
 

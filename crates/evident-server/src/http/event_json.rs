@@ -20,6 +20,16 @@ use super::ApiError;
 
 /// Most events in one append request.
 pub const EVENTS_PER_APPEND_MAX: usize = 10_000;
+/// The deepest nesting of arrays and objects serde_json parses (its recursion limit of 128
+/// refuses the 128th level). The CLI, the library's HTTP backend and most clients parse with
+/// such a limit.
+const JSON_DEPTH_MAX: usize = 127;
+/// Levels a stream page puts around an event's `data`: the page object, its `events` array and
+/// the event object (a subscription message puts one, a record page three).
+const PAGE_NESTING: usize = 3;
+/// The deepest `data` an append accepts: deeper data would be stored but then make every page
+/// holding it unparseable, so it is refused up front (400 `data_too_deep`).
+pub const DATA_DEPTH_MAX: usize = JSON_DEPTH_MAX - PAGE_NESTING;
 /// Where events appended over HTTP say they come from, when they do not say.
 const DEFAULT_SOURCE: &str = "/evident/http";
 
@@ -72,7 +82,14 @@ pub struct AppendRequest {
 
 /// Parses an append body: one event, or `{"expected_version", "events": [...]}`.
 pub fn parse_append(body: &[u8]) -> Result<AppendRequest, ApiError> {
-    let raw: Box<RawValue> = super::extract::parse_json(body)?;
+    let raw: Box<RawValue> = super::extract::parse_json(body).map_err(|e| {
+        // Past serde_json's limit the body cannot even be parsed; name the real fault.
+        if e.message.contains("recursion limit exceeded") {
+            too_deep(format!("the body nests arrays and objects deeper than {JSON_DEPTH_MAX} levels"))
+        } else {
+            e
+        }
+    })?;
     let trimmed = raw.get().trim_start();
     if !trimmed.starts_with('{') {
         return Err(ApiError::new(
@@ -116,6 +133,38 @@ fn prefix(i: usize, mut e: ApiError) -> ApiError {
     e
 }
 
+fn too_deep(message: String) -> ApiError {
+    ApiError::new(axum::http::StatusCode::BAD_REQUEST, "data_too_deep", message)
+}
+
+/// The deepest nesting of arrays and objects in a JSON text (0 for a scalar). The text is
+/// valid JSON (serde_json parsed it), so brackets outside strings balance.
+fn json_depth(text: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in text {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 fn invalid_event(message: impl Into<String>) -> ApiError {
     ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_event", message)
 }
@@ -156,7 +205,16 @@ fn to_event_data(e: EventIn) -> Result<EventData, ApiError> {
     }
     let (data, default_type) = match (e.data, e.data_base64) {
         (Some(_), Some(_)) => return Err(invalid_event("give data or data_base64, not both")),
-        (Some(raw), None) => (raw.get().as_bytes().to_vec(), "application/json"),
+        (Some(raw), None) => {
+            let depth = json_depth(raw.get().as_bytes());
+            if depth > DATA_DEPTH_MAX {
+                return Err(too_deep(format!(
+                    "data nests arrays and objects {depth} levels deep; the most is {DATA_DEPTH_MAX}, so that pages \
+                     of events holding it stay within the {JSON_DEPTH_MAX} levels JSON parsers accept"
+                )));
+            }
+            (raw.get().as_bytes().to_vec(), "application/json")
+        }
         (None, Some(b64)) => (
             base64::engine::general_purpose::STANDARD
                 .decode(b64.as_bytes())
@@ -223,8 +281,8 @@ impl Serialize for EventView<'_> {
         // One pass over the headers (reads render thousands of events per request); the first
         // header of a name wins, as `Event::header` has it.
         let (mut id, mut event_type, mut source, mut ce_time, mut content_type) = (None, None, None, None, None);
-        let mut extensions: Vec<(&str, Option<&str>)> = Vec::new();
-        let mut headers: Vec<(&str, Option<&str>)> = Vec::new();
+        let mut extensions: Vec<(&str, HeaderValue<'_>)> = Vec::new();
+        let mut headers: Vec<(&str, HeaderValue<'_>)> = Vec::new();
         for (name, value) in e.headers() {
             let slot = match name {
                 envelope::CE_ID => &mut id,
@@ -234,11 +292,11 @@ impl Serialize for EventView<'_> {
                 envelope::CONTENT_TYPE => &mut content_type,
                 envelope::CE_SPECVERSION => continue,
                 n if n.starts_with("ce_") => {
-                    extensions.push((&n[3..], text(value)));
+                    extensions.push((&n[3..], HeaderValue(value)));
                     continue;
                 }
                 n => {
-                    headers.push((n, text(value)));
+                    headers.push((n, HeaderValue(value)));
                     continue;
                 }
             };
@@ -248,7 +306,7 @@ impl Serialize for EventView<'_> {
         }
         let (id, event_type, source, content_type) =
             (id.flatten(), event_type.flatten(), source.flatten(), content_type.flatten());
-        let timestamp = rfc3339(e.timestamp_ms);
+        let timestamp = rfc3339_memo(e.timestamp_ms);
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("specversion", "1.0")?;
         map.serialize_entry("id", &id)?;
@@ -291,14 +349,69 @@ impl Serialize for EventView<'_> {
         map.serialize_entry("sequence", &e.sequence)?;
         map.serialize_entry("timestamp", &timestamp)?;
         if !headers.is_empty() {
-            map.serialize_entry("headers", &headers.into_iter().collect::<BTreeMap<_, _>>())?;
+            // Sorted by name, the last of a repeated name kept: what collecting into a
+            // `BTreeMap` gave, without building one per event.
+            headers.sort_by(|a, b| a.0.cmp(b.0));
+            map.serialize_entry("headers", &SortedHeaders(&headers))?;
         }
         map.end()
     }
 }
 
+/// Header entries sorted by name, serialized as a map keeping the last of each name.
+struct SortedHeaders<'a>(&'a [(&'a str, HeaderValue<'a>)]);
+
+impl Serialize for SortedHeaders<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let entries = self.0;
+        let last_of_name = |i: usize| entries.get(i + 1).is_none_or(|next| next.0 != entries[i].0);
+        s.collect_map((0..entries.len()).filter(|&i| last_of_name(i)).map(|i| (entries[i].0, &entries[i].1)))
+    }
+}
+
+/// [`rfc3339`] remembering its last answer per thread: the events of a batch share their
+/// timestamp, so a page of them renders it once instead of once per event.
+fn rfc3339_memo(ms: i64) -> String {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(i64, String)>> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((at, text)) if *at == ms => text.clone(),
+            _ => {
+                let text = rfc3339(ms);
+                *last = Some((ms, text.clone()));
+                text
+            }
+        }
+    })
+}
+
 fn text(v: Option<&[u8]>) -> Option<&str> {
     v.and_then(|b| std::str::from_utf8(b).ok())
+}
+
+/// A header value as JSON: its text when it is UTF-8, `null` when absent, and otherwise
+/// `{"base64": "..."}` (standard alphabet, padded). Kafka producers may put any bytes in a
+/// header; an object cannot be mistaken for a text value (a string prefix such as `base64:`
+/// could be a real value), and it keeps the name where clients look for it.
+struct HeaderValue<'a>(Option<&'a [u8]>);
+
+impl Serialize for HeaderValue<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            None => s.serialize_none(),
+            Some(bytes) => match std::str::from_utf8(bytes) {
+                Ok(text) => s.serialize_str(text),
+                Err(_) => {
+                    let mut map = s.serialize_map(Some(1))?;
+                    map.serialize_entry("base64", &base64::engine::general_purpose::STANDARD.encode(bytes))?;
+                    map.end()
+                }
+            },
+        }
+    }
 }
 
 /// A JSON response for a page of events, serialized into one buffer sized for them. axum's
@@ -309,6 +422,60 @@ pub fn events_response<T: Serialize>(page: &T, events: usize) -> Result<axum::re
     let mut buf = Vec::with_capacity(256 + events * 640);
     serde_json::to_writer(&mut buf, page).map_err(|e| ApiError::internal(format!("cannot encode the events: {e}")))?;
     Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], buf).into_response())
+}
+
+/// The media type of the streamed event format.
+pub const NDJSON: &str = "application/x-ndjson";
+/// Bytes of NDJSON rendered before a chunk is handed to the connection.
+const NDJSON_CHUNK: usize = 64 << 10;
+
+/// Whether the client asked for NDJSON (`Accept: application/x-ndjson`).
+pub fn wants_ndjson(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case(NDJSON))))
+}
+
+/// A read as NDJSON: one event object per line, rendered a chunk at a time while the previous
+/// chunk is being sent, so the first bytes leave before the last event is rendered and the
+/// server never holds the whole rendering. The page's other fields are response headers:
+/// `evident-partition`, `evident-current-version` and, when there is more, `evident-next-version`.
+pub fn ndjson_response(
+    events: Vec<Event>,
+    partition: Option<u32>,
+    current_version: u64,
+    next_version: Option<u64>,
+) -> axum::response::Response {
+    use axum::http::header::CONTENT_TYPE;
+    let chunks = futures_util::stream::unfold((events, 0usize), |(events, at)| async move {
+        if at >= events.len() {
+            return None;
+        }
+        let mut buf = Vec::with_capacity(NDJSON_CHUNK + 4096);
+        let mut next = at;
+        while next < events.len() && buf.len() < NDJSON_CHUNK {
+            if let Err(e) = serde_json::to_writer(&mut buf, &EventView(&events[next])) {
+                // Ends the body early: the client sees a truncated chunked body, not bad JSON.
+                return Some((Err(std::io::Error::other(e)), (events, usize::MAX)));
+            }
+            buf.push(b'\n');
+            next += 1;
+        }
+        Some((Ok(axum::body::Bytes::from(buf)), (events, next)))
+    });
+    let mut response = axum::response::Response::new(axum::body::Body::from_stream(chunks));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, axum::http::HeaderValue::from_static(NDJSON));
+    if let Some(p) = partition {
+        headers.insert("evident-partition", p.into());
+    }
+    headers.insert("evident-current-version", current_version.into());
+    if let Some(v) = next_version {
+        headers.insert("evident-next-version", v.into());
+    }
+    response
 }
 
 /// A list of events, serialized lazily.
@@ -384,6 +551,103 @@ mod tests {
         assert_eq!(second["data_base64"], "AJ8=", "not JSON: base64");
         assert_eq!((second["key"].clone(), second["version"].clone()), (Value::Null, Value::Null));
         assert!(second.get("headers").is_none());
+    }
+
+    fn nested(depth: usize) -> String {
+        format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    #[test]
+    fn data_deeper_than_a_page_can_carry_is_refused() {
+        assert_eq!(json_depth(br#"{"a":"[[[{\"","b":[1,{"c":[]}]}"#), 4, "brackets in strings do not count");
+        let at_limit = nested(DATA_DEPTH_MAX);
+        let body = format!(r#"{{"type":"A","data":{at_limit}}}"#);
+        parse_append(body.as_bytes()).expect("the deepest data accepted");
+        // A page holding it parses (this pins DATA_DEPTH_MAX to serde_json's real limit).
+        let page = format!(r#"{{"events":[{{"data":{at_limit}}}]}}"#);
+        serde_json::from_str::<Value>(&page).expect("a page of the deepest data parses");
+        let deeper = nested(DATA_DEPTH_MAX + 1);
+        let page = format!(r#"{{"events":[{{"data":{deeper}}}]}}"#);
+        assert!(serde_json::from_str::<Value>(&page).is_err(), "one level more does not");
+        let e = parse_append(format!(r#"{{"type":"A","data":{deeper}}}"#).as_bytes()).unwrap_err();
+        assert_eq!((e.status.as_u16(), e.code), (400, "data_too_deep"), "{}", e.message);
+        let e =
+            parse_append(format!(r#"{{"events":[{{"type":"A","data":{}}}]}}"#, nested(200)).as_bytes()).unwrap_err();
+        assert_eq!(e.code, "data_too_deep", "{}", e.message);
+    }
+
+    #[test]
+    fn header_values_that_are_not_text_read_as_base64() {
+        use evident_core::batch::{BatchBuilder, NewRecord};
+        let dir = tempfile::tempdir().expect("tmp");
+        let log = evident_log::Log::open(dir.path(), evident_log::LogConfig::default()).expect("open");
+        log.create_topic("t", evident_log::TopicConfig::default()).expect("topic");
+        let mut b = BatchBuilder::new();
+        b.push(NewRecord {
+            key: Some(b"k".to_vec()),
+            value: Some(b"1".to_vec()),
+            headers: vec![
+                ("bin".to_string(), Some(vec![0xff, 0x00])),
+                ("ce_trace".to_string(), Some(vec![0xc3])),
+                ("text".to_string(), Some(b"ok".to_vec())),
+                ("none".to_string(), None),
+            ],
+            timestamp_ms: 1_000,
+        });
+        log.append_batch("t", 0, &b.build(), None).expect("append");
+        let events = log.read_partition_events("t", 0, 0, 10).expect("read");
+        let json: Value = serde_json::to_value(EventView(&events[0])).expect("json");
+        assert_eq!(json["headers"]["bin"], serde_json::json!({ "base64": "/wA=" }));
+        assert_eq!(json["trace"], serde_json::json!({ "base64": "ww==" }), "extension attributes too");
+        assert_eq!(json["headers"]["text"], "ok");
+        assert_eq!(json["headers"]["none"], Value::Null);
+    }
+
+    #[test]
+    fn ndjson_is_one_event_per_line_with_the_page_in_headers() {
+        use axum::http::{header, HeaderMap, HeaderValue};
+        let mut accept = HeaderMap::new();
+        accept.insert(header::ACCEPT, HeaderValue::from_static("text/html, Application/X-NDJSON;q=0.9"));
+        assert!(wants_ndjson(&accept));
+        accept.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        assert!(!wants_ndjson(&accept));
+        assert!(!wants_ndjson(&HeaderMap::new()));
+
+        let dir = tempfile::tempdir().expect("tmp");
+        let log = evident_log::Log::open(dir.path(), evident_log::LogConfig::default()).expect("open");
+        log.create_topic("t", evident_log::TopicConfig::default()).expect("topic");
+        // Enough events for several chunks.
+        let events: Vec<EventData> = (0..400)
+            .map(|i| {
+                EventData::json(
+                    format!("e{i}"),
+                    "T",
+                    format!(r#"{{"n":{i},"pad":"{}"}}"#, "x".repeat(300)).into_bytes(),
+                )
+            })
+            .collect();
+        log.append_events("t", b"k", ExpectedVersion::NoStream, &events).expect("append");
+        let read = log
+            .read_stream("t", b"k", &evident_log::StreamReadOptions { limit: 1000, ..Default::default() })
+            .expect("read");
+        let expected: Vec<Value> =
+            read.events.iter().map(|e| serde_json::to_value(EventView(e)).expect("json")).collect();
+        let response = ndjson_response(read.events, Some(0), 399, Some(400));
+        assert_eq!(response.headers()[header::CONTENT_TYPE], NDJSON);
+        assert_eq!(response.headers()["evident-current-version"], "399");
+        assert_eq!(response.headers()["evident-next-version"], "400");
+        let body = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(axum::body::to_bytes(response.into_body(), usize::MAX))
+            .expect("body");
+        assert!(body.ends_with(b"\n"));
+        let lines: Vec<Value> = body
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).expect("a JSON line"))
+            .collect();
+        assert_eq!(lines, expected, "the same objects as the JSON page's events, in order");
     }
 
     #[test]

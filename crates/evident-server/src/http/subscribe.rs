@@ -17,6 +17,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use evident_log::{Event, StreamReadOptions};
 use futures_util::stream;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::event_json::EventView;
 use super::extract::{parse_u64, Params};
@@ -79,8 +80,9 @@ impl Target {
     }
 }
 
-/// Keeps the open-subscriptions gauge true however the stream ends.
-struct Open(Arc<Metrics>);
+/// Keeps the open-subscriptions gauge true, and holds the subscription's slot, however the
+/// stream ends.
+struct Open(Arc<Metrics>, #[allow(dead_code)] OwnedSemaphorePermit);
 
 impl Drop for Open {
     fn drop(&mut self) {
@@ -160,6 +162,17 @@ pub(super) async fn subscribe(
         }
         None => params.u64(from_name)?.unwrap_or(0),
     };
+    // Take a slot before the probe: a full server refuses without spending a blocking thread.
+    let slot = state.subscriptions.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_subscriptions",
+            format!(
+                "the server already serves {} live subscriptions (--http-subscriptions-max); retry later",
+                state.subscriptions_max
+            ),
+        )
+    })?;
     // Check the target exists now, so a typo is a 404 rather than an empty stream.
     let probe = target.clone();
     let log = state.log.clone();
@@ -179,7 +192,7 @@ pub(super) async fn subscribe(
         .await?;
 
     state.metrics.open_subscriptions.fetch_add(1, Ordering::Relaxed);
-    let open = Open(state.metrics.clone());
+    let open = Open(state.metrics.clone(), slot);
     let cursor = Cursor { state, target, next: from, buffer: VecDeque::new(), done: false, _open: open };
     let events = stream::unfold(cursor, |mut c| async move {
         let item = next_item(&mut c).await?;

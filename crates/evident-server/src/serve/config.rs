@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use evident_log::FsyncPolicy;
@@ -49,6 +50,38 @@ pub struct ServeArgs {
     /// How long shutdown waits for in-flight requests before closing them [default: 10000]
     #[arg(long, env = "EVIDENT_SHUTDOWN_TIMEOUT_MS", value_name = "MS")]
     pub shutdown_timeout_ms: Option<u64>,
+    /// Most simultaneous HTTP connections; more are answered 503 and closed [default: 1024]
+    #[arg(long, env = "EVIDENT_HTTP_CONNECTIONS_MAX", value_name = "N")]
+    pub http_connections_max: Option<usize>,
+    /// Time a client has to send a request's headers, and the most an idle keep-alive
+    /// connection is kept [default: 10000]
+    #[arg(long, env = "EVIDENT_HTTP_HEADER_TIMEOUT_MS", value_name = "MS")]
+    pub http_header_timeout_ms: Option<u64>,
+    /// Time a client has to send a whole request body once its headers are in; slower ones get
+    /// 408 and the connection is closed [default: 20000]
+    #[arg(long, env = "EVIDENT_HTTP_BODY_TIMEOUT_MS", value_name = "MS")]
+    pub http_body_timeout_ms: Option<u64>,
+    /// Deadline of a request, from its headers to its response's head; past it the client gets
+    /// 503 deadline_exceeded [default: 30000]
+    #[arg(long, env = "EVIDENT_HTTP_REQUEST_TIMEOUT_MS", value_name = "MS")]
+    pub http_request_timeout_ms: Option<u64>,
+    /// Most simultaneous live subscriptions (GET /v1/subscribe); more get 503 [default: 256]
+    #[arg(long, env = "EVIDENT_HTTP_SUBSCRIPTIONS_MAX", value_name = "N")]
+    pub http_subscriptions_max: Option<usize>,
+    /// Most simultaneous Kafka connections; more are closed on accept [default: 1024]
+    #[arg(long, env = "EVIDENT_KAFKA_CONNECTIONS_MAX", value_name = "N")]
+    pub kafka_connections_max: Option<usize>,
+    /// A Kafka connection with no request for this long is closed (Kafka's
+    /// connections.max.idle.ms) [default: 600000]
+    #[arg(long, env = "EVIDENT_KAFKA_IDLE_TIMEOUT_MS", value_name = "MS")]
+    pub kafka_idle_timeout_ms: Option<u64>,
+    /// Largest Kafka request frame; a larger one closes the connection (Kafka's
+    /// socket.request.max.bytes) [default: 16777216]
+    #[arg(long, env = "EVIDENT_KAFKA_REQUEST_MAX_BYTES", value_name = "BYTES")]
+    pub kafka_request_max_bytes: Option<usize>,
+    /// Largest a compressed Kafka batch may grow when decompressed [default: 67108864]
+    #[arg(long, env = "EVIDENT_KAFKA_DECOMPRESSED_MAX_BYTES", value_name = "BYTES")]
+    pub kafka_decompressed_max_bytes: Option<usize>,
 }
 
 /// The configuration file's shape: the same names as the flags, unknown keys refused (a typo
@@ -65,6 +98,15 @@ struct FileConfig {
     fsync: Option<String>,
     http_body_max_bytes: Option<usize>,
     shutdown_timeout_ms: Option<u64>,
+    http_connections_max: Option<usize>,
+    http_header_timeout_ms: Option<u64>,
+    http_body_timeout_ms: Option<u64>,
+    http_request_timeout_ms: Option<u64>,
+    http_subscriptions_max: Option<usize>,
+    kafka_connections_max: Option<usize>,
+    kafka_idle_timeout_ms: Option<u64>,
+    kafka_request_max_bytes: Option<usize>,
+    kafka_decompressed_max_bytes: Option<usize>,
 }
 
 /// The resolved configuration.
@@ -80,10 +122,47 @@ pub struct ServeConfig {
     pub fsync: FsyncPolicy,
     /// Largest request body.
     pub http_body_max_bytes: usize,
+    /// The HTTP listener's limits on connections, slow clients and subscriptions.
+    pub http_limits: HttpLimits,
     /// Graceful-shutdown budget.
     pub shutdown_timeout_ms: u64,
     /// The file read, if any.
     pub config_file: Option<PathBuf>,
+}
+
+/// The HTTP listener's limits (ARCHITECTURE.md, "Limits", gives the reasons for the defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Most simultaneous connections.
+    pub connections_max: usize,
+    /// Time to receive a request's headers; also the longest idle keep-alive gap, since hyper
+    /// starts this clock whenever it waits for the next request on a connection.
+    pub header_timeout: Duration,
+    /// Time to receive a whole body, counted from the end of its headers.
+    pub body_timeout: Duration,
+    /// Time from a request's headers to its response's head.
+    pub request_timeout: Duration,
+    /// Most simultaneous live subscriptions.
+    pub subscriptions_max: usize,
+}
+
+impl Default for HttpLimits {
+    /// The defaults: a cap as Kafka's listener has (1024, evident's Kafka default too, well
+    /// under the usual 1024-descriptor soft limit raised for a server); a header timeout of
+    /// 10 s, tighter than hyper's 30 s because it also bounds idle keep-alive connections (Apache
+    /// keeps them 5 s, nginx 75 s); 20 s for a body (Apache's `RequestReadTimeout body=20`), which
+    /// still lets an 8 MiB body through at 420 KB/s; 30 s per request, the request timeout Kafka
+    /// clients default to (`request.timeout.ms`); and a quarter of the connections for live
+    /// subscriptions, so followers can never take every connection from writers.
+    fn default() -> Self {
+        Self {
+            connections_max: 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(20),
+            request_timeout: Duration::from_secs(30),
+            subscriptions_max: 256,
+        }
+    }
 }
 
 /// Default Kafka address: loopback only.
@@ -134,8 +213,50 @@ impl ServeConfig {
             }
             kafka.default_partitions = n;
         }
+        if let Some(n) = args.kafka_connections_max.or(file.kafka_connections_max) {
+            kafka.connections_max = positive("kafka_connections_max", n)?;
+        }
+        if let Some(ms) = args.kafka_idle_timeout_ms.or(file.kafka_idle_timeout_ms) {
+            kafka.idle_timeout = millis("kafka_idle_timeout_ms", ms)?;
+        }
+        if let Some(n) = args.kafka_request_max_bytes.or(file.kafka_request_max_bytes) {
+            if n < 1024 {
+                bail!("kafka_request_max_bytes must be at least 1024, not {n}");
+            }
+            kafka.request_max_bytes = n;
+        }
+        if let Some(n) = args.kafka_decompressed_max_bytes.or(file.kafka_decompressed_max_bytes) {
+            if n < 1024 {
+                bail!("kafka_decompressed_max_bytes must be at least 1024, not {n}");
+            }
+            kafka.decompressed_max_bytes = n;
+        }
+        let defaults = HttpLimits::default();
+        let http_limits = HttpLimits {
+            connections_max: match args.http_connections_max.or(file.http_connections_max) {
+                Some(n) => positive("http_connections_max", n)?,
+                None => defaults.connections_max,
+            },
+            header_timeout: match args.http_header_timeout_ms.or(file.http_header_timeout_ms) {
+                Some(ms) => millis("http_header_timeout_ms", ms)?,
+                None => defaults.header_timeout,
+            },
+            body_timeout: match args.http_body_timeout_ms.or(file.http_body_timeout_ms) {
+                Some(ms) => millis("http_body_timeout_ms", ms)?,
+                None => defaults.body_timeout,
+            },
+            request_timeout: match args.http_request_timeout_ms.or(file.http_request_timeout_ms) {
+                Some(ms) => millis("http_request_timeout_ms", ms)?,
+                None => defaults.request_timeout,
+            },
+            subscriptions_max: match args.http_subscriptions_max.or(file.http_subscriptions_max) {
+                Some(n) => positive("http_subscriptions_max", n)?,
+                None => defaults.subscriptions_max,
+            },
+        };
         Ok(Self {
             kafka,
+            http_limits,
             data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("data")),
             http_addr: match args.http_addr.or(file.http_addr) {
                 Some(a) => a,
@@ -147,6 +268,22 @@ impl ServeConfig {
             config_file,
         })
     }
+}
+
+/// A count that must be at least 1 (0 would refuse every client, which is never meant).
+fn positive(name: &str, n: usize) -> anyhow::Result<usize> {
+    if n == 0 {
+        bail!("{name} must be at least 1");
+    }
+    Ok(n)
+}
+
+/// A timeout that must be at least 1 ms (0 would cut every client off; there is no "off").
+fn millis(name: &str, ms: u64) -> anyhow::Result<Duration> {
+    if ms == 0 {
+        bail!("{name} must be at least 1 ms");
+    }
+    Ok(Duration::from_millis(ms))
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -176,6 +313,33 @@ mod tests {
         assert_eq!(c.fsync, FsyncPolicy::Never);
         assert_eq!(c.http_body_max_bytes, DEFAULT_BODY_MAX_BYTES);
         assert_eq!(c.config_file, Some(path));
+        assert_eq!(c.http_limits, HttpLimits::default());
+    }
+
+    #[test]
+    fn limits_come_from_the_file_and_flags_and_zero_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("evident.toml");
+        std::fs::write(
+            &path,
+            "http_connections_max = 10\nhttp_subscriptions_max = 3\nhttp_body_timeout_ms = 700\nkafka_idle_timeout_ms = 5000\n",
+        )
+        .expect("write");
+        let args = ServeArgs { config: Some(path.clone()), http_header_timeout_ms: Some(250), ..ServeArgs::default() };
+        let c = ServeConfig::resolve(args).expect("resolves");
+        assert_eq!(c.http_limits.connections_max, 10);
+        assert_eq!(c.http_limits.subscriptions_max, 3);
+        assert_eq!(c.http_limits.body_timeout, Duration::from_millis(700));
+        assert_eq!(c.http_limits.header_timeout, Duration::from_millis(250));
+        assert_eq!(c.http_limits.request_timeout, HttpLimits::default().request_timeout);
+        assert_eq!(c.kafka.idle_timeout, Duration::from_secs(5));
+        let err = ServeConfig::resolve(ServeArgs {
+            config: Some(path),
+            http_connections_max: Some(0),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("http_connections_max must be at least 1"), "{err:#}");
     }
 
     #[test]

@@ -34,8 +34,17 @@ const KAFKA_LISTENING: &str = "evident: Kafka protocol listening on ";
 
 /// Environment variables that would change how the server or the CLI behaves; removed from
 /// every child so that the machine's environment cannot change a test's outcome.
-const SCRUBBED_ENV: [&str; 9] = [
+const SCRUBBED_ENV: [&str; 18] = [
     "RUST_LOG",
+    "EVIDENT_HTTP_CONNECTIONS_MAX",
+    "EVIDENT_HTTP_HEADER_TIMEOUT_MS",
+    "EVIDENT_HTTP_BODY_TIMEOUT_MS",
+    "EVIDENT_HTTP_REQUEST_TIMEOUT_MS",
+    "EVIDENT_HTTP_SUBSCRIPTIONS_MAX",
+    "EVIDENT_KAFKA_CONNECTIONS_MAX",
+    "EVIDENT_KAFKA_IDLE_TIMEOUT_MS",
+    "EVIDENT_KAFKA_REQUEST_MAX_BYTES",
+    "EVIDENT_KAFKA_DECOMPRESSED_MAX_BYTES",
     "EVIDENT_CONFIG",
     "EVIDENT_DATA_DIR",
     "EVIDENT_HTTP_ADDR",

@@ -499,6 +499,24 @@ fn base64_field(name: &str, raw: &RawValue) -> Result<Vec<u8>> {
     base64::engine::general_purpose::STANDARD.decode(text).map_err(|e| bad_event(&format!("{name} is not base64: {e}")))
 }
 
+/// A header value as the server renders it: text, `null`, or `{"base64": "..."}` for bytes
+/// that are not UTF-8.
+fn header_value(name: &str, raw: &RawValue) -> Result<Option<Vec<u8>>> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Value {
+        Text(Option<String>),
+        Bytes { base64: String },
+    }
+    match field(name, raw)? {
+        Value::Text(text) => Ok(text.map(String::into_bytes)),
+        Value::Bytes { base64 } => base64::engine::general_purpose::STANDARD
+            .decode(base64)
+            .map(Some)
+            .map_err(|e| bad_event(&format!("header {name:?} is not base64: {e}"))),
+    }
+}
+
 /// Milliseconds of the server's rendering of a record timestamp (RFC 3339, or the number when
 /// out of the calendar's range).
 fn timestamp_ms(text: &str) -> Result<i64> {
@@ -531,10 +549,7 @@ fn decode_event(raw: &RawValue) -> Result<RecordedEvent> {
             "datacontenttype" if content_type.is_none() && extensions.is_empty() => {
                 content_type = Some(field::<String>(name, value)?)
             }
-            other => {
-                let value: Option<String> = field(name, value)?;
-                extensions.push((format!("ce_{other}"), value.map(String::into_bytes)));
-            }
+            other => extensions.push((format!("ce_{other}"), header_value(name, value)?)),
         }
     }
     let (data_name, data_value) = &entries[data_at];
@@ -557,8 +572,8 @@ fn decode_event(raw: &RawValue) -> Result<RecordedEvent> {
             _ => {
                 let Entries(headers) = field(name, value)?;
                 for (header, value) in headers {
-                    let value: Option<String> = field(&header, value)?;
-                    plain.push((header, value.map(String::into_bytes)));
+                    let value = header_value(&header, value)?;
+                    plain.push((header, value));
                 }
             }
         }
