@@ -141,7 +141,7 @@ fn append_range(backend: &dyn Backend, from: u64, to: u64) -> Result<()> {
         let end = (n + APPEND_BATCH).min(to);
         let events = (n..end).map(|i| event_data(&nth_event(1, i), 1, i)).collect::<Result<Vec<_>>>()?;
         let expected = if n == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(Version(n - 1)) };
-        let appended = backend.append(Account::TOPIC, ACCOUNT, expected, &events)?;
+        let appended = evident::blocking::wait(backend.append(Account::TOPIC, ACCOUNT, expected, &events))?;
         ensure!(
             appended.last_version == end - 1,
             "appended up to version {}, expected {}",

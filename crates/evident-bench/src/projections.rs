@@ -116,7 +116,7 @@ impl Projections {
         let log_dir = dir.join("log");
         let backend = EmbeddedBackend::open(&log_dir)
             .with_context(|| format!("opening the embedded log in {}", log_dir.display()))?;
-        backend.ensure_topic(Account::TOPIC, TopicSpec::default())?;
+        evident::blocking::wait(backend.ensure_topic(Account::TOPIC, TopicSpec::default()))?;
         let accounts = (events / EVENTS_PER_STREAM).max(1);
         let mut expected = Expected { balance: 0, events: events as i64, accounts: accounts.min(events) as i64 };
         let mut upserts = Vec::with_capacity(events as usize);
@@ -136,7 +136,7 @@ impl Projections {
             g = (g + LOAD_BATCH).min(events);
         }
         let secs = start.elapsed().as_secs_f64();
-        let head = backend.head_sequence()?;
+        let head = evident::blocking::wait(backend.head_sequence())?;
         ensure!(head == events, "the log's head is {head} after loading {events} events into a fresh log");
         let m = Measurement::new(
             System::Evident,
@@ -165,7 +165,7 @@ impl Projections {
             let mut seen = 0u64;
             let mut sum = 0i64;
             loop {
-                let page = self.backend.read_all(position, batch)?;
+                let page = evident::blocking::wait(self.backend.read_all(position, batch))?;
                 let Some(last) = page.last() else { break };
                 position = last.sequence + 1;
                 seen += page.len() as u64;
@@ -312,7 +312,7 @@ impl Projections {
         let mut results = Vec::with_capacity(PG_RUNS);
         for _ in 0..PG_RUNS {
             reset_postgres(conninfo)?;
-            let sink = Sink::postgres(conninfo)?;
+            let sink = evident::blocking::postgres_sink(conninfo)?;
             results.push(self.catch_up(sink, batch)?);
         }
         reset_postgres(conninfo)?;

@@ -18,13 +18,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use evident::projection::{
-    HandlerError, HandlerRetry, Projection, ProjectionRunner, RunnerOptions, Sink, Subscription, Tx,
-};
-use evident::{
-    Aggregate, Backend, DomainEvent, EmbeddedBackend, EventData, ExpectedVersion, HttpBackend, RecordedEvent,
-    Repository, Upcasters, Version,
-};
+use evident::projection::{HandlerError, HandlerRetry, Projection, RunnerOptions, Sink, Subscription, Tx, };
+use evident::blocking::{ProjectionRunner};
+use evident::{Aggregate, Backend, DomainEvent, EmbeddedBackend, EventData, ExpectedVersion, HttpBackend, RecordedEvent, Upcasters, Version};
+use evident::blocking::Repository;
 use serde::{Deserialize, Serialize};
 
 // ---- The order service (command side) ----------------------------------------------------
@@ -289,7 +286,7 @@ pub fn run(backend: Arc<dyn Backend>, dir: &std::path::Path, run: &str) -> Resul
     // that order again).
     let legacy = format!("order-{run}-legacy");
     orders.execute(&legacy, &OrderCommand::Place { customer: "dee".into(), total: 9_99 })?;
-    backend.append(
+    evident::blocking::wait(backend.append(
         Order::TOPIC,
         &legacy,
         ExpectedVersion::Exact(Version(0)),
@@ -297,7 +294,7 @@ pub fn run(backend: Arc<dyn Backend>, dir: &std::path::Path, run: &str) -> Resul
             EventData::json(format!("{legacy}-paid"), "OrderPaid", br#"{"amount":"999","method":"cash"}"#.to_vec()),
             EventData::json(format!("{legacy}-shipped"), "OrderShipped", br#"{"carrier":"ups"}"#.to_vec()),
         ],
-    )?;
+    ))?;
     println!("order service: 4 orders placed, paid and shipped (one payment by the legacy producer)");
 
     // Billing tolerates the legacy shape.
