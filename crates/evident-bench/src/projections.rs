@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use ::evident::event::decode;
 use ::evident::projection::{
-    HandlerError, Projection, ProjectionRunner, RunnerOptions, Sink, SqlValue, Subscription, Tx,
+    HandlerError, Projection, RunnerOptions, Sink, SqlValue, Subscription, Tx,
 };
 use ::evident::{Aggregate, Backend, EmbeddedBackend, RecordedEvent, TopicSpec, Upcasters};
 use anyhow::{bail, ensure, Context, Result};
@@ -329,16 +329,25 @@ impl Projections {
     fn catch_up(&self, sink: Sink, batch: usize) -> Result<(f64, Latencies)> {
         let options = RunnerOptions { batch_size: batch, ..RunnerOptions::default() };
         let projection = Balances { upcasters: Upcasters::default() };
-        let mut runner = ProjectionRunner::with_options(self.backend.clone(), sink, projection, options)?;
+        let mut runner =
+            ::evident::blocking::ProjectionRunner::with_options(self.backend.clone(), sink, projection, options)?;
         ensure!(runner.position() == 0, "the read model was not fresh: checkpoint at {}", runner.position());
-        let mut pages = Latencies::with_capacity((self.events as usize).div_ceil(batch));
+        // The progress callback runs on the runner's blocking thread: the page times come back
+        // through a shared vector.
+        let recorded = std::sync::Arc::new(std::sync::Mutex::new(Latencies::with_capacity(
+            (self.events as usize).div_ceil(batch),
+        )));
+        let into = recorded.clone();
         let start = Instant::now();
         let mut last = start;
-        let done = runner.catch_up_with(|_| {
+        let done = runner.catch_up_with(move |_| {
             let now = Instant::now();
-            pages.push(now - last);
+            if let Ok(mut pages) = into.lock() {
+                pages.push(now - last);
+            }
             last = now;
         })?;
+        let pages = std::mem::take(&mut *recorded.lock().map_err(|_| anyhow::anyhow!("page timings poisoned"))?);
         let secs = start.elapsed().as_secs_f64();
         ensure!(
             done.applied == self.events && done.scanned == self.events && done.parked == 0,

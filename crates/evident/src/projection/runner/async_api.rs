@@ -34,12 +34,14 @@ impl<P: Projection> std::fmt::Debug for ProjectionRunner<P> {
     }
 }
 
-/// Runs `f` on tokio's blocking pool and waits for it without blocking the executor.
+/// Runs `f` on tokio's blocking pool and waits for it without blocking the executor. A panic
+/// there (a handler's) continues in the caller, as it would have in a synchronous call.
 async fn off_executor<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    crate::error::runtime()?
-        .spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Sink(format!("the projection's work did not complete: {e}")))
+    match crate::error::runtime()?.spawn_blocking(f).await {
+        Ok(v) => Ok(v),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(Error::Sink(format!("the projection's work did not complete: {e}"))),
+    }
 }
 
 impl<P: Projection + 'static> ProjectionRunner<P> {
