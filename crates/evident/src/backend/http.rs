@@ -38,6 +38,7 @@
 //! order), then the plain `headers`. A stream read longer than the server's page (10,000
 //! events) is fetched in pages pinned to the version the first page saw, so it is one snapshot
 //! of the stream as the embedded read is. An unknown topic or stream is an empty page, as there.
+//! Partition reads (the dead-letter queue's listing) use the server's partition route, in pages.
 //!
 //! **What cannot match the embedded backend** (the cross-backend test in
 //! `crates/evident-server/tests/library_http.rs` pins the rest):
@@ -603,6 +604,13 @@ struct StreamReply<'a> {
 }
 
 #[derive(Deserialize)]
+struct PartitionReply<'a> {
+    #[serde(borrow)]
+    records: Vec<&'a RawValue>,
+    next_offset: Option<u64>,
+}
+
+#[derive(Deserialize)]
 struct AllReply<'a> {
     #[serde(borrow)]
     events: Vec<&'a RawValue>,
@@ -752,6 +760,40 @@ impl Backend for HttpBackend {
             // A page may hold fewer events than asked (internal records are left out) and
             // still be followed by more; `next_sequence` always moves forward.
             match page.next_sequence {
+                Some(next) if next > from => from = next,
+                _ => break,
+            }
+        }
+        events.truncate(limit);
+        Ok(events)
+    }
+
+    /// The server's partition route (`GET /v1/topics/{t}/partitions/{p}/records`), in pages,
+    /// rather than the trait's scan of the whole feed.
+    async fn read_partition(&self, topic: &str, partition: u32, offset: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
+        if matches!(topic, "" | "." | "..") {
+            return Ok(Vec::new());
+        }
+        let path = format!("/v1/topics/{}/partitions/{partition}/records", segment("topic", topic)?);
+        let what = format!("GET {path}");
+        let mut events = Vec::new();
+        let mut from = offset;
+        let mut page_limit = limit.clamp(1, PAGE_MAX);
+        while events.len() < limit {
+            let ask = page_limit.min(limit - events.len());
+            let (reply, asked) = self.get_page(&path, vec![("offset", from.to_string())], ask, &what).await?;
+            page_limit = asked;
+            let body = match reply.body_or_refusal(&what) {
+                Ok(body) => body?,
+                // As the embedded backend: an unknown topic, or an offset past the end, is empty.
+                Err(r) if matches!(r.code(), "unknown_topic" | "offset_out_of_range") => return Ok(events),
+                Err(r) => return Err(r.into_error()),
+            };
+            let page: PartitionReply<'_> = parse_json(&body, &what)?;
+            for raw in page.records {
+                events.push(decode_event(raw)?);
+            }
+            match page.next_offset {
                 Some(next) if next > from => from = next,
                 _ => break,
             }
