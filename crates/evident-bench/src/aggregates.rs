@@ -17,8 +17,7 @@ use std::time::{Duration, Instant};
 
 use ::evident::event::encode;
 use ::evident::{
-    Aggregate, Backend, DomainEvent, EmbeddedBackend, EventData, ExpectedVersion, Loaded, SnapshotPolicy,
-    Version,
+    Aggregate, Backend, DomainEvent, EmbeddedBackend, EventData, ExpectedVersion, Loaded, SnapshotPolicy, Version,
 };
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -191,7 +190,8 @@ pub fn run(dir: &Path, replay_runs: usize, snapshot_runs: usize) -> Result<Vec<M
     let backend =
         EmbeddedBackend::open(dir).with_context(|| format!("opening the embedded log in {}", dir.display()))?;
     let backend: Arc<dyn Backend> = Arc::new(backend);
-    let repo = ::evident::blocking::Repository::<Account>::new(backend.clone()).with_snapshots(SnapshotPolicy::EveryEvents(100));
+    let repo = ::evident::blocking::Repository::<Account>::new(backend.clone())
+        .with_snapshots(SnapshotPolicy::EveryEvents(100));
     repo.ensure_topics()?;
     let t = Instant::now();
     append_range(backend.as_ref(), 0, EVENTS)?;

@@ -22,9 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ::evident::event::decode;
-use ::evident::projection::{
-    HandlerError, Projection, RunnerOptions, Sink, SqlValue, Subscription, Tx,
-};
+use ::evident::projection::{HandlerError, Projection, RunnerOptions, Sink, SqlValue, Subscription, Tx};
 use ::evident::{Aggregate, Backend, EmbeddedBackend, RecordedEvent, TopicSpec, Upcasters};
 use anyhow::{bail, ensure, Context, Result};
 use evident_core::batch::BatchBuilder;

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{assert_error, rfc3339_ms, Server};
-use evident::projection::{HandlerError, HandlerRetry, Projection, RunnerOptions, Sink, Subscription, Tx, };
-use evident::blocking::{ProjectionRunner};
+use evident::blocking::ProjectionRunner;
+use evident::projection::{HandlerError, HandlerRetry, Projection, RunnerOptions, Sink, Subscription, Tx};
 use evident::{HttpBackend, RecordedEvent};
 use evident_core::dead_letter as dlq;
 use serde_json::{json, Value};
@@ -63,7 +63,7 @@ fn held(sequence: u64, event_type: &str) -> Value {
 
 /// Appends a record to `proj.dlq` under `stream` (percent-encoded: streams hold a `/`).
 fn put(server: &Server, stream: &str, record: &Value) {
-    evident::blocking::wait(server.append("proj.dlq", &stream.replace('/', "%2F"), record));
+    server.append("proj.dlq", &stream.replace('/', "%2F"), record);
 }
 
 /// `proj.dlq` with: orders/1 parked at 10 and held at 12; orders/2 parked at 11 whose retry
@@ -91,7 +91,7 @@ fn seed(server: &Server) {
         "orders/3",
         &dlq_event("resolved-5", dlq::RESOLVED_TYPE, "resolved", &[("sequence", "5"), ("outcome", "applied")]),
     );
-    evident::blocking::wait(server.append("proj.dlq", "orders%2F1", &json!({"type": "SomethingElse"})));
+    server.append("proj.dlq", "orders%2F1", &json!({"type": "SomethingElse"}));
 }
 
 /// The records of `proj.dlq` (one partition), in order.
@@ -417,7 +417,7 @@ fn a_runner_over_http_parks_then_applies_what_the_cli_retries() {
     for (key, event_type) in
         [("a", "Placed"), ("a", "Poison"), ("b", "Placed"), ("a", "Shipped"), ("c", "Doomed"), ("c", "Placed")]
     {
-        evident::blocking::wait(server.append("orders", key, &json!({"type": event_type, "data": {"key": key}})));
+        server.append("orders", key, &json!({"type": event_type, "data": {"key": key}}));
     }
     let done = runner.catch_up().expect("catch up");
     assert_eq!(done.parked, 4, "a's poison and the event after it, c's doomed one and the event after it");

@@ -10,8 +10,11 @@ use std::time::{Duration, Instant};
 
 use common::Server;
 use evident::backend::{Direction, StreamPage};
-use evident::{Aggregate, Backend, DomainEvent, EmbeddedBackend, Error, EventData, ExpectedVersion, HttpBackend, RecordedEvent, RetryPolicy, SnapshotPolicy, StreamQuery, TopicSpec};
 use evident::blocking::Repository;
+use evident::{
+    Aggregate, Backend, DomainEvent, EmbeddedBackend, Error, EventData, ExpectedVersion, HttpBackend, RecordedEvent,
+    RetryPolicy, SnapshotPolicy, StreamQuery, TopicSpec,
+};
 use evident_core::Version;
 use serde::{Deserialize, Serialize};
 
@@ -42,7 +45,8 @@ fn append_read_and_retry_idempotently() {
     let server = Server::start();
     let b = backend(&server);
     evident::blocking::wait(b.ensure_topic("bank", TopicSpec::default())).expect("create");
-    evident::blocking::wait(b.ensure_topic("bank", TopicSpec { partitions: 3, compacted: true })).expect("an existing topic is fine");
+    evident::blocking::wait(b.ensure_topic("bank", TopicSpec { partitions: 3, compacted: true }))
+        .expect("an existing topic is fine");
     let (_, topic) = server.get("/v1/topics/bank");
     assert_eq!(topic["partitions"], 1, "an existing topic is left as it is: {topic}");
     evident::blocking::wait(b.ensure_topic("snapshots", TopicSpec { partitions: 2, compacted: true })).expect("create");
@@ -50,11 +54,19 @@ fn append_read_and_retry_idempotently() {
     assert_eq!((topic["partitions"].as_u64(), topic["config"]["cleanup_policy"].as_str()), (Some(2), Some("compact")));
 
     let events = [json_event("e0", "Opened", r#"{"owner":"ada"}"#), json_event("e1", "Deposited", r#"{"amount":5}"#)];
-    let appended = evident::blocking::wait(b.append("bank", "acc-1", ExpectedVersion::NoStream, &events)).expect("append");
+    let appended =
+        evident::blocking::wait(b.append("bank", "acc-1", ExpectedVersion::NoStream, &events)).expect("append");
     assert_eq!((appended.first_version, appended.last_version, appended.duplicate), (0, 1, false));
-    let retry = evident::blocking::wait(b.append("bank", "acc-1", ExpectedVersion::NoStream, &events)).expect("an idempotent retry");
+    let retry = evident::blocking::wait(b.append("bank", "acc-1", ExpectedVersion::NoStream, &events))
+        .expect("an idempotent retry");
     assert_eq!(retry, evident::Appended { duplicate: true, ..appended }, "the original positions");
-    let more = evident::blocking::wait(b.append("bank", "acc-1", exact(1), &[json_event("e2", "Deposited", r#"{"amount":7}"#)])).expect("ok");
+    let more = evident::blocking::wait(b.append(
+        "bank",
+        "acc-1",
+        exact(1),
+        &[json_event("e2", "Deposited", r#"{"amount":7}"#)],
+    ))
+    .expect("ok");
     assert_eq!((more.first_version, more.last_version), (2, 2));
     assert!(more.last_sequence > appended.last_sequence);
 
@@ -77,13 +89,17 @@ fn append_read_and_retry_idempotently() {
         as_of_version,
         as_of_time_ms: None,
     };
-    let page = evident::blocking::wait(b.read_stream("bank", "acc-1", &q(None, 2, Direction::Backward, None))).expect("read");
+    let page =
+        evident::blocking::wait(b.read_stream("bank", "acc-1", &q(None, 2, Direction::Backward, None))).expect("read");
     assert_eq!((ids(&page.events), page.current_version), (vec!["e2", "e1"], Some(2)));
-    let page = evident::blocking::wait(b.read_stream("bank", "acc-1", &q(Some(1), 10, Direction::Forward, None))).expect("read");
+    let page = evident::blocking::wait(b.read_stream("bank", "acc-1", &q(Some(1), 10, Direction::Forward, None)))
+        .expect("read");
     assert_eq!(ids(&page.events), ["e1", "e2"]);
-    let page = evident::blocking::wait(b.read_stream("bank", "acc-1", &q(None, 10, Direction::Forward, Some(1)))).expect("read");
+    let page = evident::blocking::wait(b.read_stream("bank", "acc-1", &q(None, 10, Direction::Forward, Some(1))))
+        .expect("read");
     assert_eq!((ids(&page.events), page.current_version), (vec!["e0", "e1"], Some(2)));
-    let page = evident::blocking::wait(b.read_stream("bank", "acc-1", &q(None, 0, Direction::Forward, None))).expect("read");
+    let page =
+        evident::blocking::wait(b.read_stream("bank", "acc-1", &q(None, 0, Direction::Forward, None))).expect("read");
     assert_eq!((page.events.len(), page.current_version), (0, Some(2)), "limit 0: the version alone");
     let before_all = StreamQuery { as_of_time_ms: Some(first.timestamp_ms - 1), ..StreamQuery::default() };
     let page = evident::blocking::wait(b.read_stream("bank", "acc-1", &before_all)).expect("read");
@@ -98,8 +114,13 @@ fn conflicts_unknown_topics_and_refusals_map_to_the_library_errors() {
     let server = Server::start();
     let b = backend(&server);
     evident::blocking::wait(b.ensure_topic("bank", TopicSpec::default())).expect("create");
-    evident::blocking::wait(b.append("bank", "k", ExpectedVersion::Any, &[json_event("a", "A", "1"), json_event("b", "B", "2")]))
-        .expect("append");
+    evident::blocking::wait(b.append(
+        "bank",
+        "k",
+        ExpectedVersion::Any,
+        &[json_event("a", "A", "1"), json_event("b", "B", "2")],
+    ))
+    .expect("append");
     match evident::blocking::wait(b.append("bank", "k", exact(5), &[json_event("c", "C", "3")])) {
         Err(Error::WrongExpectedVersion { stream, expected, current }) => {
             assert_eq!((stream.as_str(), expected, current), ("bank/k", exact(5), Some(1)));
@@ -110,7 +131,8 @@ fn conflicts_unknown_topics_and_refusals_map_to_the_library_errors() {
         Err(Error::WrongExpectedVersion { current: Some(1), .. }) => {}
         other => panic!("expected a version conflict, got {other:?}"),
     }
-    match evident::blocking::wait(b.append("bank", "new", ExpectedVersion::StreamExists, &[json_event("c", "C", "3")])) {
+    match evident::blocking::wait(b.append("bank", "new", ExpectedVersion::StreamExists, &[json_event("c", "C", "3")]))
+    {
         Err(Error::WrongExpectedVersion { current: None, expected: ExpectedVersion::StreamExists, .. }) => {}
         other => panic!("expected a version conflict, got {other:?}"),
     }
@@ -122,8 +144,14 @@ fn conflicts_unknown_topics_and_refusals_map_to_the_library_errors() {
         Err(Error::Rejected(message)) => assert!(message.contains("id"), "{message}"),
         other => panic!("an id reused with other content is refused, got {other:?}"),
     }
-    assert!(matches!(evident::blocking::wait(b.append("bank", "k", ExpectedVersion::Any, &[])), Err(Error::Rejected(_))));
-    assert!(matches!(evident::blocking::wait(b.ensure_topic("bad name!", TopicSpec::default())), Err(Error::Rejected(_))));
+    assert!(matches!(
+        evident::blocking::wait(b.append("bank", "k", ExpectedVersion::Any, &[])),
+        Err(Error::Rejected(_))
+    ));
+    assert!(matches!(
+        evident::blocking::wait(b.ensure_topic("bad name!", TopicSpec::default())),
+        Err(Error::Rejected(_))
+    ));
     assert_eq!(read(&b, "nope", "k"), StreamPage::default(), "an unknown topic is an empty page");
     assert_eq!(read(&b, "bank", "nobody"), StreamPage::default(), "an unknown stream is an empty page");
     assert_eq!(read(&b, "bank", ""), StreamPage::default());
@@ -145,8 +173,13 @@ fn keys_are_encoded_whatever_they_hold() {
     evident::blocking::wait(b.ensure_topic("t", TopicSpec::default())).expect("create");
     let keys = ["a/b", "with space", "ünï/☃", "100%", "%2F", "?x#y&z=1", "...", "a+b", "back\\slash", ".hidden", "~"];
     for (i, key) in keys.iter().enumerate() {
-        let appended =
-            evident::blocking::wait(b.append("t", key, ExpectedVersion::NoStream, &[json_event(&format!("e{i}"), "K", "1")])).expect(key);
+        let appended = evident::blocking::wait(b.append(
+            "t",
+            key,
+            ExpectedVersion::NoStream,
+            &[json_event(&format!("e{i}"), "K", "1")],
+        ))
+        .expect(key);
         assert_eq!(appended.first_version, 0, "{key:?} is a stream of its own");
     }
     for (i, key) in keys.iter().enumerate() {
@@ -175,8 +208,13 @@ fn read_all_and_head_sequence() {
     evident::blocking::wait(b.ensure_topic("b", TopicSpec { partitions: 4, compacted: false })).expect("create");
     for i in 0..30 {
         let topic = if i % 3 == 0 { "a" } else { "b" };
-        evident::blocking::wait(b.append(topic, &format!("k{}", i % 7), ExpectedVersion::Any, &[json_event(&format!("e{i}"), "E", "1")]))
-            .expect("append");
+        evident::blocking::wait(b.append(
+            topic,
+            &format!("k{}", i % 7),
+            ExpectedVersion::Any,
+            &[json_event(&format!("e{i}"), "E", "1")],
+        ))
+        .expect("append");
     }
     let all = evident::blocking::wait(b.read_all(0, 1000)).expect("read");
     assert_eq!(all.len(), 30);
@@ -196,7 +234,8 @@ fn read_all_and_head_sequence() {
         &serde_json::json!({"offsets": [{"topic": "a", "partition": 0, "offset": 1}]}),
         200,
     );
-    evident::blocking::wait(b.append("a", "k0", ExpectedVersion::Any, &[json_event("after", "E", "1")])).expect("append");
+    evident::blocking::wait(b.append("a", "k0", ExpectedVersion::Any, &[json_event("after", "E", "1")]))
+        .expect("append");
     let tail = evident::blocking::wait(b.read_all(head, 10)).expect("read");
     assert_eq!(ids(&tail), ["after"], "the internal record is skipped, the event after it found");
     assert!(evident::blocking::wait(b.head_sequence()).expect("head") > tail[0].sequence);
@@ -207,14 +246,18 @@ fn wait_for_sequence_times_out_or_wakes_up() {
     let server = Server::start();
     let b = backend(&server);
     evident::blocking::wait(b.ensure_topic("t", TopicSpec::default())).expect("create");
-    evident::blocking::wait(b.append("t", "k", ExpectedVersion::Any, &[json_event("first", "E", "1")])).expect("append");
+    evident::blocking::wait(b.append("t", "k", ExpectedVersion::Any, &[json_event("first", "E", "1")]))
+        .expect("append");
     let head = evident::blocking::wait(b.head_sequence()).expect("head");
     assert!(evident::blocking::wait(b.wait_for_sequence(0, Duration::from_secs(5))).expect("wait"), "already there");
     assert!(evident::blocking::wait(b.wait_for_sequence(0, Duration::ZERO)).expect("wait"), "already there, no wait");
     assert!(!evident::blocking::wait(b.wait_for_sequence(head, Duration::ZERO)).expect("wait"));
 
     let start = Instant::now();
-    assert!(!evident::blocking::wait(b.wait_for_sequence(head, Duration::from_millis(400))).expect("wait"), "nothing comes");
+    assert!(
+        !evident::blocking::wait(b.wait_for_sequence(head, Duration::from_millis(400))).expect("wait"),
+        "nothing comes"
+    );
     let waited = start.elapsed();
     assert!(waited >= Duration::from_millis(390) && waited < Duration::from_secs(5), "waited {waited:?}");
 
@@ -222,11 +265,15 @@ fn wait_for_sequence_times_out_or_wakes_up() {
         let b = b.clone();
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(300));
-            evident::blocking::wait(b.append("t", "k", ExpectedVersion::Any, &[json_event("second", "E", "2")])).expect("append")
+            evident::blocking::wait(b.append("t", "k", ExpectedVersion::Any, &[json_event("second", "E", "2")]))
+                .expect("append")
         })
     };
     let start = Instant::now();
-    assert!(evident::blocking::wait(b.wait_for_sequence(head, Duration::from_secs(20))).expect("wait"), "woken by the append");
+    assert!(
+        evident::blocking::wait(b.wait_for_sequence(head, Duration::from_secs(20))).expect("wait"),
+        "woken by the append"
+    );
     let waited = start.elapsed();
     let appended = writer.join().expect("writer");
     assert!(waited < Duration::from_secs(10), "woken promptly, not at the deadline: {waited:?}");
@@ -256,7 +303,8 @@ fn a_wait_ends_with_the_server() {
 /// the ones the HTTP API can carry.
 fn same_writes(b: &dyn Backend) -> Vec<evident::Appended> {
     evident::blocking::wait(b.ensure_topic("orders", TopicSpec { partitions: 3, compacted: false })).expect("create");
-    evident::blocking::wait(b.ensure_topic("orders-snapshots", TopicSpec { partitions: 1, compacted: true })).expect("create");
+    evident::blocking::wait(b.ensure_topic("orders-snapshots", TopicSpec { partitions: 1, compacted: true }))
+        .expect("create");
     let h = |k: &str, v: Option<&[u8]>| (k.to_string(), v.map(<[u8]>::to_vec));
     let mut full = json_event("full", "Placed", "{ \"items\" : [1, 2.50, \"é\\u00e9\"] ,\"n\":null }");
     full.time = Some("2026-01-02T03:04:05.678+01:00".into());
@@ -289,15 +337,27 @@ fn same_writes(b: &dyn Backend) -> Vec<evident::Appended> {
     };
     let mut out = vec![
         evident::blocking::wait(b.append("orders", "o-1", ExpectedVersion::NoStream, &[full, binary])).expect("append"),
-        evident::blocking::wait(b.append("orders", "o/2 ☃", ExpectedVersion::Any, &[text_json, empty, null, custom_type])).expect("append"),
+        evident::blocking::wait(b.append(
+            "orders",
+            "o/2 ☃",
+            ExpectedVersion::Any,
+            &[text_json, empty, null, custom_type],
+        ))
+        .expect("append"),
     ];
     for i in 0..5 {
         let e = json_event(&format!("m{i}"), "Moved", &format!("{{\"to\":{i}}}"));
-        out.push(evident::blocking::wait(b.append("orders", &format!("o-{}", i % 3), ExpectedVersion::Any, &[e])).expect("append"));
+        out.push(
+            evident::blocking::wait(b.append("orders", &format!("o-{}", i % 3), ExpectedVersion::Any, &[e]))
+                .expect("append"),
+        );
     }
     let mut snapshot = json_event("snapshot-3", "$snapshot", r#"{"state":{"n":3}}"#);
     snapshot.extra_headers = vec![h("evident-schema-version", Some(b"1")), h("evident-snapshot-version", Some(b"3"))];
-    out.push(evident::blocking::wait(b.append("orders-snapshots", "o-1", ExpectedVersion::Any, &[snapshot])).expect("append"));
+    out.push(
+        evident::blocking::wait(b.append("orders-snapshots", "o-1", ExpectedVersion::Any, &[snapshot]))
+            .expect("append"),
+    );
     out
 }
 
@@ -326,7 +386,10 @@ fn the_embedded_and_the_http_backends_read_the_same_records() {
         assert_eq!(without_time(h), without_time(e), "event {:?}", e.id);
         assert!((before..=after).contains(&h.timestamp_ms), "{:?}: timestamp {}", h.id, h.timestamp_ms);
     }
-    assert_eq!(evident::blocking::wait(embedded.head_sequence()).expect("head"), evident::blocking::wait(http.head_sequence()).expect("head"));
+    assert_eq!(
+        evident::blocking::wait(embedded.head_sequence()).expect("head"),
+        evident::blocking::wait(http.head_sequence()).expect("head")
+    );
 
     let full = &h_all[0];
     assert_eq!(full.data, "{ \"items\" : [1, 2.50, \"é\\u00e9\"] ,\"n\":null }".as_bytes(), "JSON text byte for byte");
@@ -359,7 +422,9 @@ fn stream_reads_longer_than_a_server_page_are_one_snapshot() {
     for chunk in events.chunks(2_500) {
         evident::blocking::wait(b.append("long", "k", ExpectedVersion::Any, chunk)).expect("append");
     }
-    let page = evident::blocking::wait(b.read_stream("long", "k", &StreamQuery { limit: 20_000, ..StreamQuery::default() })).expect("read");
+    let page =
+        evident::blocking::wait(b.read_stream("long", "k", &StreamQuery { limit: 20_000, ..StreamQuery::default() }))
+            .expect("read");
     assert_eq!(page.events.len(), 10_050);
     assert_eq!(page.current_version, Some(10_049));
     assert!(page.events.iter().enumerate().all(|(i, e)| e.version == Some(i as u64)));

@@ -22,10 +22,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Parser;
-use evident::projection::{HandlerError, Projection, Sink, Subscription, Tx};
-use evident::blocking::{ProjectionRunner};
-use evident::{Aggregate, At, Backend, CommandError, DomainEvent, EmbeddedBackend, HttpBackend, RecordedEvent, SnapshotPolicy};
+use evident::blocking::ProjectionRunner;
 use evident::blocking::Repository;
+use evident::projection::{HandlerError, Projection, Sink, Subscription, Tx};
+use evident::{
+    Aggregate, At, Backend, CommandError, DomainEvent, EmbeddedBackend, HttpBackend, RecordedEvent, SnapshotPolicy,
+};
 use serde::{Deserialize, Serialize};
 
 // ---- The domain -------------------------------------------------------------------------

@@ -18,10 +18,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use evident::projection::{HandlerError, HandlerRetry, Projection, RunnerOptions, Sink, Subscription, Tx, };
-use evident::blocking::{ProjectionRunner};
-use evident::{Aggregate, Backend, DomainEvent, EmbeddedBackend, EventData, ExpectedVersion, HttpBackend, RecordedEvent, Upcasters, Version};
+use evident::blocking::ProjectionRunner;
 use evident::blocking::Repository;
+use evident::projection::{HandlerError, HandlerRetry, Projection, RunnerOptions, Sink, Subscription, Tx};
+use evident::{
+    Aggregate, Backend, DomainEvent, EmbeddedBackend, EventData, ExpectedVersion, HttpBackend, RecordedEvent,
+    Upcasters, Version,
+};
 use serde::{Deserialize, Serialize};
 
 // ---- The order service (command side) ----------------------------------------------------

@@ -119,7 +119,8 @@ pub trait Backend: Send + Sync {
 
     /// Appends `events` to the stream `topic`/`key`, atomically, if the stream is at
     /// `expected`. Events whose ids the stream already holds are not appended twice.
-    async fn append(&self, topic: &str, key: &str, expected: ExpectedVersion, events: &[EventData]) -> Result<Appended>;
+    async fn append(&self, topic: &str, key: &str, expected: ExpectedVersion, events: &[EventData])
+        -> Result<Appended>;
 
     /// Reads part of the stream `topic`/`key`. An unknown topic or stream is an empty page.
     async fn read_stream(&self, topic: &str, key: &str, query: &StreamQuery) -> Result<StreamPage>;
@@ -130,7 +131,13 @@ pub trait Backend: Send + Sync {
     /// Reads up to `limit` events of partition `partition` of `topic` from `offset`. An
     /// unknown topic reads as empty. The default scans the commit-ordered feed (correct, slow);
     /// backends override it with a direct read.
-    async fn read_partition(&self, topic: &str, partition: u32, offset: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
+    async fn read_partition(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
         let mut out = Vec::new();
         let mut from = 0;
         loop {

@@ -163,9 +163,7 @@ impl DeadLetters {
     }
 
     /// See [`crate::projection::DeadLetters::list`].
-    pub fn list(
-        &self,
-    ) -> Result<std::collections::BTreeMap<String, Vec<evident_core::dead_letter::Entry>>> {
+    pub fn list(&self) -> Result<std::collections::BTreeMap<String, Vec<evident_core::dead_letter::Entry>>> {
         wait(self.0.list())
     }
 

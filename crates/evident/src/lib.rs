@@ -30,11 +30,11 @@ pub mod testing;
 pub mod upcast;
 
 pub use aggregate::Aggregate;
-pub use backend::{Appended, Backend, StreamQuery, TopicSpec};
 #[cfg(feature = "embedded")]
 pub use backend::EmbeddedBackend;
 #[cfg(feature = "http")]
 pub use backend::HttpBackend;
+pub use backend::{Appended, Backend, StreamQuery, TopicSpec};
 pub use error::{Error, Result};
 pub use event::{DomainEvent, RecordedEvent};
 pub use evident_core::{EventData, ExpectedVersion, Version};

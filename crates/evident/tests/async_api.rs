@@ -59,7 +59,9 @@ impl Projection for Totals {
         vec!["totals".into()]
     }
     fn setup(&mut self, tx: &mut Tx<'_>) -> Result<(), HandlerError> {
-        tx.batch("CREATE TABLE IF NOT EXISTS {totals} (id TEXT PRIMARY KEY, total BIGINT NOT NULL, n BIGINT NOT NULL)")?;
+        tx.batch(
+            "CREATE TABLE IF NOT EXISTS {totals} (id TEXT PRIMARY KEY, total BIGINT NOT NULL, n BIGINT NOT NULL)",
+        )?;
         Ok(())
     }
     fn handle(&mut self, e: &RecordedEvent, tx: &mut Tx<'_>) -> Result<(), HandlerError> {

@@ -32,8 +32,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use evident::blocking::ProjectionRunner;
 use evident::projection::{HandlerError, Projection, RunnerOptions, Subscription, Tx};
-use evident::blocking::{ProjectionRunner};
 use evident::{Backend, EmbeddedBackend, EventData, ExpectedVersion, RecordedEvent, TopicSpec};
 use evident_log::{FsyncPolicy, Log, LogConfig};
 use rand::rngs::StdRng;
@@ -151,7 +151,8 @@ fn projection_crash_postgres() {
 fn populate(log_dir: &Path, rng: &mut StdRng) -> (Vec<u64>, u64) {
     let log = Log::open(log_dir, LogConfig { fsync: FsyncPolicy::Never, ..LogConfig::default() }).expect("open");
     let backend = EmbeddedBackend::from_log(Arc::new(log));
-    evident::blocking::wait(backend.ensure_topic(TOPIC, TopicSpec { partitions: 3, compacted: false })).expect("create topic");
+    evident::blocking::wait(backend.ensure_topic(TOPIC, TopicSpec { partitions: 3, compacted: false }))
+        .expect("create topic");
     evident::blocking::wait(backend.ensure_topic(NOISE, TopicSpec::default())).expect("create topic");
     let mut written = 0;
     let mut n = 0u64;
@@ -231,8 +232,8 @@ fn read_state(db: &Db) -> (u64, BTreeMap<u64, i64>) {
         // The runner's first transaction (tables and checkpoint row) did not commit.
         return (0, BTreeMap::new());
     };
-    let rows =
-        evident::blocking::query(&mut sink, "SELECT sequence, n FROM applied", &[]).expect("the applied table exists with the checkpoint");
+    let rows = evident::blocking::query(&mut sink, "SELECT sequence, n FROM applied", &[])
+        .expect("the applied table exists with the checkpoint");
     (cp, rows.iter().map(|r| (int(&r[0]) as u64, int(&r[1]))).collect())
 }
 

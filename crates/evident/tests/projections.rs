@@ -26,9 +26,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use evident::blocking::ProjectionRunner;
 use evident::projection::runner::Progress;
 use evident::projection::{HandlerError, HandlerRetry, Projection, RunnerOptions, Subscription, Tx};
-use evident::blocking::{ProjectionRunner};
 use evident::{Backend, EmbeddedBackend, EventData, ExpectedVersion, RecordedEvent, TopicSpec};
 use evident_core::dead_letter::{self as dlq, Kind};
 use support_projection::{checkpoint, checkpoints, int, parked_rows, set_checkpoint, text, Db, PgSchema};
@@ -215,7 +215,9 @@ impl Env {
 
     /// Appends one event to `topic`/`key`; returns its sequence.
     fn append(&self, topic: &str, key: &str, e: EventData) -> u64 {
-        evident::blocking::wait(self.backend.append(topic, key, ExpectedVersion::Any, &[e])).expect("append").last_sequence
+        evident::blocking::wait(self.backend.append(topic, key, ExpectedVersion::Any, &[e]))
+            .expect("append")
+            .last_sequence
     }
 
     fn head(&self) -> u64 {
@@ -253,13 +255,18 @@ impl Env {
     fn model(&self, prefix: &str) -> Model {
         let mut sink = self.db.sink();
         let mut m = Model::default();
-        for r in evident::blocking::query(&mut sink, &format!("SELECT id, amount FROM {prefix}balances"), &[]).expect("read balances") {
+        for r in evident::blocking::query(&mut sink, &format!("SELECT id, amount FROM {prefix}balances"), &[])
+            .expect("read balances")
+        {
             m.balances.insert(text(&r[0]), int(&r[1]));
         }
-        for r in evident::blocking::query(&mut sink, &format!("SELECT sequence, stream, n FROM {prefix}applied"), &[]).expect("read applied") {
+        for r in evident::blocking::query(&mut sink, &format!("SELECT sequence, stream, n FROM {prefix}applied"), &[])
+            .expect("read applied")
+        {
             m.applied.insert(int(&r[0]) as u64, (text(&r[1]), int(&r[2])));
         }
-        let rows = evident::blocking::query(&mut sink, &format!("SELECT n FROM {prefix}counter WHERE id = 1"), &[]).expect("read counter");
+        let rows = evident::blocking::query(&mut sink, &format!("SELECT n FROM {prefix}counter WHERE id = 1"), &[])
+            .expect("read counter");
         m.counter = int(&rows[0][0]);
         m
     }
@@ -267,8 +274,12 @@ impl Env {
     /// The sequences of `stream` in the order they were applied.
     fn apply_order(&self, prefix: &str, stream: &str) -> Vec<u64> {
         let mut sink = self.db.sink();
-        let rows = evident::blocking::query(&mut sink, &format!("SELECT sequence FROM {prefix}applied WHERE stream = $1 ORDER BY ord"), &[&stream])
-            .expect("read applied");
+        let rows = evident::blocking::query(
+            &mut sink,
+            &format!("SELECT sequence FROM {prefix}applied WHERE stream = $1 ORDER BY ord"),
+            &[&stream],
+        )
+        .expect("read applied");
         rows.iter().map(|r| int(&r[0]) as u64).collect()
     }
 
@@ -505,16 +516,20 @@ fn rebuild_fills_fresh_tables_and_swaps(env: Env) {
         runner.catch_up().expect("catch up");
     }
     // Damage the live read model: a rebuild must recompute it from the events alone.
-    evident::blocking::query(&mut env.db.sink(), "UPDATE balances SET amount = amount + 1000000 RETURNING id", &[]).expect("damage");
+    evident::blocking::query(&mut env.db.sink(), "UPDATE balances SET amount = amount + 1000000 RETURNING id", &[])
+        .expect("damage");
     populate(&env, 400, 8, 6);
     let head = env.head();
     let reported: Arc<Mutex<Vec<Progress>>> = Arc::default();
     let sent = reported.clone();
-    let mut runner =
-        ProjectionRunner::rebuild(env.dyn_backend(), env.db.sink(), Bank::accounts(Arc::default()), options(64), move |p| {
-            sent.lock().expect("lock").push(*p)
-        })
-        .expect("rebuild");
+    let mut runner = ProjectionRunner::rebuild(
+        env.dyn_backend(),
+        env.db.sink(),
+        Bank::accounts(Arc::default()),
+        options(64),
+        move |p| sent.lock().expect("lock").push(*p),
+    )
+    .expect("rebuild");
     let progress = reported.lock().expect("lock").clone();
     let expected = env.fold(&Subscription::topic(ACCOUNTS), &BTreeSet::new());
     assert!(progress.len() >= 2, "progress is reported per page: {progress:?}");
@@ -904,7 +919,8 @@ fn failed_park_commit_leaves_no_phantom_entry(env: Env) {
     // The park's journal record is written, then its commit fails: as a crash between the two.
     assert!(runner.catch_up().is_err(), "the injected fault fails the park's transaction");
     drop(runner);
-    evident::blocking::query(&mut env.db.sink(), "UPDATE evident_fault SET on_ = 0 RETURNING on_", &[]).expect("clear the fault");
+    evident::blocking::query(&mut env.db.sink(), "UPDATE evident_fault SET on_ = 0 RETURNING on_", &[])
+        .expect("clear the fault");
     // The failure was transient: on restart the event applies.
     knobs.fixed.store(true, Ordering::SeqCst);
     let mut runner = env.runner(Bank::accounts(knobs.clone()), 2);

@@ -22,11 +22,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use evident::backend::{StreamPage, StreamQuery};
+use evident::blocking::Repository;
 use evident::event::SCHEMA_VERSION_HEADER;
 use evident::snapshot::{SNAPSHOT_TYPE, SNAPSHOT_VERSION_HEADER};
 use evident::testing::AggregateTest;
-use evident::{Aggregate, Appended, At, Backend, CommandError, DomainEvent, EmbeddedBackend, Error, EventData, ExpectedVersion, RecordedEvent, RetryPolicy, SnapshotPolicy, TopicSpec, Upcasters};
-use evident::blocking::Repository;
+use evident::{
+    Aggregate, Appended, At, Backend, CommandError, DomainEvent, EmbeddedBackend, Error, EventData, ExpectedVersion,
+    RecordedEvent, RetryPolicy, SnapshotPolicy, TopicSpec, Upcasters,
+};
 use evident_log::clock::ManualClock;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -209,7 +212,10 @@ fn concurrent_writer(theirs: Vec<Ev>, always: bool) -> Hook {
             let i = n.fetch_add(1, Ordering::SeqCst);
             let data: Vec<EventData> =
                 theirs.iter().enumerate().map(|(j, e)| event_data(e, &format!("concurrent-{i}-{j}"))).collect();
-            inner.log().append_events(ACCOUNTS, key.as_bytes(), ExpectedVersion::Any, &data).expect("the concurrent writer appends");
+            inner
+                .log()
+                .append_events(ACCOUNTS, key.as_bytes(), ExpectedVersion::Any, &data)
+                .expect("the concurrent writer appends");
         }
         None
     })
@@ -793,7 +799,8 @@ fn snapshots_that_do_not_decode_are_ignored() {
         let dir = tempfile::tempdir().expect("tmp");
         let inner = backend(dir.path());
         let repo = account_with_snapshots(&inner);
-        evident::blocking::wait(inner.append(SNAPSHOTS, "a1", ExpectedVersion::Any, &[junk])).expect("write the junk snapshot");
+        evident::blocking::wait(inner.append(SNAPSHOTS, "a1", ExpectedVersion::Any, &[junk]))
+            .expect("write the junk snapshot");
         assert_loads_ignore_bad_snapshots(&inner, &repo, case);
     }
 }
@@ -804,8 +811,13 @@ fn a_snapshot_beyond_the_end_of_the_stream_is_ignored() {
     let inner = backend(dir.path());
     let repo = account_with_snapshots(&inner);
     let state = serde_json::to_vec(&Account { balance: 999_999, ..Account::default() }).expect("json");
-    evident::blocking::wait(inner.append(SNAPSHOTS, "a1", ExpectedVersion::Any, &[snapshot_record("beyond", &state, Some("1"), Some("99"))]))
-        .expect("write the snapshot");
+    evident::blocking::wait(inner.append(
+        SNAPSHOTS,
+        "a1",
+        ExpectedVersion::Any,
+        &[snapshot_record("beyond", &state, Some("1"), Some("99"))],
+    ))
+    .expect("write the snapshot");
     assert_loads_ignore_bad_snapshots(&inner, &repo, "a snapshot at version 99 of a 6-event stream");
 }
 
@@ -987,8 +999,15 @@ fn three_generations_of_an_event_load_as_the_current_one() {
         old_event("e2", "Deposited", json!({"amount": 7}), Some(1)),
         old_event("e3", "Deposited", json!({"amount": 2, "currency": "USD"}), Some(2)),
     ];
-    evident::blocking::wait(inner.append("wallets", "w1", ExpectedVersion::NoStream, &history[..3])).expect("v1 events");
-    evident::blocking::wait(inner.append("wallets", "w1", ExpectedVersion::Exact(evident_core::Version(2)), &history[3..])).expect("v2 event");
+    evident::blocking::wait(inner.append("wallets", "w1", ExpectedVersion::NoStream, &history[..3]))
+        .expect("v1 events");
+    evident::blocking::wait(inner.append(
+        "wallets",
+        "w1",
+        ExpectedVersion::Exact(evident_core::Version(2)),
+        &history[3..],
+    ))
+    .expect("v2 event");
 
     let repo = Repository::<Wallet>::new(inner.clone()).with_upcasters(wallet_upcasters(true));
     // The current code appends a v3 event, stamped as such.
@@ -1054,14 +1073,24 @@ fn an_event_newer_than_the_code_or_an_upcaster_that_fails_is_a_decode_error() {
     let inner = backend(dir.path());
     evident::blocking::wait(inner.ensure_topic("wallets", TopicSpec::default())).expect("topic");
     let repo = Repository::<Wallet>::new(inner.clone()).with_upcasters(wallet_upcasters(true));
-    evident::blocking::wait(inner.append("wallets", "newer", ExpectedVersion::Any, &[old_event("e0", "Deposited", json!({"cents": 1}), Some(4))]))
-        .expect("append");
+    evident::blocking::wait(inner.append(
+        "wallets",
+        "newer",
+        ExpectedVersion::Any,
+        &[old_event("e0", "Deposited", json!({"cents": 1}), Some(4))],
+    ))
+    .expect("append");
     match repo.load("newer") {
         Err(Error::Decode(msg)) => assert!(msg.contains("newer"), "{msg}"),
         other => panic!("expected a decode error, got {other:?}"),
     }
-    evident::blocking::wait(inner.append("wallets", "bad", ExpectedVersion::Any, &[old_event("e0", "Deposited", json!({"amount": "x"}), None)]))
-        .expect("append");
+    evident::blocking::wait(inner.append(
+        "wallets",
+        "bad",
+        ExpectedVersion::Any,
+        &[old_event("e0", "Deposited", json!({"amount": "x"}), None)],
+    ))
+    .expect("append");
     match repo.load("bad") {
         Err(Error::Decode(msg)) => assert!(msg.contains("not a number"), "{msg}"),
         other => panic!("expected a decode error, got {other:?}"),

@@ -123,7 +123,13 @@ impl Backend for EmbeddedBackend {
         .await
     }
 
-    async fn append(&self, topic: &str, key: &str, expected: ExpectedVersion, events: &[EventData]) -> Result<Appended> {
+    async fn append(
+        &self,
+        topic: &str,
+        key: &str,
+        expected: ExpectedVersion,
+        events: &[EventData],
+    ) -> Result<Appended> {
         let (topic, key, events) = (topic.to_string(), key.to_string(), events.to_vec());
         on_log(&self.log, move |log| {
             let out = log.append_events(&topic, key.as_bytes(), expected, &events).map_err(from_log)?;
@@ -172,7 +178,13 @@ impl Backend for EmbeddedBackend {
         .await
     }
 
-    async fn read_partition(&self, topic: &str, partition: u32, offset: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
+    async fn read_partition(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
         let topic = topic.to_string();
         on_log(&self.log, move |log| match log.read_partition_events(&topic, partition, offset, limit) {
             Ok(events) => Ok(events.iter().map(recorded).collect()),

@@ -186,7 +186,13 @@ impl HttpBackend {
 
     /// A GET of a page of events: on a reply over the cap, asks again for half as many, down to
     /// one. Returns the reply and the limit it was asked with.
-    async fn get_page(&self, path: &str, mut query: Vec<(&str, String)>, limit: usize, what: &str) -> Result<(Reply, usize)> {
+    async fn get_page(
+        &self,
+        path: &str,
+        mut query: Vec<(&str, String)>,
+        limit: usize,
+        what: &str,
+    ) -> Result<(Reply, usize)> {
         let mut limit = limit.clamp(1, PAGE_MAX);
         query.push(("limit", String::new()));
         loop {
@@ -637,7 +643,13 @@ impl Backend for HttpBackend {
         }
     }
 
-    async fn append(&self, topic: &str, key: &str, expected: ExpectedVersion, events: &[EventData]) -> Result<Appended> {
+    async fn append(
+        &self,
+        topic: &str,
+        key: &str,
+        expected: ExpectedVersion,
+        events: &[EventData],
+    ) -> Result<Appended> {
         let path = Self::stream_path(topic, key)?;
         let body = AppendBody {
             expected_version: expected.to_string(),
@@ -770,7 +782,13 @@ impl Backend for HttpBackend {
 
     /// The server's partition route (`GET /v1/topics/{t}/partitions/{p}/records`), in pages,
     /// rather than the trait's scan of the whole feed.
-    async fn read_partition(&self, topic: &str, partition: u32, offset: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
+    async fn read_partition(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
         if matches!(topic, "" | "." | "..") {
             return Ok(Vec::new());
         }

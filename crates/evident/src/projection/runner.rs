@@ -49,10 +49,10 @@ use super::{HandlerError, Projection, Subscription};
 mod async_api;
 mod journal;
 mod rebuild;
-pub use async_api::ProjectionRunner;
 use crate::backend::{Backend, TopicSpec};
 use crate::event::RecordedEvent;
 use crate::{Error, Result};
+pub use async_api::ProjectionRunner;
 
 /// Suffix of the tables a rebuild fills before they are swapped in.
 const REBUILD_SUFFIX: &str = "__rebuild";

@@ -588,7 +588,9 @@ pub(crate) async fn pg_query(
 pub(crate) fn pg_rows(rows: &[tokio_postgres::Row]) -> Result<Vec<Row>, SqlError> {
     rows.iter()
         .map(|row| {
-            (0..row.len()).map(|i| row.try_get::<_, PgValue>(i).map(|v| v.0).map_err(|e| SqlError(e.to_string()))).collect()
+            (0..row.len())
+                .map(|i| row.try_get::<_, PgValue>(i).map(|v| v.0).map_err(|e| SqlError(e.to_string())))
+                .collect()
         })
         .collect()
 }
@@ -672,7 +674,10 @@ struct PgValue(SqlValue);
 
 #[cfg(feature = "postgres")]
 impl<'a> tokio_postgres::types::FromSql<'a> for PgValue {
-    fn from_sql(ty: &tokio_postgres::types::Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+    fn from_sql(
+        ty: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
         use tokio_postgres::types::Type;
         let v = match *ty {
             Type::INT2 => SqlValue::Int(i64::from(i16::from_be_bytes(raw.try_into()?))),

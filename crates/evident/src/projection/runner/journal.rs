@@ -8,8 +8,12 @@ impl<P: Projection> Core<P> {
     /// Writes `record` to the dead-letter journal, under a fresh id if its id was used before.
     pub(super) fn journal(&self, stream: &str, mut record: EventData) -> Result<()> {
         self.journal_writes.fetch_add(1, Ordering::Relaxed);
-        let out =
-            self.wait(self.backend.append(&self.dlq_topic, stream, ExpectedVersion::Any, std::slice::from_ref(&record)))?;
+        let out = self.wait(self.backend.append(
+            &self.dlq_topic,
+            stream,
+            ExpectedVersion::Any,
+            std::slice::from_ref(&record),
+        ))?;
         if out.duplicate {
             // An earlier record of this entry holds the id, and a later one may have resolved it
             // (a rebuild parks again what the live runner resolved): the record must land.
