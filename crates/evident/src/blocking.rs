@@ -12,7 +12,6 @@
 //! returns [`Error::Misuse`] instead, naming the async API to use there.
 
 use std::future::Future;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 
 use crate::backend::Backend;
@@ -183,6 +182,8 @@ pub use runner::*;
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod runner {
+    use std::sync::atomic::AtomicBool;
+
     use super::*;
     use crate::projection::runner::{CatchUp, Progress, RunnerOptions};
     use crate::projection::{Projection, Row, Sink, SqlError, ToParam};

@@ -67,6 +67,7 @@ fn display_version(v: Option<u64>) -> String {
 }
 
 /// The tokio runtime the async API runs on, or [`Error::Misuse`] outside one.
+#[cfg_attr(not(any(feature = "embedded", feature = "sqlite", feature = "postgres")), allow(dead_code))]
 pub(crate) fn runtime() -> Result<tokio::runtime::Handle> {
     tokio::runtime::Handle::try_current().map_err(|_| {
         Error::Misuse(

@@ -15,11 +15,14 @@
 //! its connection task spawned on the caller's tokio runtime; the runner's statements are
 //! pipelined (see [`super::sql`]).
 
+#[cfg(feature = "sqlite")]
 use std::path::Path;
 
 #[cfg(feature = "postgres")]
+use super::sql::OwnedParam;
+#[cfg(feature = "postgres")]
 use super::sql::{pg_message, PgConn};
-use super::sql::{Dialect, OwnedParam, Row, SqlError, TableNames, ToParam, Tx, TxInner};
+use super::sql::{Dialect, Row, SqlError, TableNames, ToParam, Tx, TxInner};
 use crate::{Error, Result};
 
 /// The database of a projection's read model.
@@ -65,6 +68,7 @@ fn pg_err(e: tokio_postgres::Error) -> Error {
     Error::Sink(format!("PostgreSQL: {}", pg_message(&e)))
 }
 
+#[cfg(feature = "postgres")]
 fn sql_err(e: SqlError) -> Error {
     Error::Sink(e.0)
 }
@@ -152,6 +156,8 @@ impl Sink {
     /// Commits the open transaction; when this returns, it is durable. A pipelined statement
     /// that failed fails the commit (the transaction is rolled back): PostgreSQL would answer
     /// `COMMIT` of an aborted transaction with a silent rollback.
+    // Irrefutable when PostgreSQL is the only sink compiled.
+    #[allow(irrefutable_let_patterns)]
     pub(crate) fn commit(&mut self) -> Result<()> {
         #[cfg(feature = "postgres")]
         if let Conn::Postgres(c) = &mut self.conn {
@@ -165,6 +171,8 @@ impl Sink {
     }
 
     /// Rolls the open transaction back (nothing of it remains).
+    // Irrefutable when PostgreSQL is the only sink compiled.
+    #[allow(irrefutable_let_patterns)]
     pub(crate) fn rollback(&mut self) -> Result<()> {
         #[cfg(feature = "postgres")]
         if let Conn::Postgres(c) = &mut self.conn {
@@ -178,6 +186,8 @@ impl Sink {
 
     /// Turns pipelining of [`Tx::execute`] on or off (off while the runner looks for the event
     /// whose statement failed). SQLite does not pipeline.
+    // Irrefutable when PostgreSQL is the only sink compiled.
+    #[allow(irrefutable_let_patterns)]
     pub(crate) fn set_pipelined(&mut self, on: bool) {
         #[cfg(feature = "postgres")]
         if let Conn::Postgres(c) = &mut self.conn {
