@@ -1,4 +1,5 @@
-//! Aggregate loads through the library (`evident`'s `Repository`) on the embedded backend: one
+//! Aggregate loads through the library (`evident`'s `Repository`, called through the blocking
+//! facade `evident::blocking` as a synchronous program calls it) on the embedded backend: one
 //! bank account whose stream holds 10,000 events, loaded by replaying every event
 //! (`Repository::load_from_events`) and from a snapshot at its last version (`Repository::load`
 //! with `SnapshotPolicy::EveryEvents(100)`, so the snapshot topic is read), then from that
@@ -16,8 +17,7 @@ use std::time::{Duration, Instant};
 
 use ::evident::event::encode;
 use ::evident::{
-    Aggregate, Backend, DomainEvent, EmbeddedBackend, EventData, ExpectedVersion, Loaded, Repository, SnapshotPolicy,
-    Version,
+    Aggregate, Backend, DomainEvent, EmbeddedBackend, EventData, ExpectedVersion, Loaded, SnapshotPolicy, Version,
 };
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -141,7 +141,7 @@ fn append_range(backend: &dyn Backend, from: u64, to: u64) -> Result<()> {
         let end = (n + APPEND_BATCH).min(to);
         let events = (n..end).map(|i| event_data(&nth_event(1, i), 1, i)).collect::<Result<Vec<_>>>()?;
         let expected = if n == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(Version(n - 1)) };
-        let appended = backend.append(Account::TOPIC, ACCOUNT, expected, &events)?;
+        let appended = evident::blocking::wait(backend.append(Account::TOPIC, ACCOUNT, expected, &events))?;
         ensure!(
             appended.last_version == end - 1,
             "appended up to version {}, expected {}",
@@ -190,7 +190,8 @@ pub fn run(dir: &Path, replay_runs: usize, snapshot_runs: usize) -> Result<Vec<M
     let backend =
         EmbeddedBackend::open(dir).with_context(|| format!("opening the embedded log in {}", dir.display()))?;
     let backend: Arc<dyn Backend> = Arc::new(backend);
-    let repo = Repository::<Account>::new(backend.clone()).with_snapshots(SnapshotPolicy::EveryEvents(100));
+    let repo = ::evident::blocking::Repository::<Account>::new(backend.clone())
+        .with_snapshots(SnapshotPolicy::EveryEvents(100));
     repo.ensure_topics()?;
     let t = Instant::now();
     append_range(backend.as_ref(), 0, EVENTS)?;

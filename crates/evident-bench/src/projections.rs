@@ -22,9 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ::evident::event::decode;
-use ::evident::projection::{
-    HandlerError, Projection, ProjectionRunner, RunnerOptions, Sink, SqlValue, Subscription, Tx,
-};
+use ::evident::projection::{HandlerError, Projection, RunnerOptions, Sink, SqlValue, Subscription, Tx};
 use ::evident::{Aggregate, Backend, EmbeddedBackend, RecordedEvent, TopicSpec, Upcasters};
 use anyhow::{bail, ensure, Context, Result};
 use evident_core::batch::BatchBuilder;
@@ -116,7 +114,7 @@ impl Projections {
         let log_dir = dir.join("log");
         let backend = EmbeddedBackend::open(&log_dir)
             .with_context(|| format!("opening the embedded log in {}", log_dir.display()))?;
-        backend.ensure_topic(Account::TOPIC, TopicSpec::default())?;
+        evident::blocking::wait(backend.ensure_topic(Account::TOPIC, TopicSpec::default()))?;
         let accounts = (events / EVENTS_PER_STREAM).max(1);
         let mut expected = Expected { balance: 0, events: events as i64, accounts: accounts.min(events) as i64 };
         let mut upserts = Vec::with_capacity(events as usize);
@@ -136,7 +134,7 @@ impl Projections {
             g = (g + LOAD_BATCH).min(events);
         }
         let secs = start.elapsed().as_secs_f64();
-        let head = backend.head_sequence()?;
+        let head = evident::blocking::wait(backend.head_sequence())?;
         ensure!(head == events, "the log's head is {head} after loading {events} events into a fresh log");
         let m = Measurement::new(
             System::Evident,
@@ -165,7 +163,7 @@ impl Projections {
             let mut seen = 0u64;
             let mut sum = 0i64;
             loop {
-                let page = self.backend.read_all(position, batch)?;
+                let page = evident::blocking::wait(self.backend.read_all(position, batch))?;
                 let Some(last) = page.last() else { break };
                 position = last.sequence + 1;
                 seen += page.len() as u64;
@@ -312,7 +310,7 @@ impl Projections {
         let mut results = Vec::with_capacity(PG_RUNS);
         for _ in 0..PG_RUNS {
             reset_postgres(conninfo)?;
-            let sink = Sink::postgres(conninfo)?;
+            let sink = evident::blocking::postgres_sink(conninfo)?;
             results.push(self.catch_up(sink, batch)?);
         }
         reset_postgres(conninfo)?;
@@ -329,16 +327,25 @@ impl Projections {
     fn catch_up(&self, sink: Sink, batch: usize) -> Result<(f64, Latencies)> {
         let options = RunnerOptions { batch_size: batch, ..RunnerOptions::default() };
         let projection = Balances { upcasters: Upcasters::default() };
-        let mut runner = ProjectionRunner::with_options(self.backend.clone(), sink, projection, options)?;
+        let mut runner =
+            ::evident::blocking::ProjectionRunner::with_options(self.backend.clone(), sink, projection, options)?;
         ensure!(runner.position() == 0, "the read model was not fresh: checkpoint at {}", runner.position());
-        let mut pages = Latencies::with_capacity((self.events as usize).div_ceil(batch));
+        // The progress callback runs on the runner's blocking thread: the page times come back
+        // through a shared vector.
+        let recorded = std::sync::Arc::new(std::sync::Mutex::new(Latencies::with_capacity(
+            (self.events as usize).div_ceil(batch),
+        )));
+        let into = recorded.clone();
         let start = Instant::now();
         let mut last = start;
-        let done = runner.catch_up_with(|_| {
+        let done = runner.catch_up_with(move |_| {
             let now = Instant::now();
-            pages.push(now - last);
+            if let Ok(mut pages) = into.lock() {
+                pages.push(now - last);
+            }
             last = now;
         })?;
+        let pages = std::mem::take(&mut *recorded.lock().map_err(|_| anyhow::anyhow!("page timings poisoned"))?);
         let secs = start.elapsed().as_secs_f64();
         ensure!(
             done.applied == self.events && done.scanned == self.events && done.parked == 0,

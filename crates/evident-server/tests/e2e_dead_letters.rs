@@ -12,9 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{assert_error, rfc3339_ms, Server};
-use evident::projection::{
-    HandlerError, HandlerRetry, Projection, ProjectionRunner, RunnerOptions, Sink, Subscription, Tx,
-};
+use evident::blocking::ProjectionRunner;
+use evident::projection::{HandlerError, HandlerRetry, Projection, RunnerOptions, Sink, Subscription, Tx};
 use evident::{HttpBackend, RecordedEvent};
 use evident_core::dead_letter as dlq;
 use serde_json::{json, Value};

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use common::Server;
 use evident::backend::{Direction, StreamPage};
+use evident::blocking::Repository;
 use evident::{
     Aggregate, Backend, DomainEvent, EmbeddedBackend, Error, EventData, ExpectedVersion, HttpBackend, RecordedEvent,
-    Repository, RetryPolicy, SnapshotPolicy, StreamQuery, TopicSpec,
+    RetryPolicy, SnapshotPolicy, StreamQuery, TopicSpec,
 };
 use evident_core::Version;
 use serde::{Deserialize, Serialize};
@@ -32,7 +33,7 @@ fn exact(v: u64) -> ExpectedVersion {
 }
 
 fn read(b: &dyn Backend, topic: &str, key: &str) -> StreamPage {
-    b.read_stream(topic, key, &StreamQuery::default()).expect("read")
+    evident::blocking::wait(b.read_stream(topic, key, &StreamQuery::default())).expect("read")
 }
 
 fn ids(events: &[RecordedEvent]) -> Vec<&str> {
@@ -43,20 +44,29 @@ fn ids(events: &[RecordedEvent]) -> Vec<&str> {
 fn append_read_and_retry_idempotently() {
     let server = Server::start();
     let b = backend(&server);
-    b.ensure_topic("bank", TopicSpec::default()).expect("create");
-    b.ensure_topic("bank", TopicSpec { partitions: 3, compacted: true }).expect("an existing topic is fine");
+    evident::blocking::wait(b.ensure_topic("bank", TopicSpec::default())).expect("create");
+    evident::blocking::wait(b.ensure_topic("bank", TopicSpec { partitions: 3, compacted: true }))
+        .expect("an existing topic is fine");
     let (_, topic) = server.get("/v1/topics/bank");
     assert_eq!(topic["partitions"], 1, "an existing topic is left as it is: {topic}");
-    b.ensure_topic("snapshots", TopicSpec { partitions: 2, compacted: true }).expect("create");
+    evident::blocking::wait(b.ensure_topic("snapshots", TopicSpec { partitions: 2, compacted: true })).expect("create");
     let (_, topic) = server.get("/v1/topics/snapshots");
     assert_eq!((topic["partitions"].as_u64(), topic["config"]["cleanup_policy"].as_str()), (Some(2), Some("compact")));
 
     let events = [json_event("e0", "Opened", r#"{"owner":"ada"}"#), json_event("e1", "Deposited", r#"{"amount":5}"#)];
-    let appended = b.append("bank", "acc-1", ExpectedVersion::NoStream, &events).expect("append");
+    let appended =
+        evident::blocking::wait(b.append("bank", "acc-1", ExpectedVersion::NoStream, &events)).expect("append");
     assert_eq!((appended.first_version, appended.last_version, appended.duplicate), (0, 1, false));
-    let retry = b.append("bank", "acc-1", ExpectedVersion::NoStream, &events).expect("an idempotent retry");
+    let retry = evident::blocking::wait(b.append("bank", "acc-1", ExpectedVersion::NoStream, &events))
+        .expect("an idempotent retry");
     assert_eq!(retry, evident::Appended { duplicate: true, ..appended }, "the original positions");
-    let more = b.append("bank", "acc-1", exact(1), &[json_event("e2", "Deposited", r#"{"amount":7}"#)]).expect("ok");
+    let more = evident::blocking::wait(b.append(
+        "bank",
+        "acc-1",
+        exact(1),
+        &[json_event("e2", "Deposited", r#"{"amount":7}"#)],
+    ))
+    .expect("ok");
     assert_eq!((more.first_version, more.last_version), (2, 2));
     assert!(more.last_sequence > appended.last_sequence);
 
@@ -79,19 +89,23 @@ fn append_read_and_retry_idempotently() {
         as_of_version,
         as_of_time_ms: None,
     };
-    let page = b.read_stream("bank", "acc-1", &q(None, 2, Direction::Backward, None)).expect("read");
+    let page =
+        evident::blocking::wait(b.read_stream("bank", "acc-1", &q(None, 2, Direction::Backward, None))).expect("read");
     assert_eq!((ids(&page.events), page.current_version), (vec!["e2", "e1"], Some(2)));
-    let page = b.read_stream("bank", "acc-1", &q(Some(1), 10, Direction::Forward, None)).expect("read");
+    let page = evident::blocking::wait(b.read_stream("bank", "acc-1", &q(Some(1), 10, Direction::Forward, None)))
+        .expect("read");
     assert_eq!(ids(&page.events), ["e1", "e2"]);
-    let page = b.read_stream("bank", "acc-1", &q(None, 10, Direction::Forward, Some(1))).expect("read");
+    let page = evident::blocking::wait(b.read_stream("bank", "acc-1", &q(None, 10, Direction::Forward, Some(1))))
+        .expect("read");
     assert_eq!((ids(&page.events), page.current_version), (vec!["e0", "e1"], Some(2)));
-    let page = b.read_stream("bank", "acc-1", &q(None, 0, Direction::Forward, None)).expect("read");
+    let page =
+        evident::blocking::wait(b.read_stream("bank", "acc-1", &q(None, 0, Direction::Forward, None))).expect("read");
     assert_eq!((page.events.len(), page.current_version), (0, Some(2)), "limit 0: the version alone");
     let before_all = StreamQuery { as_of_time_ms: Some(first.timestamp_ms - 1), ..StreamQuery::default() };
-    let page = b.read_stream("bank", "acc-1", &before_all).expect("read");
+    let page = evident::blocking::wait(b.read_stream("bank", "acc-1", &before_all)).expect("read");
     assert_eq!((page.events.len(), page.current_version), (0, Some(2)), "as of a time before the stream");
     let at_first = StreamQuery { as_of_time_ms: Some(first.timestamp_ms), ..StreamQuery::default() };
-    let page = b.read_stream("bank", "acc-1", &at_first).expect("read");
+    let page = evident::blocking::wait(b.read_stream("bank", "acc-1", &at_first)).expect("read");
     assert!(ids(&page.events).starts_with(&["e0"]), "as of the first event's time");
 }
 
@@ -99,33 +113,45 @@ fn append_read_and_retry_idempotently() {
 fn conflicts_unknown_topics_and_refusals_map_to_the_library_errors() {
     let server = Server::start();
     let b = backend(&server);
-    b.ensure_topic("bank", TopicSpec::default()).expect("create");
-    b.append("bank", "k", ExpectedVersion::Any, &[json_event("a", "A", "1"), json_event("b", "B", "2")])
-        .expect("append");
-    match b.append("bank", "k", exact(5), &[json_event("c", "C", "3")]) {
+    evident::blocking::wait(b.ensure_topic("bank", TopicSpec::default())).expect("create");
+    evident::blocking::wait(b.append(
+        "bank",
+        "k",
+        ExpectedVersion::Any,
+        &[json_event("a", "A", "1"), json_event("b", "B", "2")],
+    ))
+    .expect("append");
+    match evident::blocking::wait(b.append("bank", "k", exact(5), &[json_event("c", "C", "3")])) {
         Err(Error::WrongExpectedVersion { stream, expected, current }) => {
             assert_eq!((stream.as_str(), expected, current), ("bank/k", exact(5), Some(1)));
         }
         other => panic!("expected a version conflict, got {other:?}"),
     }
-    match b.append("bank", "k", ExpectedVersion::NoStream, &[json_event("c", "C", "3")]) {
+    match evident::blocking::wait(b.append("bank", "k", ExpectedVersion::NoStream, &[json_event("c", "C", "3")])) {
         Err(Error::WrongExpectedVersion { current: Some(1), .. }) => {}
         other => panic!("expected a version conflict, got {other:?}"),
     }
-    match b.append("bank", "new", ExpectedVersion::StreamExists, &[json_event("c", "C", "3")]) {
+    match evident::blocking::wait(b.append("bank", "new", ExpectedVersion::StreamExists, &[json_event("c", "C", "3")]))
+    {
         Err(Error::WrongExpectedVersion { current: None, expected: ExpectedVersion::StreamExists, .. }) => {}
         other => panic!("expected a version conflict, got {other:?}"),
     }
-    match b.append("nope", "k", ExpectedVersion::Any, &[json_event("c", "C", "3")]) {
+    match evident::blocking::wait(b.append("nope", "k", ExpectedVersion::Any, &[json_event("c", "C", "3")])) {
         Err(Error::UnknownTopic(t)) => assert_eq!(t, "nope"),
         other => panic!("expected an unknown topic, got {other:?}"),
     }
-    match b.append("bank", "k", ExpectedVersion::Any, &[json_event("a", "A", "999")]) {
+    match evident::blocking::wait(b.append("bank", "k", ExpectedVersion::Any, &[json_event("a", "A", "999")])) {
         Err(Error::Rejected(message)) => assert!(message.contains("id"), "{message}"),
         other => panic!("an id reused with other content is refused, got {other:?}"),
     }
-    assert!(matches!(b.append("bank", "k", ExpectedVersion::Any, &[]), Err(Error::Rejected(_))));
-    assert!(matches!(b.ensure_topic("bad name!", TopicSpec::default()), Err(Error::Rejected(_))));
+    assert!(matches!(
+        evident::blocking::wait(b.append("bank", "k", ExpectedVersion::Any, &[])),
+        Err(Error::Rejected(_))
+    ));
+    assert!(matches!(
+        evident::blocking::wait(b.ensure_topic("bad name!", TopicSpec::default())),
+        Err(Error::Rejected(_))
+    ));
     assert_eq!(read(&b, "nope", "k"), StreamPage::default(), "an unknown topic is an empty page");
     assert_eq!(read(&b, "bank", "nobody"), StreamPage::default(), "an unknown stream is an empty page");
     assert_eq!(read(&b, "bank", ""), StreamPage::default());
@@ -133,9 +159,9 @@ fn conflicts_unknown_topics_and_refusals_map_to_the_library_errors() {
     // A server that is not there is unavailable, not a refusal.
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let gone = HttpBackend::new(format!("http://127.0.0.1:{port}")).expect("backend");
-    assert!(matches!(gone.head_sequence(), Err(Error::Unavailable(_))));
+    assert!(matches!(evident::blocking::wait(gone.head_sequence()), Err(Error::Unavailable(_))));
     assert!(matches!(
-        gone.append("bank", "k", ExpectedVersion::Any, &[json_event("x", "X", "1")]),
+        evident::blocking::wait(gone.append("bank", "k", ExpectedVersion::Any, &[json_event("x", "X", "1")])),
         Err(Error::Unavailable(_))
     ));
 }
@@ -144,11 +170,16 @@ fn conflicts_unknown_topics_and_refusals_map_to_the_library_errors() {
 fn keys_are_encoded_whatever_they_hold() {
     let server = Server::start();
     let b = backend(&server);
-    b.ensure_topic("t", TopicSpec::default()).expect("create");
+    evident::blocking::wait(b.ensure_topic("t", TopicSpec::default())).expect("create");
     let keys = ["a/b", "with space", "ünï/☃", "100%", "%2F", "?x#y&z=1", "...", "a+b", "back\\slash", ".hidden", "~"];
     for (i, key) in keys.iter().enumerate() {
-        let appended =
-            b.append("t", key, ExpectedVersion::NoStream, &[json_event(&format!("e{i}"), "K", "1")]).expect(key);
+        let appended = evident::blocking::wait(b.append(
+            "t",
+            key,
+            ExpectedVersion::NoStream,
+            &[json_event(&format!("e{i}"), "K", "1")],
+        ))
+        .expect(key);
         assert_eq!(appended.first_version, 0, "{key:?} is a stream of its own");
     }
     for (i, key) in keys.iter().enumerate() {
@@ -161,7 +192,7 @@ fn keys_are_encoded_whatever_they_hold() {
     assert_eq!(topic["streams"], keys.len());
     for unaddressable in [".", ".."] {
         assert!(matches!(
-            b.append("t", unaddressable, ExpectedVersion::Any, &[json_event("x", "X", "1")]),
+            evident::blocking::wait(b.append("t", unaddressable, ExpectedVersion::Any, &[json_event("x", "X", "1")])),
             Err(Error::Rejected(_))
         ));
     }
@@ -171,52 +202,62 @@ fn keys_are_encoded_whatever_they_hold() {
 fn read_all_and_head_sequence() {
     let server = Server::start();
     let b = backend(&server);
-    let head0 = b.head_sequence().expect("head");
-    assert!(b.read_all(0, 100).expect("read").is_empty());
-    b.ensure_topic("a", TopicSpec::default()).expect("create");
-    b.ensure_topic("b", TopicSpec { partitions: 4, compacted: false }).expect("create");
+    let head0 = evident::blocking::wait(b.head_sequence()).expect("head");
+    assert!(evident::blocking::wait(b.read_all(0, 100)).expect("read").is_empty());
+    evident::blocking::wait(b.ensure_topic("a", TopicSpec::default())).expect("create");
+    evident::blocking::wait(b.ensure_topic("b", TopicSpec { partitions: 4, compacted: false })).expect("create");
     for i in 0..30 {
         let topic = if i % 3 == 0 { "a" } else { "b" };
-        b.append(topic, &format!("k{}", i % 7), ExpectedVersion::Any, &[json_event(&format!("e{i}"), "E", "1")])
-            .expect("append");
+        evident::blocking::wait(b.append(
+            topic,
+            &format!("k{}", i % 7),
+            ExpectedVersion::Any,
+            &[json_event(&format!("e{i}"), "E", "1")],
+        ))
+        .expect("append");
     }
-    let all = b.read_all(0, 1000).expect("read");
+    let all = evident::blocking::wait(b.read_all(0, 1000)).expect("read");
     assert_eq!(all.len(), 30);
     let names: Vec<String> = (0..30).map(|i| format!("e{i}")).collect();
     assert_eq!(ids(&all), names.iter().map(String::as_str).collect::<Vec<_>>(), "commit order");
     assert!(all.windows(2).all(|w| w[0].sequence < w[1].sequence));
-    let head = b.head_sequence().expect("head");
+    let head = evident::blocking::wait(b.head_sequence()).expect("head");
     assert_eq!(head, all.last().expect("last").sequence + 1);
     assert!(head > head0);
-    let page = b.read_all(all[10].sequence, 5).expect("read");
+    let page = evident::blocking::wait(b.read_all(all[10].sequence, 5)).expect("read");
     assert_eq!(ids(&page), ids(&all[10..15]));
-    assert!(b.read_all(head, 10).expect("read").is_empty());
-    assert!(b.read_all(0, 0).expect("read").is_empty());
+    assert!(evident::blocking::wait(b.read_all(head, 10)).expect("read").is_empty());
+    assert!(evident::blocking::wait(b.read_all(0, 0)).expect("read").is_empty());
     // Pages follow `next_sequence` across internal records (a committed consumer offset).
     server.post_expect(
         "/v1/groups/g/offsets",
         &serde_json::json!({"offsets": [{"topic": "a", "partition": 0, "offset": 1}]}),
         200,
     );
-    b.append("a", "k0", ExpectedVersion::Any, &[json_event("after", "E", "1")]).expect("append");
-    let tail = b.read_all(head, 10).expect("read");
+    evident::blocking::wait(b.append("a", "k0", ExpectedVersion::Any, &[json_event("after", "E", "1")]))
+        .expect("append");
+    let tail = evident::blocking::wait(b.read_all(head, 10)).expect("read");
     assert_eq!(ids(&tail), ["after"], "the internal record is skipped, the event after it found");
-    assert!(b.head_sequence().expect("head") > tail[0].sequence);
+    assert!(evident::blocking::wait(b.head_sequence()).expect("head") > tail[0].sequence);
 }
 
 #[test]
 fn wait_for_sequence_times_out_or_wakes_up() {
     let server = Server::start();
     let b = backend(&server);
-    b.ensure_topic("t", TopicSpec::default()).expect("create");
-    b.append("t", "k", ExpectedVersion::Any, &[json_event("first", "E", "1")]).expect("append");
-    let head = b.head_sequence().expect("head");
-    assert!(b.wait_for_sequence(0, Duration::from_secs(5)).expect("wait"), "already there");
-    assert!(b.wait_for_sequence(0, Duration::ZERO).expect("wait"), "already there, no wait");
-    assert!(!b.wait_for_sequence(head, Duration::ZERO).expect("wait"));
+    evident::blocking::wait(b.ensure_topic("t", TopicSpec::default())).expect("create");
+    evident::blocking::wait(b.append("t", "k", ExpectedVersion::Any, &[json_event("first", "E", "1")]))
+        .expect("append");
+    let head = evident::blocking::wait(b.head_sequence()).expect("head");
+    assert!(evident::blocking::wait(b.wait_for_sequence(0, Duration::from_secs(5))).expect("wait"), "already there");
+    assert!(evident::blocking::wait(b.wait_for_sequence(0, Duration::ZERO)).expect("wait"), "already there, no wait");
+    assert!(!evident::blocking::wait(b.wait_for_sequence(head, Duration::ZERO)).expect("wait"));
 
     let start = Instant::now();
-    assert!(!b.wait_for_sequence(head, Duration::from_millis(400)).expect("wait"), "nothing comes");
+    assert!(
+        !evident::blocking::wait(b.wait_for_sequence(head, Duration::from_millis(400))).expect("wait"),
+        "nothing comes"
+    );
     let waited = start.elapsed();
     assert!(waited >= Duration::from_millis(390) && waited < Duration::from_secs(5), "waited {waited:?}");
 
@@ -224,26 +265,30 @@ fn wait_for_sequence_times_out_or_wakes_up() {
         let b = b.clone();
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(300));
-            b.append("t", "k", ExpectedVersion::Any, &[json_event("second", "E", "2")]).expect("append")
+            evident::blocking::wait(b.append("t", "k", ExpectedVersion::Any, &[json_event("second", "E", "2")]))
+                .expect("append")
         })
     };
     let start = Instant::now();
-    assert!(b.wait_for_sequence(head, Duration::from_secs(20)).expect("wait"), "woken by the append");
+    assert!(
+        evident::blocking::wait(b.wait_for_sequence(head, Duration::from_secs(20))).expect("wait"),
+        "woken by the append"
+    );
     let waited = start.elapsed();
     let appended = writer.join().expect("writer");
     assert!(waited < Duration::from_secs(10), "woken promptly, not at the deadline: {waited:?}");
     assert_eq!(appended.last_sequence, head);
-    assert_eq!(ids(&b.read_all(head, 10).expect("read")), ["second"]);
+    assert_eq!(ids(&evident::blocking::wait(b.read_all(head, 10)).expect("read")), ["second"]);
 }
 
 #[test]
 fn a_wait_ends_with_the_server() {
     let mut server = Server::start();
     let b = backend(&server);
-    let head = b.head_sequence().expect("head");
+    let head = evident::blocking::wait(b.head_sequence()).expect("head");
     let waiter = std::thread::spawn(move || {
         let start = Instant::now();
-        (b.wait_for_sequence(head, Duration::from_secs(60)), start.elapsed())
+        (evident::blocking::wait(b.wait_for_sequence(head, Duration::from_secs(60))), start.elapsed())
     });
     // The subscription is open once the server counts it.
     common::eventually("the wait's subscription", || server.metric("evident_http_open_subscriptions") == Some(1.0));
@@ -257,8 +302,9 @@ fn a_wait_ends_with_the_server() {
 /// Appends the same events through `b`, in the same order: the cases the library produces and
 /// the ones the HTTP API can carry.
 fn same_writes(b: &dyn Backend) -> Vec<evident::Appended> {
-    b.ensure_topic("orders", TopicSpec { partitions: 3, compacted: false }).expect("create");
-    b.ensure_topic("orders-snapshots", TopicSpec { partitions: 1, compacted: true }).expect("create");
+    evident::blocking::wait(b.ensure_topic("orders", TopicSpec { partitions: 3, compacted: false })).expect("create");
+    evident::blocking::wait(b.ensure_topic("orders-snapshots", TopicSpec { partitions: 1, compacted: true }))
+        .expect("create");
     let h = |k: &str, v: Option<&[u8]>| (k.to_string(), v.map(<[u8]>::to_vec));
     let mut full = json_event("full", "Placed", "{ \"items\" : [1, 2.50, \"é\\u00e9\"] ,\"n\":null }");
     full.time = Some("2026-01-02T03:04:05.678+01:00".into());
@@ -290,16 +336,28 @@ fn same_writes(b: &dyn Backend) -> Vec<evident::Appended> {
         ..json_event("ct", "Ct", "[]")
     };
     let mut out = vec![
-        b.append("orders", "o-1", ExpectedVersion::NoStream, &[full, binary]).expect("append"),
-        b.append("orders", "o/2 ☃", ExpectedVersion::Any, &[text_json, empty, null, custom_type]).expect("append"),
+        evident::blocking::wait(b.append("orders", "o-1", ExpectedVersion::NoStream, &[full, binary])).expect("append"),
+        evident::blocking::wait(b.append(
+            "orders",
+            "o/2 ☃",
+            ExpectedVersion::Any,
+            &[text_json, empty, null, custom_type],
+        ))
+        .expect("append"),
     ];
     for i in 0..5 {
         let e = json_event(&format!("m{i}"), "Moved", &format!("{{\"to\":{i}}}"));
-        out.push(b.append("orders", &format!("o-{}", i % 3), ExpectedVersion::Any, &[e]).expect("append"));
+        out.push(
+            evident::blocking::wait(b.append("orders", &format!("o-{}", i % 3), ExpectedVersion::Any, &[e]))
+                .expect("append"),
+        );
     }
     let mut snapshot = json_event("snapshot-3", "$snapshot", r#"{"state":{"n":3}}"#);
     snapshot.extra_headers = vec![h("evident-schema-version", Some(b"1")), h("evident-snapshot-version", Some(b"3"))];
-    out.push(b.append("orders-snapshots", "o-1", ExpectedVersion::Any, &[snapshot]).expect("append"));
+    out.push(
+        evident::blocking::wait(b.append("orders-snapshots", "o-1", ExpectedVersion::Any, &[snapshot]))
+            .expect("append"),
+    );
     out
 }
 
@@ -320,15 +378,18 @@ fn the_embedded_and_the_http_backends_read_the_same_records() {
     let after = jiff::Timestamp::now().as_millisecond();
     assert_eq!(via_embedded, via_http, "the same positions");
 
-    let e_all = embedded.read_all(0, 1000).expect("read");
-    let h_all = http.read_all(0, 1000).expect("read");
+    let e_all = evident::blocking::wait(embedded.read_all(0, 1000)).expect("read");
+    let h_all = evident::blocking::wait(http.read_all(0, 1000)).expect("read");
     assert_eq!(e_all.len(), via_embedded.iter().map(|a| a.last_version - a.first_version + 1).sum::<u64>() as usize);
     assert_eq!(h_all.len(), e_all.len());
     for (e, h) in e_all.iter().zip(&h_all) {
         assert_eq!(without_time(h), without_time(e), "event {:?}", e.id);
         assert!((before..=after).contains(&h.timestamp_ms), "{:?}: timestamp {}", h.id, h.timestamp_ms);
     }
-    assert_eq!(embedded.head_sequence().expect("head"), http.head_sequence().expect("head"));
+    assert_eq!(
+        evident::blocking::wait(embedded.head_sequence()).expect("head"),
+        evident::blocking::wait(http.head_sequence()).expect("head")
+    );
 
     let full = &h_all[0];
     assert_eq!(full.data, "{ \"items\" : [1, 2.50, \"é\\u00e9\"] ,\"n\":null }".as_bytes(), "JSON text byte for byte");
@@ -343,8 +404,8 @@ fn the_embedded_and_the_http_backends_read_the_same_records() {
             StreamQuery { direction: Direction::Backward, limit: 2, ..StreamQuery::default() },
             StreamQuery { from_version: Some(1), as_of_version: Some(2), ..StreamQuery::default() },
         ] {
-            let e = embedded.read_stream(topic, key, &query).expect("read");
-            let h = http.read_stream(topic, key, &query).expect("read");
+            let e = evident::blocking::wait(embedded.read_stream(topic, key, &query)).expect("read");
+            let h = evident::blocking::wait(http.read_stream(topic, key, &query)).expect("read");
             assert_eq!(h.current_version, e.current_version, "{topic}/{key} {query:?}");
             let strip = |p: &StreamPage| p.events.iter().map(without_time).collect::<Vec<_>>();
             assert_eq!(strip(&h), strip(&e), "{topic}/{key} {query:?}");
@@ -356,20 +417,22 @@ fn the_embedded_and_the_http_backends_read_the_same_records() {
 fn stream_reads_longer_than_a_server_page_are_one_snapshot() {
     let server = Server::start();
     let b = backend(&server);
-    b.ensure_topic("long", TopicSpec::default()).expect("create");
+    evident::blocking::wait(b.ensure_topic("long", TopicSpec::default())).expect("create");
     let events: Vec<EventData> = (0..10_050).map(|i| json_event(&format!("e{i}"), "E", &i.to_string())).collect();
     for chunk in events.chunks(2_500) {
-        b.append("long", "k", ExpectedVersion::Any, chunk).expect("append");
+        evident::blocking::wait(b.append("long", "k", ExpectedVersion::Any, chunk)).expect("append");
     }
-    let page = b.read_stream("long", "k", &StreamQuery { limit: 20_000, ..StreamQuery::default() }).expect("read");
+    let page =
+        evident::blocking::wait(b.read_stream("long", "k", &StreamQuery { limit: 20_000, ..StreamQuery::default() }))
+            .expect("read");
     assert_eq!(page.events.len(), 10_050);
     assert_eq!(page.current_version, Some(10_049));
     assert!(page.events.iter().enumerate().all(|(i, e)| e.version == Some(i as u64)));
     let back = StreamQuery { limit: 10_020, direction: Direction::Backward, ..StreamQuery::default() };
-    let page = b.read_stream("long", "k", &back).expect("read");
+    let page = evident::blocking::wait(b.read_stream("long", "k", &back)).expect("read");
     assert_eq!(page.events.len(), 10_020);
     assert_eq!((page.events[0].version, page.events[10_019].version), (Some(10_049), Some(30)));
-    assert_eq!(b.read_all(0, 10_040).expect("read").len(), 10_040);
+    assert_eq!(evident::blocking::wait(b.read_all(0, 10_040)).expect("read").len(), 10_040);
 }
 
 // ----- a repository over HTTP -----

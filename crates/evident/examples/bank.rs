@@ -22,10 +22,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Parser;
-use evident::projection::{HandlerError, Projection, ProjectionRunner, Sink, Subscription, Tx};
+use evident::blocking::ProjectionRunner;
+use evident::blocking::Repository;
+use evident::projection::{HandlerError, Projection, Sink, Subscription, Tx};
 use evident::{
-    Aggregate, At, Backend, CommandError, DomainEvent, EmbeddedBackend, HttpBackend, RecordedEvent, Repository,
-    SnapshotPolicy,
+    Aggregate, At, Backend, CommandError, DomainEvent, EmbeddedBackend, HttpBackend, RecordedEvent, SnapshotPolicy,
 };
 use serde::{Deserialize, Serialize};
 

@@ -18,12 +18,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use evident::projection::{
-    HandlerError, HandlerRetry, Projection, ProjectionRunner, RunnerOptions, Sink, Subscription, Tx,
-};
+use evident::blocking::ProjectionRunner;
+use evident::blocking::Repository;
+use evident::projection::{HandlerError, HandlerRetry, Projection, RunnerOptions, Sink, Subscription, Tx};
 use evident::{
     Aggregate, Backend, DomainEvent, EmbeddedBackend, EventData, ExpectedVersion, HttpBackend, RecordedEvent,
-    Repository, Upcasters, Version,
+    Upcasters, Version,
 };
 use serde::{Deserialize, Serialize};
 
@@ -289,7 +289,7 @@ pub fn run(backend: Arc<dyn Backend>, dir: &std::path::Path, run: &str) -> Resul
     // that order again).
     let legacy = format!("order-{run}-legacy");
     orders.execute(&legacy, &OrderCommand::Place { customer: "dee".into(), total: 9_99 })?;
-    backend.append(
+    evident::blocking::wait(backend.append(
         Order::TOPIC,
         &legacy,
         ExpectedVersion::Exact(Version(0)),
@@ -297,7 +297,7 @@ pub fn run(backend: Arc<dyn Backend>, dir: &std::path::Path, run: &str) -> Resul
             EventData::json(format!("{legacy}-paid"), "OrderPaid", br#"{"amount":"999","method":"cash"}"#.to_vec()),
             EventData::json(format!("{legacy}-shipped"), "OrderShipped", br#"{"carrier":"ups"}"#.to_vec()),
         ],
-    )?;
+    ))?;
     println!("order service: 4 orders placed, paid and shipped (one payment by the legacy producer)");
 
     // Billing tolerates the legacy shape.

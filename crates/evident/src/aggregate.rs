@@ -14,12 +14,13 @@ use crate::event::DomainEvent;
 /// keeps the loaded state to re-handle a command after a concurrent write) and serde (for
 /// snapshots).
 pub trait Aggregate: Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
-    /// What callers ask of the aggregate.
-    type Command;
+    /// What callers ask of the aggregate (`Send + Sync`: a command is held across the awaits
+    /// of an async `execute`, which an axum handler needs to be `Send`).
+    type Command: Send + Sync;
     /// What happened to it: a serde enum, one variant per event type.
     type Event: DomainEvent;
     /// Why a command is refused.
-    type Error: std::fmt::Display + std::fmt::Debug;
+    type Error: std::fmt::Display + std::fmt::Debug + Send;
 
     /// The topic holding the aggregate's streams (one stream per aggregate id).
     const TOPIC: &'static str;

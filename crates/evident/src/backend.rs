@@ -1,8 +1,8 @@
 //! Where events live: the [`Backend`] trait, the one seam between the library's logic
 //! (repositories, snapshots, projections) and a store. Two implementations ship:
-//! [`EmbeddedBackend`] (the evident log in this process) and [`HttpBackend`] (an `evident serve`
-//! over its HTTP API). Application code is written against `Arc<dyn Backend>` and runs
-//! unchanged on either.
+//! [`EmbeddedBackend`] (the evident log in this process, feature `embedded`) and
+//! [`HttpBackend`] (an `evident serve` over its HTTP API, feature `http`). Application code is
+//! written against `Arc<dyn Backend>` and runs unchanged on either.
 //!
 //! The trait is shaped for a Kafka-cluster backend too (SPEC §6): every operation is one an
 //! event store on Kafka can offer (a stream read is a partition scan filtered by key, or a state
@@ -10,9 +10,13 @@
 //! produce; the commit-ordered feed is a merged consumer). Nothing here exposes the embedded
 //! log's types.
 //!
-//! The trait is synchronous: the embedded log, SQLite and the HTTP client used here all block,
-//! and a projection runner is a loop on its own thread. Async applications call it from
-//! `spawn_blocking`.
+//! **Async.** The trait is async, on tokio, so an axum handler awaits it directly. It is
+//! written with `async-trait` (boxed futures) rather than native `async fn` in traits because
+//! native async trait methods are not object-safe, and `Arc<dyn Backend>` is the library's
+//! seam; the cost, one allocation per call, is noise beside an fsync or a network round trip.
+//! Implementations never block the executor: the embedded log's calls (which wait for their
+//! fsync) run on tokio's blocking pool, the HTTP backend is async `reqwest`. Synchronous callers
+//! use [`crate::blocking`].
 
 use std::time::Duration;
 
@@ -21,10 +25,14 @@ use evident_core::{EventData, ExpectedVersion};
 use crate::event::RecordedEvent;
 use crate::Result;
 
+#[cfg(feature = "embedded")]
 mod embedded;
+#[cfg(feature = "http")]
 mod http;
 
+#[cfg(feature = "embedded")]
 pub use embedded::EmbeddedBackend;
+#[cfg(feature = "http")]
 pub use http::HttpBackend;
 
 /// Which way to read a stream.
@@ -104,28 +112,36 @@ pub struct Appended {
 }
 
 /// A store of topics of entity streams.
+#[async_trait::async_trait]
 pub trait Backend: Send + Sync {
     /// Creates `topic` as `spec` says if it does not exist (an existing topic is left as it is).
-    fn ensure_topic(&self, topic: &str, spec: TopicSpec) -> Result<()>;
+    async fn ensure_topic(&self, topic: &str, spec: TopicSpec) -> Result<()>;
 
     /// Appends `events` to the stream `topic`/`key`, atomically, if the stream is at
     /// `expected`. Events whose ids the stream already holds are not appended twice.
-    fn append(&self, topic: &str, key: &str, expected: ExpectedVersion, events: &[EventData]) -> Result<Appended>;
+    async fn append(&self, topic: &str, key: &str, expected: ExpectedVersion, events: &[EventData])
+        -> Result<Appended>;
 
     /// Reads part of the stream `topic`/`key`. An unknown topic or stream is an empty page.
-    fn read_stream(&self, topic: &str, key: &str, query: &StreamQuery) -> Result<StreamPage>;
+    async fn read_stream(&self, topic: &str, key: &str, query: &StreamQuery) -> Result<StreamPage>;
 
     /// Reads up to `limit` events of every topic in commit order, from commit sequence `from`.
-    fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>>;
+    async fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>>;
 
     /// Reads up to `limit` events of partition `partition` of `topic` from `offset`. An
     /// unknown topic reads as empty. The default scans the commit-ordered feed (correct, slow);
     /// backends override it with a direct read.
-    fn read_partition(&self, topic: &str, partition: u32, offset: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
+    async fn read_partition(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
         let mut out = Vec::new();
         let mut from = 0;
         loop {
-            let page = self.read_all(from, 1000)?;
+            let page = self.read_all(from, 1000).await?;
             let Some(last) = page.last() else { return Ok(out) };
             from = last.sequence + 1;
             out.extend(page.into_iter().filter(|e| e.topic == topic && e.partition == partition && e.offset >= offset));
@@ -137,15 +153,15 @@ pub trait Backend: Send + Sync {
     }
 
     /// The next commit sequence the store will assign (everything before it is readable).
-    fn head_sequence(&self) -> Result<u64>;
+    async fn head_sequence(&self) -> Result<u64>;
 
     /// Waits until an event at commit sequence `>= sequence` is readable or `timeout` passes;
     /// returns whether one is.
-    fn wait_for_sequence(&self, sequence: u64, timeout: Duration) -> Result<bool>;
+    async fn wait_for_sequence(&self, sequence: u64, timeout: Duration) -> Result<bool>;
 }
 
 /// Reads a whole stream forward from `from_version` in pages, calling `f` on each event.
-pub fn for_each_in_stream(
+pub async fn for_each_in_stream(
     backend: &dyn Backend,
     topic: &str,
     key: &str,
@@ -157,7 +173,7 @@ pub fn for_each_in_stream(
     let mut next = query.from_version.unwrap_or(0);
     loop {
         query.from_version = Some(next);
-        let page = backend.read_stream(topic, key, &query)?;
+        let page = backend.read_stream(topic, key, &query).await?;
         let n = page.events.len();
         for event in page.events {
             if let Some(v) = event.version {

@@ -51,6 +51,12 @@ pub enum Error {
     /// runners of one projection would apply events twice.
     #[error("fenced: {0}")]
     Fenced(String),
+    /// The library was used where it cannot run: its async API outside a tokio runtime, the
+    /// [`crate::blocking`] facade inside one (where it would block an executor thread), or a
+    /// runner whose previous call was cancelled mid-way. A programming error, named instead of
+    /// a panic.
+    #[error("misuse: {0}")]
+    Misuse(String),
     /// A projection's read-model store failed.
     #[error("sink error: {0}")]
     Sink(String),
@@ -58,6 +64,16 @@ pub enum Error {
 
 fn display_version(v: Option<u64>) -> String {
     v.map_or_else(|| "no_stream".to_string(), |v| v.to_string())
+}
+
+/// The tokio runtime the async API runs on, or [`Error::Misuse`] outside one.
+#[cfg_attr(not(any(feature = "embedded", feature = "sqlite", feature = "postgres")), allow(dead_code))]
+pub(crate) fn runtime() -> Result<tokio::runtime::Handle> {
+    tokio::runtime::Handle::try_current().map_err(|_| {
+        Error::Misuse(
+            "evident's async API must run inside a tokio runtime; synchronous code uses evident::blocking".into(),
+        )
+    })
 }
 
 /// The library's result type.

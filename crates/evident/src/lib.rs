@@ -13,12 +13,16 @@
 //!   ([`EmbeddedBackend`]) or an `evident serve` over HTTP ([`HttpBackend`]); the same
 //!   application code runs on both.
 //!
-//! The API is synchronous (see [`backend`] for why).
+//! The API is async, on tokio (an axum handler awaits a repository directly); synchronous code
+//! uses the [`blocking`] facade, which owns a runtime. Cargo features choose what is built:
+//! `embedded`, `http`, `sqlite`, `postgres` (all by default).
 
 pub mod aggregate;
 pub mod backend;
+pub mod blocking;
 pub mod error;
 pub mod event;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod projection;
 pub mod repository;
 pub mod snapshot;
@@ -26,7 +30,11 @@ pub mod testing;
 pub mod upcast;
 
 pub use aggregate::Aggregate;
-pub use backend::{Appended, Backend, EmbeddedBackend, HttpBackend, StreamQuery, TopicSpec};
+#[cfg(feature = "embedded")]
+pub use backend::EmbeddedBackend;
+#[cfg(feature = "http")]
+pub use backend::HttpBackend;
+pub use backend::{Appended, Backend, StreamQuery, TopicSpec};
 pub use error::{Error, Result};
 pub use event::{DomainEvent, RecordedEvent};
 pub use evident_core::{EventData, ExpectedVersion, Version};

@@ -9,6 +9,10 @@
 //! (`<command id>.<n>`), so a command retried by its caller after a lost reply is stored once:
 //! the log recognizes the ids, and a retry that finds its first event in the stream it replays
 //! returns without handling again.
+//!
+//! Every operation is async (it awaits the [`Backend`]); the futures are `Send`, so an axum
+//! handler awaits them directly. A lost race backs off with `tokio::time::sleep`, which holds
+//! no thread.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -215,27 +219,27 @@ impl<A: Aggregate> Repository<A> {
     }
 
     /// Creates the topic and the snapshot topic if they do not exist.
-    pub fn ensure_topics(&self) -> Result<()> {
-        self.backend.ensure_topic(&self.topic, TopicSpec { partitions: self.partitions, compacted: false })?;
+    pub async fn ensure_topics(&self) -> Result<()> {
+        self.backend.ensure_topic(&self.topic, TopicSpec { partitions: self.partitions, compacted: false }).await?;
         if self.snapshots != SnapshotPolicy::Never {
-            self.backend.ensure_topic(&self.snapshot_topic, TopicSpec { partitions: 1, compacted: true })?;
+            self.backend.ensure_topic(&self.snapshot_topic, TopicSpec { partitions: 1, compacted: true }).await?;
         }
         Ok(())
     }
 
     /// Loads the current state of aggregate `id`, from its latest usable snapshot.
-    pub fn load(&self, id: &str) -> Result<Loaded<A>> {
-        let start = self.latest_snapshot(id, None)?;
+    pub async fn load(&self, id: &str) -> Result<Loaded<A>> {
+        let start = self.latest_snapshot(id, None).await?;
         let mut loaded = Loaded::starting_from(start);
-        self.catch_up(id, &mut loaded, None, None)?;
+        self.catch_up(id, &mut loaded, None, None).await?;
         Ok(loaded)
     }
 
     /// Loads aggregate `id` without snapshots, replaying every event (to check a snapshot, or
     /// when state must be derived from the events alone).
-    pub fn load_from_events(&self, id: &str) -> Result<Loaded<A>> {
+    pub async fn load_from_events(&self, id: &str) -> Result<Loaded<A>> {
         let mut loaded = Loaded::starting_from(None);
-        self.catch_up(id, &mut loaded, None, None)?;
+        self.catch_up(id, &mut loaded, None, None).await?;
         Ok(loaded)
     }
 
@@ -243,19 +247,35 @@ impl<A: Aggregate> Repository<A> {
     /// version query starts from the latest snapshot at or before that version; a time query
     /// replays from the start (a snapshot's time says when it was taken, not when its events
     /// happened).
-    pub fn load_at(&self, id: &str, at: At) -> Result<Loaded<A>> {
+    pub async fn load_at(&self, id: &str, at: At) -> Result<Loaded<A>> {
         let start = match at {
-            At::Version(v) => self.latest_snapshot(id, Some(v))?,
+            At::Version(v) => self.latest_snapshot(id, Some(v)).await?,
             At::TimeMs(_) => None,
         };
         let mut loaded = Loaded::starting_from(start);
-        self.catch_up(id, &mut loaded, Some(at), None)?;
+        self.catch_up(id, &mut loaded, Some(at), None).await?;
         Ok(loaded)
     }
 
     /// Applies the events of `id` after `loaded.version` to `loaded`, stopping at `at`. When
     /// `watch_id` is given, returns whether an event with that id was seen.
-    fn catch_up(&self, id: &str, loaded: &mut Loaded<A>, at: Option<At>, watch_id: Option<&str>) -> Result<bool> {
+    async fn catch_up(&self, id: &str, loaded: &mut Loaded<A>, at: Option<At>, watch_id: Option<&str>) -> Result<bool> {
+        loop {
+            if let Some(seen) = self.catch_up_once(id, loaded, at, watch_id).await? {
+                return Ok(seen);
+            }
+        }
+    }
+
+    /// One pass of [`Self::catch_up`]; None when the snapshot it started from was unusable and
+    /// `loaded` was reset to replay from the first event.
+    async fn catch_up_once(
+        &self,
+        id: &str,
+        loaded: &mut Loaded<A>,
+        at: Option<At>,
+        watch_id: Option<&str>,
+    ) -> Result<Option<bool>> {
         let query = StreamQuery {
             from_version: Some(loaded.version.map_or(0, |v| v + 1)),
             limit: self.page,
@@ -281,7 +301,8 @@ impl<A: Aggregate> Repository<A> {
             loaded.version = recorded.version;
             loaded.events_replayed += 1;
             Ok(())
-        })?;
+        })
+        .await?;
         if let Some(s) = loaded.snapshot_version {
             if current.is_none_or(|c| s > c) {
                 // A snapshot of events the stream does not hold (a topic recreated, a foreign
@@ -289,16 +310,16 @@ impl<A: Aggregate> Repository<A> {
                 tracing::warn!(topic = %self.topic, id, snapshot_version = s, stream_version = ?current,
                     "snapshot beyond the end of the stream ignored; rebuilding from events");
                 *loaded = Loaded::starting_from(None);
-                return self.catch_up(id, loaded, at, watch_id);
+                return Ok(None);
             }
         }
-        Ok(seen)
+        Ok(Some(seen))
     }
 
     /// Whether an event with id `event_id` is in the stream `id` at or before `version`: the
     /// part a snapshot covers, which [`Self::catch_up`] does not read. Read only on the rare
     /// paths where an idempotent command sent again may have landed before the snapshot.
-    fn landed_before(&self, id: &str, event_id: &str, version: u64) -> Result<bool> {
+    async fn landed_before(&self, id: &str, event_id: &str, version: u64) -> Result<bool> {
         let query = StreamQuery {
             from_version: Some(0),
             limit: self.page,
@@ -310,12 +331,13 @@ impl<A: Aggregate> Repository<A> {
         for_each_in_stream(self.backend.as_ref(), &self.topic, id, query, |recorded| {
             seen |= recorded.id.as_deref() == Some(event_id);
             Ok(())
-        })?;
+        })
+        .await?;
         Ok(seen)
     }
 
     /// The latest snapshot of `id` (at or before `max_version`, if given) that this code can use.
-    fn latest_snapshot(&self, id: &str, max_version: Option<u64>) -> Result<Option<snapshot::Snapshot<A>>> {
+    async fn latest_snapshot(&self, id: &str, max_version: Option<u64>) -> Result<Option<snapshot::Snapshot<A>>> {
         if self.snapshots == SnapshotPolicy::Never {
             return Ok(None);
         }
@@ -323,7 +345,7 @@ impl<A: Aggregate> Repository<A> {
         // replaying from the start is the simpler answer.
         let limit = if max_version.is_some() { 64 } else { 1 };
         let query = StreamQuery { direction: Direction::Backward, limit, ..StreamQuery::default() };
-        let page = self.backend.read_stream(&self.snapshot_topic, id, &query)?;
+        let page = self.backend.read_stream(&self.snapshot_topic, id, &query).await?;
         for record in &page.events {
             match snapshot::decode::<A>(record) {
                 Ok(s) if max_version.is_none_or(|m| s.version <= m) => return Ok(Some(s)),
@@ -340,14 +362,14 @@ impl<A: Aggregate> Repository<A> {
     }
 
     /// Executes `command` on aggregate `id`, retrying lost races. Events get random ids.
-    pub fn execute(&self, id: &str, command: &A::Command) -> Result<Executed<A>, CommandError<A::Error>> {
-        self.execute_inner(id, None, command)
+    pub async fn execute(&self, id: &str, command: &A::Command) -> Result<Executed<A>, CommandError<A::Error>> {
+        self.execute_inner(id, None, command).await
     }
 
     /// Executes `command` on aggregate `id` idempotently: `command_id` (unique per command,
     /// e.g. from the request that carried it) names its events, so executing it again appends
     /// nothing and reports `duplicate`.
-    pub fn execute_idempotent(
+    pub async fn execute_idempotent(
         &self,
         id: &str,
         command_id: &str,
@@ -356,23 +378,32 @@ impl<A: Aggregate> Repository<A> {
         if command_id.is_empty() || command_id.len() > 200 {
             return Err(Error::Rejected("a command id must be 1 to 200 bytes".into()).into());
         }
-        self.execute_inner(id, Some(command_id), command)
+        self.execute_inner(id, Some(command_id), command).await
     }
 
-    fn execute_inner(
+    /// Whether an idempotent command decided again on `loaded` already landed in the part of
+    /// the stream its snapshot covers (see [`Self::execute_inner`]).
+    async fn covered_duplicate(&self, id: &str, first_id: Option<&str>, loaded: &Loaded<A>) -> Result<bool> {
+        match (first_id, loaded.snapshot_version) {
+            (Some(event_id), Some(s)) => self.landed_before(id, event_id, s).await,
+            _ => Ok(false),
+        }
+    }
+
+    async fn execute_inner(
         &self,
         id: &str,
         command_id: Option<&str>,
         command: &A::Command,
     ) -> Result<Executed<A>, CommandError<A::Error>> {
         let first_id = command_id.map(|c| format!("{c}.0"));
-        let start = self.latest_snapshot(id, None)?;
+        let start = self.latest_snapshot(id, None).await?;
         let last_snapshot_ms = start.as_ref().map(|s| s.taken_ms);
         let mut loaded = Loaded::starting_from(start);
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let seen = self.catch_up(id, &mut loaded, None, first_id.as_deref())?;
+            let seen = self.catch_up(id, &mut loaded, None, first_id.as_deref()).await?;
             if seen {
                 return Ok(Executed {
                     state: loaded.state,
@@ -388,12 +419,6 @@ impl<A: Aggregate> Repository<A> {
             // command is decided again on a state that already holds its effects: a refusal,
             // no events, or events the log refuses as reusing the ids may then all mean "done
             // already", which the covered part of the stream tells.
-            let covered_duplicate = |loaded: &Loaded<A>| -> Result<bool> {
-                match (first_id.as_deref(), loaded.snapshot_version) {
-                    (Some(event_id), Some(s)) => self.landed_before(id, event_id, s),
-                    _ => Ok(false),
-                }
-            };
             let duplicate = |loaded: Loaded<A>, attempts| Executed {
                 state: loaded.state,
                 version: loaded.version,
@@ -404,11 +429,15 @@ impl<A: Aggregate> Repository<A> {
             };
             let events = match loaded.state.handle(command) {
                 Ok(events) => events,
-                Err(_) if covered_duplicate(&loaded)? => return Ok(duplicate(loaded, attempts)),
-                Err(e) => return Err(CommandError::Domain(e)),
+                Err(e) => {
+                    if self.covered_duplicate(id, first_id.as_deref(), &loaded).await? {
+                        return Ok(duplicate(loaded, attempts));
+                    }
+                    return Err(CommandError::Domain(e));
+                }
             };
             if events.is_empty() {
-                if covered_duplicate(&loaded)? {
+                if self.covered_duplicate(id, first_id.as_deref(), &loaded).await? {
                     return Ok(duplicate(loaded, attempts));
                 }
                 return Ok(Executed {
@@ -422,12 +451,12 @@ impl<A: Aggregate> Repository<A> {
             }
             let data = self.to_event_data(&events, command_id)?;
             let expected = loaded.version.map_or(ExpectedVersion::NoStream, |v| ExpectedVersion::Exact(Version(v)));
-            match self.append_creating_topic(id, expected, &data) {
+            match self.append_creating_topic(id, expected, &data).await {
                 Ok(appended) => {
                     if appended.duplicate {
                         // The ids were already there: an earlier run of this command landed
                         // (possibly at another version); report the stream as it is.
-                        self.catch_up(id, &mut loaded, None, None)?;
+                        self.catch_up(id, &mut loaded, None, None).await?;
                         return Ok(Executed {
                             state: loaded.state,
                             version: loaded.version,
@@ -444,7 +473,7 @@ impl<A: Aggregate> Repository<A> {
                     loaded.version = Some(appended.last_version);
                     let now_ms = jiff::Timestamp::now().as_millisecond();
                     if self.snapshots.due(before, appended.last_version, last_snapshot_ms, now_ms) {
-                        self.write_snapshot(id, &loaded.state, appended.last_version);
+                        self.write_snapshot(id, &loaded.state, appended.last_version).await;
                     }
                     return Ok(Executed {
                         state: loaded.state,
@@ -463,10 +492,15 @@ impl<A: Aggregate> Repository<A> {
                     if attempts >= self.retry.max_attempts {
                         return Err(Error::RetriesExhausted { stream, attempts }.into());
                     }
-                    std::thread::sleep(self.retry.backoff(attempts));
+                    tokio::time::sleep(self.retry.backoff(attempts)).await;
                     // Loop: read what was missed, then handle again on the newer state.
                 }
-                Err(Error::Rejected(_)) if covered_duplicate(&loaded)? => return Ok(duplicate(loaded, attempts)),
+                Err(Error::Rejected(why)) => {
+                    if self.covered_duplicate(id, first_id.as_deref(), &loaded).await? {
+                        return Ok(duplicate(loaded, attempts));
+                    }
+                    return Err(Error::Rejected(why).into());
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -474,45 +508,44 @@ impl<A: Aggregate> Repository<A> {
 
     /// Takes a snapshot of aggregate `id` now (whatever the policy), and returns its version
     /// (None for an empty stream).
-    pub fn snapshot_now(&self, id: &str) -> Result<Option<u64>> {
-        let loaded = self.load(id)?;
+    pub async fn snapshot_now(&self, id: &str) -> Result<Option<u64>> {
+        let loaded = self.load(id).await?;
         let Some(version) = loaded.version else {
             return Ok(None);
         };
-        self.backend.ensure_topic(&self.snapshot_topic, TopicSpec { partitions: 1, compacted: true })?;
-        self.backend.append(
-            &self.snapshot_topic,
-            id,
-            ExpectedVersion::Any,
-            &[snapshot::encode(&loaded.state, version)?],
-        )?;
+        self.backend.ensure_topic(&self.snapshot_topic, TopicSpec { partitions: 1, compacted: true }).await?;
+        self.backend
+            .append(&self.snapshot_topic, id, ExpectedVersion::Any, &[snapshot::encode(&loaded.state, version)?])
+            .await?;
         Ok(Some(version))
     }
 
     /// Writes a snapshot after a command. Failing to write one costs only load time later, so
     /// the failure is logged, not returned: the command's events are already durable.
-    fn write_snapshot(&self, id: &str, state: &A, version: u64) {
-        let write = || -> Result<()> {
+    async fn write_snapshot(&self, id: &str, state: &A, version: u64) {
+        let write = async {
             let record = snapshot::encode(state, version)?;
-            match self.backend.append(&self.snapshot_topic, id, ExpectedVersion::Any, std::slice::from_ref(&record)) {
+            let topic = &self.snapshot_topic;
+            match self.backend.append(topic, id, ExpectedVersion::Any, std::slice::from_ref(&record)).await {
                 Err(Error::UnknownTopic(_)) => {
                     // Most likely the snapshot topic is missing (created lazily): create, retry.
-                    self.backend.ensure_topic(&self.snapshot_topic, TopicSpec { partitions: 1, compacted: true })?;
-                    self.backend.append(&self.snapshot_topic, id, ExpectedVersion::Any, &[record]).map(drop)
+                    self.backend.ensure_topic(topic, TopicSpec { partitions: 1, compacted: true }).await?;
+                    self.backend.append(topic, id, ExpectedVersion::Any, &[record]).await.map(drop)
                 }
                 other => other.map(drop),
             }
         };
-        if let Err(e) = write() {
+        if let Err(e) = write.await {
             tracing::warn!(topic = %self.snapshot_topic, id, version, error = %e, "snapshot not written");
         }
     }
 
-    fn append_creating_topic(&self, id: &str, expected: ExpectedVersion, data: &[EventData]) -> Result<Appended> {
-        match self.backend.append(&self.topic, id, expected, data) {
+    async fn append_creating_topic(&self, id: &str, expected: ExpectedVersion, data: &[EventData]) -> Result<Appended> {
+        match self.backend.append(&self.topic, id, expected, data).await {
             Err(Error::UnknownTopic(_)) => {
-                self.backend.ensure_topic(&self.topic, TopicSpec { partitions: self.partitions, compacted: false })?;
-                self.backend.append(&self.topic, id, expected, data)
+                let spec = TopicSpec { partitions: self.partitions, compacted: false };
+                self.backend.ensure_topic(&self.topic, spec).await?;
+                self.backend.append(&self.topic, id, expected, data).await
             }
             other => other,
         }

@@ -32,7 +32,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use evident::projection::{HandlerError, Projection, ProjectionRunner, RunnerOptions, Subscription, Tx};
+use evident::blocking::ProjectionRunner;
+use evident::projection::{HandlerError, Projection, RunnerOptions, Subscription, Tx};
 use evident::{Backend, EmbeddedBackend, EventData, ExpectedVersion, RecordedEvent, TopicSpec};
 use evident_log::{FsyncPolicy, Log, LogConfig};
 use rand::rngs::StdRng;
@@ -123,7 +124,7 @@ fn t13_child() {
     let options = RunnerOptions { batch_size: cfg.batch_size, ..RunnerOptions::default() };
     let mut runner = ProjectionRunner::with_options(backend.clone(), cfg.db.db().sink(), Applied { lines }, options)
         .expect("open the runner");
-    let head = backend.head_sequence().expect("head");
+    let head = evident::blocking::wait(backend.head_sequence()).expect("head");
     let result = runner.catch_up().expect("catch up");
     assert_eq!(result.position, head, "the child catches up to the head");
     println!("t13 child: caught up to {head} (scanned {}, applied {})", result.scanned, result.applied);
@@ -150,8 +151,9 @@ fn projection_crash_postgres() {
 fn populate(log_dir: &Path, rng: &mut StdRng) -> (Vec<u64>, u64) {
     let log = Log::open(log_dir, LogConfig { fsync: FsyncPolicy::Never, ..LogConfig::default() }).expect("open");
     let backend = EmbeddedBackend::from_log(Arc::new(log));
-    backend.ensure_topic(TOPIC, TopicSpec { partitions: 3, compacted: false }).expect("create topic");
-    backend.ensure_topic(NOISE, TopicSpec::default()).expect("create topic");
+    evident::blocking::wait(backend.ensure_topic(TOPIC, TopicSpec { partitions: 3, compacted: false }))
+        .expect("create topic");
+    evident::blocking::wait(backend.ensure_topic(NOISE, TopicSpec::default())).expect("create topic");
     let mut written = 0;
     let mut n = 0u64;
     while written < EVENTS {
@@ -164,18 +166,18 @@ fn populate(log_dir: &Path, rng: &mut StdRng) -> (Vec<u64>, u64) {
             })
             .collect();
         let topic = if rng.gen_ratio(1, 10) { NOISE } else { TOPIC };
-        backend.append(topic, &key, ExpectedVersion::Any, &events).expect("append");
+        evident::blocking::wait(backend.append(topic, &key, ExpectedVersion::Any, &events)).expect("append");
         written += len;
     }
     let mut subscribed = Vec::new();
     let mut from = 0;
     loop {
-        let page = backend.read_all(from, 1000).expect("read_all");
+        let page = evident::blocking::wait(backend.read_all(from, 1000)).expect("read_all");
         let Some(last) = page.last() else { break };
         from = last.sequence + 1;
         subscribed.extend(page.iter().filter(|e| e.topic == TOPIC).map(|e| e.sequence));
     }
-    let head = backend.head_sequence().expect("head");
+    let head = evident::blocking::wait(backend.head_sequence()).expect("head");
     assert_eq!(from, head);
     backend.log().close().expect("close the log");
     (subscribed, head)
@@ -230,8 +232,8 @@ fn read_state(db: &Db) -> (u64, BTreeMap<u64, i64>) {
         // The runner's first transaction (tables and checkpoint row) did not commit.
         return (0, BTreeMap::new());
     };
-    let rows =
-        sink.query("SELECT sequence, n FROM applied", &[]).expect("the applied table exists with the checkpoint");
+    let rows = evident::blocking::query(&mut sink, "SELECT sequence, n FROM applied", &[])
+        .expect("the applied table exists with the checkpoint");
     (cp, rows.iter().map(|r| (int(&r[0]) as u64, int(&r[1]))).collect())
 }
 

@@ -23,11 +23,12 @@ mod support_projection;
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use evident::blocking::ProjectionRunner;
 use evident::projection::runner::Progress;
-use evident::projection::{HandlerError, HandlerRetry, Projection, ProjectionRunner, RunnerOptions, Subscription, Tx};
+use evident::projection::{HandlerError, HandlerRetry, Projection, RunnerOptions, Subscription, Tx};
 use evident::{Backend, EmbeddedBackend, EventData, ExpectedVersion, RecordedEvent, TopicSpec};
 use evident_core::dead_letter::{self as dlq, Kind};
 use support_projection::{checkpoint, checkpoints, int, parked_rows, set_checkpoint, text, Db, PgSchema};
@@ -199,7 +200,7 @@ impl Env {
             }
         };
         let backend = Arc::new(EmbeddedBackend::open(dir.path().join("log")).expect("open the log"));
-        backend.ensure_topic(ACCOUNTS, TopicSpec::default()).expect("create accounts");
+        evident::blocking::wait(backend.ensure_topic(ACCOUNTS, TopicSpec::default())).expect("create accounts");
         Some(Self { db, backend, _pg: pg, _dir: dir })
     }
 
@@ -214,11 +215,13 @@ impl Env {
 
     /// Appends one event to `topic`/`key`; returns its sequence.
     fn append(&self, topic: &str, key: &str, e: EventData) -> u64 {
-        self.backend.append(topic, key, ExpectedVersion::Any, &[e]).expect("append").last_sequence
+        evident::blocking::wait(self.backend.append(topic, key, ExpectedVersion::Any, &[e]))
+            .expect("append")
+            .last_sequence
     }
 
     fn head(&self) -> u64 {
-        self.backend.head_sequence().expect("head")
+        evident::blocking::wait(self.backend.head_sequence()).expect("head")
     }
 
     /// Every event of the store, in commit order.
@@ -226,7 +229,7 @@ impl Env {
         let mut out = Vec::new();
         loop {
             let from = out.last().map_or(0, |e: &RecordedEvent| e.sequence + 1);
-            let page = self.backend.read_all(from, 500).expect("read_all");
+            let page = evident::blocking::wait(self.backend.read_all(from, 500)).expect("read_all");
             if page.is_empty() {
                 return out;
             }
@@ -252,13 +255,18 @@ impl Env {
     fn model(&self, prefix: &str) -> Model {
         let mut sink = self.db.sink();
         let mut m = Model::default();
-        for r in sink.query(&format!("SELECT id, amount FROM {prefix}balances"), &[]).expect("read balances") {
+        for r in evident::blocking::query(&mut sink, &format!("SELECT id, amount FROM {prefix}balances"), &[])
+            .expect("read balances")
+        {
             m.balances.insert(text(&r[0]), int(&r[1]));
         }
-        for r in sink.query(&format!("SELECT sequence, stream, n FROM {prefix}applied"), &[]).expect("read applied") {
+        for r in evident::blocking::query(&mut sink, &format!("SELECT sequence, stream, n FROM {prefix}applied"), &[])
+            .expect("read applied")
+        {
             m.applied.insert(int(&r[0]) as u64, (text(&r[1]), int(&r[2])));
         }
-        let rows = sink.query(&format!("SELECT n FROM {prefix}counter WHERE id = 1"), &[]).expect("read counter");
+        let rows = evident::blocking::query(&mut sink, &format!("SELECT n FROM {prefix}counter WHERE id = 1"), &[])
+            .expect("read counter");
         m.counter = int(&rows[0][0]);
         m
     }
@@ -266,9 +274,12 @@ impl Env {
     /// The sequences of `stream` in the order they were applied.
     fn apply_order(&self, prefix: &str, stream: &str) -> Vec<u64> {
         let mut sink = self.db.sink();
-        let rows = sink
-            .query(&format!("SELECT sequence FROM {prefix}applied WHERE stream = $1 ORDER BY ord"), &[&stream])
-            .expect("read applied");
+        let rows = evident::blocking::query(
+            &mut sink,
+            &format!("SELECT sequence FROM {prefix}applied WHERE stream = $1 ORDER BY ord"),
+            &[&stream],
+        )
+        .expect("read applied");
         rows.iter().map(|r| int(&r[0]) as u64).collect()
     }
 
@@ -337,14 +348,14 @@ on_both!(
 fn populate(env: &Env, n: usize, keys: usize, seed: u64) {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    env.backend.ensure_topic("other", TopicSpec::default()).expect("create other");
+    evident::blocking::wait(env.backend.ensure_topic("other", TopicSpec::default())).expect("create other");
     let mut done = 0;
     while done < n {
         let key = format!("acct-{}", rng.gen_range(0..keys));
         let len = rng.gen_range(1..=5).min(n - done);
         let events: Vec<EventData> = (0..len).map(|_| deposit(rng.gen_range(-50..=200))).collect();
         let topic = if rng.gen_ratio(1, 10) { "other" } else { ACCOUNTS };
-        env.backend.append(topic, &key, ExpectedVersion::Any, &events).expect("append");
+        evident::blocking::wait(env.backend.append(topic, &key, ExpectedVersion::Any, &events)).expect("append");
         done += len;
     }
 }
@@ -433,7 +444,7 @@ fn live_runner_follows_appends(env: Env) {
             for i in 0..300i64 {
                 let key = format!("acct-{}", i % 7);
                 let events = vec![deposit(i), deposit(1)];
-                backend.append(ACCOUNTS, &key, ExpectedVersion::Any, &events).expect("append");
+                evident::blocking::wait(backend.append(ACCOUNTS, &key, ExpectedVersion::Any, &events)).expect("append");
                 if i % 50 == 0 {
                     std::thread::yield_now();
                 }
@@ -463,7 +474,7 @@ fn live_runner_follows_appends(env: Env) {
 fn subscriptions_filter_topics(env: Env) {
     let b = &env.backend;
     for topic in ["audit", "accounts.snapshots", "orders.dlq", "__internal"] {
-        b.ensure_topic(topic, TopicSpec::default()).expect("create topic");
+        evident::blocking::wait(b.ensure_topic(topic, TopicSpec::default())).expect("create topic");
     }
     for i in 0..40i64 {
         let topic = ["accounts", "audit", "accounts.snapshots", "orders.dlq", "__internal"][(i % 5) as usize];
@@ -505,15 +516,21 @@ fn rebuild_fills_fresh_tables_and_swaps(env: Env) {
         runner.catch_up().expect("catch up");
     }
     // Damage the live read model: a rebuild must recompute it from the events alone.
-    env.db.sink().query("UPDATE balances SET amount = amount + 1000000 RETURNING id", &[]).expect("damage");
+    evident::blocking::query(&mut env.db.sink(), "UPDATE balances SET amount = amount + 1000000 RETURNING id", &[])
+        .expect("damage");
     populate(&env, 400, 8, 6);
     let head = env.head();
-    let mut progress: Vec<Progress> = Vec::new();
-    let mut runner =
-        ProjectionRunner::rebuild(env.dyn_backend(), env.db.sink(), Bank::accounts(Arc::default()), options(64), |p| {
-            progress.push(*p)
-        })
-        .expect("rebuild");
+    let reported: Arc<Mutex<Vec<Progress>>> = Arc::default();
+    let sent = reported.clone();
+    let mut runner = ProjectionRunner::rebuild(
+        env.dyn_backend(),
+        env.db.sink(),
+        Bank::accounts(Arc::default()),
+        options(64),
+        move |p| sent.lock().expect("lock").push(*p),
+    )
+    .expect("rebuild");
+    let progress = reported.lock().expect("lock").clone();
     let expected = env.fold(&Subscription::topic(ACCOUNTS), &BTreeSet::new());
     assert!(progress.len() >= 2, "progress is reported per page: {progress:?}");
     let last = progress.last().expect("some progress");
@@ -566,7 +583,7 @@ fn indexes(env: &Env, table: &str) -> Vec<String> {
              AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname) ORDER BY 1"
         }
     };
-    sink.query(sql, &[&table]).expect("list indexes").iter().map(|r| text(&r[0])).collect()
+    evident::blocking::query(&mut sink, sql, &[&table]).expect("list indexes").iter().map(|r| text(&r[0])).collect()
 }
 
 fn bad_sql_is_retried_then_parked(env: Env) {
@@ -658,7 +675,7 @@ fn poison_event_is_parked_and_its_stream_held(env: Env) {
 
     // The dead-letter records carry the original event, its position, the error, the attempts.
     let original = env.all_events().into_iter().find(|e| e.sequence == poison).expect("poison event");
-    let records = env.backend.read_partition(dl.topic(), 0, 0, 1000).expect("read the dlq");
+    let records = evident::blocking::wait(env.backend.read_partition(dl.topic(), 0, 0, 1000)).expect("read the dlq");
     let parked = records.iter().find(|r| r.header_str(dlq::KIND) == Some("parked")).expect("a parked record");
     assert_eq!(parked.key.as_deref(), Some(sa.as_str()), "keyed by the original stream");
     assert_eq!(parked.event_type.as_deref(), Some("Poison"));
@@ -774,7 +791,7 @@ fn skip_drops_the_poison_event(env: Env) {
     assert_order(&env, &sa, &a);
     assert!(dl.list().expect("list").is_empty());
     assert!(dl.skip(&sa).is_err(), "nothing left to skip");
-    let records = env.backend.read_partition(dl.topic(), 0, 0, 1000).expect("read the dlq");
+    let records = evident::blocking::wait(env.backend.read_partition(dl.topic(), 0, 0, 1000)).expect("read the dlq");
     let outcome = |seq: u64| {
         records
             .iter()
@@ -890,7 +907,7 @@ fn install_park_fault(env: &Env) {
         ],
     };
     for s in statements {
-        sink.query(s, &[]).unwrap_or_else(|e| panic!("{s}: {e}"));
+        evident::blocking::query(&mut sink, s, &[]).unwrap_or_else(|e| panic!("{s}: {e}"));
     }
 }
 
@@ -902,7 +919,8 @@ fn failed_park_commit_leaves_no_phantom_entry(env: Env) {
     // The park's journal record is written, then its commit fails: as a crash between the two.
     assert!(runner.catch_up().is_err(), "the injected fault fails the park's transaction");
     drop(runner);
-    env.db.sink().query("UPDATE evident_fault SET on_ = 0 RETURNING on_", &[]).expect("clear the fault");
+    evident::blocking::query(&mut env.db.sink(), "UPDATE evident_fault SET on_ = 0 RETURNING on_", &[])
+        .expect("clear the fault");
     // The failure was transient: on restart the event applies.
     knobs.fixed.store(true, Ordering::SeqCst);
     let mut runner = env.runner(Bank::accounts(knobs.clone()), 2);

@@ -22,12 +22,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use evident::backend::{StreamPage, StreamQuery};
+use evident::blocking::Repository;
 use evident::event::SCHEMA_VERSION_HEADER;
 use evident::snapshot::{SNAPSHOT_TYPE, SNAPSHOT_VERSION_HEADER};
 use evident::testing::AggregateTest;
 use evident::{
     Aggregate, Appended, At, Backend, CommandError, DomainEvent, EmbeddedBackend, Error, EventData, ExpectedVersion,
-    RecordedEvent, Repository, RetryPolicy, SnapshotPolicy, TopicSpec, Upcasters,
+    RecordedEvent, RetryPolicy, SnapshotPolicy, TopicSpec, Upcasters,
 };
 use evident_log::clock::ManualClock;
 use proptest::prelude::*;
@@ -139,7 +140,8 @@ type Hook = Box<
 >;
 
 /// Delegates everything to an embedded backend, except that a hook runs before each append to
-/// the accounts topic (snapshot appends pass straight through).
+/// the accounts topic (snapshot appends pass straight through). The hooks write through the
+/// log directly, synchronously: a test fixture standing for another process.
 struct Hooked {
     inner: Arc<EmbeddedBackend>,
     /// Appends the repository made to the accounts topic.
@@ -153,12 +155,13 @@ impl Hooked {
     }
 }
 
+#[async_trait::async_trait]
 impl Backend for Hooked {
-    fn ensure_topic(&self, topic: &str, spec: TopicSpec) -> evident::Result<()> {
-        self.inner.ensure_topic(topic, spec)
+    async fn ensure_topic(&self, topic: &str, spec: TopicSpec) -> evident::Result<()> {
+        self.inner.ensure_topic(topic, spec).await
     }
 
-    fn append(
+    async fn append(
         &self,
         topic: &str,
         key: &str,
@@ -171,23 +174,23 @@ impl Backend for Hooked {
                 return answer;
             }
         }
-        self.inner.append(topic, key, expected, events)
+        self.inner.append(topic, key, expected, events).await
     }
 
-    fn read_stream(&self, topic: &str, key: &str, query: &StreamQuery) -> evident::Result<StreamPage> {
-        self.inner.read_stream(topic, key, query)
+    async fn read_stream(&self, topic: &str, key: &str, query: &StreamQuery) -> evident::Result<StreamPage> {
+        self.inner.read_stream(topic, key, query).await
     }
 
-    fn read_all(&self, from: u64, limit: usize) -> evident::Result<Vec<RecordedEvent>> {
-        self.inner.read_all(from, limit)
+    async fn read_all(&self, from: u64, limit: usize) -> evident::Result<Vec<RecordedEvent>> {
+        self.inner.read_all(from, limit).await
     }
 
-    fn head_sequence(&self) -> evident::Result<u64> {
-        self.inner.head_sequence()
+    async fn head_sequence(&self) -> evident::Result<u64> {
+        self.inner.head_sequence().await
     }
 
-    fn wait_for_sequence(&self, sequence: u64, timeout: Duration) -> evident::Result<bool> {
-        self.inner.wait_for_sequence(sequence, timeout)
+    async fn wait_for_sequence(&self, sequence: u64, timeout: Duration) -> evident::Result<bool> {
+        self.inner.wait_for_sequence(sequence, timeout).await
     }
 }
 
@@ -209,7 +212,10 @@ fn concurrent_writer(theirs: Vec<Ev>, always: bool) -> Hook {
             let i = n.fetch_add(1, Ordering::SeqCst);
             let data: Vec<EventData> =
                 theirs.iter().enumerate().map(|(j, e)| event_data(e, &format!("concurrent-{i}-{j}"))).collect();
-            inner.append(ACCOUNTS, key, ExpectedVersion::Any, &data).expect("the concurrent writer appends");
+            inner
+                .log()
+                .append_events(ACCOUNTS, key.as_bytes(), ExpectedVersion::Any, &data)
+                .expect("the concurrent writer appends");
         }
         None
     })
@@ -223,7 +229,7 @@ fn lost_replies(lose: u32) -> Hook {
         if left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_err() {
             return None;
         }
-        inner.append(ACCOUNTS, key, expected, events).expect("the append lands");
+        inner.log().append_events(ACCOUNTS, key.as_bytes(), expected, events).expect("the append lands");
         Some(Err(Error::Unavailable("connection reset before the reply".into())))
     })
 }
@@ -793,7 +799,8 @@ fn snapshots_that_do_not_decode_are_ignored() {
         let dir = tempfile::tempdir().expect("tmp");
         let inner = backend(dir.path());
         let repo = account_with_snapshots(&inner);
-        inner.append(SNAPSHOTS, "a1", ExpectedVersion::Any, &[junk]).expect("write the junk snapshot");
+        evident::blocking::wait(inner.append(SNAPSHOTS, "a1", ExpectedVersion::Any, &[junk]))
+            .expect("write the junk snapshot");
         assert_loads_ignore_bad_snapshots(&inner, &repo, case);
     }
 }
@@ -804,9 +811,13 @@ fn a_snapshot_beyond_the_end_of_the_stream_is_ignored() {
     let inner = backend(dir.path());
     let repo = account_with_snapshots(&inner);
     let state = serde_json::to_vec(&Account { balance: 999_999, ..Account::default() }).expect("json");
-    inner
-        .append(SNAPSHOTS, "a1", ExpectedVersion::Any, &[snapshot_record("beyond", &state, Some("1"), Some("99"))])
-        .expect("write the snapshot");
+    evident::blocking::wait(inner.append(
+        SNAPSHOTS,
+        "a1",
+        ExpectedVersion::Any,
+        &[snapshot_record("beyond", &state, Some("1"), Some("99"))],
+    ))
+    .expect("write the snapshot");
     assert_loads_ignore_bad_snapshots(&inner, &repo, "a snapshot at version 99 of a 6-event stream");
 }
 
@@ -980,7 +991,7 @@ fn old_event(id: &str, event_type: &str, payload: serde_json::Value, schema: Opt
 fn three_generations_of_an_event_load_as_the_current_one() {
     let dir = tempfile::tempdir().expect("tmp");
     let inner = backend(dir.path());
-    inner.ensure_topic("wallets", TopicSpec::default()).expect("topic");
+    evident::blocking::wait(inner.ensure_topic("wallets", TopicSpec::default())).expect("topic");
     // What the first and second versions of the code wrote.
     let history = [
         old_event("e0", "Deposited", json!({"amount": 5}), None),
@@ -988,8 +999,15 @@ fn three_generations_of_an_event_load_as_the_current_one() {
         old_event("e2", "Deposited", json!({"amount": 7}), Some(1)),
         old_event("e3", "Deposited", json!({"amount": 2, "currency": "USD"}), Some(2)),
     ];
-    inner.append("wallets", "w1", ExpectedVersion::NoStream, &history[..3]).expect("v1 events");
-    inner.append("wallets", "w1", ExpectedVersion::Exact(evident_core::Version(2)), &history[3..]).expect("v2 event");
+    evident::blocking::wait(inner.append("wallets", "w1", ExpectedVersion::NoStream, &history[..3]))
+        .expect("v1 events");
+    evident::blocking::wait(inner.append(
+        "wallets",
+        "w1",
+        ExpectedVersion::Exact(evident_core::Version(2)),
+        &history[3..],
+    ))
+    .expect("v2 event");
 
     let repo = Repository::<Wallet>::new(inner.clone()).with_upcasters(wallet_upcasters(true));
     // The current code appends a v3 event, stamped as such.
@@ -1053,18 +1071,26 @@ fn three_generations_of_an_event_load_as_the_current_one() {
 fn an_event_newer_than_the_code_or_an_upcaster_that_fails_is_a_decode_error() {
     let dir = tempfile::tempdir().expect("tmp");
     let inner = backend(dir.path());
-    inner.ensure_topic("wallets", TopicSpec::default()).expect("topic");
+    evident::blocking::wait(inner.ensure_topic("wallets", TopicSpec::default())).expect("topic");
     let repo = Repository::<Wallet>::new(inner.clone()).with_upcasters(wallet_upcasters(true));
-    inner
-        .append("wallets", "newer", ExpectedVersion::Any, &[old_event("e0", "Deposited", json!({"cents": 1}), Some(4))])
-        .expect("append");
+    evident::blocking::wait(inner.append(
+        "wallets",
+        "newer",
+        ExpectedVersion::Any,
+        &[old_event("e0", "Deposited", json!({"cents": 1}), Some(4))],
+    ))
+    .expect("append");
     match repo.load("newer") {
         Err(Error::Decode(msg)) => assert!(msg.contains("newer"), "{msg}"),
         other => panic!("expected a decode error, got {other:?}"),
     }
-    inner
-        .append("wallets", "bad", ExpectedVersion::Any, &[old_event("e0", "Deposited", json!({"amount": "x"}), None)])
-        .expect("append");
+    evident::blocking::wait(inner.append(
+        "wallets",
+        "bad",
+        ExpectedVersion::Any,
+        &[old_event("e0", "Deposited", json!({"amount": "x"}), None)],
+    ))
+    .expect("append");
     match repo.load("bad") {
         Err(Error::Decode(msg)) => assert!(msg.contains("not a number"), "{msg}"),
         other => panic!("expected a decode error, got {other:?}"),

@@ -1,6 +1,10 @@
 //! The embedded backend: the evident log opened in this process. No server, no network; the
 //! log's own guarantees (fsync before ack, expected versions, idempotent event ids) are the
 //! backend's.
+//!
+//! The log's calls block (an append waits for its group commit's fsync, a read may fault pages
+//! in, a wait sleeps on a condition variable), so each runs on tokio's blocking pool and the
+//! executor's threads never wait on the disk.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -41,6 +45,16 @@ impl EmbeddedBackend {
     pub fn log(&self) -> &Arc<Log> {
         &self.log
     }
+}
+
+/// Runs `f` on the log in tokio's blocking pool.
+async fn on_log<T: Send + 'static>(log: &Arc<Log>, f: impl FnOnce(&Log) -> Result<T> + Send + 'static) -> Result<T> {
+    let handle = crate::error::runtime()?;
+    let log = log.clone();
+    handle
+        .spawn_blocking(move || f(&log))
+        .await
+        .map_err(|e| Error::Unavailable(format!("the embedded log's call did not complete: {e}")))?
 }
 
 /// Maps the log's errors onto the library's: what a caller can do about each.
@@ -88,37 +102,52 @@ pub(crate) fn recorded(e: &evident_log::Event) -> RecordedEvent {
     }
 }
 
+#[async_trait::async_trait]
 impl Backend for EmbeddedBackend {
-    fn ensure_topic(&self, topic: &str, spec: TopicSpec) -> Result<()> {
-        if self.log.list_topics().iter().any(|t| t.name.as_str() == topic) {
-            return Ok(());
-        }
-        let config = TopicConfig {
-            partitions: spec.partitions,
-            cleanup_policy: if spec.compacted { CleanupPolicy::Compact } else { CleanupPolicy::Delete },
-            ..TopicConfig::default()
-        };
-        match self.log.create_topic(topic, config) {
-            Ok(_) | Err(evident_log::Error::TopicExists(_)) => Ok(()),
-            Err(e) => Err(from_log(e)),
-        }
-    }
-
-    fn append(&self, topic: &str, key: &str, expected: ExpectedVersion, events: &[EventData]) -> Result<Appended> {
-        let out = self.log.append_events(topic, key.as_bytes(), expected, events).map_err(from_log)?;
-        let (first, last) = match (out.records.first(), out.records.last()) {
-            (Some(f), Some(l)) => (f, l),
-            _ => return Err(Error::Rejected("append returned no position".into())),
-        };
-        Ok(Appended {
-            first_version: first.version.unwrap_or_default(),
-            last_version: last.version.unwrap_or_default(),
-            last_sequence: last.sequence,
-            duplicate: out.duplicate,
+    async fn ensure_topic(&self, topic: &str, spec: TopicSpec) -> Result<()> {
+        let topic = topic.to_string();
+        on_log(&self.log, move |log| {
+            if log.list_topics().iter().any(|t| t.name.as_str() == topic) {
+                return Ok(());
+            }
+            let config = TopicConfig {
+                partitions: spec.partitions,
+                cleanup_policy: if spec.compacted { CleanupPolicy::Compact } else { CleanupPolicy::Delete },
+                ..TopicConfig::default()
+            };
+            match log.create_topic(&topic, config) {
+                Ok(_) | Err(evident_log::Error::TopicExists(_)) => Ok(()),
+                Err(e) => Err(from_log(e)),
+            }
         })
+        .await
     }
 
-    fn read_stream(&self, topic: &str, key: &str, query: &StreamQuery) -> Result<StreamPage> {
+    async fn append(
+        &self,
+        topic: &str,
+        key: &str,
+        expected: ExpectedVersion,
+        events: &[EventData],
+    ) -> Result<Appended> {
+        let (topic, key, events) = (topic.to_string(), key.to_string(), events.to_vec());
+        on_log(&self.log, move |log| {
+            let out = log.append_events(&topic, key.as_bytes(), expected, &events).map_err(from_log)?;
+            let (first, last) = match (out.records.first(), out.records.last()) {
+                (Some(f), Some(l)) => (f, l),
+                _ => return Err(Error::Rejected("append returned no position".into())),
+            };
+            Ok(Appended {
+                first_version: first.version.unwrap_or_default(),
+                last_version: last.version.unwrap_or_default(),
+                last_sequence: last.sequence,
+                duplicate: out.duplicate,
+            })
+        })
+        .await
+    }
+
+    async fn read_stream(&self, topic: &str, key: &str, query: &StreamQuery) -> Result<StreamPage> {
         let options = evident_log::StreamReadOptions {
             from_version: query.from_version,
             limit: query.limit,
@@ -129,35 +158,49 @@ impl Backend for EmbeddedBackend {
             as_of_version: query.as_of_version,
             as_of_time_ms: query.as_of_time_ms,
         };
-        match self.log.read_stream(topic, key.as_bytes(), &options) {
+        let (topic, key) = (topic.to_string(), key.to_string());
+        on_log(&self.log, move |log| match log.read_stream(&topic, key.as_bytes(), &options) {
             Ok(read) => Ok(StreamPage {
                 events: read.events.iter().map(recorded).collect(),
                 current_version: read.current_version,
             }),
             Err(evident_log::Error::UnknownTopic(_)) => Ok(StreamPage::default()),
             Err(e) => Err(from_log(e)),
-        }
+        })
+        .await
     }
 
-    fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
-        let events = self.log.read_all(from, limit).map_err(from_log)?;
-        Ok(events.iter().map(recorded).collect())
+    async fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
+        on_log(&self.log, move |log| {
+            let events = log.read_all(from, limit).map_err(from_log)?;
+            Ok(events.iter().map(recorded).collect())
+        })
+        .await
     }
 
-    fn read_partition(&self, topic: &str, partition: u32, offset: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
-        match self.log.read_partition_events(topic, partition, offset, limit) {
+    async fn read_partition(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        let topic = topic.to_string();
+        on_log(&self.log, move |log| match log.read_partition_events(&topic, partition, offset, limit) {
             Ok(events) => Ok(events.iter().map(recorded).collect()),
             Err(evident_log::Error::UnknownTopic(_)) => Ok(Vec::new()),
             Err(evident_log::Error::OffsetOutOfRange { .. }) => Ok(Vec::new()),
             Err(e) => Err(from_log(e)),
-        }
+        })
+        .await
     }
 
-    fn head_sequence(&self) -> Result<u64> {
+    async fn head_sequence(&self) -> Result<u64> {
+        // A read of a counter under the log's mutex: no I/O, no need for the blocking pool.
         Ok(self.log.stats().next_sequence)
     }
 
-    fn wait_for_sequence(&self, sequence: u64, timeout: Duration) -> Result<bool> {
-        self.log.wait_for_sequence(sequence, timeout).map_err(from_log)
+    async fn wait_for_sequence(&self, sequence: u64, timeout: Duration) -> Result<bool> {
+        on_log(&self.log, move |log| log.wait_for_sequence(sequence, timeout).map_err(from_log)).await
     }
 }

@@ -2,13 +2,14 @@
 //! code written against [`Backend`] runs unchanged against a server, with the same results as
 //! on the [`EmbeddedBackend`](super::EmbeddedBackend) for everything the library writes.
 //!
-//! **Transport.** One blocking `reqwest` client per backend (cheap to clone, shared), with
+//! **Transport.** One async `reqwest` client per backend (cheap to clone, shared), with
 //! keep-alive connections, `TCP_NODELAY`, a connect timeout of 5 s, a per-request timeout of
 //! 60 s ([`HttpBackend::with_request_timeout`] changes it) and no redirects (a data API that
 //! redirects is misconfigured; following a redirect would turn a `POST` into a `GET`). Only
 //! `http://` URLs: this build of `reqwest` has no TLS (put a TLS-terminating proxy beside the
-//! client if the network needs one). Like every blocking `reqwest` client, it must be neither
-//! created nor dropped inside an async runtime: call it from a plain thread or `spawn_blocking`.
+//! client if the network needs one). The client's pooled connections belong to the tokio runtime
+//! that opened them: keep a backend on one runtime (the [`crate::blocking`] facade uses one
+//! process-wide runtime for this reason).
 //!
 //! **Bounded allocation.** A response body larger than [`RESPONSE_MAX_BYTES`] is refused
 //! (checked against `Content-Length` first, then while reading), so a hostile or broken server
@@ -37,6 +38,7 @@
 //! order), then the plain `headers`. A stream read longer than the server's page (10,000
 //! events) is fetched in pages pinned to the version the first page saw, so it is one snapshot
 //! of the stream as the embedded read is. An unknown topic or stream is an empty page, as there.
+//! Partition reads (the dead-letter queue's listing) use the server's partition route, in pages.
 //!
 //! **What cannot match the embedded backend** (the cross-backend test in
 //! `crates/evident-server/tests/library_http.rs` pins the rest):
@@ -70,12 +72,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read};
 use std::time::Duration;
 
 use base64::Engine;
 use evident_core::{envelope, EventData, ExpectedVersion, StreamKey};
-use reqwest::blocking::{Client, RequestBuilder};
+use reqwest::{Client, RequestBuilder};
 use reqwest::{StatusCode, Url};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -165,32 +166,40 @@ impl HttpBackend {
     }
 
     /// Sends `req` and reads the reply, within [`RESPONSE_MAX_BYTES`].
-    fn call(&self, req: RequestBuilder, what: &str) -> Result<Reply> {
-        let resp = req.send().map_err(|e| Error::Unavailable(format!("{what}: {}", chain(&e))))?;
+    async fn call(&self, req: RequestBuilder, what: &str) -> Result<Reply> {
+        let mut resp = req.send().await.map_err(|e| Error::Unavailable(format!("{what}: {}", chain(&e))))?;
         let status = resp.status();
         if resp.content_length().is_some_and(|n| n > RESPONSE_MAX_BYTES as u64) {
             return Ok(Reply { status, body: None });
         }
         let mut body = Vec::new();
-        resp.take(RESPONSE_MAX_BYTES as u64 + 1)
-            .read_to_end(&mut body)
-            .map_err(|e| Error::Unavailable(format!("{what}: reading the reply: {}", chain(&e))))?;
-        if body.len() > RESPONSE_MAX_BYTES {
-            return Ok(Reply { status, body: None });
+        while let Some(chunk) =
+            resp.chunk().await.map_err(|e| Error::Unavailable(format!("{what}: reading the reply: {}", chain(&e))))?
+        {
+            if body.len() + chunk.len() > RESPONSE_MAX_BYTES {
+                return Ok(Reply { status, body: None });
+            }
+            body.extend_from_slice(&chunk);
         }
         Ok(Reply { status, body: Some(body) })
     }
 
     /// A GET of a page of events: on a reply over the cap, asks again for half as many, down to
     /// one. Returns the reply and the limit it was asked with.
-    fn get_page(&self, path: &str, mut query: Vec<(&str, String)>, limit: usize, what: &str) -> Result<(Reply, usize)> {
+    async fn get_page(
+        &self,
+        path: &str,
+        mut query: Vec<(&str, String)>,
+        limit: usize,
+        what: &str,
+    ) -> Result<(Reply, usize)> {
         let mut limit = limit.clamp(1, PAGE_MAX);
         query.push(("limit", String::new()));
         loop {
             if let Some(last) = query.last_mut() {
                 last.1 = limit.to_string();
             }
-            let reply = self.call(self.client.get(self.url(path, &query)?), what)?;
+            let reply = self.call(self.client.get(self.url(path, &query)?), what).await?;
             if reply.body.is_some() || limit == 1 {
                 return Ok((reply, limit));
             }
@@ -199,13 +208,13 @@ impl HttpBackend {
     }
 
     /// The store's next commit sequence, from an empty read past the end.
-    fn head(&self) -> Result<u64> {
+    async fn head(&self) -> Result<u64> {
         #[derive(Deserialize)]
         struct Head {
             head_sequence: Option<u64>,
         }
         let query = [("from_sequence", u64::MAX.to_string()), ("limit", "1".to_string())];
-        let reply = self.call(self.client.get(self.url("/v1/all", &query)?), "GET /v1/all")?;
+        let reply = self.call(self.client.get(self.url("/v1/all", &query)?), "GET /v1/all").await?;
         let body = reply.ok_body("GET /v1/all")?;
         let head: Head = parse_json(&body, "GET /v1/all")?;
         head.head_sequence.ok_or_else(|| {
@@ -616,14 +625,22 @@ struct StreamReply<'a> {
 }
 
 #[derive(Deserialize)]
+struct PartitionReply<'a> {
+    #[serde(borrow)]
+    records: Vec<&'a RawValue>,
+    next_offset: Option<u64>,
+}
+
+#[derive(Deserialize)]
 struct AllReply<'a> {
     #[serde(borrow)]
     events: Vec<&'a RawValue>,
     next_sequence: Option<u64>,
 }
 
+#[async_trait::async_trait]
 impl Backend for HttpBackend {
-    fn ensure_topic(&self, topic: &str, spec: TopicSpec) -> Result<()> {
+    async fn ensure_topic(&self, topic: &str, spec: TopicSpec) -> Result<()> {
         let body = serde_json::json!({
             "name": topic,
             "partitions": spec.partitions,
@@ -633,7 +650,7 @@ impl Backend for HttpBackend {
             },
         });
         let what = "POST /v1/topics";
-        let reply = self.call(self.client.post(self.url("/v1/topics", &[])?).json(&body), what)?;
+        let reply = self.call(self.client.post(self.url("/v1/topics", &[])?).json(&body), what).await?;
         match reply.body_or_refusal(what) {
             Ok(body) => body.map(drop),
             Err(r) if r.status == StatusCode::CONFLICT && r.code() == "topic_exists" => Ok(()),
@@ -641,7 +658,13 @@ impl Backend for HttpBackend {
         }
     }
 
-    fn append(&self, topic: &str, key: &str, expected: ExpectedVersion, events: &[EventData]) -> Result<Appended> {
+    async fn append(
+        &self,
+        topic: &str,
+        key: &str,
+        expected: ExpectedVersion,
+        events: &[EventData],
+    ) -> Result<Appended> {
         let path = Self::stream_path(topic, key)?;
         let body = AppendBody {
             expected_version: expected.to_string(),
@@ -654,7 +677,7 @@ impl Backend for HttpBackend {
             .post(self.url(&path, &[])?)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
-        let body = match self.call(req, &what)?.body_or_refusal(&what) {
+        let body = match self.call(req, &what).await?.body_or_refusal(&what) {
             Ok(body) => body?,
             Err(r) => {
                 return Err(match (r.status, r.code()) {
@@ -681,7 +704,7 @@ impl Backend for HttpBackend {
         })
     }
 
-    fn read_stream(&self, topic: &str, key: &str, query: &StreamQuery) -> Result<StreamPage> {
+    async fn read_stream(&self, topic: &str, key: &str, query: &StreamQuery) -> Result<StreamPage> {
         // Keys the API cannot hold name no stream, and ``, `.` and `..` are no topic's name
         // (the embedded log finds nothing either).
         if key.is_empty() || key.len() > StreamKey::LEN_MAX || matches!(topic, "" | "." | "..") {
@@ -710,7 +733,7 @@ impl Backend for HttpBackend {
                 params.push(("as_of_time", t.to_string()));
             }
             let ask = page_limit.min(want.saturating_sub(events.len())).max(1);
-            let (reply, asked) = self.get_page(&path, params, ask, &what)?;
+            let (reply, asked) = self.get_page(&path, params, ask, &what).await?;
             page_limit = asked;
             let body = match reply.body_or_refusal(&what) {
                 Ok(body) => body?,
@@ -747,14 +770,14 @@ impl Backend for HttpBackend {
         Ok(StreamPage { events, current_version })
     }
 
-    fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
+    async fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
         let mut events = Vec::new();
         let mut from = from;
         let mut page_limit = limit.clamp(1, PAGE_MAX);
         while events.len() < limit {
             let ask = page_limit.min(limit - events.len());
             let (reply, asked) =
-                self.get_page("/v1/all", vec![("from_sequence", from.to_string())], ask, "GET /v1/all")?;
+                self.get_page("/v1/all", vec![("from_sequence", from.to_string())], ask, "GET /v1/all").await?;
             page_limit = asked;
             let body = reply.ok_body("GET /v1/all")?;
             let page: AllReply<'_> = parse_json(&body, "GET /v1/all")?;
@@ -772,28 +795,79 @@ impl Backend for HttpBackend {
         Ok(events)
     }
 
-    fn head_sequence(&self) -> Result<u64> {
-        self.head()
+    /// The server's partition route (`GET /v1/topics/{t}/partitions/{p}/records`), in pages,
+    /// rather than the trait's scan of the whole feed.
+    async fn read_partition(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        if matches!(topic, "" | "." | "..") {
+            return Ok(Vec::new());
+        }
+        let path = format!("/v1/topics/{}/partitions/{partition}/records", segment("topic", topic)?);
+        let what = format!("GET {path}");
+        let mut events = Vec::new();
+        let mut from = offset;
+        let mut page_limit = limit.clamp(1, PAGE_MAX);
+        while events.len() < limit {
+            let ask = page_limit.min(limit - events.len());
+            let (reply, asked) = self.get_page(&path, vec![("offset", from.to_string())], ask, &what).await?;
+            page_limit = asked;
+            let body = match reply.body_or_refusal(&what) {
+                Ok(body) => body?,
+                // As the embedded backend: an unknown topic, or an offset past the end, is empty.
+                Err(r) if matches!(r.code(), "unknown_topic" | "offset_out_of_range") => return Ok(events),
+                Err(r) => return Err(r.into_error()),
+            };
+            let page: PartitionReply<'_> = parse_json(&body, &what)?;
+            for raw in page.records {
+                events.push(decode_event(raw)?);
+            }
+            match page.next_offset {
+                Some(next) if next > from => from = next,
+                _ => break,
+            }
+        }
+        events.truncate(limit);
+        Ok(events)
     }
 
-    fn wait_for_sequence(&self, sequence: u64, timeout: Duration) -> Result<bool> {
+    async fn head_sequence(&self) -> Result<u64> {
+        self.head().await
+    }
+
+    async fn wait_for_sequence(&self, sequence: u64, timeout: Duration) -> Result<bool> {
         if timeout < WAIT_PROBE_BELOW {
-            return Ok(!self.read_all(sequence, 1)?.is_empty());
+            return Ok(!self.read_all(sequence, 1).await?.is_empty());
         }
         // A deadline past WAIT_MAX would overflow the client's `Instant` arithmetic.
         let timeout = timeout.min(WAIT_MAX);
         let what = "GET /v1/subscribe";
         let url = self.url("/v1/subscribe", &[("from_sequence", sequence.to_string())])?;
-        let resp =
-            match self.client.get(url).header(reqwest::header::ACCEPT, "text/event-stream").timeout(timeout).send() {
-                Ok(resp) => resp,
-                Err(e) if e.is_timeout() => return Ok(false),
-                Err(e) => return Err(Error::Unavailable(format!("{what}: {}", chain(&e)))),
-            };
+        let mut resp = match self
+            .client
+            .get(url)
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .timeout(timeout)
+            .send()
+            .await
+        {
+            Ok(resp) => resp,
+            Err(e) if e.is_timeout() => return Ok(false),
+            Err(e) => return Err(Error::Unavailable(format!("{what}: {}", chain(&e)))),
+        };
         if !resp.status().is_success() {
             let status = resp.status();
             let mut body = Vec::new();
-            resp.take(RESPONSE_MAX_BYTES as u64).read_to_end(&mut body).ok();
+            while let Ok(Some(chunk)) = resp.chunk().await {
+                if body.len() + chunk.len() > RESPONSE_MAX_BYTES {
+                    break;
+                }
+                body.extend_from_slice(&chunk);
+            }
             return Err(Reply { status, body: Some(body) }
                 .ok_body(what)
                 .err()
@@ -802,21 +876,17 @@ impl Backend for HttpBackend {
         // Server-Sent Events: messages end at a blank line; a line starting with ':' is a
         // comment (keep-alive). Only each line's start is kept, so an event of any size costs
         // a bounded buffer.
-        let mut reader = BufReader::with_capacity(8192, resp);
         let mut line: Vec<u8> = Vec::with_capacity(16);
         let mut line_len = 0usize;
         let (mut has_field, mut is_error) = (false, false);
         loop {
-            let buf = match reader.fill_buf() {
-                Ok(buf) => buf,
+            let buf = match resp.chunk().await {
+                Ok(Some(buf)) => buf,
+                Ok(None) => return Err(Error::Unavailable(format!("{what}: the server ended the subscription"))),
                 Err(e) if is_timeout(&e) => return Ok(false),
                 Err(e) => return Err(Error::Unavailable(format!("{what}: {}", chain(&e)))),
             };
-            if buf.is_empty() {
-                return Err(Error::Unavailable(format!("{what}: the server ended the subscription")));
-            }
-            let n = buf.len();
-            for &b in buf {
+            for &b in buf.iter() {
                 if b != b'\n' {
                     if line.len() < 16 {
                         line.push(b);
@@ -842,7 +912,6 @@ impl Backend for HttpBackend {
                 line.clear();
                 line_len = 0;
             }
-            reader.consume(n);
         }
     }
 }
@@ -868,7 +937,7 @@ mod tests {
 
     /// A one-thread HTTP server answering each connection's request with `answer(request line)`.
     fn fake_server(answer: fn(&str) -> Vec<u8>) -> String {
-        use std::io::Write;
+        use std::io::{BufRead, BufReader, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         std::thread::spawn(move || {
@@ -889,8 +958,8 @@ mod tests {
         format!("http://{addr}")
     }
 
-    #[test]
-    fn replies_over_the_cap_are_refused_and_pages_shrink_to_fit() {
+    #[tokio::test]
+    async fn replies_over_the_cap_are_refused_and_pages_shrink_to_fit() {
         let base = fake_server(|request| {
             if request.contains("from_sequence=0&limit=1 ") {
                 let event = r#"{"specversion":"1.0","id":"e","type":"T","source":null,"time":"1970-01-01T00:00:00.000Z",
@@ -909,9 +978,9 @@ mod tests {
             }
         });
         let b = HttpBackend::new(base).expect("backend");
-        let events = b.read_all(0, 4).expect("read");
+        let events = b.read_all(0, 4).await.expect("read");
         assert_eq!(ids_of(&events), ["e"], "asked for 4, 2, then 1");
-        match b.head_sequence() {
+        match b.head_sequence().await {
             Err(Error::Unavailable(m)) => assert!(m.contains("exceeds"), "{m}"),
             other => panic!("a reply over the cap is refused, not {other:?}"),
         }

@@ -119,11 +119,11 @@ impl DeadLetters {
     }
 
     /// The entries still parked or held, by stream, each stream's in order.
-    pub fn list(&self) -> Result<BTreeMap<String, Vec<Entry>>> {
+    pub async fn list(&self) -> Result<BTreeMap<String, Vec<Entry>>> {
         let mut records = Vec::new();
         let mut offset = 0;
         loop {
-            let page = self.backend.read_partition(&self.topic, 0, offset, 1000)?;
+            let page = self.backend.read_partition(&self.topic, 0, offset, 1000).await?;
             let Some(last) = page.last() else { break };
             offset = last.offset + 1;
             records.extend(page.iter().filter_map(to_dlq_record));
@@ -133,26 +133,26 @@ impl DeadLetters {
 
     /// Asks the runner to retry `stream`'s entries, in order, stopping at the first that fails
     /// again.
-    pub fn retry(&self, stream: &str) -> Result<()> {
-        self.send(stream, request(Kind::Retry, None))
+    pub async fn retry(&self, stream: &str) -> Result<()> {
+        self.send(stream, request(Kind::Retry, None)).await
     }
 
     /// Asks the runner to skip `stream`'s first entry (it is never applied), then retry the
     /// rest. Returns the skipped entry's sequence.
-    pub fn skip(&self, stream: &str) -> Result<u64> {
-        let list = self.list()?;
+    pub async fn skip(&self, stream: &str) -> Result<u64> {
+        let list = self.list().await?;
         let head = list
             .get(stream)
             .and_then(|entries| entries.first())
             .ok_or_else(|| Error::Rejected(format!("stream {stream} has no parked event in {}", self.topic)))?;
         let sequence = head.sequence;
-        self.send(stream, request(Kind::Skip, Some(sequence)))?;
+        self.send(stream, request(Kind::Skip, Some(sequence))).await?;
         Ok(sequence)
     }
 
-    fn send(&self, stream: &str, record: EventData) -> Result<()> {
-        self.backend.ensure_topic(&self.topic, TopicSpec::default())?;
-        self.backend.append(&self.topic, stream, ExpectedVersion::Any, &[record])?;
+    async fn send(&self, stream: &str, record: EventData) -> Result<()> {
+        self.backend.ensure_topic(&self.topic, TopicSpec::default()).await?;
+        self.backend.append(&self.topic, stream, ExpectedVersion::Any, &[record]).await?;
         tracing::debug!(projection = %self.projection, stream, "dead-letter request sent");
         Ok(())
     }

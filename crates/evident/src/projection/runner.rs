@@ -2,6 +2,11 @@
 //! applies events in transactions that also move the checkpoint, retries and parks failing
 //! events, acts on dead-letter requests, and rebuilds a projection into fresh tables.
 //!
+//! **Async.** [`ProjectionRunner`] is async (`async_api.rs`); its work runs on tokio's
+//! blocking pool, a page at a time, in the synchronous core below: handlers are plain functions
+//! over a synchronous [`Tx`] (SQLite blocks on its file; PostgreSQL statements are pipelined
+//! and waited for on the runtime), and the executor's threads never wait on a database.
+//!
 //! **Batching.** Events are applied a page at a time (`batch_size`, default 1,000) in one
 //! transaction, so the database's commit cost (an fsync) is paid once per page, not per event.
 //! If a handler fails inside a page, the transaction is rolled back, the events before the
@@ -29,7 +34,7 @@
 //! new record.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,11 +46,13 @@ use super::sink::Sink;
 use super::sql::{Row, SqlError, SqlValue, TableNames, ToParam, Tx};
 use super::{HandlerError, Projection, Subscription};
 
+mod async_api;
 mod journal;
 mod rebuild;
 use crate::backend::{Backend, TopicSpec};
 use crate::event::RecordedEvent;
 use crate::{Error, Result};
+pub use async_api::ProjectionRunner;
 
 /// Suffix of the tables a rebuild fills before they are swapped in.
 const REBUILD_SUFFIX: &str = "__rebuild";
@@ -128,8 +135,10 @@ enum RunEnd {
     Failed(usize, HandlerError),
 }
 
-/// Runs a projection against a backend and a sink.
-pub struct ProjectionRunner<P: Projection> {
+/// The runner's synchronous core: it runs on a thread of tokio's blocking pool and waits on
+/// the runtime (`rt`) for the backend.
+pub(crate) struct Core<P: Projection> {
+    rt: tokio::runtime::Handle,
     backend: Arc<dyn Backend>,
     sink: Sink,
     projection: P,
@@ -149,9 +158,9 @@ pub struct ProjectionRunner<P: Projection> {
     journal_writes: AtomicU64,
 }
 
-impl<P: Projection> std::fmt::Debug for ProjectionRunner<P> {
+impl<P: Projection> std::fmt::Debug for Core<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProjectionRunner")
+        f.debug_struct("Core")
             .field("key", &self.key)
             .field("position", &self.position)
             .field("parked_streams", &self.parked.len())
@@ -186,7 +195,7 @@ fn seq_param(v: u64) -> Result<i64> {
 /// on SQLite `BEGIN IMMEDIATE` serializes writers.)
 fn write_checkpoint(tx: &mut Tx<'_>, key: &str, from: u64, to: u64) -> Result<()> {
     let n = tx
-        .execute(
+        .execute_count(
             "UPDATE evident_checkpoints SET position = $1, updated_ms = $2 WHERE projection = $3 AND position = $4",
             &[&seq_param(to)?, &now_ms(), &key, &seq_param(from)?],
         )
@@ -199,18 +208,15 @@ fn write_checkpoint(tx: &mut Tx<'_>, key: &str, from: u64, to: u64) -> Result<()
     Ok(())
 }
 
-impl<P: Projection> ProjectionRunner<P> {
-    /// A runner with default options, resuming from the projection's checkpoint in `sink`.
-    pub fn new(backend: Arc<dyn Backend>, sink: Sink, projection: P) -> Result<Self> {
-        Self::with_options(backend, sink, projection, RunnerOptions::default())
+impl<P: Projection> Core<P> {
+    /// Waits for `f` on the runtime (the core runs on a blocking-pool thread, where this is
+    /// allowed).
+    fn wait<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
     }
 
-    /// A runner with `options`.
-    pub fn with_options(backend: Arc<dyn Backend>, sink: Sink, projection: P, options: RunnerOptions) -> Result<Self> {
-        Self::open(backend, sink, projection, options, false)
-    }
-
-    fn open(
+    pub(crate) fn open(
+        rt: tokio::runtime::Handle,
         backend: Arc<dyn Backend>,
         sink: Sink,
         projection: P,
@@ -224,12 +230,13 @@ impl<P: Projection> ProjectionRunner<P> {
         if options.batch_size == 0 {
             return Err(Error::Rejected("batch_size must be at least 1".into()));
         }
-        backend.ensure_topic(&dlq_topic, TopicSpec::default())?;
+        rt.block_on(backend.ensure_topic(&dlq_topic, TopicSpec::default()))?;
         let tables = projection.tables();
         let key = if rebuild { format!("{name}#rebuild") } else { name.clone() };
         let names = TableNames::new(&tables, if rebuild { REBUILD_SUFFIX } else { "" });
         let subscription = projection.subscription();
         let mut runner = Self {
+            rt,
             backend,
             sink,
             projection,
@@ -298,43 +305,22 @@ impl<P: Projection> ProjectionRunner<P> {
         }
     }
 
-    /// The next commit sequence to process (everything before it is applied, parked or not
-    /// subscribed).
-    pub fn position(&self) -> u64 {
-        self.position
-    }
-
-    /// The projection.
-    pub fn projection(&self) -> &P {
-        &self.projection
-    }
-
-    /// The projection, mutably (for state it keeps outside the database).
-    pub fn projection_mut(&mut self) -> &mut P {
-        &mut self.projection
-    }
-
     /// The projection's dead-letter queue.
-    pub fn dead_letters(&self) -> DeadLetters {
+    pub(crate) fn dead_letters(&self) -> DeadLetters {
         DeadLetters::new(self.backend.clone(), &self.name)
     }
 
     /// Runs a query on the read model; `{table}` names resolve to the tables this runner
     /// fills.
-    pub fn query(&mut self, sql_text: &str, params: &[&dyn ToParam]) -> Result<Vec<Row>> {
+    pub(crate) fn query(&mut self, sql_text: &str, params: &[&dyn ToParam]) -> Result<Vec<Row>> {
         self.sink.tx(&mut self.names).query(sql_text, params).map_err(sql)
-    }
-
-    /// Counters since the runner started.
-    pub fn counters(&self) -> CatchUp {
-        self.counters
     }
 
     /// Reads one page of the feed from the checkpoint and processes it. Returns the number of
     /// events read (0: nothing new).
-    pub fn step(&mut self) -> Result<usize> {
+    pub(crate) fn step(&mut self) -> Result<usize> {
         self.reconcile()?;
-        let events = self.backend.read_all(self.position, self.options.batch_size)?;
+        let events = self.wait(self.backend.read_all(self.position, self.options.batch_size))?;
         if events.is_empty() {
             return Ok(0);
         }
@@ -348,13 +334,9 @@ impl<P: Projection> ProjectionRunner<P> {
         Ok(events.len())
     }
 
-    /// Processes everything up to the store's head as of now, then returns.
-    pub fn catch_up(&mut self) -> Result<CatchUp> {
-        self.catch_up_with(|_| {})
-    }
-
-    /// Like [`ProjectionRunner::catch_up`], reporting progress after each page.
-    pub fn catch_up_with(&mut self, mut progress: impl FnMut(&Progress)) -> Result<CatchUp> {
+    /// Processes everything up to the store's head as of now, reporting progress after each
+    /// page, then returns.
+    pub(crate) fn catch_up_with(&mut self, mut progress: impl FnMut(&Progress)) -> Result<CatchUp> {
         let start = Instant::now();
         let before = self.counters;
         // The runner's own dead-letter records move the head while it catches up; one more
@@ -362,7 +344,7 @@ impl<P: Projection> ProjectionRunner<P> {
         // something still ends at the head. A few passes at most: a live stream never ends.
         for _pass in 0..4 {
             let writes = self.journal_writes.load(Ordering::Relaxed);
-            let target = self.backend.head_sequence()?;
+            let target = self.wait(self.backend.head_sequence())?;
             while self.position < target {
                 if self.step()? == 0 {
                     // Everything left before the head belonged to deleted topics.
@@ -389,16 +371,6 @@ impl<P: Projection> ProjectionRunner<P> {
         })
     }
 
-    /// Runs live: processes events as they are appended until `stop` is set.
-    pub fn run(&mut self, stop: &AtomicBool) -> Result<()> {
-        while !stop.load(Ordering::Relaxed) {
-            if self.step()? == 0 {
-                self.backend.wait_for_sequence(self.position, self.options.idle_wait)?;
-            }
-        }
-        Ok(())
-    }
-
     fn process(&mut self, events: &[RecordedEvent]) -> Result<()> {
         let mut i = 0;
         while i < events.len() {
@@ -420,9 +392,27 @@ impl<P: Projection> ProjectionRunner<P> {
         Ok(())
     }
 
-    /// Applies a run of events in one transaction, up to the first request or failure.
+    /// Applies a run of events in one transaction, up to the first request or failure. On
+    /// PostgreSQL the handlers' statements are pipelined; if one failed, which event it
+    /// belonged to is unknown, so the run is rolled back and applied again with each statement
+    /// waited for.
     fn apply_run(&mut self, events: &[RecordedEvent]) -> Result<RunEnd> {
+        match self.apply_run_once(events)? {
+            Some(end) => Ok(end),
+            None => {
+                self.sink.set_pipelined(false);
+                let r = self.apply_run_once(events);
+                self.sink.set_pipelined(true);
+                r?.ok_or_else(|| Error::Sink("a statement failed in a page applied statement by statement".into()))
+            }
+        }
+    }
+
+    /// One attempt of [`Self::apply_run`]; None when a pipelined statement failed (nothing was
+    /// committed).
+    fn apply_run_once(&mut self, events: &[RecordedEvent]) -> Result<Option<RunEnd>> {
         self.sink.begin()?;
+        let mut pipeline_failed = false;
         let mut end = events.len();
         let mut outcome = RunEnd::Done;
         let mut held: Vec<&RecordedEvent> = Vec::new();
@@ -465,6 +455,10 @@ impl<P: Projection> ProjectionRunner<P> {
                 }
                 applied += 1;
             }
+            if !matches!(outcome, RunEnd::Failed(..)) && tx.flush().is_err() {
+                pipeline_failed = true;
+                return Ok(());
+            }
             if !matches!(outcome, RunEnd::Failed(..)) && end > 0 {
                 write_checkpoint(&mut tx, &self.key, self.position, events[end - 1].sequence + 1)?;
             }
@@ -474,9 +468,13 @@ impl<P: Projection> ProjectionRunner<P> {
             let _ = self.sink.rollback();
             return Err(e);
         }
+        if pipeline_failed {
+            self.sink.rollback()?;
+            return Ok(None);
+        }
         if matches!(outcome, RunEnd::Failed(..)) {
             self.sink.rollback()?;
-            return Ok(outcome);
+            return Ok(Some(outcome));
         }
         // Journal the held events before the commit that records them (see the module doc).
         for e in &held {
@@ -493,7 +491,7 @@ impl<P: Projection> ProjectionRunner<P> {
         self.counters.applied += applied;
         self.counters.parked += held.len() as u64;
         self.parked.extend(held_streams);
-        Ok(outcome)
+        Ok(Some(outcome))
     }
 
     /// Handles `e` once in its own transaction, deleting `delete_parked`'s row with it.
@@ -513,7 +511,7 @@ impl<P: Projection> ProjectionRunner<P> {
             }
             if let Some(seq) = resolve {
                 let n = tx
-                    .execute(
+                    .execute_count(
                         "DELETE FROM evident_parked WHERE projection = $1 AND sequence = $2",
                         &[&key, &seq_param(seq)?],
                     )
@@ -630,7 +628,7 @@ impl<P: Projection> ProjectionRunner<P> {
             if let Err(msg) = outcome {
                 tracing::warn!(projection = %self.name, %stream, sequence = seq, error = %msg, "retry of a parked event failed again");
                 let record = dead_letter::failed(&self.name, seq, &msg, attempts);
-                self.backend.append(&self.dlq_topic, &stream, ExpectedVersion::Any, &[record])?;
+                self.wait(self.backend.append(&self.dlq_topic, &stream, ExpectedVersion::Any, &[record]))?;
                 break;
             }
         }
@@ -652,7 +650,7 @@ impl<P: Projection> ProjectionRunner<P> {
 
     /// The event at commit sequence `seq` (None once its topic is deleted).
     pub(super) fn event_at(&self, seq: u64) -> Result<Option<RecordedEvent>> {
-        Ok(self.backend.read_all(seq, 1)?.into_iter().next().filter(|e| e.sequence == seq))
+        Ok(self.wait(self.backend.read_all(seq, 1))?.into_iter().next().filter(|e| e.sequence == seq))
     }
 
     fn resolve_without_applying(&mut self, stream: &str, seq: u64, outcome: &str) -> Result<()> {

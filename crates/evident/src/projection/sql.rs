@@ -7,8 +7,25 @@
 //! substitutes the live table, or its rebuild twin while rebuilding. Values convert to the
 //! column's type on PostgreSQL (an integer parameter works for `INT`, `BIGINT` or `REAL`
 //! columns), so the same statement runs unchanged on both.
+//!
+//! **Pipelining.** [`Tx::execute`] does not wait for PostgreSQL's answer: the statement is sent
+//! at once on the connection (`tokio-postgres` pipelines requests) and its result is collected
+//! before the next statement that needs an answer ([`Tx::execute_count`], [`Tx::query`],
+//! [`Tx::batch`]) or before the commit. A page of 1,000 events therefore costs a handful of
+//! round trips instead of one per statement. A failed statement still fails the transaction;
+//! the runner then replays the page one statement at a time to find the event that failed.
+//! SQLite runs each statement in place (it is a function call, not a round trip).
+//!
+//! The `Tx` is synchronous: handlers run on tokio's blocking pool (SQLite blocks on its file;
+//! see [`super::runner`]), and the PostgreSQL calls that need an answer wait on the runtime.
 
 use std::collections::HashMap;
+#[cfg(feature = "postgres")]
+use std::future::Future;
+#[cfg(feature = "postgres")]
+use std::pin::Pin;
+#[cfg(feature = "postgres")]
+use std::sync::Arc;
 
 /// A parameter value, borrowed from the caller.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -27,8 +44,9 @@ pub enum Param<'a> {
     Bool(bool),
 }
 
-/// A value a statement can take as a parameter.
-pub trait ToParam {
+/// A value a statement can take as a parameter (`Sync`, so that async code can hold a
+/// statement's parameters across an await).
+pub trait ToParam: Sync {
     /// The value as a parameter.
     fn to_param(&self) -> Param<'_>;
 }
@@ -93,6 +111,47 @@ impl<T: ToParam> ToParam for Option<T> {
 impl ToParam for Param<'_> {
     fn to_param(&self) -> Param<'_> {
         *self
+    }
+}
+
+/// A parameter's value, owned: what a pipelined statement keeps until it is sent, and what a
+/// query from async code moves to the thread that runs it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum OwnedParam {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+    Bool(bool),
+}
+
+impl OwnedParam {
+    pub(crate) fn all(params: &[&dyn ToParam]) -> Vec<OwnedParam> {
+        params
+            .iter()
+            .map(|p| match p.to_param() {
+                Param::Null => OwnedParam::Null,
+                Param::Int(v) => OwnedParam::Int(v),
+                Param::Real(v) => OwnedParam::Real(v),
+                Param::Text(v) => OwnedParam::Text(v.to_string()),
+                Param::Blob(v) => OwnedParam::Blob(v.to_vec()),
+                Param::Bool(v) => OwnedParam::Bool(v),
+            })
+            .collect()
+    }
+}
+
+impl ToParam for OwnedParam {
+    fn to_param(&self) -> Param<'_> {
+        match self {
+            OwnedParam::Null => Param::Null,
+            OwnedParam::Int(v) => Param::Int(*v),
+            OwnedParam::Real(v) => Param::Real(*v),
+            OwnedParam::Text(v) => Param::Text(v),
+            OwnedParam::Blob(v) => Param::Blob(v),
+            OwnedParam::Bool(v) => Param::Bool(*v),
+        }
     }
 }
 
@@ -232,8 +291,10 @@ pub struct Tx<'a> {
 }
 
 pub(crate) enum TxInner<'a> {
+    #[cfg(feature = "sqlite")]
     Sqlite(&'a rusqlite::Connection),
-    Postgres(&'a mut postgres::Client, &'a mut HashMap<String, postgres::Statement>),
+    #[cfg(feature = "postgres")]
+    Postgres(&'a mut PgConn),
 }
 
 impl std::fmt::Debug for Tx<'_> {
@@ -246,7 +307,9 @@ impl Tx<'_> {
     /// The database.
     pub fn dialect(&self) -> Dialect {
         match self.inner {
+            #[cfg(feature = "sqlite")]
             TxInner::Sqlite(_) => Dialect::Sqlite,
+            #[cfg(feature = "postgres")]
             TxInner::Postgres(..) => Dialect::Postgres,
         }
     }
@@ -256,23 +319,27 @@ impl Tx<'_> {
         self.names.real(table).ok_or_else(|| SqlError(format!("{table} is not a table the projection declares")))
     }
 
-    /// Runs a statement; returns the number of rows it changed.
-    pub fn execute(&mut self, sql: &str, params: &[&dyn ToParam]) -> Result<u64, SqlError> {
+    /// Runs a statement. On PostgreSQL it is pipelined: sent now, its outcome checked before
+    /// the next statement that needs an answer or the commit (see the module doc); use
+    /// [`Tx::execute_count`] for the number of rows changed.
+    pub fn execute(&mut self, sql: &str, params: &[&dyn ToParam]) -> Result<(), SqlError> {
         let sql = self.names.rewrite(sql)?;
         match &mut self.inner {
-            TxInner::Sqlite(conn) => {
-                let mut stmt = conn.prepare_cached(&sql).map_err(|e| SqlError(format!("{e} in {sql:?}")))?;
-                bind_sqlite(&mut stmt, params)?;
-                let n = stmt.raw_execute().map_err(|e| SqlError(format!("{e} in {sql:?}")))?;
-                Ok(n as u64)
-            }
-            TxInner::Postgres(tx, cache) => {
-                let stmt = pg_statement(tx, cache, &sql)?;
-                let params: Vec<PgParam<'_>> = params.iter().map(|p| PgParam(p.to_param())).collect();
-                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
-                    params.iter().map(|p| p as &(dyn postgres::types::ToSql + Sync)).collect();
-                tx.execute(&stmt, &refs).map_err(|e| SqlError(format!("{} in {sql:?}", pg_message(&e))))
-            }
+            #[cfg(feature = "sqlite")]
+            TxInner::Sqlite(conn) => sqlite_execute(conn, &sql, params).map(drop),
+            #[cfg(feature = "postgres")]
+            TxInner::Postgres(pg) => pg.execute_pipelined(&sql, params),
+        }
+    }
+
+    /// Runs a statement and waits for it; returns the number of rows it changed.
+    pub fn execute_count(&mut self, sql: &str, params: &[&dyn ToParam]) -> Result<u64, SqlError> {
+        let sql = self.names.rewrite(sql)?;
+        match &mut self.inner {
+            #[cfg(feature = "sqlite")]
+            TxInner::Sqlite(conn) => sqlite_execute(conn, &sql, params),
+            #[cfg(feature = "postgres")]
+            TxInner::Postgres(pg) => pg.execute_count(&sql, params),
         }
     }
 
@@ -280,44 +347,10 @@ impl Tx<'_> {
     pub fn query(&mut self, sql: &str, params: &[&dyn ToParam]) -> Result<Vec<Row>, SqlError> {
         let sql = self.names.rewrite(sql)?;
         match &mut self.inner {
-            TxInner::Sqlite(conn) => {
-                let mut stmt = conn.prepare_cached(&sql).map_err(|e| SqlError(format!("{e} in {sql:?}")))?;
-                bind_sqlite(&mut stmt, params)?;
-                let columns = stmt.column_count();
-                let mut rows = stmt.raw_query();
-                let mut out = Vec::new();
-                while let Some(row) = rows.next().map_err(|e| SqlError(format!("{e} in {sql:?}")))? {
-                    let mut values = Vec::with_capacity(columns);
-                    for i in 0..columns {
-                        let v = row.get_ref(i).map_err(|e| SqlError(e.to_string()))?;
-                        values.push(match v {
-                            rusqlite::types::ValueRef::Null => SqlValue::Null,
-                            rusqlite::types::ValueRef::Integer(i) => SqlValue::Int(i),
-                            rusqlite::types::ValueRef::Real(r) => SqlValue::Real(r),
-                            rusqlite::types::ValueRef::Text(t) => {
-                                SqlValue::Text(String::from_utf8_lossy(t).into_owned())
-                            }
-                            rusqlite::types::ValueRef::Blob(b) => SqlValue::Blob(b.to_vec()),
-                        });
-                    }
-                    out.push(values);
-                }
-                Ok(out)
-            }
-            TxInner::Postgres(tx, cache) => {
-                let stmt = pg_statement(tx, cache, &sql)?;
-                let params: Vec<PgParam<'_>> = params.iter().map(|p| PgParam(p.to_param())).collect();
-                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
-                    params.iter().map(|p| p as &(dyn postgres::types::ToSql + Sync)).collect();
-                let rows = tx.query(&stmt, &refs).map_err(|e| SqlError(format!("{} in {sql:?}", pg_message(&e))))?;
-                rows.iter()
-                    .map(|row| {
-                        (0..row.len())
-                            .map(|i| row.try_get::<_, PgValue>(i).map(|v| v.0).map_err(|e| SqlError(e.to_string())))
-                            .collect()
-                    })
-                    .collect()
-            }
+            #[cfg(feature = "sqlite")]
+            TxInner::Sqlite(conn) => sqlite_query(conn, &sql, params),
+            #[cfg(feature = "postgres")]
+            TxInner::Postgres(pg) => pg.query(&sql, params),
         }
     }
 
@@ -334,14 +367,61 @@ impl Tx<'_> {
     pub fn batch(&mut self, sql: &str) -> Result<(), SqlError> {
         let sql = self.names.rewrite(sql)?;
         match &mut self.inner {
+            #[cfg(feature = "sqlite")]
             TxInner::Sqlite(conn) => conn.execute_batch(&sql).map_err(|e| SqlError(format!("{e} in {sql:?}"))),
-            TxInner::Postgres(tx, _) => {
-                tx.batch_execute(&sql).map_err(|e| SqlError(format!("{} in {sql:?}", pg_message(&e))))
-            }
+            #[cfg(feature = "postgres")]
+            TxInner::Postgres(pg) => pg.batch(&sql),
+        }
+    }
+
+    /// Waits for every pipelined statement; the first failure, if any.
+    pub(crate) fn flush(&mut self) -> Result<(), SqlError> {
+        match &mut self.inner {
+            #[cfg(feature = "sqlite")]
+            TxInner::Sqlite(_) => Ok(()),
+            #[cfg(feature = "postgres")]
+            TxInner::Postgres(pg) => pg.flush(),
         }
     }
 }
 
+#[cfg(feature = "sqlite")]
+fn sqlite_execute(conn: &rusqlite::Connection, sql: &str, params: &[&dyn ToParam]) -> Result<u64, SqlError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(|e| SqlError(format!("{e} in {sql:?}")))?;
+    bind_sqlite(&mut stmt, params)?;
+    let n = stmt.raw_execute().map_err(|e| SqlError(format!("{e} in {sql:?}")))?;
+    Ok(n as u64)
+}
+
+#[cfg(feature = "sqlite")]
+pub(crate) fn sqlite_query(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: &[&dyn ToParam],
+) -> Result<Vec<Row>, SqlError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(|e| SqlError(format!("{e} in {sql:?}")))?;
+    bind_sqlite(&mut stmt, params)?;
+    let columns = stmt.column_count();
+    let mut rows = stmt.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(|e| SqlError(format!("{e} in {sql:?}")))? {
+        let mut values = Vec::with_capacity(columns);
+        for i in 0..columns {
+            let v = row.get_ref(i).map_err(|e| SqlError(e.to_string()))?;
+            values.push(match v {
+                rusqlite::types::ValueRef::Null => SqlValue::Null,
+                rusqlite::types::ValueRef::Integer(i) => SqlValue::Int(i),
+                rusqlite::types::ValueRef::Real(r) => SqlValue::Real(r),
+                rusqlite::types::ValueRef::Text(t) => SqlValue::Text(String::from_utf8_lossy(t).into_owned()),
+                rusqlite::types::ValueRef::Blob(b) => SqlValue::Blob(b.to_vec()),
+            });
+        }
+        out.push(values);
+    }
+    Ok(out)
+}
+
+#[cfg(feature = "sqlite")]
 fn bind_sqlite(stmt: &mut rusqlite::CachedStatement<'_>, params: &[&dyn ToParam]) -> Result<(), SqlError> {
     let count = stmt.parameter_count();
     for i in 1..=count {
@@ -369,24 +449,155 @@ fn bind_sqlite(stmt: &mut rusqlite::CachedStatement<'_>, params: &[&dyn ToParam]
     Ok(())
 }
 
-fn pg_statement(
-    tx: &mut postgres::Client,
-    cache: &mut HashMap<String, postgres::Statement>,
+/// A pipelined statement: sent, its outcome not yet read (or read already, if it was ready
+/// when first polled).
+#[cfg(feature = "postgres")]
+enum Pending {
+    Sent(Arc<str>, Pin<Box<dyn Future<Output = Result<u64, tokio_postgres::Error>> + Send>>),
+    Done(Arc<str>, Result<u64, tokio_postgres::Error>),
+}
+
+/// A PostgreSQL connection as the runner uses it: prepared statements cached by text, and the
+/// pipelined statements whose outcomes are still to be read. Its methods run on a thread of
+/// tokio's blocking pool and wait on the runtime (`handle`) where they need an answer.
+#[cfg(feature = "postgres")]
+pub(crate) struct PgConn {
+    pub(crate) client: Arc<tokio_postgres::Client>,
+    pub(crate) handle: tokio::runtime::Handle,
+    statements: HashMap<String, tokio_postgres::Statement>,
+    pending: Vec<Pending>,
+    /// False while the runner replays a failed page statement by statement.
+    pub(crate) pipelined: bool,
+}
+
+#[cfg(feature = "postgres")]
+impl PgConn {
+    pub(crate) fn new(client: tokio_postgres::Client, handle: tokio::runtime::Handle) -> Self {
+        Self { client: Arc::new(client), handle, statements: HashMap::new(), pending: Vec::new(), pipelined: true }
+    }
+
+    fn statement(&mut self, sql: &str) -> Result<tokio_postgres::Statement, SqlError> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        self.flush()?;
+        let stmt = self
+            .handle
+            .block_on(self.client.prepare(sql))
+            .map_err(|e| SqlError(format!("{} in {sql:?}", pg_message(&e))))?;
+        if self.statements.len() >= 256 {
+            self.statements.clear(); // a projection has a handful of statements; this only bounds a runaway
+        }
+        self.statements.insert(sql.to_string(), stmt.clone());
+        Ok(stmt)
+    }
+
+    fn execute_pipelined(&mut self, sql: &str, params: &[&dyn ToParam]) -> Result<(), SqlError> {
+        if !self.pipelined {
+            return self.execute_count(sql, params).map(drop);
+        }
+        let stmt = self.statement(sql)?;
+        let params = OwnedParam::all(params);
+        let client = self.client.clone();
+        let mut fut: Pin<Box<dyn Future<Output = _> + Send>> =
+            Box::pin(async move { client.execute_raw(&stmt, params.iter().map(PgParam::owned)).await });
+        // The first poll encodes the statement and queues it on the connection (tokio-postgres
+        // sends requests in the order they are first polled); the answer is read at the flush.
+        let mut cx = std::task::Context::from_waker(futures_util::task::noop_waker_ref());
+        let sql: Arc<str> = sql.into();
+        self.pending.push(match fut.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(r) => Pending::Done(sql, r),
+            std::task::Poll::Pending => Pending::Sent(sql, fut),
+        });
+        Ok(())
+    }
+
+    /// Reads the outcome of every pipelined statement, in order; the first failure.
+    pub(crate) fn flush(&mut self) -> Result<(), SqlError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        self.handle.block_on(async move {
+            let mut first = None;
+            // Every answer is read, even after a failure, so none is left on the connection.
+            for p in pending {
+                let (sql, r) = match p {
+                    Pending::Sent(sql, fut) => (sql, fut.await),
+                    Pending::Done(sql, r) => (sql, r),
+                };
+                if let (Err(e), None) = (r, &first) {
+                    first = Some(SqlError(format!("{} in {sql:?}", pg_message(&e))));
+                }
+            }
+            first.map_or(Ok(()), Err)
+        })
+    }
+
+    /// Drops the outcomes of pipelined statements (the transaction is being rolled back).
+    pub(crate) fn discard(&mut self) {
+        let _ = self.flush();
+    }
+
+    fn execute_count(&mut self, sql: &str, params: &[&dyn ToParam]) -> Result<u64, SqlError> {
+        let stmt = self.statement(sql)?;
+        self.flush()?;
+        let params: Vec<PgParam<'_>> = params.iter().map(|p| PgParam(p.to_param())).collect();
+        self.handle
+            .block_on(self.client.execute_raw(&stmt, params.iter()))
+            .map_err(|e| SqlError(format!("{} in {sql:?}", pg_message(&e))))
+    }
+
+    fn query(&mut self, sql: &str, params: &[&dyn ToParam]) -> Result<Vec<Row>, SqlError> {
+        let stmt = self.statement(sql)?;
+        self.flush()?;
+        let params: Vec<PgParam<'_>> = params.iter().map(|p| PgParam(p.to_param())).collect();
+        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+        let rows = self
+            .handle
+            .block_on(self.client.query(&stmt, &refs))
+            .map_err(|e| SqlError(format!("{} in {sql:?}", pg_message(&e))))?;
+        pg_rows(&rows)
+    }
+
+    pub(crate) fn batch(&mut self, sql: &str) -> Result<(), SqlError> {
+        self.flush()?;
+        self.handle
+            .block_on(self.client.batch_execute(sql))
+            .map_err(|e| SqlError(format!("{} in {sql:?}", pg_message(&e))))
+    }
+}
+
+/// Runs a query from async code (outside the runner's transactions).
+#[cfg(feature = "postgres")]
+pub(crate) async fn pg_query(
+    client: &tokio_postgres::Client,
     sql: &str,
-) -> Result<postgres::Statement, SqlError> {
-    if let Some(s) = cache.get(sql) {
-        return Ok(s.clone());
-    }
-    let stmt = tx.prepare(sql).map_err(|e| SqlError(format!("{} in {sql:?}", pg_message(&e))))?;
-    if cache.len() >= 256 {
-        cache.clear(); // a projection has a handful of statements; this only bounds a runaway
-    }
-    cache.insert(sql.to_string(), stmt.clone());
-    Ok(stmt)
+    params: &[OwnedParam],
+) -> Result<Vec<Row>, SqlError> {
+    let params: Vec<PgParam<'_>> = params.iter().map(PgParam::owned).collect();
+    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+        params.iter().map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+    let rows = client.query(sql, &refs).await.map_err(|e| SqlError(format!("{} in {sql:?}", pg_message(&e))))?;
+    pg_rows(&rows)
+}
+
+/// Rows decoded into [`SqlValue`]s by their column types.
+#[cfg(feature = "postgres")]
+pub(crate) fn pg_rows(rows: &[tokio_postgres::Row]) -> Result<Vec<Row>, SqlError> {
+    rows.iter()
+        .map(|row| {
+            (0..row.len())
+                .map(|i| row.try_get::<_, PgValue>(i).map(|v| v.0).map_err(|e| SqlError(e.to_string())))
+                .collect()
+        })
+        .collect()
 }
 
 /// The server's message (with its detail) rather than postgres' terse "db error".
-pub(crate) fn pg_message(e: &postgres::Error) -> String {
+#[cfg(feature = "postgres")]
+pub(crate) fn pg_message(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => match db.detail() {
             Some(d) => format!("{}: {} ({d})", db.severity(), db.message()),
@@ -397,17 +608,26 @@ pub(crate) fn pg_message(e: &postgres::Error) -> String {
 }
 
 /// A parameter converted to the type PostgreSQL expects for its slot.
+#[cfg(feature = "postgres")]
 #[derive(Debug)]
 struct PgParam<'a>(Param<'a>);
 
-impl postgres::types::ToSql for PgParam<'_> {
+#[cfg(feature = "postgres")]
+impl PgParam<'_> {
+    fn owned(p: &OwnedParam) -> PgParam<'_> {
+        PgParam(p.to_param())
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl tokio_postgres::types::ToSql for PgParam<'_> {
     fn to_sql(
         &self,
-        ty: &postgres::types::Type,
+        ty: &tokio_postgres::types::Type,
         out: &mut bytes::BytesMut,
-    ) -> Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
         use bytes::BufMut;
-        use postgres::types::{IsNull, Type};
+        use tokio_postgres::types::{IsNull, Type};
         let mismatch = || -> Box<dyn std::error::Error + Sync + Send> {
             format!("cannot send {:?} to a parameter of type {ty}", self.0).into()
         };
@@ -441,19 +661,24 @@ impl postgres::types::ToSql for PgParam<'_> {
         Ok(IsNull::No)
     }
 
-    fn accepts(_: &postgres::types::Type) -> bool {
+    fn accepts(_: &tokio_postgres::types::Type) -> bool {
         true // checked per value in to_sql, where the mismatch can be named
     }
 
-    postgres::types::to_sql_checked!();
+    tokio_postgres::types::to_sql_checked!();
 }
 
 /// A column value decoded from PostgreSQL's binary format by its type.
+#[cfg(feature = "postgres")]
 struct PgValue(SqlValue);
 
-impl<'a> postgres::types::FromSql<'a> for PgValue {
-    fn from_sql(ty: &postgres::types::Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        use postgres::types::Type;
+#[cfg(feature = "postgres")]
+impl<'a> tokio_postgres::types::FromSql<'a> for PgValue {
+    fn from_sql(
+        ty: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        use tokio_postgres::types::Type;
         let v = match *ty {
             Type::INT2 => SqlValue::Int(i64::from(i16::from_be_bytes(raw.try_into()?))),
             Type::INT4 => SqlValue::Int(i64::from(i32::from_be_bytes(raw.try_into()?))),
@@ -476,11 +701,11 @@ impl<'a> postgres::types::FromSql<'a> for PgValue {
         Ok(PgValue(v))
     }
 
-    fn from_sql_null(_: &postgres::types::Type) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+    fn from_sql_null(_: &tokio_postgres::types::Type) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
         Ok(PgValue(SqlValue::Null))
     }
 
-    fn accepts(_: &postgres::types::Type) -> bool {
+    fn accepts(_: &tokio_postgres::types::Type) -> bool {
         true
     }
 }
@@ -501,6 +726,7 @@ mod tests {
         assert!(names.rewrite("SELECT * FROM {balances").is_err());
     }
 
+    #[cfg(feature = "sqlite")]
     #[test]
     fn sqlite_binds_dollar_parameters_by_number() {
         let conn = rusqlite::Connection::open_in_memory().expect("open");
@@ -508,6 +734,7 @@ mod tests {
         let mut tx = Tx { inner: TxInner::Sqlite(&conn), names: &mut names };
         tx.batch("CREATE TABLE {t} (a TEXT, b BIGINT)").expect("create");
         tx.execute("INSERT INTO {t} (b, a) VALUES ($2, $1)", &[&"x", &7i64]).expect("insert");
+        assert_eq!(tx.execute_count("UPDATE {t} SET b = $1", &[&7i64]).expect("update"), 1);
         let rows = tx.query("SELECT a, b FROM {t} WHERE b = $1", &[&7i64]).expect("query");
         assert_eq!(rows, vec![vec![SqlValue::Text("x".into()), SqlValue::Int(7)]]);
         assert!(tx.execute("INSERT INTO {t} (a) VALUES ($3)", &[&"x"]).is_err());

@@ -220,10 +220,10 @@ pub fn backend_with_clock(dir: &Path, clock: Arc<ManualClock>) -> Arc<EmbeddedBa
 pub fn read_stream(backend: &dyn Backend, topic: &str, key: &str) -> Vec<RecordedEvent> {
     let mut out = Vec::new();
     let query = StreamQuery { limit: 7, ..StreamQuery::default() };
-    for_each_in_stream(backend, topic, key, query, |e| {
+    evident::blocking::wait(for_each_in_stream(backend, topic, key, query, |e| {
         out.push(e);
         Ok(())
-    })
+    }))
     .expect("read the stream");
     for (i, e) in out.iter().enumerate() {
         assert_eq!(e.version, Some(i as u64), "stream {topic}/{key} is not read back in version order");

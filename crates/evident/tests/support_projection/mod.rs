@@ -113,7 +113,7 @@ impl Db {
     pub fn sink(&self) -> Sink {
         match self {
             Db::Sqlite(path) => Sink::sqlite(path).expect("open the SQLite sink"),
-            Db::Postgres(url) => Sink::postgres(url).expect("connect the PostgreSQL sink"),
+            Db::Postgres(url) => evident::blocking::postgres_sink(url).expect("connect the PostgreSQL sink"),
         }
     }
 
@@ -134,7 +134,7 @@ impl Db {
                  WHERE table_schema = current_schema() ORDER BY 1"
             }
         };
-        let rows = self.sink().query(sql, &[]).expect("list tables");
+        let rows = evident::blocking::query(&mut self.sink(), sql, &[]).expect("list tables");
         rows.iter().map(|r| text(&r[0])).collect()
     }
 }
@@ -151,30 +151,38 @@ pub fn text(v: &SqlValue) -> String {
 
 /// The checkpoint of projection `key` (None: no row).
 pub fn checkpoint(sink: &mut Sink, key: &str) -> Option<u64> {
-    let rows = sink
-        .query("SELECT position FROM evident_checkpoints WHERE projection = $1", &[&key])
-        .expect("read the checkpoint");
+    let rows =
+        evident::blocking::query(sink, "SELECT position FROM evident_checkpoints WHERE projection = $1", &[&key])
+            .expect("read the checkpoint");
     rows.first().map(|r| u64::try_from(int(&r[0])).expect("non-negative checkpoint"))
 }
 
 /// Every checkpoint row: projection → position.
 pub fn checkpoints(sink: &mut Sink) -> Vec<(String, u64)> {
     let rows =
-        sink.query("SELECT projection, position FROM evident_checkpoints ORDER BY projection", &[]).expect("read");
+        evident::blocking::query(sink, "SELECT projection, position FROM evident_checkpoints ORDER BY projection", &[])
+            .expect("read");
     rows.iter().map(|r| (text(&r[0]), int(&r[1]) as u64)).collect()
 }
 
 /// The `evident_parked` rows of projection `key`: (sequence, stream, kind), by sequence.
 pub fn parked_rows(sink: &mut Sink, key: &str) -> Vec<(u64, String, String)> {
-    let rows = sink
-        .query("SELECT sequence, stream, kind FROM evident_parked WHERE projection = $1 ORDER BY sequence", &[&key])
-        .expect("read evident_parked");
+    let rows = evident::blocking::query(
+        sink,
+        "SELECT sequence, stream, kind FROM evident_parked WHERE projection = $1 ORDER BY sequence",
+        &[&key],
+    )
+    .expect("read evident_parked");
     rows.iter().map(|r| (int(&r[0]) as u64, text(&r[1]), text(&r[2]))).collect()
 }
 
 /// Moves projection `key`'s checkpoint to `position` (to replay what follows it).
 pub fn set_checkpoint(sink: &mut Sink, key: &str, position: u64) {
     let pos = i64::try_from(position).expect("fits");
-    sink.query("UPDATE evident_checkpoints SET position = $1 WHERE projection = $2 RETURNING position", &[&pos, &key])
-        .expect("move the checkpoint");
+    evident::blocking::query(
+        sink,
+        "UPDATE evident_checkpoints SET position = $1 WHERE projection = $2 RETURNING position",
+        &[&pos, &key],
+    )
+    .expect("move the checkpoint");
 }

@@ -4,16 +4,21 @@
 
 use super::*;
 
-impl<P: Projection> ProjectionRunner<P> {
+impl<P: Projection> Core<P> {
     /// Writes `record` to the dead-letter journal, under a fresh id if its id was used before.
     pub(super) fn journal(&self, stream: &str, mut record: EventData) -> Result<()> {
         self.journal_writes.fetch_add(1, Ordering::Relaxed);
-        let out = self.backend.append(&self.dlq_topic, stream, ExpectedVersion::Any, std::slice::from_ref(&record))?;
+        let out = self.wait(self.backend.append(
+            &self.dlq_topic,
+            stream,
+            ExpectedVersion::Any,
+            std::slice::from_ref(&record),
+        ))?;
         if out.duplicate {
             // An earlier record of this entry holds the id, and a later one may have resolved it
             // (a rebuild parks again what the live runner resolved): the record must land.
             record.id = format!("{}-{}", record.id, uuid::Uuid::new_v4());
-            self.backend.append(&self.dlq_topic, stream, ExpectedVersion::Any, &[record])?;
+            self.wait(self.backend.append(&self.dlq_topic, stream, ExpectedVersion::Any, &[record]))?;
         }
         Ok(())
     }
@@ -24,7 +29,7 @@ impl<P: Projection> ProjectionRunner<P> {
         if !self.reconcile_pending || self.key != self.name {
             return Ok(());
         }
-        let listed = self.dead_letters().list()?;
+        let listed = self.wait(self.dead_letters().list())?;
         let key = self.key.clone();
         let mut held: BTreeMap<u64, (String, Kind)> = BTreeMap::new();
         for row in self.query_bookkeeping(

@@ -4,19 +4,20 @@
 
 use super::*;
 
-impl<P: Projection> ProjectionRunner<P> {
+impl<P: Projection> Core<P> {
     /// Rebuilds the projection from the start of the feed into fresh twins of its tables,
     /// reporting progress, then swaps them in (in one transaction) with the checkpoint and
     /// parked entries they reached. The live tables stay readable until the swap. Run it
     /// while no live runner of the same projection is running; it returns the live runner.
-    pub fn rebuild(
+    pub(crate) fn rebuild(
+        rt: tokio::runtime::Handle,
         backend: Arc<dyn Backend>,
         sink: Sink,
         projection: P,
         options: RunnerOptions,
         progress: impl FnMut(&Progress),
     ) -> Result<Self> {
-        let mut runner = Self::open(backend, sink, projection, options, true)?;
+        let mut runner = Self::open(rt, backend, sink, projection, options, true)?;
         runner.catch_up_with(progress)?;
         let tables = runner.projection.tables();
         let live = runner.name.clone();
