@@ -1640,28 +1640,6 @@ mod tests {
         assert!(bad_name.is_empty(), "topics evident cannot hold are skipped");
     }
 
-    #[test]
-    fn advertised_versions_are_within_the_codec() {
-        use kafka_protocol::messages::ApiKey;
-        let groups = [
-            ApiKey::OffsetCommit,
-            ApiKey::OffsetFetch,
-            ApiKey::FindCoordinator,
-            ApiKey::JoinGroup,
-            ApiKey::Heartbeat,
-            ApiKey::LeaveGroup,
-            ApiKey::SyncGroup,
-            ApiKey::DescribeGroups,
-            ApiKey::ListGroups,
-            ApiKey::DeleteGroups,
-        ];
-        for key in groups {
-            let (lo, hi) = crate::dispatch::supported(key).expect("advertised");
-            let valid = key.valid_versions();
-            assert!(valid.min <= lo && hi <= valid.max, "{key:?} {lo}..={hi} outside {valid:?}");
-        }
-    }
-
     impl<T> Reply<T> {
         fn now_error(self) -> Option<ResponseError>
         where

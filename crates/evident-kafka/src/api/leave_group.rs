@@ -4,7 +4,7 @@
 
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
-use crate::dispatch::Ctx;
+use crate::handler::Ctx;
 
 /// Handles LeaveGroup.
 pub async fn handle(ctx: &Ctx<'_>, req: LeaveGroupRequest) -> LeaveGroupResponse {

@@ -10,7 +10,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::NODE_ID;
-use crate::dispatch::Ctx;
+use crate::handler::Ctx;
 use crate::topics;
 
 fn topic_entry(meta: &evident_log::TopicMeta) -> MetadataResponseTopic {

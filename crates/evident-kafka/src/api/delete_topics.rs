@@ -5,7 +5,7 @@ use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::dispatch::Ctx;
+use crate::handler::Ctx;
 use crate::error::KafkaError;
 use crate::topics;
 

@@ -7,7 +7,7 @@ use kafka_protocol::messages::describe_groups_response::{DescribedGroup, Describ
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, GroupId};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::dispatch::Ctx;
+use crate::handler::Ctx;
 
 fn describe(ctx: &Ctx<'_>, group: GroupId) -> DescribedGroup {
     let described = DescribedGroup::default().with_group_id(group.clone());

@@ -10,7 +10,7 @@ use kafka_protocol::messages::offset_fetch_response::{OffsetFetchResponsePartiti
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::dispatch::Ctx;
+use crate::handler::Ctx;
 use crate::error::KafkaError;
 
 /// Kafka's "no committed offset".

@@ -7,7 +7,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse, GroupId};
 
-use crate::dispatch::Ctx;
+use crate::handler::Ctx;
 use crate::error::KafkaError;
 
 async fn delete(ctx: &Ctx<'_>, group: &str) -> Result<(), ResponseError> {

@@ -3,7 +3,7 @@
 
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
-use crate::dispatch::Ctx;
+use crate::handler::Ctx;
 
 /// Handles Heartbeat.
 pub async fn handle(ctx: &Ctx<'_>, req: HeartbeatRequest) -> HeartbeatResponse {

@@ -8,7 +8,7 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::NODE_ID;
-use crate::dispatch::Ctx;
+use crate::handler::Ctx;
 
 /// FindCoordinator's key type for consumer groups.
 const KEY_TYPE_GROUP: i8 = 0;

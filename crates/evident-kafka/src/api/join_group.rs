@@ -7,7 +7,7 @@ use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::coordinator::{JoinParams, JoinResult};
-use crate::dispatch::Ctx;
+use crate::handler::Ctx;
 
 /// Handles JoinGroup.
 pub async fn handle(ctx: &Ctx<'_>, req: JoinGroupRequest) -> JoinGroupResponse {

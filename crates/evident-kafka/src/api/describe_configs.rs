@@ -6,7 +6,7 @@ use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourc
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::dispatch::Ctx;
+use crate::handler::Ctx;
 use crate::topic_config;
 
 const TOPIC: i8 = 2;
