@@ -26,6 +26,7 @@ pub mod api;
 mod broker;
 mod config;
 mod connection;
+pub mod consumer_protocol;
 mod coordinator;
 mod dispatch;
 mod error;
