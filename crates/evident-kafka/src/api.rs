@@ -10,11 +10,14 @@
 //! 0.14), within what the codec supports. Transactions and telemetry are left out on purpose:
 //! clients then do not try them.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::Decodable;
 
 use crate::handler::{Answer, Ctx, Outcome, Respond, ResponseTo, Served};
+use crate::metrics::KafkaMetrics;
 
 /// Declares the handler modules and derives the table, the routing and the decoder from one
 /// line per API: `Key => module(RequestType) min..=max`.
@@ -27,7 +30,8 @@ macro_rules! apis {
 
         /// Decodes the body of a gated request and hands it to its API's handler.
         pub(crate) async fn route(ctx: &Ctx<'_>, key: ApiKey, mut body: Bytes) -> Outcome {
-            let to = ResponseTo { key, correlation_id: ctx.header.correlation_id, version: ctx.version };
+            let metrics = ctx.broker.metrics.clone();
+            let to = ResponseTo { key, correlation_id: ctx.header.correlation_id, version: ctx.version, metrics };
             match key {
                 $(ApiKey::$key => match body_of::<$request>(key, ctx.version, &mut body) {
                     Ok(request) => $module::handle(ctx, request).await.respond(to),
@@ -78,9 +82,9 @@ pub fn served(key: ApiKey) -> Option<Served> {
 
 /// The answer to an ApiVersions request newer than evident speaks (KIP-511): encoded at v0,
 /// `UNSUPPORTED_VERSION` with the table, so the client retries at a version evident speaks.
-pub(crate) fn api_versions_too_new(correlation_id: i32) -> Answer {
-    let to = ResponseTo { key: ApiKey::ApiVersions, correlation_id, version: 0 };
-    to.encode(&api_versions::unsupported_version(SERVED))
+pub(crate) fn api_versions_too_new(correlation_id: i32, metrics: Arc<KafkaMetrics>) -> Answer {
+    let to = ResponseTo { key: ApiKey::ApiVersions, correlation_id, version: 0, metrics };
+    to.answer(&api_versions::unsupported_version(SERVED))
 }
 
 /// One request body, decoded at `version`; the reason closes the connection otherwise.

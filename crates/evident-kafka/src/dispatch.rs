@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
 
 use crate::api;
 use crate::broker::Broker;
@@ -14,9 +15,16 @@ use crate::request::{self, Gated};
 /// Handles one request frame (without its size prefix).
 pub async fn handle(broker: &Arc<Broker>, peer: SocketAddr, frame: Bytes) -> Outcome {
     match request::gate(frame) {
-        Err(reason) => Outcome::Now(Answer::Close(reason)),
-        Ok(Gated::ApiVersionsTooNew { correlation_id, .. }) => Outcome::Now(api::api_versions_too_new(correlation_id)),
+        Err(reason) => {
+            broker.metrics.refused();
+            Outcome::Now(Answer::Close(reason))
+        }
+        Ok(Gated::ApiVersionsTooNew { correlation_id, .. }) => {
+            broker.metrics.request(ApiKey::ApiVersions);
+            Outcome::Now(api::api_versions_too_new(correlation_id, broker.metrics.clone()))
+        }
         Ok(Gated::Request { key, version, header, body }) => {
+            broker.metrics.request(key);
             let ctx = Ctx { broker, header: &header, peer, version, served: api::SERVED };
             api::route(&ctx, key, body).await
         }

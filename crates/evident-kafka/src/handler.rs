@@ -13,6 +13,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::Encodable;
 
 use crate::broker::Broker;
+use crate::metrics::KafkaMetrics;
 
 /// One API evident serves, at the versions it advertises (ApiVersions) and accepts (the gate).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,8 +82,9 @@ impl std::fmt::Debug for Outcome {
     }
 }
 
-/// Where a response goes: the API, the correlation id and the version to encode it at.
-#[derive(Debug, Clone, Copy)]
+/// Where a response goes: the API, the correlation id and the version to encode it at, and
+/// the counters its error codes are added to.
+#[derive(Debug, Clone)]
 pub struct ResponseTo {
     /// The API answered.
     pub key: ApiKey,
@@ -90,9 +92,17 @@ pub struct ResponseTo {
     pub correlation_id: i32,
     /// The version to encode at.
     pub version: i16,
+    /// The listener's counters.
+    pub metrics: Arc<KafkaMetrics>,
 }
 
 impl ResponseTo {
+    /// Counts the response's error codes, then encodes it.
+    pub fn answer<R: Encodable + ErrorCodes>(&self, body: &R) -> Answer {
+        body.error_codes(&mut |code| self.metrics.error(code));
+        self.encode(body)
+    }
+
     /// Encodes the response header and `body`; a response the codec cannot encode at this
     /// version (a handler bug) closes the connection with the reason.
     pub fn encode<R: Encodable>(&self, body: &R) -> Answer {
@@ -108,15 +118,23 @@ impl ResponseTo {
     }
 }
 
+/// The error codes a response carries, at every level (top, topic, partition), for the
+/// errors-by-code metric. Each handler module implements it for its response, beside `handle`,
+/// so a new API cannot be registered without it.
+pub trait ErrorCodes {
+    /// Calls `each` with every error code in the response (zeros included).
+    fn error_codes(&self, each: &mut dyn FnMut(i16));
+}
+
 /// What a handler returns: a response now (any encodable response), or later ([`Deferred`]).
 pub trait Respond {
     /// The outcome for the connection.
     fn respond(self, to: ResponseTo) -> Outcome;
 }
 
-impl<R: Encodable> Respond for R {
+impl<R: Encodable + ErrorCodes> Respond for R {
     fn respond(self, to: ResponseTo) -> Outcome {
-        Outcome::Now(to.encode(&self))
+        Outcome::Now(to.answer(&self))
     }
 }
 
@@ -124,12 +142,12 @@ impl<R: Encodable> Respond for R {
 /// `None` means no response at all (`acks=0`).
 pub struct Deferred<R>(pub Pin<Box<dyn Future<Output = Option<R>> + Send>>);
 
-impl<R: Encodable + Send + 'static> Respond for Deferred<R> {
+impl<R: Encodable + ErrorCodes + Send + 'static> Respond for Deferred<R> {
     fn respond(self, to: ResponseTo) -> Outcome {
         let Deferred(later) = self;
         Outcome::Later(Box::pin(async move {
             match later.await {
-                Some(response) => to.encode(&response),
+                Some(response) => to.answer(&response),
                 None => Answer::NoReply,
             }
         }))

@@ -31,6 +31,7 @@ mod coordinator;
 mod dispatch;
 mod error;
 pub mod handler;
+mod metrics;
 mod records;
 pub mod request;
 mod server;
@@ -39,4 +40,5 @@ mod topics;
 
 pub use broker::Broker;
 pub use config::KafkaConfig;
+pub use metrics::{KafkaMetrics, KafkaSnapshot};
 pub use server::KafkaServer;

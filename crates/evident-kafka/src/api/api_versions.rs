@@ -5,7 +5,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 
-use crate::handler::{Ctx, Served};
+use crate::handler::{Ctx, ErrorCodes, Served};
 
 fn table(served: &[Served]) -> Vec<ApiVersion> {
     served
@@ -22,4 +22,10 @@ pub fn unsupported_version(served: &[Served]) -> ApiVersionsResponse {
 /// Handles ApiVersions.
 pub async fn handle(ctx: &Ctx<'_>, _req: ApiVersionsRequest) -> ApiVersionsResponse {
     ApiVersionsResponse::default().with_api_keys(table(ctx.served))
+}
+
+impl ErrorCodes for ApiVersionsResponse {
+    fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+        each(self.error_code);
+    }
 }

@@ -11,7 +11,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::handler::{Ctx, Deferred};
+use crate::handler::{Ctx, Deferred, ErrorCodes};
 use crate::error::KafkaError;
 use crate::{records, topics};
 
@@ -52,6 +52,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Deferred<ProduceRespo
         let topic = t.name.0.to_string();
         let mut parts = Vec::new();
         for p in t.partition_data {
+            ctx.broker.metrics.produced(p.records.as_ref().map_or(0, |r| r.len()));
             let index = p.index;
             let log = ctx.broker.log.clone();
             let topic = topic.clone();
@@ -116,4 +117,12 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Deferred<ProduceRespo
         .unwrap_or_default();
         (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
     }))
+}
+
+impl ErrorCodes for ProduceResponse {
+    fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+        for t in &self.responses {
+            t.partition_responses.iter().for_each(|p| each(p.error_code));
+        }
+    }
 }

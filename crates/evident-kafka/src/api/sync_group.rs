@@ -4,7 +4,7 @@
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 
 use crate::coordinator::SyncResult;
-use crate::handler::Ctx;
+use crate::handler::{Ctx, ErrorCodes};
 
 /// Handles SyncGroup.
 pub async fn handle(ctx: &Ctx<'_>, req: SyncGroupRequest) -> SyncGroupResponse {
@@ -17,4 +17,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: SyncGroupRequest) -> SyncGroupResponse {
         .await;
     // The protocol type and name are v5+ fields; evident serves v0-3.
     SyncGroupResponse::default().with_error_code(result.error.map_or(0, |e| e.code())).with_assignment(result.assignment)
+}
+
+impl ErrorCodes for SyncGroupResponse {
+    fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+        each(self.error_code);
+    }
 }

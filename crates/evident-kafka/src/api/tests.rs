@@ -154,6 +154,17 @@ async fn every_advertised_version_is_routed_to_its_handler() {
             assert!(reply.is_empty(), "{:?} v{version}: {} bytes after the response", s.key, reply.len());
         }
     }
+    // Every request was counted under its API, and the refusals (a default JoinGroup has no
+    // group id, ...) under their codes.
+    let counted = broker.metrics.snapshot();
+    for (s, (api, n)) in SERVED.iter().zip(&counted.requests) {
+        assert_eq!(
+            (api.as_str(), *n),
+            (format!("{:?}", s.key).as_str(), u64::from((s.max - s.min + 1).unsigned_abs()))
+        );
+    }
+    let invalid_group_id = kafka_protocol::error::ResponseError::InvalidGroupId.code();
+    assert!(counted.errors.iter().any(|(code, n)| *code == Some(invalid_group_id) && *n > 0), "{:?}", counted.errors);
 }
 
 /// docs/kafka.md's "APIs and versions" table: API name to (min, max).
