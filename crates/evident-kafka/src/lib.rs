@@ -40,5 +40,5 @@ mod topics;
 
 pub use broker::Broker;
 pub use config::KafkaConfig;
-pub use metrics::{KafkaMetrics, KafkaSnapshot};
+pub use metrics::{ErrorCount, KafkaMetrics, KafkaSnapshot};
 pub use server::KafkaServer;

@@ -5,6 +5,7 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::ApiKey;
 
 use crate::api::SERVED;
@@ -57,8 +58,8 @@ pub struct KafkaSnapshot {
     pub requests: Vec<(String, u64)>,
     /// Requests refused by the gate.
     pub requests_refused: u64,
-    /// Error codes sent (non-zero counts only), by code; `None`: a code out of the counted range.
-    pub errors: Vec<(Option<i16>, u64)>,
+    /// Error codes sent (non-zero counts only).
+    pub errors: Vec<ErrorCount>,
     /// Record bytes received in Produce requests.
     pub produce_bytes: u64,
     /// Record bytes sent in Fetch responses.
@@ -69,6 +70,33 @@ pub struct KafkaSnapshot {
     pub connections_accepted: u64,
     /// Connections refused at the limit.
     pub connections_refused: u64,
+}
+
+/// How often one error code was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorCount {
+    /// The code; `None` for codes outside the counted range, counted together.
+    pub code: Option<i16>,
+    /// Kafka's name of the code (`UNKNOWN_TOPIC_OR_PARTITION`), or `OTHER`/`UNKNOWN`.
+    pub name: String,
+    /// Times sent.
+    pub count: u64,
+}
+
+/// Kafka's constant name of an error code, as its documentation and tools spell it.
+fn error_name(code: Option<i16>) -> String {
+    let Some(error) = code.and_then(ResponseError::try_from_code) else {
+        return if code.is_some() { "UNKNOWN".into() } else { "OTHER".into() };
+    };
+    let camel = format!("{error:?}");
+    let mut name = String::with_capacity(camel.len() + 8);
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    name
 }
 
 impl KafkaMetrics {
@@ -131,7 +159,7 @@ impl KafkaMetrics {
                 .filter(|(_, n)| load(n) > 0)
                 .map(|(slot, n)| {
                     let code = (slot < ERROR_CODES_MAX).then(|| i16::try_from(slot).map_or(i16::MAX, |s| s - 1));
-                    (code, load(n))
+                    ErrorCount { code, name: error_name(code), count: load(n) }
                 })
                 .collect(),
             produce_bytes: load(&self.produce_bytes),
@@ -156,7 +184,17 @@ mod tests {
         m.request(ApiKey::Fetch);
         m.request(ApiKey::EndTxn); // not served: not counted
         let s = m.snapshot();
-        assert_eq!(s.errors, [(Some(-1), 1), (Some(3), 2), (Some(87), 1), (None, 2)]);
+        let errors: Vec<(Option<i16>, &str, u64)> =
+            s.errors.iter().map(|e| (e.code, e.name.as_str(), e.count)).collect();
+        assert_eq!(
+            errors,
+            [
+                (Some(-1), "UNKNOWN_SERVER_ERROR", 1),
+                (Some(3), "UNKNOWN_TOPIC_OR_PARTITION", 2),
+                (Some(87), "INVALID_RECORD", 1),
+                (None, "OTHER", 2)
+            ]
+        );
         assert_eq!(s.requests.iter().find(|(api, _)| api == "Fetch"), Some(&("Fetch".to_string(), 1)));
         assert_eq!(s.requests.iter().map(|(_, n)| n).sum::<u64>(), 1);
     }

@@ -164,7 +164,7 @@ async fn every_advertised_version_is_routed_to_its_handler() {
         );
     }
     let invalid_group_id = kafka_protocol::error::ResponseError::InvalidGroupId.code();
-    assert!(counted.errors.iter().any(|(code, n)| *code == Some(invalid_group_id) && *n > 0), "{:?}", counted.errors);
+    assert!(counted.errors.iter().any(|e| e.code == Some(invalid_group_id) && e.count > 0), "{:?}", counted.errors);
 }
 
 /// docs/kafka.md's "APIs and versions" table: API name to (min, max).
