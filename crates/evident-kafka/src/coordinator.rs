@@ -30,7 +30,7 @@
 //!
 //! - `coordinator/group.rs`: one group's state machine, pure (it takes `now`, reads no clock,
 //!   spawns nothing), with `check()` asserting its invariants after every transition;
-//! - `coordinator/timers.rs`: the task that wakes [`Coordinator::tick`] when a deadline is due;
+//! - `coordinator/timers.rs`: the task that runs the due deadlines (`tick`) when they come;
 //! - `coordinator/mirror.rs`: membership mirrored into `evident-groups`, and which of the two
 //!   is the authority (the coordinator);
 //! - `coordinator/messages.rs`: what the handlers pass in and get back;
@@ -40,9 +40,9 @@
 //!
 //! One clock: the injected [`Clock`], the one `GroupStore` expires members with. Session
 //! deadlines, the initial rebalance delay, the rebalance (join) timeout and the sync timeout
-//! are all deadlines in its milliseconds, held by each group; [`Coordinator::tick`] runs what
-//! is due. In the server a task calls it when the earliest deadline comes (timers.rs); tests
-//! move a `ManualClock` and call it, so they never sleep. Members waiting in a JoinGroup or
+//! are all deadlines in its milliseconds, held by each group; `tick` runs what is due. In the
+//! server a task calls it when the earliest deadline comes (timers.rs); tests move a
+//! `ManualClock` and call it, so they never sleep. Members waiting in a JoinGroup or
 //! SyncGroup are kept alive meanwhile, as in Kafka (they cannot heartbeat while waiting),
 //! except that a brand-new member waiting to join is dropped after five minutes. Nothing
 //! blocks a tokio worker: waiting requests hold a oneshot receiver; the group map's mutex is
@@ -59,8 +59,9 @@
 //! - Static membership (KIP-345) is approximated: a join with a `group.instance.id` held by
 //!   another member replaces that member (and rebalances) instead of taking over its assignment
 //!   without a rebalance; `FENCED_INSTANCE_ID` is never returned.
-//! - A group that stays empty for `EMPTY_GROUP_RETENTION_MS` (10 minutes) is forgotten by the coordinator
-//!   (its committed offsets stay in the store); its next join starts again at generation 1.
+//! - A group that stays empty for `EMPTY_GROUP_RETENTION_MS` (10 minutes) is forgotten by the
+//!   coordinator (its committed offsets stay in the store); its next join starts again at
+//!   generation 1.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
