@@ -61,8 +61,15 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
         }
         // Bounded above: the length was checked before this allocation.
         let mut frame = vec![0u8; len as usize];
-        if reader.read_exact(&mut frame).await.is_err() {
-            break;
+        // The body has the same deadline as the wait for a request: a peer trickling a frame
+        // byte by byte must not hold the connection (and its buffer) forever.
+        match tokio::time::timeout(broker.config.idle_timeout, reader.read_exact(&mut frame)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => break, // closed by the peer
+            Err(_) => {
+                tracing::debug!(%peer, "closing a Kafka connection whose request body did not arrive in time");
+                break;
+            }
         }
         let queued = match dispatch::handle(&broker, peer, Bytes::from(frame)).await {
             Outcome::Later(durable) => Queued::Later(tokio::spawn(durable)),
