@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs the real Kafka clients the conformance tests drive (crates/evident-server/tests/
 # kafka_clients.rs, kafka_crash.rs): kcat from Debian, and confluent-kafka, kafka-python and
-# aiokafka from PyPI in a virtual environment at target/kafka-venv (target/ is not in git).
+# aiokafka (and prometheus-client, for its OpenMetrics parser) from PyPI in a virtual
+# environment at target/kafka-venv (target/ is not in git).
 # Idempotent: what is already installed is left alone. Needs root (or sudo-less apt) only when
 # kcat or python3-venv is missing. Prints the versions it ends up with.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV="$PWD/target/kafka-venv"
-PINS=(confluent-kafka==2.16.1 kafka-python==3.0.12 aiokafka==0.14.0)
+# prometheus-client: its OpenMetrics parser checks /metrics (evident-server metrics tests).
+PINS=(confluent-kafka==2.16.1 kafka-python==3.0.12 aiokafka==0.14.0 prometheus-client==0.26.0)
 
 apt_updated=0
 apt_install() {

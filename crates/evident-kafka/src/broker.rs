@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::config::KafkaConfig;
 use crate::coordinator::Coordinator;
+use crate::metrics::KafkaMetrics;
 
 /// The node id evident gives itself in Metadata and FindCoordinator (a single broker).
 pub const NODE_ID: i32 = 1;
@@ -35,6 +36,8 @@ pub struct Broker {
     pub(crate) advertised: (String, u16),
     /// Group membership and rebalances (the classic consumer-group protocol).
     pub(crate) coordinator: Coordinator,
+    /// The listener's counters, read by the server's `/metrics`.
+    pub metrics: Arc<KafkaMetrics>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -67,7 +70,14 @@ impl Broker {
             last_producer_id: AtomicI64::new(0),
             advertised,
             coordinator,
+            metrics: Arc::default(),
         }
+    }
+
+    /// The same broker, counting into `metrics` (shared with whoever exposes them).
+    pub fn with_metrics(mut self, metrics: Arc<KafkaMetrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// A producer id no other producer has had. Ids are `now_ms * 1000` or one past the last

@@ -21,15 +21,16 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::broker::Broker;
-use crate::dispatch::{self, Outcome};
+use crate::dispatch;
+use crate::handler::{Answer, Outcome};
 
 /// Most requests answered-but-not-yet-written per connection; reading pauses beyond it.
 pub const IN_FLIGHT_MAX: usize = 16;
 
 /// A reply in the write queue.
 enum Queued {
-    Ready(Outcome),
-    Later(JoinHandle<Outcome>),
+    Ready(Answer),
+    Later(JoinHandle<Answer>),
 }
 
 /// Serves a connection until the peer closes it, an error, idle timeout or shutdown.
@@ -55,19 +56,26 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
         let len = i32::from_be_bytes(len_buf);
         if len < 0 || len as usize > broker.config.request_max_bytes {
             let reason = format!("request size {len} out of bounds (max {})", broker.config.request_max_bytes);
-            let _ = tx.send(Queued::Ready(Outcome::Close(reason))).await;
+            let _ = tx.send(Queued::Ready(Answer::Close(reason))).await;
             break;
         }
         // Bounded above: the length was checked before this allocation.
         let mut frame = vec![0u8; len as usize];
-        if reader.read_exact(&mut frame).await.is_err() {
-            break;
+        // The body has the same deadline as the wait for a request: a peer trickling a frame
+        // byte by byte must not hold the connection (and its buffer) forever.
+        match tokio::time::timeout(broker.config.idle_timeout, reader.read_exact(&mut frame)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => break, // closed by the peer
+            Err(_) => {
+                tracing::debug!(%peer, "closing a Kafka connection whose request body did not arrive in time");
+                break;
+            }
         }
         let queued = match dispatch::handle(&broker, peer, Bytes::from(frame)).await {
             Outcome::Later(durable) => Queued::Later(tokio::spawn(durable)),
-            other => Queued::Ready(other),
+            Outcome::Now(answer) => Queued::Ready(answer),
         };
-        let closing = matches!(queued, Queued::Ready(Outcome::Close(_)));
+        let closing = matches!(queued, Queued::Ready(Answer::Close(_)));
         if tx.send(queued).await.is_err() || closing {
             break;
         }
@@ -80,30 +88,23 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
 /// Writes replies in request order; stops at a close or a write error.
 async fn write_replies(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Queued>, peer: SocketAddr) {
     while let Some(queued) = rx.recv().await {
-        let outcome = match queued {
-            Queued::Ready(outcome) => outcome,
-            Queued::Later(task) => task.await.unwrap_or_else(|e| Outcome::Close(format!("a request task failed: {e}"))),
+        let answer = match queued {
+            Queued::Ready(answer) => answer,
+            Queued::Later(task) => task.await.unwrap_or_else(|e| Answer::Close(format!("a request task failed: {e}"))),
         };
-        match outcome {
-            Outcome::Reply(bytes) => {
+        match answer {
+            Answer::Reply(bytes) => {
                 let size = (bytes.len() as u32).to_be_bytes();
                 if writer.write_all(&size).await.is_err() || writer.write_all(&bytes).await.is_err() {
                     return;
                 }
             }
-            Outcome::NoReply => {}
-            Outcome::Later(_) => unreachable_later(peer),
-            Outcome::Close(reason) => {
+            Answer::NoReply => {}
+            Answer::Close(reason) => {
                 tracing::warn!(%peer, %reason, "closing a Kafka connection");
                 let _ = writer.shutdown().await;
                 return;
             }
         }
     }
-}
-
-/// A deferred request's future never resolves to another deferral (produce resolves to a
-/// reply); if it ever did, the reply would be lost, so say so loudly.
-fn unreachable_later(peer: SocketAddr) {
-    tracing::error!(%peer, "a deferred Kafka reply resolved to another deferral; reply dropped");
 }

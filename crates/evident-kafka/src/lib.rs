@@ -4,9 +4,9 @@
 //!
 //! The codec is the `kafka-protocol` crate; this crate is the broker: `server` accepts
 //! connections within limits, `connection` frames requests (the length is checked before any
-//! allocation), `dispatch` decodes each request at its version and routes it to the handler
-//! module named after its API (`produce`, `fetch`, `join_group`, ...), each exposing
-//! `handle`. Group membership and rebalances live in `coordinator`; committed offsets are the
+//! allocation), `request` gates each frame against the table of served APIs, and `api`
+//! registers every API once and routes it to the handler module named after it
+//! (`api/produce.rs`, `api/fetch.rs`, `api/join_group.rs`, ...), each exposing `handle`. Group membership and rebalances live in `coordinator`; committed offsets are the
 //! same `evident-groups` objects the HTTP API shows and resets.
 //!
 //! evident's extensions travel in record headers so plain clients can use them:
@@ -22,38 +22,23 @@ pub mod alloc_guard;
 #[cfg(test)]
 #[global_allocator]
 static TEST_ALLOCATOR: alloc_guard::GuardedAlloc = alloc_guard::GuardedAlloc;
-mod api_versions;
+pub mod api;
 mod broker;
 mod config;
 mod connection;
+pub mod consumer_protocol;
 mod coordinator;
-mod create_partitions;
-mod create_topics;
-mod delete_groups;
-mod delete_topics;
-mod describe_configs;
-mod describe_groups;
 mod dispatch;
 mod error;
-mod fetch;
-mod find_coordinator;
-mod heartbeat;
-mod init_producer_id;
-mod join_group;
-mod leave_group;
-mod list_groups;
-mod list_offsets;
-mod metadata;
-mod offset_commit;
-mod offset_fetch;
-mod produce;
+pub mod handler;
+mod metrics;
 mod records;
 pub mod request;
 mod server;
-mod sync_group;
 mod topic_config;
 mod topics;
 
 pub use broker::Broker;
 pub use config::KafkaConfig;
+pub use metrics::{ErrorCount, KafkaMetrics, KafkaSnapshot};
 pub use server::KafkaServer;

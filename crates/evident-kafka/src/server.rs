@@ -1,7 +1,6 @@
 //! The listener: accepts connections up to the configured limit, serves each on its own task,
 //! and stops accepting at shutdown (connections then end after their current request).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -24,7 +23,7 @@ impl KafkaServer {
 
     /// Accepts and serves connections until shutdown.
     pub async fn run(self) {
-        let open = Arc::new(AtomicUsize::new(0));
+        let metrics = self.broker.metrics.clone();
         let mut shutdown = self.broker.shutdown.clone();
         loop {
             let accepted = tokio::select! {
@@ -39,17 +38,19 @@ impl KafkaServer {
                     continue;
                 }
             };
-            if open.load(Ordering::Relaxed) >= self.broker.config.connections_max {
+            if usize::try_from(metrics.connections_open()).unwrap_or(0) >= self.broker.config.connections_max {
                 tracing::warn!(%peer, max = self.broker.config.connections_max, "Kafka connection refused: too many connections");
+                metrics.connection_refused();
                 drop(stream);
                 continue;
             }
             let _ = stream.set_nodelay(true);
-            open.fetch_add(1, Ordering::Relaxed);
-            let (broker, open) = (self.broker.clone(), open.clone());
+            // Only this task opens connections, so the limit check above cannot race another open.
+            metrics.connection_opened();
+            let (broker, metrics) = (self.broker.clone(), metrics.clone());
             tokio::spawn(async move {
                 connection::serve(broker, stream, peer).await;
-                open.fetch_sub(1, Ordering::Relaxed);
+                metrics.connection_closed();
             });
         }
     }

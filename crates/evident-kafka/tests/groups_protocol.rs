@@ -3,8 +3,11 @@
 //! answered MEMBER_ID_REQUIRED), assignments handed out by SyncGroup, rebalances on a new
 //! member, a leave and an expired session, generation fencing of commits, simple commits, offset
 //! fetches, and list/describe/delete. Every group API is also exercised at every version evident
-//! advertises, so that no response fails to encode. Session time is a manual clock, shared by
-//! the broker and the group store; rebalance delays are real (short) timers.
+//! advertises, so that no response fails to encode. Time is one manual clock, shared by the
+//! broker, its coordinator and the group store: sessions, the initial rebalance delay and the
+//! rebalance timeouts all run on it. It stands still except while a JoinGroup waits for its
+//! answer, when the client moves it forward as the wall clock goes (`Client::join`), and when a
+//! test sets it to expire a session.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +16,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use evident_groups::GroupStore;
 use evident_kafka::{Broker, KafkaConfig, KafkaServer};
-use evident_log::clock::ManualClock;
+use evident_log::clock::{Clock, ManualClock};
 use evident_log::{Log, LogConfig, TopicConfig};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
@@ -70,13 +73,14 @@ struct Client {
     stream: TcpStream,
     client_id: String,
     correlation_id: i32,
+    clock: Arc<ManualClock>,
 }
 
 impl Client {
     async fn connect(server: &Server, client_id: &str) -> Self {
         let stream = TcpStream::connect(server.addr).await.expect("connect");
         stream.set_nodelay(true).expect("nodelay");
-        Self { stream, client_id: client_id.to_string(), correlation_id: 0 }
+        Self { stream, client_id: client_id.to_string(), correlation_id: 0, clock: server.clock.clone() }
     }
 
     async fn send<Req: Encodable, Resp: Decodable>(&mut self, key: ApiKey, version: i16, request: &Req) -> Resp {
@@ -127,7 +131,19 @@ impl Client {
         if version >= 1 {
             request = request.with_rebalance_timeout_ms(30_000);
         }
-        self.send(ApiKey::JoinGroup, version, &request).await
+        // A join waits for the join phase, whose delays run on the manual clock: move it while
+        // waiting, as the wall clock would.
+        let clock = self.clock.clone();
+        let time_passes = async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                clock.set(clock.now_ms() + 5);
+            }
+        };
+        tokio::select! {
+            response = self.send(ApiKey::JoinGroup, version, &request) => response,
+            () = time_passes => panic!("time passing never ends"),
+        }
     }
 
     /// JoinGroup v5 as librdkafka does it: without member id, then with the one handed out.
@@ -420,10 +436,13 @@ async fn consumers_join_sync_and_rebalance() {
 async fn a_silent_member_is_expired_and_the_others_rebalance() {
     let server = start().await;
     let (mut leader, leader_id, mut follower, follower_id, generation) = stable_pair(&server).await;
-    server.clock.set(T0 + i64::from(SESSION) - 1);
+    // The follower's last heartbeat was its SyncGroup, since which the clock stood still.
+    let synced_at = server.clock.now_ms();
+    server.clock.set(synced_at + i64::from(SESSION) - 1);
     assert_eq!(leader.heartbeat(GROUP, generation, &leader_id).await, NONE);
-    // The follower stays silent past its session; the sweeper notices within its interval.
-    server.clock.set(T0 + i64::from(SESSION));
+    // The follower stays silent past its session; the coordinator's timer task notices within
+    // its sweep interval.
+    server.clock.set(synced_at + i64::from(SESSION));
     let mut code = NONE;
     for _ in 0..40 {
         code = leader.heartbeat(GROUP, generation, &leader_id).await;

@@ -1,6 +1,9 @@
-//! `/metrics`: Prometheus (OpenMetrics text) exposition. The server's own counters live here as
-//! atomics; the log's (appends, bytes, syncs, the sync latency histogram) and the groups' lag
-//! are read at scrape time by a collector, so nothing is sampled twice or goes stale.
+//! `/metrics`: OpenMetrics text exposition (`prometheus-client`'s encoder, which writes
+//! `# EOF`, `_total` counters and `le="+Inf"` buckets). The server's own counters live here as
+//! atomics; the log's (appends, bytes, syncs, the sync latency histogram), the Kafka listener's
+//! (owned by `evident-kafka`: requests by API, errors by code, produce and fetch bytes,
+//! connections) and the groups' lag (per group and per partition) are read at scrape time by a
+//! collector, so nothing is sampled twice or goes stale.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -41,6 +44,8 @@ pub struct Metrics {
     /// Request latency histogram (not cumulative; last slot = slower than every bound).
     latency: [AtomicU64; REQUEST_BOUNDS_S.len() + 1],
     latency_sum_us: AtomicU64,
+    /// The Kafka listener's counters (it counts; this module only reads them).
+    pub kafka: Arc<evident_kafka::KafkaMetrics>,
 }
 
 impl Metrics {
@@ -129,7 +134,9 @@ impl Collector for Scrape {
             let buckets: Vec<(f64, u64)> = SYNC_LATENCY_BOUNDS_US
                 .iter()
                 .map(|&b| b as f64 / 1e6)
-                .chain(std::iter::once(f64::INFINITY))
+                // The encoder writes `le="+Inf"` for f64::MAX only (f64::INFINITY would be
+                // `le="inf"`, which OpenMetrics parsers refuse).
+                .chain(std::iter::once(f64::MAX))
                 .zip(s.sync_latency_counts)
                 .collect();
             let count: u64 = s.sync_latency_counts.iter().sum();
@@ -193,7 +200,9 @@ impl Collector for Scrape {
             let buckets: Vec<(f64, u64)> = REQUEST_BOUNDS_S
                 .iter()
                 .copied()
-                .chain(std::iter::once(f64::INFINITY))
+                // The encoder writes `le="+Inf"` for f64::MAX only (f64::INFINITY would be
+                // `le="inf"`, which OpenMetrics parsers refuse).
+                .chain(std::iter::once(f64::MAX))
                 .zip(counts.iter().copied())
                 .collect();
             let mut me = e.encode_descriptor(
@@ -209,6 +218,9 @@ impl Collector for Scrape {
                 None,
             )?;
         }
+        self.encode_kafka(&mut e)?;
+        let described: Vec<_> =
+            self.groups.list().into_iter().filter_map(|summary| self.groups.describe(&summary.group).ok()).collect();
         {
             let mut me = e.encode_descriptor(
                 "evident_group_lag",
@@ -216,14 +228,76 @@ impl Collector for Scrape {
                 None,
                 MetricType::Gauge,
             )?;
-            for summary in self.groups.list() {
-                if let Ok(d) = self.groups.describe(&summary.group) {
-                    let labels = [("group", summary.group.as_str())];
-                    ConstGauge::new(d.total_lag as i64).encode(me.encode_family(&labels)?)?;
+            for d in &described {
+                let labels = [("group", d.group.as_str())];
+                ConstGauge::new(d.total_lag as i64).encode(me.encode_family(&labels)?)?;
+            }
+        }
+        {
+            let mut me = e.encode_descriptor(
+                "evident_group_partition_lag",
+                "Lag of a consumer group on one partition (high watermark minus committed offset), for partitions with a commit.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for d in &described {
+                for row in &d.offsets {
+                    let Some(lag) = row.lag else { continue };
+                    let partition = row.partition.to_string();
+                    let labels =
+                        [("group", d.group.as_str()), ("topic", row.topic.as_str()), ("partition", partition.as_str())];
+                    ConstGauge::new(lag as i64).encode(me.encode_family(&labels)?)?;
                 }
             }
         }
         Ok(())
+    }
+}
+
+impl Scrape {
+    /// The Kafka listener's families.
+    fn encode_kafka(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let k = self.metrics.kafka.snapshot();
+        {
+            let mut me = e.encode_descriptor(
+                "evident_kafka_requests",
+                "Kafka requests answered, by API.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (api, n) in &k.requests {
+                ConstCounter::new(*n).encode(me.encode_family(&[("api", api.as_str())])?)?;
+            }
+        }
+        counter(
+            e,
+            "evident_kafka_requests_refused",
+            "Kafka requests refused unread (unknown API, version not served, malformed); each closes its connection.",
+            k.requests_refused,
+        )?;
+        {
+            let mut me = e.encode_descriptor(
+                "evident_kafka_errors",
+                "Error codes sent to Kafka clients, at every level of a response (request, topic, partition).",
+                None,
+                MetricType::Counter,
+            )?;
+            for error in &k.errors {
+                let code = error.code.map_or_else(|| "other".to_string(), |c| c.to_string());
+                let labels = [("code", code.as_str()), ("error", error.name.as_str())];
+                ConstCounter::new(error.count).encode(me.encode_family(&labels)?)?;
+            }
+        }
+        counter(e, "evident_kafka_produce_bytes", "Record-batch bytes received in Produce requests.", k.produce_bytes)?;
+        counter(e, "evident_kafka_fetch_bytes", "Record-batch bytes sent in Fetch responses.", k.fetch_bytes)?;
+        gauge(e, "evident_kafka_open_connections", "Open Kafka connections.", k.connections_open as f64)?;
+        counter(e, "evident_kafka_connections_accepted", "Kafka connections accepted.", k.connections_accepted)?;
+        counter(
+            e,
+            "evident_kafka_connections_refused",
+            "Kafka connections refused at the connection limit.",
+            k.connections_refused,
+        )
     }
 }
 
@@ -234,4 +308,84 @@ pub fn render(log: Arc<Log>, groups: Arc<GroupStore>, metrics: Arc<Metrics>) -> 
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &registry)?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The exposition against the OpenMetrics text format: checked here for what the format
+    //! requires and Prometheus's parsers rely on (`# EOF`, a `+Inf` bucket in every histogram,
+    //! `_total` counters), with the Kafka listener's and the per-partition lag families present;
+    //! and, when `EVIDENT_TEST_PYTHON` names an interpreter (CI's `target/kafka-venv`), parsed
+    //! by the reference parser of the `prometheus_client` Python package, which refuses
+    //! anything invalid.
+
+    use std::sync::Arc;
+
+    use evident_core::BatchBuilder;
+    use evident_groups::{GroupStore, OffsetCommit};
+    use evident_log::clock::ManualClock;
+    use evident_log::{Log, LogConfig, TopicConfig};
+
+    use super::*;
+
+    fn scrape() -> String {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = Arc::new(Log::open(dir.path(), LogConfig::default()).expect("log"));
+        log.create_topic("orders", TopicConfig { partitions: 2, ..TopicConfig::default() }).expect("topic");
+        let mut batch = BatchBuilder::new();
+        for _ in 0..5 {
+            batch.push_parts(None, Some(b"x"), &[], 1_700_000_000_000);
+        }
+        log.append_batch("orders", 1, &batch.build(), None).expect("append");
+        let groups =
+            Arc::new(GroupStore::open(log.clone(), Arc::new(ManualClock::new(1_700_000_000_000))).expect("groups"));
+        let commit = OffsetCommit { topic: "orders".into(), partition: 1, offset: 2, metadata: None };
+        groups.commit("billing", &[commit]).expect("commit");
+        let metrics = Arc::new(Metrics::default());
+        metrics.record_response(200, std::time::Duration::from_millis(3));
+        render(log, groups, metrics).expect("render")
+    }
+
+    #[test]
+    fn the_exposition_is_openmetrics_with_kafka_and_partition_lag() {
+        let text = scrape();
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        let histograms: Vec<&str> =
+            text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" histogram")).collect();
+        assert_eq!(histograms.len(), 2, "{text}");
+        for h in histograms {
+            assert!(text.contains(&format!("{h}_bucket{{le=\"+Inf\"}} ")), "{h} has no +Inf bucket:\n{text}");
+            assert!(text.contains(&format!("{h}_count ")) && text.contains(&format!("{h}_sum ")), "{h}:\n{text}");
+        }
+        for line in [
+            "evident_group_partition_lag{group=\"billing\",topic=\"orders\",partition=\"1\"} 3",
+            "evident_group_lag{group=\"billing\"} 3",
+            "evident_kafka_requests_total{api=\"Fetch\"} 0",
+            "evident_kafka_open_connections 0.0",
+            "evident_kafka_produce_bytes_total 0",
+            "evident_http_request_duration_seconds_bucket{le=\"0.005\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+        }
+        let Ok(python) = std::env::var("EVIDENT_TEST_PYTHON") else { return };
+        let parse =
+            "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as p\n\
+                     n = sum(1 for _ in p(sys.stdin.read()))\nprint(n)";
+        let mut child = std::process::Command::new(python)
+            .args(["-c", parse])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("python");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), text.as_bytes()).expect("write");
+        let out = child.wait_with_output().expect("parser");
+        assert!(
+            out.status.success(),
+            "the OpenMetrics parser refused it: {}\n{text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let families: usize = String::from_utf8_lossy(&out.stdout).trim().parse().expect("a count");
+        assert_eq!(families, text.lines().filter(|l| l.starts_with("# TYPE ")).count());
+    }
 }

@@ -75,15 +75,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let notifier = notifier::Notifier::start(log.clone());
     let metrics = Arc::new(Metrics::default());
-    let broker = Arc::new(Broker::new(
-        log.clone(),
-        groups.clone(),
-        config.kafka.clone(),
-        notifier.subscribe(),
-        shutdown_rx.clone(),
-        clock,
-        kafka_addr.port(),
-    ));
+    let broker = Arc::new(
+        Broker::new(
+            log.clone(),
+            groups.clone(),
+            config.kafka.clone(),
+            notifier.subscribe(),
+            shutdown_rx.clone(),
+            clock,
+            kafka_addr.port(),
+        )
+        .with_metrics(metrics.kafka.clone()),
+    );
     let state = AppState::new(
         log.clone(),
         groups,

@@ -8,7 +8,7 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::NODE_ID;
-use crate::dispatch::Ctx;
+use crate::handler::{Ctx, ErrorCodes};
 
 /// FindCoordinator's key type for consumer groups.
 const KEY_TYPE_GROUP: i8 = 0;
@@ -39,5 +39,11 @@ pub async fn handle(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCoordinat
             .with_node_id(BrokerId(-1))
             .with_host(StrBytes::default())
             .with_port(-1),
+    }
+}
+
+impl ErrorCodes for FindCoordinatorResponse {
+    fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+        each(self.error_code);
     }
 }

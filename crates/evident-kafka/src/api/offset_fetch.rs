@@ -10,7 +10,7 @@ use kafka_protocol::messages::offset_fetch_response::{OffsetFetchResponsePartiti
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::dispatch::Ctx;
+use crate::handler::{Ctx, ErrorCodes};
 use crate::error::KafkaError;
 
 /// Kafka's "no committed offset".
@@ -95,4 +95,13 @@ pub async fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchRespon
         }
     };
     OffsetFetchResponse::default().with_topics(topics)
+}
+
+impl ErrorCodes for OffsetFetchResponse {
+    fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+        each(self.error_code);
+        for t in &self.topics {
+            t.partitions.iter().for_each(|p| each(p.error_code));
+        }
+    }
 }

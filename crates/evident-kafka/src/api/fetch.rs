@@ -9,7 +9,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 
-use crate::dispatch::Ctx;
+use crate::handler::{Ctx, ErrorCodes};
 use crate::error::KafkaError;
 
 /// Cap on what one request may ask us to hold, whatever `max_bytes` says.
@@ -95,6 +95,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
             _ = shutdown.wait_for(|stop| *stop) => break partitions,
         }
     };
+    ctx.broker.metrics.fetched(partitions.iter().map(|p| p.records.as_ref().map_or(0, |r| r.len())).sum());
     let mut it = partitions.into_iter();
     let responses = shape
         .into_iter()
@@ -103,4 +104,13 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
         })
         .collect();
     FetchResponse::default().with_responses(responses)
+}
+
+impl ErrorCodes for FetchResponse {
+    fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+        each(self.error_code);
+        for t in &self.responses {
+            t.partitions.iter().for_each(|p| each(p.error_code));
+        }
+    }
 }

@@ -11,7 +11,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::dispatch::Ctx;
+use crate::handler::{Ctx, Deferred, ErrorCodes};
 use crate::error::KafkaError;
 use crate::{records, topics};
 
@@ -25,13 +25,10 @@ fn partition_error(index: i32, e: &KafkaError) -> PartitionProduceResponse {
         .with_error_message(Some(StrBytes::from_string(e.message.clone())))
 }
 
-/// A produce whose appends are queued; resolves to the response once they are durable.
-pub type Durable = std::pin::Pin<Box<dyn std::future::Future<Output = Option<ProduceResponse>> + Send>>;
-
-/// Starts a Produce: checks and queues every partition's batch in the log (their offsets are
-/// fixed when this returns, in request order), and returns the future that waits for their
-/// sync and builds the response (None for `acks=0`).
-pub async fn begin(ctx: &Ctx<'_>, req: ProduceRequest) -> Durable {
+/// Handles Produce: checks and queues every partition's batch in the log (their offsets are
+/// fixed when this returns, in request order), and returns the response to come, once their
+/// sync returns (none for `acks=0`).
+pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Deferred<ProduceResponse> {
     let acks = req.acks;
     if req.transactional_id.is_some() {
         let e = KafkaError::new(
@@ -46,7 +43,7 @@ pub async fn begin(ctx: &Ctx<'_>, req: ProduceRequest) -> Durable {
                 TopicProduceResponse::default().with_name(t.name).with_partition_responses(parts)
             })
             .collect();
-        return Box::pin(async move { (acks != 0).then(|| ProduceResponse::default().with_responses(responses)) });
+        return Deferred(Box::pin(async move { (acks != 0).then(|| ProduceResponse::default().with_responses(responses)) }));
     }
     let max = ctx.broker.config.decompressed_max_bytes;
     // Queue every partition's append concurrently (they share the next group commit).
@@ -55,6 +52,7 @@ pub async fn begin(ctx: &Ctx<'_>, req: ProduceRequest) -> Durable {
         let topic = t.name.0.to_string();
         let mut parts = Vec::new();
         for p in t.partition_data {
+            ctx.broker.metrics.produced(p.records.as_ref().map_or(0, |r| r.len()));
             let index = p.index;
             let log = ctx.broker.log.clone();
             let topic = topic.clone();
@@ -94,7 +92,7 @@ pub async fn begin(ctx: &Ctx<'_>, req: ProduceRequest) -> Durable {
         }
         pending.push((name, out));
     }
-    Box::pin(async move {
+    Deferred(Box::pin(async move {
         // Waiting for the sync blocks a thread: off the async workers.
         let responses = tokio::task::spawn_blocking(move || {
             pending
@@ -118,5 +116,13 @@ pub async fn begin(ctx: &Ctx<'_>, req: ProduceRequest) -> Durable {
         .await
         .unwrap_or_default();
         (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
-    })
+    }))
+}
+
+impl ErrorCodes for ProduceResponse {
+    fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+        for t in &self.responses {
+            t.partition_responses.iter().for_each(|p| each(p.error_code));
+        }
+    }
 }

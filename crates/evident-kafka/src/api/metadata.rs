@@ -10,7 +10,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::NODE_ID;
-use crate::dispatch::Ctx;
+use crate::handler::{Ctx, ErrorCodes};
 use crate::topics;
 
 fn topic_entry(meta: &evident_log::TopicMeta) -> MetadataResponseTopic {
@@ -83,4 +83,14 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
         .with_cluster_id(Some(StrBytes::from_static_str("evident")))
         .with_controller_id(BrokerId(NODE_ID))
         .with_topics(topics)
+}
+
+impl ErrorCodes for MetadataResponse {
+    fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+        each(self.error_code);
+        for t in &self.topics {
+            each(t.error_code);
+            t.partitions.iter().for_each(|p| each(p.error_code));
+        }
+    }
 }

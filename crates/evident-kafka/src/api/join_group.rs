@@ -7,7 +7,7 @@ use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::coordinator::{JoinParams, JoinResult};
-use crate::dispatch::Ctx;
+use crate::handler::{Ctx, ErrorCodes};
 
 /// Handles JoinGroup.
 pub async fn handle(ctx: &Ctx<'_>, req: JoinGroupRequest) -> JoinGroupResponse {
@@ -58,4 +58,10 @@ pub fn response(result: JoinResult, version: i16) -> JoinGroupResponse {
             .with_protocol_name(result.protocol_name.map(StrBytes::from_string));
     }
     response
+}
+
+impl ErrorCodes for JoinGroupResponse {
+    fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+        each(self.error_code);
+    }
 }

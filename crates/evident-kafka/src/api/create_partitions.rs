@@ -7,7 +7,7 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::dispatch::Ctx;
+use crate::handler::{Ctx, ErrorCodes};
 use crate::error::KafkaError;
 use crate::topics;
 
@@ -71,4 +71,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreatePartitionsRequest) -> CreatePartit
     .await
     .unwrap_or_default();
     CreatePartitionsResponse::default().with_results(results)
+}
+
+impl ErrorCodes for CreatePartitionsResponse {
+    fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+        self.results.iter().for_each(|r| each(r.error_code));
+    }
 }

@@ -3,10 +3,16 @@
 
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
-use crate::dispatch::Ctx;
+use crate::handler::{Ctx, ErrorCodes};
 
 /// Handles Heartbeat.
 pub async fn handle(ctx: &Ctx<'_>, req: HeartbeatRequest) -> HeartbeatResponse {
     let result = ctx.broker.coordinator.heartbeat(req.group_id.as_str(), req.generation_id, req.member_id.as_str());
     HeartbeatResponse::default().with_error_code(result.err().map_or(0, |e| e.code()))
+}
+
+impl ErrorCodes for HeartbeatResponse {
+    fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+        each(self.error_code);
+    }
 }

@@ -6,7 +6,7 @@ use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourc
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::dispatch::Ctx;
+use crate::handler::{Ctx, ErrorCodes};
 use crate::topic_config;
 
 const TOPIC: i8 = 2;
@@ -79,4 +79,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeConfi
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
+}
+
+impl ErrorCodes for DescribeConfigsResponse {
+    fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+        self.results.iter().for_each(|r| each(r.error_code));
+    }
 }

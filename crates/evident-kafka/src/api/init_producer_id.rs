@@ -5,7 +5,7 @@
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
-use crate::dispatch::Ctx;
+use crate::handler::{Ctx, ErrorCodes};
 
 /// Handles InitProducerId.
 pub async fn handle(ctx: &Ctx<'_>, req: InitProducerIdRequest) -> InitProducerIdResponse {
@@ -23,4 +23,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: InitProducerIdRequest) -> InitProducerId
         }
     }
     InitProducerIdResponse::default().with_producer_id(ProducerId(ctx.broker.next_producer_id())).with_producer_epoch(0)
+}
+
+impl ErrorCodes for InitProducerIdResponse {
+    fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+        each(self.error_code);
+    }
 }

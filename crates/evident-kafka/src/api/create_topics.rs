@@ -7,7 +7,7 @@ use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::dispatch::Ctx;
+use crate::handler::{Ctx, ErrorCodes};
 use crate::error::KafkaError;
 use crate::{topic_config, topics};
 
@@ -106,4 +106,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResp
     .await
     .unwrap_or_default();
     CreateTopicsResponse::default().with_topics(results)
+}
+
+impl ErrorCodes for CreateTopicsResponse {
+    fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+        self.topics.iter().for_each(|t| each(t.error_code));
+    }
 }

@@ -7,7 +7,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse, GroupId};
 
-use crate::dispatch::Ctx;
+use crate::handler::{Ctx, ErrorCodes};
 use crate::error::KafkaError;
 
 async fn delete(ctx: &Ctx<'_>, group: &str) -> Result<(), ResponseError> {
@@ -36,4 +36,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: DeleteGroupsRequest) -> DeleteGroupsResp
         results.push(DeletableGroupResult::default().with_group_id(GroupId(group.0)).with_error_code(code));
     }
     DeleteGroupsResponse::default().with_results(results)
+}
+
+impl ErrorCodes for DeleteGroupsResponse {
+    fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+        self.results.iter().for_each(|r| each(r.error_code));
+    }
 }

@@ -5,7 +5,7 @@ use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::dispatch::Ctx;
+use crate::handler::{Ctx, ErrorCodes};
 use crate::error::KafkaError;
 use crate::topics;
 
@@ -49,4 +49,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: DeleteTopicsRequest) -> DeleteTopicsResp
     .await
     .unwrap_or_default();
     DeleteTopicsResponse::default().with_responses(results)
+}
+
+impl ErrorCodes for DeleteTopicsResponse {
+    fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+        self.responses.iter().for_each(|t| each(t.error_code));
+    }
 }

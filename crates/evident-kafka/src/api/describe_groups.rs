@@ -7,7 +7,7 @@ use kafka_protocol::messages::describe_groups_response::{DescribedGroup, Describ
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, GroupId};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::dispatch::Ctx;
+use crate::handler::{Ctx, ErrorCodes};
 
 fn describe(ctx: &Ctx<'_>, group: GroupId) -> DescribedGroup {
     let described = DescribedGroup::default().with_group_id(group.clone());
@@ -39,4 +39,10 @@ fn describe(ctx: &Ctx<'_>, group: GroupId) -> DescribedGroup {
 pub async fn handle(ctx: &Ctx<'_>, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
     let groups = req.groups.into_iter().map(|group| describe(ctx, group)).collect();
     DescribeGroupsResponse::default().with_groups(groups)
+}
+
+impl ErrorCodes for DescribeGroupsResponse {
+    fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+        self.groups.iter().for_each(|g| each(g.error_code));
+    }
 }

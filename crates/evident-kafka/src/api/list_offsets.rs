@@ -5,7 +5,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
-use crate::dispatch::Ctx;
+use crate::handler::{Ctx, ErrorCodes};
 use crate::error::KafkaError;
 
 const LATEST: i64 = -1;
@@ -52,4 +52,12 @@ pub async fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsRespon
     .await
     .unwrap_or_default();
     ListOffsetsResponse::default().with_topics(answer)
+}
+
+impl ErrorCodes for ListOffsetsResponse {
+    fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+        for t in &self.topics {
+            t.partitions.iter().for_each(|p| each(p.error_code));
+        }
+    }
 }

@@ -4,7 +4,7 @@
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 
 use crate::coordinator::SyncResult;
-use crate::dispatch::Ctx;
+use crate::handler::{Ctx, ErrorCodes};
 
 /// Handles SyncGroup.
 pub async fn handle(ctx: &Ctx<'_>, req: SyncGroupRequest) -> SyncGroupResponse {
@@ -15,14 +15,12 @@ pub async fn handle(ctx: &Ctx<'_>, req: SyncGroupRequest) -> SyncGroupResponse {
         .sync(req.group_id.as_str(), req.generation_id, req.member_id.as_str(), assignments)
         .wait(&ctx.broker.shutdown, SyncResult::error)
         .await;
-    let mut response = SyncGroupResponse::default()
-        .with_error_code(result.error.map_or(0, |e| e.code()))
-        .with_assignment(result.assignment);
-    // Only v5 carries the protocol type and name.
-    if ctx.version >= 5 {
-        response = response
-            .with_protocol_type(result.protocol_type.map(Into::into))
-            .with_protocol_name(result.protocol_name.map(Into::into));
+    // The protocol type and name are v5+ fields; evident serves v0-3.
+    SyncGroupResponse::default().with_error_code(result.error.map_or(0, |e| e.code())).with_assignment(result.assignment)
+}
+
+impl ErrorCodes for SyncGroupResponse {
+    fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+        each(self.error_code);
     }
-    response
 }

@@ -4,7 +4,7 @@
 
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
-use crate::dispatch::Ctx;
+use crate::handler::{Ctx, ErrorCodes};
 
 /// Handles LeaveGroup.
 pub async fn handle(ctx: &Ctx<'_>, req: LeaveGroupRequest) -> LeaveGroupResponse {
@@ -14,4 +14,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: LeaveGroupRequest) -> LeaveGroupResponse
         Ok(results) => results.first().and_then(|r| r.err()).map_or(0, |e| e.code()),
     };
     LeaveGroupResponse::default().with_error_code(code)
+}
+
+impl ErrorCodes for LeaveGroupResponse {
+    fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+        each(self.error_code);
+    }
 }
