@@ -22,8 +22,15 @@ if [ ! -x "$VENV/bin/st" ] || ! "$VENV/bin/python" -c 'import schemathesis, open
   "$VENV/bin/pip" install -q --disable-pip-version-check "${PINS[@]}"
 fi
 
-cargo build --release -q -p evident-server --bin evident
-BIN="${CARGO_TARGET_DIR:-target}/release/evident"
+# The test command passes the binary its `cargo test` run just built (EVIDENT_BIN): building
+# `-p evident-server` alone resolves other features than the workspace test build and would
+# recompile much of the tree.
+if [ -n "${EVIDENT_BIN:-}" ]; then
+  BIN="$EVIDENT_BIN"
+else
+  cargo build --release -q -p evident-server --bin evident
+  BIN="${CARGO_TARGET_DIR:-target}/release/evident"
+fi
 
 free_port() { "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 HTTP_PORT=$(free_port)

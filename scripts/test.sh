@@ -53,7 +53,7 @@ cargo test --workspace --release -- --nocapture 2>&1 | tee "$out" | grep -vE '^(
 echo "== HTTP contract (schemathesis)"
 # The served OpenAPI document is validated, then schemathesis drives every documented operation of
 # a live `evident serve` within a bounded budget: no 5xx, no reply that contradicts the document.
-bash scripts/schemathesis.sh
+EVIDENT_BIN="${CARGO_TARGET_DIR:-target}/release/evident" bash scripts/schemathesis.sh
 # Repeat the figures the reliability tests print, so they are easy to find in CI's log.
 echo "== figures"
 grep -E '^[A-Za-z0-9 _(),-]+: .*=[0-9]' "$out" || true

@@ -15,7 +15,12 @@ use crate::handler::{Ctx, Deferred, ErrorCodes};
 use crate::error::KafkaError;
 use crate::{records, topics};
 
-fn partition_error(index: i32, e: &KafkaError) -> PartitionProduceResponse {
+/// A partition's refusal, as the response carries it. Every refused write is logged here at
+/// info with its reason (the message names the stream and its version where that applies), as
+/// the HTTP API logs its refused writes: an operator can see why a producer's batch failed
+/// without capturing traffic.
+fn partition_error(topic: &str, index: i32, e: &KafkaError) -> PartitionProduceResponse {
+    tracing::info!(topic, partition = index, code = ?e.code, reason = %e.message, "produce refused");
     PartitionProduceResponse::default()
         .with_index(index)
         .with_error_code(e.code.code())
@@ -39,7 +44,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Deferred<ProduceRespo
             .topic_data
             .into_iter()
             .map(|t| {
-                let parts = t.partition_data.iter().map(|p| partition_error(p.index, &e)).collect();
+                let parts = t.partition_data.iter().map(|p| partition_error(&t.name, p.index, &e)).collect();
                 TopicProduceResponse::default().with_name(t.name).with_partition_responses(parts)
             })
             .collect();
@@ -106,7 +111,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Deferred<ProduceRespo
                                 .with_base_offset(outcome.base_offset as i64)
                                 .with_log_append_time_ms(-1)
                                 .with_log_start_offset(0),
-                            Err(e) => partition_error(index, &e),
+                            Err(e) => partition_error(&name, index, &e),
                         })
                         .collect();
                     TopicProduceResponse::default().with_name(name).with_partition_responses(out)
