@@ -128,15 +128,7 @@ impl Log {
         expected: ExpectedVersion,
         events: &[EventData],
     ) -> Result<AppendOutcome> {
-        if events.is_empty() {
-            return Err(Error::EmptyBatch);
-        }
-        let now = self.inner.clock.now_ms();
-        let mut builder = BatchBuilder::new();
-        for event in events {
-            event.push_to(&mut builder, key, now);
-        }
-        self.append_inner(topic, Route::Key(key), &builder.build(), Some(expected))?.wait()
+        self.append_events_deferred(topic, key, expected, events)?.wait()
     }
 
     /// Like [`Log::append_events`], but returns once the events are checked, positioned and
