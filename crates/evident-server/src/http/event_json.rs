@@ -315,13 +315,29 @@ impl Serialize for EventView<'_> {
 /// no allocation per event (headers are walked in place) cost a fraction of the generic path.
 /// The text is what serde_json writes for the same object (the tests compare them).
 pub fn write_event(out: &mut String, e: &Event) {
+    // The headers are decoded once, onto the stack when they are few (as events' are): the
+    // passes below (attributes, extensions, other headers) then walk a slice.
+    let mut inline = [("", None::<&[u8]>); HEADERS_INLINE];
+    let (mut count, mut spilled) = (0, Vec::new());
+    for header in e.headers() {
+        if count < HEADERS_INLINE {
+            inline[count] = header;
+        } else {
+            if spilled.is_empty() {
+                spilled.extend_from_slice(&inline);
+            }
+            spilled.push(header);
+        }
+        count += 1;
+    }
+    let headers = if count <= HEADERS_INLINE { &inline[..count] } else { &spilled[..] };
     // The CloudEvents attributes with their own keys: the first header of a name wins, as
     // `Event::header` has it; a value that is not UTF-8 reads as null.
     let (mut id, mut event_type, mut source, mut ce_time, mut content_type) = (None, None, None, None, None);
     // The other headers: how many, and whether they are stored sorted with no name twice (the
     // HTTP append path stores them so), which lets them be written in one pass as they are.
     let (mut plain, mut plain_sorted, mut previous) = (0usize, true, None::<&str>);
-    for (name, value) in e.headers() {
+    for &(name, value) in headers {
         let slot = match name {
             envelope::CE_ID => &mut id,
             envelope::CE_TYPE => &mut event_type,
@@ -358,7 +374,7 @@ pub fn write_event(out: &mut String, e: &Event) {
         out.push_str(",\"datacontenttype\":");
         push_str(out, ct);
     }
-    for (name, value) in e.headers() {
+    for &(name, value) in headers {
         if let Some(attribute) = extension(name) {
             out.push(',');
             push_str(out, attribute);
@@ -414,13 +430,14 @@ pub fn write_event(out: &mut String, e: &Event) {
         out.push_str(",\"headers\":{");
         let is_plain = |name: &str| !name.starts_with("ce_") && name != envelope::CONTENT_TYPE;
         if plain_sorted {
-            for (i, (name, value)) in e.headers().filter(|(name, _)| is_plain(name)).enumerate() {
+            for (i, &(name, value)) in headers.iter().filter(|(name, _)| is_plain(name)).enumerate() {
                 push_header_entry(out, i, name, value);
             }
         } else {
             // Sorted by name (stably), the last of a repeated name kept: what collecting into
             // a map gives.
-            let mut entries: Vec<(&str, Option<&[u8]>)> = e.headers().filter(|(name, _)| is_plain(name)).collect();
+            let mut entries: Vec<(&str, Option<&[u8]>)> =
+                headers.iter().copied().filter(|(name, _)| is_plain(name)).collect();
             entries.sort_by(|a, b| a.0.cmp(b.0));
             let last_of_name = |i: usize| entries.get(i + 1).is_none_or(|next| next.0 != entries[i].0);
             for (i, j) in (0..entries.len()).filter(|&j| last_of_name(j)).enumerate() {
@@ -431,6 +448,10 @@ pub fn write_event(out: &mut String, e: &Event) {
     }
     out.push('}');
 }
+
+/// Headers of an event decoded onto the stack before spilling to the heap: events carry a
+/// handful (the CloudEvents attributes, a content type, some metadata).
+const HEADERS_INLINE: usize = 16;
 
 /// The attribute name of an extension header (`ce_` and a name CloudEvents does not give its
 /// own key), or None.
