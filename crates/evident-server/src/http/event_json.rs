@@ -3,6 +3,13 @@
 //! binding's binary mode), `data` to the record value. On read, a stored record becomes the
 //! same JSON plus its positions (topic, key, partition, offset, version, sequence), written
 //! straight to the output without building an intermediate tree.
+//!
+//! Reads render every event of a page, so the read side is a hand-written writer
+//! ([`write_event`]) rather than serde: constant keys, `itoa` numbers, strings escaped a block
+//! at a time exactly as serde_json escapes them, headers decoded once onto the stack. A stored
+//! payload is still checked to be JSON before it is embedded as `data`: a content type of
+//! `application/json` is no evidence (Kafka producers set it on anything, and an HTTP append
+//! may pair it with `data_base64`), and invalid JSON must never reach a client as a page.
 
 use std::collections::BTreeMap;
 
