@@ -3,7 +3,7 @@
 //! duration is up, and every operation's latency is kept. Throughput is operations over the
 //! wall time from the common start to the last thread's end.
 
-use std::sync::Barrier;
+use std::sync::{Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
@@ -36,16 +36,20 @@ where
     Op: Fn(&mut S, usize, u64) -> Result<()> + Sync,
 {
     let barrier = Barrier::new(threads + 1);
+    // One start for every thread and for the wall time: whichever leaves the barrier first
+    // reads the clock. (Each reading its own clock let a descheduled main thread start the
+    // wall time after the workers, so a run could measure less than its duration.)
+    let start_cell = OnceLock::new();
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let (barrier, setup, op) = (&barrier, &setup, &op);
+                let (barrier, setup, op, start_cell) = (&barrier, &setup, &op, &start_cell);
                 scope.spawn(move || -> Result<(u64, Latencies)> {
                     let state = setup(t);
                     barrier.wait();
+                    let deadline = *start_cell.get_or_init(Instant::now) + duration;
                     let mut state = state?;
                     let mut lat = Latencies::with_capacity(1 << 14);
-                    let deadline = Instant::now() + duration;
                     let mut i = 0u64;
                     loop {
                         let t0 = Instant::now();
@@ -62,7 +66,7 @@ where
             })
             .collect();
         barrier.wait();
-        let start = Instant::now();
+        let start = *start_cell.get_or_init(Instant::now);
         let mut ops = 0;
         let mut latencies = Latencies::with_capacity(1 << 16);
         let mut first_err = None;
