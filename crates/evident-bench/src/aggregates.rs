@@ -143,7 +143,7 @@ fn append_range(backend: &dyn Backend, from: u64, to: u64) -> Result<()> {
         let expected = if n == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(Version(n - 1)) };
         let appended = evident::blocking::wait(backend.append(Account::TOPIC, ACCOUNT, expected, &events))?;
         ensure!(
-            appended.last_version == end - 1,
+            appended.last_version.0 == end - 1,
             "appended up to version {}, expected {}",
             appended.last_version,
             end - 1
@@ -197,13 +197,22 @@ pub fn run(dir: &Path, replay_runs: usize, snapshot_runs: usize) -> Result<Vec<M
     append_range(backend.as_ref(), 0, EVENTS)?;
     eprintln!("    wrote {} events to one stream in {:.2} s", num(EVENTS as f64), t.elapsed().as_secs_f64());
     let snapshot = repo.snapshot_now(ACCOUNT)?;
-    ensure!(snapshot == Some(EVENTS - 1), "snapshot taken at {snapshot:?}, expected version {}", EVENTS - 1);
+    ensure!(
+        snapshot == Some(evident::Version(EVENTS - 1)),
+        "snapshot taken at {snapshot:?}, expected version {}",
+        EVENTS - 1
+    );
     let state = expected_state(EVENTS);
     let check = |tail: Option<u64>, events: u64, state: &Account| {
         let state = state.clone();
         move |l: &Loaded<Account>| -> Result<()> {
             ensure!(l.state == state, "loaded state {:?}, expected {state:?}", l.state);
-            ensure!(l.version == Some(events - 1), "loaded version {:?}, expected {}", l.version, events - 1);
+            ensure!(
+                l.version == Some(evident::Version(events - 1)),
+                "loaded version {:?}, expected {}",
+                l.version,
+                events - 1
+            );
             match tail {
                 None => ensure!(
                     l.snapshot_version.is_none() && l.events_replayed == events,
@@ -212,7 +221,7 @@ pub fn run(dir: &Path, replay_runs: usize, snapshot_runs: usize) -> Result<Vec<M
                     l.events_replayed
                 ),
                 Some(tail) => ensure!(
-                    l.snapshot_version == Some(EVENTS - 1) && l.events_replayed == tail,
+                    l.snapshot_version == Some(evident::Version(EVENTS - 1)) && l.events_replayed == tail,
                     "snapshot load started from {:?} and replayed {} events, expected the snapshot at {} and {tail}",
                     l.snapshot_version,
                     l.events_replayed,

@@ -134,7 +134,7 @@ impl Projections {
             g = (g + LOAD_BATCH).min(events);
         }
         let secs = start.elapsed().as_secs_f64();
-        let head = evident::blocking::wait(backend.head_sequence())?;
+        let head = evident::blocking::wait(backend.head_sequence())?.0;
         ensure!(head == events, "the log's head is {head} after loading {events} events into a fresh log");
         let m = Measurement::new(
             System::Evident,
@@ -163,9 +163,9 @@ impl Projections {
             let mut seen = 0u64;
             let mut sum = 0i64;
             loop {
-                let page = evident::blocking::wait(self.backend.read_all(position, batch))?;
+                let page = evident::blocking::wait(self.backend.read_all(evident::Sequence(position), batch))?;
                 let Some(last) = page.last() else { break };
-                position = last.sequence + 1;
+                position = last.sequence.0 + 1;
                 seen += page.len() as u64;
                 if decode_events {
                     for e in &page {
@@ -329,7 +329,7 @@ impl Projections {
         let projection = Balances { upcasters: Upcasters::default() };
         let mut runner =
             ::evident::blocking::ProjectionRunner::with_options(self.backend.clone(), sink, projection, options)?;
-        ensure!(runner.position() == 0, "the read model was not fresh: checkpoint at {}", runner.position());
+        ensure!(runner.position().0 == 0, "the read model was not fresh: checkpoint at {}", runner.position());
         // The progress callback runs on the runner's blocking thread: the page times come back
         // through a shared vector.
         let recorded = std::sync::Arc::new(std::sync::Mutex::new(Latencies::with_capacity(

@@ -123,6 +123,19 @@ macro_rules! display_inner {
 }
 display_inner!(PartitionId, Offset, Version, Sequence);
 
+macro_rules! position_next {
+    ($($t:ty),*) => {$(
+        impl $t {
+            /// The position just after this one (positions count events, so "from the next
+            /// one" is `+ 1` without leaving the type).
+            pub const fn next(self) -> Self {
+                Self(self.0 + 1)
+            }
+        }
+    )*};
+}
+position_next!(Offset, Version, Sequence);
+
 /// The key of an entity stream: the Kafka record key, as bytes. Keys are usually UTF-8 entity
 /// ids, but Kafka allows any bytes, so evident does too.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
@@ -165,6 +178,13 @@ mod tests {
         assert!(matches!(TopicName::new("..".to_string()), Err(NameError::Reserved(_))));
         assert!(matches!(TopicName::new("x".repeat(250)), Err(NameError::TooLong { len: 250, .. })));
         assert!(TopicName::new("x".repeat(249)).is_ok());
+    }
+
+    #[test]
+    fn positions_step_and_display_as_their_number() {
+        assert_eq!(Version(4).next(), Version(5));
+        assert_eq!(Sequence(0).next().to_string(), "1");
+        assert!(Offset(9).next() > Offset(9));
     }
 
     #[test]

@@ -374,7 +374,7 @@ impl Projection for Shipping {
             "Doomed" => return Err("this event can never be shipped".into()),
             _ => {}
         }
-        let sequence = i64::try_from(e.sequence)?;
+        let sequence = i64::try_from(e.sequence.0)?;
         tx.execute(
             "INSERT INTO {shipped} (sequence, stream, type) VALUES ($1, $2, $3)",
             &[&sequence, &e.stream(), &event_type],

@@ -32,7 +32,7 @@ fn the_bank_example_runs_unchanged_over_http() {
     assert_eq!(report.alice_before_withdrawal, 12_000);
     let bob: u64 = (0..249u64).map(|i| 100 + i % 7).sum();
     assert_eq!(report.bob, bob);
-    assert_eq!(report.bob_snapshot, Some(199), "the snapshot written over HTTP is used");
+    assert_eq!(report.bob_snapshot, Some(evident::Version(199)), "the snapshot written over HTTP is used");
     assert_eq!(report.bob_replayed, 50);
     assert_eq!(report.balances, vec![("alice-h".to_string(), 9500), ("bob-h".to_string(), bob as i64)]);
 }

@@ -15,7 +15,7 @@ use evident::{
     Aggregate, Backend, DomainEvent, EmbeddedBackend, Error, EventData, ExpectedVersion, HttpBackend, RecordedEvent,
     RetryPolicy, SnapshotPolicy, StreamQuery, TopicSpec,
 };
-use evident_core::Version;
+use evident_core::{Sequence, Version};
 use serde::{Deserialize, Serialize};
 
 fn backend(server: &Server) -> HttpBackend {
@@ -56,7 +56,7 @@ fn append_read_and_retry_idempotently() {
     let events = [json_event("e0", "Opened", r#"{"owner":"ada"}"#), json_event("e1", "Deposited", r#"{"amount":5}"#)];
     let appended =
         evident::blocking::wait(b.append("bank", "acc-1", ExpectedVersion::NoStream, &events)).expect("append");
-    assert_eq!((appended.first_version, appended.last_version, appended.duplicate), (0, 1, false));
+    assert_eq!((appended.first_version, appended.last_version, appended.duplicate), (Version(0), Version(1), false));
     let retry = evident::blocking::wait(b.append("bank", "acc-1", ExpectedVersion::NoStream, &events))
         .expect("an idempotent retry");
     assert_eq!(retry, evident::Appended { duplicate: true, ..appended }, "the original positions");
@@ -67,14 +67,14 @@ fn append_read_and_retry_idempotently() {
         &[json_event("e2", "Deposited", r#"{"amount":7}"#)],
     ))
     .expect("ok");
-    assert_eq!((more.first_version, more.last_version), (2, 2));
+    assert_eq!((more.first_version, more.last_version), (Version(2), Version(2)));
     assert!(more.last_sequence > appended.last_sequence);
 
     let page = read(&b, "bank", "acc-1");
-    assert_eq!(page.current_version, Some(2));
+    assert_eq!(page.current_version, Some(Version(2)));
     assert_eq!(ids(&page.events), ["e0", "e1", "e2"]);
     let first = &page.events[0];
-    assert_eq!((first.topic.as_str(), first.key.as_deref(), first.version), ("bank", Some("acc-1"), Some(0)));
+    assert_eq!((first.topic.as_str(), first.key.as_deref(), first.version), ("bank", Some("acc-1"), Some(Version(0))));
     assert_eq!(first.event_type.as_deref(), Some("Opened"));
     assert_eq!(first.data, br#"{"owner":"ada"}"#);
     assert_eq!(first.header_str("ce_source"), Some("/tests"));
@@ -91,19 +91,21 @@ fn append_read_and_retry_idempotently() {
     };
     let page =
         evident::blocking::wait(b.read_stream("bank", "acc-1", &q(None, 2, Direction::Backward, None))).expect("read");
-    assert_eq!((ids(&page.events), page.current_version), (vec!["e2", "e1"], Some(2)));
-    let page = evident::blocking::wait(b.read_stream("bank", "acc-1", &q(Some(1), 10, Direction::Forward, None)))
-        .expect("read");
+    assert_eq!((ids(&page.events), page.current_version), (vec!["e2", "e1"], Some(Version(2))));
+    let page =
+        evident::blocking::wait(b.read_stream("bank", "acc-1", &q(Some(Version(1)), 10, Direction::Forward, None)))
+            .expect("read");
     assert_eq!(ids(&page.events), ["e1", "e2"]);
-    let page = evident::blocking::wait(b.read_stream("bank", "acc-1", &q(None, 10, Direction::Forward, Some(1))))
-        .expect("read");
-    assert_eq!((ids(&page.events), page.current_version), (vec!["e0", "e1"], Some(2)));
+    let page =
+        evident::blocking::wait(b.read_stream("bank", "acc-1", &q(None, 10, Direction::Forward, Some(Version(1)))))
+            .expect("read");
+    assert_eq!((ids(&page.events), page.current_version), (vec!["e0", "e1"], Some(Version(2))));
     let page =
         evident::blocking::wait(b.read_stream("bank", "acc-1", &q(None, 0, Direction::Forward, None))).expect("read");
-    assert_eq!((page.events.len(), page.current_version), (0, Some(2)), "limit 0: the version alone");
+    assert_eq!((page.events.len(), page.current_version), (0, Some(Version(2))), "limit 0: the version alone");
     let before_all = StreamQuery { as_of_time_ms: Some(first.timestamp_ms - 1), ..StreamQuery::default() };
     let page = evident::blocking::wait(b.read_stream("bank", "acc-1", &before_all)).expect("read");
-    assert_eq!((page.events.len(), page.current_version), (0, Some(2)), "as of a time before the stream");
+    assert_eq!((page.events.len(), page.current_version), (0, Some(Version(2))), "as of a time before the stream");
     let at_first = StreamQuery { as_of_time_ms: Some(first.timestamp_ms), ..StreamQuery::default() };
     let page = evident::blocking::wait(b.read_stream("bank", "acc-1", &at_first)).expect("read");
     assert!(ids(&page.events).starts_with(&["e0"]), "as of the first event's time");
@@ -180,7 +182,7 @@ fn keys_are_encoded_whatever_they_hold() {
             &[json_event(&format!("e{i}"), "K", "1")],
         ))
         .expect(key);
-        assert_eq!(appended.first_version, 0, "{key:?} is a stream of its own");
+        assert_eq!(appended.first_version, Version(0), "{key:?} is a stream of its own");
     }
     for (i, key) in keys.iter().enumerate() {
         let page = read(&b, "t", key);
@@ -203,7 +205,7 @@ fn read_all_and_head_sequence() {
     let server = Server::start();
     let b = backend(&server);
     let head0 = evident::blocking::wait(b.head_sequence()).expect("head");
-    assert!(evident::blocking::wait(b.read_all(0, 100)).expect("read").is_empty());
+    assert!(evident::blocking::wait(b.read_all(Sequence(0), 100)).expect("read").is_empty());
     evident::blocking::wait(b.ensure_topic("a", TopicSpec::default())).expect("create");
     evident::blocking::wait(b.ensure_topic("b", TopicSpec { partitions: 4, compacted: false })).expect("create");
     for i in 0..30 {
@@ -216,18 +218,18 @@ fn read_all_and_head_sequence() {
         ))
         .expect("append");
     }
-    let all = evident::blocking::wait(b.read_all(0, 1000)).expect("read");
+    let all = evident::blocking::wait(b.read_all(Sequence(0), 1000)).expect("read");
     assert_eq!(all.len(), 30);
     let names: Vec<String> = (0..30).map(|i| format!("e{i}")).collect();
     assert_eq!(ids(&all), names.iter().map(String::as_str).collect::<Vec<_>>(), "commit order");
     assert!(all.windows(2).all(|w| w[0].sequence < w[1].sequence));
     let head = evident::blocking::wait(b.head_sequence()).expect("head");
-    assert_eq!(head, all.last().expect("last").sequence + 1);
+    assert_eq!(head, all.last().expect("last").sequence.next());
     assert!(head > head0);
     let page = evident::blocking::wait(b.read_all(all[10].sequence, 5)).expect("read");
     assert_eq!(ids(&page), ids(&all[10..15]));
     assert!(evident::blocking::wait(b.read_all(head, 10)).expect("read").is_empty());
-    assert!(evident::blocking::wait(b.read_all(0, 0)).expect("read").is_empty());
+    assert!(evident::blocking::wait(b.read_all(Sequence(0), 0)).expect("read").is_empty());
     // Pages follow `next_sequence` across internal records (a committed consumer offset).
     server.post_expect(
         "/v1/groups/g/offsets",
@@ -249,8 +251,14 @@ fn wait_for_sequence_times_out_or_wakes_up() {
     evident::blocking::wait(b.append("t", "k", ExpectedVersion::Any, &[json_event("first", "E", "1")]))
         .expect("append");
     let head = evident::blocking::wait(b.head_sequence()).expect("head");
-    assert!(evident::blocking::wait(b.wait_for_sequence(0, Duration::from_secs(5))).expect("wait"), "already there");
-    assert!(evident::blocking::wait(b.wait_for_sequence(0, Duration::ZERO)).expect("wait"), "already there, no wait");
+    assert!(
+        evident::blocking::wait(b.wait_for_sequence(Sequence(0), Duration::from_secs(5))).expect("wait"),
+        "already there"
+    );
+    assert!(
+        evident::blocking::wait(b.wait_for_sequence(Sequence(0), Duration::ZERO)).expect("wait"),
+        "already there, no wait"
+    );
     assert!(!evident::blocking::wait(b.wait_for_sequence(head, Duration::ZERO)).expect("wait"));
 
     let start = Instant::now();
@@ -378,9 +386,12 @@ fn the_embedded_and_the_http_backends_read_the_same_records() {
     let after = jiff::Timestamp::now().as_millisecond();
     assert_eq!(via_embedded, via_http, "the same positions");
 
-    let e_all = evident::blocking::wait(embedded.read_all(0, 1000)).expect("read");
-    let h_all = evident::blocking::wait(http.read_all(0, 1000)).expect("read");
-    assert_eq!(e_all.len(), via_embedded.iter().map(|a| a.last_version - a.first_version + 1).sum::<u64>() as usize);
+    let e_all = evident::blocking::wait(embedded.read_all(Sequence(0), 1000)).expect("read");
+    let h_all = evident::blocking::wait(http.read_all(Sequence(0), 1000)).expect("read");
+    assert_eq!(
+        e_all.len(),
+        via_embedded.iter().map(|a| a.last_version.0 - a.first_version.0 + 1).sum::<u64>() as usize
+    );
     assert_eq!(h_all.len(), e_all.len());
     for (e, h) in e_all.iter().zip(&h_all) {
         assert_eq!(without_time(h), without_time(e), "event {:?}", e.id);
@@ -402,7 +413,7 @@ fn the_embedded_and_the_http_backends_read_the_same_records() {
         for query in [
             StreamQuery::default(),
             StreamQuery { direction: Direction::Backward, limit: 2, ..StreamQuery::default() },
-            StreamQuery { from_version: Some(1), as_of_version: Some(2), ..StreamQuery::default() },
+            StreamQuery { from_version: Some(Version(1)), as_of_version: Some(Version(2)), ..StreamQuery::default() },
         ] {
             let e = evident::blocking::wait(embedded.read_stream(topic, key, &query)).expect("read");
             let h = evident::blocking::wait(http.read_stream(topic, key, &query)).expect("read");
@@ -426,13 +437,13 @@ fn stream_reads_longer_than_a_server_page_are_one_snapshot() {
         evident::blocking::wait(b.read_stream("long", "k", &StreamQuery { limit: 20_000, ..StreamQuery::default() }))
             .expect("read");
     assert_eq!(page.events.len(), 10_050);
-    assert_eq!(page.current_version, Some(10_049));
-    assert!(page.events.iter().enumerate().all(|(i, e)| e.version == Some(i as u64)));
+    assert_eq!(page.current_version, Some(Version(10_049)));
+    assert!(page.events.iter().enumerate().all(|(i, e)| e.version == Some(Version(i as u64))));
     let back = StreamQuery { limit: 10_020, direction: Direction::Backward, ..StreamQuery::default() };
     let page = evident::blocking::wait(b.read_stream("long", "k", &back)).expect("read");
     assert_eq!(page.events.len(), 10_020);
-    assert_eq!((page.events[0].version, page.events[10_019].version), (Some(10_049), Some(30)));
-    assert_eq!(evident::blocking::wait(b.read_all(0, 10_040)).expect("read").len(), 10_040);
+    assert_eq!((page.events[0].version, page.events[10_019].version), (Some(Version(10_049)), Some(Version(30))));
+    assert_eq!(evident::blocking::wait(b.read_all(Sequence(0), 10_040)).expect("read").len(), 10_040);
 }
 
 // ----- a repository over HTTP -----
@@ -486,7 +497,7 @@ fn a_repository_runs_over_http() {
     repo.ensure_topics().expect("topics");
     for n in 1..=4 {
         let done = repo.execute("c-1", &CounterCommand::Add(n)).expect("execute");
-        assert_eq!(done.version, Some(n as u64 - 1));
+        assert_eq!(done.version, Some(Version(n as u64 - 1)));
     }
     assert!(matches!(repo.execute("c-1", &CounterCommand::Add(0)), Err(evident::CommandError::Domain(_))));
     let first = repo.execute_idempotent("c-1", "cmd-1", &CounterCommand::Add(10)).expect("execute");
@@ -496,12 +507,12 @@ fn a_repository_runs_over_http() {
     assert_eq!(again.state.total, 20);
 
     let loaded = repo.load("c-1").expect("load");
-    assert_eq!((loaded.state.total, loaded.version), (20, Some(4)));
-    assert_eq!(loaded.snapshot_version, Some(2), "the snapshot taken at the third event");
+    assert_eq!((loaded.state.total, loaded.version), (20, Some(Version(4))));
+    assert_eq!(loaded.snapshot_version, Some(Version(2)), "the snapshot taken at the third event");
     assert_eq!(loaded.events_replayed, 2);
     let from_events = repo.load_from_events("c-1").expect("load");
     assert_eq!((from_events.state.total, from_events.events_replayed), (20, 5));
-    let past = repo.load_at("c-1", evident::At::Version(1)).expect("load");
+    let past = repo.load_at("c-1", evident::At::Version(Version(1))).expect("load");
     assert_eq!(past.state.total, 3);
 
     // Writers racing on one aggregate: every command lands once, after retries.
@@ -520,7 +531,7 @@ fn a_repository_runs_over_http() {
         t.join().expect("writer");
     }
     let loaded = Repository::<Counter>::new(backend.clone()).load("c-2").expect("load");
-    assert_eq!((loaded.state.total, loaded.version), (40, Some(39)));
+    assert_eq!((loaded.state.total, loaded.version), (40, Some(Version(39))));
     repo.execute("c-2", &CounterCommand::Reset).expect("reset");
     assert_eq!(repo.load("c-2").expect("load").state.total, 0);
 }

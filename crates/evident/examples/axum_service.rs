@@ -127,7 +127,7 @@ struct Amount {
 #[derive(Serialize)]
 struct Reply {
     balance: u64,
-    version: Option<u64>,
+    version: Option<evident::Version>,
 }
 
 type Answer = Result<Json<Reply>, (StatusCode, String)>;

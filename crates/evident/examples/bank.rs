@@ -192,7 +192,7 @@ pub struct Report {
     /// Bob's balance, loaded from a snapshot.
     pub bob: u64,
     /// The snapshot version Bob's load started from.
-    pub bob_snapshot: Option<u64>,
+    pub bob_snapshot: Option<evident::Version>,
     /// Events replayed after it.
     pub bob_replayed: u64,
     /// Balances in the read model, by account.
@@ -215,7 +215,7 @@ pub fn run(backend: Arc<dyn Backend>, sink: Sink, run: &str) -> Result<Report, B
     let before_withdrawal = jiff::Timestamp::now();
     std::thread::sleep(std::time::Duration::from_millis(5));
     let done = accounts.execute(&alice, &AccountCommand::Withdraw(30_00))?;
-    println!("alice: balance {} after {} events", cents(done.state.balance), done.version.map_or(0, |v| v + 1));
+    println!("alice: balance {} after {} events", cents(done.state.balance), done.version.map_or(0, |v| v.0 + 1));
 
     match accounts.execute(&alice, &AccountCommand::Withdraw(1_000_00)) {
         Err(CommandError::Domain(e)) => println!("alice: withdrawal of 1,000.00 refused: {e}"),
@@ -327,7 +327,7 @@ mod tests {
         let bob: u64 = (0..249u64).map(|i| 1_00 + i % 7).sum();
         assert_eq!(report.bob, bob);
         // 250 events, snapshots at 100 and 200 events: the latest covers version 199.
-        assert_eq!(report.bob_snapshot, Some(199));
+        assert_eq!(report.bob_snapshot, Some(evident::Version(199)));
         assert_eq!(report.bob_replayed, 50);
         assert_eq!(report.balances, vec![("alice-t".to_string(), 95_00), ("bob-t".to_string(), bob as i64)]);
     }

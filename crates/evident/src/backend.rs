@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use evident_core::{EventData, ExpectedVersion};
+use evident_core::{EventData, ExpectedVersion, Offset, Sequence, Version};
 
 use crate::event::RecordedEvent;
 use crate::Result;
@@ -49,13 +49,13 @@ pub enum Direction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamQuery {
     /// First version to return (default: 0 forward, the last backward).
-    pub from_version: Option<u64>,
+    pub from_version: Option<Version>,
     /// Most events to return.
     pub limit: usize,
     /// Order.
     pub direction: Direction,
     /// Read the stream as it was when its last event was this version.
-    pub as_of_version: Option<u64>,
+    pub as_of_version: Option<Version>,
     /// Read the stream as it was at this time (ms since the epoch): events stamped later are
     /// left out.
     pub as_of_time_ms: Option<i64>,
@@ -79,7 +79,7 @@ pub struct StreamPage {
     /// Events in the requested order.
     pub events: Vec<RecordedEvent>,
     /// The stream's last version now (None: no event), whatever the query.
-    pub current_version: Option<u64>,
+    pub current_version: Option<Version>,
 }
 
 /// How to create a topic the library needs.
@@ -101,11 +101,11 @@ impl Default for TopicSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
     /// Version of the first event appended.
-    pub first_version: u64,
+    pub first_version: Version,
     /// Version of the last event appended: the stream's new version.
-    pub last_version: u64,
+    pub last_version: Version,
     /// Commit sequence of the last event.
-    pub last_sequence: u64,
+    pub last_sequence: Sequence,
     /// True when every event was already in the stream (an idempotent retry): nothing was
     /// appended and the positions are the originals.
     pub duplicate: bool,
@@ -126,7 +126,7 @@ pub trait Backend: Send + Sync {
     async fn read_stream(&self, topic: &str, key: &str, query: &StreamQuery) -> Result<StreamPage>;
 
     /// Reads up to `limit` events of every topic in commit order, from commit sequence `from`.
-    async fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>>;
+    async fn read_all(&self, from: Sequence, limit: usize) -> Result<Vec<RecordedEvent>>;
 
     /// Reads up to `limit` events of partition `partition` of `topic` from `offset`. An
     /// unknown topic reads as empty. The default scans the commit-ordered feed (correct, slow);
@@ -135,15 +135,15 @@ pub trait Backend: Send + Sync {
         &self,
         topic: &str,
         partition: u32,
-        offset: u64,
+        offset: Offset,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>> {
         let mut out = Vec::new();
-        let mut from = 0;
+        let mut from = Sequence(0);
         loop {
             let page = self.read_all(from, 1000).await?;
             let Some(last) = page.last() else { return Ok(out) };
-            from = last.sequence + 1;
+            from = Sequence(last.sequence.0 + 1);
             out.extend(page.into_iter().filter(|e| e.topic == topic && e.partition == partition && e.offset >= offset));
             if out.len() >= limit {
                 out.truncate(limit);
@@ -153,11 +153,11 @@ pub trait Backend: Send + Sync {
     }
 
     /// The next commit sequence the store will assign (everything before it is readable).
-    async fn head_sequence(&self) -> Result<u64>;
+    async fn head_sequence(&self) -> Result<Sequence>;
 
     /// Waits until an event at commit sequence `>= sequence` is readable or `timeout` passes;
     /// returns whether one is.
-    async fn wait_for_sequence(&self, sequence: u64, timeout: Duration) -> Result<bool>;
+    async fn wait_for_sequence(&self, sequence: Sequence, timeout: Duration) -> Result<bool>;
 }
 
 /// Reads a whole stream forward from `from_version` in pages, calling `f` on each event.
@@ -167,17 +167,17 @@ pub async fn for_each_in_stream(
     key: &str,
     mut query: StreamQuery,
     mut f: impl FnMut(RecordedEvent) -> Result<()>,
-) -> Result<Option<u64>> {
+) -> Result<Option<Version>> {
     query.direction = Direction::Forward;
     query.limit = query.limit.max(1);
-    let mut next = query.from_version.unwrap_or(0);
+    let mut next = query.from_version.unwrap_or_default();
     loop {
         query.from_version = Some(next);
         let page = backend.read_stream(topic, key, &query).await?;
         let n = page.events.len();
         for event in page.events {
             if let Some(v) = event.version {
-                next = v + 1;
+                next = Version(v.0 + 1);
             }
             f(event)?;
         }

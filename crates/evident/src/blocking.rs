@@ -139,7 +139,7 @@ impl<A: Aggregate> Repository<A> {
     }
 
     /// See [`crate::Repository::snapshot_now`].
-    pub fn snapshot_now(&self, id: &str) -> Result<Option<u64>> {
+    pub fn snapshot_now(&self, id: &str) -> Result<Option<crate::Version>> {
         wait(self.0.snapshot_now(id))
     }
 }
@@ -172,7 +172,7 @@ impl DeadLetters {
     }
 
     /// See [`crate::projection::DeadLetters::skip`].
-    pub fn skip(&self, stream: &str) -> Result<u64> {
+    pub fn skip(&self, stream: &str) -> Result<crate::Sequence> {
         wait(self.0.skip(stream))
     }
 }
@@ -236,7 +236,7 @@ mod runner {
         }
 
         /// See [`crate::projection::ProjectionRunner::position`].
-        pub fn position(&self) -> u64 {
+        pub fn position(&self) -> crate::Sequence {
             self.0.position()
         }
 

@@ -8,6 +8,7 @@
 //! and the inner object the payload. Reading reverses it. A `#[serde(rename)]` on a variant
 //! renames the stored type.
 
+use evident_core::{Offset, Sequence, Version};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -29,11 +30,11 @@ pub struct RecordedEvent {
     /// Partition.
     pub partition: u32,
     /// Offset in the partition.
-    pub offset: u64,
+    pub offset: Offset,
     /// Store-wide commit sequence.
-    pub sequence: u64,
+    pub sequence: Sequence,
     /// Version in its stream (None for a record with a null key).
-    pub version: Option<u64>,
+    pub version: Option<Version>,
     /// The stream key (None for a null key; non-UTF-8 keys are converted lossily).
     pub key: Option<String>,
     /// Event id (`ce_id`).
@@ -198,9 +199,9 @@ mod tests {
         RecordedEvent {
             topic: "t".into(),
             partition: 0,
-            offset: 0,
-            sequence: 0,
-            version: Some(0),
+            offset: Offset(0),
+            sequence: Sequence(0),
+            version: Some(Version(0)),
             key: Some("k".into()),
             id: Some("i".into()),
             event_type: Some(enc.event_type.clone()),

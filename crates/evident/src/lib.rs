@@ -37,7 +37,7 @@ pub use backend::HttpBackend;
 pub use backend::{Appended, Backend, StreamQuery, TopicSpec};
 pub use error::{Error, Result};
 pub use event::{DomainEvent, RecordedEvent};
-pub use evident_core::{EventData, ExpectedVersion, Version};
+pub use evident_core::{EventData, ExpectedVersion, Offset, Sequence, Version};
 pub use repository::{At, CommandError, Executed, Loaded, Repository, RetryPolicy};
 pub use snapshot::SnapshotPolicy;
 pub use upcast::Upcasters;

@@ -62,7 +62,7 @@ impl RetryPolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum At {
     /// Just after the event at this version.
-    Version(u64),
+    Version(Version),
     /// At this time (ms since the epoch): events stamped later are left out.
     TimeMs(i64),
 }
@@ -80,9 +80,9 @@ pub struct Loaded<A> {
     /// The state.
     pub state: A,
     /// Version of the last event applied (None: the stream is empty).
-    pub version: Option<u64>,
+    pub version: Option<Version>,
     /// Version of the snapshot the load started from, if one was used.
-    pub snapshot_version: Option<u64>,
+    pub snapshot_version: Option<Version>,
     /// Events read and applied after the snapshot (or from the start).
     pub events_replayed: u64,
 }
@@ -108,7 +108,7 @@ pub struct Executed<A: Aggregate> {
     /// The state after the command.
     pub state: A,
     /// The stream's version after the command (None: still empty).
-    pub version: Option<u64>,
+    pub version: Option<Version>,
     /// The events the command produced (empty when it changed nothing, or was a duplicate).
     pub events: Vec<A::Event>,
     /// Where they landed (None when nothing was appended).
@@ -277,7 +277,7 @@ impl<A: Aggregate> Repository<A> {
         watch_id: Option<&str>,
     ) -> Result<Option<bool>> {
         let query = StreamQuery {
-            from_version: Some(loaded.version.map_or(0, |v| v + 1)),
+            from_version: Some(loaded.version.map_or(Version(0), Version::next)),
             limit: self.page,
             direction: Direction::Forward,
             as_of_version: match at {
@@ -307,7 +307,7 @@ impl<A: Aggregate> Repository<A> {
             if current.is_none_or(|c| s > c) {
                 // A snapshot of events the stream does not hold (a topic recreated, a foreign
                 // record): not a source of truth; rebuild from the events.
-                tracing::warn!(topic = %self.topic, id, snapshot_version = s, stream_version = ?current,
+                tracing::warn!(topic = %self.topic, id, snapshot_version = %s, stream_version = ?current,
                     "snapshot beyond the end of the stream ignored; rebuilding from events");
                 *loaded = Loaded::starting_from(None);
                 return Ok(None);
@@ -319,9 +319,9 @@ impl<A: Aggregate> Repository<A> {
     /// Whether an event with id `event_id` is in the stream `id` at or before `version`: the
     /// part a snapshot covers, which [`Self::catch_up`] does not read. Read only on the rare
     /// paths where an idempotent command sent again may have landed before the snapshot.
-    async fn landed_before(&self, id: &str, event_id: &str, version: u64) -> Result<bool> {
+    async fn landed_before(&self, id: &str, event_id: &str, version: Version) -> Result<bool> {
         let query = StreamQuery {
-            from_version: Some(0),
+            from_version: Some(Version(0)),
             limit: self.page,
             direction: Direction::Forward,
             as_of_version: Some(version),
@@ -337,7 +337,7 @@ impl<A: Aggregate> Repository<A> {
     }
 
     /// The latest snapshot of `id` (at or before `max_version`, if given) that this code can use.
-    async fn latest_snapshot(&self, id: &str, max_version: Option<u64>) -> Result<Option<snapshot::Snapshot<A>>> {
+    async fn latest_snapshot(&self, id: &str, max_version: Option<Version>) -> Result<Option<snapshot::Snapshot<A>>> {
         if self.snapshots == SnapshotPolicy::Never {
             return Ok(None);
         }
@@ -450,7 +450,7 @@ impl<A: Aggregate> Repository<A> {
                 });
             }
             let data = self.to_event_data(&events, command_id)?;
-            let expected = loaded.version.map_or(ExpectedVersion::NoStream, |v| ExpectedVersion::Exact(Version(v)));
+            let expected = loaded.version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
             match self.append_creating_topic(id, expected, &data).await {
                 Ok(appended) => {
                     if appended.duplicate {
@@ -472,7 +472,7 @@ impl<A: Aggregate> Repository<A> {
                     }
                     loaded.version = Some(appended.last_version);
                     let now_ms = jiff::Timestamp::now().as_millisecond();
-                    if self.snapshots.due(before, appended.last_version, last_snapshot_ms, now_ms) {
+                    if self.snapshots.due(before.map(|v| v.0), appended.last_version.0, last_snapshot_ms, now_ms) {
                         self.write_snapshot(id, &loaded.state, appended.last_version).await;
                     }
                     return Ok(Executed {
@@ -508,7 +508,7 @@ impl<A: Aggregate> Repository<A> {
 
     /// Takes a snapshot of aggregate `id` now (whatever the policy), and returns its version
     /// (None for an empty stream).
-    pub async fn snapshot_now(&self, id: &str) -> Result<Option<u64>> {
+    pub async fn snapshot_now(&self, id: &str) -> Result<Option<Version>> {
         let loaded = self.load(id).await?;
         let Some(version) = loaded.version else {
             return Ok(None);
@@ -522,7 +522,7 @@ impl<A: Aggregate> Repository<A> {
 
     /// Writes a snapshot after a command. Failing to write one costs only load time later, so
     /// the failure is logged, not returned: the command's events are already durable.
-    async fn write_snapshot(&self, id: &str, state: &A, version: u64) {
+    async fn write_snapshot(&self, id: &str, state: &A, version: Version) {
         let write = async {
             let record = snapshot::encode(state, version)?;
             let topic = &self.snapshot_topic;
@@ -536,7 +536,7 @@ impl<A: Aggregate> Repository<A> {
             }
         };
         if let Err(e) = write.await {
-            tracing::warn!(topic = %self.snapshot_topic, id, version, error = %e, "snapshot not written");
+            tracing::warn!(topic = %self.snapshot_topic, id, %version, error = %e, "snapshot not written");
         }
     }
 

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use evident_core::EventData;
+use evident_core::{EventData, Version};
 
 use crate::event::{RecordedEvent, SCHEMA_VERSION_HEADER};
 use crate::{Aggregate, Error, Result};
@@ -63,7 +63,7 @@ pub struct Snapshot<A> {
     /// The state after the event at `version`.
     pub state: A,
     /// The aggregate version the state covers.
-    pub version: u64,
+    pub version: Version,
     /// When it was taken (ms since the epoch).
     pub taken_ms: i64,
 }
@@ -73,7 +73,7 @@ pub struct Snapshot<A> {
 /// with a newer [`Aggregate::SNAPSHOT_VERSION`] can still snapshot a version that older code
 /// snapshotted (the same id would make the log answer "duplicate" and keep the old record,
 /// which the new code cannot use).
-pub fn encode<A: Aggregate>(state: &A, version: u64) -> Result<EventData> {
+pub fn encode<A: Aggregate>(state: &A, version: Version) -> Result<EventData> {
     let data = serde_json::to_vec(state).map_err(|e| Error::Encode(format!("snapshot state: {e}")))?;
     let id = format!("snapshot-{version}-s{}", A::SNAPSHOT_VERSION);
     let mut event = EventData::json(id, SNAPSHOT_TYPE, data);
@@ -96,6 +96,7 @@ pub fn decode<A: Aggregate>(record: &RecordedEvent) -> std::result::Result<Snaps
     let version = record
         .header_str(SNAPSHOT_VERSION_HEADER)
         .and_then(|v| v.parse::<u64>().ok())
+        .map(Version)
         .ok_or_else(|| format!("{} has no valid {SNAPSHOT_VERSION_HEADER}", record.position()))?;
     let state = serde_json::from_slice(&record.data).map_err(|e| format!("snapshot state does not decode: {e}"))?;
     Ok(Snapshot { state, version, taken_ms: record.timestamp_ms })

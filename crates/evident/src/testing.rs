@@ -24,9 +24,9 @@ fn through_codec<E: DomainEvent>(e: &E) -> E {
     let record = RecordedEvent {
         topic: "test".into(),
         partition: 0,
-        offset: 0,
-        sequence: 0,
-        version: Some(0),
+        offset: evident_core::Offset(0),
+        sequence: evident_core::Sequence(0),
+        version: Some(evident_core::Version(0)),
         key: Some("test".into()),
         id: Some("test".into()),
         event_type: Some(enc.event_type),

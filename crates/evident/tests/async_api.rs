@@ -200,7 +200,7 @@ fn the_async_api_outside_tokio_is_a_named_error() {
     let backend: Arc<dyn Backend> = Arc::new(EmbeddedBackend::open(dir.path()).expect("open"));
     let repo = Repository::<Counter>::new(backend.clone());
     assert!(matches!(poll_outside_tokio(repo.load("a")), Err(Error::Misuse(_))));
-    assert!(matches!(poll_outside_tokio(backend.read_all(0, 10)), Err(Error::Misuse(_))));
+    assert!(matches!(poll_outside_tokio(backend.read_all(evident::Sequence(0), 10)), Err(Error::Misuse(_))));
     let sink = Sink::sqlite_in_memory().expect("sink");
     assert!(matches!(poll_outside_tokio(ProjectionRunner::new(backend, sink, Totals)), Err(Error::Misuse(_))));
 }

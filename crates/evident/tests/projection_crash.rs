@@ -170,17 +170,17 @@ fn populate(log_dir: &Path, rng: &mut StdRng) -> (Vec<u64>, u64) {
         written += len;
     }
     let mut subscribed = Vec::new();
-    let mut from = 0;
+    let mut from = evident::Sequence(0);
     loop {
         let page = evident::blocking::wait(backend.read_all(from, 1000)).expect("read_all");
         let Some(last) = page.last() else { break };
-        from = last.sequence + 1;
-        subscribed.extend(page.iter().filter(|e| e.topic == TOPIC).map(|e| e.sequence));
+        from = last.sequence.next();
+        subscribed.extend(page.iter().filter(|e| e.topic == TOPIC).map(|e| e.sequence.0));
     }
     let head = evident::blocking::wait(backend.head_sequence()).expect("head");
     assert_eq!(from, head);
     backend.log().close().expect("close the log");
-    (subscribed, head)
+    (subscribed, head.0)
 }
 
 enum Outcome {

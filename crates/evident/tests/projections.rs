@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use evident::blocking::ProjectionRunner;
 use evident::projection::runner::Progress;
 use evident::projection::{HandlerError, HandlerRetry, Projection, RunnerOptions, Subscription, Tx};
-use evident::{Backend, EmbeddedBackend, EventData, ExpectedVersion, RecordedEvent, TopicSpec};
+use evident::{Backend, EmbeddedBackend, EventData, ExpectedVersion, Offset, RecordedEvent, Sequence, TopicSpec};
 use evident_core::dead_letter::{self as dlq, Kind};
 use support_projection::{checkpoint, checkpoints, int, parked_rows, set_checkpoint, text, Db, PgSchema};
 use tempfile::TempDir;
@@ -120,7 +120,7 @@ impl Projection for Bank {
     }
 
     fn handle(&mut self, e: &RecordedEvent, tx: &mut Tx<'_>) -> Result<(), HandlerError> {
-        if self.knobs.crash_at.load(Ordering::SeqCst) == e.sequence + 1 {
+        if self.knobs.crash_at.load(Ordering::SeqCst) == e.sequence.0 + 1 {
             panic!("simulated crash while handling sequence {}", e.sequence);
         }
         if !self.knobs.fixed.load(Ordering::SeqCst) {
@@ -218,9 +218,10 @@ impl Env {
         evident::blocking::wait(self.backend.append(topic, key, ExpectedVersion::Any, &[e]))
             .expect("append")
             .last_sequence
+            .0
     }
 
-    fn head(&self) -> u64 {
+    fn head(&self) -> Sequence {
         evident::blocking::wait(self.backend.head_sequence()).expect("head")
     }
 
@@ -228,7 +229,7 @@ impl Env {
     fn all_events(&self) -> Vec<RecordedEvent> {
         let mut out = Vec::new();
         loop {
-            let from = out.last().map_or(0, |e: &RecordedEvent| e.sequence + 1);
+            let from = out.last().map_or(Sequence(0), |e: &RecordedEvent| e.sequence.next());
             let page = evident::blocking::wait(self.backend.read_all(from, 500)).expect("read_all");
             if page.is_empty() {
                 return out;
@@ -241,11 +242,11 @@ impl Env {
     fn fold(&self, subscription: &Subscription, except: &BTreeSet<u64>) -> Model {
         let mut m = Model::default();
         for e in self.all_events() {
-            if !subscription.wants(&e.topic) || except.contains(&e.sequence) {
+            if !subscription.wants(&e.topic) || except.contains(&e.sequence.0) {
                 continue;
             }
             *m.balances.entry(e.stream()).or_default() += amount_of(&e);
-            m.applied.insert(e.sequence, (e.stream(), 1));
+            m.applied.insert(e.sequence.0, (e.stream(), 1));
             m.counter += 1;
         }
         m
@@ -283,8 +284,8 @@ impl Env {
         rows.iter().map(|r| int(&r[0]) as u64).collect()
     }
 
-    fn checkpoint(&self, key: &str) -> Option<u64> {
-        checkpoint(&mut self.db.sink(), key)
+    fn checkpoint(&self, key: &str) -> Option<Sequence> {
+        checkpoint(&mut self.db.sink(), key).map(Sequence)
     }
 
     /// Catches `runner` up until it is at the head, its own dead-letter records included (a
@@ -370,7 +371,7 @@ fn a_second_runner_of_the_projection_is_fenced(env: Env) {
         Err(evident::Error::Fenced(msg)) => assert!(msg.contains("another runner"), "{msg}"),
         other => panic!("the second runner must be fenced, got {other:?}"),
     }
-    assert_eq!(second.position(), 0, "the fenced runner committed nothing");
+    assert_eq!(second.position(), Sequence(0), "the fenced runner committed nothing");
     let expected = env.fold(&Subscription::topic(ACCOUNTS), &BTreeSet::new());
     assert_eq!(env.model(""), expected, "nothing was applied twice");
     drop(second);
@@ -388,7 +389,7 @@ fn catch_up_equals_fold(env: Env) {
     let head = env.head();
     let expected = env.fold(&Subscription::topic(ACCOUNTS), &BTreeSet::new());
     assert_eq!(result.position, head, "catch-up stops at the head");
-    assert_eq!(result.scanned, head, "every event of the feed is read once");
+    assert_eq!(result.scanned, head.0, "every event of the feed is read once");
     assert_eq!(result.applied, expected.applied.len() as u64, "every subscribed event is handled once");
     assert_eq!(result.parked, 0);
     assert_eq!(runner.position(), head);
@@ -414,7 +415,7 @@ fn resume_after_reopen_applies_nothing_twice(env: Env) {
     let mut runner = env.runner(Bank::accounts(Arc::default()), 37);
     assert_eq!(runner.position(), first_head, "a reopened runner resumes from its checkpoint");
     let result = runner.catch_up().expect("catch up");
-    assert_eq!(result.scanned, env.head() - first_head, "only the new events are read");
+    assert_eq!(result.scanned, env.head().0 - first_head.0, "only the new events are read");
     drop(runner);
     let expected = env.fold(&Subscription::topic(ACCOUNTS), &BTreeSet::new());
     let model = env.model("");
@@ -456,7 +457,7 @@ fn live_runner_follows_appends(env: Env) {
     // Bounded wait, for failure detection only: the live runner must reach the head.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if env.checkpoint("bank").unwrap_or(0) >= head {
+        if env.checkpoint("bank").unwrap_or_default() >= head {
             break;
         }
         assert!(!live.is_finished(), "the live runner stopped early");
@@ -495,7 +496,7 @@ fn subscriptions_filter_topics(env: Env) {
 
     let events = env.all_events();
     let topics_of = |m: &Model| -> BTreeSet<String> {
-        m.applied.keys().map(|s| events.iter().find(|e| e.sequence == *s).expect("known").topic.clone()).collect()
+        m.applied.keys().map(|s| events.iter().find(|e| e.sequence.0 == *s).expect("known").topic.clone()).collect()
     };
     let got_all = env.model("all_");
     let got_audit = env.model("aud_");
@@ -540,7 +541,7 @@ fn rebuild_fills_fresh_tables_and_swaps(env: Env) {
     assert!(progress.iter().all(|p| p.target == head && p.rate >= 0.0));
     assert_eq!(runner.position(), head);
     assert_eq!(env.model(""), expected, "the swapped-in tables equal the fold");
-    assert_eq!(checkpoints(&mut env.db.sink()), vec![("bank".to_string(), head)], "only the live checkpoint remains");
+    assert_eq!(checkpoints(&mut env.db.sink()), vec![("bank".to_string(), head.0)], "only the live checkpoint remains");
     let leftovers: Vec<String> = env.db.table_names().into_iter().filter(|t| t.contains("rebuild")).collect();
     assert!(leftovers.is_empty(), "rebuild tables left behind: {leftovers:?}");
     assert_eq!(indexes(&env, "balances"), vec!["balances_by_amount".to_string()], "the index has its live name");
@@ -567,7 +568,7 @@ fn rebuild_fills_fresh_tables_and_swaps(env: Env) {
     .expect("second rebuild");
     assert_eq!(runner.position(), env.head());
     assert_eq!(env.model(""), expected);
-    assert_eq!(checkpoints(&mut env.db.sink()), vec![("bank".to_string(), env.head())]);
+    assert_eq!(checkpoints(&mut env.db.sink()), vec![("bank".to_string(), env.head().0)]);
     assert_eq!(indexes(&env, "balances"), vec!["balances_by_amount".to_string()], "after a second rebuild too");
 }
 
@@ -674,8 +675,9 @@ fn poison_event_is_parked_and_its_stream_held(env: Env) {
     assert!(entries[1..].iter().all(|e| e.attempts == 0));
 
     // The dead-letter records carry the original event, its position, the error, the attempts.
-    let original = env.all_events().into_iter().find(|e| e.sequence == poison).expect("poison event");
-    let records = evident::blocking::wait(env.backend.read_partition(dl.topic(), 0, 0, 1000)).expect("read the dlq");
+    let original = env.all_events().into_iter().find(|e| e.sequence.0 == poison).expect("poison event");
+    let records =
+        evident::blocking::wait(env.backend.read_partition(dl.topic(), 0, Offset(0), 1000)).expect("read the dlq");
     let parked = records.iter().find(|r| r.header_str(dlq::KIND) == Some("parked")).expect("a parked record");
     assert_eq!(parked.key.as_deref(), Some(sa.as_str()), "keyed by the original stream");
     assert_eq!(parked.event_type.as_deref(), Some("Poison"));
@@ -747,7 +749,7 @@ fn poison_event_is_parked_and_its_stream_held(env: Env) {
     // Idempotent requests: the same request records replayed (checkpoint moved back to the
     // first request) and a new retry of the now-empty stream change nothing.
     drop(runner);
-    set_checkpoint(&mut env.db.sink(), "bank", first_request);
+    set_checkpoint(&mut env.db.sink(), "bank", first_request.0);
     let mut runner = env.runner(Bank::accounts(knobs.clone()), 3);
     env.settle(&mut runner);
     dl.retry(&sa).expect("retry");
@@ -781,7 +783,7 @@ fn skip_drops_the_poison_event(env: Env) {
 
     // Skip, without fixing the handler: the poison event is never handled again.
     let request = env.head();
-    assert_eq!(dl.skip(&sa).expect("skip"), poison, "skip names the stream's first entry");
+    assert_eq!(dl.skip(&sa).expect("skip").0, poison, "skip names the stream's first entry");
     env.settle(&mut runner);
     assert_eq!(knobs.failing_calls.load(Ordering::SeqCst), calls, "a skipped event is not handled");
     let model = env.model("");
@@ -791,7 +793,8 @@ fn skip_drops_the_poison_event(env: Env) {
     assert_order(&env, &sa, &a);
     assert!(dl.list().expect("list").is_empty());
     assert!(dl.skip(&sa).is_err(), "nothing left to skip");
-    let records = evident::blocking::wait(env.backend.read_partition(dl.topic(), 0, 0, 1000)).expect("read the dlq");
+    let records =
+        evident::blocking::wait(env.backend.read_partition(dl.topic(), 0, Offset(0), 1000)).expect("read the dlq");
     let outcome = |seq: u64| {
         records
             .iter()
@@ -806,7 +809,7 @@ fn skip_drops_the_poison_event(env: Env) {
 
     // Replaying the skip request changes nothing.
     drop(runner);
-    set_checkpoint(&mut env.db.sink(), "bank", request);
+    set_checkpoint(&mut env.db.sink(), "bank", request.0);
     let mut runner = env.runner(Bank::accounts(knobs.clone()), 4);
     env.settle(&mut runner);
     let model = env.model("");

@@ -28,7 +28,7 @@ use evident::snapshot::{SNAPSHOT_TYPE, SNAPSHOT_VERSION_HEADER};
 use evident::testing::AggregateTest;
 use evident::{
     Aggregate, Appended, At, Backend, CommandError, DomainEvent, EmbeddedBackend, Error, EventData, ExpectedVersion,
-    RecordedEvent, RetryPolicy, SnapshotPolicy, TopicSpec, Upcasters,
+    RecordedEvent, RetryPolicy, Sequence, SnapshotPolicy, TopicSpec, Upcasters, Version,
 };
 use evident_log::clock::ManualClock;
 use proptest::prelude::*;
@@ -181,15 +181,15 @@ impl Backend for Hooked {
         self.inner.read_stream(topic, key, query).await
     }
 
-    async fn read_all(&self, from: u64, limit: usize) -> evident::Result<Vec<RecordedEvent>> {
+    async fn read_all(&self, from: Sequence, limit: usize) -> evident::Result<Vec<RecordedEvent>> {
         self.inner.read_all(from, limit).await
     }
 
-    async fn head_sequence(&self) -> evident::Result<u64> {
+    async fn head_sequence(&self) -> evident::Result<Sequence> {
         self.inner.head_sequence().await
     }
 
-    async fn wait_for_sequence(&self, sequence: u64, timeout: Duration) -> evident::Result<bool> {
+    async fn wait_for_sequence(&self, sequence: Sequence, timeout: Duration) -> evident::Result<bool> {
         self.inner.wait_for_sequence(sequence, timeout).await
     }
 }
@@ -259,10 +259,10 @@ fn a_command_that_loses_a_race_is_retried_and_both_effects_land_once() {
     assert_eq!(done.attempts, 2, "one lost race, one retry");
     assert!(!done.duplicate);
     assert_eq!(done.events, vec![Ev::Deposited { amount: 5 }]);
-    assert_eq!(done.version, Some(2));
+    assert_eq!(done.version, Some(Version(2)));
     assert_eq!(done.state.balance, 12, "the retry handled the command on the state including the concurrent deposit");
     let appended = done.appended.expect("appended");
-    assert_eq!((appended.first_version, appended.last_version), (2, 2));
+    assert_eq!((appended.first_version, appended.last_version), (Version(2), Version(2)));
     assert_eq!(hooked.appends.load(Ordering::SeqCst), 2);
 
     let stored = events_of(inner.as_ref(), "a1");
@@ -405,7 +405,7 @@ fn hammer(inner: &Arc<EmbeddedBackend>, threads: u64, per_thread: u64, repos: &[
     for repo in repos {
         let loaded = repo.load("hot").expect("load");
         assert_eq!(loaded.state.balance, want);
-        assert_eq!(loaded.version, Some(threads * per_thread));
+        assert_eq!(loaded.version, Some(Version(threads * per_thread)));
         assert_eq!(loaded.state, repo.load_from_events("hot").expect("replay").state);
     }
     let n = threads * per_thread;
@@ -461,11 +461,11 @@ fn the_same_command_id_twice_lands_once() {
     let first = repo.execute_idempotent("a1", "cmd-1", &cmd).expect("first");
     assert!(!first.duplicate);
     assert_eq!(first.events.len(), 2);
-    assert_eq!(first.version, Some(2));
+    assert_eq!(first.version, Some(Version(2)));
     let second = repo.execute_idempotent("a1", "cmd-1", &cmd).expect("second");
     assert!(second.duplicate, "the second run is reported as a duplicate");
     assert!(second.events.is_empty());
-    assert_eq!(second.version, Some(2));
+    assert_eq!(second.version, Some(Version(2)));
     assert_eq!(second.state, first.state);
     assert_eq!(second.state.balance, 11);
     let stored = read_stream(inner.as_ref(), ACCOUNTS, "a1");
@@ -518,7 +518,7 @@ fn a_command_whose_reply_was_lost_is_stored_once_when_sent_again() {
     assert!(again.duplicate);
     assert!(again.events.is_empty());
     assert_eq!(again.state.balance, 11);
-    assert_eq!(again.version, Some(2));
+    assert_eq!(again.version, Some(Version(2)));
     assert_eq!(events_of(inner.as_ref(), "a1").len(), 3, "nothing appended the second time");
 }
 
@@ -536,7 +536,7 @@ fn a_lost_reply_sent_again_after_other_writes_is_still_a_duplicate() {
     let again = repo.execute_idempotent("a1", "w-1", &withdraw(10)).expect("sent again");
     assert!(again.duplicate);
     assert_eq!(again.state.balance, 10);
-    assert_eq!(again.version, Some(3));
+    assert_eq!(again.version, Some(Version(3)));
     assert_eq!(
         events_of(inner.as_ref(), "a1"),
         vec![
@@ -576,17 +576,21 @@ fn a_lost_reply_sent_again_is_a_duplicate_even_when_a_snapshot_covers_it() {
             let last = if then.is_some() { 3 } else { 2 };
             if !snapshot_by_policy || then.is_none() {
                 let snap = Repository::<Account>::new(inner.clone()).with_snapshots(SnapshotPolicy::EveryEvents(1000));
-                assert_eq!(snap.snapshot_now("a1").expect("snapshot"), Some(last));
+                assert_eq!(snap.snapshot_now("a1").expect("snapshot"), Some(Version(last)));
             }
             let reader = Repository::<Account>::new(inner.clone()).with_snapshots(SnapshotPolicy::EveryEvents(1));
-            assert_eq!(reader.load("a1").expect("load").snapshot_version, Some(last), "{case}: a snapshot covers it");
+            assert_eq!(
+                reader.load("a1").expect("load").snapshot_version,
+                Some(Version(last)),
+                "{case}: a snapshot covers it"
+            );
 
             match reader.execute_idempotent("a1", "c-1", &cmd) {
                 Ok(done) => {
                     assert!(done.duplicate, "{case}: must be a duplicate, got {done:?}");
                     assert!(done.events.is_empty(), "{case}");
                     assert_eq!(done.state.balance, balance, "{case}");
-                    assert_eq!(done.version, Some(last), "{case}");
+                    assert_eq!(done.version, Some(Version(last)), "{case}");
                 }
                 Err(e) => panic!("{case}: expected a duplicate, got {e}"),
             }
@@ -651,7 +655,7 @@ fn run_history(k: u64, opened: &[bool], ops: &[Op]) -> Result<(), TestCaseError>
                         }
                         len[a] += events.len() as u64;
                         prop_assert_eq!(&done.state, &model[a]);
-                        prop_assert_eq!(done.version, len[a].checked_sub(1));
+                        prop_assert_eq!(done.version, len[a].checked_sub(1).map(Version));
                     }
                     (Err(CommandError::Domain(got)), Err(want)) => prop_assert_eq!(got, want),
                     (got, want) => prop_assert!(false, "{cmd:?}: repository {got:?}, model {want:?}"),
@@ -659,7 +663,7 @@ fn run_history(k: u64, opened: &[bool], ops: &[Op]) -> Result<(), TestCaseError>
             }
             Op::SnapshotNow(a) => {
                 let v = snap.snapshot_now(&ids[a]).expect("snapshot now");
-                prop_assert_eq!(v, len[a].checked_sub(1));
+                prop_assert_eq!(v, len[a].checked_sub(1).map(Version));
                 snapshot_taken[a] |= v.is_some();
             }
         }
@@ -670,7 +674,7 @@ fn run_history(k: u64, opened: &[bool], ops: &[Op]) -> Result<(), TestCaseError>
         prop_assert_eq!(events.len() as u64, len[a]);
         let folded = fold::<Account>(&events);
         prop_assert_eq!(&folded, &model[a]);
-        let version = len[a].checked_sub(1);
+        let version = len[a].checked_sub(1).map(Version);
 
         let from_snapshot = snap.load(id).expect("load");
         let from_events = snap.load_from_events(id).expect("load from events");
@@ -689,15 +693,21 @@ fn run_history(k: u64, opened: &[bool], ops: &[Op]) -> Result<(), TestCaseError>
             "replayed {} events with k = {k}",
             from_snapshot.events_replayed
         );
-        prop_assert_eq!(from_snapshot.snapshot_version.map_or(0, |s| s + 1) + from_snapshot.events_replayed, len[a]);
+        prop_assert_eq!(from_snapshot.snapshot_version.map_or(0, |s| s.0 + 1) + from_snapshot.events_replayed, len[a]);
 
         for v in 0..len[a] + 2 {
             let want = fold::<Account>(&events[..(v as usize + 1).min(events.len())]);
             for (name, repo) in [("with snapshots", &snap), ("without", &plain)] {
-                let at = repo.load_at(id, At::Version(v)).expect("load_at");
+                let at = repo.load_at(id, At::Version(Version(v))).expect("load_at");
                 prop_assert_eq!(&at.state, &want, "load_at(Version({})) {}", v, name);
-                prop_assert_eq!(at.version, version.map(|last| last.min(v)), "load_at(Version({})) {}", v, name);
-                prop_assert!(at.snapshot_version.is_none_or(|s| s <= v));
+                prop_assert_eq!(
+                    at.version,
+                    version.map(|last| last.min(Version(v))),
+                    "load_at(Version({})) {}",
+                    v,
+                    name
+                );
+                prop_assert!(at.snapshot_version.is_none_or(|s| s <= Version(v)));
             }
         }
     }
@@ -757,7 +767,7 @@ fn account_with_snapshots(inner: &Arc<EmbeddedBackend>) -> Repository<Account> {
     for cmd in [open("ann"), deposit(10), deposit(20), withdraw(5), deposit(1), deposit(2)] {
         repo.execute("a1", &cmd).expect("command");
     }
-    assert_eq!(repo.load("a1").expect("load").snapshot_version, Some(5));
+    assert_eq!(repo.load("a1").expect("load").snapshot_version, Some(Version(5)));
     assert_eq!(read_stream(inner.as_ref(), SNAPSHOTS, "a1").len(), 3);
     repo
 }
@@ -769,15 +779,15 @@ fn assert_loads_ignore_bad_snapshots(inner: &Arc<EmbeddedBackend>, repo: &Reposi
     let want = fold::<Account>(&events);
     let loaded = repo.load("a1").unwrap_or_else(|e| panic!("{case}: load failed: {e}"));
     assert_eq!(loaded.state, want, "{case}");
-    assert_eq!(loaded.version, Some(events.len() as u64 - 1), "{case}");
+    assert_eq!(loaded.version, Some(Version(events.len() as u64 - 1)), "{case}");
     for v in 0..events.len() as u64 {
-        let at = repo.load_at("a1", At::Version(v)).unwrap_or_else(|e| panic!("{case}: load_at failed: {e}"));
+        let at = repo.load_at("a1", At::Version(Version(v))).unwrap_or_else(|e| panic!("{case}: load_at failed: {e}"));
         assert_eq!(at.state, fold::<Account>(&events[..=v as usize]), "{case}: load_at(Version({v}))");
-        assert_eq!(at.version, Some(v), "{case}");
+        assert_eq!(at.version, Some(Version(v)), "{case}");
     }
     let done = repo.execute("a1", &deposit(100)).unwrap_or_else(|e| panic!("{case}: a command failed: {e}"));
     assert_eq!(done.attempts, 1, "{case}");
-    assert_eq!(done.version, Some(events.len() as u64), "{case}");
+    assert_eq!(done.version, Some(Version(events.len() as u64)), "{case}");
     assert_eq!(done.state.balance, want.balance + 100, "{case}");
     assert_eq!(repo.load("a1").expect("load").state, done.state, "{case}");
 }
@@ -833,15 +843,15 @@ fn snapshots_of_another_schema_version_are_ignored_and_replaced() {
     assert_eq!(loaded.state.0, fold::<Account>(&events));
     assert_eq!(loaded.events_replayed, 6);
     for v in 0..6u64 {
-        let at = v2.load_at("a1", At::Version(v)).expect("v2 load_at");
+        let at = v2.load_at("a1", At::Version(Version(v))).expect("v2 load_at");
         assert_eq!(at.snapshot_version, None);
         assert_eq!(at.state.0, fold::<Account>(&events[..=v as usize]));
     }
     // The new code snapshots at the current version (where a v1 snapshot exists already):
     // the v2 snapshot must be stored and used, not mistaken for the v1 one.
-    assert_eq!(v2.snapshot_now("a1").expect("snapshot v2"), Some(5));
+    assert_eq!(v2.snapshot_now("a1").expect("snapshot v2"), Some(Version(5)));
     let loaded = v2.load("a1").expect("v2 loads");
-    assert_eq!(loaded.snapshot_version, Some(5), "v2 uses its own snapshot");
+    assert_eq!(loaded.snapshot_version, Some(Version(5)), "v2 uses its own snapshot");
     assert_eq!(loaded.events_replayed, 0);
     // The old code, in turn, ignores the v2 snapshot and replays.
     let loaded = v1.load("a1").expect("v1 loads");
@@ -849,10 +859,10 @@ fn snapshots_of_another_schema_version_are_ignored_and_replaced() {
     assert_eq!(loaded.state, fold::<Account>(&events));
     // Commands under the new code write v2 snapshots by policy.
     let done = v2.execute("a1", &deposit(4)).expect("command");
-    assert_eq!(done.version, Some(6));
+    assert_eq!(done.version, Some(Version(6)));
     v2.execute("a1", &deposit(4)).expect("command");
     let loaded = v2.load("a1").expect("v2 loads");
-    assert_eq!(loaded.snapshot_version, Some(7));
+    assert_eq!(loaded.snapshot_version, Some(Version(7)));
     assert_eq!(loaded.state.0, fold::<Account>(&events_of(inner.as_ref(), "a1")));
 }
 
@@ -881,17 +891,17 @@ fn load_at_a_time_sees_the_events_stamped_until_then() {
     assert_eq!(stamps, [1_000, 2_000, 3_000, 3_000, 4_000], "events carry the manual clock's time");
 
     // (time, version expected, balance expected)
-    let cases: [(i64, Option<u64>, u64); 10] = [
+    let cases: [(i64, Option<Version>, u64); 10] = [
         (i64::MIN, None, 0),
         (0, None, 0),
         (999, None, 0),
-        (1_000, Some(0), 0),
-        (1_999, Some(0), 0),
-        (2_000, Some(1), 10),
-        (2_999, Some(1), 10),
-        (3_000, Some(3), 60),
-        (4_000, Some(4), 55),
-        (i64::MAX, Some(4), 55),
+        (1_000, Some(Version(0)), 0),
+        (1_999, Some(Version(0)), 0),
+        (2_000, Some(Version(1)), 10),
+        (2_999, Some(Version(1)), 10),
+        (3_000, Some(Version(3)), 60),
+        (4_000, Some(Version(4)), 55),
+        (i64::MAX, Some(Version(4)), 55),
     ];
     for (t, version, balance) in cases {
         let want = fold::<Account>(
@@ -1013,7 +1023,7 @@ fn three_generations_of_an_event_load_as_the_current_one() {
     // The current code appends a v3 event, stamped as such.
     let done =
         repo.execute("w1", &WalletEvent::Deposited { cents: 150, currency: "USD".into() }).expect("a v3 deposit");
-    assert_eq!(done.version, Some(4));
+    assert_eq!(done.version, Some(Version(4)));
     let stored = read_stream(inner.as_ref(), "wallets", "w1");
     assert_eq!(stored[4].header_str(SCHEMA_VERSION_HEADER), Some("3"));
     assert_eq!(stored[4].json::<serde_json::Value>().expect("json"), json!({"cents": 150, "currency": "USD"}));
@@ -1035,16 +1045,16 @@ fn three_generations_of_an_event_load_as_the_current_one() {
             WalletEvent::Deposited { cents: 200, currency: "USD".into() },
         ]
     );
-    let at = repo.load_at("w1", At::Version(2)).expect("load_at");
+    let at = repo.load_at("w1", At::Version(Version(2))).expect("load_at");
     assert_eq!(at.state.cents, BTreeMap::from([("EUR".to_string(), 1_200)]));
 
     // Snapshots hold the current shape; loading from one after the upcast history agrees.
     let snap = Repository::<Wallet>::new(inner.clone())
         .with_upcasters(wallet_upcasters(true))
         .with_snapshots(SnapshotPolicy::EveryEvents(1));
-    assert_eq!(snap.snapshot_now("w1").expect("snapshot"), Some(4));
+    assert_eq!(snap.snapshot_now("w1").expect("snapshot"), Some(Version(4)));
     let loaded = snap.load("w1").expect("load");
-    assert_eq!((loaded.snapshot_version, &loaded.state), (Some(4), &want));
+    assert_eq!((loaded.snapshot_version, &loaded.state), (Some(Version(4)), &want));
 
     // A missing step is a decode error, on load and on command, never a silent skip.
     let missing = Repository::<Wallet>::new(inner.clone()).with_upcasters(wallet_upcasters(false));

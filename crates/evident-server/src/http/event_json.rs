@@ -3,6 +3,15 @@
 //! binding's binary mode), `data` to the record value. On read, a stored record becomes the
 //! same JSON plus its positions (topic, key, partition, offset, version, sequence), written
 //! straight to the output without building an intermediate tree.
+//!
+//! Reads render every event of a page, so the read side is a hand-written writer
+//! ([`write_event`]) rather than serde: constant keys, `itoa` numbers, strings escaped a block
+//! at a time exactly as serde_json escapes them, headers decoded once onto the stack. The pages
+//! around the events are written the same way ([`PageWriter`]), so no serde struct has to embed
+//! text already rendered. A stored
+//! payload is still checked to be JSON before it is embedded as `data`: a content type of
+//! `application/json` is no evidence (Kafka producers set it on anything, and an HTTP append
+//! may pair it with `data_base64`), and invalid JSON must never reach a client as a page.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +19,6 @@ use base64::Engine;
 use evident_core::envelope::{self, EventData};
 use evident_core::ExpectedVersion;
 use evident_log::Event;
-use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -272,157 +280,389 @@ pub fn rfc3339(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| format!("{t:.3}"))
 }
 
-/// A stored event as CloudEvents JSON with its positions.
-pub struct EventView<'a>(pub &'a Event);
+/// Renders a stored event as one compact CloudEvents JSON object onto `out`: `specversion`,
+/// `id`, `type`, `source`, `time`, `datacontenttype` (when stored), the extension attributes
+/// (`ce_*` headers) in stored order, `data` (or `data_base64` when the payload is not JSON),
+/// then the positions (`topic`, `key` or `key_base64`, `partition`, `offset`, `version`,
+/// `sequence`, `timestamp`) and the other headers sorted by name under `headers`.
+///
+/// Written by hand rather than through serde: reads render every event of a page, and the
+/// fixed keys as constant text, numbers through `itoa`, strings escaped a block at a time and
+/// no allocation per event (headers are walked in place) cost a fraction of the generic path.
+/// The text is what serde_json writes for the same object (the tests compare them).
+pub fn write_event(out: &mut String, e: &Event) {
+    // The headers are decoded once, onto the stack when they are few (as events' are): the
+    // passes below (attributes, extensions, other headers) then walk a slice.
+    let mut inline = [("", None::<&[u8]>); HEADERS_INLINE];
+    let (mut count, mut spilled) = (0, Vec::new());
+    for header in e.headers() {
+        if count < HEADERS_INLINE {
+            inline[count] = header;
+        } else {
+            if spilled.is_empty() {
+                spilled.extend_from_slice(&inline);
+            }
+            spilled.push(header);
+        }
+        count += 1;
+    }
+    let headers = if count <= HEADERS_INLINE { &inline[..count] } else { &spilled[..] };
+    // The CloudEvents attributes with their own keys: the first header of a name wins, as
+    // `Event::header` has it; a value that is not UTF-8 reads as null.
+    let (mut id, mut event_type, mut source, mut ce_time, mut content_type) = (None, None, None, None, None);
+    // The other headers: how many, and whether they are stored sorted with no name twice (the
+    // HTTP append path stores them so), which lets them be written in one pass as they are.
+    let (mut plain, mut plain_sorted, mut previous) = (0usize, true, None::<&str>);
+    for &(name, value) in headers {
+        let slot = match name {
+            envelope::CE_ID => &mut id,
+            envelope::CE_TYPE => &mut event_type,
+            envelope::CE_SOURCE => &mut source,
+            envelope::CE_TIME => &mut ce_time,
+            envelope::CONTENT_TYPE => &mut content_type,
+            n if n.starts_with("ce_") => continue,
+            n => {
+                plain += 1;
+                plain_sorted &= previous.is_none_or(|p| p < n);
+                previous = Some(n);
+                continue;
+            }
+        };
+        if slot.is_none() {
+            *slot = Some(text(value));
+        }
+    }
+    let (id, event_type, source, ce_time, content_type) =
+        (id.flatten(), event_type.flatten(), source.flatten(), ce_time.flatten(), content_type.flatten());
 
-impl Serialize for EventView<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let e = self.0;
-        // One pass over the headers (reads render thousands of events per request); the first
-        // header of a name wins, as `Event::header` has it.
-        let (mut id, mut event_type, mut source, mut ce_time, mut content_type) = (None, None, None, None, None);
-        let mut extensions: Vec<(&str, HeaderValue<'_>)> = Vec::new();
-        let mut headers: Vec<(&str, HeaderValue<'_>)> = Vec::new();
-        for (name, value) in e.headers() {
-            let slot = match name {
-                envelope::CE_ID => &mut id,
-                envelope::CE_TYPE => &mut event_type,
-                envelope::CE_SOURCE => &mut source,
-                envelope::CE_TIME => &mut ce_time,
-                envelope::CONTENT_TYPE => &mut content_type,
-                envelope::CE_SPECVERSION => continue,
-                n if n.starts_with("ce_") => {
-                    extensions.push((&n[3..], HeaderValue(value)));
-                    continue;
-                }
-                n => {
-                    headers.push((n, HeaderValue(value)));
-                    continue;
-                }
-            };
-            if slot.is_none() {
-                *slot = Some(text(value));
+    out.push_str("{\"specversion\":\"1.0\",\"id\":");
+    push_opt_str(out, id);
+    out.push_str(",\"type\":");
+    push_opt_str(out, event_type);
+    out.push_str(",\"source\":");
+    push_opt_str(out, source);
+    out.push_str(",\"time\":");
+    match ce_time {
+        Some(t) => push_str(out, t),
+        None => push_timestamp(out, e.timestamp_ms),
+    }
+    if let Some(ct) = content_type {
+        out.push_str(",\"datacontenttype\":");
+        push_str(out, ct);
+    }
+    for &(name, value) in headers {
+        if let Some(attribute) = extension(name) {
+            out.push(',');
+            push_str(out, attribute);
+            out.push(':');
+            push_header_value(out, value);
+        }
+    }
+    match e.value.as_deref() {
+        None => out.push_str(",\"data\":null"),
+        Some(bytes) => match json_data(bytes, content_type) {
+            Some(json) => {
+                out.push_str(",\"data\":");
+                out.push_str(json);
+            }
+            None => {
+                out.push_str(",\"data_base64\":\"");
+                base64::engine::general_purpose::STANDARD.encode_string(bytes, out);
+                out.push('"');
+            }
+        },
+    }
+    out.push_str(",\"topic\":");
+    push_str(out, e.topic.as_str());
+    match e.key.as_deref() {
+        None => out.push_str(",\"key\":null"),
+        Some(k) => match std::str::from_utf8(k) {
+            Ok(k) => {
+                out.push_str(",\"key\":");
+                push_str(out, k);
+            }
+            Err(_) => {
+                out.push_str(",\"key_base64\":\"");
+                base64::engine::general_purpose::STANDARD.encode_string(k, out);
+                out.push('"');
+            }
+        },
+    }
+    let mut digits = itoa::Buffer::new();
+    out.push_str(",\"partition\":");
+    out.push_str(digits.format(e.partition));
+    out.push_str(",\"offset\":");
+    out.push_str(digits.format(e.offset));
+    out.push_str(",\"version\":");
+    match e.version {
+        Some(v) => out.push_str(digits.format(v)),
+        None => out.push_str("null"),
+    }
+    out.push_str(",\"sequence\":");
+    out.push_str(digits.format(e.sequence));
+    out.push_str(",\"timestamp\":");
+    push_timestamp(out, e.timestamp_ms);
+    if plain > 0 {
+        out.push_str(",\"headers\":{");
+        let is_plain = |name: &str| !name.starts_with("ce_") && name != envelope::CONTENT_TYPE;
+        if plain_sorted {
+            for (i, &(name, value)) in headers.iter().filter(|(name, _)| is_plain(name)).enumerate() {
+                push_header_entry(out, i, name, value);
+            }
+        } else {
+            // Sorted by name (stably), the last of a repeated name kept: what collecting into
+            // a map gives.
+            let mut entries: Vec<(&str, Option<&[u8]>)> =
+                headers.iter().copied().filter(|(name, _)| is_plain(name)).collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            let last_of_name = |i: usize| entries.get(i + 1).is_none_or(|next| next.0 != entries[i].0);
+            for (i, j) in (0..entries.len()).filter(|&j| last_of_name(j)).enumerate() {
+                push_header_entry(out, i, entries[j].0, entries[j].1);
             }
         }
-        let (id, event_type, source, content_type) =
-            (id.flatten(), event_type.flatten(), source.flatten(), content_type.flatten());
-        let timestamp = rfc3339_memo(e.timestamp_ms);
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("specversion", "1.0")?;
-        map.serialize_entry("id", &id)?;
-        map.serialize_entry("type", &event_type)?;
-        map.serialize_entry("source", &source)?;
-        map.serialize_entry("time", ce_time.flatten().unwrap_or(&timestamp))?;
-        if let Some(ct) = content_type {
-            map.serialize_entry("datacontenttype", ct)?;
+        out.push('}');
+    }
+    out.push('}');
+}
+
+/// Headers of an event decoded onto the stack before spilling to the heap: events carry a
+/// handful (the CloudEvents attributes, a content type, some metadata).
+const HEADERS_INLINE: usize = 16;
+
+/// The attribute name of an extension header (`ce_` and a name CloudEvents does not give its
+/// own key), or None.
+fn extension(name: &str) -> Option<&str> {
+    match name {
+        envelope::CE_ID | envelope::CE_TYPE | envelope::CE_SOURCE | envelope::CE_TIME | envelope::CE_SPECVERSION => {
+            None
         }
-        for (name, value) in &extensions {
-            map.serialize_entry(name, value)?;
-        }
-        match e.value.as_deref() {
-            None => map.serialize_entry("data", &Value::Null)?,
-            Some(bytes) => {
-                let json_ok = content_type.is_none_or(|ct| ct.contains("json"));
-                match std::str::from_utf8(bytes)
-                    .ok()
-                    .filter(|_| json_ok)
-                    .and_then(|t| serde_json::from_str::<&RawValue>(t).ok())
-                {
-                    Some(raw) => map.serialize_entry("data", raw)?,
-                    None => {
-                        map.serialize_entry("data_base64", &base64::engine::general_purpose::STANDARD.encode(bytes))?
-                    }
-                }
-            }
-        }
-        map.serialize_entry("topic", e.topic.as_str())?;
-        match e.key.as_deref() {
-            None => map.serialize_entry("key", &Value::Null)?,
-            Some(k) => match std::str::from_utf8(k) {
-                Ok(k) => map.serialize_entry("key", k)?,
-                Err(_) => map.serialize_entry("key_base64", &base64::engine::general_purpose::STANDARD.encode(k))?,
-            },
-        }
-        map.serialize_entry("partition", &e.partition)?;
-        map.serialize_entry("offset", &e.offset)?;
-        map.serialize_entry("version", &e.version)?;
-        map.serialize_entry("sequence", &e.sequence)?;
-        map.serialize_entry("timestamp", &timestamp)?;
-        if !headers.is_empty() {
-            // Sorted by name, the last of a repeated name kept: what collecting into a
-            // `BTreeMap` gave, without building one per event.
-            headers.sort_by(|a, b| a.0.cmp(b.0));
-            map.serialize_entry("headers", &SortedHeaders(&headers))?;
-        }
-        map.end()
+        n => n.strip_prefix("ce_"),
     }
 }
 
-/// Header entries sorted by name, serialized as a map keeping the last of each name.
-struct SortedHeaders<'a>(&'a [(&'a str, HeaderValue<'a>)]);
-
-impl Serialize for SortedHeaders<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let entries = self.0;
-        let last_of_name = |i: usize| entries.get(i + 1).is_none_or(|next| next.0 != entries[i].0);
-        s.collect_map((0..entries.len()).filter(|&i| last_of_name(i)).map(|i| (entries[i].0, &entries[i].1)))
+/// The payload as JSON text when it can be embedded as `data`: its content type (if any) says
+/// JSON and it parses as one JSON value. Records written by Kafka producers can claim JSON and
+/// carry anything, so the check stays: invalid JSON goes out as `data_base64`, never as broken
+/// output. The text is the value without the whitespace around it.
+fn json_data<'a>(bytes: &'a [u8], content_type: Option<&str>) -> Option<&'a str> {
+    if !content_type.is_none_or(|ct| ct.contains("json")) {
+        return None;
     }
+    let text = std::str::from_utf8(bytes).ok()?;
+    serde_json::from_str::<&RawValue>(text).ok().map(RawValue::get)
 }
 
-/// [`rfc3339`] remembering its last answer per thread: the events of a batch share their
-/// timestamp, so a page of them renders it once instead of once per event.
-fn rfc3339_memo(ms: i64) -> String {
-    thread_local! {
-        static LAST: std::cell::RefCell<Option<(i64, String)>> = const { std::cell::RefCell::new(None) };
+fn push_header_entry(out: &mut String, i: usize, name: &str, value: Option<&[u8]>) {
+    if i > 0 {
+        out.push(',');
     }
-    LAST.with(|last| {
-        let mut last = last.borrow_mut();
-        match &*last {
-            Some((at, text)) if *at == ms => text.clone(),
-            _ => {
-                let text = rfc3339(ms);
-                *last = Some((ms, text.clone()));
-                text
-            }
-        }
-    })
-}
-
-fn text(v: Option<&[u8]>) -> Option<&str> {
-    v.and_then(|b| std::str::from_utf8(b).ok())
+    push_str(out, name);
+    out.push(':');
+    push_header_value(out, value);
 }
 
 /// A header value as JSON: its text when it is UTF-8, `null` when absent, and otherwise
 /// `{"base64": "..."}` (standard alphabet, padded). Kafka producers may put any bytes in a
 /// header; an object cannot be mistaken for a text value (a string prefix such as `base64:`
 /// could be a real value), and it keeps the name where clients look for it.
-struct HeaderValue<'a>(Option<&'a [u8]>);
+fn push_header_value(out: &mut String, value: Option<&[u8]>) {
+    match value {
+        None => out.push_str("null"),
+        Some(bytes) => match std::str::from_utf8(bytes) {
+            Ok(text) => push_str(out, text),
+            Err(_) => {
+                out.push_str("{\"base64\":\"");
+                base64::engine::general_purpose::STANDARD.encode_string(bytes, out);
+                out.push_str("\"}");
+            }
+        },
+    }
+}
 
-impl Serialize for HeaderValue<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            None => s.serialize_none(),
-            Some(bytes) => match std::str::from_utf8(bytes) {
-                Ok(text) => s.serialize_str(text),
-                Err(_) => {
-                    let mut map = s.serialize_map(Some(1))?;
-                    map.serialize_entry("base64", &base64::engine::general_purpose::STANDARD.encode(bytes))?;
-                    map.end()
-                }
-            },
+fn push_opt_str(out: &mut String, s: Option<&str>) {
+    match s {
+        Some(s) => push_str(out, s),
+        None => out.push_str("null"),
+    }
+}
+
+/// Whether a byte must be escaped in a JSON string: quote, backslash and the control
+/// characters. Everything else, non-ASCII included, is written as it is (as serde_json does;
+/// U+2028 and U+2029 are valid in JSON strings).
+const fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// Bytes checked at once by [`push_str`]'s fast path: the check of a block has no early exit,
+/// so the compiler turns it into a few vector instructions.
+const ESCAPE_BLOCK: usize = 16;
+
+/// `s` as a JSON string, escaped as serde_json escapes: `\"`, `\\`, `\b`, `\f`, `\n`, `\r`,
+/// `\t`, other control characters as `\u00XX` (lower-case hex). Runs that need no escape, the
+/// common case, are copied whole.
+fn push_str(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push('"');
+    let bytes = s.as_bytes();
+    let (mut run_start, mut at) = (0, 0);
+    while at < bytes.len() {
+        if let Some(block) = bytes.get(at..at + ESCAPE_BLOCK) {
+            if !block.iter().fold(false, |any, &b| any | needs_escape(b)) {
+                at += ESCAPE_BLOCK;
+                continue;
+            }
+        }
+        let b = bytes[at];
+        if needs_escape(b) {
+            // `at` holds an ASCII byte, so both slices end on character boundaries.
+            out.push_str(&s[run_start..at]);
+            push_escape(out, b);
+            run_start = at + 1;
+        }
+        at += 1;
+    }
+    out.push_str(&s[run_start..]);
+    out.push('"');
+}
+
+fn push_escape(out: &mut String, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    match b {
+        b'"' => out.push_str("\\\""),
+        b'\\' => out.push_str("\\\\"),
+        0x08 => out.push_str("\\b"),
+        0x0c => out.push_str("\\f"),
+        b'\n' => out.push_str("\\n"),
+        b'\r' => out.push_str("\\r"),
+        b'\t' => out.push_str("\\t"),
+        _ => {
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
         }
     }
 }
 
-/// A JSON response for a page of events, serialized into one buffer sized for them. axum's
-/// `Json` writes through a `BufMut` writer whose per-call overhead dominated profiles of large
-/// reads (serde_json makes many small writes); a `Vec` takes them at memcpy speed.
-pub fn events_response<T: Serialize>(page: &T, events: usize) -> Result<axum::response::Response, ApiError> {
+/// The record timestamp as a JSON string, the RFC 3339 text remembered per thread: the events
+/// of a batch share their timestamp, so a page of them formats it once instead of per event.
+fn push_timestamp(out: &mut String, ms: i64) {
+    thread_local! {
+        static LAST: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((i64::MIN, String::new())) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != ms || last.1.is_empty() {
+            *last = (ms, rfc3339(ms));
+        }
+        push_str(out, &last.1);
+    });
+}
+
+fn text(v: Option<&[u8]>) -> Option<&str> {
+    v.and_then(|b| std::str::from_utf8(b).ok())
+}
+
+/// A JSON response serialized into one buffer (the append reply: one position per event).
+/// axum's `Json` writes through a `BufMut` writer whose per-call overhead shows in profiles
+/// (serde_json makes many small writes); a `Vec` takes them at memcpy speed.
+pub fn json_response<T: Serialize>(value: &T, items: usize) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
-    let mut buf = Vec::with_capacity(256 + events * 640);
-    serde_json::to_writer(&mut buf, page).map_err(|e| ApiError::internal(format!("cannot encode the events: {e}")))?;
+    let mut buf = Vec::with_capacity(256 + items * 64);
+    serde_json::to_writer(&mut buf, value).map_err(|e| ApiError::internal(format!("cannot encode the reply: {e}")))?;
     Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], buf).into_response())
 }
+
+/// A page of events (a stream, partition or `/v1/all` read) written by hand, as [`write_event`]
+/// writes an event: the page's few fixed fields in the order they are given (keys as constant
+/// text, numbers through `itoa`, strings escaped as serde_json escapes them, `null` for None)
+/// and its events with [`write_event`]. Pages were serde structs once, with the events
+/// embedded through serde_json's private raw-value name; writing the page too keeps the
+/// events' rendering on the fast path without relying on a serde_json internal. The wire form
+/// is `evident_api`'s page schemas, which the OpenAPI document names; the tests compare the
+/// text with what serde_json writes for the same fields.
+pub struct PageWriter {
+    out: String,
+}
+
+impl PageWriter {
+    /// A page about to hold `events` events. The buffer is sized generously
+    /// ([`EVENT_BYTES_GUESS`] per event) because growing it copies everything rendered so far
+    /// (profiles of 1,000-event reads showed the `realloc`), while capacity that is never
+    /// written costs no memory: pages of a large allocation are only backed once touched.
+    pub fn new(events: usize) -> Self {
+        let mut out = String::with_capacity(256 + events * EVENT_BYTES_GUESS);
+        out.push('{');
+        PageWriter { out }
+    }
+
+    /// Opens a field. `name` is written as it is: it is a constant of the page's schema, a
+    /// plain identifier that needs no escape.
+    fn key(&mut self, name: &'static str) {
+        debug_assert!(!name.bytes().any(needs_escape), "{name:?} is a field name that needs no escape");
+        if self.out.len() > 1 {
+            self.out.push(',');
+        }
+        self.out.push('"');
+        self.out.push_str(name);
+        self.out.push_str("\":");
+    }
+
+    /// A text field.
+    pub fn str(&mut self, name: &'static str, value: &str) -> &mut Self {
+        self.key(name);
+        push_str(&mut self.out, value);
+        self
+    }
+
+    /// A number field.
+    pub fn u64(&mut self, name: &'static str, value: u64) -> &mut Self {
+        self.key(name);
+        self.out.push_str(itoa::Buffer::new().format(value));
+        self
+    }
+
+    /// A number field that may be `null`.
+    pub fn opt_u64(&mut self, name: &'static str, value: Option<u64>) -> &mut Self {
+        match value {
+            Some(v) => self.u64(name, v),
+            None => {
+                self.key(name);
+                self.out.push_str("null");
+                self
+            }
+        }
+    }
+
+    /// An array of events, each as [`write_event`] renders it.
+    pub fn events(&mut self, name: &'static str, events: &[Event]) -> &mut Self {
+        self.key(name);
+        self.out.push('[');
+        for (i, e) in events.iter().enumerate() {
+            if i > 0 {
+                self.out.push(',');
+            }
+            write_event(&mut self.out, e);
+        }
+        self.out.push(']');
+        self
+    }
+
+    /// The page's text, closed.
+    pub fn finish(mut self) -> String {
+        self.out.push('}');
+        self.out
+    }
+
+    /// The page as a `200 application/json` response.
+    pub fn response(self) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        ([(axum::http::header::CONTENT_TYPE, "application/json")], self.finish().into_bytes()).into_response()
+    }
+}
+
+/// Bytes an event's rendering is assumed to take when sizing a page's buffer: above the
+/// ~650 of a typical CloudEvent (a 200-byte payload, an id, a few metadata headers).
+const EVENT_BYTES_GUESS: usize = 1024;
 
 /// The media type of the streamed event format.
 pub const NDJSON: &str = "application/x-ndjson";
@@ -453,17 +693,14 @@ pub fn ndjson_response(
         if at >= events.len() {
             return None;
         }
-        let mut buf = Vec::with_capacity(NDJSON_CHUNK + 4096);
+        let mut buf = String::with_capacity(NDJSON_CHUNK + 4096);
         let mut next = at;
         while next < events.len() && buf.len() < NDJSON_CHUNK {
-            if let Err(e) = serde_json::to_writer(&mut buf, &EventView(&events[next])) {
-                // Ends the body early: the client sees a truncated chunked body, not bad JSON.
-                return Some((Err(std::io::Error::other(e)), (events, usize::MAX)));
-            }
-            buf.push(b'\n');
+            write_event(&mut buf, &events[next]);
+            buf.push('\n');
             next += 1;
         }
-        Some((Ok(axum::body::Bytes::from(buf)), (events, next)))
+        Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(buf.into_bytes())), (events, next)))
     });
     let mut response = axum::response::Response::new(axum::body::Body::from_stream(chunks));
     let headers = response.headers_mut();
@@ -476,15 +713,6 @@ pub fn ndjson_response(
         headers.insert("evident-next-version", v.into());
     }
     response
-}
-
-/// A list of events, serialized lazily.
-pub struct EventsView<'a>(pub &'a [Event]);
-
-impl Serialize for EventsView<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(EventView))
-    }
 }
 
 #[cfg(test)]
@@ -533,7 +761,7 @@ mod tests {
         b.push(NewRecord { key: None, value: Some(vec![0, 159]), headers: vec![], timestamp_ms: 2_000 });
         log.append_batch("t", 0, &b.build(), None).expect("append");
         let events = log.read_partition_events("t", 0, 0, 10).expect("read");
-        let first: Value = serde_json::to_value(EventView(&events[0])).expect("json");
+        let first: Value = value(&events[0]);
         assert_eq!(first["id"], "e1");
         assert_eq!(first["type"], "MoneyDeposited");
         assert_eq!(first["time"], "2026-01-01T00:00:00Z", "ce_time as sent");
@@ -545,7 +773,7 @@ mod tests {
             (first["key"].as_str(), first["version"].as_u64(), first["offset"].as_u64()),
             (Some("k"), Some(0), Some(0))
         );
-        let second: Value = serde_json::to_value(EventView(&events[1])).expect("json");
+        let second: Value = value(&events[1]);
         assert_eq!(second["id"], Value::Null);
         assert_eq!(second["time"], "1970-01-01T00:00:02.000Z", "no ce_time: the record timestamp");
         assert_eq!(second["data_base64"], "AJ8=", "not JSON: base64");
@@ -596,7 +824,7 @@ mod tests {
         });
         log.append_batch("t", 0, &b.build(), None).expect("append");
         let events = log.read_partition_events("t", 0, 0, 10).expect("read");
-        let json: Value = serde_json::to_value(EventView(&events[0])).expect("json");
+        let json: Value = value(&events[0]);
         assert_eq!(json["headers"]["bin"], serde_json::json!({ "base64": "/wA=" }));
         assert_eq!(json["trace"], serde_json::json!({ "base64": "ww==" }), "extension attributes too");
         assert_eq!(json["headers"]["text"], "ok");
@@ -630,8 +858,7 @@ mod tests {
         let read = log
             .read_stream("t", b"k", &evident_log::StreamReadOptions { limit: 1000, ..Default::default() })
             .expect("read");
-        let expected: Vec<Value> =
-            read.events.iter().map(|e| serde_json::to_value(EventView(e)).expect("json")).collect();
+        let expected: Vec<Value> = read.events.iter().map(value).collect();
         let response = ndjson_response(read.events, Some(0), 399, Some(400));
         assert_eq!(response.headers()[header::CONTENT_TYPE], NDJSON);
         assert_eq!(response.headers()["evident-current-version"], "399");
@@ -648,6 +875,169 @@ mod tests {
             .map(|l| serde_json::from_slice(l).expect("a JSON line"))
             .collect();
         assert_eq!(lines, expected, "the same objects as the JSON page's events, in order");
+    }
+
+    #[test]
+    fn strings_escape_as_serde_json_escapes_them() {
+        let mut cases: Vec<String> = vec![
+            String::new(),
+            "plain".into(),
+            "quote \" and backslash \\ inside".into(),
+            "\"\\".into(),
+            "new\nline, tab\t, return\r, backspace\u{8}, form feed\u{c}, nul \u{0}, unit separator \u{1f}, del \u{7f}"
+                .into(),
+            "non-ASCII: é, 日本, 🦀".into(),
+            "line separators \u{2028} and \u{2029} stay as they are".into(),
+        ];
+        // Every ASCII byte, alone and at each place around a fast-path block's edges.
+        for b in 0u8..0x80 {
+            let c = char::from(b);
+            cases.push(c.to_string());
+            for at in [0, ESCAPE_BLOCK - 1, ESCAPE_BLOCK, ESCAPE_BLOCK + 1, 2 * ESCAPE_BLOCK - 1, 3 * ESCAPE_BLOCK] {
+                let mut s = "x".repeat(3 * ESCAPE_BLOCK + 2);
+                s.replace_range(at..at + 1, &c.to_string());
+                cases.push(s);
+            }
+        }
+        for case in &cases {
+            let mut out = String::new();
+            push_str(&mut out, case);
+            assert_eq!(out, serde_json::to_string(case).expect("json"), "{case:?}");
+            assert_eq!(serde_json::from_str::<String>(&out).expect("parses"), *case);
+        }
+    }
+
+    /// One record appended to a fresh log, read back.
+    fn stored(record: evident_core::batch::NewRecord) -> (tempfile::TempDir, Event) {
+        use evident_core::batch::BatchBuilder;
+        let dir = tempfile::tempdir().expect("tmp");
+        let log = evident_log::Log::open(dir.path(), evident_log::LogConfig::default()).expect("open");
+        log.create_topic("t", evident_log::TopicConfig::default()).expect("topic");
+        let mut b = BatchBuilder::new();
+        b.push(record);
+        log.append_batch("t", 0, &b.build(), None).expect("append");
+        let mut events = log.read_partition_events("t", 0, 0, 10).expect("read");
+        (dir, events.remove(0))
+    }
+
+    fn rendered(e: &Event) -> String {
+        let mut out = String::new();
+        write_event(&mut out, e);
+        out
+    }
+
+    #[test]
+    fn escapes_and_bytes_that_are_not_text_in_keys_headers_and_attributes() {
+        use evident_core::batch::NewRecord;
+        let h = |k: &str, v: &[u8]| (k.to_string(), Some(v.to_vec()));
+        let (_dir, e) = stored(NewRecord {
+            key: Some(vec![b'k', 0xff]),
+            value: Some(b"\"text\"".to_vec()),
+            headers: vec![
+                h("ce_id", b"quote\" backslash\\ nul\0"),
+                h("ce_type", &[0xc3, 0x28]),
+                h("ce_source", "/\u{2028}é".as_bytes()),
+                h("ce_trace\n", b"line\nbreak"),
+                h("ce_specversion", b"0.3"),
+                h("z\"name", b"last"),
+                h("a", &[0x80]),
+            ],
+            timestamp_ms: 1_500,
+        });
+        let text = rendered(&e);
+        let json: Value = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(json["id"], "quote\" backslash\\ nul\0");
+        assert_eq!(json["type"], Value::Null, "an attribute that is not UTF-8 reads as null");
+        assert_eq!(json["source"], "/\u{2028}é");
+        assert!(text.contains("\"/\u{2028}é\""), "non-ASCII and U+2028 are written as they are");
+        assert_eq!(json["specversion"], "1.0", "the stored specversion does not repeat");
+        assert_eq!(json["trace\n"], "line\nbreak");
+        assert_eq!(json["time"], "1970-01-01T00:00:01.500Z");
+        assert_eq!(json["data"], "text");
+        assert_eq!(json["key_base64"], "a/8=");
+        assert!(json.get("key").is_none());
+        assert_eq!(json["headers"]["a"], serde_json::json!({ "base64": "gA==" }));
+        assert_eq!(json["headers"]["z\"name"], "last");
+        let names: Vec<&String> = json["headers"].as_object().expect("object").keys().collect();
+        assert_eq!(names, ["a", "z\"name"], "headers sorted by name");
+    }
+
+    #[test]
+    fn headers_stored_out_of_order_or_repeated_read_sorted_with_the_last_of_a_name() {
+        use evident_core::batch::NewRecord;
+        let h = |k: &str, v: &str| (k.to_string(), Some(v.as_bytes().to_vec()));
+        let (_dir, e) = stored(NewRecord {
+            key: None,
+            value: None,
+            headers: vec![h("b", "1"), h("content-type", "text/plain"), h("a", "2"), h("b", "3"), ("c".into(), None)],
+            timestamp_ms: 0,
+        });
+        let text = rendered(&e);
+        assert!(text.ends_with(r#""headers":{"a":"2","b":"3","c":null}}"#), "{text}");
+        assert!(text.contains(r#","datacontenttype":"text/plain","data":null,"topic":"t","key":null,"#), "{text}");
+        assert!(text.contains(r#""version":null,"#), "{text}");
+    }
+
+    #[test]
+    fn payloads_that_are_not_json_read_as_base64_never_as_broken_output() {
+        use evident_core::batch::NewRecord;
+        let with = |value: &[u8], ct: Option<&str>| {
+            let headers = ct.map(|ct| ("content-type".to_string(), Some(ct.as_bytes().to_vec()))).into_iter().collect();
+            let (_dir, e) = stored(NewRecord { key: None, value: Some(value.to_vec()), headers, timestamp_ms: 0 });
+            let text = rendered(&e);
+            serde_json::from_str::<Value>(&text).unwrap_or_else(|err| panic!("{err}: {text}"))
+        };
+        // A Kafka producer can claim JSON and send anything.
+        assert_eq!(with(b"{\"a\":", Some("application/json"))["data_base64"], "eyJhIjo=");
+        assert_eq!(with(b"1 2", None)["data_base64"], "MSAy", "two values are not one");
+        assert_eq!(with(&[b'"', 0xff, b'"'], None)["data_base64"], "Iv8i");
+        assert_eq!(with(b"{}", Some("text/plain"))["data_base64"], "e30=", "not a JSON type");
+        let spaced = with(b" \n{\"a\": [1, 2]}\t", Some("application/cloudevents+json"));
+        assert_eq!(spaced["data"], serde_json::json!({ "a": [1, 2] }), "the value without its surrounding space");
+    }
+
+    /// A rendered event parsed back.
+    fn value(e: &Event) -> Value {
+        serde_json::from_str(&rendered(e)).expect("valid JSON")
+    }
+
+    #[test]
+    fn pages_are_what_serde_json_writes_for_the_same_fields() {
+        use evident_core::batch::NewRecord;
+        let (_dir, e) = stored(NewRecord {
+            key: Some(b"k".to_vec()),
+            value: Some(br#"{"n": 1}"#.to_vec()),
+            headers: vec![("tenant".into(), Some(b"acme".to_vec()))],
+            timestamp_ms: 7,
+        });
+        let events = [e.clone(), e];
+        // The events as `RawValue`s of their rendering (the public, checking constructor), so
+        // serde_json writes them as they are and the page's fixed fields are what is compared.
+        let raw: Vec<Box<RawValue>> =
+            events.iter().map(|e| RawValue::from_string(rendered(e)).expect("valid JSON")).collect();
+        #[derive(Serialize)]
+        struct Page<'a> {
+            topic: &'a str,
+            partition: Option<u32>,
+            current_version: u64,
+            events: &'a [Box<RawValue>],
+            next_version: Option<u64>,
+        }
+        for (topic, partition, next_version) in
+            [("t", Some(3), None), ("quote \" backslash \\ nl \n \u{1} é", None, Some(u64::MAX))]
+        {
+            let mut page = PageWriter::new(events.len());
+            page.str("topic", topic)
+                .opt_u64("partition", partition.map(u64::from))
+                .u64("current_version", 0)
+                .events("events", &events)
+                .opt_u64("next_version", next_version);
+            let expected = Page { topic, partition, current_version: 0, events: &raw, next_version };
+            assert_eq!(page.finish(), serde_json::to_string(&expected).expect("text"));
+        }
+        let mut empty = PageWriter::new(0);
+        empty.events("events", &[]).opt_u64("next_sequence", None).u64("head_sequence", 9);
+        assert_eq!(empty.finish(), r#"{"events":[],"next_sequence":null,"head_sequence":9}"#);
     }
 
     #[test]

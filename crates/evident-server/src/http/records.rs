@@ -1,40 +1,19 @@
 //! Reads by position: one partition from an offset or a timestamp, and everything in
 //! store-wide commit order (`/v1/all`), each page telling where the next one starts. The
-//! pages are serialized straight from the stored events (no intermediate tree); their wire form
-//! is `evident_api::records::{PartitionPage, AllPage}`, which the document names.
+//! pages are written by hand straight from the stored events (no intermediate tree, see
+//! `PageWriter`); their wire form is `evident_api::records::{PartitionPage, AllPage}`, which the
+//! document names, fields in its order.
 
 use axum::extract::State;
 use axum::response::Response;
-use serde::Serialize;
 
-use super::event_json::{events_response, EventsView};
+use super::event_json::PageWriter;
 use super::extract::{Params, PathParams};
 use super::topics::is_internal;
 use super::{ApiError, AppState};
 use evident_api::limits::{READ_LIMIT_DEFAULT, READ_LIMIT_MAX};
 use evident_api::params::{AllQuery, PartitionPath, PartitionReadQuery};
 use evident_api::ErrorBody;
-
-/// A page of a partition read (serialized straight from the events).
-#[derive(Serialize)]
-struct PartitionPage<'a> {
-    topic: &'a str,
-    partition: u32,
-    log_start_offset: u64,
-    high_watermark: u64,
-    records: EventsView<'a>,
-    next_offset: Option<u64>,
-}
-
-/// A page of everything in commit order.
-#[derive(Serialize)]
-struct AllPage<'a> {
-    events: EventsView<'a>,
-    next_sequence: Option<u64>,
-    /// The log's next commit sequence when the page was read: everything before it is
-    /// readable (the library's HTTP backend asks for it with an empty page).
-    head_sequence: u64,
-}
 
 /// Read a partition by offset or time.
 ///
@@ -79,15 +58,14 @@ pub(super) async fn partition(
         })
         .await?;
     let next_offset = events.last().map(|e| e.offset + 1).filter(|&n| n < offsets.high_watermark);
-    let page = PartitionPage {
-        topic: &topic,
-        partition,
-        log_start_offset: offsets.log_start_offset,
-        high_watermark: offsets.high_watermark,
-        records: EventsView(&events),
-        next_offset,
-    };
-    events_response(&page, events.len())
+    let mut page = PageWriter::new(events.len());
+    page.str("topic", &topic)
+        .u64("partition", u64::from(partition))
+        .u64("log_start_offset", offsets.log_start_offset)
+        .u64("high_watermark", offsets.high_watermark)
+        .events("records", &events)
+        .opt_u64("next_offset", next_offset);
+    Ok(page.response())
 }
 
 /// Read everything in commit order.
@@ -122,5 +100,9 @@ pub(super) async fn all(State(state): State<AppState>, params: Params) -> Result
         .await?;
     let next_sequence = events.last().map(|e| e.sequence + 1).filter(|&n| n < visible);
     events.retain(|e| !is_internal(e.topic.as_str()));
-    events_response(&AllPage { events: EventsView(&events), next_sequence, head_sequence: visible }, events.len())
+    let mut page = PageWriter::new(events.len());
+    // `head_sequence` is the log's next commit sequence when the page was read: everything
+    // before it is readable (the library's HTTP backend asks for it with an empty page).
+    page.events("events", &events).opt_u64("next_sequence", next_sequence).u64("head_sequence", visible);
+    Ok(page.response())
 }

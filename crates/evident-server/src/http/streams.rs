@@ -10,9 +10,7 @@ use evident_core::{ExpectedVersion, StreamKey};
 use evident_log::{AppendOutcome, Direction, PendingAppend, StreamReadOptions};
 use serde::Serialize;
 
-use super::event_json::{
-    events_response, ndjson_response, parse_append, parse_expected_text, wants_ndjson, EventsView,
-};
+use super::event_json::{json_response, ndjson_response, parse_append, parse_expected_text, wants_ndjson, PageWriter};
 use super::extract::{body_bytes, Params, PathParams};
 use super::topics::refuse_internal;
 use super::{ApiError, AppState};
@@ -28,17 +26,6 @@ fn check_key(key: &str) -> Result<(), ApiError> {
         ));
     }
     Ok(())
-}
-
-/// A page of a stream read.
-#[derive(Serialize)]
-struct StreamPage<'a> {
-    topic: &'a str,
-    key: &'a str,
-    partition: Option<u32>,
-    current_version: u64,
-    events: EventsView<'a>,
-    next_version: Option<u64>,
 }
 
 /// `/v1/topics/{topic}/streams/` (no key).
@@ -121,7 +108,7 @@ pub(super) async fn append(
             .collect(),
     };
     let status = if outcome.duplicate { StatusCode::OK } else { StatusCode::CREATED };
-    let mut response = events_response(&reply, 0)?;
+    let mut response = json_response(&reply, reply.events.len())?;
     *response.status_mut() = status;
     Ok(response)
 }
@@ -232,14 +219,14 @@ pub(super) async fn read(
     if wants_ndjson(&headers) {
         return Ok(ndjson_response(read.events, read.partition, current, next_version));
     }
-    // Serialized straight from the events (no intermediate JSON tree): reads are the hot path.
-    let page = StreamPage {
-        topic: &topic,
-        key: &key,
-        partition: read.partition,
-        current_version: current,
-        events: EventsView(&read.events),
-        next_version,
-    };
-    events_response(&page, read.events.len())
+    // Written straight from the events (no intermediate JSON tree): reads are the hot path. The
+    // wire form is `evident_api::streams::StreamPage`, fields in its order.
+    let mut page = PageWriter::new(read.events.len());
+    page.str("topic", &topic)
+        .str("key", &key)
+        .opt_u64("partition", read.partition.map(u64::from))
+        .u64("current_version", current)
+        .events("events", &read.events)
+        .opt_u64("next_version", next_version);
+    Ok(page.response())
 }

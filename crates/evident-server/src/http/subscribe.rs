@@ -19,7 +19,7 @@ use evident_log::{Event, StreamReadOptions};
 use futures_util::stream;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::event_json::EventView;
+use super::event_json::write_event;
 use super::extract::{parse_u64, Params};
 use super::topics::is_internal;
 use super::{ApiError, AppState};
@@ -211,10 +211,8 @@ async fn next_item(c: &mut Cursor) -> Option<SseEvent> {
         }
         if let Some(e) = c.buffer.pop_front() {
             let id = c.target.position_of(&e);
-            let data = match serde_json::to_string(&EventView(&e)) {
-                Ok(d) => d,
-                Err(err) => return Some(error_event(&format!("cannot encode an event: {err}"), &mut c.done)),
-            };
+            let mut data = String::new();
+            write_event(&mut data, &e);
             return Some(SseEvent::default().id(id.to_string()).data(data));
         }
         if *c.state.shutdown.borrow() {

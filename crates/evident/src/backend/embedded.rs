@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use evident_core::{envelope, EventData, ExpectedVersion};
+use evident_core::{envelope, EventData, ExpectedVersion, Offset, Sequence, Version};
 use evident_log::{CleanupPolicy, Log, LogConfig, TopicConfig};
 
 use super::{Appended, Backend, Direction, StreamPage, StreamQuery, TopicSpec};
@@ -90,9 +90,9 @@ pub(crate) fn recorded(e: &evident_log::Event) -> RecordedEvent {
     RecordedEvent {
         topic: e.topic.as_str().to_string(),
         partition: e.partition,
-        offset: e.offset,
-        sequence: e.sequence,
-        version: e.version,
+        offset: Offset(e.offset),
+        sequence: Sequence(e.sequence),
+        version: e.version.map(Version),
         key: e.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()),
         id,
         event_type,
@@ -138,9 +138,9 @@ impl Backend for EmbeddedBackend {
                 _ => return Err(Error::Rejected("append returned no position".into())),
             };
             Ok(Appended {
-                first_version: first.version.unwrap_or_default(),
-                last_version: last.version.unwrap_or_default(),
-                last_sequence: last.sequence,
+                first_version: Version(first.version.unwrap_or_default()),
+                last_version: Version(last.version.unwrap_or_default()),
+                last_sequence: Sequence(last.sequence),
                 duplicate: out.duplicate,
             })
         })
@@ -149,20 +149,20 @@ impl Backend for EmbeddedBackend {
 
     async fn read_stream(&self, topic: &str, key: &str, query: &StreamQuery) -> Result<StreamPage> {
         let options = evident_log::StreamReadOptions {
-            from_version: query.from_version,
+            from_version: query.from_version.map(|v| v.0),
             limit: query.limit,
             direction: match query.direction {
                 Direction::Forward => evident_log::Direction::Forward,
                 Direction::Backward => evident_log::Direction::Backward,
             },
-            as_of_version: query.as_of_version,
+            as_of_version: query.as_of_version.map(|v| v.0),
             as_of_time_ms: query.as_of_time_ms,
         };
         let (topic, key) = (topic.to_string(), key.to_string());
         on_log(&self.log, move |log| match log.read_stream(&topic, key.as_bytes(), &options) {
             Ok(read) => Ok(StreamPage {
                 events: read.events.iter().map(recorded).collect(),
-                current_version: read.current_version,
+                current_version: read.current_version.map(Version),
             }),
             Err(evident_log::Error::UnknownTopic(_)) => Ok(StreamPage::default()),
             Err(e) => Err(from_log(e)),
@@ -170,9 +170,9 @@ impl Backend for EmbeddedBackend {
         .await
     }
 
-    async fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
+    async fn read_all(&self, from: Sequence, limit: usize) -> Result<Vec<RecordedEvent>> {
         on_log(&self.log, move |log| {
-            let events = log.read_all(from, limit).map_err(from_log)?;
+            let events = log.read_all(from.0, limit).map_err(from_log)?;
             Ok(events.iter().map(recorded).collect())
         })
         .await
@@ -182,11 +182,11 @@ impl Backend for EmbeddedBackend {
         &self,
         topic: &str,
         partition: u32,
-        offset: u64,
+        offset: Offset,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>> {
         let topic = topic.to_string();
-        on_log(&self.log, move |log| match log.read_partition_events(&topic, partition, offset, limit) {
+        on_log(&self.log, move |log| match log.read_partition_events(&topic, partition, offset.0, limit) {
             Ok(events) => Ok(events.iter().map(recorded).collect()),
             Err(evident_log::Error::UnknownTopic(_)) => Ok(Vec::new()),
             Err(evident_log::Error::OffsetOutOfRange { .. }) => Ok(Vec::new()),
@@ -195,12 +195,12 @@ impl Backend for EmbeddedBackend {
         .await
     }
 
-    async fn head_sequence(&self) -> Result<u64> {
+    async fn head_sequence(&self) -> Result<Sequence> {
         // A read of a counter under the log's mutex: no I/O, no need for the blocking pool.
-        Ok(self.log.stats().next_sequence)
+        Ok(Sequence(self.log.stats().next_sequence))
     }
 
-    async fn wait_for_sequence(&self, sequence: u64, timeout: Duration) -> Result<bool> {
-        on_log(&self.log, move |log| log.wait_for_sequence(sequence, timeout).map_err(from_log)).await
+    async fn wait_for_sequence(&self, sequence: Sequence, timeout: Duration) -> Result<bool> {
+        on_log(&self.log, move |log| log.wait_for_sequence(sequence.0, timeout).map_err(from_log)).await
     }
 }

@@ -75,7 +75,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use base64::Engine;
-use evident_core::{envelope, EventData, ExpectedVersion, StreamKey};
+use evident_core::{envelope, EventData, ExpectedVersion, Offset, Sequence, StreamKey, Version};
 use reqwest::{Client, RequestBuilder};
 use reqwest::{StatusCode, Url};
 use serde::de::{Deserializer, MapAccess, Visitor};
@@ -605,9 +605,9 @@ fn decode_event(raw: &RawValue) -> Result<RecordedEvent> {
     Ok(RecordedEvent {
         topic: topic.ok_or_else(|| missing("topic"))?,
         partition: partition.ok_or_else(|| missing("partition"))?,
-        offset: offset.ok_or_else(|| missing("offset"))?,
-        sequence: sequence.ok_or_else(|| missing("sequence"))?,
-        version,
+        offset: Offset(offset.ok_or_else(|| missing("offset"))?),
+        sequence: Sequence(sequence.ok_or_else(|| missing("sequence"))?),
+        version: version.map(Version),
         key,
         id: id.flatten(),
         event_type: event_type.flatten(),
@@ -619,7 +619,7 @@ fn decode_event(raw: &RawValue) -> Result<RecordedEvent> {
 
 #[derive(Deserialize)]
 struct StreamReply<'a> {
-    current_version: Option<u64>,
+    current_version: Option<Version>,
     #[serde(borrow)]
     events: Vec<&'a RawValue>,
 }
@@ -697,9 +697,9 @@ impl Backend for HttpBackend {
             _ => return Err(Error::Rejected("append returned no position".into())),
         };
         Ok(Appended {
-            first_version: first.version.unwrap_or_default(),
-            last_version: last.version.unwrap_or_default(),
-            last_sequence: last.sequence,
+            first_version: Version(first.version.unwrap_or_default()),
+            last_version: Version(last.version.unwrap_or_default()),
+            last_sequence: Sequence(last.sequence),
             duplicate: reply.duplicate,
         })
     }
@@ -761,18 +761,18 @@ impl Backend for HttpBackend {
             }
             let Some(last) = events.last().and_then(|e| e.version) else { break };
             from = match query.direction {
-                Direction::Forward => Some(last + 1),
-                Direction::Backward if last == 0 => break,
-                Direction::Backward => Some(last - 1),
+                Direction::Forward => Some(last.next()),
+                Direction::Backward if last == Version(0) => break,
+                Direction::Backward => Some(Version(last.0 - 1)),
             };
         }
         events.truncate(want);
         Ok(StreamPage { events, current_version })
     }
 
-    async fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
+    async fn read_all(&self, from: Sequence, limit: usize) -> Result<Vec<RecordedEvent>> {
         let mut events = Vec::new();
-        let mut from = from;
+        let mut from = from.0;
         let mut page_limit = limit.clamp(1, PAGE_MAX);
         while events.len() < limit {
             let ask = page_limit.min(limit - events.len());
@@ -801,7 +801,7 @@ impl Backend for HttpBackend {
         &self,
         topic: &str,
         partition: u32,
-        offset: u64,
+        offset: Offset,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>> {
         if matches!(topic, "" | "." | "..") {
@@ -810,7 +810,7 @@ impl Backend for HttpBackend {
         let path = format!("/v1/topics/{}/partitions/{partition}/records", segment("topic", topic)?);
         let what = format!("GET {path}");
         let mut events = Vec::new();
-        let mut from = offset;
+        let mut from = offset.0;
         let mut page_limit = limit.clamp(1, PAGE_MAX);
         while events.len() < limit {
             let ask = page_limit.min(limit - events.len());
@@ -835,11 +835,11 @@ impl Backend for HttpBackend {
         Ok(events)
     }
 
-    async fn head_sequence(&self) -> Result<u64> {
-        self.head().await
+    async fn head_sequence(&self) -> Result<Sequence> {
+        self.head().await.map(Sequence)
     }
 
-    async fn wait_for_sequence(&self, sequence: u64, timeout: Duration) -> Result<bool> {
+    async fn wait_for_sequence(&self, sequence: Sequence, timeout: Duration) -> Result<bool> {
         if timeout < WAIT_PROBE_BELOW {
             return Ok(!self.read_all(sequence, 1).await?.is_empty());
         }
@@ -978,7 +978,7 @@ mod tests {
             }
         });
         let b = HttpBackend::new(base).expect("backend");
-        let events = b.read_all(0, 4).await.expect("read");
+        let events = b.read_all(Sequence(0), 4).await.expect("read");
         assert_eq!(ids_of(&events), ["e"], "asked for 4, 2, then 1");
         match b.head_sequence().await {
             Err(Error::Unavailable(m)) => assert!(m.contains("exceeds"), "{m}"),
@@ -1028,9 +1028,9 @@ mod tests {
             RecordedEvent {
                 topic: "bank".into(),
                 partition: 0,
-                offset: 3,
-                sequence: 9,
-                version: Some(2),
+                offset: Offset(3),
+                sequence: Sequence(9),
+                version: Some(Version(2)),
                 key: Some("a/b".into()),
                 id: Some("e1".into()),
                 event_type: Some("T".into()),

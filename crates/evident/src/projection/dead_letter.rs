@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use evident_core::dead_letter::{self as fmt, DlqRecord, Entry, Kind};
-use evident_core::{EventData, ExpectedVersion};
+use evident_core::{EventData, ExpectedVersion, Offset, Sequence};
 
 use crate::backend::{Backend, TopicSpec};
 use crate::event::RecordedEvent;
@@ -72,8 +72,8 @@ pub(crate) fn failed(projection: &str, sequence: u64, error: &str, attempts: u32
 }
 
 /// A retry or skip request (see [`fmt::request`]).
-pub fn request(kind: Kind, sequence: Option<u64>) -> EventData {
-    fmt::request(kind, uuid::Uuid::new_v4().to_string(), sequence)
+pub fn request(kind: Kind, sequence: Option<Sequence>) -> EventData {
+    fmt::request(kind, uuid::Uuid::new_v4().to_string(), sequence.map(|s| s.0))
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -121,11 +121,11 @@ impl DeadLetters {
     /// The entries still parked or held, by stream, each stream's in order.
     pub async fn list(&self) -> Result<BTreeMap<String, Vec<Entry>>> {
         let mut records = Vec::new();
-        let mut offset = 0;
+        let mut offset = Offset(0);
         loop {
             let page = self.backend.read_partition(&self.topic, 0, offset, 1000).await?;
             let Some(last) = page.last() else { break };
-            offset = last.offset + 1;
+            offset = last.offset.next();
             records.extend(page.iter().filter_map(to_dlq_record));
         }
         Ok(fmt::fold(records))
@@ -139,13 +139,13 @@ impl DeadLetters {
 
     /// Asks the runner to skip `stream`'s first entry (it is never applied), then retry the
     /// rest. Returns the skipped entry's sequence.
-    pub async fn skip(&self, stream: &str) -> Result<u64> {
+    pub async fn skip(&self, stream: &str) -> Result<Sequence> {
         let list = self.list().await?;
         let head = list
             .get(stream)
             .and_then(|entries| entries.first())
             .ok_or_else(|| Error::Rejected(format!("stream {stream} has no parked event in {}", self.topic)))?;
-        let sequence = head.sequence;
+        let sequence = Sequence(head.sequence);
         self.send(stream, request(Kind::Skip, Some(sequence))).await?;
         Ok(sequence)
     }

@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use evident_core::dead_letter::{self as fmt, Kind};
-use evident_core::{EventData, ExpectedVersion};
+use evident_core::{EventData, ExpectedVersion, Sequence};
 
 use super::dead_letter::{self, DeadLetters};
 use super::sink::Sink;
@@ -102,9 +102,9 @@ impl Default for RunnerOptions {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Progress {
     /// The next commit sequence to process.
-    pub position: u64,
+    pub position: Sequence,
     /// Where the catch-up is going (the store's head when it started).
-    pub target: u64,
+    pub target: Sequence,
     /// Events handled so far in this catch-up.
     pub applied: u64,
     /// Events per second so far (of the feed, whether subscribed or not).
@@ -123,7 +123,7 @@ pub struct CatchUp {
     /// How long it took.
     pub elapsed: Duration,
     /// The checkpoint reached.
-    pub position: u64,
+    pub position: Sequence,
 }
 
 enum RunEnd {
@@ -248,7 +248,7 @@ impl<P: Projection> Core<P> {
             position: 0,
             parked: HashSet::new(),
             dlq_topic,
-            counters: CatchUp { scanned: 0, applied: 0, parked: 0, elapsed: Duration::ZERO, position: 0 },
+            counters: CatchUp { scanned: 0, applied: 0, parked: 0, elapsed: Duration::ZERO, position: Sequence(0) },
             reconcile_pending: !rebuild,
             journal_writes: AtomicU64::new(0),
         };
@@ -283,7 +283,7 @@ impl<P: Projection> Core<P> {
                 rows.iter().filter_map(|row| row.first().and_then(SqlValue::as_str).map(str::to_string)).collect();
             Ok(())
         })?;
-        runner.counters.position = runner.position;
+        runner.counters.position = Sequence(runner.position);
         runner.reconcile()?;
         Ok(runner)
     }
@@ -320,7 +320,7 @@ impl<P: Projection> Core<P> {
     /// events read (0: nothing new).
     pub(crate) fn step(&mut self) -> Result<usize> {
         self.reconcile()?;
-        let events = self.wait(self.backend.read_all(self.position, self.options.batch_size))?;
+        let events = self.wait(self.backend.read_all(Sequence(self.position), self.options.batch_size))?;
         if events.is_empty() {
             return Ok(0);
         }
@@ -330,7 +330,7 @@ impl<P: Projection> Core<P> {
             return Err(e);
         }
         self.counters.scanned += events.len() as u64;
-        self.counters.position = self.position;
+        self.counters.position = Sequence(self.position);
         Ok(events.len())
     }
 
@@ -345,14 +345,14 @@ impl<P: Projection> Core<P> {
         for _pass in 0..4 {
             let writes = self.journal_writes.load(Ordering::Relaxed);
             let target = self.wait(self.backend.head_sequence())?;
-            while self.position < target {
+            while self.position < target.0 {
                 if self.step()? == 0 {
                     // Everything left before the head belonged to deleted topics.
                     break;
                 }
                 let elapsed = start.elapsed().as_secs_f64().max(1e-9);
                 progress(&Progress {
-                    position: self.position,
+                    position: Sequence(self.position),
                     target,
                     applied: self.counters.applied - before.applied,
                     rate: (self.counters.scanned - before.scanned) as f64 / elapsed,
@@ -367,7 +367,7 @@ impl<P: Projection> Core<P> {
             applied: self.counters.applied - before.applied,
             parked: self.counters.parked - before.parked,
             elapsed: start.elapsed(),
-            position: self.position,
+            position: Sequence(self.position),
         })
     }
 
@@ -441,7 +441,7 @@ impl<P: Projection> Core<P> {
                 if let Some(stream) = held_stream {
                     tx.execute(
                         "INSERT INTO evident_parked (projection, sequence, stream, kind) VALUES ($1, $2, $3, 'held')",
-                        &[&self.key, &seq_param(e.sequence)?, &stream],
+                        &[&self.key, &seq_param(e.sequence.0)?, &stream],
                     )
                     .map_err(sql)?;
                     held.push(e);
@@ -460,7 +460,7 @@ impl<P: Projection> Core<P> {
                 return Ok(());
             }
             if !matches!(outcome, RunEnd::Failed(..)) && end > 0 {
-                write_checkpoint(&mut tx, &self.key, self.position, events[end - 1].sequence + 1)?;
+                write_checkpoint(&mut tx, &self.key, self.position, events[end - 1].sequence.0 + 1)?;
             }
             Ok(())
         })();
@@ -486,7 +486,7 @@ impl<P: Projection> Core<P> {
         }
         self.sink.commit()?;
         if end > 0 {
-            self.position = events[end - 1].sequence + 1;
+            self.position = events[end - 1].sequence.0 + 1;
         }
         self.counters.applied += applied;
         self.counters.parked += held.len() as u64;
@@ -559,16 +559,16 @@ impl<P: Projection> Core<P> {
         while attempts < retry.max_attempts.max(1) {
             std::thread::sleep(retry.backoff(attempts));
             attempts += 1;
-            match self.apply_one(e, Some(e.sequence + 1), None)? {
+            match self.apply_one(e, Some(e.sequence.0 + 1), None)? {
                 Ok(()) => {
-                    self.position = e.sequence + 1;
+                    self.position = e.sequence.0 + 1;
                     return Ok(());
                 }
                 Err(msg) => last = msg,
             }
         }
         let stream = e.stream();
-        tracing::warn!(projection = %self.name, %stream, sequence = e.sequence, attempts, error = %last, "event parked in the dead-letter topic");
+        tracing::warn!(projection = %self.name, %stream, sequence = e.sequence.0, attempts, error = %last, "event parked in the dead-letter topic");
         let record = dead_letter::parked(&self.name, e, Kind::Parked, &last, attempts);
         self.journal(&stream, record)?;
         let key = self.key.clone();
@@ -576,13 +576,13 @@ impl<P: Projection> Core<P> {
             let mut tx = r.sink.tx(&mut r.names);
             tx.execute(
                 "INSERT INTO evident_parked (projection, sequence, stream, kind) VALUES ($1, $2, $3, 'parked')",
-                &[&key, &seq_param(e.sequence)?, &stream],
+                &[&key, &seq_param(e.sequence.0)?, &stream],
             )
             .map_err(sql)?;
-            write_checkpoint(&mut tx, &key, r.position, e.sequence + 1)
+            write_checkpoint(&mut tx, &key, r.position, e.sequence.0 + 1)
         })?;
         self.parked.insert(stream);
-        self.position = e.sequence + 1;
+        self.position = e.sequence.0 + 1;
         self.counters.parked += 1;
         Ok(())
     }
@@ -639,7 +639,7 @@ impl<P: Projection> Core<P> {
         if left.first().map(|r| int(r, 0)).transpose()?.unwrap_or(0) == 0 {
             self.parked.remove(&stream);
         }
-        let pos = req.sequence + 1;
+        let pos = req.sequence.0 + 1;
         self.transaction(|r| {
             let mut tx = r.sink.tx(&mut r.names);
             write_checkpoint(&mut tx, &key, r.position, pos)
@@ -650,7 +650,7 @@ impl<P: Projection> Core<P> {
 
     /// The event at commit sequence `seq` (None once its topic is deleted).
     pub(super) fn event_at(&self, seq: u64) -> Result<Option<RecordedEvent>> {
-        Ok(self.wait(self.backend.read_all(seq, 1))?.into_iter().next().filter(|e| e.sequence == seq))
+        Ok(self.wait(self.backend.read_all(Sequence(seq), 1))?.into_iter().next().filter(|e| e.sequence.0 == seq))
     }
 
     fn resolve_without_applying(&mut self, stream: &str, seq: u64, outcome: &str) -> Result<()> {

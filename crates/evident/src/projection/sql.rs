@@ -68,6 +68,18 @@ impl ToParam for u64 {
         i64::try_from(*self).map_or(Param::Null, Param::Int)
     }
 }
+/// Positions bind as their number, so a handler can store `e.sequence` (or an offset or a
+/// version) in its read model as it is.
+macro_rules! position_param {
+    ($($t:ty),*) => {$(
+        impl ToParam for $t {
+            fn to_param(&self) -> Param<'_> {
+                self.0.to_param()
+            }
+        }
+    )*};
+}
+position_param!(evident_core::Offset, evident_core::Sequence, evident_core::Version);
 impl ToParam for f64 {
     fn to_param(&self) -> Param<'_> {
         Param::Real(*self)

@@ -226,7 +226,11 @@ pub fn read_stream(backend: &dyn Backend, topic: &str, key: &str) -> Vec<Recorde
     }))
     .expect("read the stream");
     for (i, e) in out.iter().enumerate() {
-        assert_eq!(e.version, Some(i as u64), "stream {topic}/{key} is not read back in version order");
+        assert_eq!(
+            e.version,
+            Some(evident::Version(i as u64)),
+            "stream {topic}/{key} is not read back in version order"
+        );
     }
     out
 }

@@ -117,8 +117,8 @@ impl<P: Projection + 'static> ProjectionRunner<P> {
 
     /// The next commit sequence to process (everything before it is applied, parked or not
     /// subscribed).
-    pub fn position(&self) -> u64 {
-        self.position
+    pub fn position(&self) -> Sequence {
+        Sequence(self.position)
     }
 
     /// The projection ([`Error::Misuse`] if an earlier call was cancelled, see the module doc).
@@ -194,7 +194,7 @@ impl<P: Projection + 'static> ProjectionRunner<P> {
                 let position = self.position;
                 tokio::select! {
                     () = &mut shutdown => return Ok(()),
-                    woke = self.backend.wait_for_sequence(position, self.idle_wait) => { woke?; }
+                    woke = self.backend.wait_for_sequence(Sequence(position), self.idle_wait) => { woke?; }
                 }
             }
         }
