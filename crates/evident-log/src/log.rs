@@ -755,6 +755,10 @@ impl Inner {
             // An acknowledgement below is a promise that the bytes survive power loss.
             assert!(st.visible_pos <= st.durable_pos, "acknowledging past the synced position");
         }
+        // The hook first: an appender woken below then finds the round already announced.
+        if let Some(hook) = self.commit_hook.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            hook(st.visible_seq);
+        }
         while st.waiters.front().is_some_and(|w| w.end <= st.visible_pos) {
             if let Some(w) = st.waiters.pop_front() {
                 w.resolve(Ok(()));
@@ -769,9 +773,6 @@ impl Inner {
             }
         }
         self.progress.notify_all();
-        if let Some(hook) = self.commit_hook.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            hook(st.visible_seq);
-        }
     }
 
     fn poison(&self, st: &mut State, what: &str, e: &std::io::Error) {
