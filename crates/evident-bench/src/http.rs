@@ -8,8 +8,10 @@
 //! - *Appends*: one event per request (the append benchmark's event: the 216-byte `OrderPlaced`
 //!   payload, an id, ~60 bytes of metadata headers), each client on its own stream with the exact
 //!   expected version, as an event-sourced application appends; 1 and 64 clients, each a thread
-//!   with its own keep-alive `reqwest` blocking client. The embedded side appends the very
-//!   [`EventData`] the server builds from that JSON.
+//!   with its own keep-alive connection (a lean blocking HTTP/1.1 client, `http_client.rs`:
+//!   `reqwest::blocking` cost the clients as much CPU as the server's append path), the reply
+//!   decoded into types. The embedded side appends the very [`EventData`] the server builds
+//!   from that JSON.
 //! - *Read*: one 1,000-event stream (appended as one batch), read whole with
 //!   `GET …/streams/{key}?limit=1000` and decoded on the client with `serde_json` into a
 //!   [`serde_json::Value`] tree, against `Log::read_stream` of the same 1,000 events; and the
@@ -30,9 +32,11 @@ use evident_log::{Log, LogConfig, StreamReadOptions, TopicConfig};
 use reqwest::blocking::Client;
 use reqwest::header::CONTENT_TYPE;
 use reqwest::StatusCode;
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::driver;
+use crate::http_client::Connection;
 use crate::machine;
 use crate::payload;
 use crate::report::{dur, num, Key, Measurement, System};
@@ -232,13 +236,29 @@ impl Drop for Server {
     }
 }
 
+/// How long a benchmark request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the append benchmark reads of an append's reply (decoded into types, as a client
+/// application would; the rest of the reply is skipped).
+#[derive(Deserialize)]
+struct AppendReply {
+    events: Vec<AppendedEvent>,
+}
+
+/// One appended event's position in the reply.
+#[derive(Deserialize)]
+struct AppendedEvent {
+    version: Option<u64>,
+}
+
 /// A keep-alive client of its own (one connection, reused; no proxy).
 fn client() -> Result<Client> {
     Client::builder()
         .no_proxy()
         .tcp_nodelay(true)
         .pool_max_idle_per_host(1)
-        .timeout(Duration::from_secs(60))
+        .timeout(REQUEST_TIMEOUT)
         .build()
         .context("building the HTTP client")
 }
@@ -360,29 +380,36 @@ impl Http {
         Ok(Timed { out, cpu: Cpu::delta(before, self.cpu()) })
     }
 
-    /// Single-event appends over HTTP, `clients` threads each with its own keep-alive client
-    /// and its own stream.
+    /// Single-event appends over HTTP, `clients` threads each with its own keep-alive
+    /// connection ([`Connection`], a lean blocking client, so the clients' CPU is not what the
+    /// benchmark measures) and its own stream.
     fn append_http(&self, clients: usize, duration: Duration) -> Result<Timed> {
         let run = self.runs.fetch_add(1, Ordering::Relaxed);
-        let health = format!("{}/health", self.server.base);
+        let prefix = format!("/v1/topics/{TOPIC}/streams/");
         let before = self.cpu();
         let out = driver::run(
             clients,
             duration,
             |w| {
-                let client = client()?;
                 // Open the keep-alive connection before the clock starts.
-                let status = client.get(&health).send()?.status();
-                ensure!(status == StatusCode::OK, "GET {health} answered {status}");
-                Ok((client, self.stream_url(&format!("r{run}-c{w}")), None::<u64>))
+                let mut conn = Connection::connect(&self.server.base, REQUEST_TIMEOUT)?;
+                let health = conn.request("GET", "/health", None)?;
+                ensure!(health.status == 200, "GET /health answered {}", health.status);
+                Ok((conn, format!("{prefix}r{run}-c{w}"), None::<u64>))
             },
-            |(client, url, current), w, i| {
+            |(conn, path, current), w, i| {
                 let body = append_body(*current, [event_json(&payload::event_id(w as u64, i)).as_str()]);
-                let reply = post(client, url, body, StatusCode::CREATED)?;
-                let reply: Value = serde_json::from_slice(reply.as_ref()).context("decoding the append reply")?;
+                let reply = conn.request("POST", path, Some(("application/json", body.as_bytes())))?;
+                ensure!(
+                    reply.status == 201,
+                    "POST {path} answered {}: {}",
+                    reply.status,
+                    String::from_utf8_lossy(&reply.body)
+                );
+                let reply: AppendReply = serde_json::from_slice(&reply.body).context("decoding the append reply")?;
                 let want = current.map_or(0, |v| v + 1);
-                let got = reply["events"][0]["version"].as_u64();
-                ensure!(got == Some(want), "appended at version {got:?}, expected {want}: {reply}");
+                let got = reply.events.first().and_then(|e| e.version);
+                ensure!(got == Some(want), "appended at version {got:?}, expected {want}");
                 *current = Some(want);
                 Ok(())
             },

@@ -16,6 +16,7 @@ mod compare;
 mod driver;
 mod evident;
 mod http;
+mod http_client;
 mod kafka;
 mod machine;
 mod paired;

@@ -75,6 +75,38 @@ impl PendingAppend {
     }
 }
 
+/// Awaiting a [`PendingAppend`] is [`PendingAppend::wait`] without blocking a thread: the
+/// commit thread wakes the task when the sync covering the append returns (or the log is
+/// poisoned), so an async server waits for durability with no thread hand-off in between.
+/// The future needs no particular runtime.
+impl std::future::IntoFuture for PendingAppend {
+    type Output = Result<AppendOutcome>;
+    type IntoFuture = Acknowledgement;
+
+    fn into_future(self) -> Acknowledgement {
+        Acknowledgement(Some(self))
+    }
+}
+
+/// The future of an awaited [`PendingAppend`]: resolves once the append is durable (or the
+/// log was poisoned before it was). Dropping it abandons the wait, not the append.
+#[must_use = "futures do nothing unless awaited"]
+#[derive(Debug)]
+pub struct Acknowledgement(Option<PendingAppend>);
+
+impl std::future::Future for Acknowledgement {
+    type Output = Result<AppendOutcome>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let Some(pending) = self.0.as_mut() else {
+            panic!("an append acknowledgement polled after it completed");
+        };
+        let done = std::task::ready!(pending.durability.poll_ready(cx));
+        let outcome = self.0.take().map(|p| p.outcome);
+        std::task::Poll::Ready(done.and_then(|()| outcome.ok_or(Error::Closed)))
+    }
+}
+
 enum Route<'a> {
     Partition(u32),
     Key(&'a [u8]),

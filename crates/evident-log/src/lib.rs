@@ -28,10 +28,10 @@ mod read;
 mod recovery;
 pub mod storage;
 
-pub use append::{AppendOutcome, PendingAppend, RecordPosition};
+pub use append::{Acknowledgement, AppendOutcome, PendingAppend, RecordPosition};
 pub use catalog::{CleanupPolicy, TopicConfig, TopicMeta};
 pub use config::{FsyncPolicy, LogConfig};
 pub use error::{Error, Result};
-pub use log::{Log, LogStats, RecoveryReport, SYNC_LATENCY_BOUNDS_US};
+pub use log::{CommitHook, Log, LogStats, RecoveryReport, SYNC_LATENCY_BOUNDS_US};
 pub use read::{Direction, Event, PartitionOffsets, PartitionRead, StreamRead, StreamReadOptions, TopicDescription};
 pub use recovery::ReplayOutcome;

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context as TaskContext, Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -109,32 +110,63 @@ pub(crate) struct Chunk {
     pub bytes: Vec<u8>,
 }
 
-/// One appender waiting for the journal to be visible up to `end`. Each has its own condition
-/// variable so a commit round wakes exactly the appenders it acknowledged, not all of them.
+/// One appender waiting for the journal to be visible up to `end`. Each has its own slot so a
+/// commit round wakes exactly the appenders it acknowledged, not all of them: a thread blocked
+/// in [`Durability::wait`] through the condition variable, an async task awaiting
+/// [`Durability::poll_ready`] through its waker, which the commit thread wakes directly (no
+/// thread in between, so an acknowledgement costs the async caller one wake-up).
 pub(crate) struct Waiter {
     end: u64,
-    outcome: Mutex<Option<std::result::Result<(), String>>>,
+    slot: Mutex<Slot>,
     ready: Condvar,
+}
+
+/// What a [`Waiter`] learns, and who to tell.
+#[derive(Default)]
+struct Slot {
+    outcome: Option<std::result::Result<(), String>>,
+    waker: Option<Waker>,
 }
 
 impl Waiter {
     fn resolve(&self, outcome: std::result::Result<(), String>) {
-        *self.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+        let waker = {
+            let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+            slot.outcome = Some(outcome);
+            slot.waker.take()
+        };
         self.ready.notify_one();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     fn wait(&self) -> Result<()> {
-        let mut outcome = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if let Some(done) = outcome.take() {
+            if let Some(done) = slot.outcome.take() {
                 return done.map_err(Error::Poisoned);
             }
-            outcome = self.ready.wait(outcome).unwrap_or_else(|e| e.into_inner());
+            slot = self.ready.wait(slot).unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    fn poll(&self, cx: &mut TaskContext<'_>) -> Poll<Result<()>> {
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(done) = slot.outcome.take() {
+            return Poll::Ready(done.map_err(Error::Poisoned));
+        }
+        match &mut slot.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            other => *other = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 }
 
-/// A registered wait for a journal position to become visible (None: it already is).
+/// A registered wait for a journal position to become visible (None: it already is, or the
+/// outcome was taken). Every registered waiter is resolved: by the round that makes its
+/// position visible, or with the error when the log is poisoned or halted.
 pub(crate) struct Durability(Option<Arc<Waiter>>);
 
 impl Durability {
@@ -145,7 +177,20 @@ impl Durability {
             Some(waiter) => waiter.wait(),
         }
     }
+
+    /// The same wait without a thread: ready once the position is visible, or the sync
+    /// covering it failed. The commit thread wakes the task.
+    pub(crate) fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<()>> {
+        let Some(waiter) = &self.0 else { return Poll::Ready(Ok(())) };
+        let done = std::task::ready!(waiter.poll(cx));
+        self.0 = None;
+        Poll::Ready(done)
+    }
 }
+
+/// Called by the commit thread with the visible commit sequence after every round (see
+/// [`Log::set_commit_hook`]).
+pub type CommitHook = Box<dyn Fn(u64) + Send + Sync>;
 
 pub(crate) struct State {
     pub index: Index,
@@ -219,6 +264,8 @@ pub(crate) struct Inner {
     pub work: Condvar,
     /// Signalled when the visible position moves or the log is poisoned.
     pub progress: Condvar,
+    /// Told the visible commit sequence whenever `progress` is signalled.
+    commit_hook: Mutex<Option<CommitHook>>,
     pub recovery: RecoveryReport,
     /// Hands encoded checkpoints to the checkpoint writer thread.
     checkpoint_tx: Mutex<Option<SyncSender<Vec<u8>>>>,
@@ -369,6 +416,7 @@ impl Log {
             state: Mutex::new(state),
             work: Condvar::new(),
             progress: Condvar::new(),
+            commit_hook: Mutex::new(None),
             recovery: report,
             checkpoint_tx: Mutex::new(Some(checkpoint_tx)),
             checkpoint_busy: AtomicBool::new(false),
@@ -406,6 +454,18 @@ impl Log {
     /// Why the log refuses writes, if a failed write or sync poisoned it (until reopened).
     pub fn poisoned(&self) -> Option<String> {
         self.inner.lock().poisoned.clone()
+    }
+
+    /// Installs (or with `None` removes) a function the commit thread calls with the visible
+    /// commit sequence (one past the last readable event) after every commit round, and when
+    /// the log is poisoned or closed. It runs under the log's lock, so it must be quick and
+    /// must not call into the log: publishing the number to an async channel is what it is
+    /// for (a server wakes its subscribers this way without a thread of its own waiting on
+    /// [`Log::wait_for_sequence`], which would cost a thread wake-up per commit round).
+    pub fn set_commit_hook(&self, hook: Option<CommitHook>) {
+        let old = std::mem::replace(&mut *self.inner.commit_hook.lock().unwrap_or_else(|e| e.into_inner()), hook);
+        // Dropped outside the lock: a hook may own a channel whose receivers react to its end.
+        drop(old);
     }
 
     /// The configuration the log was opened with.
@@ -678,7 +738,7 @@ impl Inner {
         if let (Some(why), false) = (&st.poisoned, in_flight_covers(&st, end)) {
             return Err(Error::Poisoned(why.clone()));
         }
-        let waiter = Arc::new(Waiter { end, outcome: Mutex::new(None), ready: Condvar::new() });
+        let waiter = Arc::new(Waiter { end, slot: Mutex::new(Slot::default()), ready: Condvar::new() });
         // Frames are queued in position order, so this is nearly always a push at the back.
         let at = st.waiters.partition_point(|w| w.end <= end);
         st.waiters.insert(at, waiter.clone());
@@ -694,6 +754,10 @@ impl Inner {
         if self.config.fsync == FsyncPolicy::Always {
             // An acknowledgement below is a promise that the bytes survive power loss.
             assert!(st.visible_pos <= st.durable_pos, "acknowledging past the synced position");
+        }
+        // The hook first: an appender woken below then finds the round already announced.
+        if let Some(hook) = self.commit_hook.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            hook(st.visible_seq);
         }
         while st.waiters.front().is_some_and(|w| w.end <= st.visible_pos) {
             if let Some(w) = st.waiters.pop_front() {

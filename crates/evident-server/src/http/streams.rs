@@ -1,13 +1,11 @@
 //! `/v1/topics/{topic}/streams/{key}`: append to an entity stream with an expected version,
 //! and read it forward, backward, or as of a version or a time.
 
-use std::time::Duration;
-
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use evident_core::{ExpectedVersion, StreamKey};
-use evident_log::{AppendOutcome, Direction, PendingAppend, StreamReadOptions};
+use evident_log::{Direction, StreamReadOptions};
 use serde::Serialize;
 
 use super::event_json::{json_response, ndjson_response, parse_append, parse_expected_text, wants_ndjson, PageWriter};
@@ -87,11 +85,10 @@ pub(super) async fn append(
     let events = request.events;
     let bytes: usize = events.iter().map(|e| e.data.len()).sum();
     // The append is checked, positioned and queued right here: that part is CPU work under the
-    // log's lock. Its sync is awaited on the commit notifier instead of a blocking thread, which
-    // saves two thread hand-offs per append (to the blocking pool and back), the largest cost
-    // of an HTTP append in profiles.
-    let pending = state.log.append_events_deferred(&topic, key.as_bytes(), expected, &events)?;
-    let outcome = wait_durable(&state, pending).await?;
+    // log's lock. Its sync is awaited as a future that the log's commit thread wakes directly,
+    // so between the request and its reply there is no thread but this worker and the commit
+    // thread (thread hand-offs were the largest cost of an HTTP append in profiles).
+    let outcome = state.log.append_events_deferred(&topic, key.as_bytes(), expected, &events)?.await?;
     if !outcome.duplicate {
         state.metrics.record_append(events.len() as u64, bytes as u64);
     }
@@ -111,34 +108,6 @@ pub(super) async fn append(
     let mut response = json_response(&reply, reply.events.len())?;
     *response.status_mut() = status;
     Ok(response)
-}
-
-/// How often a wait for a sync checks that the log is not poisoned (a failed sync never makes
-/// the append visible, so the commit notifier alone would wait forever).
-const POISON_CHECK: Duration = Duration::from_millis(100);
-
-/// Waits until `pending` is durable without holding a thread: the commit notifier publishes the
-/// visible commit sequence, and once it passes the append's last event, `wait` returns at once
-/// with the outcome (or the error that poisoned the log).
-async fn wait_durable(state: &AppState, pending: PendingAppend) -> Result<AppendOutcome, ApiError> {
-    let after = pending.outcome().records.last().map_or(0, |r| r.sequence + 1);
-    let mut commits = state.commits.clone();
-    let settled = loop {
-        match tokio::time::timeout(POISON_CHECK, commits.wait_for(|visible| *visible >= after)).await {
-            Ok(Ok(_)) => break true,
-            // The notifier is gone (shutdown): let `wait` block, off the async workers.
-            Ok(Err(_)) => break false,
-            Err(_) if state.log.poisoned().is_some() => break true,
-            Err(_) => {}
-        }
-    };
-    if settled {
-        // The log resolves an append's waiter in the same critical section that makes it
-        // visible (or poisons the log), so this returns at once.
-        Ok(pending.wait()?)
-    } else {
-        state.blocking(move || Ok(pending.wait()?)).await
-    }
 }
 
 /// The reply to an append.

@@ -1,49 +1,36 @@
-//! Wakes live subscriptions when new events commit. One thread waits on the log's commit
-//! signal and publishes the store's visible commit sequence in a `watch` channel; every
-//! subscription awaits that channel, so a thousand idle subscribers cost one thread, not a
-//! thousand, and a subscriber never blocks the commit path.
+//! Wakes live subscriptions and Kafka fetches when new events commit. The log's commit thread
+//! publishes the visible commit sequence in a `watch` channel through a commit hook; every
+//! subscription awaits that channel, so a thousand idle subscribers cost nothing but their
+//! task, and a subscriber never blocks the commit path.
+//!
+//! A hook rather than a thread waiting on `Log::wait_for_sequence`: such a thread was woken by
+//! every commit round only to pass the number on, a context switch per append even with no
+//! subscriber at all. `watch::Sender::send_if_modified` from the commit thread is a lock and a
+//! few atomics, and wakes only the tasks that wait.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use evident_log::Log;
 use tokio::sync::watch;
 
-/// How long the thread waits before re-checking whether it should stop.
-const POLL: Duration = Duration::from_millis(200);
-
-/// The running notifier.
+/// The installed hook.
 pub struct Notifier {
     rx: watch::Receiver<u64>,
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<()>,
+    log: Arc<Log>,
 }
 
 impl Notifier {
-    /// Starts watching `log`.
+    /// Starts publishing `log`'s visible commit sequence.
     pub fn start(log: Arc<Log>) -> Self {
         let (tx, rx) = watch::channel(log.stats().next_sequence);
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("evident-notifier".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    let seen = *tx.borrow();
-                    // `wait_for_sequence(s)` returns once an event with sequence >= s is visible.
-                    match log.wait_for_sequence(seen, POLL) {
-                        Ok(true) => {
-                            tx.send_replace(log.stats().next_sequence);
-                        }
-                        Ok(false) => {}
-                        Err(_) => return, // closed
-                    }
-                }
-            })
-            .expect("spawning the notifier thread");
-        Self { rx, stop, thread }
+        log.set_commit_hook(Some(Box::new(move |visible| {
+            tx.send_if_modified(|seen| {
+                let moved = *seen != visible;
+                *seen = visible;
+                moved
+            });
+        })));
+        Self { rx, log }
     }
 
     /// A receiver of the visible commit sequence (one past the last readable event).
@@ -51,9 +38,9 @@ impl Notifier {
         self.rx.clone()
     }
 
-    /// Stops the thread.
+    /// Removes the hook: the channel closes, so whoever still waits on it learns that no
+    /// commit will be announced any more.
     pub fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.thread.join();
+        self.log.set_commit_hook(None);
     }
 }
