@@ -487,8 +487,9 @@ impl<P: Projection> Core<P> {
         let mut held: Vec<&RecordedEvent> = Vec::new();
         let mut held_streams: HashSet<String> = HashSet::new();
         // In batch mode: the events handed to `handle_batch`, and their indexes in `events`.
-        let mut batch: Vec<&RecordedEvent> = Vec::new();
-        let mut batch_at: Vec<usize> = Vec::new();
+        let capacity = if mode == Mode::Batch { events.len() } else { 0 };
+        let mut batch: Vec<&RecordedEvent> = Vec::with_capacity(capacity);
+        let mut batch_at: Vec<usize> = Vec::with_capacity(capacity);
         let mut applied = 0u64;
         let result = (|| -> Result<()> {
             let mut tx = self.sink.tx(&mut self.names);

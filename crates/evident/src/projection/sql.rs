@@ -441,7 +441,7 @@ impl Tx<'_> {
         params: &[&dyn ToParam],
         tail: &str,
     ) -> Result<(), SqlError> {
-        if columns == 0 || params.len() % columns != 0 {
+        if columns == 0 || !params.len().is_multiple_of(columns) {
             return Err(SqlError(format!(
                 "execute_values: {} parameters do not make rows of {columns} columns",
                 params.len()
