@@ -337,6 +337,7 @@ fn aggregates_phase(r: &mut Runner, plan: &Plan, dir: &Path) {
 /// None to skip it), plus the feed and the raw SQLite upserts alone. Returns a line for the
 /// results' header (what happened to PostgreSQL).
 fn projections_phase(r: &mut Runner, plan: &Plan, pg: Option<&str>, dir: &Path) -> String {
+    use projections::Api;
     phase("projection catch-up through the library (SQLite, PostgreSQL)");
     let pg_line;
     let pg = match pg.map(|c| (c, projections::postgres_reachable(c))) {
@@ -369,12 +370,16 @@ fn projections_phase(r: &mut Runner, plan: &Plan, pg: Option<&str>, dir: &Path) 
     r.step("projection feed + decode", || p.feed(1000, true));
     r.step("raw SQLite upserts", || p.raw_sqlite(1000));
     for batch in [1000usize, 5000] {
-        r.step(&format!("projection into SQLite, pages of {batch}"), || p.sqlite(batch));
+        for (api, how) in [(Api::Batch, "handle_batch"), (Api::PerEvent, "per event")] {
+            r.step(&format!("projection into SQLite, pages of {batch}, {how}"), || p.sqlite(batch, api));
+        }
     }
     if let Some(pg) = pg {
         r.step("raw PostgreSQL upserts", || p.raw_postgres(pg, 1000));
         for batch in [1000usize, 5000] {
-            r.step(&format!("projection into PostgreSQL, pages of {batch}"), || p.postgres(pg, batch));
+            for (api, how) in [(Api::Batch, "handle_batch"), (Api::PerEvent, "per event")] {
+                r.step(&format!("projection into PostgreSQL, pages of {batch}, {how}"), || p.postgres(pg, batch, api));
+            }
         }
     }
     pg_line

@@ -151,6 +151,8 @@ pub enum Key {
         sink: ProjectionSink,
         /// Events per page (and per transaction).
         batch: usize,
+        /// Written one upsert per event (`handle`), not per page (`handle_batch`).
+        per_event: bool,
     },
     /// Loading the restart data set.
     RestartLoad,
@@ -667,7 +669,7 @@ impl Report {
             );
         }
         // The library: projections.
-        let catch_up = |sink, batch| rate(ev, Key::ProjectionCatchUp { sink, batch });
+        let catch_up = |sink, batch| rate(ev, Key::ProjectionCatchUp { sink, batch, per_event: false });
         for batch in [1000, 5000] {
             for (sink, name) in [(ProjectionSink::Sqlite, "SQLite"), (ProjectionSink::Postgres, "PostgreSQL")] {
                 let Some(r) = catch_up(sink, batch) else {

@@ -12,6 +12,7 @@
 //!
 //! The test at the bottom starts the service on a real TCP port and drives it over HTTP.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -19,7 +20,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use evident::projection::{HandlerError, Projection, ProjectionRunner, Sink, Subscription, Tx};
+use evident::projection::{EventFailed, HandlerError, Projection, ProjectionRunner, Sink, Subscription, ToParam, Tx};
 use evident::{Aggregate, Backend, CommandError, DomainEvent, EmbeddedBackend, RecordedEvent, Repository};
 use serde::{Deserialize, Serialize};
 
@@ -73,8 +74,24 @@ impl Aggregate for Account {
     }
 }
 
-/// The read model: one row per account.
+/// The read model: one row per account. It writes a page of events at a time
+/// (`handle_batch`: the page folded per account, then one multi-row upsert), and one event at a
+/// time in `handle`, which the runner uses to find and retry an event that fails.
 struct Balances;
+
+const UPSERT_HEAD: &str = "INSERT INTO {balances} (account, balance) VALUES";
+const UPSERT_TAIL: &str = "ON CONFLICT (account) DO UPDATE SET balance = {balances}.balance + excluded.balance";
+
+/// An event's account and what it changes the balance by.
+fn delta(event: &RecordedEvent) -> Result<(&str, i64), HandlerError> {
+    let account = event.key.as_deref().ok_or("an account event without a key")?;
+    let delta = match evident::event::decode::<AccountEvent>(event, &evident::Upcasters::default())? {
+        AccountEvent::Opened { .. } => 0,
+        AccountEvent::Deposited { amount } => i64::try_from(amount)?,
+        AccountEvent::Withdrawn { amount } => -i64::try_from(amount)?,
+    };
+    Ok((account, delta))
+}
 
 impl Projection for Balances {
     fn name(&self) -> &str {
@@ -91,17 +108,19 @@ impl Projection for Balances {
         Ok(())
     }
     fn handle(&mut self, event: &RecordedEvent, tx: &mut Tx<'_>) -> Result<(), HandlerError> {
-        let account = event.key.as_deref().ok_or("an account event without a key")?;
-        let delta = match evident::event::decode::<AccountEvent>(event, &evident::Upcasters::default())? {
-            AccountEvent::Opened { .. } => 0,
-            AccountEvent::Deposited { amount } => i64::try_from(amount)?,
-            AccountEvent::Withdrawn { amount } => -i64::try_from(amount)?,
-        };
-        tx.execute(
-            "INSERT INTO {balances} (account, balance) VALUES ($1, $2)
-             ON CONFLICT (account) DO UPDATE SET balance = {balances}.balance + excluded.balance",
-            &[&account, &delta],
-        )?;
+        let (account, delta) = delta(event)?;
+        tx.execute_values(UPSERT_HEAD, 2, &[&account, &delta], UPSERT_TAIL)?;
+        Ok(())
+    }
+    fn handle_batch(&mut self, events: &[&RecordedEvent], tx: &mut Tx<'_>) -> Result<(), HandlerError> {
+        // One row per account (an upsert may not name a key twice), sorted.
+        let mut page: BTreeMap<&str, i64> = BTreeMap::new();
+        for (index, event) in events.iter().enumerate() {
+            let (account, delta) = delta(event).map_err(|error| EventFailed { index, error })?;
+            *page.entry(account).or_default() += delta;
+        }
+        let params: Vec<&dyn ToParam> = page.iter().flat_map(|(a, d)| [a as &dyn ToParam, d]).collect();
+        tx.execute_values(UPSERT_HEAD, 2, &params, UPSERT_TAIL)?;
         Ok(())
     }
 }

@@ -10,7 +10,9 @@
 //! (this test binary re-executed on `t13_child`, configured through `EVIDENT_T13_CHILD`; without
 //! it `t13_child` does nothing) that opens the log and the sink and catches up with a random
 //! small batch size. The handler upserts `applied(sequence, n)` (n counts applications) and
-//! appends the sequence to a file without fsync. The parent kills the child with SIGKILL either
+//! appends the sequence to a file without fsync; half the children (at random) write each page
+//! with a set-based `handle_batch` (one multi-row upsert, one write of the page's lines), the
+//! others event by event. The parent kills the child with SIGKILL either
 //! after a random delay from its start (startup, setup, first pages) or once the file has grown
 //! by a random number of bytes (mid-catch-up: inside a page, during a commit), up to 200 kills,
 //! then lets a last child finish. After each kill, once the killed session is gone (PostgreSQL),
@@ -37,7 +39,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use evident::blocking::ProjectionRunner;
-use evident::projection::{HandlerError, Projection, RunnerOptions, Subscription, Tx};
+use evident::projection::{EventFailed, HandlerError, Projection, RunnerOptions, Subscription, ToParam, Tx};
 use evident::{Backend, EmbeddedBackend, EventData, ExpectedVersion, RecordedEvent, TopicSpec};
 use evident_log::{FsyncPolicy, Log, LogConfig};
 use rand::rngs::StdRng;
@@ -79,6 +81,9 @@ struct ChildConfig {
     log_dir: PathBuf,
     db: ChildDb,
     batch_size: usize,
+    /// Pages written by a set-based `handle_batch` (one multi-row upsert, one write of the
+    /// lines) rather than by `handle` per event.
+    set_based: bool,
     /// The at-least-once side effect: one line per handled event.
     lines: PathBuf,
 }
@@ -87,6 +92,7 @@ struct ChildConfig {
 /// least once).
 struct Applied {
     lines: File,
+    set_based: bool,
 }
 
 impl Projection for Applied {
@@ -117,6 +123,25 @@ impl Projection for Applied {
         self.lines.write_all(line(e.sequence.0).as_bytes())?;
         Ok(())
     }
+
+    fn handle_batch(&mut self, events: &[&RecordedEvent], tx: &mut Tx<'_>) -> Result<(), HandlerError> {
+        if !self.set_based {
+            for (index, e) in events.iter().enumerate() {
+                self.handle(e, tx).map_err(|error| EventFailed { index, error })?;
+            }
+            return Ok(());
+        }
+        let params: Vec<&dyn ToParam> = events.iter().flat_map(|e| [&e.sequence as &dyn ToParam, &1i64]).collect();
+        tx.execute_values(
+            "INSERT INTO {applied} (sequence, n) VALUES",
+            2,
+            &params,
+            "ON CONFLICT (sequence) DO UPDATE SET n = {applied}.n + 1",
+        )?;
+        let lines: String = events.iter().map(|e| format!("{}\n", e.sequence)).collect();
+        self.lines.write_all(lines.as_bytes())?;
+        Ok(())
+    }
 }
 
 /// The child: catches the projection up, when run by the parent; a no-op otherwise.
@@ -129,8 +154,13 @@ fn t13_child() {
     // Ends a line the previous child's death may have torn, so it cannot swallow this child's first.
     lines.write_all(b"\n").expect("write the lines file");
     let options = RunnerOptions { batch_size: cfg.batch_size, ..RunnerOptions::default() };
-    let mut runner = ProjectionRunner::with_options(backend.clone(), cfg.db.db().sink(), Applied { lines }, options)
-        .expect("open the runner");
+    let mut runner = ProjectionRunner::with_options(
+        backend.clone(),
+        cfg.db.db().sink(),
+        Applied { lines, set_based: cfg.set_based },
+        options,
+    )
+    .expect("open the runner");
     let head = evident::blocking::wait(backend.head_sequence()).expect("head");
     let result = runner.catch_up().expect("catch up");
     assert_eq!(result.position, head, "the child catches up to the head");
@@ -348,6 +378,7 @@ fn crash_loop(label: &str, dir: &Path, child_db: ChildDb, pg: Option<(&PgSchema,
             log_dir: log_dir.clone(),
             db: child_db.clone(),
             batch_size: rng.gen_range(50..=200),
+            set_based: rng.gen_bool(0.5),
             lines: lines.clone(),
         };
         let output_path = dir.join(format!("child-{cycle}.out"));

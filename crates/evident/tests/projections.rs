@@ -28,7 +28,9 @@ use std::time::{Duration, Instant};
 
 use evident::blocking::ProjectionRunner;
 use evident::projection::runner::Progress;
-use evident::projection::{HandlerError, HandlerRetry, Projection, RunnerOptions, Subscription, Tx};
+use evident::projection::{
+    EventFailed, HandlerError, HandlerRetry, Projection, RunnerOptions, Subscription, ToParam, Tx,
+};
 use evident::{Backend, EmbeddedBackend, EventData, ExpectedVersion, Offset, RecordedEvent, Sequence, TopicSpec};
 use evident_core::dead_letter::{self as dlq, Kind};
 use support_projection::{checkpoint, checkpoints, int, parked_rows, set_checkpoint, text, Db, PgSchema};
@@ -45,6 +47,10 @@ struct Knobs {
     failing_calls: AtomicU32,
     /// The handler panics on the event with this sequence + 1 (0: never).
     crash_at: AtomicU64,
+    /// Calls of `handle` (any event).
+    handle_calls: AtomicU32,
+    /// Calls of `BatchBank::handle_batch`.
+    batch_calls: AtomicU32,
 }
 
 /// The projection under test: balances per stream, a counter, and a record of each sequence
@@ -120,6 +126,7 @@ impl Projection for Bank {
     }
 
     fn handle(&mut self, e: &RecordedEvent, tx: &mut Tx<'_>) -> Result<(), HandlerError> {
+        self.knobs.handle_calls.fetch_add(1, Ordering::SeqCst);
         if self.knobs.crash_at.load(Ordering::SeqCst) == e.sequence.0 + 1 {
             panic!("simulated crash while handling sequence {}", e.sequence);
         }
@@ -141,6 +148,82 @@ impl Projection for Bank {
         tx.execute(&self.upsert, &[&stream, &amount])?;
         tx.execute(&self.record, &[&e.sequence, &stream])?;
         tx.execute(&self.count, &[])?;
+        Ok(())
+    }
+}
+
+/// The bank written a page at a time, as docs/library.md recommends: the page folded in memory
+/// (balance per stream, the sequences applied), then one multi-row statement per table. On a
+/// `Poison` event (while not fixed) the whole batch fails, naming the event (`EventFailed`) or
+/// not (a plain error, which makes the runner search the page event by event with `handle`).
+struct BatchBank {
+    bank: Bank,
+    name_failures: bool,
+}
+
+impl Projection for BatchBank {
+    fn name(&self) -> &str {
+        self.bank.name()
+    }
+
+    fn subscription(&self) -> Subscription {
+        self.bank.subscription()
+    }
+
+    fn tables(&self) -> Vec<String> {
+        self.bank.tables()
+    }
+
+    fn setup(&mut self, tx: &mut Tx<'_>) -> Result<(), HandlerError> {
+        self.bank.setup(tx)
+    }
+
+    fn handle(&mut self, e: &RecordedEvent, tx: &mut Tx<'_>) -> Result<(), HandlerError> {
+        self.bank.handle(e, tx)
+    }
+
+    fn handle_batch(&mut self, events: &[&RecordedEvent], tx: &mut Tx<'_>) -> Result<(), HandlerError> {
+        let knobs = &self.bank.knobs;
+        knobs.batch_calls.fetch_add(1, Ordering::SeqCst);
+        let mut balances: BTreeMap<String, i64> = BTreeMap::new();
+        let mut applied: Vec<(Sequence, String)> = Vec::with_capacity(events.len());
+        for (index, e) in events.iter().enumerate() {
+            if knobs.crash_at.load(Ordering::SeqCst) == e.sequence.0 + 1 {
+                panic!("simulated crash while handling sequence {}", e.sequence);
+            }
+            if !knobs.fixed.load(Ordering::SeqCst) && e.event_type.as_deref() == Some("Poison") {
+                knobs.failing_calls.fetch_add(1, Ordering::SeqCst);
+                let error: HandlerError =
+                    format!("poison event at sequence {} cannot be processed yet", e.sequence).into();
+                return Err(if self.name_failures { Box::new(EventFailed { index, error }) } else { error });
+            }
+            *balances.entry(e.stream()).or_default() += amount_of(e);
+            applied.push((e.sequence, e.stream()));
+        }
+        let ord = tx.query("SELECT COALESCE(MAX(ord), 0) FROM {applied}", &[])?;
+        let ord = int(&ord[0][0]);
+        let ords: Vec<i64> = (1..=applied.len() as i64).map(|i| ord + i).collect();
+        let mut params: Vec<&dyn ToParam> = Vec::new();
+        for (stream, amount) in &balances {
+            params.extend([stream as &dyn ToParam, amount]);
+        }
+        tx.execute_values(
+            "INSERT INTO {balances} (id, amount) VALUES",
+            2,
+            &params,
+            "ON CONFLICT (id) DO UPDATE SET amount = {balances}.amount + excluded.amount",
+        )?;
+        let mut params: Vec<&dyn ToParam> = Vec::new();
+        for ((sequence, stream), ord) in applied.iter().zip(&ords) {
+            params.extend([sequence as &dyn ToParam, stream, &1i64, ord]);
+        }
+        tx.execute_values(
+            "INSERT INTO {applied} (sequence, stream, n, ord) VALUES",
+            4,
+            &params,
+            "ON CONFLICT (sequence) DO UPDATE SET n = {applied}.n + 1",
+        )?;
+        tx.execute("UPDATE {counter} SET n = n + $1 WHERE id = 1", &[&(events.len() as i64)])?;
         Ok(())
     }
 }
@@ -208,8 +291,8 @@ impl Env {
         self.backend.clone()
     }
 
-    fn runner(&self, bank: Bank, batch_size: usize) -> ProjectionRunner<Bank> {
-        ProjectionRunner::with_options(self.dyn_backend(), self.db.sink(), bank, options(batch_size))
+    fn runner<P: Projection + 'static>(&self, projection: P, batch_size: usize) -> ProjectionRunner<P> {
+        ProjectionRunner::with_options(self.dyn_backend(), self.db.sink(), projection, options(batch_size))
             .expect("open the runner")
     }
 
@@ -290,7 +373,7 @@ impl Env {
 
     /// Catches `runner` up until it is at the head, its own dead-letter records included (a
     /// catch-up stops at the head as of its start, before the records it writes itself).
-    fn settle(&self, runner: &mut ProjectionRunner<Bank>) {
+    fn settle<P: Projection + 'static>(&self, runner: &mut ProjectionRunner<P>) {
         for _ in 0..10 {
             if runner.position() >= self.head() {
                 return;
@@ -343,6 +426,9 @@ on_both!(
     rebuild_after_the_fix_leaves_no_dead_letters,
     rebuild_that_parks_again_lists_the_entry,
     failed_park_commit_leaves_no_phantom_entry,
+    batch_catch_up_equals_fold,
+    batch_failure_is_searched_event_by_event,
+    batch_failure_naming_its_event_is_not_searched,
 );
 
 /// Appends `n` deposits over `keys` accounts (and a few to `other`), pseudo-randomly.
@@ -934,4 +1020,92 @@ fn failed_park_commit_leaves_no_phantom_entry(env: Env) {
     assert!(parked_rows(&mut env.db.sink(), "bank").is_empty());
     let list = runner.dead_letters().list().expect("list");
     assert!(list.is_empty(), "an event that was never parked is listed as a dead letter: {list:?}");
+}
+
+fn batch_catch_up_equals_fold(env: Env) {
+    populate(&env, 2_000, 25, 5);
+    let knobs = Arc::<Knobs>::default();
+    let mut runner = env.runner(BatchBank { bank: Bank::accounts(knobs.clone()), name_failures: false }, 64);
+    let result = runner.catch_up().expect("catch up");
+    let expected = env.fold(&Subscription::topic(ACCOUNTS), &BTreeSet::new());
+    assert_eq!(result.applied, expected.applied.len() as u64);
+    assert_eq!(env.model(""), expected, "the read model equals the fold");
+    assert_eq!(env.checkpoint("bank"), Some(env.head()));
+    assert_eq!(knobs.handle_calls.load(Ordering::SeqCst), 0, "every page went through handle_batch");
+    assert!(knobs.batch_calls.load(Ordering::SeqCst) >= 2000 / 64, "one batch per page");
+    // Pages are committed in order: the `applied` order is the commit order.
+    let mut sink = env.db.sink();
+    let rows = evident::blocking::query(&mut sink, "SELECT sequence FROM applied ORDER BY ord", &[]).expect("read");
+    let order: Vec<u64> = rows.iter().map(|r| int(&r[0]) as u64).collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "applied in commit order");
+}
+
+fn batch_failure_is_searched_event_by_event(env: Env) {
+    poison_in_a_batch(env, false);
+}
+
+fn batch_failure_naming_its_event_is_not_searched(env: Env) {
+    poison_in_a_batch(env, true);
+}
+
+/// A page of 12 events over streams a, b, c with a poison event of a in the middle, handled by
+/// `BatchBank` in one page: the poison event is found, retried and parked, a's later event held,
+/// everything else applied once; after the fix a retry applies the rest once, in order.
+fn poison_in_a_batch(env: Env, name_failures: bool) {
+    let knobs = Arc::<Knobs>::default();
+    let (sa, sub) = (format!("{ACCOUNTS}/a"), Subscription::topic(ACCOUNTS));
+    let mut a = Vec::new();
+    let mut poison = 0;
+    for i in 0..12i64 {
+        let key = ["a", "b", "c"][i as usize % 3];
+        let seq = if i == 6 {
+            env.append(ACCOUNTS, key, event("Poison", 100))
+        } else {
+            env.append(ACCOUNTS, key, deposit(i))
+        };
+        if i == 6 {
+            poison = seq;
+        }
+        if key == "a" {
+            a.push(seq);
+        }
+    }
+    let held = a[3];
+    let mut runner = env.runner(BatchBank { bank: Bank::accounts(knobs.clone()), name_failures }, 12);
+    let result = runner.catch_up().expect("a failing batch is not a crash");
+    assert_eq!(result.parked, 2, "the poison event and a's event after it");
+    assert_eq!(result.applied, 10);
+    let model = env.model("");
+    assert_once(&model);
+    assert_eq!(model, env.fold(&sub, &BTreeSet::from([poison, held])), "every other event applied once");
+    if name_failures {
+        // The batch's failure is the first attempt; the retries call `handle` on it alone.
+        assert_eq!(knobs.failing_calls.load(Ordering::SeqCst), 3);
+        assert_eq!(knobs.handle_calls.load(Ordering::SeqCst), 2, "no search of the page");
+    } else {
+        // The batch's failure names no event: the page is handled event by event up to the
+        // poison event (7 calls, its first attempt), then it is retried alone twice.
+        assert_eq!(knobs.failing_calls.load(Ordering::SeqCst), 4);
+        assert_eq!(knobs.handle_calls.load(Ordering::SeqCst), 7 + 2);
+    }
+    // The failed batch, the events before the poison one, the events after it.
+    assert_eq!(knobs.batch_calls.load(Ordering::SeqCst), 3);
+    let list = runner.dead_letters().list().expect("list");
+    let entries = &list[&sa];
+    assert_eq!(
+        entries.iter().map(|e| (e.sequence, e.kind)).collect::<Vec<_>>(),
+        vec![(poison, Kind::Parked), (held, Kind::Held)]
+    );
+    assert_eq!(entries[0].attempts, 3);
+    assert!(entries[0].error.as_deref().unwrap_or_default().contains("cannot be processed yet"));
+
+    knobs.fixed.store(true, Ordering::SeqCst);
+    runner.dead_letters().retry(&sa).expect("retry");
+    env.settle(&mut runner);
+    let model = env.model("");
+    assert_once(&model);
+    assert_eq!(model, env.fold(&sub, &BTreeSet::new()), "every event applied exactly once");
+    assert_order(&env, &sa, &a);
+    assert!(runner.dead_letters().list().expect("list").is_empty());
+    assert_eq!(env.checkpoint("bank"), Some(env.head()));
 }

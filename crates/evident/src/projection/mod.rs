@@ -2,7 +2,8 @@
 //! applied exactly once across crashes.
 //!
 //! A [`Projection`] declares its tables, creates them in `setup`, and changes them in `handle`,
-//! one event at a time, through a [`Tx`]. The [`ProjectionRunner`] feeds it the events of its
+//! one event at a time, through a [`Tx`] (or, overriding `handle_batch`, a page of events at a
+//! time with set-based statements). The [`ProjectionRunner`] feeds it the events of its
 //! [`Subscription`] in commit order and commits the handler's changes together with the
 //! projection's checkpoint (the next commit sequence to process) in one database transaction.
 //! After a crash the runner resumes from the checkpoint: an event whose transaction committed
@@ -30,6 +31,18 @@ use crate::event::RecordedEvent;
 
 /// What a handler returns when it cannot process an event.
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// An error of [`Projection::handle_batch`] that names the event at fault: the runner then
+/// retries (and eventually parks) that event without handling the page again event by event
+/// to find it. Any other error from a batch makes the runner do that search.
+#[derive(Debug, thiserror::Error)]
+#[error("event {index} of the batch: {error}")]
+pub struct EventFailed {
+    /// The event's index in the slice given to `handle_batch`.
+    pub index: usize,
+    /// Why it failed (what the retries and the dead-letter record see).
+    pub error: HandlerError,
+}
 
 /// Which events a projection receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,4 +92,21 @@ pub trait Projection: Send {
 
     /// Applies one event.
     fn handle(&mut self, event: &RecordedEvent, tx: &mut Tx<'_>) -> Result<(), HandlerError>;
+
+    /// Applies a page's events at once, in commit order: the events of one page of the feed
+    /// that the projection receives, without those held behind a parked event. The default
+    /// calls [`Projection::handle`] for each; a projection overrides it to fold the page in
+    /// memory and write it with a few set-based statements (one multi-row upsert instead of
+    /// one statement per event: see [`Tx::execute_values`]).
+    ///
+    /// Its effects must be those of handling the events one by one, in order: when it fails,
+    /// the runner rolls the page back and handles the page event by event, to find the event
+    /// that fails and retry or park it alone (see [`runner`]). An event is never applied twice
+    /// or skipped because a batch failed.
+    fn handle_batch(&mut self, events: &[&RecordedEvent], tx: &mut Tx<'_>) -> Result<(), HandlerError> {
+        for (index, e) in events.iter().enumerate() {
+            self.handle(e, tx).map_err(|error| EventFailed { index, error })?;
+        }
+        Ok(())
+    }
 }

@@ -9,10 +9,14 @@
 //!
 //! **Batching.** Events are applied a page at a time (`batch_size`, default 1,000) in one
 //! transaction, so the database's commit cost (an fsync) is paid once per page, not per event.
-//! If a handler fails inside a page, the transaction is rolled back, the events before the
-//! failure are applied again in their own transaction (handlers must be deterministic in their
-//! database effects), and the failing event is retried alone, each attempt its own
-//! transaction.
+//! The page's events that the projection receives (less those held behind a parked event) go to
+//! one [`Projection::handle_batch`] call, which a projection may answer with a few set-based
+//! statements instead of one per event. If the batch fails, the transaction is rolled back;
+//! unless the error names the event at fault ([`EventFailed`], which the default
+//! `handle_batch` returns), the page is applied again event by event to find it. Then the
+//! events before the failure are applied again in their own transaction (handlers must be
+//! deterministic in their database effects), and the failing event is retried alone, each
+//! attempt its own transaction: the batch that failed counts as none of its attempts.
 //!
 //! **Failures.** After `retry.max_attempts` the event is parked: a `parked` record goes to the
 //! dead-letter topic (before the commit, under an id derived from the event's sequence, so a
@@ -44,7 +48,7 @@ use evident_core::{EventData, ExpectedVersion, Sequence};
 use super::dead_letter::{self, DeadLetters};
 use super::sink::Sink;
 use super::sql::{Row, SqlError, SqlValue, TableNames, ToParam, Tx};
-use super::{HandlerError, Projection, Subscription};
+use super::{EventFailed, HandlerError, Projection, Subscription};
 
 mod async_api;
 mod journal;
@@ -126,6 +130,26 @@ pub struct CatchUp {
     pub position: Sequence,
 }
 
+/// How [`Core::apply_run_once`] applies a run of events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// One `handle_batch` call for the run, statements pipelined.
+    Batch,
+    /// `handle` per event, statements pipelined.
+    PerEvent,
+    /// `handle` per event, each statement waited for.
+    Waited,
+}
+
+/// A failure whose event is not known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unlocated {
+    /// `handle_batch` failed without naming the event ([`EventFailed`]).
+    Handler,
+    /// A pipelined statement failed.
+    Statement,
+}
+
 enum RunEnd {
     /// Every event was applied (or filtered, or held) and committed.
     Done,
@@ -156,7 +180,12 @@ pub(crate) struct Core<P: Projection> {
     reconcile_pending: bool,
     /// Records this runner wrote to its dead-letter topic (they move the store's head).
     journal_writes: AtomicU64,
+    /// The next page, being read while this one is applied: its first position and the read.
+    ahead: Option<(u64, ReadAhead)>,
 }
+
+/// A page of the feed being read on the runtime.
+type ReadAhead = tokio::task::JoinHandle<Result<Vec<RecordedEvent>>>;
 
 impl<P: Projection> std::fmt::Debug for Core<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -251,6 +280,7 @@ impl<P: Projection> Core<P> {
             counters: CatchUp { scanned: 0, applied: 0, parked: 0, elapsed: Duration::ZERO, position: Sequence(0) },
             reconcile_pending: !rebuild,
             journal_writes: AtomicU64::new(0),
+            ahead: None,
         };
         runner.transaction(|r| {
             let mut tx = r.sink.tx(&mut r.names);
@@ -318,11 +348,39 @@ impl<P: Projection> Core<P> {
 
     /// Reads one page of the feed from the checkpoint and processes it. Returns the number of
     /// events read (0: nothing new).
+    ///
+    /// After a full page (more are likely waiting) the next page is read on the runtime while
+    /// this one is applied, so the feed's read (a few microseconds per event) overlaps the
+    /// database's work instead of adding to it. The page read ahead is used only if it starts
+    /// where this one left the checkpoint (always, unless this one failed) and is not empty
+    /// (it may be stale: a catch-up must not take it for the end of the feed); it is a prefix
+    /// of the feed from there like any read, and whatever was appended after it is read next.
     pub(crate) fn step(&mut self) -> Result<usize> {
         self.reconcile()?;
-        let events = self.wait(self.backend.read_all(Sequence(self.position), self.options.batch_size))?;
-        if events.is_empty() {
+        let ahead = match self.ahead.take() {
+            Some((from, read)) if from == self.position => match self.wait(read) {
+                Ok(page) => Some(page?),
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => return Err(Error::Unavailable(format!("the read of the next page of the feed: {e}"))),
+            },
+            Some((_, read)) => {
+                read.abort();
+                None
+            }
+            None => None,
+        };
+        let events = match ahead {
+            Some(page) if !page.is_empty() => page,
+            // Nothing was there when it was read ahead; there may be now.
+            _ => self.wait(self.backend.read_all(Sequence(self.position), self.options.batch_size))?,
+        };
+        let Some(last) = events.last() else {
             return Ok(0);
+        };
+        if events.len() == self.options.batch_size {
+            let (backend, from, limit) = (self.backend.clone(), last.sequence.0 + 1, self.options.batch_size);
+            let read = self.rt.spawn(async move { backend.read_all(Sequence(from), limit).await });
+            self.ahead = Some((from, read));
         }
         if let Err(e) = self.process(&events) {
             // A journal record may have been written for a commit that did not happen.
@@ -392,31 +450,46 @@ impl<P: Projection> Core<P> {
         Ok(())
     }
 
-    /// Applies a run of events in one transaction, up to the first request or failure. On
-    /// PostgreSQL the handlers' statements are pipelined; if one failed, which event it
-    /// belonged to is unknown, so the run is rolled back and applied again with each statement
-    /// waited for.
+    /// Applies a run of events in one transaction, up to the first request or failure: first
+    /// as one batch ([`Projection::handle_batch`], PostgreSQL statements pipelined). If the
+    /// batch fails without naming the event at fault, nothing was committed and the run is
+    /// applied again event by event to find it: pipelined when the handler failed (its error
+    /// comes back from the event that caused it), each statement waited for when a pipelined
+    /// statement failed (its answer arrives after later events' statements were sent).
     fn apply_run(&mut self, events: &[RecordedEvent]) -> Result<RunEnd> {
-        match self.apply_run_once(events)? {
-            Some(end) => Ok(end),
-            None => {
+        let mut mode = Mode::Batch;
+        loop {
+            if mode == Mode::Waited {
                 self.sink.set_pipelined(false);
-                let r = self.apply_run_once(events);
-                self.sink.set_pipelined(true);
-                r?.ok_or_else(|| Error::Sink("a statement failed in a page applied statement by statement".into()))
             }
+            let attempt = self.apply_run_once(events, mode);
+            if mode == Mode::Waited {
+                self.sink.set_pipelined(true);
+            }
+            mode = match (attempt?, mode) {
+                (Ok(end), _) => return Ok(end),
+                (Err(Unlocated::Handler), Mode::Batch) => Mode::PerEvent,
+                (Err(Unlocated::Statement), Mode::Batch | Mode::PerEvent) => Mode::Waited,
+                (Err(_), _) => {
+                    return Err(Error::Sink("a statement failed in a page applied statement by statement".into()))
+                }
+            };
         }
     }
 
-    /// One attempt of [`Self::apply_run`]; None when a pipelined statement failed (nothing was
-    /// committed).
-    fn apply_run_once(&mut self, events: &[RecordedEvent]) -> Result<Option<RunEnd>> {
+    /// One attempt of [`Self::apply_run`]; `Err(Unlocated)` when something failed but not at
+    /// a known event (nothing was committed).
+    fn apply_run_once(&mut self, events: &[RecordedEvent], mode: Mode) -> Result<Result<RunEnd, Unlocated>> {
         self.sink.begin()?;
-        let mut pipeline_failed = false;
+        let mut unlocated = None;
         let mut end = events.len();
         let mut outcome = RunEnd::Done;
         let mut held: Vec<&RecordedEvent> = Vec::new();
         let mut held_streams: HashSet<String> = HashSet::new();
+        // In batch mode: the events handed to `handle_batch`, and their indexes in `events`.
+        let capacity = if mode == Mode::Batch { events.len() } else { 0 };
+        let mut batch: Vec<&RecordedEvent> = Vec::with_capacity(capacity);
+        let mut batch_at: Vec<usize> = Vec::with_capacity(capacity);
         let mut applied = 0u64;
         let result = (|| -> Result<()> {
             let mut tx = self.sink.tx(&mut self.names);
@@ -448,6 +521,11 @@ impl<P: Projection> Core<P> {
                     held_streams.insert(stream);
                     continue;
                 }
+                if mode == Mode::Batch {
+                    batch.push(e);
+                    batch_at.push(j);
+                    continue;
+                }
                 if let Err(err) = self.projection.handle(e, &mut tx) {
                     end = j;
                     outcome = RunEnd::Failed(j, err);
@@ -455,11 +533,29 @@ impl<P: Projection> Core<P> {
                 }
                 applied += 1;
             }
-            if !matches!(outcome, RunEnd::Failed(..)) && tx.flush().is_err() {
-                pipeline_failed = true;
+            if !batch.is_empty() {
+                match self.projection.handle_batch(&batch, &mut tx) {
+                    Ok(()) => applied = batch.len() as u64,
+                    Err(err) => match err.downcast::<EventFailed>() {
+                        Ok(failed) if failed.index < batch_at.len() => {
+                            end = batch_at[failed.index];
+                            outcome = RunEnd::Failed(end, failed.error);
+                        }
+                        _ => {
+                            unlocated = Some(Unlocated::Handler);
+                            return Ok(());
+                        }
+                    },
+                }
+            }
+            if matches!(outcome, RunEnd::Failed(..)) {
                 return Ok(());
             }
-            if !matches!(outcome, RunEnd::Failed(..)) && end > 0 {
+            if tx.flush().is_err() {
+                unlocated = Some(Unlocated::Statement);
+                return Ok(());
+            }
+            if end > 0 {
                 write_checkpoint(&mut tx, &self.key, self.position, events[end - 1].sequence.0 + 1)?;
             }
             Ok(())
@@ -468,13 +564,13 @@ impl<P: Projection> Core<P> {
             let _ = self.sink.rollback();
             return Err(e);
         }
-        if pipeline_failed {
+        if let Some(u) = unlocated {
             self.sink.rollback()?;
-            return Ok(None);
+            return Ok(Err(u));
         }
         if matches!(outcome, RunEnd::Failed(..)) {
             self.sink.rollback()?;
-            return Ok(Some(outcome));
+            return Ok(Ok(outcome));
         }
         // Journal the held events before the commit that records them (see the module doc).
         for e in &held {
@@ -491,7 +587,7 @@ impl<P: Projection> Core<P> {
         self.counters.applied += applied;
         self.counters.parked += held.len() as u64;
         self.parked.extend(held_streams);
-        Ok(Some(outcome))
+        Ok(Ok(outcome))
     }
 
     /// Handles `e` once in its own transaction, deleting `delete_parked`'s row with it.

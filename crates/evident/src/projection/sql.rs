@@ -224,11 +224,20 @@ pub enum Dialect {
 #[error("{0}")]
 pub struct SqlError(pub String);
 
+/// Most rows in one statement of [`Tx::execute_values`]: enough that a page of 1,000 events
+/// takes a handful of statements, few enough that planning one stays cheap.
+const VALUES_MAX_ROWS: usize = 512;
+/// Most parameters in one statement of [`Tx::execute_values`]: SQLite's limit (since 3.32;
+/// PostgreSQL allows 65,535).
+const VALUES_MAX_PARAMS: usize = 32_766;
+
 /// Maps `{table}` names to real table names, caching each statement's rewrite.
 #[derive(Debug, Default)]
 pub(crate) struct TableNames {
     map: HashMap<String, String>,
     rewritten: HashMap<String, std::sync::Arc<str>>,
+    /// The statements [`Tx::execute_values`] built, by dialect, head, tail and shape.
+    values: Vec<ValuesStatement>,
 }
 
 impl TableNames {
@@ -236,7 +245,65 @@ impl TableNames {
         Self {
             map: tables.iter().map(|t| (t.as_ref().to_string(), format!("{}{suffix}", t.as_ref()))).collect(),
             rewritten: HashMap::new(),
+            values: Vec::new(),
         }
+    }
+
+    /// The statement `head VALUES-rows tail` for `rows` rows of `columns` parameters, built
+    /// once per shape: `$N` placeholders on PostgreSQL, `?` on SQLite (bound in order: SQLite
+    /// looks a named parameter up by a linear scan, which thousands of them make quadratic).
+    fn values(
+        &mut self,
+        dialect: Dialect,
+        head: &str,
+        tail: &str,
+        columns: usize,
+        rows: usize,
+    ) -> Result<std::sync::Arc<str>, SqlError> {
+        // The key's strings are only allocated on a miss: hits compare against borrowed ones.
+        // A handful of shapes per call site (see `Tx::execute_values`): a list scan is enough.
+        if let Some(v) = self.values.iter().find(|v| {
+            v.dialect == dialect && v.head == head && v.tail == tail && v.columns == columns && v.rows == rows
+        }) {
+            return Ok(v.text.clone());
+        }
+        let (head_real, tail_real) = (self.rewrite(head)?.to_string(), self.rewrite(tail)?.to_string());
+        let mut text = String::with_capacity(head_real.len() + tail_real.len() + rows * columns * 7);
+        text.push_str(&head_real);
+        text.push(' ');
+        let mut n = 0;
+        for row in 0..rows {
+            text.push_str(if row == 0 { "(" } else { ", (" });
+            for column in 0..columns {
+                if column > 0 {
+                    text.push_str(", ");
+                }
+                n += 1;
+                match dialect {
+                    Dialect::Sqlite => text.push('?'),
+                    Dialect::Postgres => {
+                        use std::fmt::Write as _;
+                        let _ = write!(text, "${n}");
+                    }
+                }
+            }
+            text.push(')');
+        }
+        text.push(' ');
+        text.push_str(&tail_real);
+        let text: std::sync::Arc<str> = text.into();
+        if self.values.len() >= 256 {
+            self.values.clear(); // only bounds a runaway: a projection has a few call sites
+        }
+        self.values.push(ValuesStatement {
+            dialect,
+            head: head.to_string(),
+            tail: tail.to_string(),
+            columns,
+            rows,
+            text: text.clone(),
+        });
+        Ok(text)
     }
 
     pub(crate) fn real(&self, table: &str) -> Option<&str> {
@@ -269,6 +336,17 @@ impl TableNames {
         self.rewritten.insert(sql.to_string(), out.clone());
         Ok(Rewritten::Cached(out))
     }
+}
+
+/// A statement built by [`Tx::execute_values`], by what it was built from.
+#[derive(Debug)]
+struct ValuesStatement {
+    dialect: Dialect,
+    head: String,
+    tail: String,
+    columns: usize,
+    rows: usize,
+    text: std::sync::Arc<str>,
 }
 
 /// A statement after table substitution: the caller's text, or a shared cached rewrite (a
@@ -336,11 +414,64 @@ impl Tx<'_> {
     /// [`Tx::execute_count`] for the number of rows changed.
     pub fn execute(&mut self, sql: &str, params: &[&dyn ToParam]) -> Result<(), SqlError> {
         let sql = self.names.rewrite(sql)?;
+        self.execute_substituted(&sql, params)
+    }
+
+    /// Runs `head`, then the rows of `params` (`columns` parameters each, row after row) as a
+    /// `VALUES` list, then `tail`: a multi-row `INSERT` (or upsert) in a few statements instead
+    /// of one per row. `head` and `tail` take no parameters of their own, and `{table}` names
+    /// in them are substituted as in [`Tx::execute`]. For example
+    ///
+    /// ```text
+    /// tx.execute_values(
+    ///     "INSERT INTO {balances} (account, balance) VALUES", 2, &params,
+    ///     "ON CONFLICT (account) DO UPDATE SET balance = {balances}.balance + excluded.balance")?;
+    /// ```
+    ///
+    /// The rows go in statements of up to 512 rows (fewer when rows are wide: SQLite takes at
+    /// most 32,766 parameters), the last ones in power-of-two sizes, so that each call site
+    /// prepares at most about ten distinct statements, all cached. On PostgreSQL an upsert
+    /// must not name a key twice in one call ("ON CONFLICT DO UPDATE command cannot affect row
+    /// a second time"): fold the rows per key first. Pipelined on PostgreSQL like
+    /// [`Tx::execute`].
+    pub fn execute_values(
+        &mut self,
+        head: &str,
+        columns: usize,
+        params: &[&dyn ToParam],
+        tail: &str,
+    ) -> Result<(), SqlError> {
+        if columns == 0 || !params.len().is_multiple_of(columns) {
+            return Err(SqlError(format!(
+                "execute_values: {} parameters do not make rows of {columns} columns",
+                params.len()
+            )));
+        }
+        if columns > VALUES_MAX_PARAMS {
+            return Err(SqlError(format!("execute_values: rows of {columns} columns exceed SQLite's parameter limit")));
+        }
+        let dialect = self.dialect();
+        let full = 1usize << (VALUES_MAX_ROWS.min(VALUES_MAX_PARAMS / columns)).ilog2();
+        let mut rest = params;
+        while !rest.is_empty() {
+            let rows = rest.len() / columns;
+            // Full statements first, then the remainder in falling powers of two.
+            let take = if rows >= full { full } else { 1usize << rows.ilog2() };
+            let (chunk, after) = rest.split_at(take * columns);
+            let text = self.names.values(dialect, head, tail, columns, take)?;
+            self.execute_substituted(&text, chunk)?;
+            rest = after;
+        }
+        Ok(())
+    }
+
+    /// Runs a statement whose table names are already substituted.
+    fn execute_substituted(&mut self, sql: &str, params: &[&dyn ToParam]) -> Result<(), SqlError> {
         match &mut self.inner {
             #[cfg(feature = "sqlite")]
-            TxInner::Sqlite(conn) => sqlite_execute(conn, &sql, params).map(drop),
+            TxInner::Sqlite(conn) => sqlite_execute(conn, sql, params).map(drop),
             #[cfg(feature = "postgres")]
-            TxInner::Postgres(pg) => pg.execute_pipelined(&sql, params),
+            TxInner::Postgres(pg) => pg.execute_pipelined(sql, params),
         }
     }
 
