@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// A named expected version.
@@ -47,7 +48,10 @@ impl ExpectedVersion {
 /// One CloudEvents JSON event as a client sends it. Attributes become `ce_*` record headers
 /// (the Kafka binding's binary mode), `data` the record value. Give `data` or `data_base64`, not
 /// both. Unknown fields are refused (`400 malformed_json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// `data` is JSON text (`RawValue`), not a parsed tree, because the server stores it byte for
+// byte: a client that sends `{"a": 1}` reads back `{"a": 1}`, spaces included. (A `//` comment:
+// doc comments here become the OpenAPI description, written for API users.)
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", schema(example = json!({"type": "MoneyDeposited", "data": {"amount": 50}, "id": "acc-1-dep-1", "source": "/teller/7"})))]
 #[serde(deny_unknown_fields)]
@@ -56,9 +60,11 @@ pub struct AppendEvent {
     #[serde(rename = "type")]
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 256))]
     pub event_type: String,
-    /// Any JSON value, stored as its JSON text. Absent (and no `data_base64`): stored as `null`.
+    /// Any JSON value, stored as its JSON text, byte for byte. Absent (and no `data_base64`):
+    /// stored as `null`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<Value>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Value>))]
+    pub data: Option<Box<RawValue>>,
     /// Binary payload (standard base64) instead of `data`; `datacontenttype` then defaults to
     /// `application/octet-stream`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -99,8 +105,9 @@ pub struct AppendEvent {
 }
 
 impl AppendEvent {
-    /// An event of `event_type` with a JSON payload and every other attribute left to the server.
-    pub fn json(event_type: impl Into<String>, data: Value) -> Self {
+    /// An event of `event_type` with a JSON payload (its text, sent as it is) and every other
+    /// attribute left to the server.
+    pub fn json(event_type: impl Into<String>, data: Box<RawValue>) -> Self {
         Self {
             event_type: event_type.into(),
             data: Some(data),
@@ -119,7 +126,7 @@ impl AppendEvent {
 
 /// Several events appended atomically (all or none), with an optional expected version. A body
 /// object with an `events` key is taken for this form.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AppendBatch {
@@ -132,7 +139,7 @@ pub struct AppendBatch {
 }
 
 /// The body of an append: a batch, or a single event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum AppendRequest {
@@ -255,9 +262,15 @@ mod present_or_null {
 }
 
 /// `GET /v1/topics/{topic}/streams/{key}`: a page of a stream.
+// Generic over the event's form (default `Event`) so that a client which must keep each event
+// exactly as stored (its attributes' order, its `data` text byte for byte, as the library's
+// HTTP backend does) reads the page into `StreamPage<&RawValue>` and decodes the events itself,
+// the page's own fields still defined here once. utoipa does not collect the schema of a
+// generic argument, so the server registers `Event` itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct StreamPage {
+#[cfg_attr(feature = "openapi", schema(as = StreamPage))]
+pub struct StreamPage<E = Event> {
     /// Topic.
     pub topic: String,
     /// Stream key.
@@ -268,7 +281,7 @@ pub struct StreamPage {
     /// The stream's current (last) version, whatever `as_of_*` asked.
     pub current_version: u64,
     /// The events, in the direction asked.
-    pub events: Vec<Event>,
+    pub events: Vec<E>,
     /// `from_version` of the next page in the same direction; `null` at the end.
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub next_version: Option<u64>,
@@ -286,8 +299,12 @@ mod tests {
             serde_json::from_value(json!({"expected_version": "no_stream", "events": [{"type": "A"}]})).expect("batch");
         let AppendRequest::Batch(batch) = batch else { panic!("a batch: {batch:?}") };
         assert_eq!(batch.expected_version, Some(ExpectedVersion::State(ExpectedState::NoStream)));
-        let one: AppendRequest = serde_json::from_value(json!({"type": "A", "data": {"n": 1}})).expect("event");
-        assert_eq!(one, AppendRequest::Event(Box::new(AppendEvent::json("A", json!({"n": 1})))));
+        let one: AppendRequest = serde_json::from_str(r#"{"type": "A", "data": {"n":  1}}"#).expect("event");
+        let AppendRequest::Event(one) = one else { panic!("one event: {one:?}") };
+        assert_eq!((one.event_type.as_str(), one.data.as_deref().map(RawValue::get)), ("A", Some(r#"{"n":  1}"#)));
+        let data = RawValue::from_string(r#"{"n":  1}"#.into()).expect("json");
+        let text = serde_json::to_string(&AppendEvent::json("A", data)).expect("json");
+        assert_eq!(text, r#"{"type":"A","data":{"n":  1}}"#, "data goes out byte for byte");
         let exact: ExpectedVersion = serde_json::from_value(json!(7)).expect("exact");
         assert_eq!((exact, exact.to_query()), (ExpectedVersion::Exact(7), "7".to_string()));
         assert!(serde_json::from_value::<AppendEvent>(json!({"type": "A", "typo": 1})).is_err());

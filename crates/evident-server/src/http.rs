@@ -148,7 +148,8 @@ not take (`400 invalid_argument`). Request bodies are limited by `--http-body-ma
         (name = "dead-letters", description = "Projections' dead-letter queues: list parked events, ask for a retry or a skip."),
         (name = "operations", description = "Health, metrics and this description."),
     ),
-    components(schemas(evident_api::ErrorCode))
+    // `Event` by name: the read pages hold it as a generic argument, which utoipa does not collect.
+    components(schemas(evident_api::ErrorCode, evident_api::streams::Event))
 )]
 struct ApiDoc;
 

@@ -57,7 +57,10 @@ async fn on_log<T: Send + 'static>(log: &Arc<Log>, f: impl FnOnce(&Log) -> Resul
         .map_err(|e| Error::Unavailable(format!("the embedded log's call did not complete: {e}")))?
 }
 
-/// Maps the log's errors onto the library's: what a caller can do about each.
+/// Maps the log's errors onto the library's: what a caller can do about each. One arm per
+/// variant, no wildcard, so a variant added to the log is a compile error here until it is
+/// given its meaning (the HTTP backend's `library_error` follows the same rule for the API's
+/// codes).
 pub(crate) fn from_log(e: evident_log::Error) -> Error {
     use evident_log::Error as L;
     match e {
@@ -65,10 +68,31 @@ pub(crate) fn from_log(e: evident_log::Error) -> Error {
             Error::WrongExpectedVersion { stream: format!("{topic}/{key}"), expected, current: actual.map(|v| v.0) }
         }
         L::UnknownTopic(t) => Error::UnknownTopic(t),
+        // The store failed, is damaged, held by another process or closing: the same call may
+        // succeed later (after a restart or a repair).
         e @ (L::Corrupted { .. } | L::Poisoned(_) | L::Locked(_) | L::Closed | L::Io(_)) => {
             Error::Unavailable(e.to_string())
         }
-        e => Error::Rejected(e.to_string()),
+        // The request as asked cannot succeed: fix it.
+        e @ (L::UnknownPartition { .. }
+        | L::TopicExists(_)
+        | L::InvalidTopicName(_)
+        | L::InvalidConfig(_)
+        | L::InvalidBatch(_)
+        | L::BatchTooLarge { .. }
+        | L::EmptyBatch
+        | L::KeyTooLarge { .. }
+        | L::InvalidExpectedVersion(_)
+        | L::InvalidEventId(_)
+        | L::ExpectedVersionWithoutKey
+        | L::KeyInOtherPartition { .. }
+        | L::DuplicateIdInBatch { .. }
+        | L::PartialDuplicate { .. }
+        | L::EventIdReused { .. }
+        | L::ProducerFenced { .. }
+        | L::OutOfOrderSequence { .. }
+        | L::OffsetOutOfRange { .. }
+        | L::Unsupported(_)) => Error::Rejected(e.to_string()),
     }
 }
 

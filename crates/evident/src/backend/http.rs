@@ -11,6 +11,17 @@
 //! that opened them: keep a backend on one runtime (the [`crate::blocking`] facade uses one
 //! process-wide runtime for this reason).
 //!
+//! **Wire types.** Requests and replies are `evident-api`'s types, the ones the server and the
+//! CLI use, so a field renamed there is renamed here at compile time: appends are an
+//! [`AppendRequest`], queries the route's parameter struct, replies and errors decoded into the
+//! API's page, position and [`ErrorBody`] types. Each [`ErrorCode`] maps to one [`Error`]
+//! variant in an exhaustive `match` ([`library_error`]), so a code added to the API does not
+//! compile here until it is given one; a code this build does not know (a newer server's) is
+//! taken by its HTTP status, as the API tells clients to. Events inside pages are the one part
+//! not decoded into the API's [`Event`](api::streams::Event): a page is read as
+//! `StreamPage<&RawValue>` and each event decoded here, keeping its attributes' order and its
+//! `data` text byte for byte, which a parsed tree would lose.
+//!
 //! **Bounded allocation.** A response body larger than [`RESPONSE_MAX_BYTES`] is refused
 //! (checked against `Content-Length` first, then while reading), so a hostile or broken server
 //! cannot make the client allocate without bound. Reads that hit the cap are retried with half
@@ -75,6 +86,10 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use base64::Engine;
+use evident_api::params::{AllQuery, PartitionReadQuery, ReadDirection, StreamReadQuery, SubscribeQuery};
+use evident_api::streams::{AppendBatch, AppendEvent, AppendRequest, AppendResult, ExpectedState};
+use evident_api::topics::{CleanupPolicy, CreateTopic, TopicConfig};
+use evident_api::{self as api, ErrorBody, ErrorCode, ErrorDetail};
 use evident_core::{envelope, EventData, ExpectedVersion, Offset, Sequence, StreamKey, Version};
 use reqwest::{Client, RequestBuilder};
 use reqwest::{StatusCode, Url};
@@ -89,8 +104,8 @@ use crate::{Error, Result};
 /// Largest response body the backend reads; a larger one is refused (reads retry with smaller
 /// pages).
 pub const RESPONSE_MAX_BYTES: usize = 64 << 20;
-/// Most events the server returns per read (its `READ_LIMIT_MAX`).
-const PAGE_MAX: usize = 10_000;
+/// Most events the server returns per read.
+const PAGE_MAX: usize = api::limits::READ_LIMIT_MAX;
 /// Waits shorter than this are answered by one read instead of a subscription.
 const WAIT_PROBE_BELOW: Duration = Duration::from_millis(50);
 /// Longest single wait (a longer one returns false after this long; callers loop anyway).
@@ -147,17 +162,11 @@ impl HttpBackend {
         &self.base
     }
 
-    /// The URL of `path` (segments already encoded) with `query`.
-    fn url(&self, path: &str, query: &[(&str, String)]) -> Result<Url> {
-        let mut url = Url::parse(&format!("{}{path}", self.base))
-            .map_err(|e| Error::Rejected(format!("cannot build a URL for {path}: {e}")))?;
-        if !query.is_empty() {
-            let mut pairs = url.query_pairs_mut();
-            for (k, v) in query {
-                pairs.append_pair(k, v);
-            }
-        }
-        Ok(url)
+    /// The URL of `path` (segments already encoded); queries are added from the route's
+    /// parameter struct (`RequestBuilder::query`).
+    fn url(&self, path: &str) -> Result<Url> {
+        Url::parse(&format!("{}{path}", self.base))
+            .map_err(|e| Error::Rejected(format!("cannot build a URL for {path}: {e}")))
     }
 
     /// The path of stream `topic`/`key`.
@@ -184,22 +193,20 @@ impl HttpBackend {
         Ok(Reply { status, body: Some(body) })
     }
 
-    /// A GET of a page of events: on a reply over the cap, asks again for half as many, down to
-    /// one. Returns the reply and the limit it was asked with.
-    async fn get_page(
+    /// A GET of a page of events, its query built by `query(limit)`: on a reply over the cap,
+    /// asks again for half as many, down to one. Returns the reply and the limit it was asked
+    /// with.
+    async fn get_page<Q: Serialize>(
         &self,
         path: &str,
-        mut query: Vec<(&str, String)>,
+        query: impl Fn(u64) -> Q,
         limit: usize,
         what: &str,
     ) -> Result<(Reply, usize)> {
         let mut limit = limit.clamp(1, PAGE_MAX);
-        query.push(("limit", String::new()));
         loop {
-            if let Some(last) = query.last_mut() {
-                last.1 = limit.to_string();
-            }
-            let reply = self.call(self.client.get(self.url(path, &query)?), what).await?;
+            let request = self.client.get(self.url(path)?).query(&query(limit as u64));
+            let reply = self.call(request, what).await?;
             if reply.body.is_some() || limit == 1 {
                 return Ok((reply, limit));
             }
@@ -209,17 +216,12 @@ impl HttpBackend {
 
     /// The store's next commit sequence, from an empty read past the end.
     async fn head(&self) -> Result<u64> {
-        #[derive(Deserialize)]
-        struct Head {
-            head_sequence: Option<u64>,
-        }
-        let query = [("from_sequence", u64::MAX.to_string()), ("limit", "1".to_string())];
-        let reply = self.call(self.client.get(self.url("/v1/all", &query)?), "GET /v1/all").await?;
-        let body = reply.ok_body("GET /v1/all")?;
-        let head: Head = parse_json(&body, "GET /v1/all")?;
-        head.head_sequence.ok_or_else(|| {
-            Error::Unavailable("the server's /v1/all has no head_sequence (an older evident server?)".into())
-        })
+        let what = "GET /v1/all";
+        let query = AllQuery { from_sequence: Some(u64::MAX), limit: Some(1) };
+        let reply = self.call(self.client.get(self.url("/v1/all")?).query(&query), what).await?;
+        let body = reply.ok_body(what, On::Store)?;
+        let page: api::records::AllPage<&RawValue> = parse_json(&body, what)?;
+        Ok(page.head_sequence)
     }
 }
 
@@ -241,43 +243,120 @@ struct Reply {
     body: Option<Vec<u8>>,
 }
 
-/// The API's error body.
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: ErrorInfo,
-}
-
-#[derive(Deserialize)]
-struct ErrorInfo {
-    code: String,
-    message: String,
-    #[serde(default)]
-    current_version: Option<u64>,
+/// What a request was about: the codes that name one of the library's own variants
+/// (`unknown_topic`, `wrong_expected_version`) need it to fill the variant in.
+#[derive(Debug, Clone, Copy)]
+enum On<'a> {
+    /// No topic in particular (`/v1/all`, a subscription to everything).
+    Store,
+    /// A topic.
+    Topic(&'a str),
+    /// An append to a stream, with what it expected.
+    Append { topic: &'a str, key: &'a str, expected: ExpectedVersion },
 }
 
 /// A refused request: the status and, when the body was the API's JSON error, its fields.
 struct Refusal {
     status: StatusCode,
-    info: Option<ErrorInfo>,
+    detail: Option<ErrorDetail>,
     what: String,
 }
 
 impl Refusal {
-    fn code(&self) -> &str {
-        self.info.as_ref().map_or("", |i| i.code.as_str())
+    /// The reply's code, when it had one this build knows.
+    fn code(&self) -> Option<ErrorCode> {
+        self.detail.as_ref().and_then(|d| ErrorCode::from_code(&d.code))
     }
 
-    /// The library's error for this refusal, when no caller-specific mapping applies.
-    fn into_error(self) -> Error {
-        let message = match &self.info {
-            Some(i) => i.message.clone(),
-            None => format!("{}: HTTP {}", self.what, self.status),
-        };
-        if self.status.is_server_error() || self.status.is_redirection() || self.status.is_informational() {
-            Error::Unavailable(format!("{} (HTTP {}): {message}", self.what, self.status))
-        } else {
-            Error::Rejected(message)
+    /// The library's error for this refusal, when no caller-specific handling applies.
+    fn into_error(self, on: On<'_>) -> Error {
+        match self.detail {
+            Some(detail) => match ErrorCode::from_code(&detail.code) {
+                Some(code) => library_error(code, detail, on, &self.what, self.status),
+                // A newer server's code: taken by its HTTP status, as the API tells clients to.
+                None => by_status(self.status, &self.what, detail.message),
+            },
+            None => {
+                let message = format!("{}: HTTP {}", self.what, self.status);
+                by_status(self.status, &self.what, message)
+            }
         }
+    }
+}
+
+/// The library's error for an API error code: one arm per code, no wildcard, so a code added to
+/// `evident-api` is a compile error here until it is given its variant. The rule: a code that
+/// names a library variant maps to it; a refusal of the request as asked is
+/// [`Error::Rejected`] (fix the request); a failure of the server or of its limits, after which
+/// the same request may succeed later, is [`Error::Unavailable`] (retry).
+fn library_error(code: ErrorCode, detail: ErrorDetail, on: On<'_>, what: &str, status: StatusCode) -> Error {
+    use ErrorCode as C;
+    let message = detail.message;
+    match code {
+        C::WrongExpectedVersion => match on {
+            On::Append { topic, key, expected } => Error::WrongExpectedVersion {
+                stream: format!("{topic}/{key}"),
+                expected,
+                current: detail.current_version.flatten(),
+            },
+            // Only appends are answered with it.
+            On::Store | On::Topic(_) => Error::Rejected(message),
+        },
+        C::UnknownTopic => match on {
+            On::Topic(topic) | On::Append { topic, .. } => Error::UnknownTopic(topic.to_string()),
+            On::Store => Error::Rejected(message),
+        },
+        C::MalformedJson
+        | C::MissingField
+        | C::InvalidArgument
+        | C::InvalidTopicName
+        | C::InvalidStreamKey
+        | C::InvalidEvent
+        | C::InvalidConfig
+        | C::InvalidGroup
+        | C::InvalidProjection
+        | C::DataTooDeep
+        | C::OffsetOutOfRange
+        | C::Unsupported
+        | C::InternalTopic
+        | C::UnknownPartition
+        | C::StreamNotFound
+        | C::UnknownGroup
+        | C::UnknownProjection
+        | C::UnknownMember
+        | C::NothingParked
+        | C::NotFound
+        | C::MethodNotAllowed
+        | C::EventIdReused
+        | C::PartialDuplicate
+        | C::TopicExists
+        | C::GroupNotEmpty
+        | C::KeyInOtherPartition
+        | C::ProducerConflict
+        | C::NotFirstEntry
+        | C::GroupFull
+        | C::PayloadTooLarge
+        | C::UriTooLong => Error::Rejected(message),
+        // The body did not arrive in time (nothing was applied), the server failed, is at one of
+        // its limits, or ended a subscription: the same request may succeed later.
+        C::RequestTimeout
+        | C::Internal
+        | C::Corrupted
+        | C::Unavailable
+        | C::TooManyConnections
+        | C::TooManySubscriptions
+        | C::DeadlineExceeded
+        | C::SubscriptionEnded => Error::Unavailable(format!("{what} (HTTP {status}): {message}")),
+    }
+}
+
+/// The error for a reply without a code this build knows: a server error (or a status no API
+/// route answers with) may pass, a client error will not.
+fn by_status(status: StatusCode, what: &str, message: String) -> Error {
+    if status.is_server_error() || status.is_redirection() || status.is_informational() {
+        Error::Unavailable(format!("{what} (HTTP {status}): {message}"))
+    } else {
+        Error::Rejected(message)
     }
 }
 
@@ -287,13 +366,13 @@ impl Reply {
         if self.status.is_success() {
             return Ok(self.body.ok_or_else(|| too_large(what)));
         }
-        let info = self.body.as_deref().and_then(|b| serde_json::from_slice::<ErrorBody>(b).ok()).map(|b| b.error);
-        Err(Refusal { status: self.status, info, what: what.to_string() })
+        let detail = self.body.as_deref().and_then(|b| serde_json::from_slice::<ErrorBody>(b).ok()).map(|b| b.error);
+        Err(Refusal { status: self.status, detail, what: what.to_string() })
     }
 
     /// The body of a successful reply, or the mapped error.
-    fn ok_body(self, what: &str) -> Result<Vec<u8>> {
-        self.body_or_refusal(what).map_err(Refusal::into_error)?
+    fn ok_body(self, what: &str, on: On<'_>) -> Result<Vec<u8>> {
+        self.body_or_refusal(what).map_err(|r| r.into_error(on))?
     }
 }
 
@@ -360,33 +439,15 @@ fn segment(what: &str, s: &str) -> Result<String> {
 
 // ===== appends =====
 
-#[derive(Serialize)]
-struct AppendBody<'a> {
-    expected_version: String,
-    events: Vec<EventOut<'a>>,
-}
-
-#[derive(Serialize)]
-struct EventOut<'a> {
-    id: &'a str,
-    #[serde(rename = "type")]
-    event_type: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    source: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    time: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    datacontenttype: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    subject: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dataschema: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data_base64: Option<String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    headers: BTreeMap<&'a str, Option<&'a str>>,
+/// The API's form of an expected version.
+fn wire_expected(expected: ExpectedVersion) -> api::streams::ExpectedVersion {
+    use api::streams::ExpectedVersion as W;
+    match expected {
+        ExpectedVersion::Any => W::State(ExpectedState::Any),
+        ExpectedVersion::NoStream => W::State(ExpectedState::NoStream),
+        ExpectedVersion::StreamExists => W::State(ExpectedState::StreamExists),
+        ExpectedVersion::Exact(v) => W::Exact(v.0),
+    }
 }
 
 /// Whether a content type says JSON, as the server decides when rendering (absent counts).
@@ -395,23 +456,25 @@ fn is_json_type(content_type: Option<&str>) -> bool {
 }
 
 /// The JSON event for `e`, or why the API cannot carry it.
-fn event_out(e: &EventData) -> Result<EventOut<'_>> {
+fn event_out(e: &EventData) -> Result<AppendEvent> {
     let raw = if is_json_type(e.content_type.as_deref()) {
         serde_json::from_slice::<&RawValue>(&e.data).ok().filter(|raw| raw.get().len() == e.data.len())
     } else {
         None
     };
-    let mut out = EventOut {
-        id: &e.id,
-        event_type: &e.event_type,
-        source: e.source.as_deref(),
-        time: e.time.as_deref(),
-        datacontenttype: e.content_type.as_deref(),
+    let mut headers = BTreeMap::new();
+    let mut out = AppendEvent {
+        event_type: e.event_type.clone(),
+        data_base64: raw.is_none().then(|| base64::engine::general_purpose::STANDARD.encode(&e.data)),
+        data: raw.map(RawValue::to_owned),
+        id: Some(e.id.clone()),
+        source: e.source.clone(),
+        time: e.time.clone(),
+        datacontenttype: e.content_type.clone(),
+        specversion: None,
         subject: None,
         dataschema: None,
-        data_base64: raw.is_none().then(|| base64::engine::general_purpose::STANDARD.encode(&e.data)),
-        data: raw,
-        headers: BTreeMap::new(),
+        headers: None,
     };
     for (name, value) in &e.extra_headers {
         let text = value.as_deref().map(std::str::from_utf8).transpose().map_err(|_| {
@@ -436,33 +499,25 @@ fn event_out(e: &EventData) -> Result<EventOut<'_>> {
                 if slot.is_some() {
                     return Err(twice());
                 }
-                *slot = Some(text.ok_or_else(|| {
-                    Error::Rejected(format!(
-                        "event {}: header {name:?} has no value, which the HTTP API cannot carry",
-                        e.id
-                    ))
-                })?);
+                *slot = Some(
+                    text.ok_or_else(|| {
+                        Error::Rejected(format!(
+                            "event {}: header {name:?} has no value, which the HTTP API cannot carry",
+                            e.id
+                        ))
+                    })?
+                    .to_string(),
+                );
             }
             None => {
-                if out.headers.insert(name, text).is_some() {
+                if headers.insert(name.clone(), text.map(str::to_string)).is_some() {
                     return Err(twice());
                 }
             }
         }
     }
+    out.headers = (!headers.is_empty()).then_some(headers);
     Ok(out)
-}
-
-#[derive(Deserialize)]
-struct AppendReply {
-    duplicate: bool,
-    events: Vec<AppendedPosition>,
-}
-
-#[derive(Deserialize)]
-struct AppendedPosition {
-    version: Option<u64>,
-    sequence: u64,
 }
 
 // ===== reading events =====
@@ -617,44 +672,24 @@ fn decode_event(raw: &RawValue) -> Result<RecordedEvent> {
     })
 }
 
-#[derive(Deserialize)]
-struct StreamReply<'a> {
-    current_version: Option<Version>,
-    #[serde(borrow)]
-    events: Vec<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct PartitionReply<'a> {
-    #[serde(borrow)]
-    records: Vec<&'a RawValue>,
-    next_offset: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct AllReply<'a> {
-    #[serde(borrow)]
-    events: Vec<&'a RawValue>,
-    next_sequence: Option<u64>,
-}
-
 #[async_trait::async_trait]
 impl Backend for HttpBackend {
     async fn ensure_topic(&self, topic: &str, spec: TopicSpec) -> Result<()> {
-        let body = serde_json::json!({
-            "name": topic,
-            "partitions": spec.partitions,
-            "config": {
-                "partitions": spec.partitions,
-                "cleanup_policy": if spec.compacted { "compact" } else { "delete" },
-            },
-        });
+        let body = CreateTopic {
+            name: topic.to_string(),
+            partitions: Some(spec.partitions),
+            config: Some(TopicConfig {
+                partitions: spec.partitions,
+                cleanup_policy: if spec.compacted { CleanupPolicy::Compact } else { CleanupPolicy::Delete },
+                ..TopicConfig::default()
+            }),
+        };
         let what = "POST /v1/topics";
-        let reply = self.call(self.client.post(self.url("/v1/topics", &[])?).json(&body), what).await?;
+        let reply = self.call(self.client.post(self.url("/v1/topics")?).json(&body), what).await?;
         match reply.body_or_refusal(what) {
             Ok(body) => body.map(drop),
-            Err(r) if r.status == StatusCode::CONFLICT && r.code() == "topic_exists" => Ok(()),
-            Err(r) => Err(r.into_error()),
+            Err(r) if r.code() == Some(ErrorCode::TopicExists) => Ok(()),
+            Err(r) => Err(r.into_error(On::Topic(topic))),
         }
     }
 
@@ -666,32 +701,16 @@ impl Backend for HttpBackend {
         events: &[EventData],
     ) -> Result<Appended> {
         let path = Self::stream_path(topic, key)?;
-        let body = AppendBody {
-            expected_version: expected.to_string(),
+        let body = AppendRequest::Batch(AppendBatch {
+            expected_version: Some(wire_expected(expected)),
             events: events.iter().map(event_out).collect::<Result<_>>()?,
-        };
+        });
         let body = serde_json::to_vec(&body).map_err(|e| Error::Encode(format!("append body: {e}")))?;
         let what = format!("POST {path}");
-        let req = self
-            .client
-            .post(self.url(&path, &[])?)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body);
-        let body = match self.call(req, &what).await?.body_or_refusal(&what) {
-            Ok(body) => body?,
-            Err(r) => {
-                return Err(match (r.status, r.code()) {
-                    (StatusCode::CONFLICT, "wrong_expected_version") => Error::WrongExpectedVersion {
-                        stream: format!("{topic}/{key}"),
-                        expected,
-                        current: r.info.and_then(|i| i.current_version),
-                    },
-                    (StatusCode::NOT_FOUND, "unknown_topic") => Error::UnknownTopic(topic.to_string()),
-                    _ => r.into_error(),
-                })
-            }
-        };
-        let reply: AppendReply = parse_json(&body, &what)?;
+        let req =
+            self.client.post(self.url(&path)?).header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
+        let body = self.call(req, &what).await?.ok_body(&what, On::Append { topic, key, expected })?;
+        let reply: AppendResult = parse_json(&body, &what)?;
         let (first, last) = match (reply.events.first(), reply.events.last()) {
             (Some(f), Some(l)) => (f, l),
             _ => return Err(Error::Rejected("append returned no position".into())),
@@ -718,40 +737,42 @@ impl Backend for HttpBackend {
         let mut from = query.from_version;
         let mut as_of_version = query.as_of_version;
         let mut page_limit = want.clamp(1, PAGE_MAX);
+        let direction = match query.direction {
+            Direction::Forward => None,
+            Direction::Backward => Some(ReadDirection::Backward),
+        };
+        let as_of_time = query.as_of_time_ms.map(|t| t.to_string());
         loop {
-            let mut params: Vec<(&str, String)> = Vec::new();
-            if let Some(v) = from {
-                params.push(("from_version", v.to_string()));
-            }
-            if query.direction == Direction::Backward {
-                params.push(("direction", "backward".into()));
-            }
-            if let Some(v) = as_of_version {
-                params.push(("as_of_version", v.to_string()));
-            }
-            if let Some(t) = query.as_of_time_ms {
-                params.push(("as_of_time", t.to_string()));
-            }
+            let params = |limit| StreamReadQuery {
+                from_version: from.map(|v: Version| v.0),
+                limit: Some(limit),
+                direction,
+                as_of_version: as_of_version.map(|v: Version| v.0),
+                as_of_time: as_of_time.clone(),
+            };
             let ask = page_limit.min(want.saturating_sub(events.len())).max(1);
             let (reply, asked) = self.get_page(&path, params, ask, &what).await?;
             page_limit = asked;
             let body = match reply.body_or_refusal(&what) {
                 Ok(body) => body?,
-                Err(r) if matches!(r.code(), "unknown_topic" | "stream_not_found" | "invalid_stream_key") => {
+                Err(r)
+                    if matches!(
+                        r.code(),
+                        Some(ErrorCode::UnknownTopic | ErrorCode::StreamNotFound | ErrorCode::InvalidStreamKey)
+                    ) =>
+                {
                     return Ok(StreamPage::default())
                 }
-                Err(r) => return Err(r.into_error()),
+                Err(r) => return Err(r.into_error(On::Topic(topic))),
             };
-            let page: StreamReply<'_> = parse_json(&body, &what)?;
+            let page: api::streams::StreamPage<&RawValue> = parse_json(&body, &what)?;
             let n = page.events.len();
             if current_version.is_none() {
-                current_version = page.current_version;
+                let current = Version(page.current_version);
+                current_version = Some(current);
                 // Later pages read the stream as the first one saw it: one snapshot, as the
                 // embedded read is.
-                as_of_version = match (as_of_version, page.current_version) {
-                    (Some(a), Some(c)) => Some(a.min(c)),
-                    (a, c) => a.or(c),
-                };
+                as_of_version = Some(as_of_version.map_or(current, |a| a.min(current)));
             }
             for raw in page.events {
                 events.push(decode_event(raw)?);
@@ -776,11 +797,11 @@ impl Backend for HttpBackend {
         let mut page_limit = limit.clamp(1, PAGE_MAX);
         while events.len() < limit {
             let ask = page_limit.min(limit - events.len());
-            let (reply, asked) =
-                self.get_page("/v1/all", vec![("from_sequence", from.to_string())], ask, "GET /v1/all").await?;
+            let query = |limit| AllQuery { from_sequence: Some(from), limit: Some(limit) };
+            let (reply, asked) = self.get_page("/v1/all", query, ask, "GET /v1/all").await?;
             page_limit = asked;
-            let body = reply.ok_body("GET /v1/all")?;
-            let page: AllReply<'_> = parse_json(&body, "GET /v1/all")?;
+            let body = reply.ok_body("GET /v1/all", On::Store)?;
+            let page: api::records::AllPage<&RawValue> = parse_json(&body, "GET /v1/all")?;
             for raw in page.events {
                 events.push(decode_event(raw)?);
             }
@@ -814,15 +835,18 @@ impl Backend for HttpBackend {
         let mut page_limit = limit.clamp(1, PAGE_MAX);
         while events.len() < limit {
             let ask = page_limit.min(limit - events.len());
-            let (reply, asked) = self.get_page(&path, vec![("offset", from.to_string())], ask, &what).await?;
+            let query = |limit| PartitionReadQuery { offset: Some(from), timestamp: None, limit: Some(limit) };
+            let (reply, asked) = self.get_page(&path, query, ask, &what).await?;
             page_limit = asked;
             let body = match reply.body_or_refusal(&what) {
                 Ok(body) => body?,
                 // As the embedded backend: an unknown topic, or an offset past the end, is empty.
-                Err(r) if matches!(r.code(), "unknown_topic" | "offset_out_of_range") => return Ok(events),
-                Err(r) => return Err(r.into_error()),
+                Err(r) if matches!(r.code(), Some(ErrorCode::UnknownTopic | ErrorCode::OffsetOutOfRange)) => {
+                    return Ok(events)
+                }
+                Err(r) => return Err(r.into_error(On::Topic(topic))),
             };
-            let page: PartitionReply<'_> = parse_json(&body, &what)?;
+            let page: api::records::PartitionPage<&RawValue> = parse_json(&body, &what)?;
             for raw in page.records {
                 events.push(decode_event(raw)?);
             }
@@ -846,10 +870,11 @@ impl Backend for HttpBackend {
         // A deadline past WAIT_MAX would overflow the client's `Instant` arithmetic.
         let timeout = timeout.min(WAIT_MAX);
         let what = "GET /v1/subscribe";
-        let url = self.url("/v1/subscribe", &[("from_sequence", sequence.to_string())])?;
+        let query = SubscribeQuery { from_sequence: Some(sequence.0), ..SubscribeQuery::default() };
         let mut resp = match self
             .client
-            .get(url)
+            .get(self.url("/v1/subscribe")?)
+            .query(&query)
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .timeout(timeout)
             .send()
@@ -869,7 +894,7 @@ impl Backend for HttpBackend {
                 body.extend_from_slice(&chunk);
             }
             return Err(Reply { status, body: Some(body) }
-                .ok_body(what)
+                .ok_body(what, On::Store)
                 .err()
                 .unwrap_or_else(|| Error::Unavailable(format!("{what}: HTTP {status}"))));
         }
@@ -931,7 +956,7 @@ mod tests {
         assert_eq!(segment("k", "...").expect("ok"), "...");
         assert!(segment("k", "..").is_err());
         let b = HttpBackend::new("http://h:1").expect("ok");
-        let url = b.url(&HttpBackend::stream_path("t", "a/b?#").expect("ok"), &[]).expect("url");
+        let url = b.url(&HttpBackend::stream_path("t", "a/b?#").expect("ok")).expect("url");
         assert_eq!(url.as_str(), "http://h:1/v1/topics/t/streams/a%2Fb%3F%23");
     }
 
@@ -986,6 +1011,48 @@ mod tests {
         }
     }
 
+    /// Every code of the API's table maps to the library variant its HTTP status implies:
+    /// a client error is `Rejected` (or the variant the code names), a server error, a timeout
+    /// or an ended subscription `Unavailable`.
+    #[test]
+    fn every_error_code_maps_to_the_variant_its_status_implies() {
+        let on = On::Append { topic: "t", key: "k", expected: ExpectedVersion::Exact(Version(3)) };
+        for &code in ErrorCode::ALL {
+            let body = format!(r#"{{"error":{{"code":"{}","message":"m","current_version":4}}}}"#, code.as_str());
+            let status = StatusCode::from_u16(code.status()).expect("a status");
+            let detail = serde_json::from_str::<ErrorBody>(&body).expect("an error body").error;
+            let refusal = Refusal { status, detail: Some(detail), what: "POST /x".into() };
+            assert_eq!(refusal.code(), Some(code));
+            let error = refusal.into_error(on);
+            match (&error, code.status()) {
+                (Error::WrongExpectedVersion { stream, expected, current }, 409) => {
+                    assert_eq!(code, ErrorCode::WrongExpectedVersion);
+                    assert_eq!(
+                        (stream.as_str(), *expected, *current),
+                        ("t/k", ExpectedVersion::Exact(Version(3)), Some(4))
+                    );
+                }
+                (Error::UnknownTopic(topic), 404) => assert_eq!((code, topic.as_str()), (ErrorCode::UnknownTopic, "t")),
+                (Error::Rejected(m), 400..=499) if code != ErrorCode::RequestTimeout => assert_eq!(m, "m"),
+                (Error::Unavailable(m), 408 | 500..=599 | 200) => assert!(m.ends_with(": m"), "{m}"),
+                _ => panic!("{code:?} (HTTP {}) maps to {error:?}", code.status()),
+            }
+        }
+        // A code this build does not know, or a body that is not the API's, goes by the status.
+        let unknown = |status: u16, body: &str| {
+            Reply { status: StatusCode::from_u16(status).expect("status"), body: Some(body.as_bytes().to_vec()) }
+                .ok_body("GET /x", On::Store)
+                .expect_err("refused")
+        };
+        let newer = r#"{"error":{"code":"from_the_future","message":"later"}}"#;
+        assert!(matches!(unknown(409, newer), Error::Rejected(m) if m == "later"));
+        assert!(matches!(unknown(503, newer), Error::Unavailable(m) if m.ends_with("later")));
+        assert!(matches!(unknown(502, "<html>proxy</html>"), Error::Unavailable(m) if m.contains("502")));
+        // Outside an append a conflict code names no stream.
+        let wrong = r#"{"error":{"code":"wrong_expected_version","message":"w"}}"#;
+        assert!(matches!(unknown(409, wrong), Error::Rejected(m) if m == "w"));
+    }
+
     fn ids_of(events: &[RecordedEvent]) -> Vec<&str> {
         events.iter().filter_map(|e| e.id.as_deref()).collect()
     }
@@ -1001,7 +1068,7 @@ mod tests {
         let json = serde_json::to_string(&event_out(&e).expect("ok")).expect("json");
         assert_eq!(
             json,
-            r#"{"id":"i","type":"T","datacontenttype":"application/json","subject":"s","data":{"a": 1},"headers":{"flag":null,"tenant":"acme"}}"#
+            r#"{"type":"T","data":{"a": 1},"id":"i","datacontenttype":"application/json","subject":"s","headers":{"flag":null,"tenant":"acme"}}"#
         );
         e.data = b" 1".to_vec();
         let json = serde_json::to_string(&event_out(&e).expect("ok")).expect("json");
