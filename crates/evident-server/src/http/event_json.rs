@@ -26,6 +26,8 @@ use serde_json::Value;
 use super::extract::json_error;
 use super::ApiError;
 
+mod json_text;
+
 /// Most events in one append request.
 pub const EVENTS_PER_APPEND_MAX: usize = 10_000;
 /// The deepest nesting of arrays and objects serde_json parses (its recursion limit of 128
@@ -448,8 +450,7 @@ fn json_data<'a>(bytes: &'a [u8], content_type: Option<&str>) -> Option<&'a str>
     if !content_type.is_none_or(|ct| ct.contains("json")) {
         return None;
     }
-    let text = std::str::from_utf8(bytes).ok()?;
-    serde_json::from_str::<&RawValue>(text).ok().map(RawValue::get)
+    json_text::json_value(bytes)
 }
 
 fn push_header_entry(out: &mut String, i: usize, name: &str, value: Option<&[u8]>) {
@@ -490,38 +491,36 @@ fn push_opt_str(out: &mut String, s: Option<&str>) {
 /// characters. Everything else, non-ASCII included, is written as it is (as serde_json does;
 /// U+2028 and U+2029 are valid in JSON strings).
 const fn needs_escape(b: u8) -> bool {
-    b < 0x20 || b == b'"' || b == b'\\'
+    json_text::is_special(b)
 }
 
-/// Bytes checked at once by [`push_str`]'s fast path: the check of a block has no early exit,
-/// so the compiler turns it into a few vector instructions.
-const ESCAPE_BLOCK: usize = 16;
-
 /// `s` as a JSON string, escaped as serde_json escapes: `\"`, `\\`, `\b`, `\f`, `\n`, `\r`,
-/// `\t`, other control characters as `\u00XX` (lower-case hex). Runs that need no escape, the
-/// common case, are copied whole.
+/// `\t`, other control characters as `\u00XX` (lower-case hex). The common case, a string that
+/// needs no escape, is one scan a word at a time and one copy.
 fn push_str(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
-    out.push('"');
-    let bytes = s.as_bytes();
-    let (mut run_start, mut at) = (0, 0);
-    while at < bytes.len() {
-        if let Some(block) = bytes.get(at..at + ESCAPE_BLOCK) {
-            if !block.iter().fold(false, |any, &b| any | needs_escape(b)) {
-                at += ESCAPE_BLOCK;
-                continue;
-            }
-        }
-        let b = bytes[at];
-        if needs_escape(b) {
-            // `at` holds an ASCII byte, so both slices end on character boundaries.
-            out.push_str(&s[run_start..at]);
-            push_escape(out, b);
-            run_start = at + 1;
-        }
-        at += 1;
+    if json_text::find_special(s.as_bytes()).is_none() {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+        return;
     }
-    out.push_str(&s[run_start..]);
+    push_escaped(out, s);
+}
+
+/// [`push_str`] for a string with something to escape: the runs between escapes are copied
+/// whole.
+#[cold]
+fn push_escaped(out: &mut String, s: &str) {
+    out.push('"');
+    let mut rest = s;
+    while let Some(at) = rest.bytes().position(needs_escape) {
+        // `at` holds an ASCII byte, so both slices end on character boundaries.
+        out.push_str(&rest[..at]);
+        push_escape(out, rest.as_bytes()[at]);
+        rest = &rest[at + 1..];
+    }
+    out.push_str(rest);
     out.push('"');
 }
 
@@ -543,8 +542,9 @@ fn push_escape(out: &mut String, b: u8) {
     }
 }
 
-/// The record timestamp as a JSON string, the RFC 3339 text remembered per thread: the events
-/// of a batch share their timestamp, so a page of them formats it once instead of per event.
+/// The record timestamp as a JSON string, its quoted RFC 3339 text remembered per thread: the
+/// events of a batch share their timestamp, so a page of them formats it once instead of per
+/// event.
 fn push_timestamp(out: &mut String, ms: i64) {
     thread_local! {
         static LAST: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((i64::MIN, String::new())) };
@@ -552,9 +552,11 @@ fn push_timestamp(out: &mut String, ms: i64) {
     LAST.with(|last| {
         let mut last = last.borrow_mut();
         if last.0 != ms || last.1.is_empty() {
-            *last = (ms, rfc3339(ms));
+            let mut quoted = String::new();
+            push_str(&mut quoted, &rfc3339(ms));
+            *last = (ms, quoted);
         }
-        push_str(out, &last.1);
+        out.push_str(&last.1);
     });
 }
 
@@ -889,7 +891,8 @@ mod tests {
             "non-ASCII: é, 日本, 🦀".into(),
             "line separators \u{2028} and \u{2029} stay as they are".into(),
         ];
-        // Every ASCII byte, alone and at each place around a fast-path block's edges.
+        // Every ASCII byte, alone and at each place around a vector-sized block's edges.
+        const ESCAPE_BLOCK: usize = 16;
         for b in 0u8..0x80 {
             let c = char::from(b);
             cases.push(c.to_string());
@@ -1058,5 +1061,90 @@ mod tests {
         assert!(e.message.starts_with("events[1]"), "{}", e.message);
         let e = parse_append(br#"{"type":"A","headers":{"ce_id":"x"}}"#).unwrap_err();
         assert_eq!(e.code, "invalid_event");
+    }
+}
+
+/// What a 1,000-event read costs in this process: the log's read, the JSON page and the NDJSON
+/// rendering, on the HTTP benchmark's event (a 216-byte JSON payload, three metadata headers).
+/// Not a check (timings vary with the machine): run it by name with `--ignored --nocapture`,
+/// and under `perf record` to see where the time goes.
+#[cfg(test)]
+mod cost {
+    use std::time::{Duration, Instant};
+
+    use evident_core::envelope::EventData;
+    use evident_core::ExpectedVersion;
+
+    use super::*;
+
+    const DATA: &str = r#"{"orderId": "5f1c7c2e-8d3b-4a51-9b7e-2f6d3c1a9e44", "customerId": "c-000123", "items": [{"sku": "SKU-12345", "qty": 2, "price": 1999}, {"sku": "SKU-67890", "qty": 1, "price": 4999}], "currency": "EUR", "total": 8997}"#;
+
+    fn per_call(what: &str, mut f: impl FnMut() -> usize) {
+        let mut sink = 0usize;
+        for _ in 0..20 {
+            sink = sink.wrapping_add(f());
+        }
+        let (start, mut calls) = (Instant::now(), 0u32);
+        while start.elapsed() < Duration::from_secs(2) {
+            sink = sink.wrapping_add(f());
+            calls += 1;
+        }
+        println!("{what}: {:?} per call ({calls} calls, {sink})", start.elapsed() / calls);
+    }
+
+    #[test]
+    #[ignore = "a measurement, not a check: run by name with --ignored --nocapture"]
+    fn a_1000_event_read() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let log = evident_log::Log::open(dir.path(), evident_log::LogConfig::default()).expect("open");
+        log.create_topic("t", evident_log::TopicConfig::default()).expect("topic");
+        let events: Vec<EventData> = (0..1000)
+            .map(|i| {
+                let mut e = EventData::json(format!("00000009-0000-4000-8000-{i:012x}"), "OrderPlaced", DATA);
+                e.source = Some(DEFAULT_SOURCE.into());
+                e.extra_headers = vec![
+                    ("causationid".into(), Some(b"cmd-42".to_vec())),
+                    ("correlationid".into(), Some(b"9b2f6a4e-1c3d-4e5f-8a7b-6c5d4e3f2a1b".to_vec())),
+                    ("userid".into(), Some(b"u-42".to_vec())),
+                ];
+                e
+            })
+            .collect();
+        log.append_events("t", b"bench-read", ExpectedVersion::NoStream, &events).expect("append");
+        let options = evident_log::StreamReadOptions { limit: 1000, ..Default::default() };
+        let read = || log.read_stream("t", b"bench-read", &options).expect("read").events;
+        let page = |events: &[Event]| {
+            let mut page = PageWriter::new(events.len());
+            page.str("topic", "t").str("key", "bench-read").opt_u64("partition", Some(0)).u64("current_version", 999);
+            page.events("events", events).opt_u64("next_version", None);
+            page.finish()
+        };
+        let held = read();
+        println!("page: {} bytes", page(&held).len());
+        let only = std::env::var("EVIDENT_COST_ONLY").unwrap_or_default();
+        if only.is_empty() || only == "read" {
+            per_call("Log::read_stream", || read().len());
+        }
+        if only.is_empty() || only == "page" {
+            per_call("JSON page of held events", || page(&held).len());
+        }
+        if only.is_empty() || only == "ndjson" {
+            per_call("NDJSON of held events", || {
+                let mut out = String::with_capacity(NDJSON_CHUNK + 4096);
+                let mut total = 0;
+                for e in &held {
+                    write_event(&mut out, e);
+                    out.push('\n');
+                    if out.len() >= NDJSON_CHUNK {
+                        total += out.len();
+                        out = String::with_capacity(NDJSON_CHUNK + 4096);
+                    }
+                }
+                total + out.len()
+            });
+        }
+        if only.is_empty() || only == "both" {
+            per_call("read and JSON page", || page(&read()).len());
+        }
     }
 }
