@@ -161,7 +161,8 @@ fn an_awaited_append_is_woken_by_the_commit_thread_only_after_its_sync() {
     let pending = log.append_events_deferred("t", b"k", ExpectedVersion::NoStream, &[event("e1")]).expect("append");
     let sequence = pending.outcome().records[0].sequence;
     let syncs_before = storage.gate.done.load(Ordering::SeqCst);
-    let recorder = Arc::new(Recorder { thread: std::thread::current(), gate: storage.gate.clone(), wakes: Mutex::default() });
+    let recorder =
+        Arc::new(Recorder { thread: std::thread::current(), gate: storage.gate.clone(), wakes: Mutex::default() });
     let waker = Waker::from(recorder.clone());
     let mut cx = Context::from_waker(&waker);
     let mut acknowledgement = pin!(pending.into_future());
