@@ -675,8 +675,12 @@ impl Report {
                 let Some(r) = catch_up(sink, batch) else {
                     continue;
                 };
-                let target =
-                    if sink == ProjectionSink::Sqlite && batch == 1000 { Target::AtLeast(1.0) } else { Target::None };
+                // Issue 10's targets: SQLite >= 200,000 events/s, PostgreSQL >= 60,000 (pages of 1,000).
+                let target = match (sink, batch) {
+                    (ProjectionSink::Sqlite, 1000) => Target::AtLeast(2.0),
+                    (ProjectionSink::Postgres, 1000) => Target::AtLeast(0.6),
+                    _ => Target::None,
+                };
                 push(
                     format!("projection catch-up into {name}, pages of {}: events/s / 100,000", num(batch as f64)),
                     Some(r / 100_000.0),

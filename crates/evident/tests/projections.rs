@@ -65,6 +65,9 @@ struct Bank {
     record: String,
     count: String,
     bad_sql: String,
+    /// A statement that fails when it runs, not when it is prepared (a unique violation): on
+    /// PostgreSQL a pipelined statement's failure arrives after later statements were sent.
+    conflict: String,
 }
 
 impl Bank {
@@ -96,6 +99,7 @@ impl Bank {
                        ON CONFLICT (sequence) DO UPDATE SET n = {applied}.n + 1"),
             count: t("UPDATE {counter} SET n = n + 1 WHERE id = 1"),
             bad_sql: t("INSERT INTO {balances} (no_such_column) VALUES ($1)"),
+            conflict: t("INSERT INTO {counter} (id, n) VALUES (1, 0)"),
         }
     }
 
@@ -139,6 +143,10 @@ impl Projection for Bank {
                 Some("BadSql") => {
                     self.knobs.failing_calls.fetch_add(1, Ordering::SeqCst);
                     tx.execute(&self.bad_sql, &[&1i64])?;
+                }
+                Some("Conflict") => {
+                    self.knobs.failing_calls.fetch_add(1, Ordering::SeqCst);
+                    tx.execute(&self.conflict, &[])?;
                 }
                 _ => {}
             }
@@ -190,6 +198,11 @@ impl Projection for BatchBank {
         for (index, e) in events.iter().enumerate() {
             if knobs.crash_at.load(Ordering::SeqCst) == e.sequence.0 + 1 {
                 panic!("simulated crash while handling sequence {}", e.sequence);
+            }
+            if !knobs.fixed.load(Ordering::SeqCst) && e.event_type.as_deref() == Some("Conflict") {
+                // Fails when it runs (on PostgreSQL: at the flush, after the batch returned).
+                knobs.failing_calls.fetch_add(1, Ordering::SeqCst);
+                tx.execute(&self.bank.conflict, &[])?;
             }
             if !knobs.fixed.load(Ordering::SeqCst) && e.event_type.as_deref() == Some("Poison") {
                 knobs.failing_calls.fetch_add(1, Ordering::SeqCst);
@@ -429,6 +442,7 @@ on_both!(
     batch_catch_up_equals_fold,
     batch_failure_is_searched_event_by_event,
     batch_failure_naming_its_event_is_not_searched,
+    batch_statement_failure_is_searched_statement_by_statement,
 );
 
 /// Appends `n` deposits over `keys` accounts (and a few to `other`), pseudo-randomly.
@@ -1041,17 +1055,24 @@ fn batch_catch_up_equals_fold(env: Env) {
 }
 
 fn batch_failure_is_searched_event_by_event(env: Env) {
-    poison_in_a_batch(env, false);
+    poison_in_a_batch(env, "Poison", false);
 }
 
 fn batch_failure_naming_its_event_is_not_searched(env: Env) {
-    poison_in_a_batch(env, true);
+    poison_in_a_batch(env, "Poison", true);
 }
 
-/// A page of 12 events over streams a, b, c with a poison event of a in the middle, handled by
-/// `BatchBank` in one page: the poison event is found, retried and parked, a's later event held,
-/// everything else applied once; after the fix a retry applies the rest once, in order.
-fn poison_in_a_batch(env: Env, name_failures: bool) {
+fn batch_statement_failure_is_searched_statement_by_statement(env: Env) {
+    poison_in_a_batch(env, "Conflict", false);
+}
+
+/// A page of 12 events over streams a, b, c with a poison event of a (of type `poison_type`) in
+/// the middle, handled by `BatchBank` in one page: the poison event is found, retried and
+/// parked, a's later event held, everything else applied once; after the fix a retry applies
+/// the rest once, in order. A `Conflict` event's statement fails when it runs: on PostgreSQL
+/// the batch's handler returns and the failure arrives at the flush, so the page is searched
+/// statement by statement.
+fn poison_in_a_batch(env: Env, poison_type: &str, name_failures: bool) {
     let knobs = Arc::<Knobs>::default();
     let (sa, sub) = (format!("{ACCOUNTS}/a"), Subscription::topic(ACCOUNTS));
     let mut a = Vec::new();
@@ -1059,7 +1080,7 @@ fn poison_in_a_batch(env: Env, name_failures: bool) {
     for i in 0..12i64 {
         let key = ["a", "b", "c"][i as usize % 3];
         let seq = if i == 6 {
-            env.append(ACCOUNTS, key, event("Poison", 100))
+            env.append(ACCOUNTS, key, event(poison_type, 100))
         } else {
             env.append(ACCOUNTS, key, deposit(i))
         };
@@ -1082,6 +1103,13 @@ fn poison_in_a_batch(env: Env, name_failures: bool) {
         // The batch's failure is the first attempt; the retries call `handle` on it alone.
         assert_eq!(knobs.failing_calls.load(Ordering::SeqCst), 3);
         assert_eq!(knobs.handle_calls.load(Ordering::SeqCst), 2, "no search of the page");
+    } else if poison_type == "Conflict" && matches!(env.db, Db::Postgres(_)) {
+        // The failed statement surfaces in the batch at its next query (a handler error
+        // naming no event); the page handled event by event with pipelined statements fails
+        // at the flush (12 calls), so statement by statement: 7 calls up to the failing one,
+        // its first attempt; then it is retried alone twice.
+        assert_eq!(knobs.failing_calls.load(Ordering::SeqCst), 5);
+        assert_eq!(knobs.handle_calls.load(Ordering::SeqCst), 12 + 7 + 2);
     } else {
         // The batch's failure names no event: the page is handled event by event up to the
         // poison event (7 calls, its first attempt), then it is retried alone twice.
@@ -1097,7 +1125,9 @@ fn poison_in_a_batch(env: Env, name_failures: bool) {
         vec![(poison, Kind::Parked), (held, Kind::Held)]
     );
     assert_eq!(entries[0].attempts, 3);
-    assert!(entries[0].error.as_deref().unwrap_or_default().contains("cannot be processed yet"));
+    let error = entries[0].error.as_deref().unwrap_or_default().to_lowercase();
+    let expected = if poison_type == "Conflict" { "unique" } else { "cannot be processed yet" };
+    assert!(error.contains(expected), "the handler's error is kept: {error:?}");
 
     knobs.fixed.store(true, Ordering::SeqCst);
     runner.dead_letters().retry(&sa).expect("retry");

@@ -605,6 +605,11 @@ impl<P: Projection> Core<P> {
             if let Err(err) = self.projection.handle(e, &mut tx) {
                 return Ok(Err(err.to_string()));
             }
+            // A pipelined statement of the handler that failed (a constraint the event breaks)
+            // is the handler's failure, retried and parked like one, not the runner's.
+            if let Err(err) = tx.flush() {
+                return Ok(Err(err.to_string()));
+            }
             if let Some(seq) = resolve {
                 let n = tx
                     .execute_count(

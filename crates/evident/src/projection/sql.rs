@@ -882,4 +882,32 @@ mod tests {
         assert_eq!(rows, vec![vec![SqlValue::Text("x".into()), SqlValue::Int(7)]]);
         assert!(tx.execute("INSERT INTO {t} (a) VALUES ($3)", &[&"x"]).is_err());
     }
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn execute_values_writes_every_row_in_few_cached_shapes() {
+        let conn = rusqlite::Connection::open_in_memory().expect("open");
+        let mut names = TableNames::new(&["t"], "");
+        let mut tx = Tx { inner: TxInner::Sqlite(&conn), names: &mut names };
+        tx.batch("CREATE TABLE {t} (k TEXT PRIMARY KEY, v BIGINT NOT NULL, n BIGINT NOT NULL)").expect("create");
+        let (head, tail) =
+            ("INSERT INTO {t} (k, v, n) VALUES", "ON CONFLICT (k) DO UPDATE SET v = {t}.v + excluded.v, n = {t}.n + 1");
+        // 1,300 rows: two full statements of 512, then 256 + 16 + 4.
+        let keys: Vec<String> = (0..1300).map(|i| format!("k{i}")).collect();
+        let values: Vec<i64> = (0..1300).collect();
+        let mut params: Vec<&dyn ToParam> = Vec::new();
+        for (k, v) in keys.iter().zip(&values) {
+            params.extend([k as &dyn ToParam, v, &1i64]);
+        }
+        tx.execute_values(head, 3, &params, tail).expect("insert");
+        tx.execute_values(head, 3, &params[..3 * 7], tail).expect("upsert seven again");
+        let rows = tx.query("SELECT count(*), sum(v), sum(n) FROM {t}", &[]).expect("read");
+        let sum: i64 = values.iter().sum::<i64>() + values[..7].iter().sum::<i64>();
+        assert_eq!(rows, vec![vec![SqlValue::Int(1300), SqlValue::Int(sum), SqlValue::Int(1307)]]);
+        let shapes: Vec<usize> = tx.names.values.iter().map(|v| v.rows).collect();
+        assert_eq!(shapes, vec![512, 256, 16, 4, 2, 1], "one statement per shape, each built once");
+        assert!(tx.names.values.iter().all(|v| v.text.starts_with("INSERT INTO t (k, v, n) VALUES (?, ?, ?)")));
+        assert!(tx.execute_values(head, 3, &params[..4], tail).is_err(), "4 parameters are not rows of 3");
+        assert!(tx.execute_values(head, 0, &[], tail).is_err());
+    }
 }
