@@ -3,8 +3,8 @@
 //! codes, and the limits a client must respect (largest page, largest batch).
 //!
 //! One definition serves everyone who speaks the API: the server parses requests into these
-//! types and builds its replies from them, the `evident` CLI decodes replies with them, and the
-//! library's HTTP backend and the benchmark can do the same, so a field renamed here is renamed
+//! types and builds its replies from them, and the `evident` CLI and the library's HTTP backend
+//! build requests from them and decode replies with them, so a field renamed here is renamed
 //! for all of them at compile time. The crate depends on serde alone, so a client pulls in no
 //! server code; with the `openapi` feature each type also derives its OpenAPI schema
 //! (`utoipa`), from which the server generates `/v1/openapi.json`. Doc comments on the types

@@ -200,6 +200,39 @@ mod tests {
         }
     }
 
+    /// Every code of the API's table reaches `--json`'s error document as the server sent it,
+    /// with its HTTP status and the fields its code carries, and exits as a refusal.
+    #[test]
+    fn every_error_code_reaches_the_json_error_document() {
+        use evident_api::{ErrorBody, ErrorCode};
+        for &code in ErrorCode::ALL {
+            let mut body = ErrorBody::new(code.as_str(), "refused");
+            match code {
+                ErrorCode::WrongExpectedVersion => body.error.current_version = Some(Some(4)),
+                ErrorCode::NotFirstEntry => body.error.first_sequence = Some(7),
+                _ => {}
+            }
+            let status = reqwest::StatusCode::from_u16(code.status()).expect("a status");
+            let refusal = client::ApiError::from_body(status, &serde_json::to_string(&body).expect("json"));
+            assert_eq!(refusal.code, Some(code));
+            assert_eq!(refusal.to_string(), format!("refused ({}, HTTP {})", code.as_str(), code.status()));
+            let (exit, document) = report(&anyhow::Error::new(refusal).context("appending"));
+            assert_eq!(exit, EXIT_REFUSED, "{code:?}");
+            let mut expected = serde_json::to_value(&body).expect("json");
+            expected["error"]["status"] = code.status().into();
+            assert_eq!(document, expected, "{code:?}");
+        }
+        // A code this build does not know still reaches the document unchanged.
+        let newer = r#"{"error":{"code":"from_the_future","message":"later"}}"#;
+        let refusal = client::ApiError::from_body(reqwest::StatusCode::CONFLICT, newer);
+        assert_eq!(refusal.code, None);
+        let (exit, document) = report(&anyhow::Error::new(refusal));
+        assert_eq!(
+            (exit, &document["error"]["code"], &document["error"]["status"]),
+            (EXIT_REFUSED, &"from_the_future".into(), &409.into())
+        );
+    }
+
     #[test]
     fn the_command_tree_is_consistent() {
         Cli::command().debug_assert();

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::{assert_error, rfc3339_ms, Server};
 use evident::blocking::ProjectionRunner;
-use evident::projection::{HandlerError, HandlerRetry, Projection, RunnerOptions, Sink, Subscription, Tx};
+use evident::projection::{HandlerError, Projection, RunnerOptions, Sink, Subscription, Tx};
 use evident::{HttpBackend, RecordedEvent};
 use evident_core::dead_letter as dlq;
 use serde_json::{json, Value};
@@ -398,7 +398,7 @@ fn a_runner_over_http_parks_then_applies_what_the_cli_retries() {
     let backend = Arc::new(HttpBackend::new(server.base()).expect("backend"));
     let fixed = Arc::new(AtomicBool::new(false));
     let options = RunnerOptions {
-        retry: HandlerRetry {
+        retry: evident::RetryPolicy {
             max_attempts: 2,
             initial_backoff: Duration::from_millis(1),
             max_backoff: Duration::from_millis(5),

@@ -20,7 +20,7 @@ use std::time::Duration;
 use clap::Parser;
 use evident::blocking::ProjectionRunner;
 use evident::blocking::Repository;
-use evident::projection::{HandlerError, HandlerRetry, Projection, RunnerOptions, Sink, Subscription, Tx};
+use evident::projection::{HandlerError, Projection, RunnerOptions, Sink, Subscription, Tx};
 use evident::{
     Aggregate, Backend, DomainEvent, EmbeddedBackend, EventData, ExpectedVersion, HttpBackend, RecordedEvent,
     Upcasters, Version,
@@ -312,7 +312,7 @@ pub fn run(backend: Arc<dyn Backend>, dir: &std::path::Path, run: &str) -> Resul
     // Analytics does not, yet: the payment is retried, then parked; the order's shipment waits.
     let fixed = Arc::new(AtomicBool::new(false));
     let options = RunnerOptions {
-        retry: HandlerRetry {
+        retry: evident::RetryPolicy {
             max_attempts: 3,
             initial_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(50),

@@ -25,6 +25,7 @@ pub mod event;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod projection;
 pub mod repository;
+mod retry;
 pub mod snapshot;
 pub mod testing;
 pub mod upcast;
@@ -38,6 +39,7 @@ pub use backend::{Appended, Backend, StreamQuery, TopicSpec};
 pub use error::{Error, Result};
 pub use event::{DomainEvent, RecordedEvent};
 pub use evident_core::{EventData, ExpectedVersion, Offset, Sequence, Version};
-pub use repository::{At, CommandError, Executed, Loaded, Repository, RetryPolicy};
+pub use repository::{At, CommandError, Executed, Loaded, Repository};
+pub use retry::RetryPolicy;
 pub use snapshot::SnapshotPolicy;
 pub use upcast::Upcasters;

@@ -15,48 +15,17 @@
 //! no thread.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use evident_core::{EventData, ExpectedVersion, Version};
-use rand::Rng;
 
 use crate::backend::{for_each_in_stream, Appended, Backend, Direction, StreamQuery, TopicSpec};
 use crate::event::{self, RecordedEvent, SCHEMA_VERSION_HEADER};
+/// The bound on a command's retries after lost races (shared with the projection runner's
+/// handler retries).
+pub use crate::retry::RetryPolicy;
 use crate::snapshot::{self, SnapshotPolicy};
 use crate::upcast::Upcasters;
 use crate::{Aggregate, Error, Result};
-
-/// How often to retry a command whose append lost a race, and how long to wait between tries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts in all (the first included); at least 1.
-    pub max_attempts: u32,
-    /// Wait before the second attempt; doubles after each, with jitter.
-    pub initial_backoff: Duration,
-    /// Longest wait.
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self { max_attempts: 10, initial_backoff: Duration::from_millis(1), max_backoff: Duration::from_millis(100) }
-    }
-}
-
-impl RetryPolicy {
-    /// No retry: a lost race is returned as [`Error::WrongExpectedVersion`].
-    pub fn none() -> Self {
-        Self { max_attempts: 1, ..Self::default() }
-    }
-
-    /// The wait after failed attempt `attempt` (1-based): exponential with "equal jitter".
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self.initial_backoff.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
-        let capped = exp.min(self.max_backoff);
-        let half = capped / 2;
-        half + half.mul_f64(rand::thread_rng().gen::<f64>())
-    }
-}
 
 /// A point in an aggregate's history, for temporal queries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -28,9 +28,7 @@ use std::time::{Duration, Instant};
 
 use evident::blocking::ProjectionRunner;
 use evident::projection::runner::Progress;
-use evident::projection::{
-    EventFailed, HandlerError, HandlerRetry, Projection, RunnerOptions, Subscription, ToParam, Tx,
-};
+use evident::projection::{EventFailed, HandlerError, Projection, RunnerOptions, Subscription, ToParam, Tx};
 use evident::{Backend, EmbeddedBackend, EventData, ExpectedVersion, Offset, RecordedEvent, Sequence, TopicSpec};
 use evident_core::dead_letter::{self as dlq, Kind};
 use support_projection::{checkpoint, checkpoints, int, parked_rows, set_checkpoint, text, Db, PgSchema};
@@ -261,7 +259,7 @@ fn deposit(amount: i64) -> EventData {
 fn options(batch_size: usize) -> RunnerOptions {
     RunnerOptions {
         batch_size,
-        retry: HandlerRetry {
+        retry: evident::RetryPolicy {
             max_attempts: 3,
             initial_backoff: Duration::from_millis(1),
             max_backoff: Duration::from_millis(2),

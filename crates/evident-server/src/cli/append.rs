@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::{ArgGroup, Args};
-use serde_json::{json, Map, Value};
+use evident_api::streams::{AppendBatch, AppendEvent, AppendRequest, AppendResult, ExpectedState, ExpectedVersion};
+use serde_json::value::RawValue;
+use serde_json::Value;
 
-use super::client::Client;
-use super::output::{self, cell};
+use super::client::{self, Client, Usage};
+use super::output;
 use super::ClientOptions;
 
 /// `evident append`.
@@ -72,37 +74,12 @@ pub struct AppendArgs {
     expected_version: Option<ExpectedVersion>,
 }
 
-/// The `expected_version` of an append.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExpectedVersion {
-    /// Append whatever the stream holds.
-    Any,
-    /// Append only to a stream without events.
-    NoStream,
-    /// Append only to a stream with at least one event.
-    StreamExists,
-    /// Append only if the stream's last event has this version.
-    Exact(u64),
-}
-
-impl ExpectedVersion {
-    /// The value of `expected_version` in a request body: a string, or the version as a number.
-    pub fn to_json(self) -> Value {
-        match self {
-            ExpectedVersion::Any => json!("any"),
-            ExpectedVersion::NoStream => json!("no_stream"),
-            ExpectedVersion::StreamExists => json!("stream_exists"),
-            ExpectedVersion::Exact(version) => json!(version),
-        }
-    }
-}
-
 /// Parses `--expected-version`; the hyphenated spellings (`no-stream`) are accepted too.
 fn parse_expected_version(text: &str) -> Result<ExpectedVersion, String> {
     match text.trim().to_ascii_lowercase().replace('-', "_").as_str() {
-        "any" => Ok(ExpectedVersion::Any),
-        "no_stream" => Ok(ExpectedVersion::NoStream),
-        "stream_exists" => Ok(ExpectedVersion::StreamExists),
+        "any" => Ok(ExpectedVersion::State(ExpectedState::Any)),
+        "no_stream" => Ok(ExpectedVersion::State(ExpectedState::NoStream)),
+        "stream_exists" => Ok(ExpectedVersion::State(ExpectedState::StreamExists)),
         other => other
             .parse::<u64>()
             .map(ExpectedVersion::Exact)
@@ -123,26 +100,20 @@ pub fn run(args: AppendArgs) -> anyhow::Result<()> {
     if args.client.json {
         return Ok(output::print_json(&reply)?);
     }
-    Ok(output::print_text(&reply_text(&reply, &args.topic, &args.key))?)
+    let result: AppendResult = client::decode(&reply, "an append result")?;
+    Ok(output::print_text(&reply_text(&result, &args.topic, &args.key))?)
 }
 
 /// The request body: always the batch form, which carries the expected version for one event as
 /// well as for many.
-fn append_body(expected_version: Option<ExpectedVersion>, events: Vec<Value>) -> Value {
-    let mut body = Map::new();
-    if let Some(expected) = expected_version {
-        body.insert("expected_version".into(), expected.to_json());
-    }
-    body.insert("events".into(), Value::Array(events));
-    Value::Object(body)
+fn append_body(expected_version: Option<ExpectedVersion>, events: Vec<AppendEvent>) -> AppendRequest {
+    AppendRequest::Batch(AppendBatch { expected_version, events })
 }
 
 /// The one event the flags describe.
-fn single_event(args: &AppendArgs) -> anyhow::Result<Value> {
+fn single_event(args: &AppendArgs) -> anyhow::Result<AppendEvent> {
     // clap makes --type required unless --events-file is given, and this is only called without it.
     let event_type = args.event_type.as_deref().context("--type is required")?;
-    let mut event = Map::new();
-    event.insert("type".into(), json!(event_type));
     let data = if let Some(text) = &args.data {
         Some(parse_data(text, "--data")?)
     } else if let Some(path) = &args.data_file {
@@ -155,25 +126,36 @@ fn single_event(args: &AppendArgs) -> anyhow::Result<Value> {
     } else {
         None
     };
-    if let Some(data) = data {
-        event.insert("data".into(), data);
-    }
-    for (name, value) in [("id", &args.id), ("source", &args.source), ("time", &args.time)] {
-        if let Some(value) = value {
-            event.insert(name.into(), json!(value));
-        }
-    }
-    Ok(Value::Object(event))
+    Ok(AppendEvent {
+        event_type: event_type.to_owned(),
+        data,
+        data_base64: None,
+        id: args.id.clone(),
+        source: args.source.clone(),
+        time: args.time.clone(),
+        datacontenttype: None,
+        specversion: None,
+        subject: None,
+        dataschema: None,
+        headers: None,
+    })
 }
 
 /// Parses a payload as JSON, with a hint for the commonest mistake (an unquoted string).
-fn parse_data(text: &str, what: &str) -> anyhow::Result<Value> {
-    serde_json::from_str(text)
-        .with_context(|| format!("{what} is not valid JSON (to send a string, quote it: --data '\"text\"')"))
+fn parse_data(text: &str, what: &str) -> anyhow::Result<Box<RawValue>> {
+    let value: Value = serde_json::from_str(text)
+        .with_context(|| format!("{what} is not valid JSON (to send a string, quote it: --data '\"text\"')"))?;
+    compact(&value)
+}
+
+/// A payload as compact JSON text, as the CLI has always sent it (the server stores the text it
+/// is given byte for byte).
+fn compact(value: &Value) -> anyhow::Result<Box<RawValue>> {
+    serde_json::value::to_raw_value(value).context("encoding the payload")
 }
 
 /// Reads `--events-file`: a JSON array of event objects (a single object is taken as a batch of one).
-fn read_events_file(path: &Path) -> anyhow::Result<Vec<Value>> {
+fn read_events_file(path: &Path) -> anyhow::Result<Vec<AppendEvent>> {
     let text = if path == Path::new("-") {
         let mut text = String::new();
         io::stdin().read_to_string(&mut text).context("reading events from stdin")?;
@@ -184,8 +166,10 @@ fn read_events_file(path: &Path) -> anyhow::Result<Vec<Value>> {
     parse_events(&text).with_context(|| format!("--events-file {}", path.display()))
 }
 
-/// Parses a batch: an array of objects, or one object.
-fn parse_events(text: &str) -> anyhow::Result<Vec<Value>> {
+/// Parses a batch: an array of objects, or one object, each an event as the API takes it. A
+/// field the API does not know is refused here, before any request, as the server would
+/// refuse it (`malformed_json`).
+fn parse_events(text: &str) -> anyhow::Result<Vec<AppendEvent>> {
     let events = match serde_json::from_str::<Value>(text).context("not valid JSON")? {
         Value::Array(events) => events,
         event @ Value::Object(_) => vec![event],
@@ -197,16 +181,30 @@ fn parse_events(text: &str) -> anyhow::Result<Vec<Value>> {
     if let Some(i) = events.iter().position(|e| !e.is_object()) {
         anyhow::bail!("element {i} of the batch is not a JSON object");
     }
-    Ok(events)
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| {
+            // From text, not from the `Value`: `data` is JSON text (`RawValue`), which only a
+            // text deserializer yields.
+            let mut event: AppendEvent = serde_json::from_str(&event.to_string())
+                .map_err(|e| Usage(format!("element {i} of the batch is not an event: {e}")))?;
+            // Compact, as `--data` is: the same bytes stored whichever way the event came.
+            if let Some(data) = &event.data {
+                let value: Value = serde_json::from_str(data.get()).context("re-reading the payload")?;
+                event.data = Some(compact(&value)?);
+            }
+            Ok(event)
+        })
+        .collect()
 }
 
 /// The reply for people: what happened, then each event's positions.
-fn reply_text(reply: &Value, topic: &str, key: &str) -> String {
-    let events = reply.get("events").and_then(Value::as_array).cloned().unwrap_or_default();
-    let count = events.len();
+fn reply_text(reply: &AppendResult, topic: &str, key: &str) -> String {
+    let count = reply.events.len();
     let noun = if count == 1 { "event" } else { "events" };
-    let partition = cell(reply.get("partition"));
-    let headline = if reply.get("duplicate").and_then(Value::as_bool).unwrap_or(false) {
+    let partition = reply.partition;
+    let headline = if reply.duplicate {
         format!(
             "Duplicate: {topic}/{key} already holds {count} {noun} with these ids; nothing was appended \
              (original positions shown)."
@@ -215,12 +213,12 @@ fn reply_text(reply: &Value, topic: &str, key: &str) -> String {
         format!("Appended {count} {noun} to {topic}/{key} (partition {partition}).")
     };
     let mut table = output::table(&["ID", "OFFSET", "VERSION", "SEQUENCE"]);
-    for event in &events {
+    for event in &reply.events {
         table.add_row(vec![
-            cell(event.get("id")),
-            cell(event.get("offset")),
-            cell(event.get("version")),
-            cell(event.get("sequence")),
+            event.id.clone(),
+            event.offset.to_string(),
+            event.version.map_or_else(|| "-".to_owned(), |v| v.to_string()),
+            event.sequence.to_string(),
         ]);
     }
     format!("{headline}\n{}", output::render_table(&table))
@@ -228,29 +226,35 @@ fn reply_text(reply: &Value, topic: &str, key: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
     fn expected_versions() {
-        assert_eq!(parse_expected_version("any"), Ok(ExpectedVersion::Any));
-        assert_eq!(parse_expected_version("no_stream"), Ok(ExpectedVersion::NoStream));
-        assert_eq!(parse_expected_version("no-stream"), Ok(ExpectedVersion::NoStream));
-        assert_eq!(parse_expected_version("stream_exists"), Ok(ExpectedVersion::StreamExists));
+        let state = |s| Ok(ExpectedVersion::State(s));
+        assert_eq!(parse_expected_version("any"), state(ExpectedState::Any));
+        assert_eq!(parse_expected_version("no_stream"), state(ExpectedState::NoStream));
+        assert_eq!(parse_expected_version("no-stream"), state(ExpectedState::NoStream));
+        assert_eq!(parse_expected_version("stream_exists"), state(ExpectedState::StreamExists));
         assert_eq!(parse_expected_version("7"), Ok(ExpectedVersion::Exact(7)));
         assert!(parse_expected_version("-1").is_err());
         assert!(parse_expected_version("latest").is_err());
-        assert_eq!(ExpectedVersion::Exact(7).to_json(), json!(7));
-        assert_eq!(ExpectedVersion::NoStream.to_json(), json!("no_stream"));
     }
 
     #[test]
     fn bodies() {
-        let event = json!({"type": "Opened"});
-        assert_eq!(append_body(None, vec![event.clone()]), json!({"events": [{"type": "Opened"}]}));
+        let body = |expected| {
+            let events = parse_events(r#"{"type": "Opened", "data": {"n":  1}}"#).expect("an event");
+            serde_json::to_value(append_body(expected, events)).expect("json")
+        };
+        assert_eq!(body(None), json!({"events": [{"type": "Opened", "data": {"n": 1}}]}));
         assert_eq!(
-            append_body(Some(ExpectedVersion::Exact(3)), vec![event]),
-            json!({"expected_version": 3, "events": [{"type": "Opened"}]})
+            body(Some(ExpectedVersion::State(ExpectedState::NoStream))),
+            json!({"expected_version": "no_stream", "events": [{"type": "Opened", "data": {"n": 1}}]})
         );
+        assert_eq!(body(Some(ExpectedVersion::Exact(3)))["expected_version"], json!(3));
+        assert_eq!(parse_data(r#"{"n":  1}"#, "--data").expect("json").get(), r#"{"n":1}"#);
     }
 
     #[test]
@@ -260,17 +264,21 @@ mod tests {
         assert!(parse_events("[]").is_err());
         assert!(parse_events("[1]").is_err());
         assert!(parse_events("nope").is_err());
+        let typo = parse_events(r#"[{"type":"A"},{"type":"B","dta":1}]"#).expect_err("an unknown field");
+        assert!(typo.downcast_ref::<Usage>().is_some_and(|u| u.0.contains("element 1")), "{typo:#}");
     }
 
     #[test]
     fn reply_for_people() {
         let reply = json!({"topic": "bank", "key": "acc-1", "partition": 0, "duplicate": false,
             "events": [{"id": "e-1", "offset": 4, "version": 0, "sequence": 9}]});
+        let reply: AppendResult = client::decode(&reply, "an append result").expect("decodes");
         assert_eq!(
             reply_text(&reply, "bank", "acc-1"),
             "Appended 1 event to bank/acc-1 (partition 0).\nID   OFFSET  VERSION  SEQUENCE\ne-1  4       0        9"
         );
-        let duplicate = json!({"partition": 0, "duplicate": true, "events": []});
+        let duplicate = json!({"topic": "bank", "key": "acc-1", "partition": 0, "duplicate": true, "events": []});
+        let duplicate: AppendResult = client::decode(&duplicate, "an append result").expect("decodes");
         assert!(reply_text(&duplicate, "bank", "acc-1").starts_with("Duplicate: bank/acc-1"));
     }
 }

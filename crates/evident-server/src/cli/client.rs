@@ -2,15 +2,22 @@
 //! segments percent-encoded), sends JSON, and turns every failure into an error a person can act
 //! on: the server's own `{"error": {"code", "message"}}` as an [`ApiError`], or a connection
 //! failure that names the server and suggests starting one.
+//!
+//! Requests are built from `evident-api`'s types and replies decoded into them ([`decode`]), the
+//! ones the server itself is written against, so the two cannot drift apart. Replies are kept as
+//! JSON as well, because `--json` prints the server's document as it came (a newer server's
+//! extra fields included).
 
 use std::fmt;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
-use evident_api::ErrorBody;
+use evident_api::{ErrorBody, ErrorCode};
 use reqwest::blocking::{Client as HttpClient, RequestBuilder, Response};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{StatusCode, Url};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 
 /// How long a connection attempt may take before the server is reported unreachable.
@@ -30,8 +37,9 @@ const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 pub struct ApiError {
     /// The HTTP status of the reply.
     pub status: StatusCode,
-    /// The stable, machine-readable error code (`wrong_expected_version`), when the body had one.
-    pub code: Option<String>,
+    /// The stable, machine-readable error code (`wrong_expected_version`), when the body had one
+    /// this build knows (a newer server's code is still in `body`, and shown).
+    pub code: Option<ErrorCode>,
     /// The message for people (or the raw body when it was not the documented JSON).
     pub message: String,
     /// The whole error body when it had the documented shape (with `current_version` and the
@@ -46,7 +54,7 @@ impl ApiError {
         match serde_json::from_str::<ErrorBody>(body) {
             Ok(parsed) => ApiError {
                 status,
-                code: Some(parsed.error.code.clone()),
+                code: ErrorCode::from_code(&parsed.error.code),
                 message: parsed.error.message.clone(),
                 body: Some(parsed),
             },
@@ -65,8 +73,8 @@ impl ApiError {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.code {
-            Some(code) => write!(f, "{} ({code}, HTTP {})", self.message, self.status.as_u16()),
+        match &self.body {
+            Some(body) => write!(f, "{} ({}, HTTP {})", self.message, body.error.code, self.status.as_u16()),
             None => write!(f, "{} (HTTP {})", self.message, self.status.as_u16()),
         }
     }
@@ -169,14 +177,15 @@ impl Client {
         json_body(response, &url)
     }
 
-    /// `POST url` with a JSON body, expecting JSON.
-    pub fn post(&self, url: Url, body: &Value) -> anyhow::Result<Value> {
+    /// `POST url` with a JSON body (one of `evident-api`'s request types), expecting JSON.
+    pub fn post(&self, url: Url, body: &impl Serialize) -> anyhow::Result<Value> {
+        let body = serde_json::to_string(body).context("encoding the request body")?;
         let request = self
             .http
             .post(url.clone())
             .header(ACCEPT, "application/json")
             .header(CONTENT_TYPE, "application/json")
-            .body(body.to_string());
+            .body(body);
         let response = self.send(request, &url)?;
         json_body(response, &url)
     }
@@ -236,6 +245,12 @@ fn json_body(response: Response, url: &Url) -> anyhow::Result<Value> {
         return Ok(Value::Null);
     }
     serde_json::from_str(&text).with_context(|| format!("the reply to {url} is not JSON"))
+}
+
+/// A reply decoded into its `evident-api` type, for the text output. A reply that does not fit
+/// the type is an error naming what was expected, not a table of blanks.
+pub fn decode<T: DeserializeOwned>(reply: &Value, what: &str) -> anyhow::Result<T> {
+    T::deserialize(reply).with_context(|| format!("the server's reply is not {what}"))
 }
 
 /// The innermost cause of an error (for reqwest that is the OS error, "Connection refused").

@@ -4,10 +4,12 @@
 //! reaches them, so they work whether the projection is running or not.
 
 use clap::{Args, Subcommand};
-use serde_json::{json, Value};
+use evident_api::dead_letters::{
+    DeadLetterList, DeadLetterQueue, EntryKind, RetryDeadLetters, RetryRequested, SkipDeadLetter, SkipRequested,
+};
 
-use super::client::Client;
-use super::output::{self, cell};
+use super::client::{self, Client};
+use super::output;
 use super::ClientOptions;
 
 /// The longest error message a table cell shows before it is cut; `--json` prints it whole.
@@ -65,13 +67,11 @@ pub fn run(args: DlqArgs) -> anyhow::Result<()> {
         DlqCommand::List { projection: None } => client.get(client.url(&["v1", "dead-letters"], &[])?)?,
         DlqCommand::List { projection: Some(p) } => client.get(client.url(&["v1", "dead-letters", p], &[])?)?,
         DlqCommand::Retry { projection, stream } => {
-            client.post(client.url(&["v1", "dead-letters", projection, "retry"], &[])?, &json!({ "stream": stream }))?
+            let body = RetryDeadLetters { stream: stream.clone() };
+            client.post(client.url(&["v1", "dead-letters", projection, "retry"], &[])?, &body)?
         }
         DlqCommand::Skip { projection, stream, sequence } => {
-            let mut body = json!({ "stream": stream });
-            if let Some(n) = sequence {
-                body["sequence"] = json!(n);
-            }
+            let body = SkipDeadLetter { stream: stream.clone(), sequence: *sequence };
             client.post(client.url(&["v1", "dead-letters", projection, "skip"], &[])?, &body)?
         }
     };
@@ -79,69 +79,72 @@ pub fn run(args: DlqArgs) -> anyhow::Result<()> {
         return Ok(output::print_json(&reply)?);
     }
     let text = match &args.command {
-        DlqCommand::List { projection: None } => projections_text(&reply),
-        DlqCommand::List { projection: Some(p) } => entries_text(p, &reply),
-        DlqCommand::Retry { projection, stream } => format!(
-            "Asked projection {projection} to retry {} of stream {stream}; its runner acts on the request when it reaches it.",
-            count(reply.get("entries"), "entry", "entries")
-        ),
-        DlqCommand::Skip { projection, stream, .. } => format!(
-            "Asked projection {projection} to skip entry {} of stream {stream} and retry the rest; its runner acts on the request when it reaches it.",
-            cell(reply.get("sequence"))
-        ),
+        DlqCommand::List { projection: None } => projections_text(&client::decode(&reply, "a dead-letter list")?),
+        DlqCommand::List { projection: Some(p) } => entries_text(p, &client::decode(&reply, "a dead-letter queue")?),
+        DlqCommand::Retry { projection, stream } => {
+            let reply: RetryRequested = client::decode(&reply, "a retry request")?;
+            format!(
+                "Asked projection {projection} to retry {} of stream {stream}; its runner acts on the request when it reaches it.",
+                count(reply.entries, "entry", "entries")
+            )
+        }
+        DlqCommand::Skip { projection, stream, .. } => {
+            let reply: SkipRequested = client::decode(&reply, "a skip request")?;
+            format!(
+                "Asked projection {projection} to skip entry {} of stream {stream} and retry the rest; its runner acts on the request when it reaches it.",
+                reply.sequence
+            )
+        }
     };
     Ok(output::print_text(&text)?)
 }
 
 /// `n thing(s)`.
-fn count(n: Option<&Value>, one: &str, many: &str) -> String {
-    match n.and_then(Value::as_u64) {
-        Some(1) => format!("1 {one}"),
-        Some(n) => format!("{n} {many}"),
-        None => format!("{} {many}", cell(n)),
+fn count(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
     }
-}
-
-/// The elements of an array field, or none.
-fn array<'a>(value: &'a Value, field: &str) -> &'a [Value] {
-    value.get(field).and_then(Value::as_array).map_or(&[], Vec::as_slice)
 }
 
 /// `dlq list` without a projection, for people.
-fn projections_text(reply: &Value) -> String {
-    let projections = array(reply, "projections");
-    if projections.is_empty() {
+fn projections_text(reply: &DeadLetterList) -> String {
+    if reply.projections.is_empty() {
         return "No dead-letter topics.".to_owned();
     }
     let mut table = output::table(&["PROJECTION", "TOPIC", "STREAMS", "PARKED", "HELD"]);
-    for p in projections {
+    for p in &reply.projections {
         table.add_row(vec![
-            cell(p.get("projection")),
-            cell(p.get("topic")),
-            cell(p.get("streams")),
-            cell(p.get("parked")),
-            cell(p.get("held")),
+            p.projection.clone(),
+            p.topic.clone(),
+            p.streams.to_string(),
+            p.parked.to_string(),
+            p.held.to_string(),
         ]);
     }
     output::render_table(&table)
 }
 
 /// `dlq list PROJECTION`, for people: one row per entry, streams in order.
-fn entries_text(projection: &str, reply: &Value) -> String {
-    let streams = array(reply, "streams");
-    if streams.is_empty() {
+fn entries_text(projection: &str, reply: &DeadLetterQueue) -> String {
+    if reply.streams.is_empty() {
         return format!("Projection {projection} has no parked events.");
     }
     let mut table = output::table(&["STREAM", "SEQUENCE", "KIND", "TYPE", "ATTEMPTS", "ERROR"]);
-    for stream in streams {
-        for entry in array(stream, "entries") {
+    for stream in &reply.streams {
+        for entry in &stream.entries {
+            let kind = match entry.kind {
+                EntryKind::Parked => "parked",
+                EntryKind::Held => "held",
+            };
             table.add_row(vec![
-                cell(stream.get("stream")),
-                cell(entry.get("sequence")),
-                cell(entry.get("kind")),
-                cell(entry.get("event_type")),
-                cell(entry.get("attempts")),
-                output::truncate(&cell(entry.get("error")).replace('\n', " "), ERROR_WIDTH_MAX),
+                stream.stream.clone(),
+                entry.sequence.to_string(),
+                kind.to_owned(),
+                output::or_dash(entry.event_type.as_deref()),
+                entry.attempts.to_string(),
+                output::truncate(&output::or_dash(entry.error.as_deref()).replace('\n', " "), ERROR_WIDTH_MAX),
             ]);
         }
     }
@@ -150,29 +153,43 @@ fn entries_text(projection: &str, reply: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde::de::DeserializeOwned;
+    use serde_json::{json, Value};
+
     use super::*;
+
+    fn typed<T: DeserializeOwned>(reply: Value) -> T {
+        client::decode(&reply, "the reply").expect("decodes")
+    }
 
     #[test]
     fn tables() {
-        let reply = json!({"projection": "p", "topic": "p.dlq", "streams": [
+        let entry = |sequence, kind, event_type, attempts, error| {
+            json!({"sequence": sequence, "kind": kind, "topic": "orders", "partition": 0, "offset": sequence,
+                "event_type": event_type, "event_id": null, "error": error, "attempts": attempts,
+                "parked_at": "2026-12-03T10:00:00.000Z"})
+        };
+        let reply = typed(json!({"projection": "p", "topic": "p.dlq", "streams": [
             {"stream": "orders/1", "entries": [
-                {"sequence": 7, "kind": "parked", "event_type": "OrderPlaced", "attempts": 3, "error": "boom\nat line 2"},
-                {"sequence": 9, "kind": "held", "event_type": "OrderShipped", "attempts": 0, "error": "held"}
+                entry(7, "parked", "OrderPlaced", 3, "boom\nat line 2"),
+                entry(9, "held", "OrderShipped", 0, "held"),
             ]}
-        ]});
+        ]}));
         let expected = "\
 STREAM    SEQUENCE  KIND    TYPE          ATTEMPTS  ERROR
 orders/1  7         parked  OrderPlaced   3         boom at line 2
 orders/1  9         held    OrderShipped  0         held";
         assert_eq!(entries_text("p", &reply), expected);
-        assert_eq!(entries_text("p", &json!({"streams": []})), "Projection p has no parked events.");
-        let list =
-            json!({"projections": [{"projection": "p", "topic": "p.dlq", "streams": 1, "parked": 1, "held": 1}]});
+        let empty = typed(json!({"projection": "p", "topic": "p.dlq", "streams": []}));
+        assert_eq!(entries_text("p", &empty), "Projection p has no parked events.");
+        let list = typed(
+            json!({"projections": [{"projection": "p", "topic": "p.dlq", "streams": 1, "parked": 1, "held": 1}]}),
+        );
         assert_eq!(
             projections_text(&list),
             "PROJECTION  TOPIC  STREAMS  PARKED  HELD\np           p.dlq  1        1       1"
         );
-        assert_eq!(count(Some(&json!(1)), "entry", "entries"), "1 entry");
-        assert_eq!(count(Some(&json!(2)), "entry", "entries"), "2 entries");
+        assert_eq!(count(1, "entry", "entries"), "1 entry");
+        assert_eq!(count(2, "entry", "entries"), "2 entries");
     }
 }

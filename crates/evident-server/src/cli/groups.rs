@@ -2,10 +2,14 @@
 //! flags of Kafka's `kafka-consumer-groups --reset-offsets` (a plan unless `--execute`).
 
 use clap::{ArgGroup, Args, Subcommand};
-use serde_json::{json, Value};
+use evident_api::groups::{
+    CommitOffsets, DateTimeArg, GroupDescription, GroupList, GroupOffsets, GroupState, OffsetCommit, ResetOffsets,
+    ResetPlan, TopicPartitions,
+};
+use serde_json::json;
 
-use super::client::Client;
-use super::output::{self, cell};
+use super::client::{self, Client};
+use super::output;
 use super::ClientOptions;
 
 /// `evident groups`: the shared options and a group subcommand.
@@ -160,20 +164,21 @@ fn parse_topic_scope(text: &str) -> Result<String, String> {
 
 impl ResetOffsetsArgs {
     /// The body of `POST /v1/groups/{group}/reset-offsets`: every field present, unset ones
-    /// `false` or `null`, as docs/http-api.md shows it.
-    fn body(&self) -> Value {
-        json!({
-            "topics": self.topics,
-            "all_topics": self.all_topics,
-            "to_earliest": self.to_earliest,
-            "to_latest": self.to_latest,
-            "to_current": self.to_current,
-            "to_offset": self.to_offset,
-            "shift_by": self.shift_by,
-            "to_datetime": self.to_datetime,
-            "by_duration": self.by_duration,
-            "execute": self.execute,
-        })
+    /// `false` or `null`, as docs/http-api.md shows it. An offset past `i64::MAX` (Kafka's
+    /// largest) is sent as that: the server clamps it to the log's end anyway.
+    fn body(&self) -> ResetOffsets {
+        ResetOffsets {
+            topics: self.topics.clone(),
+            all_topics: self.all_topics,
+            to_earliest: self.to_earliest,
+            to_latest: self.to_latest,
+            to_current: self.to_current,
+            to_offset: self.to_offset.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+            shift_by: self.shift_by,
+            to_datetime: self.to_datetime.clone().map(DateTimeArg::Text),
+            by_duration: self.by_duration.clone(),
+            execute: self.execute,
+        }
     }
 }
 
@@ -193,8 +198,14 @@ pub fn run(args: GroupsArgs) -> anyhow::Result<()> {
             client.get(client.url(&["v1", "groups", group.get(), "offsets"], &[("topic", topic.clone())])?)?
         }
         GroupsCommand::Commit { group, topic, partition, offset, metadata } => {
-            let body =
-                json!({"offsets": [{"topic": topic, "partition": partition, "offset": offset, "metadata": metadata}]});
+            let body = CommitOffsets {
+                offsets: vec![OffsetCommit {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    offset: *offset,
+                    metadata: metadata.clone(),
+                }],
+            };
             client.post(client.url(&["v1", "groups", group, "offsets"], &[])?, &body)?
         }
         GroupsCommand::ResetOffsets(reset) => {
@@ -205,54 +216,49 @@ pub fn run(args: GroupsArgs) -> anyhow::Result<()> {
         return Ok(output::print_json(&reply)?);
     }
     let text = match &args.command {
-        GroupsCommand::List => list_text(&reply),
-        GroupsCommand::Describe(group) => describe_text(group.get(), &reply),
+        GroupsCommand::List => list_text(&client::decode(&reply, "a group list")?),
+        GroupsCommand::Describe(group) => describe_text(group.get(), &client::decode(&reply, "a group description")?),
         GroupsCommand::Delete(group) => format!("Deleted group {}.", group.get()),
-        GroupsCommand::Offsets { group, .. } => offsets_text(group.get(), &reply),
-        GroupsCommand::Commit { group, .. } => offsets_text(group, &reply),
-        GroupsCommand::ResetOffsets(reset) => reset_text(&reset.group, &reply),
+        GroupsCommand::Offsets { group, .. } => offsets_text(group.get(), &client::decode(&reply, "group offsets")?),
+        GroupsCommand::Commit { group, .. } => offsets_text(group, &client::decode(&reply, "group offsets")?),
+        GroupsCommand::ResetOffsets(reset) => reset_text(&reset.group, &client::decode(&reply, "a reset plan")?),
     };
     Ok(output::print_text(&text)?)
 }
 
-/// The elements of an array field, or none.
-fn array<'a>(value: &'a Value, field: &str) -> &'a [Value] {
-    value.get(field).and_then(Value::as_array).map_or(&[], Vec::as_slice)
+/// A group's state as the server names it.
+fn state_text(state: GroupState) -> &'static str {
+    match state {
+        GroupState::Stable => "Stable",
+        GroupState::Empty => "Empty",
+    }
 }
 
-/// A member count, whether the server gives the members or their number.
-fn member_count(members: Option<&Value>) -> String {
-    match members {
-        Some(Value::Array(members)) => members.len().to_string(),
-        other => cell(other),
-    }
+/// An optional number for a table cell, `-` when absent.
+fn number(n: Option<impl ToString>) -> String {
+    n.map_or_else(|| "-".to_owned(), |n| n.to_string())
 }
 
 /// `groups list` for people.
-fn list_text(reply: &Value) -> String {
-    let groups = array(reply, "groups");
-    if groups.is_empty() {
+fn list_text(reply: &GroupList) -> String {
+    if reply.groups.is_empty() {
         return "No consumer groups.".to_owned();
     }
     let mut table = output::table(&["GROUP", "STATE", "MEMBERS"]);
-    for group in groups {
-        table.add_row(vec![cell(group.get("group")), cell(group.get("state")), member_count(group.get("members"))]);
+    for group in &reply.groups {
+        table.add_row(vec![group.group.clone(), state_text(group.state).to_owned(), group.members.to_string()]);
     }
     output::render_table(&table)
 }
 
 /// `groups describe` for people: a headline, the offsets as `kafka-consumer-groups --describe`
 /// shows them, and the members.
-fn describe_text(group: &str, reply: &Value) -> String {
-    let members = member_count(reply.get("members"));
-    let noun = if members == "1" { "member" } else { "members" };
-    let mut text = format!(
-        "Group {group}: {}, {members} {noun}, total lag {}.",
-        cell(reply.get("state")),
-        cell(reply.get("total_lag"))
-    );
-    let offsets = array(reply, "offsets");
-    if offsets.is_empty() {
+fn describe_text(group: &str, reply: &GroupDescription) -> String {
+    let members = reply.members.len();
+    let noun = if members == 1 { "member" } else { "members" };
+    let mut text =
+        format!("Group {group}: {}, {members} {noun}, total lag {}.", state_text(reply.state), reply.total_lag);
+    if reply.offsets.is_empty() {
         text.push_str("\nNo committed offsets.");
     } else {
         let mut table = output::table(&[
@@ -265,31 +271,29 @@ fn describe_text(group: &str, reply: &Value) -> String {
             "CONSUMER-ID",
             "METADATA",
         ]);
-        for offset in offsets {
+        for offset in &reply.offsets {
             table.add_row(vec![
                 group.to_owned(),
-                cell(offset.get("topic")),
-                cell(offset.get("partition")),
-                // The server names it `committed_offset` here; `offset` is the documented name.
-                cell(offset.get("committed_offset").or_else(|| offset.get("offset"))),
-                cell(offset.get("log_end_offset")),
-                cell(offset.get("lag")),
-                cell(offset.get("member_id")),
-                cell(offset.get("metadata")),
+                offset.topic.clone(),
+                offset.partition.to_string(),
+                number(offset.committed_offset),
+                number(offset.log_end_offset),
+                number(offset.lag),
+                output::or_dash(offset.member_id.as_deref()),
+                output::or_dash(offset.metadata.as_deref()),
             ]);
         }
         text.push_str("\n\n");
         text.push_str(&output::render_table(&table));
     }
-    let members = array(reply, "members");
-    if !members.is_empty() {
+    if !reply.members.is_empty() {
         let mut table = output::table(&["MEMBER-ID", "CLIENT-ID", "HOST", "ASSIGNMENT"]);
-        for member in members {
+        for member in &reply.members {
             table.add_row(vec![
-                cell(member.get("member_id")),
-                cell(member.get("client_id")),
-                cell(member.get("client_host").or_else(|| member.get("host"))),
-                assignment_text(member.get("assignment")),
+                member.member_id.clone(),
+                member.client_id.clone(),
+                member.client_host.clone(),
+                assignment_text(&member.assignment),
             ]);
         }
         text.push_str("\n\n");
@@ -299,64 +303,60 @@ fn describe_text(group: &str, reply: &Value) -> String {
 }
 
 /// A member's assignment as Kafka's `--topic` syntax: `bank:0,1 orders:2`.
-fn assignment_text(assignment: Option<&Value>) -> String {
-    let Some(Value::Array(topics)) = assignment else {
-        return cell(assignment);
-    };
-    if topics.is_empty() {
+fn assignment_text(assignment: &[TopicPartitions]) -> String {
+    if assignment.is_empty() {
         return "-".to_owned();
     }
-    let parts: Vec<String> = topics
+    let parts: Vec<String> = assignment
         .iter()
         .map(|t| {
-            let partitions: Vec<String> = t
-                .get("partitions")
-                .and_then(Value::as_array)
-                .map(|ps| ps.iter().map(|p| cell(Some(p))).collect())
-                .unwrap_or_default();
-            format!("{}:{}", cell(t.get("topic")), partitions.join(","))
+            let partitions: Vec<String> = t.partitions.iter().map(u32::to_string).collect();
+            format!("{}:{}", t.topic, partitions.join(","))
         })
         .collect();
     parts.join(" ")
 }
 
 /// Committed offsets (from `groups offsets` or `groups commit`) for people.
-fn offsets_text(group: &str, reply: &Value) -> String {
-    let offsets = array(reply, "offsets");
-    if offsets.is_empty() {
+fn offsets_text(group: &str, reply: &GroupOffsets) -> String {
+    if reply.offsets.is_empty() {
         return format!("Group {group} has no committed offsets.");
     }
     let mut table = output::table(&["GROUP", "TOPIC", "PARTITION", "OFFSET", "METADATA"]);
-    for offset in offsets {
+    for offset in &reply.offsets {
         table.add_row(vec![
             group.to_owned(),
-            cell(offset.get("topic")),
-            cell(offset.get("partition")),
-            cell(offset.get("offset")),
-            cell(offset.get("metadata")),
+            offset.topic.clone(),
+            offset.partition.to_string(),
+            offset.offset.to_string(),
+            output::or_dash(offset.metadata.as_deref()),
         ]);
     }
     output::render_table(&table)
 }
 
 /// A reset plan or result for people, as Kafka's tool prints it, and whether anything changed.
-fn reset_text(group: &str, reply: &Value) -> String {
-    let offsets = array(reply, "offsets");
-    let executed = reply.get("executed").and_then(Value::as_bool).unwrap_or(false);
+fn reset_text(group: &str, reply: &ResetPlan) -> String {
     let mut table = output::table(&["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "NEW-OFFSET"]);
-    for offset in offsets {
+    for offset in &reply.offsets {
         table.add_row(vec![
             group.to_owned(),
-            cell(offset.get("topic")),
-            cell(offset.get("partition")),
-            cell(offset.get("current_offset")),
-            cell(offset.get("new_offset")),
+            offset.topic.clone(),
+            offset.partition.to_string(),
+            number(offset.current_offset),
+            offset.new_offset.to_string(),
         ]);
     }
-    let mut text =
-        if offsets.is_empty() { "No partitions matched the scope.".to_owned() } else { output::render_table(&table) };
-    if executed {
-        text.push_str(&format!("\n\nCommitted the new offsets of {} partitions for group {group}.", offsets.len()));
+    let mut text = if reply.offsets.is_empty() {
+        "No partitions matched the scope.".to_owned()
+    } else {
+        output::render_table(&table)
+    };
+    if reply.executed {
+        text.push_str(&format!(
+            "\n\nCommitted the new offsets of {} partitions for group {group}.",
+            reply.offsets.len()
+        ));
     } else {
         text.push_str("\n\nDry run: nothing was changed. Run again with --execute to commit these offsets.");
     }
@@ -366,8 +366,18 @@ fn reset_text(group: &str, reply: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use clap::Parser;
+    use serde::de::DeserializeOwned;
+    use serde_json::Value;
 
     use super::*;
+
+    fn typed<T: DeserializeOwned>(reply: Value) -> T {
+        client::decode(&reply, "the reply").expect("decodes")
+    }
+
+    fn body(reset: &ResetOffsetsArgs) -> Value {
+        serde_json::to_value(reset.body()).expect("json")
+    }
 
     /// A stand-in top-level command, to parse `groups` arguments as the binary does.
     #[derive(Debug, Parser)]
@@ -390,22 +400,25 @@ mod tests {
         let plan =
             reset(&["--group", "billing", "--topic", "bank:0,1", "--topic", "orders", "--shift-by", "-5"]).unwrap();
         assert_eq!(
-            plan.body(),
+            body(&plan),
             json!({"topics": ["bank:0,1", "orders"], "all_topics": false, "to_earliest": false, "to_latest": false,
                 "to_current": false, "to_offset": null, "shift_by": -5, "to_datetime": null, "by_duration": null,
                 "execute": false})
         );
         let execute =
             reset(&["-g", "billing", "--all-topics", "--to-datetime", "2026-11-22T10:00:00", "--execute"]).unwrap();
-        let body = execute.body();
-        assert_eq!((body["all_topics"].clone(), body["topics"].clone()), (json!(true), json!([])));
-        assert_eq!((body["to_datetime"].clone(), body["execute"].clone()), (json!("2026-11-22T10:00:00"), json!(true)));
+        let execute = body(&execute);
+        assert_eq!((execute["all_topics"].clone(), execute["topics"].clone()), (json!(true), json!([])));
+        assert_eq!(
+            (execute["to_datetime"].clone(), execute["execute"].clone()),
+            (json!("2026-11-22T10:00:00"), json!(true))
+        );
         let duration = reset(&["--group", "g", "--topic", "t", "--by-duration", "PT1H", "--dry-run"]).unwrap();
         assert_eq!(
-            (duration.body()["by_duration"].clone(), duration.body()["execute"].clone()),
+            (body(&duration)["by_duration"].clone(), body(&duration)["execute"].clone()),
             (json!("PT1H"), json!(false))
         );
-        assert_eq!(reset(&["--group", "g", "--topic", "t", "--to-offset", "42"]).unwrap().body()["to_offset"], 42);
+        assert_eq!(body(&reset(&["--group", "g", "--topic", "t", "--to-offset", "42"]).unwrap())["to_offset"], 42);
     }
 
     #[test]
@@ -433,11 +446,12 @@ mod tests {
 
     #[test]
     fn describe_for_people() {
-        let reply = json!({"group": "billing", "state": "Stable", "total_lag": 3,
+        let reply = typed(json!({"group": "billing", "state": "Stable", "total_lag": 3,
             "members": [{"member_id": "m-1", "client_id": "c", "client_host": "/127.0.0.1",
+                "session_timeout_ms": 45000, "last_heartbeat_ms": 1,
                 "assignment": [{"topic": "bank", "partitions": [0, 1]}]}],
             "offsets": [{"topic": "bank", "partition": 0, "committed_offset": 9, "log_end_offset": 12, "lag": 3,
-                "metadata": null, "member_id": "m-1"}]});
+                "metadata": null, "member_id": "m-1", "commit_time_ms": 1, "log_start_offset": 0}]}));
         assert_eq!(
             describe_text("billing", &reply),
             "Group billing: Stable, 1 member, total lag 3.\n\n\
@@ -452,7 +466,7 @@ mod tests {
     fn reset_plan_for_people() {
         let row = json!({"topic": "bank", "partition": 0, "current_offset": 10, "new_offset": 5,
             "log_start_offset": 0, "log_end_offset": 12});
-        let reply = json!({"group": "billing", "executed": false, "offsets": [row]});
+        let reply = typed(json!({"group": "billing", "executed": false, "offsets": [row]}));
         assert_eq!(
             reset_text("billing", &reply),
             "GROUP    TOPIC  PARTITION  CURRENT-OFFSET  NEW-OFFSET\nbilling  bank   0          10              5\n\n\

@@ -70,6 +70,11 @@ pub fn cell(value: Option<&Value>) -> String {
     }
 }
 
+/// A text field of a typed reply for a table cell: `-` when absent, as [`cell`] shows `null`.
+pub fn or_dash(value: Option<&str>) -> String {
+    value.unwrap_or("-").to_owned()
+}
+
 /// Cuts `text` to at most `chars_max` characters, marking the cut with `…`.
 pub fn truncate(text: &str, chars_max: usize) -> String {
     if text.chars().count() <= chars_max {

@@ -9,7 +9,10 @@ use clap::{ArgGroup, Args};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
-use super::client::Client;
+use evident_api::records::{AllPage, PartitionPage};
+use evident_api::streams::StreamPage;
+
+use super::client::{self, Client};
 use super::output::{self, EventColumns};
 use super::ClientOptions;
 
@@ -201,43 +204,37 @@ impl Source {
         }
     }
 
-    /// Reads the paging facts out of a reply.
+    /// Reads the paging facts out of a reply: the page as `evident-api` defines it, its events
+    /// kept as the server's JSON (printed as they came, extension attributes in order).
     fn page(&self, reply: &Value) -> anyhow::Result<Page> {
-        let (events_field, next_field) = match self {
-            Source::Stream { .. } => ("events", "next_version"),
-            Source::Partition { .. } => ("records", "next_offset"),
-            Source::All => ("events", "next_sequence"),
-        };
-        let events = match reply.get(events_field) {
-            Some(Value::Array(events)) => events.clone(),
-            _ => anyhow::bail!("the server's reply has no `{events_field}` array"),
-        };
-        let mut next = reply.get(next_field).and_then(Value::as_u64);
-        let first = events.first().and_then(|e| e.get(self.position_field())).and_then(Value::as_u64);
-        let remaining_hint = match self {
-            Source::Stream { backward: false, as_of_version, .. } => {
-                let current = reply.get("current_version").and_then(Value::as_u64);
-                let last = match (current, *as_of_version) {
-                    (Some(c), Some(a)) => Some(c.min(a)),
-                    (c, a) => c.or(a),
+        let position = self.position_field();
+        let first_position = |events: &[Value]| events.first().and_then(|e| e.get(position)).and_then(Value::as_u64);
+        match self {
+            Source::Stream { backward, as_of_version, .. } => {
+                let page: StreamPage<Value> = client::decode(reply, "a page of a stream")?;
+                let first = first_position(&page.events);
+                let remaining_hint = if *backward {
+                    first.map(|f| f + 1)
+                } else {
+                    let last = as_of_version.map_or(page.current_version, |a| a.min(page.current_version));
+                    first.map(|first| (last + 1).saturating_sub(first))
                 };
-                last.zip(first).map(|(last, first)| (last + 1).saturating_sub(first))
+                Ok(Page { events: page.events, next: page.next_version, remaining_hint })
             }
-            Source::Stream { backward: true, .. } => first.map(|f| f + 1),
             Source::Partition { .. } => {
-                let high_watermark = reply.get("high_watermark").and_then(Value::as_u64);
+                let page: PartitionPage<Value> = client::decode(reply, "a page of a partition")?;
+                let first = first_position(&page.records);
                 // A partition's cursor may stay defined at its end; at the high watermark there is
                 // nothing more to read now, so the read is complete.
-                if let (Some(n), Some(hw)) = (next, high_watermark) {
-                    if n >= hw {
-                        next = None;
-                    }
-                }
-                high_watermark.zip(first).map(|(hw, first)| hw.saturating_sub(first))
+                let next = page.next_offset.filter(|&n| n < page.high_watermark);
+                let remaining_hint = first.map(|first| page.high_watermark.saturating_sub(first));
+                Ok(Page { events: page.records, next, remaining_hint })
             }
-            Source::All => None,
-        };
-        Ok(Page { events, next, remaining_hint })
+            Source::All => {
+                let page: AllPage<Value> = client::decode(reply, "a page of everything")?;
+                Ok(Page { events: page.events, next: page.next_sequence, remaining_hint: None })
+            }
+        }
     }
 
     /// Checks that the cursor moves past the page just read, so a misbehaving server cannot make
@@ -436,6 +433,12 @@ mod tests {
         Source::Stream { topic: "bank".into(), key: "acc 1".into(), backward, as_of_version: None, as_of_time: None }
     }
 
+    /// A stream page with these events (only their positions matter here).
+    fn stream_reply(current_version: u64, events: Value, next_version: Value) -> Value {
+        json!({"topic": "bank", "key": "acc 1", "partition": 0, "current_version": current_version,
+            "events": events, "next_version": next_version})
+    }
+
     #[test]
     fn stream_pages() {
         let source = stream(false);
@@ -444,12 +447,11 @@ mod tests {
         assert_eq!(query[0], ("from_version", Some("100".into())));
         assert_eq!(query[1], ("limit", Some("50".into())));
         assert_eq!(query[2], ("direction", None));
-        let reply =
-            json!({"current_version": 249, "events": [{"version": 100}, {"version": 149}], "next_version": 150});
+        let reply = stream_reply(249, json!([{"version": 100}, {"version": 149}]), json!(150));
         let page = source.page(&reply).unwrap();
         assert_eq!((page.next, page.remaining_hint), (Some(150), Some(150)));
         source.check_advances(&page).unwrap();
-        let end = source.page(&json!({"current_version": 249, "events": [], "next_version": null})).unwrap();
+        let end = source.page(&stream_reply(249, json!([]), Value::Null)).unwrap();
         assert_eq!(end.next, None);
     }
 
@@ -457,10 +459,10 @@ mod tests {
     fn backward_stream_pages() {
         let source = stream(true);
         assert_eq!(source.request(None, true, 10).1[2], ("direction", Some("backward".into())));
-        let page = source.page(&json!({"events": [{"version": 9}, {"version": 8}], "next_version": 7})).unwrap();
+        let page = source.page(&stream_reply(9, json!([{"version": 9}, {"version": 8}]), json!(7))).unwrap();
         assert_eq!(page.remaining_hint, Some(10));
         source.check_advances(&page).unwrap();
-        let stuck = source.page(&json!({"events": [{"version": 9}, {"version": 8}], "next_version": 9})).unwrap();
+        let stuck = source.page(&stream_reply(9, json!([{"version": 9}, {"version": 8}]), json!(9))).unwrap();
         assert!(source.check_advances(&stuck).is_err());
     }
 
@@ -472,7 +474,8 @@ mod tests {
         assert_eq!(path, ["v1", "topics", "bank", "partitions", "2", "records"]);
         assert_eq!(first_query[1], ("timestamp", Some("2026-01-01T00:00:00Z".into())));
         assert_eq!(source.request(Some(5), false, 10).1[1], ("timestamp", None));
-        let reply = json!({"high_watermark": 12, "records": [{"offset": 10}, {"offset": 11}], "next_offset": 12});
+        let reply = json!({"topic": "bank", "partition": 2, "log_start_offset": 0, "high_watermark": 12,
+            "records": [{"offset": 10}, {"offset": 11}], "next_offset": 12});
         let page = source.page(&reply).unwrap();
         assert_eq!((page.next, page.remaining_hint), (None, Some(2)));
         assert!(source.page(&json!({"events": []})).is_err());
@@ -480,9 +483,10 @@ mod tests {
 
     #[test]
     fn everything_pages() {
-        let page = Source::All.page(&json!({"events": [{"sequence": 3}], "next_sequence": 4})).unwrap();
+        let reply = |next| json!({"events": [{"sequence": 3}], "next_sequence": next, "head_sequence": 9});
+        let page = Source::All.page(&reply(4)).unwrap();
         assert_eq!((page.next, page.remaining_hint), (Some(4), None));
-        let stuck = Source::All.page(&json!({"events": [{"sequence": 3}], "next_sequence": 3})).unwrap();
+        let stuck = Source::All.page(&reply(3)).unwrap();
         assert!(Source::All.check_advances(&stuck).is_err());
     }
 }

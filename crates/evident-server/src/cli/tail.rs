@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Args;
+use evident_api::ErrorCode;
 use serde_json::Value;
 
 use super::client::{ApiError, Client};
@@ -90,7 +91,7 @@ fn end_position(client: &Client, args: &TailArgs) -> anyhow::Result<(&'static st
                     let page: evident_api::streams::StreamPage = serde_json::from_value(reply)?;
                     Ok(("from_version", page.current_version + 1))
                 }
-                Err(e) if e.downcast_ref::<ApiError>().and_then(|a| a.code.as_deref()) == Some("stream_not_found") => {
+                Err(e) if e.downcast_ref::<ApiError>().and_then(|a| a.code) == Some(ErrorCode::StreamNotFound) => {
                     Ok(("from_version", 0))
                 }
                 Err(e) => Err(e),

@@ -1,10 +1,11 @@
 //! `evident topics list|create|describe|delete`: topic administration over `/v1/topics`.
 
 use clap::{Args, Subcommand};
+use evident_api::topics::{CleanupPolicy, CreatedTopic, TopicConfig, TopicDescription, TopicList};
 use serde_json::{json, Map, Value};
 
-use super::client::Client;
-use super::output::{self, cell};
+use super::client::{self, Client};
+use super::output;
 use super::ClientOptions;
 
 /// `evident topics`: the shared options and a topic subcommand.
@@ -71,7 +72,7 @@ pub fn run(args: TopicsArgs) -> anyhow::Result<()> {
             if json {
                 return Ok(output::print_json(&reply)?);
             }
-            let topics = reply.get("topics").and_then(Value::as_array).cloned().unwrap_or_default();
+            let TopicList { topics } = client::decode(&reply, "a topic list")?;
             if topics.is_empty() {
                 return Ok(output::print_text("No topics.")?);
             }
@@ -82,13 +83,13 @@ pub fn run(args: TopicsArgs) -> anyhow::Result<()> {
             let mut table = output::table(&headers);
             for topic in &topics {
                 let mut row = vec![
-                    cell(topic.get("name")),
-                    cell(topic.get("partitions")),
-                    cell(topic.get("created")),
-                    config_summary(topic.get("config")),
+                    topic.name.clone(),
+                    topic.partitions.to_string(),
+                    topic.created.clone(),
+                    config_summary(&topic.config),
                 ];
                 if internal {
-                    row.insert(2, cell(topic.get("internal")));
+                    row.insert(2, topic.internal.to_string());
                 }
                 table.add_row(row);
             }
@@ -100,15 +101,16 @@ pub fn run(args: TopicsArgs) -> anyhow::Result<()> {
             if json {
                 return Ok(output::print_json(&reply)?);
             }
-            for warning in reply.get("warnings").and_then(Value::as_array).into_iter().flatten() {
-                eprintln!("evident: warning: {}", warning.as_str().unwrap_or_default());
+            let created: CreatedTopic = client::decode(&reply, "a created topic")?;
+            for warning in &created.warnings {
+                eprintln!("evident: warning: {warning}");
             }
-            let partitions = reply.get("partitions").and_then(Value::as_u64).unwrap_or(1);
+            let partitions = created.topic.partitions;
             let plural = if partitions == 1 { "" } else { "s" };
             Ok(output::print_text(&format!(
                 "Created topic {} ({partitions} partition{plural}, {}).",
-                cell(reply.get("name")),
-                config_summary(reply.get("config"))
+                created.topic.name,
+                config_summary(&created.topic.config)
             ))?)
         }
         TopicsCommand::Describe { name } => {
@@ -116,7 +118,7 @@ pub fn run(args: TopicsArgs) -> anyhow::Result<()> {
             if json {
                 return Ok(output::print_json(&reply)?);
             }
-            Ok(output::print_text(&describe_text(&reply))?)
+            Ok(output::print_text(&describe_text(&client::decode(&reply, "a topic description")?))?)
         }
         TopicsCommand::Delete { name } => {
             let reply = client.delete(client.url(&["v1", "topics", &name], &[])?)?;
@@ -130,7 +132,9 @@ pub fn run(args: TopicsArgs) -> anyhow::Result<()> {
 }
 
 /// The body of `POST /v1/topics`; `partitions` and `config` are left out when not given, so the
-/// server's defaults apply.
+/// server's defaults apply. Built as JSON rather than as `evident_api::topics::CreateTopic`
+/// because `config` holds only the keys given (a `TopicConfig` would send every key, defaults
+/// included) and passes on keys this build does not know, for a newer server to take.
 fn create_body(name: &str, partitions: Option<u32>, config: Vec<(String, Value)>) -> anyhow::Result<Value> {
     let mut body = Map::new();
     body.insert("name".into(), json!(name));
@@ -183,16 +187,29 @@ fn parse_config_entry(entry: &str) -> Result<(String, Value), String> {
     Ok((key, parsed))
 }
 
-/// A topic's configuration as `key=value` pairs, leaving out the unset (`null`) ones.
-fn config_summary(config: Option<&Value>) -> String {
-    let Some(Value::Object(config)) = config else {
-        return "-".to_owned();
+/// The configuration entries of a reply, in the server's order, each `Some(value)` or `None`
+/// when unset (`null`).
+fn config_entries(config: &TopicConfig) -> [(&'static str, Option<String>); 5] {
+    let cleanup_policy = match config.cleanup_policy {
+        CleanupPolicy::Delete => "delete",
+        CleanupPolicy::Compact => "compact",
     };
-    // The partition count has its own column; unset (`null`) entries mean the default.
-    let set: Vec<String> = config
-        .iter()
-        .filter(|(k, v)| !v.is_null() && k.as_str() != "partitions")
-        .map(|(k, v)| format!("{k}={}", cell(Some(v))))
+    [
+        ("partitions", Some(config.partitions.to_string())),
+        ("retention_ms", config.retention_ms.map(|n| n.to_string())),
+        ("retention_bytes", config.retention_bytes.map(|n| n.to_string())),
+        ("cleanup_policy", Some(cleanup_policy.to_owned())),
+        ("key_partition_guard", Some(config.key_partition_guard.to_string())),
+    ]
+}
+
+/// A topic's configuration as `key=value` pairs, leaving out the unset ones and the partition
+/// count (which has its own column).
+fn config_summary(config: &TopicConfig) -> String {
+    let set: Vec<String> = config_entries(config)
+        .into_iter()
+        .filter(|(k, _)| *k != "partitions")
+        .filter_map(|(k, v)| v.map(|v| format!("{k}={v}")))
         .collect();
     if set.is_empty() {
         "defaults".to_owned()
@@ -202,26 +219,32 @@ fn config_summary(config: Option<&Value>) -> String {
 }
 
 /// `topics describe` for people: the topic's fields, then a table of its partitions.
-fn describe_text(topic: &Value) -> String {
+fn describe_text(description: &TopicDescription) -> String {
+    let topic = &description.topic;
     let mut fields = output::table(&["FIELD", "VALUE"]);
-    for name in ["name", "id", "partitions", "internal", "created", "streams", "records"] {
-        fields.add_row(vec![name.to_owned(), cell(topic.get(name))]);
+    for (name, value) in [
+        ("name", topic.name.clone()),
+        ("id", topic.id.to_string()),
+        ("partitions", topic.partitions.to_string()),
+        ("internal", topic.internal.to_string()),
+        ("created", topic.created.clone()),
+        ("streams", description.streams.to_string()),
+        ("records", description.records.to_string()),
+    ] {
+        fields.add_row(vec![name.to_owned(), value]);
     }
-    if let Some(Value::Object(config)) = topic.get("config") {
-        for (key, value) in config {
-            fields.add_row(vec![format!("config.{key}"), cell(Some(value))]);
-        }
+    for (key, value) in config_entries(&topic.config) {
+        fields.add_row(vec![format!("config.{key}"), value.unwrap_or_else(|| "-".to_owned())]);
     }
     let mut text = output::render_table(&fields);
-    let partitions = topic.get("partition_offsets").and_then(Value::as_array);
-    if let Some(partitions) = partitions.filter(|p| !p.is_empty()) {
+    if !description.partition_offsets.is_empty() {
         let mut table = output::table(&["PARTITION", "LOG-START-OFFSET", "HIGH-WATERMARK", "SIZE-BYTES"]);
-        for p in partitions {
+        for p in &description.partition_offsets {
             table.add_row(vec![
-                cell(p.get("partition")),
-                cell(p.get("log_start_offset")),
-                cell(p.get("high_watermark")),
-                cell(p.get("size_bytes")),
+                p.partition.to_string(),
+                p.log_start_offset.to_string(),
+                p.high_watermark.to_string(),
+                p.size_bytes.to_string(),
             ]);
         }
         text.push_str("\n\n");
@@ -266,11 +289,21 @@ mod tests {
 
     #[test]
     fn config_summaries() {
-        assert_eq!(
-            config_summary(Some(&json!({"retention_ms": null, "cleanup_policy": "delete"}))),
-            "cleanup_policy=delete"
-        );
-        assert_eq!(config_summary(Some(&json!({"retention_ms": null}))), "defaults");
-        assert_eq!(config_summary(None), "-");
+        assert_eq!(config_summary(&TopicConfig::default()), "cleanup_policy=delete,key_partition_guard=true");
+        let config =
+            TopicConfig { retention_ms: Some(5), cleanup_policy: CleanupPolicy::Compact, ..TopicConfig::default() };
+        assert_eq!(config_summary(&config), "retention_ms=5,cleanup_policy=compact,key_partition_guard=true");
+        let description: TopicDescription = client::decode(
+            &json!({"name": "bank", "id": 3, "partitions": 1, "internal": false, "created": "2026-12-03T10:00:00.000Z",
+                "config": {"partitions": 1, "retention_ms": null, "retention_bytes": null, "cleanup_policy": "delete",
+                    "key_partition_guard": true},
+                "streams": 2, "records": 5, "size_bytes": 300,
+                "partition_offsets": [{"partition": 0, "log_start_offset": 0, "high_watermark": 5, "size_bytes": 300}]}),
+            "a topic description",
+        )
+        .expect("decodes");
+        let text = describe_text(&description);
+        assert!(text.contains("\nconfig.retention_ms         -\n"), "{text}");
+        assert!(text.ends_with("0          0                 5               300"), "{text}");
     }
 }

@@ -23,7 +23,7 @@ pub mod sink;
 pub mod sql;
 
 pub use dead_letter::DeadLetters;
-pub use runner::{CatchUp, HandlerRetry, ProjectionRunner, RunnerOptions};
+pub use runner::{CatchUp, ProjectionRunner, RunnerOptions};
 pub use sink::Sink;
 pub use sql::{Dialect, Param, Row, SqlError, SqlValue, ToParam, Tx};
 

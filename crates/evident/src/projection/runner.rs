@@ -55,50 +55,26 @@ mod journal;
 mod rebuild;
 use crate::backend::{Backend, TopicSpec};
 use crate::event::RecordedEvent;
-use crate::{Error, Result};
+use crate::{Error, Result, RetryPolicy};
 pub use async_api::ProjectionRunner;
 
 /// Suffix of the tables a rebuild fills before they are swapped in.
 const REBUILD_SUFFIX: &str = "__rebuild";
-
-/// How failing handlers are retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HandlerRetry {
-    /// Attempts in all before the event is parked; at least 1.
-    pub max_attempts: u32,
-    /// Wait before the second attempt; doubles after each.
-    pub initial_backoff: Duration,
-    /// Longest wait.
-    pub max_backoff: Duration,
-}
-
-impl Default for HandlerRetry {
-    fn default() -> Self {
-        Self { max_attempts: 3, initial_backoff: Duration::from_millis(50), max_backoff: Duration::from_secs(2) }
-    }
-}
-
-impl HandlerRetry {
-    fn backoff(&self, failed_attempts: u32) -> Duration {
-        let exp = self.initial_backoff.saturating_mul(1u32 << failed_attempts.saturating_sub(1).min(20));
-        exp.min(self.max_backoff)
-    }
-}
 
 /// How a runner works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunnerOptions {
     /// Events read and applied per transaction.
     pub batch_size: usize,
-    /// Retries of a failing handler.
-    pub retry: HandlerRetry,
+    /// Retries of a failing handler (default [`RetryPolicy::handler`]).
+    pub retry: RetryPolicy,
     /// How long a live runner waits for new events before checking whether it should stop.
     pub idle_wait: Duration,
 }
 
 impl Default for RunnerOptions {
     fn default() -> Self {
-        Self { batch_size: 1000, retry: HandlerRetry::default(), idle_wait: Duration::from_millis(200) }
+        Self { batch_size: 1000, retry: RetryPolicy::handler(), idle_wait: Duration::from_millis(200) }
     }
 }
 
