@@ -28,6 +28,7 @@
 use std::collections::BTreeMap;
 
 use crate::envelope::EventData;
+use crate::{Offset, Sequence};
 
 /// Suffix of a projection's dead-letter topic.
 pub const TOPIC_SUFFIX: &str = ".dlq";
@@ -187,7 +188,7 @@ pub struct Entry {
     /// The original stream.
     pub stream: String,
     /// The original event's commit sequence.
-    pub sequence: u64,
+    pub sequence: Sequence,
     /// `parked` or `held`.
     pub kind: Kind,
     /// Original topic.
@@ -195,7 +196,7 @@ pub struct Entry {
     /// Original partition.
     pub partition: Option<u32>,
     /// Original offset.
-    pub offset: Option<u64>,
+    pub offset: Option<Offset>,
     /// Original type.
     pub event_type: Option<String>,
     /// Original id.
@@ -219,11 +220,11 @@ pub fn fold(records: impl IntoIterator<Item = DlqRecord>) -> BTreeMap<String, Ve
                     seq,
                     Entry {
                         stream: r.stream,
-                        sequence: seq,
+                        sequence: Sequence(seq),
                         kind: r.kind,
                         topic: r.topic,
                         partition: r.partition,
-                        offset: r.offset,
+                        offset: r.offset.map(Offset),
                         event_type: r.event_type,
                         event_id: r.event_id,
                         error: r.error,
@@ -285,7 +286,7 @@ mod tests {
         ]);
         assert_eq!(folded.len(), 1);
         let a = &folded["orders/a"];
-        assert_eq!(a.iter().map(|e| e.sequence).collect::<Vec<_>>(), vec![5, 9]);
+        assert_eq!(a.iter().map(|e| e.sequence.0).collect::<Vec<_>>(), vec![5, 9]);
         assert_eq!(a[0].error.as_deref(), Some("again"));
         assert_eq!(a[0].attempts, 3 + 4, "attempts add up across retries");
         assert_eq!(a[1].kind, Kind::Held);

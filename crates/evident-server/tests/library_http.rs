@@ -125,12 +125,12 @@ fn conflicts_unknown_topics_and_refusals_map_to_the_library_errors() {
     .expect("append");
     match evident::blocking::wait(b.append("bank", "k", exact(5), &[json_event("c", "C", "3")])) {
         Err(Error::WrongExpectedVersion { stream, expected, current }) => {
-            assert_eq!((stream.as_str(), expected, current), ("bank/k", exact(5), Some(1)));
+            assert_eq!((stream.as_str(), expected, current), ("bank/k", exact(5), Some(Version(1))));
         }
         other => panic!("expected a version conflict, got {other:?}"),
     }
     match evident::blocking::wait(b.append("bank", "k", ExpectedVersion::NoStream, &[json_event("c", "C", "3")])) {
-        Err(Error::WrongExpectedVersion { current: Some(1), .. }) => {}
+        Err(Error::WrongExpectedVersion { current: Some(Version(1)), .. }) => {}
         other => panic!("expected a version conflict, got {other:?}"),
     }
     match evident::blocking::wait(b.append("bank", "new", ExpectedVersion::StreamExists, &[json_event("c", "C", "3")]))

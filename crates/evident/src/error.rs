@@ -3,7 +3,7 @@
 //! fix the request (`Rejected`), fix the data or the code (`Decode`, `Encode`), or give up on the
 //! command (`Domain`).
 
-use evident_core::ExpectedVersion;
+use evident_core::{ExpectedVersion, Version};
 
 /// What went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -17,7 +17,7 @@ pub enum Error {
         /// What the append expected.
         expected: ExpectedVersion,
         /// The stream's last version (None: no event).
-        current: Option<u64>,
+        current: Option<Version>,
     },
     /// The topic does not exist.
     #[error("unknown topic {0}")]
@@ -62,7 +62,7 @@ pub enum Error {
     Sink(String),
 }
 
-fn display_version(v: Option<u64>) -> String {
+fn display_version(v: Option<Version>) -> String {
     v.map_or_else(|| "no_stream".to_string(), |v| v.to_string())
 }
 

@@ -197,7 +197,7 @@ impl Backend for Hooked {
 /// Refuses every append as if another writer had always just moved the stream.
 fn always_conflicts() -> Hook {
     Box::new(|_, key, expected, _| {
-        Some(Err(Error::WrongExpectedVersion { stream: format!("{ACCOUNTS}/{key}"), expected, current: Some(99) }))
+        Some(Err(Error::WrongExpectedVersion { stream: format!("{ACCOUNTS}/{key}"), expected, current: Some(Version(99)) }))
     })
 }
 

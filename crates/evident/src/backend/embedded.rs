@@ -65,7 +65,7 @@ pub(crate) fn from_log(e: evident_log::Error) -> Error {
     use evident_log::Error as L;
     match e {
         L::WrongExpectedVersion { topic, key, expected, actual } => {
-            Error::WrongExpectedVersion { stream: format!("{topic}/{key}"), expected, current: actual.map(|v| v.0) }
+            Error::WrongExpectedVersion { stream: format!("{topic}/{key}"), expected, current: actual }
         }
         L::UnknownTopic(t) => Error::UnknownTopic(t),
         // The store failed, is damaged, held by another process or closing: the same call may

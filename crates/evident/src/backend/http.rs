@@ -297,7 +297,7 @@ fn library_error(code: ErrorCode, detail: ErrorDetail, on: On<'_>, what: &str, s
             On::Append { topic, key, expected } => Error::WrongExpectedVersion {
                 stream: format!("{topic}/{key}"),
                 expected,
-                current: detail.current_version.flatten(),
+                current: detail.current_version.flatten().map(Version),
             },
             // Only appends are answered with it.
             On::Store | On::Topic(_) => Error::Rejected(message),
@@ -1029,7 +1029,7 @@ mod tests {
                     assert_eq!(code, ErrorCode::WrongExpectedVersion);
                     assert_eq!(
                         (stream.as_str(), *expected, *current),
-                        ("t/k", ExpectedVersion::Exact(Version(3)), Some(4))
+                        ("t/k", ExpectedVersion::Exact(Version(3)), Some(Version(4)))
                     );
                 }
                 (Error::UnknownTopic(topic), 404) => assert_eq!((code, topic.as_str()), (ErrorCode::UnknownTopic, "t")),

@@ -145,7 +145,7 @@ impl DeadLetters {
             .get(stream)
             .and_then(|entries| entries.first())
             .ok_or_else(|| Error::Rejected(format!("stream {stream} has no parked event in {}", self.topic)))?;
-        let sequence = Sequence(head.sequence);
+        let sequence = head.sequence;
         self.send(stream, request(Kind::Skip, Some(sequence))).await?;
         Ok(sequence)
     }

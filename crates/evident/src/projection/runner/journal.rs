@@ -43,10 +43,11 @@ impl<P: Projection> Core<P> {
         }
         let mut seen = HashSet::new();
         for entry in listed.values().flatten() {
-            seen.insert(entry.sequence);
-            if !held.contains_key(&entry.sequence) {
-                tracing::info!(projection = %self.name, stream = %entry.stream, sequence = entry.sequence, "dead-letter entry no longer held: resolved in the journal");
-                self.journal(&entry.stream, dead_letter::resolved(&self.name, entry.sequence, "applied"))?;
+            let sequence = entry.sequence.0;
+            seen.insert(sequence);
+            if !held.contains_key(&sequence) {
+                tracing::info!(projection = %self.name, stream = %entry.stream, sequence, "dead-letter entry no longer held: resolved in the journal");
+                self.journal(&entry.stream, dead_letter::resolved(&self.name, sequence, "applied"))?;
             }
         }
         for (seq, (stream, kind)) in held {
