@@ -706,14 +706,14 @@ fn bad_sql_is_retried_then_parked(env: Env) {
     let list = runner.dead_letters().list().expect("list");
     assert_eq!(list.keys().collect::<Vec<_>>(), vec![&bad_stream], "only the bad event's stream is parked");
     let entries = &list[&bad_stream];
-    assert_eq!(entries[0].sequence, bad);
+    assert_eq!(entries[0].sequence.0, bad);
     assert_eq!(entries[0].kind, Kind::Parked);
     assert_eq!(entries[0].attempts, 3);
     let error = entries[0].error.as_deref().unwrap_or_default();
     assert!(error.contains("no_such_column"), "the database's error is kept: {error:?}");
     assert!(entries[1..].iter().all(|e| e.kind == Kind::Held), "later events of the stream are held");
     assert_eq!(result.parked, entries.len() as u64);
-    let held: BTreeSet<u64> = entries.iter().map(|e| e.sequence).collect();
+    let held: BTreeSet<u64> = entries.iter().map(|e| e.sequence.0).collect();
     assert_eq!(env.model(""), env.fold(&Subscription::topic(ACCOUNTS), &held), "other streams proceed");
     assert_eq!(
         parked_rows(&mut env.db.sink(), "bank").iter().map(|r| r.0).collect::<BTreeSet<_>>(),
@@ -765,7 +765,7 @@ fn poison_event_is_parked_and_its_stream_held(env: Env) {
     let list = dl.list().expect("list");
     assert_eq!(list.len(), 1, "only stream a: {list:?}");
     let entries = &list[&sa];
-    assert_eq!(entries.iter().map(|e| e.sequence).collect::<Vec<_>>(), a[2..].to_vec());
+    assert_eq!(entries.iter().map(|e| e.sequence.0).collect::<Vec<_>>(), a[2..].to_vec());
     assert_eq!(entries.iter().map(|e| e.kind).collect::<Vec<_>>(), vec![Kind::Parked, Kind::Held, Kind::Held]);
     assert_eq!(entries[0].attempts, 3);
     assert!(entries[0].error.as_deref().unwrap_or_default().contains("cannot be processed yet"));
@@ -806,7 +806,7 @@ fn poison_event_is_parked_and_its_stream_held(env: Env) {
     env.settle(&mut runner);
     assert_eq!(knobs.failing_calls.load(Ordering::SeqCst), 6, "the retry tried max_attempts times again");
     let list = dl.list().expect("list");
-    assert_eq!(list[&sa].iter().map(|e| e.sequence).collect::<Vec<_>>(), a[2..].to_vec());
+    assert_eq!(list[&sa].iter().map(|e| e.sequence.0).collect::<Vec<_>>(), a[2..].to_vec());
     assert_eq!(list[&sa][0].kind, Kind::Parked);
     assert_eq!(list[&sa][0].attempts, 6, "attempts add up across the failed retry");
     assert_eq!(env.model(""), env.fold(&sub, &waiting));
@@ -875,7 +875,7 @@ fn skip_drops_the_poison_event(env: Env) {
     runner.catch_up().expect("catch up");
     let dl = runner.dead_letters();
     let list = dl.list().expect("list");
-    assert_eq!(list[&sa].iter().map(|e| e.sequence).collect::<Vec<_>>(), vec![poison, a[1], a[2]]);
+    assert_eq!(list[&sa].iter().map(|e| e.sequence.0).collect::<Vec<_>>(), vec![poison, a[1], a[2]]);
     let calls = knobs.failing_calls.load(Ordering::SeqCst);
     assert_eq!(calls, 3);
 
@@ -935,7 +935,7 @@ fn rebuild_after_the_fix_leaves_no_dead_letters(env: Env) {
     let mut runner = env.runner(Bank::accounts(knobs.clone()), 2);
     env.settle(&mut runner);
     let dl = runner.dead_letters();
-    assert_eq!(dl.list().expect("list")[&sa][0].sequence, poison);
+    assert_eq!(dl.list().expect("list")[&sa][0].sequence.0, poison);
     drop(runner);
     // Fix the handler, and rebuild instead of retrying: every event now applies.
     knobs.fixed.store(true, Ordering::SeqCst);
@@ -973,7 +973,7 @@ fn rebuild_that_parks_again_lists_the_entry(env: Env) {
     let parked: Vec<u64> = parked_rows(&mut env.db.sink(), "bank").iter().map(|r| r.0).collect();
     assert_eq!(parked, a[1..].to_vec(), "the rebuild parked the poison event and held the rest");
     let list = dl.list().expect("list");
-    let listed: Vec<u64> = list.get(&sa).map(|v| v.iter().map(|e| e.sequence).collect()).unwrap_or_default();
+    let listed: Vec<u64> = list.get(&sa).map(|v| v.iter().map(|e| e.sequence.0).collect()).unwrap_or_default();
     assert_eq!(listed, parked, "the list shows what the runner holds (poison {poison})");
     // Fixed again, a retry applies them and empties the list (its resolutions land too).
     knobs.fixed.store(true, Ordering::SeqCst);
@@ -1119,7 +1119,7 @@ fn poison_in_a_batch(env: Env, poison_type: &str, name_failures: bool) {
     let list = runner.dead_letters().list().expect("list");
     let entries = &list[&sa];
     assert_eq!(
-        entries.iter().map(|e| (e.sequence, e.kind)).collect::<Vec<_>>(),
+        entries.iter().map(|e| (e.sequence.0, e.kind)).collect::<Vec<_>>(),
         vec![(poison, Kind::Parked), (held, Kind::Held)]
     );
     assert_eq!(entries[0].attempts, 3);

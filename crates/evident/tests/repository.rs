@@ -197,7 +197,11 @@ impl Backend for Hooked {
 /// Refuses every append as if another writer had always just moved the stream.
 fn always_conflicts() -> Hook {
     Box::new(|_, key, expected, _| {
-        Some(Err(Error::WrongExpectedVersion { stream: format!("{ACCOUNTS}/{key}"), expected, current: Some(Version(99)) }))
+        Some(Err(Error::WrongExpectedVersion {
+            stream: format!("{ACCOUNTS}/{key}"),
+            expected,
+            current: Some(Version(99)),
+        }))
     })
 }
 
@@ -356,7 +360,7 @@ fn without_retries_a_lost_race_is_the_wrong_expected_version() {
     let hooked = Hooked::new(inner.clone(), concurrent_writer(vec![Ev::Deposited { amount: 7 }], false));
     let repo = Repository::<Account>::new(hooked.clone()).with_retry(RetryPolicy::none());
     match repo.execute("a1", &deposit(5)) {
-        Err(CommandError::Store(Error::WrongExpectedVersion { stream, current: Some(1), .. })) => {
+        Err(CommandError::Store(Error::WrongExpectedVersion { stream, current: Some(Version(1)), .. })) => {
             assert_eq!(stream, "accounts/a1")
         }
         other => panic!("expected WrongExpectedVersion, got {other:?}"),

@@ -166,11 +166,11 @@ fn entry_wire(e: &Entry) -> Result<DeadLetterEntry, ApiError> {
         }
     };
     Ok(DeadLetterEntry {
-        sequence: e.sequence,
+        sequence: e.sequence.0,
         kind,
         topic: e.topic.clone(),
         partition: e.partition,
-        offset: e.offset,
+        offset: e.offset.map(|o| o.0),
         event_type: e.event_type.clone(),
         event_id: e.event_id.clone(),
         error: e.error.clone(),
@@ -364,7 +364,7 @@ pub(super) async fn skip(
         .blocking(move || {
             let folded = fold_projection(&log, &p, &t)?;
             let head = folded.get(&stream).and_then(|entries| entries.first()).ok_or_else(|| nothing_parked(&p, &stream))?;
-            let head = head.sequence;
+            let head = head.sequence.0;
             if let Some(wanted) = wanted.filter(|&w| w != head) {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
@@ -437,7 +437,7 @@ mod tests {
         let folded = fold_topic(&log, "p.dlq").expect("fold").expect("exists");
         assert_eq!(folded.len(), 3);
         assert_eq!(folded.values().map(Vec::len).sum::<usize>(), PAGE + 4);
-        assert!(folded["orders/1"].iter().all(|e| e.sequence != 4));
+        assert!(folded["orders/1"].iter().all(|e| e.sequence.0 != 4));
         assert_eq!(folded["orders/0"][0].attempts, 3);
         assert_eq!(folded["orders/0"][0].event_type.as_deref(), Some("OrderPlaced"));
     }
