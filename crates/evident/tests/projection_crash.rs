@@ -138,7 +138,7 @@ impl Projection for Applied {
             &params,
             "ON CONFLICT (sequence) DO UPDATE SET n = {applied}.n + 1",
         )?;
-        let lines: String = events.iter().map(|e| format!("{}\n", e.sequence)).collect();
+        let lines: String = events.iter().map(|e| line(e.sequence.0)).collect();
         self.lines.write_all(lines.as_bytes())?;
         Ok(())
     }
