@@ -139,7 +139,7 @@ pub struct AppendBatch {
 }
 
 /// The body of an append: a batch, or a single event.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum AppendRequest {
@@ -147,6 +147,26 @@ pub enum AppendRequest {
     Batch(AppendBatch),
     /// One event (boxed: it is far larger than a batch's vector).
     Event(Box<AppendEvent>),
+}
+
+/// By hand rather than `untagged`: an untagged enum buffers its input, and a buffered value
+/// cannot become the `RawValue` an event's `data` is kept as (its bytes go out as they came).
+/// So the body is taken raw once, probed for an `events` key, and parsed as that form.
+impl<'de> Deserialize<'de> for AppendRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, IgnoredAny};
+        #[derive(Deserialize)]
+        struct Probe {
+            events: Option<IgnoredAny>,
+        }
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        let probe: Probe = serde_json::from_str(raw.get()).map_err(D::Error::custom)?;
+        if probe.events.is_some() {
+            serde_json::from_str(raw.get()).map(AppendRequest::Batch).map_err(D::Error::custom)
+        } else {
+            serde_json::from_str(raw.get()).map(|e| AppendRequest::Event(Box::new(e))).map_err(D::Error::custom)
+        }
+    }
 }
 
 /// Where an appended event was stored.
