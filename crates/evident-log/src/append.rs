@@ -63,6 +63,12 @@ impl PendingAppend {
     /// Where the append landed. Not yet durable: a caller may wait for these positions to
     /// become visible (the commit sequence passing the last one) by its own means, but reports
     /// them only after [`PendingAppend::wait`] returns.
+    ///
+    /// The commit round that makes it durable starts when the append is waited for, awaited,
+    /// given [`PendingAppend::commit_if_idle`] or dropped, when [`Log::wait_for_sequence`] or
+    /// [`Log::wait_for_offset`] waits, or with any later append's round: queuing alone wakes
+    /// no thread (see the module `log`), so a caller that holds the value and watches only
+    /// the commit hook must do one of these.
     pub fn outcome(&self) -> &AppendOutcome {
         &self.outcome
     }
@@ -73,12 +79,27 @@ impl PendingAppend {
         self.durability.wait()?;
         Ok(self.outcome)
     }
+
+    /// Runs the commit round that makes this append durable on the calling thread, if the
+    /// log is idle (policy `always`, no round in flight); otherwise hands it to the commit
+    /// thread and returns at once. Then await (or [`PendingAppend::wait`]) as usual.
+    ///
+    /// For an async server that would rather block one worker for one write and
+    /// `fdatasync` than pay the two thread wake-ups of the commit thread's hand-off: on an
+    /// idle log that is most of an append's CPU. At most one thread leads a round at a time,
+    /// so at most one worker is ever blocked this way; under load appends find a round in
+    /// flight and do not block. [`PendingAppend::wait`] does this by itself; awaiting alone
+    /// never blocks.
+    pub fn commit_if_idle(&mut self) {
+        self.durability.commit_if_idle();
+    }
 }
 
 /// Awaiting a [`PendingAppend`] is [`PendingAppend::wait`] without blocking a thread: the
-/// commit thread wakes the task when the sync covering the append returns (or the log is
-/// poisoned), so an async server waits for durability with no thread hand-off in between.
-/// The future needs no particular runtime.
+/// round that covers the append (the commit thread's, or another appender's) wakes the task
+/// when its sync returns (or the log is poisoned), so an async server waits for durability
+/// with no thread hand-off in between. The future needs no particular runtime. See
+/// [`PendingAppend::commit_if_idle`] for running the round on the caller's thread instead.
 impl std::future::IntoFuture for PendingAppend {
     type Output = Result<AppendOutcome>;
     type IntoFuture = Acknowledgement;

@@ -666,6 +666,12 @@ impl Log {
             if now >= deadline {
                 return Ok(false);
             }
+            if !st.pending.is_empty() {
+                // Queued frames whose appenders have not waited yet (a deferred append held
+                // while its caller waits here, by its own means): what this waits for may be
+                // among them, so their round must not wait for their appenders.
+                self.inner.hand_off();
+            }
             st = self.inner.progress.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
         }
     }

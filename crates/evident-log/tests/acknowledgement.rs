@@ -2,6 +2,9 @@
 //! uses so that no thread waits per append) is acknowledged exactly as `PendingAppend::wait`
 //! is: only after the sync that covers it returns, woken by the commit thread itself, and with
 //! the error when that sync fails. The commit hook sees every commit round's visible sequence.
+//! And who runs a round: an appender that waits on an idle log runs it on its own thread;
+//! an append arriving while that round is in flight waits for it and goes in the next round;
+//! an append whose caller drops it unwaited is still committed.
 //!
 //! Method: the log runs on `SimStorage` behind a wrapper whose `sync_data` can be held shut,
 //! so the test decides when the commit round's sync returns; the future is polled by hand with
@@ -34,6 +37,8 @@ struct SyncGate {
     opened: Condvar,
     /// Syncs that returned.
     done: AtomicU64,
+    /// The name of the thread of each sync, in order.
+    syncers: Mutex<Vec<String>>,
 }
 
 #[derive(Clone)]
@@ -68,6 +73,8 @@ impl StorageFile for HeldFile {
         self.inner.set_len(len)
     }
     fn sync_data(&self) -> io::Result<()> {
+        let name = std::thread::current().name().unwrap_or("unnamed").to_string();
+        self.gate.syncers.lock().expect("syncers").push(name);
         let mut held = self.gate.held.lock().expect("gate");
         while *held {
             held = self.gate.opened.wait(held).expect("gate");
@@ -218,4 +225,85 @@ fn an_awaited_append_fails_when_its_sync_fails() {
     assert!(*seen.lock().expect("seen") >= 1, "the hook was not told of the poisoned round");
     assert!(log.poisoned().is_some());
     log.halt();
+}
+
+/// The names of the threads that synced, from the `from`-th sync on.
+fn syncers(storage: &HeldSyncs, from: usize) -> Vec<String> {
+    storage.gate.syncers.lock().expect("syncers")[from..].to_vec()
+}
+
+/// Waits (bounded) until `n` syncs have started since `from`.
+fn wait_for_syncs(storage: &HeldSyncs, from: usize, n: usize) {
+    let deadline = Instant::now() + PATIENCE;
+    while syncers(storage, from).len() < n {
+        assert!(Instant::now() < deadline, "no sync started: {:?}", syncers(storage, from));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn an_append_waited_on_an_idle_log_is_committed_on_its_own_thread_and_one_arriving_meanwhile_waits_for_that_round() {
+    let storage = HeldSyncs { sim: SimStorage::new(), gate: Arc::default() };
+    let log = Arc::new(open(Arc::new(storage.clone())));
+    let from = storage.gate.syncers.lock().expect("syncers").len();
+
+    // The first append finds no round in flight and leads one; its sync is held.
+    storage.hold(true);
+    let first = {
+        let log = log.clone();
+        std::thread::Builder::new()
+            .name("leader".into())
+            .spawn(move || log.append_events("t", b"a", ExpectedVersion::NoStream, &[event("a1")]))
+            .expect("spawn")
+    };
+    wait_for_syncs(&storage, from, 1);
+    assert_eq!(syncers(&storage, from), ["leader"], "the idle log's round ran elsewhere");
+
+    // A second append arrives while that round is in flight: it queues and is handed to the
+    // commit thread, which must wait for the leader's round before writing its own.
+    let second = {
+        let log = log.clone();
+        std::thread::Builder::new()
+            .name("follower".into())
+            .spawn(move || log.append_events("t", b"b", ExpectedVersion::NoStream, &[event("b1")]))
+            .expect("spawn")
+    };
+    let deadline = Instant::now() + PATIENCE;
+    while log.stats().appends < 2 {
+        assert!(Instant::now() < deadline, "the second append was never queued");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(syncers(&storage, from).len(), 1, "a second round started beside the one in flight");
+
+    storage.hold(false);
+    let first = first.join().expect("leader thread").expect("first append");
+    let second = second.join().expect("follower thread").expect("second append");
+    assert_eq!((first.records[0].sequence, second.records[0].sequence), (0, 1));
+    let rounds = syncers(&storage, from);
+    // The second round is the commit thread's when the follower was already waiting as the
+    // first ended (nearly always), the follower's own if it came to wait just after.
+    assert!(
+        rounds.len() == 2 && rounds[0] == "leader" && ["evident-commit", "follower"].contains(&rounds[1].as_str()),
+        "who synced the two rounds: {rounds:?}"
+    );
+    Arc::into_inner(log).expect("one owner").close().expect("close");
+}
+
+#[test]
+fn a_pending_append_dropped_unwaited_is_still_committed() {
+    let storage = HeldSyncs { sim: SimStorage::new(), gate: Arc::default() };
+    let log = open(Arc::new(storage.clone()));
+    let from = storage.gate.syncers.lock().expect("syncers").len();
+    let pending = log.append_events_deferred("t", b"k", ExpectedVersion::NoStream, &[event("e1")]).expect("append");
+    let sequence = pending.outcome().records[0].sequence;
+    drop(pending);
+    // Not `wait_for_sequence`, which starts the round itself: the drop must have.
+    let deadline = Instant::now() + PATIENCE;
+    while syncers(&storage, from).is_empty() {
+        assert!(Instant::now() < deadline, "the dropped append was never committed");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(log.wait_for_sequence(sequence, PATIENCE).expect("wait"));
+    assert_eq!(log.read_stream("t", b"k", &Default::default()).expect("read").events.len(), 1);
+    log.close().expect("close");
 }

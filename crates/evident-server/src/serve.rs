@@ -10,6 +10,7 @@ mod config;
 mod connections;
 mod notifier;
 mod requests;
+mod workers;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -67,6 +68,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let clock: Arc<dyn evident_log::clock::Clock> = Arc::new(SystemClock);
     let groups = Arc::new(GroupStore::open(log.clone(), clock.clone()).context("cannot load consumer groups")?);
 
+    let threads = Arc::new(workers::ConnectionThreads::start(config.http_threads)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("evident-http")
@@ -110,6 +112,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     println!("evident: HTTP API listening on http://{http_addr}");
     println!("evident: Kafka protocol listening on {kafka_addr}");
 
+    let accept_threads = threads.clone();
     let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener).context("registering the HTTP socket")?;
         let kafka_listener =
@@ -119,7 +122,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let app =
             http::router(state).layer(axum::middleware::from_fn(move |req, next| requests::guard(limits, req, next)));
         let (signal_tx, signal_rx) = watch::channel(false);
-        let server = tokio::spawn(connections::serve(listener, app, limits, metrics, signal_rx));
+        let server = tokio::spawn(connections::serve(listener, app, limits, metrics, accept_threads, signal_rx));
         signals.wait().await;
         println!("evident: shutting down");
         // Live subscriptions never end on their own: tell them first, then stop accepting and
@@ -136,6 +139,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Appends still running in blocking threads (after a shutdown timeout) complete or fail
     // against the closed log; nothing is acknowledged without its sync either way.
     runtime.shutdown_timeout(Duration::from_secs(1));
+    // The connection threads end once the accept loop's handle is gone; the log closes after.
+    drop(threads);
     notifier.stop();
     let closed = log.close().context("closing the log");
     served?;

@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// Most simultaneous live subscriptions (GET /v1/subscribe); more get 503 [default: 256]
     #[arg(long, env = "EVIDENT_HTTP_SUBSCRIPTIONS_MAX", value_name = "N")]
     pub http_subscriptions_max: Option<usize>,
+    /// Threads serving HTTP connections, each connection on one of them for its life
+    /// [default: the number of CPUs]
+    #[arg(long, env = "EVIDENT_HTTP_THREADS", value_name = "N")]
+    pub http_threads: Option<usize>,
     /// Most simultaneous Kafka connections; more are closed on accept [default: 1024]
     #[arg(long, env = "EVIDENT_KAFKA_CONNECTIONS_MAX", value_name = "N")]
     pub kafka_connections_max: Option<usize>,
@@ -103,6 +107,7 @@ struct FileConfig {
     http_body_timeout_ms: Option<u64>,
     http_request_timeout_ms: Option<u64>,
     http_subscriptions_max: Option<usize>,
+    http_threads: Option<usize>,
     kafka_connections_max: Option<usize>,
     kafka_idle_timeout_ms: Option<u64>,
     kafka_request_max_bytes: Option<usize>,
@@ -124,6 +129,8 @@ pub struct ServeConfig {
     pub http_body_max_bytes: usize,
     /// The HTTP listener's limits on connections, slow clients and subscriptions.
     pub http_limits: HttpLimits,
+    /// Threads serving HTTP connections (see `serve/workers.rs`).
+    pub http_threads: usize,
     /// Graceful-shutdown budget.
     pub shutdown_timeout_ms: u64,
     /// The file read, if any.
@@ -254,9 +261,14 @@ impl ServeConfig {
                 None => defaults.subscriptions_max,
             },
         };
+        let http_threads = match args.http_threads.or(file.http_threads) {
+            Some(n) => positive("http_threads", n)?,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
         Ok(Self {
             kafka,
             http_limits,
+            http_threads,
             data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("data")),
             http_addr: match args.http_addr.or(file.http_addr) {
                 Some(a) => a,

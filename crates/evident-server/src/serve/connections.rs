@@ -8,6 +8,9 @@
 //! just dropped, as the Kafka listener does (Kafka clients reconnect with backoff): an HTTP client
 //! would see a bare reset, so it gets a fixed `503` with the API's JSON error body and
 //! `Connection: close`, written by a small task that gives the client a moment to read it.
+//!
+//! Accepting happens here, on the shared runtime; each accepted connection is then handed to
+//! one of the connection threads (`workers.rs`) and served there for its whole life.
 
 use std::io;
 use std::net::SocketAddr;
@@ -25,6 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 use super::config::HttpLimits;
+use super::workers::ConnectionThreads;
 use crate::metrics::Metrics;
 
 /// Refusals being written at once; past this, an excess connection is closed without a reply,
@@ -37,14 +41,15 @@ const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 /// reads it.
 const REFUSAL_DRAIN_BYTES: usize = 64 << 10;
 
-/// Serves `app` on `listener` until `stop` turns true, then lets the open connections finish
-/// their current request (an idle keep-alive connection closes at once) and returns when every
-/// connection has ended.
+/// Serves `app` on `listener`, each connection on one of `threads`, until `stop` turns true,
+/// then lets the open connections finish their current request (an idle keep-alive connection
+/// closes at once) and returns when every connection has ended.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: HttpLimits,
     metrics: Arc<Metrics>,
+    threads: Arc<ConnectionThreads>,
     mut stop: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.connections_max));
@@ -74,27 +79,49 @@ pub async fn serve(
             refuse(stream, peer, limits.connections_max, &refusals);
             continue;
         };
+        // The socket leaves this runtime's reactor and joins the connection thread's.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "handing an HTTP connection to its thread failed");
+                continue;
+            }
+        };
         metrics.open_connections.fetch_add(1, Ordering::Relaxed);
         metrics.connections_accepted.fetch_add(1, Ordering::Relaxed);
-        let io = TokioIo::new(CountedStream { inner: stream, metrics: metrics.clone() });
-        let conn = builder.serve_connection(io, TowerToHyperService::new(app.clone()));
-        let mut stop = stop.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let mut conn = pin!(conn);
-            let ended = tokio::select! {
-                ended = conn.as_mut() => ended,
-                _ = stopped(&mut stop) => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
+        let (builder, app, gauge, mut stop) = (builder.clone(), app.clone(), metrics.clone(), stop.clone());
+        let handed = threads.run(Box::new(move || {
+            let stream = match TcpStream::from_std(stream) {
+                Ok(inner) => CountedStream { inner, metrics: gauge },
+                Err(e) => {
+                    // Dropping the job closes the socket and frees its slot.
+                    gauge.open_connections.fetch_sub(1, Ordering::Relaxed);
+                    tracing::warn!(%peer, error = %e, "registering an HTTP connection failed");
+                    return;
                 }
             };
-            if let Err(e) = ended {
-                // Header timeouts (slow or idle clients), resets and malformed requests: the
-                // client's business, not the operator's.
-                tracing::debug!(%peer, error = %e, "HTTP connection ended");
-            }
-        });
+            let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+            tokio::spawn(async move {
+                let _slot = slot;
+                let mut conn = pin!(conn);
+                let ended = tokio::select! {
+                    ended = conn.as_mut() => ended,
+                    _ = stopped(&mut stop) => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                };
+                if let Err(e) = ended {
+                    // Header timeouts (slow or idle clients), resets and malformed requests:
+                    // the client's business, not the operator's.
+                    tracing::debug!(%peer, error = %e, "HTTP connection ended");
+                }
+            });
+        }));
+        if !handed {
+            metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
+            tracing::error!(%peer, "an HTTP connection thread has ended; connection closed");
+        }
     }
     // Every slot back means every connection task has ended.
     let all = u32::try_from(limits.connections_max).unwrap_or(u32::MAX);
