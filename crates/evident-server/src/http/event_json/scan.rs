@@ -27,7 +27,7 @@ const HIGHS: u64 = ONES * 0x80;
 /// below 0x20), plus possibly some bytes above the first such byte: the lowest set bit is exact
 /// (a subtraction's borrow only starts at a byte that matches, and only moves up), which is
 /// all [`escape_free_len`] uses.
-#[inline]
+#[inline(always)]
 fn escape_mask(word: u64) -> u64 {
     let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x;
     let quote = zero_byte(word ^ (ONES * u64::from(b'"')));
@@ -76,7 +76,7 @@ pub(super) fn escape_free_len(bytes: &[u8]) -> usize {
 }
 
 /// Eight bytes as a little-endian word.
-#[inline]
+#[inline(always)]
 fn word_of(chunk: &[u8]) -> u64 {
     let mut word = [0u8; 8];
     word.copy_from_slice(&chunk[..8]);
@@ -165,10 +165,22 @@ fn key_end(text: &[u8], at: usize) -> Option<usize> {
     (text.get(at) == Some(&b':')).then_some(at + 1)
 }
 
-/// Where a string ends, its content starting at `at` (after the opening quote).
+/// Where a string ends, its content starting at `at` (after the opening quote). The text
+/// goes on after the string, so the scan reads whole words past short strings' ends while
+/// eight bytes remain, and byte by byte only at the text's very end.
 fn string_end(text: &[u8], mut at: usize) -> Option<usize> {
     loop {
-        at += escape_free_len(text.get(at..)?);
+        while let Some(chunk) = text.get(at..at + 8) {
+            let mask = escape_mask(word_of(chunk));
+            if mask != 0 {
+                at += (mask.trailing_zeros() / 8) as usize;
+                break;
+            }
+            at += 8;
+        }
+        while text.get(at).is_some_and(|&b| b >= 0x20 && b != b'"' && b != b'\\') {
+            at += 1;
+        }
         match *text.get(at)? {
             b'"' => return Some(at + 1),
             b'\\' => match *text.get(at + 1)? {
