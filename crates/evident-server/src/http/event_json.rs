@@ -609,18 +609,21 @@ fn push_escape(out: &mut Vec<u8>, b: u8) {
     }
 }
 
-/// The record timestamp as a JSON string, the RFC 3339 text remembered per thread: the events
-/// of a batch share their timestamp, so a page of them formats it once instead of per event.
+/// The record timestamp as a JSON string, the RFC 3339 text remembered per thread as JSON:
+/// the events of a batch share their timestamp, so a page of them formats it once instead of
+/// per event, and copies it.
 fn push_timestamp(out: &mut Vec<u8>, ms: i64) {
     thread_local! {
-        static LAST: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((i64::MIN, String::new())) };
+        static LAST: std::cell::RefCell<(i64, Vec<u8>)> = const { std::cell::RefCell::new((i64::MIN, Vec::new())) };
     }
     LAST.with(|last| {
         let mut last = last.borrow_mut();
         if last.0 != ms || last.1.is_empty() {
-            *last = (ms, rfc3339(ms));
+            let mut json = Vec::new();
+            push_str(&mut json, rfc3339(ms).as_bytes());
+            *last = (ms, json);
         }
-        push_str(out, last.1.as_bytes());
+        out.extend_from_slice(&last.1);
     });
 }
 
