@@ -1151,7 +1151,13 @@ mod tests {
 /// What a 1,000-event read costs in this process: the log's read, the JSON page and the NDJSON
 /// rendering, on the HTTP benchmark's event (a 216-byte JSON payload, three metadata headers).
 /// Not a check (timings vary with the machine): run it by name with `--ignored --nocapture`,
-/// and under `perf record` to see where the time goes.
+/// and under `perf record` to see where the time goes (`EVIDENT_COST_ONLY=page` runs one part).
+///
+/// Kept beside `evident-bench --only http` because the bench cannot give this split: it
+/// measures the server whole (engine, rendering, hyper, the kernel's loopback send, the
+/// blocking-pool hand-off, and the client's decoding competing for the same cores), where the
+/// rendering's own cost is a share of a profile; here it is a number, measured without the
+/// server's noise, which is what a change to the rendering is judged by.
 #[cfg(test)]
 mod cost {
     use std::time::{Duration, Instant};
