@@ -55,6 +55,14 @@ impl Event {
         evident_core::batch::headers_in(&self.raw_headers, self.header_count as usize)
     }
 
+    /// The headers as stored: Kafka's record encoding of `count` headers (for the name and then
+    /// the value, a zig-zag varint length, -1 for null, then the bytes), as `(bytes, count)`.
+    /// For callers that walk every header of many events (the HTTP API's rendering) and decode
+    /// them in bulk; [`Event::headers`] decodes them one at a time.
+    pub fn encoded_headers(&self) -> (&[u8], usize) {
+        (&self.raw_headers, self.header_count as usize)
+    }
+
     /// The first header named `name`.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers().find(|(k, _)| *k == name).and_then(|(_, v)| v)

@@ -5,13 +5,14 @@
 //! straight to the output without building an intermediate tree.
 //!
 //! Reads render every event of a page, so the read side is a hand-written writer
-//! ([`write_event`]) rather than serde: constant keys, `itoa` numbers, strings escaped a block
-//! at a time exactly as serde_json escapes them, headers decoded once onto the stack. The pages
+//! ([`write_event`]) rather than serde: constant keys, `itoa` numbers, strings escaped eight
+//! bytes at a time exactly as serde_json escapes them, headers decoded once onto the stack. The pages
 //! around the events are written the same way ([`PageWriter`]), so no serde struct has to embed
 //! text already rendered. A stored
 //! payload is still checked to be JSON before it is embedded as `data`: a content type of
 //! `application/json` is no evidence (Kafka producers set it on anything, and an HTTP append
-//! may pair it with `data_base64`), and invalid JSON must never reach a client as a page.
+//! may pair it with `data_base64`), and invalid JSON must never reach a client as a page; the
+//! check is this module's own scan (`scan.rs`), which accepts exactly what serde_json accepts.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +26,8 @@ use serde_json::Value;
 
 use super::extract::json_error;
 use super::ApiError;
+
+mod scan;
 
 /// Most events in one append request.
 pub const EVENTS_PER_APPEND_MAX: usize = 10_000;
@@ -284,43 +287,54 @@ pub fn rfc3339(ms: i64) -> String {
 /// `id`, `type`, `source`, `time`, `datacontenttype` (when stored), the extension attributes
 /// (`ce_*` headers) in stored order, `data` (or `data_base64` when the payload is not JSON),
 /// then the positions (`topic`, `key` or `key_base64`, `partition`, `offset`, `version`,
-/// `sequence`, `timestamp`) and the other headers sorted by name under `headers`.
+/// `sequence`, `timestamp`) and the other headers sorted by name under `headers`. What is
+/// written is UTF-8: every byte comes from a constant, a number, text checked to be UTF-8
+/// (escaped) or base64.
 ///
 /// Written by hand rather than through serde: reads render every event of a page, and the
-/// fixed keys as constant text, numbers through `itoa`, strings escaped a block at a time and
-/// no allocation per event (headers are walked in place) cost a fraction of the generic path.
-/// The text is what serde_json writes for the same object (the tests compare them).
-pub fn write_event(out: &mut String, e: &Event) {
+/// fixed keys as constant text, numbers through `itoa`, strings escaped eight bytes at a time,
+/// one UTF-8 check over all of an event's headers and no allocation per event (headers are
+/// walked in place) cost a fraction of the generic path. The output is bytes rather than a
+/// `String` so that text checked once in bulk is not checked again piece by piece (the
+/// workspace allows no `unsafe`, so a `String` would re-check every piece). The text is what
+/// serde_json writes for the same object (the tests compare them).
+pub fn write_event(out: &mut Vec<u8>, e: &Event) {
+    let (encoded, count) = e.encoded_headers();
+    // One pass over every header's bytes: when they are all ASCII (names are in practice, and
+    // so are the length prefixes of pieces shorter than 64 bytes), every name and value is
+    // text, and none needs a check of its own.
+    let ascii = encoded.is_ascii();
+    let is_text = |bytes: &[u8]| ascii || std::str::from_utf8(bytes).is_ok();
     // The headers are decoded once, onto the stack when they are few (as events' are): the
     // passes below (attributes, extensions, other headers) then walk a slice.
-    let mut inline = [("", None::<&[u8]>); HEADERS_INLINE];
-    let (mut count, mut spilled) = (0, Vec::new());
-    for header in e.headers() {
-        if count < HEADERS_INLINE {
-            inline[count] = header;
+    let mut inline = [(&[][..], None::<&[u8]>); HEADERS_INLINE];
+    let (mut decoded, mut spilled) = (0, Vec::new());
+    for header in (StoredHeaders { rest: encoded, left: count, names_ascii: ascii }) {
+        if decoded < HEADERS_INLINE {
+            inline[decoded] = header;
         } else {
             if spilled.is_empty() {
                 spilled.extend_from_slice(&inline);
             }
             spilled.push(header);
         }
-        count += 1;
+        decoded += 1;
     }
-    let headers = if count <= HEADERS_INLINE { &inline[..count] } else { &spilled[..] };
+    let headers = if decoded <= HEADERS_INLINE { &inline[..decoded] } else { &spilled[..] };
     // The CloudEvents attributes with their own keys: the first header of a name wins, as
     // `Event::header` has it; a value that is not UTF-8 reads as null.
     let (mut id, mut event_type, mut source, mut ce_time, mut content_type) = (None, None, None, None, None);
     // The other headers: how many, and whether they are stored sorted with no name twice (the
     // HTTP append path stores them so), which lets them be written in one pass as they are.
-    let (mut plain, mut plain_sorted, mut previous) = (0usize, true, None::<&str>);
+    let (mut plain, mut plain_sorted, mut previous) = (0usize, true, None::<&[u8]>);
     for &(name, value) in headers {
         let slot = match name {
-            envelope::CE_ID => &mut id,
-            envelope::CE_TYPE => &mut event_type,
-            envelope::CE_SOURCE => &mut source,
-            envelope::CE_TIME => &mut ce_time,
-            envelope::CONTENT_TYPE => &mut content_type,
-            n if n.starts_with("ce_") => continue,
+            CE_ID => &mut id,
+            CE_TYPE => &mut event_type,
+            CE_SOURCE => &mut source,
+            CE_TIME => &mut ce_time,
+            CONTENT_TYPE => &mut content_type,
+            n if n.starts_with(b"ce_") => continue,
             n => {
                 plain += 1;
                 plain_sorted &= previous.is_none_or(|p| p < n);
@@ -329,237 +343,288 @@ pub fn write_event(out: &mut String, e: &Event) {
             }
         };
         if slot.is_none() {
-            *slot = Some(text(value));
+            *slot = Some(value.filter(|v| is_text(v)));
         }
     }
     let (id, event_type, source, ce_time, content_type) =
         (id.flatten(), event_type.flatten(), source.flatten(), ce_time.flatten(), content_type.flatten());
 
-    out.push_str("{\"specversion\":\"1.0\",\"id\":");
+    out.extend_from_slice(b"{\"specversion\":\"1.0\",\"id\":");
     push_opt_str(out, id);
-    out.push_str(",\"type\":");
+    out.extend_from_slice(b",\"type\":");
     push_opt_str(out, event_type);
-    out.push_str(",\"source\":");
+    out.extend_from_slice(b",\"source\":");
     push_opt_str(out, source);
-    out.push_str(",\"time\":");
+    out.extend_from_slice(b",\"time\":");
     match ce_time {
         Some(t) => push_str(out, t),
         None => push_timestamp(out, e.timestamp_ms),
     }
     if let Some(ct) = content_type {
-        out.push_str(",\"datacontenttype\":");
+        out.extend_from_slice(b",\"datacontenttype\":");
         push_str(out, ct);
     }
     for &(name, value) in headers {
         if let Some(attribute) = extension(name) {
-            out.push(',');
+            out.push(b',');
             push_str(out, attribute);
-            out.push(':');
-            push_header_value(out, value);
+            out.push(b':');
+            push_header_value(out, value, is_text);
         }
     }
     match e.value.as_deref() {
-        None => out.push_str(",\"data\":null"),
+        None => out.extend_from_slice(b",\"data\":null"),
         Some(bytes) => match json_data(bytes, content_type) {
             Some(json) => {
-                out.push_str(",\"data\":");
-                out.push_str(json);
+                out.extend_from_slice(b",\"data\":");
+                out.extend_from_slice(json);
             }
             None => {
-                out.push_str(",\"data_base64\":\"");
-                base64::engine::general_purpose::STANDARD.encode_string(bytes, out);
-                out.push('"');
+                out.extend_from_slice(b",\"data_base64\":\"");
+                push_base64(out, bytes);
+                out.push(b'"');
             }
         },
     }
-    out.push_str(",\"topic\":");
-    push_str(out, e.topic.as_str());
+    out.extend_from_slice(b",\"topic\":");
+    push_str(out, e.topic.as_str().as_bytes());
     match e.key.as_deref() {
-        None => out.push_str(",\"key\":null"),
-        Some(k) => match std::str::from_utf8(k) {
-            Ok(k) => {
-                out.push_str(",\"key\":");
-                push_str(out, k);
-            }
-            Err(_) => {
-                out.push_str(",\"key_base64\":\"");
-                base64::engine::general_purpose::STANDARD.encode_string(k, out);
-                out.push('"');
-            }
-        },
+        None => out.extend_from_slice(b",\"key\":null"),
+        Some(k) if k.is_ascii() || std::str::from_utf8(k).is_ok() => {
+            out.extend_from_slice(b",\"key\":");
+            push_str(out, k);
+        }
+        Some(k) => {
+            out.extend_from_slice(b",\"key_base64\":\"");
+            push_base64(out, k);
+            out.push(b'"');
+        }
     }
     let mut digits = itoa::Buffer::new();
-    out.push_str(",\"partition\":");
-    out.push_str(digits.format(e.partition));
-    out.push_str(",\"offset\":");
-    out.push_str(digits.format(e.offset));
-    out.push_str(",\"version\":");
+    out.extend_from_slice(b",\"partition\":");
+    out.extend_from_slice(digits.format(e.partition).as_bytes());
+    out.extend_from_slice(b",\"offset\":");
+    out.extend_from_slice(digits.format(e.offset).as_bytes());
+    out.extend_from_slice(b",\"version\":");
     match e.version {
-        Some(v) => out.push_str(digits.format(v)),
-        None => out.push_str("null"),
+        Some(v) => out.extend_from_slice(digits.format(v).as_bytes()),
+        None => out.extend_from_slice(b"null"),
     }
-    out.push_str(",\"sequence\":");
-    out.push_str(digits.format(e.sequence));
-    out.push_str(",\"timestamp\":");
+    out.extend_from_slice(b",\"sequence\":");
+    out.extend_from_slice(digits.format(e.sequence).as_bytes());
+    out.extend_from_slice(b",\"timestamp\":");
     push_timestamp(out, e.timestamp_ms);
     if plain > 0 {
-        out.push_str(",\"headers\":{");
-        let is_plain = |name: &str| !name.starts_with("ce_") && name != envelope::CONTENT_TYPE;
+        out.extend_from_slice(b",\"headers\":{");
+        let is_plain = |name: &[u8]| !name.starts_with(b"ce_") && name != CONTENT_TYPE;
         if plain_sorted {
             for (i, &(name, value)) in headers.iter().filter(|(name, _)| is_plain(name)).enumerate() {
-                push_header_entry(out, i, name, value);
+                push_header_entry(out, i, name, value, is_text);
             }
         } else {
             // Sorted by name (stably), the last of a repeated name kept: what collecting into
-            // a map gives.
-            let mut entries: Vec<(&str, Option<&[u8]>)> =
+            // a map gives. Byte order is the order of the names as text.
+            let mut entries: Vec<(&[u8], Option<&[u8]>)> =
                 headers.iter().copied().filter(|(name, _)| is_plain(name)).collect();
             entries.sort_by(|a, b| a.0.cmp(b.0));
             let last_of_name = |i: usize| entries.get(i + 1).is_none_or(|next| next.0 != entries[i].0);
             for (i, j) in (0..entries.len()).filter(|&j| last_of_name(j)).enumerate() {
-                push_header_entry(out, i, entries[j].0, entries[j].1);
+                push_header_entry(out, i, entries[j].0, entries[j].1, is_text);
             }
         }
-        out.push('}');
+        out.push(b'}');
     }
-    out.push('}');
+    out.push(b'}');
 }
 
 /// Headers of an event decoded onto the stack before spilling to the heap: events carry a
 /// handful (the CloudEvents attributes, a content type, some metadata).
 const HEADERS_INLINE: usize = 16;
 
+/// The header names [`write_event`] gives their own keys, as bytes (so they can be patterns).
+const CE_ID: &[u8] = envelope::CE_ID.as_bytes();
+const CE_TYPE: &[u8] = envelope::CE_TYPE.as_bytes();
+const CE_SOURCE: &[u8] = envelope::CE_SOURCE.as_bytes();
+const CE_TIME: &[u8] = envelope::CE_TIME.as_bytes();
+const CE_SPECVERSION: &[u8] = envelope::CE_SPECVERSION.as_bytes();
+const CONTENT_TYPE: &[u8] = envelope::CONTENT_TYPE.as_bytes();
+
+/// The headers of a stored record, decoded from Kafka's record encoding (for the name and
+/// then the value: a zig-zag varint length, -1 for null, then the bytes) exactly as
+/// `Event::headers` decodes them, stopping where it stops: at bytes that are not a header, at
+/// a null name, at a name that is not UTF-8. Written here rather than through that iterator
+/// because a page decodes thousands of headers: one-byte lengths (below 64, as names' and most
+/// values' are) are decoded inline, and names are not checked one by one when the caller
+/// checked all the bytes at once (`names_ascii`).
+struct StoredHeaders<'a> {
+    rest: &'a [u8],
+    left: usize,
+    names_ascii: bool,
+}
+
+impl<'a> StoredHeaders<'a> {
+    /// The next length-prefixed piece: Some(None) for a null one, None for bytes that are not
+    /// a piece.
+    #[inline]
+    fn piece(&mut self) -> Option<Option<&'a [u8]>> {
+        let (len, used) = match self.rest.first() {
+            Some(&b) if b < 0x80 => (i32::from(b >> 1) ^ -i32::from(b & 1), 1),
+            _ => evident_core::varint::get_varint(self.rest)?,
+        };
+        let body = &self.rest[used..];
+        match usize::try_from(len) {
+            Ok(len) => {
+                let piece = body.get(..len)?;
+                self.rest = &body[len..];
+                Some(Some(piece))
+            }
+            Err(_) if len == -1 => {
+                self.rest = body;
+                Some(None)
+            }
+            Err(_) => None,
+        }
+    }
+}
+
+impl<'a> Iterator for StoredHeaders<'a> {
+    type Item = (&'a [u8], Option<&'a [u8]>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let header = match (self.piece(), self.piece()) {
+            (Some(Some(name)), Some(value)) if self.names_ascii || std::str::from_utf8(name).is_ok() => {
+                Some((name, value))
+            }
+            _ => None,
+        };
+        if header.is_none() {
+            self.left = 0;
+        }
+        header
+    }
+}
+
 /// The attribute name of an extension header (`ce_` and a name CloudEvents does not give its
 /// own key), or None.
-fn extension(name: &str) -> Option<&str> {
+fn extension(name: &[u8]) -> Option<&[u8]> {
     match name {
-        envelope::CE_ID | envelope::CE_TYPE | envelope::CE_SOURCE | envelope::CE_TIME | envelope::CE_SPECVERSION => {
-            None
-        }
-        n => n.strip_prefix("ce_"),
+        CE_ID | CE_TYPE | CE_SOURCE | CE_TIME | CE_SPECVERSION => None,
+        n => n.strip_prefix(b"ce_"),
     }
 }
 
 /// The payload as JSON text when it can be embedded as `data`: its content type (if any) says
-/// JSON and it parses as one JSON value. Records written by Kafka producers can claim JSON and
-/// carry anything, so the check stays: invalid JSON goes out as `data_base64`, never as broken
-/// output. The text is the value without the whitespace around it.
-fn json_data<'a>(bytes: &'a [u8], content_type: Option<&str>) -> Option<&'a str> {
-    if !content_type.is_none_or(|ct| ct.contains("json")) {
+/// JSON, it is UTF-8 and it is exactly one JSON value. Records written by Kafka producers can
+/// claim JSON and carry anything, so the check stays: invalid JSON goes out as `data_base64`,
+/// never as broken output. The text is the value without the whitespace around it. What is
+/// accepted is what `serde_json::from_str::<&RawValue>` accepts (see `scan`).
+fn json_data<'a>(bytes: &'a [u8], content_type: Option<&[u8]>) -> Option<&'a [u8]> {
+    if !content_type.is_none_or(|ct| ct.windows(4).any(|w| w == b"json")) {
         return None;
     }
-    let text = std::str::from_utf8(bytes).ok()?;
-    serde_json::from_str::<&RawValue>(text).ok().map(RawValue::get)
+    if !bytes.is_ascii() && std::str::from_utf8(bytes).is_err() {
+        return None;
+    }
+    scan::json_value_span(bytes).map(|span| &bytes[span])
 }
 
-fn push_header_entry(out: &mut String, i: usize, name: &str, value: Option<&[u8]>) {
+fn push_header_entry(out: &mut Vec<u8>, i: usize, name: &[u8], value: Option<&[u8]>, is_text: impl Fn(&[u8]) -> bool) {
     if i > 0 {
-        out.push(',');
+        out.push(b',');
     }
     push_str(out, name);
-    out.push(':');
-    push_header_value(out, value);
+    out.push(b':');
+    push_header_value(out, value, is_text);
 }
 
 /// A header value as JSON: its text when it is UTF-8, `null` when absent, and otherwise
 /// `{"base64": "..."}` (standard alphabet, padded). Kafka producers may put any bytes in a
 /// header; an object cannot be mistaken for a text value (a string prefix such as `base64:`
 /// could be a real value), and it keeps the name where clients look for it.
-fn push_header_value(out: &mut String, value: Option<&[u8]>) {
+fn push_header_value(out: &mut Vec<u8>, value: Option<&[u8]>, is_text: impl Fn(&[u8]) -> bool) {
     match value {
-        None => out.push_str("null"),
-        Some(bytes) => match std::str::from_utf8(bytes) {
-            Ok(text) => push_str(out, text),
-            Err(_) => {
-                out.push_str("{\"base64\":\"");
-                base64::engine::general_purpose::STANDARD.encode_string(bytes, out);
-                out.push_str("\"}");
-            }
-        },
+        None => out.extend_from_slice(b"null"),
+        Some(bytes) if is_text(bytes) => push_str(out, bytes),
+        Some(bytes) => {
+            out.extend_from_slice(b"{\"base64\":\"");
+            push_base64(out, bytes);
+            out.extend_from_slice(b"\"}");
+        }
     }
 }
 
-fn push_opt_str(out: &mut String, s: Option<&str>) {
+/// `bytes` in standard, padded base64.
+fn push_base64(out: &mut Vec<u8>, bytes: &[u8]) {
+    let at = out.len();
+    // Four characters for every three bytes or fewer: the exact length with padding.
+    out.resize(at + bytes.len().div_ceil(3) * 4, 0);
+    let written = base64::engine::general_purpose::STANDARD
+        .encode_slice(bytes, &mut out[at..])
+        .expect("the buffer holds the padded encoding");
+    out.truncate(at + written);
+}
+
+fn push_opt_str(out: &mut Vec<u8>, s: Option<&[u8]>) {
     match s {
         Some(s) => push_str(out, s),
-        None => out.push_str("null"),
+        None => out.extend_from_slice(b"null"),
     }
 }
 
-/// Whether a byte must be escaped in a JSON string: quote, backslash and the control
-/// characters. Everything else, non-ASCII included, is written as it is (as serde_json does;
-/// U+2028 and U+2029 are valid in JSON strings).
-const fn needs_escape(b: u8) -> bool {
-    b < 0x20 || b == b'"' || b == b'\\'
-}
-
-/// Bytes checked at once by [`push_str`]'s fast path: the check of a block has no early exit,
-/// so the compiler turns it into a few vector instructions.
-const ESCAPE_BLOCK: usize = 16;
-
-/// `s` as a JSON string, escaped as serde_json escapes: `\"`, `\\`, `\b`, `\f`, `\n`, `\r`,
-/// `\t`, other control characters as `\u00XX` (lower-case hex). Runs that need no escape, the
-/// common case, are copied whole.
-fn push_str(out: &mut String, s: &str) {
+/// `s`, which is UTF-8, as a JSON string, escaped as serde_json escapes: `\"`, `\\`, `\b`,
+/// `\f`, `\n`, `\r`, `\t`, other control characters as `\u00XX` (lower-case hex); everything
+/// else, non-ASCII included, as it is (U+2028 and U+2029 are valid in JSON strings). Runs
+/// that need no escape, the common case, are found eight bytes at a time and copied whole.
+fn push_str(out: &mut Vec<u8>, s: &[u8]) {
+    debug_assert!(std::str::from_utf8(s).is_ok(), "only text is written as a JSON string");
     out.reserve(s.len() + 2);
-    out.push('"');
-    let bytes = s.as_bytes();
-    let (mut run_start, mut at) = (0, 0);
-    while at < bytes.len() {
-        if let Some(block) = bytes.get(at..at + ESCAPE_BLOCK) {
-            if !block.iter().fold(false, |any, &b| any | needs_escape(b)) {
-                at += ESCAPE_BLOCK;
-                continue;
-            }
-        }
-        let b = bytes[at];
-        if needs_escape(b) {
-            // `at` holds an ASCII byte, so both slices end on character boundaries.
-            out.push_str(&s[run_start..at]);
-            push_escape(out, b);
-            run_start = at + 1;
-        }
-        at += 1;
+    out.push(b'"');
+    let mut rest = s;
+    loop {
+        let clean = scan::escape_free_len(rest);
+        out.extend_from_slice(&rest[..clean]);
+        let Some(&b) = rest.get(clean) else { break };
+        // `b` is ASCII, so the rest starts on a character boundary.
+        push_escape(out, b);
+        rest = &rest[clean + 1..];
     }
-    out.push_str(&s[run_start..]);
-    out.push('"');
+    out.push(b'"');
 }
 
-fn push_escape(out: &mut String, b: u8) {
+fn push_escape(out: &mut Vec<u8>, b: u8) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     match b {
-        b'"' => out.push_str("\\\""),
-        b'\\' => out.push_str("\\\\"),
-        0x08 => out.push_str("\\b"),
-        0x0c => out.push_str("\\f"),
-        b'\n' => out.push_str("\\n"),
-        b'\r' => out.push_str("\\r"),
-        b'\t' => out.push_str("\\t"),
-        _ => {
-            out.push_str("\\u00");
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
-        }
+        b'"' => out.extend_from_slice(b"\\\""),
+        b'\\' => out.extend_from_slice(b"\\\\"),
+        0x08 => out.extend_from_slice(b"\\b"),
+        0x0c => out.extend_from_slice(b"\\f"),
+        b'\n' => out.extend_from_slice(b"\\n"),
+        b'\r' => out.extend_from_slice(b"\\r"),
+        b'\t' => out.extend_from_slice(b"\\t"),
+        _ => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]),
     }
 }
 
-/// The record timestamp as a JSON string, the RFC 3339 text remembered per thread: the events
-/// of a batch share their timestamp, so a page of them formats it once instead of per event.
-fn push_timestamp(out: &mut String, ms: i64) {
+/// The record timestamp as a JSON string, the RFC 3339 text remembered per thread as JSON:
+/// the events of a batch share their timestamp, so a page of them formats it once instead of
+/// per event, and copies it.
+fn push_timestamp(out: &mut Vec<u8>, ms: i64) {
     thread_local! {
-        static LAST: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((i64::MIN, String::new())) };
+        static LAST: std::cell::RefCell<(i64, Vec<u8>)> = const { std::cell::RefCell::new((i64::MIN, Vec::new())) };
     }
     LAST.with(|last| {
         let mut last = last.borrow_mut();
         if last.0 != ms || last.1.is_empty() {
-            *last = (ms, rfc3339(ms));
+            let mut json = Vec::new();
+            push_str(&mut json, rfc3339(ms).as_bytes());
+            *last = (ms, json);
         }
-        push_str(out, &last.1);
+        out.extend_from_slice(&last.1);
     });
-}
-
-fn text(v: Option<&[u8]>) -> Option<&str> {
-    v.and_then(|b| std::str::from_utf8(b).ok())
 }
 
 /// A JSON response serialized into one buffer (the append reply: one position per event).
@@ -581,43 +646,46 @@ pub fn json_response<T: Serialize>(value: &T, items: usize) -> Result<axum::resp
 /// is `evident_api`'s page schemas, which the OpenAPI document names; the tests compare the
 /// text with what serde_json writes for the same fields.
 pub struct PageWriter {
-    out: String,
+    out: Vec<u8>,
 }
 
 impl PageWriter {
-    /// A page about to hold `events` events. The buffer is sized generously
-    /// ([`EVENT_BYTES_GUESS`] per event) because growing it copies everything rendered so far
+    /// A page about to hold `events`. The buffer is sized from the events' stored bytes
+    /// ([`rendering_bytes_max_likely`]) because growing it copies everything rendered so far
     /// (profiles of 1,000-event reads showed the `realloc`), while capacity that is never
     /// written costs no memory: pages of a large allocation are only backed once touched.
-    pub fn new(events: usize) -> Self {
-        let mut out = String::with_capacity(256 + events * EVENT_BYTES_GUESS);
-        out.push('{');
+    pub fn new(events: &[Event]) -> Self {
+        let mut out = Vec::with_capacity(256 + rendering_bytes_max_likely(events));
+        out.push(b'{');
         PageWriter { out }
     }
 
     /// Opens a field. `name` is written as it is: it is a constant of the page's schema, a
     /// plain identifier that needs no escape.
     fn key(&mut self, name: &'static str) {
-        debug_assert!(!name.bytes().any(needs_escape), "{name:?} is a field name that needs no escape");
+        debug_assert!(
+            scan::escape_free_len(name.as_bytes()) == name.len(),
+            "{name:?} is a field name that needs no escape"
+        );
         if self.out.len() > 1 {
-            self.out.push(',');
+            self.out.push(b',');
         }
-        self.out.push('"');
-        self.out.push_str(name);
-        self.out.push_str("\":");
+        self.out.push(b'"');
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b"\":");
     }
 
     /// A text field.
     pub fn str(&mut self, name: &'static str, value: &str) -> &mut Self {
         self.key(name);
-        push_str(&mut self.out, value);
+        push_str(&mut self.out, value.as_bytes());
         self
     }
 
     /// A number field.
     pub fn u64(&mut self, name: &'static str, value: u64) -> &mut Self {
         self.key(name);
-        self.out.push_str(itoa::Buffer::new().format(value));
+        self.out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
         self
     }
 
@@ -627,7 +695,7 @@ impl PageWriter {
             Some(v) => self.u64(name, v),
             None => {
                 self.key(name);
-                self.out.push_str("null");
+                self.out.extend_from_slice(b"null");
                 self
             }
         }
@@ -636,33 +704,50 @@ impl PageWriter {
     /// An array of events, each as [`write_event`] renders it.
     pub fn events(&mut self, name: &'static str, events: &[Event]) -> &mut Self {
         self.key(name);
-        self.out.push('[');
+        self.out.push(b'[');
         for (i, e) in events.iter().enumerate() {
             if i > 0 {
-                self.out.push(',');
+                self.out.push(b',');
             }
             write_event(&mut self.out, e);
         }
-        self.out.push(']');
+        self.out.push(b']');
         self
     }
 
-    /// The page's text, closed.
-    pub fn finish(mut self) -> String {
-        self.out.push('}');
+    /// The page's text (UTF-8), closed.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.out.push(b'}');
         self.out
     }
 
-    /// The page as a `200 application/json` response.
+    /// The page as a `200 application/json` response. The buffer becomes the body as it is,
+    /// without a copy.
     pub fn response(self) -> axum::response::Response {
         use axum::response::IntoResponse;
-        ([(axum::http::header::CONTENT_TYPE, "application/json")], self.finish().into_bytes()).into_response()
+        ([(axum::http::header::CONTENT_TYPE, "application/json")], self.finish()).into_response()
     }
 }
 
-/// Bytes an event's rendering is assumed to take when sizing a page's buffer: above the
-/// ~650 of a typical CloudEvent (a 200-byte payload, an id, a few metadata headers).
-const EVENT_BYTES_GUESS: usize = 1024;
+/// The bytes the rendering of `events` takes, unless their strings need many escapes: per
+/// event the fixed keys, numbers and timestamps ([`EVENT_FIXED_BYTES`]), the topic, and the
+/// stored key, value and headers a third larger (what base64 makes of bytes that are not
+/// text or JSON; text and JSON are written as they are).
+fn rendering_bytes_max_likely(events: &[Event]) -> usize {
+    events
+        .iter()
+        .map(|e| {
+            let stored = e.key.as_ref().map_or(0, |k| k.len())
+                + e.value.as_ref().map_or(0, |v| v.len())
+                + e.encoded_headers().0.len();
+            EVENT_FIXED_BYTES + e.topic.as_str().len() + stored.div_ceil(3) * 4
+        })
+        .sum()
+}
+
+/// What an event's rendering takes beyond its stored bytes: the keys (about 170 bytes), the
+/// positions and two timestamps, rounded up.
+const EVENT_FIXED_BYTES: usize = 320;
 
 /// The media type of the streamed event format.
 pub const NDJSON: &str = "application/x-ndjson";
@@ -693,14 +778,14 @@ pub fn ndjson_response(
         if at >= events.len() {
             return None;
         }
-        let mut buf = String::with_capacity(NDJSON_CHUNK + 4096);
+        let mut buf = Vec::with_capacity(NDJSON_CHUNK + 4096);
         let mut next = at;
         while next < events.len() && buf.len() < NDJSON_CHUNK {
             write_event(&mut buf, &events[next]);
-            buf.push('\n');
+            buf.push(b'\n');
             next += 1;
         }
-        Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(buf.into_bytes())), (events, next)))
+        Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(buf)), (events, next)))
     });
     let mut response = axum::response::Response::new(axum::body::Body::from_stream(chunks));
     let headers = response.headers_mut();
@@ -889,19 +974,21 @@ mod tests {
             "non-ASCII: é, 日本, 🦀".into(),
             "line separators \u{2028} and \u{2029} stay as they are".into(),
         ];
-        // Every ASCII byte, alone and at each place around a fast-path block's edges.
+        // Every ASCII byte, alone and at each place around the edges of the eight-byte words
+        // the scan reads.
         for b in 0u8..0x80 {
             let c = char::from(b);
             cases.push(c.to_string());
-            for at in [0, ESCAPE_BLOCK - 1, ESCAPE_BLOCK, ESCAPE_BLOCK + 1, 2 * ESCAPE_BLOCK - 1, 3 * ESCAPE_BLOCK] {
-                let mut s = "x".repeat(3 * ESCAPE_BLOCK + 2);
+            for at in [0, 7, 8, 9, 15, 16, 17, 23, 24] {
+                let mut s = "x".repeat(26);
                 s.replace_range(at..at + 1, &c.to_string());
                 cases.push(s);
             }
         }
         for case in &cases {
-            let mut out = String::new();
-            push_str(&mut out, case);
+            let mut out = Vec::new();
+            push_str(&mut out, case.as_bytes());
+            let out = String::from_utf8(out).expect("UTF-8");
             assert_eq!(out, serde_json::to_string(case).expect("json"), "{case:?}");
             assert_eq!(serde_json::from_str::<String>(&out).expect("parses"), *case);
         }
@@ -921,9 +1008,9 @@ mod tests {
     }
 
     fn rendered(e: &Event) -> String {
-        let mut out = String::new();
+        let mut out = Vec::new();
         write_event(&mut out, e);
-        out
+        String::from_utf8(out).expect("write_event writes UTF-8")
     }
 
     #[test]
@@ -1026,18 +1113,18 @@ mod tests {
         for (topic, partition, next_version) in
             [("t", Some(3), None), ("quote \" backslash \\ nl \n \u{1} é", None, Some(u64::MAX))]
         {
-            let mut page = PageWriter::new(events.len());
+            let mut page = PageWriter::new(&events);
             page.str("topic", topic)
                 .opt_u64("partition", partition.map(u64::from))
                 .u64("current_version", 0)
                 .events("events", &events)
                 .opt_u64("next_version", next_version);
             let expected = Page { topic, partition, current_version: 0, events: &raw, next_version };
-            assert_eq!(page.finish(), serde_json::to_string(&expected).expect("text"));
+            assert_eq!(page.finish(), serde_json::to_string(&expected).expect("text").into_bytes());
         }
-        let mut empty = PageWriter::new(0);
+        let mut empty = PageWriter::new(&[]);
         empty.events("events", &[]).opt_u64("next_sequence", None).u64("head_sequence", 9);
-        assert_eq!(empty.finish(), r#"{"events":[],"next_sequence":null,"head_sequence":9}"#);
+        assert_eq!(empty.finish(), br#"{"events":[],"next_sequence":null,"head_sequence":9}"#);
     }
 
     #[test]
@@ -1064,7 +1151,13 @@ mod tests {
 /// What a 1,000-event read costs in this process: the log's read, the JSON page and the NDJSON
 /// rendering, on the HTTP benchmark's event (a 216-byte JSON payload, three metadata headers).
 /// Not a check (timings vary with the machine): run it by name with `--ignored --nocapture`,
-/// and under `perf record` to see where the time goes.
+/// and under `perf record` to see where the time goes (`EVIDENT_COST_ONLY=page` runs one part).
+///
+/// Kept beside `evident-bench --only http` because the bench cannot give this split: it
+/// measures the server whole (engine, rendering, hyper, the kernel's loopback send, the
+/// blocking-pool hand-off, and the client's decoding competing for the same cores), where the
+/// rendering's own cost is a share of a profile; here it is a number, measured without the
+/// server's noise, which is what a change to the rendering is judged by.
 #[cfg(test)]
 mod cost {
     use std::time::{Duration, Instant};
@@ -1117,7 +1210,7 @@ mod cost {
         let options = evident_log::StreamReadOptions { limit: 1000, ..Default::default() };
         let read = || log.read_stream("t", b"bench-read", &options).expect("read").events;
         let page = |events: &[Event]| {
-            let mut page = PageWriter::new(events.len());
+            let mut page = PageWriter::new(events);
             page.str("topic", "t").str("key", "bench-read").opt_u64("partition", Some(0)).u64("current_version", 999);
             page.events("events", events).opt_u64("next_version", None);
             page.finish()
@@ -1133,14 +1226,14 @@ mod cost {
         }
         if only.is_empty() || only == "ndjson" {
             per_call("NDJSON of held events", || {
-                let mut out = String::with_capacity(NDJSON_CHUNK + 4096);
+                let mut out = Vec::with_capacity(NDJSON_CHUNK + 4096);
                 let mut total = 0;
                 for e in &held {
                     write_event(&mut out, e);
-                    out.push('\n');
+                    out.push(b'\n');
                     if out.len() >= NDJSON_CHUNK {
                         total += out.len();
-                        out = String::with_capacity(NDJSON_CHUNK + 4096);
+                        out = Vec::with_capacity(NDJSON_CHUNK + 4096);
                     }
                 }
                 total + out.len()

@@ -58,7 +58,7 @@ pub(super) async fn partition(
         })
         .await?;
     let next_offset = events.last().map(|e| e.offset + 1).filter(|&n| n < offsets.high_watermark);
-    let mut page = PageWriter::new(events.len());
+    let mut page = PageWriter::new(&events);
     page.str("topic", &topic)
         .u64("partition", u64::from(partition))
         .u64("log_start_offset", offsets.log_start_offset)
@@ -100,7 +100,7 @@ pub(super) async fn all(State(state): State<AppState>, params: Params) -> Result
         .await?;
     let next_sequence = events.last().map(|e| e.sequence + 1).filter(|&n| n < visible);
     events.retain(|e| !is_internal(e.topic.as_str()));
-    let mut page = PageWriter::new(events.len());
+    let mut page = PageWriter::new(&events);
     // `head_sequence` is the log's next commit sequence when the page was read: everything
     // before it is readable (the library's HTTP backend asks for it with an empty page).
     page.events("events", &events).opt_u64("next_sequence", next_sequence).u64("head_sequence", visible);

@@ -198,7 +198,7 @@ pub(super) async fn read(
     }
     // Written straight from the events (no intermediate JSON tree): reads are the hot path. The
     // wire form is `evident_api::streams::StreamPage`, fields in its order.
-    let mut page = PageWriter::new(read.events.len());
+    let mut page = PageWriter::new(&read.events);
     page.str("topic", &topic)
         .str("key", &key)
         .opt_u64("partition", read.partition.map(u64::from))

@@ -211,8 +211,11 @@ async fn next_item(c: &mut Cursor) -> Option<SseEvent> {
         }
         if let Some(e) = c.buffer.pop_front() {
             let id = c.target.position_of(&e);
-            let mut data = String::new();
+            let mut data = Vec::new();
             write_event(&mut data, &e);
+            // `write_event` writes UTF-8; were it ever not to, the message would carry
+            // replacement characters rather than end the subscription.
+            let data = String::from_utf8(data).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
             return Some(SseEvent::default().id(id.to_string()).data(data));
         }
         if *c.state.shutdown.borrow() {
