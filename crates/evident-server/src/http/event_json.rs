@@ -12,7 +12,7 @@
 //! payload is still checked to be JSON before it is embedded as `data`: a content type of
 //! `application/json` is no evidence (Kafka producers set it on anything, and an HTTP append
 //! may pair it with `data_base64`), and invalid JSON must never reach a client as a page; the
-//! check is this module's own scan (`scan.rs`), which accepts exactly what serde_json accepts.
+//! check is serde_json's (`scan.rs`).
 
 use std::collections::BTreeMap;
 
@@ -520,8 +520,8 @@ fn extension(name: &[u8]) -> Option<&[u8]> {
 /// The payload as JSON text when it can be embedded as `data`: its content type (if any) says
 /// JSON, it is UTF-8 and it is exactly one JSON value. Records written by Kafka producers can
 /// claim JSON and carry anything, so the check stays: invalid JSON goes out as `data_base64`,
-/// never as broken output. The text is the value without the whitespace around it. What is
-/// accepted is what `serde_json::from_str::<&RawValue>` accepts (see `scan`).
+/// never as broken output. The text is the value without the whitespace around it, as
+/// serde_json's raw-value parse finds it (see `scan`).
 fn json_data<'a>(bytes: &'a [u8], content_type: Option<&[u8]>) -> Option<&'a [u8]> {
     if !content_type.is_none_or(|ct| ct.windows(4).any(|w| w == b"json")) {
         return None;
