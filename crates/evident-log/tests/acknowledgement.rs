@@ -232,6 +232,19 @@ fn syncers(storage: &HeldSyncs, from: usize) -> Vec<String> {
     storage.gate.syncers.lock().expect("syncers")[from..].to_vec()
 }
 
+/// Appends the first event of stream `key` on a new thread called `name`.
+fn append_on_thread(
+    log: &Arc<Log>,
+    name: &str,
+    key: &'static [u8],
+) -> std::thread::JoinHandle<evident_log::Result<evident_log::AppendOutcome>> {
+    let (log, id) = (log.clone(), format!("{name}-1"));
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || log.append_events("t", key, ExpectedVersion::NoStream, &[event(&id)]))
+        .expect("spawn")
+}
+
 /// Waits (bounded) until `n` syncs have started since `from`.
 fn wait_for_syncs(storage: &HeldSyncs, from: usize, n: usize) {
     let deadline = Instant::now() + PATIENCE;
@@ -249,25 +262,13 @@ fn an_append_waited_on_an_idle_log_is_committed_on_its_own_thread_and_one_arrivi
 
     // The first append finds no round in flight and leads one; its sync is held.
     storage.hold(true);
-    let first = {
-        let log = log.clone();
-        std::thread::Builder::new()
-            .name("leader".into())
-            .spawn(move || log.append_events("t", b"a", ExpectedVersion::NoStream, &[event("a1")]))
-            .expect("spawn")
-    };
+    let first = append_on_thread(&log, "leader", b"a");
     wait_for_syncs(&storage, from, 1);
     assert_eq!(syncers(&storage, from), ["leader"], "the idle log's round ran elsewhere");
 
     // A second append arrives while that round is in flight: it queues and is handed to the
     // commit thread, which must wait for the leader's round before writing its own.
-    let second = {
-        let log = log.clone();
-        std::thread::Builder::new()
-            .name("follower".into())
-            .spawn(move || log.append_events("t", b"b", ExpectedVersion::NoStream, &[event("b1")]))
-            .expect("spawn")
-    };
+    let second = append_on_thread(&log, "follower", b"b");
     let deadline = Instant::now() + PATIENCE;
     while log.stats().appends < 2 {
         assert!(Instant::now() < deadline, "the second append was never queued");
