@@ -67,8 +67,11 @@ pub struct LogStats {
     pub appends: u64,
     /// Journal bytes written.
     pub bytes_written: u64,
-    /// Checkpoints written.
+    /// Checkpoints written (encoded and handed to the writer).
     pub checkpoints: u64,
+    /// Background checkpoints that failed to be written (each retried later; see
+    /// [`Log::checkpoint_error`]).
+    pub checkpoint_failures: u64,
     /// Journal position up to which everything is durable.
     pub durable_position: u64,
     /// Next commit sequence.
@@ -231,6 +234,11 @@ impl Drop for Durability {
     }
 }
 
+/// The first wait before retrying a failed background checkpoint.
+pub const CHECKPOINT_RETRY_MIN: Duration = Duration::from_secs(1);
+/// The longest wait between tries of a failing background checkpoint.
+pub const CHECKPOINT_RETRY_MAX: Duration = Duration::from_secs(60);
+
 /// Called by the commit thread with the visible commit sequence after every round (see
 /// [`Log::set_commit_hook`]).
 pub type CommitHook = Box<dyn Fn(u64) + Send + Sync>;
@@ -265,6 +273,12 @@ pub(crate) struct State {
     pub last_checkpoint_len: u64,
     /// Journal position the newest checkpoint (written or loaded) covers.
     pub checkpoint_pos: Option<u64>,
+    /// Why the last background checkpoint failed and when the next may be tried; None once
+    /// one succeeds.
+    pub checkpoint_failed: Option<(String, Instant)>,
+    /// The wait before the next try after a failure: doubles per failure, up to
+    /// [`CHECKPOINT_RETRY_MAX`].
+    pub checkpoint_backoff: Duration,
     pub last_frame: Option<(u64, u32)>,
     pub last_sync: Instant,
     pub stats: LogStats,
@@ -446,6 +460,8 @@ impl Log {
             since_checkpoint: 0,
             last_checkpoint_len: 0,
             checkpoint_pos: mark.map(|m| m.pos).filter(|_| !must_checkpoint),
+            checkpoint_failed: None,
+            checkpoint_backoff: CHECKPOINT_RETRY_MIN,
             last_frame,
             last_sync: Instant::now(),
             stats: LogStats { durable_position: next_pos, next_sequence: next_seq, ..LogStats::default() },
@@ -493,6 +509,12 @@ impl Log {
     pub fn stats(&self) -> LogStats {
         let st = lock(&self.inner.state);
         LogStats { durable_position: st.durable_pos, next_sequence: st.visible_seq, ..st.stats }
+    }
+
+    /// Why the last background checkpoint failed, while it keeps failing (None once one is
+    /// written). The log keeps accepting writes meanwhile; a restart replays more journal.
+    pub fn checkpoint_error(&self) -> Option<String> {
+        self.inner.lock().checkpoint_failed.as_ref().map(|(why, _)| why.clone())
     }
 
     /// Why the log refuses writes, if a failed write or sync poisoned it (until reopened).
@@ -1018,9 +1040,11 @@ impl Inner {
     /// none is being written. Encoding happens here, under the lock (appends wait for it);
     /// writing and syncing the file happens on the checkpoint thread.
     fn maybe_checkpoint(&self, st: &mut State) {
-        let threshold = self.config.checkpoint_interval_bytes.max(2 * st.last_checkpoint_len);
-        if st.since_checkpoint < threshold || self.checkpoint_busy.load(Ordering::Acquire) {
+        if st.since_checkpoint < self.checkpoint_threshold(st) || self.checkpoint_busy.load(Ordering::Acquire) {
             return;
+        }
+        if st.checkpoint_failed.as_ref().is_some_and(|(_, retry_at)| Instant::now() < *retry_at) {
+            return; // backing off after a failure: encoding costs the appenders the lock
         }
         let tx = self.checkpoint_tx.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let Some(tx) = tx else { return };
@@ -1038,15 +1062,38 @@ impl Inner {
         }
     }
 
-    /// The checkpoint writer thread.
+    /// Journal bytes written since the last checkpoint that call for the next one.
+    fn checkpoint_threshold(&self, st: &State) -> u64 {
+        self.config.checkpoint_interval_bytes.max(2 * st.last_checkpoint_len)
+    }
+
+    /// The checkpoint writer thread. A checkpoint only shortens the next recovery: the journal
+    /// holds every acknowledged byte, and a failed write leaves the previous checkpoint in
+    /// place (atomic replace), which recovery replays from. So a failure (out of descriptors,
+    /// a full disk) is reported ([`Log::checkpoint_error`], `LogStats::checkpoint_failures`)
+    /// and retried with backoff, never a poison: it cannot lose or reorder acknowledged data.
     fn run_checkpointer(self: Arc<Self>, rx: std::sync::mpsc::Receiver<Vec<u8>>) {
         for bytes in rx {
             let result = checkpoint::write(&self.storage, &self.dir, &bytes);
-            self.checkpoint_busy.store(false, Ordering::Release);
-            if let Err(e) = result {
-                let mut st = self.lock();
-                self.poison(&mut st, "writing the index checkpoint failed", &e);
+            let mut st = self.lock();
+            match result {
+                Ok(()) => {
+                    st.checkpoint_failed = None;
+                    st.checkpoint_backoff = CHECKPOINT_RETRY_MIN;
+                }
+                Err(e) => {
+                    st.stats.checkpoint_failures += 1;
+                    // The file on disk is older than the state says: close must write one,
+                    // and the next round may try again once the backoff has passed.
+                    st.checkpoint_pos = None;
+                    st.since_checkpoint = st.since_checkpoint.max(self.checkpoint_threshold(&st));
+                    let backoff = st.checkpoint_backoff;
+                    st.checkpoint_failed =
+                        Some((format!("writing the index checkpoint failed: {e}"), Instant::now() + backoff));
+                    st.checkpoint_backoff = (backoff * 2).min(CHECKPOINT_RETRY_MAX);
+                }
             }
+            self.checkpoint_busy.store(false, Ordering::Release);
         }
     }
 

@@ -111,6 +111,12 @@ impl Collector for Scrape {
             s.commit_rounds,
         )?;
         counter(&mut e, "evident_log_checkpoints", "Index checkpoints written.", s.checkpoints)?;
+        counter(
+            &mut e,
+            "evident_log_checkpoint_failures",
+            "Background index checkpoints that failed to be written (retried with backoff; the log keeps serving).",
+            s.checkpoint_failures,
+        )?;
         let per_ack = if s.appends == 0 { 0.0 } else { s.syncs as f64 / s.appends as f64 };
         gauge(
             &mut e,
