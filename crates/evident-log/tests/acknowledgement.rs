@@ -10,7 +10,6 @@
 //! so the test decides when the commit round's sync returns; the future is polled by hand with
 //! a waker that records when it was woken and how many syncs had completed by then.
 
-use std::any::Any;
 use std::future::{Future, IntoFuture};
 use std::io;
 use std::path::Path;
@@ -25,6 +24,9 @@ use evident_core::{EventData, ExpectedVersion};
 use evident_log::clock::SystemClock;
 use evident_log::storage::{SimFaults, SimStorage, Storage, StorageFile};
 use evident_log::{Error, Log, LogConfig, TopicConfig};
+
+mod common;
+use common::HookedStorage;
 
 const DIR: &str = "/data";
 /// Bounds every wait for the commit thread, so a regression fails instead of hanging.
@@ -48,6 +50,14 @@ struct HeldSyncs {
 }
 
 impl HeldSyncs {
+    /// The disk, its files' syncs going through the gate.
+    fn storage(&self) -> Arc<dyn Storage> {
+        let gate = self.gate.clone();
+        HookedStorage::shared(self.sim.clone(), move |sim, path, create| {
+            Ok(Arc::new(HeldFile { inner: sim.open(path, create)?, gate: gate.clone() }) as Arc<dyn StorageFile>)
+        })
+    }
+
     fn hold(&self, held: bool) {
         *self.gate.held.lock().expect("gate") = held;
         self.gate.opened.notify_all();
@@ -83,33 +93,6 @@ impl StorageFile for HeldFile {
         let synced = self.inner.sync_data();
         self.gate.done.fetch_add(1, Ordering::SeqCst);
         synced
-    }
-}
-
-impl Storage for HeldSyncs {
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.sim.create_dir_all(path)
-    }
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        self.sim.list_dir(path)
-    }
-    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>> {
-        Ok(Arc::new(HeldFile { inner: self.sim.open(path, create)?, gate: self.gate.clone() }))
-    }
-    fn exists(&self, path: &Path) -> io::Result<bool> {
-        self.sim.exists(path)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.sim.remove_file(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.sim.rename(from, to)
-    }
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.sim.sync_dir(path)
-    }
-    fn lock_dir(&self, path: &Path) -> io::Result<Box<dyn Any + Send + Sync>> {
-        self.sim.lock_dir(path)
     }
 }
 
@@ -159,7 +142,7 @@ fn open(storage: Arc<dyn Storage>) -> Log {
 #[test]
 fn an_awaited_append_is_woken_by_the_commit_thread_only_after_its_sync() {
     let storage = HeldSyncs { sim: SimStorage::new(), gate: Arc::default() };
-    let log = open(Arc::new(storage.clone()));
+    let log = open(storage.storage());
     let seen = Arc::new(Mutex::new(Vec::new()));
     let hooked = seen.clone();
     log.set_commit_hook(Some(Box::new(move |visible| hooked.lock().unwrap_or_else(|e| e.into_inner()).push(visible))));
@@ -257,7 +240,7 @@ fn wait_for_syncs(storage: &HeldSyncs, from: usize, n: usize) {
 #[test]
 fn an_append_waited_on_an_idle_log_is_committed_on_its_own_thread_and_one_arriving_meanwhile_waits_for_that_round() {
     let storage = HeldSyncs { sim: SimStorage::new(), gate: Arc::default() };
-    let log = Arc::new(open(Arc::new(storage.clone())));
+    let log = Arc::new(open(storage.storage()));
     let from = storage.gate.syncers.lock().expect("syncers").len();
 
     // The first append finds no round in flight and leads one; its sync is held.
@@ -293,7 +276,7 @@ fn an_append_waited_on_an_idle_log_is_committed_on_its_own_thread_and_one_arrivi
 #[test]
 fn a_pending_append_dropped_unwaited_is_still_committed() {
     let storage = HeldSyncs { sim: SimStorage::new(), gate: Arc::default() };
-    let log = open(Arc::new(storage.clone()));
+    let log = open(storage.storage());
     let from = storage.gate.syncers.lock().expect("syncers").len();
     let pending = log.append_events_deferred("t", b"k", ExpectedVersion::NoStream, &[event("e1")]).expect("append");
     let sequence = pending.outcome().records[0].sequence;

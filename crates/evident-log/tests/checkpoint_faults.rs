@@ -5,11 +5,10 @@
 //! loses nothing. Once the fault is gone, `close` writes the checkpoint and the store reopens
 //! from it with every acknowledged event.
 //!
-//! Method: the log runs on `SimStorage` behind a wrapper that answers EMFILE when the
+//! Method: the log runs on `SimStorage` behind a hook (`common::HookedStorage`) that answers EMFILE when the
 //! checkpoint's temporary file is opened while `refuse` is set; the checkpoint interval is
 //! small so that ordinary appends trigger background checkpoints.
 
-use std::any::Any;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,50 +17,34 @@ use std::time::{Duration, Instant};
 
 use evident_core::{EventData, ExpectedVersion};
 use evident_log::clock::SystemClock;
-use evident_log::storage::{SimStorage, Storage, StorageFile};
+use evident_log::storage::{SimStorage, Storage};
 use evident_log::{Log, LogConfig, TopicConfig};
+
+mod common;
+use common::HookedStorage;
 
 const DIR: &str = "/data";
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// `SimStorage`, but opening the checkpoint's temporary file fails with EMFILE while
-/// `refuse` is set.
-#[derive(Clone)]
+/// The checkpoint's temporary file refused with EMFILE while `refuse` is set.
+#[derive(Clone, Default)]
 struct NoDescriptors {
     sim: SimStorage,
     refuse: Arc<AtomicBool>,
     refused: Arc<AtomicU64>,
 }
 
-impl Storage for NoDescriptors {
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.sim.create_dir_all(path)
-    }
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        self.sim.list_dir(path)
-    }
-    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>> {
-        let checkpoint_tmp = path.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".checkpoint.tmp"));
-        if checkpoint_tmp && self.refuse.load(Ordering::SeqCst) {
-            self.refused.fetch_add(1, Ordering::SeqCst);
-            return Err(io::Error::from_raw_os_error(24)); // EMFILE
-        }
-        self.sim.open(path, create)
-    }
-    fn exists(&self, path: &Path) -> io::Result<bool> {
-        self.sim.exists(path)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.sim.remove_file(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.sim.rename(from, to)
-    }
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.sim.sync_dir(path)
-    }
-    fn lock_dir(&self, path: &Path) -> io::Result<Box<dyn Any + Send + Sync>> {
-        self.sim.lock_dir(path)
+impl NoDescriptors {
+    fn storage(&self) -> Arc<dyn Storage> {
+        let (refuse, refused) = (self.refuse.clone(), self.refused.clone());
+        HookedStorage::shared(self.sim.clone(), move |sim, path, create| {
+            let checkpoint_tmp = path.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".checkpoint.tmp"));
+            if checkpoint_tmp && refuse.load(Ordering::SeqCst) {
+                refused.fetch_add(1, Ordering::SeqCst);
+                return Err(io::Error::from_raw_os_error(24)); // EMFILE
+            }
+            sim.open(path, create)
+        })
     }
 }
 
@@ -70,7 +53,7 @@ fn config() -> LogConfig {
 }
 
 fn open(storage: &NoDescriptors) -> Log {
-    Log::open_with(Arc::new(storage.clone()), Path::new(DIR), config(), Arc::new(SystemClock)).expect("open")
+    Log::open_with(storage.storage(), Path::new(DIR), config(), Arc::new(SystemClock)).expect("open")
 }
 
 fn event(i: usize) -> EventData {
@@ -79,8 +62,7 @@ fn event(i: usize) -> EventData {
 
 #[test]
 fn a_checkpoint_that_cannot_be_written_is_reported_and_retried_never_a_poison() {
-    let storage =
-        NoDescriptors { sim: SimStorage::new(), refuse: Arc::new(AtomicBool::new(false)), refused: Arc::default() };
+    let storage = NoDescriptors::default();
     let log = open(&storage);
     log.create_topic("t", TopicConfig::default()).expect("topic");
 
