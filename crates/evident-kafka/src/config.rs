@@ -14,7 +14,9 @@ pub struct KafkaConfig {
     /// Largest request frame accepted; the length prefix is checked before anything is
     /// allocated, and a larger one closes the connection (Kafka's `socket.request.max.bytes`).
     pub request_max_bytes: usize,
-    /// Largest a compressed batch may grow when decompressed (bounds decompression bombs).
+    /// Most bytes the compressed batches of one Produce request may inflate to, all together
+    /// (bounds decompression bombs, however many entries carry them); one batch is further
+    /// bounded by the log's largest stored batch. See `records::Budget`.
     pub decompressed_max_bytes: usize,
     /// Most simultaneous connections; more are closed on accept.
     pub connections_max: usize,

@@ -78,10 +78,11 @@ pub fn decode_request(frame: &[u8]) -> Result<Decoded, String> {
     }
 }
 
-/// Checks a produced batch the way Produce does (CRC, records, bounded decompression),
-/// without a log: for the fuzz target.
+/// Checks a produced batch the way Produce does (CRC, records, decompression within a budget
+/// of `decompressed_max` bytes), without a log: for the fuzz target.
 pub fn check_batch(bytes: &[u8], decompressed_max: usize) -> bool {
-    crate::records::to_stored(bytes, decompressed_max)
+    let mut budget = crate::records::Budget::new(decompressed_max, usize::MAX);
+    crate::records::to_stored(bytes, &mut budget)
         .is_ok_and(|b| evident_core::batch::RecordBatch::parse_exact(&b).is_ok_and(|rb| rb.validate_records().is_ok()))
 }
 

@@ -604,3 +604,153 @@ fn an_array_count_of_i32_max_closes_the_connection_and_nothing_else() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Decompression bombs spread over the entries of one Produce request (reliability probe 5d)
+
+const MESSAGE_TOO_LARGE: i16 = 10;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const INVALID_TOPIC_EXCEPTION: i16 = 17;
+
+/// A zstd frame that inflates to `size` zero bytes, written by hand from RFC 8878: a frame
+/// header with a 128 KiB window and no content size, then RLE blocks (a 3-byte header and the
+/// one byte to repeat) of 128 KiB each. 63 MiB take 2 KiB, the probe's bomb.
+fn zstd_rle_frame(size: usize) -> Vec<u8> {
+    const BLOCK: usize = 128 << 10;
+    let mut f = 0xFD2F_B528u32.to_le_bytes().to_vec(); // magic
+    f.push(0x00); // frame header descriptor: no content size, no checksum, no dictionary
+    f.push(7 << 3); // window descriptor: 2^(10 + 7) bytes
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(BLOCK);
+        left -= n;
+        let last = u32::from(left == 0);
+        let block_header = last | (1 << 1) | ((n as u32) << 3); // RLE block of n bytes
+        f.extend_from_slice(&block_header.to_le_bytes()[..3]);
+        f.push(0);
+    }
+    f
+}
+
+/// A v2 batch claiming one record, compressed with zstd, whose records inflate to `size`
+/// bytes (zeros: the budget is spent before anything would check them as records).
+fn zstd_bomb_batch(size: usize) -> Vec<u8> {
+    let mut b = record_batch(&[("k", "v")], 1_700_000_000_000);
+    b.truncate(61);
+    b.extend_from_slice(&zstd_rle_frame(size));
+    b[21..23].copy_from_slice(&4i16.to_be_bytes()); // attributes: zstd
+    let length = (b.len() - 12) as i32;
+    b[8..12].copy_from_slice(&length.to_be_bytes());
+    let crc = crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+/// A topic's partition entries in a Produce request: (partition, batch).
+type Entries<'a> = Vec<(i32, &'a [u8])>;
+
+/// A Produce v3 request (acks all) of several topics, each with its (partition, batch) entries;
+/// partitions may repeat.
+fn produce_v3_entries(correlation: i32, topics: &[(&str, Entries<'_>)]) -> Vec<u8> {
+    let mut p = header(API_PRODUCE, 3, correlation, false);
+    p.extend_from_slice(&(-1i16).to_be_bytes()); // transactional id: null
+    p.extend_from_slice(&(-1i16).to_be_bytes()); // acks: all
+    p.extend_from_slice(&30_000i32.to_be_bytes()); // timeout
+    p.extend_from_slice(&(topics.len() as i32).to_be_bytes());
+    for (topic, entries) in topics {
+        string(&mut p, topic);
+        p.extend_from_slice(&(entries.len() as i32).to_be_bytes());
+        for (partition, batch) in entries {
+            p.extend_from_slice(&partition.to_be_bytes());
+            p.extend_from_slice(&(batch.len() as i32).to_be_bytes());
+            p.extend_from_slice(batch);
+        }
+    }
+    frame(&p)
+}
+
+/// The error code of every partition entry of a Produce v3 response, by topic, in order.
+fn produce_v3_errors(body: &[u8]) -> Vec<(String, Vec<i16>)> {
+    let mut c = Cursor::new(body);
+    let topics = c.i32();
+    let mut out = Vec::new();
+    for _ in 0..topics {
+        let name = c.string();
+        let parts = c.i32();
+        let mut errors = Vec::new();
+        for _ in 0..parts {
+            let _index = c.i32();
+            errors.push(c.i16());
+            let _base_offset = c.i64();
+            let _log_append_time = c.i64();
+        }
+        out.push((name, errors));
+    }
+    let _throttle = c.i32();
+    assert!(c.done(), "bytes left after the Produce v3 response");
+    out
+}
+
+/// The process's peak resident set (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc status");
+    kib * 1024
+}
+
+/// Probe 5d, which took the server to 3.3 GiB with one 131 KiB request: requests of many
+/// entries, each a 2 KiB zstd batch inflating to 63 MiB (repeating partitions, naming a topic
+/// that does not exist and an internal one), sent by four connections at once. Every entry is
+/// refused with its error, the server's peak RSS stays under 400 MiB (without the per-request
+/// budget and the cheap checks first, each request alone would inflate 64 × 63 MiB), and an
+/// ordinary producer is served afterwards.
+#[test]
+fn decompression_bombs_over_many_entries_are_bounded_per_request() {
+    const PEAK_RSS_MAX: u64 = 400 << 20;
+    const CONNECTIONS: usize = 4;
+    const REQUESTS: usize = 2;
+    let server = Server::start();
+    server.create_topic("bombed", 4);
+    let bomb = zstd_bomb_batch(63 << 20);
+    let bombed: Entries<'_> = (0..48).map(|i| (i % 4, &bomb[..])).collect();
+    let nowhere: Entries<'_> = (0..16).map(|_| (0, &bomb[..])).collect();
+    let internal: Entries<'_> = vec![(0, &bomb[..])];
+    let request = produce_v3_entries(61, &[("bombed", bombed), ("nowhere", nowhere), ("__bombed", internal)]);
+    assert!(request.len() < 160 << 10, "the probe's size: {} bytes", request.len());
+
+    std::thread::scope(|s| {
+        for n in 0..CONNECTIONS {
+            let (server, request) = (&server, &request);
+            s.spawn(move || {
+                let mut conn = connect(server);
+                for r in 0..REQUESTS {
+                    let what = format!("bomb request {r} on connection {n}");
+                    let errors = produce_v3_errors(&round_trip(&mut conn, request, 61, &what));
+                    let expected = [
+                        ("bombed".to_string(), vec![MESSAGE_TOO_LARGE; 48]),
+                        ("nowhere".to_string(), vec![UNKNOWN_TOPIC_OR_PARTITION; 16]),
+                        ("__bombed".to_string(), vec![INVALID_TOPIC_EXCEPTION]),
+                    ];
+                    assert_eq!(errors, expected, "{what}");
+                }
+            });
+        }
+    });
+
+    let peak = peak_rss(server.pid());
+    println!("decompression bombs: {} requests of 65 entries, peak RSS {} MiB", CONNECTIONS * REQUESTS, peak >> 20);
+    assert!(peak < PEAK_RSS_MAX, "peak RSS {} MiB over {} MiB", peak >> 20, PEAK_RSS_MAX >> 20);
+    assert!(server_alive(&server), "the server died\n--- stderr\n{}", server.stderr());
+
+    // Nothing was stored, and an ordinary producer is served.
+    let mut conn = connect(&server);
+    let (error, base) =
+        produce(&mut conn, 62, "bombed", &record_batch(&[("acct-1", "opened")], 1_700_000_000_000), "Produce");
+    assert_eq!((error, base), (0, 0), "Produce after the bombs");
+    let stderr = server.stderr();
+    assert!(!stderr.contains("panicked"), "the server panicked:\n{stderr}");
+}

@@ -83,7 +83,7 @@ pub struct ServeArgs {
     /// socket.request.max.bytes) [default: 16777216]
     #[arg(long, env = "EVIDENT_KAFKA_REQUEST_MAX_BYTES", value_name = "BYTES")]
     pub kafka_request_max_bytes: Option<usize>,
-    /// Largest a compressed Kafka batch may grow when decompressed [default: 67108864]
+    /// Most bytes the compressed batches of one Kafka Produce request may inflate to, together [default: 67108864]
     #[arg(long, env = "EVIDENT_KAFKA_DECOMPRESSED_MAX_BYTES", value_name = "BYTES")]
     pub kafka_decompressed_max_bytes: Option<usize>,
 }
