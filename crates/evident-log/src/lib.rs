@@ -21,6 +21,7 @@ mod config;
 mod error;
 mod frame;
 mod hashed;
+mod health;
 mod index;
 mod journal;
 mod log;
@@ -32,6 +33,9 @@ pub use append::{Acknowledgement, AppendOutcome, PendingAppend, RecordPosition};
 pub use catalog::{CleanupPolicy, TopicConfig, TopicMeta};
 pub use config::{FsyncPolicy, LogConfig};
 pub use error::{Error, Result};
+pub use health::{
+    DamageReport, DamageSite, HealthReason, HealthStatus, LogHealth, ReasonCode, RecoveryNote, DAMAGE_SITES_MAX,
+};
 pub use log::{CommitHook, Log, LogStats, RecoveryReport, SYNC_LATENCY_BOUNDS_US};
 pub use read::{Direction, Event, PartitionOffsets, PartitionRead, StreamRead, StreamReadOptions, TopicDescription};
-pub use recovery::ReplayOutcome;
+pub use recovery::{ReplayOutcome, Truncation};

@@ -329,6 +329,8 @@ pub(crate) struct Inner {
     checkpoint_tx: Mutex<Option<SyncSender<Vec<u8>>>>,
     /// A checkpoint is being written in the background.
     checkpoint_busy: AtomicBool,
+    /// Damage found by reads, for [`Log::health`] (see `health.rs`).
+    pub damage: crate::health::DamageRegistry,
     _lock: Box<dyn Any + Send + Sync>,
 }
 
@@ -467,6 +469,7 @@ impl Log {
             stats: LogStats { durable_position: next_pos, next_sequence: next_seq, ..LogStats::default() },
         };
         report.duration = started.elapsed();
+        recovery::warn_checkpoint(&report);
         let (checkpoint_tx, checkpoint_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
         let inner = Arc::new(Inner {
             storage,
@@ -480,6 +483,7 @@ impl Log {
             recovery: report,
             checkpoint_tx: Mutex::new(Some(checkpoint_tx)),
             checkpoint_busy: AtomicBool::new(false),
+            damage: crate::health::DamageRegistry::default(),
             _lock: dir_lock,
         });
         if must_checkpoint {

@@ -6,6 +6,10 @@
 //!
 //! Locations are gathered under the log's lock; the file reads happen after it is released, so
 //! readers never stall appenders on I/O. Adjacent locations are read with one `pread`.
+//!
+//! A read that meets damage (a checksum that does not match, a frame that is not the one the
+//! index points to, a file shorter than the index says) fails with `Error::Corrupted` and notes
+//! where in the log's damage registry (`health.rs`), so `/health` and the metrics show it.
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +19,7 @@ use evident_core::{envelope, PartitionId, TopicName};
 
 use crate::error::{Error, Result};
 use crate::frame;
+use crate::health::ReadSite;
 use crate::index::{FrameEntry, Index, StreamEvent};
 use crate::journal::Segment;
 use crate::log::{Log, State};
@@ -371,7 +376,7 @@ impl Log {
     pub fn read_partition(&self, topic: &str, partition: u32, offset: u64, max_bytes: usize) -> Result<PartitionRead> {
         let st = self.inner.lock();
         let mut total = 0usize;
-        let (frames, hw, _) = partition_frames(&st, topic, partition, offset, |f, taken| {
+        let (frames, hw, name) = partition_frames(&st, topic, partition, offset, |f, taken| {
             if taken > 0 && total + f.len as usize > max_bytes {
                 return false;
             }
@@ -385,10 +390,10 @@ impl Log {
         let mut cur: Option<(usize, Bytes)> = None;
         for (f, &si) in frames.iter().zip(&which) {
             if cur.as_ref().is_none_or(|(i, _)| *i != si) {
-                cur = Some((si, spans[si].read()?));
+                cur = Some((si, spans[si].read().map_err(|e| self.damaged_frame(e, &name, f))?));
             }
             let Some((_, bytes)) = &cur else { continue };
-            batches.push(frame_payload(bytes, &spans[si], f)?);
+            batches.push(frame_payload(bytes, &spans[si], f).map_err(|e| self.damaged_frame(e, &name, f))?);
         }
         Ok(PartitionRead { batches, high_watermark: hw, log_start_offset: 0 })
     }
@@ -464,17 +469,21 @@ impl Log {
         let mut events = Vec::with_capacity(locs.len());
         for (i, (version, e, offset, f)) in locs.iter().enumerate() {
             let si = which[i];
-            let corrupted = |what: String| Error::Corrupted {
-                file: spans[si].segment.path.clone(),
-                offset: e.pos - spans[si].segment.base,
-                what,
+            let site = ReadSite { topic: &topic_name, partition, offset: *offset, sequence: e.seq };
+            let corrupted = |what: String| {
+                let error = Error::Corrupted {
+                    file: spans[si].segment.path.clone(),
+                    offset: e.pos - spans[si].segment.base,
+                    what,
+                };
+                self.inner.damage.note(error, site, self.inner.clock.now_ms())
             };
             let (buf, at) = match dense_of[i] {
                 Some(k) => {
                     let (frame, span) = &dense[k];
                     if frames[k].is_none() {
-                        let bytes = span.read()?;
-                        frame_payload(&bytes, span, frame)?;
+                        let bytes = span.read().map_err(|e| self.damaged_frame(e, &topic_name, frame))?;
+                        frame_payload(&bytes, span, frame).map_err(|e| self.damaged_frame(e, &topic_name, frame))?;
                         frames[k] = Some(bytes);
                     }
                     let Some(buf) = &frames[k] else { continue };
@@ -482,7 +491,7 @@ impl Log {
                 }
                 None => {
                     if buffers[si].is_none() {
-                        buffers[si] = Some(spans[si].read()?);
+                        buffers[si] = Some(spans[si].read().map_err(|e| self.damaged_frame(e, &topic_name, f))?);
                     }
                     let Some(buf) = &buffers[si] else { continue };
                     (buf, (e.pos - spans[si].pos) as usize)
@@ -561,10 +570,10 @@ impl Log {
         let mut cur: Option<(usize, Bytes)> = None;
         'frames: for ((f, name), &si) in frames.iter().zip(&which) {
             if cur.as_ref().is_none_or(|(i, _)| *i != si) {
-                cur = Some((si, spans[si].read()?));
+                cur = Some((si, spans[si].read().map_err(|e| self.damaged_frame(e, name, f))?));
             }
             let Some((_, bytes)) = &cur else { continue };
-            let payload = frame_payload(bytes, &spans[si], f)?;
+            let payload = frame_payload(bytes, &spans[si], f).map_err(|e| self.damaged_frame(e, name, f))?;
             let batch = RecordBatch::parse_exact(&payload)?;
             for (i, record) in batch.records()?.enumerate() {
                 let record = record?;
@@ -613,7 +622,7 @@ impl Log {
     /// offset and its own timestamp (what Kafka's ListOffsets answers), or None if there is none.
     pub fn record_at_or_after(&self, topic: &str, partition: u32, timestamp_ms: i64) -> Result<Option<(u64, i64)>> {
         let st = self.inner.lock();
-        let (tid, _) = resolve_partition(&st.index, topic, partition)?;
+        let (tid, name) = resolve_partition(&st.index, topic, partition)?;
         let p = &st.index.topics[&tid].partitions[partition as usize];
         let mut candidates = Vec::new();
         for &i in &p.batches {
@@ -631,8 +640,8 @@ impl Log {
         };
         let (spans, _) = plan_spans(&st, &[(f.pos, u64::from(f.len))])?;
         drop(st);
-        let bytes = spans[0].read()?;
-        let payload = frame_payload(&bytes, &spans[0], &f)?;
+        let bytes = spans[0].read().map_err(|e| self.damaged_frame(e, &name, &f))?;
+        let payload = frame_payload(&bytes, &spans[0], &f).map_err(|e| self.damaged_frame(e, &name, &f))?;
         let batch = RecordBatch::parse_exact(&payload)?;
         let base_ts = batch.header().base_timestamp;
         for (i, record) in batch.records()?.enumerate() {
@@ -642,6 +651,13 @@ impl Log {
             }
         }
         Ok(None)
+    }
+
+    /// Notes in the damage registry that a read of frame `f` of `topic` met `error`, if it is
+    /// damage (`health.rs`); passes the error on.
+    fn damaged_frame(&self, error: Error, topic: &TopicName, f: &FrameEntry) -> Error {
+        let site = ReadSite { topic, partition: f.partition, offset: f.base_offset, sequence: f.first_seq };
+        self.inner.damage.note(error, site, self.inner.clock.now_ms())
     }
 
     /// Waits until an event with commit sequence `>= sequence` is readable, or `timeout`

@@ -12,6 +12,14 @@
 //!   was once durable).
 //!
 //! Otherwise the store refuses to open with the file, offset and reason.
+//!
+//! Every cut is logged at `warn` with the file, the bytes and positions cut and how many intact
+//! frames went with them, and kept in [`ReplayOutcome::truncation`] (shown by `/health`): a torn
+//! tail is usually the unsynced end of a crash, but media damage in the last acknowledged round
+//! looks the same (`docs/log-format.md`, media assumptions), so an operator must be able to see
+//! every cut. A rebuilt index checkpoint is logged at `warn` too ([`warn_checkpoint`]).
+
+use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 use crate::frame::{self, FrameError, FrameHeader};
@@ -35,6 +43,31 @@ pub struct ReplayOutcome {
     pub truncated_bytes: u64,
     /// Where the torn tail started, if there was one.
     pub truncated_at: Option<u64>,
+    /// The torn tail cut, in full, if there was one.
+    pub truncation: Option<Truncation>,
+}
+
+/// A torn tail recovery cut off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Truncation {
+    /// The segment file in which the cut starts.
+    pub file: PathBuf,
+    /// Byte within that file where the cut starts (0 when the whole file went).
+    pub from_byte: u64,
+    /// That file's length before the cut: bytes `from_byte..to_byte` of it were cut.
+    pub to_byte: u64,
+    /// Journal position where the cut starts (the first position with no valid frame).
+    pub journal_position: u64,
+    /// Bytes cut in all, later segment files included.
+    pub bytes: u64,
+    /// Later segment files removed whole (and the file itself, when `from_byte` is 0).
+    pub segments_removed: Vec<PathBuf>,
+    /// Intact frames found after the bad point and cut with it (frames whose checksum held but
+    /// that follow the hole, so nothing proved them durable); the frame at the bad point is not
+    /// counted.
+    pub intact_frames_cut: u64,
+    /// Why no valid frame starts at the bad point.
+    pub why: String,
 }
 
 enum Stop {
@@ -197,29 +230,58 @@ fn finish(journal: &mut Journal, stop: Stop, durable: u64, mut outcome: ReplayOu
                 outcome.end_pos = bad;
                 return Ok(outcome);
             }
-            if let Some(proof) = durable_after(journal, seg_i, bad)? {
+            let after = durable_after(journal, seg_i, bad)?;
+            if let Some(proof) = after.proof {
                 return Err(corrupted(format!(
                     "{what}; a later frame at journal position {proof} proves these bytes were acknowledged"
                 )));
             }
             // A torn tail: cut it off durably.
             let mut truncated = 0;
+            let mut segments_removed = Vec::new();
             for later in &journal.segments[seg_i + 1..] {
                 truncated += later.file.len()?;
+                segments_removed.push(later.path.clone());
             }
+            let len = seg.file.len()?;
             journal.remove_segments_after(seg_i)?;
-            if bad == seg.base {
-                truncated += seg.file.len()?;
+            let from_byte = if bad == seg.base {
+                segments_removed.insert(0, seg.path.clone());
                 journal.remove_last_segment()?;
+                0
             } else {
-                let len = seg.file.len()?;
-                truncated += len - (bad - seg.base);
                 seg.file.set_len(bad - seg.base)?;
                 seg.file.sync_data()?;
-            }
+                bad - seg.base
+            };
+            truncated += len - from_byte;
+            let truncation = Truncation {
+                file: seg.path.clone(),
+                from_byte,
+                to_byte: len,
+                journal_position: bad,
+                bytes: truncated,
+                segments_removed,
+                intact_frames_cut: after.intact_frames,
+                why: what,
+            };
+            tracing::warn!(
+                file = %truncation.file.display(),
+                from_byte = truncation.from_byte,
+                to_byte = truncation.to_byte,
+                journal_position = truncation.journal_position,
+                bytes = truncation.bytes,
+                segments_removed = truncation.segments_removed.len(),
+                intact_frames_cut = truncation.intact_frames_cut,
+                why = %truncation.why,
+                "recovery cut a torn tail: no valid frame starts at the journal position and nothing proves \
+                 the bytes after it were acknowledged (an unsynced end left by a crash; if they were \
+                 acknowledged, the media lost them)"
+            );
             outcome.end_pos = bad;
             outcome.truncated_bytes = truncated;
             outcome.truncated_at = Some(bad);
+            outcome.truncation = Some(truncation);
             Ok(outcome)
         }
     }
@@ -241,9 +303,18 @@ fn zero_tail(seg: &crate::journal::Segment, from: u64) -> Result<bool> {
     Ok(true)
 }
 
+/// What lies past a bad point.
+struct After {
+    /// A valid frame whose `durable_before` exceeds the bad point: the bytes were acknowledged.
+    proof: Option<u64>,
+    /// Valid frames found (not overlapping each other), up to the proof if there is one.
+    intact_frames: u64,
+}
+
 /// Looks past the bad point `bad` (in segment `seg_i`) for a valid frame whose
-/// `durable_before` exceeds `bad`; returns its position.
-fn durable_after(journal: &Journal, seg_i: usize, bad: u64) -> Result<Option<u64>> {
+/// `durable_before` exceeds `bad` (returning its position), counting the valid frames met.
+fn durable_after(journal: &Journal, seg_i: usize, bad: u64) -> Result<After> {
+    let mut intact_frames = 0;
     for seg in &journal.segments[seg_i..] {
         let len = seg.file.len()?;
         if len <= SEGMENT_HEADER_LEN {
@@ -255,16 +326,60 @@ fn durable_after(journal: &Journal, seg_i: usize, bad: u64) -> Result<Option<u64
         let mut off =
             if seg.base <= bad { (bad - seg.base) as usize + frame::ALIGN } else { SEGMENT_HEADER_LEN as usize };
         off = frame::padded(off);
+        // Frames are counted only from the end of the last one counted, so bytes inside a
+        // frame's payload that happen to look like a frame are not counted twice.
+        let mut counted_to = off;
         while off + frame::HEADER_LEN <= bytes.len() {
             if bytes[off..off + 4] == frame::MAGIC {
                 if let Ok((header, _)) = frame::decode(&bytes[off..]) {
                     if header.durable_before > bad {
-                        return Ok(Some(seg.base + off as u64));
+                        return Ok(After { proof: Some(seg.base + off as u64), intact_frames });
+                    }
+                    if off >= counted_to {
+                        intact_frames += 1;
+                        counted_to = off + header.padded_len() as usize;
                     }
                 }
             }
             off += frame::ALIGN;
         }
     }
-    Ok(None)
+    Ok(After { proof: None, intact_frames })
+}
+
+impl crate::log::RecoveryReport {
+    /// Why opening rebuilt the index checkpoint, if it did: damaged (rejected), missing while
+    /// the journal holds data, or behind the journal (the last shutdown was not clean, so the
+    /// journal's tail was replayed and a new checkpoint written). `None` for a clean open or a
+    /// new store.
+    pub fn checkpoint_rebuilt(&self) -> Option<String> {
+        let replayed = self.replay.bytes;
+        match (&self.checkpoint_rejected, self.checkpoint_loaded) {
+            (Some(why), _) => Some(format!(
+                "the index checkpoint is damaged ({why}); the index was rebuilt from the whole journal \
+                 ({replayed} bytes replayed)"
+            )),
+            (None, false) if replayed > 0 => Some(format!(
+                "no index checkpoint was found; the index was rebuilt from the whole journal ({replayed} bytes \
+                 replayed)"
+            )),
+            (None, true) if replayed > 0 => Some(format!(
+                "the index checkpoint was {replayed} bytes behind the journal (the last shutdown was not \
+                 clean); the tail was replayed and a new checkpoint written"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Logs at `warn` why opening rebuilt the index checkpoint, if it did (see
+/// [`crate::RecoveryReport::checkpoint_rebuilt`]).
+pub(crate) fn warn_checkpoint(report: &crate::log::RecoveryReport) {
+    if let Some(why) = report.checkpoint_rebuilt() {
+        tracing::warn!(
+            frames_replayed = report.replay.frames,
+            bytes_replayed = report.replay.bytes,
+            "{why}"
+        );
+    }
 }
