@@ -376,10 +376,6 @@ impl crate::log::RecoveryReport {
 /// [`crate::RecoveryReport::checkpoint_rebuilt`]).
 pub(crate) fn warn_checkpoint(report: &crate::log::RecoveryReport) {
     if let Some(why) = report.checkpoint_rebuilt() {
-        tracing::warn!(
-            frames_replayed = report.replay.frames,
-            bytes_replayed = report.replay.bytes,
-            "{why}"
-        );
+        tracing::warn!(frames_replayed = report.replay.frames, bytes_replayed = report.replay.bytes, "{why}");
     }
 }
