@@ -58,7 +58,8 @@ pub struct Truncation {
     pub to_byte: u64,
     /// Journal position where the cut starts (the first position with no valid frame).
     pub journal_position: u64,
-    /// Bytes cut in all, later segment files included.
+    /// Bytes cut in all, later segment files included (pre-allocated zeros past the written
+    /// data count too).
     pub bytes: u64,
     /// Later segment files removed whole (and the file itself, when `from_byte` is 0).
     pub segments_removed: Vec<PathBuf>,
@@ -66,6 +67,8 @@ pub struct Truncation {
     /// that follow the hole, so nothing proved them durable); the frame at the bad point is not
     /// counted.
     pub intact_frames_cut: u64,
+    /// The bytes those intact frames took: written data that went with the cut.
+    pub intact_bytes_cut: u64,
     /// Why no valid frame starts at the bad point.
     pub why: String,
 }
@@ -263,6 +266,7 @@ fn finish(journal: &mut Journal, stop: Stop, durable: u64, mut outcome: ReplayOu
                 bytes: truncated,
                 segments_removed,
                 intact_frames_cut: after.intact_frames,
+                intact_bytes_cut: after.intact_bytes,
                 why: what,
             };
             tracing::warn!(
@@ -273,6 +277,7 @@ fn finish(journal: &mut Journal, stop: Stop, durable: u64, mut outcome: ReplayOu
                 bytes = truncation.bytes,
                 segments_removed = truncation.segments_removed.len(),
                 intact_frames_cut = truncation.intact_frames_cut,
+                intact_bytes_cut = truncation.intact_bytes_cut,
                 why = %truncation.why,
                 "recovery cut a torn tail: no valid frame starts at the journal position and nothing proves \
                  the bytes after it were acknowledged (an unsynced end left by a crash; if they were \
@@ -309,12 +314,14 @@ struct After {
     proof: Option<u64>,
     /// Valid frames found (not overlapping each other), up to the proof if there is one.
     intact_frames: u64,
+    /// Their padded lengths, summed.
+    intact_bytes: u64,
 }
 
 /// Looks past the bad point `bad` (in segment `seg_i`) for a valid frame whose
 /// `durable_before` exceeds `bad` (returning its position), counting the valid frames met.
 fn durable_after(journal: &Journal, seg_i: usize, bad: u64) -> Result<After> {
-    let mut intact_frames = 0;
+    let (mut intact_frames, mut intact_bytes) = (0, 0);
     for seg in &journal.segments[seg_i..] {
         let len = seg.file.len()?;
         if len <= SEGMENT_HEADER_LEN {
@@ -333,10 +340,11 @@ fn durable_after(journal: &Journal, seg_i: usize, bad: u64) -> Result<After> {
             if bytes[off..off + 4] == frame::MAGIC {
                 if let Ok((header, _)) = frame::decode(&bytes[off..]) {
                     if header.durable_before > bad {
-                        return Ok(After { proof: Some(seg.base + off as u64), intact_frames });
+                        return Ok(After { proof: Some(seg.base + off as u64), intact_frames, intact_bytes });
                     }
                     if off >= counted_to {
                         intact_frames += 1;
+                        intact_bytes += header.padded_len();
                         counted_to = off + header.padded_len() as usize;
                     }
                 }
@@ -344,7 +352,7 @@ fn durable_after(journal: &Journal, seg_i: usize, bad: u64) -> Result<After> {
             off += frame::ALIGN;
         }
     }
-    Ok(After { proof: None, intact_frames })
+    Ok(After { proof: None, intact_frames, intact_bytes })
 }
 
 impl crate::log::RecoveryReport {

@@ -271,6 +271,7 @@ fn recovery_warns_of_every_torn_tail_it_cuts_and_reports_it() {
     assert_eq!(cut.to_byte, before);
     assert_eq!(cut.bytes, before - cut.from_byte);
     assert_eq!(cut.intact_frames_cut, 5, "the five intact frames after the damaged one went with it");
+    assert!(cut.intact_bytes_cut > 5 * 40 && cut.intact_bytes_cut < cut.bytes, "{cut:?}");
     assert!(cut.segments_removed.is_empty());
     assert_eq!(log.read_stream("t", b"k", &StreamReadOptions::default()).expect("read").events.len(), 4);
 

@@ -136,6 +136,31 @@ impl Collector for Scrape {
             "1 when a failed write or sync stopped acknowledgements until restart.",
             f64::from(u8::from(self.log.poisoned().is_some())),
         )?;
+        let health = self.log.health();
+        gauge(
+            &mut e,
+            "evident_log_degraded",
+            "1 when the store serves but a condition needs attention (see /health's reasons: damage found by reads, a failing checkpoint).",
+            f64::from(u8::from(health.status == evident_log::HealthStatus::Degraded)),
+        )?;
+        counter(
+            &mut e,
+            "evident_log_damaged_reads",
+            "Reads refused because they met bytes whose checksum does not match (never served; /health lists where).",
+            health.damage.reads,
+        )?;
+        gauge(
+            &mut e,
+            "evident_log_damaged_positions",
+            "Distinct damaged positions reads have met (the first 16; /health lists them).",
+            health.damage.sites.len() as f64,
+        )?;
+        gauge(
+            &mut e,
+            "evident_log_recovery_truncated_bytes",
+            "Bytes the last start's recovery cut as a torn tail (0: none).",
+            health.recovery.truncation.as_ref().map_or(0.0, |t| t.bytes as f64),
+        )?;
         {
             let buckets: Vec<(f64, u64)> = SYNC_LATENCY_BOUNDS_US
                 .iter()
@@ -370,6 +395,9 @@ mod tests {
             "evident_kafka_open_connections 0.0",
             "evident_kafka_produce_bytes_total 0",
             "evident_http_request_duration_seconds_bucket{le=\"0.005\"} 1",
+            "evident_log_damaged_reads_total 0",
+            "evident_log_degraded 0.0",
+            "evident_log_recovery_truncated_bytes 0.0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
         }

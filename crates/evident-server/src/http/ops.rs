@@ -7,51 +7,101 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use evident_api::limits::URI_LEN_MAX;
-use evident_api::ops::{Health, HealthStatus};
+use evident_api::ops::{
+    DamagedPosition, Health, HealthDamage, HealthReason, HealthReasonCode, HealthStatus, LastRecovery,
+    RecoveryTruncation,
+};
 use evident_api::{ErrorBody, ErrorCode};
+use evident_log::{HealthStatus as LogStatus, ReasonCode};
 
 use super::{ApiError, AppState};
 
-/// Whether the store acknowledges writes.
+/// The store's health: `ok`, `degraded` or `poisoned`, with a reason per condition.
 ///
-/// 200 while the store acknowledges writes, 503 once a failed write or sync poisoned it (a
-/// restart recovers), so a load balancer or supervisor can act.
+/// `200 ok` when nothing needs attention. `200 degraded` when the store serves but a condition
+/// needs a human: reads met damaged bytes (never served; `damage` says where), the background
+/// index checkpoint keeps failing, the disk is full. It stays 200 because the store still
+/// answers everything it can (the damaged region aside), as a Kafka broker keeps serving its
+/// other log directories when one fails: taking it out of a load balancer would turn a partial
+/// fault into a total one. `503 poisoned` once a failed write or sync refuses writes until a
+/// restart, so a supervisor can restart it. `last_recovery` reports what the last start cut or
+/// rebuilt, for information.
 #[utoipa::path(
     get,
     path = "/health",
     tag = "operations",
     operation_id = "health",
     responses(
-        (status = 200, description = "The store serves reads and writes.", body = Health),
-        (status = 503, description = "The store is poisoned and refuses writes until restarted.", body = Health),
+        (status = 200, description = "`ok`: the store serves reads and writes; or `degraded`: it serves, \
+            but a condition in `reasons` needs attention.", body = Health),
+        (status = 503, description = "`poisoned`: writes are refused until the store is restarted.", body = Health),
     )
 )]
 pub(super) async fn health(State(state): State<AppState>) -> Response {
-    let version = env!("CARGO_PKG_VERSION").to_string();
-    match state.log.poisoned() {
-        None => {
-            let stats = state.log.stats();
-            let health = Health {
-                status: HealthStatus::Ok,
-                version,
-                next_sequence: Some(stats.next_sequence),
-                durable_position: Some(stats.durable_position),
-                fsync: Some(state.log.config().fsync.to_string()),
-                reason: None,
-            };
-            (StatusCode::OK, Json(health)).into_response()
-        }
-        Some(why) => {
-            let health = Health {
-                status: HealthStatus::Unavailable,
-                version,
-                next_sequence: None,
-                durable_position: None,
-                fsync: None,
-                reason: Some(why.to_string()),
-            };
-            (StatusCode::SERVICE_UNAVAILABLE, Json(health)).into_response()
-        }
+    let health = state.log.health();
+    let poisoned = health.status == LogStatus::Poisoned;
+    let stats = (!poisoned).then(|| state.log.stats());
+    let body = Health {
+        status: match health.status {
+            LogStatus::Ok => HealthStatus::Ok,
+            LogStatus::Degraded => HealthStatus::Degraded,
+            LogStatus::Poisoned => HealthStatus::Poisoned,
+        },
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        next_sequence: stats.map(|s| s.next_sequence),
+        durable_position: stats.map(|s| s.durable_position),
+        fsync: (!poisoned).then(|| state.log.config().fsync.to_string()),
+        reason: if poisoned { state.log.poisoned() } else { None },
+        reasons: health.reasons.into_iter().map(wire_reason).collect(),
+        damage: (health.damage.reads > 0).then(|| HealthDamage {
+            reads: health.damage.reads,
+            positions: health.damage.sites.into_iter().map(wire_site).collect(),
+            unlisted_reads: health.damage.unlisted_reads,
+        }),
+        last_recovery: Some(LastRecovery {
+            truncation: health.recovery.truncation.map(|t| RecoveryTruncation {
+                file: t.file.display().to_string(),
+                from_byte: t.from_byte,
+                to_byte: t.to_byte,
+                journal_position: t.journal_position,
+                bytes: t.bytes,
+                segments_removed: t.segments_removed.iter().map(|p| p.display().to_string()).collect(),
+                intact_frames_cut: t.intact_frames_cut,
+                intact_bytes_cut: t.intact_bytes_cut,
+                why: t.why,
+            }),
+            checkpoint_rebuilt: health.recovery.checkpoint_rebuilt,
+            frames_replayed: health.recovery.frames_replayed,
+            duration_ms: health.recovery.duration_ms,
+        }),
+    };
+    let status = if poisoned { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    (status, Json(body)).into_response()
+}
+
+fn wire_reason(reason: evident_log::HealthReason) -> HealthReason {
+    let code = match reason.code {
+        ReasonCode::Poisoned => HealthReasonCode::Poisoned,
+        ReasonCode::CheckpointFailing => HealthReasonCode::CheckpointFailing,
+        ReasonCode::Damaged => HealthReasonCode::Damaged,
+        ReasonCode::ReadOnly => HealthReasonCode::ReadOnly,
+        ReasonCode::DiskFull => HealthReasonCode::DiskFull,
+    };
+    HealthReason { code, message: reason.message }
+}
+
+fn wire_site(site: evident_log::DamageSite) -> DamagedPosition {
+    DamagedPosition {
+        file: site.file.display().to_string(),
+        byte: site.byte,
+        topic: site.topic.map(|t| t.as_str().to_string()),
+        partition: site.partition,
+        offset: site.offset,
+        sequence: site.sequence,
+        what: site.what,
+        first_seen_ms: site.first_seen_ms,
+        last_seen_ms: site.last_seen_ms,
+        reads: site.reads,
     }
 }
 
