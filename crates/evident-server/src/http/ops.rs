@@ -167,3 +167,69 @@ pub(super) async fn refuse_long_uri(req: Request, next: Next) -> Response {
     }
     next.run(req).await
 }
+
+#[cfg(test)]
+mod tests {
+    //! `/health` through the router: `503 poisoned` with the reason after a failed sync (the
+    //! damaged and ok states are tested against the real binary in `tests/health_http.rs`),
+    //! and the OpenAPI document lists the three states.
+
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use evident_core::{EventData, ExpectedVersion};
+    use evident_groups::GroupStore;
+    use evident_log::clock::ManualClock;
+    use evident_log::storage::{SimFaults, SimStorage};
+    use evident_log::{Log, LogConfig, TopicConfig};
+    use serde_json::Value;
+    use tokio::sync::watch;
+    use tower::ServiceExt as _;
+
+    use crate::http::{openapi, router, AppState};
+    use crate::metrics::Metrics;
+
+    #[tokio::test]
+    async fn a_poisoned_store_answers_503_poisoned_with_the_reason() {
+        let sim = SimStorage::new();
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+        let log = Arc::new(
+            Log::open_with(Arc::new(sim.clone()), Path::new("/data"), LogConfig::default(), clock.clone())
+                .expect("open"),
+        );
+        let groups = Arc::new(GroupStore::open(log.clone(), clock).expect("groups"));
+        log.create_topic("t", TopicConfig::default()).expect("topic");
+        let (_, commits) = watch::channel(0);
+        let (_, shutdown) = watch::channel(false);
+        let app = router(AppState::new(log.clone(), groups, Arc::new(Metrics::default()), commits, shutdown, 1 << 20));
+        let get = || Request::builder().uri("/health").body(Body::empty()).expect("request");
+
+        let response = app.clone().oneshot(get()).await.expect("infallible");
+        assert_eq!(response.status(), StatusCode::OK);
+
+        sim.set_faults(SimFaults { fail_syncs: true, ..SimFaults::default() });
+        let event = EventData::json("e1", "Noted", b"{}".to_vec());
+        log.append_events("t", b"k", ExpectedVersion::Any, &[event]).expect_err("the sync fails");
+        let response = app.oneshot(get()).await.expect("infallible");
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
+        let body: Value = serde_json::from_slice(&bytes).expect("json");
+        assert_eq!(body["status"], "poisoned", "{body}");
+        assert_eq!(body["reasons"][0]["code"], "poisoned", "{body}");
+        assert!(body["reason"].as_str().is_some_and(|r| r.contains("sync")), "{body}");
+        assert!(body.get("next_sequence").is_none() && body["last_recovery"].is_object(), "{body}");
+    }
+
+    #[test]
+    fn the_document_lists_the_three_states_and_the_reason_codes() {
+        let doc = serde_json::to_value(openapi()).expect("json");
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(schemas["HealthStatus"]["enum"], serde_json::json!(["ok", "degraded", "poisoned"]), "{schemas}");
+        let codes = serde_json::json!(["poisoned", "checkpoint_failing", "damaged", "read_only", "disk_full"]);
+        assert_eq!(schemas["HealthReasonCode"]["enum"], codes);
+        let responses = &doc["paths"]["/health"]["get"]["responses"];
+        assert!(responses["200"].is_object() && responses["503"].is_object(), "{responses}");
+    }
+}
