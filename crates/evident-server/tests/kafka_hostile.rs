@@ -1048,3 +1048,85 @@ fn concurrent_huge_fetches_are_bounded_by_the_fetch_budget() {
     }
     assert!(server_alive(&server), "the server died\n--- stderr\n{}", server.stderr());
 }
+
+// ---------------------------------------------------------------------------------------------
+// JoinGroup floods (reliability probe 5e, 5f)
+
+const API_JOIN_GROUP: i16 = 11;
+const INVALID_REQUEST: i16 = 42;
+const MEMBER_ID_REQUIRED: i16 = 79;
+
+/// A JoinGroup v4 (consumer protocol type, one protocol "range" with `metadata`).
+fn join_group_v4(correlation: i32, group: &str, member_id: &str, metadata: &[u8]) -> Vec<u8> {
+    let mut p = header(API_JOIN_GROUP, 4, correlation, false);
+    string(&mut p, group);
+    p.extend_from_slice(&10_000i32.to_be_bytes()); // session timeout
+    p.extend_from_slice(&10_000i32.to_be_bytes()); // rebalance timeout
+    string(&mut p, member_id);
+    string(&mut p, "consumer");
+    p.extend_from_slice(&1i32.to_be_bytes()); // protocols
+    string(&mut p, "range");
+    p.extend_from_slice(&(metadata.len() as i32).to_be_bytes());
+    p.extend_from_slice(metadata);
+    frame(&p)
+}
+
+/// A JoinGroup v4 response: (error code, generation, member id).
+fn parse_join_group_v4(body: &[u8]) -> (i16, i32, String) {
+    let mut c = Cursor::new(body);
+    let _throttle = c.i32();
+    let error = c.i16();
+    let generation = c.i32();
+    let _protocol = c.string();
+    let _leader = c.string();
+    (error, generation, c.string())
+}
+
+/// Probe 5e: 10,050 first joins in 0.7 s used to fill a group's member slots with pending ids
+/// and lock its consumers out for up to 30 minutes. Here two connections flood first joins on
+/// the group while a real consumer joins it (MEMBER_ID_REQUIRED, then with its id): it gets a
+/// generation. A join with more than 1 MiB of protocol metadata gets INVALID_REQUEST.
+#[test]
+fn a_flood_of_first_joins_does_not_lock_a_consumer_out_of_its_group() {
+    let server = Server::start();
+    let stop = AtomicBool::new(false);
+    let flooded = std::thread::scope(|s| {
+        let flooders: Vec<_> = (0..2)
+            .map(|_| {
+                let (server, stop) = (&server, &stop);
+                s.spawn(move || {
+                    let mut conn = connect(server);
+                    let mut n = 0usize;
+                    while !stop.load(Ordering::Relaxed) || n < 11_000 {
+                        let body = round_trip(&mut conn, &join_group_v4(7, "victims", "", b"x"), 7, "flood");
+                        assert_eq!(parse_join_group_v4(&body).0, MEMBER_ID_REQUIRED, "flooding join {n}");
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        // Let the flood pass the group's 10,000 member slots, then join as a real consumer.
+        std::thread::sleep(Duration::from_millis(1500));
+        let mut consumer = connect(&server);
+        let body = round_trip(&mut consumer, &join_group_v4(8, "victims", "", b"real"), 8, "first join");
+        let (error, _, member_id) = parse_join_group_v4(&body);
+        assert_eq!(error, MEMBER_ID_REQUIRED, "the real consumer's first join");
+        let started = Instant::now();
+        let body = round_trip(&mut consumer, &join_group_v4(9, "victims", &member_id, b"real"), 9, "join with its id");
+        let (error, generation, joined_as) = parse_join_group_v4(&body);
+        let waited = started.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        let flooded: usize = flooders.into_iter().map(|f| f.join().expect("flooder")).sum();
+        assert_eq!((error, joined_as.as_str()), (0, member_id.as_str()), "the real consumer joins during the flood");
+        assert!(generation >= 1, "generation {generation}");
+        println!("join flood: {flooded} first joins; the real consumer joined generation {generation} in {waited:?}");
+        flooded
+    });
+    assert!(flooded > 10_000, "the flood passed the group size: {flooded}");
+
+    let mut conn = connect(&server);
+    let body = round_trip(&mut conn, &join_group_v4(10, "fat", "", &vec![0u8; (1 << 20) + 1]), 10, "fat join");
+    assert_eq!(parse_join_group_v4(&body).0, INVALID_REQUEST, "a join with over 1 MiB of metadata");
+    assert!(server_alive(&server), "the server died\n--- stderr\n{}", server.stderr());
+}
