@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
@@ -46,6 +46,10 @@ const FRAME_CHUNK: usize = 64 << 10;
 /// whose bodies are withheld; only the bytes beyond are charged.
 const UNCHARGED_FRAME_BYTES: usize = 64 << 10;
 
+/// The read buffer of a connection: a small request (size and body) usually arrives in one
+/// read, while a large body bypasses it and is read straight into the frame.
+const READ_BUFFER: usize = 8 << 10;
+
 /// A reply in the write queue.
 enum Queued {
     Ready(Answer),
@@ -62,7 +66,8 @@ enum NoFrame {
 
 /// Serves a connection until the peer closes it, an error, a deadline, eviction or shutdown.
 pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, slot: Slot) {
-    let (mut reader, writer) = stream.into_split();
+    let (reader, writer) = stream.into_split();
+    let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
     let (tx, rx) = mpsc::channel::<Queued>(IN_FLIGHT_MAX);
     let writing = tokio::spawn(write_replies(writer, rx, peer, slot.tracker()));
     let mut shutdown = broker.shutdown.clone();
@@ -129,7 +134,7 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, slo
 /// read into a buffer that grows as it arrives.
 async fn read_frame(
     broker: &Broker,
-    reader: &mut OwnedReadHalf,
+    reader: &mut BufReader<OwnedReadHalf>,
     first: u8,
 ) -> Result<(Bytes, OwnedSemaphorePermit), NoFrame> {
     let mut size = [first, 0, 0, 0];
