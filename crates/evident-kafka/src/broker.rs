@@ -7,9 +7,10 @@ use std::sync::Arc;
 use evident_groups::GroupStore;
 use evident_log::clock::Clock;
 use evident_log::Log;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 use crate::config::KafkaConfig;
+use crate::connections::Connections;
 use crate::coordinator::Coordinator;
 use crate::metrics::KafkaMetrics;
 
@@ -38,6 +39,13 @@ pub struct Broker {
     pub(crate) coordinator: Coordinator,
     /// The listener's counters, read by the server's `/metrics`.
     pub metrics: Arc<KafkaMetrics>,
+    /// The open connections, admitted within the connection caps.
+    pub(crate) connections: Arc<Connections>,
+    /// Bytes of request frames being read or handled (`queued_request_max_bytes`), one permit
+    /// a byte.
+    pub(crate) request_bytes: Arc<Semaphore>,
+    /// Record bytes held by Fetch responses until written (`fetch_buffered_max_bytes`).
+    pub(crate) fetch_bytes: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -60,6 +68,10 @@ impl Broker {
     ) -> Self {
         let advertised = config.advertised.clone().unwrap_or_else(|| (config.addr.ip().to_string(), bound_port));
         let coordinator = Coordinator::new(groups.clone(), clock.clone());
+        let connections = Arc::new(Connections::new(config.connections_max, config.connections_per_ip_max));
+        // Each budget at least one largest frame (or response), within what a semaphore holds.
+        let request_bytes = config.queued_request_max_bytes.max(config.request_max_bytes).min(Semaphore::MAX_PERMITS);
+        let fetch_bytes = config.fetch_buffered_max_bytes.clamp(1, Semaphore::MAX_PERMITS);
         Self {
             log,
             groups,
@@ -71,6 +83,9 @@ impl Broker {
             advertised,
             coordinator,
             metrics: Arc::default(),
+            connections,
+            request_bytes: Arc::new(Semaphore::new(request_bytes)),
+            fetch_bytes: Arc::new(Semaphore::new(fetch_bytes)),
         }
     }
 

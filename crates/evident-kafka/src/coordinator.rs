@@ -17,8 +17,8 @@
 //!
 //! A JoinGroup (v4+) without a member id gets `MEMBER_ID_REQUIRED` with a fresh id
 //! `{client_id}-{uuid}` (KIP-394) and the member is "pending" until it joins again with it (or
-//! its session timeout passes). A JoinGroup's answer waits until the join phase completes:
-//! every member has rejoined and no pending member is left, or the rebalance timeout (the
+//! 10 s pass; see the deviations). A JoinGroup's answer waits until the join phase completes:
+//! every member has rejoined, or the rebalance timeout (the
 //! largest of the members') passed, and then the members that did not rejoin are removed. The
 //! first join of an empty group waits [`INITIAL_REBALANCE_DELAY`] more, extended by the same
 //! again each time another member arrives (up to the rebalance timeout), so consumers started
@@ -59,12 +59,21 @@
 //! - Static membership (KIP-345) is approximated: a join with a `group.instance.id` held by
 //!   another member replaces that member (and rebalances) instead of taking over its assignment
 //!   without a rebalance; `FENCED_INSTANCE_ID` is never returned.
+//! - Pending member ids (KIP-394) are kept 10 s (`PENDING_MEMBER_TIMEOUT_MS`) instead of
+//!   the session timeout, at most `PENDING_MEMBERS_MAX` (1,000) per group with the oldest
+//!   forgotten beyond, do not count against the group's size, and do not hold a join phase
+//!   open: in Kafka anyone can fill a group with pending ids and lock its consumers out for up
+//!   to 30 minutes (reliability probe 5e). A real client rejoins within milliseconds.
+//! - Protocol metadata is bounded: 1 MiB per JoinGroup (`INVALID_REQUEST` beyond), 64 MiB per
+//!   group and 256 MiB over every group (`GROUP_MAX_SIZE_REACHED` beyond: the group has no
+//!   room for this member). Kafka bounds it only by the request size and the size of the
+//!   group's record in `__consumer_offsets`.
 //! - A group that stays empty for `EMPTY_GROUP_RETENTION_MS` (10 minutes) is forgotten by the
 //!   coordinator (its committed offsets stay in the store); its next join starts again at
 //!   generation 1.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -105,6 +114,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     initial_delay_ms: i64,
     groups: Mutex<HashMap<String, Group>>,
+    /// Protocol metadata bytes held by every group's members (see `group::METADATA_MAX_BYTES`).
+    metadata_total: Arc<AtomicUsize>,
     /// Wakes the timer task when a transition may have set an earlier deadline.
     rearmed: Arc<Notify>,
     /// The timer task runs (or, for a coordinator ticked by hand, never will).
@@ -132,6 +143,7 @@ impl Coordinator {
             clock,
             initial_delay_ms: i64::try_from(initial_delay.as_millis()).unwrap_or(i64::MAX),
             groups: Mutex::new(HashMap::new()),
+            metadata_total: Arc::default(),
             rearmed: Arc::new(Notify::new()),
             timers_started: AtomicBool::new(by_hand),
         });
@@ -158,7 +170,7 @@ impl Coordinator {
         if !p.member_id.is_empty() && !st.contains_key(&p.group) {
             return Reply::Now(JoinResult::error(&p.member_id, ResponseError::UnknownMemberId));
         }
-        let g = st.entry(p.group.clone()).or_insert_with(|| Group::new(&p.group, now));
+        let g = st.entry(p.group.clone()).or_insert_with(|| Group::new(&p.group, now, inner.metadata_total.clone()));
         let reply = g.join(&p, now, inner.initial_delay_ms);
         inner.settle(&mut st, &p.group);
         inner.rearmed.notify_one();

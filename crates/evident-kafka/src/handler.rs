@@ -11,6 +11,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::Encodable;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::broker::Broker;
 use crate::metrics::KafkaMetrics;
@@ -54,6 +55,9 @@ pub struct Ctx<'a> {
 pub enum Answer {
     /// Send these bytes (response header and body, without the size prefix).
     Reply(BytesMut),
+    /// Send these bytes, and return their charge to a broker-wide budget once they are written
+    /// (a Fetch response: see [`Budgeted`]).
+    Held(BytesMut, OwnedSemaphorePermit),
     /// Send nothing (a produce with `acks=0`).
     NoReply,
     /// Close the connection, for this reason.
@@ -151,5 +155,24 @@ impl<R: Encodable + ErrorCodes + Send + 'static> Respond for Deferred<R> {
                 None => Answer::NoReply,
             }
         }))
+    }
+}
+
+/// A response whose bytes are charged to a broker-wide budget (the Fetch budget) until the
+/// connection has written them: a client that does not read its replies keeps the charge, so
+/// the budget bounds what such clients make the server hold.
+pub struct Budgeted<R> {
+    /// The response.
+    pub response: R,
+    /// Its charge; None when it holds nothing worth charging.
+    pub charge: Option<OwnedSemaphorePermit>,
+}
+
+impl<R: Encodable + ErrorCodes> Respond for Budgeted<R> {
+    fn respond(self, to: ResponseTo) -> Outcome {
+        match (to.answer(&self.response), self.charge) {
+            (Answer::Reply(bytes), Some(charge)) => Outcome::Now(Answer::Held(bytes, charge)),
+            (answer, _) => Outcome::Now(answer),
+        }
     }
 }

@@ -26,6 +26,7 @@ pub mod api;
 mod broker;
 mod config;
 mod connection;
+mod connections;
 pub mod consumer_protocol;
 mod coordinator;
 mod dispatch;

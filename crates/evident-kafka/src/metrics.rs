@@ -34,6 +34,8 @@ pub struct KafkaMetrics {
     connections_accepted: AtomicU64,
     /// Connections refused at the connection limit.
     connections_refused: AtomicU64,
+    /// Idle connections closed to admit another at a connection cap.
+    connections_evicted: AtomicU64,
 }
 
 impl Default for KafkaMetrics {
@@ -47,6 +49,7 @@ impl Default for KafkaMetrics {
             connections_open: AtomicI64::new(0),
             connections_accepted: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
+            connections_evicted: AtomicU64::new(0),
         }
     }
 }
@@ -70,6 +73,8 @@ pub struct KafkaSnapshot {
     pub connections_accepted: u64,
     /// Connections refused at the limit.
     pub connections_refused: u64,
+    /// Idle connections closed to admit another at a connection cap.
+    pub connections_evicted: u64,
 }
 
 /// How often one error code was sent.
@@ -141,9 +146,8 @@ impl KafkaMetrics {
         self.connections_refused.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Open connections now (the listener's limit is checked against it).
-    pub(crate) fn connections_open(&self) -> i64 {
-        self.connections_open.load(Ordering::Relaxed)
+    pub(crate) fn connection_evicted(&self) {
+        self.connections_evicted.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Reads every counter.
@@ -167,6 +171,7 @@ impl KafkaMetrics {
             connections_open: self.connections_open.load(Ordering::Relaxed),
             connections_accepted: load(&self.connections_accepted),
             connections_refused: load(&self.connections_refused),
+            connections_evicted: load(&self.connections_evicted),
         }
     }
 }

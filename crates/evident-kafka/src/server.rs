@@ -1,5 +1,6 @@
-//! The listener: accepts connections up to the configured limit, serves each on its own task,
-//! and stops accepting at shutdown (connections then end after their current request).
+//! The listener: admits connections within the connection caps (at a cap, the longest idle
+//! connection makes room: see `connections`), serves each on its own task, and stops accepting
+//! at shutdown (connections then end after their current request).
 
 use std::sync::Arc;
 
@@ -7,6 +8,7 @@ use tokio::net::TcpListener;
 
 use crate::broker::Broker;
 use crate::connection;
+use crate::connections::Refused;
 
 /// A running Kafka listener.
 #[derive(Debug)]
@@ -38,18 +40,30 @@ impl KafkaServer {
                     continue;
                 }
             };
-            if usize::try_from(metrics.connections_open()).unwrap_or(0) >= self.broker.config.connections_max {
-                tracing::warn!(%peer, max = self.broker.config.connections_max, "Kafka connection refused: too many connections");
-                metrics.connection_refused();
-                drop(stream);
-                continue;
-            }
+            let slot = match self.broker.connections.admit(peer.ip()) {
+                Ok((slot, evicted)) => {
+                    if evicted {
+                        tracing::debug!(%peer, "Kafka connection cap reached: the longest idle connection was closed");
+                        metrics.connection_evicted();
+                    }
+                    slot
+                }
+                Err(refused) => {
+                    let scope = match refused {
+                        Refused::Listener => "the listener",
+                        Refused::Address => "this address",
+                    };
+                    tracing::warn!(%peer, "Kafka connection refused: every connection of {scope} is busy at its cap");
+                    metrics.connection_refused();
+                    drop(stream);
+                    continue;
+                }
+            };
             let _ = stream.set_nodelay(true);
-            // Only this task opens connections, so the limit check above cannot race another open.
             metrics.connection_opened();
             let (broker, metrics) = (self.broker.clone(), metrics.clone());
             tokio::spawn(async move {
-                connection::serve(broker, stream, peer).await;
+                connection::serve(broker, stream, peer, slot).await;
                 metrics.connection_closed();
             });
         }

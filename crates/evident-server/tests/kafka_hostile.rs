@@ -5,6 +5,9 @@
 //! a closed connection (never a hang, never a crash); afterwards the server still answers on a
 //! connection opened before them and on new ones, and a produce/fetch round trip works.
 //!
+//! The resource budgets (reliability probe 2b, 2c, 2e, 5b, 5d) are attacked the same way, with
+//! the server's peak RSS read from /proc while an ordinary client keeps producing or fetching.
+//!
 //! The few requests needed are encoded by hand (non-flexible versions: ApiVersions v0,
 //! Produce v3, Fetch v4, Metadata v1), with the record batch and its CRC-32C built here.
 
@@ -12,6 +15,8 @@ mod common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use common::{Server, PATIENCE};
 
@@ -753,4 +758,375 @@ fn decompression_bombs_over_many_entries_are_bounded_per_request() {
     assert_eq!((error, base), (0, 0), "Produce after the bombs");
     let stderr = server.stderr();
     assert!(!stderr.contains("panicked"), "the server panicked:\n{stderr}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection and memory budgets (reliability probe 2b, 2c, 2e, 5b)
+
+/// The process's resident set now (`VmRSS`), in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc status");
+    kib * 1024
+}
+
+/// Waits until the server closes `stream` (EOF or reset), reading and discarding anything it
+/// sends; panics after [`PATIENCE`].
+fn wait_closed(stream: &mut TcpStream, what: &str) {
+    let mut buf = [0u8; 64 << 10];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if is_closed(&e) => return,
+            Err(e) => panic!("{what}: still open: {e}"),
+        }
+    }
+}
+
+/// A producer on its own connection that produces one small batch after another to `topic`
+/// until `stop`; returns how many it produced (each acknowledged, in order) and the slowest.
+fn keep_producing(server: &Server, topic: &str, stop: &AtomicBool) -> (usize, Duration) {
+    let mut conn = connect(server);
+    let (mut n, mut slowest) = (0usize, Duration::ZERO);
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        let batch = record_batch(&[("acct-1", "deposited")], 1_700_000_000_000);
+        let (error, base) = produce(&mut conn, 1000 + n as i32, topic, &batch, "produce during the attack");
+        assert_eq!((error, base), (0, n as i64), "produce {n} during the attack");
+        slowest = slowest.max(started.elapsed());
+        n += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (n, slowest)
+}
+
+/// Probe 2e: 16 connections announce 16 MiB frames and send all but the last byte (without
+/// budgets, 256 MiB held until the 10-minute idle timeout; 64 such held 1 GiB). With a 64 MiB
+/// budget of queued request bytes and a 2 s request deadline, the server holds at most the
+/// budget (plus 64 KiB per connection), closes every one of them at the deadline, and a
+/// producer, whose small requests are not charged, is served throughout.
+#[test]
+fn withheld_frame_bodies_are_bounded_by_the_budget_and_cut_at_the_request_deadline() {
+    const ATTACKERS: usize = 16;
+    const FRAME: usize = 16 << 20;
+    const BUDGET: u64 = 64 << 20;
+    let server = Server::start_with(&[
+        "--kafka-request-timeout-ms",
+        "2000",
+        "--kafka-queued-request-max-bytes",
+        &BUDGET.to_string(),
+    ]);
+    server.create_topic("steady", 1);
+    let before = rss(server.pid());
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+    let (produced, slowest, closed_after) = std::thread::scope(|s| {
+        let producer = s.spawn(|| keep_producing(&server, "steady", &stop));
+        let attackers: Vec<_> = (0..ATTACKERS)
+            .map(|n| {
+                let server = &server;
+                s.spawn(move || {
+                    let mut conn = connect(server);
+                    conn.write_all(&(FRAME as i32).to_be_bytes()).expect("size");
+                    let chunk = vec![0u8; 1 << 20];
+                    let mut sent = 0;
+                    // Connections without budget are not read: their writes stall, then fail
+                    // when the server closes them.
+                    while sent < FRAME - 1 {
+                        let n = chunk.len().min(FRAME - 1 - sent);
+                        if conn.write_all(&chunk[..n]).is_err() {
+                            break;
+                        }
+                        sent += n;
+                    }
+                    wait_closed(&mut conn, &format!("attacker {n}"));
+                    started.elapsed()
+                })
+            })
+            .collect();
+        let closed_after: Vec<Duration> = attackers.into_iter().map(|a| a.join().expect("attacker")).collect();
+        stop.store(true, Ordering::Relaxed);
+        let (produced, slowest) = producer.join().expect("producer");
+        (produced, slowest, closed_after)
+    });
+    let peak = peak_rss(server.pid());
+    let grown = peak.saturating_sub(before);
+    let last_closed = closed_after.iter().max().copied().unwrap_or_default();
+    println!(
+        "withheld bodies: {ATTACKERS} x 16 MiB frames, all closed by {last_closed:?}, RSS {} -> peak {} MiB \
+         (+{} MiB), {produced} produces meanwhile (slowest {slowest:?})",
+        before >> 20,
+        peak >> 20,
+        grown >> 20
+    );
+    assert!(
+        closed_after.iter().all(|t| *t >= Duration::from_millis(1500)),
+        "closed before the deadline: {closed_after:?}"
+    );
+    assert!(grown < BUDGET + (32 << 20), "RSS grew by {} MiB, over the {} MiB budget", grown >> 20, BUDGET >> 20);
+    assert!(produced >= 20, "only {produced} produces during the attack");
+    assert!(slowest < Duration::from_secs(1), "a produce took {slowest:?} during the attack");
+    assert!(server_alive(&server), "the server died\n--- stderr\n{}", server.stderr());
+}
+
+/// Probe 2b/2c: an attacker holds every connection the listener admits, half of them fully
+/// idle and half with a size sent and the body withheld. Real clients still get in (the
+/// longest idle connection is closed to admit each), one that keeps producing is never the one
+/// closed, and the withheld frames are closed at the request deadline.
+#[test]
+fn an_attacker_holding_every_connection_does_not_lock_clients_out() {
+    const CAP: usize = 64;
+    let server =
+        Server::start_with(&["--kafka-connections-max", &CAP.to_string(), "--kafka-request-timeout-ms", "2000"]);
+    server.create_topic("steady", 1);
+    server.create_topic("newcomers", 1);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let producer = s.spawn(|| keep_producing(&server, "steady", &stop));
+        std::thread::sleep(Duration::from_millis(100));
+        // Twice the cap: the first ones are evicted by the later ones, never the producer.
+        let mut held: Vec<(TcpStream, bool)> = Vec::new();
+        for n in 0..2 * CAP {
+            let mut conn = connect(&server);
+            let partial = n % 2 == 1;
+            if partial {
+                conn.write_all(&1000i32.to_be_bytes()).expect("size");
+                conn.write_all(&[0u8; 10]).expect("part of the body");
+            }
+            held.push((conn, partial));
+        }
+        // Newcomers connect and produce while the attacker holds the listener.
+        for n in 0..10 {
+            let mut conn = connect(&server);
+            let batch = record_batch(&[("acct-2", "opened")], 1_700_000_000_000);
+            let what = format!("newcomer {n}");
+            let (error, base) = produce(&mut conn, 2000 + n, "newcomers", &batch, &what);
+            assert_eq!((error, base), (0, i64::from(n)), "{what}");
+        }
+        // The partial frames are all closed by the deadline (if not evicted before).
+        let started = Instant::now();
+        for (i, (conn, partial)) in held.iter_mut().enumerate() {
+            if *partial {
+                wait_closed(conn, &format!("attacker connection {i} with a withheld body"));
+            }
+        }
+        println!(
+            "lock-out: {} attacker connections at a cap of {CAP}; 10 newcomers served; partial frames closed within {:?}",
+            2 * CAP,
+            started.elapsed()
+        );
+        stop.store(true, Ordering::Relaxed);
+        let (produced, slowest) = producer.join().expect("the producer kept its connection");
+        println!("lock-out: {produced} produces on the first connection meanwhile (slowest {slowest:?})");
+        assert!(produced >= 5, "only {produced} produces during the attack");
+    });
+    assert!(server_alive(&server), "the server died\n--- stderr\n{}", server.stderr());
+}
+
+/// A Fetch v4 request for `topic`/0 from `offset`, with the same `max_bytes` for the request
+/// and the partition, and no wait.
+fn fetch_v4_max(correlation: i32, topic: &str, offset: i64, max_bytes: i32) -> Vec<u8> {
+    let mut p = header(API_FETCH, 4, correlation, false);
+    p.extend_from_slice(&(-1i32).to_be_bytes()); // replica id
+    p.extend_from_slice(&0i32.to_be_bytes()); // max wait
+    p.extend_from_slice(&1i32.to_be_bytes()); // min bytes
+    p.extend_from_slice(&max_bytes.to_be_bytes());
+    p.push(0); // isolation level
+    p.extend_from_slice(&1i32.to_be_bytes()); // topics
+    string(&mut p, topic);
+    p.extend_from_slice(&1i32.to_be_bytes()); // partitions
+    p.extend_from_slice(&0i32.to_be_bytes());
+    p.extend_from_slice(&offset.to_be_bytes());
+    p.extend_from_slice(&max_bytes.to_be_bytes()); // partition max bytes
+    frame(&p)
+}
+
+/// The (high watermark, next offset after the last whole batch, batches) of a Fetch v4
+/// response of one partition.
+fn parse_fetch_v4(body: &[u8], what: &str) -> (i64, Option<i64>, usize) {
+    let mut c = Cursor::new(body);
+    let _throttle = c.i32();
+    assert_eq!(c.i32(), 1, "{what}: topics");
+    let _topic = c.string();
+    assert_eq!(c.i32(), 1, "{what}: partitions");
+    let _index = c.i32();
+    assert_eq!(c.i16(), 0, "{what}: error code");
+    let high_watermark = c.i64();
+    let _last_stable = c.i64();
+    let aborted = c.i32();
+    assert!(aborted <= 0, "{what}: aborted transactions");
+    let records = c.bytes().unwrap_or_default();
+    let (mut next, mut batches, mut at) = (None, 0, 0);
+    while at + 61 <= records.len() {
+        let base = i64::from_be_bytes(records[at..at + 8].try_into().expect("8 bytes"));
+        let length = i32::from_be_bytes(records[at + 8..at + 12].try_into().expect("4 bytes")) as usize;
+        if at + 12 + length > records.len() {
+            break; // a partial batch at the end, as Kafka may send
+        }
+        let last_delta = i32::from_be_bytes(records[at + 23..at + 27].try_into().expect("4 bytes"));
+        next = Some(base + i64::from(last_delta) + 1);
+        batches += 1;
+        at += 12 + length;
+    }
+    (high_watermark, next, batches)
+}
+
+/// Probe 5b: sixteen fetches of `max_bytes = 2^31 - 1` at once held 1.24 GiB. Here eight
+/// connections each pipeline four such fetches of a 32 MiB partition and do not read their
+/// replies (without a budget held until written: 8 x 4 x 32 MiB), while a consumer reads the
+/// whole partition. With an 8 MiB fetch budget the server stays within the budget plus a batch
+/// per response, and the consumer still gets every batch in order, each response non-empty.
+#[test]
+fn concurrent_huge_fetches_are_bounded_by_the_fetch_budget() {
+    const BATCHES: i64 = 32;
+    const BUDGET: u64 = 8 << 20;
+    let server = Server::start_with(&["--kafka-fetch-buffered-max-bytes", &BUDGET.to_string()]);
+    server.create_topic("big", 1);
+    let value = "x".repeat(1 << 20);
+    let mut conn = connect(&server);
+    for n in 0..BATCHES {
+        let batch = record_batch(&[("acct-1", &value)], 1_700_000_000_000);
+        assert_eq!(produce(&mut conn, 3000 + n as i32, "big", &batch, "filling"), (0, n), "filling batch {n}");
+    }
+    let before = peak_rss(server.pid());
+    let mut hoarders: Vec<TcpStream> = (0..8)
+        .map(|n| {
+            let mut conn = connect(&server);
+            for r in 0..4 {
+                conn.write_all(&fetch_v4_max(4000 + r, "big", 0, i32::MAX))
+                    .unwrap_or_else(|e| panic!("hoarder {n}: {e}"));
+            }
+            conn
+        })
+        .collect();
+    // Give the server time to answer them all into its queues (nobody reads).
+    std::thread::sleep(Duration::from_millis(500));
+    let mut consumer = connect(&server);
+    let (mut offset, mut responses) = (0i64, 0);
+    while offset < BATCHES {
+        let what = format!("consumer fetch at {offset}");
+        let body = round_trip(
+            &mut consumer,
+            &fetch_v4_max(5000 + responses, "big", offset, i32::MAX),
+            5000 + responses,
+            &what,
+        );
+        let (high_watermark, next, batches) = parse_fetch_v4(&body, &what);
+        assert_eq!(high_watermark, BATCHES, "{what}");
+        assert!(batches >= 1, "{what}: no whole batch");
+        offset = next.expect("a batch");
+        responses += 1;
+    }
+    let peak = peak_rss(server.pid());
+    let grown = peak.saturating_sub(before);
+    println!(
+        "huge fetches: 32 pipelined by non-reading clients + a consumer ({responses} responses for {BATCHES} MiB), \
+         peak RSS {} -> {} MiB (+{} MiB)",
+        before >> 20,
+        peak >> 20,
+        grown >> 20
+    );
+    // The budget, plus up to a batch per uncharged response and their encoded copies.
+    assert!(grown < 160 << 20, "RSS grew by {} MiB with an {} MiB fetch budget", grown >> 20, BUDGET >> 20);
+    // The hoarders get their replies once they read.
+    for (n, conn) in hoarders.iter_mut().enumerate() {
+        for r in 0..4 {
+            let what = format!("hoarder {n} reply {r}");
+            match answer(conn, &what) {
+                Answer::Reply(body) => {
+                    let (_, _, batches) = parse_fetch_v4(&body[4..], &what);
+                    assert!(batches >= 1, "{what}: no batch");
+                }
+                Answer::Closed => panic!("{what}: closed"),
+            }
+        }
+    }
+    assert!(server_alive(&server), "the server died\n--- stderr\n{}", server.stderr());
+}
+
+// ---------------------------------------------------------------------------------------------
+// JoinGroup floods (reliability probe 5e, 5f)
+
+const API_JOIN_GROUP: i16 = 11;
+const INVALID_REQUEST: i16 = 42;
+const MEMBER_ID_REQUIRED: i16 = 79;
+
+/// A JoinGroup v4 (consumer protocol type, one protocol "range" with `metadata`).
+fn join_group_v4(correlation: i32, group: &str, member_id: &str, metadata: &[u8]) -> Vec<u8> {
+    let mut p = header(API_JOIN_GROUP, 4, correlation, false);
+    string(&mut p, group);
+    p.extend_from_slice(&10_000i32.to_be_bytes()); // session timeout
+    p.extend_from_slice(&10_000i32.to_be_bytes()); // rebalance timeout
+    string(&mut p, member_id);
+    string(&mut p, "consumer");
+    p.extend_from_slice(&1i32.to_be_bytes()); // protocols
+    string(&mut p, "range");
+    p.extend_from_slice(&(metadata.len() as i32).to_be_bytes());
+    p.extend_from_slice(metadata);
+    frame(&p)
+}
+
+/// A JoinGroup v4 response: (error code, generation, member id).
+fn parse_join_group_v4(body: &[u8]) -> (i16, i32, String) {
+    let mut c = Cursor::new(body);
+    let _throttle = c.i32();
+    let error = c.i16();
+    let generation = c.i32();
+    let _protocol = c.string();
+    let _leader = c.string();
+    (error, generation, c.string())
+}
+
+/// Probe 5e: 10,050 first joins in 0.7 s used to fill a group's member slots with pending ids
+/// and lock its consumers out for up to 30 minutes. Here two connections flood first joins on
+/// the group while a real consumer joins it (MEMBER_ID_REQUIRED, then with its id): it gets a
+/// generation. A join with more than 1 MiB of protocol metadata gets INVALID_REQUEST.
+#[test]
+fn a_flood_of_first_joins_does_not_lock_a_consumer_out_of_its_group() {
+    let server = Server::start();
+    let stop = AtomicBool::new(false);
+    let flooded = std::thread::scope(|s| {
+        let flooders: Vec<_> = (0..2)
+            .map(|_| {
+                let (server, stop) = (&server, &stop);
+                s.spawn(move || {
+                    let mut conn = connect(server);
+                    let mut n = 0usize;
+                    while !stop.load(Ordering::Relaxed) || n < 11_000 {
+                        let body = round_trip(&mut conn, &join_group_v4(7, "victims", "", b"x"), 7, "flood");
+                        assert_eq!(parse_join_group_v4(&body).0, MEMBER_ID_REQUIRED, "flooding join {n}");
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        // Let the flood pass the group's 10,000 member slots, then join as a real consumer.
+        std::thread::sleep(Duration::from_millis(1500));
+        let mut consumer = connect(&server);
+        let body = round_trip(&mut consumer, &join_group_v4(8, "victims", "", b"real"), 8, "first join");
+        let (error, _, member_id) = parse_join_group_v4(&body);
+        assert_eq!(error, MEMBER_ID_REQUIRED, "the real consumer's first join");
+        let started = Instant::now();
+        let body = round_trip(&mut consumer, &join_group_v4(9, "victims", &member_id, b"real"), 9, "join with its id");
+        let (error, generation, joined_as) = parse_join_group_v4(&body);
+        let waited = started.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        let flooded: usize = flooders.into_iter().map(|f| f.join().expect("flooder")).sum();
+        assert_eq!((error, joined_as.as_str()), (0, member_id.as_str()), "the real consumer joins during the flood");
+        assert!(generation >= 1, "generation {generation}");
+        println!("join flood: {flooded} first joins; the real consumer joined generation {generation} in {waited:?}");
+        flooded
+    });
+    assert!(flooded > 10_000, "the flood passed the group size: {flooded}");
+
+    let mut conn = connect(&server);
+    let body = round_trip(&mut conn, &join_group_v4(10, "fat", "", &vec![0u8; (1 << 20) + 1]), 10, "fat join");
+    assert_eq!(parse_join_group_v4(&body).0, INVALID_REQUEST, "a join with over 1 MiB of metadata");
+    assert!(server_alive(&server), "the server died\n--- stderr\n{}", server.stderr());
 }

@@ -3,13 +3,24 @@
 //! and each partition's byte limits, at least one batch per partition so progress never stalls
 //! on a large batch. Long poll: while fewer than `min_bytes` are available the request waits,
 //! up to `max_wait_ms`, woken by each commit.
+//!
+//! Every read is charged to the broker-wide fetch budget (`fetch_buffered_max_bytes`): it takes
+//! what is free, up to the request's `max_bytes`, and keeps the charge for the bytes it read
+//! until the response is written (`handler::Budgeted`). When nothing is free, the response
+//! carries the first batch only (uncharged: Kafka's rule that a consumer always progresses), so
+//! memory is bounded by the budget plus one batch per fetching connection, however many
+//! consumers ask for 2 GiB. A long poll that waits returns its charge first.
 
 use bytes::{BufMut, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 
-use crate::handler::{Ctx, ErrorCodes};
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::handler::{Budgeted, Ctx, ErrorCodes};
 use crate::error::KafkaError;
 
 /// Cap on what one request may ask us to hold, whatever `max_bytes` says.
@@ -58,8 +69,33 @@ fn read_all(log: &evident_log::Log, wanted: &[Wanted], max_bytes: usize) -> (Vec
     (out, total)
 }
 
+/// Takes up to `want` bytes of the fetch budget, whatever is free (nothing when none is).
+fn take_budget(budget: &Arc<Semaphore>, want: usize) -> Option<OwnedSemaphorePermit> {
+    let free = budget.available_permits().min(want);
+    let free = u32::try_from(free).unwrap_or(u32::MAX);
+    if free == 0 {
+        return None;
+    }
+    // Another fetch may take some between the look and the take: then serve the first batch.
+    budget.clone().try_acquire_many_owned(free).ok()
+}
+
+/// Keeps `charge` only for the `used` bytes, returning the rest to the budget.
+fn keep_only(mut charge: Option<OwnedSemaphorePermit>, used: usize) -> Option<OwnedSemaphorePermit> {
+    let held = charge.as_ref().map_or(0, OwnedSemaphorePermit::num_permits);
+    if used == 0 {
+        return None;
+    }
+    if used < held {
+        if let Some(c) = charge.as_mut() {
+            drop(c.split(held - used));
+        }
+    }
+    charge
+}
+
 /// Handles Fetch.
-pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
+pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> Budgeted<FetchResponse> {
     let mut shape: Vec<(kafka_protocol::messages::TopicName, usize)> = Vec::new();
     let mut wanted = Vec::new();
     for t in &req.topics {
@@ -80,19 +116,23 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
     let wanted = std::sync::Arc::new(wanted);
     let mut commits = ctx.broker.commits.clone();
     let mut shutdown = ctx.broker.shutdown.clone();
-    let partitions = loop {
+    let (partitions, charge) = loop {
         commits.borrow_and_update();
+        let charge = take_budget(&ctx.broker.fetch_bytes, max_bytes);
+        // With no budget, a limit of one byte still serves the first batch.
+        let granted = charge.as_ref().map_or(1, |c| c.num_permits().max(1));
         let (log, w) = (ctx.broker.log.clone(), wanted.clone());
         let (partitions, total) =
-            tokio::task::spawn_blocking(move || read_all(&log, &w, max_bytes)).await.unwrap_or_default();
+            tokio::task::spawn_blocking(move || read_all(&log, &w, granted)).await.unwrap_or_default();
         let errored = partitions.iter().any(|p| p.error_code != 0);
         if total >= min_bytes.max(1) || min_bytes == 0 || errored || tokio::time::Instant::now() >= deadline {
-            break partitions;
+            break (partitions, keep_only(charge, total));
         }
+        drop(charge);
         tokio::select! {
-            changed = commits.changed() => { if changed.is_err() { break partitions; } }
+            changed = commits.changed() => { if changed.is_err() { break (partitions, None); } }
             _ = tokio::time::sleep_until(deadline) => {}
-            _ = shutdown.wait_for(|stop| *stop) => break partitions,
+            _ = shutdown.wait_for(|stop| *stop) => break (partitions, None),
         }
     };
     ctx.broker.metrics.fetched(partitions.iter().map(|p| p.records.as_ref().map_or(0, |r| r.len())).sum());
@@ -103,7 +143,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
             FetchableTopicResponse::default().with_topic(topic).with_partitions(it.by_ref().take(n).collect())
         })
         .collect();
-    FetchResponse::default().with_responses(responses)
+    Budgeted { response: FetchResponse::default().with_responses(responses), charge }
 }
 
 impl ErrorCodes for FetchResponse {

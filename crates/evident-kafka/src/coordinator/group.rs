@@ -6,6 +6,8 @@
 //! transition.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use evident_groups::MEMBERS_PER_GROUP_MAX;
@@ -19,6 +21,49 @@ use super::new_member_id;
 /// `NewMemberJoinTimeoutMs`): a client that disconnected during a long rebalance and retried
 /// would otherwise leave a defunct member behind.
 const NEW_MEMBER_JOIN_TIMEOUT_MS: i64 = 300_000;
+/// Most member ids handed out with MEMBER_ID_REQUIRED and not yet used, per group; beyond, the
+/// oldest is forgotten (its client, if real, gets UNKNOWN_MEMBER_ID and joins afresh). Pending
+/// ids do not count against the group's size: a flood of first joins must not lock real
+/// consumers out of the group (reliability probe 5e), and a real client uses its id within
+/// milliseconds, long before a thousand newer ones push it out.
+pub const PENDING_MEMBERS_MAX: usize = 1_000;
+/// A pending member id must be used within this long (or the session timeout if shorter),
+/// instead of Kafka's session timeout (up to 30 minutes): clients rejoin at once.
+pub const PENDING_MEMBER_TIMEOUT_MS: i64 = 10_000;
+/// Most bytes of protocol metadata (names and metadata of every protocol offered) in one
+/// JoinGroup; a larger one gets INVALID_REQUEST (a consumer's subscription is a few KiB).
+pub const JOIN_METADATA_MAX_BYTES: usize = 1 << 20;
+/// Most bytes of protocol metadata held for the members of one group; a join beyond it gets
+/// GROUP_MAX_SIZE_REACHED, as a group that has no room left.
+pub const GROUP_METADATA_MAX_BYTES: usize = 64 << 20;
+/// Most bytes of protocol metadata held for the members of every group together; a join
+/// beyond it gets GROUP_MAX_SIZE_REACHED.
+pub const METADATA_MAX_BYTES: usize = 256 << 20;
+
+/// The protocol metadata bytes of a join (the names count too).
+pub(super) fn metadata_bytes(protocols: &[(String, Bytes)]) -> usize {
+    protocols.iter().map(|(name, metadata)| name.len() + metadata.len()).sum()
+}
+
+/// A member's protocol metadata, charged to the coordinator-wide total while it is held.
+struct Charge {
+    bytes: usize,
+    total: Arc<AtomicUsize>,
+}
+
+impl Charge {
+    fn new(bytes: usize, total: &Arc<AtomicUsize>) -> Self {
+        total.fetch_add(bytes, Ordering::Relaxed);
+        Self { bytes, total: total.clone() }
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.total.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
 /// An empty group's coordinator state (its generation and protocol type) is dropped after this
 /// long, so that groups used once do not accumulate; its offsets stay in the store.
 pub const EMPTY_GROUP_RETENTION_MS: i64 = 600_000;
@@ -68,6 +113,8 @@ pub(super) struct Member {
     last_heartbeat_ms: i64,
     /// Joined but not yet through a join phase.
     is_new: bool,
+    /// Its protocols' metadata bytes, charged to the coordinator-wide total.
+    charge: Charge,
 }
 
 impl Member {
@@ -114,8 +161,10 @@ pub(super) struct Group {
     protocol_name: Option<String>,
     leader: Option<String>,
     members: BTreeMap<String, Member>,
-    /// Member ids handed out with MEMBER_ID_REQUIRED, with the deadline to use them.
-    pending: HashMap<String, i64>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED: (deadline to use them, order handed out).
+    pending: HashMap<String, (i64, u64)>,
+    /// Metadata bytes held by every group's members (the coordinator's total).
+    metadata_total: Arc<AtomicUsize>,
     /// Members of the current generation that have not sent their SyncGroup yet.
     pending_sync: HashSet<String>,
     /// Set exactly while PreparingRebalance.
@@ -132,7 +181,7 @@ pub(super) struct Group {
 }
 
 impl Group {
-    pub(super) fn new(name: &str, now_ms: i64) -> Self {
+    pub(super) fn new(name: &str, now_ms: i64, metadata_total: Arc<AtomicUsize>) -> Self {
         Self {
             name: name.to_string(),
             phase: Phase::Empty,
@@ -142,6 +191,7 @@ impl Group {
             leader: None,
             members: BTreeMap::new(),
             pending: HashMap::new(),
+            metadata_total,
             pending_sync: HashSet::new(),
             join_deadline: None,
             new_member_added: false,
@@ -223,8 +273,27 @@ impl Group {
         self.members.values().map(|m| i64::from(m.rebalance_timeout_ms.max(0))).max().unwrap_or(0)
     }
 
+    /// Unlike Kafka, pending member ids do not hold the join phase open: anyone can obtain
+    /// them, so they must not make every rebalance last its full timeout; a real client that
+    /// joins with its id after the phase completed starts the next one.
     fn all_joined(&self) -> bool {
-        self.pending.is_empty() && self.members.values().all(|m| m.awaiting_join.is_some())
+        self.members.values().all(|m| m.awaiting_join.is_some())
+    }
+
+    /// Whether a member with these protocols fits the metadata budgets (`member_id`'s current
+    /// charge, if a member, is replaced).
+    fn metadata_fits(&self, member_id: &str, protocols: &[(String, Bytes)]) -> Result<(), ResponseError> {
+        let bytes = metadata_bytes(protocols);
+        if bytes > JOIN_METADATA_MAX_BYTES {
+            return Err(ResponseError::InvalidRequest);
+        }
+        let current = self.members.get(member_id).map_or(0, |m| m.charge.bytes);
+        let group: usize = self.members.values().map(|m| m.charge.bytes).sum();
+        let total = self.metadata_total.load(Ordering::Relaxed);
+        if group - current + bytes > GROUP_METADATA_MAX_BYTES || total - current + bytes > METADATA_MAX_BYTES {
+            return Err(ResponseError::GroupMaxSizeReached);
+        }
+        Ok(())
     }
 
     /// Whether a member with this protocol type and these protocols may join (Kafka's
@@ -357,10 +426,12 @@ impl Group {
         if !self.supports(&p.protocol_type, &p.protocols) {
             return fail(ResponseError::InconsistentGroupProtocol);
         }
+        if let Err(e) = self.metadata_fits(&p.member_id, &p.protocols) {
+            tracing::debug!(group = %self.name, bytes = metadata_bytes(&p.protocols), "join refused: protocol metadata over budget");
+            return fail(e);
+        }
         if p.member_id.is_empty() {
-            // Ids handed out count too: a client looping on first joins could otherwise grow
-            // the pending set without bound.
-            if self.members.len() + self.pending.len() >= MEMBERS_PER_GROUP_MAX {
+            if self.members.len() >= MEMBERS_PER_GROUP_MAX {
                 return fail(ResponseError::GroupMaxSizeReached);
             }
             let member_id = new_member_id(&p.client_id);
@@ -379,7 +450,15 @@ impl Group {
                 return reply;
             }
             if p.require_known_member_id {
-                self.pending.insert(member_id.clone(), now.saturating_add(i64::from(p.session_timeout_ms)));
+                if self.pending.len() >= PENDING_MEMBERS_MAX {
+                    let oldest = self.pending.iter().min_by_key(|(_, (_, order))| *order).map(|(id, _)| id.clone());
+                    if let Some(oldest) = oldest {
+                        self.pending.remove(&oldest);
+                    }
+                }
+                let timeout = PENDING_MEMBER_TIMEOUT_MS.min(i64::from(p.session_timeout_ms));
+                self.pending.insert(member_id.clone(), (now.saturating_add(timeout), self.next_seq));
+                self.next_seq += 1;
                 return Reply::Now(JoinResult::error(&member_id, ResponseError::MemberIdRequired));
             }
             return self.add_member_and_rebalance(member_id, p, now, initial_delay_ms);
@@ -430,6 +509,7 @@ impl Group {
             awaiting_sync: None,
             last_heartbeat_ms: now,
             is_new: true,
+            charge: Charge::new(metadata_bytes(&p.protocols), &self.metadata_total),
         };
         self.next_seq += 1;
         if self.join_deadline.is_some_and(|d| d.initial_remaining_ms.is_some()) {
@@ -453,6 +533,7 @@ impl Group {
         let (tx, rx) = oneshot::channel();
         if let Some(m) = self.members.get_mut(&p.member_id) {
             m.protocols = p.protocols.clone();
+            m.charge = Charge::new(metadata_bytes(&p.protocols), &self.metadata_total);
             m.rebalance_timeout_ms = p.rebalance_timeout_ms;
             m.session_timeout_ms = p.session_timeout_ms;
             if let Some(previous) = m.awaiting_join.replace(tx) {
@@ -780,7 +861,7 @@ impl Group {
             }
         }
         let late: Vec<String> =
-            self.pending.iter().filter(|(_, deadline)| now >= **deadline).map(|(id, _)| id.clone()).collect();
+            self.pending.iter().filter(|(_, (deadline, _))| now >= *deadline).map(|(id, _)| id.clone()).collect();
         for id in late {
             tracing::debug!(group = %self.name, member = %id, "pending member expired: it did not join with its member id");
             self.remove_pending_member(&id, now);

@@ -488,3 +488,60 @@ fn an_empty_group_is_forgotten_after_its_retention() {
     f.advance(1);
     assert!(c.describe("g").is_none(), "then forgotten");
 }
+
+/// Reliability probe 5e: first joins flooding a group (each handed a pending id) do not lock a
+/// real consumer out, whether they outnumber the group's size or not; the pending ids beyond
+/// [`group::PENDING_MEMBERS_MAX`] are forgotten oldest first, and a join phase does not wait
+/// for them.
+#[test]
+fn a_flood_of_first_joins_does_not_lock_a_real_consumer_out() {
+    let f = fixture();
+    let c = &f.coordinator;
+    let flood = evident_groups::MEMBERS_PER_GROUP_MAX + 50;
+    let mut first_ids = Vec::new();
+    for _ in 0..flood {
+        let Reply::Now(r) = c.join(params("", "attacker", &[("range", b"x")])) else { panic!("answered at once") };
+        assert_eq!(r.error, Some(ResponseError::MemberIdRequired), "every first join gets an id");
+        first_ids.push(r.member_id);
+    }
+    // The real consumer joins with its id and is answered when the initial delay ends.
+    let (real, mut joined) = join_twice(c, "real", &[("range", b"r")]);
+    f.advance(DELAY);
+    let joined = answer(&mut joined);
+    assert_eq!(joined.error, None, "the real consumer joined");
+    assert_eq!((joined.generation_id, joined.leader.as_str()), (1, real.as_str()));
+    // The oldest flooded ids were forgotten; the newest are still usable.
+    let oldest = answer(&mut c.join(params(&first_ids[0], "attacker", &[("range", b"r")])));
+    assert_eq!(oldest.error, Some(ResponseError::UnknownMemberId));
+    let newest = first_ids.last().expect("ids");
+    assert!(matches!(c.join(params(newest, "attacker", &[("range", b"r")])), Reply::Later(_)));
+}
+
+#[test]
+fn protocol_metadata_is_bounded_per_join_and_per_group() {
+    let f = fixture();
+    let c = &f.coordinator;
+    let mut too_big = params("", "a", &[]);
+    too_big.protocols = vec![("range".into(), Bytes::from(vec![0u8; group::JOIN_METADATA_MAX_BYTES]))];
+    assert_eq!(now_error(c.join(too_big)), Some(ResponseError::InvalidRequest));
+    // Members of 1 MiB (just under the per-join cap) fill the group's 64 MiB.
+    let big = Bytes::from(vec![0u8; group::JOIN_METADATA_MAX_BYTES - 100]);
+    let mut refused = None;
+    for n in 0..=group::GROUP_METADATA_MAX_BYTES / group::JOIN_METADATA_MAX_BYTES + 1 {
+        let mut p = params("", &format!("m{n}"), &[]);
+        p.require_known_member_id = false;
+        p.protocols = vec![("range".into(), big.clone())];
+        if let Reply::Now(r) = c.join(p) {
+            refused = Some((n, r.error));
+            break;
+        }
+    }
+    let (n, error) = refused.expect("a join refused");
+    assert_eq!(error, Some(ResponseError::GroupMaxSizeReached));
+    assert_eq!(n, group::GROUP_METADATA_MAX_BYTES / (group::JOIN_METADATA_MAX_BYTES - 100 + 5));
+    // Another group still has room; the budget returns when members go.
+    let mut other = params("", "o", &[("range", b"x")]);
+    other.group = "other".into();
+    other.require_known_member_id = false;
+    assert!(matches!(c.join(other), Reply::Later(_)));
+}

@@ -86,6 +86,22 @@ pub struct ServeArgs {
     /// Most bytes the compressed batches of one Kafka Produce request may inflate to, together [default: 67108864]
     #[arg(long, env = "EVIDENT_KAFKA_DECOMPRESSED_MAX_BYTES", value_name = "BYTES")]
     pub kafka_decompressed_max_bytes: Option<usize>,
+    /// Once a Kafka request's first byte arrived, the rest must arrive within this long or the
+    /// connection is closed [default: 30000]
+    #[arg(long, env = "EVIDENT_KAFKA_REQUEST_TIMEOUT_MS", value_name = "MS")]
+    pub kafka_request_timeout_ms: Option<u64>,
+    /// Bytes of Kafka request frames received or being handled at once, across connections
+    /// (Kafka's queued.max.request.bytes) [default: 268435456]
+    #[arg(long, env = "EVIDENT_KAFKA_QUEUED_REQUEST_MAX_BYTES", value_name = "BYTES")]
+    pub kafka_queued_request_max_bytes: Option<usize>,
+    /// Most simultaneous Kafka connections from one address (Kafka's max.connections.per.ip);
+    /// at the cap its longest idle connection is closed for the newcomer [default: 1024]
+    #[arg(long, env = "EVIDENT_KAFKA_CONNECTIONS_PER_IP_MAX", value_name = "N")]
+    pub kafka_connections_per_ip_max: Option<usize>,
+    /// Record bytes held by Kafka Fetch responses until written, across connections; a fetch
+    /// beyond it gets a smaller response (at least one batch) [default: 268435456]
+    #[arg(long, env = "EVIDENT_KAFKA_FETCH_BUFFERED_MAX_BYTES", value_name = "BYTES")]
+    pub kafka_fetch_buffered_max_bytes: Option<usize>,
 }
 
 /// The configuration file's shape: the same names as the flags, unknown keys refused (a typo
@@ -112,6 +128,10 @@ struct FileConfig {
     kafka_idle_timeout_ms: Option<u64>,
     kafka_request_max_bytes: Option<usize>,
     kafka_decompressed_max_bytes: Option<usize>,
+    kafka_request_timeout_ms: Option<u64>,
+    kafka_queued_request_max_bytes: Option<usize>,
+    kafka_connections_per_ip_max: Option<usize>,
+    kafka_fetch_buffered_max_bytes: Option<usize>,
 }
 
 /// The resolved configuration.
@@ -237,6 +257,28 @@ impl ServeConfig {
                 bail!("kafka_decompressed_max_bytes must be at least 1024, not {n}");
             }
             kafka.decompressed_max_bytes = n;
+        }
+        if let Some(ms) = args.kafka_request_timeout_ms.or(file.kafka_request_timeout_ms) {
+            kafka.request_timeout = millis("kafka_request_timeout_ms", ms)?;
+        }
+        if let Some(n) = args.kafka_queued_request_max_bytes.or(file.kafka_queued_request_max_bytes) {
+            kafka.queued_request_max_bytes = n;
+        }
+        if kafka.queued_request_max_bytes < kafka.request_max_bytes {
+            bail!(
+                "kafka_queued_request_max_bytes ({}) must be at least kafka_request_max_bytes ({})",
+                kafka.queued_request_max_bytes,
+                kafka.request_max_bytes
+            );
+        }
+        if let Some(n) = args.kafka_connections_per_ip_max.or(file.kafka_connections_per_ip_max) {
+            kafka.connections_per_ip_max = positive("kafka_connections_per_ip_max", n)?;
+        }
+        if let Some(n) = args.kafka_fetch_buffered_max_bytes.or(file.kafka_fetch_buffered_max_bytes) {
+            if n < 1024 {
+                bail!("kafka_fetch_buffered_max_bytes must be at least 1024, not {n}");
+            }
+            kafka.fetch_buffered_max_bytes = n;
         }
         let defaults = HttpLimits::default();
         let http_limits = HttpLimits {
