@@ -170,6 +170,13 @@ error_codes! {
     Corrupted = ("corrupted", 500),
     /// The store refuses writes until it is restarted (a failed write or sync), or is closing.
     Unavailable = ("unavailable", 503),
+    /// A write failed after its bytes may have reached the disk: it may or may not be
+    /// stored. The body carries `"outcome": "unknown"` and the request's `event_ids`; retry
+    /// with the same ids once the store is back.
+    OutcomeUnknown = ("outcome_unknown", 503),
+    /// The disk is full: the store serves reads and refuses writes, nothing of the request was
+    /// stored, and writes resume by themselves once space is freed.
+    DiskFull = ("disk_full", 507),
     /// The server holds as many HTTP connections as allowed.
     TooManyConnections = ("too_many_connections", 503),
     /// The server serves as many live subscriptions as allowed.
