@@ -746,7 +746,16 @@ impl Log {
         if let Some(why) = &st.poisoned {
             return Err(Error::Poisoned(why.clone()));
         }
-        let result = self.inner.checkpoint_locked(&mut st);
+        let result = match self.inner.checkpoint_locked(&mut st) {
+            // On a full disk the final checkpoint cannot be written, but it only shortens the
+            // next recovery: the journal, synced, holds everything. A clean stop stays clean.
+            Err(Error::Io(e)) if is_out_of_space(&e) => {
+                st.stats.checkpoint_failures += 1;
+                st.checkpoint_failed = Some((format!("writing the index checkpoint failed: {e}"), Instant::now()));
+                Ok(())
+            }
+            other => other,
+        };
         self.inner.publish(&mut st);
         result
     }
