@@ -91,19 +91,23 @@ impl IntoResponse for ApiError {
         let mut response = match self.event_ids {
             // The outcome-unknown body: the common error object, plus what the client needs to
             // retry idempotently (kept beside `error`, not in the shared `ErrorBody` type).
-            Some(ids) => {
-                let mut value = serde_json::to_value(&body).unwrap_or_default();
-                if let Some(object) = value.as_object_mut() {
-                    object.insert("outcome".into(), "unknown".into());
-                    object.insert("event_ids".into(), ids.into());
-                }
-                (self.status, axum::Json(value)).into_response()
-            }
+            Some(ids) => (self.status, axum::Json(unknown_outcome_body(&body, ids))).into_response(),
             None => (self.status, axum::Json(body)).into_response(),
         };
         response.extensions_mut().insert(reason);
         response
     }
+}
+
+/// The body of `outcome_unknown`: the error object, `"outcome": "unknown"` and the ids to retry
+/// with.
+fn unknown_outcome_body(body: &ErrorBody, ids: Vec<String>) -> serde_json::Value {
+    let mut value = serde_json::to_value(body).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.insert("outcome".into(), "unknown".into());
+        object.insert("event_ids".into(), ids.into());
+    }
+    value
 }
 
 impl From<evident_log::Error> for ApiError {
@@ -198,5 +202,20 @@ mod tests {
         }
         let conflict = errors.iter().find(|e| e.code == "wrong_expected_version").expect("conflict");
         assert_eq!(conflict.current_version, Some(Some(3)));
+    }
+
+    /// Only an unknown outcome carries the ids to retry with, beside the error object.
+    #[test]
+    fn an_unknown_outcome_names_the_ids_to_retry_with() {
+        let ids = || vec!["a".to_string(), "b".to_string()];
+        let full = ApiError::from(evident_log::Error::DiskFull("no space".into())).with_event_ids(ids);
+        assert_eq!((full.status.as_u16(), full.code, full.event_ids), (507, "disk_full", None));
+        let unknown = ApiError::from(evident_log::Error::OutcomeUnknown("sync failed".into())).with_event_ids(ids);
+        assert_eq!((unknown.status.as_u16(), unknown.code), (503, "outcome_unknown"));
+        let body = ErrorBody::new(unknown.code, unknown.message.clone());
+        let json = unknown_outcome_body(&body, unknown.event_ids.expect("ids"));
+        assert_eq!(json["error"]["code"], "outcome_unknown");
+        assert_eq!(json["outcome"], "unknown");
+        assert_eq!(json["event_ids"], serde_json::json!(["a", "b"]));
     }
 }
