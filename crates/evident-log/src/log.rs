@@ -1092,11 +1092,11 @@ impl Inner {
         self.poison(st, what, e);
     }
 
-    /// Cuts the journal back to the written position after a failed write: truncates the
-    /// segment holding it, removes the segments created after it, and syncs both (the file
-    /// and the directory), so no byte of the failed round survives a crash. Drops the
-    /// pre-allocation of the active segment too: the disk is full, and the next round
-    /// allocates again.
+    /// Cuts the journal back to the written position after a failed write: zeros the failed
+    /// round's bytes inside the segment's earlier allocation and truncates what lies past it
+    /// (or truncates to the written position), removes the segments created after it, and
+    /// syncs both (the file and the directory), so no byte of the failed round survives a
+    /// crash: recovery reads the zeros as the unused end of the active segment.
     fn cut_back(&self, st: &mut State) -> std::io::Result<()> {
         let keep_to = st.written_pos;
         let keep = st.journal.segments.partition_point(|s| s.base < keep_to);
@@ -1104,7 +1104,17 @@ impl Inner {
             .checked_sub(1)
             .and_then(|i| st.journal.segments.get(i).cloned())
             .ok_or_else(|| std::io::Error::other("no segment holds the written journal"))?;
-        last.file.set_len(keep_to - last.base)?;
+        // The allocation made before the failed round stays, zeroed over the round's bytes (the
+        // space is the file's already, so this cannot run out of it): giving it back would
+        // let the next probe find exactly that space and the log flap between writable and
+        // full, one index rebuild per flap. If zeroing fails anyway, the file is cut to the
+        // written position, which is always correct.
+        let (alloc_base, alloc_end) = st.alloc;
+        let zeroed = alloc_base == last.base
+            && alloc_end > keep_to
+            && Preallocation { file: last.file.clone(), base: last.base, from: keep_to, to: alloc_end }.write().is_ok();
+        let keep_len = if zeroed { alloc_end } else { keep_to };
+        last.file.set_len(keep_len - last.base)?;
         // What the relaxed policies wrote but had not synced yet becomes durable here too.
         for (_, f) in Self::segment_files(st, st.durable_pos.min(keep_to)) {
             f.sync_data()?;
@@ -1113,7 +1123,7 @@ impl Inner {
             Error::Io(io) => io,
             other => std::io::Error::other(other.to_string()),
         })?;
-        st.alloc = (last.base, keep_to);
+        st.alloc = (last.base, keep_len);
         st.next_pos = keep_to;
         st.durable_pos = keep_to;
         Ok(())

@@ -200,7 +200,9 @@ fn a_full_disk_is_survived_and_writes_resume_when_space_returns() {
     // Space returns: writes resume without a restart.
     std::fs::remove_file(&filler).expect("removing the filler");
     let freed = Instant::now();
+    let mut resume_attempts = 0;
     let resumed = loop {
+        resume_attempts += 1;
         let ids: Vec<String> = (0..BATCH).map(|i| format!("ev-resume-{n}-{i}")).collect();
         n += 1;
         let outcome = append(&server, "s1", &ids);
@@ -227,8 +229,9 @@ fn a_full_disk_is_survived_and_writes_resume_when_space_returns() {
         assert!(ids.iter().all(|id| after.get(id) == Some(&1)), "a retried in-doubt append is not stored once");
     }
     println!(
-        "disk full (tmpfs 64 MiB): requests={} acked={} not_stored={} unknown={} resumed_after_ms={} \
-         lost={lost} duplicated={duplicated} refused_present={refused_present}",
+        "disk full (tmpfs 64 MiB): requests={} acked={} not_stored={} (of which {resume_attempts} tries while \
+         space was being found again) unknown={} resumed_after_ms={} lost={lost} duplicated={duplicated} \
+         refused_present={refused_present}",
         requests.len(),
         count(&requests, Outcome::Acked),
         count(&requests, Outcome::NotStored),
