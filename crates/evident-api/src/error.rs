@@ -170,6 +170,13 @@ error_codes! {
     Corrupted = ("corrupted", 500),
     /// The store refuses writes until it is restarted (a failed write or sync), or is closing.
     Unavailable = ("unavailable", 503),
+    /// A write failed after its bytes may have reached the disk: it may or may not be
+    /// stored. The body carries `"outcome": "unknown"` and the request's `event_ids`; retry
+    /// with the same ids once the store is back.
+    OutcomeUnknown = ("outcome_unknown", 503),
+    /// The disk is full: the store serves reads and refuses writes, nothing of the request was
+    /// stored, and writes resume by themselves once space is freed.
+    DiskFull = ("disk_full", 507),
     /// The server holds as many HTTP connections as allowed.
     TooManyConnections = ("too_many_connections", 503),
     /// The server serves as many live subscriptions as allowed.
@@ -189,7 +196,7 @@ mod tests {
         for &code in ErrorCode::ALL {
             assert_eq!(ErrorCode::from_code(code.as_str()), Some(code));
             assert_eq!(serde_json::to_value(code).expect("serialize"), code.as_str());
-            assert!([200, 400, 403, 404, 405, 408, 409, 413, 414, 500, 503].contains(&code.status()), "{code:?}");
+            assert!([200, 400, 403, 404, 405, 408, 409, 413, 414, 500, 503, 507].contains(&code.status()), "{code:?}");
         }
         assert_eq!(ErrorCode::from_code("no_such_code"), None);
     }

@@ -27,9 +27,8 @@ pub enum HealthReasonCode {
     CheckpointFailing,
     /// A read found bytes whose checksum does not match; they are never served.
     Damaged,
-    /// The store refuses writes and serves reads.
-    ReadOnly,
-    /// The disk is full.
+    /// The disk is full: the store is read-only (writes refused, nothing refused is stored,
+    /// reads served) until free space is found again.
     DiskFull,
 }
 

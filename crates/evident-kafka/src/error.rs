@@ -53,7 +53,12 @@ fn log_code(e: &evident_log::Error) -> ResponseError {
         E::ProducerFenced { .. } => ResponseError::InvalidProducerEpoch,
         E::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         E::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
-        E::Poisoned(_) | E::Corrupted { .. } | E::Io(_) => ResponseError::KafkaStorageError,
+        // KAFKA_STORAGE_ERROR is what a broker answers when its log directory fails, and it
+        // is retriable in the Java client and librdkafka alike; an idempotent producer's retry
+        // keeps its sequence, so a batch whose outcome was unknown is deduplicated if stored.
+        E::Poisoned(_) | E::DiskFull(_) | E::OutcomeUnknown(_) | E::Corrupted { .. } | E::Io(_) => {
+            ResponseError::KafkaStorageError
+        }
         E::Closed => ResponseError::NotLeaderOrFollower,
         E::Locked(_) => ResponseError::UnknownServerError,
     }

@@ -298,7 +298,12 @@ pub(crate) fn write(storage: &Arc<dyn Storage>, dir: &Path, bytes: &[u8]) -> std
     let tmp = dir.join(TMP);
     let file = storage.open(&tmp, true)?;
     file.set_len(0)?;
-    file.write_all_at(bytes, 0)?;
+    if let Err(e) = file.write_all_at(bytes, 0) {
+        // Give back what the partial write took: on a full disk those blocks are what the
+        // journal needs to resume. Best effort: the file is rewritten from empty next time.
+        let _ = file.set_len(0);
+        return Err(e);
+    }
     file.sync_data()?;
     drop(file);
     storage.rename(&tmp, &dir.join(FILE))?;

@@ -1,7 +1,9 @@
 //! The log's one error type. Conditions a caller is expected to handle (a wrong expected
 //! version, an unknown topic) are variants with the data needed to answer the peer precisely;
 //! `Corrupted` and `Poisoned` are kept apart from `Io` because they call for different actions
-//! (stop and repair; restart).
+//! (stop and repair; restart). A failed write is reported by what the caller can know about
+//! it: `DiskFull` and `Poisoned` refuse a request that was not stored (retry safe),
+//! `OutcomeUnknown` one that may or may not be (retry with the same ids).
 
 use std::path::PathBuf;
 
@@ -149,6 +151,18 @@ pub enum Error {
     /// A sync failed earlier; the log acknowledges nothing more until it is reopened.
     #[error("the log is poisoned by an earlier failed write or sync ({0}); restart to recover")]
     Poisoned(String),
+    /// The disk is full, so the log refuses writes: nothing of this request was stored (its
+    /// bytes were never written, or were cut back and the cut synced), so retrying it is safe.
+    /// The log serves reads meanwhile and accepts writes again, without a restart, once a
+    /// probe finds free space ([`crate::Log::read_only`] says why until then).
+    #[error("the disk is full ({0}): nothing of this request was stored; writes resume once space is freed")]
+    DiskFull(String),
+    /// A write or sync failed after this request's bytes may have reached the file: it may or
+    /// may not be stored, and the log is poisoned until restart. Retry it with the same event
+    /// ids (or, over Kafka, the same producer sequence) once the store is back: a stored copy
+    /// then answers the retry as a duplicate, so it is stored exactly once either way.
+    #[error("the outcome of this write is unknown ({0}): it may or may not be stored; retry it with the same event ids once the store is back")]
+    OutcomeUnknown(String),
     /// The data directory is locked by another process.
     #[error("{0}")]
     Locked(String),

@@ -58,9 +58,7 @@ pub enum ReasonCode {
     CheckpointFailing,
     /// A read found a frame or record whose checksum does not match; it is never served.
     Damaged,
-    /// The store refuses writes but serves reads (added by the read-only start on a full disk).
-    ReadOnly,
-    /// The disk is full (added with [`ReasonCode::ReadOnly`]).
+    /// The disk is full: the log is read-only ([`Log::read_only`]) until a probe finds space.
     DiskFull,
 }
 
@@ -71,7 +69,6 @@ impl ReasonCode {
             Self::Poisoned => "poisoned",
             Self::CheckpointFailing => "checkpoint_failing",
             Self::Damaged => "damaged",
-            Self::ReadOnly => "read_only",
             Self::DiskFull => "disk_full",
         }
     }
@@ -80,7 +77,7 @@ impl ReasonCode {
     pub fn status(self) -> HealthStatus {
         match self {
             Self::Poisoned => HealthStatus::Poisoned,
-            Self::CheckpointFailing | Self::Damaged | Self::ReadOnly | Self::DiskFull => HealthStatus::Degraded,
+            Self::CheckpointFailing | Self::Damaged | Self::DiskFull => HealthStatus::Degraded,
         }
     }
 }
@@ -242,9 +239,13 @@ impl Log {
     /// `degraded` if it serves but a condition needs attention, `ok` otherwise; with every
     /// condition as a reason, what reads found damaged, and what the last open found.
     pub fn health(&self) -> LogHealth {
-        let (poisoned, checkpoint_failing) = {
+        let (poisoned, disk_full, checkpoint_failing) = {
             let st = self.inner.lock();
-            (st.poisoned.clone(), st.checkpoint_failed.as_ref().map(|(why, _)| why.clone()))
+            (
+                st.poisoned.clone(),
+                st.disk_full.as_ref().map(|d| d.reason.clone()),
+                st.checkpoint_failed.as_ref().map(|(why, _)| why.clone()),
+            )
         };
         let damage = self.inner.damage.report();
         let mut reasons = Vec::new();
@@ -254,9 +255,17 @@ impl Log {
                 message: format!("{why}; writes are refused until the store is restarted, reads are served"),
             });
         }
-        // MERGE(logfault): the read-only / disk-full reason goes here, from
-        // `Log::read_only()`: `ReasonCode::DiskFull` when the cause is ENOSPC, else
-        // `ReasonCode::ReadOnly`, each `Degraded` (reads keep being served).
+        // The log's only read-only state is a full disk (`Log::read_only`): writes are refused
+        // with `DiskFull` until a probe finds space again, reads keep being served.
+        if let Some(why) = disk_full {
+            reasons.push(HealthReason {
+                code: ReasonCode::DiskFull,
+                message: format!(
+                    "{why}; the store is read-only: writes are refused (nothing refused is stored) until free \
+                     space is found again (probed with backoff), reads are served"
+                ),
+            });
+        }
         if let Some(why) = checkpoint_failing {
             reasons.push(HealthReason {
                 code: ReasonCode::CheckpointFailing,

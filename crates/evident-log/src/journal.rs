@@ -112,16 +112,31 @@ impl Journal {
 
     /// Creates a segment at `base` durably (header written and synced, directory synced) before
     /// anything is written into it: rule "new files need a directory fsync".
+    ///
+    /// Failures say what they left behind. `Error::Io`: nothing (the file could not be opened,
+    /// or its header could not be written and the file was removed again, durably), so the
+    /// caller may go on (out of descriptors, a full disk). `Error::Poisoned`: a sync failed,
+    /// or the clean-up did, and the directory's state on disk is unknown.
     pub fn create_segment(&mut self, base: u64) -> Result<()> {
         if let Some(last) = self.segments.last() {
             assert!(base > last.base, "segments are created in position order");
         }
         let path = self.segment_path(base);
         let file = self.storage.open(&path, true)?;
-        file.set_len(0)?;
-        file.write_all_at(&encode_segment_header(base), 0)?;
-        file.sync_data()?;
-        self.storage.sync_dir(&self.dir)?;
+        if let Err(e) = file.set_len(0).and_then(|()| file.write_all_at(&encode_segment_header(base), 0)) {
+            drop(file);
+            return match self.storage.remove_file(&path).and_then(|()| self.storage.sync_dir(&self.dir)) {
+                Ok(()) => Err(Error::Io(e)),
+                Err(cleanup) => Err(Error::Poisoned(format!(
+                    "{e}; removing the unfinished segment {} failed: {cleanup}",
+                    path.display()
+                ))),
+            };
+        }
+        let unknown =
+            |e: std::io::Error| Error::Poisoned(format!("syncing the new segment {} failed: {e}", path.display()));
+        file.sync_data().map_err(unknown)?;
+        self.storage.sync_dir(&self.dir).map_err(unknown)?;
         let map = file.map(self.map_len)?;
         self.segments.push(Segment { base, path, file, map });
         Ok(())

@@ -135,15 +135,37 @@ pub(crate) struct Waiter {
     ready: Condvar,
 }
 
+/// Why a waiter's frame will not be acknowledged: what its appender may tell its client.
+#[derive(Debug, Clone)]
+pub(crate) enum Refusal {
+    /// Never written (the log was poisoned before its round): not stored.
+    Poisoned(String),
+    /// Its round hit a full disk and its bytes were never written or were cut back durably:
+    /// not stored.
+    DiskFull(String),
+    /// Its round's write or sync failed after its bytes may have reached the file.
+    Unknown(String),
+}
+
+impl From<Refusal> for Error {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Poisoned(why) => Error::Poisoned(why),
+            Refusal::DiskFull(why) => Error::DiskFull(why),
+            Refusal::Unknown(why) => Error::OutcomeUnknown(why),
+        }
+    }
+}
+
 /// What a [`Waiter`] learns, and who to tell.
 #[derive(Default)]
 struct Slot {
-    outcome: Option<std::result::Result<(), String>>,
+    outcome: Option<std::result::Result<(), Refusal>>,
     waker: Option<Waker>,
 }
 
 impl Waiter {
-    fn resolve(&self, outcome: std::result::Result<(), String>) {
+    fn resolve(&self, outcome: std::result::Result<(), Refusal>) {
         let waker = {
             let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
             slot.outcome = Some(outcome);
@@ -159,7 +181,7 @@ impl Waiter {
         let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(done) = slot.outcome.take() {
-                return done.map_err(Error::Poisoned);
+                return done.map_err(Error::from);
             }
             slot = self.ready.wait(slot).unwrap_or_else(|e| e.into_inner());
         }
@@ -168,7 +190,7 @@ impl Waiter {
     fn poll(&self, cx: &mut TaskContext<'_>) -> Poll<Result<()>> {
         let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(done) = slot.outcome.take() {
-            return Poll::Ready(done.map_err(Error::Poisoned));
+            return Poll::Ready(done.map_err(Error::from));
         }
         match &mut slot.waker {
             Some(w) if w.will_wake(cx.waker()) => {}
@@ -239,6 +261,48 @@ pub const CHECKPOINT_RETRY_MIN: Duration = Duration::from_secs(1);
 /// The longest wait between tries of a failing background checkpoint.
 pub const CHECKPOINT_RETRY_MAX: Duration = Duration::from_secs(60);
 
+/// The first wait before looking for free space again after the disk filled up.
+pub const SPACE_PROBE_MIN: Duration = Duration::from_millis(100);
+/// The longest wait between looks for free space while the disk is full.
+pub const SPACE_PROBE_MAX: Duration = Duration::from_secs(5);
+/// The least free space a probe must find before writes resume: a round's pre-allocation
+/// needs [`LogConfig::preallocate_bytes`], and resuming with less would only refuse again
+/// at the next round (hysteresis, so the log does not flap at the edge of a full disk).
+pub const SPACE_PROBE_BYTES_MIN: u64 = 1 << 20;
+/// The file a space probe writes and removes, in the data directory.
+const SPACE_PROBE_FILE: &str = "space.probe";
+
+/// Whether an I/O error says the file system has no room (ENOSPC) or the owner's quota is
+/// spent (EDQUOT): the conditions that freeing space ends, as opposed to a failing device.
+pub(crate) fn is_out_of_space(e: &std::io::Error) -> bool {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    e.kind() == std::io::ErrorKind::StorageFull || matches!(e.raw_os_error(), Some(ENOSPC | EDQUOT))
+}
+
+/// The log refuses writes because the disk is full; reads go on.
+pub(crate) struct DiskFull {
+    /// The failure that put the log in this state.
+    pub reason: String,
+    /// When the next probe for free space may run.
+    pub next_probe: Instant,
+    /// The wait after the next failed probe: doubles per failure up to [`SPACE_PROBE_MAX`].
+    pub backoff: Duration,
+}
+
+impl DiskFull {
+    fn new(reason: String) -> Self {
+        Self { reason, next_probe: Instant::now() + SPACE_PROBE_MIN, backoff: SPACE_PROBE_MIN * 2 }
+    }
+}
+
+/// How a commit round failed: a failed write leaves bytes that may be cut back, a failed
+/// sync leaves the page cache in a state nothing can trust (fsyncgate).
+enum RoundFailure {
+    Write(std::io::Error),
+    Sync(std::io::Error),
+}
+
 /// Called by the commit thread with the visible commit sequence after every round (see
 /// [`Log::set_commit_hook`]).
 pub type CommitHook = Box<dyn Fn(u64) + Send + Sync>;
@@ -265,6 +329,9 @@ pub(crate) struct State {
     /// Commit sequences below this may be read.
     pub visible_seq: u64,
     pub poisoned: Option<String>,
+    /// Set while the disk is full: writes are refused (nothing was lost), reads go on, and a
+    /// probe for free space returns the log to writable.
+    pub disk_full: Option<DiskFull>,
     pub closed: bool,
     pub since_checkpoint: u64,
     /// Size of the last checkpoint written; the next waits for twice as many journal bytes,
@@ -458,6 +525,7 @@ impl Log {
             visible_pos: next_pos,
             visible_seq: next_seq,
             poisoned: None,
+            disk_full: None,
             closed: false,
             since_checkpoint: 0,
             last_checkpoint_len: 0,
@@ -487,9 +555,23 @@ impl Log {
             _lock: dir_lock,
         });
         if must_checkpoint {
-            // Replay work done now is not redone at the next open.
+            // Replay work done now is not redone at the next open. But a checkpoint only
+            // shortens recovery, so one that cannot be written (a full disk, no descriptor
+            // left) must not keep the store from opening: it is reported and retried like a
+            // background one, and a full disk makes the store read-only until space returns.
             let mut st = lock(&inner.state);
-            inner.checkpoint_locked(&mut st)?;
+            if let Err(e) = inner.checkpoint_locked(&mut st) {
+                let Error::Io(io) = e else { return Err(e) };
+                let why = format!("writing the index checkpoint failed: {io}");
+                st.stats.checkpoint_failures += 1;
+                st.checkpoint_pos = None;
+                st.since_checkpoint = inner.checkpoint_threshold(&st);
+                st.checkpoint_failed = Some((why.clone(), Instant::now() + CHECKPOINT_RETRY_MIN));
+                st.checkpoint_backoff = CHECKPOINT_RETRY_MIN * 2;
+                if is_out_of_space(&io) {
+                    st.disk_full = Some(DiskFull::new(why));
+                }
+            }
         }
         let worker = inner.clone();
         let committer = std::thread::Builder::new()
@@ -524,6 +606,24 @@ impl Log {
     /// Why the log refuses writes, if a failed write or sync poisoned it (until reopened).
     pub fn poisoned(&self) -> Option<String> {
         self.inner.lock().poisoned.clone()
+    }
+
+    /// Why the log is read-only, while the disk is full: writes are refused with
+    /// [`Error::DiskFull`] (nothing acknowledged was lost, nothing refused was stored) and
+    /// reads are served. None once a probe finds free space again, which the commit thread
+    /// tries with backoff ([`SPACE_PROBE_MIN`] to [`SPACE_PROBE_MAX`]) and every refused
+    /// write tries when one is due. A poisoned log is reported by [`Log::poisoned`] instead.
+    pub fn read_only(&self) -> Option<String> {
+        self.inner.lock().disk_full.as_ref().map(|d| d.reason.clone())
+    }
+
+    /// Looks for free space now, whatever the backoff says; true if the log accepts writes
+    /// afterwards (it was not read-only, or space was found). For operators' tools and tests
+    /// that freed space and would rather not wait for the next scheduled probe.
+    pub fn probe_space(&self) -> bool {
+        let mut st = self.inner.lock();
+        self.inner.probe_space(&mut st, true);
+        st.disk_full.is_none()
     }
 
     /// Installs (or with `None` removes) a function the commit thread calls with the visible
@@ -650,7 +750,16 @@ impl Log {
         if let Some(why) = &st.poisoned {
             return Err(Error::Poisoned(why.clone()));
         }
-        let result = self.inner.checkpoint_locked(&mut st);
+        let result = match self.inner.checkpoint_locked(&mut st) {
+            // On a full disk the final checkpoint cannot be written, but it only shortens the
+            // next recovery: the journal, synced, holds everything. A clean stop stays clean.
+            Err(Error::Io(e)) if is_out_of_space(&e) => {
+                st.stats.checkpoint_failures += 1;
+                st.checkpoint_failed = Some((format!("writing the index checkpoint failed: {e}"), Instant::now()));
+                Ok(())
+            }
+            other => other,
+        };
         self.inner.publish(&mut st);
         result
     }
@@ -670,6 +779,25 @@ fn in_flight_covers(st: &State, end: u64) -> bool {
         (Some(first), Some(last)) => first.pos < end && end <= last.pos + last.bytes.len() as u64,
         _ => false,
     }
+}
+
+/// Writes `len` zero bytes to a new file at `path`, then removes it: whether the file system
+/// has that much room now. The file is emptied and removed whatever happens (best effort: a
+/// leftover is harmless, the next probe truncates it).
+fn probe_write(storage: &Arc<dyn Storage>, path: &Path, len: u64) -> std::io::Result<()> {
+    let file = storage.open(path, true)?;
+    let zeros = vec![0u8; len.min(1 << 20) as usize];
+    let mut at = 0;
+    let mut result = file.set_len(0);
+    while result.is_ok() && at < len {
+        let n = zeros.len().min((len - at) as usize);
+        result = file.write_all_at(&zeros[..n], at);
+        at += n as u64;
+    }
+    let _ = file.set_len(0);
+    drop(file);
+    let _ = storage.remove_file(path);
+    result
 }
 
 /// Checks that an intact checkpoint's mark agrees with the journal on disk.
@@ -735,14 +863,39 @@ impl Inner {
 
     /// The state, if the log accepts writes.
     pub(crate) fn writable(&self) -> Result<MutexGuard<'_, State>> {
-        let st = self.lock();
+        let mut st = self.lock();
         if let Some(why) = &st.poisoned {
             return Err(Error::Poisoned(why.clone()));
         }
         if st.closed {
             return Err(Error::Closed);
         }
+        if st.disk_full.is_some() {
+            self.probe_space(&mut st, false);
+            if let Some(full) = &st.disk_full {
+                return Err(Error::DiskFull(full.reason.clone()));
+            }
+        }
         Ok(st)
+    }
+
+    /// While the disk is full: if a probe is due (or `force`), writes and removes a probe
+    /// file of the space a round needs; success returns the log to writable. The probe goes
+    /// through the storage seam like every write, so tests can fail it.
+    fn probe_space(&self, st: &mut State, force: bool) {
+        let Some(full) = st.disk_full.as_mut() else { return };
+        let now = Instant::now();
+        if !force && now < full.next_probe {
+            return;
+        }
+        let want = self.config.preallocate_bytes.max(SPACE_PROBE_BYTES_MIN);
+        match probe_write(&self.storage, &self.dir.join(SPACE_PROBE_FILE), want) {
+            Ok(()) => st.disk_full = None,
+            Err(_) => {
+                full.next_probe = now + full.backoff;
+                full.backoff = (full.backoff * 2).min(SPACE_PROBE_MAX);
+            }
+        }
     }
 
     /// Encodes a frame into the commit queue (rolling to a new segment first if the frame
@@ -765,15 +918,28 @@ impl Inner {
             && st.next_pos > seg_base + SEGMENT_HEADER_LEN
         {
             let base = st.next_pos;
-            if let Err(e) = st.journal.create_segment(base) {
-                // A failed sync or write while creating a segment is as fatal as one on the
-                // journal: the file system's state is unknown until recovery.
-                let io = match e {
-                    Error::Io(io) => io,
-                    other => std::io::Error::other(other.to_string()),
-                };
-                self.poison(st, "creating a journal segment failed", &io);
-                return Err(Error::Poisoned(format!("creating a journal segment failed: {io}")));
+            match st.journal.create_segment(base) {
+                Ok(()) => {}
+                // Nothing was left behind (see `Journal::create_segment`) and nothing of this
+                // append is queued yet: out of descriptors is this append's failure only, a
+                // full disk makes the log read-only until space returns.
+                Err(Error::Io(io)) if is_out_of_space(&io) => {
+                    let why = format!("creating a journal segment failed: {io}");
+                    st.disk_full = Some(DiskFull::new(why.clone()));
+                    return Err(Error::DiskFull(why));
+                }
+                Err(Error::Io(io)) => return Err(Error::Io(io)),
+                Err(e) => {
+                    // A failed sync while creating a segment (or a failed clean-up) is as
+                    // fatal as one on the journal: the file system's state is unknown until
+                    // recovery.
+                    let io = std::io::Error::other(match e {
+                        Error::Poisoned(why) => why,
+                        other => other.to_string(),
+                    });
+                    self.poison(st, "creating a journal segment failed", &io);
+                    return Err(Error::Poisoned(format!("creating a journal segment failed: {io}")));
+                }
             }
             st.next_pos = base + SEGMENT_HEADER_LEN;
             st.alloc = (base, st.next_pos);
@@ -867,7 +1033,7 @@ impl Inner {
             let keep = st.in_flight.as_ref().and_then(|c| c.last()).map_or(0, |c| c.pos + c.bytes.len() as u64);
             while st.waiters.back().is_some_and(|w| w.end > keep) {
                 if let Some(w) = st.waiters.pop_back() {
-                    w.resolve(Err(why.clone()));
+                    w.resolve(Err(Refusal::Poisoned(why.clone())));
                 }
             }
         }
@@ -879,6 +1045,125 @@ impl Inner {
             st.poisoned = Some(format!("{what}: {e}"));
         }
         self.publish(st);
+    }
+
+    /// A round (whose frames end at `round_end`) failed to be written or synced. Called with
+    /// the lock held, no round in flight. What each waiting appender is told must be the
+    /// truth about its bytes:
+    /// - a full disk whose partial write could be cut back and the cut synced: nothing of the
+    ///   round (nor of what was queued after it) is stored. The log turns read-only
+    ///   ([`DiskFull`]) instead of poisoned, its index is rebuilt from the journal as written,
+    ///   and a probe for free space returns it to writable;
+    /// - any other failed write, a failed cut-back, or any failed sync: the round's bytes may
+    ///   or may not be on disk. Its appenders learn that the outcome is unknown, the log is
+    ///   poisoned until restart (a failed fsync cannot be retried, fsyncgate), and appenders
+    ///   queued behind the round, never written, learn they were not stored.
+    fn round_failed(&self, st: &mut State, failure: RoundFailure, round_end: u64) {
+        let e = match failure {
+            RoundFailure::Write(e) if is_out_of_space(&e) => e,
+            RoundFailure::Write(e) => return self.poison_unknown(st, "journal write failed", &e, round_end),
+            RoundFailure::Sync(e) => return self.poison_unknown(st, "journal sync failed", &e, round_end),
+        };
+        if let Err(cut) = self.cut_back(st) {
+            let what = format!("journal write failed ({e}) and cutting its bytes back failed");
+            return self.poison_unknown(st, &what, &cut, round_end);
+        }
+        // Not stored: neither the round nor the frames queued behind it will ever be written.
+        let why = format!("journal write failed: {e}");
+        st.pending.clear();
+        while let Some(w) = st.waiters.pop_back() {
+            w.resolve(Err(Refusal::DiskFull(why.clone())));
+        }
+        st.disk_full = Some(DiskFull::new(why));
+        // Their frames are in the index, which must describe the journal exactly again.
+        if let Err(rebuild) = self.rebuild_index(st) {
+            let io = std::io::Error::other(rebuild.to_string());
+            self.poison(st, "rebuilding the index after a full disk failed", &io);
+        }
+        self.publish(st);
+    }
+
+    /// Poisons the log after a failure that leaves the round ending at `round_end` in doubt:
+    /// its appenders learn the outcome is unknown, the rest (never written) that it was not
+    /// stored.
+    fn poison_unknown(&self, st: &mut State, what: &str, e: &std::io::Error, round_end: u64) {
+        let why = format!("{what}: {e}");
+        while st.waiters.front().is_some_and(|w| w.end <= round_end) {
+            if let Some(w) = st.waiters.pop_front() {
+                w.resolve(Err(Refusal::Unknown(why.clone())));
+            }
+        }
+        self.poison(st, what, e);
+    }
+
+    /// Cuts the journal back to the written position after a failed write: zeros the failed
+    /// round's bytes inside the segment's earlier allocation and truncates what lies past it
+    /// (or truncates to the written position), removes the segments created after it, and
+    /// syncs both (the file and the directory), so no byte of the failed round survives a
+    /// crash: recovery reads the zeros as the unused end of the active segment.
+    fn cut_back(&self, st: &mut State) -> std::io::Result<()> {
+        let keep_to = st.written_pos;
+        let keep = st.journal.segments.partition_point(|s| s.base < keep_to);
+        let last = keep
+            .checked_sub(1)
+            .and_then(|i| st.journal.segments.get(i).cloned())
+            .ok_or_else(|| std::io::Error::other("no segment holds the written journal"))?;
+        // The allocation made before the failed round stays, zeroed over the round's bytes (the
+        // space is the file's already, so this cannot run out of it): giving it back would
+        // let the next probe find exactly that space and the log flap between writable and
+        // full, one index rebuild per flap. If zeroing fails anyway, the file is cut to the
+        // written position, which is always correct.
+        let (alloc_base, alloc_end) = st.alloc;
+        let zeroed = alloc_base == last.base
+            && alloc_end > keep_to
+            && Preallocation { file: last.file.clone(), base: last.base, from: keep_to, to: alloc_end }.write().is_ok();
+        let keep_len = if zeroed { alloc_end } else { keep_to };
+        last.file.set_len(keep_len - last.base)?;
+        // What the relaxed policies wrote but had not synced yet becomes durable here too.
+        for (_, f) in Self::segment_files(st, st.durable_pos.min(keep_to)) {
+            f.sync_data()?;
+        }
+        st.journal.remove_segments_after(keep - 1).map_err(|e| match e {
+            Error::Io(io) => io,
+            other => std::io::Error::other(other.to_string()),
+        })?;
+        st.alloc = (last.base, keep_len);
+        st.next_pos = keep_to;
+        st.durable_pos = keep_to;
+        Ok(())
+    }
+
+    /// Rebuilds the index from the checkpoint on disk and the journal after it, as opening
+    /// does, after a failed round's frames were cut back: they were indexed when queued. The
+    /// rebuilt index must end exactly where the journal is written and acknowledged.
+    fn rebuild_index(&self, st: &mut State) -> Result<()> {
+        // The old index goes first: two of them may not fit in memory.
+        st.index = Index::default();
+        let (mut index, mark) = match checkpoint::read(&self.storage, &self.dir)? {
+            None => (Index::default(), None),
+            Some(bytes) => match checkpoint::decode(&bytes) {
+                Ok((index, mark)) if mark.pos <= st.written_pos => (index, Some(mark)),
+                _ => (Index::default(), None),
+            },
+        };
+        let start = mark.map_or(0, |m| m.pos);
+        let outcome = recovery::replay(&mut st.journal, start, start, |pos, header, payload| {
+            apply_frame(&mut index, pos, header, payload)
+        })?;
+        let end = outcome.end_pos.max(SEGMENT_HEADER_LEN);
+        if end != st.written_pos || index.next_seq != st.visible_seq {
+            return Err(Error::Corrupted {
+                file: self.dir.join("journal"),
+                offset: end,
+                what: format!(
+                    "the rebuilt index ends at journal position {end} and sequence {}, the log at {} and {}",
+                    index.next_seq, st.written_pos, st.visible_seq
+                ),
+            });
+        }
+        st.index = index;
+        st.last_frame = outcome.last_frame.or(mark.and_then(|m| m.last_frame));
+        Ok(())
     }
 
     /// Writes the queued chunks; returns the files to sync.
@@ -936,6 +1221,16 @@ impl Inner {
                     self.final_sync(&mut st);
                     return;
                 }
+                if let Some(due) = st.disk_full.as_ref().map(|f| f.next_probe) {
+                    // Nothing can be queued while the disk is full: look for space on time.
+                    let now = Instant::now();
+                    if now >= due {
+                        self.probe_space(&mut st, false);
+                    } else {
+                        st = self.work.wait_timeout(st, due - now).unwrap_or_else(|e| e.into_inner()).0;
+                    }
+                    continue;
+                }
                 st = match self.config.fsync {
                     FsyncPolicy::Interval(every) if st.written_pos > st.durable_pos => {
                         let due = st.last_sync + every;
@@ -978,18 +1273,21 @@ impl Inner {
         let bytes: u64 = chunks.iter().map(|c| c.bytes.len() as u64).sum();
         let prealloc = self.plan_preallocation(&st, &chunks, bytes);
         drop(st);
-        let result = Self::write_chunks(&files, &chunks).and_then(|touched| {
+        // The pre-allocation first: on a full disk it fails before any byte of the round is
+        // written, and the frames then go into space the file already holds.
+        let result = (|| {
             if let Some(p) = &prealloc {
-                p.write()?;
+                p.write().map_err(RoundFailure::Write)?;
             }
+            let touched = Self::write_chunks(&files, &chunks).map_err(RoundFailure::Write)?;
             let started = Instant::now();
             if policy == FsyncPolicy::Always {
                 for f in &touched {
-                    f.sync_data()?;
+                    f.sync_data().map_err(RoundFailure::Sync)?;
                 }
             }
             Ok((touched.len() as u64, started.elapsed()))
-        });
+        })();
         st = self.lock();
         st.in_flight = None;
         match result {
@@ -1015,7 +1313,7 @@ impl Inner {
                 self.publish(&mut st);
                 self.maybe_checkpoint(&mut st);
             }
-            Err(e) => self.poison(&mut st, "journal write or sync failed", &e),
+            Err(failure) => self.round_failed(&mut st, failure, end_pos),
         }
         if !st.pending.is_empty() || st.closed {
             // Frames queued during the round, or a close waiting for it: the commit thread's.
@@ -1036,7 +1334,11 @@ impl Inner {
         }
         let seg = st.journal.segments.last().filter(|s| s.base == base && last.pos >= base)?;
         let to = (round_end + self.config.preallocate_bytes).min(base + self.config.segment_size_max);
-        let from = allocated.max(round_end);
+        // From what is allocated, not from the round's end: the zeros go first (see
+        // `commit_round`), so the round's own bytes past the allocation are covered too.
+        // Never below the written position: a large round grows the file without moving
+        // the allocation, and zeros there would overwrite acknowledged frames.
+        let from = allocated.max(st.written_pos).max(base + SEGMENT_HEADER_LEN);
         (to > from).then(|| Preallocation { file: seg.file.clone(), base, from, to })
     }
 
@@ -1059,6 +1361,9 @@ impl Inner {
                     self.checkpoint_busy.store(false, Ordering::Release);
                 }
             }
+            // The queued frames hit a full disk and were refused, not stored: read-only, not
+            // poisoned.
+            Err(Error::DiskFull(_)) => {}
             Err(e) => {
                 let io = std::io::Error::other(e.to_string());
                 self.poison(st, "checkpoint failed", &io);
@@ -1136,16 +1441,24 @@ impl Inner {
         if !st.pending.is_empty() {
             let chunks = std::mem::take(&mut st.pending);
             let files = Self::segment_files(st, chunks.first().map_or(st.next_pos, |c| c.pos));
-            let touched = Self::write_chunks(&files, &chunks).map_err(|e| {
-                self.poison(st, "journal write failed", &e);
-                Error::Io(e)
-            })?;
-            for f in &touched {
-                if let Err(e) = f.sync_data() {
-                    self.poison(st, "journal sync failed", &e);
-                    return Err(Error::Poisoned(e.to_string()));
+            let end = st.next_pos;
+            let synced = Self::write_chunks(&files, &chunks).map_err(RoundFailure::Write).and_then(|touched| {
+                for f in &touched {
+                    f.sync_data().map_err(RoundFailure::Sync)?;
                 }
-            }
+                Ok(touched)
+            });
+            let touched = match synced {
+                Ok(touched) => touched,
+                Err(failure) => {
+                    self.round_failed(st, failure, end);
+                    return Err(match (&st.poisoned, &st.disk_full) {
+                        (Some(why), _) => Error::Poisoned(why.clone()),
+                        (None, Some(full)) => Error::DiskFull(full.reason.clone()),
+                        (None, None) => Error::Poisoned("journal write failed".into()),
+                    });
+                }
+            };
             st.stats.syncs += touched.len() as u64;
             st.written_pos = st.next_pos;
             st.durable_pos = st.next_pos;

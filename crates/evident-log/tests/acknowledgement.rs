@@ -204,7 +204,8 @@ fn an_awaited_append_fails_when_its_sync_fails() {
         }
         recorder.wait_for_wake();
     };
-    assert!(matches!(outcome, Err(Error::Poisoned(_))), "a failed sync acknowledged an append: {outcome:?}");
+    // Its bytes were written before the sync failed: the truth is that nobody knows.
+    assert!(matches!(outcome, Err(Error::OutcomeUnknown(_))), "a failed sync acknowledged an append: {outcome:?}");
     assert!(*seen.lock().expect("seen") >= 1, "the hook was not told of the poisoned round");
     assert!(log.poisoned().is_some());
     log.halt();

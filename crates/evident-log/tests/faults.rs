@@ -351,7 +351,7 @@ fn event(id: &str, size: usize) -> EventData {
 }
 
 fn is_refusal(e: &Error) -> bool {
-    matches!(e, Error::Poisoned(_) | Error::Io(_))
+    matches!(e, Error::Poisoned(_) | Error::OutcomeUnknown(_) | Error::DiskFull(_) | Error::Io(_))
 }
 
 fn topic(partitions: u32) -> TopicConfig {
@@ -490,7 +490,10 @@ fn check_fail_stop(log: &Log, run: &Run, what: &str, strict: bool) -> (usize, us
         );
         if t.0 > first_refusal_end {
             let e = a.error.as_deref().unwrap_or_default();
-            assert!(e.contains("poisoned") || e.contains("I/O error"), "{what}: refusal is not Poisoned/Io: {e}");
+            assert!(
+                e.contains("poisoned") || e.contains("I/O error") || e.contains("disk is full"),
+                "{what}: refusal is not Poisoned/DiskFull/Io: {e}"
+            );
         }
     }
     // Reads still work and show exactly the acknowledged events.
@@ -512,7 +515,7 @@ fn check_fail_stop(log: &Log, run: &Run, what: &str, strict: bool) -> (usize, us
     let later = log.append_events("t", b"later", ExpectedVersion::Any, &[event("later", 8)]);
     let refused = |r: Option<&Error>| match r {
         Some(Error::Poisoned(_)) => true,
-        Some(Error::Io(_)) => !strict,
+        Some(Error::Io(_) | Error::DiskFull(_)) => !strict,
         _ => false,
     };
     assert!(refused(later.as_ref().err()), "{what}: an append after the fault returned {later:?}");
@@ -575,8 +578,12 @@ fn failed_fsync_acknowledges_nothing_more_and_recovers_after_crash() {
     );
 }
 
+/// A full disk (every write and file creation fails with ENOSPC) under concurrent appenders:
+/// the log stops acknowledging, turns read-only rather than poisoned, every refused append is
+/// absent (nothing refused was stored), reads go on, and once space returns writes resume
+/// without a restart; after a restart and a power loss nothing acknowledged is missing.
 #[test]
-fn failed_write_enospc_acknowledges_nothing_more_and_recovers() {
+fn failed_write_enospc_acknowledges_nothing_more_and_resumes_when_space_returns() {
     let rounds = 8;
     let (mut acked_total, mut refused_total) = (0, 0);
     for round in 0..rounds {
@@ -599,17 +606,33 @@ fn failed_write_enospc_acknowledges_nothing_more_and_recovers() {
         );
         let what = format!("ENOSPC, seed {seed}");
         let (acked, refused) = check_fail_stop(&log, &run, &what, false);
-        assert!(log.close().is_err(), "{what}: close of a failed log must report it");
-        drop(log);
-        // The space comes back and the process restarts (no power loss).
+        assert!(log.poisoned().is_none(), "{what}: a full disk poisoned the log: {:?}", log.poisoned());
+        assert!(log.read_only().is_some(), "{what}: a full disk must make the log read-only");
+        assert!(!log.probe_space(), "{what}: the probe found space on a full disk");
+        // The space comes back: writes resume in the same process.
         sim.set_faults(SimFaults::default());
+        assert!(log.probe_space(), "{what}: the probe found no space after it was freed");
+        assert_eq!(log.read_only(), None, "{what}: still read-only after the space returned");
+        let mut attempts = run.attempts;
+        check_writable(&log, &mut attempts, "resumed").unwrap_or_else(|e| panic!("{what}: {e}"));
+        log.close().unwrap_or_else(|e| panic!("{what}: close after the space returned: {e}"));
+        drop(log);
+        // A restart, then a power loss: nothing acknowledged is lost, nothing refused as "not
+        // stored" was stored.
         let topics = vec![("t".to_string(), 2), ("hot".to_string(), 1)];
         let boot = Machine::boot(&sim, None);
         let log = boot.open(small_segments()).unwrap_or_else(|e| panic!("{what}: restart: {e}"));
-        check_recovered(&log, &run.attempts, &topics).unwrap_or_else(|e| panic!("{what}: {e}"));
-        let mut attempts = run.attempts;
+        check_recovered(&log, &attempts, &topics).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let stored: HashSet<String> =
+            log.read_all(0, usize::MAX).expect("read_all").iter().filter_map(|e| e.id().map(str::to_string)).collect();
+        for a in attempts.iter().filter(|a| a.error.as_deref().is_some_and(|e| e.contains("disk is full"))) {
+            assert!(
+                !a.ids.iter().any(|id| stored.contains(id)),
+                "{what}: refused as not stored, yet stored: {:?}",
+                a.ids
+            );
+        }
         check_writable(&log, &mut attempts, "restart").unwrap_or_else(|e| panic!("{what}: {e}"));
-        // Then a power loss.
         boot.power_cut(|unsynced| rng.gen_range(0..=unsynced));
         drop(log);
         let log = Machine::boot(&sim, None).open(small_segments()).expect("reopen after crash");
@@ -620,7 +643,7 @@ fn failed_write_enospc_acknowledges_nothing_more_and_recovers() {
     }
     println!(
         "T6 write failure (ENOSPC): rounds={rounds} writers=5 acked_appends={acked_total} \
-         refused={refused_total} acks_after_failed_write=0 acked_lost=0"
+         refused_not_stored={refused_total} acks_after_failed_write=0 acked_lost=0 resumed_without_restart={rounds}"
     );
 }
 

@@ -22,12 +22,14 @@ pub struct ApiError {
     pub current_version: Option<Option<u64>>,
     /// `first_sequence` of `not_first_entry`.
     pub first_sequence: Option<u64>,
+    /// The request's event ids, for `outcome_unknown` (sent with `"outcome": "unknown"`).
+    pub event_ids: Option<Vec<String>>,
 }
 
 impl ApiError {
     /// An error with a status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), current_version: None, first_sequence: None }
+        Self { status, code, message: message.into(), current_version: None, first_sequence: None, event_ids: None }
     }
     /// An error of a code of the table, with the code's status.
     pub fn of(code: ErrorCode, message: impl Into<String>) -> Self {
@@ -45,6 +47,14 @@ impl ApiError {
     /// Adds the stream's current version (None: no stream) to a conflict.
     pub fn with_current_version(mut self, version: Option<u64>) -> Self {
         self.current_version = Some(version);
+        self
+    }
+    /// Adds the request's event ids to an `outcome_unknown` refusal (and nothing to any other:
+    /// the ids tell a client what to retry only when the outcome is in doubt).
+    pub fn with_event_ids(mut self, ids: impl FnOnce() -> Vec<String>) -> Self {
+        if self.code == "outcome_unknown" {
+            self.event_ids = Some(ids());
+        }
         self
     }
     /// Adds the first entry's sequence to a refused skip.
@@ -78,10 +88,26 @@ impl IntoResponse for ApiError {
                 first_sequence: self.first_sequence,
             },
         };
-        let mut response = (self.status, axum::Json(body)).into_response();
+        let mut response = match self.event_ids {
+            // The outcome-unknown body: the common error object, plus what the client needs to
+            // retry idempotently (kept beside `error`, not in the shared `ErrorBody` type).
+            Some(ids) => (self.status, axum::Json(unknown_outcome_body(&body, ids))).into_response(),
+            None => (self.status, axum::Json(body)).into_response(),
+        };
         response.extensions_mut().insert(reason);
         response
     }
+}
+
+/// The body of `outcome_unknown`: the error object, `"outcome": "unknown"` and the ids to retry
+/// with.
+fn unknown_outcome_body(body: &ErrorBody, ids: Vec<String>) -> serde_json::Value {
+    let mut value = serde_json::to_value(body).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.insert("outcome".into(), "unknown".into());
+        object.insert("event_ids".into(), ids.into());
+    }
+    value
 }
 
 impl From<evident_log::Error> for ApiError {
@@ -113,6 +139,8 @@ impl From<evident_log::Error> for ApiError {
             E::OffsetOutOfRange { .. } => (StatusCode::BAD_REQUEST, "offset_out_of_range"),
             E::Unsupported(_) => (StatusCode::BAD_REQUEST, "unsupported"),
             E::Poisoned(_) | E::Closed => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            E::OutcomeUnknown(_) => (StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown"),
+            E::DiskFull(_) => (StatusCode::INSUFFICIENT_STORAGE, "disk_full"),
             E::Corrupted { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "corrupted"),
             // Locked is an open-time condition (another process holds the data directory); if a
             // running server ever sees it, or an I/O error, it is the server's fault.
@@ -154,6 +182,8 @@ mod tests {
             evident_log::Error::UnknownTopic("t".into()),
             evident_log::Error::TopicExists(topic()),
             evident_log::Error::Closed,
+            evident_log::Error::DiskFull("no space".into()),
+            evident_log::Error::OutcomeUnknown("sync failed".into()),
             evident_log::Error::EmptyBatch,
             evident_log::Error::WrongExpectedVersion {
                 topic: topic(),
@@ -172,5 +202,20 @@ mod tests {
         }
         let conflict = errors.iter().find(|e| e.code == "wrong_expected_version").expect("conflict");
         assert_eq!(conflict.current_version, Some(Some(3)));
+    }
+
+    /// Only an unknown outcome carries the ids to retry with, beside the error object.
+    #[test]
+    fn an_unknown_outcome_names_the_ids_to_retry_with() {
+        let ids = || vec!["a".to_string(), "b".to_string()];
+        let full = ApiError::from(evident_log::Error::DiskFull("no space".into())).with_event_ids(ids);
+        assert_eq!((full.status.as_u16(), full.code, full.event_ids), (507, "disk_full", None));
+        let unknown = ApiError::from(evident_log::Error::OutcomeUnknown("sync failed".into())).with_event_ids(ids);
+        assert_eq!((unknown.status.as_u16(), unknown.code), (503, "outcome_unknown"));
+        let body = ErrorBody::new(unknown.code, unknown.message.clone());
+        let json = unknown_outcome_body(&body, unknown.event_ids.expect("ids"));
+        assert_eq!(json["error"]["code"], "outcome_unknown");
+        assert_eq!(json["outcome"], "unknown");
+        assert_eq!(json["event_ids"], serde_json::json!(["a", "b"]));
     }
 }

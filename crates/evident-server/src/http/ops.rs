@@ -84,7 +84,6 @@ fn wire_reason(reason: evident_log::HealthReason) -> HealthReason {
         ReasonCode::Poisoned => HealthReasonCode::Poisoned,
         ReasonCode::CheckpointFailing => HealthReasonCode::CheckpointFailing,
         ReasonCode::Damaged => HealthReasonCode::Damaged,
-        ReasonCode::ReadOnly => HealthReasonCode::ReadOnly,
         ReasonCode::DiskFull => HealthReasonCode::DiskFull,
     };
     HealthReason { code, message: reason.message }
@@ -227,7 +226,7 @@ mod tests {
         let doc = serde_json::to_value(openapi()).expect("json");
         let schemas = &doc["components"]["schemas"];
         assert_eq!(schemas["HealthStatus"]["enum"], serde_json::json!(["ok", "degraded", "poisoned"]), "{schemas}");
-        let codes = serde_json::json!(["poisoned", "checkpoint_failing", "damaged", "read_only", "disk_full"]);
+        let codes = serde_json::json!(["poisoned", "checkpoint_failing", "damaged", "disk_full"]);
         assert_eq!(schemas["HealthReasonCode"]["enum"], codes);
         let responses = &doc["paths"]["/health"]["get"]["responses"];
         assert!(responses["200"].is_object() && responses["503"].is_object(), "{responses}");

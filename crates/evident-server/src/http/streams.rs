@@ -60,7 +60,8 @@ pub(super) async fn empty_key() -> ApiError {
         (status = 409, description = "`wrong_expected_version` (carries `current_version`, `null` when there is no stream), `event_id_reused`, `partial_duplicate`, `key_in_other_partition`.", body = evident_api::ErrorBody),
         (status = 413, description = "`payload_too_large`.", body = evident_api::ErrorBody),
         (status = 500, description = "`internal`, `corrupted`.", body = evident_api::ErrorBody),
-        (status = 503, description = "`unavailable`.", body = evident_api::ErrorBody),
+        (status = 503, description = "`unavailable` (not stored), `outcome_unknown` (a write failed after the events may have reached the disk: the body adds `\"outcome\": \"unknown\"` and `event_ids`; retry with the same ids).", body = evident_api::ErrorBody),
+        (status = 507, description = "`disk_full`: nothing was stored; reads go on and writes resume once space is freed.", body = evident_api::ErrorBody),
     )
 )]
 pub(super) async fn append(
@@ -96,7 +97,10 @@ pub(super) async fn append(
     // without it a connection thread would sync once per request under load.
     tokio::task::yield_now().await;
     pending.commit_if_idle();
-    let outcome = pending.await?;
+    // An unknown outcome carries the ids (generated ones too) the client must retry with.
+    let outcome = pending
+        .await
+        .map_err(|e| ApiError::from(e).with_event_ids(|| events.iter().map(|e| e.id.to_string()).collect()))?;
     if !outcome.duplicate {
         state.metrics.record_append(events.len() as u64, bytes as u64);
     }

@@ -70,9 +70,15 @@ pub(crate) fn from_log(e: evident_log::Error) -> Error {
         L::UnknownTopic(t) => Error::UnknownTopic(t),
         // The store failed, is damaged, held by another process or closing: the same call may
         // succeed later (after a restart or a repair).
-        e @ (L::Corrupted { .. } | L::Poisoned(_) | L::Locked(_) | L::Closed | L::Io(_)) => {
-            Error::Unavailable(e.to_string())
-        }
+        // A full disk and an unknown outcome too: both are safe to retry with the same event
+        // ids, which the message says.
+        e @ (L::Corrupted { .. }
+        | L::Poisoned(_)
+        | L::DiskFull(_)
+        | L::OutcomeUnknown(_)
+        | L::Locked(_)
+        | L::Closed
+        | L::Io(_)) => Error::Unavailable(e.to_string()),
         // The request as asked cannot succeed: fix it.
         e @ (L::UnknownPartition { .. }
         | L::TopicExists(_)

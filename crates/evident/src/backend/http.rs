@@ -343,6 +343,8 @@ fn library_error(code: ErrorCode, detail: ErrorDetail, on: On<'_>, what: &str, s
         | C::Internal
         | C::Corrupted
         | C::Unavailable
+        | C::OutcomeUnknown
+        | C::DiskFull
         | C::TooManyConnections
         | C::TooManySubscriptions
         | C::DeadlineExceeded
