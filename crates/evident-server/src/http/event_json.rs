@@ -529,7 +529,17 @@ fn json_data<'a>(bytes: &'a [u8], content_type: Option<&[u8]>) -> Option<&'a [u8
     if !bytes.is_ascii() && std::str::from_utf8(bytes).is_err() {
         return None;
     }
-    scan::json_value_span(bytes).map(|span| &bytes[span])
+    let json = &bytes[scan::json_value_span(bytes)?];
+    // A Kafka producer can store JSON of any depth (the append path refuses what HTTP clients
+    // send deeper than DATA_DEPTH_MAX, Kafka's cannot). Rendered as JSON it would make the
+    // whole page unparseable for serde_json (the CLI, the library) and Python alike, and block
+    // every reader of `/v1/all`, the topic and the stream at that event: such a value goes out
+    // as `data_base64` instead, its `datacontenttype` still saying it is JSON. Nesting `d`
+    // deep takes at least `2d` bytes, so short values skip the scan.
+    if json.len() > 2 * DATA_DEPTH_MAX && json_depth(json) > DATA_DEPTH_MAX {
+        return None;
+    }
+    Some(json)
 }
 
 fn push_header_entry(out: &mut Vec<u8>, i: usize, name: &[u8], value: Option<&[u8]>, is_text: impl Fn(&[u8]) -> bool) {
@@ -887,6 +897,22 @@ mod tests {
         let e =
             parse_append(format!(r#"{{"events":[{{"type":"A","data":{}}}]}}"#, nested(200)).as_bytes()).unwrap_err();
         assert_eq!(e.code, "data_too_deep", "{}", e.message);
+    }
+
+    #[test]
+    fn stored_json_deeper_than_a_page_can_carry_reads_as_base64() {
+        for (depth, as_json) in [(DATA_DEPTH_MAX, true), (DATA_DEPTH_MAX + 1, false), (100_000, false)] {
+            let data = nested(depth);
+            let rendered = json_data(data.as_bytes(), Some(b"application/json"));
+            assert_eq!(rendered.is_some(), as_json, "depth {depth}");
+            // Whatever the depth, a page carrying the event parses with serde_json's limit.
+            let field = match rendered {
+                Some(json) => format!(r#""data":{}"#, std::str::from_utf8(json).unwrap()),
+                None => r#""data_base64":"AA==""#.to_string(),
+            };
+            let page = format!(r#"{{"events":[{{{field}}}]}}"#);
+            serde_json::from_str::<Value>(&page).unwrap_or_else(|e| panic!("depth {depth}: {e}"));
+        }
     }
 
     #[test]
