@@ -97,7 +97,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         shutdown_rx,
         config.http_body_max_bytes,
     )
-    .with_subscriptions_max(config.http_limits.subscriptions_max);
+    .with_subscriptions_max(config.http_limits.subscriptions_max)
+    .with_response_budget(config.http_limits.response_max_bytes, config.http_limits.responses_max_bytes);
     // Install the signal handlers before announcing the address: a supervisor (or a test) may
     // signal as soon as it reads the line, and an uninstalled handler means the default action,
     // death without closing the log.

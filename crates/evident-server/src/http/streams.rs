@@ -198,12 +198,16 @@ pub(super) async fn read(
     }
     // Written straight from the events (no intermediate JSON tree): reads are the hot path. The
     // wire form is `evident_api::streams::StreamPage`, fields in its order.
-    let mut page = PageWriter::new(&read.events);
+    let reservation = state.responses.reserve(&read.events).await;
+    let mut page = PageWriter::bounded(&read.events, state.responses.per_response);
     page.str("topic", &topic)
         .str("key", &key)
         .opt_u64("partition", read.partition.map(u64::from))
         .u64("current_version", current)
-        .events("events", &read.events)
-        .opt_u64("next_version", next_version);
-    Ok(page.response())
+        .events("events", &read.events);
+    // A page cut by its byte budget continues at the first event it left out (forward or
+    // backward, that event's version is where the next read starts).
+    let next_version = page.left_out(&read.events).and_then(|e| e.version).or(next_version);
+    page.opt_u64("next_version", next_version);
+    Ok(reservation.respond(page.finish()))
 }
