@@ -65,6 +65,8 @@ pub struct Shared {
     pub subscriptions_max: usize,
     /// The byte budgets of read pages (`budget.rs`).
     pub responses: budget::ResponseBudget,
+    /// The shared reader live subscriptions follow, started by the first (`subscribe.rs`).
+    pub feed: Arc<OnceLock<Arc<subscribe::Feed>>>,
 }
 
 impl AppState {
@@ -89,6 +91,7 @@ impl AppState {
             subscriptions,
             subscriptions_max,
             responses: budget::ResponseBudget::unbounded(),
+            feed: Arc::new(OnceLock::new()),
         }))
     }
 
@@ -112,6 +115,7 @@ impl AppState {
             subscriptions: self.subscriptions.clone(),
             subscriptions_max: self.subscriptions_max,
             responses: self.responses.clone(),
+            feed: self.feed.clone(),
         }
     }
 
