@@ -120,8 +120,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             tokio::net::TcpListener::from_std(kafka_listener).context("registering the Kafka socket")?;
         let kafka = tokio::spawn(KafkaServer::new(kafka_listener, broker).run());
         let limits = config.http_limits;
-        let app =
-            http::router(state).layer(axum::middleware::from_fn(move |req, next| requests::guard(limits, req, next)));
+        let gate = requests::Gate::new(limits);
+        let app = http::router(state)
+            .layer(axum::middleware::from_fn(move |req, next| requests::guard(gate.clone(), req, next)));
         let (signal_tx, signal_rx) = watch::channel(false);
         let server = tokio::spawn(connections::serve(listener, app, limits, metrics, accept_threads, signal_rx));
         signals.wait().await;
