@@ -717,7 +717,11 @@ pub fn sse_fanout(dir: &Path, clients: usize, subscribers: usize, duration: Dura
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     while connected.load(Ordering::Relaxed) < subscribers as u64 {
-        ensure!(Instant::now() < deadline, "only {} of {subscribers} subscribers connected", connected.load(Ordering::Relaxed));
+        ensure!(
+            Instant::now() < deadline,
+            "only {} of {subscribers} subscribers connected",
+            connected.load(Ordering::Relaxed)
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let loaded = h.append_http(clients, duration)?;

@@ -146,7 +146,7 @@ struct Position<'a> {
     tag = "streams",
     operation_id = "readStream",
     summary = "Read a stream",
-    description = "Reads the stream `topic`/`key` forward or backward from `from_version`, at most `limit` events, optionally as it was at a version (`as_of_version`) or a time (`as_of_time`). A stream with no event is `404 stream_not_found`.",
+    description = "Reads the stream `topic`/`key` forward or backward from `from_version`, at most `limit` events, optionally as it was at a version (`as_of_version`) or a time (`as_of_time`). A stream with no event is `404 stream_not_found`. A page also stops before its body passes `--http-response-max-bytes` (default 4 MiB), holding at least one event; so it may hold fewer than `limit` events with more to come: follow `next_version` until it is `null`, never take a short page for the end.",
     params(evident_api::params::StreamPath, evident_api::params::StreamReadQuery),
     responses(
         (status = 200, description = "A page of the stream; with `Accept: application/x-ndjson`, the events as newline-delimited JSON (one `Event` object per line), the page's other fields in the `evident-*` response headers.",

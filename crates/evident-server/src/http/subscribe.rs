@@ -63,6 +63,18 @@ const FEED_RING_EVENTS: usize = 8192;
 const FEED_RING_BYTES: usize = 16 << 20;
 /// How often a live subscription checks that its topic still exists.
 const TOPIC_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// The wait between two deliveries of a live subscription, per open subscription: a live
+/// subscriber that delivered less than `open × LINGER_PER_SUBSCRIPTION` ago waits out the rest
+/// before taking the next pages, so that what commits meanwhile goes out in the same write.
+/// Profiles of 500 reading subscribers showed the cost of fan-out is the socket writes (and on
+/// loopback the readers' wake-ups they cause), not reading or rendering: one write per
+/// subscriber per commit round cost 1.7 ms of server CPU per append. With the linger the
+/// server makes at most about 1 / LINGER_PER_SUBSCRIPTION = 20,000 subscription writes a
+/// second however many subscribers there are; the price is delivery latency under sustained
+/// load (500 subscribers: up to 25 ms), none when commits are rarer than that.
+const LINGER_PER_SUBSCRIPTION: Duration = Duration::from_micros(50);
+/// The longest linger, however many subscriptions.
+const LINGER_MAX: Duration = Duration::from_millis(50);
 
 /// What a subscription follows; the position is the next one to deliver.
 #[derive(Debug, Clone)]
@@ -86,9 +98,7 @@ impl Target {
     /// Whether a fed event belongs to this subscription.
     fn matches(&self, e: &Event) -> bool {
         match self {
-            Target::Stream { topic, key } => {
-                e.topic.as_str() == topic && e.key.as_deref() == Some(key.as_bytes())
-            }
+            Target::Stream { topic, key } => e.topic.as_str() == topic && e.key.as_deref() == Some(key.as_bytes()),
             Target::Partition { topic, partition } => e.topic.as_str() == topic && e.partition == *partition,
             Target::Topic { topic } => e.topic.as_str() == topic,
             Target::All => !is_internal(e.topic.as_str()),
@@ -157,6 +167,8 @@ struct Cursor {
     live: Option<u64>,
     /// When a live subscription last checked its topic.
     checked: Instant,
+    /// When a live subscription last took events from the feed.
+    fed: Option<Instant>,
     done: bool,
     _open: Open,
 }
@@ -206,10 +218,8 @@ impl Feed {
             .get_or_init(|| {
                 let start = state.log.stats().next_sequence;
                 let (end, _) = watch::channel(start);
-                let feed = Arc::new(Feed {
-                    ring: Mutex::new(Ring { pages: VecDeque::new(), events: 0, bytes: 0 }),
-                    end,
-                });
+                let feed =
+                    Arc::new(Feed { ring: Mutex::new(Ring { pages: VecDeque::new(), events: 0, bytes: 0 }), end });
                 tokio::spawn(feed.clone().run(state.clone(), start));
                 feed
             })
@@ -241,8 +251,13 @@ impl Feed {
                 // Fewer events than asked: the read examined every record visible when it ran,
                 // at least up to `visible`; records it skipped belong to deleted topics.
                 let last = events.last().map(|e| e.sequence + 1);
-                let end = if events.len() == FEED_PAGE { last.unwrap_or(visible) } else { last.unwrap_or(0).max(visible) };
-                self.push(FeedPage { from: next, end, events: events.into_iter().map(|e| (e, OnceLock::new())).collect() });
+                let end =
+                    if events.len() == FEED_PAGE { last.unwrap_or(visible) } else { last.unwrap_or(0).max(visible) };
+                self.push(FeedPage {
+                    from: next,
+                    end,
+                    events: events.into_iter().map(|e| (e, OnceLock::new())).collect(),
+                });
                 next = end;
                 self.end.send_replace(end);
                 continue;
@@ -403,6 +418,7 @@ pub(super) async fn subscribe(
         buffer: VecDeque::new(),
         live: None,
         checked: Instant::now(),
+        fed: None,
         done: false,
         _open: open,
     };
@@ -483,6 +499,18 @@ async fn follow_feed(c: &mut Cursor, from: u64) -> Result<bool, String> {
             // Wake now and then so a deleted topic ends the subscription though nothing commits.
             () = tick, if c.target.topic().is_some() => {}
         }
+        if let Some(fed) = c.fed {
+            let open = c.state.metrics.open_subscriptions.load(Ordering::Relaxed);
+            let linger =
+                LINGER_PER_SUBSCRIPTION.saturating_mul(u32::try_from(open).unwrap_or(u32::MAX)).min(LINGER_MAX);
+            let until = fed + linger;
+            if until > Instant::now() {
+                tokio::select! {
+                    () = tokio::time::sleep_until(until) => {}
+                    _ = shutdown.wait_for(|stop| *stop) => return Ok(false),
+                }
+            }
+        }
         return Ok(true);
     }
     let Some(pages) = feed.pages_after(from) else {
@@ -514,6 +542,9 @@ async fn follow_feed(c: &mut Cursor, from: u64) -> Result<bool, String> {
         c.next = c.next.max(at);
     }
     c.live = Some(at);
+    if !c.buffer.is_empty() {
+        c.fed = Some(Instant::now());
+    }
     if c.checked.elapsed() >= TOPIC_CHECK_EVERY {
         check_topic(c)?;
     }

@@ -303,7 +303,10 @@ mod tests {
                 }
             };
             // A declared length within the budget passes; over it, 503 before reading.
-            assert_eq!(call(Request::post("/append").body(Body::from(vec![b'x'; 100])).expect("req")).await, (200, false));
+            assert_eq!(
+                call(Request::post("/append").body(Body::from(vec![b'x'; 100])).expect("req")).await,
+                (200, false)
+            );
             assert_eq!(gate.bodies.available_permits(), 100, "given back after the response");
             // A chunked body is charged chunk by chunk: the second chunk passes the budget.
             let chunks = futures_util::stream::iter([
@@ -314,9 +317,15 @@ mod tests {
             assert_eq!(gate.bodies.available_permits(), 100, "a refused body gives back what it took");
             // While one body holds the budget, the next declared one is refused at once.
             let held = gate.bodies.clone().try_acquire_many_owned(80).expect("take most of it");
-            assert_eq!(call(Request::post("/append").body(Body::from(vec![b'x'; 30])).expect("req")).await, (503, true));
+            assert_eq!(
+                call(Request::post("/append").body(Body::from(vec![b'x'; 30])).expect("req")).await,
+                (503, true)
+            );
             drop(held);
-            assert_eq!(call(Request::post("/append").body(Body::from(vec![b'x'; 30])).expect("req")).await, (200, false));
+            assert_eq!(
+                call(Request::post("/append").body(Body::from(vec![b'x'; 30])).expect("req")).await,
+                (200, false)
+            );
         });
     }
 
