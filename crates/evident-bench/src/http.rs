@@ -621,36 +621,6 @@ impl Http {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_http_event_carries_the_append_benchmark_payload() {
-        let id = payload::event_id(3, 4);
-        let v: Value = serde_json::from_str(&event_json(&id)).expect("valid JSON");
-        assert_eq!(v["type"], payload::EVENT_TYPE);
-        assert_eq!(v["id"], id.as_str());
-        let data: Value = serde_json::from_str(payload::DATA).expect("data");
-        assert_eq!(v["data"], data);
-        assert_eq!(v["headers"]["correlationid"], "9b2f6a4e-1c3d-4e5f-8a7b-6c5d4e3f2a1b");
-        let body: Value = serde_json::from_str(&append_body(Some(7), [event_json(&id).as_str()])).expect("body");
-        assert_eq!(body["expected_version"], 7);
-        let body: Value = serde_json::from_str(&append_body(None, ["{}", "{}"])).expect("body");
-        assert_eq!(body["expected_version"], "no_stream");
-        assert_eq!(body["events"].as_array().map(Vec::len), Some(2));
-    }
-
-    #[test]
-    fn the_embedded_event_is_what_the_server_builds() {
-        let e = embedded_event("x".into());
-        assert_eq!(e.data, payload::DATA.as_bytes());
-        assert_eq!(e.source.as_deref(), Some(SERVER_SOURCE));
-        assert_eq!(e.content_type.as_deref(), Some("application/json"));
-        assert_eq!(e.extra_headers.len(), HEADERS.len());
-    }
-}
-
 /// SSE fan-out (issue 11): `clients` concurrent single-event HTTP appends for `duration` with no
 /// subscriber, then with `subscribers` live subscriptions to the topic reading every event, on
 /// the same server. Rows: both throughputs and their ratio. Each subscriber is a plain socket
@@ -774,4 +744,34 @@ pub fn sse_fanout(dir: &Path, clients: usize, subscribers: usize, duration: Dura
     );
     h.stop()?;
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_http_event_carries_the_append_benchmark_payload() {
+        let id = payload::event_id(3, 4);
+        let v: Value = serde_json::from_str(&event_json(&id)).expect("valid JSON");
+        assert_eq!(v["type"], payload::EVENT_TYPE);
+        assert_eq!(v["id"], id.as_str());
+        let data: Value = serde_json::from_str(payload::DATA).expect("data");
+        assert_eq!(v["data"], data);
+        assert_eq!(v["headers"]["correlationid"], "9b2f6a4e-1c3d-4e5f-8a7b-6c5d4e3f2a1b");
+        let body: Value = serde_json::from_str(&append_body(Some(7), [event_json(&id).as_str()])).expect("body");
+        assert_eq!(body["expected_version"], 7);
+        let body: Value = serde_json::from_str(&append_body(None, ["{}", "{}"])).expect("body");
+        assert_eq!(body["expected_version"], "no_stream");
+        assert_eq!(body["events"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn the_embedded_event_is_what_the_server_builds() {
+        let e = embedded_event("x".into());
+        assert_eq!(e.data, payload::DATA.as_bytes());
+        assert_eq!(e.source.as_deref(), Some(SERVER_SOURCE));
+        assert_eq!(e.content_type.as_deref(), Some("application/json"));
+        assert_eq!(e.extra_headers.len(), HEADERS.len());
+    }
 }
