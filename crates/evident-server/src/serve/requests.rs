@@ -85,17 +85,16 @@ impl Drop for Held {
     }
 }
 
-/// The 503 of a body the budget cannot take.
+/// The 503 of a body the budget cannot take. Written here rather than through `ApiError`,
+/// which logs 5xx answers at error level: a flood of refused bodies is load, not a fault of the
+/// server, and must not flood the log (the refused write is logged at info below).
 fn bodies_busy(limits: &HttpLimits) -> Response {
-    let mut response = ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "unavailable",
-        format!(
-            "the server is receiving as many request body bytes as it allows ({} bytes, --http-bodies-max-bytes); retry later",
-            limits.bodies_max_bytes
-        ),
-    )
-    .into_response();
+    let body = format!(
+        "{{\"error\":{{\"code\":\"unavailable\",\"message\":\"the server is receiving as many request body bytes as it allows ({} bytes, --http-bodies-max-bytes); retry later\"}}}}",
+        limits.bodies_max_bytes
+    );
+    let mut response =
+        (StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, "application/json")], body).into_response();
     let headers = response.headers_mut();
     headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
