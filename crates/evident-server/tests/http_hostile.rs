@@ -359,3 +359,35 @@ fn json_too_deep_for_parsers_stored_over_kafka_reads_as_base64() {
         sse.next_event().json();
     }
 }
+
+/// Live subscribers follow the shared feed: many on one topic each get every event once, in
+/// order, while appends go on; deleting the topic ends a live subscription with the
+/// `subscription_ended` message (live subscriptions check their topic once a second).
+#[test]
+fn live_subscribers_share_the_feed_and_a_deleted_topic_ends_them() {
+    let server = Server::start();
+    server.create_topic("feed", 2);
+    server.append("feed", "a", &json!({"type": "Before"}));
+    let mut subs: Vec<common::Sse> =
+        (0..20).map(|_| common::Sse::open(&server, "/v1/subscribe?topic=feed", &[])).collect();
+    // Catch-up: the event appended before subscribing.
+    for s in &mut subs {
+        assert_eq!(s.next_event().json()["type"], "Before");
+    }
+    // Live: events committed after every subscriber caught up, across partitions and streams.
+    let mut sequences = Vec::new();
+    for i in 0..50 {
+        let key = format!("k{}", i % 7);
+        let reply = server.append("feed", &key, &json!({"type": "Live", "data": {"i": i}}));
+        sequences.push(reply["events"][0]["sequence"].as_u64().expect("sequence"));
+    }
+    for s in &mut subs {
+        let got: Vec<u64> = (0..50).map(|_| s.next_event().json()["sequence"].as_u64().expect("sequence")).collect();
+        assert_eq!(got, sequences, "every live event once, in commit order");
+    }
+    let (status, _) = server.delete("/v1/topics/feed");
+    assert!(status == 200 || status == 204, "{status}");
+    let last = subs[0].next().expect("a last message");
+    assert_eq!(last.event.as_deref(), Some("error"), "{last:?}");
+    assert_eq!(last.json()["error"]["code"], "subscription_ended");
+}

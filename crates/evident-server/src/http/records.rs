@@ -19,7 +19,9 @@ use evident_api::ErrorBody;
 ///
 /// From `offset` (default: the log start offset) or from the first record at or after
 /// `timestamp`, at most `limit` records. A
-/// page also stops before its body passes `--http-response-max-bytes` (default 4 MiB), holding at least one event; so it may hold fewer than `limit` events with more to come: follow `next_offset` until it is `null`, never take a short page for the end.
+/// page also stops before its body passes `--http-response-max-bytes` (default 4 MiB), holding at
+/// least one event; so it may hold fewer than `limit` events with more to come: follow
+/// `next_offset` until it is `null`, never take a short page for the end.
 #[utoipa::path(
     get,
     path = "/v1/topics/{topic}/partitions/{partition}/records",
@@ -78,7 +80,9 @@ pub(super) async fn partition(
 ///
 /// Events of every topic in store-wide commit order from `from_sequence`, internal topics
 /// excluded; `limit` bounds the records examined, so a page may hold fewer events. A
-/// page also stops before its body passes `--http-response-max-bytes` (default 4 MiB), holding at least one event; so it may hold fewer than `limit` events with more to come: follow `next_sequence` until it is `null`, never take a short page for the end.
+/// page also stops before its body passes `--http-response-max-bytes` (default 4 MiB), holding at
+/// least one event; so it may hold fewer than `limit` events with more to come: follow
+/// `next_sequence` until it is `null`, never take a short page for the end.
 #[utoipa::path(
     get,
     path = "/v1/all",
