@@ -80,6 +80,10 @@ pub enum Phase {
     /// The HTTP API (`evident serve`, started as a child process) beside the embedded log:
     /// appends with 1 and 64 clients, a 1,000-event stream read.
     Http,
+    /// SSE fan-out: HTTP append throughput (8 clients) with no subscriber and with 500
+    /// subscribers reading every event, on one server in one run, and their ratio.
+    #[value(name = "sse_fanout", alias = "sse-fanout")]
+    SseFanout,
     /// The Kafka protocol (`evident serve`'s Kafka listener) with librdkafka: produce
     /// throughput and latency, consume throughput, beside the embedded log's batched appends;
     /// and Tansu when its binary is present.

@@ -119,12 +119,18 @@ impl Server {
     /// Starts `evident serve` with its data in `dir/data` and `dir` as working directory (so no
     /// `evident.toml` of the caller's is read); waits until both listeners are announced.
     pub(crate) fn start(dir: &Path) -> Result<Self> {
+        Self::start_with(dir, &[])
+    }
+
+    /// [`Server::start`] with more flags.
+    pub(crate) fn start_with(dir: &Path, flags: &[&str]) -> Result<Self> {
         let bin = server_binary()?;
         let mut cmd = Command::new(&bin);
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(dir.join("data"))
             .args(["--http-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0", "--fsync", "always"])
+            .args(flags)
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -337,9 +343,14 @@ impl Http {
     /// Starts the server in `dir/server` and opens the embedded log in `dir/embedded`, each
     /// with the benchmark's topic.
     pub fn start(dir: &Path) -> Result<Self> {
+        Self::start_with(dir, &[])
+    }
+
+    /// [`Http::start`] with more server flags.
+    fn start_with(dir: &Path, flags: &[&str]) -> Result<Self> {
         let server_dir = dir.join("server");
         std::fs::create_dir_all(&server_dir)?;
-        let server = Server::start(&server_dir)?;
+        let server = Server::start_with(&server_dir, flags)?;
         let topic = format!("{{\"name\":\"{TOPIC}\",\"partitions\":{PARTITIONS}}}");
         post(&client()?, &format!("{}/v1/topics", server.base), topic, StatusCode::CREATED)?;
         let embedded = dir.join("embedded");
@@ -608,6 +619,131 @@ impl Http {
         self.log.close()?;
         stopped
     }
+}
+
+/// SSE fan-out (issue 11): `clients` concurrent single-event HTTP appends for `duration` with no
+/// subscriber, then with `subscribers` live subscriptions to the topic reading every event, on
+/// the same server. Rows: both throughputs and their ratio. Each subscriber is a plain socket
+/// on a thread with a small stack that counts the messages it receives; after the loaded round
+/// every subscriber must have received every event appended since it subscribed, once (the
+/// count is checked, as the ids are positions in order).
+pub fn sse_fanout(dir: &Path, clients: usize, subscribers: usize, duration: Duration) -> Result<Vec<Measurement>> {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    let max = (subscribers + 16).to_string();
+    let h = Http::start_with(dir, &["--http-subscriptions-max", &max])?;
+    let alone = h.append_http(clients, duration)?;
+    // Subscribe from the head, so the subscribers read only what the loaded round appends.
+    let head: Value = {
+        let url = format!("{}/v1/all?from_sequence={}&limit=1", h.server.base, u64::MAX);
+        serde_json::from_slice(&client()?.get(&url).send()?.bytes()?).context("decoding the head")?
+    };
+    let head = head["head_sequence"].as_u64().context("head_sequence")?;
+    let addr = h.server.base.trim_start_matches("http://").to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts: Arc<Vec<AtomicU64>> = Arc::new((0..subscribers).map(|_| AtomicU64::new(0)).collect());
+    let connected = Arc::new(AtomicU64::new(0));
+    let mut readers = Vec::with_capacity(subscribers);
+    for i in 0..subscribers {
+        let (addr, stop, counts, connected) = (addr.clone(), stop.clone(), counts.clone(), connected.clone());
+        let reader = std::thread::Builder::new().stack_size(128 << 10).spawn(move || -> Result<()> {
+            let mut s = TcpStream::connect(&addr)?;
+            s.set_read_timeout(Some(Duration::from_millis(200)))?;
+            write!(
+                s,
+                "GET /v1/subscribe?topic={TOPIC}&from_sequence={head} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+            )?;
+            let mut buf = vec![0u8; 64 << 10];
+            let (mut seen_head, mut tail) = (false, Vec::<u8>::new());
+            loop {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                let n = match s.read(&mut buf) {
+                    Ok(0) => bail!("subscriber {i}: the server closed the stream"),
+                    Ok(n) => n,
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                        continue
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                // Count message ids (`\nid:`), minding a marker split across reads.
+                tail.extend_from_slice(&buf[..n]);
+                if !seen_head {
+                    ensure!(tail.starts_with(b"HTTP/1.1 200"), "subscriber {i}: {}", String::from_utf8_lossy(&tail));
+                    seen_head = true;
+                    connected.fetch_add(1, Ordering::Relaxed);
+                }
+                let found = tail.windows(4).filter(|w| w == b"\nid:").count();
+                counts[i].fetch_add(found as u64, Ordering::Relaxed);
+                let keep = tail.len().min(3);
+                tail.drain(..tail.len() - keep);
+            }
+        })?;
+        readers.push(reader);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while connected.load(Ordering::Relaxed) < subscribers as u64 {
+        ensure!(
+            Instant::now() < deadline,
+            "only {} of {subscribers} subscribers connected",
+            connected.load(Ordering::Relaxed)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let loaded = h.append_http(clients, duration)?;
+    // Let the subscribers drain what is in flight, then check every one got every event.
+    let appended = loaded.out.ops;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while counts.iter().any(|c| c.load(Ordering::Relaxed) < appended) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.join().map_err(|_| anyhow::anyhow!("a subscriber thread panicked"))??;
+    }
+    let short = counts.iter().filter(|c| c.load(Ordering::Relaxed) != appended).count();
+    ensure!(short == 0, "{short} of {subscribers} subscribers did not receive exactly the {appended} events appended");
+    let row = |t: &mut Timed, subs: usize| {
+        let (p50, p99) = t.out.latencies.p50_p99();
+        Measurement::new(
+            System::EvidentHttp,
+            Key::SseFanout { subscribers: subs },
+            format!("1 event per append, {clients} clients, {subs} SSE subscribers reading the topic"),
+            t.out.rate(),
+            "events/s",
+        )
+        .latency(p50, p99)
+        .note(format!(
+            "CPU per append: server {}, clients and subscribers {}",
+            t.cpu.server_per(t.out.ops),
+            t.cpu.client_per(t.out.ops)
+        ))
+    };
+    let (mut alone, mut loaded) = (alone, loaded);
+    let ratio = loaded.out.rate() / alone.out.rate();
+    let rows = vec![
+        row(&mut alone, 0),
+        row(&mut loaded, subscribers),
+        Measurement::new(
+            System::EvidentHttp,
+            Key::SseFanoutRatio,
+            format!("append throughput with {subscribers} subscribers / with none"),
+            ratio,
+            "x",
+        )
+        .note(format!("every subscriber received all {appended} events of the loaded round, once (target >= 0.7x)")),
+    ];
+    eprintln!(
+        "  sse_fanout: {} events/s alone, {} events/s with {subscribers} subscribers: {ratio:.2}x",
+        num(alone.out.rate()),
+        num(loaded.out.rate())
+    );
+    h.stop()?;
+    Ok(rows)
 }
 
 #[cfg(test)]

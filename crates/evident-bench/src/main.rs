@@ -241,6 +241,18 @@ fn http_phase(r: &mut Runner, plan: &Plan, dir: &Path) {
     }
 }
 
+/// SSE fan-out: appends with and without reading subscribers on one server.
+fn sse_fanout_phase(r: &mut Runner, plan: &Plan, dir: &Path) {
+    phase("SSE fan-out (HTTP appends with live subscribers)");
+    match http::sse_fanout(dir, 8, 500, plan.duration) {
+        Ok(rows) => rows.into_iter().for_each(|m| r.report.add(m)),
+        Err(e) => {
+            eprintln!("  FAILED SSE fan-out: {e:#}");
+            r.failures.push(format!("SSE fan-out: {e:#}"));
+        }
+    }
+}
+
 /// The Kafka protocol with librdkafka: produce against `evident serve`, the embedded log's
 /// batched appends right after it, consume, produce one at a time; then the same against Tansu
 /// if its binary exists. Returns a line for the results' header (what happened to Tansu).
@@ -454,6 +466,10 @@ fn run_in(cli: &Cli, plan: &Plan, run_dir: &Path) -> Result<()> {
     if plan.runs(Phase::Http) {
         http_phase(&mut r, plan, &fresh_dir(run_dir, "http")?);
         std::fs::remove_dir_all(run_dir.join("http"))?;
+    }
+    if plan.runs(Phase::SseFanout) {
+        sse_fanout_phase(&mut r, plan, &fresh_dir(run_dir, "sse-fanout")?);
+        std::fs::remove_dir_all(run_dir.join("sse-fanout"))?;
     }
     if plan.runs(Phase::Kafka) {
         let line = kafka_phase(&mut r, plan, &fresh_dir(run_dir, "kafka")?);

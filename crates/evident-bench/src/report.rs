@@ -118,6 +118,13 @@ pub enum Key {
     HttpRead,
     /// The same read in the streamed format (NDJSON).
     HttpReadNdjson,
+    /// SSE fan-out: concurrent HTTP appends while this many subscribers read every event.
+    SseFanout {
+        /// Live subscribers reading the appended topic.
+        subscribers: usize,
+    },
+    /// SSE fan-out: append throughput with subscribers / without (the value is a ratio).
+    SseFanoutRatio,
     /// The Kafka comparison's baseline: the embedded log appending Kafka batches of 200-byte
     /// records to one partition.
     KafkaEmbeddedBatch {
@@ -172,9 +179,12 @@ impl Key {
             Key::Append { .. } | Key::Paired { .. } => Section::Appends,
             Key::Batch { .. } => Section::Batches,
             Key::Load | Key::ScanPartition | Key::ScanAll | Key::StreamContig | Key::StreamScattered => Section::Reads,
-            Key::HttpAppend { .. } | Key::HttpAppendPaired { .. } | Key::HttpRead | Key::HttpReadNdjson => {
-                Section::Http
-            }
+            Key::HttpAppend { .. }
+            | Key::HttpAppendPaired { .. }
+            | Key::HttpRead
+            | Key::HttpReadNdjson
+            | Key::SseFanout { .. }
+            | Key::SseFanoutRatio => Section::Http,
             Key::KafkaEmbeddedBatch { .. } | Key::KafkaProduce | Key::KafkaProduceOne | Key::KafkaConsume => {
                 Section::Kafka
             }

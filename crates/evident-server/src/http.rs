@@ -12,6 +12,7 @@
 //! Calls into the log that may wait (appends wait for their fsync; reads may fault pages in)
 //! run on the blocking pool, so the async workers keep serving other connections.
 
+mod budget;
 mod dead_letters;
 mod error;
 mod event_json;
@@ -62,6 +63,10 @@ pub struct Shared {
     pub subscriptions: Arc<Semaphore>,
     /// How many slots `subscriptions` started with (named in the 503).
     pub subscriptions_max: usize,
+    /// The byte budgets of read pages (`budget.rs`).
+    pub responses: budget::ResponseBudget,
+    /// The shared reader live subscriptions follow, started by the first (`subscribe.rs`).
+    pub feed: Arc<OnceLock<Arc<subscribe::Feed>>>,
 }
 
 impl AppState {
@@ -85,21 +90,40 @@ impl AppState {
             body_max_bytes,
             subscriptions,
             subscriptions_max,
+            responses: budget::ResponseBudget::unbounded(),
+            feed: Arc::new(OnceLock::new()),
         }))
     }
 
-    /// Caps live subscriptions at `max` (unbounded until called).
-    pub fn with_subscriptions_max(self, max: usize) -> Self {
-        let shared = Shared {
+    /// Bounds read pages to `per_response` bytes each (beyond a single larger event) and
+    /// `total` bytes for every page held at once (unbounded until called).
+    pub fn with_response_budget(self, per_response: usize, total: usize) -> Self {
+        let mut shared = self.shared_copy();
+        shared.responses = budget::ResponseBudget::new(per_response, total);
+        Self(Arc::new(shared))
+    }
+
+    /// A copy of the fields, sharing the semaphores, for the builder methods.
+    fn shared_copy(&self) -> Shared {
+        Shared {
             log: self.log.clone(),
             groups: self.groups.clone(),
             metrics: self.metrics.clone(),
             commits: self.commits.clone(),
             shutdown: self.shutdown.clone(),
             body_max_bytes: self.body_max_bytes,
-            subscriptions: Arc::new(Semaphore::new(max)),
-            subscriptions_max: max,
-        };
+            subscriptions: self.subscriptions.clone(),
+            subscriptions_max: self.subscriptions_max,
+            responses: self.responses.clone(),
+            feed: self.feed.clone(),
+        }
+    }
+
+    /// Caps live subscriptions at `max` (unbounded until called).
+    pub fn with_subscriptions_max(self, max: usize) -> Self {
+        let mut shared = self.shared_copy();
+        shared.subscriptions = Arc::new(Semaphore::new(max));
+        shared.subscriptions_max = max;
         Self(Arc::new(shared))
     }
 

@@ -97,7 +97,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         shutdown_rx,
         config.http_body_max_bytes,
     )
-    .with_subscriptions_max(config.http_limits.subscriptions_max);
+    .with_subscriptions_max(config.http_limits.subscriptions_max)
+    .with_response_budget(config.http_limits.response_max_bytes, config.http_limits.responses_max_bytes);
     // Install the signal handlers before announcing the address: a supervisor (or a test) may
     // signal as soon as it reads the line, and an uninstalled handler means the default action,
     // death without closing the log.
@@ -119,8 +120,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             tokio::net::TcpListener::from_std(kafka_listener).context("registering the Kafka socket")?;
         let kafka = tokio::spawn(KafkaServer::new(kafka_listener, broker).run());
         let limits = config.http_limits;
-        let app =
-            http::router(state).layer(axum::middleware::from_fn(move |req, next| requests::guard(limits, req, next)));
+        let gate = requests::Gate::new(limits);
+        let app = http::router(state)
+            .layer(axum::middleware::from_fn(move |req, next| requests::guard(gate.clone(), req, next)));
         let (signal_tx, signal_rx) = watch::channel(false);
         let server = tokio::spawn(connections::serve(listener, app, limits, metrics, accept_threads, signal_rx));
         signals.wait().await;

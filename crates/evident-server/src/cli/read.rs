@@ -345,8 +345,11 @@ fn read_pages(
             bar.set_position(read);
         }
         first = false;
+        // A page of everything can be empty yet not the end: its records may all have been
+        // internal ones, which the server leaves out; its cursor then still moves forward.
+        let empty_but_moves = matches!(source, Source::All) && page.next.is_some_and(|n| n > start.unwrap_or(0));
         match page.next {
-            Some(next) if !page.events.is_empty() => start = Some(next),
+            Some(next) if !page.events.is_empty() || empty_but_moves => start = Some(next),
             _ => break,
         }
     }

@@ -529,7 +529,17 @@ fn json_data<'a>(bytes: &'a [u8], content_type: Option<&[u8]>) -> Option<&'a [u8
     if !bytes.is_ascii() && std::str::from_utf8(bytes).is_err() {
         return None;
     }
-    scan::json_value_span(bytes).map(|span| &bytes[span])
+    let json = &bytes[scan::json_value_span(bytes)?];
+    // A Kafka producer can store JSON of any depth (the append path refuses what HTTP clients
+    // send deeper than DATA_DEPTH_MAX, Kafka's cannot). Rendered as JSON it would make the
+    // whole page unparseable for serde_json (the CLI, the library) and Python alike, and block
+    // every reader of `/v1/all`, the topic and the stream at that event: such a value goes out
+    // as `data_base64` instead, its `datacontenttype` still saying it is JSON. Nesting `d`
+    // deep takes at least `2d` bytes, so short values skip the scan.
+    if json.len() > 2 * DATA_DEPTH_MAX && json_depth(json) > DATA_DEPTH_MAX {
+        return None;
+    }
+    Some(json)
 }
 
 fn push_header_entry(out: &mut Vec<u8>, i: usize, name: &[u8], value: Option<&[u8]>, is_text: impl Fn(&[u8]) -> bool) {
@@ -647,17 +657,28 @@ pub fn json_response<T: Serialize>(value: &T, items: usize) -> Result<axum::resp
 /// text with what serde_json writes for the same fields.
 pub struct PageWriter {
     out: Vec<u8>,
+    /// The body size past which [`PageWriter::events`] takes no further event.
+    budget: usize,
+    /// How many events the last [`PageWriter::events`] wrote.
+    shown: usize,
 }
 
 impl PageWriter {
-    /// A page about to hold `events`. The buffer is sized from the events' stored bytes
-    /// ([`rendering_bytes_max_likely`]) because growing it copies everything rendered so far
-    /// (profiles of 1,000-event reads showed the `realloc`), while capacity that is never
-    /// written costs no memory: pages of a large allocation are only backed once touched.
-    pub fn new(events: &[Event]) -> Self {
-        let mut out = Vec::with_capacity(256 + rendering_bytes_max_likely(events));
+    /// A page of at most `budget` bytes, about to hold (a prefix of) `events`: the buffer is
+    /// sized for the events that fit, from their stored bytes ([`rendering_bytes_max_likely`]),
+    /// because growing it copies everything rendered so far (profiles of 1,000-event reads
+    /// showed the `realloc`), while capacity never written costs no memory, and [`PageWriter::events`] stops before the event that
+    /// would take the body past `budget` (writing at least one). See `http/budget.rs`.
+    pub fn bounded(events: &[Event], budget: usize) -> Self {
+        let mut out = Vec::with_capacity(super::budget::page_bytes_likely(events, budget));
         out.push(b'{');
-        PageWriter { out }
+        PageWriter { out, budget, shown: 0 }
+    }
+
+    /// The first event of `events` that the page left out for its byte budget, if any: where
+    /// the next page starts.
+    pub fn left_out<'a>(&self, events: &'a [Event]) -> Option<&'a Event> {
+        events.get(self.shown)
     }
 
     /// Opens a field. `name` is written as it is: it is a constant of the page's schema, a
@@ -701,15 +722,26 @@ impl PageWriter {
         }
     }
 
-    /// An array of events, each as [`write_event`] renders it.
+    /// An array of events, each as [`write_event`] renders it, as many as fit the page's byte
+    /// budget and at least one ([`PageWriter::left_out`] names the first left out). An event
+    /// is rendered and then taken back if it passes the budget: rendering is the only exact
+    /// measure (escapes, base64), and it costs at most one event per page.
     pub fn events(&mut self, name: &'static str, events: &[Event]) -> &mut Self {
         self.key(name);
         self.out.push(b'[');
+        self.shown = 0;
         for (i, e) in events.iter().enumerate() {
+            let before = self.out.len();
             if i > 0 {
                 self.out.push(b',');
             }
             write_event(&mut self.out, e);
+            // Room for the closing bracket and brace and the fields after the events.
+            if i > 0 && self.out.len().saturating_add(PAGE_TAIL_BYTES) > self.budget {
+                self.out.truncate(before);
+                break;
+            }
+            self.shown = i + 1;
         }
         self.out.push(b']');
         self
@@ -720,20 +752,13 @@ impl PageWriter {
         self.out.push(b'}');
         self.out
     }
-
-    /// The page as a `200 application/json` response. The buffer becomes the body as it is,
-    /// without a copy.
-    pub fn response(self) -> axum::response::Response {
-        use axum::response::IntoResponse;
-        ([(axum::http::header::CONTENT_TYPE, "application/json")], self.finish()).into_response()
-    }
 }
 
 /// The bytes the rendering of `events` takes, unless their strings need many escapes: per
 /// event the fixed keys, numbers and timestamps ([`EVENT_FIXED_BYTES`]), the topic, and the
 /// stored key, value and headers a third larger (what base64 makes of bytes that are not
 /// text or JSON; text and JSON are written as they are).
-fn rendering_bytes_max_likely(events: &[Event]) -> usize {
+pub(super) fn rendering_bytes_max_likely(events: &[Event]) -> usize {
     events
         .iter()
         .map(|e| {
@@ -744,6 +769,9 @@ fn rendering_bytes_max_likely(events: &[Event]) -> usize {
         })
         .sum()
 }
+
+/// What a page writes after its events: the brackets and its cursor fields.
+const PAGE_TAIL_BYTES: usize = 64;
 
 /// What an event's rendering takes beyond its stored bytes: the keys (about 170 bytes), the
 /// positions and two timestamps, rounded up.
@@ -887,6 +915,22 @@ mod tests {
         let e =
             parse_append(format!(r#"{{"events":[{{"type":"A","data":{}}}]}}"#, nested(200)).as_bytes()).unwrap_err();
         assert_eq!(e.code, "data_too_deep", "{}", e.message);
+    }
+
+    #[test]
+    fn stored_json_deeper_than_a_page_can_carry_reads_as_base64() {
+        for (depth, as_json) in [(DATA_DEPTH_MAX, true), (DATA_DEPTH_MAX + 1, false), (100_000, false)] {
+            let data = nested(depth);
+            let rendered = json_data(data.as_bytes(), Some(b"application/json"));
+            assert_eq!(rendered.is_some(), as_json, "depth {depth}");
+            // Whatever the depth, a page carrying the event parses with serde_json's limit.
+            let field = match rendered {
+                Some(json) => format!(r#""data":{}"#, std::str::from_utf8(json).unwrap()),
+                None => r#""data_base64":"AA==""#.to_string(),
+            };
+            let page = format!(r#"{{"events":[{{{field}}}]}}"#);
+            serde_json::from_str::<Value>(&page).unwrap_or_else(|e| panic!("depth {depth}: {e}"));
+        }
     }
 
     #[test]
@@ -1113,7 +1157,7 @@ mod tests {
         for (topic, partition, next_version) in
             [("t", Some(3), None), ("quote \" backslash \\ nl \n \u{1} é", None, Some(u64::MAX))]
         {
-            let mut page = PageWriter::new(&events);
+            let mut page = PageWriter::bounded(&events, usize::MAX);
             page.str("topic", topic)
                 .opt_u64("partition", partition.map(u64::from))
                 .u64("current_version", 0)
@@ -1122,7 +1166,7 @@ mod tests {
             let expected = Page { topic, partition, current_version: 0, events: &raw, next_version };
             assert_eq!(page.finish(), serde_json::to_string(&expected).expect("text").into_bytes());
         }
-        let mut empty = PageWriter::new(&[]);
+        let mut empty = PageWriter::bounded(&[], usize::MAX);
         empty.events("events", &[]).opt_u64("next_sequence", None).u64("head_sequence", 9);
         assert_eq!(empty.finish(), br#"{"events":[],"next_sequence":null,"head_sequence":9}"#);
     }
@@ -1210,7 +1254,7 @@ mod cost {
         let options = evident_log::StreamReadOptions { limit: 1000, ..Default::default() };
         let read = || log.read_stream("t", b"bench-read", &options).expect("read").events;
         let page = |events: &[Event]| {
-            let mut page = PageWriter::new(events);
+            let mut page = PageWriter::bounded(events, usize::MAX);
             page.str("topic", "t").str("key", "bench-read").opt_u64("partition", Some(0)).u64("current_version", 999);
             page.events("events", events).opt_u64("next_version", None);
             page.finish()

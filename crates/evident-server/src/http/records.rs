@@ -18,7 +18,10 @@ use evident_api::ErrorBody;
 /// Read a partition by offset or time.
 ///
 /// From `offset` (default: the log start offset) or from the first record at or after
-/// `timestamp`, at most `limit` records.
+/// `timestamp`, at most `limit` records. A
+/// page also stops before its body passes `--http-response-max-bytes` (default 4 MiB), holding at
+/// least one event; so it may hold fewer than `limit` events with more to come: follow
+/// `next_offset` until it is `null`, never take a short page for the end.
 #[utoipa::path(
     get,
     path = "/v1/topics/{topic}/partitions/{partition}/records",
@@ -57,21 +60,29 @@ pub(super) async fn partition(
             Ok((events, offsets))
         })
         .await?;
-    let next_offset = events.last().map(|e| e.offset + 1).filter(|&n| n < offsets.high_watermark);
-    let mut page = PageWriter::new(&events);
+    let reservation = state.responses.reserve(&events).await;
+    let mut page = PageWriter::bounded(&events, state.responses.per_response);
     page.str("topic", &topic)
         .u64("partition", u64::from(partition))
         .u64("log_start_offset", offsets.log_start_offset)
         .u64("high_watermark", offsets.high_watermark)
-        .events("records", &events)
-        .opt_u64("next_offset", next_offset);
-    Ok(page.response())
+        .events("records", &events);
+    // A page cut by its byte budget continues at the first record it left out.
+    let next_offset = match page.left_out(&events) {
+        Some(e) => Some(e.offset),
+        None => events.last().map(|e| e.offset + 1).filter(|&n| n < offsets.high_watermark),
+    };
+    page.opt_u64("next_offset", next_offset);
+    Ok(reservation.respond(page.finish()))
 }
 
 /// Read everything in commit order.
 ///
 /// Events of every topic in store-wide commit order from `from_sequence`, internal topics
-/// excluded; `limit` bounds the records examined, so a page may hold fewer events.
+/// excluded; `limit` bounds the records examined, so a page may hold fewer events. A
+/// page also stops before its body passes `--http-response-max-bytes` (default 4 MiB), holding at
+/// least one event; so it may hold fewer than `limit` events with more to come: follow
+/// `next_sequence` until it is `null`, never take a short page for the end.
 #[utoipa::path(
     get,
     path = "/v1/all",
@@ -100,9 +111,13 @@ pub(super) async fn all(State(state): State<AppState>, params: Params) -> Result
         .await?;
     let next_sequence = events.last().map(|e| e.sequence + 1).filter(|&n| n < visible);
     events.retain(|e| !is_internal(e.topic.as_str()));
-    let mut page = PageWriter::new(&events);
+    let reservation = state.responses.reserve(&events).await;
+    let mut page = PageWriter::bounded(&events, state.responses.per_response);
+    page.events("events", &events);
+    // A page cut by its byte budget continues at the first event it left out.
+    let next_sequence = page.left_out(&events).map(|e| e.sequence).or(next_sequence);
     // `head_sequence` is the log's next commit sequence when the page was read: everything
     // before it is readable (the library's HTTP backend asks for it with an empty page).
-    page.events("events", &events).opt_u64("next_sequence", next_sequence).u64("head_sequence", visible);
-    Ok(page.response())
+    page.opt_u64("next_sequence", next_sequence).u64("head_sequence", visible);
+    Ok(reservation.respond(page.finish()))
 }

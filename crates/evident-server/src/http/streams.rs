@@ -150,7 +150,7 @@ struct Position<'a> {
     tag = "streams",
     operation_id = "readStream",
     summary = "Read a stream",
-    description = "Reads the stream `topic`/`key` forward or backward from `from_version`, at most `limit` events, optionally as it was at a version (`as_of_version`) or a time (`as_of_time`). A stream with no event is `404 stream_not_found`.",
+    description = "Reads the stream `topic`/`key` forward or backward from `from_version`, at most `limit` events, optionally as it was at a version (`as_of_version`) or a time (`as_of_time`). A stream with no event is `404 stream_not_found`. A page also stops before its body passes `--http-response-max-bytes` (default 4 MiB), holding at least one event; so it may hold fewer than `limit` events with more to come: follow `next_version` until it is `null`, never take a short page for the end.",
     params(evident_api::params::StreamPath, evident_api::params::StreamReadQuery),
     responses(
         (status = 200, description = "A page of the stream; with `Accept: application/x-ndjson`, the events as newline-delimited JSON (one `Event` object per line), the page's other fields in the `evident-*` response headers.",
@@ -202,12 +202,16 @@ pub(super) async fn read(
     }
     // Written straight from the events (no intermediate JSON tree): reads are the hot path. The
     // wire form is `evident_api::streams::StreamPage`, fields in its order.
-    let mut page = PageWriter::new(&read.events);
+    let reservation = state.responses.reserve(&read.events).await;
+    let mut page = PageWriter::bounded(&read.events, state.responses.per_response);
     page.str("topic", &topic)
         .str("key", &key)
         .opt_u64("partition", read.partition.map(u64::from))
         .u64("current_version", current)
-        .events("events", &read.events)
-        .opt_u64("next_version", next_version);
-    Ok(page.response())
+        .events("events", &read.events);
+    // A page cut by its byte budget continues at the first event it left out (forward or
+    // backward, that event's version is where the next read starts).
+    let next_version = page.left_out(&read.events).and_then(|e| e.version).or(next_version);
+    page.opt_u64("next_version", next_version);
+    Ok(reservation.respond(page.finish()))
 }

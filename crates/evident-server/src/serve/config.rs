@@ -72,6 +72,18 @@ pub struct ServeArgs {
     /// [default: the number of CPUs]
     #[arg(long, env = "EVIDENT_HTTP_THREADS", value_name = "N")]
     pub http_threads: Option<usize>,
+    /// Most bytes of one read page (stream, partition, /v1/all); a page stops before the event
+    /// that would pass it, always holding one, and its next_* cursor continues there [default: 4194304]
+    #[arg(long, env = "EVIDENT_HTTP_RESPONSE_MAX_BYTES", value_name = "BYTES")]
+    pub http_response_max_bytes: Option<usize>,
+    /// Bytes of read pages held at once by all requests; beyond it reads wait their turn
+    /// [default: 67108864]
+    #[arg(long, env = "EVIDENT_HTTP_RESPONSES_MAX_BYTES", value_name = "BYTES")]
+    pub http_responses_max_bytes: Option<usize>,
+    /// Bytes of request bodies being received at once by all requests; beyond it a new body gets
+    /// 503 with Retry-After [default: 67108864]
+    #[arg(long, env = "EVIDENT_HTTP_BODIES_MAX_BYTES", value_name = "BYTES")]
+    pub http_bodies_max_bytes: Option<usize>,
     /// Most simultaneous Kafka connections; more are closed on accept [default: 1024]
     #[arg(long, env = "EVIDENT_KAFKA_CONNECTIONS_MAX", value_name = "N")]
     pub kafka_connections_max: Option<usize>,
@@ -124,6 +136,9 @@ struct FileConfig {
     http_request_timeout_ms: Option<u64>,
     http_subscriptions_max: Option<usize>,
     http_threads: Option<usize>,
+    http_response_max_bytes: Option<usize>,
+    http_responses_max_bytes: Option<usize>,
+    http_bodies_max_bytes: Option<usize>,
     kafka_connections_max: Option<usize>,
     kafka_idle_timeout_ms: Option<u64>,
     kafka_request_max_bytes: Option<usize>,
@@ -171,6 +186,12 @@ pub struct HttpLimits {
     pub request_timeout: Duration,
     /// Most simultaneous live subscriptions.
     pub subscriptions_max: usize,
+    /// Most bytes of one read page (beyond a single larger event).
+    pub response_max_bytes: usize,
+    /// Bytes of read pages held at once, by every request together.
+    pub responses_max_bytes: usize,
+    /// Bytes of request bodies being received at once, by every request together.
+    pub bodies_max_bytes: usize,
 }
 
 impl Default for HttpLimits {
@@ -180,7 +201,12 @@ impl Default for HttpLimits {
     /// keeps them 5 s, nginx 75 s); 20 s for a body (Apache's `RequestReadTimeout body=20`), which
     /// still lets an 8 MiB body through at 420 KB/s; 30 s per request, the request timeout Kafka
     /// clients default to (`request.timeout.ms`); and a quarter of the connections for live
-    /// subscriptions, so followers can never take every connection from writers.
+    /// subscriptions, so followers can never take every connection from writers. Read pages
+    /// take at most 4 MiB each (a thousand 4 KiB events; Kafka's default fetch.max.bytes is
+    /// 50 MiB for a client that asked for it, a page is what one HTTP reader holds) and 64 MiB
+    /// together, and bodies 64 MiB together (eight of the largest, 8 MiB): the memory an
+    /// attacker can make the HTTP listener hold is then bounded by these sums, not by the
+    /// connection count times the largest body or page.
     fn default() -> Self {
         Self {
             connections_max: 1024,
@@ -188,6 +214,9 @@ impl Default for HttpLimits {
             body_timeout: Duration::from_secs(20),
             request_timeout: Duration::from_secs(30),
             subscriptions_max: 256,
+            response_max_bytes: 4 << 20,
+            responses_max_bytes: 64 << 20,
+            bodies_max_bytes: 64 << 20,
         }
     }
 }
@@ -302,6 +331,36 @@ impl ServeConfig {
                 Some(n) => positive("http_subscriptions_max", n)?,
                 None => defaults.subscriptions_max,
             },
+            ..defaults
+        };
+        fn bytes_at_least(name: &str, value: Option<usize>, default: usize, min: usize) -> anyhow::Result<usize> {
+            match value {
+                Some(n) if n < min => bail!("{name} must be at least {min}, not {n}"),
+                Some(n) => Ok(n),
+                None => Ok(default),
+            }
+        }
+        let http_limits = HttpLimits {
+            response_max_bytes: bytes_at_least(
+                "http_response_max_bytes",
+                args.http_response_max_bytes.or(file.http_response_max_bytes),
+                defaults.response_max_bytes,
+                1024,
+            )?,
+            responses_max_bytes: bytes_at_least(
+                "http_responses_max_bytes",
+                args.http_responses_max_bytes.or(file.http_responses_max_bytes),
+                defaults.responses_max_bytes,
+                1024,
+            )?,
+            // Below the body limit, the largest body could never be received.
+            bodies_max_bytes: bytes_at_least(
+                "http_bodies_max_bytes",
+                args.http_bodies_max_bytes.or(file.http_bodies_max_bytes),
+                defaults.bodies_max_bytes.max(http_body_max_bytes),
+                http_body_max_bytes,
+            )?,
+            ..http_limits
         };
         let http_threads = match args.http_threads.or(file.http_threads) {
             Some(n) => positive("http_threads", n)?,

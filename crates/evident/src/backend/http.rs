@@ -768,7 +768,7 @@ impl Backend for HttpBackend {
                 Err(r) => return Err(r.into_error(On::Topic(topic))),
             };
             let page: api::streams::StreamPage<&RawValue> = parse_json(&body, &what)?;
-            let n = page.events.len();
+            let next_version = page.next_version;
             if current_version.is_none() {
                 let current = Version(page.current_version);
                 current_version = Some(current);
@@ -779,15 +779,24 @@ impl Backend for HttpBackend {
             for raw in page.events {
                 events.push(decode_event(raw)?);
             }
-            if events.len() >= want || n < asked {
+            // The server's cursor, not the page's length, says whether there is more: a page
+            // holds fewer events than asked when its byte budget (--http-response-max-bytes)
+            // cut it, and then `next_version` names the first event it left out.
+            if events.len() >= want {
                 break;
             }
-            let Some(last) = events.last().and_then(|e| e.version) else { break };
-            from = match query.direction {
-                Direction::Forward => Some(last.next()),
-                Direction::Backward if last == Version(0) => break,
-                Direction::Backward => Some(Version(last.0 - 1)),
+            let (Some(next), Some(last)) = (next_version, events.last().and_then(|e| e.version)) else { break };
+            let advances = match query.direction {
+                Direction::Forward => next > last.0,
+                Direction::Backward => next < last.0,
             };
+            if !advances {
+                return Err(Error::Unavailable(format!(
+                    "{what}: the server's cursor does not advance (version {} is followed by {next})",
+                    last.0
+                )));
+            }
+            from = Some(Version(next));
         }
         events.truncate(want);
         Ok(StreamPage { events, current_version })
