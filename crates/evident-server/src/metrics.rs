@@ -328,6 +328,12 @@ impl Scrape {
             "evident_kafka_connections_refused",
             "Kafka connections refused at the connection limit.",
             k.connections_refused,
+        )?;
+        counter(
+            e,
+            "evident_kafka_connections_evicted",
+            "Kafka connections closed to admit a newcomer at a connection limit (idle ones first).",
+            k.connections_evicted,
         )
     }
 }

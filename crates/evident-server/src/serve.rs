@@ -12,6 +12,7 @@ mod notifier;
 mod requests;
 mod workers;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +38,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")))
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal: a log file or a supervisor's pipe
+        // gets plain text that grep and log shippers read as written.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let config = ServeConfig::resolve(args)?;
 
