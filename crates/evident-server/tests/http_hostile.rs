@@ -14,7 +14,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use common::{Server, PATIENCE};
+use common::{crc32c, varint, Server, PATIENCE};
 use serde_json::{json, Value};
 
 /// Peak and current resident memory of the server, in MiB.
@@ -235,26 +235,6 @@ fn stalled_bodies_are_bounded_by_the_body_budget_and_cut_by_the_timeout() {
 // ---------------------------------------------------------------------------------------------
 // 8d over Kafka: a minimal Produce v3 of one record (no headers), enough to store a value no
 // HTTP append would accept.
-
-fn crc32c(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in data {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
-        }
-    }
-    !crc
-}
-
-fn varint(out: &mut Vec<u8>, value: i64) {
-    let mut v = ((value << 1) ^ (value >> 63)) as u64;
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
 
 /// A v2 record batch of one keyed record without headers.
 fn one_record_batch(key: &[u8], value: &[u8]) -> Vec<u8> {

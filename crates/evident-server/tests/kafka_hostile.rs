@@ -18,7 +18,7 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Server, PATIENCE};
+use common::{crc32c, varint, Server, PATIENCE};
 
 /// The server's default request size limit (`KafkaConfig::request_max_bytes`).
 const REQUEST_MAX_BYTES: i32 = 16 << 20;
@@ -33,27 +33,6 @@ const UNSUPPORTED_VERSION: i16 = 35;
 
 // ---------------------------------------------------------------------------------------------
 // Encoding
-
-/// CRC-32C (Castagnoli), as record batches carry it.
-fn crc32c(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in data {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
-        }
-    }
-    !crc
-}
-
-fn varint(out: &mut Vec<u8>, value: i64) {
-    let mut v = ((value << 1) ^ (value >> 63)) as u64;
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
 
 fn string(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as i16).to_be_bytes());

@@ -811,3 +811,29 @@ pub fn kcat(test: &str) -> Option<PathBuf> {
 pub fn kafka_scripts() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("kafka")
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hand-built Kafka records, for tests that send what no client library would (a bomb, a value
+// no HTTP append accepts). The bit-at-a-time CRC is the definition, not a fast one: tests only.
+
+/// CRC-32C (Castagnoli), as record batches carry it.
+pub fn crc32c(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// A zigzag varint, as records encode their lengths and deltas.
+pub fn varint(out: &mut Vec<u8>, value: i64) {
+    let mut v = ((value << 1) ^ (value >> 63)) as u64;
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
