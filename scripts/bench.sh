@@ -7,7 +7,8 @@
 #   scripts/bench.sh --quick                 # smoke test, about a minute
 #   scripts/bench.sh 2>&1 | tee bench.txt    # full run, about 10 minutes
 #   scripts/bench.sh --only http             # only the HTTP API against the embedded log
-#   scripts/bench.sh --only kafka            # only the Kafka protocol (librdkafka) vs embedded
+#   scripts/bench.sh --only kafka            # only the Kafka protocol (librdkafka): evident, the
+#                                            # embedded log, Apache Kafka (jars from Maven Central)
 #   scripts/bench.sh --only aggregates,projections  # the library: snapshot loads, projections
 #   scripts/bench.sh --help                  # every flag
 #   scripts/bench.sh --before REV --only http   # REV's build, then this tree's, in one run:
@@ -140,6 +141,27 @@ TARGET="${CARGO_TARGET_DIR:-$REPO/target}"
 PGARGS=()
 if [ "$want_pg" = 1 ] && [ "$PGPORT" != 5499 ]; then
   PGARGS=(--pg "host=127.0.0.1 port=$PGPORT user=$ROLE password=$ROLE dbname=$ROLE")
+fi
+
+# Apache Kafka, the Kafka phase's peer: its jars from Maven Central (cached under target/java),
+# for scripts/kafka-ref.sh (which the bench calls) and kafka-producer-perf-test. Skipped with
+# --skip-apache-kafka, or when the Kafka phase does not run.
+want_kafka=1
+only=""
+prev=""
+for arg in "$@"; do
+  case "$arg" in
+    --skip-apache-kafka) want_kafka=0 ;;
+    --only=*) only="${arg#--only=}" ;;
+  esac
+  [ "$prev" = --only ] && only="$arg"
+  prev="$arg"
+done
+if [ -n "$only" ] && ! [[ ",$only," == *",kafka,"* ]]; then want_kafka=0; fi
+if [ "$want_kafka" = 1 ]; then
+  java_env="$(bash "$REPO/scripts/java-setup.sh")"
+  eval "$java_env"
+  export KAFKA_JAVA_LIB
 fi
 
 if [ -n "$before" ]; then

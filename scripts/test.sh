@@ -3,7 +3,9 @@
 # then every test of the workspace in release mode (the crash loop and the model test run many
 # cycles; release keeps them within CI's budget). Needs the Rust toolchain; the real Kafka clients
 # the conformance tests drive (kcat from Debian, confluent-kafka, kafka-python and aiokafka from
-# PyPI in target/kafka-venv) are installed by scripts/kafka-clients-setup.sh, run below.
+# PyPI in target/kafka-venv) are installed by scripts/kafka-clients-setup.sh, and Apache Kafka's
+# Java jars (Maven, into target/java) by scripts/java-setup.sh, both run below; librdkafka's own
+# test suite (built from its pinned release source) by scripts/librdkafka-tests.sh, at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +36,15 @@ bash scripts/kafka-clients-setup.sh
 export EVIDENT_TEST_PYTHON="$PWD/target/kafka-venv/bin/python"
 export EVIDENT_REQUIRE_KAFKA_CLIENTS=1
 
+echo "== Kafka's Java tools"
+# Apache Kafka 4.4's jars (Maven cache in target/java) and the tool runner: tests/kafka_jvm_tools.rs
+# runs Kafka's CLI tools against evident and against a real Kafka it starts from these jars, and
+# tests/kafka_java_client.rs the Java client and Kafka Streams (java/client-probes).
+java_env="$(bash scripts/java-setup.sh)"
+eval "$java_env"
+export KAFKA_JAVA_LIB KAFKA_JAVA_CLASSES KAFKA_JAVA_CONF
+export EVIDENT_REQUIRE_KAFKA_JAVA=1
+
 echo "== PostgreSQL"
 # The projection tests write read models to a real PostgreSQL: a dedicated cluster on
 # 127.0.0.1:55432 (fsync on), set up and started by this script, which prints the URL.
@@ -54,6 +65,12 @@ echo "== HTTP contract (schemathesis)"
 # The served OpenAPI document is validated, then schemathesis drives every documented operation of
 # a live `evident serve` within a bounded budget: no 5xx, no reply that contradicts the document.
 EVIDENT_BIN="${CARGO_TARGET_DIR:-target}/release/evident" bash scripts/schemathesis.sh
+
+echo "== librdkafka's test suite"
+# librdkafka 2.15.1's own tests, the applicable subset pinned in tests/librdkafka/applicable.txt
+# (each with its timeout), against a fresh `evident serve`; librdkafka and its test-runner are
+# built once into target/librdkafka-tests. Prints the pass/fail counts; any failure fails here.
+EVIDENT_BIN="${CARGO_TARGET_DIR:-target}/release/evident" bash scripts/librdkafka-tests.sh
 # Repeat the figures the reliability tests print, so they are easy to find in CI's log.
 echo "== figures"
 grep -E '^[A-Za-z0-9 _(),-]+: .*=[0-9]' "$out" || true

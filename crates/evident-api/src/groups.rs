@@ -162,6 +162,7 @@ pub struct OffsetCommit {
 pub struct CommitOffsets {
     /// Committed atomically; when a partition appears twice the later entry wins.
     #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 10000))]
+    #[serde(deserialize_with = "crate::objects::list")]
     pub offsets: Vec<OffsetCommit>,
 }
 

@@ -18,6 +18,7 @@ pub mod dead_letters;
 pub mod error;
 pub mod groups;
 pub mod limits;
+pub mod objects;
 pub mod ops;
 pub mod params;
 pub mod records;

@@ -14,6 +14,22 @@ pub enum CleanupPolicy {
     Compact,
 }
 
+/// The hash that places a key the topic has not stored yet when an append names no partition
+/// (the HTTP API, the Rust library): choose the one the topic's Kafka producers use, so that a
+/// key sent both ways lands in one partition. Changing it moves no stored key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum KeyPartitioner {
+    /// Kafka's Java client's default, kafka-python's, librdkafka's `murmur2_random`.
+    #[default]
+    Murmur2,
+    /// librdkafka's default (`consistent_random`): confluent-kafka, kcat, the `rdkafka` crate.
+    Crc32,
+    /// Sarama's default, librdkafka's `fnv1a_random`.
+    Fnv1a,
+}
+
 /// A topic's configuration. Every field is optional on input (defaults shown); unknown keys are
 /// refused (`400 malformed_json`). Retention (`retention_ms`, `retention_bytes`) and compaction
 /// (`cleanup_policy: compact`) are stored but **not enforced yet**: every record is kept.
@@ -38,6 +54,10 @@ pub struct TopicConfig {
     /// (`409 key_in_other_partition`), because per-entity order holds only within one partition.
     #[cfg_attr(feature = "openapi", schema(default = true))]
     pub key_partition_guard: bool,
+    /// The hash new keys are placed with when an append names no partition (Kafka topic config
+    /// `evident.key.partitioner`).
+    #[cfg_attr(feature = "openapi", schema(default = "murmur2"))]
+    pub key_partitioner: KeyPartitioner,
 }
 
 impl Default for TopicConfig {
@@ -48,6 +68,7 @@ impl Default for TopicConfig {
             retention_bytes: None,
             cleanup_policy: CleanupPolicy::Delete,
             key_partition_guard: true,
+            key_partitioner: KeyPartitioner::Murmur2,
         }
     }
 }
@@ -87,7 +108,7 @@ pub struct CreateTopic {
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10000))]
     pub partitions: Option<u32>,
     /// The configuration; absent fields take their defaults.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::objects::optional")]
     pub config: Option<TopicConfig>,
 }
 

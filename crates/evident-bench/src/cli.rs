@@ -31,6 +31,10 @@ pub struct Cli {
     /// Do not run the restart workload (loading its store is the longest step).
     #[arg(long)]
     pub skip_restart: bool,
+    /// Do not measure Apache Kafka in the Kafka phase (by default it is started from Maven's
+    /// jars with scripts/kafka-ref.sh, which fetches them on its first run).
+    #[arg(long)]
+    pub skip_apache_kafka: bool,
     /// Where the stores and test files are created (default: the workspace's target/ directory,
     /// or /var/tmp). Must be on the disk you want measured; a fresh subdirectory is used and
     /// removed at the end.
@@ -80,7 +84,7 @@ pub enum Phase {
     /// The HTTP API (`evident serve`, started as a child process) beside the embedded log:
     /// appends with 1 and 64 clients, a 1,000-event stream read.
     Http,
-    /// SSE fan-out: HTTP append throughput (8 clients) with no subscriber and with 500
+    /// SSE fan-out: HTTP append throughput (1 client, then 8) with no subscriber and with 500
     /// subscribers reading every event, on one server in one run, and their ratio.
     #[value(name = "sse_fanout", alias = "sse-fanout")]
     SseFanout,
@@ -138,6 +142,8 @@ pub struct Plan {
     pub data_root: PathBuf,
     /// Phases to run.
     pub phases: Vec<Phase>,
+    /// Whether the Kafka phase measures Apache Kafka too.
+    pub apache_kafka: bool,
 }
 
 impl Plan {
@@ -174,6 +180,7 @@ impl Cli {
             snapshot_loads: if self.quick { 100 } else { 1000 },
             projection_events: if self.quick { 50_000 } else { 200_000 },
             data_root: self.data_dir.clone().unwrap_or_else(default_data_root),
+            apache_kafka: !self.skip_apache_kafka,
             phases: if self.only.is_empty() {
                 Phase::value_variants().iter().copied().filter(|p| *p != Phase::Restart || !self.skip_restart).collect()
             } else {

@@ -623,14 +623,11 @@ impl Http {
 
 /// SSE fan-out (issue 11): `clients` concurrent single-event HTTP appends for `duration` with no
 /// subscriber, then with `subscribers` live subscriptions to the topic reading every event, on
-/// the same server. Rows: both throughputs and their ratio. Each subscriber is a plain socket
-/// on a thread with a small stack that counts the messages it receives; after the loaded round
+/// the same server. Rows: both throughputs and their ratio. The subscribers are tasks on one
+/// event-loop thread, each counting the messages it receives; after the loaded round
 /// every subscriber must have received every event appended since it subscribed, once (the
 /// count is checked, as the ids are positions in order).
 pub fn sse_fanout(dir: &Path, clients: usize, subscribers: usize, duration: Duration) -> Result<Vec<Measurement>> {
-    use std::io::{Read, Write};
-    use std::net::TcpStream;
-    use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
 
     let max = (subscribers + 16).to_string();
@@ -643,48 +640,30 @@ pub fn sse_fanout(dir: &Path, clients: usize, subscribers: usize, duration: Dura
     };
     let head = head["head_sequence"].as_u64().context("head_sequence")?;
     let addr = h.server.base.trim_start_matches("http://").to_string();
-    let stop = Arc::new(AtomicBool::new(false));
     let counts: Arc<Vec<AtomicU64>> = Arc::new((0..subscribers).map(|_| AtomicU64::new(0)).collect());
     let connected = Arc::new(AtomicU64::new(0));
-    let mut readers = Vec::with_capacity(subscribers);
-    for i in 0..subscribers {
-        let (addr, stop, counts, connected) = (addr.clone(), stop.clone(), counts.clone(), connected.clone());
-        let reader = std::thread::Builder::new().stack_size(128 << 10).spawn(move || -> Result<()> {
-            let mut s = TcpStream::connect(&addr)?;
-            s.set_read_timeout(Some(Duration::from_millis(200)))?;
-            write!(
-                s,
-                "GET /v1/subscribe?topic={TOPIC}&from_sequence={head} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
-            )?;
-            let mut buf = vec![0u8; 64 << 10];
-            let (mut seen_head, mut tail) = (false, Vec::<u8>::new());
-            loop {
-                if stop.load(Ordering::Relaxed) {
-                    return Ok(());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // The subscribers are tasks on one thread's event loop (as the probe's asyncio readers
+    // were): a socket that becomes readable while the loop runs costs no thread wake-up, so
+    // the bench's own CPU, on the same two cores as the server, stays small.
+    let readers = {
+        let (counts, connected) = (counts.clone(), connected.clone());
+        std::thread::Builder::new().name("sse-subscribers".into()).spawn(move || -> Result<()> {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async move {
+                let mut tasks = tokio::task::JoinSet::new();
+                for i in 0..subscribers {
+                    let (addr, counts, connected, stopped) =
+                        (addr.clone(), counts.clone(), connected.clone(), stopped.clone());
+                    tasks.spawn(subscriber(i, addr, head, counts, connected, stopped));
                 }
-                let n = match s.read(&mut buf) {
-                    Ok(0) => bail!("subscriber {i}: the server closed the stream"),
-                    Ok(n) => n,
-                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                        continue
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                // Count message ids (`\nid:`), minding a marker split across reads.
-                tail.extend_from_slice(&buf[..n]);
-                if !seen_head {
-                    ensure!(tail.starts_with(b"HTTP/1.1 200"), "subscriber {i}: {}", String::from_utf8_lossy(&tail));
-                    seen_head = true;
-                    connected.fetch_add(1, Ordering::Relaxed);
+                while let Some(done) = tasks.join_next().await {
+                    done??;
                 }
-                let found = tail.windows(4).filter(|w| w == b"\nid:").count();
-                counts[i].fetch_add(found as u64, Ordering::Relaxed);
-                let keep = tail.len().min(3);
-                tail.drain(..tail.len() - keep);
-            }
-        })?;
-        readers.push(reader);
-    }
+                Ok(())
+            })
+        })?
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     while connected.load(Ordering::Relaxed) < subscribers as u64 {
         ensure!(
@@ -701,18 +680,19 @@ pub fn sse_fanout(dir: &Path, clients: usize, subscribers: usize, duration: Dura
     while counts.iter().any(|c| c.load(Ordering::Relaxed) < appended) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    stop.store(true, Ordering::Relaxed);
-    for r in readers {
-        r.join().map_err(|_| anyhow::anyhow!("a subscriber thread panicked"))??;
-    }
+    stop.send_replace(true);
+    readers.join().map_err(|_| anyhow::anyhow!("the subscribers' thread panicked"))??;
     let short = counts.iter().filter(|c| c.load(Ordering::Relaxed) != appended).count();
     ensure!(short == 0, "{short} of {subscribers} subscribers did not receive exactly the {appended} events appended");
     let row = |t: &mut Timed, subs: usize| {
         let (p50, p99) = t.out.latencies.p50_p99();
         Measurement::new(
             System::EvidentHttp,
-            Key::SseFanout { subscribers: subs },
-            format!("1 event per append, {clients} clients, {subs} SSE subscribers reading the topic"),
+            Key::SseFanout { clients, subscribers: subs },
+            format!(
+                "1 event per append, {clients} client{}, {subs} SSE subscribers reading the topic",
+                if clients == 1 { "" } else { "s" }
+            ),
             t.out.rate(),
             "events/s",
         )
@@ -730,7 +710,7 @@ pub fn sse_fanout(dir: &Path, clients: usize, subscribers: usize, duration: Dura
         row(&mut loaded, subscribers),
         Measurement::new(
             System::EvidentHttp,
-            Key::SseFanoutRatio,
+            Key::SseFanoutRatio { clients },
             format!("append throughput with {subscribers} subscribers / with none"),
             ratio,
             "x",
@@ -744,6 +724,54 @@ pub fn sse_fanout(dir: &Path, clients: usize, subscribers: usize, duration: Dura
     );
     h.stop()?;
     Ok(rows)
+}
+
+/// One SSE subscriber of the fan-out phase: subscribes to the topic from `head` and counts
+/// the messages it receives into `counts[i]` until `stopped` turns true.
+async fn subscriber(
+    i: usize,
+    addr: String,
+    head: u64,
+    counts: std::sync::Arc<Vec<AtomicU64>>,
+    connected: std::sync::Arc<AtomicU64>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut s = tokio::net::TcpStream::connect(&addr).await?;
+    let request = format!(
+        "GET /v1/subscribe?topic={TOPIC}&from_sequence={head} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+    );
+    s.write_all(request.as_bytes()).await?;
+    // A message id marker (`\nid:`) may be split across reads: the last bytes of a read are
+    // kept in front of the next one. memchr's searcher keeps the counting cheap.
+    const MARK: &[u8] = b"\nid:";
+    let finder = memchr::memmem::Finder::new(MARK);
+    // As large as the server's chunks (256 KiB): one read per delivery.
+    let mut buf = vec![0u8; 256 << 10];
+    let (mut seen_head, mut kept) = (false, 0);
+    loop {
+        let n = tokio::select! {
+            read = s.read(&mut buf[kept..]) => read?,
+            _ = stopped.wait_for(|stop| *stop) => return Ok(()),
+        };
+        ensure!(n > 0, "subscriber {i}: the server closed the stream");
+        let filled = kept + n;
+        if !seen_head {
+            ensure!(
+                buf[..filled].starts_with(b"HTTP/1.1 200"),
+                "subscriber {i}: {}",
+                String::from_utf8_lossy(&buf[..filled])
+            );
+            seen_head = true;
+            connected.fetch_add(1, Ordering::Relaxed);
+        }
+        let found = finder.find_iter(&buf[..filled]).count();
+        counts[i].fetch_add(found as u64, Ordering::Relaxed);
+        // Keep fewer bytes than a whole marker, so none is counted twice.
+        kept = filled.min(MARK.len() - 1);
+        buf.copy_within(filled - kept..filled, 0);
+    }
 }
 
 #[cfg(test)]

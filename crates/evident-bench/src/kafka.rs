@@ -17,7 +17,16 @@
 //! - *Consume*: the same topic, now holding the records just produced (1,000,000 in a full run),
 //!   read from offset 0 by a `BaseConsumer` with `assign` (no group), every record's offset and
 //!   value length checked, polled one record at a time; throughput over the time from `assign`
-//!   to the last record.
+//!   to the last record. The consumer runs with `debug=fetch`, its lines counted rather than
+//!   printed: the Fetch responses that carried records (and their mean record count), and the
+//!   fetches librdkafka postponed because its prefetch queue was full. That postponement is
+//!   `fetch.queue.backoff.ms` (1 s by default): once `queued.min.messages` (100,000) wait
+//!   unread, librdkafka sends no Fetch for a second, and this consumer drains 100,000 records
+//!   in ~0.1 s, so each one costs the run ~0.9 s idle, charged to the broker that served
+//!   fastest: a figure of when the queue first fills, not of the broker. So the bench sets
+//!   `fetch.queue.backoff.ms=10` on every broker alike (the pauses are still counted and
+//!   printed); `EVIDENT_BENCH_CONSUME_EXTRA=key=value,...` sets more consumer properties, again
+//!   on every broker alike (`fetch.queue.backoff.ms=1000` measures with librdkafka's default).
 //! - *Embedded baseline*: the embedded log (`LogConfig::default()`, `fsync = always`) appending,
 //!   with `Log::append_batch` from one thread, Kafka record batches of the same 200-byte records
 //!   (idempotent: a producer id and advancing sequence numbers, as librdkafka sends) to a
@@ -27,6 +36,18 @@
 //!   connection's requests one at a time, so one writer is its counterpart.
 //! - *One at a time*: after the consume, a second producer (`linger.ms=0`) sends one record and
 //!   waits for its delivery report before the next: the latency of one acknowledged record.
+//! - *Eight partitions*: the produce workload again to an 8-partition topic, records sent
+//!   round-robin to the partitions (no keys).
+//! - *kafka-producer-perf-test*: Kafka's own tool (`ProducerPerformance`, the Java client 4.4)
+//!   producing the same number of 200-byte records, acks=all, idempotent, to a one-partition
+//!   topic; its own summary line is parsed (throughput, p50, p99).
+//! - *Start-up and memory*: every broker's start (from the command to accepting connections;
+//!   Kafka's includes formatting its storage) and its peak resident memory (`VmHWM`) at the
+//!   end of the workloads.
+//! - *Apache Kafka* (issue 12's peer): one KRaft node from Maven Central's jars, started by
+//!   `scripts/kafka-ref.sh` on the same disk, twice: with `log.flush.interval.messages=1` (an
+//!   fsync per append before the acknowledgement, durable like evident) and with its defaults
+//!   (acknowledged from the page cache: not durable on power loss with one replica).
 //! - *Tansu*: if a binary is found (`$EVIDENT_BENCH_TANSU`, else
 //!   `~/.cache/evident-bench/tansu/bin/tansu`), `tansu broker` on a free port of 127.0.0.1 with
 //!   `--storage-engine sqlite://tansu.db` (or `$EVIDENT_BENCH_TANSU_STORAGE`) and the same
@@ -60,6 +81,16 @@ use crate::report::{dur, num, Key, Measurement, System};
 
 /// The benchmark's topic (one partition).
 const TOPIC: &str = "kafka-bench";
+/// The eight-partition topic.
+const TOPIC8: &str = "kafka-bench-8";
+/// kafka-producer-perf-test's topic (one partition).
+const TOPIC_PERF: &str = "kafka-bench-perf";
+/// The warm-up's topic (one partition).
+const TOPIC_WARM_UP: &str = "kafka-bench-warm-up";
+/// Records the warm-up produces (at most; never more than the workloads).
+const WARM_UP_RECORDS: u64 = 200_000;
+/// The script that starts and stops Apache Kafka from its jars (relative to the repository).
+const KAFKA_REF: &str = "scripts/kafka-ref.sh";
 /// Value size of every record.
 pub const RECORD_BYTES: usize = 200;
 /// Records per batch of the embedded baseline's fixed-size run.
@@ -125,6 +156,11 @@ struct Ctx {
     /// Sum of records over all batches, and batches, from the statistics windows.
     batch_records: AtomicI64,
     batches: AtomicI64,
+    /// A consumer's Fetch responses that carried records, the records they carried, and the
+    /// fetches it postponed because its prefetch queue was full (from `debug=fetch` lines).
+    fetch_responses: AtomicU64,
+    fetched_records: AtomicU64,
+    queue_full_backoffs: AtomicU64,
 }
 
 impl Ctx {
@@ -141,6 +177,9 @@ impl Ctx {
             latencies: Mutex::new(crate::stats::Latencies::with_capacity(1 << 20)),
             batch_records: AtomicI64::new(0),
             batches: AtomicI64::new(0),
+            fetch_responses: AtomicU64::new(0),
+            fetched_records: AtomicU64::new(0),
+            queue_full_backoffs: AtomicU64::new(0),
         }
     }
 
@@ -191,6 +230,23 @@ impl Ctx {
         }
     }
 
+    /// Counts a consumer's `debug=fetch` lines: `Enqueue N message(s) …` once per Fetch
+    /// response with records, and `… Fetch backoff for Nms: Local: Queue full` each time the
+    /// prefetch queue held `queued.min.messages` or `queued.max.messages.kbytes` and librdkafka
+    /// postponed the next fetch by `fetch.queue.backoff.ms`.
+    fn count_fetch(&self, fac: &str, line: &str) {
+        if fac == "CONSUME" {
+            if let Some(n) =
+                line.split_once("Enqueue ").and_then(|(_, rest)| rest.split(' ').next()?.parse::<u64>().ok())
+            {
+                self.fetch_responses.fetch_add(1, Ordering::Relaxed);
+                self.fetched_records.fetch_add(n, Ordering::Relaxed);
+            }
+        } else if fac == "BACKOFF" && line.contains("Queue full") {
+            self.queue_full_backoffs.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     fn mean_batch(&self) -> Option<f64> {
         let batches = self.batches.load(Ordering::Relaxed);
         (batches > 0).then(|| self.batch_records.load(Ordering::Relaxed) as f64 / batches as f64)
@@ -199,6 +255,10 @@ impl Ctx {
 
 impl ClientContext for Ctx {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        if matches!(level, RDKafkaLogLevel::Debug) {
+            self.count_fetch(fac, log_message);
+            return;
+        }
         if (level as i32) <= (RDKafkaLogLevel::Warning as i32)
             && self.logged.fetch_add(1, Ordering::Relaxed) < LOG_LINES_MAX
         {
@@ -214,12 +274,15 @@ impl ClientContext for Ctx {
     }
 
     fn stats_raw(&self, statistics: &[u8]) {
-        // Only the topic's batch-size window (records per batch since the last statistics).
+        // Only the topics' batch-size windows (records per batch since the last statistics).
         let Ok(v) = serde_json::from_slice::<serde_json::Value>(statistics) else { return };
-        let window = &v["topics"][TOPIC]["batchcnt"];
-        if let (Some(sum), Some(cnt)) = (window["sum"].as_i64(), window["cnt"].as_i64()) {
-            self.batch_records.fetch_add(sum, Ordering::Relaxed);
-            self.batches.fetch_add(cnt, Ordering::Relaxed);
+        let Some(topics) = v["topics"].as_object() else { return };
+        for topic in topics.values() {
+            let window = &topic["batchcnt"];
+            if let (Some(sum), Some(cnt)) = (window["sum"].as_i64(), window["cnt"].as_i64()) {
+                self.batch_records.fetch_add(sum, Ordering::Relaxed);
+                self.batches.fetch_add(cnt, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -251,11 +314,11 @@ impl ProducerContext for Ctx {
 
 impl ConsumerContext for Ctx {}
 
-/// Queues one record for partition 0 of the topic, its send time as the delivery opaque;
-/// while librdkafka's queue is full, waits for the next delivery report.
-fn send(producer: &ThreadedProducer<Ctx>) -> Result<()> {
+/// Queues one record for `partition` of `topic`, its send time as the delivery opaque; while
+/// librdkafka's queue is full, waits for the next delivery report.
+fn send(producer: &ThreadedProducer<Ctx>, topic: &str, partition: i32) -> Result<()> {
     let ctx = producer.context();
-    let mut record = BaseRecord::<(), [u8], usize>::with_opaque_to(TOPIC, 0).payload(value()).partition(0);
+    let mut record = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, 0).payload(value()).partition(partition);
     loop {
         record.delivery_opaque = ctx.now_ns();
         match producer.send(record) {
@@ -348,6 +411,11 @@ pub fn embedded_batches(dir: &Path, duration: Duration, batch: usize, matched: b
 enum Process {
     Evident(Server),
     Tansu(Child),
+    /// Apache Kafka, started by `script` with its storage and PID file under `dir`.
+    Kafka {
+        script: PathBuf,
+        dir: PathBuf,
+    },
 }
 
 /// A broker on 127.0.0.1 and the Kafka workloads against it.
@@ -355,15 +423,68 @@ pub struct Broker {
     system: System,
     bootstrap: String,
     process: Option<Process>,
+    /// From the start command to accepting connections.
+    started_in: Duration,
 }
 
 impl Broker {
     /// Starts `evident serve` (its HTTP API and Kafka listener) with its data in `dir`.
     pub fn evident(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
+        let start = Instant::now();
         let server = Server::start(dir)?;
+        let started_in = start.elapsed();
         let bootstrap = server.kafka.clone();
-        Ok(Self { system: System::EvidentKafka, bootstrap, process: Some(Process::Evident(server)) })
+        Ok(Self { system: System::EvidentKafka, bootstrap, process: Some(Process::Evident(server)), started_in })
+    }
+
+    /// Starts Apache Kafka (one KRaft node, combined broker and controller) from Maven's jars
+    /// with `scripts/kafka-ref.sh`, its storage in `dir`, on two free ports of 127.0.0.1:
+    /// `durable` adds `log.flush.interval.messages=1` (an fsync per append), else Kafka's
+    /// defaults. The script fetches the jars on its first run (`scripts/java-setup.sh`).
+    pub fn apache_kafka(script: &Path, dir: &Path, durable: bool) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        // The script takes a port P for clients and uses P + 1 for the controller.
+        let port = loop {
+            let p = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            if p < u16::MAX && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+                break p;
+            }
+        };
+        let mut cmd = Command::new("bash");
+        cmd.arg(script).args(["start", "--dir"]).arg(dir).args(["--port", &port.to_string()]);
+        if durable {
+            cmd.arg("--flush-every-message");
+        }
+        let start = Instant::now();
+        let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("running {}", script.display()))?;
+        let started_in = start.elapsed();
+        let process = Some(Process::Kafka { script: script.to_path_buf(), dir: dir.to_path_buf() });
+        let system = if durable { System::KafkaDurable } else { System::KafkaDefault };
+        // Stopped by Drop if anything below fails.
+        let mut broker = Self { system, bootstrap: String::new(), process, started_in };
+        ensure!(
+            out.status.success(),
+            "{} start failed ({}): {}",
+            script.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        broker.bootstrap = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("KAFKA_REF_BOOTSTRAP="))
+            .map(|b| b.trim().trim_matches('\'').to_string())
+            .with_context(|| format!("no KAFKA_REF_BOOTSTRAP in the script's output: {stdout}"))?;
+        eprintln!(
+            "  Apache Kafka (pid {}) listening on {} after {}, storage in {}{}",
+            broker.pid().map_or("?".into(), |p| p.to_string()),
+            broker.bootstrap,
+            dur(started_in),
+            dir.display(),
+            if durable { ", log.flush.interval.messages=1" } else { ", defaults" }
+        );
+        Ok(broker)
     }
 
     /// Tansu's storage engine URL.
@@ -377,6 +498,7 @@ impl Broker {
     pub fn tansu(bin: &Path, dir: &Path) -> Result<Self> {
         let storage = Self::tansu_storage();
         std::fs::create_dir_all(dir)?;
+        let start = Instant::now();
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let url = format!("tcp://127.0.0.1:{port}");
         let log = std::fs::File::create(dir.join("tansu.log"))?;
@@ -408,13 +530,19 @@ impl Broker {
             std::thread::sleep(Duration::from_millis(50));
         }
         eprintln!("  tansu (pid {}) listening on 127.0.0.1:{port}, storage {storage} in {}", child.id(), dir.display());
-        Ok(Self { system: System::Tansu, bootstrap: format!("127.0.0.1:{port}"), process: Some(Process::Tansu(child)) })
+        Ok(Self {
+            system: System::Tansu,
+            bootstrap: format!("127.0.0.1:{port}"),
+            process: Some(Process::Tansu(child)),
+            started_in: start.elapsed(),
+        })
     }
 
     fn pid(&self) -> Option<u32> {
         match &self.process {
             Some(Process::Evident(s)) => s.pid(),
             Some(Process::Tansu(c)) => Some(c.id()),
+            Some(Process::Kafka { dir, .. }) => std::fs::read_to_string(dir.join("n0/pid")).ok()?.trim().parse().ok(),
             None => None,
         }
     }
@@ -429,13 +557,19 @@ impl Broker {
         format!("{} {role}", self.system)
     }
 
-    /// Creates the one-partition topic with the admin API (CreateTopics).
+    /// Creates the topics with the admin API (CreateTopics): one partition, eight, and
+    /// kafka-producer-perf-test's.
     pub fn create_topic(&self) -> Result<()> {
         let admin: AdminClient<Ctx> =
             self.config().create_with_context(Ctx::new(self.label("admin"))).context("creating the admin client")?;
-        let topic = NewTopic::new(TOPIC, 1, TopicReplication::Fixed(1));
+        let topics = [
+            NewTopic::new(TOPIC, 1, TopicReplication::Fixed(1)),
+            NewTopic::new(TOPIC8, 8, TopicReplication::Fixed(1)),
+            NewTopic::new(TOPIC_PERF, 1, TopicReplication::Fixed(1)),
+            NewTopic::new(TOPIC_WARM_UP, 1, TopicReplication::Fixed(1)),
+        ];
         let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
-        let results = block_on(admin.create_topics([&topic], &options)).context("CreateTopics")?;
+        let results = block_on(admin.create_topics(&topics, &options)).context("CreateTopics")?;
         for r in results {
             if let Err((name, code)) = r {
                 bail!("CreateTopics {name}: {code}");
@@ -457,7 +591,7 @@ impl Broker {
         let producer: ThreadedProducer<Ctx> =
             config.create_with_context(Ctx::new(self.label(role))).context("creating the producer")?;
         let warm = Instant::now();
-        send(&producer)?;
+        send(&producer, TOPIC, 0)?;
         let ctx = producer.context().clone();
         ctx.wait_delivered(1).context("the warm-up record")?;
         let warm = warm.elapsed();
@@ -466,16 +600,30 @@ impl Broker {
     }
 
     /// Produces `records` records as fast as librdkafka takes them (the first as a warm-up,
-    /// untimed); see the module's doc.
-    pub fn produce(&self, records: u64) -> Result<(Measurement, Option<f64>)> {
+    /// untimed) to the one-partition topic or, with `partitions` 8, round-robin to the
+    /// eight-partition one; see the module's doc.
+    pub fn produce(&self, records: u64, partitions: u32) -> Result<(Measurement, Option<f64>)> {
+        let topic = if partitions == 1 { TOPIC } else { TOPIC8 };
+        ensure!(partitions == 1 || partitions == 8, "the topics have 1 or 8 partitions");
+        self.produce_to(topic, records, partitions)
+    }
+
+    /// Produces up to [`WARM_UP_RECORDS`] records to a topic of their own, untimed, so that
+    /// every broker is measured warm: a JVM broker runs interpreted until its JIT compiles
+    /// the hot paths, which a short run would otherwise charge to the first workload.
+    pub fn warm_up(&self, records: u64) -> Result<()> {
+        self.produce_to(TOPIC_WARM_UP, records.clamp(2, WARM_UP_RECORDS), 1).map(|_| ())
+    }
+
+    fn produce_to(&self, topic: &str, records: u64, partitions: u32) -> Result<(Measurement, Option<f64>)> {
         ensure!(records >= 2, "produce needs at least 2 records");
         let (producer, warm) = self.producer("producer", &[("statistics.interval.ms", "100")])?;
         let ctx = producer.context().clone();
         let timed = records - 1;
         let cpu = Cpu::now(self.pid());
         let start = Instant::now();
-        for _ in 0..timed {
-            send(&producer)?;
+        for i in 0..timed {
+            send(&producer, topic, (i % u64::from(partitions)) as i32)?;
         }
         let waited = ctx.wait_delivered(records);
         let elapsed = start.elapsed();
@@ -491,8 +639,12 @@ impl Broker {
         let batch = mean_batch.map_or("?".into(), num);
         let m = Measurement::new(
             self.system,
-            Key::KafkaProduce,
-            format!("produce {} {RECORD_BYTES}-byte records, acks=all, idempotent, 1 partition", num(timed as f64)),
+            Key::KafkaProduce { partitions },
+            format!(
+                "produce {} {RECORD_BYTES}-byte records, acks=all, idempotent, {partitions} partition{}",
+                num(timed as f64),
+                if partitions == 1 { "" } else { "s" }
+            ),
             timed as f64 / secs,
             "records/s",
         )
@@ -518,7 +670,7 @@ impl Broker {
         let mut n = 0u64;
         while start.elapsed() < duration || n < 10 {
             let t = Instant::now();
-            send(&producer)?;
+            send(&producer, TOPIC, 0)?;
             n += 1;
             ctx.wait_delivered(n + 1)?;
             lat.push(t.elapsed());
@@ -548,7 +700,21 @@ impl Broker {
         config
             .set("group.id", "evident-bench")
             .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false");
+            .set("enable.auto.offset.store", "false")
+            // Counted, not printed: the Fetch responses and the queue-full backoffs.
+            .set("debug", "fetch")
+            .set_log_level(RDKafkaLogLevel::Debug)
+            // librdkafka's 1 s default pause after a full prefetch queue idles the consumer for
+            // ~0.9 s of a ~1 s run, charged to whichever broker filled the queue first.
+            .set("fetch.queue.backoff.ms", "10");
+        let mut settings = "default fetch settings but fetch.queue.backoff.ms=10".to_string();
+        if let Ok(extra) = std::env::var("EVIDENT_BENCH_CONSUME_EXTRA") {
+            for kv in extra.split(',').filter(|kv| !kv.is_empty()) {
+                let (k, v) = kv.split_once('=').context("EVIDENT_BENCH_CONSUME_EXTRA: k=v,...")?;
+                config.set(k, v);
+                settings.push_str(&format!(", {k}={v}"));
+            }
+        }
         let consumer: BaseConsumer<Ctx> =
             config.create_with_context(Ctx::new(self.label("consumer"))).context("creating the consumer")?;
         let mut tpl = TopicPartitionList::new();
@@ -585,6 +751,10 @@ impl Broker {
         let elapsed = start.elapsed();
         let cpu = Cpu::per(cpu, Cpu::now(self.pid()), records, 1000);
         let secs = elapsed.as_secs_f64();
+        let ctx = consumer.context();
+        let responses = ctx.fetch_responses.load(Ordering::Relaxed);
+        let fetched = ctx.fetched_records.load(Ordering::Relaxed);
+        let backoffs = ctx.queue_full_backoffs.load(Ordering::Relaxed);
         Ok(Measurement::new(
             self.system,
             Key::KafkaConsume,
@@ -594,10 +764,13 @@ impl Broker {
         )
         .mb(bytes as f64 / secs / 1e6)
         .note(format!(
-            "librdkafka BaseConsumer, assign() without a group, default fetch settings, one poll() per record, offsets and value sizes checked; first record after {}; CPU per 1,000 records: broker {}, client {}; MB/s = values",
+            "librdkafka BaseConsumer, assign() without a group, {settings}, one poll() per record, offsets and value sizes checked; first record after {}; CPU per 1,000 records: broker {}, client {}; {} Fetch responses with records ({} records each on average), {} fetches postponed by a full prefetch queue; MB/s = values",
             first.map_or("-".into(), dur),
             cpu.0,
-            cpu.1
+            cpu.1,
+            num(responses as f64),
+            if responses == 0 { "-".into() } else { num(fetched as f64 / responses as f64) },
+            backoffs
         )))
     }
 
@@ -607,15 +780,146 @@ impl Broker {
         match self.process.take() {
             Some(Process::Evident(mut server)) => server.stop(),
             Some(Process::Tansu(mut child)) => stop_child(&mut child),
+            Some(Process::Kafka { script, dir }) => stop_kafka(&script, &dir),
             None => Ok(()),
         }
+    }
+
+    /// The broker's start-up time and its peak resident memory so far (`VmHWM`).
+    pub fn footprint(&self) -> Vec<Measurement> {
+        let mut rows = vec![Measurement::new(
+            self.system,
+            Key::KafkaStart,
+            "start-up: from the command to accepting connections",
+            self.started_in.as_secs_f64(),
+            "s",
+        )
+        .note(match self.process {
+            Some(Process::Kafka { .. }) => "scripts/kafka-ref.sh start: formats the storage (kafka.tools.StorageTool, a JVM of its own) then starts the broker and waits until it logs that it started",
+            Some(Process::Evident(_)) => "evident serve on a fresh data directory, until its listeners accept connections",
+            _ => "until it accepts connections",
+        })];
+        let peak = self.pid().and_then(|p| machine::pid_status_kib(p, "VmHWM"));
+        if let Some(kib) = peak {
+            rows.push(Measurement::new(
+                self.system,
+                Key::KafkaRss,
+                "peak resident memory (VmHWM) after the Kafka workloads",
+                kib as f64 / 1024.0,
+                "MiB",
+            ));
+        }
+        rows
+    }
+
+    /// Runs Kafka's own `kafka-producer-perf-test` (the Java client, from the jars
+    /// `scripts/java-setup.sh` installed in `lib`): `records` 200-byte records, acks=all,
+    /// idempotent, to the perf topic; parses its summary line.
+    pub fn perf_test(&self, lib: &Path, records: u64) -> Result<Measurement> {
+        let cpu = Cpu::now(self.pid());
+        let out = Command::new("java")
+            .arg("-Xmx512m")
+            .arg("-cp")
+            .arg(format!("{}/*", lib.display()))
+            .arg("org.apache.kafka.tools.ProducerPerformance")
+            .args(["--topic", TOPIC_PERF, "--num-records", &records.to_string()])
+            .args(["--record-size", &RECORD_BYTES.to_string(), "--throughput", "-1", "--producer-props"])
+            .arg(format!("bootstrap.servers={}", self.bootstrap))
+            .args(["acks=all", "enable.idempotence=true"])
+            .stdin(Stdio::null())
+            .output()
+            .context("running java (kafka-producer-perf-test)")?;
+        let cpu = Cpu::per(cpu, Cpu::now(self.pid()), records, 1000);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            out.status.success(),
+            "kafka-producer-perf-test failed ({}): {stdout} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let summary = perf_test_summary(&stdout)
+            .with_context(|| format!("no summary line in kafka-producer-perf-test's output: {stdout}"))?;
+        ensure!(summary.records == records, "kafka-producer-perf-test sent {} of {records} records", summary.records);
+        Ok(Measurement::new(
+            self.system,
+            Key::KafkaPerfTest,
+            format!(
+                "kafka-producer-perf-test, {} {RECORD_BYTES}-byte records, acks=all, idempotent, 1 partition",
+                num(records as f64)
+            ),
+            summary.rate,
+            "records/s",
+        )
+        .latency(summary.p50, summary.p99)
+        .mb(records as f64 * RECORD_BYTES as f64 / (records as f64 / summary.rate) / 1e6)
+        .note(format!(
+            "Kafka 4.4's ProducerPerformance (Java client, its defaults: linger.ms 5, batch.size 16 KiB), --throughput -1; its own p50/p99 (ms resolution); broker CPU per 1,000 records {}",
+            cpu.0
+        )))
+    }
+}
+
+/// The figures of kafka-producer-perf-test's last line: `N records sent, R records/sec (M MB/sec),
+/// A ms avg latency, X ms max latency, P50 ms 50th, P95 ms 95th, P99 ms 99th, P999 ms 99.9th.`
+#[derive(Debug, PartialEq)]
+struct PerfSummary {
+    records: u64,
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn perf_test_summary(output: &str) -> Option<PerfSummary> {
+    let line = output.lines().rev().find(|l| l.contains("records sent") && l.contains("50th"))?;
+    let records = line.split_whitespace().next()?.parse().ok()?;
+    let rate = line.split(", ").nth(1)?.split_whitespace().next()?.parse().ok()?;
+    let ms_before = |suffix: &str| -> Option<Duration> {
+        let part = line.split(", ").find(|p| p.trim_end_matches('.').ends_with(suffix))?;
+        let ms: f64 = part.split_whitespace().next()?.parse().ok()?;
+        Some(Duration::from_secs_f64(ms / 1e3))
+    };
+    Some(PerfSummary { records, rate, p50: ms_before("ms 50th")?, p99: ms_before("ms 99th")? })
+}
+
+/// Stops Apache Kafka with its script (SIGTERM, SIGKILL after a bound).
+fn stop_kafka(script: &Path, dir: &Path) -> Result<()> {
+    let status = Command::new("bash")
+        .arg(script)
+        .args(["stop", "--dir"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .with_context(|| format!("running {} stop", script.display()))?;
+    ensure!(status.success(), "{} stop: {status}", script.display());
+    Ok(())
+}
+
+/// The script that runs Apache Kafka: `scripts/kafka-ref.sh` of this repository (found from
+/// the working directory or the bench's source tree); Err says where it was looked for.
+pub fn kafka_ref_script() -> std::result::Result<PathBuf, String> {
+    let here = PathBuf::from(KAFKA_REF);
+    if here.is_file() {
+        return Ok(here);
+    }
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(KAFKA_REF);
+    if source.is_file() {
+        Ok(source)
+    } else {
+        Err(format!("{KAFKA_REF} and {}", source.display()))
     }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        if let Some(Process::Tansu(mut child)) = self.process.take() {
-            let _ = stop_child(&mut child);
+        match self.process.take() {
+            Some(Process::Tansu(mut child)) => {
+                let _ = stop_child(&mut child);
+            }
+            Some(Process::Kafka { script, dir }) => {
+                let _ = stop_kafka(&script, &dir);
+            }
+            _ => {}
         }
     }
 }
@@ -659,6 +963,35 @@ mod tests {
     #[test]
     fn the_value_is_200_bytes() {
         assert_eq!(value().len(), RECORD_BYTES);
+    }
+
+    #[test]
+    fn the_perf_test_summary_is_parsed() {
+        let out = "500000 records sent, 98765.4 records/sec (18.84 MB/sec), 12.3 ms avg latency, 456.0 ms max latency.\n\
+                   1000000 records sent, 123456.7 records/sec (23.55 MB/sec), 12.30 ms avg latency, 456.00 ms max latency, 5 ms 50th, 20 ms 95th, 31 ms 99th, 40 ms 99.9th.\n";
+        let s = perf_test_summary(out).expect("a summary");
+        assert_eq!(s.records, 1_000_000);
+        assert!((s.rate - 123_456.7).abs() < 1e-6);
+        assert_eq!(s.p50, Duration::from_millis(5));
+        assert_eq!(s.p99, Duration::from_millis(31));
+    }
+
+    #[test]
+    fn the_consumers_fetch_lines_are_counted() {
+        let ctx = Ctx::new("test".into());
+        // librdkafka 2.12's `debug=fetch` lines, as the log callback receives them.
+        ctx.count_fetch("CONSUME", "127.0.0.1:19092/1: Enqueue 4761 message(s) (952200 bytes, 4761 ops) on t [0] fetch queue (qlen 0, v2, last_offset 4760, 0 ctrl msgs, 0 aborted msgsets, uncompressed)");
+        ctx.count_fetch("CONSUME", "127.0.0.1:19092/1: Enqueue 17 message(s) (3400 bytes, 17 ops) on t [0] fetch queue (qlen 4283, v2, last_offset 4777, 0 ctrl msgs, 0 aborted msgsets, uncompressed)");
+        ctx.count_fetch("BACKOFF", "127.0.0.1:19092/1: t [0]: Fetch backoff for 1000ms: Local: Queue full");
+        // Neither a response nor a queue-full backoff.
+        ctx.count_fetch("FETCH", "127.0.0.1:19092/1: Fetch backoff for 1000ms");
+        ctx.count_fetch(
+            "BACKOFF",
+            "127.0.0.1:19092/1: t [0]: Fetch backoff for 500ms: Broker: Not leader for partition",
+        );
+        assert_eq!(ctx.fetch_responses.load(Ordering::Relaxed), 2);
+        assert_eq!(ctx.fetched_records.load(Ordering::Relaxed), 4778);
+        assert_eq!(ctx.queue_full_backoffs.load(Ordering::Relaxed), 1);
     }
 
     #[test]

@@ -11,7 +11,16 @@ fn read(path: &str) -> String {
 
 /// A field of `/proc/self/status` in KiB (`VmRSS`, `VmHWM`, ...).
 pub fn status_kib(field: &str) -> Option<u64> {
-    read("/proc/self/status").lines().find_map(|l| {
+    kib_field(&read("/proc/self/status"), field)
+}
+
+/// A field of another process's `/proc/<pid>/status` in KiB.
+pub fn pid_status_kib(pid: u32, field: &str) -> Option<u64> {
+    kib_field(&read(&format!("/proc/{pid}/status")), field)
+}
+
+fn kib_field(status: &str, field: &str) -> Option<u64> {
+    status.lines().find_map(|l| {
         let rest = l.strip_prefix(field)?.strip_prefix(':')?;
         rest.trim().trim_end_matches("kB").trim().parse().ok()
     })

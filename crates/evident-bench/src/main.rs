@@ -241,40 +241,73 @@ fn http_phase(r: &mut Runner, plan: &Plan, dir: &Path) {
     }
 }
 
-/// SSE fan-out: appends with and without reading subscribers on one server.
+/// SSE fan-out: appends with and without reading subscribers on one server, with one
+/// appending client (appends bound by the sync's latency, as in the reliability probe) and with
+/// eight (bound by CPU on a small machine).
 fn sse_fanout_phase(r: &mut Runner, plan: &Plan, dir: &Path) {
     phase("SSE fan-out (HTTP appends with live subscribers)");
-    match http::sse_fanout(dir, 8, 500, plan.duration) {
-        Ok(rows) => rows.into_iter().for_each(|m| r.report.add(m)),
-        Err(e) => {
-            eprintln!("  FAILED SSE fan-out: {e:#}");
-            r.failures.push(format!("SSE fan-out: {e:#}"));
+    for clients in [1, 8] {
+        match http::sse_fanout(&dir.join(format!("clients-{clients}")), clients, 500, plan.duration) {
+            Ok(rows) => rows.into_iter().for_each(|m| r.report.add(m)),
+            Err(e) => {
+                eprintln!("  FAILED SSE fan-out, {clients} client(s): {e:#}");
+                r.failures.push(format!("SSE fan-out, {clients} client(s): {e:#}"));
+            }
         }
     }
 }
 
 /// The Kafka protocol with librdkafka: produce against `evident serve`, the embedded log's
-/// batched appends right after it, consume, produce one at a time; then the same against Tansu
-/// if its binary exists. Returns a line for the results' header (what happened to Tansu).
-fn kafka_phase(r: &mut Runner, plan: &Plan, dir: &Path) -> String {
-    phase("Kafka protocol (librdkafka) beside the embedded log");
+/// batched appends right after it, consume, produce one at a time, kafka-producer-perf-test;
+/// then the same against Apache Kafka (fsync per append, then its defaults) and Tansu when
+/// they can run. Returns lines for the results' header (what ran of the peers).
+fn kafka_phase(r: &mut Runner, plan: &Plan, dir: &Path) -> Vec<String> {
+    phase("Kafka protocol (librdkafka) beside the embedded log and Apache Kafka");
+    let mut header = Vec::new();
+    // Kafka's jars (for kafka-producer-perf-test): where scripts/java-setup.sh put them.
+    let java_lib = std::env::var_os("KAFKA_JAVA_LIB")
+        .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/java/lib")))
+        .filter(|lib| lib.is_dir());
+    let java_lib = java_lib.as_deref();
     let baseline = Some((dir.join("embedded"), plan.duration));
-    kafka_workloads(r, plan, "evident Kafka", kafka::Broker::evident(&dir.join("evident")), baseline);
+    kafka_workloads(r, plan, "evident Kafka", kafka::Broker::evident(&dir.join("evident")), baseline, java_lib);
+    match (plan.apache_kafka, kafka::kafka_ref_script()) {
+        (true, Ok(script)) => {
+            for (durable, name) in [(true, "Apache Kafka (fsync per append)"), (false, "Apache Kafka (defaults)")] {
+                let started = kafka::Broker::apache_kafka(
+                    &script,
+                    &dir.join(if durable { "kafka-durable" } else { "kafka" }),
+                    durable,
+                );
+                kafka_workloads(r, plan, name, started, None, java_lib);
+            }
+            header.push(format!(
+                "Apache Kafka: one KRaft node started by {} from Maven's jars on 127.0.0.1, same disk; kafka-producer-perf-test: {}",
+                script.display(),
+                java_lib.map_or("skipped (no jars: run scripts/java-setup.sh)".into(), |l| format!("jars in {}", l.display()))
+            ));
+        }
+        (false, _) => header.push("Apache Kafka: skipped (--skip-apache-kafka)".into()),
+        (true, Err(at)) => header.push(format!("Apache Kafka: skipped (no script at {at})")),
+    }
     match kafka::tansu_binary() {
         Ok(bin) => {
-            kafka_workloads(r, plan, "Tansu", kafka::Broker::tansu(&bin, &dir.join("tansu")), None);
-            format!(
+            kafka_workloads(r, plan, "Tansu", kafka::Broker::tansu(&bin, &dir.join("tansu")), None, None);
+            header.push(format!(
                 "tansu: {} (--storage-engine {}), started by the benchmark on 127.0.0.1",
                 bin.display(),
                 kafka::Broker::tansu_storage()
-            )
+            ));
         }
         Err(at) => {
-            let line = format!("tansu: skipped (binary not found at {at}; see BENCHMARKS.md for how to build it)");
-            eprintln!("  {line}");
-            line
+            header.push(format!("tansu: skipped (binary not found at {at}; see BENCHMARKS.md for how to build it)"));
         }
     }
+    for line in &header {
+        eprintln!("  {line}");
+    }
+    header
 }
 
 /// Creates the topic on a started broker, produces `plan.kafka_records` records, then (with
@@ -287,6 +320,7 @@ fn kafka_workloads(
     name: &str,
     started: Result<kafka::Broker>,
     baseline: Option<(PathBuf, std::time::Duration)>,
+    java_lib: Option<&Path>,
 ) {
     let broker = match started {
         Ok(b) => b,
@@ -300,11 +334,16 @@ fn kafka_workloads(
     match broker.create_topic() {
         Ok(()) => {
             let mut mean_batch = None;
+            if let Err(e) = broker.warm_up(records) {
+                eprintln!("  FAILED {name} warm-up: {e:#}");
+                r.failures.push(format!("{name} warm-up: {e:#}"));
+            }
             r.step(&format!("{name} produce"), || {
-                let (m, batch) = broker.produce(records)?;
+                let (m, batch) = broker.produce(records, 1)?;
                 mean_batch = batch;
                 Ok(m)
             });
+            r.step(&format!("{name} produce to 8 partitions"), || Ok(broker.produce(records, 8)?.0));
             if let Some((dir, duration)) = &baseline {
                 // Batches as large as librdkafka's (when its statistics told), then of 1,000.
                 let sizes = match mean_batch {
@@ -321,6 +360,12 @@ fn kafka_workloads(
             r.step(&format!("{name} consume"), || broker.consume(records));
             // After the consume, which reads exactly the records produced above.
             r.step(&format!("{name} produce one at a time"), || broker.produce_one_at_a_time(plan.read_duration));
+            if let Some(lib) = java_lib {
+                r.step(&format!("{name} kafka-producer-perf-test"), || broker.perf_test(lib, records));
+            }
+            for m in broker.footprint() {
+                r.report.add(m);
+            }
         }
         Err(e) => {
             eprintln!("  FAILED {name} create topic: {e:#}");
@@ -472,8 +517,7 @@ fn run_in(cli: &Cli, plan: &Plan, run_dir: &Path) -> Result<()> {
         std::fs::remove_dir_all(run_dir.join("sse-fanout"))?;
     }
     if plan.runs(Phase::Kafka) {
-        let line = kafka_phase(&mut r, plan, &fresh_dir(run_dir, "kafka")?);
-        header.push(line);
+        header.extend(kafka_phase(&mut r, plan, &fresh_dir(run_dir, "kafka")?));
         std::fs::remove_dir_all(run_dir.join("kafka"))?;
     }
     if plan.runs(Phase::Aggregates) {

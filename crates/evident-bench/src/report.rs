@@ -18,6 +18,12 @@ pub enum System {
     EvidentKafka,
     /// Tansu (a Kafka-compatible broker; SQLite storage by default), driven by librdkafka.
     Tansu,
+    /// Apache Kafka (one KRaft node from Maven's jars) with `log.flush.interval.messages=1`:
+    /// an fsync per append before the acknowledgement, durable as evident is.
+    KafkaDurable,
+    /// Apache Kafka with its defaults: appends acknowledged from the page cache, flushed by the
+    /// OS later (not durable on power loss with one replica).
+    KafkaDefault,
     /// PostgreSQL used as an event store.
     Postgres,
     /// SQLite used as an event store.
@@ -32,6 +38,8 @@ impl fmt::Display for System {
             System::EvidentHttp => "evident HTTP",
             System::EvidentKafka => "evident Kafka",
             System::Tansu => "Tansu",
+            System::KafkaDurable => "Apache Kafka, fsync per append",
+            System::KafkaDefault => "Apache Kafka, defaults (not durable on power loss)",
             System::Postgres => "PostgreSQL",
             System::Sqlite => "SQLite",
         })
@@ -120,11 +128,16 @@ pub enum Key {
     HttpReadNdjson,
     /// SSE fan-out: concurrent HTTP appends while this many subscribers read every event.
     SseFanout {
+        /// Concurrent appending clients.
+        clients: usize,
         /// Live subscribers reading the appended topic.
         subscribers: usize,
     },
     /// SSE fan-out: append throughput with subscribers / without (the value is a ratio).
-    SseFanoutRatio,
+    SseFanoutRatio {
+        /// Concurrent appending clients.
+        clients: usize,
+    },
     /// The Kafka comparison's baseline: the embedded log appending Kafka batches of 200-byte
     /// records to one partition.
     KafkaEmbeddedBatch {
@@ -132,7 +145,17 @@ pub enum Key {
         matched: bool,
     },
     /// A Kafka client producing 200-byte records (acks=all, idempotent).
-    KafkaProduce,
+    KafkaProduce {
+        /// Partitions of the topic (records spread round-robin).
+        partitions: u32,
+    },
+    /// Kafka's own `kafka-producer-perf-test` (`ProducerPerformance`, the Java client) producing
+    /// 200-byte records, acks=all, idempotent.
+    KafkaPerfTest,
+    /// A broker's start: from the command to accepting connections (the value is seconds).
+    KafkaStart,
+    /// A broker's peak resident memory over the Kafka workloads (the value is MiB).
+    KafkaRss,
     /// A Kafka client producing one record at a time (latency).
     KafkaProduceOne,
     /// A Kafka client consuming a partition from offset 0.
@@ -184,10 +207,14 @@ impl Key {
             | Key::HttpRead
             | Key::HttpReadNdjson
             | Key::SseFanout { .. }
-            | Key::SseFanoutRatio => Section::Http,
-            Key::KafkaEmbeddedBatch { .. } | Key::KafkaProduce | Key::KafkaProduceOne | Key::KafkaConsume => {
-                Section::Kafka
-            }
+            | Key::SseFanoutRatio { .. } => Section::Http,
+            Key::KafkaEmbeddedBatch { .. }
+            | Key::KafkaProduce { .. }
+            | Key::KafkaPerfTest
+            | Key::KafkaStart
+            | Key::KafkaRss
+            | Key::KafkaProduceOne
+            | Key::KafkaConsume => Section::Kafka,
             Key::AggregateLoad { .. } => Section::Aggregates,
             Key::ProjectionLoad | Key::ProjectionPart { .. } | Key::ProjectionCatchUp { .. } => Section::Projections,
             Key::RestartLoad | Key::Open { .. } => Section::Restart,
@@ -625,18 +652,19 @@ impl Report {
         }
         // Kafka protocol.
         let kafka = System::EvidentKafka;
-        if self.get(kafka, Key::KafkaProduce).is_some() {
+        let produce1 = Key::KafkaProduce { partitions: 1 };
+        if self.get(kafka, produce1).is_some() {
             let same = Key::KafkaEmbeddedBatch { matched: true };
             let fixed = Key::KafkaEmbeddedBatch { matched: false };
             push(
                 "evident Kafka produce (librdkafka, acks=all, idempotent) / embedded append_batch, batches as large as librdkafka's, 200-byte records, records/s".into(),
-                div(rate(kafka, Key::KafkaProduce), rate(ev, same)),
+                div(rate(kafka, produce1), rate(ev, same)),
                 Target::AtLeast(0.5),
             );
             push(
                 "evident Kafka produce / embedded append_batch of 1,000-record batches, 200-byte records, records/s"
                     .into(),
-                div(rate(kafka, Key::KafkaProduce), rate(ev, fixed)),
+                div(rate(kafka, produce1), rate(ev, fixed)),
                 Target::None,
             );
         }
@@ -648,7 +676,7 @@ impl Report {
             );
         }
         for (k, what) in [
-            (Key::KafkaProduce, "produce"),
+            (produce1, "produce"),
             (Key::KafkaProduceOne, "produce one record at a time"),
             (Key::KafkaConsume, "consume"),
         ] {
@@ -657,6 +685,35 @@ impl Report {
                     format!("evident Kafka / Tansu: {what}, records/s"),
                     div(rate(kafka, k), rate(System::Tansu, k)),
                     Target::None,
+                );
+            }
+        }
+        // Apache Kafka itself (issue 12's targets): produce >= 1.5x durable Kafka and >= 0.5x
+        // Kafka's defaults, one-at-a-time p99 <= durable Kafka's, consume >= 1.0x.
+        let (durable, default) = (System::KafkaDurable, System::KafkaDefault);
+        for (peer, produce_target) in [(durable, 1.5), (default, 0.5)] {
+            for k in [produce1, Key::KafkaProduce { partitions: 8 }, Key::KafkaPerfTest] {
+                if let (Some(m), Some(_)) = (self.get(kafka, k), self.get(peer, k)) {
+                    push(
+                        format!("evident Kafka / {peer}: {}, records/s", m.workload),
+                        div(rate(kafka, k), rate(peer, k)),
+                        if k == Key::KafkaPerfTest { Target::None } else { Target::AtLeast(produce_target) },
+                    );
+                }
+            }
+            if self.get(peer, Key::KafkaConsume).is_some() {
+                push(
+                    format!("evident Kafka / {peer}: consume from offset 0, records/s"),
+                    div(rate(kafka, Key::KafkaConsume), rate(peer, Key::KafkaConsume)),
+                    Target::AtLeast(1.0),
+                );
+            }
+            let p99 = |s| self.get(s, Key::KafkaProduceOne).and_then(|m| m.p99).map(|d| d.as_secs_f64());
+            if p99(peer).is_some() {
+                push(
+                    format!("one record at a time: {peer} p99 / evident Kafka p99"),
+                    div(p99(peer), p99(kafka)),
+                    if peer == durable { Target::AtLeast(1.0) } else { Target::None },
                 );
             }
         }

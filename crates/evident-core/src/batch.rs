@@ -514,6 +514,21 @@ pub fn set_partition_leader_epoch(bytes: &mut [u8], epoch: i32) {
     bytes[12..16].copy_from_slice(&epoch.to_be_bytes());
 }
 
+/// The timestamp-type bit of the attributes: set, every record's timestamp is the batch's max
+/// timestamp, the time the broker appended it (`message.timestamp.type=LogAppendTime`).
+pub const LOG_APPEND_TIME: i16 = 0x08;
+
+/// Stamps the batch at the front of `bytes` with the broker's append time, as Kafka does for a
+/// `LogAppendTime` topic: sets the timestamp-type bit and the max timestamp, and recomputes the
+/// CRC (both fields are inside it). The records and the base timestamp are left as sent.
+pub fn set_log_append_time(bytes: &mut [u8], now_ms: i64) {
+    let attributes = i16::from_be_bytes([bytes[ATTRIBUTES_OFFSET], bytes[ATTRIBUTES_OFFSET + 1]]) | LOG_APPEND_TIME;
+    bytes[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+    bytes[35..43].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = crc32c::crc32c(&bytes[ATTRIBUTES_OFFSET..]);
+    bytes[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// A record to encode.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NewRecord {

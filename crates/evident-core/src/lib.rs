@@ -1,8 +1,8 @@
 //! evident's vocabulary, shared by every other crate: names and positions (topics, partitions,
 //! offsets, stream keys, versions, the store-wide commit sequence), the expected-version rule of
 //! optimistic concurrency, the Kafka record batch (format v2) that is evident's unit on disk and
-//! on the wire, the CloudEvents envelope carried in record headers, and Kafka's default
-//! partitioner.
+//! on the wire, the CloudEvents envelope carried in record headers, and the Kafka clients' key
+//! partitioners (murmur2, CRC32, FNV-1a).
 //!
 //! Architecture invariant: this crate does no I/O and reads no clock. Everything here is a pure
 //! function of its arguments, so it can be tested and fuzzed without a file or a socket.

@@ -44,6 +44,10 @@ pub struct OffsetCommit {
     /// Free text the consumer keeps with the offset (Kafka's commit metadata).
     #[serde(default)]
     pub metadata: Option<String>,
+    /// The leader epoch of the last record consumed (Kafka's `committed_leader_epoch`, KIP-320),
+    /// kept so that OffsetFetch hands it back; None when the client sent none (-1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_epoch: Option<i32>,
 }
 
 /// A committed offset.
@@ -57,6 +61,9 @@ pub struct CommittedOffset {
     pub offset: u64,
     /// The consumer's metadata.
     pub metadata: Option<String>,
+    /// The leader epoch the consumer committed with, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_epoch: Option<i32>,
     /// When the commit was made (ms since the epoch, the store's clock).
     pub commit_time_ms: i64,
 }

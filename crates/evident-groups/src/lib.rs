@@ -21,7 +21,8 @@
 //!   same partition always has the same key (compaction keeps the latest per key).
 //! - **value**: the JSON object `{"v":1,"offset":N,"metadata":null|"text","commit_time_ms":T}`,
 //!   where `offset` is the next offset to consume and `commit_time_ms` comes from the store's
-//!   clock. Readers ignore unknown fields, so an optional field may be added within version 1;
+//!   clock; `"leader_epoch":E` follows when the commit carried Kafka's committed leader epoch
+//!   (an optional field added within version 1). Readers ignore unknown fields, so an optional field may be added within version 1;
 //!   anything an older reader would misread must bump `v`.
 //! - a **null value** (tombstone) deletes the key's committed offset.
 //!
@@ -78,7 +79,7 @@
 //! let log = Arc::new(Log::open(dir.path(), LogConfig::default())?);
 //! log.create_topic("orders", TopicConfig::default())?;
 //! let groups = GroupStore::open(log.clone(), Arc::new(SystemClock))?;
-//! let commit = OffsetCommit { topic: "orders".into(), partition: 0, offset: 0, metadata: None };
+//! let commit = OffsetCommit { topic: "orders".into(), partition: 0, offset: 0, metadata: None, leader_epoch: None };
 //! groups.commit("billing", &[commit])?;
 //! assert_eq!(groups.committed("billing", None)?[0].offset, 0);
 //!

@@ -41,6 +41,7 @@ pub(crate) struct OffsetValue {
     pub offset: u64,
     pub metadata: Option<String>,
     pub commit_time_ms: i64,
+    pub leader_epoch: Option<i32>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -50,6 +51,9 @@ struct ValueV1<'a> {
     #[serde(borrow)]
     metadata: Option<std::borrow::Cow<'a, str>>,
     commit_time_ms: i64,
+    /// Optional within version 1 (older readers ignore it; older records lack it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    leader_epoch: Option<i32>,
 }
 
 #[derive(Deserialize)]
@@ -91,6 +95,7 @@ impl OffsetValue {
             offset: self.offset,
             metadata: self.metadata.as_deref().map(std::borrow::Cow::Borrowed),
             commit_time_ms: self.commit_time_ms,
+            leader_epoch: self.leader_epoch,
         };
         serde_json::to_vec(&value).expect("a struct of integers and strings always serializes to JSON")
     }
@@ -115,6 +120,7 @@ impl OffsetValue {
             offset: value.offset,
             metadata: value.metadata.map(std::borrow::Cow::into_owned),
             commit_time_ms: value.commit_time_ms,
+            leader_epoch: value.leader_epoch,
         })
     }
 }
@@ -134,10 +140,18 @@ mod tests {
         // These bytes are the storage format: changing them breaks every existing store.
         assert_eq!(key("billing", "orders", 3).encode(), br#"["offset","billing","orders",3]"#);
         assert_eq!(key("a\"b\\c,", "t", 0).encode(), br#"["offset","a\"b\\c,","t",0]"#);
-        let value = OffsetValue { offset: 42, metadata: Some("m".into()), commit_time_ms: 1_700_000_000_000 };
+        let value = OffsetValue {
+            offset: 42,
+            metadata: Some("m".into()),
+            commit_time_ms: 1_700_000_000_000,
+            leader_epoch: None,
+        };
         assert_eq!(value.encode(), br#"{"v":1,"offset":42,"metadata":"m","commit_time_ms":1700000000000}"#);
-        let value = OffsetValue { offset: 0, metadata: None, commit_time_ms: 5 };
+        let value = OffsetValue { offset: 0, metadata: None, commit_time_ms: 5, leader_epoch: None };
         assert_eq!(value.encode(), br#"{"v":1,"offset":0,"metadata":null,"commit_time_ms":5}"#);
+        let value = OffsetValue { leader_epoch: Some(3), ..value };
+        assert_eq!(value.encode(), br#"{"v":1,"offset":0,"metadata":null,"commit_time_ms":5,"leader_epoch":3}"#);
+        assert_eq!(OffsetValue::decode(&value.encode()), Ok(value.clone()));
     }
 
     #[test]
@@ -168,9 +182,9 @@ mod tests {
 
     #[test]
     fn readers_ignore_unknown_fields_within_a_version() {
-        let value = OffsetValue::decode(br#"{"v":1,"offset":7,"metadata":null,"commit_time_ms":3,"leader_epoch":9}"#)
+        let value = OffsetValue::decode(br#"{"v":1,"offset":7,"metadata":null,"commit_time_ms":3,"later_field":9}"#)
             .expect("decode");
-        assert_eq!(value, OffsetValue { offset: 7, metadata: None, commit_time_ms: 3 });
+        assert_eq!(value, OffsetValue { offset: 7, metadata: None, commit_time_ms: 3, leader_epoch: None });
     }
 
     proptest! {
@@ -182,11 +196,12 @@ mod tests {
             offset in 0..=i64::MAX as u64,
             metadata in proptest::option::of("\\PC{0,80}"),
             commit_time_ms in any::<i64>(),
+            leader_epoch in proptest::option::of(0..=i32::MAX),
         ) {
             prop_assume!(topic != "." && topic != "..");
             let k = key(&group, &topic, partition);
             prop_assert_eq!(OffsetKey::decode(&k.encode()), Ok(k));
-            let v = OffsetValue { offset, metadata, commit_time_ms };
+            let v = OffsetValue { offset, metadata, commit_time_ms, leader_epoch };
             prop_assert_eq!(OffsetValue::decode(&v.encode()), Ok(v));
         }
     }

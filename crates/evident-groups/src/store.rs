@@ -182,7 +182,12 @@ impl GroupStore {
                 .into());
             }
             let key = OffsetKey { group: group.to_string(), topic, partition: commit.partition };
-            let value = OffsetValue { offset: commit.offset, metadata: commit.metadata.clone(), commit_time_ms: now };
+            let value = OffsetValue {
+                offset: commit.offset,
+                metadata: commit.metadata.clone(),
+                commit_time_ms: now,
+                leader_epoch: commit.leader_epoch,
+            };
             writes.push((key, Some(value)));
         }
         self.write(writes, now)
@@ -231,6 +236,7 @@ impl GroupStore {
                 partition: *partition,
                 offset: value.offset,
                 metadata: value.metadata.clone(),
+                leader_epoch: value.leader_epoch,
                 commit_time_ms: value.commit_time_ms,
             })
             .collect())
@@ -329,6 +335,33 @@ impl GroupStore {
         self.write(writes, now)
     }
 
+    /// Deletes the group's committed offsets of the given partitions (one batch of tombstones;
+    /// Kafka's OffsetDelete, `kafka-consumer-groups --delete-offsets`). A partition without a
+    /// committed offset is nothing to delete, and not an error (as in Kafka). Refused with
+    /// [`Error::GroupNotEmpty`] while the group has active members (Kafka refuses only the
+    /// topics the members subscribe to; the store does not know subscriptions, so it keeps
+    /// every offset of an active group); [`Error::UnknownGroup`] if it does not exist.
+    pub fn delete_offsets(&self, group: &str, partitions: &[(String, u32)]) -> Result<()> {
+        validate_group(group)?;
+        let now = self.clock.now_ms();
+        let writes: Vec<Write> = {
+            let mut st = self.lock();
+            let g = st.live_group(group, now).ok_or_else(|| Error::UnknownGroup(group.to_string()))?;
+            if !g.members.is_empty() {
+                return Err(Error::GroupNotEmpty { group: group.to_string(), members: g.members.len() });
+            }
+            g.committed()
+                .filter(|((topic, partition), _)| {
+                    partitions.iter().any(|(t, p)| t.as_str() == topic.as_str() && p == partition)
+                })
+                .map(|((topic, partition), _)| {
+                    (OffsetKey { group: group.to_string(), topic: topic.clone(), partition: *partition }, None)
+                })
+                .collect()
+        };
+        self.write(writes, now)
+    }
+
     /// The plan of `kafka-consumer-groups --reset-offsets` without `--execute`: the rows, and
     /// nothing written. Unlike Kafka, a plan is shown even while the group is active.
     pub fn plan_reset(&self, group: &str, request: &ResetRequest) -> Result<Vec<ResetRow>> {
@@ -356,7 +389,15 @@ impl GroupStore {
             .iter()
             .map(|row| {
                 let key = OffsetKey { group: group.to_string(), topic: row.topic.clone(), partition: row.partition };
-                (key, Some(OffsetValue { offset: row.new_offset, metadata: None, commit_time_ms: now }))
+                (
+                    key,
+                    Some(OffsetValue {
+                        offset: row.new_offset,
+                        metadata: None,
+                        commit_time_ms: now,
+                        leader_epoch: None,
+                    }),
+                )
             })
             .collect();
         self.write(writes, now)?;
@@ -543,7 +584,7 @@ mod tests {
     }
 
     fn value(offset: u64) -> Option<OffsetValue> {
-        Some(OffsetValue { offset, metadata: None, commit_time_ms: 0 })
+        Some(OffsetValue { offset, metadata: None, commit_time_ms: 0, leader_epoch: None })
     }
 
     /// The newest record by log order wins, whatever order the writes return in, and a

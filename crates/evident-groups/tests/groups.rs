@@ -78,7 +78,7 @@ fn record_time(offset: u64) -> i64 {
 }
 
 fn commit(topic: &str, partition: u32, offset: u64) -> OffsetCommit {
-    OffsetCommit { topic: topic.into(), partition, offset, metadata: None }
+    OffsetCommit { topic: topic.into(), partition, offset, metadata: None, leader_epoch: None }
 }
 
 fn topic(name: &str) -> TopicName {
@@ -125,15 +125,30 @@ fn commits_survive_reopening_the_log() {
 
     let f = f.reopen();
     let expect = vec![
-        CommittedOffset { topic: topic("orders"), partition: 0, offset: 7, metadata: None, commit_time_ms: NOW + 5 },
+        CommittedOffset {
+            topic: topic("orders"),
+            partition: 0,
+            offset: 7,
+            metadata: None,
+            leader_epoch: None,
+            commit_time_ms: NOW + 5,
+        },
         CommittedOffset {
             topic: topic("orders"),
             partition: 2,
             offset: 0,
             metadata: Some("consumer-7".into()),
+            leader_epoch: None,
             commit_time_ms: NOW,
         },
-        CommittedOffset { topic: topic("payments"), partition: 0, offset: 2, metadata: None, commit_time_ms: NOW },
+        CommittedOffset {
+            topic: topic("payments"),
+            partition: 0,
+            offset: 2,
+            metadata: None,
+            leader_epoch: None,
+            commit_time_ms: NOW,
+        },
     ];
     assert_eq!(f.store.committed("billing", None).expect("committed"), expect);
     assert_eq!(f.store.committed("billing", Some("payments")).expect("committed"), expect[2..]);
@@ -339,6 +354,7 @@ fn plan_changes_nothing_and_execute_survives_reopen() {
                 partition: 0,
                 offset: 3,
                 metadata: None,
+                leader_epoch: None,
                 commit_time_ms: NOW + 60_000
             },
             CommittedOffset {
@@ -346,6 +362,7 @@ fn plan_changes_nothing_and_execute_survives_reopen() {
                 partition: 1,
                 offset: 0,
                 metadata: None,
+                leader_epoch: None,
                 commit_time_ms: NOW + 60_000
             },
         ]
@@ -380,6 +397,26 @@ fn delete_survives_reopen() {
     f.store.commit("gone", &[commit("orders", 2, 0)]).expect("commit");
     let f = f.reopen();
     assert_eq!(f.committed("gone"), [("orders".to_string(), 2, 0)]);
+}
+
+#[test]
+fn delete_offsets_removes_only_the_named_partitions_and_survives_reopen() {
+    let f = Fixture::new();
+    f.store.commit("g", &[commit("orders", 0, 3), commit("orders", 1, 2), commit("payments", 0, 1)]).expect("commit");
+    let written = f.offsets_written();
+    // orders/2 has no committed offset: nothing to delete there, and no error.
+    let parts = [("orders".to_string(), 0), ("orders".to_string(), 2)];
+    f.store.delete_offsets("g", &parts).expect("delete offsets");
+    assert_eq!(f.offsets_written(), written + 1, "one tombstone, for orders/0 only");
+    let f = f.reopen();
+    assert_eq!(f.committed("g"), [("orders".to_string(), 1, 2), ("payments".to_string(), 0, 1)]);
+
+    let err = f.store.delete_offsets("nobody", &parts).unwrap_err();
+    assert!(matches!(&err, Error::UnknownGroup(g) if g == "nobody"), "{err}");
+    f.store.join_member("g", member("m-1", 10_000)).expect("join");
+    let err = f.store.delete_offsets("g", &[("payments".to_string(), 0)]).unwrap_err();
+    assert!(matches!(err, Error::GroupNotEmpty { members: 1, .. }), "{err}");
+    assert_eq!(f.committed("g").len(), 2);
 }
 
 #[test]

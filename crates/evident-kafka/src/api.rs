@@ -55,13 +55,17 @@ macro_rules! apis {
 apis! {
     ApiVersions => api_versions(ApiVersionsRequest) 0..=3,
     Metadata => metadata(MetadataRequest) 0..=12,
+    DescribeTopicPartitions => describe_topic_partitions(DescribeTopicPartitionsRequest) 0..=0,
     Produce => produce(ProduceRequest) 3..=9,
     Fetch => fetch(FetchRequest) 4..=12,
     ListOffsets => list_offsets(ListOffsetsRequest) 1..=7,
     InitProducerId => init_producer_id(InitProducerIdRequest) 0..=4,
     CreateTopics => create_topics(CreateTopicsRequest) 2..=4,
     DeleteTopics => delete_topics(DeleteTopicsRequest) 1..=4,
+    DeleteRecords => delete_records(DeleteRecordsRequest) 0..=2,
     DescribeConfigs => describe_configs(DescribeConfigsRequest) 1..=1,
+    AlterConfigs => alter_configs(AlterConfigsRequest) 0..=2,
+    IncrementalAlterConfigs => incremental_alter_configs(IncrementalAlterConfigsRequest) 0..=1,
     CreatePartitions => create_partitions(CreatePartitionsRequest) 0..=3,
     OffsetCommit => offset_commit(OffsetCommitRequest) 2..=8,
     OffsetFetch => offset_fetch(OffsetFetchRequest) 1..=7,
@@ -70,9 +74,10 @@ apis! {
     Heartbeat => heartbeat(HeartbeatRequest) 0..=3,
     LeaveGroup => leave_group(LeaveGroupRequest) 0..=1,
     SyncGroup => sync_group(SyncGroupRequest) 0..=3,
-    DescribeGroups => describe_groups(DescribeGroupsRequest) 0..=4,
+    DescribeGroups => describe_groups(DescribeGroupsRequest) 0..=6,
     ListGroups => list_groups(ListGroupsRequest) 0..=4,
     DeleteGroups => delete_groups(DeleteGroupsRequest) 0..=1,
+    OffsetDelete => offset_delete(OffsetDeleteRequest) 0..=0,
 }
 
 /// The served versions of `key`, if it is served.

@@ -46,6 +46,9 @@ pub struct Broker {
     pub(crate) request_bytes: Arc<Semaphore>,
     /// Record bytes held by Fetch responses until written (`fetch_buffered_max_bytes`).
     pub(crate) fetch_bytes: Arc<Semaphore>,
+    /// Bytes of compressed batches being inflated or held inflated until queued in the log,
+    /// across every Produce request (`decompressed_total_max_bytes`).
+    pub(crate) decompressed_bytes: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -72,6 +75,9 @@ impl Broker {
         // Each budget at least one largest frame (or response), within what a semaphore holds.
         let request_bytes = config.queued_request_max_bytes.max(config.request_max_bytes).min(Semaphore::MAX_PERMITS);
         let fetch_bytes = config.fetch_buffered_max_bytes.clamp(1, Semaphore::MAX_PERMITS);
+        // Reservations are `u32` permits; one batch's never exceeds the whole budget.
+        let decompressed_bytes =
+            config.decompressed_total_max_bytes.min(Semaphore::MAX_PERMITS).clamp(1, u32::MAX as usize);
         Self {
             log,
             groups,
@@ -86,6 +92,7 @@ impl Broker {
             connections,
             request_bytes: Arc::new(Semaphore::new(request_bytes)),
             fetch_bytes: Arc::new(Semaphore::new(fetch_bytes)),
+            decompressed_bytes: Arc::new(Semaphore::new(decompressed_bytes)),
         }
     }
 

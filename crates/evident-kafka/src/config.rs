@@ -18,6 +18,13 @@ pub struct KafkaConfig {
     /// (bounds decompression bombs, however many entries carry them); one batch is further
     /// bounded by the log's largest stored batch. See `records::Budget`.
     pub decompressed_max_bytes: usize,
+    /// Bytes being inflated or held inflated until the log has them, across every concurrent
+    /// Produce request (evident's own budget; Kafka stores batches compressed and has none). A
+    /// compressed batch reserves what it may inflate to before it is inflated and keeps what it
+    /// did until its append is queued; a batch that cannot get its reservation waits, within
+    /// half the request's timeout, else is answered `REQUEST_TIMED_OUT` (retriable, not
+    /// stored). One batch never inflates past this budget. See `api/produce.rs`.
+    pub decompressed_total_max_bytes: usize,
     /// Bytes of request frames being received or handled at once, across every connection
     /// (Kafka's `queued.max.request.bytes`): a frame's length is charged before its body is
     /// read and released once the request is handled; a frame that cannot get budget within
@@ -55,6 +62,7 @@ impl Default for KafkaConfig {
             advertised: None,
             request_max_bytes: 16 << 20,
             decompressed_max_bytes: 64 << 20,
+            decompressed_total_max_bytes: 256 << 20,
             queued_request_max_bytes: 256 << 20,
             fetch_buffered_max_bytes: 256 << 20,
             connections_max: 1024,

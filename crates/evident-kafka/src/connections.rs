@@ -1,4 +1,4 @@
-//! The listener's open connections, so that a full listener cannot lock clients out: at the
+//! A listener's open connections, so that a full listener cannot lock clients out: at the
 //! global cap (`connections_max`) or at one source address's cap (`connections_per_ip_max`),
 //! the connection that has been idle the longest, with no request in flight, is closed to admit
 //! the newcomer; only when every connection in that scope is busy is the newcomer refused.
@@ -18,6 +18,10 @@
 //!
 //! The registry's mutex is taken only to admit and to forget a connection; a connection marks
 //! itself busy or idle with atomics on its own [`Slot`].
+//!
+//! Both listeners use it: the Kafka listener here, the HTTP listener in `evident-server`
+//! (`serve/connections.rs`), where a request is in flight until its response body is written,
+//! so a live subscription is never evicted.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -27,12 +31,13 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// Why a connection was not admitted.
+/// A connection cap: the one at which a newcomer was refused (every connection in its scope
+/// busy), or at which an idle connection was evicted to admit it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
-    /// Every connection is busy at the global cap.
+pub enum Cap {
+    /// The listener's cap on all its connections.
     Listener,
-    /// Every connection from this address is busy at its cap.
+    /// The cap on one source address's connections.
     Address,
 }
 
@@ -77,17 +82,18 @@ impl Connections {
     }
 
     /// Admits a connection from `ip`, evicting the longest-idle one of its scope when a cap is
-    /// reached; returns the new connection's slot and whether one was evicted.
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<(Slot, bool), Refused> {
+    /// reached; returns the new connection's slot and the cap at which one was evicted, if any.
+    /// Refused with the cap whose connections are all busy.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<(Slot, Option<Cap>), Cap> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let mut evicted = false;
+        let mut evicted = None;
         let from_ip = open.values().filter(|a| a.ip == ip).count();
         if from_ip >= self.per_ip_max {
-            Self::evict_oldest_idle(&mut open, Some(ip)).ok_or(Refused::Address)?;
-            evicted = true;
+            Self::evict_oldest_idle(&mut open, Some(ip)).ok_or(Cap::Address)?;
+            evicted = Some(Cap::Address);
         } else if open.len() >= self.max {
-            Self::evict_oldest_idle(&mut open, None).ok_or(Refused::Listener)?;
-            evicted = true;
+            Self::evict_oldest_idle(&mut open, None).ok_or(Cap::Listener)?;
+            evicted = Some(Cap::Listener);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let activity = Arc::new(Activity {
@@ -116,7 +122,7 @@ impl Connections {
 
     /// Connections open now.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.open.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
@@ -138,6 +144,12 @@ impl Slot {
     /// Resolves when the connection was evicted to admit another.
     pub async fn evicted(&self) {
         self.activity.evicted.notified().await;
+    }
+
+    /// No request in flight now: what the eviction checked, checked again by a connection that
+    /// learns of its eviction later (a request may have arrived meanwhile).
+    pub fn is_idle(&self) -> bool {
+        self.activity.in_flight.load(Ordering::Acquire) == 0
     }
 
     /// A handle for the task writing replies (it finishes requests).
@@ -199,7 +211,7 @@ mod tests {
         answer(&talked_recently);
         // The silent idle one goes (the older silent one is busy); the newcomer is admitted.
         let (newcomer, evicted) = reg.admit(ip(2)).expect("admitted by eviction");
-        assert!(evicted);
+        assert_eq!(evicted, Some(Cap::Listener));
         assert_eq!(reg.len(), 4);
         assert!(was_evicted(&silent).await);
         // Then the newcomer, silent so far, before either talking connection.
@@ -208,7 +220,7 @@ mod tests {
         answer(&talked_recently);
         // Now the least recently answered: talked_long_ago.
         let (_fifth, evicted) = reg.admit(ip(3)).expect("admitted");
-        assert!(evicted);
+        assert_eq!(evicted, Some(Cap::Listener));
         assert!(was_evicted(&talked_long_ago).await);
         assert!(!was_evicted(&talked_recently).await && !was_evicted(&newcomer).await);
         assert!(!was_evicted(&silent_busy).await);
@@ -223,7 +235,7 @@ mod tests {
         let (b, _) = reg.admit(ip(2)).expect("b");
         a.request_started();
         b.request_started();
-        assert_eq!(reg.admit(ip(3)).map(|_| ()), Err(Refused::Listener));
+        assert_eq!(reg.admit(ip(3)).map(|_| ()), Err(Cap::Listener));
         b.tracker().request_finished();
         assert!(reg.admit(ip(3)).is_ok());
     }
@@ -237,11 +249,11 @@ mod tests {
         let (second, _) = reg.admit(ip(1)).expect("second");
         second.request_started();
         let (third, evicted) = reg.admit(ip(1)).expect("third evicts the idle one of 10.0.0.1");
-        assert!(evicted);
+        assert_eq!(evicted, Some(Cap::Address));
         tokio::time::timeout(std::time::Duration::from_millis(1), first.evicted()).await.expect("first went");
         assert!(tokio::time::timeout(std::time::Duration::from_millis(1), other.evicted()).await.is_err());
         // Both of 10.0.0.1's remaining connections are busy now.
         third.request_started();
-        assert_eq!(reg.admit(ip(1)).map(|_| ()), Err(Refused::Address));
+        assert_eq!(reg.admit(ip(1)).map(|_| ()), Err(Cap::Address));
     }
 }

@@ -56,9 +56,9 @@
 //!   is extended for every new member of any empty group, not only of a never-used one.
 //! - Membership is not persisted: after a restart the members' requests are answered
 //!   `UNKNOWN_MEMBER_ID` (or `ILLEGAL_GENERATION` for a commit) and they rejoin.
-//! - Static membership (KIP-345) is approximated: a join with a `group.instance.id` held by
-//!   another member replaces that member (and rebalances) instead of taking over its assignment
-//!   without a rebalance; `FENCED_INSTANCE_ID` is never returned.
+//! - Static membership (KIP-345): see `Group::replace_static_member` (a restarted member gets
+//!   its partitions back without a rebalance) and `Group::check_instance` (the replaced
+//!   incarnation is fenced).
 //! - Pending member ids (KIP-394) are kept 10 s (`PENDING_MEMBER_TIMEOUT_MS`) instead of
 //!   the session timeout, at most `PENDING_MEMBERS_MAX` (1,000) per group with the oldest
 //!   forgotten beyond, do not count against the group's size, and do not hold a join phase
@@ -197,6 +197,15 @@ impl Coordinator {
         let reply = g.sync(generation, member_id, assignments, now);
         inner.settle(&mut st, group);
         reply
+    }
+
+    /// Whether a Heartbeat or SyncGroup from this member, naming this `group.instance.id`, comes
+    /// from a static member's replaced incarnation (`FENCED_INSTANCE_ID`; see
+    /// `Group::check_instance`). Checked by the handlers before the call itself: an incarnation
+    /// replaced in between is answered `UNKNOWN_MEMBER_ID` by that call, as before.
+    pub fn check_instance(&self, group: &str, member_id: &str, instance_id: Option<&str>) -> Result<(), ResponseError> {
+        let st = self.inner.lock();
+        st.get(group).map_or(Ok(()), |g| g.check_instance(member_id, instance_id))
     }
 
     /// Heartbeat.

@@ -3,6 +3,7 @@
 //! their own; they become `INVALID_RECORD` (87), which clients treat as permanent (no retry)
 //! and surface with the error message, which names the stream and its current version.
 
+use evident_core::partitioner::KeyPartitioner;
 use kafka_protocol::error::ResponseError;
 
 /// A Kafka error code with a message for the client.
@@ -23,7 +24,54 @@ impl KafkaError {
 
 impl From<evident_log::Error> for KafkaError {
     fn from(e: evident_log::Error) -> Self {
-        Self { code: log_code(&e), message: format!("evident: {e}") }
+        let mut message = format!("evident: {e}");
+        if let evident_log::Error::KeyInOtherPartition { sent_by, key_partitioner, .. } = &e {
+            message.push_str(&key_partition_advice(sent_by, *key_partitioner));
+        }
+        Self { code: log_code(&e), message }
+    }
+}
+
+/// The way out of a key-partition refusal, for the producer the refused partition points to:
+/// the client whose default partitioner puts the key where it was sent, the producer setting
+/// that makes it agree with the topic, and the topic setting that makes evident agree with the
+/// producer for keys it has not stored yet (a stored key stays in its partition).
+pub fn key_partition_advice(sent_by: &[KeyPartitioner], topic: KeyPartitioner) -> String {
+    // librdkafka's partitioner setting that hashes as the topic does.
+    let rdkafka = match topic {
+        KeyPartitioner::Murmur2 => "murmur2_random",
+        KeyPartitioner::Crc32 => "consistent_random",
+        KeyPartitioner::Fnv1a => "fnv1a_random",
+    };
+    let Some(&producer) = sent_by.iter().find(|&&p| p != topic) else {
+        if sent_by.contains(&topic) {
+            // The producer agrees with the topic; the stream was placed otherwise (by another
+            // producer, or before evident.key.partitioner changed), and a stored key stays.
+            return ". The stream was placed by another partitioner (another producer, or before the topic's \
+                    evident.key.partitioner changed) and a stored key keeps its partition: produce this key with \
+                    the partitioner that placed it"
+                .to_string();
+        }
+        return format!(
+            ". The producer named the partition, or hashes with a partitioner evident does not know: let it \
+             choose by key with {topic} (librdkafka: partitioner={rdkafka}), or set the topic config \
+             evident.key.partition.guard=false to allow a key in several partitions"
+        );
+    };
+    let topic_config = format!("or, for keys not yet stored, the topic config evident.key.partitioner={producer}");
+    match producer {
+        KeyPartitioner::Crc32 => format!(
+            ". librdkafka's default partitioner (CRC32)? set partitioner={rdkafka} in the producer (this topic places \
+             keys with {topic}), {topic_config}"
+        ),
+        KeyPartitioner::Fnv1a => format!(
+            ". Sarama's default partitioner (FNV-1a, librdkafka's fnv1a)? hash with {topic} in the producer \
+             (librdkafka: partitioner={rdkafka}), {topic_config}"
+        ),
+        KeyPartitioner::Murmur2 => format!(
+            ". The Java client's default partitioner (murmur2, also kafka-python's)? this topic places keys with \
+             {topic}: hash with it in the producer (librdkafka: partitioner={rdkafka}), {topic_config}"
+        ),
     }
 }
 
@@ -41,6 +89,7 @@ fn log_code(e: &evident_log::Error) -> ResponseError {
         | E::InvalidExpectedVersion(_)
         | E::InvalidEventId(_)
         | E::ExpectedVersionWithoutKey
+        | E::KeylessOnCompacted { .. }
         | E::KeyTooLarge { .. }
         | E::EmptyBatch
         | E::Unsupported(_) => ResponseError::InvalidRecord,
@@ -81,5 +130,49 @@ impl From<evident_groups::Error> for KafkaError {
             E::Corrupted { .. } | E::UnsupportedFormat { .. } => ResponseError::KafkaStorageError,
         };
         Self { code, message }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use evident_core::{PartitionId, TopicName};
+
+    fn refusal(sent_by: Vec<KeyPartitioner>, topic: KeyPartitioner) -> KafkaError {
+        KafkaError::from(evident_log::Error::KeyInOtherPartition {
+            topic: TopicName::new("orders").expect("name"),
+            key: "order-1".into(),
+            home: PartitionId(3),
+            sent: PartitionId(5),
+            home_by: vec![topic],
+            sent_by,
+            key_partitioner: topic,
+        })
+    }
+
+    /// The refusal names the stream, both partitions, the producer's likely partitioner and
+    /// both ways out, for each hash the producer may be using.
+    #[test]
+    fn key_partition_refusal_names_the_partitioner_and_the_way_out() {
+        let e = refusal(vec![KeyPartitioner::Crc32], KeyPartitioner::Murmur2);
+        assert_eq!(e.code, ResponseError::InvalidRecord);
+        assert_eq!(
+            e.message,
+            "evident: stream orders/order-1 lives in partition 3 (where the murmur2 partitioner puts its key); a \
+             record for it was sent to partition 5 (where the crc32 partitioner puts its key). librdkafka's default \
+             partitioner (CRC32)? set partitioner=murmur2_random in the producer (this topic places keys with \
+             murmur2), or, for keys not yet stored, the topic config evident.key.partitioner=crc32"
+        );
+        let e = refusal(vec![KeyPartitioner::Murmur2], KeyPartitioner::Crc32);
+        assert!(e.message.contains("The Java client's default partitioner (murmur2"), "{}", e.message);
+        assert!(e.message.contains("partitioner=consistent_random"), "{}", e.message);
+        assert!(e.message.ends_with("evident.key.partitioner=murmur2"), "{}", e.message);
+        let e = refusal(vec![KeyPartitioner::Fnv1a], KeyPartitioner::Murmur2);
+        assert!(e.message.contains("Sarama's default partitioner (FNV-1a"), "{}", e.message);
+        let e = refusal(vec![], KeyPartitioner::Murmur2);
+        assert!(e.message.contains("where none of the murmur2, crc32 and fnv1a partitioners puts its key"));
+        assert!(e.message.contains("The producer named the partition"), "{}", e.message);
+        let e = refusal(vec![KeyPartitioner::Crc32], KeyPartitioner::Crc32);
+        assert!(e.message.contains("a stored key keeps its partition"), "{}", e.message);
     }
 }

@@ -3,7 +3,8 @@
 //! produce, fetch, list offsets, administer topics and run consumer groups against evident.
 //!
 //! The codec is the `kafka-protocol` crate; this crate is the broker: `server` accepts
-//! connections within limits, `connection` frames requests (the length is checked before any
+//! connections within limits (`connections`, the registry of open connections, which the
+//! HTTP listener uses too), `connection` frames requests (the length is checked before any
 //! allocation), `request` gates each frame against the table of served APIs, and `api`
 //! registers every API once and routes it to the handler module named after it
 //! (`api/produce.rs`, `api/fetch.rs`, `api/join_group.rs`, ...), each exposing `handle`. Group membership and rebalances live in `coordinator`; committed offsets are the
@@ -26,7 +27,7 @@ pub mod api;
 mod broker;
 mod config;
 mod connection;
-mod connections;
+pub mod connections;
 pub mod consumer_protocol;
 mod coordinator;
 mod dispatch;

@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 
 use crate::broker::Broker;
 use crate::connection;
-use crate::connections::Refused;
+use crate::connections::Cap;
 
 /// A running Kafka listener.
 #[derive(Debug)]
@@ -42,7 +42,7 @@ impl KafkaServer {
             };
             let slot = match self.broker.connections.admit(peer.ip()) {
                 Ok((slot, evicted)) => {
-                    if evicted {
+                    if evicted.is_some() {
                         tracing::debug!(%peer, "Kafka connection cap reached: the longest idle connection was closed");
                         metrics.connection_evicted();
                     }
@@ -50,8 +50,8 @@ impl KafkaServer {
                 }
                 Err(refused) => {
                     let scope = match refused {
-                        Refused::Listener => "the listener",
-                        Refused::Address => "this address",
+                        Cap::Listener => "the listener",
+                        Cap::Address => "this address",
                     };
                     tracing::warn!(%peer, "Kafka connection refused: every connection of {scope} is busy at its cap");
                     metrics.connection_refused();

@@ -9,109 +9,61 @@
 //! answer, when the client moves it forward as the wall clock goes (`Client::join`), and when a
 //! test sets it to expire a session.
 
-use std::net::SocketAddr;
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use evident_groups::GroupStore;
-use evident_kafka::{Broker, KafkaConfig, KafkaServer};
+use bytes::Bytes;
 use evident_log::clock::{Clock, ManualClock};
-use evident_log::{Log, LogConfig, TopicConfig};
+use evident_log::TopicConfig;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use kafka_protocol::messages::offset_delete_request::{OffsetDeleteRequestPartition, OffsetDeleteRequestTopic};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use support::{Server, Wire};
 
-const T0: i64 = 1_700_000_000_000;
 const SESSION: i32 = 10_000;
 const GROUP: &str = "billing";
 
 const NONE: i16 = 0;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const OFFSET_METADATA_TOO_LARGE: i16 = 12;
-const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 const ILLEGAL_GENERATION: i16 = 22;
 const UNKNOWN_MEMBER_ID: i16 = 25;
 const REBALANCE_IN_PROGRESS: i16 = 27;
 const NON_EMPTY_GROUP: i16 = 68;
 const GROUP_ID_NOT_FOUND: i16 = 69;
 const MEMBER_ID_REQUIRED: i16 = 79;
-
-struct Server {
-    _dir: tempfile::TempDir,
-    addr: SocketAddr,
-    groups: Arc<GroupStore>,
-    clock: Arc<ManualClock>,
-    _shutdown: watch::Sender<bool>,
-    _commits: watch::Sender<u64>,
-}
+const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 
 async fn start() -> Server {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let log = Arc::new(Log::open(dir.path(), LogConfig::default()).expect("log"));
-    log.create_topic("orders", TopicConfig { partitions: 4, ..TopicConfig::default() }).expect("topic");
-    let clock = Arc::new(ManualClock::new(T0));
-    let groups = Arc::new(GroupStore::open(log.clone(), clock.clone()).expect("group store"));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let config = KafkaConfig { addr, ..KafkaConfig::default() };
-    let (commits_tx, commits) = watch::channel(0u64);
-    let (shutdown_tx, shutdown) = watch::channel(false);
-    let broker = Broker::new(log, groups.clone(), config, commits, shutdown, clock.clone(), addr.port());
-    tokio::spawn(KafkaServer::new(listener, Arc::new(broker)).run());
-    Server { _dir: dir, addr, groups, clock, _shutdown: shutdown_tx, _commits: commits_tx }
+    support::start(&[("orders", TopicConfig { partitions: 4, ..TopicConfig::default() })]).await
 }
 
-/// One client connection speaking the Kafka protocol.
+/// One client connection speaking the Kafka protocol, moving the shared clock while it waits
+/// for a JoinGroup's answer.
 struct Client {
-    stream: TcpStream,
+    wire: Wire,
     client_id: String,
-    correlation_id: i32,
     clock: Arc<ManualClock>,
 }
 
 impl Client {
     async fn connect(server: &Server, client_id: &str) -> Self {
-        let stream = TcpStream::connect(server.addr).await.expect("connect");
-        stream.set_nodelay(true).expect("nodelay");
-        Self { stream, client_id: client_id.to_string(), correlation_id: 0, clock: server.clock.clone() }
+        Self {
+            wire: Wire::connect(server.addr, client_id).await,
+            client_id: client_id.to_string(),
+            clock: server.clock.clone(),
+        }
     }
 
     async fn send<Req: Encodable, Resp: Decodable>(&mut self, key: ApiKey, version: i16, request: &Req) -> Resp {
-        self.correlation_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(StrBytes::from_string(self.client_id.clone())));
-        // One write for size and frame: two small writes would wait on Nagle and delayed ACKs.
-        let mut frame = BytesMut::from(&[0u8; 4][..]);
-        header.encode(&mut frame, key.request_header_version(version)).expect("encode header");
-        request.encode(&mut frame, version).expect("encode request");
-        let len = (frame.len() - 4) as u32;
-        frame[..4].copy_from_slice(&len.to_be_bytes());
-        self.stream.write_all(&frame).await.expect("write");
-        let answer = tokio::time::timeout(Duration::from_secs(20), async {
-            let len = self.stream.read_u32().await.expect("the server answers (the connection is open)");
-            let mut body = vec![0u8; len as usize];
-            self.stream.read_exact(&mut body).await.expect("read");
-            body
-        })
-        .await
-        .unwrap_or_else(|_| panic!("no answer to {key:?} v{version} in time"));
-        let mut body = Bytes::from(answer);
-        let response_header =
-            ResponseHeader::decode(&mut body, key.response_header_version(version)).expect("response header");
-        assert_eq!(response_header.correlation_id, self.correlation_id);
-        let response = Resp::decode(&mut body, version).expect("response");
-        assert!(body.is_empty(), "{key:?} v{version}: {} bytes left over", body.len());
-        response
+        self.wire.send(key, version, request).await
     }
 
     async fn join(&mut self, version: i16, group: &str, member_id: &str, metadata: &'static [u8]) -> JoinGroupResponse {
@@ -275,6 +227,18 @@ impl Client {
             .iter()
             .map(|g| (g.group_id.to_string(), g.protocol_type.to_string(), g.group_state.to_string()))
             .collect()
+    }
+
+    /// OffsetDelete (v0) of `partitions` of `topic`: the top-level error and (partition, error).
+    async fn delete_offsets(&mut self, group: &str, topic: &str, partitions: &[i32]) -> (i16, Vec<(i32, i16)>) {
+        let request = OffsetDeleteRequest::default().with_group_id(group_id(group)).with_topics(vec![
+            OffsetDeleteRequestTopic::default().with_name(topic_name(topic)).with_partitions(
+                partitions.iter().map(|p| OffsetDeleteRequestPartition::default().with_partition_index(*p)).collect(),
+            ),
+        ]);
+        let response: OffsetDeleteResponse = self.send(ApiKey::OffsetDelete, 0, &request).await;
+        let rows = response.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.error_code)));
+        (response.error_code, rows.collect())
     }
 
     async fn delete(&mut self, version: i16, group: &str) -> i16 {
@@ -498,6 +462,33 @@ async fn commits_are_fenced_by_generation_and_fetched_back() {
     let (_, rows) = leader.fetch(7, GROUP, Some(&[("orders", &[0])])).await;
     assert_eq!(rows, [("orders".into(), 0, -1, Some(String::new()), NONE)]);
     assert_eq!(leader.describe(4, GROUP).await.groups[0].group_state.as_str(), "Dead");
+    // From v6 (KIP-1043) a group that does not exist is an error, with Kafka's message.
+    let gone = leader.describe(6, GROUP).await;
+    assert_eq!(gone.groups[0].error_code, GROUP_ID_NOT_FOUND);
+    assert_eq!(gone.groups[0].error_message.as_deref(), Some(format!("Group {GROUP} not found.").as_str()));
+    assert_eq!(leader.describe(5, GROUP).await.groups[0].error_code, NONE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offset_delete_removes_partitions_of_an_empty_group_only() {
+    let server = start().await;
+    let (mut leader, leader_id, mut follower, follower_id, generation) = stable_pair(&server).await;
+    assert_eq!(leader.commit(8, generation, &leader_id, "orders", &[(0, 4, None), (1, 6, None)]).await, [NONE, NONE]);
+    // With members: every partition is in use (evident does not track subscriptions).
+    let (top, rows) = leader.delete_offsets(GROUP, "orders", &[0]).await;
+    assert_eq!((top, rows), (NONE, vec![(0, GROUP_SUBSCRIBED_TO_TOPIC)]));
+    assert_eq!(follower.leave(1, GROUP, &follower_id).await, NONE);
+    assert_eq!(leader.leave(1, GROUP, &leader_id).await, NONE);
+    // Empty: deleted; an unknown partition fails alone; orders/2 had nothing to delete.
+    let (top, rows) = leader.delete_offsets(GROUP, "orders", &[0, 2, 99]).await;
+    assert_eq!((top, rows), (NONE, vec![(0, NONE), (2, NONE), (99, UNKNOWN_TOPIC_OR_PARTITION)]));
+    let (_, rows) = leader.fetch(7, GROUP, Some(&[("orders", &[0, 1])])).await;
+    assert_eq!(
+        rows,
+        [("orders".into(), 0, -1, Some(String::new()), NONE), ("orders".into(), 1, 6, Some(String::new()), NONE)]
+    );
+    let (top, rows) = leader.delete_offsets("no-such-group", "orders", &[0]).await;
+    assert_eq!((top, rows.len()), (GROUP_ID_NOT_FOUND, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -564,7 +555,9 @@ async fn find_coordinator_names_this_broker() {
     }
     let request = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("tx")).with_key_type(1);
     let response: FindCoordinatorResponse = client.send(ApiKey::FindCoordinator, 2, &request).await;
-    assert_eq!(response.error_code, COORDINATOR_NOT_AVAILABLE);
+    // Transactions are not supported: the fatal error Kafka gives a transactional id the client
+    // may not use (gaps_protocol.rs checks InitProducerId too).
+    assert_eq!(response.error_code, TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
     assert!(response.error_message.is_some_and(|m| m.contains("transactions")));
 }
 
@@ -607,4 +600,46 @@ async fn every_advertised_version_round_trips() {
         assert_eq!(client.leave(version.min(1), &group, &id).await, NONE);
         assert_eq!(client.delete(version.min(1), &group).await, NONE, "delete v{}", version.min(1));
     }
+}
+
+/// DescribeTopicPartitions (not a group API; this file has the protocol harness): topics in
+/// name order, an unknown one refused and not created, partitions paged by the cursor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_topic_partitions_pages_by_cursor() {
+    use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
+    let server = start().await;
+    let mut client = Client::connect(&server, "admin").await;
+    let ask = |cursor: Option<Cursor>| {
+        DescribeTopicPartitionsRequest::default()
+            .with_topics(vec![
+                TopicRequest::default().with_name(topic_name("orders")),
+                TopicRequest::default().with_name(topic_name("missing")),
+            ])
+            .with_response_partition_limit(3)
+            .with_cursor(cursor)
+    };
+    let rows = |r: &DescribeTopicPartitionsResponse| -> Vec<(String, i16, Vec<i32>)> {
+        r.topics
+            .iter()
+            .map(|t| {
+                let name = t.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
+                (name, t.error_code, t.partitions.iter().map(|p| p.partition_index).collect())
+            })
+            .collect()
+    };
+    let first: DescribeTopicPartitionsResponse = client.send(ApiKey::DescribeTopicPartitions, 0, &ask(None)).await;
+    assert_eq!(
+        rows(&first),
+        [("missing".to_string(), UNKNOWN_TOPIC_OR_PARTITION, vec![]), ("orders".to_string(), NONE, vec![0, 1, 2])]
+    );
+    let p = &first.topics[1].partitions[0];
+    assert_eq!((p.leader_id.0, p.replica_nodes.len(), p.isr_nodes.len()), (1, 1, 1));
+    assert_eq!(p.eligible_leader_replicas.as_deref(), Some(&[][..]));
+    let next = first.next_cursor.expect("the limit cut orders");
+    assert_eq!((next.topic_name.as_str(), next.partition_index), ("orders", 3));
+    let cursor = Cursor::default().with_topic_name(next.topic_name).with_partition_index(next.partition_index);
+    let second: DescribeTopicPartitionsResponse =
+        client.send(ApiKey::DescribeTopicPartitions, 0, &ask(Some(cursor))).await;
+    assert_eq!(rows(&second), [("orders".to_string(), NONE, vec![3])]);
+    assert!(second.next_cursor.is_none());
 }

@@ -7,10 +7,13 @@ use std::collections::{HashMap, HashSet};
 
 use xxhash_rust::xxh3::Xxh3DefaultBuilder;
 
-use evident_core::batch::{decode_record, set_base_offset, set_partition_leader_epoch, BatchBuilder, RecordBatch};
-use evident_core::partitioner::partition_for_key;
+use evident_core::batch::{
+    decode_record, set_base_offset, set_log_append_time, set_partition_leader_epoch, BatchBuilder, RecordBatch,
+};
+use evident_core::partitioner::KeyPartitioner;
 use evident_core::{envelope, EventData, ExpectedVersion, PartitionId, StreamKey, TopicName, Version};
 
+use crate::catalog::CleanupPolicy;
 use crate::error::{Error, Result};
 use crate::frame::{FrameHeader, FrameKind};
 use crate::index::{record_infos, Index, ProducerBatch, RecordInfo};
@@ -43,6 +46,9 @@ pub struct AppendOutcome {
     /// True when the batch was a retry of one already in the log (by event ids or by Kafka
     /// producer sequence): nothing was appended and the positions are the originals.
     pub duplicate: bool,
+    /// The time the log stamped the batch with, on a `LogAppendTime` topic (Kafka's Produce
+    /// response carries it); None otherwise, and for a duplicate.
+    pub log_append_time_ms: Option<i64>,
 }
 
 /// An append that is positioned and queued but not yet acknowledged; see
@@ -258,6 +264,9 @@ impl Log {
         let topic_name = topic_state.meta.name.clone();
         let topic_id = topic_state.meta.id;
         let guard = topic_state.meta.config.key_partition_guard;
+        let key_partitioner = topic_state.meta.config.key_partitioner;
+        let compacted = topic_state.meta.config.cleanup_policy == CleanupPolicy::Compact;
+        let log_append_time = topic_state.meta.config.log_append_time;
         let partitions = topic_state.meta.config.partitions;
         let partition = match route {
             Route::Partition(p) if p < partitions => p,
@@ -267,10 +276,13 @@ impl Log {
             Route::Key(key) => {
                 match st.index.stream_id(topic_id, key).and_then(|sid| st.index.streams[sid as usize].as_ref()) {
                     Some(stream) => stream.partition,
-                    None => partition_for_key(key, partitions),
+                    None => key_partitioner.partition(key, partitions),
                 }
             }
         };
+        if compacted && plans.len() < infos.len() && infos.iter().any(|i| i.key.is_none()) {
+            return Err(Error::KeylessOnCompacted { topic: topic_name, partition: PartitionId(partition) });
+        }
         for plan in &mut plans {
             plan.sid = st.index.stream_id(topic_id, plan.key);
             if let Some(stream) = plan.sid.and_then(|sid| st.index.streams[sid as usize].as_ref()) {
@@ -280,6 +292,9 @@ impl Log {
                         key: key_text(plan.key),
                         home: PartitionId(stream.partition),
                         sent: PartitionId(partition),
+                        home_by: KeyPartitioner::placing(plan.key, partitions, stream.partition),
+                        sent_by: KeyPartitioner::placing(plan.key, partitions, partition),
+                        key_partitioner,
                     });
                 }
             }
@@ -330,15 +345,26 @@ impl Log {
         let base_offset = partition_state.next_offset;
         let first_sequence = st.index.next_seq;
         // The stored copy differs from what the producer sent only in the two fields outside
-        // the batch CRC: the base offset the log assigns, and leader epoch 0.
+        // the batch CRC: the base offset the log assigns, and leader epoch 0; and on a
+        // LogAppendTime topic in the timestamp type and max timestamp (CRC recomputed), the
+        // append time taken under the log's lock, so it never goes backwards in a partition
+        // while the clock does not.
+        let log_append_time_ms = log_append_time.then(|| self.inner.clock.now_ms());
         let patch = |stored: &mut [u8]| {
             set_base_offset(stored, base_offset as i64);
             set_partition_leader_epoch(stored, 0);
+            if let Some(now) = log_append_time_ms {
+                set_log_append_time(stored, now);
+            }
         };
         let (pos, end) =
             self.inner.enqueue_frame(&mut st, FrameKind::Batch, first_sequence, topic_id, partition, bytes, patch)?;
-        let stored_header =
+        let mut stored_header =
             evident_core::BatchHeader { base_offset: base_offset as i64, partition_leader_epoch: 0, ..bh };
+        if let Some(now) = log_append_time_ms {
+            stored_header.attributes |= evident_core::batch::LOG_APPEND_TIME;
+            stored_header.max_timestamp = now;
+        }
         let header = FrameHeader {
             kind: FrameKind::Batch,
             length: 0,
@@ -368,8 +394,15 @@ impl Log {
             .collect();
         check_indexed(&st.index, topic_id, partition, base_offset, first_sequence, &infos, &plans, &next_version);
         let durability = self.inner.defer_visible(st, end)?;
-        let outcome =
-            AppendOutcome { topic: topic_name, partition, base_offset, first_sequence, records, duplicate: false };
+        let outcome = AppendOutcome {
+            topic: topic_name,
+            partition,
+            base_offset,
+            first_sequence,
+            records,
+            duplicate: false,
+            log_append_time_ms,
+        };
         Ok(PendingAppend { outcome, durability })
     }
 }
@@ -445,6 +478,7 @@ fn producer_duplicate(
         first_sequence: original.first_commit,
         records,
         duplicate: true,
+        log_append_time_ms: None,
     }
 }
 
@@ -532,7 +566,15 @@ fn find_duplicates(
     let base_offset = records[0].offset;
     let first_sequence = records[0].sequence;
     Ok(Some((
-        AppendOutcome { topic, partition: original_partition, base_offset, first_sequence, records, duplicate: true },
+        AppendOutcome {
+            topic,
+            partition: original_partition,
+            base_offset,
+            first_sequence,
+            records,
+            duplicate: true,
+            log_append_time_ms: None,
+        },
         wait_for,
     )))
 }

@@ -2,6 +2,7 @@
 //! a frame when it is created (and a tombstone when deleted), so the catalog is recovered by the
 //! same replay, and ordered with the same commit protocol, as the records it describes.
 
+use evident_core::partitioner::KeyPartitioner;
 use evident_core::TopicName;
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +36,18 @@ pub struct TopicConfig {
     /// Refuse a record whose key already lives in another partition of the topic, because
     /// per-entity ordering holds only within one partition.
     pub key_partition_guard: bool,
+    /// The hash that places a key the topic has not seen when the append does not name a
+    /// partition (the HTTP API, the Rust library): murmur2 as Kafka's Java client, or the one
+    /// the topic's Kafka producers use, so that they and evident agree. Changing it moves no
+    /// stored key: a known key is appended where it lives. Not written when murmur2, so a
+    /// catalog of a topic without it reads the same as before it existed.
+    #[serde(skip_serializing_if = "KeyPartitioner::is_default")]
+    pub key_partitioner: KeyPartitioner,
+    /// Kafka's `message.timestamp.type=LogAppendTime`: each batch is stamped with the time the
+    /// log appends it. Not written when false, so the catalog of a topic without it reads the
+    /// same as before it existed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub log_append_time: bool,
 }
 
 impl Default for TopicConfig {
@@ -45,6 +58,8 @@ impl Default for TopicConfig {
             retention_bytes: None,
             cleanup_policy: CleanupPolicy::Delete,
             key_partition_guard: true,
+            key_partitioner: KeyPartitioner::Murmur2,
+            log_append_time: false,
         }
     }
 }
@@ -109,5 +124,17 @@ mod tests {
         assert_eq!(parsed.partitions, 3);
         assert!(parsed.key_partition_guard);
         assert!(serde_json::from_str::<TopicConfig>(r#"{"partitons":3}"#).is_err());
+    }
+
+    /// The partitioner is stored only when it is not murmur2, so catalogs written before it
+    /// existed, and topics that keep the default, read and write the same bytes.
+    #[test]
+    fn key_partitioner_is_stored_only_when_chosen() {
+        let default = serde_json::to_string(&TopicConfig::default()).expect("json");
+        assert!(!default.contains("key_partitioner"), "{default}");
+        let crc = TopicConfig { key_partitioner: KeyPartitioner::Crc32, ..TopicConfig::default() };
+        let json = serde_json::to_string(&crc).expect("json");
+        assert!(json.contains(r#""key_partitioner":"crc32""#), "{json}");
+        assert_eq!(serde_json::from_str::<TopicConfig>(&json).expect("parse"), crc);
     }
 }

@@ -18,7 +18,11 @@ use crate::catalog::TopicMeta;
 use crate::index::{FrameEntry, Index, PartitionState, ProducerBatch, ProducerState, Stream, StreamEvent, TopicState};
 use crate::storage::Storage;
 
-const MAGIC: &[u8; 8] = b"EVCKPT01";
+/// Version 2 added each partition's log start (offset and commit sequence, after its next
+/// offset). A version-1 file is still read, with every log start at 0 (it was written before
+/// any could move), so upgrading does not cost a full replay.
+const MAGIC: &[u8; 8] = b"EVCKPT02";
+const MAGIC_V1: &[u8; 8] = b"EVCKPT01";
 /// File name of the checkpoint.
 pub(crate) const FILE: &str = "index.checkpoint";
 const TMP: &str = "index.checkpoint.tmp";
@@ -119,6 +123,8 @@ pub(crate) fn encode(index: &Index, mark: Mark) -> Vec<u8> {
         w.u64(t.partitions.len() as u64);
         for p in &t.partitions {
             w.u64(p.next_offset);
+            w.u64(p.log_start);
+            w.u64(p.log_start_seq);
             w.u64(p.batches.len() as u64);
             for b in &p.batches {
                 w.u32(*b);
@@ -196,9 +202,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Index, Mark), String> {
 
 fn decode_body(body: &[u8]) -> Result<(Index, Mark), Bad> {
     let mut r = R { b: body, at: 0 };
-    if r.take(8)? != MAGIC {
-        return Err("bad magic");
-    }
+    let v2 = match r.take(8)? {
+        m if m == MAGIC => true,
+        m if m == MAGIC_V1 => false,
+        _ => return Err("bad magic"),
+    };
     let pos = r.u64()?;
     let last_frame = match r.u8()? {
         0 => None,
@@ -209,10 +217,14 @@ fn decode_body(body: &[u8]) -> Result<(Index, Mark), Bad> {
     let topics = r.count(8)?;
     for _ in 0..topics {
         let meta: TopicMeta = serde_json::from_slice(r.bytes()?).map_err(|_| "bad topic metadata")?;
-        let n = r.count(24)?;
+        let n = r.count(if v2 { 40 } else { 24 })?;
         let mut partitions = Vec::with_capacity(n);
         for _ in 0..n {
             let next_offset = r.u64()?;
+            let (log_start, log_start_seq) = if v2 { (r.u64()?, r.u64()?) } else { (0, 0) };
+            if log_start > next_offset {
+                return Err("log start past the partition's end");
+            }
             let nb = r.count(4)?;
             let mut batches = Vec::with_capacity(nb);
             for _ in 0..nb {
@@ -237,7 +249,7 @@ fn decode_body(body: &[u8]) -> Result<(Index, Mark), Bad> {
                 }
                 producers.insert(pid, ProducerState { epoch, batches: pb });
             }
-            partitions.push(PartitionState { next_offset, batches, producers });
+            partitions.push(PartitionState { next_offset, log_start, log_start_seq, batches, producers });
         }
         if partitions.len() != meta.config.partitions as usize {
             return Err("partition count disagrees with the topic's config");

@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 
+use evident_core::partitioner::KeyPartitioner;
 use evident_core::{BatchError, ExpectedVersion, NameError, PartitionId, TopicName, Version};
 
 /// Result alias for the log.
@@ -80,8 +81,24 @@ pub enum Error {
     /// An expected version was given for records that have no key, hence no stream.
     #[error("an expected version needs a keyed record: records with a null key belong to no stream")]
     ExpectedVersionWithoutKey,
-    /// The key already lives in another partition of the topic (the key-partition guard).
-    #[error("stream {topic}/{key} lives in partition {home}; a record for it was sent to partition {sent}")]
+    /// A record without a key was sent to a compacted topic: compaction keeps the latest
+    /// record per key, so a keyless one has nothing to be kept by (Kafka's message and rule).
+    #[error("Compacted topic cannot accept message without key in topic partition {topic}-{partition}.")]
+    KeylessOnCompacted {
+        /// Topic.
+        topic: TopicName,
+        /// Partition the record was sent to.
+        partition: PartitionId,
+    },
+    /// The key already lives in another partition of the topic (the key-partition guard). The
+    /// message says which key partitioners put the key where it was sent, which is how a
+    /// producer hashing with another partitioner than the topic's is told apart from one that
+    /// names partitions itself.
+    #[error(
+        "stream {topic}/{key} lives in partition {home} ({}); a record for it was sent to partition {sent} ({})",
+        placed_text(home_by),
+        placed_text(sent_by)
+    )]
     KeyInOtherPartition {
         /// Topic.
         topic: TopicName,
@@ -91,6 +108,12 @@ pub enum Error {
         home: PartitionId,
         /// Partition the record was sent to.
         sent: PartitionId,
+        /// The partitioners that place the key in `home` (empty: none does).
+        home_by: Vec<KeyPartitioner>,
+        /// The partitioners that place the key in `sent` (empty: none does).
+        sent_by: Vec<KeyPartitioner>,
+        /// The topic's own partitioner (`evident.key.partitioner`).
+        key_partitioner: KeyPartitioner,
     },
     /// The same event id appears twice in one batch for one stream.
     #[error("event id {id:?} appears twice in the batch for stream {key}")]
@@ -189,6 +212,18 @@ pub enum Error {
     /// An I/O error.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// "where crc32 puts its key", or that no known partitioner does.
+fn placed_text(by: &[KeyPartitioner]) -> String {
+    match by {
+        [] => "where none of the murmur2, crc32 and fnv1a partitioners puts its key".to_string(),
+        [only] => format!("where the {only} partitioner puts its key"),
+        _ => {
+            let names: Vec<&str> = by.iter().map(|p| p.name()).collect();
+            format!("where the {} partitioners put its key", names.join(" and "))
+        }
+    }
 }
 
 fn display_version(v: Option<Version>) -> String {

@@ -1,13 +1,13 @@
 //! The journal frame: the envelope in which every change (a record batch, a topic created or
-//! deleted) is written to the journal. See `docs/log-format.md` for the byte layout and why
-//! each field exists.
+//! deleted, a partition's log start moved) is written to the journal. See `docs/log-format.md`
+//! for the byte layout and why each field exists.
 //!
 //! ```text
 //! offset size field
 //!      0    4 magic "EVF1"
 //!      4    4 crc32c of bytes 8..length (header after this field, and payload)
 //!      8    4 length: header + payload, before padding
-//!     12    1 kind (1 batch, 2 topic created, 3 topic deleted)
+//!     12    1 kind (1 batch, 2 topic created, 3 topic deleted, 4 topic altered, 5 log start)
 //!     13    3 zero
 //!     16    8 durable_before: journal position known durable when this frame was written
 //!     24    8 first_sequence: commit sequence of the first record (batches), else 0
@@ -39,6 +39,9 @@ pub enum FrameKind {
     /// A topic's metadata changed (payload: the new metadata as JSON); today only its
     /// partition count grows.
     TopicAltered = 4,
+    /// A partition's log start moved forward (Kafka's DeleteRecords; payload: the new first
+    /// offset, u64 little-endian): records below it are no longer served.
+    LogStart = 5,
 }
 
 /// A frame's header, decoded.
@@ -156,6 +159,7 @@ pub fn decode_header(bytes: &[u8]) -> Result<FrameHeader, FrameError> {
         2 => FrameKind::TopicCreated,
         3 => FrameKind::TopicDeleted,
         4 => FrameKind::TopicAltered,
+        5 => FrameKind::LogStart,
         _ => return Err(FrameError::Invalid("unknown kind")),
     };
     Ok(FrameHeader {

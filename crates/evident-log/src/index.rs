@@ -116,6 +116,14 @@ pub(crate) const PRODUCER_BATCHES: usize = 5;
 pub(crate) struct PartitionState {
     /// Next offset to assign (pending appends included).
     pub next_offset: u64,
+    /// First offset served (Kafka's log start offset): records below it were deleted by
+    /// DeleteRecords and no read returns them. Only moves forward.
+    pub log_start: u64,
+    /// Commit sequence of the record at `log_start`, or the store's next commit sequence when
+    /// the start was moved to the partition's end: a record of this partition is retained iff
+    /// its sequence is at least this (offsets and sequences grow together within a partition),
+    /// which is how stream and store-wide reads, which go by sequence, honour the start.
+    pub log_start_seq: u64,
     /// Indices into [`Index::frames`] of this partition's batches, in offset order.
     pub batches: Vec<u32>,
     /// Idempotent producers.
@@ -390,6 +398,47 @@ impl Index {
         }
         self.next_seq = header.first_sequence + u64::from(count);
         Ok(())
+    }
+
+    /// Records that partition `partition` of topic `topic` starts at `offset` (a `LogStart`
+    /// frame, on append and on replay). A start at or below the current one changes nothing, so
+    /// the start never moves back whatever the order of concurrent moves. The start's commit
+    /// sequence is derived from the frames indexed so far, which are exactly the frames before
+    /// this one in the journal, so append and replay derive the same one.
+    pub fn apply_log_start(&mut self, topic: u32, partition: u32, offset: u64) -> std::result::Result<(), String> {
+        let state = self.topics.get(&topic).ok_or_else(|| format!("log start for unknown topic id {topic}"))?;
+        let p = state
+            .partitions
+            .get(partition as usize)
+            .ok_or_else(|| format!("log start for unknown partition {partition} of topic id {topic}"))?;
+        if offset > p.next_offset {
+            return Err(format!("log start {offset} is past the partition's end {}", p.next_offset));
+        }
+        if offset <= p.log_start {
+            return Ok(());
+        }
+        let at = p.batches.partition_point(|&i| self.frames[i as usize].end_offset() <= offset);
+        let seq = match p.batches.get(at) {
+            Some(&i) => {
+                let f = &self.frames[i as usize];
+                f.first_seq + (offset - f.base_offset)
+            }
+            None => self.next_seq,
+        };
+        let Some(p) = self.topics.get_mut(&topic).and_then(|t| t.partitions.get_mut(partition as usize)) else {
+            return Err(format!("log start for unknown partition {partition} of topic id {topic}"));
+        };
+        p.log_start = offset;
+        p.log_start_seq = seq;
+        Ok(())
+    }
+
+    /// The log start (offset, commit sequence) of a partition; (0, 0) for one not known.
+    pub fn log_start(&self, topic: u32, partition: u32) -> (u64, u64) {
+        self.topics
+            .get(&topic)
+            .and_then(|t| t.partitions.get(partition as usize))
+            .map_or((0, 0), |p| (p.log_start, p.log_start_seq))
     }
 
     /// Index into `frames` of the frame holding commit sequence `seq`, or the first frame after

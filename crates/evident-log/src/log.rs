@@ -458,6 +458,11 @@ fn apply_frame(index: &mut Index, pos: u64, header: &FrameHeader, payload: &[u8]
                 serde_json::from_slice(payload).map_err(|e| corrupted(format!("topic metadata invalid: {e}")))?;
             index.apply_topic_altered(meta)
         }
+        FrameKind::LogStart => {
+            let offset: [u8; 8] =
+                payload.try_into().map_err(|_| corrupted(format!("log start payload of {} bytes", payload.len())))?;
+            index.apply_log_start(header.topic, header.partition, u64::from_le_bytes(offset)).map_err(corrupted)
+        }
     }
 }
 
@@ -689,6 +694,77 @@ impl Log {
         st.index.apply_topic_altered(meta.clone())?;
         self.inner.wait_visible(st, end)?;
         Ok(meta)
+    }
+
+    /// Replaces a topic's configuration (Kafka's AlterConfigs): every setting but the partition
+    /// count, which only [`Log::create_partitions`] changes. Written as a `TopicAltered` frame,
+    /// so the change is durable when this returns and replayed in order with the records.
+    pub fn alter_topic_config(&self, name: &str, config: TopicConfig) -> Result<TopicMeta> {
+        config.validate()?;
+        let mut st = self.inner.writable()?;
+        let current = st.index.topic_by_name(name)?.meta.clone();
+        if config.partitions != current.config.partitions {
+            return Err(Error::InvalidConfig(format!(
+                "topic {name} has {} partitions: its configuration cannot change them (asked for {})",
+                current.config.partitions, config.partitions
+            )));
+        }
+        let meta = TopicMeta { config, ..current };
+        let payload = serde_json::to_vec(&meta).map_err(|e| Error::Io(std::io::Error::other(e)))?;
+        let (_, end) = self.inner.enqueue_frame(&mut st, FrameKind::TopicAltered, 0, meta.id, 0, &payload, |_| {})?;
+        st.index.apply_topic_altered(meta.clone())?;
+        self.inner.wait_visible(st, end)?;
+        Ok(meta)
+    }
+
+    /// Moves the log start of a partition to `offset` (Kafka's DeleteRecords; `None` means
+    /// the high watermark) and returns the log start afterwards (Kafka's low watermark). The
+    /// records below it are never served again by any read (see `read.rs`), and a stream whose
+    /// first events are gone starts at its first retained version; versions, expected-version
+    /// checks and idempotence by event id are unchanged. An offset past the high watermark is
+    /// [`Error::OffsetOutOfRange`]; one at or below the current start changes nothing (the start
+    /// never moves back), as in Kafka.
+    ///
+    /// The move is a `LogStart` frame in the journal, so it is durable when this returns (under
+    /// `fsync = always`) and replayed in order with the records. The index records it when the
+    /// frame is queued, like every other change, so a read that runs during the sync may already
+    /// be refused the records; if that sync fails the log is poisoned, this returns the error,
+    /// and the records come back at the next open (nothing is ever served that a restart
+    /// withdraws: only withheld early).
+    pub fn delete_records(&self, topic: &str, partition: u32, offset: Option<u64>) -> Result<u64> {
+        let mut st = self.inner.writable()?;
+        let t = st.index.topic_by_name(topic)?;
+        let (tid, name) = (t.meta.id, t.meta.name.clone());
+        let Some(p) = t.partitions.get(partition as usize) else {
+            return Err(Error::UnknownPartition {
+                topic: name,
+                partition: evident_core::PartitionId(partition),
+                partitions: t.meta.config.partitions,
+            });
+        };
+        let start = p.log_start;
+        let hw = crate::read::visible_high_watermark(&st.index, tid, partition, st.visible_seq);
+        let offset = offset.unwrap_or(hw);
+        if offset > hw {
+            return Err(Error::OffsetOutOfRange {
+                topic: name,
+                partition: evident_core::PartitionId(partition),
+                offset,
+                log_start: start,
+                high_watermark: hw,
+            });
+        }
+        if offset <= start {
+            return Ok(start);
+        }
+        let payload = offset.to_le_bytes();
+        let (_, end) = self.inner.enqueue_frame(&mut st, FrameKind::LogStart, 0, tid, partition, &payload, |_| {})?;
+        // Checked above under the same lock: a refusal here would be a bug, with the frame queued.
+        if let Err(why) = st.index.apply_log_start(tid, partition, offset) {
+            panic!("a log start checked against the partition was refused: {why}");
+        }
+        self.inner.wait_visible(st, end)?;
+        Ok(offset)
     }
 
     /// Every topic, by name.
@@ -1021,9 +1097,7 @@ impl Inner {
             assert!(st.visible_pos <= st.durable_pos, "acknowledging past the synced position");
         }
         // The hook first: an appender woken below then finds the round already announced.
-        if let Some(hook) = self.commit_hook.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            hook(st.visible_seq);
-        }
+        self.announce(st);
         while st.waiters.front().is_some_and(|w| w.end <= st.visible_pos) {
             if let Some(w) = st.waiters.pop_front() {
                 w.resolve(Ok(()));
@@ -1038,6 +1112,14 @@ impl Inner {
             }
         }
         self.progress.notify_all();
+    }
+
+    /// Tells the commit hook the visible commit sequence (and so whoever follows it, such as
+    /// live subscriptions, that something was decided).
+    fn announce(&self, st: &State) {
+        if let Some(hook) = self.commit_hook.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            hook(st.visible_seq);
+        }
     }
 
     fn poison(&self, st: &mut State, what: &str, e: &std::io::Error) {
@@ -1088,6 +1170,13 @@ impl Inner {
     /// stored.
     fn poison_unknown(&self, st: &mut State, what: &str, e: &std::io::Error, round_end: u64) {
         let why = format!("{what}: {e}");
+        // Poisoned and announced before any appender is told: one woken below must find the
+        // log poisoned and the round announced, as `publish` does for acknowledgements (an
+        // appender told first could see neither yet).
+        if st.poisoned.is_none() {
+            st.poisoned = Some(why.clone());
+        }
+        self.announce(st);
         while st.waiters.front().is_some_and(|w| w.end <= round_end) {
             if let Some(w) = st.waiters.pop_front() {
                 w.resolve(Err(Refusal::Unknown(why.clone())));

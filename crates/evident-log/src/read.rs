@@ -224,7 +224,7 @@ fn plan_spans(st: &State, locs: &[(u64, u64)]) -> Result<(Vec<Span>, Vec<usize>)
     Ok((spans, which))
 }
 
-fn visible_high_watermark(index: &Index, topic: u32, partition: u32, visible_seq: u64) -> u64 {
+pub(crate) fn visible_high_watermark(index: &Index, topic: u32, partition: u32, visible_seq: u64) -> u64 {
     let p = &index.topics[&topic].partitions[partition as usize];
     for &i in p.batches.iter().rev() {
         let f = &index.frames[i as usize];
@@ -248,23 +248,26 @@ fn resolve_partition(index: &Index, topic: &str, partition: u32) -> Result<(u32,
 }
 
 /// The visible batch frames of a partition from the one holding `offset`, while `take(frame,
-/// frames taken so far)` says so; with the high watermark and the topic's name. An offset past
-/// the high watermark is an error.
+/// frames taken so far)` says so; with the high watermark, the topic's name and the log start.
+/// An offset past the high watermark or below the log start is an error. The first frame may
+/// begin below `offset` (and so below the log start): a stored batch is served whole, as
+/// Kafka's Fetch serves it, and its readers skip the records before the offset they asked for.
 fn partition_frames(
     st: &State,
     topic: &str,
     partition: u32,
     offset: u64,
     mut take: impl FnMut(&FrameEntry, usize) -> bool,
-) -> Result<(Vec<FrameEntry>, u64, TopicName)> {
+) -> Result<(Vec<FrameEntry>, u64, TopicName, u64)> {
     let (tid, name) = resolve_partition(&st.index, topic, partition)?;
     let hw = visible_high_watermark(&st.index, tid, partition, st.visible_seq);
-    if offset > hw {
+    let (log_start, _) = st.index.log_start(tid, partition);
+    if offset > hw || offset < log_start {
         return Err(Error::OffsetOutOfRange {
             topic: name,
             partition: PartitionId(partition),
             offset,
-            log_start: 0,
+            log_start,
             high_watermark: hw,
         });
     }
@@ -278,7 +281,7 @@ fn partition_frames(
         }
         frames.push(f);
     }
-    Ok((frames, hw, name))
+    Ok((frames, hw, name, log_start))
 }
 
 /// Verifies the batch frames in `bytes` (a span read starting at `span_pos`) for `frames`.
@@ -333,7 +336,7 @@ impl Log {
         let (tid, _) = resolve_partition(&st.index, topic, partition)?;
         Ok(PartitionOffsets {
             partition,
-            log_start_offset: 0,
+            log_start_offset: st.index.log_start(tid, partition).0,
             high_watermark: visible_high_watermark(&st.index, tid, partition, st.visible_seq),
         })
     }
@@ -345,7 +348,7 @@ impl Log {
         Ok((0..t.meta.config.partitions)
             .map(|p| PartitionOffsets {
                 partition: p,
-                log_start_offset: 0,
+                log_start_offset: st.index.log_start(t.meta.id, p).0,
                 high_watermark: visible_high_watermark(&st.index, t.meta.id, p, st.visible_seq),
             })
             .collect())
@@ -358,7 +361,7 @@ impl Log {
         let partitions = (0..t.meta.config.partitions)
             .map(|p| PartitionOffsets {
                 partition: p,
-                log_start_offset: 0,
+                log_start_offset: st.index.log_start(t.meta.id, p).0,
                 high_watermark: visible_high_watermark(&st.index, t.meta.id, p, st.visible_seq),
             })
             .collect();
@@ -376,7 +379,7 @@ impl Log {
     pub fn read_partition(&self, topic: &str, partition: u32, offset: u64, max_bytes: usize) -> Result<PartitionRead> {
         let st = self.inner.lock();
         let mut total = 0usize;
-        let (frames, hw, name) = partition_frames(&st, topic, partition, offset, |f, taken| {
+        let (frames, hw, name, log_start) = partition_frames(&st, topic, partition, offset, |f, taken| {
             if taken > 0 && total + f.len as usize > max_bytes {
                 return false;
             }
@@ -395,7 +398,7 @@ impl Log {
             let Some((_, bytes)) = &cur else { continue };
             batches.push(frame_payload(bytes, &spans[si], f).map_err(|e| self.damaged_frame(e, &name, f))?);
         }
-        Ok(PartitionRead { batches, high_watermark: hw, log_start_offset: 0 })
+        Ok(PartitionRead { batches, high_watermark: hw, log_start_offset: log_start })
     }
 
     /// Reads a stream.
@@ -409,6 +412,10 @@ impl Log {
         };
         let visible = stream.events.partition_point(|e| e.seq < st.visible_seq);
         let current_version = visible.checked_sub(1).map(|v| v as u64);
+        // Versions below the partition's log start were deleted: the stream starts at its first
+        // retained version, and versions keep counting from the stream's true start.
+        let (_, start_seq) = st.index.log_start(stream.topic, stream.partition);
+        let first = stream.events.partition_point(|e| e.seq < start_seq);
         let cap = match options.as_of_version {
             Some(v) => visible.min(usize::try_from(v.saturating_add(1)).unwrap_or(usize::MAX)),
             None => visible,
@@ -416,13 +423,13 @@ impl Log {
         let versions: Vec<usize> = match options.direction {
             Direction::Forward => {
                 let from = options.from_version.map_or(0, |v| usize::try_from(v).unwrap_or(usize::MAX));
-                (from.min(cap)..cap).collect()
+                (from.max(first).min(cap)..cap).collect()
             }
             Direction::Backward => {
                 let from = options
                     .from_version
                     .map_or(cap, |v| usize::try_from(v.saturating_add(1)).unwrap_or(usize::MAX).min(cap));
-                (0..from).rev().collect()
+                (first.min(from)..from).rev().collect()
             }
         };
         // Without a time filter the limit applies before reading; with one, after.
@@ -517,12 +524,17 @@ impl Log {
     }
 
     /// Reads up to `limit` events of every topic in commit-sequence order, from `from`.
-    /// Events of deleted topics are skipped (their sequence numbers are not reused).
+    /// Events of deleted topics are skipped (their sequence numbers are not reused), and so are
+    /// records below their partition's log start: a projection reading everything sees what
+    /// the store still holds, with gaps in the sequence where records were deleted, as it does
+    /// where a topic was.
     pub fn read_all(&self, from: u64, limit: usize) -> Result<Vec<Event>> {
         let st = self.inner.lock();
         let start = st.index.frame_at_or_after_seq(from);
         let mut frames = Vec::new();
         let mut count = 0usize;
+        // (topic, partition) -> first retained sequence, for the frames a start cuts through.
+        let mut cut: std::collections::HashMap<(u32, u32), u64> = std::collections::HashMap::new();
         for f in &st.index.frames[start..] {
             if f.end_seq() > st.visible_seq || count >= limit {
                 break;
@@ -530,10 +542,22 @@ impl Log {
             let Some(t) = st.index.topics.get(&f.topic) else {
                 continue;
             };
-            count += f.end_seq().saturating_sub(from.max(f.first_seq)) as usize;
+            let (_, start_seq) = st.index.log_start(f.topic, f.partition);
+            if f.end_seq() <= start_seq {
+                continue;
+            }
+            if f.first_seq < start_seq {
+                cut.insert((f.topic, f.partition), start_seq);
+            }
+            count += f.end_seq().saturating_sub(from.max(f.first_seq).max(start_seq)) as usize;
             frames.push((*f, t.meta.name.clone()));
         }
-        self.decode_frames(st, &frames, |seq, _| seq >= from, limit)
+        self.decode_frames(
+            st,
+            &frames,
+            |f, seq, _| seq >= from && cut.get(&(f.topic, f.partition)).is_none_or(|&s| seq >= s),
+            limit,
+        )
     }
 
     /// Reads up to `limit` events of one partition from `offset`, with their stream versions
@@ -541,7 +565,7 @@ impl Log {
     pub fn read_partition_events(&self, topic: &str, partition: u32, offset: u64, limit: usize) -> Result<Vec<Event>> {
         let st = self.inner.lock();
         let mut count = 0usize;
-        let (frames, _, name) = partition_frames(&st, topic, partition, offset, |f, _| {
+        let (frames, _, name, _) = partition_frames(&st, topic, partition, offset, |f, _| {
             if count >= limit {
                 return false;
             }
@@ -549,17 +573,17 @@ impl Log {
             true
         })?;
         let frames: Vec<(FrameEntry, TopicName)> = frames.into_iter().map(|f| (f, name.clone())).collect();
-        self.decode_frames(st, &frames, |_, off| off >= offset, limit)
+        self.decode_frames(st, &frames, |_, _, off| off >= offset, limit)
     }
 
-    /// Decodes the records of `frames` (in order) that `keep(sequence, offset)` accepts, up to
+    /// Decodes the records of `frames` (in order) that `keep(frame, sequence, offset)` accepts, up to
     /// `limit`, then fills in their stream versions. Takes the lock guard so the file reads
     /// happen after it is released.
     fn decode_frames(
         &self,
         st: std::sync::MutexGuard<'_, State>,
         frames: &[(FrameEntry, TopicName)],
-        keep: impl Fn(u64, u64) -> bool,
+        keep: impl Fn(&FrameEntry, u64, u64) -> bool,
         limit: usize,
     ) -> Result<Vec<Event>> {
         let locs: Vec<(u64, u64)> = frames.iter().map(|(f, _)| (f.pos, u64::from(f.len))).collect();
@@ -579,7 +603,7 @@ impl Log {
                 let record = record?;
                 let seq = f.first_seq + i as u64;
                 let offset = f.base_offset + i as u64;
-                if !keep(seq, offset) {
+                if !keep(f, seq, offset) {
                     continue;
                 }
                 if out.len() >= limit {
@@ -624,29 +648,99 @@ impl Log {
         let st = self.inner.lock();
         let (tid, name) = resolve_partition(&st.index, topic, partition)?;
         let p = &st.index.topics[&tid].partitions[partition as usize];
-        let mut candidates = Vec::new();
-        for &i in &p.batches {
-            let f = st.index.frames[i as usize];
-            if f.end_seq() > st.visible_seq {
-                break;
-            }
-            if f.max_ts >= timestamp_ms {
-                candidates.push(f);
-                break;
-            }
-        }
-        let Some(f) = candidates.pop() else {
+        let start = p.log_start;
+        let mut found = p
+            .batches
+            .iter()
+            .map(|&i| st.index.frames[i as usize])
+            .skip_while(|f| f.end_offset() <= start)
+            .take_while(|f| f.end_seq() <= st.visible_seq)
+            .filter(|f| f.max_ts >= timestamp_ms);
+        let (Some(f), next) = (found.next(), found.next()) else {
             return Ok(None);
         };
+        // Only the batch holding the log start has records below it; if none of its retained
+        // ones is late enough, the next batch whose maximum is (all retained) holds the answer.
+        if let Some(hit) = self.first_record_where(st, &name, &f, start, |ts| ts >= timestamp_ms)? {
+            return Ok(Some(hit));
+        }
+        match next {
+            Some(g) => self.first_record_where(self.inner.lock(), &name, &g, start, |ts| ts >= timestamp_ms),
+            None => Ok(None),
+        }
+    }
+
+    /// The record of the partition with the largest timestamp, the first of them on a tie (what
+    /// Kafka's ListOffsets answers for MAX_TIMESTAMP, -3): its offset and timestamp, or None
+    /// for an empty partition. The batch is found from the index's per-batch maximum (a scan
+    /// of the partition's index entries, in memory); only that batch is read.
+    pub fn record_with_max_timestamp(&self, topic: &str, partition: u32) -> Result<Option<(u64, i64)>> {
+        let st = self.inner.lock();
+        let (tid, name) = resolve_partition(&st.index, topic, partition)?;
+        let p = &st.index.topics[&tid].partitions[partition as usize];
+        let start = p.log_start;
+        let retained: Vec<FrameEntry> = p
+            .batches
+            .iter()
+            .map(|&i| st.index.frames[i as usize])
+            .skip_while(|f| f.end_offset() <= start)
+            .take_while(|f| f.end_seq() <= st.visible_seq)
+            .collect();
+        // The batch the log start cuts (the first, if any) has a maximum that may belong to a
+        // deleted record: its retained maximum is found by reading its retained records.
+        let (cut, whole) = match retained.split_first() {
+            Some((first, rest)) if first.base_offset < start => (Some(*first), rest),
+            _ => (None, &retained[..]),
+        };
+        let mut best: Option<FrameEntry> = None;
+        for f in whole {
+            if best.is_none_or(|b| f.max_ts > b.max_ts) {
+                best = Some(*f);
+            }
+        }
+        if let Some(c) = cut {
+            let max = std::cell::Cell::new(i64::MIN);
+            self.first_record_where(st, &name, &c, start, |ts| {
+                max.set(max.get().max(ts));
+                false
+            })?;
+            let max = max.get();
+            // Ties go to the earliest record, which is in the cut batch.
+            if best.is_none_or(|b| max >= b.max_ts) {
+                return self.first_record_where(self.inner.lock(), &name, &c, start, |ts| ts == max);
+            }
+            let Some(f) = best else { return Ok(None) };
+            return self.first_record_where(self.inner.lock(), &name, &f, start, |ts| ts == f.max_ts);
+        }
+        let Some(f) = best else {
+            return Ok(None);
+        };
+        let max_ts = f.max_ts;
+        self.first_record_where(st, &name, &f, start, |ts| ts == max_ts)
+    }
+
+    /// The first record of batch `f` at or after offset `from` whose timestamp passes `wanted`:
+    /// its offset and timestamp. Takes the state lock's guard to drop it before reading the disk.
+    fn first_record_where(
+        &self,
+        st: std::sync::MutexGuard<'_, State>,
+        name: &TopicName,
+        f: &FrameEntry,
+        from: u64,
+        wanted: impl Fn(i64) -> bool,
+    ) -> Result<Option<(u64, i64)>> {
         let (spans, _) = plan_spans(&st, &[(f.pos, u64::from(f.len))])?;
         drop(st);
-        let bytes = spans[0].read().map_err(|e| self.damaged_frame(e, &name, &f))?;
-        let payload = frame_payload(&bytes, &spans[0], &f).map_err(|e| self.damaged_frame(e, &name, &f))?;
+        let bytes = spans[0].read().map_err(|e| self.damaged_frame(e, name, f))?;
+        let payload = frame_payload(&bytes, &spans[0], f).map_err(|e| self.damaged_frame(e, name, f))?;
         let batch = RecordBatch::parse_exact(&payload)?;
-        let base_ts = batch.header().base_timestamp;
+        let header = batch.header();
+        // A LogAppendTime batch stamps every record with the batch's max timestamp.
+        let log_append_time = header.attributes & 0x08 != 0;
         for (i, record) in batch.records()?.enumerate() {
-            let ts = base_ts + record?.timestamp_delta;
-            if ts >= timestamp_ms {
+            let ts =
+                if log_append_time { header.max_timestamp } else { header.base_timestamp + record?.timestamp_delta };
+            if f.base_offset + i as u64 >= from && wanted(ts) {
                 return Ok(Some((f.base_offset + i as u64, ts)));
             }
         }

@@ -286,6 +286,64 @@ fn partition_events_carry_versions_sequences_and_sizes() {
     assert!(log.poisoned().is_none());
 }
 
+/// A topic's configuration altered (Kafka's AlterConfigs) is durable: replayed from the journal
+/// and kept by the checkpoint; a LogAppendTime topic stamps its batches with the log's clock
+/// (timestamp-type bit, max timestamp, a valid CRC) and refuses nothing else; a compacted one
+/// refuses keyless records.
+#[test]
+fn an_altered_configuration_applies_at_once_and_survives_reopen() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let keyless = || {
+        let mut b = BatchBuilder::new();
+        b.push(NewRecord { key: None, value: Some(b"v".to_vec()), headers: vec![], timestamp_ms: 1 });
+        b.build()
+    };
+    {
+        let log = open(dir.path());
+        log.create_topic("t", TopicConfig { partitions: 2, ..TopicConfig::default() }).expect("create");
+        log.append_batch("t", 0, &keyless(), None).expect("keyless records on a delete-policy topic");
+        let wanted = TopicConfig {
+            partitions: 2,
+            cleanup_policy: evident_log::CleanupPolicy::Compact,
+            log_append_time: true,
+            ..TopicConfig::default()
+        };
+        assert!(
+            matches!(
+                log.alter_topic_config("t", TopicConfig { partitions: 3, ..wanted.clone() }),
+                Err(Error::InvalidConfig(_))
+            ),
+            "the partition count is not a setting"
+        );
+        assert!(matches!(log.alter_topic_config("nope", wanted.clone()), Err(Error::UnknownTopic(_))));
+        assert_eq!(log.alter_topic_config("t", wanted.clone()).expect("alter").config, wanted);
+        assert!(matches!(log.append_batch("t", 0, &keyless(), None), Err(Error::KeylessOnCompacted { .. })));
+        let mut b = BatchBuilder::new();
+        b.push(NewRecord { key: Some(b"k".to_vec()), value: Some(b"v".to_vec()), headers: vec![], timestamp_ms: 1 });
+        let out = log.append_batch("t", 0, &b.build(), None).expect("keyed");
+        let stamped = out.log_append_time_ms.expect("a LogAppendTime topic answers its append time");
+        assert!(stamped > 1);
+        let read = log.read_partition("t", 0, 1, 1 << 20).expect("read");
+        let batch = evident_core::RecordBatch::parse_exact(&read.batches[0]).expect("valid CRC");
+        assert_eq!(batch.header().max_timestamp, stamped);
+        assert_eq!(
+            batch.header().attributes & evident_core::batch::LOG_APPEND_TIME,
+            evident_core::batch::LOG_APPEND_TIME
+        );
+        log.close().expect("close");
+    }
+    for remove_checkpoint in [false, true] {
+        if remove_checkpoint {
+            let _ = std::fs::remove_file(dir.path().join("index.checkpoint"));
+        }
+        let log = open(dir.path());
+        let d = log.describe_topic("t").expect("describe");
+        assert!(d.meta.config.log_append_time && d.meta.config.cleanup_policy == evident_log::CleanupPolicy::Compact);
+        assert_eq!(d.partitions[0].high_watermark, 2);
+        log.close().expect("close");
+    }
+}
+
 #[test]
 fn partitions_can_be_added_and_survive_reopen() {
     let dir = tempfile::tempdir().expect("tmp");

@@ -20,6 +20,7 @@ mod extract;
 mod groups;
 mod ops;
 mod records;
+mod sse;
 mod streams;
 mod subscribe;
 mod topics;

@@ -13,6 +13,7 @@ use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
 use evident_groups::GroupStore;
+use evident_kafka::connections::Cap;
 use evident_log::{Log, SYNC_LATENCY_BOUNDS_US};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -25,6 +26,8 @@ use prometheus_client::registry::Registry;
 const REQUEST_BOUNDS_S: [f64; 10] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5];
 /// Status classes counted separately.
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+/// The connection caps, as the `cap` label names them.
+const CAPS: [(Cap, &str); 2] = [(Cap::Listener, "listener"), (Cap::Address, "address")];
 
 /// The server's counters.
 #[derive(Debug, Default)]
@@ -33,6 +36,11 @@ pub struct Metrics {
     pub open_connections: AtomicI64,
     /// Connections accepted since start.
     pub connections_accepted: AtomicU64,
+    /// Connections refused because every connection in the cap's scope was busy, by cap
+    /// ([`CAPS`] order).
+    connections_refused: [AtomicU64; 2],
+    /// Idle connections closed to admit a newcomer, by cap ([`CAPS`] order).
+    connections_evicted: [AtomicU64; 2],
     /// Open live subscriptions.
     pub open_subscriptions: AtomicI64,
     /// Events appended over HTTP.
@@ -49,6 +57,24 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Counts a connection refused at `cap` (every connection in its scope busy).
+    pub fn connection_refused(&self, cap: Cap) {
+        self.connections_refused[Self::cap_index(cap)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an idle connection closed at `cap` to admit a newcomer.
+    pub fn connection_evicted(&self, cap: Cap) {
+        self.connections_evicted[Self::cap_index(cap)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The cap's place in [`CAPS`].
+    fn cap_index(cap: Cap) -> usize {
+        match cap {
+            Cap::Listener => 0,
+            Cap::Address => 1,
+        }
+    }
+
     /// Counts an append.
     pub fn record_append(&self, events: u64, bytes: u64) {
         self.http_events_appended.fetch_add(events, Ordering::Relaxed);
@@ -208,6 +234,23 @@ impl Collector for Scrape {
             "HTTP connections accepted.",
             m.connections_accepted.load(Ordering::Relaxed),
         )?;
+        for (name, help, counts) in [
+            (
+                "evident_http_connections_refused",
+                "HTTP connections refused (503) because every connection within a cap had a request in flight.",
+                &m.connections_refused,
+            ),
+            (
+                "evident_http_connections_evicted",
+                "Idle HTTP connections closed to admit a newcomer at a connection cap.",
+                &m.connections_evicted,
+            ),
+        ] {
+            let mut me = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for ((_, cap), n) in CAPS.iter().zip(counts) {
+                ConstCounter::new(n.load(Ordering::Relaxed)).encode(me.encode_family(&[("cap", *cap)])?)?;
+            }
+        }
         gauge(
             &mut e,
             "evident_http_open_subscriptions",
@@ -376,7 +419,8 @@ mod tests {
         log.append_batch("orders", 1, &batch.build(), None).expect("append");
         let groups =
             Arc::new(GroupStore::open(log.clone(), Arc::new(ManualClock::new(1_700_000_000_000))).expect("groups"));
-        let commit = OffsetCommit { topic: "orders".into(), partition: 1, offset: 2, metadata: None };
+        let commit =
+            OffsetCommit { topic: "orders".into(), partition: 1, offset: 2, metadata: None, leader_epoch: None };
         groups.commit("billing", &[commit]).expect("commit");
         let metrics = Arc::new(Metrics::default());
         metrics.record_response(200, std::time::Duration::from_millis(3));

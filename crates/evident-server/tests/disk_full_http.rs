@@ -26,10 +26,10 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Instant;
 
+use common::tmpfs::Tmpfs;
 use common::{Server, PATIENCE};
 use serde_json::{json, Value};
 
@@ -39,37 +39,6 @@ const BATCH: usize = 16;
 const PAD: usize = 4000;
 /// Refusals in a row after which the disk is taken to be full.
 const REFUSALS_IN_A_ROW: usize = 20;
-
-/// A tmpfs mounted for the test, unmounted when dropped.
-struct Tmpfs {
-    path: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` (as `mount -o size=` takes it), or says why it cannot.
-    fn mount(size: &str) -> Result<Self, String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let path = dir.path().join("mnt");
-        std::fs::create_dir(&path).map_err(|e| e.to_string())?;
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&path)
-            .output()
-            .map_err(|e| format!("running mount: {e}"))?;
-        if !out.status.success() {
-            return Err(format!("mount -t tmpfs failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
-        }
-        Ok(Self { path, _dir: dir })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        // Lazy: the server of a failed test may still hold files there.
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
-}
 
 /// One append request and what became of it.
 struct Request {

@@ -1,8 +1,13 @@
-//! Hostile HTTP clients against the real binary (issue 11, probe rows 8e, 8g, 8d): reads of
-//! large events that would build huge pages, request bodies held open to pin memory, and JSON
-//! nested deeper than parsers accept stored over Kafka. Each case checks the bound the server
-//! promises (pages within `--http-response-max-bytes`, bodies within `--http-bodies-max-bytes`,
-//! every page parseable) and that exact paging and other clients keep working meanwhile.
+//! Hostile HTTP clients against the real binary (issue 11, probe rows 8e, 8g, 8d, 2a): reads of
+//! large events that would build huge pages, request bodies held open to pin memory, JSON
+//! nested deeper than parsers accept stored over Kafka, and idle connections held to lock others
+//! out. Each case checks the bound the server promises (pages within `--http-response-max-bytes`,
+//! bodies within `--http-bodies-max-bytes`, every page parseable, connections within
+//! `--http-connections-max` and `--http-connections-per-ip-max`) and that exact paging and other
+//! clients keep working meanwhile.
+//!
+//! Connections from another address than 127.0.0.1 bind 127.0.0.2 before connecting: Linux
+//! routes all of 127.0.0.0/8 to the loopback interface, so the server sees a second client host.
 //!
 //! Memory figures come from `/proc/<pid>/status` (`VmHWM`, the peak resident set): a bound
 //! that is far above what the budgets allow and far below what the unbounded server took, so
@@ -11,10 +16,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::time::Duration;
 
-use common::{crc32c, varint, Server, PATIENCE};
+use common::{crc32c, metric_value, varint, Server, Sse, PATIENCE};
 use serde_json::{json, Value};
 
 /// Peak and current resident memory of the server, in MiB.
@@ -370,4 +376,195 @@ fn live_subscribers_share_the_feed_and_a_deleted_topic_ends_them() {
     let last = subs[0].next().expect("a last message");
     assert_eq!(last.event.as_deref(), Some("error"), "{last:?}");
     assert_eq!(last.json()["error"]["code"], "subscription_ended");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2a: idle connections held to lock other clients out.
+
+/// A TCP connection to the server from `source` (any address of 127.0.0.0/8).
+fn connect_from(server: &Server, source: [u8; 4]) -> TcpStream {
+    let target: SocketAddr = server.addr.parse().expect("server address");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build().expect("runtime");
+    let stream = runtime
+        .block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::new(IpAddr::from(source), 0))?;
+            socket.connect(target).await
+        })
+        .unwrap_or_else(|e| panic!("connecting from {source:?}: {e}"))
+        .into_std()
+        .expect("a std stream");
+    stream.set_nonblocking(false).expect("blocking");
+    stream.set_read_timeout(Some(PATIENCE)).expect("read timeout");
+    stream
+}
+
+/// A keep-alive client on one connection, which fails the test if the server closes it.
+struct Client {
+    reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    fn from(server: &Server, source: [u8; 4]) -> Client {
+        Client { reader: BufReader::new(connect_from(server, source)) }
+    }
+
+    /// Sends a request and reads its `Content-Length` reply: the status and the body text.
+    fn request(&mut self, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
+        let body = body.map(Value::to_string).unwrap_or_default();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: evident\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let stream = self.reader.get_mut();
+        stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body.as_bytes())).expect("send");
+        let mut status_line = String::new();
+        let n = self.reader.read_line(&mut status_line).expect("status line");
+        assert!(n > 0, "the server closed this client's connection before answering {method} {path}");
+        let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status");
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).expect("header line");
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse().expect("length");
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        self.reader.read_exact(&mut body).expect("body");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    fn append(&mut self, i: usize) {
+        let event = json!({"type": "Deposited", "id": format!("legit-{i}"), "data": {"i": i}});
+        let (status, body) = self.request("POST", "/v1/topics/t/streams/legit", Some(&event));
+        assert_eq!(status, 201, "{body}");
+    }
+
+    fn metric(&mut self, series: &str) -> f64 {
+        let (status, text) = self.request("GET", "/metrics", None);
+        assert_eq!(status, 200);
+        metric_value(&text, series).unwrap_or_else(|| panic!("no {series} in /metrics"))
+    }
+}
+
+/// Whether the server has closed `s` (a read sees the end or a reset rather than waiting).
+fn closed_by_server(mut s: &TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(20))).expect("timeout");
+    let mut sink = [0u8; 4096];
+    loop {
+        match s.read(&mut sink) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// One address holds far more idle connections than its cap (silent ones, ones trickling a
+/// head, ones that made a request and went quiet) while a live subscription from the same
+/// address streams and a client on 127.0.0.2 keeps appending on one keep-alive connection.
+/// At the per-address cap the address's longest idle connections are closed, so it never holds
+/// more than its cap; the subscription (a request in flight) and the other address are never
+/// touched, nothing is refused, and the store is healthy afterwards.
+#[test]
+fn one_address_is_held_to_its_cap_by_evicting_its_idle_connections() {
+    const PER_IP: usize = 8;
+    // A header timeout far beyond the test: only eviction can close the idle connections.
+    let server = Server::start_with(&[
+        "--http-connections-max",
+        "64",
+        "--http-connections-per-ip-max",
+        &PER_IP.to_string(),
+        "--http-header-timeout-ms",
+        "600000",
+    ]);
+    let mut legit = Client::from(&server, [127, 0, 0, 2]);
+    let (status, body) = legit.request("POST", "/v1/topics", Some(&json!({"name": "t", "partitions": 1})));
+    assert_eq!(status, 201, "{body}");
+    legit.append(0);
+    let mut subscription = Sse::open(&server, "/v1/subscribe?topic=t", &[]);
+    assert_eq!(subscription.status, 200);
+    assert_eq!(subscription.next_event().json()["id"], "legit-0");
+
+    const ATTACK: usize = 120;
+    let mut attacker = Vec::new();
+    for i in 0..ATTACK {
+        let mut s = connect_from(&server, [127, 0, 0, 1]);
+        match i % 3 {
+            // Says nothing.
+            0 => {}
+            // Trickles a partial head.
+            1 => s.write_all(b"GET /hea").expect("partial head"),
+            // Makes one request, reads the reply and goes quiet.
+            _ => {
+                s.write_all(b"GET /health HTTP/1.1\r\nHost: evident\r\n\r\n").expect("request");
+                let mut reply = [0u8; 512];
+                assert!(s.read(&mut reply).expect("reply") > 0);
+            }
+        }
+        attacker.push(s);
+        if i % 10 == 9 {
+            legit.append(i);
+        }
+    }
+    // The address holds at most its cap, the subscription included: the rest were closed.
+    common::eventually("the address to be held to its cap", || {
+        attacker.iter().filter(|s| !closed_by_server(s)).count() < PER_IP
+    });
+    // The newest connection was admitted (the evictions made room; nothing was refused).
+    assert!(!closed_by_server(attacker.last().expect("attacker")), "the newest connection was closed");
+    let evicted = legit.metric("evident_http_connections_evicted_total{cap=\"address\"}");
+    assert!(evicted >= (ATTACK + 1 - PER_IP) as f64, "{evicted} evictions at the address cap");
+    assert_eq!(legit.metric("evident_http_connections_evicted_total{cap=\"listener\"}"), 0.0);
+    assert_eq!(legit.metric("evident_http_connections_refused_total{cap=\"address\"}"), 0.0);
+    // The subscription streamed through it all, and 127.0.0.2's connection was never closed.
+    legit.append(ATTACK);
+    for i in (9..ATTACK).step_by(10).chain([ATTACK]) {
+        assert_eq!(subscription.next_event().json()["id"], format!("legit-{i}"));
+    }
+    let (status, body) = legit.request("GET", "/health", None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).expect("json")["status"], "ok", "{body}");
+    let (status, body) = legit.request("GET", "/v1/topics/t/streams/legit", None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).expect("json")["events"].as_array().map(Vec::len), Some(14));
+}
+
+/// Probe 2a: idle connections far beyond the server's cap, all from one address that is
+/// allowed all of them (the default per-address cap equals the global one, as on loopback or
+/// behind a proxy). Newcomers are admitted by closing the longest idle connections, so the
+/// server holds at most its cap and a client from another address is still served at once,
+/// not after the header timeout.
+#[test]
+fn idle_connections_beyond_the_cap_cannot_lock_another_client_out() {
+    const MAX: usize = 32;
+    let server =
+        Server::start_with(&["--http-connections-max", &MAX.to_string(), "--http-header-timeout-ms", "600000"]);
+    server.create_topic("t", 1);
+    let attacker: Vec<TcpStream> = (0..10 * MAX).map(|_| connect_from(&server, [127, 0, 0, 1])).collect();
+    // A newcomer from another address is served while the attacker's sockets are still open.
+    let mut legit = Client::from(&server, [127, 0, 0, 2]);
+    legit.append(0);
+    let (status, _) = legit.request("GET", "/v1/topics/t/streams/legit", None);
+    assert_eq!(status, 200);
+    common::eventually("the server to hold at most its cap", || {
+        attacker.iter().filter(|s| !closed_by_server(s)).count() < MAX
+    });
+    let open = legit.metric("evident_http_open_connections");
+    assert!(open <= MAX as f64, "{open} connections open over a cap of {MAX}");
+    let evicted = legit.metric("evident_http_connections_evicted_total{cap=\"listener\"}");
+    assert!(evicted >= (10 * MAX + 1 - MAX) as f64, "{evicted} evictions at the listener cap");
+    assert_eq!(legit.metric("evident_http_connections_refused_total{cap=\"listener\"}"), 0.0);
+    let (status, body) = legit.request("GET", "/health", None);
+    assert_eq!(status, 200, "{body}");
 }

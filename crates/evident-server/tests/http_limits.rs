@@ -1,4 +1,5 @@
-//! The HTTP listener's limits against the real binary: the connection cap, the header and body
+//! The HTTP listener's limits against the real binary: the connection cap (idle connections
+//! make room, busy ones refuse), the header and body
 //! read timeouts (a slowloris client is cut off), the cap on live subscriptions, and the info
 //! line of a refused write. In every case the server keeps serving the other clients.
 //!
@@ -87,31 +88,61 @@ fn event(id: &str) -> Value {
     json!({ "type": "Deposited", "id": id, "data": { "amount": 5 } })
 }
 
+/// At the connection cap a newcomer is admitted by closing the connection idle the longest
+/// (here the one answered least recently); it is refused with 503 only when every connection
+/// has a request in flight, as live subscriptions do for as long as they stream (they are
+/// never evicted). Either way the other clients keep being served.
 #[test]
-fn connections_over_the_cap_get_503_and_the_others_keep_being_served() {
+fn at_the_connection_cap_idle_connections_make_room_and_busy_ones_get_503() {
     // A long header timeout: the held connections must not be closed as idle meanwhile.
     let server = Server::start_with(&["--http-connections-max", "2", "--http-header-timeout-ms", "600000"]);
+    server.create_topic("t", 1);
     let mut first = Conn::open(&server);
+    assert_eq!(first.get("/health").0, 200);
     let mut second = Conn::open(&server);
-    // A reply on each proves the server holds both.
-    assert_eq!(first.get("/health").0, 200);
     assert_eq!(second.get("/health").0, 200);
-
+    // Over the cap: the connection answered least recently goes, the newcomer is served.
     let mut third = Conn::open(&server);
-    let (status, body) = third.get("/health");
-    assert_eq!(status, 503, "{body}");
-    let error = assert_error(&body, "too_many_connections");
-    assert!(error["message"].as_str().is_some_and(|m| m.contains("--http-connections-max")), "{body}");
-    third.wait_closed();
-
-    // The held connections are still served.
-    assert_eq!(first.get("/health").0, 200);
+    assert_eq!(third.get("/health").0, 200);
+    first.wait_closed();
     assert_eq!(second.get("/v1/topics").0, 200);
+    assert_eq!(third.get("/health").0, 200);
 
-    // Closing one frees its slot for a newcomer (once the server has seen the close).
-    drop(first);
-    eventually("a freed slot to serve a new connection", || Conn::open(&server).get("/health").0 == 200);
-    assert_eq!(second.get("/health").0, 200);
+    // A subscription and an append whose body is still arriving take both slots (each evicting
+    // an idle connection) and hold them: both have a request in flight. The subscription's
+    // response head and the append's `100 Continue` show that the server has read each request.
+    let mut subscription = Sse::open(&server, "/v1/subscribe?topic=t&key=acc", &[]);
+    assert_eq!(subscription.status, 200);
+    let body = br#"{"type":"Deposited","id":"e1","data":{}}"#;
+    let mut append = Conn::open(&server);
+    let head = format!(
+        "POST /v1/topics/t/streams/acc HTTP/1.1\r\nHost: evident\r\nContent-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        body.len()
+    );
+    append.send(head.as_bytes()).expect("head");
+    assert_eq!(append.reply().map(|(status, _)| status), Some(100));
+    append.send(&body[..10]).expect("part of the body");
+    second.wait_closed();
+    third.wait_closed();
+    let mut refused = Conn::open(&server);
+    let (status, body_json) = refused.get("/health");
+    assert_eq!(status, 503, "{body_json}");
+    let error = assert_error(&body_json, "too_many_connections");
+    assert!(error["message"].as_str().is_some_and(|m| m.contains("--http-connections-max")), "{body_json}");
+    refused.wait_closed();
+
+    // The append completes and the subscription delivers it; its connection, idle again, then
+    // makes room for a newcomer.
+    append.send(&body[10..]).expect("the rest of the body");
+    assert_eq!(append.reply().map(|(status, _)| status), Some(201));
+    assert_eq!(subscription.next().expect("an event").json()["id"], "e1");
+    assert_eq!(Conn::open(&server).get("/health").0, 200);
+    append.wait_closed();
+    let metrics = server.metrics();
+    let evicted = common::metric_value(&metrics, "evident_http_connections_evicted_total{cap=\"listener\"}");
+    assert!(evicted.is_some_and(|n| n >= 4.0), "{evicted:?}");
+    let refused = common::metric_value(&metrics, "evident_http_connections_refused_total{cap=\"listener\"}");
+    assert_eq!(refused, Some(1.0));
 }
 
 #[test]

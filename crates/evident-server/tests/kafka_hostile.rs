@@ -739,6 +739,125 @@ fn decompression_bombs_over_many_entries_are_bounded_per_request() {
     assert!(!stderr.contains("panicked"), "the server panicked:\n{stderr}");
 }
 
+const REQUEST_TIMED_OUT: i16 = 7;
+
+/// `batch` (uncompressed, from [`record_batch`]) rewritten as a zstd batch: its records in one
+/// raw (stored) zstd block, which every decoder accepts. Written by hand from RFC 8878 so the
+/// test needs no compressor.
+fn zstd_raw_batch(batch: &[u8]) -> Vec<u8> {
+    let records = &batch[61..];
+    assert!(records.len() < 128 << 10, "one raw block");
+    let mut b = batch[..61].to_vec();
+    b.extend_from_slice(&0xFD2F_B528u32.to_le_bytes()); // magic
+    b.push(0x00); // frame header descriptor: no content size, no checksum, no dictionary
+    b.push(7 << 3); // window descriptor: 128 KiB
+    let block_header = 1 | ((records.len() as u32) << 3); // last, raw, its size
+    b.extend_from_slice(&block_header.to_le_bytes()[..3]);
+    b.extend_from_slice(records);
+    b[21..23].copy_from_slice(&4i16.to_be_bytes()); // attributes: zstd
+    let length = (b.len() - 12) as i32;
+    b[8..12].copy_from_slice(&length.to_be_bytes());
+    let crc = crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+/// Sixteen connections at once, each sending requests of eight zstd bombs (each cut off at the
+/// log's 8 MiB batch limit): without a broker-wide budget each request holds its own 8 MiB
+/// batch being inflated, so N connections hold N times it (the per-request budget bounds only
+/// what one request inflates in all). With `--kafka-decompressed-total-max-bytes` at 32 MiB,
+/// at most four batches inflate at once and the others wait their turn: every bomb is refused
+/// (`MESSAGE_TOO_LARGE`, or `REQUEST_TIMED_OUT` if it waited half the request timeout), the
+/// server's RSS grows by at most the budget plus 32 MiB (frames, threads, the heap; measured:
+/// +42 MiB, and +132 MiB with the budget lifted to 4 GiB), and a producer on another
+/// connection, alternating plain and valid zstd batches, is acknowledged throughout, in
+/// order. Afterwards the whole budget is free: a compressed batch is stored at once.
+#[test]
+fn concurrent_decompression_bombs_share_one_broker_wide_budget() {
+    const CONNECTIONS: usize = 16;
+    const REQUESTS: usize = 2;
+    const ENTRIES: usize = 8;
+    const BUDGET: u64 = 32 << 20;
+    let server = Server::start_with(&["--kafka-decompressed-total-max-bytes", &BUDGET.to_string()]);
+    server.create_topic("storm", 4);
+    server.create_topic("steady", 1);
+    let bomb = zstd_bomb_batch(63 << 20);
+    let entries: Entries<'_> = (0..ENTRIES as i32).map(|i| (i % 4, &bomb[..])).collect();
+    let request = produce_v3_entries(71, &[("storm", entries)]);
+    let before = rss(server.pid());
+    let stop = AtomicBool::new(false);
+    let (produced, slowest, refusals) = std::thread::scope(|s| {
+        let producer = s.spawn(|| {
+            let mut conn = connect(&server);
+            let (mut n, mut slowest) = (0i64, Duration::ZERO);
+            while !stop.load(Ordering::Relaxed) || n < 4 {
+                let plain = record_batch(&[("acct-1", "deposited")], 1_700_000_000_000);
+                let batch = if n % 2 == 0 { plain } else { zstd_raw_batch(&plain) };
+                let started = Instant::now();
+                let (error, base) = produce(&mut conn, 2000 + n as i32, "steady", &batch, "produce during the storm");
+                assert_eq!((error, base), (0, n), "produce {n} (zstd: {}) during the storm", n % 2 == 1);
+                slowest = slowest.max(started.elapsed());
+                n += 1;
+            }
+            (n, slowest)
+        });
+        let attackers: Vec<_> = (0..CONNECTIONS)
+            .map(|c| {
+                let (server, request) = (&server, &request);
+                s.spawn(move || {
+                    let mut conn = connect(server);
+                    let mut refusals = [0usize; 2];
+                    for r in 0..REQUESTS {
+                        let what = format!("bomb request {r} on connection {c}");
+                        let errors = produce_v3_errors(&round_trip(&mut conn, request, 71, &what));
+                        assert_eq!(errors.len(), 1, "{what}");
+                        for code in &errors[0].1 {
+                            match *code {
+                                MESSAGE_TOO_LARGE => refusals[0] += 1,
+                                REQUEST_TIMED_OUT => refusals[1] += 1,
+                                other => panic!("{what}: error {other}"),
+                            }
+                        }
+                    }
+                    refusals
+                })
+            })
+            .collect();
+        let mut refusals = [0usize; 2];
+        for a in attackers {
+            let r = a.join().expect("attacker");
+            refusals[0] += r[0];
+            refusals[1] += r[1];
+        }
+        stop.store(true, Ordering::Relaxed);
+        let (n, slowest) = producer.join().expect("producer");
+        (n, slowest, refusals)
+    });
+    let peak = peak_rss(server.pid());
+    let grown = peak.saturating_sub(before);
+    println!(
+        "decompression storm: {CONNECTIONS} connections x {REQUESTS} requests x {ENTRIES} bombs, {} too large, {} timed \
+         out; RSS {} -> peak {} MiB (+{} MiB, budget {} MiB); {produced} produced alongside, slowest {slowest:?}",
+        refusals[0],
+        refusals[1],
+        before >> 20,
+        peak >> 20,
+        grown >> 20,
+        BUDGET >> 20
+    );
+    assert_eq!(refusals[0] + refusals[1], CONNECTIONS * REQUESTS * ENTRIES);
+    assert!(refusals[0] > 0, "no bomb was inflated at all");
+    assert!(grown < BUDGET + (32 << 20), "RSS grew by {} MiB with a {} MiB budget", grown >> 20, BUDGET >> 20);
+    assert!(server_alive(&server), "the server died\n--- stderr\n{}", server.stderr());
+
+    // Nothing is poisoned and nothing stays charged: a compressed batch is stored at once.
+    let mut conn = connect(&server);
+    let batch = zstd_raw_batch(&record_batch(&[("acct-2", "opened")], 1_700_000_000_000));
+    assert_eq!(produce(&mut conn, 72, "storm", &batch, "zstd produce after the storm"), (0, 0));
+    let stderr = server.stderr();
+    assert!(!stderr.contains("panicked"), "the server panicked:\n{stderr}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Connection and memory budgets (reliability probe 2b, 2c, 2e, 5b)
 
@@ -1108,4 +1227,123 @@ fn a_flood_of_first_joins_does_not_lock_a_consumer_out_of_its_group() {
     let body = round_trip(&mut conn, &join_group_v4(10, "fat", "", &vec![0u8; (1 << 20) + 1]), 10, "fat join");
     assert_eq!(parse_join_group_v4(&body).0, INVALID_REQUEST, "a join with over 1 MiB of metadata");
     assert!(server_alive(&server), "the server died\n--- stderr\n{}", server.stderr());
+}
+
+const API_SYNC_GROUP: i16 = 14;
+const GROUP_MAX_SIZE_REACHED: i16 = 81;
+
+/// A SyncGroup v1 that assigns `assignment` to the member itself (a group of one, whose
+/// leader it is).
+fn sync_group_v1(correlation: i32, group: &str, generation: i32, member_id: &str, assignment: &[u8]) -> Vec<u8> {
+    let mut p = header(API_SYNC_GROUP, 1, correlation, false);
+    string(&mut p, group);
+    p.extend_from_slice(&generation.to_be_bytes());
+    string(&mut p, member_id);
+    p.extend_from_slice(&1i32.to_be_bytes()); // assignments
+    string(&mut p, member_id);
+    p.extend_from_slice(&(assignment.len() as i32).to_be_bytes());
+    p.extend_from_slice(assignment);
+    frame(&p)
+}
+
+/// Probe 5f: 15 MiB of protocol metadata per member used to be accepted and held. The caps are
+/// 1 MiB per join (over it: INVALID_REQUEST), 64 MiB per group and 256 MiB for every group
+/// together (over them: GROUP_MAX_SIZE_REACHED). Five groups of 66 members each join with just
+/// under 1 MiB each (330 MiB offered): 256 members are admitted (256 MiB held), at most 64 in a
+/// group, and the other 74 are refused. The server's RSS
+/// grows by at most what the caps allow to be held (256 MiB) plus one encoded leader response
+/// per full group (each carries its group's 64 MiB of member metadata, as Kafka's does) plus
+/// 64 MiB for frames in flight; a real consumer with small metadata still joins its own group,
+/// syncs, and fetches what was produced.
+#[test]
+fn protocol_metadata_is_bounded_per_join_per_group_and_in_all() {
+    const GROUPS: usize = 5;
+    const MEMBERS: usize = 66;
+    const CAP_TOTAL: u64 = 256 << 20;
+    const CAP_GROUP: u64 = 64 << 20;
+    let server = Server::start();
+    let before = rss(server.pid());
+    // "range" (5 bytes) and the metadata count together, just under the per-join cap.
+    let metadata = vec![7u8; (1 << 20) - 100];
+    let mut members = Vec::new();
+    let mut admitted = [0usize; GROUPS];
+    let mut refused = [0usize; GROUPS];
+    for (g, refused_here) in refused.iter_mut().enumerate() {
+        let group = format!("fat-{g}");
+        for m in 0..MEMBERS {
+            let what = format!("member {m} of {group}");
+            let mut conn = connect(&server);
+            let body = round_trip(&mut conn, &join_group_v4(20, &group, "", &metadata), 20, &what);
+            let (error, _, member_id) = parse_join_group_v4(&body);
+            // A full group (or all groups full) refuses the first join already.
+            if error == GROUP_MAX_SIZE_REACHED {
+                *refused_here += 1;
+                continue;
+            }
+            assert_eq!(error, MEMBER_ID_REQUIRED, "{what}: first join");
+            // The join with its id waits for the join phase to end: read the answers later.
+            conn.write_all(&join_group_v4(21, &group, &member_id, &metadata)).expect("join with its id");
+            members.push((g, conn, what));
+        }
+    }
+    for (g, conn, what) in &mut members {
+        let body = match answer(conn, what) {
+            Answer::Reply(body) => body,
+            Answer::Closed => panic!("{what}: closed"),
+        };
+        assert_eq!(Cursor::new(&body).i32(), 21, "{what}: correlation");
+        match parse_join_group_v4(&body[4..]).0 {
+            0 => admitted[*g] += 1,
+            GROUP_MAX_SIZE_REACHED => refused[*g] += 1,
+            other => panic!("{what}: error {other}"),
+        }
+    }
+    let peak = peak_rss(server.pid());
+    let grown = peak.saturating_sub(before);
+    let bound = CAP_TOTAL + 4 * CAP_GROUP + (64 << 20);
+    println!(
+        "fat joins: {} members x {} KiB offered; admitted per group {admitted:?}, refused {refused:?}; RSS {} -> \
+         peak {} MiB (+{} MiB, bound {} MiB)",
+        GROUPS * MEMBERS,
+        metadata.len() >> 10,
+        before >> 20,
+        peak >> 20,
+        grown >> 20,
+        bound >> 20
+    );
+    // Joins of different connections race, so which members get in varies; how many does not.
+    assert_eq!(admitted.iter().sum::<usize>(), 256, "256 MiB in all: {admitted:?}");
+    assert!(admitted.iter().all(|&n| n <= 64), "64 MiB per group: {admitted:?}");
+    assert_eq!(refused.iter().sum::<usize>(), GROUPS * MEMBERS - 256);
+    assert!(grown < bound, "RSS grew by {} MiB, over {} MiB", grown >> 20, bound >> 20);
+
+    // Over the per-join cap: INVALID_REQUEST.
+    let mut conn = connect(&server);
+    let body = round_trip(&mut conn, &join_group_v4(22, "fatter", "", &vec![0u8; 1 << 20]), 22, "fat join");
+    assert_eq!(parse_join_group_v4(&body).0, INVALID_REQUEST, "a join with over 1 MiB of metadata");
+
+    // A real consumer, its subscription a few bytes, still joins its group (the caps have room
+    // for it), syncs, and reads what was produced.
+    server.create_topic("accounts", 1);
+    let mut consumer = connect(&server);
+    let (error, _) =
+        produce(&mut consumer, 30, "accounts", &record_batch(&[("acct-1", "opened")], 1_700_000_000_000), "produce");
+    assert_eq!(error, 0, "produce during the fat groups");
+    let body = round_trip(&mut consumer, &join_group_v4(31, "readers", "", b"sub"), 31, "real first join");
+    let (error, _, member_id) = parse_join_group_v4(&body);
+    assert_eq!(error, MEMBER_ID_REQUIRED);
+    let body = round_trip(&mut consumer, &join_group_v4(32, "readers", &member_id, b"sub"), 32, "real join");
+    let (error, generation, joined_as) = parse_join_group_v4(&body);
+    assert_eq!((error, joined_as.as_str()), (0, member_id.as_str()), "the real consumer joins");
+    let body =
+        round_trip(&mut consumer, &sync_group_v1(33, "readers", generation, &member_id, b"accounts/0"), 33, "sync");
+    let mut c = Cursor::new(&body);
+    let _throttle = c.i32();
+    assert_eq!(c.i16(), 0, "SyncGroup");
+    assert_eq!(c.bytes(), Some(&b"accounts/0"[..]), "its assignment");
+    let body = round_trip(&mut consumer, &fetch_v4(34, "accounts", 0, 0), 34, "fetch");
+    let (high_watermark, next, batches) = parse_fetch_v4(&body, "fetch");
+    assert_eq!((high_watermark, next, batches), (1, Some(1), 1), "the consumer reads the record");
+    assert!(server_alive(&server), "the server died\n--- stderr\n{}", server.stderr());
+    drop(members);
 }

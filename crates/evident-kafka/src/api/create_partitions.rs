@@ -1,8 +1,11 @@
 //! CreatePartitions: grows a topic (partitions are only ever added, as in Kafka). Existing
 //! streams stay in their partitions (the key-partition guard keeps them there); new keys
-//! spread over all partitions.
+//! spread over all partitions. A manual replica assignment of the new partitions is accepted
+//! when a one-broker Kafka would accept it: one entry per new partition, each on this broker
+//! alone (`[[1]]`; librdkafka's admin test sends exactly that); Kafka's errors otherwise.
 
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsAssignment;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -10,6 +13,23 @@ use kafka_protocol::protocol::StrBytes;
 use crate::handler::{Ctx, ErrorCodes};
 use crate::error::KafkaError;
 use crate::topics;
+
+/// Kafka's checks of a manual assignment of `added` new partitions, on a single broker.
+fn check_assignments(assignments: &[CreatePartitionsAssignment], added: u32) -> Result<(), KafkaError> {
+    if usize::try_from(added).ok() != Some(assignments.len()) {
+        return Err(KafkaError::new(
+            ResponseError::InvalidReplicaAssignment,
+            format!(
+                "Attempted to add {added} additional partition(s), but only {} assignment(s) were specified.",
+                assignments.len()
+            ),
+        ));
+    }
+    for (i, a) in assignments.iter().enumerate() {
+        super::create_topics::on_this_broker_alone(&format!("new partition {i}"), &a.broker_ids)?;
+    }
+    Ok(())
+}
 
 /// Handles CreatePartitions.
 pub async fn handle(ctx: &Ctx<'_>, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
@@ -24,12 +44,6 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreatePartitionsRequest) -> CreatePartit
                         return Err(KafkaError::new(
                             ResponseError::InvalidTopicException,
                             format!("evident: topic {name} is internal"),
-                        ));
-                    }
-                    if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
-                        return Err(KafkaError::new(
-                            ResponseError::InvalidReplicaAssignment,
-                            "evident is a single node: manual replica assignments are not accepted",
                         ));
                     }
                     let count = u32::try_from(t.count).map_err(|_| {
@@ -51,6 +65,9 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreatePartitionsRequest) -> CreatePartit
                                 evident_log::TopicConfig::PARTITIONS_MAX
                             ),
                         ));
+                    }
+                    if let Some(assignments) = t.assignments.as_deref().filter(|a| !a.is_empty()) {
+                        check_assignments(assignments, count - meta.config.partitions)?;
                     }
                     if req.validate_only {
                         return Ok(());

@@ -1,15 +1,74 @@
 //! CreateTopics: partitions (-1 = the default), configuration (see `topic_config`), and
 //! `validate_only`. evident is one node: a replication factor other than 1 (or -1, the default)
-//! is refused, as is a manual replica assignment.
+//! is refused. A manual replica assignment is accepted when it is one Kafka would accept on a
+//! one-broker cluster: partitions 0, 1, ... in order, each on this broker alone (`[[1], [1]]`),
+//! with the partition count and replication factor left at -1 (Kafka's rules and errors).
 
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
-use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use kafka_protocol::messages::{BrokerId, CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use crate::broker::NODE_ID;
 use crate::handler::{Ctx, ErrorCodes};
 use crate::error::KafkaError;
 use crate::{topic_config, topics};
+
+/// Kafka's errors for a manual assignment of one partition (`what`, as the message names it)
+/// that a single broker cannot hold: a broker other than this one, or more than one replica.
+/// CreatePartitions checks its new partitions with it too.
+pub(super) fn on_this_broker_alone(what: &str, broker_ids: &[BrokerId]) -> Result<(), KafkaError> {
+    if let Some(other) = broker_ids.iter().find(|b| b.0 != NODE_ID) {
+        return Err(KafkaError::new(
+            ResponseError::InvalidReplicaAssignment,
+            format!(
+                "The manual partition assignment includes broker {}, but no broker with that ID is registered (evident is the single broker {NODE_ID}).",
+                other.0
+            ),
+        ));
+    }
+    if broker_ids.len() != 1 {
+        return Err(KafkaError::new(
+            ResponseError::InvalidReplicaAssignment,
+            format!(
+                "The manual partition assignment of {what} has {} replicas: evident is a single broker, so it is [{NODE_ID}].",
+                broker_ids.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The partition count a manual replica assignment gives, None when there is none; Kafka's
+/// errors for one a single broker cannot hold.
+fn assigned_partitions(t: &CreatableTopic) -> Result<Option<u32>, KafkaError> {
+    if t.assignments.is_empty() {
+        return Ok(None);
+    }
+    if t.num_partitions != -1 {
+        return Err(KafkaError::new(
+            ResponseError::InvalidRequest,
+            "A numPartitions value must not be set if assignments are specified.",
+        ));
+    }
+    if t.replication_factor != -1 {
+        return Err(KafkaError::new(
+            ResponseError::InvalidRequest,
+            "A replicationFactor value must not be set if assignments are specified.",
+        ));
+    }
+    for (expected, a) in t.assignments.iter().enumerate() {
+        if usize::try_from(a.partition_index).ok() != Some(expected) {
+            return Err(KafkaError::new(
+                ResponseError::InvalidReplicaAssignment,
+                format!("Partitions should be a consecutive 0-based integer sequence, but got partition {}.", a.partition_index),
+            ));
+        }
+        on_this_broker_alone(&format!("partition {expected}"), &a.broker_ids)?;
+    }
+    Ok(Some(u32::try_from(t.assignments.len()).unwrap_or(u32::MAX)))
+}
 
 /// Handles CreateTopics.
 pub async fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResponse {
@@ -35,14 +94,11 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResp
                             ),
                         ));
                     }
-                    if !t.assignments.is_empty() {
-                        return Err(KafkaError::new(
-                            ResponseError::InvalidReplicaAssignment,
-                            "evident is a single node: manual replica assignments are not accepted",
-                        ));
-                    }
+                    let assigned = assigned_partitions(&t)?;
                     let mut config = evident_log::TopicConfig {
-                        partitions: if t.num_partitions == -1 {
+                        partitions: if let Some(assigned) = assigned {
+                            assigned
+                        } else if t.num_partitions == -1 {
                             broker.config.default_partitions
                         } else {
                             u32::try_from(t.num_partitions).map_err(|_| {

@@ -1,8 +1,11 @@
 //! DescribeGroups: state, protocol and members of each group. As in Kafka, a member's metadata
 //! and assignment (the bytes it and the leader sent) and the protocol name are only shown while
 //! the group is `Stable`; a group with only committed offsets is `Empty`; a group that does not
-//! exist is `Dead` with no error (the answer of v0–v5).
+//! exist is `Dead` with no error at v0–v5, and `GROUP_ID_NOT_FOUND` with Kafka's message
+//! ("Group G not found.") from v6 (KIP-1043), which the 4.x admin client and
+//! `kafka-consumer-groups --describe` show for a deleted group.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, GroupId};
 use kafka_protocol::protocol::StrBytes;
@@ -32,7 +35,16 @@ fn describe(ctx: &Ctx<'_>, group: GroupId) -> DescribedGroup {
             .with_members(members);
     }
     let has_offsets = ctx.broker.groups.committed(group.as_str(), None).is_ok_and(|c| !c.is_empty());
-    described.with_group_state(StrBytes::from_static_str(if has_offsets { "Empty" } else { "Dead" }))
+    if has_offsets {
+        return described.with_group_state(StrBytes::from_static_str("Empty"));
+    }
+    let dead = described.with_group_state(StrBytes::from_static_str("Dead"));
+    if ctx.version >= 6 {
+        let message = format!("Group {} not found.", group.as_str());
+        dead.with_error_code(ResponseError::GroupIdNotFound.code()).with_error_message(Some(StrBytes::from_string(message)))
+    } else {
+        dead
+    }
 }
 
 /// Handles DescribeGroups.

@@ -62,8 +62,14 @@ fn read_all(log: &evident_log::Log, wanted: &[Wanted], max_bytes: usize) -> (Vec
                 .with_log_start_offset(read.log_start_offset as i64)
                 .with_records(Some(records.freeze())))
         })();
+        // A partition error carries an empty record set, not a null one, as Kafka encodes it
+        // (`MemoryRecords.EMPTY`): librdkafka cannot parse a null set, so it never sees the
+        // error and `auto.offset.reset` never runs on OFFSET_OUT_OF_RANGE.
         out.push(result.unwrap_or_else(|e| {
-            base.with_error_code(e.code.code()).with_high_watermark(-1).with_log_start_offset(-1).with_records(None)
+            base.with_error_code(e.code.code())
+                .with_high_watermark(-1)
+                .with_log_start_offset(-1)
+                .with_records(Some(bytes::Bytes::new()))
         }));
     }
     (out, total)

@@ -1,7 +1,10 @@
 //! FindCoordinator: evident is a single broker, so it coordinates every group itself. Only
-//! group keys are served; transactions are not supported, so a transaction coordinator is
-//! "not available" (the retriable error clients expect from a broker that has none yet) and
-//! any other key type is an invalid request.
+//! group keys are served. Transactions are not supported (issue 14), so a transaction
+//! coordinator is refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED, the error Kafka gives a
+//! client that may not use its transactional id: clients treat it as fatal, so
+//! `init_transactions` fails at once. A retriable error (COORDINATOR_NOT_AVAILABLE, as before)
+//! made librdkafka retry until its transaction timeout, a hang to the user. Any other key type
+//! is an invalid request.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -15,12 +18,16 @@ const KEY_TYPE_GROUP: i8 = 0;
 /// FindCoordinator's key type for transactional ids.
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
+/// Why a transactional id is refused, in FindCoordinator and InitProducerId alike.
+pub(crate) const TRANSACTIONS_UNSUPPORTED: &str =
+    "evident does not support transactions yet: use an idempotent producer without transactional.id";
+
 /// Handles FindCoordinator (v0–v2: one key per request).
 pub async fn handle(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
     let refusal = match req.key_type {
         KEY_TYPE_GROUP => None,
         KEY_TYPE_TRANSACTION => {
-            Some((ResponseError::CoordinatorNotAvailable, "evident does not support transactions".to_string()))
+            Some((ResponseError::TransactionalIdAuthorizationFailed, TRANSACTIONS_UNSUPPORTED.to_string()))
         }
         other => Some((ResponseError::InvalidRequest, format!("unknown coordinator key type {other}"))),
     };

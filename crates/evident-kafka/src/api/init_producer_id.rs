@@ -1,6 +1,8 @@
 //! InitProducerId: hands an idempotent producer its id (epoch 0). Transactional producers are
-//! refused until transactions are proven by a test (SPEC §4); the log keeps each producer's
-//! sequences, so idempotence holds across restarts.
+//! refused until transactions are proven by a test (SPEC §4) with TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+//! the fatal error Kafka gives a client that may not use its transactional id, so the client
+//! fails at once instead of retrying (FindCoordinator refuses the same way). The log keeps each
+//! producer's sequences, so idempotence holds across restarts.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
@@ -10,6 +12,8 @@ use crate::handler::{Ctx, ErrorCodes};
 /// Handles InitProducerId.
 pub async fn handle(ctx: &Ctx<'_>, req: InitProducerIdRequest) -> InitProducerIdResponse {
     if req.transactional_id.is_some() {
+        // The response has no message field: the reason is logged instead.
+        tracing::debug!(transactional_id = ?req.transactional_id, "transactional producer refused: transactions are not supported");
         return InitProducerIdResponse::default()
             .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
             .with_producer_id(ProducerId(-1))

@@ -1,5 +1,7 @@
-//! ListOffsets: the earliest offset (-2), the latest (-1, the high watermark), or the first
-//! offset at or after a timestamp, per partition.
+//! ListOffsets: the earliest offset (-2), the latest (-1, the high watermark), the record with
+//! the largest timestamp (-3, MAX_TIMESTAMP, which v7 advertises: KIP-734), or the first offset
+//! at or after a timestamp, per partition. Any other negative timestamp (-4, the earliest local
+//! offset of tiered storage, v8+) is not advertised.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
@@ -10,6 +12,7 @@ use crate::error::KafkaError;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
 
 /// Handles ListOffsets.
 pub async fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsResponse {
@@ -32,6 +35,11 @@ pub async fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsRespon
                             Ok(match p.timestamp {
                                 LATEST => (-1, offsets.high_watermark as i64),
                                 EARLIEST => (-1, offsets.log_start_offset as i64),
+                                // Kafka answers -1 and -1 for an empty partition.
+                                MAX_TIMESTAMP => match log.record_with_max_timestamp(&topic, partition)? {
+                                    Some((offset, found)) => (found, offset as i64),
+                                    None => (-1, -1),
+                                },
                                 // Kafka answers the found record's own timestamp.
                                 ts => match log.record_at_or_after(&topic, partition, ts)? {
                                     Some((offset, found)) => (found, offset as i64),

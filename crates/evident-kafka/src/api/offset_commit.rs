@@ -54,6 +54,8 @@ pub async fn handle(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCommitResp
                                     partition,
                                     offset: p.committed_offset as u64,
                                     metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                                    // v6+ carries it; -1 (and older versions) mean none.
+                                    leader_epoch: (p.committed_leader_epoch >= 0).then_some(p.committed_leader_epoch),
                                 });
                                 None
                             }

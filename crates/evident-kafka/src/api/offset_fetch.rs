@@ -1,10 +1,10 @@
 //! OffsetFetch: a group's committed offsets for the partitions asked (or all of them, when the
-//! topic list is null, v2+). A partition without one is answered offset -1 with empty metadata
+//! topic list is null, v2+), with the committed leader epoch (v5+). A partition without one is answered offset -1 with empty metadata
 //! and no error, as Kafka does, so the consumer applies its `auto.offset.reset`.
 
 use std::collections::{BTreeMap, HashMap};
 
-use evident_groups::validate_group;
+use evident_groups::{validate_group, CommittedOffset};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_fetch_response::{OffsetFetchResponsePartition, OffsetFetchResponseTopic};
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
@@ -16,11 +16,14 @@ use crate::error::KafkaError;
 /// Kafka's "no committed offset".
 const NO_OFFSET: i64 = -1;
 
-fn partition(index: i32, offset: i64, metadata: Option<String>, error: i16) -> OffsetFetchResponsePartition {
+/// One partition's answer: its committed offset, metadata and leader epoch (-1 when the commit
+/// carried none, v5+), or Kafka's "none" when there is no commit.
+fn partition(index: i32, committed: Option<&CommittedOffset>, error: i16) -> OffsetFetchResponsePartition {
     OffsetFetchResponsePartition::default()
         .with_partition_index(index)
-        .with_committed_offset(offset)
-        .with_metadata(Some(StrBytes::from_string(metadata.unwrap_or_default())))
+        .with_committed_offset(committed.map_or(NO_OFFSET, |c| c.offset as i64))
+        .with_committed_leader_epoch(committed.and_then(|c| c.leader_epoch).unwrap_or(-1))
+        .with_metadata(Some(StrBytes::from_string(committed.and_then(|c| c.metadata.clone()).unwrap_or_default())))
         .with_error_code(error)
 }
 
@@ -43,7 +46,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchRespon
                     let partitions = t
                         .partition_indexes
                         .iter()
-                        .map(|&p| partition(p, NO_OFFSET, None, if ctx.version < 2 { e.code() } else { 0 }))
+                        .map(|&p| partition(p, None, if ctx.version < 2 { e.code() } else { 0 }))
                         .collect();
                     OffsetFetchResponseTopic::default().with_name(t.name).with_partitions(partitions)
                 })
@@ -54,8 +57,8 @@ pub async fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchRespon
     };
     let topics = match req.topics {
         Some(asked) => {
-            let by_partition: HashMap<(&str, u32), (u64, &Option<String>)> =
-                committed.iter().map(|c| ((c.topic.as_str(), c.partition), (c.offset, &c.metadata))).collect();
+            let by_partition: HashMap<(&str, u32), &CommittedOffset> =
+                committed.iter().map(|c| ((c.topic.as_str(), c.partition), c)).collect();
             asked
                 .into_iter()
                 .map(|t| {
@@ -64,10 +67,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchRespon
                         .iter()
                         .map(|&p| {
                             let found = u32::try_from(p).ok().and_then(|p| by_partition.get(&(t.name.as_str(), p)));
-                            match found {
-                                Some(&(offset, metadata)) => partition(p, offset as i64, metadata.clone(), 0),
-                                None => partition(p, NO_OFFSET, None, 0),
-                            }
+                            partition(p, found.copied(), 0)
                         })
                         .collect();
                     OffsetFetchResponseTopic::default().with_name(t.name).with_partitions(partitions)
@@ -77,12 +77,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchRespon
         None => {
             let mut by_topic: BTreeMap<&str, Vec<OffsetFetchResponsePartition>> = BTreeMap::new();
             for c in &committed {
-                by_topic.entry(c.topic.as_str()).or_default().push(partition(
-                    c.partition as i32,
-                    c.offset as i64,
-                    c.metadata.clone(),
-                    0,
-                ));
+                by_topic.entry(c.topic.as_str()).or_default().push(partition(c.partition as i32, Some(c), 0));
             }
             by_topic
                 .into_iter()

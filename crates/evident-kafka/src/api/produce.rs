@@ -3,7 +3,8 @@
 //! single durable node; `acks=0` gets no response, as in Kafka). The partition entries of one
 //! request are checked and queued one after another on one blocking task, each passing the
 //! cheap checks (topic, partition) before its batch is decompressed within the request's
-//! decompression budget ([`records::Budget`]); they are queued without waiting for their sync,
+//! decompression budget ([`records::Budget`]) and a reservation from the broker-wide one
+//! (`decompressed_total_max_bytes`: [`append_all`]); they are queued without waiting for their sync,
 //! so they share the log's group commit. The log applies evident's
 //! extensions from the record headers: `evident-expected-version`, `ce_id` idempotence and the
 //! key-partition guard; the idempotent producer's duplicates are answered with the original
@@ -15,6 +16,11 @@ use kafka_protocol::messages::produce_request::PartitionProduceData;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::handler::{Ctx, Deferred, ErrorCodes};
 use crate::error::KafkaError;
@@ -66,25 +72,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Deferred<ProduceRespo
     // Who gets an answer if the appending task itself fails.
     let shape: Vec<(TopicName, Vec<i32>)> =
         req.topic_data.iter().map(|t| (t.name.clone(), t.partition_data.iter().map(|p| p.index).collect())).collect();
-    let log = ctx.broker.log.clone();
-    let mut budget = records::Budget::new(ctx.broker.config.decompressed_max_bytes, log.config().batch_size_max);
-    // One blocking task appends the entries one after another: the request then holds at most
-    // its decompression budget plus the one batch being inflated, whatever its entry count.
-    // The appends are deferred (queued, not synced), so the entries still share the next group
-    // commit.
-    let appended = tokio::task::spawn_blocking(move || {
-        req.topic_data
-            .into_iter()
-            .map(|t| {
-                let topic = t.name.0.to_string();
-                let parts =
-                    t.partition_data.into_iter().map(|p| (p.index, append(&log, &topic, p, &mut budget))).collect();
-                (t.name, parts)
-            })
-            .collect::<Vec<_>>()
-    })
-    .await;
-    let pending: Vec<(TopicName, Vec<Queued>)> = match appended {
+    let pending = match append_all(ctx, req).await {
         Ok(pending) => pending,
         Err(e) => {
             let e = KafkaError::new(ResponseError::UnknownServerError, format!("evident: append task failed: {e}"));
@@ -106,7 +94,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Deferred<ProduceRespo
                             Ok(outcome) => PartitionProduceResponse::default()
                                 .with_index(index)
                                 .with_base_offset(outcome.base_offset as i64)
-                                .with_log_append_time_ms(-1)
+                                .with_log_append_time_ms(outcome.log_append_time_ms.unwrap_or(-1))
                                 .with_log_start_offset(0),
                             Err(e) => partition_error(&name, index, &e),
                         })
@@ -121,33 +109,209 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Deferred<ProduceRespo
     }))
 }
 
+/// Checks and queues every entry of a request, in request order. One blocking task takes the
+/// entries one after another: the request then holds at most its decompression budget plus
+/// the one batch being inflated, whatever its entry count, and the appends are deferred (queued,
+/// not synced), so the entries still share the next group commit. When a compressed batch
+/// cannot reserve its inflation from the broker-wide budget, the task stops there and the
+/// reservation is awaited here, off the blocking pool (a waiting request must not hold one of
+/// its threads: 512 waiting attackers would stall every produce's sync), until half the
+/// request's timeout has passed; then a new task resumes at that entry with the reservation.
+/// A batch whose reservation does not come in time is answered `REQUEST_TIMED_OUT` (not
+/// stored; retriable).
+async fn append_all(
+    ctx: &Ctx<'_>,
+    req: ProduceRequest,
+) -> Result<Vec<(TopicName, Vec<Queued>)>, tokio::task::JoinError> {
+    let broker = ctx.broker;
+    let log = broker.log.clone();
+    let shared = broker.decompressed_bytes.clone();
+    let total = broker.config.decompressed_total_max_bytes;
+    // One batch never inflates past the shared budget, so its reservation can always be met.
+    let mut budget =
+        records::Budget::new(broker.config.decompressed_max_bytes, log.config().batch_size_max.min(total));
+    // Half the request's timeout (the client's own timer started earlier, when it sent the
+    // request), so that the answer reaches the client before it gives up on it.
+    let timeout = u64::try_from(req.timeout_ms)
+        .ok()
+        .filter(|&ms| ms > 0)
+        .map_or(broker.config.request_timeout, std::time::Duration::from_millis)
+        .min(broker.config.request_timeout);
+    let deadline = tokio::time::Instant::now() + timeout / 2;
+    let mut grouped: Vec<(TopicName, Vec<Queued>)> = Vec::with_capacity(req.topic_data.len());
+    let mut todo: VecDeque<(usize, PartitionProduceData)> = VecDeque::new();
+    let mut names = Vec::with_capacity(req.topic_data.len());
+    for (t, topic) in req.topic_data.into_iter().enumerate() {
+        names.push(topic.name.0.to_string());
+        grouped.push((topic.name, Vec::with_capacity(topic.partition_data.len())));
+        todo.extend(topic.partition_data.into_iter().map(|p| (t, p)));
+    }
+    let names = Arc::new(names);
+    let mut granted: Option<OwnedSemaphorePermit> = None;
+    loop {
+        let (log, names, budget_bytes) = (log.clone(), names.clone(), shared.clone());
+        let (done, rest, spent, left_over) = tokio::task::spawn_blocking(move || {
+            let mut done = Vec::new();
+            while let Some((t, p)) = todo.pop_front() {
+                let index = p.index;
+                match append(&log, &names[t], p, &mut budget, &budget_bytes, &mut granted) {
+                    Step::Done(result) => done.push((t, index, result)),
+                    Step::Wait(p) => {
+                        todo.push_front((t, p));
+                        break;
+                    }
+                }
+            }
+            (done, todo, budget, granted)
+        })
+        .await?;
+        for (t, index, result) in done {
+            grouped[t].1.push((index, result));
+        }
+        (todo, budget, granted) = (rest, spent, left_over);
+        if todo.is_empty() {
+            return Ok(grouped);
+        }
+        let need = u32::try_from(budget.inflation_max()).unwrap_or(u32::MAX);
+        match tokio::time::timeout_at(deadline, shared.clone().acquire_many_owned(need)).await {
+            Ok(Ok(permit)) => granted = Some(permit),
+            _ => {
+                if let Some((t, p)) = todo.pop_front() {
+                    let e = KafkaError::new(
+                        ResponseError::RequestTimedOut,
+                        format!(
+                            "evident: not stored: the broker-wide decompression budget ({total} bytes) stayed in use \
+                             by other requests for {} ms; retry",
+                            (timeout / 2).as_millis()
+                        ),
+                    );
+                    grouped[t].1.push((p.index, Err(e)));
+                }
+            }
+        }
+    }
+}
+
+/// What became of one partition entry.
+enum Step {
+    /// Queued in the log, or refused.
+    Done(Result<PendingAppend, KafkaError>),
+    /// Its batch is compressed and the broker-wide decompression budget cannot cover its
+    /// reservation now: the entry, untouched, to resume once the reservation was awaited.
+    Wait(PartitionProduceData),
+}
+
 /// Checks one partition entry and queues its batch in the log. The cheap checks come first (the
 /// topic is not internal, the partition exists, records are present), so an entry that fails
-/// one costs no decompression; only then is the batch inflated, within the request's budget.
-/// The topic is looked up again by the append itself: one deleted in between is refused there.
+/// one costs no decompression; only then is the batch inflated, within the request's budget
+/// and a reservation from the broker-wide one (`granted`, if one was awaited, else taken now if
+/// free). The inflated bytes stay charged to the broker-wide budget until the log has queued
+/// them. The topic is looked up again by the append itself: one deleted in between is refused
+/// there.
 fn append(
     log: &evident_log::Log,
     topic: &str,
     p: PartitionProduceData,
     budget: &mut records::Budget,
-) -> Result<PendingAppend, KafkaError> {
-    if topics::is_internal(topic) {
-        return Err(KafkaError::new(
-            ResponseError::InvalidTopicException,
-            format!("evident: topic {topic} is internal and written only by evident"),
-        ));
+    shared: &Arc<Semaphore>,
+    granted: &mut Option<OwnedSemaphorePermit>,
+) -> Step {
+    let checked = (|| {
+        if topics::is_internal(topic) {
+            return Err(KafkaError::new(
+                ResponseError::InvalidTopicException,
+                format!("evident: topic {topic} is internal and written only by evident"),
+            ));
+        }
+        let index = p.index;
+        let partition = u32::try_from(index).map_err(|_| {
+            KafkaError::new(ResponseError::UnknownTopicOrPartition, format!("evident: partition {index} does not exist"))
+        })?;
+        // Produce does not create topics: a client learns of a missing one here and creates it
+        // through Metadata, where auto-creation happens (as in Kafka).
+        log.partition_offsets(topic, partition)?;
+        let bytes = p
+            .records
+            .clone()
+            .ok_or_else(|| KafkaError::new(ResponseError::InvalidRecord, "evident: the partition's records are null"))?;
+        Ok((partition, bytes))
+    })();
+    let (partition, bytes) = match checked {
+        Ok(checked) => checked,
+        Err(e) => return Step::Done(Err(e)),
+    };
+    let need = budget.inflation_max();
+    let mut reserved = None;
+    if records::is_compressed(&bytes) && need > 0 {
+        let need = u32::try_from(need).unwrap_or(u32::MAX);
+        match granted.take().or_else(|| shared.clone().try_acquire_many_owned(need).ok()) {
+            Some(permit) => reserved = Some(permit),
+            None => return Step::Wait(p),
+        }
     }
-    let index = p.index;
-    let partition = u32::try_from(index).map_err(|_| {
-        KafkaError::new(ResponseError::UnknownTopicOrPartition, format!("evident: partition {index} does not exist"))
-    })?;
-    // Produce does not create topics: a client learns of a missing one here and creates it
-    // through Metadata, where auto-creation happens (as in Kafka).
-    log.partition_offsets(topic, partition)?;
-    let bytes =
-        p.records.ok_or_else(|| KafkaError::new(ResponseError::InvalidRecord, "evident: the partition's records are null"))?;
-    let stored = records::to_stored(&bytes, budget)?;
-    Ok(log.append_batch_deferred(topic, partition, &stored, None)?)
+    let stored = match records::to_stored(&bytes, budget) {
+        Ok(stored) => stored,
+        Err(e) => return Step::Done(Err(e)),
+    };
+    // Keep what was inflated; the rest of the reservation goes back at once.
+    let _held = reserved.as_mut().and_then(|r| r.split(stored.inflated_len().min(r.num_permits())));
+    drop(reserved);
+    Step::Done(log.append_batch_deferred(topic, partition, &stored, None).map_err(|e| {
+        let guard = matches!(e, evident_log::Error::KeyInOtherPartition { .. });
+        let e = KafkaError::from(e);
+        if guard {
+            warn_key_refusal(topic, &e.message, std::time::Instant::now());
+        }
+        e
+    }))
+}
+
+/// A producer whose partitioner disagrees with the topic has every keyed batch refused; one warn
+/// line per topic a minute (with the count of refusals it stands for) tells the operator which
+/// partitioner it uses and the way out, without letting it flood the log. Each refusal is
+/// still logged at info by [`partition_error`].
+fn warn_key_refusal(topic: &str, message: &str, now: std::time::Instant) {
+    static LIMITER: std::sync::Mutex<Option<RateLimit>> = std::sync::Mutex::new(None);
+    let mut limiter = LIMITER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(refusals) = limiter.get_or_insert_with(RateLimit::default).allow(topic, now) {
+        tracing::warn!(topic, refusals, "key-partition guard refused a produce: {message}");
+    }
+}
+
+/// Per-topic rate limit of a warning: the first event in a window passes, with the number of
+/// events it stands for (itself and those held back since the last one that passed).
+#[derive(Default)]
+struct RateLimit {
+    topics: std::collections::HashMap<String, (std::time::Instant, u64)>,
+}
+
+impl RateLimit {
+    /// One line per topic per window.
+    const WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+    /// Topics remembered at most: past it, those outside the window are forgotten (they would
+    /// pass anyway), so a client cycling through topic names cannot grow the map unbounded.
+    const TOPICS_MAX: usize = 1024;
+
+    fn allow(&mut self, topic: &str, now: std::time::Instant) -> Option<u64> {
+        if let Some((since, held)) = self.topics.get_mut(topic) {
+            *held += 1;
+            if now.duration_since(*since) < Self::WINDOW {
+                return None;
+            }
+            let refusals = *held;
+            *since = now;
+            *held = 0;
+            return Some(refusals);
+        }
+        if self.topics.len() >= Self::TOPICS_MAX {
+            self.topics.retain(|_, (since, _)| now.duration_since(*since) < Self::WINDOW);
+            if self.topics.len() >= Self::TOPICS_MAX {
+                return None;
+            }
+        }
+        self.topics.insert(topic.to_string(), (now, 0));
+        Some(1)
+    }
 }
 
 impl ErrorCodes for ProduceResponse {
@@ -167,11 +331,39 @@ mod tests {
         PartitionProduceData::default().with_index(index).with_records(Some(bytes::Bytes::copy_from_slice(batch)))
     }
 
-    fn refusal(result: Result<PendingAppend, KafkaError>) -> KafkaError {
-        match result {
-            Ok(_) => panic!("the entry was queued, not refused"),
-            Err(e) => e,
+    fn refusal(step: Step) -> KafkaError {
+        match step {
+            Step::Done(Ok(_)) => panic!("the entry was queued, not refused"),
+            Step::Done(Err(e)) => e,
+            Step::Wait(_) => panic!("the entry waits for the shared budget"),
         }
+    }
+
+    /// The first refusal on a topic is warned at once; the next ones within the minute are
+    /// held back and counted into the next line; topics are limited apart.
+    #[test]
+    fn key_refusal_warnings_are_rate_limited_per_topic() {
+        let t0 = std::time::Instant::now();
+        let s = std::time::Duration::from_secs;
+        let mut limit = RateLimit::default();
+        assert_eq!(limit.allow("a", t0), Some(1));
+        assert_eq!(limit.allow("a", t0 + s(1)), None);
+        assert_eq!(limit.allow("b", t0 + s(1)), Some(1));
+        assert_eq!(limit.allow("a", t0 + s(59)), None);
+        assert_eq!(limit.allow("a", t0 + s(60)), Some(3));
+        assert_eq!(limit.allow("a", t0 + s(61)), None);
+        // A full table forgets the topics whose window has passed, and holds back the rest.
+        let mut full = RateLimit::default();
+        for i in 0..RateLimit::TOPICS_MAX {
+            assert_eq!(full.allow(&format!("t{i}"), t0), Some(1));
+        }
+        assert_eq!(full.allow("late", t0 + s(1)), None);
+        assert_eq!(full.allow("late", t0 + s(60)), Some(1));
+        assert_eq!(full.topics.len(), 1);
+    }
+
+    fn shared(bytes: usize) -> Arc<Semaphore> {
+        Arc::new(Semaphore::new(bytes))
     }
 
     /// An entry that fails a cheap check (unknown topic or partition, internal topic, no
@@ -197,7 +389,7 @@ mod tests {
                 Some(b) => entry(index, b),
                 None => PartitionProduceData::default().with_index(index).with_records(None),
             };
-            let e = refusal(append(&log, topic, p, &mut budget));
+            let e = refusal(append(&log, topic, p, &mut budget, &shared(1 << 30), &mut None));
             assert_eq!(e.code, code, "{topic}/{index}: {}", e.message);
         }
         assert_eq!(budget.left(), 700 << 10, "the cheap refusals spent budget");
@@ -209,12 +401,113 @@ mod tests {
             (2, ResponseError::MessageTooLarge),
             (3, ResponseError::MessageTooLarge),
         ] {
-            let e = refusal(append(&log, "t", entry(n % 2, &bomb), &mut budget));
+            let e = refusal(append(&log, "t", entry(n % 2, &bomb), &mut budget, &shared(1 << 30), &mut None));
             assert_eq!(e.code, expected, "bomb {n}: {}", e.message);
             if n == 3 {
                 assert!(e.message.contains("not decompressed"), "{}", e.message);
             }
         }
         assert_eq!(budget.left(), 0);
+    }
+
+    fn plain(key: &str) -> Vec<u8> {
+        let mut b = evident_core::batch::BatchBuilder::new();
+        b.push(evident_core::batch::NewRecord {
+            key: Some(key.as_bytes().to_vec()),
+            value: Some(b"v".to_vec()),
+            headers: vec![],
+            timestamp_ms: 1_000,
+        });
+        b.build()
+    }
+
+    /// A broker over a fresh log with topic `t` (2 partitions) and a broker-wide decompression
+    /// budget of `total` bytes.
+    fn broker(dir: &std::path::Path, total: usize) -> Arc<crate::broker::Broker> {
+        let log = Arc::new(Log::open(dir, LogConfig::default()).expect("log"));
+        log.create_topic("t", TopicConfig { partitions: 2, ..TopicConfig::default() }).expect("topic");
+        let clock = Arc::new(evident_log::clock::ManualClock::new(1_700_000_000_000));
+        let groups = Arc::new(evident_groups::GroupStore::open(log.clone(), clock.clone()).expect("groups"));
+        let (_, commits) = tokio::sync::watch::channel(0);
+        let (_, shutdown) = tokio::sync::watch::channel(false);
+        let config = crate::config::KafkaConfig { decompressed_total_max_bytes: total, ..Default::default() };
+        Arc::new(crate::broker::Broker::new(log, groups, config, commits, shutdown, clock, 9092))
+    }
+
+    /// Runs a Produce of `entries` (partition, batch) to topic `t`; the error code and base
+    /// offset of each.
+    async fn produce(broker: &Arc<crate::broker::Broker>, entries: &[(i32, &[u8])]) -> Vec<(i16, i64)> {
+        let header = kafka_protocol::messages::RequestHeader::default();
+        let ctx = Ctx { broker, header: &header, peer: "127.0.0.1:1".parse().expect("addr"), version: 3, served: &[] };
+        let parts = entries.iter().map(|(i, b)| entry(*i, b)).collect();
+        let topic = kafka_protocol::messages::produce_request::TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partition_data(parts);
+        let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![topic]);
+        let response = handle(&ctx, req).await.0.await.expect("acks=all answers");
+        response.responses[0].partition_responses.iter().map(|p| (p.error_code, p.base_offset)).collect()
+    }
+
+    /// A compressed batch whose reservation the broker-wide budget cannot give before half the
+    /// request's timeout is answered `REQUEST_TIMED_OUT` and not stored; the uncompressed
+    /// entries around it cost the budget nothing and are stored; nothing stays charged.
+    #[tokio::test(start_paused = true)]
+    async fn a_compressed_batch_without_shared_budget_in_time_is_refused_as_timed_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let broker = broker(dir.path(), 1 << 20);
+        let taken = broker.decompressed_bytes.clone().acquire_many_owned(1 << 20).await.expect("all of it");
+        let zstd = records::tests::zstd_batch();
+        let (a, b) = (plain("a"), plain("b"));
+        let answers = produce(&broker, &[(0, &a), (0, &zstd), (1, &b)]).await;
+        let codes: Vec<i16> = answers.iter().map(|a| a.0).collect();
+        assert_eq!(codes, [0, ResponseError::RequestTimedOut.code(), 0]);
+        assert_eq!(answers[2].1, 0);
+        assert_eq!(broker.log.partition_offsets("t", 0).expect("p0").high_watermark, 1, "only the plain batch was stored");
+        drop(taken);
+        assert_eq!(broker.decompressed_bytes.available_permits(), 1 << 20, "nothing stays charged");
+    }
+
+    /// A compressed batch that finds the budget in use waits for it, and is stored once it is
+    /// released; afterwards the whole budget is free again.
+    #[tokio::test(start_paused = true)]
+    async fn a_compressed_batch_waits_for_the_shared_budget_then_is_stored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let broker = broker(dir.path(), 1 << 20);
+        let taken = broker.decompressed_bytes.clone().acquire_many_owned(1 << 20).await.expect("all of it");
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            drop(taken);
+        });
+        let zstd = records::tests::zstd_batch();
+        let answers = produce(&broker, &[(0, &zstd)]).await;
+        assert_eq!(answers, [(0, 0)]);
+        release.await.expect("released");
+        assert_eq!(broker.log.partition_offsets("t", 0).expect("p0").high_watermark, 3, "its three records");
+        assert_eq!(broker.decompressed_bytes.available_permits(), 1 << 20);
+    }
+
+    /// The inflated bytes are charged while the batch is appended and released after; a batch
+    /// never reserves more than the whole shared budget, however small.
+    #[test]
+    fn the_reservation_is_released_once_the_append_is_queued() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = Log::open(dir.path(), LogConfig::default()).expect("log");
+        log.create_topic("t", TopicConfig { partitions: 1, ..TopicConfig::default() }).expect("topic");
+        let mut budget = records::Budget::new(64 << 20, 4096);
+        let need = budget.inflation_max();
+        let shared = shared(need);
+        let zstd = records::tests::zstd_batch();
+        let held = shared.clone().try_acquire_many_owned(1).expect("one byte");
+        match append(&log, "t", entry(0, &zstd), &mut budget, &shared, &mut None) {
+            Step::Wait(_) => {}
+            Step::Done(r) => panic!("reserved {need} bytes with one fewer free: {:?}", r.map(|_| ())),
+        }
+        drop(held);
+        match append(&log, "t", entry(0, &zstd), &mut budget, &shared, &mut None) {
+            Step::Done(Ok(pending)) => assert_eq!(pending.wait().expect("stored").base_offset, 0),
+            Step::Done(Err(e)) => panic!("{}", e.message),
+            Step::Wait(_) => panic!("the whole budget is free"),
+        }
+        assert_eq!(shared.available_permits(), need);
     }
 }

@@ -8,6 +8,14 @@ use crate::handler::{Ctx, ErrorCodes};
 
 /// Handles SyncGroup.
 pub async fn handle(ctx: &Ctx<'_>, req: SyncGroupRequest) -> SyncGroupResponse {
+    let fenced = ctx.broker.coordinator.check_instance(
+        req.group_id.as_str(),
+        req.member_id.as_str(),
+        req.group_instance_id.as_deref(),
+    );
+    if let Err(e) = fenced {
+        return SyncGroupResponse::default().with_error_code(e.code());
+    }
     let assignments = req.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect();
     let result = ctx
         .broker

@@ -43,7 +43,10 @@ fn default_request(key: ApiKey) -> RequestKind {
         InitProducerId,
         CreateTopics,
         DeleteTopics,
+        DeleteRecords,
         DescribeConfigs,
+        AlterConfigs,
+        IncrementalAlterConfigs,
         CreatePartitions,
         OffsetCommit,
         OffsetFetch,
@@ -54,7 +57,9 @@ fn default_request(key: ApiKey) -> RequestKind {
         SyncGroup,
         DescribeGroups,
         ListGroups,
-        DeleteGroups
+        DeleteGroups,
+        OffsetDelete,
+        DescribeTopicPartitions
     )
 }
 

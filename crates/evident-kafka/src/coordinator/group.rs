@@ -436,18 +436,17 @@ impl Group {
             }
             let member_id = new_member_id(&p.client_id);
             if let Some(instance) = &p.instance_id {
-                // The instance restarted: its previous incarnation is replaced, after the new
-                // one is added so the group does not pass through Empty.
+                // A static member (KIP-345): if the instance is known, it restarted and takes
+                // its previous incarnation's place.
                 let holder = self
                     .members
                     .iter()
                     .find(|(_, m)| m.instance_id.as_ref() == Some(instance))
                     .map(|(id, _)| id.clone());
-                let reply = self.add_member_and_rebalance(member_id, p, now, initial_delay_ms);
-                if let Some(holder) = holder {
-                    self.remove_member_and_update(&holder, now, initial_delay_ms);
-                }
-                return reply;
+                return match holder {
+                    Some(holder) => self.replace_static_member(&holder, member_id, p, now, initial_delay_ms),
+                    None => self.add_member_and_rebalance(member_id, p, now, initial_delay_ms),
+                };
             }
             if p.require_known_member_id {
                 if self.pending.len() >= PENDING_MEMBERS_MAX {
@@ -470,19 +469,24 @@ impl Group {
             }
             return self.add_member_and_rebalance(p.member_id.clone(), p, now, initial_delay_ms);
         }
+        if let Err(e) = self.check_instance(&p.member_id, p.instance_id.as_deref()) {
+            return fail(e);
+        }
         let Some(member) = self.members.get(&p.member_id) else {
             return fail(ResponseError::UnknownMemberId);
         };
         let unchanged = member.protocols == p.protocols;
         let is_leader = self.leader.as_deref() == Some(p.member_id.as_str());
         match self.phase {
-            Phase::PreparingRebalance => self.update_member_and_rebalance(p, now, initial_delay_ms),
+            Phase::PreparingRebalance => self.update_member_and_rebalance(&p.member_id, p, now, initial_delay_ms),
             // A rejoin with the same metadata (it probably missed the join answer) gets the
             // current generation; a change of metadata needs a new one.
             Phase::CompletingRebalance if unchanged => Reply::Now(self.current_join(&p.member_id)),
-            Phase::CompletingRebalance => self.update_member_and_rebalance(p, now, initial_delay_ms),
+            Phase::CompletingRebalance => self.update_member_and_rebalance(&p.member_id, p, now, initial_delay_ms),
             // The leader rejoins to have the assignment recomputed (e.g. topics changed).
-            Phase::Stable if is_leader || !unchanged => self.update_member_and_rebalance(p, now, initial_delay_ms),
+            Phase::Stable if is_leader || !unchanged => {
+                self.update_member_and_rebalance(&p.member_id, p, now, initial_delay_ms)
+            }
             Phase::Stable => Reply::Now(self.current_join(&p.member_id)),
             Phase::Empty => fail(ResponseError::UnknownMemberId),
         }
@@ -529,16 +533,81 @@ impl Group {
         Reply::Later(rx)
     }
 
-    fn update_member_and_rebalance(&mut self, p: &JoinParams, now: i64, initial_delay_ms: i64) -> Reply<JoinResult> {
+    /// A static member that restarted (KIP-345, Kafka's `updateStaticMemberAndRebalance`): the
+    /// new incarnation takes the old one's place under a new member id, keeping its assignment,
+    /// and requests the old one still has waiting are answered FENCED_INSTANCE_ID. In a stable
+    /// group whose chosen protocol the member still supports, there is no rebalance: the
+    /// member gets the current generation at once and its SyncGroup hands its partitions back,
+    /// while the other members never notice. While the leader assigns (CompletingRebalance) a
+    /// new generation is needed, since the assignment names the old id; during a join phase
+    /// the member simply joins it.
+    fn replace_static_member(
+        &mut self,
+        old_id: &str,
+        new_id: String,
+        p: &JoinParams,
+        now: i64,
+        initial_delay_ms: i64,
+    ) -> Reply<JoinResult> {
+        let Some(mut m) = self.members.remove(old_id) else {
+            return self.add_member_and_rebalance(new_id, p, now, initial_delay_ms);
+        };
+        if let Some(tx) = m.awaiting_join.take() {
+            let _ = tx.send(JoinResult::error(old_id, ResponseError::FencedInstanceId));
+        }
+        if let Some(tx) = m.awaiting_sync.take() {
+            let _ = tx.send(SyncResult::error(ResponseError::FencedInstanceId));
+        }
+        m.client_id.clone_from(&p.client_id);
+        m.client_host.clone_from(&p.client_host);
+        m.last_heartbeat_ms = now;
+        if self.pending_sync.remove(old_id) {
+            self.pending_sync.insert(new_id.clone());
+        }
+        if self.leader.as_deref() == Some(old_id) {
+            self.leader = Some(new_id.clone());
+        }
+        self.members.insert(new_id.clone(), m);
+        self.mirror.push(Mirror::Remove(old_id.to_string()));
+        tracing::info!(group = %self.name, instance = ?p.instance_id, old = %old_id, new = %new_id, "static member rejoined");
+        match self.phase {
+            Phase::Stable => {
+                let selected = self.protocol_name.clone().unwrap_or_default();
+                if p.protocols.iter().any(|(name, _)| *name == selected) {
+                    if let Some(m) = self.members.get_mut(&new_id) {
+                        m.protocols = p.protocols.clone();
+                        m.charge = Charge::new(metadata_bytes(&p.protocols), &self.metadata_total);
+                        m.rebalance_timeout_ms = p.rebalance_timeout_ms;
+                        m.session_timeout_ms = p.session_timeout_ms;
+                    }
+                    self.mirror_upsert(&new_id);
+                    return Reply::Now(self.current_join(&new_id));
+                }
+                self.update_member_and_rebalance(&new_id, p, now, initial_delay_ms)
+            }
+            _ => {
+                self.mirror_upsert(&new_id);
+                self.update_member_and_rebalance(&new_id, p, now, initial_delay_ms)
+            }
+        }
+    }
+
+    fn update_member_and_rebalance(
+        &mut self,
+        member_id: &str,
+        p: &JoinParams,
+        now: i64,
+        initial_delay_ms: i64,
+    ) -> Reply<JoinResult> {
         let (tx, rx) = oneshot::channel();
-        if let Some(m) = self.members.get_mut(&p.member_id) {
+        if let Some(m) = self.members.get_mut(member_id) {
             m.protocols = p.protocols.clone();
             m.charge = Charge::new(metadata_bytes(&p.protocols), &self.metadata_total);
             m.rebalance_timeout_ms = p.rebalance_timeout_ms;
             m.session_timeout_ms = p.session_timeout_ms;
             if let Some(previous) = m.awaiting_join.replace(tx) {
                 // The same member joined again elsewhere; the earlier request is superseded.
-                let _ = previous.send(JoinResult::error(&p.member_id, ResponseError::RebalanceInProgress));
+                let _ = previous.send(JoinResult::error(member_id, ResponseError::RebalanceInProgress));
             }
         }
         self.maybe_prepare_rebalance(now, initial_delay_ms);
@@ -716,6 +785,19 @@ impl Group {
 
     // --- Heartbeat, LeaveGroup, OffsetCommit -----------------------------------------------
 
+    /// Kafka's fencing of a static member's old incarnation (KIP-345): a request naming a
+    /// `group.instance.id` that another member id now holds (a newer incarnation replaced it)
+    /// is `FENCED_INSTANCE_ID`, fatal for the client. `UNKNOWN_MEMBER_ID` instead would make the
+    /// old incarnation rejoin and replace the new one in turn, the two taking the partitions
+    /// from each other for as long as both run.
+    pub(super) fn check_instance(&self, member_id: &str, instance_id: Option<&str>) -> Result<(), ResponseError> {
+        let Some(instance) = instance_id else { return Ok(()) };
+        match self.members.iter().find(|(_, m)| m.instance_id.as_deref() == Some(instance)) {
+            Some((holder, _)) if holder != member_id => Err(ResponseError::FencedInstanceId),
+            _ => Ok(()),
+        }
+    }
+
     pub(super) fn heartbeat(&mut self, generation: i32, member_id: &str, now: i64) -> Result<(), ResponseError> {
         if generation != self.generation && self.members.contains_key(member_id) {
             return Err(ResponseError::IllegalGeneration);
@@ -760,6 +842,7 @@ impl Group {
         generation: i32,
         now: i64,
     ) -> Result<(), ResponseError> {
+        self.check_instance(member_id, instance_id)?;
         let as_member = generation >= 0 || !member_id.is_empty() || instance_id.is_some();
         if as_member {
             if !self.members.contains_key(member_id) {

@@ -476,6 +476,90 @@ fn static_members_replace_their_previous_incarnation() {
     assert_eq!(c.heartbeat("g", second.generation_id, &first.member_id), Err(ResponseError::UnknownMemberId));
 }
 
+/// KIP-345: the replaced incarnation of a static member, still running, is fenced
+/// (`FENCED_INSTANCE_ID`, fatal for the client) wherever it names its instance: rejoining with
+/// UNKNOWN_MEMBER_ID would replace the new incarnation in turn (librdkafka's test 0102).
+#[test]
+fn a_replaced_static_member_is_fenced() {
+    let f = fixture();
+    let c = &f.coordinator;
+    let mut p = params("", "a", &[("range", b"ma")]);
+    p.instance_id = Some("instance-1".into());
+    let mut first = c.join(p.clone());
+    f.advance(DELAY);
+    let first = answer(&mut first);
+    let second = answer(&mut c.join(p.clone()));
+    let (old, new, generation) = (first.member_id.as_str(), second.member_id.as_str(), second.generation_id);
+    assert_eq!(c.check_instance("g", old, Some("instance-1")), Err(ResponseError::FencedInstanceId));
+    assert_eq!(c.validate_commit("g", old, Some("instance-1"), generation), Err(ResponseError::FencedInstanceId));
+    let mut rejoin = p.clone();
+    rejoin.member_id = old.to_string();
+    assert_eq!(answer(&mut c.join(rejoin)).error, Some(ResponseError::FencedInstanceId));
+    // The current incarnation, a dynamic member, and a group the coordinator does not know pass.
+    assert_eq!(c.check_instance("g", new, Some("instance-1")), Ok(()));
+    assert_eq!(c.check_instance("g", old, None), Ok(()));
+    assert_eq!(c.check_instance("unknown", old, Some("instance-1")), Ok(()));
+}
+
+/// KIP-345: a static member that restarts within its session gets its partitions back in the
+/// same generation, without a rebalance; its old incarnation is gone and the other member
+/// keeps heartbeating undisturbed. A restart while the leader assigns needs a new generation.
+#[test]
+fn a_restarted_static_member_gets_its_partitions_back_without_a_rebalance() {
+    let f = fixture();
+    let c = &f.coordinator;
+    let static_params = |client: &str, member_id: &str, metadata: &'static [u8]| {
+        let mut p = params(member_id, client, &[("range", metadata)]);
+        p.instance_id = Some(format!("{client}-instance"));
+        p
+    };
+    let mut ja = c.join(static_params("a", "", b"ma"));
+    let mut jb = c.join(static_params("b", "", b"mb"));
+    f.end_initial_join();
+    let (ja, jb) = (answer(&mut ja), answer(&mut jb));
+    let (a, b, generation) = (ja.member_id.clone(), jb.member_id.clone(), ja.generation_id);
+    assert_eq!(ja.leader, a);
+    let mut sb = c.sync("g", generation, &b, Vec::new());
+    let mut sa = c.sync(
+        "g",
+        generation,
+        &a,
+        vec![(a.clone(), assignment("orders", &[0, 1])), (b.clone(), assignment("orders", &[2, 3]))],
+    );
+    assert_eq!((answer(&mut sa).error, answer(&mut sb).error), (None, None));
+
+    // b restarts (no LeaveGroup: a static member does not send one) and rejoins.
+    f.advance(SESSION as i64 / 2);
+    let rejoined = now_answer(c.join(static_params("b", "", b"mb")));
+    assert_eq!(rejoined.error, None);
+    assert_eq!(rejoined.generation_id, generation, "no new generation");
+    assert_ne!(rejoined.member_id, b, "the new incarnation has a new member id");
+    assert_eq!(rejoined.leader, a);
+    assert!(rejoined.members.is_empty(), "only the leader is sent the members");
+    let synced = now_answer(c.sync("g", generation, &rejoined.member_id, Vec::new()));
+    assert_eq!((synced.error, synced.assignment), (None, assignment("orders", &[2, 3])));
+    assert_eq!(c.heartbeat("g", generation, &a), Ok(()), "the other member sees no rebalance");
+    assert_eq!(c.heartbeat("g", generation, &b), Err(ResponseError::UnknownMemberId), "the old incarnation is gone");
+
+    // The leader restarts too: it is still the leader, under its new id, and sees both members.
+    let leader = now_answer(c.join(static_params("a", "", b"ma")));
+    assert_eq!((leader.error, leader.generation_id), (None, generation));
+    assert_eq!(leader.leader, leader.member_id);
+    let mut ids: Vec<String> = leader.members.iter().map(|m| m.member_id.clone()).collect();
+    ids.sort();
+    let mut want = vec![leader.member_id.clone(), rejoined.member_id.clone()];
+    want.sort();
+    assert_eq!(ids, want);
+    assert_eq!(c.heartbeat("g", generation, &rejoined.member_id), Ok(()));
+}
+
+fn now_answer<T>(reply: Reply<T>) -> T {
+    match reply {
+        Reply::Now(value) => value,
+        Reply::Later(_) => panic!("expected an immediate answer"),
+    }
+}
+
 #[test]
 fn an_empty_group_is_forgotten_after_its_retention() {
     let f = fixture();

@@ -1,7 +1,7 @@
 //! `evident topics list|create|describe|delete`: topic administration over `/v1/topics`.
 
 use clap::{Args, Subcommand};
-use evident_api::topics::{CleanupPolicy, CreatedTopic, TopicConfig, TopicDescription, TopicList};
+use evident_api::topics::{CleanupPolicy, CreatedTopic, KeyPartitioner, TopicConfig, TopicDescription, TopicList};
 use serde_json::{json, Map, Value};
 
 use super::client::{self, Client};
@@ -32,6 +32,9 @@ enum TopicsCommand {
   retention_bytes=N|null          keep at most N bytes per partition (null: no limit)
   cleanup_policy=delete|compact   delete old segments, or keep the last record of each key
   key_partition_guard=true|false  refuse a record whose key lives in another partition
+  key_partitioner=murmur2|crc32|fnv1a
+                                  the hash new keys are placed with when an append names no partition:
+                                  murmur2 (Java client), crc32 (librdkafka's default), fnv1a (Sarama)
 Kafka's spellings (retention.ms, cleanup.policy) are accepted too.
 
 Not enforced yet: retention (retention_ms, retention_bytes) and compaction (cleanup_policy=compact)
@@ -181,6 +184,10 @@ fn parse_config_entry(entry: &str) -> Result<(String, Value), String> {
             "false" => json!(false),
             _ => return Err(format!("key_partition_guard takes true or false, got {value:?}")),
         },
+        "key_partitioner" => match value {
+            "murmur2" | "crc32" | "fnv1a" => json!(value),
+            _ => return Err(format!("key_partitioner takes murmur2, crc32 or fnv1a, got {value:?}")),
+        },
         "" => return Err(format!("expected KEY=VALUE, got {entry:?}")),
         _ => serde_json::from_str(value).unwrap_or_else(|_| json!(value)),
     };
@@ -189,10 +196,15 @@ fn parse_config_entry(entry: &str) -> Result<(String, Value), String> {
 
 /// The configuration entries of a reply, in the server's order, each `Some(value)` or `None`
 /// when unset (`null`).
-fn config_entries(config: &TopicConfig) -> [(&'static str, Option<String>); 5] {
+fn config_entries(config: &TopicConfig) -> [(&'static str, Option<String>); 6] {
     let cleanup_policy = match config.cleanup_policy {
         CleanupPolicy::Delete => "delete",
         CleanupPolicy::Compact => "compact",
+    };
+    let key_partitioner = match config.key_partitioner {
+        KeyPartitioner::Murmur2 => "murmur2",
+        KeyPartitioner::Crc32 => "crc32",
+        KeyPartitioner::Fnv1a => "fnv1a",
     };
     [
         ("partitions", Some(config.partitions.to_string())),
@@ -200,6 +212,7 @@ fn config_entries(config: &TopicConfig) -> [(&'static str, Option<String>); 5] {
         ("retention_bytes", config.retention_bytes.map(|n| n.to_string())),
         ("cleanup_policy", Some(cleanup_policy.to_owned())),
         ("key_partition_guard", Some(config.key_partition_guard.to_string())),
+        ("key_partitioner", Some(key_partitioner.to_owned())),
     ]
 }
 
@@ -289,10 +302,16 @@ mod tests {
 
     #[test]
     fn config_summaries() {
-        assert_eq!(config_summary(&TopicConfig::default()), "cleanup_policy=delete,key_partition_guard=true");
+        assert_eq!(
+            config_summary(&TopicConfig::default()),
+            "cleanup_policy=delete,key_partition_guard=true,key_partitioner=murmur2"
+        );
         let config =
             TopicConfig { retention_ms: Some(5), cleanup_policy: CleanupPolicy::Compact, ..TopicConfig::default() };
-        assert_eq!(config_summary(&config), "retention_ms=5,cleanup_policy=compact,key_partition_guard=true");
+        assert_eq!(
+            config_summary(&config),
+            "retention_ms=5,cleanup_policy=compact,key_partition_guard=true,key_partitioner=murmur2"
+        );
         let description: TopicDescription = client::decode(
             &json!({"name": "bank", "id": 3, "partitions": 1, "internal": false, "created": "2026-12-03T10:00:00.000Z",
                 "config": {"partitions": 1, "retention_ms": null, "retention_bytes": null, "cleanup_policy": "delete",

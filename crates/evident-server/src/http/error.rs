@@ -129,7 +129,7 @@ impl From<evident_log::Error> for ApiError {
             E::EmptyBatch | E::InvalidEventId(_) | E::DuplicateIdInBatch { .. } | E::InvalidBatch(_) => {
                 (StatusCode::BAD_REQUEST, "invalid_event")
             }
-            E::InvalidExpectedVersion(_) | E::ExpectedVersionWithoutKey => {
+            E::InvalidExpectedVersion(_) | E::ExpectedVersionWithoutKey | E::KeylessOnCompacted { .. } => {
                 (StatusCode::BAD_REQUEST, "invalid_argument")
             }
             E::KeyInOtherPartition { .. } => (StatusCode::CONFLICT, "key_in_other_partition"),

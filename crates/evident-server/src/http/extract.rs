@@ -137,6 +137,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let bytes = body_bytes(req, state).await?;
+        // Every such body is a JSON object; serde would also take a struct from an array.
+        if let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            if *first != b'{' {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_json",
+                    "the request body must be a JSON object",
+                ));
+            }
+        }
         parse_json(&bytes).map(Self)
     }
 }

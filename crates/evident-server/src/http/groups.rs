@@ -208,7 +208,13 @@ pub(super) async fn commit_offsets(
     let offsets: Vec<OffsetCommit> = body
         .offsets
         .into_iter()
-        .map(|o| OffsetCommit { topic: o.topic, partition: o.partition, offset: o.offset, metadata: o.metadata })
+        .map(|o| OffsetCommit {
+            topic: o.topic,
+            partition: o.partition,
+            offset: o.offset,
+            metadata: o.metadata,
+            leader_epoch: None,
+        })
         .collect();
     let groups = state.groups.clone();
     let g = group.clone();

@@ -32,14 +32,15 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use bytes::{Bytes, BytesMut};
 use evident_log::{Event, StreamReadOptions};
 use futures_util::stream;
 use tokio::sync::{watch, OwnedSemaphorePermit};
@@ -47,6 +48,7 @@ use tokio::time::Instant;
 
 use super::event_json::write_event;
 use super::extract::{parse_u64, Params};
+use super::sse;
 use super::topics::is_internal;
 use super::{ApiError, AppState};
 use crate::metrics::Metrics;
@@ -55,6 +57,8 @@ use crate::metrics::Metrics;
 const PAGE: usize = 256;
 /// Events the feed reads at most per read of the log.
 const FEED_PAGE: usize = 1024;
+/// Stored bytes a feed page holds at most (or one event): bounds what a page renders.
+const FEED_PAGE_BYTES: usize = 1 << 20;
 /// Events the feed's ring keeps: how far behind the feed a live subscriber may fall before it
 /// goes back to reading on its own.
 const FEED_RING_EVENTS: usize = 8192;
@@ -69,12 +73,20 @@ const TOPIC_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// Profiles of 500 reading subscribers showed the cost of fan-out is the socket writes (and on
 /// loopback the readers' wake-ups they cause), not reading or rendering: one write per
 /// subscriber per commit round cost 1.7 ms of server CPU per append. With the linger the
-/// server makes at most about 1 / LINGER_PER_SUBSCRIPTION = 20,000 subscription writes a
-/// second however many subscribers there are; the price is delivery latency under sustained
-/// load (500 subscribers: up to 25 ms), none when commits are rarer than that.
-const LINGER_PER_SUBSCRIPTION: Duration = Duration::from_micros(50);
+/// server makes at most about 1 / LINGER_PER_SUBSCRIPTION = 5,000 subscription writes a
+/// second however many subscribers there are (a write budget: in the fan-out bench the server
+/// spent 584 µs of CPU per append at 50 µs, 379 µs at 200 µs); the price is delivery latency
+/// under sustained load (500 subscribers: up to 100 ms), none when commits are rarer.
+const LINGER_PER_SUBSCRIPTION: Duration = Duration::from_micros(200);
 /// The longest linger, however many subscriptions.
-const LINGER_MAX: Duration = Duration::from_millis(50);
+const LINGER_MAX: Duration = Duration::from_millis(100);
+/// A live subscription with nothing to send writes a keep-alive comment this long after its
+/// last write.
+const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(15);
+/// The most bytes of messages put in one body chunk (one socket write): past it the rest of
+/// the buffered events go in the next chunk, so a page of large events is never rendered
+/// into memory at once.
+const CHUNK_BYTES: usize = 256 << 10;
 
 /// What a subscription follows; the position is the next one to deliver.
 #[derive(Debug, Clone)]
@@ -161,23 +173,43 @@ struct Cursor {
     target: Target,
     /// The position of the next event to deliver.
     next: u64,
-    /// Events ready to send: their position and their rendering.
-    buffer: VecDeque<(u64, Rendered)>,
+    /// Messages ready to send, oldest first.
+    buffer: VecDeque<Pending>,
+    /// How many events `buffer` holds.
+    buffered: usize,
     /// Live: the commit sequence the next fed event is looked for from; None: catching up.
     live: Option<u64>,
     /// When a live subscription last checked its topic.
     checked: Instant,
     /// When a live subscription last took events from the feed.
     fed: Option<Instant>,
+    /// When the last chunk was written: a keep-alive is due `KEEP_ALIVE_EVERY` after it.
+    wrote: Instant,
     done: bool,
     _open: Open,
 }
 
-/// An event's JSON for an SSE message: rendered by the subscription (catching up) or shared
-/// through the feed's page (live).
-enum Rendered {
-    Own(Event),
-    Fed(Arc<FeedPage>, usize),
+/// Messages ready to send: rendered by the subscription (catching up) or shared through the
+/// feed's page (live).
+enum Pending {
+    /// An event the subscription read itself, and its position.
+    Own(u64, Event),
+    /// A fed event and its position (stream and partition subscriptions, whose message ids are
+    /// versions and offsets): its JSON is rendered once on the page for every subscriber.
+    Fed(u64, Arc<FeedPage>, usize),
+    /// Consecutive fed events whose message ids are their commit sequences (topic and
+    /// everything subscriptions): a slice of the page's messages, rendered once for every such
+    /// subscriber and sent without a copy.
+    Run(Arc<FeedPage>, Range<usize>),
+}
+
+impl Pending {
+    fn events(&self) -> usize {
+        match self {
+            Pending::Own(..) | Pending::Fed(..) => 1,
+            Pending::Run(_, run) => run.len(),
+        }
+    }
 }
 
 /// The shared reader of newly committed events (see the module comment).
@@ -195,17 +227,45 @@ struct Ring {
 }
 
 /// Committed events `[from, end)` of the whole log (internal topics included: subscribers
-/// filter), each with its JSON, rendered once on first use.
+/// filter), each with its JSON, rendered once on first use; and, for the subscriptions whose
+/// message ids are commit sequences, every event's whole message, rendered once on first use.
 pub struct FeedPage {
     from: u64,
     end: u64,
     events: Vec<(Event, OnceLock<String>)>,
+    by_sequence: OnceLock<Messages>,
+}
+
+/// A page's messages, one after the other, and where each ends.
+struct Messages {
+    bytes: Bytes,
+    ends: Vec<usize>,
 }
 
 impl FeedPage {
+    fn new(from: u64, end: u64, events: Vec<Event>) -> FeedPage {
+        let events = events.into_iter().map(|e| (e, OnceLock::new())).collect();
+        FeedPage { from, end, events, by_sequence: OnceLock::new() }
+    }
+
     fn rendered(&self, i: usize) -> &str {
         let (e, text) = &self.events[i];
         text.get_or_init(|| render(e))
+    }
+
+    /// The messages of the events in `run`, each with its commit sequence as its id.
+    fn run(&self, run: &Range<usize>) -> Bytes {
+        let messages = self.by_sequence.get_or_init(|| {
+            let mut bytes = BytesMut::new();
+            let mut ends = Vec::with_capacity(self.events.len());
+            for (e, _) in &self.events {
+                sse::write_message(&mut bytes, None, Some(e.sequence), &render(e));
+                ends.push(bytes.len());
+            }
+            Messages { bytes: bytes.freeze(), ends }
+        });
+        let start = if run.start == 0 { 0 } else { messages.ends[run.start - 1] };
+        messages.bytes.slice(start..messages.ends[run.end - 1])
     }
 }
 
@@ -253,11 +313,28 @@ impl Feed {
                 let last = events.last().map(|e| e.sequence + 1);
                 let end =
                     if events.len() == FEED_PAGE { last.unwrap_or(visible) } else { last.unwrap_or(0).max(visible) };
-                self.push(FeedPage {
-                    from: next,
-                    end,
-                    events: events.into_iter().map(|e| (e, OnceLock::new())).collect(),
-                });
+                // Pages of at most FEED_PAGE_BYTES stored (and at least one event), so that what a
+                // page renders stays small whatever the events' size.
+                let mut events = events.into_iter().peekable();
+                let mut from = next;
+                loop {
+                    let (mut page, mut bytes) = (Vec::new(), 0);
+                    while let Some(e) =
+                        events.next_if(|e| page.is_empty() || bytes + stored_bytes(e) <= FEED_PAGE_BYTES)
+                    {
+                        bytes += stored_bytes(&e);
+                        page.push(e);
+                    }
+                    let page_end = match (events.peek(), page.last()) {
+                        (Some(_), Some(last)) => last.sequence + 1,
+                        _ => end,
+                    };
+                    self.push(FeedPage::new(from, page_end, page));
+                    from = page_end;
+                    if events.peek().is_none() {
+                        break;
+                    }
+                }
                 next = end;
                 self.end.send_replace(end);
                 continue;
@@ -288,7 +365,7 @@ impl Feed {
         {
             let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
             ring.pages.clear();
-            ring.pages.push_back(Arc::new(FeedPage { from: at, end: at, events: Vec::new() }));
+            ring.pages.push_back(Arc::new(FeedPage::new(at, at, Vec::new())));
             (ring.events, ring.bytes) = (0, 0);
         }
         self.end.send_replace(at);
@@ -416,52 +493,82 @@ pub(super) async fn subscribe(
         target,
         next: from,
         buffer: VecDeque::new(),
+        buffered: 0,
         live: None,
         checked: Instant::now(),
         fed: None,
+        wrote: Instant::now(),
         done: false,
         _open: open,
     };
-    let events = stream::unfold(cursor, |mut c| async move {
-        let item = next_item(&mut c).await?;
-        Some((Ok::<_, Infallible>(item), c))
+    let chunks = stream::unfold(cursor, |mut c| async move {
+        let chunk = next_chunk(&mut c).await?;
+        c.wrote = Instant::now();
+        Some((Ok::<_, Infallible>(chunk), c))
     });
-    Ok(Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("keep-alive"))
-        .into_response())
+    Ok(sse::response(chunks))
 }
 
-/// The next SSE message, or None when the subscription ends (shutdown, error, topic gone).
-async fn next_item(c: &mut Cursor) -> Option<SseEvent> {
+/// What a step of a subscription came to.
+enum Step {
+    /// Events were buffered, or the mode changed: look again.
+    More,
+    /// Nothing to send for `KEEP_ALIVE_EVERY`.
+    KeepAlive,
+    /// The subscription ends (shutdown, or the feed is gone).
+    End,
+}
+
+/// The next body chunk: every buffered message (up to `CHUNK_BYTES`) in one write, a
+/// keep-alive, or a final error message; None when the subscription ends (shutdown, error,
+/// topic gone).
+async fn next_chunk(c: &mut Cursor) -> Option<Bytes> {
     loop {
         if c.done {
             return None;
         }
-        if let Some((id, rendered)) = c.buffer.pop_front() {
-            let message = SseEvent::default().id(id.to_string());
-            return Some(match &rendered {
-                Rendered::Own(e) => message.data(render(e)),
-                Rendered::Fed(page, i) => message.data(page.rendered(*i)),
-            });
+        if let Some(first) = c.buffer.pop_front() {
+            c.buffered -= first.events();
+            if let Pending::Run(page, run) = &first {
+                // Already rendered: sent as it is. hyper writes the chunks a body yields
+                // without waiting in one `writev`, so consecutive runs still go out together.
+                return Some(page.run(run));
+            }
+            let mut out = BytesMut::new();
+            let mut next = Some(first);
+            while let Some(pending) = next {
+                match &pending {
+                    Pending::Own(id, e) => sse::write_message(&mut out, None, Some(*id), &render(e)),
+                    Pending::Fed(id, page, i) => sse::write_message(&mut out, None, Some(*id), page.rendered(*i)),
+                    Pending::Run(..) => unreachable!("a run is sent on its own"),
+                }
+                next = None;
+                if out.len() < CHUNK_BYTES && !matches!(c.buffer.front(), None | Some(Pending::Run(..))) {
+                    next = c.buffer.pop_front();
+                    c.buffered -= next.as_ref().map_or(0, Pending::events);
+                }
+            }
+            return Some(out.freeze());
         }
         if *c.state.shutdown.borrow() {
             return None;
         }
-        let outcome = match c.live {
+        let step = match c.live {
             Some(from) => follow_feed(c, from).await,
             None => catch_up(c).await,
         };
-        match outcome {
-            Ok(true) => continue,
-            Ok(false) => return None,
-            Err(message) => return Some(error_event(&message, &mut c.done)),
+        match step {
+            Ok(Step::More) => continue,
+            Ok(Step::KeepAlive) => return Some(Bytes::from_static(sse::KEEP_ALIVE)),
+            Ok(Step::End) => return None,
+            Err(message) => return Some(error_chunk(&message, &mut c.done)),
         }
     }
 }
 
 /// Reads a page from the subscription's own position; switches to live when the read comes
-/// back empty. Ok(false): the subscription ends.
-async fn catch_up(c: &mut Cursor) -> Result<bool, String> {
+/// back empty.
+async fn catch_up(c: &mut Cursor) -> Result<Step, String> {
     // The commit sequence announced before the read: every event below it is visible to it.
     let seen = *c.state.commits.clone().borrow_and_update();
     let (target, from, log) = (c.target.clone(), c.next, c.state.log.clone());
@@ -472,19 +579,19 @@ async fn catch_up(c: &mut Cursor) -> Result<bool, String> {
     };
     let empty = next == c.next;
     c.next = next;
+    c.buffered += events.len();
     for e in events {
-        c.buffer.push_back((c.target.position_of(&e), Rendered::Own(e)));
+        c.buffer.push_back(Pending::Own(c.target.position_of(&e), e));
     }
     if empty {
         c.live = Some(seen);
         c.checked = Instant::now();
     }
-    Ok(true)
+    Ok(Step::More)
 }
 
 /// Takes the events past `from` from the feed, waiting for the feed when there are none.
-/// Ok(false): the subscription ends.
-async fn follow_feed(c: &mut Cursor, from: u64) -> Result<bool, String> {
+async fn follow_feed(c: &mut Cursor, from: u64) -> Result<Step, String> {
     let feed = Feed::get(&c.state);
     let mut end = feed.end.subscribe();
     if *end.borrow_and_update() <= from {
@@ -494,8 +601,9 @@ async fn follow_feed(c: &mut Cursor, from: u64) -> Result<bool, String> {
         let mut shutdown = c.state.shutdown.clone();
         let tick = tokio::time::sleep(TOPIC_CHECK_EVERY);
         tokio::select! {
-            changed = end.changed() => if changed.is_err() { return Ok(false) },
-            _ = shutdown.wait_for(|stop| *stop) => return Ok(false),
+            changed = end.changed() => if changed.is_err() { return Ok(Step::End) },
+            _ = shutdown.wait_for(|stop| *stop) => return Ok(Step::End),
+            () = tokio::time::sleep_until(c.wrote + KEEP_ALIVE_EVERY) => return Ok(Step::KeepAlive),
             // Wake now and then so a deleted topic ends the subscription though nothing commits.
             () = tick, if c.target.topic().is_some() => {}
         }
@@ -507,33 +615,45 @@ async fn follow_feed(c: &mut Cursor, from: u64) -> Result<bool, String> {
             if until > Instant::now() {
                 tokio::select! {
                     () = tokio::time::sleep_until(until) => {}
-                    _ = shutdown.wait_for(|stop| *stop) => return Ok(false),
+                    _ = shutdown.wait_for(|stop| *stop) => return Ok(Step::End),
                 }
             }
         }
-        return Ok(true);
+        return Ok(Step::More);
     }
     let Some(pages) = feed.pages_after(from) else {
         // The ring has moved past this subscriber: read on its own until it catches up again.
         c.live = None;
-        return Ok(true);
+        return Ok(Step::More);
     };
+    let by_sequence = matches!(c.target, Target::Topic { .. } | Target::All);
     let mut at = from;
     for page in pages {
+        let mut run: Option<Range<usize>> = None;
         for (i, (e, _)) in page.events.iter().enumerate() {
-            if e.sequence < at || !c.target.matches(e) {
-                continue;
-            }
             let position = c.target.position_of(e);
-            if position < c.next {
+            if e.sequence < at || !c.target.matches(e) || position < c.next {
+                if let Some(run) = run.take() {
+                    c.buffered += run.len();
+                    c.buffer.push_back(Pending::Run(page.clone(), run));
+                }
                 continue;
             }
             c.next = position + 1;
-            c.buffer.push_back((position, Rendered::Fed(page.clone(), i)));
+            if by_sequence {
+                run.get_or_insert(i..i).end = i + 1;
+            } else {
+                c.buffered += 1;
+                c.buffer.push_back(Pending::Fed(position, page.clone(), i));
+            }
+        }
+        if let Some(run) = run {
+            c.buffered += run.len();
+            c.buffer.push_back(Pending::Run(page.clone(), run));
         }
         at = page.end;
         // A slow client holds about one page of events, as when it reads for itself.
-        if c.buffer.len() >= PAGE {
+        if c.buffered >= PAGE {
             break;
         }
     }
@@ -548,7 +668,7 @@ async fn follow_feed(c: &mut Cursor, from: u64) -> Result<bool, String> {
     if c.checked.elapsed() >= TOPIC_CHECK_EVERY {
         check_topic(c)?;
     }
-    Ok(true)
+    Ok(Step::More)
 }
 
 /// Fails when the live subscription's topic (or partition) no longer exists.
@@ -565,9 +685,10 @@ fn check_topic(c: &mut Cursor) -> Result<(), String> {
 }
 
 /// A final `event: error` message; the subscription ends after it.
-fn error_event(message: &str, done: &mut bool) -> SseEvent {
+fn error_chunk(message: &str, done: &mut bool) -> Bytes {
     *done = true;
-    SseEvent::default()
-        .event("error")
-        .data(serde_json::json!({ "error": { "code": "subscription_ended", "message": message } }).to_string())
+    let data = serde_json::json!({ "error": { "code": "subscription_ended", "message": message } }).to_string();
+    let mut out = BytesMut::new();
+    sse::write_message(&mut out, Some("error"), None, &data);
+    out.freeze()
 }

@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use evident_api::params::{TopicListQuery, TopicPath};
 use evident_api::topics::{
-    CleanupPolicy, CreateTopic, CreatedTopic, PartitionOffsets, Topic, TopicConfig, TopicDescription, TopicList,
+    CleanupPolicy, CreateTopic, CreatedTopic, KeyPartitioner, PartitionOffsets, Topic, TopicConfig, TopicDescription,
+    TopicList,
 };
 use evident_api::ErrorBody;
 use evident_log::TopicMeta;
@@ -48,6 +49,11 @@ fn config_wire(c: &evident_log::TopicConfig) -> TopicConfig {
             evident_log::CleanupPolicy::Compact => CleanupPolicy::Compact,
         },
         key_partition_guard: c.key_partition_guard,
+        key_partitioner: match c.key_partitioner {
+            evident_core::partitioner::KeyPartitioner::Murmur2 => KeyPartitioner::Murmur2,
+            evident_core::partitioner::KeyPartitioner::Crc32 => KeyPartitioner::Crc32,
+            evident_core::partitioner::KeyPartitioner::Fnv1a => KeyPartitioner::Fnv1a,
+        },
     }
 }
 
@@ -62,6 +68,13 @@ fn config_log(c: &TopicConfig) -> evident_log::TopicConfig {
             CleanupPolicy::Compact => evident_log::CleanupPolicy::Compact,
         },
         key_partition_guard: c.key_partition_guard,
+        key_partitioner: match c.key_partitioner {
+            KeyPartitioner::Murmur2 => evident_core::partitioner::KeyPartitioner::Murmur2,
+            KeyPartitioner::Crc32 => evident_core::partitioner::KeyPartitioner::Crc32,
+            KeyPartitioner::Fnv1a => evident_core::partitioner::KeyPartitioner::Fnv1a,
+        },
+        // Kafka's message.timestamp.type; the HTTP API does not set it.
+        log_append_time: false,
     }
 }
 

@@ -50,9 +50,14 @@ pub struct ServeArgs {
     /// How long shutdown waits for in-flight requests before closing them [default: 10000]
     #[arg(long, env = "EVIDENT_SHUTDOWN_TIMEOUT_MS", value_name = "MS")]
     pub shutdown_timeout_ms: Option<u64>,
-    /// Most simultaneous HTTP connections; more are answered 503 and closed [default: 1024]
+    /// Most simultaneous HTTP connections; at the cap the longest idle one is closed for the
+    /// newcomer, which gets 503 only if every one has a request in flight [default: 1024]
     #[arg(long, env = "EVIDENT_HTTP_CONNECTIONS_MAX", value_name = "N")]
     pub http_connections_max: Option<usize>,
+    /// Most simultaneous HTTP connections from one address; at the cap that address's longest
+    /// idle connection is closed for the newcomer, as at --http-connections-max [default: 1024]
+    #[arg(long, env = "EVIDENT_HTTP_CONNECTIONS_PER_IP_MAX", value_name = "N")]
+    pub http_connections_per_ip_max: Option<usize>,
     /// Time a client has to send a request's headers, and the most an idle keep-alive
     /// connection is kept [default: 10000]
     #[arg(long, env = "EVIDENT_HTTP_HEADER_TIMEOUT_MS", value_name = "MS")]
@@ -98,6 +103,10 @@ pub struct ServeArgs {
     /// Most bytes the compressed batches of one Kafka Produce request may inflate to, together [default: 67108864]
     #[arg(long, env = "EVIDENT_KAFKA_DECOMPRESSED_MAX_BYTES", value_name = "BYTES")]
     pub kafka_decompressed_max_bytes: Option<usize>,
+    /// Bytes the compressed batches of every concurrent Kafka Produce request may hold inflated
+    /// at once; a batch waits for its share, then is refused as timed out [default: 268435456]
+    #[arg(long, env = "EVIDENT_KAFKA_DECOMPRESSED_TOTAL_MAX_BYTES", value_name = "BYTES")]
+    pub kafka_decompressed_total_max_bytes: Option<usize>,
     /// Once a Kafka request's first byte arrived, the rest must arrive within this long or the
     /// connection is closed [default: 30000]
     #[arg(long, env = "EVIDENT_KAFKA_REQUEST_TIMEOUT_MS", value_name = "MS")]
@@ -131,6 +140,7 @@ struct FileConfig {
     http_body_max_bytes: Option<usize>,
     shutdown_timeout_ms: Option<u64>,
     http_connections_max: Option<usize>,
+    http_connections_per_ip_max: Option<usize>,
     http_header_timeout_ms: Option<u64>,
     http_body_timeout_ms: Option<u64>,
     http_request_timeout_ms: Option<u64>,
@@ -143,6 +153,7 @@ struct FileConfig {
     kafka_idle_timeout_ms: Option<u64>,
     kafka_request_max_bytes: Option<usize>,
     kafka_decompressed_max_bytes: Option<usize>,
+    kafka_decompressed_total_max_bytes: Option<usize>,
     kafka_request_timeout_ms: Option<u64>,
     kafka_queued_request_max_bytes: Option<usize>,
     kafka_connections_per_ip_max: Option<usize>,
@@ -177,6 +188,8 @@ pub struct ServeConfig {
 pub struct HttpLimits {
     /// Most simultaneous connections.
     pub connections_max: usize,
+    /// Most simultaneous connections from one source address.
+    pub connections_per_ip_max: usize,
     /// Time to receive a request's headers; also the longest idle keep-alive gap, since hyper
     /// starts this clock whenever it waits for the next request on a connection.
     pub header_timeout: Duration,
@@ -196,7 +209,12 @@ pub struct HttpLimits {
 
 impl Default for HttpLimits {
     /// The defaults: a cap as Kafka's listener has (1024, evident's Kafka default too, well
-    /// under the usual 1024-descriptor soft limit raised for a server); a header timeout of
+    /// under the usual 1024-descriptor soft limit raised for a server), and the same per source
+    /// address, as evident's Kafka listener (Kafka's own `max.connections.per.ip` is unbounded):
+    /// a per-address cap below the global one would only cut off the clients sharing an address
+    /// (loopback, a NAT, a proxy), and at either cap idle connections are evicted, so a single
+    /// address cannot lock others out anyway; an operator with many client hosts lowers it so
+    /// one host cannot take every slot from the others' busy connections; a header timeout of
     /// 10 s, tighter than hyper's 30 s because it also bounds idle keep-alive connections (Apache
     /// keeps them 5 s, nginx 75 s); 20 s for a body (Apache's `RequestReadTimeout body=20`), which
     /// still lets an 8 MiB body through at 420 KB/s; 30 s per request, the request timeout Kafka
@@ -210,6 +228,7 @@ impl Default for HttpLimits {
     fn default() -> Self {
         Self {
             connections_max: 1024,
+            connections_per_ip_max: 1024,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(20),
             request_timeout: Duration::from_secs(30),
@@ -287,6 +306,12 @@ impl ServeConfig {
             }
             kafka.decompressed_max_bytes = n;
         }
+        if let Some(n) = args.kafka_decompressed_total_max_bytes.or(file.kafka_decompressed_total_max_bytes) {
+            if n < 1024 {
+                bail!("kafka_decompressed_total_max_bytes must be at least 1024, not {n}");
+            }
+            kafka.decompressed_total_max_bytes = n;
+        }
         if let Some(ms) = args.kafka_request_timeout_ms.or(file.kafka_request_timeout_ms) {
             kafka.request_timeout = millis("kafka_request_timeout_ms", ms)?;
         }
@@ -314,6 +339,10 @@ impl ServeConfig {
             connections_max: match args.http_connections_max.or(file.http_connections_max) {
                 Some(n) => positive("http_connections_max", n)?,
                 None => defaults.connections_max,
+            },
+            connections_per_ip_max: match args.http_connections_per_ip_max.or(file.http_connections_per_ip_max) {
+                Some(n) => positive("http_connections_per_ip_max", n)?,
+                None => defaults.connections_per_ip_max,
             },
             header_timeout: match args.http_header_timeout_ms.or(file.http_header_timeout_ms) {
                 Some(ms) => millis("http_header_timeout_ms", ms)?,
@@ -435,12 +464,13 @@ mod tests {
         let path = dir.path().join("evident.toml");
         std::fs::write(
             &path,
-            "http_connections_max = 10\nhttp_subscriptions_max = 3\nhttp_body_timeout_ms = 700\nkafka_idle_timeout_ms = 5000\n",
+            "http_connections_max = 10\nhttp_connections_per_ip_max = 4\nhttp_subscriptions_max = 3\nhttp_body_timeout_ms = 700\nkafka_idle_timeout_ms = 5000\n",
         )
         .expect("write");
         let args = ServeArgs { config: Some(path.clone()), http_header_timeout_ms: Some(250), ..ServeArgs::default() };
         let c = ServeConfig::resolve(args).expect("resolves");
         assert_eq!(c.http_limits.connections_max, 10);
+        assert_eq!(c.http_limits.connections_per_ip_max, 4);
         assert_eq!(c.http_limits.subscriptions_max, 3);
         assert_eq!(c.http_limits.body_timeout, Duration::from_millis(700));
         assert_eq!(c.http_limits.header_timeout, Duration::from_millis(250));

@@ -8,6 +8,9 @@
 // Each test file uses its own part of the harness.
 #![allow(dead_code)]
 
+pub mod jvm;
+pub mod tmpfs;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -32,35 +35,24 @@ const LISTENING: &str = "evident: HTTP API listening on http://";
 /// The line `evident serve` prints right after [`LISTENING`], naming the Kafka listener.
 const KAFKA_LISTENING: &str = "evident: Kafka protocol listening on ";
 
-/// Environment variables that would change how the server or the CLI behaves; removed from
-/// every child so that the machine's environment cannot change a test's outcome.
-const SCRUBBED_ENV: [&str; 18] = [
-    "RUST_LOG",
-    "EVIDENT_HTTP_CONNECTIONS_MAX",
-    "EVIDENT_HTTP_HEADER_TIMEOUT_MS",
-    "EVIDENT_HTTP_BODY_TIMEOUT_MS",
-    "EVIDENT_HTTP_REQUEST_TIMEOUT_MS",
-    "EVIDENT_HTTP_SUBSCRIPTIONS_MAX",
-    "EVIDENT_KAFKA_CONNECTIONS_MAX",
-    "EVIDENT_KAFKA_IDLE_TIMEOUT_MS",
-    "EVIDENT_KAFKA_REQUEST_MAX_BYTES",
-    "EVIDENT_KAFKA_DECOMPRESSED_MAX_BYTES",
-    "EVIDENT_CONFIG",
-    "EVIDENT_DATA_DIR",
-    "EVIDENT_HTTP_ADDR",
-    "EVIDENT_FSYNC",
-    "EVIDENT_HTTP_BODY_MAX_BYTES",
-    "EVIDENT_SHUTDOWN_TIMEOUT_MS",
-    "EVIDENT_SERVER",
-    "EVIDENT_KAFKA_ADDR",
-];
+/// Whether an environment variable would change how the server or the CLI behaves: `RUST_LOG`
+/// and every `EVIDENT_` setting (flags have environment twins, and new ones keep coming), but
+/// not the test harness's own `EVIDENT_TEST_` and `EVIDENT_REQUIRE_` switches. Such variables
+/// are removed from every child, so that the machine's environment cannot change a test's
+/// outcome.
+fn scrubbed(name: &str) -> bool {
+    name == "RUST_LOG"
+        || (name.starts_with("EVIDENT_") && !name.starts_with("EVIDENT_TEST_") && !name.starts_with("EVIDENT_REQUIRE_"))
+}
 
 /// A `Command` for the binary with a clean environment, run in `dir`.
 pub fn command(dir: &Path) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.current_dir(dir);
-    for name in SCRUBBED_ENV {
-        cmd.env_remove(name);
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(scrubbed) {
+            cmd.env_remove(name);
+        }
     }
     // Every test server gets its own free Kafka port (tests run in parallel; the default
     // 127.0.0.1:9092 would collide). A test can still override it by flag or env.

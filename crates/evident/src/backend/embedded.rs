@@ -91,6 +91,7 @@ pub(crate) fn from_log(e: evident_log::Error) -> Error {
         | L::InvalidExpectedVersion(_)
         | L::InvalidEventId(_)
         | L::ExpectedVersionWithoutKey
+        | L::KeylessOnCompacted { .. }
         | L::KeyInOtherPartition { .. }
         | L::DuplicateIdInBatch { .. }
         | L::PartialDuplicate { .. }

@@ -1,0 +1,189 @@
+//! The JVM side of the Kafka conformance tests (issue 12), shared by `kafka_jvm_tools.rs` (Kafka's
+//! command-line tools) and `kafka_java_client.rs` (the Java client and Kafka Streams): where
+//! `scripts/java-setup.sh` put Kafka's jars and the compiled Java programs, a `java` command on
+//! them, and a real Apache Kafka broker (`scripts/kafka-ref.sh`) to run every probe against
+//! beside evident.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use super::run_with_limit;
+
+/// Where `scripts/java-setup.sh` put the jars, the compiled runner and the log4j configs.
+pub struct Java {
+    pub lib: PathBuf,
+    pub classes: PathBuf,
+    pub conf: PathBuf,
+}
+
+fn java_required() -> bool {
+    std::env::var("EVIDENT_REQUIRE_KAFKA_JAVA").is_ok_and(|v| v == "1")
+}
+
+/// The JVM side, or None (after a skip line) when it is not installed and not required.
+pub fn java(test: &str) -> Option<Java> {
+    let dir = |key: &str| std::env::var_os(key).map(PathBuf::from).filter(|p| p.is_dir());
+    match (dir("KAFKA_JAVA_LIB"), dir("KAFKA_JAVA_CLASSES"), dir("KAFKA_JAVA_CONF")) {
+        (Some(lib), Some(classes), Some(conf)) => Some(Java { lib, classes, conf }),
+        _ => {
+            let help = "run `eval \"$(scripts/java-setup.sh)\"` and export KAFKA_JAVA_LIB KAFKA_JAVA_CLASSES \
+                        KAFKA_JAVA_CONF (scripts/test.sh does)";
+            assert!(!java_required(), "{test}: Kafka's jars are not set up, and EVIDENT_REQUIRE_KAFKA_JAVA=1 ({help})");
+            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: Kafka's jars are not set up ({help})");
+            None
+        }
+    }
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
+}
+
+/// A real Apache Kafka (one combined broker+controller) from `scripts/kafka-ref.sh`, stopped
+/// when dropped, so also when the test panics.
+pub struct Reference {
+    pub dir: tempfile::TempDir,
+    pub bootstrap: String,
+}
+
+impl Reference {
+    pub fn start() -> Reference {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port_pair();
+        let mut cmd = Command::new("bash");
+        cmd.arg(repo_root().join("scripts/kafka-ref.sh"))
+            .args(["start", "--nodes", "1", "--port", &port.to_string(), "--dir"])
+            .arg(dir.path());
+        let run = run_with_limit(&mut cmd, None, Duration::from_secs(300));
+        let bootstrap = run.stdout.lines().find_map(|l| l.strip_prefix("KAFKA_REF_BOOTSTRAP=")).map(str::to_string);
+        let reference = Reference { dir, bootstrap: bootstrap.clone().unwrap_or_default() };
+        assert!(
+            run.code == Some(0) && bootstrap.is_some(),
+            "kafka-ref.sh start failed ({:?})\n--- stdout\n{}\n--- stderr\n{}",
+            run.code,
+            run.stdout,
+            run.stderr
+        );
+        reference
+    }
+}
+
+impl Drop for Reference {
+    fn drop(&mut self) {
+        let mut cmd = Command::new("bash");
+        cmd.arg(repo_root().join("scripts/kafka-ref.sh")).args(["stop", "--dir"]).arg(self.dir.path());
+        let run = run_with_limit(&mut cmd, None, Duration::from_secs(120));
+        if run.code != Some(0) {
+            let _ = writeln!(std::io::stderr(), "kafka-ref.sh stop failed: {}", run.stderr);
+        }
+    }
+}
+
+/// A port P such that P and P+1 (the reference's client and controller listeners) are free now.
+pub fn free_port_pair() -> u16 {
+    for _ in 0..100 {
+        let first = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = first.local_addr().expect("addr").port();
+        if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no two consecutive free ports on 127.0.0.1");
+}
+
+impl Java {
+    /// `java` with Kafka's jars and the compiled programs on the class path, logging as Kafka's
+    /// tools do (WARN and above, to stderr), with a bounded heap (two JVMs and two servers share
+    /// a small machine).
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new("java");
+        cmd.arg("-Xmx512m")
+            // Programs print with the platform charset; fix it so that both runs read alike.
+            .arg("-Dfile.encoding=UTF-8")
+            .arg(format!("-Dlog4j2.configurationFile={}", self.conf.join("log4j2-tools.properties").display()))
+            .arg("-cp")
+            .arg(format!("{}/*:{}", self.lib.display(), self.classes.display()));
+        cmd
+    }
+}
+
+/// One run of a Kafka command-line tool by the tool runner (`java/tool-runner/ToolRunner.java`):
+/// its main class, arguments (`{B}` stands for the bootstrap address, `{DIR}` for the work
+/// directory) and standard input.
+pub struct Tool<'a> {
+    pub name: &'a str,
+    pub main: &'a str,
+    pub args: &'a [String],
+    pub stdin: &'a str,
+}
+
+/// What one tool did, as the runner recorded it.
+#[derive(Debug, Clone)]
+pub struct ToolOutcome {
+    pub code: Option<i64>,
+    pub stdout: String,
+    pub stderr: String,
+    pub millis: u64,
+    pub timed_out: bool,
+}
+
+/// The longest one tool may run in the runner before it is recorded as timed out.
+const TOOL_LIMIT_MS: u64 = 60_000;
+
+/// Runs `tools` in turn against `bootstrap` in one JVM (one JVM per tool costs 1-3 s each on 2
+/// cores); returns the outcomes by tool name. The whole run is bounded by `limit`.
+pub fn run_tools<'a>(
+    java: &Java,
+    work: &Path,
+    label: &str,
+    bootstrap: &str,
+    tools: impl IntoIterator<Item = Tool<'a>>,
+    limit: Duration,
+) -> std::collections::BTreeMap<String, ToolOutcome> {
+    let fill = |s: &str| s.replace("{B}", bootstrap).replace("{DIR}", work.to_str().expect("utf-8 path"));
+    let spec: Vec<serde_json::Value> = tools
+        .into_iter()
+        .map(|t| {
+            serde_json::json!({
+                "name": t.name,
+                "main": t.main,
+                "args": t.args.iter().map(|a| fill(a)).collect::<Vec<_>>(),
+                "stdin": t.stdin,
+                "timeout_ms": TOOL_LIMIT_MS,
+            })
+        })
+        .collect();
+    let spec_path = work.join(format!("probes-{label}.json"));
+    let results_path = work.join(format!("results-{label}.jsonl"));
+    std::fs::write(&spec_path, serde_json::to_vec(&spec).expect("json")).expect("writing the probes");
+    let mut cmd = java.command();
+    // The runner takes back and runs the shutdown hooks a tool registers (see ToolRunner.java).
+    cmd.args(["--add-opens", "java.base/java.lang=ALL-UNNAMED"]).arg("ToolRunner").arg(&spec_path).arg(&results_path);
+    let run = run_with_limit(&mut cmd, None, limit);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "the tool runner failed on {label}\n--- stdout\n{}\n--- stderr\n{}",
+        run.stdout,
+        run.stderr
+    );
+    std::fs::read_to_string(&results_path)
+        .expect("reading the results")
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).expect("a result line");
+            let text = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+            let outcome = ToolOutcome {
+                code: v["code"].as_i64(),
+                stdout: text("stdout"),
+                stderr: text("stderr"),
+                millis: v["millis"].as_u64().unwrap_or_default(),
+                timed_out: v["timed_out"].as_bool().unwrap_or_default(),
+            };
+            (text("name"), outcome)
+        })
+        .collect()
+}

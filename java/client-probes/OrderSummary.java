@@ -1,0 +1,300 @@
+// Seed 000's order_summary view as a Kafka Streams application (issue 12):
+//
+//   CREATE TABLE order_summary AS SELECT orderId, SUM(item_price) AS total FROM order-events GROUP BY orderId;
+//
+// The order events are keyed by customer (as a command side would write them), so grouping by
+// order id re-keys them: Kafka Streams writes them through its internal repartition topic, and
+// keeps the running sums in a state store backed by its internal changelog topic. Both are created
+// by Streams itself on the server under test, which is the point: the Rust test
+// (crates/evident-server/tests/kafka_java_client.rs) runs this against evident and Apache Kafka,
+// kills it with SIGKILL mid-run, restarts it, and checks the totals against a fold of the input.
+//
+//   OrderSummary produce BOOTSTRAP FROM TO     append order events FROM..TO (acks=all, idempotent)
+//   OrderSummary run BOOTSTRAP STATE_DIR        run the application (at_least_once) until killed;
+//                                               prints "processed N" every 500 records
+//   OrderSummary verify BOOTSTRAP TIMEOUT_MS    wait until the application committed the end of
+//                                               its input, then fold the input and compare
+//
+// verify prints one JSON object: the fold and the view per order compared, and the internal topics.
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.TreeMap;
+import java.util.TreeSet;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.Future;
+import java.util.concurrent.atomic.AtomicLong;
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.admin.OffsetSpec;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.clients.producer.RecordMetadata;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.errors.TopicExistsException;
+import org.apache.kafka.common.serialization.LongDeserializer;
+import org.apache.kafka.common.serialization.Serdes;
+import org.apache.kafka.common.serialization.StringDeserializer;
+import org.apache.kafka.common.utils.Bytes;
+import org.apache.kafka.streams.KafkaStreams;
+import org.apache.kafka.streams.KeyValue;
+import org.apache.kafka.streams.StreamsBuilder;
+import org.apache.kafka.streams.StreamsConfig;
+import org.apache.kafka.streams.kstream.Consumed;
+import org.apache.kafka.streams.kstream.Grouped;
+import org.apache.kafka.streams.kstream.Materialized;
+import org.apache.kafka.streams.kstream.Produced;
+import org.apache.kafka.streams.state.KeyValueStore;
+
+public final class OrderSummary {
+    static final String APP_ID = "order-summary-app";
+    static final String INPUT = "order-events";
+    static final String OUTPUT = "order-summary";
+    static final int PARTITIONS = 4;
+    static final ObjectMapper JSON = new ObjectMapper();
+
+    public static void main(String[] args) throws Exception {
+        switch (args.length > 0 ? args[0] : "") {
+            case "produce" -> produce(args[1], Integer.parseInt(args[2]), Integer.parseInt(args[3]));
+            case "run" -> run(args[1], args[2]);
+            case "verify" -> verify(args[1], Long.parseLong(args[2]));
+            default -> {
+                System.err.println("usage: OrderSummary produce BOOTSTRAP FROM TO | run BOOTSTRAP STATE_DIR | verify BOOTSTRAP TIMEOUT_MS");
+                System.exit(2);
+            }
+        }
+    }
+
+    /** Event i: customer i % 37 orders an item for order i % 101, priced 1..50. */
+    static void produce(String bootstrap, int from, int to) throws Exception {
+        Properties a = Clients.admin(bootstrap);
+        try (Admin admin = Admin.create(a)) {
+            for (String t : List.of(INPUT, OUTPUT)) {
+                try {
+                    admin.createTopics(List.of(new NewTopic(t, PARTITIONS, (short) 1))).all().get();
+                } catch (ExecutionException e) {
+                    if (!(e.getCause() instanceof TopicExistsException)) {
+                        throw e;
+                    }
+                }
+            }
+        }
+        Properties p = Clients.idempotentProducer(bootstrap, 5);
+        List<Future<RecordMetadata>> acks = new ArrayList<>();
+        try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
+            for (int i = from; i < to; i++) {
+                ObjectNode v = JSON.createObjectNode();
+                v.put("eventType", "ItemAdded");
+                v.put("orderId", "order-" + (i % 101));
+                v.put("customerId", "customer-" + (i % 37));
+                v.put("item", "item-" + i);
+                v.put("item_price", 1 + (i * 7L) % 50);
+                acks.add(producer.send(new ProducerRecord<>(INPUT, "customer-" + (i % 37), JSON.writeValueAsString(v))));
+            }
+            for (Future<RecordMetadata> f : acks) {
+                f.get();
+            }
+        }
+        System.out.println("produced " + acks.size());
+    }
+
+    static void run(String bootstrap, String stateDir) throws Exception {
+        Properties p = new Properties();
+        p.put(StreamsConfig.APPLICATION_ID_CONFIG, APP_ID);
+        p.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.AT_LEAST_ONCE);
+        p.put(StreamsConfig.STATE_DIR_CONFIG, stateDir);
+        p.put(StreamsConfig.REPLICATION_FACTOR_CONFIG, 1);
+        // Commit often, so that a kill lands between commits with work after the last one.
+        p.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 500);
+        // Purge the repartition topic (DeleteRecords up to the committed offsets) every second
+        // rather than every 30 s, so that a short run exercises it too.
+        p.put(StreamsConfig.REPARTITION_PURGE_INTERVAL_MS_CONFIG, 1000);
+        // A restarted instance joins as a new member; the killed one's session must end first.
+        p.put(StreamsConfig.consumerPrefix(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG), 6000);
+        p.put(StreamsConfig.consumerPrefix(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG), 1000);
+        p.put(StreamsConfig.consumerPrefix(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG), "earliest");
+
+        AtomicLong processed = new AtomicLong();
+        StreamsBuilder b = new StreamsBuilder();
+        b.stream(INPUT, Consumed.with(Serdes.String(), Serdes.String()))
+                .peek((k, v) -> {
+                    long n = processed.incrementAndGet();
+                    if (n % 500 == 0) {
+                        System.out.println("processed " + n);
+                        System.out.flush();
+                    }
+                })
+                .map((customer, json) -> {
+                    JsonNode e = parse(json);
+                    return KeyValue.pair(e.get("orderId").asText(), e.get("item_price").asLong());
+                })
+                .groupByKey(Grouped.with("by-order", Serdes.String(), Serdes.Long()))
+                .aggregate(() -> 0L, (order, price, total) -> total + price,
+                        Materialized.<String, Long, KeyValueStore<Bytes, byte[]>>as("order-totals")
+                                .withKeySerde(Serdes.String()).withValueSerde(Serdes.Long()))
+                .toStream()
+                .to(OUTPUT, Produced.with(Serdes.String(), Serdes.Long()));
+
+        KafkaStreams streams = new KafkaStreams(b.build(), p);
+        CountDownLatch done = new CountDownLatch(1);
+        streams.setStateListener((now, before) -> {
+            System.out.println("state " + before + " -> " + now);
+            System.out.flush();
+            if (now == KafkaStreams.State.ERROR || now == KafkaStreams.State.NOT_RUNNING) {
+                done.countDown();
+            }
+        });
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            streams.close(Duration.ofSeconds(20));
+            done.countDown();
+        }));
+        streams.start();
+        done.await();
+        System.exit(streams.state() == KafkaStreams.State.ERROR ? 1 : 0);
+    }
+
+    static JsonNode parse(String json) {
+        try {
+            return JSON.readTree(json);
+        } catch (Exception e) {
+            throw new IllegalArgumentException("not an order event: " + json, e);
+        }
+    }
+
+    static KafkaConsumer<String, String> reader(String bootstrap, boolean longValues) {
+        Properties c = new Properties();
+        c.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        c.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        c.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG,
+                longValues ? LongDeserializer.class.getName() : StringDeserializer.class.getName());
+        c.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+        return new KafkaConsumer<>(c);
+    }
+
+    /** Every record of a topic, from the first to the end offsets taken now. */
+    @SuppressWarnings("unchecked")
+    static <V> List<ConsumerRecord<String, V>> readAll(String bootstrap, String topic, boolean longValues) {
+        List<ConsumerRecord<String, V>> out = new ArrayList<>();
+        try (KafkaConsumer<String, ?> c = reader(bootstrap, longValues)) {
+            List<TopicPartition> parts = new ArrayList<>();
+            for (int p = 0; p < PARTITIONS; p++) {
+                parts.add(new TopicPartition(topic, p));
+            }
+            c.assign(parts);
+            c.seekToBeginning(parts);
+            Map<TopicPartition, Long> end = c.endOffsets(parts);
+            long deadline = System.currentTimeMillis() + 60_000;
+            while (parts.stream().anyMatch(tp -> c.position(tp) < end.get(tp))) {
+                if (System.currentTimeMillis() > deadline) {
+                    throw new IllegalStateException("reading " + topic + " to " + end + " timed out");
+                }
+                for (ConsumerRecord<String, ?> r : c.poll(Duration.ofMillis(200))) {
+                    if (r.offset() < end.get(new TopicPartition(r.topic(), r.partition()))) {
+                        out.add((ConsumerRecord<String, V>) r);
+                    }
+                }
+            }
+        }
+        return out;
+    }
+
+    static void verify(String bootstrap, long timeoutMs) throws Exception {
+        Properties a = Clients.admin(bootstrap);
+        long deadline = System.currentTimeMillis() + timeoutMs;
+        Map<TopicPartition, Long> inputEnd = new HashMap<>();
+        TreeSet<String> internal = new TreeSet<>();
+        boolean caughtUp = false;
+        long repartitionPurged = 0;
+        try (Admin admin = Admin.create(a)) {
+            Map<TopicPartition, OffsetSpec> latest = new HashMap<>();
+            for (int p = 0; p < PARTITIONS; p++) {
+                latest.put(new TopicPartition(INPUT, p), OffsetSpec.latest());
+            }
+            admin.listOffsets(latest).all().get().forEach((tp, info) -> inputEnd.put(tp, info.offset()));
+            // The application has consumed and committed its whole input once its group's
+            // committed offsets reach the input's end; a commit flushes the store's cache to the
+            // changelog and the view's topic first, so the view is then final.
+            while (System.currentTimeMillis() < deadline) {
+                Map<TopicPartition, OffsetAndMetadata> committed =
+                        admin.listConsumerGroupOffsets(APP_ID).partitionsToOffsetAndMetadata().get();
+                caughtUp = inputEnd.entrySet().stream().allMatch(e -> committed.get(e.getKey()) != null
+                        && committed.get(e.getKey()).offset() >= e.getValue());
+                if (caughtUp) {
+                    break;
+                }
+                Thread.sleep(200);
+            }
+            for (String t : admin.listTopics().names().get()) {
+                if (t.startsWith(APP_ID)) {
+                    internal.add(t);
+                }
+            }
+            // Streams purges its repartition topic up to the committed offsets (DeleteRecords);
+            // the sum of the partitions' earliest offsets shows whether the server did it.
+            Map<TopicPartition, OffsetSpec> earliest = new HashMap<>();
+            for (int p = 0; p < PARTITIONS; p++) {
+                earliest.put(new TopicPartition(APP_ID + "-by-order-repartition", p), OffsetSpec.earliest());
+            }
+            if (internal.contains(APP_ID + "-by-order-repartition")) {
+                for (var info : admin.listOffsets(earliest).all().get().values()) {
+                    repartitionPurged += info.offset();
+                }
+            }
+        }
+        TreeMap<String, Long> fold = new TreeMap<>();
+        List<ConsumerRecord<String, String>> input = readAll(bootstrap, INPUT, false);
+        for (ConsumerRecord<String, String> r : input) {
+            JsonNode e = parse(r.value());
+            fold.merge(e.get("orderId").asText(), e.get("item_price").asLong(), Long::sum);
+        }
+        TreeMap<String, Long> view = new TreeMap<>();
+        List<ConsumerRecord<String, Long>> output = readAll(bootstrap, OUTPUT, true);
+        for (ConsumerRecord<String, Long> r : output) {
+            view.put(r.key(), r.value());
+        }
+        int below = 0;
+        int above = 0;
+        int overDouble = 0;
+        long excess = 0;
+        for (Map.Entry<String, Long> e : fold.entrySet()) {
+            long total = view.getOrDefault(e.getKey(), 0L);
+            if (total < e.getValue()) {
+                below++;
+            } else if (total > e.getValue()) {
+                above++;
+                excess += total - e.getValue();
+            }
+            if (total > 2 * e.getValue()) {
+                overDouble++;
+            }
+        }
+        ObjectNode out = JSON.createObjectNode();
+        out.put("caught_up", caughtUp);
+        out.put("input_records", input.size());
+        out.put("orders", fold.size());
+        out.put("view_orders", view.size());
+        out.put("fold_total", fold.values().stream().mapToLong(Long::longValue).sum());
+        out.put("view_total", view.values().stream().mapToLong(Long::longValue).sum());
+        out.put("equal", fold.equals(view));
+        out.put("below", below);
+        out.put("above", above);
+        out.put("over_double", overDouble);
+        out.put("excess", excess);
+        out.putPOJO("internal_topics", new ArrayList<>(internal));
+        out.put("repartition_purged", repartitionPurged);
+        System.out.println(JSON.writeValueAsString(out));
+    }
+}
