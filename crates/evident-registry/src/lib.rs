@@ -1,0 +1,21 @@
+//! `evident-registry`: the schema registry inside evident. It keeps Confluent Schema Registry's
+//! model — subjects holding numbered versions of schemas, schema ids global to the registry and
+//! never reused, compatibility levels and modes globally and per subject, references between
+//! schemas — and understands the three formats Confluent's clients send: Avro, JSON Schema and
+//! Protobuf.
+//!
+//! Module map:
+//! - [`schema`]: the vocabulary shared by the store, the REST API and the checks (formats,
+//!   references, compatibility levels, modes, ids and versions).
+//! - [`parse`]: a schema's text (with its references resolved) into a [`ParsedSchema`], its
+//!   canonical and normalized forms; invalid schemas are refused here with a reason.
+//!
+//! Architecture invariant: this crate never fetches anything from the network (a JSON Schema's
+//! remote `$ref` and a Protobuf import resolve only against registered references and the
+//! well-known types), so what a schema means depends only on what the registry stores.
+
+pub mod parse;
+pub mod schema;
+
+pub use parse::{parse, ParseError, ParsedSchema, ResolvedReference};
+pub use schema::{Compatibility, Mode, Reference, SchemaId, SchemaType, SubjectVersion};
