@@ -9,13 +9,19 @@
 //!   references, compatibility levels, modes, ids and versions).
 //! - [`parse`]: a schema's text (with its references resolved) into a [`ParsedSchema`], its
 //!   canonical and normalized forms; invalid schemas are refused here with a reason.
+//! - [`compat`]: whether a candidate schema may follow a subject's versions at a compatibility
+//!   level, with the reasons when not.
+//! - [`source`]: the narrow read view payload validation uses ([`SchemaSource`]).
 //!
 //! Architecture invariant: this crate never fetches anything from the network (a JSON Schema's
 //! remote `$ref` and a Protobuf import resolve only against registered references and the
 //! well-known types), so what a schema means depends only on what the registry stores.
 
+pub mod compat;
 pub mod parse;
 pub mod schema;
+pub mod source;
 
 pub use parse::{parse, ParseError, ParsedSchema, ResolvedReference};
 pub use schema::{Compatibility, Mode, Reference, SchemaId, SchemaType, SubjectVersion};
+pub use source::SchemaSource;
