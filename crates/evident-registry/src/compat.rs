@@ -1,12 +1,20 @@
 //! Compatibility checks: may a candidate schema join a subject whose versions are `existing`,
 //! at a given [`Compatibility`] level? BACKWARD asks that a reader with the candidate read data
-//! written with the latest version (all versions when transitive); FORWARD the reverse; FULL both.
+//! written with the latest version (every version when transitive); FORWARD the reverse (old
+//! readers read data written with the candidate); FULL both; NONE nothing.
 //!
 //! The answer is the list of reasons the candidate is refused, each naming the version it
-//! breaks against and what breaks (Confluent's `verbose=true` messages); empty means compatible.
+//! breaks against, the direction, and what breaks; empty means compatible.
 //!
-//! Status: Avro is checked by schema resolution (`apache-avro`'s reader/writer rules); JSON
-//! Schema and Protobuf rules are being written (see docs/registry.md).
+//! One module per format, each following the rules Confluent's registry applies (the matrix
+//! in tests/registry/compat_cases.json pins them, docs/registry-compatibility.md explains them):
+//! - [`avro`]: Avro schema resolution, as Apache Avro Java's `SchemaCompatibility` decides it;
+//! - [`json`]: Confluent's JSON Schema diff (content models, narrowing and widening);
+//! - [`protobuf`]: Confluent's Protobuf diff (fields by number, wire-compatible scalar groups).
+
+mod avro;
+mod json;
+mod protobuf;
 
 use crate::parse::ParsedSchema;
 use crate::schema::Compatibility;
@@ -21,11 +29,14 @@ pub struct Existing<'a> {
 }
 
 /// The reasons `candidate` may not be registered after `existing` (oldest first) at `level`;
-/// empty when it may.
+/// empty when it may. Newest versions are checked (and reported) first.
 pub fn check(level: Compatibility, candidate: &ParsedSchema, existing: &[Existing<'_>]) -> Vec<String> {
     let against: &[Existing<'_>] =
         if level.transitive() { existing } else { existing.last().map(std::slice::from_ref).unwrap_or(&[]) };
     let mut reasons = Vec::new();
+    if level == Compatibility::None {
+        return reasons;
+    }
     for old in against.iter().rev() {
         if old.schema.schema_type() != candidate.schema_type() {
             reasons.push(format!(
@@ -37,30 +48,31 @@ pub fn check(level: Compatibility, candidate: &ParsedSchema, existing: &[Existin
             continue;
         }
         if level.backward() {
-            if let Err(why) = can_read(candidate, old.schema) {
-                reasons.push(format!("version {} (BACKWARD): {why}", old.version));
+            if let Err(problems) = differences(candidate, old.schema) {
+                reasons.extend(problems.into_iter().map(|why| format!("version {} (BACKWARD): {why}", old.version)));
             }
         }
         if level.forward() {
-            if let Err(why) = can_read(old.schema, candidate) {
-                reasons.push(format!("version {} (FORWARD): {why}", old.version));
+            if let Err(problems) = differences(old.schema, candidate) {
+                reasons.extend(problems.into_iter().map(|why| format!("version {} (FORWARD): {why}", old.version)));
             }
         }
     }
     reasons
 }
 
-/// Whether a reader holding `reader` can read every datum written with `writer`.
+/// Whether a reader holding `reader` can read every datum written with `writer`; the reasons
+/// joined by "; " when not.
 pub fn can_read(reader: &ParsedSchema, writer: &ParsedSchema) -> Result<(), String> {
+    differences(reader, writer).map_err(|problems| problems.join("; "))
+}
+
+/// As [`can_read`], each reason apart.
+pub fn differences(reader: &ParsedSchema, writer: &ParsedSchema) -> Result<(), Vec<String>> {
     match (reader, writer) {
-        (ParsedSchema::Avro(r), ParsedSchema::Avro(w)) => {
-            apache_avro::schema_compatibility::SchemaCompatibility::can_read(&w.schema, &r.schema)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }
-        (ParsedSchema::Json(_), ParsedSchema::Json(_)) | (ParsedSchema::Protobuf(_), ParsedSchema::Protobuf(_)) => {
-            Err(format!("{} compatibility rules are not written yet", reader.schema_type()))
-        }
-        _ => Err(format!("a {} schema cannot read {} data", reader.schema_type(), writer.schema_type())),
+        (ParsedSchema::Avro(r), ParsedSchema::Avro(w)) => avro::can_read(r, w),
+        (ParsedSchema::Json(r), ParsedSchema::Json(w)) => json::can_read(r, w),
+        (ParsedSchema::Protobuf(r), ParsedSchema::Protobuf(w)) => protobuf::can_read(r, w),
+        _ => Err(vec![format!("a {} schema cannot read {} data", reader.schema_type(), writer.schema_type())]),
     }
 }
