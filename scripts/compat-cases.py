@@ -15,8 +15,9 @@ with the latest version only, in the level's directions) and the candidate is re
 transitive level names). Both answers are compared with their expectations.
 
 --known FILE names a JSON file of pinned departures ({"departures": [{"case", "level",
-"registry_says", "reason"}]}): a disagreement listed there is counted apart and does not fail
-the run; a listed departure that no longer happens is reported (and fails: the pin is stale).
+"registry_says", "check_says", "reason"}]}: what the registry answers to registration and to the
+check): a disagreement listed there, with those answers, is counted apart and does not fail the
+run; a listed departure that no longer happens is reported (and fails: the pin is stale).
 Exits non-zero on any unexpected disagreement or error.
 """
 import argparse
@@ -142,7 +143,8 @@ def main():
                 if key in known:
                     unexpected.append(f"STALE PIN {case['name']} at {level}: the registry now agrees")
                 continue
-            if key in known and known[key]["registry_says"] == registered:
+            pin = known.get(key)
+            if pin and pin["registry_says"] == registered and pin.get("check_says", registered) == said:
                 pinned += 1
                 seen_pins.add(key)
                 if args.verbose:
