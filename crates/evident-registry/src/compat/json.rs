@@ -620,23 +620,17 @@ impl Ctx {
                     self.add(path, if oi { Change::TypeExtended } else { Change::TypeNarrowed });
                 }
             }
-            (Node::Enum(o), Node::Enum(n)) => {
-                if o != n {
-                    let change = if o.iter().all(|v| n.contains(v)) {
-                        Change::Compatible
-                    } else if n.iter().all(|v| o.contains(v)) {
-                        Change::EnumArrayNarrowed
-                    } else {
-                        Change::EnumArrayChanged
-                    };
-                    self.add(&format!("{path}/enum"), change);
-                }
+            (Node::Enum(o), Node::Enum(n)) if o != n => {
+                let change = if o.iter().all(|v| n.contains(v)) {
+                    Change::Compatible
+                } else if n.iter().all(|v| o.contains(v)) {
+                    Change::EnumArrayNarrowed
+                } else {
+                    Change::EnumArrayChanged
+                };
+                self.add(&format!("{path}/enum"), change);
             }
-            (Node::Const(o), Node::Const(n)) => {
-                if o != n {
-                    self.add(&format!("{path}/const"), Change::ConstChanged);
-                }
-            }
+            (Node::Const(o), Node::Const(n)) if o != n => self.add(&format!("{path}/const"), Change::ConstChanged),
             (Node::Not(o), Node::Not(n)) => {
                 // The reader must exclude no more than the writer: compare the other way round.
                 let mut sc = self.sub();
@@ -963,4 +957,52 @@ fn max_matching(edges: &[Vec<usize>], right: usize) -> Vec<Option<usize>> {
         augment(i, edges, &mut seen, &mut owner);
     }
     owner
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::{parse, ParsedSchema, ResolvedReference};
+    use crate::schema::SchemaType;
+
+    fn json(text: &str, refs: &[ResolvedReference]) -> JsonSchema {
+        match parse(SchemaType::Json, text, refs).unwrap() {
+            ParsedSchema::Json(j) => j,
+            other => unreachable!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_recursive_schema_terminates_and_changes_inside_it_are_seen() {
+        let tree = |leaf: &str| {
+            format!(
+                r##"{{"type":"object","properties":{{"v":{{"type":"{leaf}"}},"kids":{{"type":"array","items":{{"$ref":"#"}}}}}}}}"##
+            )
+        };
+        let (int, num) = (json(&tree("integer"), &[]), json(&tree("number"), &[]));
+        assert!(can_read(&num, &int).is_ok());
+        let err = can_read(&int, &num).unwrap_err();
+        assert!(err.iter().all(|e| e.contains("TYPE_NARROWED")), "{err:?}");
+    }
+
+    #[test]
+    fn references_are_followed_into_registered_documents() {
+        let money = |t: &str| ResolvedReference {
+            name: "money.json".into(),
+            schema_type: SchemaType::Json,
+            schema: format!(r#"{{"type":"object","properties":{{"cents":{{"type":"{t}"}}}}}}"#),
+        };
+        let order = r#"{"type":"object","properties":{"total":{"$ref":"money.json"}}}"#;
+        let (a, b) = (json(order, &[money("integer")]), json(order, &[money("string")]));
+        let err = can_read(&b, &a).unwrap_err();
+        assert_eq!(err, ["#/properties/total/properties/cents: the type changed (TYPE_CHANGED)"]);
+    }
+
+    #[test]
+    fn matching_pairs_subschemas_whatever_their_order() {
+        let a = json(r#"{"oneOf":[{"type":"string"},{"type":"integer"}]}"#, &[]);
+        let b = json(r#"{"oneOf":[{"type":"number"},{"type":"string"}]}"#, &[]);
+        assert!(can_read(&b, &a).is_ok());
+        assert!(can_read(&a, &b).is_err(), "number narrowed back to integer");
+    }
 }

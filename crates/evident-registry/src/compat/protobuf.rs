@@ -293,3 +293,44 @@ impl Diff {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::{parse, ParsedSchema};
+    use crate::schema::SchemaType;
+
+    fn proto(text: &str) -> ProtobufSchema {
+        match parse(SchemaType::Protobuf, text, &[]).unwrap() {
+            ParsedSchema::Protobuf(p) => p,
+            other => unreachable!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn map_values_are_compared_and_map_entries_are_not_messages() {
+        let a = proto("syntax = \"proto3\"; message M { map<string, int32> counts = 1; }");
+        let b = proto("syntax = \"proto3\"; message M { map<string, int64> counts = 1; }");
+        let c = proto("syntax = \"proto3\"; message M { map<string, string> counts = 1; }");
+        assert!(can_read(&b, &a).is_ok());
+        let err = can_read(&c, &a).unwrap_err();
+        assert_eq!(err.len(), 1, "{err:?}");
+        assert!(err[0].contains("(map value)") && err[0].contains("FIELD_SCALAR_KIND_CHANGED"), "{err:?}");
+    }
+
+    #[test]
+    fn proto3_optional_is_a_plain_field_not_a_oneof() {
+        let a = proto("syntax = \"proto3\"; message M { int32 a = 1; int32 b = 2; }");
+        let b = proto("syntax = \"proto3\"; message M { optional int32 a = 1; optional int32 b = 2; }");
+        assert!(can_read(&b, &a).is_ok());
+        assert!(can_read(&a, &b).is_ok());
+    }
+
+    #[test]
+    fn a_recursive_message_terminates() {
+        let a = proto("syntax = \"proto3\"; message Node { int32 v = 1; repeated Node kids = 2; }");
+        let b = proto("syntax = \"proto3\"; message Node { string v = 1; repeated Node kids = 2; }");
+        let err = can_read(&b, &a).unwrap_err();
+        assert!(err.iter().any(|e| e.contains("field 1 'v'")), "{err:?}");
+    }
+}
