@@ -19,6 +19,16 @@ mod protobuf;
 use crate::parse::ParsedSchema;
 use crate::schema::Compatibility;
 
+/// How many comparison steps one check may take. Schemas come from clients; one whose nested
+/// unions (or combinators, or message types used many times) would make the comparison
+/// explode is refused with a reason instead of holding a request thread.
+pub(crate) const MAX_STEPS: usize = 200_000;
+
+/// The reason given when [`MAX_STEPS`] runs out.
+pub(crate) fn too_complex() -> String {
+    format!("the schemas are too complex to compare (more than {MAX_STEPS} steps); the candidate is refused")
+}
+
 /// One existing version of the subject, oldest first in the slice passed to [`check`].
 #[derive(Debug, Clone, Copy)]
 pub struct Existing<'a> {

@@ -34,9 +34,13 @@ pub(crate) fn can_read(reader: &AvroSchema, writer: &AvroSchema) -> Result<(), V
         reader_names: named_types(&reader.schema, &reader.references),
         writer_names: named_types(&writer.schema, &writer.references),
         in_progress: HashSet::new(),
+        steps: 0,
     };
     let mut problems = Vec::new();
     checker.check(&reader.schema, &writer.schema, "", &mut problems);
+    if checker.steps > super::MAX_STEPS {
+        problems = vec![super::too_complex()];
+    }
     if problems.is_empty() {
         Ok(())
     } else {
@@ -140,6 +144,8 @@ struct Checker<'a> {
     /// Record pairs being compared further up the stack: a recursive type meets itself again,
     /// and is assumed compatible there (Java's checker does the same).
     in_progress: HashSet<(usize, usize)>,
+    /// Comparison steps taken (bounded by [`super::MAX_STEPS`]).
+    steps: usize,
 }
 
 fn kind<'a>(s: &'a Schema, names: &HashMap<String, &'a Schema>) -> Kind<'a> {
@@ -203,6 +209,10 @@ impl<'a> Checker<'a> {
     }
 
     fn check(&mut self, reader: &'a Schema, writer: &'a Schema, path: &str, out: &mut Vec<String>) {
+        self.steps += 1;
+        if self.steps > super::MAX_STEPS {
+            return;
+        }
         let r = kind(reader, &self.reader_names);
         let w = kind(writer, &self.writer_names);
         if r.same_kind(&w) {
@@ -378,5 +388,22 @@ mod tests {
         );
         let err = can_read(&v2, &v1).unwrap_err();
         assert_eq!(err.len(), 2, "both uses of E: {err:?}");
+    }
+
+    #[test]
+    fn an_exponentially_shared_type_is_refused_within_the_step_budget() {
+        // L_i has two fields of type L_{i-1}: 2^30 field comparisons without a bound.
+        let mut text = r#"{"type":"record","name":"L0","fields":[{"name":"v","type":"int"}]}"#.to_string();
+        for i in 1..=30 {
+            text = format!(
+                r#"{{"type":"record","name":"L{i}","fields":[{{"name":"a","type":{text}}},{{"name":"b","type":"L{}"}}]}}"#,
+                i - 1
+            );
+        }
+        let s = avro(&text);
+        let started = std::time::Instant::now();
+        let err = can_read(&s, &s).unwrap_err();
+        assert_eq!(err, [crate::compat::too_complex()]);
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
     }
 }

@@ -22,7 +22,9 @@
 //! `$ref` resolves within the document and to registered references; recursion stops where a
 //! pair of schemas is already being compared.
 
+use std::cell::Cell;
 use std::collections::HashSet;
+use std::rc::Rc;
 
 use serde_json::{Map, Value};
 
@@ -193,6 +195,9 @@ pub(crate) fn can_read(reader: &JsonSchema, writer: &JsonSchema) -> Result<(), V
     let new = Doc { root: &reader.schema, references: &reader.references };
     let mut ctx = Ctx::default();
     ctx.compare(old, new, Some(&writer.schema), Some(&reader.schema), "#", 0);
+    if ctx.steps.get() > super::MAX_STEPS {
+        return Err(vec![super::too_complex()]);
+    }
     let problems: Vec<String> = ctx
         .diffs
         .iter()
@@ -245,6 +250,8 @@ struct Ctx {
     diffs: Vec<(String, Change)>,
     /// `$ref` target pairs being compared up the stack (recursive schemas).
     visiting: HashSet<(usize, usize)>,
+    /// Comparison steps taken, shared with sub-contexts (bounded by [`super::MAX_STEPS`]).
+    steps: Rc<Cell<usize>>,
 }
 
 /// The shape of one schema, as everit reads it (children stay raw JSON, read when compared).
@@ -475,7 +482,7 @@ impl Ctx {
     }
 
     fn sub(&self) -> Ctx {
-        Ctx { diffs: Vec::new(), visiting: self.visiting.clone() }
+        Ctx { diffs: Vec::new(), visiting: self.visiting.clone(), steps: Rc::clone(&self.steps) }
     }
 
     /// Compares two raw schemas (either may be absent).
@@ -497,7 +504,8 @@ impl Ctx {
     }
 
     fn compare_nodes<'a>(&mut self, od: Doc<'a>, nd: Doc<'a>, old: Node<'a>, new: Node<'a>, path: &str, depth: usize) {
-        if depth > MAX_DEPTH {
+        self.steps.set(self.steps.get() + 1);
+        if depth > MAX_DEPTH || self.steps.get() > super::MAX_STEPS {
             return;
         }
         // References are followed (Confluent's `normalizeSchema`), once per pair of targets.
@@ -1004,5 +1012,22 @@ mod tests {
         let b = json(r#"{"oneOf":[{"type":"number"},{"type":"string"}]}"#, &[]);
         assert!(can_read(&b, &a).is_ok());
         assert!(can_read(&a, &b).is_err(), "number narrowed back to integer");
+    }
+
+    #[test]
+    fn exponentially_nested_unions_are_refused_within_the_step_budget() {
+        // s_i = anyOf of three references to s_{i-1}: 9^20 pairings without a bound.
+        let mut defs = serde_json::Map::new();
+        defs.insert("s0".into(), serde_json::json!({"type": "string"}));
+        for i in 1..=20 {
+            let r = serde_json::json!({"$ref": format!("#/definitions/s{}", i - 1)});
+            defs.insert(format!("s{i}"), serde_json::json!({"anyOf": [r, r, r]}));
+        }
+        let doc = serde_json::json!({"definitions": defs, "$ref": "#/definitions/s20"});
+        let s = json(&doc.to_string(), &[]);
+        let started = std::time::Instant::now();
+        let err = can_read(&s, &s).unwrap_err();
+        assert_eq!(err, [crate::compat::too_complex()]);
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
     }
 }

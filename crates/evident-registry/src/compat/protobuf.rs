@@ -59,12 +59,15 @@ impl Change {
 /// Whether a reader with `reader` reads what `writer` wrote: the writer's file is the original,
 /// the reader's the update.
 pub(crate) fn can_read(reader: &ProtobufSchema, writer: &ProtobufSchema) -> Result<(), Vec<String>> {
-    let mut diff = Diff { problems: Vec::new(), visiting: HashSet::new() };
+    let mut diff = Diff { problems: Vec::new(), visiting: HashSet::new(), steps: 0 };
     let (old, new) = (&writer.file, &reader.file);
     if old.package_name() != new.package_name() {
         diff.add(Change::PackageChanged, format!("package '{}' became '{}'", old.package_name(), new.package_name()));
     }
     diff.messages(old.messages().collect(), new.messages().collect());
+    if diff.steps > super::MAX_STEPS {
+        diff.problems = vec![super::too_complex()];
+    }
     if diff.problems.is_empty() {
         Ok(())
     } else {
@@ -76,6 +79,8 @@ struct Diff {
     problems: Vec<String>,
     /// Message pairs being compared up the stack (recursive message types).
     visiting: HashSet<(String, String)>,
+    /// Comparison steps taken (bounded by [`super::MAX_STEPS`]).
+    steps: usize,
 }
 
 /// Scalars grouped by wire encoding: within a group a reader decodes what a writer encoded
@@ -135,6 +140,10 @@ impl Diff {
     }
 
     fn message(&mut self, old: &MessageDescriptor, new: &MessageDescriptor) {
+        self.steps += 1 + old.fields().len();
+        if self.steps > super::MAX_STEPS {
+            return;
+        }
         let key = (old.full_name().to_string(), new.full_name().to_string());
         if !self.visiting.insert(key.clone()) {
             return;
@@ -332,5 +341,18 @@ mod tests {
         let b = proto("syntax = \"proto3\"; message Node { string v = 1; repeated Node kids = 2; }");
         let err = can_read(&b, &a).unwrap_err();
         assert!(err.iter().any(|e| e.contains("field 1 'v'")), "{err:?}");
+    }
+
+    #[test]
+    fn an_exponentially_shared_message_is_refused_within_the_step_budget() {
+        let mut text = String::from("syntax = \"proto3\"; message M0 { int32 v = 1; }");
+        for i in 1..=40 {
+            text.push_str(&format!(" message M{i} {{ M{p} a = 1; M{p} b = 2; }}", p = i - 1));
+        }
+        let s = proto(&text);
+        let started = std::time::Instant::now();
+        let err = can_read(&s, &s).unwrap_err();
+        assert_eq!(err, [crate::compat::too_complex()]);
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
     }
 }
