@@ -12,6 +12,10 @@
 //! - [`compat`]: whether a candidate schema may follow a subject's versions at a compatibility
 //!   level, with the reasons when not.
 //! - [`source`]: the narrow read view payload validation uses ([`SchemaSource`]).
+//! - [`payload`]: Confluent's wire format and payloads decoded or validated against a schema.
+//! - [`subject_name`]: the subject name strategies (Confluent's three and the event type's).
+//! - [`validation`]: validation at the store, per Kafka record and per HTTP event.
+//! - [`verify`]: `verify=stored`, a candidate schema tried on every stored event of a subject.
 //!
 //! Architecture invariant: this crate never fetches anything from the network (a JSON Schema's
 //! remote `$ref` and a Protobuf import resolve only against registered references and the
@@ -19,9 +23,14 @@
 
 pub mod compat;
 pub mod parse;
+pub mod payload;
 pub mod schema;
 pub mod source;
+pub mod subject_name;
+pub mod validation;
+pub mod verify;
 
 pub use parse::{parse, ParseError, ParsedSchema, ResolvedReference};
 pub use schema::{Compatibility, Mode, Reference, SchemaId, SchemaType, SubjectVersion};
 pub use source::SchemaSource;
+pub use validation::{Refusal, Validation};
