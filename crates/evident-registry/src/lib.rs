@@ -15,6 +15,10 @@
 //! - [`store`]: the registry kept durably in the log's `_schemas` topic ([`RegistryStore`]),
 //!   with Confluent's operations (register, look up, delete, configure).
 //! - [`error`]: the registry's errors with Confluent's error codes and HTTP statuses.
+//! - [`payload`]: Confluent's wire format and payloads decoded or validated against a schema.
+//! - [`subject_name`]: the subject name strategies (Confluent's three and the event type's).
+//! - [`validation`]: validation at the store, per Kafka record and per HTTP event.
+//! - [`verify`]: `verify=stored`, a candidate schema tried on every stored event of a subject.
 //!
 //! Architecture invariant: this crate never fetches anything from the network (a JSON Schema's
 //! remote `$ref` and a Protobuf import resolve only against registered references and the
@@ -23,9 +27,13 @@
 pub mod compat;
 pub mod error;
 pub mod parse;
+pub mod payload;
 pub mod schema;
 pub mod source;
 pub mod store;
+pub mod subject_name;
+pub mod validation;
+pub mod verify;
 
 pub use error::RegistryError;
 pub use parse::{parse, ParseError, ParsedSchema, ResolvedReference};
@@ -35,3 +43,4 @@ pub use store::{
     validate_subject, RegisterOptions, Registered, RegistryStore, SchemaById, SchemaInput, SubjectSchema, VersionSpec,
     REFERENCES_CLOSURE_MAX, REFERENCES_MAX, SCHEMAS_TOPIC, SCHEMA_LEN_MAX, SUBJECT_LEN_MAX,
 };
+pub use validation::{Refusal, Validation};
