@@ -8,7 +8,7 @@
 #   scripts/registry-ref.sh start [--port N] [--dir D]
 #   scripts/registry-ref.sh stop  [--dir D]
 #
-# fetch downloads io.apicurio:apicurio-registry-app:3.3.3:tar.gz:all (the self-contained Quarkus
+# fetch (which prints REGISTRY_REF_HOME=<the unpacked app>, for scripts/test.sh to export) downloads io.apicurio:apicurio-registry-app:3.3.3:tar.gz:all (the self-contained Quarkus
 # fast-jar that Apicurio's release attaches; a full dependency resolution of the app would fail, as
 # one of its modules is not on Maven Central) with Maven into target/registry-ref (Maven's cache
 # there too, nothing outside the repository is touched) and unpacks it; a stamp makes it a no-op
@@ -122,7 +122,9 @@ stop_ref() {
 case "$cmd" in
   fetch)
     fetch
-    echo "registry-ref: $APP" >&2
+    # A missing Java 21+ shows here, at setup, not later as a failed test.
+    echo "registry-ref: Apicurio $VERSION, java $(find_java)" >&2
+    echo "REGISTRY_REF_HOME=$APP"
     exit 0
     ;;
   stop)

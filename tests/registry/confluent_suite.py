@@ -48,6 +48,11 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, ti
 
 # Where a reference registry departs from Confluent's documented behaviour: check name -> reason.
 # A check listed here is expected to fail against that registry (XFAIL), and must pass on evident.
+APICURIO_PROTO_SERIALIZED = (
+    "Apicurio answers GET /schemas/ids/{id}?format=serialized (the ProtobufDeserializer's fetch of the "
+    "writer schema) with HTTP 500 for a schema registered as a base64 FileDescriptorProto; Confluent "
+    "returns the serialized descriptor"
+)
 KNOWN_DIFFERENCES = {
     "apicurio": {
         "registry.invalid_version_42202": "Apicurio answers version 0 with HTTP 404 / 40402 (version not "
@@ -59,6 +64,12 @@ KNOWN_DIFFERENCES = {
         "subjectNotSoftDeletedException is HTTP 404",
         "delete.version_permanent_needs_soft_40407": "Apicurio refuses with HTTP 409 (error_code 40407); "
         "Confluent's schemaVersionNotSoftDeletedException is HTTP 404",
+        # One cause for the three: the deserializer asks GET /schemas/ids/{id}?format=serialized,
+        # and Apicurio parses a schema registered as a base64 FileDescriptorProto (as this client's
+        # ProtobufSerializer registers it) as .proto text: HTTP 500 "Syntax error in ...proto:1:1".
+        "protobuf.kafka.round_trip": APICURIO_PROTO_SERIALIZED,
+        "protobuf.kafka.old_reader_reads_new_data": APICURIO_PROTO_SERIALIZED,
+        "protobuf.kafka.references_round_trip": APICURIO_PROTO_SERIALIZED,
     },
 }
 
@@ -867,8 +878,7 @@ def _(s):
     cls = proto_classes(proto_file("v1"))["evident.orders.OrderPlaced"]
     ser = ProtobufSerializer(cls, s.client)
     de = ProtobufDeserializer(cls, schema_registry_client=s.fresh_client())
-    sent = [proto_order(proto_classes(proto_file("v1")))]
-    sent = [cls.FromString(m.SerializeToString()) for m in sent]
+    sent = [proto_order({"evident.orders.OrderPlaced": cls})]
     got = s.through_kafka(topic, ser, de, sent)
     expect(got == sent, f"sent {sent}\n got {got}")
     latest = s.client.get_latest_version(f"{topic}-value")
@@ -932,33 +942,50 @@ def _(s):
     return "v1 message class read v2 data (coupon skipped)"
 
 
-@check("protobuf.references")
-def _(s):
-    # LineItem in a file of its own, imported by order_placed.proto: the serializer registers the
-    # import under its own subject (the file name) and refers to it.
-    item = descriptor_pb2.FileDescriptorProto(name=f"evident/{s.run}/line_item.proto", package="evident.orders", syntax="proto3")
+def proto_with_import(s):
+    """OrderPlaced importing LineItem from a file of its own (named per run, as the serializer
+    registers an import under its file name): {full name: class}, and the imported file's name."""
+    item = descriptor_pb2.FileDescriptorProto(
+        name=f"evident/{s.run}/line_item.proto", package="evident.orders", syntax="proto3"
+    )
     li = item.message_type.add(name="LineItem")
     _field(li, "sku", 1, FDP.TYPE_STRING)
     _field(li, "quantity", 2, FDP.TYPE_INT32)
     _field(li, "price", 3, FDP.TYPE_DOUBLE)
     main = proto_file("v1", with_line_item=False)
     main.dependency.append(item.name)
-    classes = proto_classes(item, main)
+    return proto_classes(item, main), item.name
+
+
+@check("protobuf.references")
+def _(s):
+    # The serializer registers the import under its own subject (the file name) and the main
+    # schema with a reference to it.
+    classes, item = proto_with_import(s)
     cls = classes["evident.orders.OrderPlaced"]
-    topic = s.topic("proto-refs") if s.bootstrap else s.name("proto-refs")
-    ctx = SerializationContext(topic, MessageField.VALUE)
-    raw = ProtobufSerializer(cls, s.client)(proto_order(classes), ctx)
+    subject = s.name("proto-refs-value")
+    ctx = SerializationContext(s.name("proto-refs"), MessageField.VALUE)
+    ProtobufSerializer(cls, s.client)(proto_order(classes), ctx)
     c = s.fresh_client()
-    latest = c.get_latest_version(f"{topic}-value")
+    latest = c.get_latest_version(subject)
     refs = [(r.name, r.subject, r.version) for r in latest.schema.references]
-    expect(refs == [(item.name, item.name, 1)], f"references {refs}")
-    detail = f"references {refs}"
-    if s.bootstrap:
-        s.produce(topic, [raw])
-        back = ProtobufDeserializer(cls, schema_registry_client=c)(s.consume(topic, 1)[0], ctx)
-        expect(back == proto_order(classes), f"got {back}")
-        detail += "; round trip through Kafka"
-    return detail
+    expect(refs == [(item, item, 1)], f"references {refs}")
+    by = c.get_referenced_by(item, 1)
+    expect(by == [latest.schema_id], f"{item} v1 referenced by {by}, expected [{latest.schema_id}]")
+    return f"references {refs}"
+
+
+@check("protobuf.kafka.references_round_trip")
+def _(s):
+    classes, _item = proto_with_import(s)
+    cls = classes["evident.orders.OrderPlaced"]
+    topic = s.topic("proto-refs-kafka")
+    ser = ProtobufSerializer(cls, s.client)
+    de = ProtobufDeserializer(cls, schema_registry_client=s.fresh_client())
+    sent = [proto_order(classes)]
+    got = s.through_kafka(topic, ser, de, sent)
+    expect(got == sent, f"sent {sent}\n got {got}")
+    return "OrderPlaced with an imported LineItem through Kafka"
 
 
 def main():
