@@ -64,6 +64,9 @@ KNOWN_DIFFERENCES = {
         "subjectNotSoftDeletedException is HTTP 404",
         "delete.version_permanent_needs_soft_40407": "Apicurio refuses with HTTP 409 (error_code 40407); "
         "Confluent's schemaVersionNotSoftDeletedException is HTTP 404",
+        "registry.readonly_mode_refuses_42205": "Apicurio stores and reports a subject's READONLY mode but "
+        "still registers new versions under it; Confluent refuses with HTTP 422 / 42205 (operation not "
+        "permitted)",
         # One cause for the three: the deserializer asks GET /schemas/ids/{id}?format=serialized,
         # and Apicurio parses a schema registered as a base64 FileDescriptorProto (as this client's
         # ProtobufSerializer registers it) as .proto text: HTTP 500 "Syntax error in ...proto:1:1".
@@ -419,6 +422,52 @@ def _(s):
     return f"id {a} in {mine}"
 
 
+@check("registry.schema_versions_by_id")
+def _(s):
+    a, b = s.name("sv-a-value"), s.name("sv-b-value")
+    sid = s.client.register_schema(a, Schema(AVRO_V1, "AVRO"))
+    s.client.register_schema(b, Schema(AVRO_V1, "AVRO"))
+    pairs = sorted((v.subject, v.version) for v in s.fresh_client().get_schema_versions(sid) if v.subject in (a, b))
+    expect(pairs == [(a, 1), (b, 1)], f"schemas/ids/{sid}/versions: {pairs}")
+    return f"id {sid}: {pairs}"
+
+
+@check("registry.avro_formatting_is_not_identity")
+def _(s):
+    # Confluent compares Avro schemas parsed, not as text: the same schema pretty-printed is the
+    # same schema (same id, no new version), without asking for normalization.
+    subject = s.name("pretty-value")
+    sid = s.client.register_schema(subject, Schema(AVRO_V1, "AVRO"))
+    pretty = json.dumps(json.loads(AVRO_V1), indent=2)
+    again = s.fresh_client().register_schema(subject, Schema(pretty, "AVRO"))
+    versions = s.client.get_versions(subject)
+    expect(again == sid and versions == [1], f"pretty-printed: id {again} (was {sid}), versions {versions}")
+    return f"id {sid}, versions {versions}"
+
+
+@check("registry.global_compatibility_backward")
+def _(s):
+    # Confluent's default level; the suite never changes the global level, so this holds on a
+    # registry it shares with other runs too.
+    level = s.fresh_client().get_compatibility()
+    expect(level == "BACKWARD", f"global compatibility {level!r}")
+    return level
+
+
+@check("registry.readonly_mode_refuses_42205")
+def _(s):
+    subject = s.name("readonly-value")
+    s.client.register_schema(subject, Schema(AVRO_V1, "AVRO"))
+    c = s.fresh_client()
+    c.update_mode(subject, "READONLY")
+    expect(c.get_mode(subject) == "READONLY", f"mode {c.get_mode(subject)!r}")
+    expect_error(lambda: c.register_schema(subject, Schema(AVRO_V2, "AVRO")), 422, 42205, "register in READONLY mode")
+    c.update_mode(subject, "READWRITE")
+    c.register_schema(subject, Schema(AVRO_V2, "AVRO"))
+    expect(c.get_versions(subject) == [1, 2], f"versions {c.get_versions(subject)}")
+    return "READONLY refused a registration; READWRITE accepted it"
+
+
 @check("registry.get_schema_by_id")
 def _(s):
     subject = s.name("byid-value")
@@ -668,6 +717,23 @@ def _(s):
     versions = s.client.get_versions(subject)
     expect(versions == [1, 2], f"versions {versions}")
     return "v1 reader dropped the coupon; v2 reader defaulted it on v1 data"
+
+
+@check("avro.kafka.topic_record_subject_strategy")
+def _(s):
+    # One topic, subjects per event type (TopicRecordNameStrategy): <topic>-<record full name>.
+    from confluent_kafka.schema_registry import topic_record_subject_name_strategy
+
+    topic = s.topic("avro-events")
+    conf = {"subject.name.strategy": topic_record_subject_name_strategy}
+    ser = AvroSerializer(s.client, AVRO_V1, conf=conf)
+    de = AvroDeserializer(s.fresh_client())
+    sent = [order("123")]
+    got = s.through_kafka(topic, ser, de, sent)
+    expect(got == sent, f"sent {sent}\n got {got}")
+    subject = f"{topic}-com.example.orders.OrderPlaced"
+    expect(s.fresh_client().get_versions(subject) == [1], f"subject {subject} not registered")
+    return f"subject {subject}"
 
 
 @check("avro.references")
