@@ -281,3 +281,9 @@ fn everything_acknowledged_survives_close_and_crash() {
         assert!(f.store.schema_by_id(SchemaId(1)).is_some(), "soft-deleted schemas stay parsed");
     }
 }
+
+#[test]
+fn the_front_doors_know_schemas_is_internal() {
+    assert!(evident_groups::is_internal_topic(SCHEMAS_TOPIC));
+    assert_eq!(evident_groups::SCHEMAS_TOPIC, SCHEMAS_TOPIC);
+}
