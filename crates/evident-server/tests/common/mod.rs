@@ -271,6 +271,33 @@ impl Server {
         format!("http://{addr}{path}")
     }
 
+    /// Sends a request to the schema registry with an optional body of media type
+    /// `content_type` (Confluent's `application/vnd.schemaregistry.v1+json` when `None`);
+    /// returns the status, the answer's `content-type` and its body (JSON, or a JSON string).
+    pub fn registry_request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        content_type: Option<&str>,
+    ) -> (u16, String, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.client.request(method.clone(), self.registry_url(path));
+        if let Some(body) = body {
+            let ct = content_type.unwrap_or("application/vnd.schemaregistry.v1+json");
+            if !ct.is_empty() {
+                req = req.header("content-type", ct);
+            }
+            req = req.body(body.to_string());
+        }
+        let resp = req.send().unwrap_or_else(|e| panic!("registry {method} {path}: {e}"));
+        let status = resp.status().as_u16();
+        let content_type =
+            resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let text = resp.text().unwrap_or_else(|e| panic!("registry {method} {path}: reading the body: {e}"));
+        (status, content_type, parse_body(&text))
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
