@@ -555,7 +555,10 @@ impl RegistryStore {
         let records = {
             let st = self.read();
             refuse_readonly(&st, subject)?;
-            let (version, entry) = find_version(&st, subject, spec, permanent)?;
+            // A numbered version is found even when soft-deleted, so a second soft delete is
+            // 40406 (as Confluent answers); `latest` is the latest live one for a soft delete.
+            let include_deleted = permanent || matches!(spec, VersionSpec::Number(_));
+            let (version, entry) = find_version(&st, subject, spec, include_deleted)?;
             if !permanent && entry.deleted {
                 return Err(RegistryError::VersionSoftDeleted { subject: subject.to_string(), version });
             }

@@ -170,7 +170,7 @@ fn deletes_go_soft_then_permanent_and_ids_and_versions_are_never_reused() {
     f.register("s", &record(V2));
     assert_eq!(f.store.delete_version("s", VersionSpec::Number(2), true).unwrap_err().error_code(), 40407);
     assert_eq!(f.store.delete_version("s", VersionSpec::Number(2), false).expect("soft"), 2);
-    assert_eq!(f.store.delete_version("s", VersionSpec::Number(2), false).unwrap_err().error_code(), 40402);
+    assert_eq!(f.store.delete_version("s", VersionSpec::Number(2), false).unwrap_err().error_code(), 40406);
     assert_eq!(f.store.versions("s", false).expect("live"), [1]);
     assert_eq!(f.store.versions("s", true).expect("all"), [1, 2]);
     // Still readable by id: data written with it must stay readable.
@@ -280,4 +280,10 @@ fn everything_acknowledged_survives_close_and_crash() {
         assert_eq!(f.store.max_id(), 3);
         assert!(f.store.schema_by_id(SchemaId(1)).is_some(), "soft-deleted schemas stay parsed");
     }
+}
+
+#[test]
+fn the_front_doors_know_schemas_is_internal() {
+    assert!(evident_groups::is_internal_topic(SCHEMAS_TOPIC));
+    assert_eq!(evident_groups::SCHEMAS_TOPIC, SCHEMAS_TOPIC);
 }
