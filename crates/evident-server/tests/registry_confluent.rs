@@ -166,7 +166,7 @@ fn confluent_clients_against_evident_and_the_reference() {
     });
 
     let server = Server::start();
-    let (run, evident) = run_suite(&python, &server.registry_url(), &server.kafka_bootstrap(), None);
+    let (run, evident) = run_suite(&python, &server.registry_url(""), &server.kafka_bootstrap(), None);
     let reference = reference.join().expect("the reference thread");
 
     // evident: every check, and every check passes.
