@@ -27,7 +27,9 @@
 #   - global rules validity=FULL and compatibility=BACKWARD: Confluent parses every schema it is
 #     given (invalid: 42201) and its default compatibility level is BACKWARD; Apicurio by default
 #     checks neither;
-#   - the management interface (health, metrics on a second port) off: one port to find and free;
+#   - the management interface (health, metrics on a second port; enabled at Apicurio's build, so
+#     it cannot be turned off here) on loopback and a free port: its default, 0.0.0.0:9000, would
+#     leave loopback and collide with a second instance;
 #   - a small heap and C1 only: a 2-core machine shared with builds; it starts in ~6 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -144,7 +146,7 @@ log="$DIR/registry.log"
 : >"$log"
 nohup "$JAVA_BIN" -Xms64m -Xmx384m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
   -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$PORT" \
-  -Dquarkus.management.enabled=false \
+  -Dquarkus.management.host=127.0.0.1 -Dquarkus.management.port=0 \
   -Dapicurio.rest.deletion.group.enabled=true \
   -Dapicurio.rest.deletion.artifact.enabled=true \
   -Dapicurio.rest.deletion.artifact-version.enabled=true \

@@ -278,7 +278,7 @@ class Suite:
         self.bootstrap = None if bootstrap == "-" else bootstrap
         self.only = only
         self.known = KNOWN_DIFFERENCES.get(reference, {}) if reference else {}
-        self.client = SchemaRegistryClient({"url": url})
+        self.client = self.fresh_client()
         self.run = uuid.uuid4().hex[:8]
         self.failed = 0
         self.counts = {}
@@ -290,7 +290,9 @@ class Suite:
     def fresh_client(self):
         # The client caches ids, schemas and latest versions: a check that must see the
         # registry's answer (not the cache) asks through a client of its own.
-        return SchemaRegistryClient({"url": self.url})
+        # The client's HTTP timeout is unset (no limit) by default: a registry that never answers
+        # would hang the suite, so each request gets 30 s (a hang guard, far above any answer).
+        return SchemaRegistryClient({"url": self.url, "timeout": 30})
 
     # Kafka ------------------------------------------------------------------------------------
 
@@ -357,6 +359,7 @@ class Suite:
             if self.only and not any(name.startswith(p) for p in self.only):
                 continue
             reason = self.known.get(name)
+            started = time.monotonic()
             try:
                 detail = fn(self) or ""
                 status = "XPASS" if reason else "PASS"
@@ -373,7 +376,7 @@ class Suite:
             self.counts[status] = self.counts.get(status, 0) + 1
             if status == "FAIL":
                 self.failed += 1
-            print(f"{status} {name}: {detail}", flush=True)
+            print(f"{status} {name}: {detail} [{time.monotonic() - started:.1f} s]", flush=True)
 
 
 CHECKS = []

@@ -96,8 +96,12 @@ impl RegistryRef {
         let required = std::env::var("EVIDENT_REQUIRE_REGISTRY_REF").is_ok_and(|v| v == "1");
         let home = std::env::var_os("REGISTRY_REF_HOME").map(PathBuf::from);
         if !home.as_ref().is_some_and(|h| h.join("quarkus-run.jar").is_file()) {
-            let help = "run `eval \"$(scripts/registry-ref.sh fetch)\"` and export REGISTRY_REF_HOME (scripts/test.sh does)";
-            assert!(!required, "{TEST}: the reference registry is not set up, and EVIDENT_REQUIRE_REGISTRY_REF=1 ({help})");
+            let help =
+                "run `eval \"$(scripts/registry-ref.sh fetch)\"` and export REGISTRY_REF_HOME (scripts/test.sh does)";
+            assert!(
+                !required,
+                "{TEST}: the reference registry is not set up, and EVIDENT_REQUIRE_REGISTRY_REF=1 ({help})"
+            );
             let _ = writeln!(std::io::stderr(), "SKIPPED {TEST} against the reference registry: not set up ({help})");
             return None;
         }
@@ -153,7 +157,8 @@ fn confluent_clients_against_evident_and_the_reference() {
             let kafka = java(TEST).map(|_| KafkaReference::start());
             let bootstrap = kafka.as_ref().map_or_else(|| "-".to_string(), |k| k.bootstrap.clone());
             if kafka.is_none() {
-                let _ = writeln!(std::io::stderr(), "{TEST}: the reference runs the registry checks only (no Kafka jars)");
+                let _ =
+                    writeln!(std::io::stderr(), "{TEST}: the reference runs the registry checks only (no Kafka jars)");
             }
             let (run, results) = run_suite(&python, &registry.url, &bootstrap, Some("apicurio"));
             Some((run, results, kafka.is_some()))
@@ -161,7 +166,7 @@ fn confluent_clients_against_evident_and_the_reference() {
     });
 
     let server = Server::start();
-    let (run, evident) = run_suite(&python, &server.registry_url(), &server.kafka_bootstrap(), None);
+    let (run, evident) = run_suite(&python, &server.registry_url(""), &server.kafka_bootstrap(), None);
     let reference = reference.join().expect("the reference thread");
 
     // evident: every check, and every check passes.
@@ -193,7 +198,11 @@ fn confluent_clients_against_evident_and_the_reference() {
             run.stdout,
             run.stderr
         );
-        figures += &format!(", Apicurio Registry 3.3.3 {}{}", count(&results), if with_kafka { "" } else { " (registry only)" });
+        figures += &format!(
+            ", Apicurio Registry 3.3.3 {}{}",
+            count(&results),
+            if with_kafka { "" } else { " (registry only)" }
+        );
     }
     println!("registry conformance (confluent-kafka serdes): checks={} {figures}", names.len());
 }
