@@ -192,7 +192,7 @@ if [ -z "$BOOTSTRAP" ]; then
   # partitions, which the tests produce to by number. fsync never: the tests check the protocol,
   # not durability, and share 2 cores with CI.
   "$BIN" serve --data-dir "$WORK/data" --http-addr "127.0.0.1:$HTTP_PORT" \
-    --kafka-addr "127.0.0.1:$KAFKA_PORT" --default-partitions 4 --auto-create-topics true \
+    --kafka-addr "127.0.0.1:$KAFKA_PORT" --registry-addr 127.0.0.1:0 --default-partitions 4 --auto-create-topics true \
     --fsync never >"$WORK/evident.log" 2>&1 &
   SERVER=$!
   BOOTSTRAP="127.0.0.1:$KAFKA_PORT"

@@ -37,7 +37,7 @@ HTTP_PORT=$(free_port)
 KAFKA_PORT=$(free_port)
 DATA=$(mktemp -d)
 LOG="$DATA.log"
-"$BIN" serve --data-dir "$DATA" --http-addr "127.0.0.1:$HTTP_PORT" --kafka-addr "127.0.0.1:$KAFKA_PORT" --fsync never \
+"$BIN" serve --data-dir "$DATA" --http-addr "127.0.0.1:$HTTP_PORT" --kafka-addr "127.0.0.1:$KAFKA_PORT" --registry-addr 127.0.0.1:0 --fsync never \
   >"$LOG" 2>&1 &
 SERVER=$!
 cleanup() {

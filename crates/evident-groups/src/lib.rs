@@ -111,7 +111,13 @@ pub use store::{GroupStore, METADATA_LEN_MAX, OFFSETS_PER_COMMIT_MAX};
 /// The internal topic that holds committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
-/// Whether `topic` is internal to evident (clients may read it but not write or delete it).
+/// The internal topic of the schema registry (`evident_registry::SCHEMAS_TOPIC`, named here
+/// because this crate is the one every front door already asks; a test in `evident-registry`
+/// keeps the two equal).
+pub const SCHEMAS_TOPIC: &str = "_schemas";
+
+/// Whether `topic` is internal to evident (clients may read it but not write or delete it):
+/// `__consumer_offsets`, and the schema registry's `_schemas`.
 pub fn is_internal_topic(topic: &str) -> bool {
-    topic == OFFSETS_TOPIC
+    topic == OFFSETS_TOPIC || topic == SCHEMAS_TOPIC
 }

@@ -12,16 +12,26 @@
 //! - [`compat`]: whether a candidate schema may follow a subject's versions at a compatibility
 //!   level, with the reasons when not.
 //! - [`source`]: the narrow read view payload validation uses ([`SchemaSource`]).
+//! - [`store`]: the registry kept durably in the log's `_schemas` topic ([`RegistryStore`]),
+//!   with Confluent's operations (register, look up, delete, configure).
+//! - [`error`]: the registry's errors with Confluent's error codes and HTTP statuses.
 //!
 //! Architecture invariant: this crate never fetches anything from the network (a JSON Schema's
 //! remote `$ref` and a Protobuf import resolve only against registered references and the
 //! well-known types), so what a schema means depends only on what the registry stores.
 
 pub mod compat;
+pub mod error;
 pub mod parse;
 pub mod schema;
 pub mod source;
+pub mod store;
 
+pub use error::RegistryError;
 pub use parse::{parse, ParseError, ParsedSchema, ResolvedReference};
 pub use schema::{Compatibility, Mode, Reference, SchemaId, SchemaType, SubjectVersion};
 pub use source::SchemaSource;
+pub use store::{
+    validate_subject, RegisterOptions, Registered, RegistryStore, SchemaById, SchemaInput, SubjectSchema, VersionSpec,
+    REFERENCES_CLOSURE_MAX, REFERENCES_MAX, SCHEMAS_TOPIC, SCHEMA_LEN_MAX, SUBJECT_LEN_MAX,
+};

@@ -7,6 +7,7 @@
 mod cli;
 mod http;
 mod metrics;
+mod registry;
 mod serve;
 
 use std::process::ExitCode;

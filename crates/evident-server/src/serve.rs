@@ -1,5 +1,6 @@
-//! `evident serve`: opens the embedded log and the consumer-group store, binds the HTTP API and
-//! runs until SIGINT or SIGTERM. Shutdown stops accepting connections, ends live subscriptions,
+//! `evident serve`: opens the embedded log, the consumer-group store and the schema registry,
+//! binds the HTTP API, the schema registry's API and the Kafka listener, and runs until SIGINT
+//! or SIGTERM. Shutdown stops accepting connections, ends live subscriptions,
 //! lets in-flight requests (appends among them) finish within a budget, then closes the log,
 //! which syncs what it holds, and exits 0.
 //!
@@ -22,6 +23,7 @@ use evident_groups::GroupStore;
 use evident_kafka::{Broker, KafkaServer};
 use evident_log::clock::SystemClock;
 use evident_log::{Log, LogConfig};
+use evident_registry::RegistryStore;
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
@@ -30,6 +32,7 @@ use config::ServeConfig;
 
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
+use crate::registry::{self, RegistryState};
 
 /// Runs the server until a shutdown signal.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -54,6 +57,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen on {} (Kafka protocol)", config.kafka.addr))?;
     kafka_listener.set_nonblocking(true).context("configuring the Kafka socket")?;
     let kafka_addr = kafka_listener.local_addr().context("reading the Kafka socket address")?;
+    let registry_listener = match config.registry_addr {
+        Some(addr) => {
+            let listener = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("cannot listen on {addr} (schema registry)"))?;
+            listener.set_nonblocking(true).context("configuring the schema registry socket")?;
+            Some(listener)
+        }
+        None => None,
+    };
+    let registry_addr = match &registry_listener {
+        Some(l) => Some(l.local_addr().context("reading the schema registry socket address")?),
+        None => None,
+    };
 
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
@@ -71,6 +87,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     );
     let clock: Arc<dyn evident_log::clock::Clock> = Arc::new(SystemClock);
     let groups = Arc::new(GroupStore::open(log.clone(), clock.clone()).context("cannot load consumer groups")?);
+    let schemas = Arc::new(RegistryStore::open(log.clone()).context("cannot load the schema registry")?);
 
     let threads = Arc::new(workers::ConnectionThreads::start(config.http_threads)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -115,6 +132,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         println!("evident: configuration from {}", file.display());
     }
     println!("evident: HTTP API listening on http://{http_addr}");
+    // Between the HTTP and the Kafka lines: whoever waits for the Kafka line (the test
+    // harness) has seen this one by then.
+    match registry_addr {
+        Some(addr) => println!("evident: schema registry listening on http://{addr}"),
+        None => println!("evident: schema registry disabled"),
+    }
     println!("evident: Kafka protocol listening on {kafka_addr}");
 
     let accept_threads = threads.clone();
@@ -125,9 +148,30 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let kafka = tokio::spawn(KafkaServer::new(kafka_listener, broker).run());
         let limits = config.http_limits;
         let gate = requests::Gate::new(limits);
+        let registry_gate = gate.clone();
         let app = http::router(state)
             .layer(axum::middleware::from_fn(move |req, next| requests::guard(gate.clone(), req, next)));
         let (signal_tx, signal_rx) = watch::channel(false);
+        // The registry's listener has the HTTP API's limits (connections, slow clients, the
+        // body budget it shares with it) and its connection threads.
+        let registry = match registry_listener {
+            Some(listener) => {
+                let listener =
+                    tokio::net::TcpListener::from_std(listener).context("registering the schema registry socket")?;
+                let app = registry::router(RegistryState::new(schemas, config.http_body_max_bytes)).layer(
+                    axum::middleware::from_fn(move |req, next| requests::guard(registry_gate.clone(), req, next)),
+                );
+                Some(tokio::spawn(connections::serve(
+                    listener,
+                    app,
+                    limits,
+                    metrics.clone(),
+                    accept_threads.clone(),
+                    signal_rx.clone(),
+                )))
+            }
+            None => None,
+        };
         let server = tokio::spawn(connections::serve(listener, app, limits, metrics, accept_threads, signal_rx));
         signals.wait().await;
         println!("evident: shutting down");
@@ -139,6 +183,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         match tokio::time::timeout(Duration::from_millis(config.shutdown_timeout_ms), server).await {
             Ok(joined) => joined.context("HTTP server task")?,
             Err(_) => tracing::warn!("in-flight requests did not finish within the shutdown timeout"),
+        }
+        if let Some(registry) = registry {
+            match tokio::time::timeout(Duration::from_millis(config.shutdown_timeout_ms), registry).await {
+                Ok(joined) => joined.context("schema registry server task")?,
+                Err(_) => tracing::warn!("in-flight registry requests did not finish within the shutdown timeout"),
+            }
         }
         anyhow::Ok(())
     });

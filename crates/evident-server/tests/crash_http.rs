@@ -425,7 +425,7 @@ impl Server {
             .arg("serve")
             .arg("--data-dir")
             .arg(data)
-            .args(["--http-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0"])
+            .args(["--http-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0", "--registry-addr", "127.0.0.1:0"])
             .current_dir(data)
             .stdin(Stdio::null())
             .stdout(stdout)

@@ -23,7 +23,7 @@ use super::{ApiError, AppState};
 
 /// Whether a topic is internal to evident.
 pub fn is_internal(name: &str) -> bool {
-    name.starts_with("__")
+    name.starts_with("__") || evident_groups::is_internal_topic(name)
 }
 
 /// Refuses writes to internal topics.

@@ -30,6 +30,10 @@ pub struct ServeArgs {
     /// Address of the Kafka protocol listener; port 0 picks a free port [default: 127.0.0.1:9092]
     #[arg(long, env = "EVIDENT_KAFKA_ADDR", value_name = "IP:PORT")]
     pub kafka_addr: Option<SocketAddr>,
+    /// Address of the schema registry (Confluent's REST API); port 0 picks a free port, `none`
+    /// disables it [default: 127.0.0.1:8081]
+    #[arg(long, env = "EVIDENT_REGISTRY_ADDR", value_name = "IP:PORT|none")]
+    pub registry_addr: Option<String>,
     /// Host:port Kafka clients are told to connect to (Metadata); default: the listening address
     #[arg(long, env = "EVIDENT_KAFKA_ADVERTISED_ADDR", value_name = "HOST:PORT")]
     pub kafka_advertised_addr: Option<String>,
@@ -133,6 +137,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     http_addr: Option<SocketAddr>,
     kafka_addr: Option<SocketAddr>,
+    registry_addr: Option<String>,
     kafka_advertised_addr: Option<String>,
     auto_create_topics: Option<bool>,
     default_partitions: Option<u32>,
@@ -169,6 +174,8 @@ pub struct ServeConfig {
     pub http_addr: SocketAddr,
     /// Kafka listener settings.
     pub kafka: evident_kafka::KafkaConfig,
+    /// Schema registry listen address; `None` when disabled (`none`).
+    pub registry_addr: Option<SocketAddr>,
     /// Durability policy.
     pub fsync: FsyncPolicy,
     /// Largest request body.
@@ -242,6 +249,8 @@ impl Default for HttpLimits {
 
 /// Default Kafka address: loopback only.
 pub const DEFAULT_KAFKA_ADDR: &str = "127.0.0.1:9092";
+/// Default schema registry address: loopback only, on the port Confluent's clients expect.
+pub const DEFAULT_REGISTRY_ADDR: &str = "127.0.0.1:8081";
 /// Default HTTP address: loopback only, so a fresh install exposes nothing.
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 /// Default body limit: the log's default batch limit, so any batch the log accepts fits.
@@ -395,8 +404,18 @@ impl ServeConfig {
             Some(n) => positive("http_threads", n)?,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
+        let registry_addr = match args.registry_addr.or(file.registry_addr) {
+            Some(text) if text.trim().eq_ignore_ascii_case("none") => None,
+            Some(text) => Some(
+                text.trim()
+                    .parse::<SocketAddr>()
+                    .map_err(|e| anyhow::anyhow!("registry_addr must be IP:PORT or none, not {text:?}: {e}"))?,
+            ),
+            None => Some(DEFAULT_REGISTRY_ADDR.parse().context("default address")?),
+        };
         Ok(Self {
             kafka,
+            registry_addr,
             http_limits,
             http_threads,
             data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("data")),

@@ -32,6 +32,10 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_evident");
 /// The line `evident serve` prints once it accepts connections.
 const LISTENING: &str = "evident: HTTP API listening on http://";
 
+/// The line `evident serve` prints between [`LISTENING`] and [`KAFKA_LISTENING`], naming the
+/// schema registry's listener (unless `--registry-addr none`).
+const REGISTRY_LISTENING: &str = "evident: schema registry listening on http://";
+
 /// The line `evident serve` prints right after [`LISTENING`], naming the Kafka listener.
 const KAFKA_LISTENING: &str = "evident: Kafka protocol listening on ";
 
@@ -57,6 +61,8 @@ pub fn command(dir: &Path) -> Command {
     // Every test server gets its own free Kafka port (tests run in parallel; the default
     // 127.0.0.1:9092 would collide). A test can still override it by flag or env.
     cmd.env("EVIDENT_KAFKA_ADDR", "127.0.0.1:0");
+    // The same for the schema registry (default 127.0.0.1:8081).
+    cmd.env("EVIDENT_REGISTRY_ADDR", "127.0.0.1:0");
     cmd
 }
 
@@ -129,6 +135,8 @@ pub struct Server {
     pub port: u16,
     /// `IP:PORT` of its Kafka protocol listener (as printed by it).
     pub kafka_addr: String,
+    /// `IP:PORT` of its schema registry listener (as printed by it), unless disabled.
+    pub registry_addr: Option<String>,
     /// Its working directory (its data directory is `dir/data` unless the arguments said
     /// otherwise).
     pub dir: PathBuf,
@@ -193,12 +201,15 @@ impl Server {
         let deadline = Instant::now() + PATIENCE;
         // The HTTP line, then the Kafka line (printed right after it).
         let mut addr = None;
+        let mut registry_addr = None;
         let kafka_addr = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(rest) = line.strip_prefix(LISTENING) {
                         addr = Some(rest.trim().to_string());
+                    } else if let Some(rest) = line.strip_prefix(REGISTRY_LISTENING) {
+                        registry_addr = Some(rest.trim().to_string());
                     } else if let Some(rest) = line.strip_prefix(KAFKA_LISTENING) {
                         if addr.is_some() {
                             break rest.trim().to_string();
@@ -234,6 +245,7 @@ impl Server {
             addr,
             port,
             kafka_addr,
+            registry_addr,
             dir: dir.to_path_buf(),
             tmp: None,
             stdout,
@@ -251,6 +263,12 @@ impl Server {
     /// The Kafka bootstrap address to give clients (`IP:PORT`).
     pub fn kafka_bootstrap(&self) -> String {
         self.kafka_addr.clone()
+    }
+
+    /// The URL of `path` (which starts with `/`) on the schema registry's listener.
+    pub fn registry_url(&self, path: &str) -> String {
+        let addr = self.registry_addr.as_deref().expect("the schema registry is enabled");
+        format!("http://{addr}{path}")
     }
 
     /// The server's process id.
