@@ -1,6 +1,7 @@
 //! The client commands of the `evident` binary (`topics`, `append`, `read`, `tail`, `groups`,
 //! `dlq`): each one is a thin, blocking client of a running server's HTTP API
-//! (`docs/http-api.md`). They share two options, `--server URL` and `--json`, which may be given
+//! (`docs/http-api.md`); `schemas` is a client of a schema registry's Confluent REST API
+//! (`docs/registry-cli.md`), with `--registry URL` in place of `--server`. They share two options, `--server URL` and `--json`, which may be given
 //! before or after the subcommand.
 //!
 //! Output is a table or a line of text for people, or with `--json` JSON on stdout for scripts
@@ -20,6 +21,7 @@ mod dlq;
 mod groups;
 mod output;
 mod read;
+mod schemas;
 mod tail;
 mod topics;
 
@@ -103,6 +105,10 @@ pub enum ClientCommand {
     /// Dead-letter queues of projections: list parked events, retry or skip them.
     #[command(after_help = OPTIONS_NOTE)]
     Dlq(dlq::DlqArgs),
+    /// Schemas in a schema registry (Confluent's REST API): list, get, register, check
+    /// compatibility, delete, and compatibility levels.
+    #[command(after_help = schemas::OPTIONS_NOTE)]
+    Schemas(schemas::SchemasArgs),
 }
 
 impl ClientCommand {
@@ -115,6 +121,7 @@ impl ClientCommand {
             ClientCommand::Tail(args) => args.client.json,
             ClientCommand::Groups(args) => args.client.json,
             ClientCommand::Dlq(args) => args.client.json,
+            ClientCommand::Schemas(args) => args.registry.json,
         }
     }
 }
@@ -133,6 +140,7 @@ pub fn run(command: ClientCommand) -> ExitCode {
         ClientCommand::Tail(args) => tail::run(*args),
         ClientCommand::Groups(args) => groups::run(args),
         ClientCommand::Dlq(args) => dlq::run(args),
+        ClientCommand::Schemas(args) => schemas::run(args),
     };
     match result {
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
@@ -161,6 +169,12 @@ fn report(error: &anyhow::Error) -> (u8, serde_json::Value) {
             };
             document["error"]["status"] = serde_json::Value::from(refusal.status.as_u16());
             return (EXIT_REFUSED, document);
+        }
+        if let Some(refusal) = cause.downcast_ref::<schemas::RegistryError>() {
+            return (EXIT_REFUSED, refusal.document());
+        }
+        if cause.downcast_ref::<schemas::Incompatible>().is_some() {
+            return (EXIT_REFUSED, local("incompatible"));
         }
         if cause.downcast_ref::<client::Unreachable>().is_some() {
             return (EXIT_UNREACHABLE, local("unreachable"));

@@ -73,6 +73,12 @@ impl<A: Aggregate> Repository<A> {
         Self(self.0.with_snapshots(policy))
     }
 
+    /// Uses registered schema versions ([`crate::Repository::with_schemas`]).
+    #[cfg(feature = "schemas")]
+    pub fn with_schemas(self, schemas: crate::schemas::EventSchemas) -> Self {
+        Self(self.0.with_schemas(schemas))
+    }
+
     /// Retries lost races as `policy` says.
     pub fn with_retry(self, policy: RetryPolicy) -> Self {
         Self(self.0.with_retry(policy))

@@ -57,6 +57,11 @@ pub enum Error {
     /// a panic.
     #[error("misuse: {0}")]
     Misuse(String),
+    /// A schema registry refused a schema (invalid, or incompatible with the registered
+    /// versions: the registry's reasons are in the message), or an event type has no registered
+    /// schema where one is required.
+    #[error("schema error: {0}")]
+    Schema(String),
     /// A projection's read-model store failed.
     #[error("sink error: {0}")]
     Sink(String),

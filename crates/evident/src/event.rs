@@ -134,12 +134,23 @@ pub fn encode<E: DomainEvent>(event: &E) -> Result<Encoded, Error> {
 /// Decodes a recorded event into `E`, upcasting its payload from its stored schema version to
 /// the current one first.
 pub fn decode<E: DomainEvent>(event: &RecordedEvent, upcasters: &Upcasters) -> Result<E, Error> {
+    decode_with(event, upcasters, E::schema_version)
+}
+
+/// [`decode`], with the current schema version of each event type given by `current_version`
+/// instead of [`DomainEvent::schema_version`] (a repository with registered schemas uses the
+/// registered versions).
+pub fn decode_with<E: DomainEvent>(
+    event: &RecordedEvent,
+    upcasters: &Upcasters,
+    current_version: impl Fn(&str) -> u32,
+) -> Result<E, Error> {
     let event_type = event
         .event_type
         .as_deref()
         .ok_or_else(|| Error::Decode(format!("{} has no ce_type header", event.position())))?;
     let stored = event.schema_version()?;
-    let current = E::schema_version(event_type);
+    let current = current_version(event_type);
     let undecodable = |e: serde_json::Error| {
         Error::Decode(format!("{} ({event_type} v{current}) does not decode: {e}", event.position()))
     };

@@ -15,7 +15,8 @@
 //!
 //! The API is async, on tokio (an axum handler awaits a repository directly); synchronous code
 //! uses the [`blocking`] facade, which owns a runtime. Cargo features choose what is built:
-//! `embedded`, `http`, `sqlite`, `postgres` (all by default).
+//! `embedded`, `http`, `sqlite`, `postgres` (all by default), and `schemas` (off by default:
+//! versions from a schema registry, [`schemas`]).
 
 pub mod aggregate;
 pub mod backend;
@@ -26,6 +27,8 @@ pub mod event;
 pub mod projection;
 pub mod repository;
 mod retry;
+#[cfg(feature = "schemas")]
+pub mod schemas;
 pub mod snapshot;
 pub mod testing;
 pub mod upcast;
@@ -43,3 +46,8 @@ pub use repository::{At, CommandError, Executed, Loaded, Repository};
 pub use retry::RetryPolicy;
 pub use snapshot::SnapshotPolicy;
 pub use upcast::Upcasters;
+#[cfg(feature = "schemas")]
+pub use {
+    schemars,
+    schemas::{EventSchemas, RegistryClient},
+};

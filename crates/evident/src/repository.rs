@@ -110,6 +110,9 @@ pub struct Repository<A: Aggregate> {
     upcasters: Upcasters,
     source: String,
     page: usize,
+    /// The registered schema versions, when the repository uses a registry's.
+    #[cfg(feature = "schemas")]
+    schemas: Option<Arc<crate::schemas::EventSchemas>>,
     _marker: std::marker::PhantomData<fn() -> A>,
 }
 
@@ -136,6 +139,8 @@ impl<A: Aggregate> Repository<A> {
             upcasters: Upcasters::default(),
             source: format!("/evident/{}", A::TOPIC),
             page: 1000,
+            #[cfg(feature = "schemas")]
+            schemas: None,
             _marker: std::marker::PhantomData,
         }
     }
@@ -169,6 +174,52 @@ impl<A: Aggregate> Repository<A> {
     pub fn with_upcasters(mut self, upcasters: Upcasters) -> Self {
         self.upcasters = upcasters;
         self
+    }
+
+    /// Uses the schema versions registered in a schema registry (feature `schemas`): each
+    /// appended event is stamped with its type's registered version, and stored events are
+    /// upcast from the version they carry to the registered one, so the [`Upcasters`] are keyed
+    /// by registered versions (`crate::schemas`). An event type `schemas` does not know is
+    /// refused on append ([`Error::Schema`]); the schemas' topic must be the repository's.
+    #[cfg(feature = "schemas")]
+    pub fn with_schemas(mut self, schemas: crate::schemas::EventSchemas) -> Self {
+        self.schemas = Some(Arc::new(schemas));
+        self
+    }
+
+    /// The current schema version of `event_type`: the registered one when the repository
+    /// has registered schemas (1 for a type they do not know, which then fails to decode
+    /// unless stored at 1), else the code's [`crate::DomainEvent::schema_version`].
+    fn current_version(&self, event_type: &str) -> u32 {
+        #[cfg(feature = "schemas")]
+        if let Some(schemas) = &self.schemas {
+            return schemas.version(event_type).unwrap_or(1);
+        }
+        <A::Event as crate::DomainEvent>::schema_version(event_type)
+    }
+
+    /// The schema version an appended event of `event_type` is stamped with, and whether the
+    /// header is written even for version 1 (with registered schemas it always is, so a
+    /// reader sees the version came from the registry).
+    fn append_version(&self, event_type: &str, code_version: u32) -> Result<(u32, bool)> {
+        #[cfg(feature = "schemas")]
+        if let Some(schemas) = &self.schemas {
+            if schemas.topic() != self.topic {
+                return Err(Error::Schema(format!(
+                    "the schemas were registered for topic {}, the repository writes to {}",
+                    schemas.topic(),
+                    self.topic
+                )));
+            }
+            let version = schemas.version(event_type).ok_or_else(|| {
+                Error::Schema(format!(
+                    "event type {event_type} has no schema registered under {}",
+                    crate::schemas::EventSchemas::subject(&self.topic, event_type)
+                ))
+            })?;
+            return Ok((version, true));
+        }
+        Ok((code_version, false))
     }
 
     /// The `ce_source` of appended events (default `/evident/<topic>`).
@@ -265,7 +316,7 @@ impl<A: Aggregate> Repository<A> {
             if watch_id.is_some() && recorded.id.as_deref() == watch_id {
                 seen = true;
             }
-            let event: A::Event = event::decode(&recorded, &self.upcasters)?;
+            let event: A::Event = event::decode_with(&recorded, &self.upcasters, |t| self.current_version(t))?;
             loaded.state.apply(&event);
             loaded.version = recorded.version;
             loaded.events_replayed += 1;
@@ -530,11 +581,12 @@ impl<A: Aggregate> Repository<A> {
                     Some(c) => format!("{c}.{i}"),
                     None => uuid::Uuid::new_v4().to_string(),
                 };
+                let (schema_version, stamp) = self.append_version(&enc.event_type, enc.schema_version)?;
                 let mut data = EventData::json(id, enc.event_type, enc.data);
                 data.source = Some(self.source.clone());
-                if enc.schema_version != 1 {
+                if stamp || schema_version != 1 {
                     data.extra_headers
-                        .push((SCHEMA_VERSION_HEADER.into(), Some(enc.schema_version.to_string().into_bytes())));
+                        .push((SCHEMA_VERSION_HEADER.into(), Some(schema_version.to_string().into_bytes())));
                 }
                 Ok(data)
             })
