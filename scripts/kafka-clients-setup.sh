@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the real Kafka clients the conformance tests drive (crates/evident-server/tests/
-# kafka_clients.rs, kafka_crash.rs): kcat from Debian, and confluent-kafka, kafka-python and
-# aiokafka (and prometheus-client, for its OpenMetrics parser) from PyPI in a virtual
-# environment at target/kafka-venv (target/ is not in git).
+# kafka_clients.rs, kafka_crash.rs, registry_confluent.rs): kcat from Debian, and confluent-kafka
+# (with what its schema-registry serializers need), kafka-python and aiokafka (and
+# prometheus-client, for its OpenMetrics parser) from PyPI in a virtual environment at
+# target/kafka-venv (target/ is not in git).
 # Idempotent: what is already installed is left alone. Needs root (or sudo-less apt) only when
 # kcat or python3-venv is missing. Prints the versions it ends up with.
 set -euo pipefail
@@ -11,6 +12,13 @@ cd "$(dirname "$0")/.."
 VENV="$PWD/target/kafka-venv"
 # prometheus-client: its OpenMetrics parser checks /metrics (evident-server metrics tests).
 PINS=(confluent-kafka==2.16.1 kafka-python==3.0.12 aiokafka==0.14.0 prometheus-client==0.26.0)
+# confluent-kafka's extras avro, json and protobuf (its SchemaRegistryClient and serializers,
+# tests/registry/confluent_suite.py), each pinned: the schema-registry client's own (attrs,
+# cachetools, certifi, httpx2, authlib), Avro (fastavro, avro, requests), JSON Schema (jsonschema)
+# and Protobuf (protobuf, googleapis-common-protos).
+PINS+=(attrs==26.1.0 cachetools==8.0.2 certifi==2026.10.19.post1 httpx2==2.16.2 authlib==1.9.10
+  fastavro==1.13.1 avro==1.12.2 requests==2.34.2 jsonschema==4.26.0
+  protobuf==7.36.2 googleapis-common-protos==1.76.0)
 
 apt_updated=0
 apt_install() {
@@ -59,5 +67,6 @@ from importlib.metadata import version
 import confluent_kafka
 print("kafka-clients-setup: python", sys.version.split()[0],
       "| confluent-kafka", confluent_kafka.version(), "librdkafka", confluent_kafka.libversion()[0],
-      "| kafka-python", version("kafka-python"), "| aiokafka", version("aiokafka"))
+      "| kafka-python", version("kafka-python"), "| aiokafka", version("aiokafka"),
+      "| fastavro", version("fastavro"), "jsonschema", version("jsonschema"), "protobuf", version("protobuf"))
 EOF

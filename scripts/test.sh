@@ -45,6 +45,14 @@ eval "$java_env"
 export KAFKA_JAVA_LIB KAFKA_JAVA_CLASSES KAFKA_JAVA_CONF
 export EVIDENT_REQUIRE_KAFKA_JAVA=1
 
+echo "== Reference schema registry"
+# Apicurio Registry 3.3.3 from Maven Central (cached in target/registry-ref; Java 21+):
+# tests/registry_confluent.rs runs Confluent's Python clients against it beside evident's registry.
+ref_env="$(bash scripts/registry-ref.sh fetch)"
+eval "$ref_env"
+export REGISTRY_REF_HOME
+export EVIDENT_REQUIRE_REGISTRY_REF=1
+
 echo "== PostgreSQL"
 # The projection tests write read models to a real PostgreSQL: a dedicated cluster on
 # 127.0.0.1:55432 (fsync on), set up and started by this script, which prints the URL.
