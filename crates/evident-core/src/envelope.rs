@@ -19,6 +19,11 @@ pub const CONTENT_TYPE: &str = "content-type";
 /// Header by which a Kafka producer states the expected version of the record's stream, on the
 /// first record of each key in a batch.
 pub const EXPECTED_VERSION: &str = "evident-expected-version";
+/// Header evident sets on an event it validated against a registered schema (HTTP appends to a
+/// topic with `confluent.value.schema.validation`): the schema's id, in decimal. Reserved:
+/// clients cannot set it, so a reader can trust it (unlike `ce_dataschema`, a CloudEvents
+/// attribute the producer chooses).
+pub const SCHEMA_ID: &str = "evident-schema-id";
 /// Longest event id evident accepts; ids are compared and indexed, so they are bounded.
 pub const ID_LEN_MAX: usize = 256;
 

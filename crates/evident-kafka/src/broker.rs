@@ -49,6 +49,9 @@ pub struct Broker {
     /// Bytes of compressed batches being inflated or held inflated until queued in the log,
     /// across every Produce request (`decompressed_total_max_bytes`).
     pub(crate) decompressed_bytes: Arc<Semaphore>,
+    /// Schema validation of produced records, when the server has a registry (topics turn it
+    /// on with `confluent.{key,value}.schema.validation`).
+    pub(crate) validation: Option<Arc<evident_registry::Validation>>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -93,12 +96,21 @@ impl Broker {
             request_bytes: Arc::new(Semaphore::new(request_bytes)),
             fetch_bytes: Arc::new(Semaphore::new(fetch_bytes)),
             decompressed_bytes: Arc::new(Semaphore::new(decompressed_bytes)),
+            validation: None,
         }
     }
 
     /// The same broker, counting into `metrics` (shared with whoever exposes them).
     pub fn with_metrics(mut self, metrics: Arc<KafkaMetrics>) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// The same broker, validating produced records against `schemas` on the topics that ask
+    /// for it. Without a registry, a topic that asks has every produce refused: validation
+    /// that cannot run must not pass records unchecked.
+    pub fn with_schemas(mut self, schemas: Option<Arc<dyn evident_registry::SchemaSource>>) -> Self {
+        self.validation = schemas.map(|s| Arc::new(evident_registry::Validation::new(s)));
         self
     }
 

@@ -13,12 +13,15 @@ pub struct KafkaError {
     pub code: ResponseError,
     /// The message (sent where the response has an error message field).
     pub message: String,
+    /// For a refused produce batch, the records that caused it: index in the batch and why
+    /// (ProduceResponse's `record_errors`, v8+).
+    pub record_errors: Vec<(i32, String)>,
 }
 
 impl KafkaError {
     /// An error with a code and message.
     pub fn new(code: ResponseError, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self { code, message: message.into(), record_errors: Vec::new() }
     }
 }
 
@@ -28,7 +31,7 @@ impl From<evident_log::Error> for KafkaError {
         if let evident_log::Error::KeyInOtherPartition { sent_by, key_partitioner, .. } = &e {
             message.push_str(&key_partition_advice(sent_by, *key_partitioner));
         }
-        Self { code: log_code(&e), message }
+        Self { code: log_code(&e), message, record_errors: Vec::new() }
     }
 }
 
@@ -129,7 +132,7 @@ impl From<evident_groups::Error> for KafkaError {
             E::InvalidReset(_) => ResponseError::InvalidRequest,
             E::Corrupted { .. } | E::UnsupportedFormat { .. } => ResponseError::KafkaStorageError,
         };
-        Self { code, message }
+        Self { code, message, record_errors: Vec::new() }
     }
 }
 

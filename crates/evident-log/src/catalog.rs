@@ -20,6 +20,49 @@ pub enum CleanupPolicy {
     Compact,
 }
 
+/// How schema validation names the registry subject a record's key or value belongs to
+/// (Confluent's `confluent.{key,value}.subject.name.strategy`). Kept here because it is part of
+/// a topic's persisted configuration; `evident-registry` turns it into subject names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectNameStrategy {
+    /// `<topic>-key` / `<topic>-value` (Confluent's default).
+    #[default]
+    Topic,
+    /// The record's full name (Avro record, JSON Schema `title`, Protobuf message).
+    Record,
+    /// `<topic>-<record full name>`.
+    TopicRecord,
+    /// evident's: `<topic>-<event type>`, the event type being the `ce_type` header, so each
+    /// event type of a stream has its own subject and its own evolution.
+    EventType,
+}
+
+impl SubjectNameStrategy {
+    /// The Kafka config value naming this strategy: Confluent's class names, and evident's own.
+    pub fn class_name(self) -> &'static str {
+        match self {
+            SubjectNameStrategy::Topic => "io.confluent.kafka.serializers.subject.TopicNameStrategy",
+            SubjectNameStrategy::Record => "io.confluent.kafka.serializers.subject.RecordNameStrategy",
+            SubjectNameStrategy::TopicRecord => "io.confluent.kafka.serializers.subject.TopicRecordNameStrategy",
+            SubjectNameStrategy::EventType => "evident.subject.EventTypeNameStrategy",
+        }
+    }
+
+    /// The strategy a Kafka config value names: the full class name or its last component.
+    pub fn from_class_name(name: &str) -> Option<Self> {
+        [Self::Topic, Self::Record, Self::TopicRecord, Self::EventType].into_iter().find(|s| {
+            let class = s.class_name();
+            name == class || class.rsplit('.').next() == Some(name)
+        })
+    }
+
+    /// Whether this is the default (not written to the catalog then).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// A topic's configuration, persisted with the topic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -48,6 +91,21 @@ pub struct TopicConfig {
     /// same as before it existed.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub log_append_time: bool,
+    /// `confluent.value.schema.validation`: a produced or appended value must be data of a
+    /// schema registered for its subject. Not written when false (as the fields above).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub value_schema_validation: bool,
+    /// `confluent.key.schema.validation`: the same for keys.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub key_schema_validation: bool,
+    /// `confluent.value.subject.name.strategy`; `None` when not set, which Kafka produce
+    /// reads as TopicNameStrategy (Confluent's default) and HTTP appends as the event-type
+    /// strategy (an HTTP append always names its event type).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_subject_name_strategy: Option<SubjectNameStrategy>,
+    /// `confluent.key.subject.name.strategy`; `None` is TopicNameStrategy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_subject_name_strategy: Option<SubjectNameStrategy>,
 }
 
 impl Default for TopicConfig {
@@ -60,6 +118,10 @@ impl Default for TopicConfig {
             key_partition_guard: true,
             key_partitioner: KeyPartitioner::Murmur2,
             log_append_time: false,
+            value_schema_validation: false,
+            key_schema_validation: false,
+            value_subject_name_strategy: None,
+            key_subject_name_strategy: None,
         }
     }
 }
@@ -136,5 +198,29 @@ mod tests {
         let json = serde_json::to_string(&crc).expect("json");
         assert!(json.contains(r#""key_partitioner":"crc32""#), "{json}");
         assert_eq!(serde_json::from_str::<TopicConfig>(&json).expect("parse"), crc);
+    }
+
+    /// Schema validation settings round-trip through the catalog and are absent when unset.
+    #[test]
+    fn schema_validation_is_stored_only_when_chosen() {
+        let default = serde_json::to_string(&TopicConfig::default()).expect("json");
+        assert!(!default.contains("schema"), "{default}");
+        let on = TopicConfig {
+            value_schema_validation: true,
+            value_subject_name_strategy: Some(SubjectNameStrategy::EventType),
+            ..TopicConfig::default()
+        };
+        let json = serde_json::to_string(&on).expect("json");
+        assert!(json.contains(r#""value_subject_name_strategy":"event_type""#), "{json}");
+        assert_eq!(serde_json::from_str::<TopicConfig>(&json).expect("parse"), on);
+        assert_eq!(
+            SubjectNameStrategy::from_class_name("io.confluent.kafka.serializers.subject.RecordNameStrategy"),
+            Some(SubjectNameStrategy::Record)
+        );
+        assert_eq!(
+            SubjectNameStrategy::from_class_name("TopicRecordNameStrategy"),
+            Some(SubjectNameStrategy::TopicRecord)
+        );
+        assert_eq!(SubjectNameStrategy::from_class_name("RecordName"), None);
     }
 }

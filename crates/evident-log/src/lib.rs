@@ -30,7 +30,7 @@ mod recovery;
 pub mod storage;
 
 pub use append::{Acknowledgement, AppendOutcome, PendingAppend, RecordPosition};
-pub use catalog::{CleanupPolicy, TopicConfig, TopicMeta};
+pub use catalog::{CleanupPolicy, SubjectNameStrategy, TopicConfig, TopicMeta};
 pub use config::{FsyncPolicy, LogConfig};
 pub use error::{Error, Result};
 pub use health::{

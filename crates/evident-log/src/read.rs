@@ -17,6 +17,7 @@ use bytes::Bytes;
 use evident_core::batch::{decode_record_trusted, RecordBatch};
 use evident_core::{envelope, PartitionId, TopicName};
 
+use crate::catalog::TopicMeta;
 use crate::error::{Error, Result};
 use crate::frame;
 use crate::health::ReadSite;
@@ -372,6 +373,14 @@ impl Log {
             .map(|p| p.batches.iter().map(|&i| u64::from(st.index.frames[i as usize].len)).sum())
             .collect();
         Ok(TopicDescription { meta: t.meta.clone(), partitions, streams, partition_bytes })
+    }
+
+    /// A topic's metadata (name, id, configuration), without the per-partition figures
+    /// [`Log::describe_topic`] gathers: what a front door reads per request to see how the
+    /// topic is configured.
+    pub fn topic_meta(&self, topic: &str) -> Result<TopicMeta> {
+        let st = self.inner.lock();
+        Ok(st.index.topic_by_name(topic)?.meta.clone())
     }
 
     /// Reads stored batches of a partition from `offset`, up to about `max_bytes` (at least

@@ -12,6 +12,10 @@
 //! - [`compat`]: whether a candidate schema may follow a subject's versions at a compatibility
 //!   level, with the reasons when not.
 //! - [`source`]: the narrow read view payload validation uses ([`SchemaSource`]).
+//! - [`payload`]: Confluent's wire format and payloads decoded or validated against a schema.
+//! - [`subject_name`]: the subject name strategies (Confluent's three and the event type's).
+//! - [`validation`]: validation at the store, per Kafka record and per HTTP event.
+//! - [`verify`]: `verify=stored`, a candidate schema tried on every stored event of a subject.
 //! - [`store`]: the registry kept durably in the log's `_schemas` topic ([`RegistryStore`]),
 //!   with Confluent's operations (register, look up, delete, configure).
 //! - [`error`]: the registry's errors with Confluent's error codes and HTTP statuses.
@@ -23,14 +27,19 @@
 pub mod compat;
 pub mod error;
 pub mod parse;
+pub mod payload;
 pub mod schema;
 pub mod source;
+pub mod subject_name;
+pub mod validation;
+pub mod verify;
 pub mod store;
 
 pub use error::RegistryError;
 pub use parse::{parse, ParseError, ParsedSchema, ResolvedReference};
 pub use schema::{Compatibility, Mode, Reference, SchemaId, SchemaType, SubjectVersion};
 pub use source::SchemaSource;
+pub use validation::{Refusal, Validation};
 pub use store::{
     validate_subject, RegisterOptions, Registered, RegistryStore, SchemaById, SchemaInput, SubjectSchema, VersionSpec,
     REFERENCES_CLOSURE_MAX, REFERENCES_MAX, SCHEMAS_TOPIC, SCHEMA_LEN_MAX, SUBJECT_LEN_MAX,

@@ -35,6 +35,9 @@ pub async fn handle(ctx: &Ctx<'_>, req: IncrementalAlterConfigsRequest) -> Incre
                         let name = c.name.as_str();
                         match c.config_operation {
                             SET => set(&mut config, name, c.value.as_deref())?,
+                            // A strategy returns to "not set", which HTTP appends read differently
+                            // from an explicit TopicNameStrategy.
+                            DELETE if topic_config::unset(&mut config, name) => {}
                             DELETE => match defaults.iter().find(|(n, _, _)| *n == name) {
                                 Some((_, value, _)) => set(&mut config, name, Some(value))?,
                                 // An ignored Kafka setting has nothing to reset; an unknown

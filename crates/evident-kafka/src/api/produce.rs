@@ -8,12 +8,17 @@
 //! so they share the log's group commit. The log applies evident's
 //! extensions from the record headers: `evident-expected-version`, `ce_id` idempotence and the
 //! key-partition guard; the idempotent producer's duplicates are answered with the original
-//! offsets.
+//! offsets. On a topic with `confluent.{key,value}.schema.validation`, every record's key or
+//! value must be data of a schema registered for its subject ([`validate`]); otherwise the
+//! partition's batch is refused whole with `INVALID_RECORD` and the failing records in
+//! `record_errors`, and nothing of it is stored.
 
 use kafka_protocol::error::ResponseError;
 use evident_log::PendingAppend;
 use kafka_protocol::messages::produce_request::PartitionProduceData;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
@@ -42,6 +47,16 @@ fn partition_error(topic: &str, index: i32, e: &KafkaError) -> PartitionProduceR
         .with_log_start_offset(-1)
         .with_log_append_time_ms(-1)
         .with_error_message(Some(StrBytes::from_string(e.message.clone())))
+        .with_record_errors(
+            e.record_errors
+                .iter()
+                .map(|(i, m)| {
+                    BatchIndexAndErrorMessage::default()
+                        .with_batch_index(*i)
+                        .with_batch_index_error_message(Some(StrBytes::from_string(m.clone())))
+                })
+                .collect(),
+        )
 }
 
 /// Handles Produce: checks and queues every partition's batch in the log (their offsets are
@@ -150,11 +165,12 @@ async fn append_all(
     let mut granted: Option<OwnedSemaphorePermit> = None;
     loop {
         let (log, names, budget_bytes) = (log.clone(), names.clone(), shared.clone());
+        let validation = broker.validation.clone();
         let (done, rest, spent, left_over) = tokio::task::spawn_blocking(move || {
             let mut done = Vec::new();
             while let Some((t, p)) = todo.pop_front() {
                 let index = p.index;
-                match append(&log, &names[t], p, &mut budget, &budget_bytes, &mut granted) {
+                match append(&log, validation.as_deref(), &names[t], p, &mut budget, &budget_bytes, &mut granted) {
                     Step::Done(result) => done.push((t, index, result)),
                     Step::Wait(p) => {
                         todo.push_front((t, p));
@@ -210,6 +226,7 @@ enum Step {
 /// there.
 fn append(
     log: &evident_log::Log,
+    validation: Option<&evident_registry::Validation>,
     topic: &str,
     p: PartitionProduceData,
     budget: &mut records::Budget,
@@ -256,6 +273,9 @@ fn append(
     // Keep what was inflated; the rest of the reservation goes back at once.
     let _held = reserved.as_mut().and_then(|r| r.split(stored.inflated_len().min(r.num_permits())));
     drop(reserved);
+    if let Err(e) = validate(log, validation, topic, &stored) {
+        return Step::Done(Err(e));
+    }
     Step::Done(log.append_batch_deferred(topic, partition, &stored, None).map_err(|e| {
         let guard = matches!(e, evident_log::Error::KeyInOtherPartition { .. });
         let e = KafkaError::from(e);
@@ -264,6 +284,90 @@ fn append(
         }
         e
     }))
+}
+
+/// Most failing records a refusal lists in `record_errors` (the first ones): bounds the
+/// response a batch of bad records makes us write.
+const RECORD_ERRORS_MAX: usize = 100;
+
+/// Checks every record of a batch bound for `topic` against the registry, when the topic asks
+/// for schema validation: the refusal names the first failing record's subject and reason and
+/// lists the failing records by their index in the batch. A batch the log will refuse anyway
+/// (not parseable) is left to the log's own refusal.
+fn validate(
+    log: &evident_log::Log,
+    validation: Option<&evident_registry::Validation>,
+    topic: &str,
+    batch: &[u8],
+) -> Result<(), KafkaError> {
+    use evident_registry::subject_name::Part;
+    let config = log.topic_meta(topic)?.config;
+    if !config.value_schema_validation && !config.key_schema_validation {
+        return Ok(());
+    }
+    let refused = |message: String, record_errors: Vec<(i32, String)>| KafkaError {
+        code: ResponseError::InvalidRecord,
+        message: format!("evident: {message}; nothing of the batch is stored"),
+        record_errors,
+    };
+    let Some(validation) = validation else {
+        return Err(refused(
+            format!("topic {topic} has schema validation on, and no schema registry runs in this server"),
+            Vec::new(),
+        ));
+    };
+    let mut errors: Vec<(i32, String)> = Vec::new();
+    let mut first: Option<String> = None;
+    let mut failing = 0usize;
+    let mut index = 0i32;
+    let mut rest = batch;
+    while !rest.is_empty() {
+        let Ok((parsed, used)) = evident_core::batch::RecordBatch::parse(rest) else { return Ok(()) };
+        rest = &rest[used..];
+        let Ok(records) = parsed.validate_records() else { return Ok(()) };
+        for record in &records {
+            let event_type = record.header(evident_core::envelope::CE_TYPE);
+            let mut why = None;
+            if config.value_schema_validation && record.header(evident_core::envelope::SCHEMA_ID).is_some() {
+                why = Some(format!(
+                    "the {} header is set by evident only, on events it validated",
+                    evident_core::envelope::SCHEMA_ID
+                ));
+            }
+            for (on, part, strategy, payload) in [
+                (config.key_schema_validation, Part::Key, config.key_subject_name_strategy, record.key),
+                (config.value_schema_validation, Part::Value, config.value_subject_name_strategy, record.value),
+            ] {
+                if why.is_some() || !on {
+                    continue;
+                }
+                if let Err(r) =
+                    validation.check_record(topic, part, strategy.unwrap_or_default(), payload, event_type)
+                {
+                    why = Some(format!("{}: {r}", part.as_str()));
+                }
+            }
+            if let Some(why) = why {
+                failing += 1;
+                if first.is_none() {
+                    first = Some(format!("schema validation refused record {index} of the batch: {why}"));
+                }
+                if errors.len() < RECORD_ERRORS_MAX {
+                    errors.push((index, why));
+                }
+            }
+            index = index.saturating_add(1);
+        }
+    }
+    match first {
+        None => Ok(()),
+        Some(mut message) => {
+            if failing > 1 {
+                message.push_str(&format!(" (and {} more records)", failing - 1));
+            }
+            Err(refused(message, errors))
+        }
+    }
 }
 
 /// A producer whose partitioner disagrees with the topic has every keyed batch refused; one warn
@@ -389,7 +493,7 @@ mod tests {
                 Some(b) => entry(index, b),
                 None => PartitionProduceData::default().with_index(index).with_records(None),
             };
-            let e = refusal(append(&log, topic, p, &mut budget, &shared(1 << 30), &mut None));
+            let e = refusal(append(&log, None, topic, p, &mut budget, &shared(1 << 30), &mut None));
             assert_eq!(e.code, code, "{topic}/{index}: {}", e.message);
         }
         assert_eq!(budget.left(), 700 << 10, "the cheap refusals spent budget");
@@ -401,13 +505,66 @@ mod tests {
             (2, ResponseError::MessageTooLarge),
             (3, ResponseError::MessageTooLarge),
         ] {
-            let e = refusal(append(&log, "t", entry(n % 2, &bomb), &mut budget, &shared(1 << 30), &mut None));
+            let e = refusal(append(&log, None, "t", entry(n % 2, &bomb), &mut budget, &shared(1 << 30), &mut None));
             assert_eq!(e.code, expected, "bomb {n}: {}", e.message);
             if n == 3 {
                 assert!(e.message.contains("not decompressed"), "{}", e.message);
             }
         }
         assert_eq!(budget.left(), 0);
+    }
+
+    /// On a topic with value validation, a batch with one record that is not data of a schema
+    /// registered for its subject is refused whole (INVALID_RECORD, record_errors naming it);
+    /// a batch of valid records is stored; without a registry the topic refuses everything.
+    #[test]
+    fn schema_validation_refuses_the_whole_batch() {
+        use evident_registry::payload::wire;
+        use evident_registry::validation::MemorySource;
+        use evident_registry::{parse, SchemaId, SchemaType};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = Log::open(dir.path(), LogConfig::default()).expect("log");
+        let config = TopicConfig { value_schema_validation: true, ..TopicConfig::default() };
+        log.create_topic("orders", config).expect("topic");
+        let source = MemorySource::default();
+        let schema = r#"{"type":"object","properties":{"n":{"type":"integer"}},"required":["n"]}"#;
+        source.add("orders-value", 1, parse(SchemaType::Json, schema, &[]).expect("schema"));
+        source.add("other-value", 2, parse(SchemaType::Json, "{}", &[]).expect("schema"));
+        let validation = evident_registry::Validation::new(Arc::new(source));
+        let batch = |values: &[Vec<u8>]| {
+            let mut b = evident_core::batch::BatchBuilder::new();
+            for v in values {
+                b.push(evident_core::batch::NewRecord {
+                    key: Some(b"k".to_vec()),
+                    value: Some(v.clone()),
+                    headers: vec![],
+                    timestamp_ms: 1_000,
+                });
+            }
+            b.build()
+        };
+        let good = wire::frame(SchemaId(1), br#"{"n":1}"#);
+        let cases = [
+            (vec![good.clone(), wire::frame(SchemaId(1), br#"{"n":"one"}"#)], 1, "/n"),
+            (vec![b"{\"n\":1}".to_vec(), good.clone()], 0, "magic byte"),
+            (vec![good.clone(), good.clone(), wire::frame(SchemaId(2), b"{}")], 2, "not registered under the subject"),
+        ];
+        let mut budget = records::Budget::new(1 << 20, 8 << 20);
+        for (values, bad, reason) in cases {
+            let e = refusal(append(&log, Some(&validation), "orders", entry(0, &batch(&values)), &mut budget, &shared(1 << 30), &mut None));
+            assert_eq!(e.code, ResponseError::InvalidRecord, "{}", e.message);
+            assert!(e.message.contains("orders-value") && e.message.contains(reason), "{}", e.message);
+            assert_eq!(e.record_errors.len(), 1, "{:?}", e.record_errors);
+            assert_eq!(e.record_errors[0].0, bad);
+            assert_eq!(partition_error("orders", 0, &e).record_errors[0].batch_index, bad);
+        }
+        assert_eq!(log.partition_offsets("orders", 0).expect("offsets").high_watermark, 0, "nothing stored");
+        match append(&log, Some(&validation), "orders", entry(0, &batch(&[good.clone(), good.clone()])), &mut budget, &shared(1 << 30), &mut None) {
+            Step::Done(Ok(pending)) => assert_eq!(pending.wait().expect("stored").base_offset, 0),
+            _ => panic!("valid records refused"),
+        }
+        let e = refusal(append(&log, None, "orders", entry(0, &batch(&[good])), &mut budget, &shared(1 << 30), &mut None));
+        assert!(e.message.contains("no schema registry"), "{}", e.message);
     }
 
     fn plain(key: &str) -> Vec<u8> {
@@ -498,12 +655,12 @@ mod tests {
         let shared = shared(need);
         let zstd = records::tests::zstd_batch();
         let held = shared.clone().try_acquire_many_owned(1).expect("one byte");
-        match append(&log, "t", entry(0, &zstd), &mut budget, &shared, &mut None) {
+        match append(&log, None, "t", entry(0, &zstd), &mut budget, &shared, &mut None) {
             Step::Wait(_) => {}
             Step::Done(r) => panic!("reserved {need} bytes with one fewer free: {:?}", r.map(|_| ())),
         }
         drop(held);
-        match append(&log, "t", entry(0, &zstd), &mut budget, &shared, &mut None) {
+        match append(&log, None, "t", entry(0, &zstd), &mut budget, &shared, &mut None) {
             Step::Done(Ok(pending)) => assert_eq!(pending.wait().expect("stored").base_offset, 0),
             Step::Done(Err(e)) => panic!("{}", e.message),
             Step::Wait(_) => panic!("the whole budget is free"),

@@ -73,8 +73,9 @@ fn config_log(c: &TopicConfig) -> evident_log::TopicConfig {
             KeyPartitioner::Crc32 => evident_core::partitioner::KeyPartitioner::Crc32,
             KeyPartitioner::Fnv1a => evident_core::partitioner::KeyPartitioner::Fnv1a,
         },
-        // Kafka's message.timestamp.type; the HTTP API does not set it.
-        log_append_time: false,
+        // Kafka's message.timestamp.type and the confluent.* schema validation settings: the
+        // HTTP API does not set them (Kafka's CreateTopics and AlterConfigs do).
+        ..evident_log::TopicConfig::default()
     }
 }
 

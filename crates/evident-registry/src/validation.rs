@@ -1,0 +1,318 @@
+//! Validation at the store: whether a produced record's key or value, or an HTTP-appended
+//! event's data, is data of a schema registered for its subject. The Kafka and HTTP front doors
+//! hold one [`Validation`] over the registry's [`SchemaSource`] and ask it per record; what to
+//! do with a refusal (refuse the whole batch) is theirs.
+//!
+//! A Kafka record must be in Confluent's wire format, name a schema id registered (not deleted)
+//! under the subject its topic's strategy gives, and decode as that schema's data. A null key
+//! or value (a tombstone, a record without a key) has no schema and passes. An HTTP event's
+//! data must be JSON valid against the JSON Schema of its subject's latest version.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use crate::parse::ParsedSchema;
+use crate::payload::{self, wire};
+use crate::schema::SchemaId;
+use crate::source::SchemaSource;
+use crate::subject_name::{self, Part, SubjectNameStrategy};
+
+/// Most compiled JSON Schema validators kept. Building one costs far more than validating a
+/// payload, so they are kept per id (an id's schema never changes); the bound keeps a producer
+/// cycling through ids from growing the cache without end.
+const VALIDATORS_MAX: usize = 1024;
+
+/// Why a record or event is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The subject the record was checked against, when it could be named.
+    pub subject: Option<String>,
+    /// What is wrong.
+    pub reason: String,
+    /// For JSON, the JSON Pointer of the failing instance.
+    pub path: Option<String>,
+}
+
+impl Refusal {
+    fn new(subject: Option<&str>, reason: impl Into<String>) -> Self {
+        Self { subject: subject.map(str::to_owned), reason: reason.into(), path: None }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(s) = &self.subject {
+            write!(f, "subject {s:?}: ")?;
+        }
+        f.write_str(&self.reason)?;
+        if let Some(p) = &self.path {
+            write!(f, " (at {:?})", if p.is_empty() { "/" } else { p })?;
+        }
+        Ok(())
+    }
+}
+
+/// Payload validation against the registry.
+pub struct Validation {
+    source: Arc<dyn SchemaSource>,
+    validators: Mutex<HashMap<SchemaId, Arc<jsonschema::Validator>>>,
+}
+
+impl fmt::Debug for Validation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Validation").finish_non_exhaustive()
+    }
+}
+
+impl Validation {
+    /// Validation reading schemas from `source`.
+    pub fn new(source: Arc<dyn SchemaSource>) -> Self {
+        Self { source, validators: Mutex::new(HashMap::new()) }
+    }
+
+    /// The registry this validation reads.
+    pub fn source(&self) -> &Arc<dyn SchemaSource> {
+        &self.source
+    }
+
+    /// Checks one part of a Kafka record produced to `topic`: the schema id it names, when it
+    /// passes (`None` for a null part).
+    pub fn check_record(
+        &self,
+        topic: &str,
+        part: Part,
+        strategy: SubjectNameStrategy,
+        payload: Option<&[u8]>,
+        event_type: Option<&[u8]>,
+    ) -> Result<Option<SchemaId>, Refusal> {
+        let Some(payload) = payload else { return Ok(None) };
+        // The subject is named before the payload is looked at where the strategy allows, so
+        // the refusal of an unframed payload names it too.
+        let early = match strategy {
+            SubjectNameStrategy::Topic | SubjectNameStrategy::EventType => Some(
+                subject_name::subject(strategy, topic, part, || Err(String::new()), event_type)
+                    .map_err(|e| Refusal::new(None, e))?,
+            ),
+            _ => None,
+        };
+        let (id, body) = wire::split(payload).map_err(|e| Refusal::new(early.as_deref(), e.to_string()))?;
+        let schema = self
+            .source
+            .schema_by_id(id)
+            .ok_or_else(|| Refusal::new(early.as_deref(), format!("schema id {id} is not registered")))?;
+        let subject = match early {
+            Some(s) => s,
+            None => subject_name::subject(
+                strategy,
+                topic,
+                part,
+                || payload::record_name(&schema, body).map_err(|e| e.reason),
+                event_type,
+            )
+            .map_err(|e| Refusal::new(None, format!("schema id {id}: {e}")))?,
+        };
+        if !self.source.subject_has_id(&subject, id) {
+            return Err(Refusal::new(Some(&subject), format!("schema id {id} is not registered under the subject")));
+        }
+        self.check_body(id, &schema, body).map_err(|e| Refusal {
+            subject: Some(subject.clone()),
+            reason: format!("payload is not data of schema id {id}: {}", e.reason),
+            path: e.path,
+        })?;
+        Ok(Some(id))
+    }
+
+    /// Checks an HTTP-appended JSON event's `data` against the latest schema of its subject
+    /// on `topic`; the id of the schema it was validated against.
+    pub fn check_event(
+        &self,
+        topic: &str,
+        strategy: Option<SubjectNameStrategy>,
+        event_type: &str,
+        data: &serde_json::Value,
+    ) -> Result<SchemaId, Refusal> {
+        let subject = subject_name::http_subject(strategy, topic, event_type);
+        let (id, schema) = self
+            .source
+            .latest(&subject)
+            .ok_or_else(|| Refusal::new(Some(&subject), "no schema is registered under the subject"))?;
+        if !matches!(*schema, ParsedSchema::Json(_)) {
+            return Err(Refusal::new(
+                Some(&subject),
+                format!(
+                    "the subject's latest schema (id {id}) is {}; JSON events validate against JSON Schema only",
+                    schema.schema_type()
+                ),
+            ));
+        }
+        let validator = self.json_validator(id, &schema).map_err(|e| Refusal::new(Some(&subject), e.reason))?;
+        payload::validate_json_value(&validator, data).map_err(|e| Refusal {
+            subject: Some(subject.clone()),
+            reason: format!("data does not match schema id {id}: {}", e.reason),
+            path: e.path,
+        })?;
+        Ok(id)
+    }
+
+    fn check_body(&self, id: SchemaId, schema: &ParsedSchema, body: &[u8]) -> Result<(), payload::Invalid> {
+        match schema {
+            ParsedSchema::Json(_) => payload::validate_json(&*self.json_validator(id, schema)?, body),
+            other => payload::check(other, body, None),
+        }
+    }
+
+    /// The compiled validator of JSON Schema `id`, built once.
+    fn json_validator(
+        &self,
+        id: SchemaId,
+        schema: &ParsedSchema,
+    ) -> Result<Arc<jsonschema::Validator>, payload::Invalid> {
+        if let Some(v) = self.cached(id) {
+            return Ok(v);
+        }
+        let ParsedSchema::Json(json) = schema else {
+            return Err(payload::Invalid { reason: format!("schema id {id} is not a JSON Schema"), path: None });
+        };
+        let built = Arc::new(payload::json_validator(json)?);
+        let mut cache = self.validators.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= VALIDATORS_MAX {
+            cache.clear();
+        }
+        cache.insert(id, built.clone());
+        Ok(built)
+    }
+
+    fn cached(&self, id: SchemaId) -> Option<Arc<jsonschema::Validator>> {
+        self.validators.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
+    }
+}
+
+/// A [`SchemaSource`] held in memory, for tests of the code that validates against a registry
+/// (the store's own source is in the store).
+#[doc(hidden)]
+#[derive(Default)]
+pub struct MemorySource {
+    schemas: Mutex<Vec<(SchemaId, String, Arc<ParsedSchema>)>>,
+}
+
+impl MemorySource {
+    /// Registers `schema` under `subject` with `id` (a later one is the subject's latest).
+    pub fn add(&self, subject: &str, id: i32, schema: ParsedSchema) {
+        self.schemas.lock().unwrap_or_else(|p| p.into_inner()).push((SchemaId(id), subject.into(), Arc::new(schema)));
+    }
+}
+
+impl SchemaSource for MemorySource {
+    fn schema_by_id(&self, id: SchemaId) -> Option<Arc<ParsedSchema>> {
+        let all = self.schemas.lock().unwrap_or_else(|p| p.into_inner());
+        all.iter().find(|(i, _, _)| *i == id).map(|(_, _, s)| s.clone())
+    }
+
+    fn subject_has_id(&self, subject: &str, id: SchemaId) -> bool {
+        let all = self.schemas.lock().unwrap_or_else(|p| p.into_inner());
+        all.iter().any(|(i, s, _)| *i == id && s == subject)
+    }
+
+    fn latest(&self, subject: &str) -> Option<(SchemaId, Arc<ParsedSchema>)> {
+        let all = self.schemas.lock().unwrap_or_else(|p| p.into_inner());
+        all.iter().rev().find(|(_, s, _)| s == subject).map(|(i, _, p)| (*i, p.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::parse::parse;
+    use crate::schema::SchemaType;
+
+    const ORDER_JSON: &str = r#"{"title":"OrderPlaced","type":"object",
+        "properties":{"order_id":{"type":"string"},"amount":{"type":"number"}},"required":["order_id"]}"#;
+    const ORDER_AVRO: &str = r#"{"type":"record","name":"OrderPlaced","namespace":"shop","fields":[
+        {"name":"order_id","type":"string"},{"name":"amount","type":"double"}]}"#;
+
+    fn registry() -> Validation {
+        let source = MemorySource::default();
+        source.add("orders-value", 1, parse(SchemaType::Json, ORDER_JSON, &[]).unwrap());
+        source.add("orders-OrderPlaced", 1, parse(SchemaType::Json, ORDER_JSON, &[]).unwrap());
+        source.add("shop.OrderPlaced", 2, parse(SchemaType::Avro, ORDER_AVRO, &[]).unwrap());
+        source.add("other-value", 3, parse(SchemaType::Json, r#"{"type":"string"}"#, &[]).unwrap());
+        Validation::new(Arc::new(source))
+    }
+
+    fn avro_order() -> Vec<u8> {
+        let ParsedSchema::Avro(s) = parse(SchemaType::Avro, ORDER_AVRO, &[]).unwrap() else { unreachable!() };
+        let record = apache_avro::types::Value::Record(vec![
+            ("order_id".into(), apache_avro::types::Value::String("o-1".into())),
+            ("amount".into(), apache_avro::types::Value::Double(2.0)),
+        ]);
+        apache_avro::writer::datum::GenericDatumWriter::builder(&s.schema)
+            .build()
+            .unwrap()
+            .write_value_to_vec(record)
+            .unwrap()
+    }
+
+    #[test]
+    fn kafka_records_must_name_a_registered_id_of_their_subject_and_decode() {
+        let v = registry();
+        let topic = SubjectNameStrategy::Topic;
+        let good = wire::frame(SchemaId(1), br#"{"order_id":"o-1","amount":3}"#);
+        assert_eq!(v.check_record("orders", Part::Value, topic, Some(&good), None), Ok(Some(SchemaId(1))));
+        assert_eq!(v.check_record("orders", Part::Value, topic, None, None), Ok(None), "tombstones pass");
+
+        let e = v.check_record("orders", Part::Value, topic, Some(br#"{"order_id":"o-1"}"#), None).unwrap_err();
+        assert_eq!(e.subject.as_deref(), Some("orders-value"));
+        assert!(e.reason.contains("magic byte"), "{e}");
+
+        let e = v.check_record("orders", Part::Value, topic, Some(&wire::frame(SchemaId(9), b"{}")), None).unwrap_err();
+        assert!(e.reason.contains("schema id 9 is not registered"), "{e}");
+
+        let e =
+            v.check_record("orders", Part::Value, topic, Some(&wire::frame(SchemaId(3), b"\"x\"")), None).unwrap_err();
+        assert_eq!(e.to_string(), "subject \"orders-value\": schema id 3 is not registered under the subject");
+
+        let bad = wire::frame(SchemaId(1), br#"{"order_id":7}"#);
+        let e = v.check_record("orders", Part::Value, topic, Some(&bad), None).unwrap_err();
+        assert_eq!(e.path.as_deref(), Some("/order_id"));
+        assert!(e.reason.starts_with("payload is not data of schema id 1"), "{e}");
+    }
+
+    #[test]
+    fn record_and_event_type_strategies() {
+        let v = registry();
+        let avro = wire::frame(SchemaId(2), &avro_order());
+        assert_eq!(
+            v.check_record("orders", Part::Value, SubjectNameStrategy::Record, Some(&avro), None),
+            Ok(Some(SchemaId(2)))
+        );
+        let e = v.check_record("orders", Part::Value, SubjectNameStrategy::TopicRecord, Some(&avro), None).unwrap_err();
+        assert_eq!(e.subject.as_deref(), Some("orders-shop.OrderPlaced"));
+        let mut truncated = avro.clone();
+        truncated.pop();
+        let e = v.check_record("orders", Part::Value, SubjectNameStrategy::Record, Some(&truncated), None).unwrap_err();
+        assert!(e.reason.contains("not valid Avro"), "{e}");
+
+        let json = wire::frame(SchemaId(1), br#"{"order_id":"o-1"}"#);
+        let et = SubjectNameStrategy::EventType;
+        assert!(v.check_record("orders", Part::Value, et, Some(&json), Some(b"OrderPlaced")).is_ok());
+        let e = v.check_record("orders", Part::Value, et, Some(&json), Some(b"OrderShipped")).unwrap_err();
+        assert_eq!(e.subject.as_deref(), Some("orders-OrderShipped"));
+        assert!(v.check_record("orders", Part::Value, et, Some(&json), None).unwrap_err().reason.contains("ce_type"));
+    }
+
+    #[test]
+    fn http_events_validate_against_the_latest_json_schema() {
+        let v = registry();
+        assert_eq!(v.check_event("orders", None, "OrderPlaced", &json!({"order_id": "o-1"})), Ok(SchemaId(1)));
+        let e = v.check_event("orders", None, "OrderPlaced", &json!({"order_id": "o-1", "amount": "3"})).unwrap_err();
+        assert_eq!(e.path.as_deref(), Some("/amount"));
+        assert_eq!(e.subject.as_deref(), Some("orders-OrderPlaced"));
+        let e = v.check_event("orders", None, "OrderShipped", &json!({})).unwrap_err();
+        assert!(e.reason.contains("no schema is registered"), "{e}");
+        let e = v.check_event("x", Some(SubjectNameStrategy::Record), "shop.OrderPlaced", &json!({})).unwrap_err();
+        assert!(e.reason.contains("AVRO"), "{e}");
+    }
+}
