@@ -33,6 +33,16 @@ pub struct ErrorDetail {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(minimum = 0))]
     pub first_sequence: Option<u64>,
+    /// Only with `schema_violation`: the registry subject the event was checked against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Only with `schema_violation`: the JSON Pointer, within the event's `data`, of the value
+    /// that failed (`""` is the whole `data`), when the failure is at one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Only with `schema_violation`: the index of the refused event in the request's batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_index: Option<usize>,
 }
 
 impl ErrorBody {
@@ -44,6 +54,9 @@ impl ErrorBody {
                 message: message.into(),
                 current_version: None,
                 first_sequence: None,
+                subject: None,
+                path: None,
+                event_index: None,
             },
         }
     }
@@ -164,6 +177,10 @@ error_codes! {
     PayloadTooLarge = ("payload_too_large", 413),
     /// The request target (path and query) exceeds the server's limit.
     UriTooLong = ("uri_too_long", 414),
+    /// An appended event's data is not valid for the JSON Schema registered for its subject (or
+    /// no schema is registered) on a topic with `confluent.value.schema.validation`; nothing of
+    /// the request is stored. The body adds `subject`, `path` and `event_index`.
+    SchemaViolation = ("schema_violation", 422),
     /// A bug or an unexpected failure of the server.
     Internal = ("internal", 500),
     /// A stored file is damaged.
@@ -196,7 +213,10 @@ mod tests {
         for &code in ErrorCode::ALL {
             assert_eq!(ErrorCode::from_code(code.as_str()), Some(code));
             assert_eq!(serde_json::to_value(code).expect("serialize"), code.as_str());
-            assert!([200, 400, 403, 404, 405, 408, 409, 413, 414, 500, 503, 507].contains(&code.status()), "{code:?}");
+            assert!(
+                [200, 400, 403, 404, 405, 408, 409, 413, 414, 422, 500, 503, 507].contains(&code.status()),
+                "{code:?}"
+            );
         }
         assert_eq!(ErrorCode::from_code("no_such_code"), None);
     }

@@ -68,6 +68,9 @@ pub struct Shared {
     pub responses: budget::ResponseBudget,
     /// The shared reader live subscriptions follow, started by the first (`subscribe.rs`).
     pub feed: Arc<OnceLock<Arc<subscribe::Feed>>>,
+    /// Schema validation of appended events, when the server has a registry (topics turn it
+    /// on with `confluent.value.schema.validation`).
+    pub validation: Option<Arc<evident_registry::Validation>>,
 }
 
 impl AppState {
@@ -93,6 +96,7 @@ impl AppState {
             subscriptions_max,
             responses: budget::ResponseBudget::unbounded(),
             feed: Arc::new(OnceLock::new()),
+            validation: None,
         }))
     }
 
@@ -117,7 +121,17 @@ impl AppState {
             subscriptions_max: self.subscriptions_max,
             responses: self.responses.clone(),
             feed: self.feed.clone(),
+            validation: self.validation.clone(),
         }
+    }
+
+    /// Validates appended events against `schemas` on the topics that ask for it. Without a
+    /// registry such a topic refuses every append: validation that cannot run must not pass
+    /// events unchecked.
+    pub fn with_schemas(self, schemas: Option<Arc<dyn evident_registry::SchemaSource>>) -> Self {
+        let mut shared = self.shared_copy();
+        shared.validation = schemas.map(|s| Arc::new(evident_registry::Validation::new(s)));
+        Self(Arc::new(shared))
     }
 
     /// Caps live subscriptions at `max` (unbounded until called).

@@ -108,7 +108,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             clock,
             kafka_addr.port(),
         )
-        .with_metrics(metrics.kafka.clone()),
+        .with_metrics(metrics.kafka.clone())
+        .with_schemas(Some(schemas.clone() as Arc<dyn evident_registry::SchemaSource>)),
     );
     let state = AppState::new(
         log.clone(),
@@ -119,7 +120,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.http_body_max_bytes,
     )
     .with_subscriptions_max(config.http_limits.subscriptions_max)
-    .with_response_budget(config.http_limits.response_max_bytes, config.http_limits.responses_max_bytes);
+    .with_response_budget(config.http_limits.response_max_bytes, config.http_limits.responses_max_bytes)
+    .with_schemas(Some(schemas.clone() as Arc<dyn evident_registry::SchemaSource>));
     // Install the signal handlers before announcing the address: a supervisor (or a test) may
     // signal as soon as it reads the line, and an uninstalled handler means the default action,
     // death without closing the log.

@@ -24,12 +24,22 @@ pub struct ApiError {
     pub first_sequence: Option<u64>,
     /// The request's event ids, for `outcome_unknown` (sent with `"outcome": "unknown"`).
     pub event_ids: Option<Vec<String>>,
+    /// `subject`, `path` and `event_index` of `schema_violation`.
+    pub schema: Option<(Option<String>, Option<String>, usize)>,
 }
 
 impl ApiError {
     /// An error with a status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), current_version: None, first_sequence: None, event_ids: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            current_version: None,
+            first_sequence: None,
+            event_ids: None,
+            schema: None,
+        }
     }
     /// An error of a code of the table, with the code's status.
     pub fn of(code: ErrorCode, message: impl Into<String>) -> Self {
@@ -56,6 +66,13 @@ impl ApiError {
             self.event_ids = Some(ids());
         }
         self
+    }
+    /// 422 `schema_violation`: event `index` of an append is not valid for its subject's schema.
+    pub fn schema_violation(index: usize, refusal: evident_registry::Refusal) -> Self {
+        let message = format!("event {index} refused by schema validation: {refusal}; nothing was stored");
+        let mut e = Self::of(evident_api::ErrorCode::SchemaViolation, message);
+        e.schema = Some((refusal.subject, refusal.path, index));
+        e
     }
     /// Adds the first entry's sequence to a refused skip.
     pub fn with_first_sequence(mut self, sequence: u64) -> Self {
@@ -86,6 +103,9 @@ impl IntoResponse for ApiError {
                 message: self.message,
                 current_version: self.current_version,
                 first_sequence: self.first_sequence,
+                subject: self.schema.as_ref().and_then(|s| s.0.clone()),
+                path: self.schema.as_ref().and_then(|s| s.1.clone()),
+                event_index: self.schema.as_ref().map(|s| s.2),
             },
         };
         let mut response = match self.event_ids {

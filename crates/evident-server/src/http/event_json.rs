@@ -260,9 +260,10 @@ fn to_event_data(e: EventIn) -> Result<EventData, ApiError> {
             || name.starts_with("ce_")
             || name == envelope::CONTENT_TYPE
             || name == envelope::EXPECTED_VERSION
+            || name == envelope::SCHEMA_ID
         {
             return Err(invalid_event(format!(
-                "header {name:?} is reserved: set CloudEvents attributes as fields, the expected version as expected_version"
+                "header {name:?} is reserved: set CloudEvents attributes as fields, the expected version as expected_version; evident-schema-id is set by schema validation"
             )));
         }
         extra_headers.push((name, value.map(String::into_bytes)));

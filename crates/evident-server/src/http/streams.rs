@@ -57,6 +57,7 @@ pub(super) async fn empty_key() -> ApiError {
         (status = 400, description = "`malformed_json` (not a JSON object, unknown field, wrong type), `missing_field`, `invalid_event` (bad `type`, `id`, `time`, `specversion`, `data_base64`, both `data` and `data_base64`, reserved header, empty or oversized batch, an id twice in the batch), `invalid_argument` (bad `expected_version`, given twice), `invalid_stream_key`.", body = evident_api::ErrorBody),
         (status = 403, description = "`internal_topic`.", body = evident_api::ErrorBody),
         (status = 404, description = "`unknown_topic`.", body = evident_api::ErrorBody),
+        (status = 422, description = "`schema_violation`: on a topic with `confluent.value.schema.validation`, an event's `data` is not valid for the JSON Schema registered for its subject (default `<topic>-<type>`; see docs/registry-validation.md), or none is registered. The body adds `subject`, `path` (JSON Pointer into `data`) and `event_index`. Nothing was stored.", body = evident_api::ErrorBody),
         (status = 409, description = "`wrong_expected_version` (carries `current_version`, `null` when there is no stream), `event_id_reused`, `partial_duplicate`, `key_in_other_partition`.", body = evident_api::ErrorBody),
         (status = 413, description = "`payload_too_large`.", body = evident_api::ErrorBody),
         (status = 500, description = "`internal`, `corrupted`.", body = evident_api::ErrorBody),
@@ -83,7 +84,8 @@ pub(super) async fn append(
         (Some(e), None) | (None, Some(e)) => e,
         (None, None) => ExpectedVersion::Any,
     };
-    let events = request.events;
+    let mut events = request.events;
+    validate_schemas(&state, &topic, &mut events)?;
     let bytes: usize = events.iter().map(|e| e.data.len()).sum();
     // The append is checked, positioned and queued right here: that part is CPU work under the
     // log's lock. When no commit round is in flight, this thread then runs the round itself
@@ -120,6 +122,35 @@ pub(super) async fn append(
     let mut response = json_response(&reply, reply.events.len())?;
     *response.status_mut() = status;
     Ok(response)
+}
+
+/// On a topic with `confluent.value.schema.validation`, checks each event's data against the
+/// JSON Schema of its subject's latest version (the event-type subject `<topic>-<type>` unless
+/// the topic names another strategy) and stamps the event with the schema's id in the reserved
+/// `evident-schema-id` header. The first event that fails refuses the request (422
+/// `schema_violation`, with the subject and the failing path), before anything is queued. An
+/// unknown topic is left to the append's own refusal.
+fn validate_schemas(state: &AppState, topic: &str, events: &mut [evident_core::EventData]) -> Result<(), ApiError> {
+    let Ok(meta) = state.log.topic_meta(topic) else { return Ok(()) };
+    if !meta.config.value_schema_validation {
+        return Ok(());
+    }
+    let Some(validation) = &state.validation else {
+        return Err(ApiError::of(
+            evident_api::ErrorCode::SchemaViolation,
+            format!("topic {topic} has schema validation on, and no schema registry runs in this server; nothing was stored"),
+        ));
+    };
+    for (index, event) in events.iter_mut().enumerate() {
+        let refuse = |reason: String| evident_registry::Refusal { subject: None, reason, path: None };
+        let data: serde_json::Value = serde_json::from_slice(&event.data)
+            .map_err(|e| ApiError::schema_violation(index, refuse(format!("data is not JSON: {e}"))))?;
+        let id = validation
+            .check_event(topic, meta.config.value_subject_name_strategy, &event.event_type, &data)
+            .map_err(|r| ApiError::schema_violation(index, r))?;
+        event.extra_headers.push((evident_core::envelope::SCHEMA_ID.to_string(), Some(id.to_string().into_bytes())));
+    }
+    Ok(())
 }
 
 /// The reply to an append.
