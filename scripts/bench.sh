@@ -9,6 +9,9 @@
 #   scripts/bench.sh --only http             # only the HTTP API against the embedded log
 #   scripts/bench.sh --only kafka            # only the Kafka protocol (librdkafka): evident, the
 #                                            # embedded log, Apache Kafka (jars from Maven Central)
+#   scripts/bench.sh --only registry         # the schema registry: evident's beside Apicurio
+#                                            # Registry (scripts/registry-ref.sh, Java 21+),
+#                                            # produce with validation on/off, verify=stored
 #   scripts/bench.sh --only aggregates,projections  # the library: snapshot loads, projections
 #   scripts/bench.sh --help                  # every flag
 #   scripts/bench.sh --before REV --only http   # REV's build, then this tree's, in one run:

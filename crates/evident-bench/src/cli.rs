@@ -50,6 +50,18 @@ pub struct Cli {
     /// with --quick).
     #[arg(long, value_name = "N")]
     pub kafka_records: Option<u64>,
+    /// Registry phase: distinct Avro schemas registered on each registry (default 1,000, or
+    /// 100 with --quick).
+    #[arg(long, value_name = "N")]
+    pub registry_schemas: Option<usize>,
+    /// Registry phase: wire-format records produced to each topic, with and without schema
+    /// validation (default 500,000, or 50,000 with --quick).
+    #[arg(long, value_name = "N")]
+    pub registry_records: Option<u64>,
+    /// Registry phase: events in the log verify=stored reads (default 1,000,000, or 100,000
+    /// with --quick).
+    #[arg(long, value_name = "N")]
+    pub verify_events: Option<u64>,
     /// libpq-style connection string of the PostgreSQL server to measure.
     #[arg(long, value_name = "CONNINFO", default_value = DEFAULT_PG)]
     pub pg: String,
@@ -92,6 +104,10 @@ pub enum Phase {
     /// throughput and latency, consume throughput, beside the embedded log's batched appends;
     /// and Tansu when its binary is present.
     Kafka,
+    /// The schema registry: register latency and lookups by id on `evident serve`'s registry
+    /// and on Apicurio Registry (scripts/registry-ref.sh), produce with schema validation on
+    /// against off through the Kafka port, and `verify=stored` over an embedded log.
+    Registry,
     /// The library's repository: an aggregate of 10,000 events loaded by full replay and from
     /// a snapshot (embedded backend).
     Aggregates,
@@ -138,6 +154,12 @@ pub struct Plan {
     pub snapshot_loads: usize,
     /// Events in the projection phase's log.
     pub projection_events: u64,
+    /// Registry phase: schemas registered, records produced per topic, events verified.
+    pub registry_schemas: usize,
+    /// See [`Plan::registry_schemas`].
+    pub registry_records: u64,
+    /// See [`Plan::registry_schemas`].
+    pub verify_events: u64,
     /// The data directory's parent.
     pub data_root: PathBuf,
     /// Phases to run.
@@ -179,6 +201,9 @@ impl Cli {
             aggregate_replays: if self.quick { 10 } else { 50 },
             snapshot_loads: if self.quick { 100 } else { 1000 },
             projection_events: if self.quick { 50_000 } else { 200_000 },
+            registry_schemas: self.registry_schemas.unwrap_or(if self.quick { 100 } else { 1000 }).max(1),
+            registry_records: self.registry_records.unwrap_or(if self.quick { 50_000 } else { 500_000 }).max(4),
+            verify_events: self.verify_events.unwrap_or(if self.quick { 100_000 } else { 1_000_000 }).max(1),
             data_root: self.data_dir.clone().unwrap_or_else(default_data_root),
             apache_kafka: !self.skip_apache_kafka,
             phases: if self.only.is_empty() {
@@ -224,6 +249,11 @@ mod tests {
         let lib = Cli::parse_from(["evident-bench", "--only", "aggregates,projections"]).plan();
         assert!(lib.runs(Phase::Aggregates) && lib.runs(Phase::Projections) && !lib.runs(Phase::Reads));
         assert_eq!(lib.phases, [Phase::Aggregates, Phase::Projections]);
+        assert!(full.runs(Phase::Registry), "the registry phase is in the default run");
+        assert_eq!((full.registry_schemas, full.verify_events), (1000, 1_000_000));
+        let reg = Cli::parse_from(["evident-bench", "--quick", "--only", "registry", "--verify-events", "5000"]).plan();
+        assert_eq!(reg.phases, [Phase::Registry]);
+        assert_eq!((reg.registry_schemas, reg.registry_records, reg.verify_events), (100, 50_000, 5000));
     }
 
     #[test]

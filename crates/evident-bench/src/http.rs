@@ -59,6 +59,8 @@ const HEADERS: [(&str, &str); 3] =
 const LISTENING: &str = "evident: HTTP API listening on http://";
 /// The line it prints next, once the Kafka listener is bound, followed by `IP:PORT`.
 const KAFKA_LISTENING: &str = "evident: Kafka protocol listening on ";
+/// The schema registry's line (printed before the Kafka line, which ends the wait).
+const REGISTRY_LISTENING: &str = "evident: schema registry listening on http://";
 /// How long the server may take to start, and to stop after SIGTERM.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -111,6 +113,8 @@ pub(crate) struct Server {
     pub(crate) base: String,
     /// The Kafka listener's `127.0.0.1:PORT`.
     pub(crate) kafka: String,
+    /// The schema registry's `http://127.0.0.1:PORT` (empty if not announced).
+    pub(crate) registry: String,
     /// The server's stdout, line by line (drained by a thread so the pipe never fills).
     stdout: Mutex<Receiver<String>>,
 }
@@ -152,8 +156,13 @@ impl Server {
                 }
             }
         });
-        let mut server =
-            Self { child: Some(child), base: String::new(), kafka: String::new(), stdout: Mutex::new(stdout) };
+        let mut server = Self {
+            child: Some(child),
+            base: String::new(),
+            kafka: String::new(),
+            registry: String::new(),
+            stdout: Mutex::new(stdout),
+        };
         let deadline = Instant::now() + START_TIMEOUT;
         let mut seen = Vec::new();
         loop {
@@ -166,6 +175,9 @@ impl Server {
                 Ok(line) => {
                     if let Some(addr) = line.strip_prefix(LISTENING) {
                         server.base = format!("http://{}", addr.trim());
+                        eprintln!("  {line}");
+                    } else if let Some(addr) = line.strip_prefix(REGISTRY_LISTENING) {
+                        server.registry = format!("http://{}", addr.trim());
                         eprintln!("  {line}");
                     } else if let Some(addr) = line.strip_prefix(KAFKA_LISTENING) {
                         server.kafka = addr.trim().to_string();

@@ -121,7 +121,7 @@ fn value() -> &'static [u8] {
 
 /// Runs a future to completion on this thread (the admin client's futures are completed by its
 /// own polling thread; no async runtime is needed).
-fn block_on<F: Future>(future: F) -> F::Output {
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
     struct Unpark(std::thread::Thread);
     impl Wake for Unpark {
         fn wake(self: Arc<Self>) {
@@ -314,11 +314,11 @@ impl ProducerContext for Ctx {
 
 impl ConsumerContext for Ctx {}
 
-/// Queues one record for `partition` of `topic`, its send time as the delivery opaque; while
+/// Queues one record (`value`) for `partition` of `topic`, its send time as the delivery opaque; while
 /// librdkafka's queue is full, waits for the next delivery report.
-fn send(producer: &ThreadedProducer<Ctx>, topic: &str, partition: i32) -> Result<()> {
+fn send(producer: &ThreadedProducer<Ctx>, topic: &str, partition: i32, value: &[u8]) -> Result<()> {
     let ctx = producer.context();
-    let mut record = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, 0).payload(value()).partition(partition);
+    let mut record = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, 0).payload(value).partition(partition);
     loop {
         record.delivery_opaque = ctx.now_ns();
         match producer.send(record) {
@@ -591,7 +591,7 @@ impl Broker {
         let producer: ThreadedProducer<Ctx> =
             config.create_with_context(Ctx::new(self.label(role))).context("creating the producer")?;
         let warm = Instant::now();
-        send(&producer, TOPIC, 0)?;
+        send(&producer, TOPIC, 0, value())?;
         let ctx = producer.context().clone();
         ctx.wait_delivered(1).context("the warm-up record")?;
         let warm = warm.elapsed();
@@ -605,17 +605,43 @@ impl Broker {
     pub fn produce(&self, records: u64, partitions: u32) -> Result<(Measurement, Option<f64>)> {
         let topic = if partitions == 1 { TOPIC } else { TOPIC8 };
         ensure!(partitions == 1 || partitions == 8, "the topics have 1 or 8 partitions");
-        self.produce_to(topic, records, partitions)
+        self.produce_to(topic, records, partitions, value())
     }
 
     /// Produces up to [`WARM_UP_RECORDS`] records to a topic of their own, untimed, so that
     /// every broker is measured warm: a JVM broker runs interpreted until its JIT compiles
     /// the hot paths, which a short run would otherwise charge to the first workload.
     pub fn warm_up(&self, records: u64) -> Result<()> {
-        self.produce_to(TOPIC_WARM_UP, records.clamp(2, WARM_UP_RECORDS), 1).map(|_| ())
+        self.produce_to(TOPIC_WARM_UP, records.clamp(2, WARM_UP_RECORDS), 1, value()).map(|_| ())
     }
 
-    fn produce_to(&self, topic: &str, records: u64, partitions: u32) -> Result<(Measurement, Option<f64>)> {
+    /// The produce workload with `value` as every record's value, to partition 0 of `topic`
+    /// (created by the caller; [`Broker::create_topic`] must have run, for the warm-up record).
+    /// The row is keyed and worded as [`Broker::produce`]'s; the caller rewords it.
+    pub(crate) fn produce_values(&self, topic: &str, records: u64, value: &[u8]) -> Result<Measurement> {
+        Ok(self.produce_to(topic, records, 1, value)?.0)
+    }
+
+    /// The evident server's schema registry (`http://127.0.0.1:PORT`), if this broker is evident.
+    pub(crate) fn registry_url(&self) -> Option<&str> {
+        match &self.process {
+            Some(Process::Evident(s)) if !s.registry.is_empty() => Some(&s.registry),
+            _ => None,
+        }
+    }
+
+    /// The broker's `host:port`.
+    pub(crate) fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    fn produce_to(
+        &self,
+        topic: &str,
+        records: u64,
+        partitions: u32,
+        value: &[u8],
+    ) -> Result<(Measurement, Option<f64>)> {
         ensure!(records >= 2, "produce needs at least 2 records");
         let (producer, warm) = self.producer("producer", &[("statistics.interval.ms", "100")])?;
         let ctx = producer.context().clone();
@@ -623,7 +649,7 @@ impl Broker {
         let cpu = Cpu::now(self.pid());
         let start = Instant::now();
         for i in 0..timed {
-            send(&producer, topic, (i % u64::from(partitions)) as i32)?;
+            send(&producer, topic, (i % u64::from(partitions)) as i32, value)?;
         }
         let waited = ctx.wait_delivered(records);
         let elapsed = start.elapsed();
@@ -641,15 +667,16 @@ impl Broker {
             self.system,
             Key::KafkaProduce { partitions },
             format!(
-                "produce {} {RECORD_BYTES}-byte records, acks=all, idempotent, {partitions} partition{}",
+                "produce {} {}-byte records, acks=all, idempotent, {partitions} partition{}",
                 num(timed as f64),
+                value.len(),
                 if partitions == 1 { "" } else { "s" }
             ),
             timed as f64 / secs,
             "records/s",
         )
         .latency(p50, p99)
-        .mb(timed as f64 * RECORD_BYTES as f64 / secs / 1e6)
+        .mb(timed as f64 * value.len() as f64 / secs / 1e6)
         .note(format!(
             "librdkafka ThreadedProducer, default batching (linger.ms 5, batch.size 1 MB, up to 100,000 records queued); {batch} records per batch (librdkafka statistics); p50/p99 per record from send() to its delivery report, so they include the wait in librdkafka's full queue; warm-up (metadata, InitProducerId) {}; CPU per 1,000 records: broker {}, client {}; MB/s = values",
             dur(warm),
@@ -670,7 +697,7 @@ impl Broker {
         let mut n = 0u64;
         while start.elapsed() < duration || n < 10 {
             let t = Instant::now();
-            send(&producer, TOPIC, 0)?;
+            send(&producer, TOPIC, 0, value())?;
             n += 1;
             ctx.wait_delivered(n + 1)?;
             lat.push(t.elapsed());

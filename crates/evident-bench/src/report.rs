@@ -24,6 +24,11 @@ pub enum System {
     /// Apache Kafka with its defaults: appends acknowledged from the page cache, flushed by the
     /// OS later (not durable on power loss with one replica).
     KafkaDefault,
+    /// evident's schema registry (`evident serve`'s registry listener, Confluent's REST API).
+    EvidentRegistry,
+    /// Apicurio Registry 3.3.3 (its Confluent-compatible API, in-memory storage), started by
+    /// `scripts/registry-ref.sh`.
+    Apicurio,
     /// PostgreSQL used as an event store.
     Postgres,
     /// SQLite used as an event store.
@@ -40,6 +45,8 @@ impl fmt::Display for System {
             System::Tansu => "Tansu",
             System::KafkaDurable => "Apache Kafka, fsync per append",
             System::KafkaDefault => "Apache Kafka, defaults (not durable on power loss)",
+            System::EvidentRegistry => "evident registry",
+            System::Apicurio => "Apicurio Registry 3.3.3",
             System::Postgres => "PostgreSQL",
             System::Sqlite => "SQLite",
         })
@@ -184,6 +191,22 @@ pub enum Key {
         /// Written one upsert per event (`handle`), not per page (`handle_batch`).
         per_event: bool,
     },
+    /// Schema registry: sequential registrations of distinct Avro schemas, each in its own
+    /// subject (the value is registrations/s).
+    RegistryRegister,
+    /// Schema registry: `GET /schemas/ids/{id}` (the value is requests/s).
+    RegistryLookup {
+        /// Concurrent clients, each on its own keep-alive connection.
+        clients: usize,
+    },
+    /// Producing Confluent wire-format Avro records through the Kafka port.
+    RegistryProduce {
+        /// To a topic with `confluent.value.schema.validation=true` (else without).
+        validation: bool,
+    },
+    /// `verify=stored`: every stored event of a subject read with a candidate schema, in
+    /// process (the value is events/s).
+    RegistryVerify,
     /// Loading the restart data set.
     RestartLoad,
     /// Opening the restart data set in a fresh process.
@@ -215,6 +238,9 @@ impl Key {
             | Key::KafkaRss
             | Key::KafkaProduceOne
             | Key::KafkaConsume => Section::Kafka,
+            Key::RegistryRegister | Key::RegistryLookup { .. } | Key::RegistryProduce { .. } | Key::RegistryVerify => {
+                Section::Registry
+            }
             Key::AggregateLoad { .. } => Section::Aggregates,
             Key::ProjectionLoad | Key::ProjectionPart { .. } | Key::ProjectionCatchUp { .. } => Section::Projections,
             Key::RestartLoad | Key::Open { .. } => Section::Restart,
@@ -230,12 +256,13 @@ enum Section {
     Reads,
     Http,
     Kafka,
+    Registry,
     Aggregates,
     Projections,
     Restart,
 }
 
-const SECTIONS: [(Section, &str); 9] = [
+const SECTIONS: [(Section, &str); 10] = [
     (Section::Physical, "Physical limits (plain files on the data directory's disk)"),
     (Section::Appends, "Durable single-event appends (expected version checked, each writer on its own streams)"),
     (Section::Batches, "Durable batched appends (one new stream per batch)"),
@@ -244,6 +271,10 @@ const SECTIONS: [(Section, &str); 9] = [
     (
         Section::Kafka,
         "Kafka protocol (librdkafka against evident serve on 127.0.0.1) beside the embedded log, same run",
+    ),
+    (
+        Section::Registry,
+        "Schema registry (evident serve beside Apicurio Registry 3.3.3; validation at produce; verify=stored in process)",
     ),
     (Section::Aggregates, "Aggregate loads through the library (Repository on the embedded backend)"),
     (Section::Projections, "Projection catch-up through the library (embedded log to a SQL read model, checkpoint in the same transaction)"),
@@ -716,6 +747,33 @@ impl Report {
                     if peer == durable { Target::AtLeast(1.0) } else { Target::None },
                 );
             }
+        }
+        // Schema registry (issue 13).
+        let (reg, apicurio) = (System::EvidentRegistry, System::Apicurio);
+        if let Some(m) = self.get(apicurio, Key::RegistryRegister) {
+            push(
+                format!("evident registry / Apicurio: {}, registrations/s", m.workload),
+                div(rate(reg, Key::RegistryRegister), rate(apicurio, Key::RegistryRegister)),
+                Target::None,
+            );
+        }
+        for clients in [1, 8] {
+            let k = Key::RegistryLookup { clients };
+            if self.get(apicurio, k).is_some() {
+                push(
+                    format!("evident registry / Apicurio: GET /schemas/ids/{{id}}, {clients} client(s), requests/s"),
+                    div(rate(reg, k), rate(apicurio, k)),
+                    Target::None,
+                );
+            }
+        }
+        let validated = Key::RegistryProduce { validation: true };
+        if self.get(kafka, validated).is_some() {
+            push(
+                "evident Kafka produce, wire-format Avro records: topic with confluent.value.schema.validation / without, records/s".into(),
+                div(rate(kafka, validated), rate(kafka, Key::RegistryProduce { validation: false })),
+                Target::AtLeast(0.8),
+            );
         }
         // The library: aggregate loads.
         let load_p50 = |snapshot, tail| {
