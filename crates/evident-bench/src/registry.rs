@@ -78,7 +78,11 @@ fn record_body(schema: &apache_avro::Schema, id: i64) -> Result<Vec<u8>> {
         ("currency".into(), Avro::String("EUR".into())),
         ("note".into(), Avro::String("x".repeat(150))),
     ]);
-    apache_avro::to_avro_datum(schema, value).context("encoding an Avro record")
+    apache_avro::writer::datum::GenericDatumWriter::builder(schema)
+        .build()
+        .context("an Avro writer for the order schema")?
+        .write_value_to_vec(value)
+        .context("encoding an Avro record")
 }
 
 /// The i-th distinct schema of the register workload.
@@ -478,6 +482,9 @@ mod tests {
     }
 
     #[test]
+    // The one-call resolver is deprecated for the reader builder; a test of the bench's own
+    // records does not need the builder's writer-schemata plumbing.
+    #[allow(deprecated)]
     fn the_records_decode_with_the_candidate() {
         let writer = apache_avro::Schema::parse_str(ORDER_SCHEMA).expect("schema");
         let reader = apache_avro::Schema::parse_str(ORDER_SCHEMA_V2).expect("schema");

@@ -16,12 +16,11 @@
 //! | `["config", subject]` / `["config", null]` | `{"v":1,"compatibility":"BACKWARD"}` | compatibility level of a subject / global; tombstone = not configured |
 //! | `["mode", subject]` / `["mode", null]` | `{"v":1,"mode":"READONLY"}` | mode of a subject / global; tombstone = not configured |
 //! | `["ids"]` | `{"v":1,"max_id":N}` | highest schema id ever given |
-//! | `["versions", subject]` | `{"v":1,"max_version":N}` | highest version the subject ever had |
+//! | `["versions", subject]` | `{"v":1,"max_version":N}` | read, no longer written (see Versions below) |
 //!
-//! The two floor records are written in the same batch as every permanent delete: without
-//! them a replay after compaction would no longer see the deleted ids and versions, and could
-//! give them again. Ids and versions are therefore never reused, even after a permanent delete
-//! and a restart. Records carry no headers; their timestamp is the write time.
+//! The ids floor record is written in the same batch as every permanent delete: without it a
+//! replay after compaction would no longer see the deleted ids, and could give them to other
+//! content. Ids are therefore never reused, even after a permanent delete and a restart. Records carry no headers; their timestamp is the write time.
 //!
 //! On [`RegistryStore::open`] the topic is replayed from offset 0 to its high watermark and
 //! each record applied in offset order; then every schema is parsed once (references first)
@@ -34,8 +33,12 @@
 //! - **Ids** belong to content: registering a schema whose format, canonical text (or
 //!   normalized text, with `normalize`) and references equal an existing one's gives its id,
 //!   in any subject. New content gets the highest id ever given + 1, starting at 1.
-//! - **Versions** start at 1 per subject and are never reused. Registering a schema already
-//!   live in the subject returns that version and writes nothing.
+//! - **Versions** start at 1 per subject; the next is the highest the subject holds, live or
+//!   soft-deleted, + 1. So a soft delete never frees a version, but a permanent delete of the
+//!   highest versions does, as in Confluent (whose clients expect a subject deleted
+//!   permanently and registered again to start at version 1; `delete.permanent_subject` in
+//!   tests/registry/confluent_suite.py). Registering a schema already live in the subject
+//!   returns that version and writes nothing.
 //! - **Compatibility** of a new version is checked with [`crate::compat::check`] against the
 //!   subject's live versions (soft-deleted ones do not count) at the subject's level, else the
 //!   global one, else BACKWARD. IMPORT mode skips the check.
@@ -571,7 +574,7 @@ impl RegistryStore {
             }
             if permanent {
                 let key = Key::Schema { subject: subject.to_string(), version };
-                vec![(key, None), floor_ids(&st), floor_versions(&st, subject)]
+                vec![(key, None), floor_ids(&st)]
             } else {
                 let content = st.contents.get(&entry.id).expect("a version's content is in memory");
                 vec![soft_deleted(subject, version, entry.id, content)]
@@ -631,7 +634,6 @@ impl RegistryStore {
             }
             if permanent {
                 records.push(floor_ids(&st));
-                records.push(floor_versions(&st, subject));
                 if st.subject_compat.contains_key(subject) {
                     records.push((Key::Config(Some(subject.to_string())), None));
                 }
@@ -861,11 +863,6 @@ fn soft_deleted(subject: &str, version: i32, id: SchemaId, content: &state::Cont
 
 fn floor_ids(st: &State) -> Record {
     (Key::Ids, Some(Value::Ids(st.max_id())))
-}
-
-fn floor_versions(st: &State, subject: &str) -> Record {
-    let max = st.subjects.get(subject).map_or(0, state::Subject::max_version);
-    (Key::Versions(subject.to_string()), Some(Value::Versions(max)))
 }
 
 /// Rebuilds the state from `_schemas`, from offset 0 to the high watermark.

@@ -24,7 +24,10 @@
 
 mod extract;
 mod routes;
+mod stored;
 mod wire;
+
+pub use stored::StoredEvents;
 
 use std::sync::{Arc, OnceLock};
 
@@ -63,7 +66,6 @@ impl RegistryState {
     }
 
     /// Installs the `?verify=stored` check.
-    #[allow(dead_code)] // the serve wiring installs the stored-events verifier once it is merged
     pub fn with_verifier(mut self, verifier: Arc<dyn StoredVerifier>) -> Self {
         self.verifier = Some(verifier);
         self

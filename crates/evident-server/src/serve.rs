@@ -143,6 +143,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     println!("evident: Kafka protocol listening on {kafka_addr}");
 
     let accept_threads = threads.clone();
+    // `?verify=stored` reads the log the rest of the server shares.
+    let verify_log = log.clone();
     let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener).context("registering the HTTP socket")?;
         let kafka_listener =
@@ -160,9 +162,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             Some(listener) => {
                 let listener =
                     tokio::net::TcpListener::from_std(listener).context("registering the schema registry socket")?;
-                let app = registry::router(RegistryState::new(schemas, config.http_body_max_bytes)).layer(
-                    axum::middleware::from_fn(move |req, next| requests::guard(registry_gate.clone(), req, next)),
-                );
+                let verifier = Arc::new(registry::StoredEvents::new(verify_log, schemas.clone()));
+                let app =
+                    registry::router(RegistryState::new(schemas, config.http_body_max_bytes).with_verifier(verifier))
+                        .layer(axum::middleware::from_fn(move |req, next| {
+                            requests::guard(registry_gate.clone(), req, next)
+                        }));
                 Some(tokio::spawn(connections::serve(
                     listener,
                     app,

@@ -206,14 +206,14 @@ fn acknowledged_registry_changes_survive_kill_9_and_ids_are_never_reused() {
     let (status, _, _) =
         server.registry_request("PUT", "/config", Some(&json!({"compatibility": "NONE"}).to_string()), None);
     assert_eq!(status, 200);
-    let mut rng = rand::rng();
+    let mut rng = rand::thread_rng();
     for round in 0..ROUNDS {
         let url = server.registry_url("");
         let worker = {
             let acked = acked.clone();
             std::thread::spawn(move || client(url, acked))
         };
-        std::thread::sleep(Duration::from_millis(rng.random_range(150..700)));
+        std::thread::sleep(Duration::from_millis(rng.gen_range(150..700)));
         server.kill9();
         worker.join().expect("client thread");
         server = Server::start_in(dir.path());

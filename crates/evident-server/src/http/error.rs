@@ -24,9 +24,13 @@ pub struct ApiError {
     pub first_sequence: Option<u64>,
     /// The request's event ids, for `outcome_unknown` (sent with `"outcome": "unknown"`).
     pub event_ids: Option<Vec<String>>,
-    /// `subject`, `path` and `event_index` of `schema_violation`.
-    pub schema: Option<(Option<String>, Option<String>, usize)>,
+    /// `subject`, `path` and `event_index` of `schema_violation` (boxed: rare, and it would
+    /// make every `Result<_, ApiError>` larger).
+    pub schema: Option<Box<SchemaFields>>,
 }
+
+/// `schema_violation`'s `subject`, `path` and `event_index`.
+pub type SchemaFields = (Option<String>, Option<String>, usize);
 
 impl ApiError {
     /// An error with a status, code and message.
@@ -71,7 +75,7 @@ impl ApiError {
     pub fn schema_violation(index: usize, refusal: evident_registry::Refusal) -> Self {
         let message = format!("event {index} refused by schema validation: {refusal}; nothing was stored");
         let mut e = Self::of(evident_api::ErrorCode::SchemaViolation, message);
-        e.schema = Some((refusal.subject, refusal.path, index));
+        e.schema = Some(Box::new((refusal.subject, refusal.path, index)));
         e
     }
     /// Adds the first entry's sequence to a refused skip.

@@ -258,7 +258,9 @@ enum On<'a> {
 /// A refused request: the status and, when the body was the API's JSON error, its fields.
 struct Refusal {
     status: StatusCode,
-    detail: Option<ErrorDetail>,
+    // Boxed: the detail grew with the schema-violation fields and would make every
+    // `Result<_, Refusal>` large.
+    detail: Option<Box<ErrorDetail>>,
     what: String,
 }
 
@@ -272,7 +274,7 @@ impl Refusal {
     fn into_error(self, on: On<'_>) -> Error {
         match self.detail {
             Some(detail) => match ErrorCode::from_code(&detail.code) {
-                Some(code) => library_error(code, detail, on, &self.what, self.status),
+                Some(code) => library_error(code, *detail, on, &self.what, self.status),
                 // A newer server's code: taken by its HTTP status, as the API tells clients to.
                 None => by_status(self.status, &self.what, detail.message),
             },
@@ -336,7 +338,8 @@ fn library_error(code: ErrorCode, detail: ErrorDetail, on: On<'_>, what: &str, s
         | C::NotFirstEntry
         | C::GroupFull
         | C::PayloadTooLarge
-        | C::UriTooLong => Error::Rejected(message),
+        | C::UriTooLong
+        | C::SchemaViolation => Error::Rejected(message),
         // The body did not arrive in time (nothing was applied), the server failed, is at one of
         // its limits, or ended a subscription: the same request may succeed later.
         C::RequestTimeout
@@ -368,7 +371,8 @@ impl Reply {
         if self.status.is_success() {
             return Ok(self.body.ok_or_else(|| too_large(what)));
         }
-        let detail = self.body.as_deref().and_then(|b| serde_json::from_slice::<ErrorBody>(b).ok()).map(|b| b.error);
+        let detail =
+            self.body.as_deref().and_then(|b| serde_json::from_slice::<ErrorBody>(b).ok()).map(|b| Box::new(b.error));
         Err(Refusal { status: self.status, detail, what: what.to_string() })
     }
 
@@ -1032,7 +1036,7 @@ mod tests {
             let body = format!(r#"{{"error":{{"code":"{}","message":"m","current_version":4}}}}"#, code.as_str());
             let status = StatusCode::from_u16(code.status()).expect("a status");
             let detail = serde_json::from_str::<ErrorBody>(&body).expect("an error body").error;
-            let refusal = Refusal { status, detail: Some(detail), what: "POST /x".into() };
+            let refusal = Refusal { status, detail: Some(Box::new(detail)), what: "POST /x".into() };
             assert_eq!(refusal.code(), Some(code));
             let error = refusal.into_error(on);
             match (&error, code.status()) {
