@@ -312,6 +312,7 @@ fn library_error(code: ErrorCode, detail: ErrorDetail, on: On<'_>, what: &str, s
         | C::InvalidTopicName
         | C::InvalidStreamKey
         | C::InvalidEvent
+        | C::SchemaViolation
         | C::InvalidConfig
         | C::InvalidGroup
         | C::InvalidProjection
