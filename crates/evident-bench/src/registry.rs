@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use apache_avro::types::Value as Avro;
+use apache_avro::writer::datum::GenericDatumWriter;
 use evident_core::batch::{BatchBuilder, NewRecord};
 use evident_log::{Log, LogConfig, TopicConfig};
 use evident_registry::payload::wire;
@@ -78,11 +79,8 @@ fn record_body(schema: &apache_avro::Schema, id: i64) -> Result<Vec<u8>> {
         ("currency".into(), Avro::String("EUR".into())),
         ("note".into(), Avro::String("x".repeat(150))),
     ]);
-    apache_avro::writer::datum::GenericDatumWriter::builder(schema)
-        .build()
-        .context("an Avro writer for the order schema")?
-        .write_value_to_vec(value)
-        .context("encoding an Avro record")
+    let writer = GenericDatumWriter::builder(schema).build().context("an Avro writer")?;
+    writer.write_value_to_vec(value).context("encoding an Avro record")
 }
 
 /// The i-th distinct schema of the register workload.
@@ -482,15 +480,17 @@ mod tests {
     }
 
     #[test]
-    // The one-call resolver is deprecated for the reader builder; a test of the bench's own
-    // records does not need the builder's writer-schemata plumbing.
-    #[allow(deprecated)]
     fn the_records_decode_with_the_candidate() {
         let writer = apache_avro::Schema::parse_str(ORDER_SCHEMA).expect("schema");
         let reader = apache_avro::Schema::parse_str(ORDER_SCHEMA_V2).expect("schema");
         let body = record_body(&writer, 42).expect("encode");
         assert!((180..=220).contains(&(body.len() + 5)), "{} bytes", body.len() + 5);
-        let read = apache_avro::from_avro_datum(&writer, &mut &body[..], Some(&reader)).expect("resolves");
+        let read = apache_avro::reader::datum::GenericDatumReader::builder(&writer)
+            .reader_schema(&reader)
+            .build()
+            .expect("a reader")
+            .read_value(&mut &body[..])
+            .expect("resolves");
         let Avro::Record(fields) = read else { panic!("not a record: {read:?}") };
         assert_eq!(fields.last(), Some(&("channel".to_string(), Avro::String("web".into()))));
     }

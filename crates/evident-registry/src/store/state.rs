@@ -21,7 +21,8 @@ pub(crate) struct VersionEntry {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Subject {
     pub versions: BTreeMap<i32, VersionEntry>,
-    /// From `["versions", s]` floors (written at permanent deletes).
+    /// From `["versions", s]` floors, which earlier builds wrote at permanent deletes (read,
+    /// no longer written).
     pub floor: i32,
 }
 
@@ -163,9 +164,8 @@ impl State {
     fn remove_version(&mut self, subject: &str, version: i32) {
         let Some(entry) = self.subjects.get_mut(subject) else { return };
         let Some(removed) = entry.versions.remove(&version) else { return };
-        // Keep the version floor in memory: the record that removes a version is written
-        // with a floor record in the same batch, and memory must not forget it either.
-        entry.floor = entry.floor.max(version);
+        // No version floor: a permanently deleted highest version may be given again, as in
+        // Confluent (see the module doc of `store`).
         self.drop_use(removed.id, subject, version);
     }
 

@@ -314,6 +314,7 @@ fn library_error(code: ErrorCode, detail: ErrorDetail, on: On<'_>, what: &str, s
         | C::InvalidTopicName
         | C::InvalidStreamKey
         | C::InvalidEvent
+        | C::SchemaViolation
         | C::InvalidConfig
         | C::InvalidGroup
         | C::InvalidProjection
@@ -338,8 +339,7 @@ fn library_error(code: ErrorCode, detail: ErrorDetail, on: On<'_>, what: &str, s
         | C::NotFirstEntry
         | C::GroupFull
         | C::PayloadTooLarge
-        | C::UriTooLong
-        | C::SchemaViolation => Error::Rejected(message),
+        | C::UriTooLong => Error::Rejected(message),
         // The body did not arrive in time (nothing was applied), the server failed, is at one of
         // its limits, or ended a subscription: the same request may succeed later.
         C::RequestTimeout
