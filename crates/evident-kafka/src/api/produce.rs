@@ -365,8 +365,21 @@ fn validate(
             if failing > 1 {
                 message.push_str(&format!(" (and {} more records)", failing - 1));
             }
+            warn_schema_refusal(topic, &message, std::time::Instant::now());
             Err(refused(message, errors))
         }
+    }
+}
+
+/// Schema refusals reach librdkafka's applications as the bare code (INVALID_RECORD, "Broker
+/// failed to validate record"): the subject and the reason are in this warn line, one per topic
+/// a minute with the count of refusals it stands for, so a misconfigured producer cannot flood
+/// the log.
+fn warn_schema_refusal(topic: &str, message: &str, now: std::time::Instant) {
+    static LIMITER: std::sync::Mutex<Option<RateLimit>> = std::sync::Mutex::new(None);
+    let mut limiter = LIMITER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(refusals) = limiter.get_or_insert_with(RateLimit::default).allow(topic, now) {
+        tracing::warn!(topic, refusals, "schema validation refused a produce: {message}");
     }
 }
 
