@@ -363,3 +363,51 @@ fn the_registry_listener_can_be_disabled() {
     let Err(exited) = bad else { panic!("an invalid --registry-addr was accepted") };
     assert!(exited.stderr.contains("registry_addr"), "{}", exited.stderr);
 }
+
+/// `?verify=stored` (issue 13, "beyond the anchors"): a schema the rules accept, tried on the
+/// events actually stored, is refused for the one event it cannot read, named by position.
+#[test]
+fn verify_stored_finds_the_stored_event_a_rule_compatible_schema_cannot_read() {
+    let server = Server::start();
+    server.post_expect("/v1/topics", &json!({"name": "ledger", "partitions": 1}), 201);
+    // Appended before any schema was registered (the topic does not validate): the second event
+    // already holds a `note`, as a number.
+    server.post_expect(
+        "/v1/topics/ledger/streams/acct-1",
+        &json!({"events": [
+            {"type": "Deposited", "data": {"amount": 5}},
+            {"type": "Deposited", "data": {"amount": 7, "note": 12}},
+        ]}),
+        201,
+    );
+    let schema = |extra: &str| {
+        json!({
+            "schemaType": "JSON",
+            "schema": format!(
+                r#"{{"type":"object","properties":{{"amount":{{"type":"number"}}{extra}}},"required":["amount"],"additionalProperties":false}}"#
+            ),
+        })
+        .to_string()
+    };
+    let v1 = schema("");
+    call(&server, "POST", "/subjects/ledger-Deposited/versions", Some(&v1), 200);
+    // v2 adds an optional string `note` to a closed content model: BACKWARD by the rules.
+    let v2 = schema(r#","note":{"type":"string"}"#);
+    let by_rules = call(&server, "POST", "/compatibility/subjects/ledger-Deposited/versions/latest", Some(&v2), 200);
+    assert_eq!(by_rules, json!({"is_compatible": true}));
+    let path = "/compatibility/subjects/ledger-Deposited/versions/latest?verify=stored&verbose=true";
+    let verified = call(&server, "POST", path, Some(&v2), 200);
+    assert_eq!(verified["is_compatible"], json!(false), "{verified}");
+    let messages = verified["messages"].as_array().expect("messages");
+    assert_eq!(messages.len(), 1, "only the second event is unreadable: {verified}");
+    let message = messages[0].as_str().expect("text");
+    assert!(message.contains("ledger/0@1") && message.contains("note"), "{message}");
+    // Registering with the check refuses (409, nothing stored); without it the rules admit it.
+    let refused = error(&server, "POST", "/subjects/ledger-Deposited/versions?verify=stored", Some(&v2), 409, 409);
+    assert!(refused.contains("ledger/0@1"), "{refused}");
+    assert_eq!(get(&server, "/subjects/ledger-Deposited/versions"), json!([1]));
+    // A candidate that reads every stored event passes the same check.
+    let v2_ok = schema(r#","note":{"type":["string","number"]}"#);
+    let fine = call(&server, "POST", path, Some(&v2_ok), 200);
+    assert_eq!(fine["is_compatible"], json!(true), "{fine}");
+}
