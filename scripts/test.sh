@@ -67,7 +67,8 @@ echo "== tests"
 # The test log goes beside the build (CARGO_TARGET_DIR may point elsewhere than ./target).
 out="${CARGO_TARGET_DIR:-target}/test-output.txt"
 mkdir -p "$(dirname "$out")"
-cargo test --workspace --release -- --nocapture 2>&1 | tee "$out" | grep -vE '^(SEND|ACK) '
+# --no-fail-fast: one run reports every failing test binary, not only the first.
+cargo test --workspace --release --no-fail-fast -- --nocapture 2>&1 | tee "$out" | grep -vE '^(SEND|ACK) '
 
 echo "== HTTP contract (schemathesis)"
 # The served OpenAPI document is validated, then schemathesis drives every documented operation of
