@@ -11,9 +11,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use evident_core::{BatchBuilder, RecordBatch, TopicName};
+use evident_core::{BatchBuilder, TopicName};
 use evident_log::clock::Clock;
-use evident_log::{CleanupPolicy, Log, TopicConfig};
+use evident_log::{CleanupPolicy, Log, ScanError, TopicConfig};
 
 use crate::error::{Error, Result};
 use crate::group::{
@@ -28,8 +28,6 @@ use crate::OFFSETS_TOPIC;
 pub const OFFSETS_PER_COMMIT_MAX: usize = 10_000;
 /// Longest commit metadata, in bytes (Kafka's `offset.metadata.max.bytes` default).
 pub const METADATA_LEN_MAX: usize = 4_096;
-/// Bytes asked of the log per read while replaying `__consumer_offsets`.
-const REPLAY_READ_BYTES: usize = 4 << 20;
 
 /// One record to write: a committed offset, or a tombstone (None) that deletes it.
 type Write = (OffsetKey, Option<OffsetValue>);
@@ -528,38 +526,16 @@ impl GroupStore {
 /// Rebuilds the state from `__consumer_offsets`, from offset 0 to the high watermark.
 fn replay(log: &Log) -> Result<State> {
     let mut st = State::default();
-    let high_watermark = log.partition_offsets(OFFSETS_TOPIC, 0)?.high_watermark;
-    let mut next = 0u64;
-    while next < high_watermark {
-        let read = log.read_partition(OFFSETS_TOPIC, 0, next, REPLAY_READ_BYTES)?;
-        let before = next;
-        for bytes in &read.batches {
-            let at = next;
-            let corrupted = |what: String| Error::Corrupted { offset: at, what };
-            let batch = RecordBatch::parse_exact(bytes).map_err(|e| corrupted(format!("stored batch invalid: {e}")))?;
-            let base_offset = u64::try_from(batch.header().base_offset)
-                .map_err(|_| corrupted(format!("negative base offset {}", batch.header().base_offset)))?;
-            let records = batch.records().map_err(|e| corrupted(format!("stored batch invalid: {e}")))?;
-            for record in records {
-                let record = record.map_err(|e| corrupted(format!("stored record invalid: {e}")))?;
-                let offset = base_offset + u64::try_from(record.offset_delta).unwrap_or(u64::MAX);
-                // A read may start with a batch that begins before the offset asked for.
-                if offset < next {
-                    continue;
-                }
-                let (key, value) = decode(offset, record.key, record.value)?;
-                st.apply(offset, key, value);
-                next = offset + 1;
-            }
-        }
-        // Bounds the loop: below the high watermark the log always returns a record.
-        if next == before {
-            return Err(Error::Corrupted {
-                offset: next,
-                what: format!("the log returned no record below the high watermark {high_watermark}"),
-            });
-        }
-    }
+    log.scan_partition(OFFSETS_TOPIC, 0, |offset, key, value| {
+        let (key, value) = decode(offset, key, value)?;
+        st.apply(offset, key, value);
+        Ok(())
+    })
+    .map_err(|e| match e {
+        ScanError::Log(e) => e.into(),
+        ScanError::Damaged { offset, what } => Error::Corrupted { offset, what },
+        ScanError::Visitor(e) => e,
+    })?;
     st.prune();
     Ok(st)
 }

@@ -27,6 +27,7 @@ mod journal;
 mod log;
 mod read;
 mod recovery;
+mod scan;
 pub mod storage;
 
 pub use append::{Acknowledgement, AppendOutcome, PendingAppend, RecordPosition};
@@ -39,3 +40,4 @@ pub use health::{
 pub use log::{CommitHook, Log, LogStats, RecoveryReport, SYNC_LATENCY_BOUNDS_US};
 pub use read::{Direction, Event, PartitionOffsets, PartitionRead, StreamRead, StreamReadOptions, TopicDescription};
 pub use recovery::{ReplayOutcome, Truncation};
+pub use scan::ScanError;

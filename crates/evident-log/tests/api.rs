@@ -374,3 +374,39 @@ fn partitions_can_be_added_and_survive_reopen() {
         log.close().expect("close");
     }
 }
+
+/// `scan_partition` visits every record once, in offset order, across many reads' worth of
+/// batches, and stops at the first record its visitor refuses.
+#[test]
+fn scan_partition_visits_every_record_in_order() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = open(dir.path());
+    log.create_topic("internal", TopicConfig::default()).expect("create");
+    // Enough bytes to take the scan several reads (it reads 4 MiB at a time).
+    let big = vec![b'x'; 100_000];
+    for i in 0..100u64 {
+        let events: Vec<EventData> = (0..3).map(|j| EventData::json(format!("e{i}-{j}"), "T", big.clone())).collect();
+        log.append_events("internal", format!("k{}", i % 7).as_bytes(), ExpectedVersion::Any, &events).expect("append");
+    }
+    let mut seen = Vec::new();
+    log.scan_partition("internal", 0, |offset, key, value| {
+        assert_eq!(value.map(<[u8]>::len), Some(big.len()));
+        seen.push((offset, key.map(<[u8]>::to_vec)));
+        Ok::<(), ()>(())
+    })
+    .expect("scan");
+    assert_eq!(seen.iter().map(|(o, _)| *o).collect::<Vec<_>>(), (0..300).collect::<Vec<_>>());
+    assert_eq!(seen[299].1.as_deref(), Some(&b"k1"[..]));
+    let mut visited = 0;
+    let stopped = log.scan_partition("internal", 0, |offset, _, _| {
+        visited += 1;
+        if offset == 150 {
+            Err("stop")
+        } else {
+            Ok(())
+        }
+    });
+    assert!(matches!(stopped, Err(evident_log::ScanError::Visitor("stop"))), "{stopped:?}");
+    assert_eq!(visited, 151);
+    assert!(matches!(log.scan_partition("nope", 0, |_, _, _| Ok::<(), ()>(())), Err(evident_log::ScanError::Log(_))));
+}

@@ -9,6 +9,7 @@
 //! a hand-rolled serializer, a payload framed with the wrong id) is refused at the door rather
 //! than found by a consumer years later.
 
+pub mod avro;
 pub mod wire;
 
 use std::fmt;
@@ -55,13 +56,21 @@ impl From<WireError> for Invalid {
 /// payload is costly); without it one is built.
 pub fn check(schema: &ParsedSchema, body: &[u8], validator: Option<&jsonschema::Validator>) -> Result<(), Invalid> {
     match schema {
-        ParsedSchema::Avro(s) => read_avro(s, None, body).map(|_| ()),
+        ParsedSchema::Avro(s) => check_avro(s, body),
         ParsedSchema::Json(s) => match validator {
             Some(v) => validate_json(v, body),
             None => validate_json(&json_validator(s)?, body),
         },
         ParsedSchema::Protobuf(s) => decode_protobuf(s, body).map(|_| ()),
     }
+}
+
+/// Checks that `body` is one Avro datum of `schema` (without decoding it: [`avro`]).
+pub fn check_avro(schema: &AvroSchema, body: &[u8]) -> Result<(), Invalid> {
+    schema.plan().check(body).map_err(|f| Invalid {
+        reason: format!("not valid Avro for the schema: {}", f.reason),
+        path: Some(f.pointer()),
+    })
 }
 
 /// Decodes an Avro datum written with `writer`, resolved to `reader` when given (the schema
@@ -71,6 +80,8 @@ pub fn read_avro(
     reader: Option<&AvroSchema>,
     body: &[u8],
 ) -> Result<apache_avro::types::Value, Invalid> {
+    // Checked first: the decoder recurses as deep as the data nests, and trusts lengths.
+    check_avro(writer, body)?;
     let invalid = |e: apache_avro::Error| Invalid::new(format!("not valid Avro for the schema: {e}"));
     let writer_schemata: Vec<_> = writer.references.iter().chain(std::iter::once(&writer.schema)).collect();
     let mut bytes = body;

@@ -73,8 +73,8 @@ mod state;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
-use evident_core::{BatchBuilder, RecordBatch};
-use evident_log::{CleanupPolicy, Log, TopicConfig};
+use evident_core::BatchBuilder;
+use evident_log::{CleanupPolicy, Log, ScanError, TopicConfig};
 
 use crate::compat::{self, Existing};
 use crate::error::{RegistryError, Result};
@@ -96,8 +96,6 @@ pub const SUBJECT_LEN_MAX: usize = 1024;
 pub const REFERENCES_MAX: usize = 256;
 /// Most schemas a schema's references may reach, transitively.
 pub const REFERENCES_CLOSURE_MAX: usize = 1024;
-/// Bytes asked of the log per read while replaying `_schemas`.
-const REPLAY_READ_BYTES: usize = 4 << 20;
 
 /// Which version of a subject a request names: a number, or `latest`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -868,38 +866,16 @@ fn floor_ids(st: &State) -> Record {
 /// Rebuilds the state from `_schemas`, from offset 0 to the high watermark.
 fn replay(log: &Log) -> Result<State> {
     let mut st = State::default();
-    let high_watermark = log.partition_offsets(SCHEMAS_TOPIC, 0)?.high_watermark;
-    let mut next = 0u64;
-    while next < high_watermark {
-        let read = log.read_partition(SCHEMAS_TOPIC, 0, next, REPLAY_READ_BYTES)?;
-        let before = next;
-        for bytes in &read.batches {
-            let at = next;
-            let corrupted = |what: String| RegistryError::Corrupted { offset: at, what };
-            let batch = RecordBatch::parse_exact(bytes).map_err(|e| corrupted(format!("stored batch invalid: {e}")))?;
-            let base_offset = u64::try_from(batch.header().base_offset)
-                .map_err(|_| corrupted(format!("negative base offset {}", batch.header().base_offset)))?;
-            let records = batch.records().map_err(|e| corrupted(format!("stored batch invalid: {e}")))?;
-            for record in records {
-                let record = record.map_err(|e| corrupted(format!("stored record invalid: {e}")))?;
-                let offset = base_offset + u64::try_from(record.offset_delta).unwrap_or(u64::MAX);
-                // A read may start with a batch that begins before the offset asked for.
-                if offset < next {
-                    continue;
-                }
-                let (key, value) = decode(offset, record.key, record.value)?;
-                st.apply(key, value);
-                next = offset + 1;
-            }
-        }
-        // Bounds the loop: below the high watermark the log always returns a record.
-        if next == before {
-            return Err(RegistryError::Corrupted {
-                offset: next,
-                what: format!("the log returned no record below the high watermark {high_watermark}"),
-            });
-        }
-    }
+    log.scan_partition(SCHEMAS_TOPIC, 0, |offset, key, value| {
+        let (key, value) = decode(offset, key, value)?;
+        st.apply(key, value);
+        Ok(())
+    })
+    .map_err(|e| match e {
+        ScanError::Log(e) => e.into(),
+        ScanError::Damaged { offset, what } => RegistryError::Corrupted { offset, what },
+        ScanError::Visitor(e) => e,
+    })?;
     Ok(st)
 }
 

@@ -316,3 +316,30 @@ mod tests {
         assert!(e.reason.contains("AVRO"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod deep_payloads {
+    use super::*;
+    use crate::parse::parse;
+    use crate::schema::SchemaType;
+
+    /// A recursive schema lets a payload nest as deep as its bytes allow; the check refuses
+    /// it by its depth instead of recursing until the stack overflows (which aborts the whole
+    /// server, not only the producer's request).
+    #[test]
+    fn a_payload_nested_a_million_deep_is_refused_not_a_crash() {
+        let source = Arc::new(MemorySource::default());
+        let list = r#"{"type":"record","name":"List","fields":[{"name":"v","type":"int"},{"name":"next","type":["null","List"]}]}"#;
+        source.add("deep-value", 1, parse(SchemaType::Avro, list, &[]).expect("parses"));
+        let v = Validation::new(source);
+        let mut body = Vec::new();
+        for _ in 0..1_000_000 {
+            body.extend_from_slice(&[0, 2]);
+        }
+        body.extend_from_slice(&[0, 0]);
+        let framed = wire::frame(SchemaId(1), &body);
+        let e =
+            v.check_record("deep", Part::Value, SubjectNameStrategy::Topic, Some(&framed), None).expect_err("refused");
+        assert!(e.reason.contains("values nest more than"), "{e}");
+    }
+}

@@ -5,6 +5,7 @@
 use apache_avro::Schema;
 
 use super::{sorted_json, ParseError, ResolvedReference};
+use crate::payload::avro::Plan;
 use crate::schema::SchemaType;
 
 /// A parsed Avro schema.
@@ -14,9 +15,21 @@ pub struct AvroSchema {
     pub schema: Schema,
     /// The named schemas its references define, dependencies first.
     pub references: Vec<Schema>,
+    /// The schema compiled for checking payloads, once, here.
+    plan: Plan,
 }
 
 impl AvroSchema {
+    fn new(schema: Schema, references: Vec<Schema>) -> Result<Self, String> {
+        let plan = Plan::compile(&schema, &references)?;
+        Ok(Self { schema, references, plan })
+    }
+
+    /// The compiled form validation checks payloads with.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
     /// The schema as `apache-avro` writes it back: every attribute kept (defaults, aliases,
     /// docs, logical types), formatting gone.
     pub fn canonical(&self) -> String {
@@ -42,11 +55,11 @@ pub(super) fn parse(text: &str, references: &[ResolvedReference]) -> Result<Avro
     // quoted form and a JSON document, as does the crate.
     if references.is_empty() {
         let schema = Schema::parse_str(text).map_err(invalid)?;
-        return Ok(AvroSchema { schema, references: Vec::new() });
+        return AvroSchema::new(schema, Vec::new()).map_err(|e| ParseError::new(SchemaType::Avro, e));
     }
     let (schema, references) =
         Schema::parse_str_with_list(text, references.iter().map(|r| r.schema.as_str())).map_err(invalid)?;
-    Ok(AvroSchema { schema, references })
+    AvroSchema::new(schema, references).map_err(|e| ParseError::new(SchemaType::Avro, e))
 }
 
 #[cfg(test)]
