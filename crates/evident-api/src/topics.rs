@@ -1,4 +1,7 @@
 //! Topics: the create request, a topic's configuration, and the list and describe replies.
+//!
+//! The subject name strategies are this crate's own enums rather than the log's or the
+//! registry's, so that HTTP clients build with serde alone; the server maps them.
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +33,52 @@ pub enum KeyPartitioner {
     Fnv1a,
 }
 
+/// How schema validation names the registry subject an HTTP-appended event's data, or a Kafka
+/// record's value, is checked against (Confluent's `confluent.value.subject.name.strategy`).
+/// Given as Kafka's config value is: the last part of the class name, or the whole of it
+/// (`io.confluent.kafka.serializers.subject.TopicNameStrategy`, `evident.subject.EventTypeNameStrategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum SubjectNameStrategy {
+    /// `<topic>-value` (Confluent's default).
+    #[serde(rename = "TopicNameStrategy", alias = "io.confluent.kafka.serializers.subject.TopicNameStrategy")]
+    Topic,
+    /// The record's full name (Avro record, JSON Schema `title`, Protobuf message); for an HTTP
+    /// append, the event type.
+    #[serde(rename = "RecordNameStrategy", alias = "io.confluent.kafka.serializers.subject.RecordNameStrategy")]
+    Record,
+    /// `<topic>-<record full name>`; for an HTTP append, `<topic>-<event type>`.
+    #[serde(
+        rename = "TopicRecordNameStrategy",
+        alias = "io.confluent.kafka.serializers.subject.TopicRecordNameStrategy"
+    )]
+    TopicRecord,
+    /// evident's: `<topic>-<event type>` (the event's `type`, a Kafka record's `ce_type`
+    /// header), so each event type has its own subject and evolves on its own.
+    #[serde(rename = "EventTypeNameStrategy", alias = "evident.subject.EventTypeNameStrategy")]
+    EventType,
+}
+
+/// How schema validation names the registry subject a Kafka record's key is checked against
+/// (Confluent's `confluent.key.subject.name.strategy`): Confluent's three, by the last part of
+/// the class name or the whole of it. evident's event-type strategy names values only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum KeySubjectNameStrategy {
+    /// `<topic>-key` (Confluent's default).
+    #[serde(rename = "TopicNameStrategy", alias = "io.confluent.kafka.serializers.subject.TopicNameStrategy")]
+    Topic,
+    /// The key's record full name (Avro record, JSON Schema `title`, Protobuf message).
+    #[serde(rename = "RecordNameStrategy", alias = "io.confluent.kafka.serializers.subject.RecordNameStrategy")]
+    Record,
+    /// `<topic>-<record full name>`.
+    #[serde(
+        rename = "TopicRecordNameStrategy",
+        alias = "io.confluent.kafka.serializers.subject.TopicRecordNameStrategy"
+    )]
+    TopicRecord,
+}
+
 /// A topic's configuration. Every field is optional on input (defaults shown); unknown keys are
 /// refused (`400 malformed_json`). Retention (`retention_ms`, `retention_bytes`) and compaction
 /// (`cleanup_policy: compact`) are stored but **not enforced yet**: every record is kept.
@@ -58,6 +107,26 @@ pub struct TopicConfig {
     /// `evident.key.partitioner`).
     #[cfg_attr(feature = "openapi", schema(default = "murmur2"))]
     pub key_partitioner: KeyPartitioner,
+    /// Check each event's `data` (HTTP appends) and each record's value (Kafka produce) against
+    /// the schema registry: it must be data of the latest schema of its subject (HTTP) or of the
+    /// schema its id names (Kafka), else the append is refused (`422 schema_violation`) and
+    /// nothing is stored. With no schema registry running in the server, every append and
+    /// produce to the topic is refused rather than stored unchecked. Kafka topic config
+    /// `confluent.value.schema.validation`.
+    #[cfg_attr(feature = "openapi", schema(default = false))]
+    pub value_schema_validation: bool,
+    /// Check each Kafka record's key against the schema registry. HTTP appends are not checked:
+    /// their keys are stream keys, not schema data. Kafka topic config
+    /// `confluent.key.schema.validation`.
+    #[cfg_attr(feature = "openapi", schema(default = false))]
+    pub key_schema_validation: bool,
+    /// The subject a value is checked against (`confluent.value.subject.name.strategy`). `null`
+    /// (not set): the event-type strategy for HTTP appends (`<topic>-<type>`), TopicNameStrategy
+    /// for Kafka produce, as Confluent's default.
+    pub value_subject_name_strategy: Option<SubjectNameStrategy>,
+    /// The subject a Kafka record's key is checked against
+    /// (`confluent.key.subject.name.strategy`). `null` (not set): TopicNameStrategy.
+    pub key_subject_name_strategy: Option<KeySubjectNameStrategy>,
 }
 
 impl Default for TopicConfig {
@@ -69,6 +138,10 @@ impl Default for TopicConfig {
             cleanup_policy: CleanupPolicy::Delete,
             key_partition_guard: true,
             key_partitioner: KeyPartitioner::Murmur2,
+            value_schema_validation: false,
+            key_schema_validation: false,
+            value_subject_name_strategy: None,
+            key_subject_name_strategy: None,
         }
     }
 }
@@ -205,5 +278,31 @@ mod tests {
         let config: TopicConfig = serde_json::from_str(r#"{"partitions": 3}"#).expect("valid");
         assert_eq!(config, TopicConfig { partitions: 3, ..TopicConfig::default() });
         assert!(serde_json::from_str::<TopicConfig>(r#"{"partitons": 3}"#).is_err());
+    }
+
+    #[test]
+    fn strategies_take_kafka_config_names() {
+        let config: TopicConfig = serde_json::from_str(
+            r#"{"value_schema_validation": true, "value_subject_name_strategy": "EventTypeNameStrategy",
+                "key_subject_name_strategy": "io.confluent.kafka.serializers.subject.RecordNameStrategy"}"#,
+        )
+        .expect("valid");
+        assert!(config.value_schema_validation && !config.key_schema_validation);
+        assert_eq!(config.value_subject_name_strategy, Some(SubjectNameStrategy::EventType));
+        assert_eq!(config.key_subject_name_strategy, Some(KeySubjectNameStrategy::Record));
+        // Written back with the short name, and an unset strategy as null: every field present.
+        let written = serde_json::to_value(&config).expect("json");
+        assert_eq!(written["key_subject_name_strategy"], "RecordNameStrategy");
+        let written = serde_json::to_value(TopicConfig::default()).expect("json");
+        assert_eq!(written["value_subject_name_strategy"], serde_json::Value::Null);
+        assert_eq!(written["value_schema_validation"], false);
+        for bad in [
+            r#"{"value_subject_name_strategy": "TopicName"}"#,
+            r#"{"value_subject_name_strategy": "topic_name_strategy"}"#,
+            r#"{"key_subject_name_strategy": "EventTypeNameStrategy"}"#,
+            r#"{"value_schema_validation": "true"}"#,
+        ] {
+            assert!(serde_json::from_str::<TopicConfig>(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -2,7 +2,8 @@
 //! bank-account walkthrough through the CLI only, a version conflict, `tail` following a live
 //! append, consumer-group offset resets, what happens without a server, and the first hour's
 //! details: errors as JSON under `--json`, one exit code per kind of failure, `--help` listing
-//! only commands that exist, `tail --from-end`, and warnings for unenforced topic settings.
+//! only commands that exist, `tail --from-end`, warnings for unenforced topic settings, and
+//! schema validation turned on by `topics create` and shown by `topics describe`.
 
 mod common;
 
@@ -367,6 +368,57 @@ fn unenforced_topic_settings_warn() {
     let (code, out, err) = server.cli(&["topics", "create", "plain"]);
     assert_eq!(code, 0, "{err}");
     assert!(!err.contains("warning"), "no warning without such settings: {err}\n{out}");
+}
+
+/// `topics create --config value_schema_validation=true` (or Kafka's spelling) turns validation
+/// on, `topics describe` and `topics list` show it, and an append the schema refuses exits 1
+/// naming the failing path, storing nothing.
+#[test]
+fn topics_create_turns_schema_validation_on() {
+    let server = Server::start();
+    ok(
+        &server,
+        &[
+            "topics",
+            "create",
+            "bank",
+            "--config",
+            "confluent.value.schema.validation=true",
+            "--config",
+            "value_subject_name_strategy=io.confluent.kafka.serializers.subject.TopicNameStrategy",
+        ],
+    );
+    let described = ok(&server, &["topics", "describe", "bank"]);
+    for line in [
+        "config.value_schema_validation      true",
+        "config.key_schema_validation        false",
+        "config.value_subject_name_strategy  TopicNameStrategy",
+        "config.key_subject_name_strategy    -",
+    ] {
+        assert!(described.contains(line), "{line:?} in\n{described}");
+    }
+    let listed = ok(&server, &["topics", "list"]);
+    assert!(listed.contains("value_schema_validation=true,value_subject_name_strategy=TopicNameStrategy"), "{listed}");
+    let json = ok_json(&server, &["topics", "describe", "bank"]);
+    assert_eq!(json["config"]["value_schema_validation"], true, "{json}");
+
+    let schema = r#"{"type":"object","properties":{"amount":{"type":"integer"}},"required":["amount"]}"#;
+    let body = json!({"schemaType": "JSON", "schema": schema}).to_string();
+    let (status, _, registered) = server.registry_request("POST", "/subjects/bank-value/versions", Some(&body), None);
+    assert_eq!(status, 200, "{registered}");
+    let (code, out, err) =
+        server.cli(&["append", "bank", "acc-1", "--type", "MoneyDeposited", "--data", r#"{"amount": "ten"}"#]);
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(err.contains("schema_violation") && err.contains("/amount"), "{err}");
+    assert_eq!(server.get_ok("/v1/topics/bank")["records"], 0);
+    ok(&server, &["append", "bank", "acc-1", "--type", "MoneyDeposited", "--data", r#"{"amount": 10}"#]);
+    assert_eq!(server.get_ok("/v1/topics/bank")["records"], 1);
+
+    // A strategy the setting does not take is a usage error before any request.
+    let (code, _, err) =
+        server.cli(&["topics", "create", "keys", "--config", "key_subject_name_strategy=EventTypeNameStrategy"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("value subjects only"), "{err}");
 }
 
 /// `tail --from-end` prints only what is committed after it starts.

@@ -35,13 +35,26 @@ enum TopicsCommand {
   key_partitioner=murmur2|crc32|fnv1a
                                   the hash new keys are placed with when an append names no partition:
                                   murmur2 (Java client), crc32 (librdkafka's default), fnv1a (Sarama)
-Kafka's spellings (retention.ms, cleanup.policy) are accepted too.
+  value_schema_validation=true|false
+                                  check each event's data against the schema registry (HTTP appends:
+                                  the latest schema of its subject; Kafka produce: the id it names);
+                                  a failing append is refused with 422 and nothing is stored
+  key_schema_validation=true|false
+                                  check each Kafka record's key the same way (HTTP keys are not checked)
+  value_subject_name_strategy=TopicNameStrategy|RecordNameStrategy|TopicRecordNameStrategy|EventTypeNameStrategy
+                                  the subject a value is checked against; unset: <topic>-<event type>
+                                  for HTTP appends, <topic>-value for Kafka produce
+  key_subject_name_strategy=TopicNameStrategy|RecordNameStrategy|TopicRecordNameStrategy
+                                  the subject a key is checked against; unset: <topic>-key
+Kafka's spellings (retention.ms, cleanup.policy, evident.key.partitioner,
+confluent.value.schema.validation, full strategy class names) are accepted too.
 
 Not enforced yet: retention (retention_ms, retention_bytes) and compaction (cleanup_policy=compact)
 are stored with the topic but evident does not delete or compact records yet: every record is
 kept. The server's reply warns about each such setting given (`warnings`).
 
-Example: evident topics create bank --partitions 3 --config retention_ms=604800000")]
+Examples: evident topics create bank --partitions 3 --config retention_ms=604800000
+          evident topics create bank --config value_schema_validation=true")]
     Create {
         /// The topic's name: 1 to 249 of [a-zA-Z0-9._-]; names starting with `__` are reserved.
         name: String,
@@ -164,8 +177,19 @@ fn parse_config_entry(entry: &str) -> Result<(String, Value), String> {
     let (key, value) = entry
         .split_once('=')
         .ok_or_else(|| format!("expected KEY=VALUE (e.g. retention_ms=86400000), got {entry:?}"))?;
-    let key = key.trim().replace(['.', '-'], "_");
+    let mut key = key.trim().replace(['.', '-'], "_");
+    // Kafka's names of evident's and Confluent's settings carry a prefix the JSON keys do not.
+    for (prefix, keys) in [("evident_", &EVIDENT_KEYS[..]), ("confluent_", &CONFLUENT_KEYS[..])] {
+        if let Some(rest) = key.strip_prefix(prefix).filter(|rest| keys.contains(rest)) {
+            key = rest.to_owned();
+        }
+    }
     let value = value.trim();
+    let boolean = |key: &str| match value {
+        "true" => Ok(json!(true)),
+        "false" => Ok(json!(false)),
+        _ => Err(format!("{key} takes true or false, got {value:?}")),
+    };
     let parsed = match key.as_str() {
         "retention_ms" | "retention_bytes" => {
             if value.eq_ignore_ascii_case("null") || value.eq_ignore_ascii_case("none") {
@@ -179,24 +203,58 @@ fn parse_config_entry(entry: &str) -> Result<(String, Value), String> {
             "delete" | "compact" => json!(value),
             _ => return Err(format!("cleanup_policy takes delete or compact, got {value:?}")),
         },
-        "key_partition_guard" => match value {
-            "true" => json!(true),
-            "false" => json!(false),
-            _ => return Err(format!("key_partition_guard takes true or false, got {value:?}")),
-        },
+        "key_partition_guard" | "value_schema_validation" | "key_schema_validation" => boolean(&key)?,
         "key_partitioner" => match value {
             "murmur2" | "crc32" | "fnv1a" => json!(value),
             _ => return Err(format!("key_partitioner takes murmur2, crc32 or fnv1a, got {value:?}")),
         },
+        "value_subject_name_strategy" | "key_subject_name_strategy" => {
+            let choices = if key == "value_subject_name_strategy" { &STRATEGIES[..] } else { &STRATEGIES[..3] };
+            // The full class name or its last part, as Kafka's config takes; sent as the last part.
+            match choices.iter().find(|(name, class)| *name == value || *class == value) {
+                Some((name, _)) => json!(name),
+                None if STRATEGIES[3].0 == value || STRATEGIES[3].1 == value => {
+                    return Err(format!("{key}: {value} names value subjects only, not keys"));
+                }
+                None => {
+                    let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+                    return Err(format!("{key} takes {}, got {value:?}", names.join(", ")));
+                }
+            }
+        }
         "" => return Err(format!("expected KEY=VALUE, got {entry:?}")),
         _ => serde_json::from_str(value).unwrap_or_else(|_| json!(value)),
     };
     Ok((key, parsed))
 }
 
+/// The settings whose Kafka names are `evident.` and these.
+const EVIDENT_KEYS: [&str; 2] = ["key_partition_guard", "key_partitioner"];
+
+/// The settings whose Kafka names are `confluent.` and these.
+const CONFLUENT_KEYS: [&str; 4] =
+    ["value_schema_validation", "key_schema_validation", "value_subject_name_strategy", "key_subject_name_strategy"];
+
+/// The subject name strategies: the API's name and Kafka's full class name. Keys take the first
+/// three (the event type names what a value is; a key has none of its own).
+const STRATEGIES: [(&str, &str); 4] = [
+    ("TopicNameStrategy", "io.confluent.kafka.serializers.subject.TopicNameStrategy"),
+    ("RecordNameStrategy", "io.confluent.kafka.serializers.subject.RecordNameStrategy"),
+    ("TopicRecordNameStrategy", "io.confluent.kafka.serializers.subject.TopicRecordNameStrategy"),
+    ("EventTypeNameStrategy", "evident.subject.EventTypeNameStrategy"),
+];
+
+/// The JSON name of a subject name strategy, as the server writes it.
+fn strategy_name<T: serde::Serialize>(strategy: &T) -> String {
+    match serde_json::to_value(strategy) {
+        Ok(Value::String(name)) => name,
+        other => format!("{other:?}"),
+    }
+}
+
 /// The configuration entries of a reply, in the server's order, each `Some(value)` or `None`
 /// when unset (`null`).
-fn config_entries(config: &TopicConfig) -> [(&'static str, Option<String>); 6] {
+fn config_entries(config: &TopicConfig) -> [(&'static str, Option<String>); 10] {
     let cleanup_policy = match config.cleanup_policy {
         CleanupPolicy::Delete => "delete",
         CleanupPolicy::Compact => "compact",
@@ -213,15 +271,25 @@ fn config_entries(config: &TopicConfig) -> [(&'static str, Option<String>); 6] {
         ("cleanup_policy", Some(cleanup_policy.to_owned())),
         ("key_partition_guard", Some(config.key_partition_guard.to_string())),
         ("key_partitioner", Some(key_partitioner.to_owned())),
+        ("value_schema_validation", Some(config.value_schema_validation.to_string())),
+        ("key_schema_validation", Some(config.key_schema_validation.to_string())),
+        ("value_subject_name_strategy", config.value_subject_name_strategy.as_ref().map(strategy_name)),
+        ("key_subject_name_strategy", config.key_subject_name_strategy.as_ref().map(strategy_name)),
     ]
 }
 
+/// Whether an entry is a schema validation setting left at its default (off, or not set).
+fn validation_default(key: &str, value: Option<&str>) -> bool {
+    CONFLUENT_KEYS.contains(&key) && matches!(value, None | Some("false"))
+}
+
 /// A topic's configuration as `key=value` pairs, leaving out the unset ones and the partition
-/// count (which has its own column).
+/// count (which has its own column). Schema validation shows only when on, so the list of
+/// topics that do not use it (most) stays one screen wide; `describe` shows every setting.
 fn config_summary(config: &TopicConfig) -> String {
     let set: Vec<String> = config_entries(config)
         .into_iter()
-        .filter(|(k, _)| *k != "partitions")
+        .filter(|(k, v)| *k != "partitions" && !validation_default(k, v.as_deref()))
         .filter_map(|(k, v)| v.map(|v| format!("{k}={v}")))
         .collect();
     if set.is_empty() {
@@ -268,6 +336,8 @@ fn describe_text(description: &TopicDescription) -> String {
 
 #[cfg(test)]
 mod tests {
+    use evident_api::topics::SubjectNameStrategy;
+
     use super::*;
 
     #[test]
@@ -286,6 +356,43 @@ mod tests {
         assert!(parse_config_entry("cleanup_policy=shred").is_err());
         assert!(parse_config_entry("key_partition_guard=yes").is_err());
         assert!(parse_config_entry("=5").is_err());
+    }
+
+    #[test]
+    fn schema_validation_entries() {
+        for entry in ["value_schema_validation=true", "confluent.value.schema.validation=true"] {
+            assert_eq!(parse_config_entry(entry).unwrap(), ("value_schema_validation".into(), json!(true)), "{entry}");
+        }
+        assert_eq!(
+            parse_config_entry("confluent.key.schema.validation=false").unwrap(),
+            ("key_schema_validation".into(), json!(false))
+        );
+        assert_eq!(
+            parse_config_entry("evident.key.partitioner=crc32").unwrap(),
+            ("key_partitioner".into(), json!("crc32"))
+        );
+        for value in ["EventTypeNameStrategy", "evident.subject.EventTypeNameStrategy"] {
+            assert_eq!(
+                parse_config_entry(&format!("confluent.value.subject.name.strategy={value}")).unwrap(),
+                ("value_subject_name_strategy".into(), json!("EventTypeNameStrategy"))
+            );
+        }
+        assert_eq!(
+            parse_config_entry("key_subject_name_strategy=io.confluent.kafka.serializers.subject.RecordNameStrategy")
+                .unwrap(),
+            ("key_subject_name_strategy".into(), json!("RecordNameStrategy"))
+        );
+        let e = parse_config_entry("key_subject_name_strategy=EventTypeNameStrategy").unwrap_err();
+        assert!(e.contains("value subjects only"), "{e}");
+        let e = parse_config_entry("value_subject_name_strategy=TopicName").unwrap_err();
+        assert!(
+            e.contains("TopicNameStrategy, RecordNameStrategy, TopicRecordNameStrategy, EventTypeNameStrategy"),
+            "{e}"
+        );
+        assert!(parse_config_entry("value_subject_name_strategy=my.TopicNameStrategy").is_err());
+        assert!(parse_config_entry("value_schema_validation=yes").is_err());
+        // A prefix on a name that is not one of its settings stays, for the server to judge.
+        assert_eq!(parse_config_entry("confluent.placement=3").unwrap(), ("confluent_placement".into(), json!(3)));
     }
 
     #[test]
@@ -312,6 +419,16 @@ mod tests {
             config_summary(&config),
             "retention_ms=5,cleanup_policy=compact,key_partition_guard=true,key_partitioner=murmur2"
         );
+        let config = TopicConfig {
+            value_schema_validation: true,
+            value_subject_name_strategy: Some(SubjectNameStrategy::EventType),
+            ..TopicConfig::default()
+        };
+        assert_eq!(
+            config_summary(&config),
+            "cleanup_policy=delete,key_partition_guard=true,key_partitioner=murmur2,value_schema_validation=true,\
+             value_subject_name_strategy=EventTypeNameStrategy"
+        );
         let description: TopicDescription = client::decode(
             &json!({"name": "bank", "id": 3, "partitions": 1, "internal": false, "created": "2026-12-03T10:00:00.000Z",
                 "config": {"partitions": 1, "retention_ms": null, "retention_bytes": null, "cleanup_policy": "delete",
@@ -322,7 +439,9 @@ mod tests {
         )
         .expect("decodes");
         let text = describe_text(&description);
-        assert!(text.contains("\nconfig.retention_ms         -\n"), "{text}");
+        assert!(text.contains("\nconfig.retention_ms                 -\n"), "{text}");
+        assert!(text.contains("\nconfig.value_schema_validation      false\n"), "{text}");
+        assert!(text.contains("\nconfig.value_subject_name_strategy  -\n"), "{text}");
         assert!(text.ends_with("0          0                 5               300"), "{text}");
     }
 }

@@ -14,8 +14,8 @@ use tower::ServiceExt as _;
 
 use super::*;
 
-/// A router over a fresh log in a temporary directory.
-fn test_router() -> (tempfile::TempDir, Router) {
+/// A router over a fresh log in a temporary directory (also for the route modules' tests).
+pub(super) fn test_router() -> (tempfile::TempDir, Router) {
     let dir = tempfile::tempdir().expect("tmp");
     let log = Arc::new(Log::open(dir.path(), evident_log::LogConfig::default()).expect("open"));
     let groups = Arc::new(GroupStore::open(log.clone(), Arc::new(evident_log::clock::SystemClock)).expect("groups"));

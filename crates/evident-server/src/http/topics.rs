@@ -4,6 +4,10 @@
 //!
 //! Retention and compaction settings are stored but not enforced yet; the reply to a creation
 //! says so in `warnings`, so nobody learns it from a full disk.
+//!
+//! The schema validation settings (Kafka's `confluent.*` topic configs) are set at creation
+//! here; changing them later is Kafka's AlterConfigs, as for every other setting: the HTTP API
+//! has no route that alters a topic.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use evident_api::params::{TopicListQuery, TopicPath};
 use evident_api::topics::{
-    CleanupPolicy, CreateTopic, CreatedTopic, KeyPartitioner, PartitionOffsets, Topic, TopicConfig, TopicDescription,
-    TopicList,
+    CleanupPolicy, CreateTopic, CreatedTopic, KeyPartitioner, KeySubjectNameStrategy, PartitionOffsets,
+    SubjectNameStrategy, Topic, TopicConfig, TopicDescription, TopicList,
 };
 use evident_api::ErrorBody;
 use evident_log::TopicMeta;
@@ -54,6 +58,22 @@ fn config_wire(c: &evident_log::TopicConfig) -> TopicConfig {
             evident_core::partitioner::KeyPartitioner::Crc32 => KeyPartitioner::Crc32,
             evident_core::partitioner::KeyPartitioner::Fnv1a => KeyPartitioner::Fnv1a,
         },
+        value_schema_validation: c.value_schema_validation,
+        key_schema_validation: c.key_schema_validation,
+        value_subject_name_strategy: c.value_subject_name_strategy.map(|s| match s {
+            evident_log::SubjectNameStrategy::Topic => SubjectNameStrategy::Topic,
+            evident_log::SubjectNameStrategy::Record => SubjectNameStrategy::Record,
+            evident_log::SubjectNameStrategy::TopicRecord => SubjectNameStrategy::TopicRecord,
+            evident_log::SubjectNameStrategy::EventType => SubjectNameStrategy::EventType,
+        }),
+        key_subject_name_strategy: c.key_subject_name_strategy.and_then(|s| match s {
+            evident_log::SubjectNameStrategy::Topic => Some(KeySubjectNameStrategy::Topic),
+            evident_log::SubjectNameStrategy::Record => Some(KeySubjectNameStrategy::Record),
+            evident_log::SubjectNameStrategy::TopicRecord => Some(KeySubjectNameStrategy::TopicRecord),
+            // Never stored: every front door refuses the event-type strategy for keys. Shown
+            // as not set rather than failing every reply that names the topic.
+            evident_log::SubjectNameStrategy::EventType => None,
+        }),
     }
 }
 
@@ -73,8 +93,21 @@ fn config_log(c: &TopicConfig) -> evident_log::TopicConfig {
             KeyPartitioner::Crc32 => evident_core::partitioner::KeyPartitioner::Crc32,
             KeyPartitioner::Fnv1a => evident_core::partitioner::KeyPartitioner::Fnv1a,
         },
-        // Kafka's message.timestamp.type and the confluent.* schema validation settings: the
-        // HTTP API does not set them (Kafka's CreateTopics and AlterConfigs do).
+        value_schema_validation: c.value_schema_validation,
+        key_schema_validation: c.key_schema_validation,
+        value_subject_name_strategy: c.value_subject_name_strategy.map(|s| match s {
+            SubjectNameStrategy::Topic => evident_log::SubjectNameStrategy::Topic,
+            SubjectNameStrategy::Record => evident_log::SubjectNameStrategy::Record,
+            SubjectNameStrategy::TopicRecord => evident_log::SubjectNameStrategy::TopicRecord,
+            SubjectNameStrategy::EventType => evident_log::SubjectNameStrategy::EventType,
+        }),
+        key_subject_name_strategy: c.key_subject_name_strategy.map(|s| match s {
+            KeySubjectNameStrategy::Topic => evident_log::SubjectNameStrategy::Topic,
+            KeySubjectNameStrategy::Record => evident_log::SubjectNameStrategy::Record,
+            KeySubjectNameStrategy::TopicRecord => evident_log::SubjectNameStrategy::TopicRecord,
+        }),
+        // Kafka's message.timestamp.type: the HTTP API does not set it (Kafka's CreateTopics
+        // and AlterConfigs do).
         ..evident_log::TopicConfig::default()
     }
 }
@@ -93,7 +126,9 @@ fn topic_wire(meta: &TopicMeta) -> Topic {
 /// Create a topic.
 ///
 /// Retention (`retention_ms`, `retention_bytes`) and compaction (`cleanup_policy: compact`) are
-/// stored but not enforced yet: the reply's `warnings` names each such setting given.
+/// stored but not enforced yet: the reply's `warnings` names each such setting given. Schema
+/// validation (`value_schema_validation`, `key_schema_validation` and the subject name
+/// strategies) is set here and changed with Kafka's AlterConfigs (`confluent.*` names).
 #[utoipa::path(
     post,
     path = "/v1/topics",
@@ -228,4 +263,87 @@ pub(super) async fn delete(
     let log = state.log.clone();
     state.blocking(move || Ok(log.delete_topic(&topic)?)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use evident_log::SubjectNameStrategy as LogStrategy;
+    use serde_json::{json, Value};
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    /// Every schema validation setting the log can hold from a front door survives log → wire →
+    /// log, and every wire configuration survives wire → log → wire: nothing set over Kafka is
+    /// lost by an HTTP reply, nothing set over HTTP is lost in the catalog.
+    #[test]
+    fn schema_validation_settings_map_both_ways() {
+        let values = [None, Some(LogStrategy::Topic), Some(LogStrategy::Record), Some(LogStrategy::TopicRecord)];
+        let keys = values;
+        let values = values.into_iter().chain([Some(LogStrategy::EventType)]);
+        for value in values {
+            for key in keys {
+                for (v, k) in [(false, false), (true, false), (false, true), (true, true)] {
+                    let log = evident_log::TopicConfig {
+                        partitions: 3,
+                        value_schema_validation: v,
+                        key_schema_validation: k,
+                        value_subject_name_strategy: value,
+                        key_subject_name_strategy: key,
+                        ..evident_log::TopicConfig::default()
+                    };
+                    let wire = config_wire(&log);
+                    assert_eq!(config_log(&wire), log, "{wire:?}");
+                    assert_eq!(config_wire(&config_log(&wire)), wire);
+                }
+            }
+        }
+        // The defaults agree: an HTTP topic with no config is a Kafka topic with none.
+        assert_eq!(config_log(&TopicConfig::default()), evident_log::TopicConfig::default());
+        assert_eq!(config_wire(&evident_log::TopicConfig::default()), TopicConfig::default());
+    }
+
+    async fn post(body: Value) -> (StatusCode, Value) {
+        let (_dir, router) = super::super::tests::test_router();
+        let request = Request::post("/v1/topics")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request");
+        let response = router.oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
+        (status, serde_json::from_slice(&bytes).expect("a JSON reply"))
+    }
+
+    #[tokio::test]
+    async fn a_bad_strategy_name_is_a_400_with_the_choices() {
+        for (field, bad) in [
+            ("value_subject_name_strategy", "TopicName"),
+            ("value_subject_name_strategy", "io.confluent.kafka.serializers.subject.Nope"),
+            // evident's event-type strategy names values only, as over Kafka.
+            ("key_subject_name_strategy", "EventTypeNameStrategy"),
+        ] {
+            let (status, body) = post(json!({"name": "orders", "config": {field: bad}})).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{field}={bad}: {body}");
+            assert_eq!(body["error"]["code"], "malformed_json", "{body}");
+            let message = body["error"]["message"].as_str().expect("message");
+            assert!(message.contains(bad) && message.contains("TopicRecordNameStrategy"), "{message}");
+        }
+        let (status, body) = post(json!({"name": "orders", "config": {"value_schema_validation": "yes"}})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        // The full class name is accepted, as Kafka's config is, and answered with the short one.
+        let (status, body) = post(json!({"name": "orders", "config": {
+            "value_schema_validation": true,
+            "value_subject_name_strategy": "evident.subject.EventTypeNameStrategy",
+            "key_subject_name_strategy": "io.confluent.kafka.serializers.subject.RecordNameStrategy"}}))
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["config"]["value_schema_validation"], true, "{body}");
+        assert_eq!(body["config"]["key_schema_validation"], false, "{body}");
+        assert_eq!(body["config"]["value_subject_name_strategy"], "EventTypeNameStrategy", "{body}");
+        assert_eq!(body["config"]["key_subject_name_strategy"], "RecordNameStrategy", "{body}");
+        assert_eq!(body["warnings"], json!([]), "{body}");
+    }
 }
