@@ -14,8 +14,8 @@
 //!
 //! Differences from the main API, all Confluent's: errors are `{"error_code", "message"}`;
 //! answers are `application/vnd.schemaregistry.v1+json`; request bodies may be that, the
-//! unversioned `application/vnd.schemaregistry+json`, `application/json` or untyped (else
-//! 415); unknown query parameters are ignored (Confluent's clients send some evident has no
+//! unversioned `application/vnd.schemaregistry+json`, `application/json`,
+//! `application/octet-stream` (read as JSON) or untyped (else 415); unknown query parameters are ignored (Confluent's clients send some evident has no
 //! use for); unreadable JSON is 400 with error code 400.
 //!
 //! Extension point: `?verify=stored` on the register and compatibility routes calls the

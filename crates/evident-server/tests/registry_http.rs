@@ -302,6 +302,10 @@ fn every_error_code_and_no_refusal_changes_anything() {
     let (status, _, answer) =
         server.registry_request("POST", "/subjects/s/versions", Some(&body(&order(F2))), Some("text/plain"));
     assert_eq!((status, answer["error_code"].clone()), (415, json!(415)));
+    // One Confluent does take: its resources read `application/octet-stream` as JSON.
+    let (status, _, answer) =
+        server.registry_request("POST", "/subjects/s", Some(&body(&order(F1))), Some("application/octet-stream"));
+    assert_eq!((status, answer["version"].clone()), (200, json!(1)), "{answer}");
     assert_eq!(snapshot(&server), before, "a refused request changed the registry");
     // A version referenced by another.
     call(&server, "POST", "/subjects/base/versions", Some(&body(&order(F1))), 200);

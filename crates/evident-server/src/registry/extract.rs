@@ -17,8 +17,14 @@ use serde::de::DeserializeOwned;
 use super::wire::{SrError, CONTENT_TYPE, CONTENT_TYPE_UNVERSIONED, JSON};
 use super::RegistryState;
 
-/// Media types a request body may have (or none).
-const ACCEPTED: [&str; 3] = [CONTENT_TYPE, CONTENT_TYPE_UNVERSIONED, JSON];
+/// Media types a request body may have (or none). `application/octet-stream` is read as JSON,
+/// as Confluent's resources do (their `GENERIC_REQUEST`: what ad hoc clients send when they name
+/// no type); the OpenAPI document states it in the bodies' description, not as a media type,
+/// as nothing but JSON is read under it.
+const ACCEPTED: [&str; 4] = [CONTENT_TYPE, CONTENT_TYPE_UNVERSIONED, JSON, OCTET_STREAM];
+
+/// Confluent's `GENERIC_REQUEST`.
+const OCTET_STREAM: &str = "application/octet-stream";
 
 /// Path parameters, refused with the registry's error shape.
 pub struct SrPath<T>(pub T);

@@ -120,7 +120,7 @@ pub(super) async fn list_subjects(State(state): State<RegistryState>, q: SrQuery
 /// Register a schema under a subject (its id; the existing one if already registered).
 #[utoipa::path(post, path = "/subjects/{subject}/versions", tag = "subjects", operation_id = "register",
     params(("subject" = String, Path, description = "The subject: 1 to 1024 bytes, no control characters (else 42208); percent-encode `/`.", example = "orders-value"), ("normalize" = Option<Flag>, Query, description = "Compare normalized forms."), ("verify" = Option<Verify>, Query, description = "`stored`: also decode the subject's stored events with the schema; each one it cannot read is a reason (400 where the server has no such check).")),
-    request_body(description = "The schema.", content(
+    request_body(description = "The schema; also read as JSON when untyped or `application/octet-stream`, as Confluent reads them.", content(
         (SchemaRequest = CONTENT_TYPE), (SchemaRequest = CONTENT_TYPE_UNVERSIONED), (SchemaRequest = JSON))),
     responses((status = 200, description = "The schema's id.", body = RegisterResponse, content_type = CONTENT_TYPE),
               (status = 400, description = "Unreadable JSON or wrong field types in the body, a query flag other than true/false, an unreadable query string or path (error code 400).", body = ErrorMessage, content_type = CONTENT_TYPE),
@@ -155,7 +155,7 @@ pub(super) async fn register(
 /// The version of a subject holding a schema.
 #[utoipa::path(post, path = "/subjects/{subject}", tag = "subjects", operation_id = "lookupSchema",
     params(("subject" = String, Path, description = "The subject: 1 to 1024 bytes, no control characters (else 42208); percent-encode `/`.", example = "orders-value"), ("normalize" = Option<Flag>, Query, description = "Compare normalized forms."), ("deleted" = Option<Flag>, Query, description = "Soft-deleted versions count too.")),
-    request_body(description = "The schema.", content(
+    request_body(description = "The schema; also read as JSON when untyped or `application/octet-stream`, as Confluent reads them.", content(
         (SchemaRequest = CONTENT_TYPE), (SchemaRequest = CONTENT_TYPE_UNVERSIONED), (SchemaRequest = JSON))),
     responses((status = 200, description = "The version holding the schema.", body = SubjectVersionSchema, content_type = CONTENT_TYPE),
               (status = 400, description = "Unreadable JSON or wrong field types in the body, a query flag other than true/false, an unreadable query string or path (error code 400).", body = ErrorMessage, content_type = CONTENT_TYPE),
@@ -381,7 +381,7 @@ pub(super) async fn get_global_config(State(state): State<RegistryState>) -> Ans
 
 /// Set the global compatibility level.
 #[utoipa::path(put, path = "/config", tag = "config", operation_id = "putGlobalConfig",
-    request_body(description = "The level.", content(
+    request_body(description = "The level; also read as JSON when untyped or `application/octet-stream`, as Confluent reads them.", content(
         (ConfigUpdate = CONTENT_TYPE), (ConfigUpdate = CONTENT_TYPE_UNVERSIONED), (ConfigUpdate = JSON))),
     responses((status = 200, description = "The level set.", body = ConfigUpdate, content_type = CONTENT_TYPE),
               (status = 400, description = "Unreadable JSON or wrong field types (error code 400).", body = ErrorMessage, content_type = CONTENT_TYPE),
@@ -433,7 +433,7 @@ pub(super) async fn get_subject_config(
 /// Set a subject's compatibility level.
 #[utoipa::path(put, path = "/config/{subject}", tag = "config", operation_id = "putSubjectConfig",
     params(("subject" = String, Path, description = "The subject: 1 to 1024 bytes, no control characters (else 42208); percent-encode `/`.", example = "orders-value")),
-    request_body(description = "The level.", content(
+    request_body(description = "The level; also read as JSON when untyped or `application/octet-stream`, as Confluent reads them.", content(
         (ConfigUpdate = CONTENT_TYPE), (ConfigUpdate = CONTENT_TYPE_UNVERSIONED), (ConfigUpdate = JSON))),
     responses((status = 200, description = "The level set.", body = ConfigUpdate, content_type = CONTENT_TYPE),
               (status = 400, description = "Unreadable JSON or wrong field types, or an unreadable path (error code 400).", body = ErrorMessage, content_type = CONTENT_TYPE),
@@ -477,7 +477,7 @@ pub(super) async fn get_global_mode(State(state): State<RegistryState>) -> Answe
 /// Set the global mode (IMPORT needs an empty registry unless `force=true`).
 #[utoipa::path(put, path = "/mode", tag = "mode", operation_id = "putGlobalMode",
     params(("force" = Option<Flag>, Query, description = "Enter IMPORT although the registry holds schemas.")),
-    request_body(description = "The mode.", content(
+    request_body(description = "The mode; also read as JSON when untyped or `application/octet-stream`, as Confluent reads them.", content(
         (ModeBody = CONTENT_TYPE), (ModeBody = CONTENT_TYPE_UNVERSIONED), (ModeBody = JSON))),
     responses((status = 200, description = "The mode set.", body = ModeBody, content_type = CONTENT_TYPE),
               (status = 400, description = "Unreadable JSON or wrong field types in the body, a query flag other than true/false, an unreadable query string or path (error code 400).", body = ErrorMessage, content_type = CONTENT_TYPE),
@@ -521,7 +521,7 @@ pub(super) async fn get_subject_mode(
 /// Set a subject's mode.
 #[utoipa::path(put, path = "/mode/{subject}", tag = "mode", operation_id = "putSubjectMode",
     params(("subject" = String, Path, description = "The subject: 1 to 1024 bytes, no control characters (else 42208); percent-encode `/`.", example = "orders-value"), ("force" = Option<Flag>, Query, description = "Enter IMPORT although the subject holds schemas.")),
-    request_body(description = "The mode.", content(
+    request_body(description = "The mode; also read as JSON when untyped or `application/octet-stream`, as Confluent reads them.", content(
         (ModeBody = CONTENT_TYPE), (ModeBody = CONTENT_TYPE_UNVERSIONED), (ModeBody = JSON))),
     responses((status = 200, description = "The mode set.", body = ModeBody, content_type = CONTENT_TYPE),
               (status = 400, description = "Unreadable JSON or wrong field types in the body, a query flag other than true/false, an unreadable query string or path (error code 400).", body = ErrorMessage, content_type = CONTENT_TYPE),
@@ -581,7 +581,7 @@ async fn compatibility(
 /// Whether a schema may follow one version of a subject.
 #[utoipa::path(post, path = "/compatibility/subjects/{subject}/versions/{version}", tag = "compatibility", operation_id = "checkCompatibilityWithVersion",
     params(("subject" = String, Path, description = "The subject: 1 to 1024 bytes, no control characters (else 42208); percent-encode `/`.", example = "orders-value"), ("version" = String, Path, description = "`latest`, `-1` (latest) or 1..2^31-1 (else 42202).", example = "latest"), ("verbose" = Option<Flag>, Query, description = "Give the reasons as `messages`."), ("normalize" = Option<Flag>, Query, description = "Accepted (identity does not matter to a check)."), ("verify" = Option<Verify>, Query, description = "`stored`: also decode the subject's stored events with the schema; each one it cannot read is a reason (400 where the server has no such check).")),
-    request_body(description = "The schema.", content(
+    request_body(description = "The schema; also read as JSON when untyped or `application/octet-stream`, as Confluent reads them.", content(
         (SchemaRequest = CONTENT_TYPE), (SchemaRequest = CONTENT_TYPE_UNVERSIONED), (SchemaRequest = JSON))),
     responses((status = 200, description = "The verdict (`messages` with `verbose=true`).", body = CompatibilityResult, content_type = CONTENT_TYPE),
               (status = 400, description = "Unreadable JSON or wrong field types in the body, a query flag other than true/false, an unreadable query string or path (error code 400).", body = ErrorMessage, content_type = CONTENT_TYPE),
@@ -602,7 +602,7 @@ pub(super) async fn compatibility_with_version(
 /// Whether a schema may follow the subject's versions its level covers.
 #[utoipa::path(post, path = "/compatibility/subjects/{subject}/versions", tag = "compatibility", operation_id = "checkCompatibility",
     params(("subject" = String, Path, description = "The subject: 1 to 1024 bytes, no control characters (else 42208); percent-encode `/`.", example = "orders-value"), ("verbose" = Option<Flag>, Query, description = "Give the reasons as `messages`."), ("normalize" = Option<Flag>, Query, description = "Accepted (identity does not matter to a check)."), ("verify" = Option<Verify>, Query, description = "`stored`: also decode the subject's stored events with the schema; each one it cannot read is a reason (400 where the server has no such check).")),
-    request_body(description = "The schema.", content(
+    request_body(description = "The schema; also read as JSON when untyped or `application/octet-stream`, as Confluent reads them.", content(
         (SchemaRequest = CONTENT_TYPE), (SchemaRequest = CONTENT_TYPE_UNVERSIONED), (SchemaRequest = JSON))),
     responses((status = 200, description = "The verdict (`messages` with `verbose=true`); a subject without live versions accepts anything.", body = CompatibilityResult, content_type = CONTENT_TYPE),
               (status = 400, description = "Unreadable JSON or wrong field types in the body, a query flag other than true/false, an unreadable query string or path (error code 400).", body = ErrorMessage, content_type = CONTENT_TYPE),
