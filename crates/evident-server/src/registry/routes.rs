@@ -27,6 +27,24 @@ use super::RegistryState;
 
 type Answer = Result<Response, SrError>;
 
+// Descriptions the routes' documentation shares.
+const SUBJECT: &str = "The subject: 1 to 1024 bytes, no control characters (else 42208); percent-encode `/`.";
+const VERSION: &str = "`latest`, `-1` (latest) or 1..2^31-1 (else 42202).";
+const ID: &str = "The schema id (anything but a positive 32-bit number: 40403).";
+const VERIFY: &str = "`stored`: also decode the subject's stored events with the schema; each one it cannot \
+read is a reason (400 where the server has no such check).";
+const BODY: &str = "Also read as JSON when untyped or `application/octet-stream`, as Confluent reads them.";
+const BAD_QUERY: &str = "A query flag other than true/false, or an unreadable query string or path (error code 400).";
+const BAD_PATH: &str = "An unreadable path (error code 400).";
+const BAD_BODY: &str = "Unreadable JSON or wrong field types in the body, a query flag other than true/false, an \
+unreadable query string or path (error code 400).";
+const TOO_LARGE: &str = "Body larger than `--http-body-max-bytes`.";
+const BAD_MEDIA: &str = "A body media type other than the registry's two, `application/json`, \
+`application/octet-stream` or none.";
+const STORE_FAILED: &str = "50001: the store failed (full disk, I/O); nothing was changed.";
+const RAW_TEXT: &str = "The schema text as registered, unquoted, as Confluent answers it: a JSON document for Avro \
+and JSON Schema, `.proto` source for Protobuf (so no JSON schema is stated).";
+
 fn ok<T: serde::Serialize>(body: &T) -> Answer {
     Ok(sr_json(StatusCode::OK, body))
 }
@@ -109,9 +127,10 @@ pub(super) async fn schema_types() -> Answer {
 
 /// List subjects (`deleted=true` adds soft-deleted ones; `subjectPrefix` filters).
 #[utoipa::path(get, path = "/subjects", tag = "subjects", operation_id = "listSubjects",
-    params(("deleted" = Option<Flag>, Query, description = "Include soft-deleted subjects."), ("subjectPrefix" = Option<String>, Query, description = "Only subjects starting with this.")),
+    params(("deleted" = Option<Flag>, Query, description = "Include soft-deleted subjects."),
+           ("subjectPrefix" = Option<String>, Query, description = "Only subjects starting with this.")),
     responses((status = 200, description = "Subject names, sorted.", body = Vec<String>, content_type = CONTENT_TYPE),
-              (status = 400, description = "A query flag other than true/false, or an unreadable query string or path (error code 400).", body = ErrorMessage, content_type = CONTENT_TYPE)))]
+              (status = 400, description = BAD_QUERY, body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn list_subjects(State(state): State<RegistryState>, q: SrQuery) -> Answer {
     let deleted = q.flag("deleted")?;
     ok(&state.store.subjects(q.str("subjectPrefix"), deleted))
@@ -119,16 +138,18 @@ pub(super) async fn list_subjects(State(state): State<RegistryState>, q: SrQuery
 
 /// Register a schema under a subject (its id; the existing one if already registered).
 #[utoipa::path(post, path = "/subjects/{subject}/versions", tag = "subjects", operation_id = "register",
-    params(("subject" = String, Path, description = "The subject: 1 to 1024 bytes, no control characters (else 42208); percent-encode `/`.", example = "orders-value"), ("normalize" = Option<Flag>, Query, description = "Compare normalized forms."), ("verify" = Option<Verify>, Query, description = "`stored`: also decode the subject's stored events with the schema; each one it cannot read is a reason (400 where the server has no such check).")),
-    request_body(description = "The schema; also read as JSON when untyped or `application/octet-stream`, as Confluent reads them.", content(
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value"),
+           ("normalize" = Option<Flag>, Query, description = "Compare normalized forms."),
+           ("verify" = Option<Verify>, Query, description = VERIFY)),
+    request_body(description = BODY, content(
         (SchemaRequest = CONTENT_TYPE), (SchemaRequest = CONTENT_TYPE_UNVERSIONED), (SchemaRequest = JSON))),
     responses((status = 200, description = "The schema's id.", body = RegisterResponse, content_type = CONTENT_TYPE),
-              (status = 400, description = "Unreadable JSON or wrong field types in the body, a query flag other than true/false, an unreadable query string or path (error code 400).", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_BODY, body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 409, description = "Incompatible (409), with the reasons.", body = ErrorMessage, content_type = CONTENT_TYPE),
-              (status = 413, description = "Body larger than `--http-body-max-bytes`.", body = ErrorMessage, content_type = CONTENT_TYPE),
-              (status = 415, description = "A body media type other than the three accepted.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 413, description = TOO_LARGE, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 415, description = BAD_MEDIA, body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 422, description = "42201 invalid schema, 42202 version already used (IMPORT), 42205 not permitted by the mode, 42207 id holds another schema, 42208 invalid subject, 42209 schema too large.", body = ErrorMessage, content_type = CONTENT_TYPE),
-              (status = 500, description = "50001: the store failed (full disk, I/O); nothing was changed.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
+              (status = 500, description = STORE_FAILED, body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn register(
     State(state): State<RegistryState>,
     SrPath(subject): SrPath<String>,
@@ -154,14 +175,16 @@ pub(super) async fn register(
 
 /// The version of a subject holding a schema.
 #[utoipa::path(post, path = "/subjects/{subject}", tag = "subjects", operation_id = "lookupSchema",
-    params(("subject" = String, Path, description = "The subject: 1 to 1024 bytes, no control characters (else 42208); percent-encode `/`.", example = "orders-value"), ("normalize" = Option<Flag>, Query, description = "Compare normalized forms."), ("deleted" = Option<Flag>, Query, description = "Soft-deleted versions count too.")),
-    request_body(description = "The schema; also read as JSON when untyped or `application/octet-stream`, as Confluent reads them.", content(
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value"),
+           ("normalize" = Option<Flag>, Query, description = "Compare normalized forms."),
+           ("deleted" = Option<Flag>, Query, description = "Soft-deleted versions count too.")),
+    request_body(description = BODY, content(
         (SchemaRequest = CONTENT_TYPE), (SchemaRequest = CONTENT_TYPE_UNVERSIONED), (SchemaRequest = JSON))),
     responses((status = 200, description = "The version holding the schema.", body = SubjectVersionSchema, content_type = CONTENT_TYPE),
-              (status = 400, description = "Unreadable JSON or wrong field types in the body, a query flag other than true/false, an unreadable query string or path (error code 400).", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_BODY, body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 404, description = "40401 subject not found, 40403 schema not found.", body = ErrorMessage, content_type = CONTENT_TYPE),
-              (status = 413, description = "Body larger than `--http-body-max-bytes`.", body = ErrorMessage, content_type = CONTENT_TYPE),
-              (status = 415, description = "A body media type other than the three accepted.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 413, description = TOO_LARGE, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 415, description = BAD_MEDIA, body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 422, description = "42201 invalid schema, 42208 invalid subject.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn lookup(
     State(state): State<RegistryState>,
@@ -178,12 +201,13 @@ pub(super) async fn lookup(
 /// Soft-delete every live version of a subject, or (`permanent=true`) remove a soft-deleted
 /// subject for good.
 #[utoipa::path(delete, path = "/subjects/{subject}", tag = "subjects", operation_id = "deleteSubject",
-    params(("subject" = String, Path, description = "The subject: 1 to 1024 bytes, no control characters (else 42208); percent-encode `/`.", example = "orders-value"), ("permanent" = Option<Flag>, Query, description = "Remove a soft-deleted subject for good.")),
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value"),
+           ("permanent" = Option<Flag>, Query, description = "Remove a soft-deleted subject for good.")),
     responses((status = 200, description = "The versions deleted.", body = Vec<i32>, content_type = CONTENT_TYPE),
-              (status = 400, description = "A query flag other than true/false, or an unreadable query string or path (error code 400).", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_QUERY, body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 404, description = "40401 subject not found, 40404 already soft-deleted, 40405 not soft-deleted first.", body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 422, description = "42205 read-only, 42206 referenced, 42208 invalid subject.", body = ErrorMessage, content_type = CONTENT_TYPE),
-              (status = 500, description = "50001: the store failed (full disk, I/O); nothing was changed.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
+              (status = 500, description = STORE_FAILED, body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn delete_subject(
     State(state): State<RegistryState>,
     SrPath(subject): SrPath<String>,
@@ -196,9 +220,10 @@ pub(super) async fn delete_subject(
 
 /// A subject's versions.
 #[utoipa::path(get, path = "/subjects/{subject}/versions", tag = "subjects", operation_id = "listVersions",
-    params(("subject" = String, Path, description = "The subject: 1 to 1024 bytes, no control characters (else 42208); percent-encode `/`.", example = "orders-value"), ("deleted" = Option<Flag>, Query, description = "Soft-deleted versions too.")),
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value"),
+           ("deleted" = Option<Flag>, Query, description = "Soft-deleted versions too.")),
     responses((status = 200, description = "Version numbers.", body = Vec<i32>, content_type = CONTENT_TYPE),
-              (status = 400, description = "A query flag other than true/false, or an unreadable query string or path (error code 400).", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_QUERY, body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 404, description = "40401 subject not found.", body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 422, description = "42208 invalid subject.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn list_versions(
@@ -212,9 +237,11 @@ pub(super) async fn list_versions(
 
 /// One version of a subject (`latest` or a number).
 #[utoipa::path(get, path = "/subjects/{subject}/versions/{version}", tag = "subjects", operation_id = "getVersion",
-    params(("subject" = String, Path, description = "The subject: 1 to 1024 bytes, no control characters (else 42208); percent-encode `/`.", example = "orders-value"), ("version" = String, Path, description = "`latest`, `-1` (latest) or 1..2^31-1 (else 42202).", example = "latest"), ("deleted" = Option<Flag>, Query, description = "A soft-deleted version may be named.")),
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value"),
+           ("version" = String, Path, description = VERSION, example = "latest"),
+           ("deleted" = Option<Flag>, Query, description = "A soft-deleted version may be named.")),
     responses((status = 200, description = "The version.", body = SubjectVersionSchema, content_type = CONTENT_TYPE),
-              (status = 400, description = "A query flag other than true/false, or an unreadable query string or path (error code 400).", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_QUERY, body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 404, description = "40401 subject not found, 40402 version not found.", body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 422, description = "42202 invalid version, 42208 invalid subject.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn get_version(
@@ -228,12 +255,14 @@ pub(super) async fn get_version(
 
 /// Delete one version: softly, or (`permanent=true`) a soft-deleted one for good.
 #[utoipa::path(delete, path = "/subjects/{subject}/versions/{version}", tag = "subjects", operation_id = "deleteVersion",
-    params(("subject" = String, Path, description = "The subject: 1 to 1024 bytes, no control characters (else 42208); percent-encode `/`.", example = "orders-value"), ("version" = String, Path, description = "`latest`, `-1` (latest) or 1..2^31-1 (else 42202).", example = "latest"), ("permanent" = Option<Flag>, Query, description = "Remove a soft-deleted version for good.")),
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value"),
+           ("version" = String, Path, description = VERSION, example = "latest"),
+           ("permanent" = Option<Flag>, Query, description = "Remove a soft-deleted version for good.")),
     responses((status = 200, description = "The version deleted.", body = i32, content_type = CONTENT_TYPE),
-              (status = 400, description = "A query flag other than true/false, or an unreadable query string or path (error code 400).", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_QUERY, body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 404, description = "40401, 40402, 40406 already soft-deleted, 40407 not soft-deleted first.", body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 422, description = "42202 invalid version, 42205 read-only, 42206 referenced, 42208 invalid subject.", body = ErrorMessage, content_type = CONTENT_TYPE),
-              (status = 500, description = "50001: the store failed (full disk, I/O); nothing was changed.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
+              (status = 500, description = STORE_FAILED, body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn delete_version(
     State(state): State<RegistryState>,
     SrPath((subject, v)): SrPath<(String, String)>,
@@ -247,9 +276,11 @@ pub(super) async fn delete_version(
 
 /// One version's schema text, raw.
 #[utoipa::path(get, path = "/subjects/{subject}/versions/{version}/schema", tag = "subjects", operation_id = "getVersionSchema",
-    params(("subject" = String, Path, description = "The subject: 1 to 1024 bytes, no control characters (else 42208); percent-encode `/`.", example = "orders-value"), ("version" = String, Path, description = "`latest`, `-1` (latest) or 1..2^31-1 (else 42202).", example = "latest"), ("deleted" = Option<Flag>, Query, description = "A soft-deleted version may be named.")),
-    responses((status = 200, description = "The schema text as registered, unquoted, as Confluent answers it: a JSON document for Avro and JSON Schema, `.proto` source for Protobuf (so no JSON schema is stated).", content(("application/vnd.schemaregistry.v1+json"))),
-              (status = 400, description = "A query flag other than true/false, or an unreadable query string or path (error code 400).", body = ErrorMessage, content_type = CONTENT_TYPE),
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value"),
+           ("version" = String, Path, description = VERSION, example = "latest"),
+           ("deleted" = Option<Flag>, Query, description = "A soft-deleted version may be named.")),
+    responses((status = 200, description = RAW_TEXT, content(("application/vnd.schemaregistry.v1+json"))),
+              (status = 400, description = BAD_QUERY, body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 404, description = "40401 subject not found, 40402 version not found.", body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 422, description = "42202 invalid version, 42208 invalid subject.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn get_version_schema(
@@ -263,9 +294,10 @@ pub(super) async fn get_version_schema(
 
 /// Ids of the schemas that reference this version.
 #[utoipa::path(get, path = "/subjects/{subject}/versions/{version}/referencedby", tag = "subjects", operation_id = "getReferencedBy",
-    params(("subject" = String, Path, description = "The subject: 1 to 1024 bytes, no control characters (else 42208); percent-encode `/`.", example = "orders-value"), ("version" = String, Path, description = "`latest`, `-1` (latest) or 1..2^31-1 (else 42202).", example = "latest")),
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value"),
+           ("version" = String, Path, description = VERSION, example = "latest")),
     responses((status = 200, description = "Schema ids.", body = Vec<i32>, content_type = CONTENT_TYPE),
-              (status = 400, description = "An unreadable path (error code 400).", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_PATH, body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 404, description = "40401 subject not found, 40402 version not found.", body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 422, description = "42202 invalid version, 42208 invalid subject.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn referenced_by(
@@ -278,9 +310,11 @@ pub(super) async fn referenced_by(
 
 /// A schema by id (`format=serialized`: a Protobuf schema as a base64 `FileDescriptorProto`).
 #[utoipa::path(get, path = "/schemas/ids/{id}", tag = "schemas", operation_id = "getSchemaById",
-    params(("id" = i32, Path, description = "The schema id (anything but a positive 32-bit number: 40403).", example = 1), ("subject" = Option<String>, Query, description = "Accepted: a context selector in Confluent, no filter here."), ("format" = Option<String>, Query, description = "`serialized`: a Protobuf schema as a base64 `FileDescriptorProto`; other values answer the text as registered.")),
+    params(("id" = i32, Path, description = ID, example = 1),
+           ("subject" = Option<String>, Query, description = "Accepted: a context selector in Confluent, no filter here."),
+           ("format" = Option<String>, Query, description = "`serialized`: a Protobuf schema as a base64 `FileDescriptorProto`; other values answer the text as registered.")),
     responses((status = 200, description = "The schema.", body = SchemaString, content_type = CONTENT_TYPE),
-              (status = 400, description = "A query flag other than true/false, or an unreadable query string or path (error code 400).", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_QUERY, body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 404, description = "40403 schema not found.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn schema_by_id(State(state): State<RegistryState>, SrPath(id): SrPath<String>, q: SrQuery) -> Answer {
     let id = schema_id(&id)?;
@@ -312,9 +346,10 @@ pub(super) async fn schema_by_id(State(state): State<RegistryState>, SrPath(id):
 
 /// A schema's text by id, raw.
 #[utoipa::path(get, path = "/schemas/ids/{id}/schema", tag = "schemas", operation_id = "getSchemaTextById",
-    params(("id" = i32, Path, description = "The schema id (anything but a positive 32-bit number: 40403).", example = 1), ("subject" = Option<String>, Query, description = "Accepted: a context selector in Confluent, no filter here.")),
-    responses((status = 200, description = "The schema text as registered, unquoted, as Confluent answers it: a JSON document for Avro and JSON Schema, `.proto` source for Protobuf (so no JSON schema is stated).", content(("application/vnd.schemaregistry.v1+json"))),
-              (status = 400, description = "A query flag other than true/false, or an unreadable query string or path (error code 400).", body = ErrorMessage, content_type = CONTENT_TYPE),
+    params(("id" = i32, Path, description = ID, example = 1),
+           ("subject" = Option<String>, Query, description = "Accepted: a context selector in Confluent, no filter here.")),
+    responses((status = 200, description = RAW_TEXT, content(("application/vnd.schemaregistry.v1+json"))),
+              (status = 400, description = BAD_QUERY, body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 404, description = "40403 schema not found.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn schema_text_by_id(
     State(state): State<RegistryState>,
@@ -327,9 +362,10 @@ pub(super) async fn schema_text_by_id(
 
 /// The subjects holding an id.
 #[utoipa::path(get, path = "/schemas/ids/{id}/subjects", tag = "schemas", operation_id = "getSubjectsById",
-    params(("id" = i32, Path, description = "The schema id (anything but a positive 32-bit number: 40403).", example = 1), ("deleted" = Option<Flag>, Query, description = "Subjects whose versions holding it are soft-deleted too.")),
+    params(("id" = i32, Path, description = ID, example = 1),
+           ("deleted" = Option<Flag>, Query, description = "Subjects whose versions holding it are soft-deleted too.")),
     responses((status = 200, description = "Subjects.", body = Vec<String>, content_type = CONTENT_TYPE),
-              (status = 400, description = "A query flag other than true/false, or an unreadable query string or path (error code 400).", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_QUERY, body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 404, description = "40403 schema not found.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn subjects_by_id(
     State(state): State<RegistryState>,
@@ -342,9 +378,10 @@ pub(super) async fn subjects_by_id(
 
 /// The subject versions holding an id.
 #[utoipa::path(get, path = "/schemas/ids/{id}/versions", tag = "schemas", operation_id = "getVersionsById",
-    params(("id" = i32, Path, description = "The schema id (anything but a positive 32-bit number: 40403).", example = 1), ("deleted" = Option<Flag>, Query, description = "Soft-deleted versions too.")),
+    params(("id" = i32, Path, description = ID, example = 1),
+           ("deleted" = Option<Flag>, Query, description = "Soft-deleted versions too.")),
     responses((status = 200, description = "Subject versions.", body = Vec<SubjectVersion>, content_type = CONTENT_TYPE),
-              (status = 400, description = "A query flag other than true/false, or an unreadable query string or path (error code 400).", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_QUERY, body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 404, description = "40403 schema not found.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn versions_by_id(
     State(state): State<RegistryState>,
@@ -381,14 +418,14 @@ pub(super) async fn get_global_config(State(state): State<RegistryState>) -> Ans
 
 /// Set the global compatibility level.
 #[utoipa::path(put, path = "/config", tag = "config", operation_id = "putGlobalConfig",
-    request_body(description = "The level; also read as JSON when untyped or `application/octet-stream`, as Confluent reads them.", content(
+    request_body(description = BODY, content(
         (ConfigUpdate = CONTENT_TYPE), (ConfigUpdate = CONTENT_TYPE_UNVERSIONED), (ConfigUpdate = JSON))),
     responses((status = 200, description = "The level set.", body = ConfigUpdate, content_type = CONTENT_TYPE),
-              (status = 400, description = "Unreadable JSON or wrong field types (error code 400).", body = ErrorMessage, content_type = CONTENT_TYPE),
-              (status = 413, description = "Body larger than `--http-body-max-bytes`.", body = ErrorMessage, content_type = CONTENT_TYPE),
-              (status = 415, description = "A body media type other than the three accepted.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_BODY, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 413, description = TOO_LARGE, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 415, description = BAD_MEDIA, body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 422, description = "42203 invalid level.", body = ErrorMessage, content_type = CONTENT_TYPE),
-              (status = 500, description = "50001: the store failed (full disk, I/O); nothing was changed.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
+              (status = 500, description = STORE_FAILED, body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn put_global_config(
     State(state): State<RegistryState>,
     SrBody(body): SrBody<ConfigUpdate>,
@@ -401,7 +438,7 @@ pub(super) async fn put_global_config(
 /// Reset the global compatibility level to the default (BACKWARD).
 #[utoipa::path(delete, path = "/config", tag = "config", operation_id = "deleteGlobalConfig",
     responses((status = 200, description = "The level removed.", body = Config, content_type = CONTENT_TYPE),
-              (status = 500, description = "50001: the store failed (full disk, I/O); nothing was changed.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
+              (status = 500, description = STORE_FAILED, body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn delete_global_config(State(state): State<RegistryState>) -> Answer {
     let previous = blocking(&state, move |store| Ok(store.delete_compatibility(None)?)).await?;
     ok(&Config { compatibility_level: previous.to_string() })
@@ -409,9 +446,10 @@ pub(super) async fn delete_global_config(State(state): State<RegistryState>) -> 
 
 /// A subject's compatibility level (40408 if it has none, unless `defaultToGlobal=true`).
 #[utoipa::path(get, path = "/config/{subject}", tag = "config", operation_id = "getSubjectConfig",
-    params(("subject" = String, Path, description = "The subject: 1 to 1024 bytes, no control characters (else 42208); percent-encode `/`.", example = "orders-value"), ("defaultToGlobal" = Option<Flag>, Query, description = "Answer the global level when the subject has none.")),
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value"),
+           ("defaultToGlobal" = Option<Flag>, Query, description = "Answer the global level when the subject has none.")),
     responses((status = 200, description = "The level.", body = Config, content_type = CONTENT_TYPE),
-              (status = 400, description = "A query flag other than true/false, or an unreadable query string or path (error code 400).", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_QUERY, body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 404, description = "40408 no subject-level level.", body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 422, description = "42208 invalid subject.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn get_subject_config(
@@ -432,15 +470,15 @@ pub(super) async fn get_subject_config(
 
 /// Set a subject's compatibility level.
 #[utoipa::path(put, path = "/config/{subject}", tag = "config", operation_id = "putSubjectConfig",
-    params(("subject" = String, Path, description = "The subject: 1 to 1024 bytes, no control characters (else 42208); percent-encode `/`.", example = "orders-value")),
-    request_body(description = "The level; also read as JSON when untyped or `application/octet-stream`, as Confluent reads them.", content(
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value")),
+    request_body(description = BODY, content(
         (ConfigUpdate = CONTENT_TYPE), (ConfigUpdate = CONTENT_TYPE_UNVERSIONED), (ConfigUpdate = JSON))),
     responses((status = 200, description = "The level set.", body = ConfigUpdate, content_type = CONTENT_TYPE),
-              (status = 400, description = "Unreadable JSON or wrong field types, or an unreadable path (error code 400).", body = ErrorMessage, content_type = CONTENT_TYPE),
-              (status = 413, description = "Body larger than `--http-body-max-bytes`.", body = ErrorMessage, content_type = CONTENT_TYPE),
-              (status = 415, description = "A body media type other than the three accepted.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_BODY, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 413, description = TOO_LARGE, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 415, description = BAD_MEDIA, body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 422, description = "42203 invalid level, 42208 invalid subject.", body = ErrorMessage, content_type = CONTENT_TYPE),
-              (status = 500, description = "50001: the store failed (full disk, I/O); nothing was changed.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
+              (status = 500, description = STORE_FAILED, body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn put_subject_config(
     State(state): State<RegistryState>,
     SrPath(subject): SrPath<String>,
@@ -453,12 +491,12 @@ pub(super) async fn put_subject_config(
 
 /// Remove a subject's compatibility level (it follows the global one again).
 #[utoipa::path(delete, path = "/config/{subject}", tag = "config", operation_id = "deleteSubjectConfig",
-    params(("subject" = String, Path, description = "The subject: 1 to 1024 bytes, no control characters (else 42208); percent-encode `/`.", example = "orders-value")),
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value")),
     responses((status = 200, description = "The level removed.", body = Config, content_type = CONTENT_TYPE),
-              (status = 400, description = "An unreadable path (error code 400).", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_PATH, body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 404, description = "40408 no subject-level level.", body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 422, description = "42208 invalid subject.", body = ErrorMessage, content_type = CONTENT_TYPE),
-              (status = 500, description = "50001: the store failed (full disk, I/O); nothing was changed.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
+              (status = 500, description = STORE_FAILED, body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn delete_subject_config(
     State(state): State<RegistryState>,
     SrPath(subject): SrPath<String>,
@@ -477,14 +515,14 @@ pub(super) async fn get_global_mode(State(state): State<RegistryState>) -> Answe
 /// Set the global mode (IMPORT needs an empty registry unless `force=true`).
 #[utoipa::path(put, path = "/mode", tag = "mode", operation_id = "putGlobalMode",
     params(("force" = Option<Flag>, Query, description = "Enter IMPORT although the registry holds schemas.")),
-    request_body(description = "The mode; also read as JSON when untyped or `application/octet-stream`, as Confluent reads them.", content(
+    request_body(description = BODY, content(
         (ModeBody = CONTENT_TYPE), (ModeBody = CONTENT_TYPE_UNVERSIONED), (ModeBody = JSON))),
     responses((status = 200, description = "The mode set.", body = ModeBody, content_type = CONTENT_TYPE),
-              (status = 400, description = "Unreadable JSON or wrong field types in the body, a query flag other than true/false, an unreadable query string or path (error code 400).", body = ErrorMessage, content_type = CONTENT_TYPE),
-              (status = 413, description = "Body larger than `--http-body-max-bytes`.", body = ErrorMessage, content_type = CONTENT_TYPE),
-              (status = 415, description = "A body media type other than the three accepted.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_BODY, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 413, description = TOO_LARGE, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 415, description = BAD_MEDIA, body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 422, description = "42204 invalid mode, 42205 IMPORT into a non-empty registry without `force`.", body = ErrorMessage, content_type = CONTENT_TYPE),
-              (status = 500, description = "50001: the store failed (full disk, I/O); nothing was changed.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
+              (status = 500, description = STORE_FAILED, body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn put_global_mode(
     State(state): State<RegistryState>,
     q: SrQuery,
@@ -498,9 +536,10 @@ pub(super) async fn put_global_mode(
 
 /// A subject's mode (40409 if it has none, unless `defaultToGlobal=true`).
 #[utoipa::path(get, path = "/mode/{subject}", tag = "mode", operation_id = "getSubjectMode",
-    params(("subject" = String, Path, description = "The subject: 1 to 1024 bytes, no control characters (else 42208); percent-encode `/`.", example = "orders-value"), ("defaultToGlobal" = Option<Flag>, Query, description = "Answer the global mode when the subject has none.")),
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value"),
+           ("defaultToGlobal" = Option<Flag>, Query, description = "Answer the global mode when the subject has none.")),
     responses((status = 200, description = "The mode.", body = ModeBody, content_type = CONTENT_TYPE),
-              (status = 400, description = "A query flag other than true/false, or an unreadable query string or path (error code 400).", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_QUERY, body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 404, description = "40409 no subject-level mode.", body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 422, description = "42208 invalid subject.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn get_subject_mode(
@@ -520,15 +559,16 @@ pub(super) async fn get_subject_mode(
 
 /// Set a subject's mode.
 #[utoipa::path(put, path = "/mode/{subject}", tag = "mode", operation_id = "putSubjectMode",
-    params(("subject" = String, Path, description = "The subject: 1 to 1024 bytes, no control characters (else 42208); percent-encode `/`.", example = "orders-value"), ("force" = Option<Flag>, Query, description = "Enter IMPORT although the subject holds schemas.")),
-    request_body(description = "The mode; also read as JSON when untyped or `application/octet-stream`, as Confluent reads them.", content(
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value"),
+           ("force" = Option<Flag>, Query, description = "Enter IMPORT although the subject holds schemas.")),
+    request_body(description = BODY, content(
         (ModeBody = CONTENT_TYPE), (ModeBody = CONTENT_TYPE_UNVERSIONED), (ModeBody = JSON))),
     responses((status = 200, description = "The mode set.", body = ModeBody, content_type = CONTENT_TYPE),
-              (status = 400, description = "Unreadable JSON or wrong field types in the body, a query flag other than true/false, an unreadable query string or path (error code 400).", body = ErrorMessage, content_type = CONTENT_TYPE),
-              (status = 413, description = "Body larger than `--http-body-max-bytes`.", body = ErrorMessage, content_type = CONTENT_TYPE),
-              (status = 415, description = "A body media type other than the three accepted.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_BODY, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 413, description = TOO_LARGE, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 415, description = BAD_MEDIA, body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 422, description = "42204 invalid mode, 42205 IMPORT into a non-empty subject without `force`, 42208 invalid subject.", body = ErrorMessage, content_type = CONTENT_TYPE),
-              (status = 500, description = "50001: the store failed (full disk, I/O); nothing was changed.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
+              (status = 500, description = STORE_FAILED, body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn put_subject_mode(
     State(state): State<RegistryState>,
     SrPath(subject): SrPath<String>,
@@ -543,12 +583,12 @@ pub(super) async fn put_subject_mode(
 
 /// Remove a subject's mode.
 #[utoipa::path(delete, path = "/mode/{subject}", tag = "mode", operation_id = "deleteSubjectMode",
-    params(("subject" = String, Path, description = "The subject: 1 to 1024 bytes, no control characters (else 42208); percent-encode `/`.", example = "orders-value")),
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value")),
     responses((status = 200, description = "The mode removed.", body = ModeBody, content_type = CONTENT_TYPE),
-              (status = 400, description = "An unreadable path (error code 400).", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_PATH, body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 404, description = "40409 no subject-level mode.", body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 422, description = "42208 invalid subject.", body = ErrorMessage, content_type = CONTENT_TYPE),
-              (status = 500, description = "50001: the store failed (full disk, I/O); nothing was changed.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
+              (status = 500, description = STORE_FAILED, body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn delete_subject_mode(State(state): State<RegistryState>, SrPath(subject): SrPath<String>) -> Answer {
     let previous = blocking(&state, move |store| Ok(store.delete_mode(&subject)?)).await?;
     ok(&ModeBody { mode: previous.to_string() })
@@ -580,16 +620,20 @@ async fn compatibility(
 
 /// Whether a schema may follow one version of a subject.
 #[utoipa::path(post, path = "/compatibility/subjects/{subject}/versions/{version}", tag = "compatibility", operation_id = "checkCompatibilityWithVersion",
-    params(("subject" = String, Path, description = "The subject: 1 to 1024 bytes, no control characters (else 42208); percent-encode `/`.", example = "orders-value"), ("version" = String, Path, description = "`latest`, `-1` (latest) or 1..2^31-1 (else 42202).", example = "latest"), ("verbose" = Option<Flag>, Query, description = "Give the reasons as `messages`."), ("normalize" = Option<Flag>, Query, description = "Accepted (identity does not matter to a check)."), ("verify" = Option<Verify>, Query, description = "`stored`: also decode the subject's stored events with the schema; each one it cannot read is a reason (400 where the server has no such check).")),
-    request_body(description = "The schema; also read as JSON when untyped or `application/octet-stream`, as Confluent reads them.", content(
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value"),
+           ("version" = String, Path, description = VERSION, example = "latest"),
+           ("verbose" = Option<Flag>, Query, description = "Give the reasons as `messages`."),
+           ("normalize" = Option<Flag>, Query, description = "Accepted (identity does not matter to a check)."),
+           ("verify" = Option<Verify>, Query, description = VERIFY)),
+    request_body(description = BODY, content(
         (SchemaRequest = CONTENT_TYPE), (SchemaRequest = CONTENT_TYPE_UNVERSIONED), (SchemaRequest = JSON))),
     responses((status = 200, description = "The verdict (`messages` with `verbose=true`).", body = CompatibilityResult, content_type = CONTENT_TYPE),
-              (status = 400, description = "Unreadable JSON or wrong field types in the body, a query flag other than true/false, an unreadable query string or path (error code 400).", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_BODY, body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 404, description = "40401 subject not found, 40402 version not found.", body = ErrorMessage, content_type = CONTENT_TYPE),
-              (status = 413, description = "Body larger than `--http-body-max-bytes`.", body = ErrorMessage, content_type = CONTENT_TYPE),
-              (status = 415, description = "A body media type other than the three accepted.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 413, description = TOO_LARGE, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 415, description = BAD_MEDIA, body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 422, description = "42201 invalid schema, 42202 invalid version, 42208 invalid subject.", body = ErrorMessage, content_type = CONTENT_TYPE),
-              (status = 500, description = "50001: the store failed (full disk, I/O); nothing was changed.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
+              (status = 500, description = STORE_FAILED, body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn compatibility_with_version(
     State(state): State<RegistryState>,
     SrPath((subject, v)): SrPath<(String, String)>,
@@ -601,15 +645,18 @@ pub(super) async fn compatibility_with_version(
 
 /// Whether a schema may follow the subject's versions its level covers.
 #[utoipa::path(post, path = "/compatibility/subjects/{subject}/versions", tag = "compatibility", operation_id = "checkCompatibility",
-    params(("subject" = String, Path, description = "The subject: 1 to 1024 bytes, no control characters (else 42208); percent-encode `/`.", example = "orders-value"), ("verbose" = Option<Flag>, Query, description = "Give the reasons as `messages`."), ("normalize" = Option<Flag>, Query, description = "Accepted (identity does not matter to a check)."), ("verify" = Option<Verify>, Query, description = "`stored`: also decode the subject's stored events with the schema; each one it cannot read is a reason (400 where the server has no such check).")),
-    request_body(description = "The schema; also read as JSON when untyped or `application/octet-stream`, as Confluent reads them.", content(
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value"),
+           ("verbose" = Option<Flag>, Query, description = "Give the reasons as `messages`."),
+           ("normalize" = Option<Flag>, Query, description = "Accepted (identity does not matter to a check)."),
+           ("verify" = Option<Verify>, Query, description = VERIFY)),
+    request_body(description = BODY, content(
         (SchemaRequest = CONTENT_TYPE), (SchemaRequest = CONTENT_TYPE_UNVERSIONED), (SchemaRequest = JSON))),
     responses((status = 200, description = "The verdict (`messages` with `verbose=true`); a subject without live versions accepts anything.", body = CompatibilityResult, content_type = CONTENT_TYPE),
-              (status = 400, description = "Unreadable JSON or wrong field types in the body, a query flag other than true/false, an unreadable query string or path (error code 400).", body = ErrorMessage, content_type = CONTENT_TYPE),
-              (status = 413, description = "Body larger than `--http-body-max-bytes`.", body = ErrorMessage, content_type = CONTENT_TYPE),
-              (status = 415, description = "A body media type other than the three accepted.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_BODY, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 413, description = TOO_LARGE, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 415, description = BAD_MEDIA, body = ErrorMessage, content_type = CONTENT_TYPE),
               (status = 422, description = "42201 invalid schema, 42208 invalid subject.", body = ErrorMessage, content_type = CONTENT_TYPE),
-              (status = 500, description = "50001: the store failed (full disk, I/O); nothing was changed.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
+              (status = 500, description = STORE_FAILED, body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn compatibility_with_all(
     State(state): State<RegistryState>,
     SrPath(subject): SrPath<String>,
