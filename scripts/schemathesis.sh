@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# The HTTP contract, checked against a running server: starts `evident serve` (release build) on
+# The HTTP contracts, checked against a running server: starts `evident serve` (release build) on
 # a fresh data directory and free ports, validates the OpenAPI document it serves at
 # /v1/openapi.json (openapi-spec-validator), then runs schemathesis on every documented
-# operation within a time budget. It fails on any server error (5xx) and on any response that
-# contradicts the document (status, content type, headers, body schema), and on any request
-# the document allows that the server refuses or the reverse.
+# operation within a time budget; then does the same for the schema registry's API and its
+# document at /openapi.json on the registry port. It fails on any server error (5xx) and on any
+# response that contradicts the document (status, content type, headers, body schema), and on
+# any request the document allows that the server refuses or the reverse.
 #
 # schemathesis and openapi-spec-validator come from PyPI, pinned, in a virtual environment at
-# target/schemathesis-venv (target/ is not in git). EVIDENT_SCHEMATHESIS_SECONDS sets the budget
-# (default 120, so the step stays well under CI's limit).
+# target/schemathesis-venv (target/ is not in git). EVIDENT_SCHEMATHESIS_SECONDS sets the HTTP
+# API's budget (default 120), EVIDENT_SCHEMATHESIS_REGISTRY_SECONDS the registry's (default 90),
+# so the step stays well under CI's limit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV="${CARGO_TARGET_DIR:-$PWD/target}/schemathesis-venv"
 PINS=(schemathesis==4.32.5 openapi-spec-validator==0.9.0)
 BUDGET="${EVIDENT_SCHEMATHESIS_SECONDS:-120}"
+REGISTRY_BUDGET="${EVIDENT_SCHEMATHESIS_REGISTRY_SECONDS:-90}"
 
 if [ ! -x "$VENV/bin/st" ] || ! "$VENV/bin/python" -c 'import schemathesis, openapi_spec_validator' >/dev/null 2>&1; then
   echo "schemathesis: installing ${PINS[*]} into $VENV"
@@ -35,21 +38,25 @@ fi
 free_port() { "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 HTTP_PORT=$(free_port)
 KAFKA_PORT=$(free_port)
+REGISTRY_PORT=$(free_port)
 DATA=$(mktemp -d)
 LOG="$DATA.log"
-"$BIN" serve --data-dir "$DATA" --http-addr "127.0.0.1:$HTTP_PORT" --kafka-addr "127.0.0.1:$KAFKA_PORT" --registry-addr 127.0.0.1:0 --fsync never \
+"$BIN" serve --data-dir "$DATA" --http-addr "127.0.0.1:$HTTP_PORT" --kafka-addr "127.0.0.1:$KAFKA_PORT" --registry-addr "127.0.0.1:$REGISTRY_PORT" --fsync never \
   >"$LOG" 2>&1 &
 SERVER=$!
 cleanup() {
   kill "$SERVER" 2>/dev/null || true
   wait "$SERVER" 2>/dev/null || true
-  rm -rf "$DATA" "$DATA.openapi.json" "$DATA.log" "$DATA.schemathesis.toml"
+  rm -rf "$DATA" "$DATA.openapi.json" "$DATA.log" "$DATA.schemathesis.toml" \
+    "$DATA.registry-openapi.json" "$DATA.registry-schemathesis.toml"
 }
 trap cleanup EXIT
 
 BASE="http://127.0.0.1:$HTTP_PORT"
+REGISTRY="http://127.0.0.1:$REGISTRY_PORT"
 for _ in $(seq 1 100); do
-  if "$VENV/bin/python" -c "import urllib.request as u; u.urlopen('$BASE/health', timeout=1)" >/dev/null 2>&1; then
+  if "$VENV/bin/python" -c "import urllib.request as u; u.urlopen('$BASE/health', timeout=1); u.urlopen('$REGISTRY/', timeout=1)" \
+    >/dev/null 2>&1; then
     break
   fi
   sleep 0.1
@@ -103,6 +110,58 @@ mkdir -p "$WORK"
   --workers 1 \
   --suppress-health-check all \
   --warnings off) || status=$?
+
+echo "== openapi-spec-validator $REGISTRY/openapi.json"
+"$VENV/bin/python" -c "import urllib.request as u; print(u.urlopen('$REGISTRY/openapi.json', timeout=10).read().decode())" \
+  >"$DATA.registry-openapi.json"
+"$VENV/bin/openapi-spec-validator" --schema 3.1 "$DATA.registry-openapi.json"
+
+# Some data for the fuzzer to find: an Avro subject with two versions, a JSON Schema subject
+# referencing another, a subject-level compatibility level and mode.
+"$VENV/bin/python" - "$REGISTRY" <<'PY'
+import json, sys, urllib.request
+base = sys.argv[1]
+def send(method, path, body):
+    req = urllib.request.Request(base + path, json.dumps(body).encode(),
+                                 {"content-type": "application/vnd.schemaregistry.v1+json"}, method=method)
+    urllib.request.urlopen(req, timeout=10).read()
+avro = {"type": "record", "name": "Order", "fields": [{"name": "id", "type": "string"}]}
+send("POST", "/subjects/orders-value/versions", {"schema": json.dumps(avro)})
+avro["fields"].append({"name": "total", "type": "long", "default": 0})
+send("POST", "/subjects/orders-value/versions", {"schema": json.dumps(avro)})
+send("POST", "/subjects/money/versions", {"schemaType": "JSON", "schema": json.dumps({"type": "number"})})
+send("POST", "/subjects/payments-value/versions", {
+    "schemaType": "JSON",
+    "schema": json.dumps({"type": "object", "properties": {"amount": {"$ref": "money.json"}}}),
+    "references": [{"name": "money.json", "subject": "money", "version": 1}],
+})
+send("PUT", "/config/orders-value", {"compatibility": "FULL"})
+send("PUT", "/mode/payments-value", {"mode": "READWRITE"})
+PY
+
+# Confluent's API refuses with 422 what JSON Schema cannot state and the document's descriptions
+# do (a schema text that does not parse, an unknown `schemaType`, a version, level or mode word it
+# does not know, an operation the mode forbids): the positive-data check accepts 422 besides the
+# HTTP API's refusals. The same checks run as above; `use_after_free` is off here too because,
+# as in Confluent, some things answer after a DELETE by design: the global level falls back to
+# BACKWARD, and a soft-deleted version still resolves by id and with `deleted=true`.
+REGISTRY_CONFIG="$DATA.registry-schemathesis.toml"
+cat >"$REGISTRY_CONFIG" <<'TOML'
+[checks.positive_data_acceptance]
+expected-statuses = ["2xx", "400", "404", "409", "422"]
+TOML
+
+echo "== schemathesis, schema registry (budget ${REGISTRY_BUDGET}s)"
+(cd "$WORK" && "$VENV/bin/st" --config-file "$REGISTRY_CONFIG" run "$REGISTRY/openapi.json" \
+  --url "$REGISTRY" \
+  --checks all \
+  --exclude-checks ignored_auth,object_level_authorization,use_after_free \
+  --max-time "$REGISTRY_BUDGET" \
+  --request-timeout 10 \
+  --workers 1 \
+  --suppress-health-check all \
+  --warnings off) || status=$?
+
 if grep -q "panicked" "$LOG"; then
   echo "schemathesis: the server panicked:"
   cat "$LOG"

@@ -71,8 +71,9 @@ mkdir -p "$(dirname "$out")"
 cargo test --workspace --release --no-fail-fast -- --nocapture 2>&1 | tee "$out" | grep -vE '^(SEND|ACK) '
 
 echo "== HTTP contract (schemathesis)"
-# The served OpenAPI document is validated, then schemathesis drives every documented operation of
-# a live `evident serve` within a bounded budget: no 5xx, no reply that contradicts the document.
+# The served OpenAPI documents (the HTTP API's, then the schema registry's) are validated, then
+# schemathesis drives every documented operation of a live `evident serve` within a bounded budget
+# per API: no 5xx, no reply that contradicts the document.
 EVIDENT_BIN="${CARGO_TARGET_DIR:-target}/release/evident" bash scripts/schemathesis.sh
 
 echo "== librdkafka's test suite"

@@ -14,8 +14,8 @@
 //!
 //! Differences from the main API, all Confluent's: errors are `{"error_code", "message"}`;
 //! answers are `application/vnd.schemaregistry.v1+json`; request bodies may be that, the
-//! unversioned `application/vnd.schemaregistry+json`, `application/json` or untyped (else
-//! 415); unknown query parameters are ignored (Confluent's clients send some evident has no
+//! unversioned `application/vnd.schemaregistry+json`, `application/json`,
+//! `application/octet-stream` (read as JSON) or untyped (else 415); unknown query parameters are ignored (Confluent's clients send some evident has no
 //! use for); unreadable JSON is 400 with error code 400.
 //!
 //! Extension point: `?verify=stored` on the register and compatibility routes calls the
@@ -87,6 +87,9 @@ Every error is `{\"error_code\": N, \"message\": \"...\"}` with Confluent's code
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     servers((url = "http://127.0.0.1:8081", description = "The default `--registry-addr`.")),
+    // Query parameter schemas named in the routes' tuple `params(...)`, which utoipa does not
+    // collect on its own.
+    components(schemas(wire::Flag, wire::Verify)),
     tags(
         (name = "subjects", description = "Subjects and their versions: register, look up, list, delete."),
         (name = "schemas", description = "Schemas by id."),
@@ -174,5 +177,41 @@ mod tests {
                 assert!(ids.insert(id.clone()), "duplicate operationId {id}");
             }
         }
+    }
+
+    /// What schemathesis found first: the document must state the media types the API really
+    /// uses, or every answer contradicts it.
+    #[test]
+    fn the_document_states_the_registry_media_types() {
+        let doc = serde_json::to_value(openapi()).unwrap();
+        let mut bodies = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let answers = if path == "/openapi.json" { wire::JSON } else { wire::CONTENT_TYPE };
+                for (status, response) in op["responses"].as_object().unwrap() {
+                    let types: Vec<&String> = response["content"].as_object().unwrap().keys().collect();
+                    assert_eq!(types, [answers], "{method} {path} {status}");
+                }
+                if let Some(body) = op.get("requestBody") {
+                    bodies += 1;
+                    let mut types: Vec<&String> = body["content"].as_object().unwrap().keys().collect();
+                    types.sort();
+                    assert_eq!(
+                        types,
+                        [wire::JSON, wire::CONTENT_TYPE_UNVERSIONED, wire::CONTENT_TYPE],
+                        "{method} {path}"
+                    );
+                }
+                for param in op["parameters"].as_array().into_iter().flatten() {
+                    if ["deleted", "permanent", "normalize", "verbose", "defaultToGlobal", "force"]
+                        .contains(&param["name"].as_str().unwrap())
+                    {
+                        assert_eq!(param["schema"]["$ref"], "#/components/schemas/Flag", "{method} {path}");
+                    }
+                }
+            }
+        }
+        assert_eq!(bodies, 8);
+        assert!(doc["components"]["schemas"]["Flag"]["pattern"].is_string());
     }
 }

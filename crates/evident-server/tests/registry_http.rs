@@ -230,6 +230,8 @@ fn every_error_code_and_no_refusal_changes_anything() {
     call(&server, "POST", "/subjects/half/versions", Some(&body(r#""int""#)), 200);
     call(&server, "POST", "/subjects/half/versions", Some(&json!({"schema": "\"long\""}).to_string()), 200);
     call(&server, "DELETE", "/subjects/half/versions/1", None, 200);
+    call(&server, "PUT", "/config/levelled", Some(&json!({"compatibility": "FULL"}).to_string()), 200);
+    call(&server, "PUT", "/mode/levelled", Some(&json!({"mode": "READWRITE"}).to_string()), 200);
     let before = snapshot(&server);
 
     let cases: Vec<(&str, String, Option<String>, u16, u64)> = vec![
@@ -278,6 +280,12 @@ fn every_error_code_and_no_refusal_changes_anything() {
         ("POST", "/subjects/s/versions".into(), Some(json!({"schemaType": "AVRO"}).to_string()), 400, 400),
         ("PUT", "/config".into(), Some("".into()), 400, 400),
         ("GET", "/subjects?deleted=maybe".into(), None, 400, 400),
+        // A bad flag is refused even where it would not be used (found by schemathesis).
+        ("GET", "/config/levelled?defaultToGlobal=maybe".into(), None, 400, 400),
+        ("GET", "/mode/levelled?defaultToGlobal=maybe".into(), None, 400, 400),
+        // A path that is not UTF-8 is answered in the registry's shape, not axum's plain text.
+        ("GET", "/subjects/%FF/versions".into(), None, 400, 400),
+        ("GET", "/schemas/ids/%FF".into(), None, 400, 400),
         ("POST", "/subjects/s/versions?verify=everything".into(), Some(body(&order(F2))), 400, 400),
         ("POST", "/subjects/s/versions".into(), Some(body(&"x".repeat(70_000))), 413, 413),
         ("GET", "/no/such/route".into(), None, 404, 404),
@@ -294,6 +302,10 @@ fn every_error_code_and_no_refusal_changes_anything() {
     let (status, _, answer) =
         server.registry_request("POST", "/subjects/s/versions", Some(&body(&order(F2))), Some("text/plain"));
     assert_eq!((status, answer["error_code"].clone()), (415, json!(415)));
+    // One Confluent does take: its resources read `application/octet-stream` as JSON.
+    let (status, _, answer) =
+        server.registry_request("POST", "/subjects/s", Some(&body(&order(F1))), Some("application/octet-stream"));
+    assert_eq!((status, answer["version"].clone()), (200, json!(1)), "{answer}");
     assert_eq!(snapshot(&server), before, "a refused request changed the registry");
     // A version referenced by another.
     call(&server, "POST", "/subjects/base/versions", Some(&body(&order(F1))), 200);

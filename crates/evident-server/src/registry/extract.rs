@@ -1,24 +1,43 @@
 //! Request parsing for the registry API, answering bad input with Confluent's error shape:
 //! bodies (media type checked, size bounded: 413; unreadable JSON or wrong field types: 400
 //! with error code 400, as Confluent's REST layer answers Jackson's parse and mapping errors),
-//! query flags (`true`/`false` only), path segments (versions: 42202; ids: 40403).
+//! query flags (`true`/`false` only), path segments (versions: 42202; ids: 40403; a segment
+//! that is not UTF-8 once percent-decoded: 400, where axum's own rejection would be plain text).
 
 use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use evident_registry::{SchemaId, VersionSpec};
 use serde::de::DeserializeOwned;
 
-use super::wire::SrError;
+use super::wire::{SrError, CONTENT_TYPE, CONTENT_TYPE_UNVERSIONED, JSON};
 use super::RegistryState;
 
-/// Media types a request body may have (or none).
-const ACCEPTED: [&str; 3] =
-    ["application/vnd.schemaregistry.v1+json", "application/vnd.schemaregistry+json", "application/json"];
+/// Media types a request body may have (or none). `application/octet-stream` is read as JSON,
+/// as Confluent's resources do (their `GENERIC_REQUEST`: what ad hoc clients send when they name
+/// no type); the OpenAPI document states it in the bodies' description, not as a media type,
+/// as nothing but JSON is read under it.
+const ACCEPTED: [&str; 4] = [CONTENT_TYPE, CONTENT_TYPE_UNVERSIONED, JSON, OCTET_STREAM];
+
+/// Confluent's `GENERIC_REQUEST`.
+const OCTET_STREAM: &str = "application/octet-stream";
+
+/// Path parameters, refused with the registry's error shape.
+pub struct SrPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for SrPath<T> {
+    type Rejection = SrError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, SrError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(Self(v)),
+            Err(e) => Err(SrError::bad_request(format!("Invalid path: {}", e.body_text()))),
+        }
+    }
+}
 
 /// A JSON body of the registry API.
 pub struct SrBody<T>(pub T);

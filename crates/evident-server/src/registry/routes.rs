@@ -2,22 +2,48 @@
 //! document by its `#[utoipa::path]`. They translate between the wire and
 //! [`evident_registry::RegistryStore`]; every rule lives in the store. Calls that parse a
 //! schema or write (and so wait for the log's fsync) run on the blocking pool.
+//!
+//! Each documented answer names its media type (`CONTENT_TYPE`, Confluent's
+//! `application/vnd.schemaregistry.v1+json`: utoipa would guess `application/json`), each body
+//! the three media types accepted, and each route every status it can answer: 400 wherever a
+//! query flag, the query string, a path segment or a body can be unreadable; 422 (42208) wherever
+//! a subject is named; 413, 415 wherever a body is read; 500 (50001) wherever the log is written
+//! or read.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use evident_registry::{
     Compatibility, Mode, ParsedSchema, RegisterOptions, RegistryStore, SchemaInput, SchemaType, SubjectSchema,
 };
 
-use super::extract::{schema_id, version, SrBody, SrQuery};
+use super::extract::{schema_id, version, SrBody, SrPath, SrQuery};
 use super::wire::{
-    refs_field, sr_json, type_field, CompatibilityResult, Config, ConfigUpdate, ErrorMessage, ModeBody,
-    RegisterResponse, SchemaRequest, SchemaString, SrError, SubjectVersion, SubjectVersionSchema,
+    refs_field, sr_json, type_field, CompatibilityResult, Config, ConfigUpdate, ErrorMessage, Flag, ModeBody,
+    RegisterResponse, SchemaRequest, SchemaString, SrError, SubjectVersion, SubjectVersionSchema, Verify, CONTENT_TYPE,
+    CONTENT_TYPE_UNVERSIONED, JSON,
 };
 use super::RegistryState;
 
 type Answer = Result<Response, SrError>;
+
+// Descriptions the routes' documentation shares.
+const SUBJECT: &str = "The subject: 1 to 1024 bytes, no control characters (else 42208); percent-encode `/`.";
+const VERSION: &str = "`latest`, `-1` (latest) or 1..2^31-1 (else 42202).";
+const ID: &str = "The schema id (anything but a positive 32-bit number: 40403).";
+const VERIFY: &str = "`stored`: also decode the subject's stored events with the schema; each one it cannot \
+read is a reason (400 where the server has no such check).";
+const BODY: &str = "Also read as JSON when untyped or `application/octet-stream`, as Confluent reads them.";
+const BAD_QUERY: &str = "A query flag other than true/false, or an unreadable query string or path (error code 400).";
+const BAD_PATH: &str = "An unreadable path (error code 400).";
+const BAD_BODY: &str = "Unreadable JSON or wrong field types in the body, a query flag other than true/false, an \
+unreadable query string or path (error code 400).";
+const TOO_LARGE: &str = "Body larger than `--http-body-max-bytes`.";
+const BAD_MEDIA: &str = "A body media type other than the registry's two, `application/json`, \
+`application/octet-stream` or none.";
+const STORE_FAILED: &str = "50001: the store failed (full disk, I/O); nothing was changed.";
+const RAW_TEXT: &str = "The schema text as registered, unquoted, as Confluent answers it: a JSON document for Avro \
+and JSON Schema, `.proto` source for Protobuf (so no JSON schema is stated).";
 
 fn ok<T: serde::Serialize>(body: &T) -> Answer {
     Ok(sr_json(StatusCode::OK, body))
@@ -86,14 +112,14 @@ fn wants_verify(
 
 /// Answers `{}`: the root, which clients probe.
 #[utoipa::path(get, path = "/", tag = "registry", operation_id = "root",
-    responses((status = 200, description = "An empty object.", body = Object)))]
+    responses((status = 200, description = "An empty object.", body = Object, content_type = CONTENT_TYPE)))]
 pub(super) async fn root() -> Answer {
     ok(&serde_json::json!({}))
 }
 
 /// The schema formats this registry understands.
 #[utoipa::path(get, path = "/schemas/types", tag = "schemas", operation_id = "getSchemaTypes",
-    responses((status = 200, description = "`[\"JSON\",\"PROTOBUF\",\"AVRO\"]`.", body = Vec<String>)))]
+    responses((status = 200, description = "`[\"JSON\",\"PROTOBUF\",\"AVRO\"]`.", body = Vec<String>, content_type = CONTENT_TYPE)))]
 pub(super) async fn schema_types() -> Answer {
     let types: Vec<&str> = SchemaType::ALL.iter().map(|t| t.as_str()).collect();
     ok(&types)
@@ -101,10 +127,10 @@ pub(super) async fn schema_types() -> Answer {
 
 /// List subjects (`deleted=true` adds soft-deleted ones; `subjectPrefix` filters).
 #[utoipa::path(get, path = "/subjects", tag = "subjects", operation_id = "listSubjects",
-    params(("deleted" = Option<bool>, Query, description = "Include soft-deleted subjects."),
+    params(("deleted" = Option<Flag>, Query, description = "Include soft-deleted subjects."),
            ("subjectPrefix" = Option<String>, Query, description = "Only subjects starting with this.")),
-    responses((status = 200, description = "Subject names, sorted.", body = Vec<String>),
-              (status = 400, description = "A bad query flag.", body = ErrorMessage)))]
+    responses((status = 200, description = "Subject names, sorted.", body = Vec<String>, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_QUERY, body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn list_subjects(State(state): State<RegistryState>, q: SrQuery) -> Answer {
     let deleted = q.flag("deleted")?;
     ok(&state.store.subjects(q.str("subjectPrefix"), deleted))
@@ -112,19 +138,21 @@ pub(super) async fn list_subjects(State(state): State<RegistryState>, q: SrQuery
 
 /// Register a schema under a subject (its id; the existing one if already registered).
 #[utoipa::path(post, path = "/subjects/{subject}/versions", tag = "subjects", operation_id = "register",
-    params(("subject" = String, Path), ("normalize" = Option<bool>, Query, description = "Compare normalized forms."),
-           ("verify" = Option<String>, Query, description = "`stored`: also decode the subject's stored events with the schema.")),
-    request_body(content = SchemaRequest, content_type = "application/vnd.schemaregistry.v1+json"),
-    responses((status = 200, description = "The schema's id.", body = RegisterResponse),
-              (status = 400, description = "Malformed JSON (error code 400).", body = ErrorMessage),
-              (status = 409, description = "Incompatible (409), with the reasons.", body = ErrorMessage),
-              (status = 413, description = "Body too large.", body = ErrorMessage),
-              (status = 415, description = "Unsupported media type.", body = ErrorMessage),
-              (status = 422, description = "42201 invalid schema, 42205 not permitted by the mode, 42207, 42208, 42209.", body = ErrorMessage),
-              (status = 500, description = "50001 store error.", body = ErrorMessage)))]
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value"),
+           ("normalize" = Option<Flag>, Query, description = "Compare normalized forms."),
+           ("verify" = Option<Verify>, Query, description = VERIFY)),
+    request_body(description = BODY, content(
+        (SchemaRequest = CONTENT_TYPE), (SchemaRequest = CONTENT_TYPE_UNVERSIONED), (SchemaRequest = JSON))),
+    responses((status = 200, description = "The schema's id.", body = RegisterResponse, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_BODY, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 409, description = "Incompatible (409), with the reasons.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 413, description = TOO_LARGE, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 415, description = BAD_MEDIA, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 422, description = "42201 invalid schema, 42202 version already used (IMPORT), 42205 not permitted by the mode, 42207 id holds another schema, 42208 invalid subject, 42209 schema too large.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 500, description = STORE_FAILED, body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn register(
     State(state): State<RegistryState>,
-    Path(subject): Path<String>,
+    SrPath(subject): SrPath<String>,
     q: SrQuery,
     SrBody(body): SrBody<SchemaRequest>,
 ) -> Answer {
@@ -147,15 +175,20 @@ pub(super) async fn register(
 
 /// The version of a subject holding a schema.
 #[utoipa::path(post, path = "/subjects/{subject}", tag = "subjects", operation_id = "lookupSchema",
-    params(("subject" = String, Path), ("normalize" = Option<bool>, Query), ("deleted" = Option<bool>, Query)),
-    request_body(content = SchemaRequest, content_type = "application/vnd.schemaregistry.v1+json"),
-    responses((status = 200, description = "The version.", body = SubjectVersionSchema),
-              (status = 400, description = "Malformed JSON.", body = ErrorMessage),
-              (status = 404, description = "40401 subject not found, 40403 schema not found.", body = ErrorMessage),
-              (status = 422, description = "42201 invalid schema.", body = ErrorMessage)))]
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value"),
+           ("normalize" = Option<Flag>, Query, description = "Compare normalized forms."),
+           ("deleted" = Option<Flag>, Query, description = "Soft-deleted versions count too.")),
+    request_body(description = BODY, content(
+        (SchemaRequest = CONTENT_TYPE), (SchemaRequest = CONTENT_TYPE_UNVERSIONED), (SchemaRequest = JSON))),
+    responses((status = 200, description = "The version holding the schema.", body = SubjectVersionSchema, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_BODY, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 404, description = "40401 subject not found, 40403 schema not found.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 413, description = TOO_LARGE, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 415, description = BAD_MEDIA, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 422, description = "42201 invalid schema, 42208 invalid subject.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn lookup(
     State(state): State<RegistryState>,
-    Path(subject): Path<String>,
+    SrPath(subject): SrPath<String>,
     q: SrQuery,
     SrBody(body): SrBody<SchemaRequest>,
 ) -> Answer {
@@ -168,13 +201,16 @@ pub(super) async fn lookup(
 /// Soft-delete every live version of a subject, or (`permanent=true`) remove a soft-deleted
 /// subject for good.
 #[utoipa::path(delete, path = "/subjects/{subject}", tag = "subjects", operation_id = "deleteSubject",
-    params(("subject" = String, Path), ("permanent" = Option<bool>, Query)),
-    responses((status = 200, description = "The versions deleted.", body = Vec<i32>),
-              (status = 404, description = "40401, 40404 already soft-deleted, 40405 not soft-deleted first.", body = ErrorMessage),
-              (status = 422, description = "42205 read-only, 42206 referenced.", body = ErrorMessage)))]
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value"),
+           ("permanent" = Option<Flag>, Query, description = "Remove a soft-deleted subject for good.")),
+    responses((status = 200, description = "The versions deleted.", body = Vec<i32>, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_QUERY, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 404, description = "40401 subject not found, 40404 already soft-deleted, 40405 not soft-deleted first.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 422, description = "42205 read-only, 42206 referenced, 42208 invalid subject.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 500, description = STORE_FAILED, body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn delete_subject(
     State(state): State<RegistryState>,
-    Path(subject): Path<String>,
+    SrPath(subject): SrPath<String>,
     q: SrQuery,
 ) -> Answer {
     let permanent = q.flag("permanent")?;
@@ -184,12 +220,15 @@ pub(super) async fn delete_subject(
 
 /// A subject's versions.
 #[utoipa::path(get, path = "/subjects/{subject}/versions", tag = "subjects", operation_id = "listVersions",
-    params(("subject" = String, Path), ("deleted" = Option<bool>, Query)),
-    responses((status = 200, description = "Version numbers.", body = Vec<i32>),
-              (status = 404, description = "40401.", body = ErrorMessage)))]
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value"),
+           ("deleted" = Option<Flag>, Query, description = "Soft-deleted versions too.")),
+    responses((status = 200, description = "Version numbers.", body = Vec<i32>, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_QUERY, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 404, description = "40401 subject not found.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 422, description = "42208 invalid subject.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn list_versions(
     State(state): State<RegistryState>,
-    Path(subject): Path<String>,
+    SrPath(subject): SrPath<String>,
     q: SrQuery,
 ) -> Answer {
     let deleted = q.flag("deleted")?;
@@ -198,14 +237,16 @@ pub(super) async fn list_versions(
 
 /// One version of a subject (`latest` or a number).
 #[utoipa::path(get, path = "/subjects/{subject}/versions/{version}", tag = "subjects", operation_id = "getVersion",
-    params(("subject" = String, Path), ("version" = String, Path, description = "`latest` or 1..2^31-1."),
-           ("deleted" = Option<bool>, Query)),
-    responses((status = 200, description = "The version.", body = SubjectVersionSchema),
-              (status = 404, description = "40401, 40402.", body = ErrorMessage),
-              (status = 422, description = "42202 invalid version.", body = ErrorMessage)))]
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value"),
+           ("version" = String, Path, description = VERSION, example = "latest"),
+           ("deleted" = Option<Flag>, Query, description = "A soft-deleted version may be named.")),
+    responses((status = 200, description = "The version.", body = SubjectVersionSchema, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_QUERY, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 404, description = "40401 subject not found, 40402 version not found.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 422, description = "42202 invalid version, 42208 invalid subject.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn get_version(
     State(state): State<RegistryState>,
-    Path((subject, v)): Path<(String, String)>,
+    SrPath((subject, v)): SrPath<(String, String)>,
     q: SrQuery,
 ) -> Answer {
     let deleted = q.flag("deleted")?;
@@ -214,13 +255,17 @@ pub(super) async fn get_version(
 
 /// Delete one version: softly, or (`permanent=true`) a soft-deleted one for good.
 #[utoipa::path(delete, path = "/subjects/{subject}/versions/{version}", tag = "subjects", operation_id = "deleteVersion",
-    params(("subject" = String, Path), ("version" = String, Path), ("permanent" = Option<bool>, Query)),
-    responses((status = 200, description = "The version deleted.", body = i32),
-              (status = 404, description = "40401, 40402, 40406 already soft-deleted, 40407 not soft-deleted first.", body = ErrorMessage),
-              (status = 422, description = "42202, 42205, 42206 referenced.", body = ErrorMessage)))]
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value"),
+           ("version" = String, Path, description = VERSION, example = "latest"),
+           ("permanent" = Option<Flag>, Query, description = "Remove a soft-deleted version for good.")),
+    responses((status = 200, description = "The version deleted.", body = i32, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_QUERY, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 404, description = "40401, 40402, 40406 already soft-deleted, 40407 not soft-deleted first.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 422, description = "42202 invalid version, 42205 read-only, 42206 referenced, 42208 invalid subject.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 500, description = STORE_FAILED, body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn delete_version(
     State(state): State<RegistryState>,
-    Path((subject, v)): Path<(String, String)>,
+    SrPath((subject, v)): SrPath<(String, String)>,
     q: SrQuery,
 ) -> Answer {
     let permanent = q.flag("permanent")?;
@@ -231,13 +276,16 @@ pub(super) async fn delete_version(
 
 /// One version's schema text, raw.
 #[utoipa::path(get, path = "/subjects/{subject}/versions/{version}/schema", tag = "subjects", operation_id = "getVersionSchema",
-    params(("subject" = String, Path), ("version" = String, Path), ("deleted" = Option<bool>, Query)),
-    responses((status = 200, description = "The schema text.", body = String),
-              (status = 404, description = "40401, 40402.", body = ErrorMessage),
-              (status = 422, description = "42202.", body = ErrorMessage)))]
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value"),
+           ("version" = String, Path, description = VERSION, example = "latest"),
+           ("deleted" = Option<Flag>, Query, description = "A soft-deleted version may be named.")),
+    responses((status = 200, description = RAW_TEXT, content(("application/vnd.schemaregistry.v1+json"))),
+              (status = 400, description = BAD_QUERY, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 404, description = "40401 subject not found, 40402 version not found.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 422, description = "42202 invalid version, 42208 invalid subject.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn get_version_schema(
     State(state): State<RegistryState>,
-    Path((subject, v)): Path<(String, String)>,
+    SrPath((subject, v)): SrPath<(String, String)>,
     q: SrQuery,
 ) -> Answer {
     let deleted = q.flag("deleted")?;
@@ -246,13 +294,15 @@ pub(super) async fn get_version_schema(
 
 /// Ids of the schemas that reference this version.
 #[utoipa::path(get, path = "/subjects/{subject}/versions/{version}/referencedby", tag = "subjects", operation_id = "getReferencedBy",
-    params(("subject" = String, Path), ("version" = String, Path)),
-    responses((status = 200, description = "Schema ids.", body = Vec<i32>),
-              (status = 404, description = "40401, 40402.", body = ErrorMessage),
-              (status = 422, description = "42202.", body = ErrorMessage)))]
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value"),
+           ("version" = String, Path, description = VERSION, example = "latest")),
+    responses((status = 200, description = "Schema ids.", body = Vec<i32>, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_PATH, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 404, description = "40401 subject not found, 40402 version not found.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 422, description = "42202 invalid version, 42208 invalid subject.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn referenced_by(
     State(state): State<RegistryState>,
-    Path((subject, v)): Path<(String, String)>,
+    SrPath((subject, v)): SrPath<(String, String)>,
 ) -> Answer {
     let ids: Vec<i32> = state.store.referenced_by(&subject, version(&v)?)?.into_iter().map(|id| id.0).collect();
     ok(&ids)
@@ -260,10 +310,13 @@ pub(super) async fn referenced_by(
 
 /// A schema by id (`format=serialized`: a Protobuf schema as a base64 `FileDescriptorProto`).
 #[utoipa::path(get, path = "/schemas/ids/{id}", tag = "schemas", operation_id = "getSchemaById",
-    params(("id" = i32, Path), ("subject" = Option<String>, Query), ("format" = Option<String>, Query)),
-    responses((status = 200, description = "The schema.", body = SchemaString),
-              (status = 404, description = "40403.", body = ErrorMessage)))]
-pub(super) async fn schema_by_id(State(state): State<RegistryState>, Path(id): Path<String>, q: SrQuery) -> Answer {
+    params(("id" = i32, Path, description = ID, example = 1),
+           ("subject" = Option<String>, Query, description = "Accepted: a context selector in Confluent, no filter here."),
+           ("format" = Option<String>, Query, description = "`serialized`: a Protobuf schema as a base64 `FileDescriptorProto`; other values answer the text as registered.")),
+    responses((status = 200, description = "The schema.", body = SchemaString, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_QUERY, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 404, description = "40403 schema not found.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
+pub(super) async fn schema_by_id(State(state): State<RegistryState>, SrPath(id): SrPath<String>, q: SrQuery) -> Answer {
     let id = schema_id(&id)?;
     // `subject` only picks a context in Confluent (evident has the default one only), so it
     // does not restrict the answer: a deserializer passing its subject still finds the id.
@@ -293,12 +346,14 @@ pub(super) async fn schema_by_id(State(state): State<RegistryState>, Path(id): P
 
 /// A schema's text by id, raw.
 #[utoipa::path(get, path = "/schemas/ids/{id}/schema", tag = "schemas", operation_id = "getSchemaTextById",
-    params(("id" = i32, Path), ("subject" = Option<String>, Query)),
-    responses((status = 200, description = "The schema text.", body = String),
-              (status = 404, description = "40403.", body = ErrorMessage)))]
+    params(("id" = i32, Path, description = ID, example = 1),
+           ("subject" = Option<String>, Query, description = "Accepted: a context selector in Confluent, no filter here.")),
+    responses((status = 200, description = RAW_TEXT, content(("application/vnd.schemaregistry.v1+json"))),
+              (status = 400, description = BAD_QUERY, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 404, description = "40403 schema not found.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn schema_text_by_id(
     State(state): State<RegistryState>,
-    Path(id): Path<String>,
+    SrPath(id): SrPath<String>,
     q: SrQuery,
 ) -> Answer {
     let _ = q.str("subject"); // a context selector in Confluent; see `schema_by_id`
@@ -307,20 +362,32 @@ pub(super) async fn schema_text_by_id(
 
 /// The subjects holding an id.
 #[utoipa::path(get, path = "/schemas/ids/{id}/subjects", tag = "schemas", operation_id = "getSubjectsById",
-    params(("id" = i32, Path), ("deleted" = Option<bool>, Query)),
-    responses((status = 200, description = "Subjects.", body = Vec<String>),
-              (status = 404, description = "40403.", body = ErrorMessage)))]
-pub(super) async fn subjects_by_id(State(state): State<RegistryState>, Path(id): Path<String>, q: SrQuery) -> Answer {
+    params(("id" = i32, Path, description = ID, example = 1),
+           ("deleted" = Option<Flag>, Query, description = "Subjects whose versions holding it are soft-deleted too.")),
+    responses((status = 200, description = "Subjects.", body = Vec<String>, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_QUERY, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 404, description = "40403 schema not found.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
+pub(super) async fn subjects_by_id(
+    State(state): State<RegistryState>,
+    SrPath(id): SrPath<String>,
+    q: SrQuery,
+) -> Answer {
     let deleted = q.flag("deleted")?;
     ok(&state.store.id_subjects(schema_id(&id)?, deleted)?)
 }
 
 /// The subject versions holding an id.
 #[utoipa::path(get, path = "/schemas/ids/{id}/versions", tag = "schemas", operation_id = "getVersionsById",
-    params(("id" = i32, Path), ("deleted" = Option<bool>, Query)),
-    responses((status = 200, description = "Subject versions.", body = Vec<SubjectVersion>),
-              (status = 404, description = "40403.", body = ErrorMessage)))]
-pub(super) async fn versions_by_id(State(state): State<RegistryState>, Path(id): Path<String>, q: SrQuery) -> Answer {
+    params(("id" = i32, Path, description = ID, example = 1),
+           ("deleted" = Option<Flag>, Query, description = "Soft-deleted versions too.")),
+    responses((status = 200, description = "Subject versions.", body = Vec<SubjectVersion>, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_QUERY, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 404, description = "40403 schema not found.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
+pub(super) async fn versions_by_id(
+    State(state): State<RegistryState>,
+    SrPath(id): SrPath<String>,
+    q: SrQuery,
+) -> Answer {
     let deleted = q.flag("deleted")?;
     let versions: Vec<SubjectVersion> = state
         .store
@@ -344,17 +411,21 @@ fn mode_of(text: &str) -> Result<Mode, SrError> {
 
 /// The global compatibility level.
 #[utoipa::path(get, path = "/config", tag = "config", operation_id = "getGlobalConfig",
-    responses((status = 200, description = "The level.", body = Config)))]
+    responses((status = 200, description = "The level.", body = Config, content_type = CONTENT_TYPE)))]
 pub(super) async fn get_global_config(State(state): State<RegistryState>) -> Answer {
     ok(&Config { compatibility_level: state.store.effective_compatibility(None).to_string() })
 }
 
 /// Set the global compatibility level.
 #[utoipa::path(put, path = "/config", tag = "config", operation_id = "putGlobalConfig",
-    request_body(content = ConfigUpdate, content_type = "application/vnd.schemaregistry.v1+json"),
-    responses((status = 200, description = "The level set.", body = ConfigUpdate),
-              (status = 400, description = "Malformed JSON.", body = ErrorMessage),
-              (status = 422, description = "42203 invalid level.", body = ErrorMessage)))]
+    request_body(description = BODY, content(
+        (ConfigUpdate = CONTENT_TYPE), (ConfigUpdate = CONTENT_TYPE_UNVERSIONED), (ConfigUpdate = JSON))),
+    responses((status = 200, description = "The level set.", body = ConfigUpdate, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_BODY, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 413, description = TOO_LARGE, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 415, description = BAD_MEDIA, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 422, description = "42203 invalid level.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 500, description = STORE_FAILED, body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn put_global_config(
     State(state): State<RegistryState>,
     SrBody(body): SrBody<ConfigUpdate>,
@@ -366,7 +437,8 @@ pub(super) async fn put_global_config(
 
 /// Reset the global compatibility level to the default (BACKWARD).
 #[utoipa::path(delete, path = "/config", tag = "config", operation_id = "deleteGlobalConfig",
-    responses((status = 200, description = "The level removed.", body = Config)))]
+    responses((status = 200, description = "The level removed.", body = Config, content_type = CONTENT_TYPE),
+              (status = 500, description = STORE_FAILED, body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn delete_global_config(State(state): State<RegistryState>) -> Answer {
     let previous = blocking(&state, move |store| Ok(store.delete_compatibility(None)?)).await?;
     ok(&Config { compatibility_level: previous.to_string() })
@@ -374,18 +446,23 @@ pub(super) async fn delete_global_config(State(state): State<RegistryState>) -> 
 
 /// A subject's compatibility level (40408 if it has none, unless `defaultToGlobal=true`).
 #[utoipa::path(get, path = "/config/{subject}", tag = "config", operation_id = "getSubjectConfig",
-    params(("subject" = String, Path), ("defaultToGlobal" = Option<bool>, Query)),
-    responses((status = 200, description = "The level.", body = Config),
-              (status = 404, description = "40408.", body = ErrorMessage)))]
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value"),
+           ("defaultToGlobal" = Option<Flag>, Query, description = "Answer the global level when the subject has none.")),
+    responses((status = 200, description = "The level.", body = Config, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_QUERY, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 404, description = "40408 no subject-level level.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 422, description = "42208 invalid subject.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn get_subject_config(
     State(state): State<RegistryState>,
-    Path(subject): Path<String>,
+    SrPath(subject): SrPath<String>,
     q: SrQuery,
 ) -> Answer {
+    // Read before it is needed, so a bad flag is refused whether or not the subject has a level.
+    let default_to_global = q.flag("defaultToGlobal")?;
     evident_registry::validate_subject(&subject)?;
     let level = match state.store.compatibility(Some(&subject)) {
         Some(l) => l,
-        None if q.flag("defaultToGlobal")? => state.store.effective_compatibility(None),
+        None if default_to_global => state.store.effective_compatibility(None),
         None => return Err(evident_registry::RegistryError::SubjectCompatibilityNotConfigured(subject).into()),
     };
     ok(&Config { compatibility_level: level.to_string() })
@@ -393,14 +470,18 @@ pub(super) async fn get_subject_config(
 
 /// Set a subject's compatibility level.
 #[utoipa::path(put, path = "/config/{subject}", tag = "config", operation_id = "putSubjectConfig",
-    params(("subject" = String, Path)),
-    request_body(content = ConfigUpdate, content_type = "application/vnd.schemaregistry.v1+json"),
-    responses((status = 200, description = "The level set.", body = ConfigUpdate),
-              (status = 400, description = "Malformed JSON.", body = ErrorMessage),
-              (status = 422, description = "42203, 42208.", body = ErrorMessage)))]
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value")),
+    request_body(description = BODY, content(
+        (ConfigUpdate = CONTENT_TYPE), (ConfigUpdate = CONTENT_TYPE_UNVERSIONED), (ConfigUpdate = JSON))),
+    responses((status = 200, description = "The level set.", body = ConfigUpdate, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_BODY, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 413, description = TOO_LARGE, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 415, description = BAD_MEDIA, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 422, description = "42203 invalid level, 42208 invalid subject.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 500, description = STORE_FAILED, body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn put_subject_config(
     State(state): State<RegistryState>,
-    Path(subject): Path<String>,
+    SrPath(subject): SrPath<String>,
     SrBody(body): SrBody<ConfigUpdate>,
 ) -> Answer {
     let l = level(&body.compatibility)?;
@@ -410,28 +491,38 @@ pub(super) async fn put_subject_config(
 
 /// Remove a subject's compatibility level (it follows the global one again).
 #[utoipa::path(delete, path = "/config/{subject}", tag = "config", operation_id = "deleteSubjectConfig",
-    params(("subject" = String, Path)),
-    responses((status = 200, description = "The level removed.", body = Config),
-              (status = 404, description = "40408.", body = ErrorMessage)))]
-pub(super) async fn delete_subject_config(State(state): State<RegistryState>, Path(subject): Path<String>) -> Answer {
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value")),
+    responses((status = 200, description = "The level removed.", body = Config, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_PATH, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 404, description = "40408 no subject-level level.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 422, description = "42208 invalid subject.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 500, description = STORE_FAILED, body = ErrorMessage, content_type = CONTENT_TYPE)))]
+pub(super) async fn delete_subject_config(
+    State(state): State<RegistryState>,
+    SrPath(subject): SrPath<String>,
+) -> Answer {
     let previous = blocking(&state, move |store| Ok(store.delete_compatibility(Some(&subject))?)).await?;
     ok(&Config { compatibility_level: previous.to_string() })
 }
 
 /// The global mode.
 #[utoipa::path(get, path = "/mode", tag = "mode", operation_id = "getGlobalMode",
-    responses((status = 200, description = "The mode.", body = ModeBody)))]
+    responses((status = 200, description = "The mode.", body = ModeBody, content_type = CONTENT_TYPE)))]
 pub(super) async fn get_global_mode(State(state): State<RegistryState>) -> Answer {
     ok(&ModeBody { mode: state.store.effective_mode(None).to_string() })
 }
 
 /// Set the global mode (IMPORT needs an empty registry unless `force=true`).
 #[utoipa::path(put, path = "/mode", tag = "mode", operation_id = "putGlobalMode",
-    params(("force" = Option<bool>, Query)),
-    request_body(content = ModeBody, content_type = "application/vnd.schemaregistry.v1+json"),
-    responses((status = 200, description = "The mode set.", body = ModeBody),
-              (status = 400, description = "Malformed JSON.", body = ErrorMessage),
-              (status = 422, description = "42204 invalid mode, 42205 not empty.", body = ErrorMessage)))]
+    params(("force" = Option<Flag>, Query, description = "Enter IMPORT although the registry holds schemas.")),
+    request_body(description = BODY, content(
+        (ModeBody = CONTENT_TYPE), (ModeBody = CONTENT_TYPE_UNVERSIONED), (ModeBody = JSON))),
+    responses((status = 200, description = "The mode set.", body = ModeBody, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_BODY, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 413, description = TOO_LARGE, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 415, description = BAD_MEDIA, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 422, description = "42204 invalid mode, 42205 IMPORT into a non-empty registry without `force`.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 500, description = STORE_FAILED, body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn put_global_mode(
     State(state): State<RegistryState>,
     q: SrQuery,
@@ -445,18 +536,22 @@ pub(super) async fn put_global_mode(
 
 /// A subject's mode (40409 if it has none, unless `defaultToGlobal=true`).
 #[utoipa::path(get, path = "/mode/{subject}", tag = "mode", operation_id = "getSubjectMode",
-    params(("subject" = String, Path), ("defaultToGlobal" = Option<bool>, Query)),
-    responses((status = 200, description = "The mode.", body = ModeBody),
-              (status = 404, description = "40409.", body = ErrorMessage)))]
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value"),
+           ("defaultToGlobal" = Option<Flag>, Query, description = "Answer the global mode when the subject has none.")),
+    responses((status = 200, description = "The mode.", body = ModeBody, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_QUERY, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 404, description = "40409 no subject-level mode.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 422, description = "42208 invalid subject.", body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn get_subject_mode(
     State(state): State<RegistryState>,
-    Path(subject): Path<String>,
+    SrPath(subject): SrPath<String>,
     q: SrQuery,
 ) -> Answer {
+    let default_to_global = q.flag("defaultToGlobal")?; // as in `get_subject_config`
     evident_registry::validate_subject(&subject)?;
     let mode = match state.store.mode(Some(&subject)) {
         Some(m) => m,
-        None if q.flag("defaultToGlobal")? => state.store.effective_mode(None),
+        None if default_to_global => state.store.effective_mode(None),
         None => return Err(evident_registry::RegistryError::SubjectModeNotConfigured(subject).into()),
     };
     ok(&ModeBody { mode: mode.to_string() })
@@ -464,14 +559,19 @@ pub(super) async fn get_subject_mode(
 
 /// Set a subject's mode.
 #[utoipa::path(put, path = "/mode/{subject}", tag = "mode", operation_id = "putSubjectMode",
-    params(("subject" = String, Path), ("force" = Option<bool>, Query)),
-    request_body(content = ModeBody, content_type = "application/vnd.schemaregistry.v1+json"),
-    responses((status = 200, description = "The mode set.", body = ModeBody),
-              (status = 400, description = "Malformed JSON.", body = ErrorMessage),
-              (status = 422, description = "42204, 42205, 42208.", body = ErrorMessage)))]
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value"),
+           ("force" = Option<Flag>, Query, description = "Enter IMPORT although the subject holds schemas.")),
+    request_body(description = BODY, content(
+        (ModeBody = CONTENT_TYPE), (ModeBody = CONTENT_TYPE_UNVERSIONED), (ModeBody = JSON))),
+    responses((status = 200, description = "The mode set.", body = ModeBody, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_BODY, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 413, description = TOO_LARGE, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 415, description = BAD_MEDIA, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 422, description = "42204 invalid mode, 42205 IMPORT into a non-empty subject without `force`, 42208 invalid subject.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 500, description = STORE_FAILED, body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn put_subject_mode(
     State(state): State<RegistryState>,
-    Path(subject): Path<String>,
+    SrPath(subject): SrPath<String>,
     q: SrQuery,
     SrBody(body): SrBody<ModeBody>,
 ) -> Answer {
@@ -483,10 +583,13 @@ pub(super) async fn put_subject_mode(
 
 /// Remove a subject's mode.
 #[utoipa::path(delete, path = "/mode/{subject}", tag = "mode", operation_id = "deleteSubjectMode",
-    params(("subject" = String, Path)),
-    responses((status = 200, description = "The mode removed.", body = ModeBody),
-              (status = 404, description = "40409.", body = ErrorMessage)))]
-pub(super) async fn delete_subject_mode(State(state): State<RegistryState>, Path(subject): Path<String>) -> Answer {
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value")),
+    responses((status = 200, description = "The mode removed.", body = ModeBody, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_PATH, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 404, description = "40409 no subject-level mode.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 422, description = "42208 invalid subject.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 500, description = STORE_FAILED, body = ErrorMessage, content_type = CONTENT_TYPE)))]
+pub(super) async fn delete_subject_mode(State(state): State<RegistryState>, SrPath(subject): SrPath<String>) -> Answer {
     let previous = blocking(&state, move |store| Ok(store.delete_mode(&subject)?)).await?;
     ok(&ModeBody { mode: previous.to_string() })
 }
@@ -516,18 +619,24 @@ async fn compatibility(
 }
 
 /// Whether a schema may follow one version of a subject.
-#[utoipa::path(post, path = "/compatibility/subjects/{subject}/versions/{version}", tag = "compatibility",
-    operation_id = "checkCompatibilityWithVersion",
-    params(("subject" = String, Path), ("version" = String, Path), ("verbose" = Option<bool>, Query),
-           ("normalize" = Option<bool>, Query), ("verify" = Option<String>, Query)),
-    request_body(content = SchemaRequest, content_type = "application/vnd.schemaregistry.v1+json"),
-    responses((status = 200, description = "The verdict (`messages` with `verbose=true`).", body = CompatibilityResult),
-              (status = 400, description = "Malformed JSON.", body = ErrorMessage),
-              (status = 404, description = "40401, 40402.", body = ErrorMessage),
-              (status = 422, description = "42201, 42202.", body = ErrorMessage)))]
+#[utoipa::path(post, path = "/compatibility/subjects/{subject}/versions/{version}", tag = "compatibility", operation_id = "checkCompatibilityWithVersion",
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value"),
+           ("version" = String, Path, description = VERSION, example = "latest"),
+           ("verbose" = Option<Flag>, Query, description = "Give the reasons as `messages`."),
+           ("normalize" = Option<Flag>, Query, description = "Accepted (identity does not matter to a check)."),
+           ("verify" = Option<Verify>, Query, description = VERIFY)),
+    request_body(description = BODY, content(
+        (SchemaRequest = CONTENT_TYPE), (SchemaRequest = CONTENT_TYPE_UNVERSIONED), (SchemaRequest = JSON))),
+    responses((status = 200, description = "The verdict (`messages` with `verbose=true`).", body = CompatibilityResult, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_BODY, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 404, description = "40401 subject not found, 40402 version not found.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 413, description = TOO_LARGE, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 415, description = BAD_MEDIA, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 422, description = "42201 invalid schema, 42202 invalid version, 42208 invalid subject.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 500, description = STORE_FAILED, body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn compatibility_with_version(
     State(state): State<RegistryState>,
-    Path((subject, v)): Path<(String, String)>,
+    SrPath((subject, v)): SrPath<(String, String)>,
     q: SrQuery,
     SrBody(body): SrBody<SchemaRequest>,
 ) -> Answer {
@@ -535,17 +644,22 @@ pub(super) async fn compatibility_with_version(
 }
 
 /// Whether a schema may follow the subject's versions its level covers.
-#[utoipa::path(post, path = "/compatibility/subjects/{subject}/versions", tag = "compatibility",
-    operation_id = "checkCompatibility",
-    params(("subject" = String, Path), ("verbose" = Option<bool>, Query), ("normalize" = Option<bool>, Query),
-           ("verify" = Option<String>, Query)),
-    request_body(content = SchemaRequest, content_type = "application/vnd.schemaregistry.v1+json"),
-    responses((status = 200, description = "The verdict.", body = CompatibilityResult),
-              (status = 400, description = "Malformed JSON.", body = ErrorMessage),
-              (status = 422, description = "42201.", body = ErrorMessage)))]
+#[utoipa::path(post, path = "/compatibility/subjects/{subject}/versions", tag = "compatibility", operation_id = "checkCompatibility",
+    params(("subject" = String, Path, description = SUBJECT, example = "orders-value"),
+           ("verbose" = Option<Flag>, Query, description = "Give the reasons as `messages`."),
+           ("normalize" = Option<Flag>, Query, description = "Accepted (identity does not matter to a check)."),
+           ("verify" = Option<Verify>, Query, description = VERIFY)),
+    request_body(description = BODY, content(
+        (SchemaRequest = CONTENT_TYPE), (SchemaRequest = CONTENT_TYPE_UNVERSIONED), (SchemaRequest = JSON))),
+    responses((status = 200, description = "The verdict (`messages` with `verbose=true`); a subject without live versions accepts anything.", body = CompatibilityResult, content_type = CONTENT_TYPE),
+              (status = 400, description = BAD_BODY, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 413, description = TOO_LARGE, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 415, description = BAD_MEDIA, body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 422, description = "42201 invalid schema, 42208 invalid subject.", body = ErrorMessage, content_type = CONTENT_TYPE),
+              (status = 500, description = STORE_FAILED, body = ErrorMessage, content_type = CONTENT_TYPE)))]
 pub(super) async fn compatibility_with_all(
     State(state): State<RegistryState>,
-    Path(subject): Path<String>,
+    SrPath(subject): SrPath<String>,
     q: SrQuery,
     SrBody(body): SrBody<SchemaRequest>,
 ) -> Answer {

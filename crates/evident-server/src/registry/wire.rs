@@ -1,5 +1,6 @@
-//! The registry API's wire types (Confluent's JSON shapes, camelCase as Confluent spells them)
-//! and its error answer `{"error_code": N, "message": "..."}`.
+//! The registry API's wire types (Confluent's JSON shapes, camelCase as Confluent spells them),
+//! its error answer `{"error_code": N, "message": "..."}`, its media types, and the schemas
+//! of its query parameters as the OpenAPI document states them.
 //!
 //! Kept here rather than in `evident-api`: they are Confluent's shapes, not evident's, and only
 //! the registry listener speaks them.
@@ -8,10 +9,50 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use evident_registry::{Reference, RegistryError, SchemaType};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 
-/// The media type of every answer.
+/// The media type of every answer, and the first a request body may have.
 pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+/// The unversioned media type, which a request body may also have.
+pub const CONTENT_TYPE_UNVERSIONED: &str = "application/vnd.schemaregistry+json";
+/// Plain JSON, which Confluent's clients also send.
+pub const JSON: &str = "application/json";
+
+/// A query flag (`deleted`, `permanent`, `normalize`, `verbose`, `defaultToGlobal`, `force`) as
+/// the document states it: `true` or `false` in any case, or empty (`?deleted=`, false, as
+/// Confluent's REST layer reads an empty flag). A string with a pattern rather than a boolean
+/// because the empty and capitalized forms are accepted; anything else is 400.
+pub struct Flag;
+
+impl utoipa::PartialSchema for Flag {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])?$"))
+            .description(Some("`true` or `false` (any case); empty or absent is false."))
+            .into()
+    }
+}
+
+impl ToSchema for Flag {}
+
+/// `?verify=` as the document states it: only `stored` (the check against the subject's stored
+/// events) exists; anything else is 400.
+pub struct Verify;
+
+impl utoipa::PartialSchema for Verify {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(["stored"]))
+            .description(Some("`stored`: decode every event stored for the subject with the candidate schema."))
+            .into()
+    }
+}
+
+impl ToSchema for Verify {}
 
 /// A reference to another registered schema.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -36,9 +77,15 @@ impl From<&Reference> for SchemaReference {
     }
 }
 
-/// A schema to register, look up or check.
+/// A schema to register, look up or check. The examples give the document's readers (and
+/// schemathesis, which starts from them) one valid schema of each format.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(examples(
+    json!({"schema": r#"{"type":"record","name":"Order","fields":[{"name":"id","type":"string"}]}"#}),
+    json!({"schemaType": "JSON", "schema": r#"{"type":"object","properties":{"amount":{"type":"number"}}}"#}),
+    json!({"schemaType": "PROTOBUF", "schema": "syntax = \"proto3\";\nmessage Order { string id = 1; }\n"}),
+))]
 pub struct SchemaRequest {
     /// The schema's text (Avro or JSON Schema as a JSON string, Protobuf `.proto` text).
     pub schema: String,
@@ -108,6 +155,7 @@ pub struct SubjectVersion {
 
 /// `PUT /config` body and answer.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(examples(json!({"compatibility": "FULL"})))]
 pub struct ConfigUpdate {
     /// NONE, BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL or
     /// FULL_TRANSITIVE (case-insensitive).
@@ -124,6 +172,7 @@ pub struct Config {
 
 /// `PUT /mode` body and answer, `GET /mode` answer.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(examples(json!({"mode": "READWRITE"})))]
 pub struct ModeBody {
     /// READWRITE, READONLY or IMPORT (case-insensitive).
     pub mode: String,
