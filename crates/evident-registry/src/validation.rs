@@ -329,7 +329,8 @@ mod tests {
         let good = wire::frame(SchemaId(1), br#"{"order_id":"o-1"}"#);
         let bad = wire::frame(SchemaId(1), br#"{"order_id":7}"#);
         let other = wire::frame(SchemaId(3), b"\"x\"");
-        let records: [(SubjectNameStrategy, &[u8], Option<&[u8]>); 8] = [
+        type Record<'a> = (SubjectNameStrategy, &'a [u8], Option<&'a [u8]>);
+        let records: [Record; 8] = [
             (topic, &good, None),
             (topic, &bad, None),
             (topic, &good, None),
