@@ -77,7 +77,7 @@ impl Validation {
     }
 
     /// Checks one part of a Kafka record produced to `topic`: the schema id it names, when it
-    /// passes (`None` for a null part).
+    /// passes (`None` for a null part). A whole batch is checked faster with [`Self::batch`].
     pub fn check_record(
         &self,
         topic: &str,
@@ -86,15 +86,33 @@ impl Validation {
         payload: Option<&[u8]>,
         event_type: Option<&[u8]>,
     ) -> Result<Option<SchemaId>, Refusal> {
-        let Some(payload) = payload else { return Ok(None) };
+        self.batch(topic).check_record(part, strategy, payload, event_type)
+    }
+
+    /// A checker for the records of one batch produced to `topic`.
+    pub fn batch<'v>(&'v self, topic: &'v str) -> BatchCheck<'v> {
+        BatchCheck { validation: self, topic, last: [None, None] }
+    }
+
+    /// The subject a framed payload names its schema under and that schema, once the id is
+    /// found registered under the subject.
+    fn resolve(
+        &self,
+        topic: &str,
+        part: Part,
+        strategy: SubjectNameStrategy,
+        payload: &[u8],
+        event_type: Option<&[u8]>,
+    ) -> Result<(SchemaId, String, Arc<ParsedSchema>), Refusal> {
         // The subject is named before the payload is looked at where the strategy allows, so
         // the refusal of an unframed payload names it too.
-        let early = match strategy {
-            SubjectNameStrategy::Topic | SubjectNameStrategy::EventType => Some(
+        let early = if subject_from_name_alone(strategy) {
+            Some(
                 subject_name::subject(strategy, topic, part, || Err(String::new()), event_type)
                     .map_err(|e| Refusal::new(None, e))?,
-            ),
-            _ => None,
+            )
+        } else {
+            None
         };
         let (id, body) = wire::split(payload).map_err(|e| Refusal::new(early.as_deref(), e.to_string()))?;
         let schema = self
@@ -115,12 +133,7 @@ impl Validation {
         if !self.source.subject_has_id(&subject, id) {
             return Err(Refusal::new(Some(&subject), format!("schema id {id} is not registered under the subject")));
         }
-        self.check_body(id, &schema, body).map_err(|e| Refusal {
-            subject: Some(subject.clone()),
-            reason: format!("payload is not data of schema id {id}: {}", e.reason),
-            path: e.path,
-        })?;
-        Ok(Some(id))
+        Ok((id, subject, schema))
     }
 
     /// Checks an HTTP-appended JSON event's `data` against the latest schema of its subject
@@ -188,6 +201,70 @@ impl Validation {
     }
 }
 
+/// Whether `strategy` names the subject from the topic and the event type alone, without
+/// looking at the payload's schema.
+fn subject_from_name_alone(strategy: SubjectNameStrategy) -> bool {
+    matches!(strategy, SubjectNameStrategy::Topic | SubjectNameStrategy::EventType)
+}
+
+/// Checks the records of one produced batch ([`Validation::batch`]). The records of a batch
+/// nearly always name one schema, so the last schema each part resolved to is kept: a record
+/// naming the same id, under a strategy that names the subject from the topic and event type
+/// alone (and with the same event type), skips naming the subject and looking the id up, and
+/// only its payload is checked. Without that, the lookups cost more than checking an Avro
+/// payload does.
+pub struct BatchCheck<'v> {
+    validation: &'v Validation,
+    topic: &'v str,
+    /// The last resolution of the key (0) and of the value (1).
+    last: [Option<Resolved>; 2],
+}
+
+struct Resolved {
+    strategy: SubjectNameStrategy,
+    event_type: Option<Vec<u8>>,
+    id: SchemaId,
+    subject: String,
+    schema: Arc<ParsedSchema>,
+}
+
+impl BatchCheck<'_> {
+    /// Checks one part of a record of the batch: the schema id it names, when it passes
+    /// (`None` for a null part).
+    pub fn check_record(
+        &mut self,
+        part: Part,
+        strategy: SubjectNameStrategy,
+        payload: Option<&[u8]>,
+        event_type: Option<&[u8]>,
+    ) -> Result<Option<SchemaId>, Refusal> {
+        let Some(payload) = payload else { return Ok(None) };
+        let slot = match part {
+            Part::Key => 0,
+            Part::Value => 1,
+        };
+        let known = self.last[slot].as_ref().filter(|r| {
+            subject_from_name_alone(strategy)
+                && r.strategy == strategy
+                && (strategy != SubjectNameStrategy::EventType || r.event_type.as_deref() == event_type)
+                && wire::split(payload).is_ok_and(|(id, _)| id == r.id)
+        });
+        if known.is_none() {
+            let (id, subject, schema) = self.validation.resolve(self.topic, part, strategy, payload, event_type)?;
+            self.last[slot] =
+                Some(Resolved { strategy, event_type: event_type.map(<[u8]>::to_vec), id, subject, schema });
+        }
+        let r = self.last[slot].as_ref().unwrap_or_else(|| unreachable!("resolved just above"));
+        let (_, body) = wire::split(payload).map_err(|e| Refusal::new(Some(&r.subject), e.to_string()))?;
+        self.validation.check_body(r.id, &r.schema, body).map_err(|e| Refusal {
+            subject: Some(r.subject.clone()),
+            reason: format!("payload is not data of schema id {}: {}", r.id, e.reason),
+            path: e.path,
+        })?;
+        Ok(Some(r.id))
+    }
+}
+
 /// A [`SchemaSource`] held in memory, for tests of the code that validates against a registry
 /// (the store's own source is in the store).
 #[doc(hidden)]
@@ -240,6 +317,39 @@ mod tests {
         source.add("shop.OrderPlaced", 2, parse(SchemaType::Avro, ORDER_AVRO, &[]).unwrap());
         source.add("other-value", 3, parse(SchemaType::Json, r#"{"type":"string"}"#, &[]).unwrap());
         Validation::new(Arc::new(source))
+    }
+
+    /// A batch's checker reuses what it resolved only where that cannot change the outcome:
+    /// each record is judged as it would be alone.
+    #[test]
+    fn a_batch_checks_each_record_as_it_would_be_checked_alone() {
+        let v = registry();
+        let topic = SubjectNameStrategy::Topic;
+        let et = SubjectNameStrategy::EventType;
+        let good = wire::frame(SchemaId(1), br#"{"order_id":"o-1"}"#);
+        let bad = wire::frame(SchemaId(1), br#"{"order_id":7}"#);
+        let other = wire::frame(SchemaId(3), b"\"x\"");
+        type Record<'a> = (SubjectNameStrategy, &'a [u8], Option<&'a [u8]>);
+        let records: [Record; 8] = [
+            (topic, &good, None),
+            (topic, &bad, None),
+            (topic, &good, None),
+            (topic, &other, None),
+            (topic, b"not framed", None),
+            (et, &good, Some(b"OrderPlaced")),
+            (et, &good, Some(b"OrderShipped")),
+            (et, &good, Some(b"OrderPlaced")),
+        ];
+        let mut batch = v.batch("orders");
+        for (i, (strategy, payload, event_type)) in records.iter().enumerate() {
+            let alone = v.batch("orders").check_record(Part::Value, *strategy, Some(payload), *event_type);
+            let within = batch.check_record(Part::Value, *strategy, Some(payload), *event_type);
+            assert_eq!(within, alone, "record {i}");
+        }
+        assert!(batch.check_record(Part::Value, topic, Some(&bad), None).is_err());
+        assert_eq!(batch.check_record(Part::Key, topic, None, None), Ok(None));
+        let e = batch.check_record(Part::Key, topic, Some(&good), None).unwrap_err();
+        assert_eq!(e.subject.as_deref(), Some("orders-key"));
     }
 
     fn avro_order() -> Vec<u8> {

@@ -316,6 +316,7 @@ fn validate(
             Vec::new(),
         ));
     };
+    let mut check = validation.batch(topic);
     let mut errors: Vec<(i32, String)> = Vec::new();
     let mut first: Option<String> = None;
     let mut failing = 0usize;
@@ -341,9 +342,7 @@ fn validate(
                 if why.is_some() || !on {
                     continue;
                 }
-                if let Err(r) =
-                    validation.check_record(topic, part, strategy.unwrap_or_default(), payload, event_type)
-                {
+                if let Err(r) = check.check_record(part, strategy.unwrap_or_default(), payload, event_type) {
                     why = Some(format!("{}: {r}", part.as_str()));
                 }
             }
