@@ -55,7 +55,8 @@ pub struct Cli {
     #[arg(long, value_name = "N")]
     pub registry_schemas: Option<usize>,
     /// Registry phase: wire-format records produced to each topic, with and without schema
-    /// validation (default 2,000,000: long enough, at ~900,000 records/s, that a second of noise on a shared machine does not decide the ratio, or 50,000 with --quick).
+    /// validation (default 2,000,000, or 50,000 with --quick): at ~900,000 records/s, long
+    /// enough that a second of noise on a shared machine does not decide the ratio.
     #[arg(long, value_name = "N")]
     pub registry_records: Option<u64>,
     /// Registry phase: events in the log verify=stored reads (default 1,000,000, or 100,000
