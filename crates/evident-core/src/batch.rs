@@ -149,12 +149,12 @@ impl BatchHeader {
 
     /// Whether this is a control batch (transaction markers).
     pub fn is_control(&self) -> bool {
-        self.attributes & 0x20 != 0
+        self.attributes & CONTROL != 0
     }
 
     /// Whether this batch belongs to a transaction.
     pub fn is_transactional(&self) -> bool {
-        self.attributes & 0x10 != 0
+        self.attributes & TRANSACTIONAL != 0
     }
 
     /// Total size of the batch in bytes, header included.
@@ -517,6 +517,10 @@ pub fn set_partition_leader_epoch(bytes: &mut [u8], epoch: i32) {
 /// The timestamp-type bit of the attributes: set, every record's timestamp is the batch's max
 /// timestamp, the time the broker appended it (`message.timestamp.type=LogAppendTime`).
 pub const LOG_APPEND_TIME: i16 = 0x08;
+/// Attribute bit of a batch written inside a transaction.
+pub const TRANSACTIONAL: i16 = 0x10;
+/// Attribute bit of a control batch (transaction markers).
+pub const CONTROL: i16 = 0x20;
 
 /// Stamps the batch at the front of `bytes` with the broker's append time, as Kafka does for a
 /// `LogAppendTime` topic: sets the timestamp-type bit and the max timestamp, and recomputes the
@@ -554,6 +558,7 @@ pub struct BatchBuilder {
     producer_id: i64,
     producer_epoch: i16,
     base_sequence: i32,
+    attributes: i16,
 }
 
 impl Default for BatchBuilder {
@@ -574,7 +579,22 @@ impl BatchBuilder {
             producer_id: -1,
             producer_epoch: -1,
             base_sequence: -1,
+            attributes: 0,
         }
+    }
+
+    /// Marks the batch as part of a transaction (attribute bit 4): its records count only once
+    /// the transaction commits.
+    pub fn transactional(mut self) -> Self {
+        self.attributes |= TRANSACTIONAL;
+        self
+    }
+
+    /// Marks the batch as a control batch (attribute bit 5, with the transactional bit): it
+    /// holds transaction markers, not data; see [`crate::control`].
+    pub fn control(mut self) -> Self {
+        self.attributes |= CONTROL | TRANSACTIONAL;
+        self
     }
 
     /// Marks the batch as sent by an idempotent producer.
@@ -641,7 +661,7 @@ impl BatchBuilder {
         out.extend_from_slice(&0i32.to_be_bytes()); // partition leader epoch
         out.push(2); // magic
         out.extend_from_slice(&0u32.to_be_bytes()); // crc, patched below
-        out.extend_from_slice(&0i16.to_be_bytes()); // attributes: no compression, CreateTime
+        out.extend_from_slice(&self.attributes.to_be_bytes()); // no compression, CreateTime
         let last_delta = (self.count - 1).max(0);
         out.extend_from_slice(&last_delta.to_be_bytes());
         out.extend_from_slice(&self.base_ts.to_be_bytes());

@@ -8,6 +8,7 @@
 //! function of its arguments, so it can be tested and fuzzed without a file or a socket.
 
 pub mod batch;
+pub mod control;
 pub mod dead_letter;
 pub mod envelope;
 pub mod expected_version;

@@ -95,7 +95,12 @@ fn log_code(e: &evident_log::Error) -> ResponseError {
         | E::KeylessOnCompacted { .. }
         | E::KeyTooLarge { .. }
         | E::EmptyBatch
+        | E::EventIdInTransaction { .. }
         | E::Unsupported(_) => ResponseError::InvalidRecord,
+        E::InvalidTxnState(_) => ResponseError::InvalidTxnState,
+        // Retriable in the Java client: the stream is free again once the transaction ends.
+        E::StreamInTransaction { .. } => ResponseError::ConcurrentTransactions,
+        E::TransactionsTooLarge { .. } => ResponseError::PolicyViolation,
         E::UnknownTopic(_) | E::UnknownPartition { .. } => ResponseError::UnknownTopicOrPartition,
         E::TopicExists(_) => ResponseError::TopicAlreadyExists,
         E::InvalidTopicName(_) => ResponseError::InvalidTopicException,

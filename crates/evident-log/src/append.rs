@@ -16,7 +16,7 @@ use evident_core::{envelope, EventData, ExpectedVersion, PartitionId, StreamKey,
 use crate::catalog::CleanupPolicy;
 use crate::error::{Error, Result};
 use crate::frame::{FrameHeader, FrameKind};
-use crate::index::{record_infos, Index, ProducerBatch, RecordInfo};
+use crate::index::{record_infos, Index, ProducerBatch, RecordInfo, NO_SEQ};
 use crate::log::{Durability, Log, State};
 
 /// Where one appended record landed.
@@ -49,6 +49,11 @@ pub struct AppendOutcome {
     /// The time the log stamped the batch with, on a `LogAppendTime` topic (Kafka's Produce
     /// response carries it); None otherwise, and for a duplicate.
     pub log_append_time_ms: Option<i64>,
+    /// True for a batch written inside a transaction: its records have their offsets, but take
+    /// their commit sequences and stream versions only when the transaction commits
+    /// ([`Log::end_transaction`]); until then `first_sequence` and each record's `sequence` are
+    /// 0 and its `version` None.
+    pub transactional: bool,
 }
 
 /// An append that is positioned and queued but not yet acknowledged; see
@@ -224,11 +229,18 @@ impl Log {
         }
         let batch = RecordBatch::parse_exact(bytes)?;
         let bh = *batch.header();
-        if bh.is_control() || bh.is_transactional() {
-            return Err(Error::Unsupported(
-                "transactional and control batches (transactions are not supported yet)".into(),
+        if bh.is_control() {
+            return Err(Error::InvalidTxnState(
+                "control batches (transaction markers) are written by the log itself".into(),
             ));
         }
+        let txn = bh.is_transactional();
+        if txn && bh.producer_id < 0 {
+            return Err(Error::InvalidTxnState("a transactional batch without a producer id".into()));
+        }
+        // The transaction a batch belongs to, as the pending streams name their writers: a
+        // plain append is None.
+        let writer = txn.then_some(bh.producer_id);
         let infos = record_infos(&batch)?;
         if infos.is_empty() {
             return Err(Error::EmptyBatch);
@@ -276,7 +288,10 @@ impl Log {
             Route::Key(key) => {
                 match st.index.stream_id(topic_id, key).and_then(|sid| st.index.streams[sid as usize].as_ref()) {
                     Some(stream) => stream.partition,
-                    None => key_partitioner.partition(key, partitions),
+                    None => match st.index.txns.key(topic_id, key) {
+                        Some(pending) => pending.partition,
+                        None => key_partitioner.partition(key, partitions),
+                    },
                 }
             }
         };
@@ -285,27 +300,87 @@ impl Log {
         }
         for plan in &mut plans {
             plan.sid = st.index.stream_id(topic_id, plan.key);
-            if let Some(stream) = plan.sid.and_then(|sid| st.index.streams[sid as usize].as_ref()) {
-                if guard && stream.partition != partition {
-                    return Err(Error::KeyInOtherPartition {
-                        topic: topic_name,
-                        key: key_text(plan.key),
-                        home: PartitionId(stream.partition),
-                        sent: PartitionId(partition),
-                        home_by: KeyPartitioner::placing(plan.key, partitions, stream.partition),
-                        sent_by: KeyPartitioner::placing(plan.key, partitions, partition),
-                        key_partitioner,
-                    });
-                }
+            let pending = st.index.txns.key(topic_id, plan.key);
+            let home = plan
+                .sid
+                .and_then(|sid| st.index.streams[sid as usize].as_ref())
+                .map(|stream| stream.partition)
+                .or(pending.map(|p| p.partition));
+            if let Some(home) = home.filter(|&home| guard && home != partition) {
+                return Err(Error::KeyInOtherPartition {
+                    topic: topic_name,
+                    key: key_text(plan.key),
+                    home: PartitionId(home),
+                    sent: PartitionId(partition),
+                    home_by: KeyPartitioner::placing(plan.key, partitions, home),
+                    sent_by: KeyPartitioner::placing(plan.key, partitions, partition),
+                    key_partitioner,
+                });
             }
         }
-
         // Kafka idempotent producer: a retried batch is answered with its original offsets.
         if bh.producer_id >= 0 {
             if let Some(original) = check_producer(&st, topic_id, partition, &bh)? {
                 let outcome = producer_duplicate(&st.index, topic_name, topic_id, partition, &original, &infos);
                 let durability = self.inner.defer_visible(st, original.end_pos)?;
                 return Ok(PendingAppend { outcome, durability });
+            }
+        }
+
+        // Transactions: a retry was answered above; what follows may refuse a new batch.
+        if let Some(open) = st.index.txns.open.get(&bh.producer_id).filter(|_| bh.producer_id >= 0) {
+            if bh.producer_epoch < open.epoch {
+                return Err(Error::ProducerFenced {
+                    producer_id: bh.producer_id,
+                    epoch: bh.producer_epoch,
+                    current: open.epoch,
+                });
+            }
+            if !txn {
+                return Err(Error::InvalidTxnState(format!(
+                    "producer {} has an open transaction: a batch outside it is refused until it ends",
+                    bh.producer_id
+                )));
+            }
+        }
+        let mut ids_in: HashSet<&[u8], Xxh3DefaultBuilder> = HashSet::default();
+        for info in &infos {
+            if let (Some(key), Some(_)) = (info.key, info.id) {
+                ids_in.insert(key);
+            }
+        }
+        for plan in &plans {
+            let pending = st.index.txns.key(topic_id, plan.key);
+            // Open transactions' records in this stream: a stream one of them holds takes no
+            // other append; an append whose answer depends on their outcome (an expected
+            // version, or event ids to deduplicate) waits until they end.
+            if let Some(pending) = pending {
+                let conditional = plan.expected.is_some_and(|e| e != ExpectedVersion::Any) || ids_in.contains(plan.key);
+                let blocker = match pending.held_by {
+                    Some(holder) if Some(holder) != writer => Some(holder),
+                    _ if conditional => pending.other_writer(writer),
+                    _ => None,
+                };
+                if let Some(producer_id) = blocker {
+                    return Err(Error::StreamInTransaction { topic: topic_name, key: key_text(plan.key), producer_id });
+                }
+            }
+        }
+        if txn {
+            let max = self.inner.config.txn_pending_records_max;
+            let pending = st.index.txns.pending_records;
+            if pending + infos.len() > max {
+                return Err(Error::TransactionsTooLarge { pending, records: infos.len(), max });
+            }
+            // Event ids already given to records of this transaction.
+            for info in &infos {
+                if let (Some(key), Some(id)) = (info.key, info.id) {
+                    let hash = crate::txn::id_hash_for(key, id);
+                    let own = st.index.txns.key(topic_id, key).is_some_and(|p| p.ids.contains(&(bh.producer_id, hash)));
+                    if own {
+                        return Err(Error::EventIdInTransaction { key: key_text(key), id: id.to_string() });
+                    }
+                }
             }
         }
 
@@ -321,8 +396,12 @@ impl Log {
         let mut next_version: HashMap<&[u8], u64, Xxh3DefaultBuilder> =
             HashMap::with_capacity_and_hasher(plans.len(), Xxh3DefaultBuilder);
         for plan in &plans {
-            let len =
+            let committed =
                 plan.sid.and_then(|sid| st.index.streams[sid as usize].as_ref()).map_or(0, |s| s.events.len() as u64);
+            // Inside a transaction, the stream as the transaction sees it: committed events, then
+            // its own pending ones.
+            let own = writer.and_then(|p| st.index.txns.key(topic_id, plan.key).map(|k| u64::from(k.own(p))));
+            let len = committed + own.unwrap_or(0);
             let current = len.checked_sub(1).map(Version);
             if let Some(expected) = plan.expected {
                 if !expected.is_satisfied_by(current) {
@@ -343,7 +422,8 @@ impl Log {
         // Accepted: assign positions, queue the frame, index it.
         let partition_state = &st.index.topics[&topic_id].partitions[partition as usize];
         let base_offset = partition_state.next_offset;
-        let first_sequence = st.index.next_seq;
+        // A transaction's batch is stored without a commit sequence: its commit gives them.
+        let first_sequence = if txn { 0 } else { st.index.next_seq };
         // The stored copy differs from what the producer sent only in the two fields outside
         // the batch CRC: the base offset the log assigns, and leader epoch 0; and on a
         // LogAppendTime topic in the timestamp type and max timestamp (CRC recomputed), the
@@ -385,14 +465,16 @@ impl Log {
             .enumerate()
             .map(|(i, info)| RecordPosition {
                 offset: base_offset + i as u64,
-                sequence: first_sequence + i as u64,
-                version: info.key.and_then(|k| next_version.get_mut(k)).map(|v| {
+                sequence: if txn { 0 } else { first_sequence + i as u64 },
+                version: info.key.and_then(|k| next_version.get_mut(k)).filter(|_| !txn).map(|v| {
                     *v += 1;
                     *v - 1
                 }),
             })
             .collect();
-        check_indexed(&st.index, topic_id, partition, base_offset, first_sequence, &infos, &plans, &next_version);
+        if !txn {
+            check_indexed(&st.index, topic_id, partition, base_offset, first_sequence, &infos, &plans, &next_version);
+        }
         let durability = self.inner.defer_visible(st, end)?;
         let outcome = AppendOutcome {
             topic: topic_name,
@@ -402,6 +484,7 @@ impl Log {
             records,
             duplicate: false,
             log_append_time_ms,
+            transactional: txn,
         };
         Ok(PendingAppend { outcome, durability })
     }
@@ -459,15 +542,18 @@ fn producer_duplicate(
     original: &ProducerBatch,
     infos: &[RecordInfo<'_>],
 ) -> AppendOutcome {
+    // A transaction's batch had no sequence when it was written; the commit that gave it some
+    // is found by offset, but a retry comes within its transaction, so none is looked for.
+    let transactional = original.first_commit == NO_SEQ;
     let records = infos
         .iter()
         .enumerate()
         .map(|(i, info)| {
-            let sequence = original.first_commit + i as u64;
+            let sequence = if transactional { 0 } else { original.first_commit + i as u64 };
             RecordPosition {
                 offset: original.base_offset + i as u64,
                 sequence,
-                version: version_of_seq(index, topic_id, info.key, sequence),
+                version: if transactional { None } else { version_of_seq(index, topic_id, info.key, sequence) },
             }
         })
         .collect();
@@ -475,10 +561,11 @@ fn producer_duplicate(
         topic,
         partition,
         base_offset: original.base_offset,
-        first_sequence: original.first_commit,
+        first_sequence: if transactional { 0 } else { original.first_commit },
         records,
         duplicate: true,
         log_append_time_ms: None,
+        transactional,
     }
 }
 
@@ -574,6 +661,7 @@ fn find_duplicates(
             records,
             duplicate: true,
             log_append_time_ms: None,
+            transactional: false,
         },
         wait_for,
     )))

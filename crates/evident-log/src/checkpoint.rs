@@ -15,13 +15,22 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::catalog::TopicMeta;
-use crate::index::{FrameEntry, Index, PartitionState, ProducerBatch, ProducerState, Stream, StreamEvent, TopicState};
+use evident_core::control::Marker;
+
+use crate::index::{
+    FrameEntry, Index, PartitionState, ProducerBatch, ProducerState, Stream, StreamEvent, TopicState, TXN_REF,
+};
 use crate::storage::Storage;
+use crate::txn::{TxnFrame, TxnFrameState};
 
 /// Version 2 added each partition's log start (offset and commit sequence, after its next
-/// offset). A version-1 file is still read, with every log start at 0 (it was written before
-/// any could move), so upgrading does not cost a full replay.
-const MAGIC: &[u8; 8] = b"EVCKPT02";
+/// offset); version 3 a flag per batch frame (written by a transaction) and, at the end, the
+/// table of transactional frames (`txn.rs`; what else transactions keep in memory is rebuilt
+/// from it and the journal at load, by `txn::restore`). Older files are still read (with every
+/// log start at 0, and no transaction: they were written before either could exist), so
+/// upgrading does not cost a full replay.
+const MAGIC: &[u8; 8] = b"EVCKPT03";
+const MAGIC_V2: &[u8; 8] = b"EVCKPT02";
 const MAGIC_V1: &[u8; 8] = b"EVCKPT01";
 /// File name of the checkpoint.
 pub(crate) const FILE: &str = "index.checkpoint";
@@ -156,6 +165,7 @@ pub(crate) fn encode(index: &Index, mark: Mark) -> Vec<u8> {
         w.u64(f.base_offset);
         w.u64(f.base_ts as u64);
         w.u64(f.max_ts as u64);
+        w.u8(u8::from(f.txn));
     }
     w.u64(index.streams.len() as u64);
     for s in &index.streams {
@@ -183,6 +193,27 @@ pub(crate) fn encode(index: &Index, mark: Mark) -> Vec<u8> {
         w.u64(*h);
         w.u64(*v);
     }
+    w.u64(index.txns.frames.len() as u64);
+    for t in &index.txns.frames {
+        let f = &t.entry;
+        for v in [f.pos, u64::from(f.len), u64::from(f.topic), u64::from(f.partition), u64::from(f.count)] {
+            w.u64(v);
+        }
+        w.u64(f.base_offset);
+        w.u64(f.base_ts as u64);
+        w.u64(f.max_ts as u64);
+        w.u64(t.producer as u64);
+        w.u16(t.epoch as u16);
+        let (tag, arg) = match t.state {
+            TxnFrameState::Pending => (0, 0),
+            TxnFrameState::Committed(copy) => (1, copy),
+            TxnFrameState::Aborted => (2, 0),
+            TxnFrameState::Marker(Marker::Abort) => (3, 0),
+            TxnFrameState::Marker(Marker::Commit) => (4, 0),
+        };
+        w.u8(tag);
+        w.u32(arg);
+    }
     let crc = crc32c::crc32c(&w.0);
     w.u32(crc);
     w.0
@@ -202,11 +233,13 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Index, Mark), String> {
 
 fn decode_body(body: &[u8]) -> Result<(Index, Mark), Bad> {
     let mut r = R { b: body, at: 0 };
-    let v2 = match r.take(8)? {
-        m if m == MAGIC => true,
-        m if m == MAGIC_V1 => false,
+    let version = match r.take(8)? {
+        m if m == MAGIC => 3,
+        m if m == MAGIC_V2 => 2,
+        m if m == MAGIC_V1 => 1,
         _ => return Err("bad magic"),
     };
+    let v2 = version >= 2;
     let pos = r.u64()?;
     let last_frame = match r.u8()? {
         0 => None,
@@ -249,7 +282,14 @@ fn decode_body(body: &[u8]) -> Result<(Index, Mark), Bad> {
                 }
                 producers.insert(pid, ProducerState { epoch, batches: pb });
             }
-            partitions.push(PartitionState { next_offset, log_start, log_start_seq, batches, producers });
+            partitions.push(PartitionState {
+                next_offset,
+                log_start,
+                log_start_seq,
+                batches,
+                producers,
+                ..PartitionState::default()
+            });
         }
         if partitions.len() != meta.config.partitions as usize {
             return Err("partition count disagrees with the topic's config");
@@ -270,6 +310,7 @@ fn decode_body(body: &[u8]) -> Result<(Index, Mark), Bad> {
             base_offset: r.u64()?,
             base_ts: r.u64()? as i64,
             max_ts: r.u64()? as i64,
+            txn: version >= 3 && r.u8()? == 1,
         });
     }
     let ns = r.count(1)?;
@@ -299,6 +340,50 @@ fn decode_body(body: &[u8]) -> Result<(Index, Mark), Bad> {
         run.push((r.u64()?, r.u64()?));
     }
     index.ids = crate::hashed::SortedRun::from_sorted(run).ok_or("event-id table is not sorted")?;
+    if version >= 3 {
+        let nt = r.count(71)?;
+        index.txns.frames.reserve_exact(nt);
+        for _ in 0..nt {
+            let (pos, len, topic, partition, count) = (r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?);
+            let narrow = |v: u64| u32::try_from(v).map_err(|_| "transactional frame field out of range");
+            let entry = FrameEntry {
+                pos,
+                len: narrow(len)?,
+                topic: narrow(topic)?,
+                partition: narrow(partition)?,
+                count: narrow(count)?,
+                first_seq: 0,
+                base_offset: r.u64()?,
+                base_ts: r.u64()? as i64,
+                max_ts: r.u64()? as i64,
+                txn: true,
+            };
+            let producer = r.u64()? as i64;
+            let epoch = r.u16()? as i16;
+            let (tag, arg) = (r.u8()?, r.u32()?);
+            let state = match tag {
+                0 => TxnFrameState::Pending,
+                1 if (arg as usize) < index.frames.len() => TxnFrameState::Committed(arg),
+                2 => TxnFrameState::Aborted,
+                3 => TxnFrameState::Marker(Marker::Abort),
+                4 => TxnFrameState::Marker(Marker::Commit),
+                _ => return Err("bad transactional frame state"),
+            };
+            index.txns.frames.push(TxnFrame { entry, producer, epoch, state });
+        }
+    }
+    // Every batch a partition names must exist (a reader indexes by them without checking).
+    for t in index.topics.values() {
+        for p in &t.partitions {
+            let bad = p.batches.iter().any(|&b| match b & TXN_REF {
+                0 => b as usize >= index.frames.len(),
+                _ => (b & !TXN_REF) as usize >= index.txns.frames.len(),
+            });
+            if bad {
+                return Err("a partition names a batch frame that does not exist");
+            }
+        }
+    }
     if r.at != body.len() {
         return Err("bytes remain after the checkpoint");
     }

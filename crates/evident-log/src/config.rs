@@ -69,6 +69,10 @@ pub struct LogConfig {
     /// off. Rounds larger than [`PREALLOCATE_ROUND_MAX`] grow the file directly: their sync
     /// costs more than a size update anyway.
     pub preallocate_bytes: u64,
+    /// Most records that open transactions may hold pending at once, over all producers: each
+    /// pending record is kept in memory (key, event id, place) until its transaction ends.
+    /// Kafka bounds a transaction only by its timeout; this bounds the memory too.
+    pub txn_pending_records_max: usize,
 }
 
 /// Largest commit round that pre-allocates ahead of itself (see
@@ -83,6 +87,7 @@ impl Default for LogConfig {
             batch_size_max: 8 << 20,
             checkpoint_interval_bytes: 64 << 20,
             preallocate_bytes: 8 << 20,
+            txn_pending_records_max: 1 << 20,
         }
     }
 }

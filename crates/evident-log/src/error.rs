@@ -160,6 +160,43 @@ pub enum Error {
         /// Sequence expected.
         expected: i32,
     },
+    /// A transaction rule was broken: a control batch sent by a client, a transactional batch
+    /// without a producer id, a batch outside a producer's open transaction.
+    #[error("invalid transaction state: {0}")]
+    InvalidTxnState(String),
+    /// The stream has records of another producer's open transaction that decide the answer:
+    /// held by it (it appended with an expected version or event ids), or this append
+    /// conditions on the stream (an expected version, event ids) while that transaction may
+    /// still add to it. Nothing was appended; retry once the transaction ends (at most its
+    /// timeout).
+    #[error("stream {topic}/{key} has records of the open transaction of producer {producer_id}: retry once it ends")]
+    StreamInTransaction {
+        /// Topic.
+        topic: TopicName,
+        /// Key.
+        key: String,
+        /// The transaction's producer id.
+        producer_id: i64,
+    },
+    /// An event id given twice inside one transaction, for one stream.
+    #[error("event id {id:?} is already used in stream {key} by this transaction")]
+    EventIdInTransaction {
+        /// Stream key.
+        key: String,
+        /// The id.
+        id: String,
+    },
+    /// Open transactions would hold more pending records than the log keeps in memory
+    /// (`LogConfig::txn_pending_records_max`). Nothing was appended.
+    #[error("open transactions hold {pending} records; {records} more would pass the limit of {max}")]
+    TransactionsTooLarge {
+        /// Records pending now.
+        pending: usize,
+        /// Records in this batch.
+        records: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A file of the log is corrupted somewhere acknowledged data lives; the log refuses to
     /// open (or to serve the damaged bytes) rather than drop data silently.
     #[error("corruption in {file} at byte {offset}: {what}")]

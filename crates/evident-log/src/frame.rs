@@ -7,10 +7,12 @@
 //!      0    4 magic "EVF1"
 //!      4    4 crc32c of bytes 8..length (header after this field, and payload)
 //!      8    4 length: header + payload, before padding
-//!     12    1 kind (1 batch, 2 topic created, 3 topic deleted, 4 topic altered, 5 log start)
+//!     12    1 kind (1 batch, 2 topic created, 3 topic deleted, 4 topic altered, 5 log start,
+//!                  6 transaction end)
 //!     13    3 zero
 //!     16    8 durable_before: journal position known durable when this frame was written
-//!     24    8 first_sequence: commit sequence of the first record (batches), else 0
+//!     24    8 first_sequence: commit sequence of the first record (batches; 0 for a batch
+//!                  written in a transaction; a commit's first), else 0
 //!     32    4 topic id
 //!     36    4 partition
 //!     40    . payload (the Kafka record batch, or JSON)
@@ -42,6 +44,10 @@ pub enum FrameKind {
     /// A partition's log start moved forward (Kafka's DeleteRecords; payload: the new first
     /// offset, u64 little-endian): records below it are no longer served.
     LogStart = 5,
+    /// A producer's transaction ended (payload: producer id i64, epoch i16, outcome u8: 1
+    /// commit, 0 abort; `first_sequence`: on a commit, the sequence its first record takes).
+    /// Written after the transaction's markers; applying it is what commits or aborts.
+    TxnEnd = 6,
 }
 
 /// A frame's header, decoded.
@@ -160,6 +166,7 @@ pub fn decode_header(bytes: &[u8]) -> Result<FrameHeader, FrameError> {
         3 => FrameKind::TopicDeleted,
         4 => FrameKind::TopicAltered,
         5 => FrameKind::LogStart,
+        6 => FrameKind::TxnEnd,
         _ => return Err(FrameError::Invalid("unknown kind")),
     };
     Ok(FrameHeader {

@@ -38,6 +38,9 @@ pub(crate) struct FrameEntry {
     pub base_ts: i64,
     /// Batch max timestamp.
     pub max_ts: i64,
+    /// Written by a transaction: the stored frame's sequence field is 0, and `first_seq` is the
+    /// one its commit gave (in [`Index::frames`]) or 0 (in the transactions' own table, `txn.rs`).
+    pub txn: bool,
 }
 
 impl FrameEntry {
@@ -111,6 +114,14 @@ pub(crate) struct ProducerState {
 /// Batches remembered per producer, as Kafka does (hence `max.in.flight.requests` <= 5).
 pub(crate) const PRODUCER_BATCHES: usize = 5;
 
+/// The bit of a [`PartitionState::batches`] entry that says it indexes the transactions'
+/// frames rather than [`Index::frames`].
+pub(crate) const TXN_REF: u32 = 1 << 31;
+
+/// The commit sequence of a transactional batch not committed (yet): remembered in the
+/// producer state so a retry is answered without one.
+pub(crate) const NO_SEQ: u64 = u64::MAX;
+
 /// A partition.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PartitionState {
@@ -124,8 +135,15 @@ pub(crate) struct PartitionState {
     /// its sequence is at least this (offsets and sequences grow together within a partition),
     /// which is how stream and store-wide reads, which go by sequence, honour the start.
     pub log_start_seq: u64,
-    /// Indices into [`Index::frames`] of this partition's batches, in offset order.
+    /// This partition's batches in offset order: indices into [`Index::frames`], or with
+    /// [`TXN_REF`] set into the transactions' frames (`txn.rs`). See [`Index::batch`].
     pub batches: Vec<u32>,
+    /// Open transactions with records here: (producer id, offset of their first record here),
+    /// oldest first. The first gives the last stable offset.
+    pub open_txns: Vec<(i64, u64)>,
+    /// Aborted transactions, in the order of their markers: what a `read_committed` Kafka fetch
+    /// is told to skip.
+    pub aborted: Vec<crate::txn::Aborted>,
     /// Idempotent producers.
     pub producers: HashMap<i64, ProducerState>,
 }
@@ -222,6 +240,38 @@ pub(crate) fn record_infos<'a>(batch: &RecordBatch<'a>) -> Result<Vec<RecordInfo
     Ok(infos)
 }
 
+/// A committed record to index: its key, event id and where its bytes are.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IndexedRecord<'a> {
+    pub key: Option<&'a [u8]>,
+    pub id: Option<&'a str>,
+    pub pos: u64,
+    pub len: u32,
+    pub crc: u32,
+}
+
+/// What a partition's batch is to readers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BatchKind {
+    /// Committed records (a plain batch, or a committed transaction's): they have sequences.
+    Committed,
+    /// Records of a transaction that has not ended.
+    Pending,
+    /// Records of an aborted transaction.
+    Aborted,
+    /// A transaction marker.
+    Marker,
+}
+
+/// A batch of a partition as offset readers see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PartitionBatch {
+    /// The frame (for a committed transaction's batch, with its commit sequences).
+    pub entry: FrameEntry,
+    /// What it holds.
+    pub kind: BatchKind,
+}
+
 /// Every index of the log.
 #[derive(Debug, Default)]
 pub(crate) struct Index {
@@ -238,6 +288,8 @@ pub(crate) struct Index {
     pub ids: SortedRun,
     /// Next commit sequence to assign.
     pub next_seq: u64,
+    /// Transactions: their frames, the open ones and the streams they touch.
+    pub txns: crate::txn::Transactions,
 }
 
 impl Index {
@@ -288,13 +340,16 @@ impl Index {
                 *stream = None;
             }
         }
+        self.txns.keys.retain(|(t, _), _| *t != topic);
         let streams = &self.streams;
         let live = |sid: u32| streams.get(sid as usize).is_some_and(Option::is_some);
         self.stream_ids.retain(|sid| live(sid as u32));
         self.ids.retain(|packed| live(unpack_event(packed).0));
     }
 
-    /// Records a batch frame written at journal position `pos`.
+    /// Records a batch frame written at journal position `pos`. A batch written inside a
+    /// transaction (and a control batch) takes its offsets now and its commit sequence and
+    /// stream versions only when the transaction commits (`txn.rs`).
     pub fn apply_batch(
         &mut self,
         pos: u64,
@@ -305,10 +360,11 @@ impl Index {
     ) -> Result<()> {
         let count = infos.len() as u32;
         let corrupted = |what: String| Error::Corrupted { file: "journal".into(), offset: pos, what };
-        if header.first_sequence != self.next_seq {
+        let expected_seq = if bh.is_transactional() { 0 } else { self.next_seq };
+        if header.first_sequence != expected_seq {
             return Err(corrupted(format!(
-                "batch frame has commit sequence {}, expected {}",
-                header.first_sequence, self.next_seq
+                "batch frame has commit sequence {}, expected {expected_seq}",
+                header.first_sequence
             )));
         }
         let topic = self
@@ -325,48 +381,79 @@ impl Index {
                 bh.base_offset, partition.next_offset
             )));
         }
-        let frame_index = self.frames.len() as u32;
         let entry = FrameEntry {
             pos,
             len: padded_len,
             topic: header.topic,
             partition: header.partition,
             count,
-            first_seq: header.first_sequence,
+            first_seq: if bh.is_transactional() { 0 } else { header.first_sequence },
             base_offset: partition.next_offset,
             base_ts: bh.base_timestamp,
             max_ts: bh.max_timestamp,
+            txn: bh.is_transactional(),
         };
         partition.next_offset += u64::from(count);
-        partition.batches.push(frame_index);
         if bh.producer_id >= 0 {
             let state = partition.producers.entry(bh.producer_id).or_default();
             if bh.producer_epoch != state.epoch {
                 state.epoch = bh.producer_epoch;
                 state.batches.clear();
             }
-            if state.batches.len() == PRODUCER_BATCHES {
-                state.batches.pop_front();
+            // Markers carry no producer sequence (-1): only the epoch counts.
+            if !bh.is_control() {
+                if state.batches.len() == PRODUCER_BATCHES {
+                    state.batches.pop_front();
+                }
+                state.batches.push_back(ProducerBatch {
+                    first_seq: bh.base_sequence,
+                    last_seq: bh.base_sequence.wrapping_add(bh.last_offset_delta),
+                    base_offset: entry.base_offset,
+                    first_commit: if entry.txn { NO_SEQ } else { entry.first_seq },
+                    count,
+                    end_pos: entry.end_pos(),
+                });
             }
-            state.batches.push_back(ProducerBatch {
-                first_seq: bh.base_sequence,
-                last_seq: bh.base_sequence.wrapping_add(bh.last_offset_delta),
-                base_offset: entry.base_offset,
-                first_commit: entry.first_seq,
-                count,
-                end_pos: entry.end_pos(),
-            });
         }
-        let topic_id = header.topic;
-        let partition_id = header.partition;
+        if bh.is_transactional() {
+            return crate::txn::apply_txn_batch(self, entry, bh, infos).map_err(corrupted);
+        }
+        let frame_index = self.frames.len() as u32;
+        assert!(frame_index < TXN_REF, "more than 2^31 batch frames");
+        self.topics
+            .get_mut(&header.topic)
+            .and_then(|t| t.partitions.get_mut(header.partition as usize))
+            .map(|p| p.batches.push(frame_index))
+            .ok_or_else(|| corrupted("partition vanished while indexing".into()))?;
         self.frames.push(entry);
         let payload_pos = pos + frame::HEADER_LEN as u64;
-        for (i, info) in infos.iter().enumerate() {
-            let Some(key) = info.key else { continue };
+        let records = infos.iter().map(|info| IndexedRecord {
+            key: info.key,
+            id: info.id,
+            pos: payload_pos + u64::from(info.start),
+            len: info.len,
+            crc: info.crc,
+        });
+        self.index_records(header.topic, header.partition, header.first_sequence, records).map_err(corrupted)?;
+        self.next_seq = header.first_sequence + u64::from(count);
+        Ok(())
+    }
+
+    /// Gives committed records (a batch's, or a transaction's at its commit) their stream
+    /// versions and event-id entries, from commit sequence `first_seq` on.
+    pub fn index_records<'r>(
+        &mut self,
+        topic_id: u32,
+        partition_id: u32,
+        first_seq: u64,
+        records: impl Iterator<Item = IndexedRecord<'r>>,
+    ) -> std::result::Result<(), String> {
+        for (i, record) in records.enumerate() {
+            let Some(key) = record.key else { continue };
             let sid = match self.stream_id(topic_id, key) {
                 Some(sid) => sid,
                 None => {
-                    let sid = u32::try_from(self.streams.len()).map_err(|_| corrupted("too many streams".into()))?;
+                    let sid = u32::try_from(self.streams.len()).map_err(|_| "too many streams".to_string())?;
                     let key = Bytes::copy_from_slice(key);
                     self.stream_ids.insert(hash_key(topic_id, &key), u64::from(sid));
                     self.streams.push(Some(Stream {
@@ -379,25 +466,28 @@ impl Index {
                 }
             };
             let Some(stream) = self.streams[sid as usize].as_mut() else {
-                return Err(corrupted("stream of a deleted topic".into()));
+                return Err("stream of a deleted topic".into());
             };
             let version = stream.events.len() as u32;
-            let seq = header.first_sequence + i as u64;
+            let seq = first_seq + i as u64;
             // A stream's versions are contiguous and in commit order: the event appended here
             // is the stream's next version and comes after its last one in the global order.
             assert!(stream.events.last().is_none_or(|e| e.seq < seq), "stream events out of commit order");
-            stream.events.push(StreamEvent {
-                seq,
-                pos: payload_pos + u64::from(info.start),
-                len: info.len,
-                crc: info.crc,
-            });
-            if let Some(id) = info.id {
+            stream.events.push(StreamEvent { seq, pos: record.pos, len: record.len, crc: record.crc });
+            if let Some(id) = record.id {
                 self.ids.insert(id_hash(sid, id), pack_event(sid, version));
             }
         }
-        self.next_seq = header.first_sequence + u64::from(count);
         Ok(())
+    }
+
+    /// The frame a [`PartitionState::batches`] entry names, as offset readers see it: for a
+    /// committed transactional batch, the copy its commit gave sequences to.
+    pub fn batch(&self, r: u32) -> PartitionBatch {
+        if r & TXN_REF == 0 {
+            return PartitionBatch { entry: self.frames[r as usize], kind: BatchKind::Committed };
+        }
+        self.txns.partition_batch(&self.frames, r & !TXN_REF)
     }
 
     /// Records that partition `partition` of topic `topic` starts at `offset` (a `LogStart`
@@ -417,14 +507,33 @@ impl Index {
         if offset <= p.log_start {
             return Ok(());
         }
-        let at = p.batches.partition_point(|&i| self.frames[i as usize].end_offset() <= offset);
-        let seq = match p.batches.get(at) {
-            Some(&i) => {
-                let f = &self.frames[i as usize];
-                f.first_seq + (offset - f.base_offset)
+        // Offsets past the last stable offset may belong to a transaction that has not ended:
+        // its records take their sequences later, above any threshold set now.
+        let lso = p.open_txns.first().map_or(p.next_offset, |&(_, first)| first);
+        if offset > lso {
+            return Err(format!("log start {offset} is past the last stable offset {lso} (an open transaction)"));
+        }
+        // Records are retained iff their sequence is at least the start's: one past the largest
+        // sequence of a committed record below the new start. Without transactions that is the
+        // sequence of the record at the start (offsets and sequences grow together); with
+        // them, a transaction committed late has records below the start with sequences above
+        // later records', and those later records are hidden from the readers that go by
+        // sequence too (the offset readers still serve them): conservative, never serving a
+        // deleted record. The scan is of this partition's batches, on a rare operation.
+        let mut seq = p.log_start_seq;
+        for &r in &p.batches {
+            let b = self.batch(r);
+            if b.entry.base_offset >= offset {
+                break;
             }
-            None => self.next_seq,
-        };
+            if b.kind == BatchKind::Committed {
+                let deleted = (offset - b.entry.base_offset).min(u64::from(b.entry.count));
+                seq = seq.max(b.entry.first_seq + deleted);
+            }
+        }
+        if offset == p.next_offset {
+            seq = seq.max(self.next_seq);
+        }
         let Some(p) = self.topics.get_mut(&topic).and_then(|t| t.partitions.get_mut(partition as usize)) else {
             return Err(format!("log start for unknown partition {partition} of topic id {topic}"));
         };

@@ -29,6 +29,7 @@ mod read;
 mod recovery;
 mod scan;
 pub mod storage;
+mod txn;
 
 pub use append::{Acknowledgement, AppendOutcome, PendingAppend, RecordPosition};
 pub use catalog::{CleanupPolicy, SubjectNameStrategy, TopicConfig, TopicMeta};
@@ -38,6 +39,10 @@ pub use health::{
     DamageReport, DamageSite, HealthReason, HealthStatus, LogHealth, ReasonCode, RecoveryNote, DAMAGE_SITES_MAX,
 };
 pub use log::{CommitHook, Log, LogStats, RecoveryReport, SYNC_LATENCY_BOUNDS_US};
-pub use read::{Direction, Event, PartitionOffsets, PartitionRead, StreamRead, StreamReadOptions, TopicDescription};
+pub use read::{
+    AbortedTransaction, Direction, Event, PartitionOffsets, PartitionRead, StreamRead, StreamReadOptions,
+    TopicDescription,
+};
 pub use recovery::{ReplayOutcome, Truncation};
 pub use scan::ScanError;
+pub use txn::TxnEnd;

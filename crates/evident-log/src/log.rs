@@ -435,6 +435,13 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// `len` bytes of the journal at `pos`.
+fn journal_bytes(journal: &Journal, pos: u64, len: usize) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    journal.read(pos, &mut buf)?;
+    Ok(buf)
+}
+
 fn apply_frame(index: &mut Index, pos: u64, header: &FrameHeader, payload: &[u8]) -> Result<()> {
     let corrupted = |what: String| Error::Corrupted { file: "journal".into(), offset: pos, what };
     match header.kind {
@@ -463,6 +470,10 @@ fn apply_frame(index: &mut Index, pos: u64, header: &FrameHeader, payload: &[u8]
                 payload.try_into().map_err(|_| corrupted(format!("log start payload of {} bytes", payload.len())))?;
             index.apply_log_start(header.topic, header.partition, u64::from_le_bytes(offset)).map_err(corrupted)
         }
+        FrameKind::TxnEnd => {
+            let (producer, _, commit) = crate::txn::decode_end(payload).map_err(corrupted)?;
+            crate::txn::apply_txn_end(index, producer, commit, header.first_sequence).map_err(corrupted)
+        }
     }
 }
 
@@ -488,12 +499,22 @@ impl Log {
         let (mut index, mark) = match checkpoint::read(&storage, dir)? {
             None => (Index::default(), None),
             Some(bytes) => match checkpoint::decode(&bytes) {
-                Ok((index, mark)) => {
+                Ok((mut index, mark)) => {
                     // The checkpoint is intact, so its claims are facts: it was written only
                     // over durable bytes. A journal that disagrees has lost acknowledged data.
                     check_mark(&journal, mark)?;
-                    report.checkpoint_loaded = true;
-                    (index, Some(mark))
+                    // Open transactions' records are not in the checkpoint: they are read back
+                    // from the journal. If that fails the journal replay finds out why.
+                    match crate::txn::restore(&mut index, |pos, len| journal_bytes(&journal, pos, len)) {
+                        Ok(()) => {
+                            report.checkpoint_loaded = true;
+                            (index, Some(mark))
+                        }
+                        Err(why) => {
+                            report.checkpoint_rejected = Some(format!("its open transactions: {why}"));
+                            (Index::default(), None)
+                        }
+                    }
                 }
                 Err(why) => {
                     report.checkpoint_rejected = Some(why);
@@ -743,7 +764,7 @@ impl Log {
             });
         };
         let start = p.log_start;
-        let hw = crate::read::visible_high_watermark(&st.index, tid, partition, st.visible_seq);
+        let hw = crate::read::visible_high_watermark(&st.index, tid, partition, st.visible_pos);
         let offset = offset.unwrap_or(hw);
         if offset > hw {
             return Err(Error::OffsetOutOfRange {
@@ -756,6 +777,13 @@ impl Log {
         }
         if offset <= start {
             return Ok(start);
+        }
+        let lso = crate::read::last_stable_offset(&st.index, tid, partition, st.visible_pos);
+        if offset > lso {
+            return Err(Error::InvalidTxnState(format!(
+                "records cannot be deleted past the last stable offset {lso} of {name}/{partition}: a transaction \
+                 with records there has not ended"
+            )));
         }
         let payload = offset.to_le_bytes();
         let (_, end) = self.inner.enqueue_frame(&mut st, FrameKind::LogStart, 0, tid, partition, &payload, |_| {})?;
@@ -1231,7 +1259,12 @@ impl Inner {
         let (mut index, mark) = match checkpoint::read(&self.storage, &self.dir)? {
             None => (Index::default(), None),
             Some(bytes) => match checkpoint::decode(&bytes) {
-                Ok((index, mark)) if mark.pos <= st.written_pos => (index, Some(mark)),
+                Ok((mut index, mark)) if mark.pos <= st.written_pos => {
+                    match crate::txn::restore(&mut index, |pos, len| journal_bytes(&st.journal, pos, len)) {
+                        Ok(()) => (index, Some(mark)),
+                        Err(_) => (Index::default(), None),
+                    }
+                }
                 _ => (Index::default(), None),
             },
         };

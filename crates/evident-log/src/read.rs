@@ -21,7 +21,7 @@ use crate::catalog::TopicMeta;
 use crate::error::{Error, Result};
 use crate::frame;
 use crate::health::ReadSite;
-use crate::index::{FrameEntry, Index, StreamEvent};
+use crate::index::{BatchKind, FrameEntry, Index, StreamEvent};
 use crate::journal::Segment;
 use crate::log::{Log, State};
 
@@ -141,6 +141,21 @@ pub struct PartitionRead {
     pub high_watermark: u64,
     /// First offset still held.
     pub log_start_offset: u64,
+    /// The last stable offset: the first offset of the oldest open transaction, or the high
+    /// watermark. A `read_committed` reader takes no batch from here on.
+    pub last_stable_offset: u64,
+    /// The aborted transactions with records among the returned batches, in the order of their
+    /// abort markers: what Kafka's Fetch lists for `read_committed` consumers to skip.
+    pub aborted: Vec<AbortedTransaction>,
+}
+
+/// A transaction that was aborted, as Kafka's Fetch response names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTransaction {
+    /// Producer id.
+    pub producer_id: i64,
+    /// Offset of its first record in the partition.
+    pub first_offset: u64,
 }
 
 /// A partition's offsets.
@@ -152,6 +167,9 @@ pub struct PartitionOffsets {
     pub log_start_offset: u64,
     /// One past the last acknowledged offset.
     pub high_watermark: u64,
+    /// The last stable offset: the first offset of the oldest open transaction, or the high
+    /// watermark.
+    pub last_stable_offset: u64,
 }
 
 /// What [`Log::describe_topic`] tells.
@@ -225,15 +243,36 @@ fn plan_spans(st: &State, locs: &[(u64, u64)]) -> Result<(Vec<Span>, Vec<usize>)
     Ok((spans, which))
 }
 
-pub(crate) fn visible_high_watermark(index: &Index, topic: u32, partition: u32, visible_seq: u64) -> u64 {
+/// One past the last visible (acknowledged) offset of a partition: Kafka's high watermark.
+/// Records of open transactions count, as in Kafka; they are below the last stable offset
+/// only once their transaction ended.
+pub(crate) fn visible_high_watermark(index: &Index, topic: u32, partition: u32, visible_pos: u64) -> u64 {
     let p = &index.topics[&topic].partitions[partition as usize];
-    for &i in p.batches.iter().rev() {
-        let f = &index.frames[i as usize];
-        if f.end_seq() <= visible_seq {
+    for &r in p.batches.iter().rev() {
+        let f = index.batch(r).entry;
+        if f.end_pos() <= visible_pos {
             return f.end_offset();
         }
     }
     0
+}
+
+/// The last stable offset of a partition (Kafka's LSO): the first offset of its oldest open
+/// transaction, or the high watermark. `read_committed` readers, and all of evident's own
+/// readers, stop there.
+pub(crate) fn last_stable_offset(index: &Index, topic: u32, partition: u32, visible_pos: u64) -> u64 {
+    let hw = visible_high_watermark(index, topic, partition, visible_pos);
+    let p = &index.topics[&topic].partitions[partition as usize];
+    p.open_txns.iter().map(|&(_, first)| first).min().map_or(hw, |first| first.min(hw))
+}
+
+fn partition_offsets(st: &State, topic: u32, partition: u32) -> PartitionOffsets {
+    PartitionOffsets {
+        partition,
+        log_start_offset: st.index.log_start(topic, partition).0,
+        high_watermark: visible_high_watermark(&st.index, topic, partition, st.visible_pos),
+        last_stable_offset: last_stable_offset(&st.index, topic, partition, st.visible_pos),
+    }
 }
 
 fn resolve_partition(index: &Index, topic: &str, partition: u32) -> Result<(u32, TopicName)> {
@@ -253,15 +292,19 @@ fn resolve_partition(index: &Index, topic: &str, partition: u32) -> Result<(u32,
 /// An offset past the high watermark or below the log start is an error. The first frame may
 /// begin below `offset` (and so below the log start): a stored batch is served whole, as
 /// Kafka's Fetch serves it, and its readers skip the records before the offset they asked for.
+/// Other views than [`View::Kafka`] take only committed records' batches (a committed
+/// transaction's with the sequences its commit gave).
 fn partition_frames(
     st: &State,
     topic: &str,
     partition: u32,
     offset: u64,
+    view: View,
     mut take: impl FnMut(&FrameEntry, usize) -> bool,
 ) -> Result<(Vec<FrameEntry>, u64, TopicName, u64)> {
+    let committed_only = view != View::Kafka;
     let (tid, name) = resolve_partition(&st.index, topic, partition)?;
-    let hw = visible_high_watermark(&st.index, tid, partition, st.visible_seq);
+    let hw = visible_high_watermark(&st.index, tid, partition, st.visible_pos);
     let (log_start, _) = st.index.log_start(tid, partition);
     if offset > hw || offset < log_start {
         return Err(Error::OffsetOutOfRange {
@@ -272,17 +315,39 @@ fn partition_frames(
             high_watermark: hw,
         });
     }
+    let end = if view == View::Committed { last_stable_offset(&st.index, tid, partition, st.visible_pos) } else { hw };
     let p = &st.index.topics[&tid].partitions[partition as usize];
-    let first = p.batches.partition_point(|&i| st.index.frames[i as usize].end_offset() <= offset);
+    let first = p.batches.partition_point(|&r| st.index.batch(r).entry.end_offset() <= offset);
     let mut frames = Vec::new();
-    for &i in &p.batches[first..] {
-        let f = st.index.frames[i as usize];
-        if f.end_seq() > st.visible_seq || !take(&f, frames.len()) {
+    for &r in &p.batches[first..] {
+        let b = st.index.batch(r);
+        if b.entry.base_offset >= end {
             break;
         }
-        frames.push(f);
+        if committed_only && b.kind != BatchKind::Committed {
+            continue;
+        }
+        if !take(&b.entry, frames.len()) {
+            break;
+        }
+        frames.push(b.entry);
     }
     Ok((frames, hw, name, log_start))
+}
+
+/// Which batches of a partition a reader takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum View {
+    /// Every batch up to the high watermark, as Kafka's Fetch serves them: open and aborted
+    /// transactions' records and markers included.
+    Kafka,
+    /// Committed records up to the last stable offset: what a `read_committed` consumer
+    /// reads, and what a reader that resumes from an offset may safely skip past.
+    Committed,
+    /// Every committed record up to the high watermark, skipping the records of open
+    /// transactions rather than stopping at them: for a one-off scan whose owner learns of
+    /// their commits otherwise.
+    CommittedSkipping,
 }
 
 /// Verifies the batch frames in `bytes` (a span read starting at `span_pos`) for `frames`.
@@ -292,7 +357,9 @@ fn frame_payload(bytes: &Bytes, span: &Span, f: &FrameEntry) -> Result<Bytes> {
     let corrupted =
         |what: String| Error::Corrupted { file: span.segment.path.clone(), offset: f.pos - span.segment.base, what };
     let (header, payload) = frame::decode(slice).map_err(|e| corrupted(format!("frame unreadable: {e:?}")))?;
-    if header.first_sequence != f.first_seq || header.topic != f.topic || header.partition != f.partition {
+    // A transaction's batch is stored without a sequence; its commit gave it one in the index.
+    let stored_seq = if f.txn { 0 } else { f.first_seq };
+    if header.first_sequence != stored_seq || header.topic != f.topic || header.partition != f.partition {
         return Err(corrupted("frame is not the one the index points to".into()));
     }
     let start = at + frame::HEADER_LEN;
@@ -335,42 +402,26 @@ impl Log {
     pub fn partition_offsets(&self, topic: &str, partition: u32) -> Result<PartitionOffsets> {
         let st = self.inner.lock();
         let (tid, _) = resolve_partition(&st.index, topic, partition)?;
-        Ok(PartitionOffsets {
-            partition,
-            log_start_offset: st.index.log_start(tid, partition).0,
-            high_watermark: visible_high_watermark(&st.index, tid, partition, st.visible_seq),
-        })
+        Ok(partition_offsets(&st, tid, partition))
     }
 
     /// Every partition's offsets.
     pub fn topic_offsets(&self, topic: &str) -> Result<Vec<PartitionOffsets>> {
         let st = self.inner.lock();
         let t = st.index.topic_by_name(topic)?;
-        Ok((0..t.meta.config.partitions)
-            .map(|p| PartitionOffsets {
-                partition: p,
-                log_start_offset: st.index.log_start(t.meta.id, p).0,
-                high_watermark: visible_high_watermark(&st.index, t.meta.id, p, st.visible_seq),
-            })
-            .collect())
+        Ok((0..t.meta.config.partitions).map(|p| partition_offsets(&st, t.meta.id, p)).collect())
     }
 
     /// A topic's metadata, partition offsets and number of streams.
     pub fn describe_topic(&self, topic: &str) -> Result<TopicDescription> {
         let st = self.inner.lock();
         let t = st.index.topic_by_name(topic)?;
-        let partitions = (0..t.meta.config.partitions)
-            .map(|p| PartitionOffsets {
-                partition: p,
-                log_start_offset: st.index.log_start(t.meta.id, p).0,
-                high_watermark: visible_high_watermark(&st.index, t.meta.id, p, st.visible_seq),
-            })
-            .collect();
+        let partitions = (0..t.meta.config.partitions).map(|p| partition_offsets(&st, t.meta.id, p)).collect();
         let streams = st.index.stream_count(t.meta.id);
         let partition_bytes = st.index.topics[&t.meta.id]
             .partitions
             .iter()
-            .map(|p| p.batches.iter().map(|&i| u64::from(st.index.frames[i as usize].len)).sum())
+            .map(|p| p.batches.iter().map(|&r| u64::from(st.index.batch(r).entry.len)).sum())
             .collect();
         Ok(TopicDescription { meta: t.meta.clone(), partitions, streams, partition_bytes })
     }
@@ -386,15 +437,37 @@ impl Log {
     /// Reads stored batches of a partition from `offset`, up to about `max_bytes` (at least
     /// one batch when any is available).
     pub fn read_partition(&self, topic: &str, partition: u32, offset: u64, max_bytes: usize) -> Result<PartitionRead> {
+        self.read_partition_view(topic, partition, offset, max_bytes, View::Kafka)
+    }
+
+    /// [`Log::read_partition`] through another [`View`].
+    pub(crate) fn read_partition_view(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max_bytes: usize,
+        view: View,
+    ) -> Result<PartitionRead> {
         let st = self.inner.lock();
         let mut total = 0usize;
-        let (frames, hw, name, log_start) = partition_frames(&st, topic, partition, offset, |f, taken| {
+        let (frames, hw, name, log_start) = partition_frames(&st, topic, partition, offset, view, |f, taken| {
             if taken > 0 && total + f.len as usize > max_bytes {
                 return false;
             }
             total += f.len as usize;
             true
         })?;
+        let (tid, _) = resolve_partition(&st.index, topic, partition)?;
+        let last_stable_offset = last_stable_offset(&st.index, tid, partition, st.visible_pos);
+        // Kafka lists the aborted transactions that overlap the fetched range.
+        let upper = frames.last().map_or(offset, FrameEntry::end_offset);
+        let aborted = st.index.topics[&tid].partitions[partition as usize]
+            .aborted
+            .iter()
+            .filter(|a| a.last_offset >= offset && a.first_offset < upper)
+            .map(|a| AbortedTransaction { producer_id: a.producer, first_offset: a.first_offset })
+            .collect();
         let locs: Vec<(u64, u64)> = frames.iter().map(|f| (f.pos, u64::from(f.len))).collect();
         let (spans, which) = plan_spans(&st, &locs)?;
         drop(st);
@@ -407,7 +480,7 @@ impl Log {
             let Some((_, bytes)) = &cur else { continue };
             batches.push(frame_payload(bytes, &spans[si], f).map_err(|e| self.damaged_frame(e, &name, f))?);
         }
-        Ok(PartitionRead { batches, high_watermark: hw, log_start_offset: log_start })
+        Ok(PartitionRead { batches, high_watermark: hw, log_start_offset: log_start, last_stable_offset, aborted })
     }
 
     /// Reads a stream.
@@ -569,12 +642,14 @@ impl Log {
         )
     }
 
-    /// Reads up to `limit` events of one partition from `offset`, with their stream versions
-    /// and commit sequences (the record-by-record view of [`Log::read_partition`]).
+    /// Reads up to `limit` committed events of one partition from `offset`, with their stream
+    /// versions and commit sequences (the record-by-record view of [`Log::read_partition`], as
+    /// a `read_committed` reader sees it: up to the last stable offset, without transaction
+    /// markers or aborted records, whose offsets are skipped).
     pub fn read_partition_events(&self, topic: &str, partition: u32, offset: u64, limit: usize) -> Result<Vec<Event>> {
         let st = self.inner.lock();
         let mut count = 0usize;
-        let (frames, _, name, _) = partition_frames(&st, topic, partition, offset, |f, _| {
+        let (frames, _, name, _) = partition_frames(&st, topic, partition, offset, View::Committed, |f, _| {
             if count >= limit {
                 return false;
             }
@@ -661,9 +736,9 @@ impl Log {
         let mut found = p
             .batches
             .iter()
-            .map(|&i| st.index.frames[i as usize])
+            .map(|&r| st.index.batch(r).entry)
             .skip_while(|f| f.end_offset() <= start)
-            .take_while(|f| f.end_seq() <= st.visible_seq)
+            .take_while(|f| f.end_pos() <= st.visible_pos)
             .filter(|f| f.max_ts >= timestamp_ms);
         let (Some(f), next) = (found.next(), found.next()) else {
             return Ok(None);
@@ -691,9 +766,9 @@ impl Log {
         let retained: Vec<FrameEntry> = p
             .batches
             .iter()
-            .map(|&i| st.index.frames[i as usize])
+            .map(|&r| st.index.batch(r).entry)
             .skip_while(|f| f.end_offset() <= start)
-            .take_while(|f| f.end_seq() <= st.visible_seq)
+            .take_while(|f| f.end_pos() <= st.visible_pos)
             .collect();
         // The batch the log start cuts (the first, if any) has a maximum that may belong to a
         // deleted record: its retained maximum is found by reading its retained records.
@@ -774,7 +849,7 @@ impl Log {
     pub fn wait_for_offset(&self, topic: &str, partition: u32, offset: u64, timeout: Duration) -> Result<bool> {
         self.wait_until(timeout, |st| {
             let (tid, _) = resolve_partition(&st.index, topic, partition)?;
-            Ok(visible_high_watermark(&st.index, tid, partition, st.visible_seq) > offset)
+            Ok(visible_high_watermark(&st.index, tid, partition, st.visible_pos) > offset)
         })
     }
 

@@ -1,6 +1,8 @@
-//! Visiting every record of a partition in offset order, up to its high watermark: how the
-//! stores kept in internal topics (consumer offsets in `__consumer_offsets`, the schema
-//! registry in `_schemas`) rebuild their state when the server opens.
+//! Visiting every committed record of a partition in offset order, up to its high watermark:
+//! how the stores kept in internal topics (consumer offsets in `__consumer_offsets`, the schema
+//! registry in `_schemas`) rebuild their state when the server opens. Transaction markers and
+//! the records of aborted and still open transactions are skipped (a store applies an open
+//! transaction's records when it commits).
 //!
 //! The stored batches are read a few MiB at a time and their records handed to the visitor
 //! as borrowed key and value bytes. Damage the log's checksums catch is the log's error; a
@@ -12,6 +14,7 @@ use evident_core::batch::RecordBatch;
 
 use crate::error::Error;
 use crate::log::Log;
+use crate::read::View;
 
 /// Bytes read per step of a scan.
 const SCAN_READ_BYTES: usize = 4 << 20;
@@ -45,7 +48,9 @@ impl Log {
         let high_watermark = self.partition_offsets(topic, partition).map_err(ScanError::Log)?.high_watermark;
         let mut next = 0u64;
         while next < high_watermark {
-            let read = self.read_partition(topic, partition, next, SCAN_READ_BYTES).map_err(ScanError::Log)?;
+            let read = self
+                .read_partition_view(topic, partition, next, SCAN_READ_BYTES, View::CommittedSkipping)
+                .map_err(ScanError::Log)?;
             let before = next;
             for bytes in &read.batches {
                 let damaged = |what: String| ScanError::Damaged { offset: next, what };
@@ -68,7 +73,12 @@ impl Log {
                     next = offset + 1;
                 }
             }
-            // Bounds the loop: below the high watermark the log always returns a record.
+            // Nothing returned: what remains below the high watermark is skipped (markers,
+            // aborted or open transactions' records).
+            if read.batches.is_empty() {
+                break;
+            }
+            // Bounds the loop: a read that returns batches returns a record at or after `next`.
             if next == before {
                 return Err(ScanError::Damaged {
                     offset: next,

@@ -269,15 +269,16 @@ fn every_bad_input_gets_its_own_error_and_changes_nothing() {
             &mut n,
         );
     }
-    for (bit, what) in [(0x10, "transactional"), (0x20, "control")] {
+    // Transactional batches need a producer id; control batches are the log's own.
+    for (bit, what) in [(0x10, "transactional batch without a producer id"), (0x20, "control batch")] {
         let mut tx = good.clone();
         tx[22] |= bit;
         fix_crc(&mut tx);
         refuse(
             &log,
-            &format!("{what} batch"),
+            what,
             |l| l.append_batch("orders", home, &tx, None),
-            |e| matches!(e, Error::Unsupported(_)),
+            |e| matches!(e, Error::InvalidTxnState(_)),
             &mut n,
         );
     }

@@ -13,7 +13,9 @@
 
 use bytes::{BufMut, BytesMut};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use evident_core::RecordBatch;
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::ProducerId;
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 
 use std::sync::Arc;
@@ -33,7 +35,12 @@ struct Wanted {
     max_bytes: usize,
 }
 
-fn read_all(log: &evident_log::Log, wanted: &[Wanted], max_bytes: usize) -> (Vec<PartitionData>, usize) {
+fn read_all(
+    log: &evident_log::Log,
+    wanted: &[Wanted],
+    max_bytes: usize,
+    read_committed: bool,
+) -> (Vec<PartitionData>, usize) {
     let mut total = 0usize;
     let mut out = Vec::with_capacity(wanted.len());
     for w in wanted {
@@ -52,14 +59,34 @@ fn read_all(log: &evident_log::Log, wanted: &[Wanted], max_bytes: usize) -> (Vec
                 if total > 0 && total + records.len() + b.len() > max_bytes {
                     break;
                 }
+                // A read_committed consumer gets nothing from the last stable offset on (the
+                // first record of the oldest open transaction): a stable offset is a batch's
+                // first offset, so whole batches are kept or cut.
+                let base_offset = RecordBatch::peek_header(b).map_or(i64::MAX, |h| h.base_offset);
+                if read_committed && base_offset >= read.last_stable_offset as i64 {
+                    break;
+                }
                 records.put_slice(b);
             }
             total += records.len();
+            // Kafka lists the aborted transactions in the range for read_committed fetches
+            // only (null otherwise); consumers drop their records and skip the markers.
+            let aborted = read_committed.then(|| {
+                read.aborted
+                    .iter()
+                    .map(|a| {
+                        AbortedTransaction::default()
+                            .with_producer_id(ProducerId(a.producer_id))
+                            .with_first_offset(a.first_offset as i64)
+                    })
+                    .collect()
+            });
             Ok(base
                 .clone()
                 .with_high_watermark(read.high_watermark as i64)
-                .with_last_stable_offset(read.high_watermark as i64)
+                .with_last_stable_offset(read.last_stable_offset as i64)
                 .with_log_start_offset(read.log_start_offset as i64)
+                .with_aborted_transactions(aborted)
                 .with_records(Some(records.freeze())))
         })();
         // A partition error carries an empty record set, not a null one, as Kafka encodes it
@@ -116,6 +143,8 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> Budgeted<FetchResponse>
         }
     }
     let max_bytes = usize::try_from(req.max_bytes).unwrap_or(0).clamp(1, RESPONSE_MAX_BYTES);
+    // Kafka's isolation levels: 0 read_uncommitted, 1 read_committed (Fetch v4 on).
+    let read_committed = req.isolation_level == 1;
     let min_bytes = usize::try_from(req.min_bytes).unwrap_or(0);
     let deadline = tokio::time::Instant::now()
         + std::time::Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0).min(60_000));
@@ -129,7 +158,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> Budgeted<FetchResponse>
         let granted = charge.as_ref().map_or(1, |c| c.num_permits().max(1));
         let (log, w) = (ctx.broker.log.clone(), wanted.clone());
         let (partitions, total) =
-            tokio::task::spawn_blocking(move || read_all(&log, &w, granted)).await.unwrap_or_default();
+            tokio::task::spawn_blocking(move || read_all(&log, &w, granted, read_committed)).await.unwrap_or_default();
         let errored = partitions.iter().any(|p| p.error_code != 0);
         if total >= min_bytes.max(1) || min_bytes == 0 || errored || tokio::time::Instant::now() >= deadline {
             break (partitions, keep_only(charge, total));

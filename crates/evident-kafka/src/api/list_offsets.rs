@@ -17,6 +17,7 @@ const MAX_TIMESTAMP: i64 = -3;
 /// Handles ListOffsets.
 pub async fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsResponse {
     let log = ctx.broker.log.clone();
+    let read_committed = req.isolation_level == 1;
     let answer = tokio::task::spawn_blocking(move || {
         req.topics
             .into_iter()
@@ -33,6 +34,8 @@ pub async fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsRespon
                         let result = (|| -> Result<(i64, i64), KafkaError> {
                             let offsets = log.partition_offsets(&topic, partition)?;
                             Ok(match p.timestamp {
+                                // A read_committed consumer's end is the last stable offset.
+                                LATEST if read_committed => (-1, offsets.last_stable_offset as i64),
                                 LATEST => (-1, offsets.high_watermark as i64),
                                 EARLIEST => (-1, offsets.log_start_offset as i64),
                                 // Kafka answers -1 and -1 for an empty partition.

@@ -162,6 +162,11 @@ impl From<evident_log::Error> for ApiError {
             E::ProducerFenced { .. } | E::OutOfOrderSequence { .. } => (StatusCode::CONFLICT, "producer_conflict"),
             E::OffsetOutOfRange { .. } => (StatusCode::BAD_REQUEST, "offset_out_of_range"),
             E::Unsupported(_) => (StatusCode::BAD_REQUEST, "unsupported"),
+            E::InvalidTxnState(_) => (StatusCode::CONFLICT, "invalid_transaction_state"),
+            E::EventIdInTransaction { .. } => (StatusCode::CONFLICT, "event_id_reused"),
+            // Retry once the Kafka transaction that holds the stream ends (within its timeout).
+            E::StreamInTransaction { .. } => (StatusCode::CONFLICT, "stream_in_transaction"),
+            E::TransactionsTooLarge { .. } => (StatusCode::SERVICE_UNAVAILABLE, "transactions_too_large"),
             E::Poisoned(_) | E::Closed => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             E::OutcomeUnknown(_) => (StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown"),
             E::DiskFull(_) => (StatusCode::INSUFFICIENT_STORAGE, "disk_full"),

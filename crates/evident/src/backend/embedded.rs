@@ -99,7 +99,12 @@ pub(crate) fn from_log(e: evident_log::Error) -> Error {
         | L::ProducerFenced { .. }
         | L::OutOfOrderSequence { .. }
         | L::OffsetOutOfRange { .. }
+        | L::InvalidTxnState(_)
+        | L::EventIdInTransaction { .. }
         | L::Unsupported(_)) => Error::Rejected(e.to_string()),
+        // A Kafka transaction holds the stream, or bounds what may be pending: the same call
+        // succeeds once it ends (within its timeout).
+        e @ (L::StreamInTransaction { .. } | L::TransactionsTooLarge { .. }) => Error::Unavailable(e.to_string()),
     }
 }
 
