@@ -385,9 +385,37 @@ impl Log {
         }
 
         // Event-id idempotence.
-        if let Some((outcome, wait_for)) =
+        if let Some((outcome, mut wait_for)) =
             find_duplicates(&st, topic_name.clone(), partition, &infos, &plans, &plan_of)?
         {
+            // An idempotent producer's batch answered as a duplicate still took its producer
+            // sequences: its next batch follows them. That is remembered durably (a frame of its
+            // own), or the producer's next batch would be refused as out of order.
+            if bh.producer_id >= 0 {
+                let advance = crate::index::ProducerAdvance {
+                    producer_id: bh.producer_id,
+                    epoch: bh.producer_epoch,
+                    first_seq: bh.base_sequence,
+                    last_offset_delta: bh.last_offset_delta,
+                    base_offset: outcome.base_offset,
+                    first_commit: if outcome.transactional { NO_SEQ } else { outcome.first_sequence },
+                    count: infos.len() as u32,
+                };
+                let payload = advance.encode();
+                let (pos, end) = self.inner.enqueue_frame(
+                    &mut st,
+                    FrameKind::ProducerAdvance,
+                    0,
+                    topic_id,
+                    partition,
+                    &payload,
+                    |_| {},
+                )?;
+                st.index
+                    .apply_producer_advance(topic_id, partition, &advance, end)
+                    .unwrap_or_else(|e| panic!("recording a checked producer sequence at {pos} failed: {e}"));
+                wait_for = wait_for.max(end);
+            }
             let durability = self.inner.defer_visible(st, wait_for)?;
             return Ok(PendingAppend { outcome, durability });
         }

@@ -8,7 +8,7 @@
 //!      4    4 crc32c of bytes 8..length (header after this field, and payload)
 //!      8    4 length: header + payload, before padding
 //!     12    1 kind (1 batch, 2 topic created, 3 topic deleted, 4 topic altered, 5 log start,
-//!                  6 transaction end)
+//!                  6 transaction end, 7 producer advance)
 //!     13    3 zero
 //!     16    8 durable_before: journal position known durable when this frame was written
 //!     24    8 first_sequence: commit sequence of the first record (batches; 0 for a batch
@@ -48,6 +48,9 @@ pub enum FrameKind {
     /// commit, 0 abort; `first_sequence`: on a commit, the sequence its first record takes).
     /// Written after the transaction's markers; applying it is what commits or aborts.
     TxnEnd = 6,
+    /// An idempotent producer's batch was answered as a duplicate by event id without being
+    /// written: its producer sequences are taken all the same (payload: `ProducerAdvance`).
+    ProducerAdvance = 7,
 }
 
 /// A frame's header, decoded.
@@ -167,6 +170,7 @@ pub fn decode_header(bytes: &[u8]) -> Result<FrameHeader, FrameError> {
         4 => FrameKind::TopicAltered,
         5 => FrameKind::LogStart,
         6 => FrameKind::TxnEnd,
+        7 => FrameKind::ProducerAdvance,
         _ => return Err(FrameError::Invalid("unknown kind")),
     };
     Ok(FrameHeader {

@@ -122,6 +122,59 @@ pub(crate) const TXN_REF: u32 = 1 << 31;
 /// producer state so a retry is answered without one.
 pub(crate) const NO_SEQ: u64 = u64::MAX;
 
+/// An idempotent producer's batch that was answered without being written (every record a
+/// duplicate by event id): its producer sequences are taken all the same. Stored as the payload
+/// of a `ProducerAdvance` frame (little-endian: producer id i64, epoch i16, first sequence i32,
+/// last offset delta i32, base offset u64, first commit sequence u64, count u32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProducerAdvance {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub first_seq: i32,
+    pub last_offset_delta: i32,
+    /// Offset of the first original record (what a retry of this batch is answered with).
+    pub base_offset: u64,
+    /// Commit sequence of the first original record ([`NO_SEQ`]: none).
+    pub first_commit: u64,
+    pub count: u32,
+}
+
+impl ProducerAdvance {
+    const LEN: usize = 38;
+
+    /// The frame payload.
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let mut out = [0u8; Self::LEN];
+        out[..8].copy_from_slice(&self.producer_id.to_le_bytes());
+        out[8..10].copy_from_slice(&self.epoch.to_le_bytes());
+        out[10..14].copy_from_slice(&self.first_seq.to_le_bytes());
+        out[14..18].copy_from_slice(&self.last_offset_delta.to_le_bytes());
+        out[18..26].copy_from_slice(&self.base_offset.to_le_bytes());
+        out[26..34].copy_from_slice(&self.first_commit.to_le_bytes());
+        out[34..38].copy_from_slice(&self.count.to_le_bytes());
+        out
+    }
+
+    /// Reads a frame payload.
+    pub fn decode(payload: &[u8]) -> std::result::Result<Self, String> {
+        let b: &[u8; Self::LEN] =
+            payload.try_into().map_err(|_| format!("producer advance payload of {} bytes", payload.len()))?;
+        let i64_at = |at: usize| {
+            i64::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3], b[at + 4], b[at + 5], b[at + 6], b[at + 7]])
+        };
+        let i32_at = |at: usize| i32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        Ok(Self {
+            producer_id: i64_at(0),
+            epoch: i16::from_le_bytes([b[8], b[9]]),
+            first_seq: i32_at(10),
+            last_offset_delta: i32_at(14),
+            base_offset: i64_at(18) as u64,
+            first_commit: i64_at(26) as u64,
+            count: i32_at(34) as u32,
+        })
+    }
+}
+
 /// A partition.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PartitionState {
@@ -539,6 +592,42 @@ impl Index {
         };
         p.log_start = offset;
         p.log_start_seq = seq;
+        Ok(())
+    }
+
+    /// Records a `ProducerAdvance` frame ending at journal position `end`: the producer's
+    /// state in the partition takes the batch as if it had been written.
+    pub fn apply_producer_advance(
+        &mut self,
+        topic: u32,
+        partition: u32,
+        a: &ProducerAdvance,
+        end: u64,
+    ) -> std::result::Result<(), String> {
+        let p = self
+            .topics
+            .get_mut(&topic)
+            .and_then(|t| t.partitions.get_mut(partition as usize))
+            .ok_or_else(|| format!("producer advance for unknown partition {partition} of topic id {topic}"))?;
+        if a.producer_id < 0 {
+            return Err(format!("producer advance for producer id {}", a.producer_id));
+        }
+        let state = p.producers.entry(a.producer_id).or_default();
+        if a.epoch != state.epoch {
+            state.epoch = a.epoch;
+            state.batches.clear();
+        }
+        if state.batches.len() == PRODUCER_BATCHES {
+            state.batches.pop_front();
+        }
+        state.batches.push_back(ProducerBatch {
+            first_seq: a.first_seq,
+            last_seq: a.first_seq.wrapping_add(a.last_offset_delta),
+            base_offset: a.base_offset,
+            first_commit: a.first_commit,
+            count: a.count,
+            end_pos: end,
+        });
         Ok(())
     }
 

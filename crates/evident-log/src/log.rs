@@ -470,6 +470,12 @@ fn apply_frame(index: &mut Index, pos: u64, header: &FrameHeader, payload: &[u8]
                 payload.try_into().map_err(|_| corrupted(format!("log start payload of {} bytes", payload.len())))?;
             index.apply_log_start(header.topic, header.partition, u64::from_le_bytes(offset)).map_err(corrupted)
         }
+        FrameKind::ProducerAdvance => {
+            let advance = crate::index::ProducerAdvance::decode(payload).map_err(corrupted)?;
+            index
+                .apply_producer_advance(header.topic, header.partition, &advance, pos + header.padded_len())
+                .map_err(corrupted)
+        }
         FrameKind::TxnEnd => {
             let (producer, _, commit) = crate::txn::decode_end(payload).map_err(corrupted)?;
             crate::txn::apply_txn_end(index, producer, commit, header.first_sequence).map_err(corrupted)

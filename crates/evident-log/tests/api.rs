@@ -410,3 +410,46 @@ fn scan_partition_visits_every_record_in_order() {
     assert_eq!(visited, 151);
     assert!(matches!(log.scan_partition("nope", 0, |_, _, _| Ok::<(), ()>(())), Err(evident_log::ScanError::Log(_))));
 }
+
+/// An idempotent producer's batch whose every record is already stored (same event ids) is
+/// answered with the originals, and still takes its producer sequences: the producer's next
+/// batch follows them, before and after a reopen (replayed, and from the checkpoint), and a
+/// retry of the deduplicated batch is answered again.
+#[test]
+fn a_batch_deduplicated_by_event_id_takes_its_producer_sequences() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let keyed = |pid: i64, seq: i32, id: &str| {
+        let mut b = evident_core::BatchBuilder::new().idempotent(pid, 0, seq);
+        b.push_parts(Some(b"acct"), Some(b"v"), &[("ce_id", Some(id.as_bytes()))], 1);
+        b.build()
+    };
+    for reopen in [None, Some(false), Some(true)] {
+        let _ = std::fs::remove_dir_all(dir.path());
+        let log = open(dir.path());
+        log.create_topic("t", TopicConfig::default()).expect("create");
+        // Another producer stored the event first (a consumer re-processing, say).
+        log.append_batch("t", 0, &keyed(1, 0, "e-1"), None).expect("first");
+        log.append_batch("t", 0, &keyed(2, 0, "e-0"), None).expect("producer 2, seq 0");
+        let dup = log.append_batch("t", 0, &keyed(2, 1, "e-1"), None).expect("duplicate by id");
+        assert!(dup.duplicate);
+        assert_eq!(dup.base_offset, 0);
+        let log = match reopen {
+            None => log,
+            Some(replay) => {
+                log.close().expect("close");
+                drop(log);
+                if replay {
+                    std::fs::remove_file(dir.path().join("index.checkpoint")).expect("rm checkpoint");
+                }
+                open(dir.path())
+            }
+        };
+        // A retry of the deduplicated batch is a retry, answered the same way.
+        let again = log.append_batch("t", 0, &keyed(2, 1, "e-1"), None).expect("retry");
+        assert_eq!((again.duplicate, again.base_offset), (true, 0), "reopen {reopen:?}");
+        // The next batch follows the deduplicated one's sequence.
+        let next = log.append_batch("t", 0, &keyed(2, 2, "e-2"), None).expect("next sequence");
+        assert_eq!((next.duplicate, next.base_offset), (false, 2), "reopen {reopen:?}");
+        drop(log);
+    }
+}
