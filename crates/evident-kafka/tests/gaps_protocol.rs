@@ -291,6 +291,29 @@ async fn a_transactional_id_is_refused_with_a_fatal_error() {
     assert_eq!((response.error_code, response.node_id.0), (NONE, 1));
 }
 
+/// A transactional batch sent without a transactional id (no client does; a hand-built one
+/// could) is refused with the same fatal error and stores nothing: it would otherwise open a
+/// transaction in the log that no coordinator ends, and hold the partition's last stable offset
+/// (where read_committed consumers stop) forever.
+#[tokio::test]
+async fn a_transactional_batch_without_a_transactional_id_is_refused() {
+    let server = start().await;
+    let mut client = Client::connect(&server).await;
+    for (what, bits) in [("transactional", 0x10u8), ("control", 0x30)] {
+        let mut bytes = BatchBuilder::new().idempotent(42, 0, 0);
+        bytes.push_parts(Some(b"a"), Some(b"v"), &[], T0);
+        let mut bytes = bytes.build();
+        bytes[22] |= bits;
+        let crc = crc32c::crc32c(&bytes[21..]);
+        bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+        let (code, _, _) = client.produce("orders", 0, bytes).await;
+        assert_eq!(code, TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "{what} batch");
+    }
+    let offsets = server.log.partition_offsets("orders", 0).expect("offsets");
+    assert_eq!((offsets.high_watermark, offsets.last_stable_offset), (0, 0));
+    assert!(server.log.open_transactions().is_empty());
+}
+
 #[tokio::test]
 async fn a_log_append_time_topic_stamps_each_batch_with_its_append_time() {
     let server = start().await;

@@ -273,6 +273,16 @@ fn append(
     // Keep what was inflated; the rest of the reservation goes back at once.
     let _held = reserved.as_mut().and_then(|r| r.split(stored.inflated_len().min(r.num_permits())));
     drop(reserved);
+    // A transaction's batch comes only with a transactional id, which is refused above until
+    // the coordinator exists: one sent without (a hand-built client) would open a transaction
+    // in the log that nothing ends, holding the partition's stable offset forever.
+    let header = evident_core::RecordBatch::peek_header(&stored);
+    if header.is_ok_and(|h| h.is_transactional() || h.is_control()) {
+        return Step::Done(Err(KafkaError::new(
+            ResponseError::TransactionalIdAuthorizationFailed,
+            "evident: transactional and control batches need a transactional id, and transactions are not supported yet",
+        )));
+    }
     if let Err(e) = validate(log, validation, topic, &stored) {
         return Step::Done(Err(e));
     }
