@@ -7,8 +7,9 @@
 //! docs/kafka.md.
 //!
 //! The ranges are those real clients negotiate (librdkafka 2.0–2.16, kafka-python 3, aiokafka
-//! 0.14), within what the codec supports. Transactions and telemetry are left out on purpose:
-//! clients then do not try them.
+//! 0.14), within what the codec supports. Transactions at transaction version 1 only (no
+//! `transaction.version` feature is advertised, so the Java client stays on TV1); telemetry is
+//! left out on purpose: clients then do not try it.
 
 use std::sync::Arc;
 
@@ -78,6 +79,10 @@ apis! {
     ListGroups => list_groups(ListGroupsRequest) 0..=4,
     DeleteGroups => delete_groups(DeleteGroupsRequest) 0..=1,
     OffsetDelete => offset_delete(OffsetDeleteRequest) 0..=0,
+    AddPartitionsToTxn => add_partitions_to_txn(AddPartitionsToTxnRequest) 0..=3,
+    AddOffsetsToTxn => add_offsets_to_txn(AddOffsetsToTxnRequest) 0..=3,
+    EndTxn => end_txn(EndTxnRequest) 0..=3,
+    TxnOffsetCommit => txn_offset_commit(TxnOffsetCommitRequest) 0..=3,
 }
 
 /// The served versions of `key`, if it is served.

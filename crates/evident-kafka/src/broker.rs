@@ -37,6 +37,8 @@ pub struct Broker {
     pub(crate) advertised: (String, u16),
     /// Group membership and rebalances (the classic consumer-group protocol).
     pub(crate) coordinator: Coordinator,
+    /// The transaction coordinator; None: transactional ids are refused.
+    pub transactions: Option<Arc<crate::transactions::Transactions>>,
     /// The listener's counters, read by the server's `/metrics`.
     pub metrics: Arc<KafkaMetrics>,
     /// The open connections, admitted within the connection caps.
@@ -97,6 +99,7 @@ impl Broker {
             fetch_bytes: Arc::new(Semaphore::new(fetch_bytes)),
             decompressed_bytes: Arc::new(Semaphore::new(decompressed_bytes)),
             validation: None,
+            transactions: None,
         }
     }
 
@@ -111,6 +114,12 @@ impl Broker {
     /// that cannot run must not pass records unchecked.
     pub fn with_schemas(mut self, schemas: Option<Arc<dyn evident_registry::SchemaSource>>) -> Self {
         self.validation = schemas.map(|s| Arc::new(evident_registry::Validation::new(s)));
+        self
+    }
+
+    /// The same broker, coordinating transactions with `transactions`.
+    pub fn with_transactions(mut self, transactions: Arc<crate::transactions::Transactions>) -> Self {
+        self.transactions = Some(transactions);
         self
     }
 

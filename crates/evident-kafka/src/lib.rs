@@ -39,6 +39,7 @@ pub mod request;
 mod server;
 mod topic_config;
 mod topics;
+pub mod transactions;
 
 pub use broker::Broker;
 pub use config::KafkaConfig;

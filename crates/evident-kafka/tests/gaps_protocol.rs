@@ -271,7 +271,7 @@ async fn a_partition_growth_assigned_to_this_broker_is_accepted_and_others_are_r
 }
 
 #[tokio::test]
-async fn a_transactional_id_is_refused_with_a_fatal_error() {
+async fn without_a_transaction_coordinator_a_transactional_id_is_refused_with_a_fatal_error() {
     let server = start().await;
     let mut client = Client::connect(&server).await;
     let find = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("tx-1")).with_key_type(1);
@@ -299,15 +299,17 @@ async fn a_transactional_id_is_refused_with_a_fatal_error() {
 async fn a_transactional_batch_without_a_transactional_id_is_refused() {
     let server = start().await;
     let mut client = Client::connect(&server).await;
-    for (what, bits) in [("transactional", 0x10u8), ("control", 0x30)] {
+    for (what, bits, code) in
+        [("transactional", 0x10u8, TRANSACTIONAL_ID_AUTHORIZATION_FAILED), ("control", 0x30, INVALID_RECORD)]
+    {
         let mut bytes = BatchBuilder::new().idempotent(42, 0, 0);
         bytes.push_parts(Some(b"a"), Some(b"v"), &[], T0);
         let mut bytes = bytes.build();
         bytes[22] |= bits;
         let crc = crc32c::crc32c(&bytes[21..]);
         bytes[17..21].copy_from_slice(&crc.to_be_bytes());
-        let (code, _, _) = client.produce("orders", 0, bytes).await;
-        assert_eq!(code, TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "{what} batch");
+        let (got, _, _) = client.produce("orders", 0, bytes).await;
+        assert_eq!(got, code, "{what} batch");
     }
     let offsets = server.log.partition_offsets("orders", 0).expect("offsets");
     assert_eq!((offsets.high_watermark, offsets.last_stable_offset), (0, 0));

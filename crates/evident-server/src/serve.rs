@@ -88,6 +88,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let clock: Arc<dyn evident_log::clock::Clock> = Arc::new(SystemClock);
     let groups = Arc::new(GroupStore::open(log.clone(), clock.clone()).context("cannot load consumer groups")?);
     let schemas = Arc::new(RegistryStore::open(log.clone()).context("cannot load the schema registry")?);
+    // Replays `__transaction_state` and finishes the transactions a crash left decided.
+    let transactions = Arc::new(
+        evident_kafka::transactions::Transactions::open(log.clone(), groups.clone(), clock.clone())
+            .map_err(|why| anyhow::anyhow!(why))
+            .context("cannot load the transaction coordinator")?,
+    );
 
     let threads = Arc::new(workers::ConnectionThreads::start(config.http_threads)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -109,8 +115,26 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             kafka_addr.port(),
         )
         .with_metrics(metrics.kafka.clone())
-        .with_schemas(Some(schemas.clone() as Arc<dyn evident_registry::SchemaSource>)),
+        .with_schemas(Some(schemas.clone() as Arc<dyn evident_registry::SchemaSource>))
+        .with_transactions(transactions.clone()),
     );
+    // Transactions open longer than their timeout are aborted (their producer fenced), checked
+    // every second, as Kafka's `transaction.abort.timed.out.transaction.cleanup.interval.ms`
+    // (10 s by default) does.
+    {
+        let (transactions, mut stop) = (transactions.clone(), shutdown_rx.clone());
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                let t = transactions.clone();
+                let _ = tokio::task::spawn_blocking(move || t.abort_expired()).await;
+            }
+        });
+    }
     let state = AppState::new(
         log.clone(),
         groups,

@@ -412,12 +412,15 @@ fn everything_in_commit_order_without_internal_topics() {
         .as_array()
         .expect("topics")
         .iter()
-        .filter(|t| t["name"] == "__consumer_offsets" || t["name"] == "_schemas")
+        .filter(|t| {
+            ["__consumer_offsets", "_schemas", "__transaction_state"].contains(&t["name"].as_str().unwrap_or(""))
+        })
         .collect();
-    // The group coordinator's offsets, and the schema registry's topic (the server runs one).
-    assert_eq!(internal.len(), 2, "{listed}");
+    // The group coordinator's offsets, the schema registry's topic (the server runs one) and
+    // the transaction coordinator's state.
+    assert_eq!(internal.len(), 3, "{listed}");
     assert!(internal.iter().all(|t| t["internal"] == true), "{listed}");
-    assert_eq!(listed["topics"].as_array().expect("topics").len(), 4);
+    assert_eq!(listed["topics"].as_array().expect("topics").len(), 5);
 }
 
 #[test]

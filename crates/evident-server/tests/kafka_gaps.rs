@@ -48,13 +48,3 @@ fn confluent_consumer_resets_an_out_of_range_committed_offset_to_earliest() {
     };
     assert_eq!(result["offsets"], json!([0, 1, 2]));
 }
-
-#[test]
-fn confluent_transactional_producer_fails_at_once() {
-    let Some(result) = gaps("confluent_transactional_producer_fails_at_once", "transactions") else { return };
-    assert_eq!(result["name"], "TRANSACTIONAL_ID_AUTHORIZATION_FAILED");
-    assert_eq!(result["fatal"], true);
-    // A hang guard, not a timing figure: the retrying behaviour this replaces took the whole
-    // 60 s init_transactions timeout.
-    assert!(result["seconds"].as_f64().is_some_and(|s| s < 30.0), "{result}");
-}

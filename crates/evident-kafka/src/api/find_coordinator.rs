@@ -1,10 +1,9 @@
-//! FindCoordinator: evident is a single broker, so it coordinates every group itself. Only
-//! group keys are served. Transactions are not supported (issue 14), so a transaction
-//! coordinator is refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED, the error Kafka gives a
-//! client that may not use its transactional id: clients treat it as fatal, so
-//! `init_transactions` fails at once. A retriable error (COORDINATOR_NOT_AVAILABLE, as before)
-//! made librdkafka retry until its transaction timeout, a hang to the user. Any other key type
-//! is an invalid request.
+//! FindCoordinator: evident is a single broker, so it coordinates every group and every
+//! transactional id itself. A listener without a transaction coordinator refuses transactional
+//! ids with TRANSACTIONAL_ID_AUTHORIZATION_FAILED, the error Kafka gives a client that may not
+//! use its transactional id: clients treat it as fatal, so `init_transactions` fails at once (a
+//! retriable error made librdkafka retry until its transaction timeout, a hang to the user).
+//! Any other key type is an invalid request.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -18,17 +17,15 @@ const KEY_TYPE_GROUP: i8 = 0;
 /// FindCoordinator's key type for transactional ids.
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
-/// Why a transactional id is refused, in FindCoordinator and InitProducerId alike.
-pub(crate) const TRANSACTIONS_UNSUPPORTED: &str =
-    "evident does not support transactions yet: use an idempotent producer without transactional.id";
-
 /// Handles FindCoordinator (v0–v2: one key per request).
 pub async fn handle(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
     let refusal = match req.key_type {
         KEY_TYPE_GROUP => None,
-        KEY_TYPE_TRANSACTION => {
-            Some((ResponseError::TransactionalIdAuthorizationFailed, TRANSACTIONS_UNSUPPORTED.to_string()))
-        }
+        KEY_TYPE_TRANSACTION if ctx.broker.transactions.is_some() => None,
+        KEY_TYPE_TRANSACTION => Some((
+            ResponseError::TransactionalIdAuthorizationFailed,
+            crate::transactions::TRANSACTIONS_UNSUPPORTED.to_string(),
+        )),
         other => Some((ResponseError::InvalidRequest, format!("unknown coordinator key type {other}"))),
     };
     match refusal {

@@ -64,11 +64,8 @@ fn partition_error(topic: &str, index: i32, e: &KafkaError) -> PartitionProduceR
 /// sync returns (none for `acks=0`).
 pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Deferred<ProduceResponse> {
     let acks = req.acks;
-    if req.transactional_id.is_some() {
-        let e = KafkaError::new(
-            ResponseError::TransactionalIdAuthorizationFailed,
-            "evident: transactions are not supported yet",
-        );
+    if req.transactional_id.is_some() && ctx.broker.transactions.is_none() {
+        let e = crate::transactions::unsupported();
         let responses: Vec<TopicProduceResponse> = req
             .topic_data
             .into_iter()
@@ -153,6 +150,7 @@ async fn append_all(
         .map_or(broker.config.request_timeout, std::time::Duration::from_millis)
         .min(broker.config.request_timeout);
     let deadline = tokio::time::Instant::now() + timeout / 2;
+    let req_txn = req.transactional_id.as_ref().map(|id| id.to_string());
     let mut grouped: Vec<(TopicName, Vec<Queued>)> = Vec::with_capacity(req.topic_data.len());
     let mut todo: VecDeque<(usize, PartitionProduceData)> = VecDeque::new();
     let mut names = Vec::with_capacity(req.topic_data.len());
@@ -163,14 +161,20 @@ async fn append_all(
     }
     let names = Arc::new(names);
     let mut granted: Option<OwnedSemaphorePermit> = None;
+    // A transactional producer's batches are checked against its open transaction.
+    let txn: Option<Txn> = match (&req_txn, &broker.transactions) {
+        (Some(id), Some(coordinator)) => Some(Arc::new((coordinator.clone(), id.clone()))),
+        _ => None,
+    };
     loop {
         let (log, names, budget_bytes) = (log.clone(), names.clone(), shared.clone());
         let validation = broker.validation.clone();
+        let txn = txn.clone();
         let (done, rest, spent, left_over) = tokio::task::spawn_blocking(move || {
             let mut done = Vec::new();
             while let Some((t, p)) = todo.pop_front() {
                 let index = p.index;
-                match append(&log, validation.as_deref(), &names[t], p, &mut budget, &budget_bytes, &mut granted) {
+                match append(&log, validation.as_deref(), txn.as_deref(), &names[t], p, &mut budget, &budget_bytes, &mut granted) {
                     Step::Done(result) => done.push((t, index, result)),
                     Step::Wait(p) => {
                         todo.push_front((t, p));
@@ -208,6 +212,9 @@ async fn append_all(
     }
 }
 
+/// A transactional producer's coordinator and transactional id.
+type Txn = Arc<(Arc<crate::transactions::Transactions>, String)>;
+
 /// What became of one partition entry.
 enum Step {
     /// Queued in the log, or refused.
@@ -224,9 +231,11 @@ enum Step {
 /// free). The inflated bytes stay charged to the broker-wide budget until the log has queued
 /// them. The topic is looked up again by the append itself: one deleted in between is refused
 /// there.
+#[allow(clippy::too_many_arguments)] // the entry and what checks and budgets it
 fn append(
     log: &evident_log::Log,
     validation: Option<&evident_registry::Validation>,
+    txn: Option<&(Arc<crate::transactions::Transactions>, String)>,
     topic: &str,
     p: PartitionProduceData,
     budget: &mut records::Budget,
@@ -273,15 +282,31 @@ fn append(
     // Keep what was inflated; the rest of the reservation goes back at once.
     let _held = reserved.as_mut().and_then(|r| r.split(stored.inflated_len().min(r.num_permits())));
     drop(reserved);
-    // A transaction's batch comes only with a transactional id, which is refused above until
-    // the coordinator exists: one sent without (a hand-built client) would open a transaction
-    // in the log that nothing ends, holding the partition's stable offset forever.
-    let header = evident_core::RecordBatch::peek_header(&stored);
-    if header.is_ok_and(|h| h.is_transactional() || h.is_control()) {
-        return Step::Done(Err(KafkaError::new(
-            ResponseError::TransactionalIdAuthorizationFailed,
-            "evident: transactional and control batches need a transactional id, and transactions are not supported yet",
-        )));
+    // A transaction's batch comes only with a transactional id whose open transaction has the
+    // partition: one sent otherwise (a hand-built client) would open a transaction in the log
+    // that nothing ends, holding the partition's stable offset forever.
+    if let Ok(h) = evident_core::RecordBatch::peek_header(&stored) {
+        let checked = match txn {
+            _ if h.is_control() => Err(KafkaError::new(
+                ResponseError::InvalidRecord,
+                "evident: control batches (transaction markers) are written by the broker only",
+            )),
+            None if h.is_transactional() => Err(KafkaError::new(
+                ResponseError::TransactionalIdAuthorizationFailed,
+                "evident: a transactional batch needs a transactional id and its open transaction",
+            )),
+            Some((coordinator, id)) if h.is_transactional() => {
+                coordinator.check_produce(id, h.producer_id, h.producer_epoch, topic, partition)
+            }
+            Some((_, id)) => Err(KafkaError::new(
+                ResponseError::InvalidTxnState,
+                format!("evident: transactional id {id} sent a batch that is not transactional"),
+            )),
+            None => Ok(()),
+        };
+        if let Err(e) = checked {
+            return Step::Done(Err(e));
+        }
     }
     if let Err(e) = validate(log, validation, topic, &stored) {
         return Step::Done(Err(e));
@@ -515,7 +540,7 @@ mod tests {
                 Some(b) => entry(index, b),
                 None => PartitionProduceData::default().with_index(index).with_records(None),
             };
-            let e = refusal(append(&log, None, topic, p, &mut budget, &shared(1 << 30), &mut None));
+            let e = refusal(append(&log, None, None, topic, p, &mut budget, &shared(1 << 30), &mut None));
             assert_eq!(e.code, code, "{topic}/{index}: {}", e.message);
         }
         assert_eq!(budget.left(), 700 << 10, "the cheap refusals spent budget");
@@ -527,7 +552,7 @@ mod tests {
             (2, ResponseError::MessageTooLarge),
             (3, ResponseError::MessageTooLarge),
         ] {
-            let e = refusal(append(&log, None, "t", entry(n % 2, &bomb), &mut budget, &shared(1 << 30), &mut None));
+            let e = refusal(append(&log, None, None, "t", entry(n % 2, &bomb), &mut budget, &shared(1 << 30), &mut None));
             assert_eq!(e.code, expected, "bomb {n}: {}", e.message);
             if n == 3 {
                 assert!(e.message.contains("not decompressed"), "{}", e.message);
@@ -573,7 +598,7 @@ mod tests {
         ];
         let mut budget = records::Budget::new(1 << 20, 8 << 20);
         for (values, bad, reason) in cases {
-            let e = refusal(append(&log, Some(&validation), "orders", entry(0, &batch(&values)), &mut budget, &shared(1 << 30), &mut None));
+            let e = refusal(append(&log, Some(&validation), None, "orders", entry(0, &batch(&values)), &mut budget, &shared(1 << 30), &mut None));
             assert_eq!(e.code, ResponseError::InvalidRecord, "{}", e.message);
             assert!(e.message.contains("orders-value") && e.message.contains(reason), "{}", e.message);
             assert_eq!(e.record_errors.len(), 1, "{:?}", e.record_errors);
@@ -581,11 +606,11 @@ mod tests {
             assert_eq!(partition_error("orders", 0, &e).record_errors[0].batch_index, bad);
         }
         assert_eq!(log.partition_offsets("orders", 0).expect("offsets").high_watermark, 0, "nothing stored");
-        match append(&log, Some(&validation), "orders", entry(0, &batch(&[good.clone(), good.clone()])), &mut budget, &shared(1 << 30), &mut None) {
+        match append(&log, Some(&validation), None, "orders", entry(0, &batch(&[good.clone(), good.clone()])), &mut budget, &shared(1 << 30), &mut None) {
             Step::Done(Ok(pending)) => assert_eq!(pending.wait().expect("stored").base_offset, 0),
             _ => panic!("valid records refused"),
         }
-        let e = refusal(append(&log, None, "orders", entry(0, &batch(&[good])), &mut budget, &shared(1 << 30), &mut None));
+        let e = refusal(append(&log, None, None, "orders", entry(0, &batch(&[good])), &mut budget, &shared(1 << 30), &mut None));
         assert!(e.message.contains("no schema registry"), "{}", e.message);
     }
 
@@ -677,12 +702,12 @@ mod tests {
         let shared = shared(need);
         let zstd = records::tests::zstd_batch();
         let held = shared.clone().try_acquire_many_owned(1).expect("one byte");
-        match append(&log, None, "t", entry(0, &zstd), &mut budget, &shared, &mut None) {
+        match append(&log, None, None, "t", entry(0, &zstd), &mut budget, &shared, &mut None) {
             Step::Wait(_) => {}
             Step::Done(r) => panic!("reserved {need} bytes with one fewer free: {:?}", r.map(|_| ())),
         }
         drop(held);
-        match append(&log, None, "t", entry(0, &zstd), &mut budget, &shared, &mut None) {
+        match append(&log, None, None, "t", entry(0, &zstd), &mut budget, &shared, &mut None) {
             Step::Done(Ok(pending)) => assert_eq!(pending.wait().expect("stored").base_offset, 0),
             Step::Done(Err(e)) => panic!("{}", e.message),
             Step::Wait(_) => panic!("the whole budget is free"),

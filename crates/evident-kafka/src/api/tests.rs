@@ -35,6 +35,10 @@ fn default_request(key: ApiKey) -> RequestKind {
         };
     }
     kinds!(
+        AddPartitionsToTxn,
+        AddOffsetsToTxn,
+        EndTxn,
+        TxnOffsetCommit,
         ApiVersions,
         Metadata,
         Produce,

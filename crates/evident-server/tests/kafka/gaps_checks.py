@@ -6,9 +6,8 @@ tests/kafka_gaps.rs, asserts) as its last stdout line; a failed check exits non-
 """
 
 import sys
-import time
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, TopicPartition
 
 import confluent_checks as cc
 from support import Deadline, check, fail, guard, result
@@ -41,23 +40,8 @@ def check_offset_reset():
     result(offsets=got)
 
 
-def check_transactions():
-    """A transactional producer fails at once in init_transactions (transactions are not
-    supported yet), with the fatal error Kafka gives for a transactional id the client may
-    not use, instead of retrying until its transaction timeout."""
-    p = cc.producer(**{"transactional.id": "tx-1", "transaction.timeout.ms": 60000})
-    started = time.monotonic()
-    try:
-        p.init_transactions(60)
-        fail("init_transactions succeeded")
-    except KafkaException as e:
-        err = e.args[0]
-        result(code=err.code(), name=err.name(), fatal=err.fatal(), seconds=round(time.monotonic() - started, 1))
-
-
 CHECKS = {
     "offset_reset": check_offset_reset,
-    "transactions": check_transactions,
 }
 
 
