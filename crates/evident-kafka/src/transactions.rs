@@ -196,6 +196,19 @@ impl Transactions {
         for id in decided {
             this.finish(&id).map_err(|e| format!("finishing transaction {id}: {}", e.message))?;
         }
+        // Records of a producer the coordinator has no open transaction for (none should exist:
+        // a partition is added, synced, before its records are accepted) would hold their
+        // partitions' stable offset forever: abort them.
+        let ongoing: BTreeSet<i64> =
+            this.lock().values().filter(|m| m.state == TxnState::Ongoing).map(|m| m.producer_id).collect();
+        for (producer, epoch) in this.log.open_transactions() {
+            if !ongoing.contains(&producer) {
+                tracing::warn!(producer_id = producer, "aborting a transaction the coordinator does not know of");
+                this.log
+                    .end_transaction(producer, epoch.max(0), false, 0)
+                    .map_err(|e| format!("aborting producer {producer}'s orphaned transaction: {e}"))?;
+            }
+        }
         Ok(this)
     }
 

@@ -28,6 +28,27 @@ fn txn_batch(pid: i64, epoch: i16, seq: i32, key: &str) -> Vec<u8> {
     b.build()
 }
 
+/// Records of a transaction the coordinator does not know of (written to the log directly here;
+/// a coordinator never lets this happen) are aborted when it opens, so no partition's stable
+/// offset is held forever.
+#[test]
+fn an_orphaned_transaction_in_the_log_is_aborted_at_open() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    {
+        let log = Log::open(dir.path(), LogConfig::default()).expect("open log");
+        log.create_topic("out", TopicConfig::default()).expect("topic");
+        log.append_batch("out", 0, &txn_batch(55, 2, 0, "k"), None).expect("pending");
+        assert_eq!(log.open_transactions(), vec![(55, 2)]);
+        log.close().expect("close");
+    }
+    let (log, _, _) = open(dir.path(), clock);
+    assert!(log.open_transactions().is_empty());
+    let offsets = log.partition_offsets("out", 0).expect("offsets");
+    assert_eq!((offsets.last_stable_offset, offsets.high_watermark), (2, 2), "aborted: a marker after the record");
+    assert!(log.read_stream("out", b"k", &StreamReadOptions::default()).expect("read").events.is_empty());
+}
+
 #[test]
 fn sessions_fence_timeouts_abort_and_the_state_survives_a_reopen() {
     let dir = tempfile::tempdir().expect("tmp");
