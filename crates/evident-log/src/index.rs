@@ -114,6 +114,24 @@ pub(crate) struct ProducerState {
 /// Batches remembered per producer, as Kafka does (hence `max.in.flight.requests` <= 5).
 pub(crate) const PRODUCER_BATCHES: usize = 5;
 
+impl ProducerState {
+    /// Takes a batch the producer sent at `epoch`: a newer epoch forgets the older one's
+    /// batches; the last [`PRODUCER_BATCHES`] are kept. `None`: a transaction marker, which
+    /// carries the epoch only.
+    pub fn record(&mut self, epoch: i16, batch: Option<ProducerBatch>) {
+        if epoch != self.epoch {
+            self.epoch = epoch;
+            self.batches.clear();
+        }
+        if let Some(batch) = batch {
+            if self.batches.len() == PRODUCER_BATCHES {
+                self.batches.pop_front();
+            }
+            self.batches.push_back(batch);
+        }
+    }
+}
+
 /// The bit of a [`PartitionState::batches`] entry that says it indexes the transactions'
 /// frames rather than [`Index::frames`].
 pub(crate) const TXN_REF: u32 = 1 << 31;
@@ -448,25 +466,16 @@ impl Index {
         };
         partition.next_offset += u64::from(count);
         if bh.producer_id >= 0 {
-            let state = partition.producers.entry(bh.producer_id).or_default();
-            if bh.producer_epoch != state.epoch {
-                state.epoch = bh.producer_epoch;
-                state.batches.clear();
-            }
             // Markers carry no producer sequence (-1): only the epoch counts.
-            if !bh.is_control() {
-                if state.batches.len() == PRODUCER_BATCHES {
-                    state.batches.pop_front();
-                }
-                state.batches.push_back(ProducerBatch {
-                    first_seq: bh.base_sequence,
-                    last_seq: bh.base_sequence.wrapping_add(bh.last_offset_delta),
-                    base_offset: entry.base_offset,
-                    first_commit: if entry.txn { NO_SEQ } else { entry.first_seq },
-                    count,
-                    end_pos: entry.end_pos(),
-                });
-            }
+            let batch = (!bh.is_control()).then(|| ProducerBatch {
+                first_seq: bh.base_sequence,
+                last_seq: bh.base_sequence.wrapping_add(bh.last_offset_delta),
+                base_offset: entry.base_offset,
+                first_commit: if entry.txn { NO_SEQ } else { entry.first_seq },
+                count,
+                end_pos: entry.end_pos(),
+            });
+            partition.producers.entry(bh.producer_id).or_default().record(bh.producer_epoch, batch);
         }
         if bh.is_transactional() {
             return crate::txn::apply_txn_batch(self, entry, bh, infos).map_err(corrupted);
@@ -612,22 +621,15 @@ impl Index {
         if a.producer_id < 0 {
             return Err(format!("producer advance for producer id {}", a.producer_id));
         }
-        let state = p.producers.entry(a.producer_id).or_default();
-        if a.epoch != state.epoch {
-            state.epoch = a.epoch;
-            state.batches.clear();
-        }
-        if state.batches.len() == PRODUCER_BATCHES {
-            state.batches.pop_front();
-        }
-        state.batches.push_back(ProducerBatch {
+        let batch = ProducerBatch {
             first_seq: a.first_seq,
             last_seq: a.first_seq.wrapping_add(a.last_offset_delta),
             base_offset: a.base_offset,
             first_commit: a.first_commit,
             count: a.count,
             end_pos: end,
-        });
+        };
+        p.producers.entry(a.producer_id).or_default().record(a.epoch, Some(batch));
         Ok(())
     }
 
