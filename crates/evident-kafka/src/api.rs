@@ -83,6 +83,8 @@ apis! {
     AddOffsetsToTxn => add_offsets_to_txn(AddOffsetsToTxnRequest) 0..=3,
     EndTxn => end_txn(EndTxnRequest) 0..=3,
     TxnOffsetCommit => txn_offset_commit(TxnOffsetCommitRequest) 0..=3,
+    ListTransactions => list_transactions(ListTransactionsRequest) 0..=1,
+    DescribeTransactions => describe_transactions(DescribeTransactionsRequest) 0..=0,
 }
 
 /// The served versions of `key`, if it is served.

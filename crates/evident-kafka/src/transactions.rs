@@ -110,7 +110,7 @@ pub struct TxnMeta {
     pub groups: BTreeSet<String>,
     /// Offsets to commit with it.
     pub offsets: Vec<TxnOffset>,
-    /// When it became `Ongoing` (ms), or -1.
+    /// When its last transaction became `Ongoing` (ms), or -1 (none since the session began).
     pub started_ms: i64,
     /// Last change (ms).
     pub updated_ms: i64,
@@ -493,7 +493,7 @@ impl Transactions {
         done.partitions.clear();
         done.groups.clear();
         done.offsets.clear();
-        done.started_ms = -1;
+        // The start time stays, as Kafka keeps it (DescribeTransactions shows the last one).
         self.store(&mut ids, id, done)
     }
 

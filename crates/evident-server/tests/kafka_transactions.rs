@@ -17,7 +17,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::jvm::{java, Reference};
+use common::jvm::{java, Java, Reference};
 use common::{kafka_python, kafka_scripts, run_with_limit, Server};
 use serde_json::Value;
 
@@ -33,6 +33,36 @@ fn run(python: &std::path::Path, bootstrap: &str, what: &str) -> Value {
     let out = run_with_limit(&mut cmd, None, SCRIPT_LIMIT);
     assert_eq!(out.code, Some(0), "{what}: the script failed\n--- stdout\n{}\n--- stderr\n{}", out.stdout, out.stderr);
     out.json()
+}
+
+/// `kafka-transactions ARGS` (Apache Kafka's `TransactionsCommand`) against `bootstrap`: exit
+/// status and its output as rows of cells, with what differs between two brokers by nature
+/// (producer ids, times) masked: a producer id column, and the start and duration times.
+fn transactions_tool(java: &Java, bootstrap: &str, args: &[&str]) -> (Option<i32>, Vec<Vec<String>>) {
+    let mut cmd = java.command();
+    cmd.arg("org.apache.kafka.tools.TransactionsCommand").args(["--bootstrap-server", bootstrap]).args(args);
+    let out = run_with_limit(&mut cmd, None, SCRIPT_LIMIT);
+    let text = format!("{}{}", out.stdout, out.stderr);
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<String> =
+        lines.next().map(|h| h.split_whitespace().map(str::to_string).collect()).unwrap_or_default();
+    let masked = ["ProducerId", "CurrentTransactionStartTimeMs", "TransactionDurationMs"];
+    let mut rows: Vec<Vec<String>> = lines
+        .map(|l| {
+            l.split('\t')
+                .map(str::trim)
+                .enumerate()
+                .filter(|(i, _)| *i < header.len().max(1))
+                .map(|(i, cell)| match header.get(i) {
+                    Some(h) if masked.contains(&h.as_str()) && cell.parse::<i64>().is_ok() => "<n>".to_string(),
+                    _ => cell.to_string(),
+                })
+                .collect()
+        })
+        .collect();
+    rows.sort();
+    rows.insert(0, header);
+    (out.code, rows)
 }
 
 /// (version, offset, value) of each event of an entity stream, over HTTP.
@@ -60,7 +90,7 @@ fn committed_offsets(server: &Server, topic: &str, partition: u32) -> Vec<u64> {
 fn transactions_behave_on_evident_as_on_apache_kafka_and_stay_committed_only_for_evident_readers() {
     let test = "transactions_behave_on_evident_as_on_apache_kafka_and_stay_committed_only_for_evident_readers";
     let Some(python) = kafka_python(test) else { return };
-    let Some(_java) = java(test) else { return };
+    let Some(java) = java(test) else { return };
     let dir = tempfile::tempdir().expect("tempdir");
     let mut server = Server::start_in(dir.path());
     let reference = Reference::start();
@@ -72,6 +102,18 @@ fn transactions_behave_on_evident_as_on_apache_kafka_and_stay_committed_only_for
     });
     println!("evident: {evident}\nkafka:   {kafka}");
     assert_eq!(evident, kafka, "evident and Apache Kafka disagree");
+
+    // `kafka-transactions`: the same ids, states, epochs and partitions on both brokers.
+    for args in
+        [&["list"][..], &["describe", "--transactional-id", "tx-tx"], &["describe", "--transactional-id", "none"]]
+    {
+        let on_evident = transactions_tool(&java, &evident_bootstrap, args);
+        let on_kafka = transactions_tool(&java, &kafka_bootstrap, args);
+        println!("kafka-transactions {}: {on_evident:?}", args.join(" "));
+        assert_eq!(on_evident, on_kafka, "kafka-transactions {} differs", args.join(" "));
+    }
+    let (code, listed) = transactions_tool(&java, &evident_bootstrap, &["list"]);
+    assert_eq!((code, listed.len()), (Some(0), 4), "three ids under a header: {listed:?}");
 
     // evident's own readers: committed events only, versions in commit order.
     let check = |server: &Server| {

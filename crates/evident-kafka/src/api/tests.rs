@@ -39,6 +39,8 @@ fn default_request(key: ApiKey) -> RequestKind {
         AddOffsetsToTxn,
         EndTxn,
         TxnOffsetCommit,
+        ListTransactions,
+        DescribeTransactions,
         ApiVersions,
         Metadata,
         Produce,
