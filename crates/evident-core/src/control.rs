@@ -57,6 +57,13 @@ impl Marker {
     }
 }
 
+/// The coordinator epoch a transaction marker's value carries (`version: i16 = 0,
+/// coordinator_epoch: i32`); None for an unknown version or a short value.
+pub fn marker_coordinator_epoch(value: &[u8]) -> Option<i32> {
+    let [v0, v1, e0, e1, e2, e3] = value.get(..6)?.try_into().ok()?;
+    (i16::from_be_bytes([v0, v1]) == 0).then(|| i32::from_be_bytes([e0, e1, e2, e3]))
+}
+
 /// Encodes a control batch holding one transaction marker (base offset 0; the log sets the
 /// real one).
 pub fn marker_batch(
@@ -93,6 +100,7 @@ mod tests {
             let records = batch.validate_records().expect("valid records");
             assert_eq!(Marker::from_record(&records[0]), Some(marker));
             assert_eq!(records[0].value, Some(&[0, 0, 0, 0, 0, 7][..]));
+            assert_eq!(records[0].value.and_then(marker_coordinator_epoch), Some(7));
         }
     }
 
@@ -102,5 +110,7 @@ mod tests {
         assert_eq!(Marker::from_key(&[0, 1, 0, 1]), None, "unknown version");
         assert_eq!(Marker::from_key(&[0, 0, 0, 5]), None, "unknown type");
         assert_eq!(Marker::from_key(&[0, 0, 0]), None, "short");
+        assert_eq!(marker_coordinator_epoch(&[0, 1, 0, 0, 0, 7]), None, "unknown version");
+        assert_eq!(marker_coordinator_epoch(&[0, 0, 0, 0, 7]), None, "short");
     }
 }

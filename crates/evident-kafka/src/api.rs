@@ -85,6 +85,7 @@ apis! {
     TxnOffsetCommit => txn_offset_commit(TxnOffsetCommitRequest) 0..=3,
     ListTransactions => list_transactions(ListTransactionsRequest) 0..=1,
     DescribeTransactions => describe_transactions(DescribeTransactionsRequest) 0..=0,
+    DescribeProducers => describe_producers(DescribeProducersRequest) 0..=0,
 }
 
 /// The served versions of `key`, if it is served.

@@ -187,7 +187,7 @@ mod tests {
             m.error(code);
         }
         m.request(ApiKey::Fetch);
-        m.request(ApiKey::DescribeProducers); // not served: not counted
+        m.request(ApiKey::DescribeAcls); // not served: not counted
         let s = m.snapshot();
         let errors: Vec<(Option<i16>, &str, u64)> =
             s.errors.iter().map(|e| (e.code, e.name.as_str(), e.count)).collect();

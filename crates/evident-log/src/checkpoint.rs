@@ -28,8 +28,11 @@ use crate::txn::{TxnFrame, TxnFrameState};
 /// table of transactional frames (`txn.rs`; what else transactions keep in memory is rebuilt
 /// from it and the journal at load, by `txn::restore`). Older files are still read (with every
 /// log start at 0, and no transaction: they were written before either could exist), so
-/// upgrading does not cost a full replay.
-const MAGIC: &[u8; 8] = b"EVCKPT03";
+/// upgrading does not cost a full replay. Version 4 added each producer's last timestamp and
+/// coordinator epoch (DescribeProducers; -1 when read from an older file, until the producer
+/// writes again).
+const MAGIC: &[u8; 8] = b"EVCKPT04";
+const MAGIC_V3: &[u8; 8] = b"EVCKPT03";
 const MAGIC_V2: &[u8; 8] = b"EVCKPT02";
 const MAGIC_V1: &[u8; 8] = b"EVCKPT01";
 /// File name of the checkpoint.
@@ -151,6 +154,8 @@ pub(crate) fn encode(index: &Index, mark: Mark) -> Vec<u8> {
                     w.u32(b.count);
                     w.u64(b.end_pos);
                 }
+                w.u64(st.last_timestamp as u64);
+                w.u32(st.coordinator_epoch as u32);
             }
         }
     }
@@ -234,7 +239,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Index, Mark), String> {
 fn decode_body(body: &[u8]) -> Result<(Index, Mark), Bad> {
     let mut r = R { b: body, at: 0 };
     let version = match r.take(8)? {
-        m if m == MAGIC => 3,
+        m if m == MAGIC => 4,
+        m if m == MAGIC_V3 => 3,
         m if m == MAGIC_V2 => 2,
         m if m == MAGIC_V1 => 1,
         _ => return Err("bad magic"),
@@ -280,7 +286,9 @@ fn decode_body(body: &[u8]) -> Result<(Index, Mark), Bad> {
                         end_pos: r.u64()?,
                     });
                 }
-                producers.insert(pid, ProducerState { epoch, batches: pb });
+                let (last_timestamp, coordinator_epoch) =
+                    if version >= 4 { (r.u64()? as i64, r.u32()? as i32) } else { (-1, -1) };
+                producers.insert(pid, ProducerState { epoch, batches: pb, last_timestamp, coordinator_epoch });
             }
             partitions.push(PartitionState {
                 next_offset,

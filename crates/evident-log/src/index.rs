@@ -103,12 +103,23 @@ pub(crate) struct ProducerBatch {
 }
 
 /// Per-producer state of one partition.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct ProducerState {
     /// Current epoch.
     pub epoch: i16,
     /// The last [`PRODUCER_BATCHES`] batches, oldest first.
     pub batches: VecDeque<ProducerBatch>,
+    /// Largest timestamp of the producer's last batch or marker written here (-1: none), as
+    /// Kafka keeps it for DescribeProducers.
+    pub last_timestamp: i64,
+    /// Coordinator epoch of the producer's last transaction marker here (-1: none).
+    pub coordinator_epoch: i32,
+}
+
+impl Default for ProducerState {
+    fn default() -> Self {
+        Self { epoch: 0, batches: VecDeque::new(), last_timestamp: -1, coordinator_epoch: -1 }
+    }
 }
 
 /// Batches remembered per producer, as Kafka does (hence `max.in.flight.requests` <= 5).
@@ -475,7 +486,14 @@ impl Index {
                 count,
                 end_pos: entry.end_pos(),
             });
-            partition.producers.entry(bh.producer_id).or_default().record(bh.producer_epoch, batch);
+            let state = partition.producers.entry(bh.producer_id).or_default();
+            state.record(bh.producer_epoch, batch);
+            state.last_timestamp = bh.max_timestamp;
+            if bh.is_control() {
+                let value = infos.first().and_then(|r| r.value);
+                state.coordinator_epoch =
+                    value.and_then(evident_core::control::marker_coordinator_epoch).unwrap_or(state.coordinator_epoch);
+            }
         }
         if bh.is_transactional() {
             return crate::txn::apply_txn_batch(self, entry, bh, infos).map_err(corrupted);
@@ -601,6 +619,8 @@ impl Index {
         };
         p.log_start = offset;
         p.log_start_seq = seq;
+        // Aborts that end below the start are never listed again (see `txn::close_run`).
+        p.aborted.retain(|a| a.last_offset >= offset);
         Ok(())
     }
 

@@ -40,8 +40,8 @@ pub use health::{
 };
 pub use log::{CommitHook, Log, LogStats, RecoveryReport, SYNC_LATENCY_BOUNDS_US};
 pub use read::{
-    AbortedTransaction, Direction, Event, PartitionOffsets, PartitionRead, StreamRead, StreamReadOptions,
-    TopicDescription,
+    AbortedTransaction, ActiveProducer, Direction, Event, PartitionOffsets, PartitionRead, StreamRead,
+    StreamReadOptions, TopicDescription,
 };
 pub use recovery::{ReplayOutcome, Truncation};
 pub use scan::ScanError;

@@ -172,6 +172,24 @@ pub struct PartitionOffsets {
     pub last_stable_offset: u64,
 }
 
+/// An idempotent or transactional producer that wrote into a partition, as Kafka's
+/// DescribeProducers reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveProducer {
+    /// Producer id.
+    pub producer_id: i64,
+    /// Its current epoch.
+    pub epoch: i16,
+    /// The producer sequence of its last record here, or -1 (none since its epoch began).
+    pub last_sequence: i32,
+    /// Largest timestamp of its last batch or transaction marker here, or -1.
+    pub last_timestamp: i64,
+    /// Coordinator epoch of its last transaction marker here, or -1.
+    pub coordinator_epoch: i32,
+    /// First offset of its open transaction here, if one is open.
+    pub current_txn_start_offset: Option<u64>,
+}
+
 /// What [`Log::describe_topic`] tells.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicDescription {
@@ -405,6 +423,27 @@ impl Log {
         Ok(partition_offsets(&st, tid, partition))
     }
 
+    /// The producers that wrote into a partition, by producer id.
+    pub fn partition_producers(&self, topic: &str, partition: u32) -> Result<Vec<ActiveProducer>> {
+        let st = self.inner.lock();
+        let (tid, _) = resolve_partition(&st.index, topic, partition)?;
+        let p = &st.index.topics[&tid].partitions[partition as usize];
+        let mut producers: Vec<ActiveProducer> = p
+            .producers
+            .iter()
+            .map(|(&producer_id, state)| ActiveProducer {
+                producer_id,
+                epoch: state.epoch,
+                last_sequence: state.batches.back().map_or(-1, |b| b.last_seq),
+                last_timestamp: state.last_timestamp,
+                coordinator_epoch: state.coordinator_epoch,
+                current_txn_start_offset: p.open_txns.iter().find(|&&(id, _)| id == producer_id).map(|&(_, at)| at),
+            })
+            .collect();
+        producers.sort_by_key(|a| a.producer_id);
+        Ok(producers)
+    }
+
     /// Every partition's offsets.
     pub fn topic_offsets(&self, topic: &str) -> Result<Vec<PartitionOffsets>> {
         let st = self.inner.lock();
@@ -460,10 +499,13 @@ impl Log {
         })?;
         let (tid, _) = resolve_partition(&st.index, topic, partition)?;
         let last_stable_offset = last_stable_offset(&st.index, tid, partition, st.visible_pos);
-        // Kafka lists the aborted transactions that overlap the fetched range.
+        // Kafka lists the aborted transactions that overlap the fetched range. The list is in
+        // marker order, so by last offset: those ending before the range are skipped by search
+        // (a reader at the tail does not walk the partition's whole history of aborts).
         let upper = frames.last().map_or(offset, FrameEntry::end_offset);
-        let aborted = st.index.topics[&tid].partitions[partition as usize]
-            .aborted
+        let all_aborted = &st.index.topics[&tid].partitions[partition as usize].aborted;
+        let from = all_aborted.partition_point(|a| a.last_offset < offset);
+        let aborted = all_aborted[from..]
             .iter()
             .filter(|a| a.last_offset >= offset && a.first_offset < upper)
             .map(|a| AbortedTransaction { producer_id: a.producer, first_offset: a.first_offset })

@@ -204,7 +204,12 @@ fn open_run(partition: &mut PartitionState, producer: i64, offset: u64) {
 fn close_run(partition: &mut PartitionState, producer: i64, marker: Marker, offset: u64) {
     if let Some(i) = partition.open_txns.iter().position(|&(p, _)| p == producer) {
         let (_, first_offset) = partition.open_txns.remove(i);
-        if marker == Marker::Abort {
+        // An abort wholly below the log start is never listed again (a fetch starts at or
+        // above it, and lists only the aborts ending there or later).
+        if marker == Marker::Abort && offset >= partition.log_start {
+            // Markers come in offset order: the list stays sorted by last offset, which the
+            // read_committed fetch's search relies on.
+            debug_assert!(partition.aborted.last().is_none_or(|a| a.last_offset < offset));
             partition.aborted.push(Aborted { producer, first_offset, last_offset: offset });
         }
     }

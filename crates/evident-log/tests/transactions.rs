@@ -248,6 +248,15 @@ fn snapshot(log: &Log) -> String {
                 read.aborted,
                 fetched(log, topic, p)
             );
+            // Markers carry the time they were written: the timestamps are left out, so that
+            // two runs compare equal.
+            let producers: Vec<_> = log
+                .partition_producers(topic, p)
+                .expect("producers")
+                .iter()
+                .map(|a| (a.producer_id, a.epoch, a.last_sequence, a.coordinator_epoch, a.current_txn_start_offset))
+                .collect();
+            out += &format!("{topic}/{p} producers {producers:?}\n");
         }
     }
     for (topic, key) in [("orders", "a"), ("orders", "b"), ("payments", "c")] {
@@ -264,10 +273,65 @@ fn mixed_history(log: &Log) {
     log.append_batch("orders", 0, &txn_batch(1, 0, 0, &[("a", None), ("b", Some("b-id"))], None), None).expect("t1");
     log.append_batch("payments", 0, &txn_batch(1, 0, 2, &[("c", None)], Some("no_stream")), None).expect("t1 p");
     log.append_batch("orders", 1, &txn_batch(2, 0, 0, &[("z", None)], None), None).expect("t2");
-    log.end_transaction(1, 0, true, 0).expect("commit t1");
-    log.end_transaction(2, 0, false, 0).expect("abort t2");
+    log.end_transaction(1, 0, true, 5).expect("commit t1");
+    log.end_transaction(2, 0, false, 6).expect("abort t2");
     log.append_batch("payments", 0, &txn_batch(3, 0, 0, &[("c", None)], Some("0")), None).expect("t3 open");
     log.append_events("orders", b"a", ExpectedVersion::Any, &[event("a2")]).expect("a2");
+}
+
+#[test]
+fn each_partition_describes_its_producers_as_describe_producers_reports_them() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = Log::open(dir.path(), LogConfig::default()).expect("open");
+    mixed_history(&log);
+    let producers = |topic: &str, p: u32| -> Vec<(i64, i16, i32, i32, Option<u64>)> {
+        let list = log.partition_producers(topic, p).expect("producers");
+        list.iter()
+            .map(|a| (a.producer_id, a.epoch, a.last_sequence, a.coordinator_epoch, a.current_txn_start_offset))
+            .collect()
+    };
+    // Producer 1 wrote sequences 0-1 to orders/0 and 2 to payments/0 and committed (its
+    // markers carry coordinator epoch 5); producer 2 aborted on orders/1 (epoch 6); producer
+    // 3's transaction is open from payments' offset 2 (after t1's record and marker) and has
+    // no marker yet (-1).
+    assert_eq!(producers("orders", 0), vec![(1, 0, 1, 5, None)]);
+    assert_eq!(producers("orders", 1), vec![(2, 0, 0, 6, None)]);
+    assert_eq!(producers("payments", 0), vec![(1, 0, 2, 5, None), (3, 0, 0, -1, Some(2))]);
+    let open = &log.partition_producers("payments", 0).expect("producers")[1];
+    assert_eq!(open.last_timestamp, 1_000, "the open batch's largest timestamp");
+    assert!(matches!(log.partition_producers("orders", 2), Err(Error::UnknownPartition { .. })));
+}
+
+#[test]
+fn deleting_records_drops_only_the_aborts_no_fetch_can_need_and_they_stay_dropped() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = LogConfig { checkpoint_interval_bytes: 1, ..LogConfig::default() };
+    let log = Log::open(dir.path(), config.clone()).expect("open");
+    topics(&log);
+    log.append_batch("orders", 1, &txn_batch(PID, EPOCH, 0, &[("x", None)], None), None).expect("txn 1");
+    log.end_transaction(PID, EPOCH, false, 0).expect("abort 1");
+    log.append_batch("orders", 1, &txn_batch(PID, EPOCH, 1, &[("x", None)], None), None).expect("txn 2");
+    log.end_transaction(PID, EPOCH, false, 0).expect("abort 2");
+    log.append_batch("orders", 1, &plain_batch("y"), None).expect("plain");
+    let aborted = |log: &Log, from: u64| log.read_partition("orders", 1, from, 1 << 20).expect("fetch").aborted;
+    assert_eq!(aborted(&log, 0).len(), 2);
+    // A fetch past the first abort's marker no longer lists it.
+    assert_eq!(aborted(&log, 2), vec![evident_log::AbortedTransaction { producer_id: PID, first_offset: 2 }]);
+    // The start at the second abort's marker (offset 3): a fetch from there still needs it.
+    log.delete_records("orders", 1, Some(3)).expect("delete records");
+    assert_eq!(aborted(&log, 3), vec![evident_log::AbortedTransaction { producer_id: PID, first_offset: 2 }]);
+    log.close().expect("close");
+    drop(log);
+    // The start and the list come back the same from the checkpoint and from a replay.
+    for replay in [false, true] {
+        if replay {
+            std::fs::remove_file(dir.path().join("index.checkpoint")).expect("remove the checkpoint");
+        }
+        let log = Log::open(dir.path(), config.clone()).expect("reopen");
+        assert_eq!(aborted(&log, 3), vec![evident_log::AbortedTransaction { producer_id: PID, first_offset: 2 }]);
+        assert_eq!(log.partition_offsets("orders", 1).expect("offsets").log_start_offset, 3);
+        log.close().expect("close");
+    }
 }
 
 #[test]
@@ -276,10 +340,16 @@ fn transactions_survive_reopening_by_replay_and_from_the_checkpoint() {
         let dir = tempfile::tempdir().expect("tmp");
         let config =
             LogConfig { checkpoint_interval_bytes: if from_checkpoint { 1 } else { 1 << 40 }, ..LogConfig::default() };
-        let before = {
+        let producers = |log: &Log| -> Vec<_> {
+            [("orders", 0), ("orders", 1), ("payments", 0)]
+                .iter()
+                .map(|(t, p)| log.partition_producers(t, *p).expect("producers"))
+                .collect()
+        };
+        let (before, producers_before) = {
             let log = Log::open(dir.path(), config.clone()).expect("open");
             mixed_history(&log);
-            let s = snapshot(&log);
+            let s = (snapshot(&log), producers(&log));
             log.close().expect("close");
             s
         };
@@ -290,6 +360,7 @@ fn transactions_survive_reopening_by_replay_and_from_the_checkpoint() {
         let log = Log::open(dir.path(), config.clone()).expect("reopen");
         assert_eq!(log.recovery_report().checkpoint_loaded, from_checkpoint, "{:?}", log.recovery_report());
         assert_eq!(snapshot(&log), before, "reopened (checkpoint: {from_checkpoint})");
+        assert_eq!(producers(&log), producers_before, "producers, timestamps included (checkpoint: {from_checkpoint})");
         assert_eq!(log.open_transactions(), vec![(3, 0)]);
         // The open transaction is still held and still ends.
         let err = log.append_events("payments", b"c", ExpectedVersion::Any, &[event("c9")]).unwrap_err();

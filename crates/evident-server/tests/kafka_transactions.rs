@@ -4,7 +4,8 @@
 //! read_committed and read_uncommitted consumers (offsets included: the markers take the same
 //! offsets on both), copies a topic exactly once with consume-transform-produce
 //! (`send_offsets_to_transaction`, one batch aborted and redone), and fences a zombie producer;
-//! the two brokers must print the same result. Then on evident alone: the entity stream over
+//! the two brokers must print the same result, and so must `kafka-transactions list`,
+//! `describe`, `describe-producers` and `find-hanging`. Then on evident alone: the entity stream over
 //! HTTP holds only the committed events, at versions 0..n in commit order, the committed
 //! partition read skips the aborted record and the markers, and after a kill -9 the same holds
 //! (the coordinator's state and the transactions are replayed).
@@ -46,7 +47,7 @@ fn transactions_tool(java: &Java, bootstrap: &str, args: &[&str]) -> (Option<i32
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let header: Vec<String> =
         lines.next().map(|h| h.split_whitespace().map(str::to_string).collect()).unwrap_or_default();
-    let masked = ["ProducerId", "CurrentTransactionStartTimeMs", "TransactionDurationMs"];
+    let masked = ["ProducerId", "CurrentTransactionStartTimeMs", "TransactionDurationMs", "LastTimestamp"];
     let mut rows: Vec<Vec<String>> = lines
         .map(|l| {
             l.split('\t')
@@ -104,8 +105,26 @@ fn transactions_behave_on_evident_as_on_apache_kafka_and_stay_committed_only_for
     assert_eq!(evident, kafka, "evident and Apache Kafka disagree");
 
     // `kafka-transactions`: the same ids, states, epochs and partitions on both brokers.
+    // describe-producers: each partition's producers (ids and timestamps masked), with their
+    // epochs, last sequences, coordinator epochs and open transactions; find-hanging asks every
+    // partition of the broker (DescribeProducers) and the coordinator (ListTransactions,
+    // DescribeTransactions) and must find nothing hanging.
+    let producers = |topic: &'static str, partition: &'static str| {
+        ["describe-producers", "--topic", topic, "--partition", partition]
+    };
+    let describe_producers = [
+        producers("tx-orders", "0"),
+        producers("tx-orders", "1"),
+        producers("tx-fenced", "0"),
+        producers("tx-in", "0"),
+        producers("tx-out", "0"),
+    ];
+    let described = describe_producers.iter().map(|a| &a[..]);
     for args in
         [&["list"][..], &["describe", "--transactional-id", "tx-tx"], &["describe", "--transactional-id", "none"]]
+            .into_iter()
+            .chain(described)
+            .chain([&["find-hanging", "--broker-id", "1"][..]])
     {
         let on_evident = transactions_tool(&java, &evident_bootstrap, args);
         let on_kafka = transactions_tool(&java, &kafka_bootstrap, args);

@@ -41,6 +41,7 @@ fn default_request(key: ApiKey) -> RequestKind {
         TxnOffsetCommit,
         ListTransactions,
         DescribeTransactions,
+        DescribeProducers,
         ApiVersions,
         Metadata,
         Produce,
