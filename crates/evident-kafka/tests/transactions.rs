@@ -103,6 +103,9 @@ fn sessions_fence_timeouts_abort_and_the_state_survives_a_reopen() {
         assert_eq!((pid2, epoch2), (pid, epoch + 2), "one bump fences and aborts, one is the new session's");
         let e = txns.end_txn("app", pid, epoch, true).unwrap_err();
         assert_eq!(e.code, ResponseError::ProducerFenced);
+        // A produce under the fenced epoch: Kafka's partition answers INVALID_PRODUCER_EPOCH.
+        let e = txns.check_produce("app", pid, epoch, "out", 0).unwrap_err();
+        assert_eq!(e.code, ResponseError::InvalidProducerEpoch);
         assert!(log.open_transactions().is_empty());
         assert_eq!(log.read_stream("out", b"k", &StreamReadOptions::default()).expect("read").events.len(), 1);
 
