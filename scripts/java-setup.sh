@@ -15,7 +15,8 @@ ROOT="$PWD"
 OUT="${CARGO_TARGET_DIR:-$ROOT/target}/java"
 POM="$ROOT/java/kafka-ref/pom.xml"
 RUNNER_SRC="$ROOT/java/tool-runner/ToolRunner.java"
-# The Java client probes and the Kafka Streams application (tests/kafka_java_client.rs).
+# The Java client probes and the Kafka Streams application (tests/kafka_java_client.rs), the
+# Java client's transactions (tests/kafka_java_transactions.rs).
 CLIENT_SRCS=("$ROOT"/java/client-probes/*.java)
 
 apt_updated=0

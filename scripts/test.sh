@@ -41,7 +41,8 @@ export EVIDENT_REQUIRE_KAFKA_CLIENTS=1
 echo "== Kafka's Java tools"
 # Apache Kafka 4.4's jars (Maven cache in target/java) and the tool runner: tests/kafka_jvm_tools.rs
 # runs Kafka's CLI tools against evident and against a real Kafka it starts from these jars, and
-# tests/kafka_java_client.rs the Java client and Kafka Streams (java/client-probes).
+# tests/kafka_java_client.rs the Java client and Kafka Streams (java/client-probes), and
+# tests/kafka_java_transactions.rs its transactions and Kafka's TransactionalMessageCopier.
 java_env="$(bash scripts/java-setup.sh)"
 eval "$java_env"
 export KAFKA_JAVA_LIB KAFKA_JAVA_CLASSES KAFKA_JAVA_CONF

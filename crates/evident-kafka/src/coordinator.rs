@@ -243,6 +243,34 @@ impl Coordinator {
         instance_id: Option<&str>,
         generation: i32,
     ) -> Result<(), ResponseError> {
+        self.validate(group, member_id, instance_id, generation, false)
+    }
+
+    /// TxnOffsetCommit's check of the group metadata a transaction's offsets carry (KIP-447: the
+    /// offsets of a zombie, whose consumer's generation is over or who left, are refused with
+    /// `ILLEGAL_GENERATION` or `UNKNOWN_MEMBER_ID`, which kafka-clients raises as
+    /// CommitFailedException), as Kafka's classic groups check it: as OffsetCommit, except that
+    /// offsets naming no member (generation -1: a producer whose consumer never joined, or a
+    /// TxnOffsetCommit before v3) are taken whatever the group, and a rebalance in progress does
+    /// not refuse them.
+    pub fn validate_txn_commit(
+        &self,
+        group: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<(), ResponseError> {
+        self.validate(group, member_id, instance_id, generation, true)
+    }
+
+    fn validate(
+        &self,
+        group: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        transactional: bool,
+    ) -> Result<(), ResponseError> {
         let inner = &self.inner;
         let now = inner.now();
         let mut st = inner.lock();
@@ -251,11 +279,13 @@ impl Coordinator {
             // generation comes from a member of a group that no longer exists.
             return match (generation < 0, member_id.is_empty()) {
                 (true, true) => Ok(()),
+                // Kafka makes the group (a simple one) for a transaction's offsets and takes them.
+                (true, false) if transactional => Ok(()),
                 (true, false) => Err(ResponseError::UnknownMemberId),
                 (false, _) => Err(ResponseError::IllegalGeneration),
             };
         };
-        let result = g.validate_commit(member_id, instance_id, generation, now);
+        let result = g.validate_commit(member_id, instance_id, generation, now, transactional);
         inner.settle(&mut st, group);
         result
     }

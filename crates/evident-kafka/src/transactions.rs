@@ -377,6 +377,36 @@ impl Transactions {
         self.store(&mut ids, id, meta)
     }
 
+    /// TxnOffsetCommit's checks of the producer and its transaction, without change: run before
+    /// the group's own check (its generation and member), as Kafka verifies the transaction
+    /// first, so that a fenced zombie learns it is fenced rather than that its group moved on.
+    pub fn check_offsets(&self, id: &str, producer_id: i64, epoch: i16, group: &str) -> Result<(), KafkaError> {
+        let ids = self.lock();
+        let meta = Self::current(&ids, id, producer_id, epoch)?;
+        if meta.state != TxnState::Ongoing || !meta.groups.contains(group) {
+            return Err(coded(
+                ResponseError::InvalidTxnState,
+                format!("group {group} was not added to {id}'s transaction (AddOffsetsToTxn first)"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The partitions, (topic, partition), whose offsets for `group` a transaction holds and has
+    /// not finished (open, or decided and being applied): OffsetFetch with `require_stable`
+    /// answers them `UNSTABLE_OFFSET_COMMIT` until it ends, as Kafka does (KIP-447), so that a
+    /// consumer taking over a partition does not start before a transaction that may still
+    /// commit its offsets and process its records again.
+    pub fn pending_offsets(&self, group: &str) -> BTreeSet<(String, u32)> {
+        self.lock()
+            .values()
+            .filter(|m| matches!(m.state, TxnState::Ongoing | TxnState::PrepareCommit | TxnState::PrepareAbort))
+            .flat_map(|m| m.offsets.iter())
+            .filter(|o| o.group == group)
+            .map(|o| (o.topic.clone(), o.partition))
+            .collect()
+    }
+
     /// TxnOffsetCommit: offsets held with the transaction, committed with it.
     pub fn add_offsets(
         &self,
@@ -408,7 +438,11 @@ impl Transactions {
     }
 
     /// Whether the producer may write transactional records to the partition: its transaction
-    /// is `Ongoing` with the partition added, at its current epoch.
+    /// is `Ongoing` with the partition added, at its current epoch. A produce under a fenced
+    /// epoch is `INVALID_PRODUCER_EPOCH`, as Kafka's partition answers it (its producer state
+    /// holds the newer epoch of the abort marker), not the coordinator's `PRODUCER_FENCED`:
+    /// kafka-clients raises the first as InvalidProducerEpochException, which an application
+    /// may abort after, the second as a fatal ProducerFencedException.
     pub fn check_produce(
         &self,
         id: &str,
@@ -418,7 +452,10 @@ impl Transactions {
         partition: u32,
     ) -> Result<(), KafkaError> {
         let ids = self.lock();
-        let meta = Self::current(&ids, id, producer_id, epoch)?;
+        let meta = Self::current(&ids, id, producer_id, epoch).map_err(|e| match e.code {
+            ResponseError::ProducerFenced => KafkaError { code: ResponseError::InvalidProducerEpoch, ..e },
+            _ => e,
+        })?;
         if meta.state != TxnState::Ongoing || !meta.partitions.contains(&(topic.to_string(), partition)) {
             return Err(coded(
                 ResponseError::InvalidTxnState,

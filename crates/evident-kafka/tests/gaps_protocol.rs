@@ -3,7 +3,7 @@
 //! client would, and each answer checked against what Apache Kafka answers (probed on a real
 //! broker from `scripts/kafka-ref.sh`; docs/kafka.md keeps the table): partition errors in
 //! Fetch carry an empty record set, ListOffsets MAX_TIMESTAMP finds the record with the largest
-//! timestamp, the committed leader epoch survives OffsetCommit → OffsetFetch, keyless records
+//! timestamp (and by time, under read_committed, nothing past the last stable offset), the committed leader epoch survives OffsetCommit → OffsetFetch, keyless records
 //! are refused on a compacted topic, `message.timestamp.type=LogAppendTime` stamps each batch
 //! with its append time, AlterConfigs and IncrementalAlterConfigs change a topic's settings, a
 //! one-broker replica assignment is accepted, and a
@@ -139,6 +139,34 @@ async fn list_offsets_max_timestamp_finds_the_record_with_the_largest_timestamp(
     let response: ListOffsetsResponse = client.send(ApiKey::ListOffsets, 7, &request(1)).await;
     let p = &response.topics[0].partitions[0];
     assert_eq!((p.error_code, p.offset, p.timestamp), (NONE, 1, T0 + 50));
+}
+
+/// ListOffsets by time answers a record only below the end the reader's isolation level sees,
+/// as Kafka does: under read_committed, not one of a transaction still open (-1, -1); once it
+/// commits, found. The transaction is written to the log directly (this broker has no
+/// coordinator), as its coordinator would.
+#[tokio::test]
+async fn list_offsets_by_time_under_read_committed_stops_at_the_last_stable_offset() {
+    let server = start().await;
+    let mut client = Client::connect(&server).await;
+    let mut open = BatchBuilder::new().idempotent(9, 0, 0).transactional();
+    open.push_parts(Some(b"a"), Some(b"v"), &[], T0 + 100);
+    server.log.append_batch("orders", 0, &open.build(), None).expect("an open transaction's record");
+    let request = |isolation| {
+        ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_isolation_level(isolation).with_topics(vec![
+            ListOffsetsTopic::default().with_name(topic_name("orders")).with_partitions(vec![
+                ListOffsetsPartition::default().with_partition_index(0).with_timestamp(T0 + 100),
+            ]),
+        ])
+    };
+    let found = |r: ListOffsetsResponse| {
+        let p = &r.topics[0].partitions[0];
+        (p.error_code, p.offset, p.timestamp)
+    };
+    assert_eq!(found(client.send(ApiKey::ListOffsets, 7, &request(1)).await), (NONE, -1, -1), "read_committed");
+    assert_eq!(found(client.send(ApiKey::ListOffsets, 7, &request(0)).await), (NONE, 0, T0 + 100), "read_uncommitted");
+    server.log.end_transaction(9, 0, true, 0).expect("commit");
+    assert_eq!(found(client.send(ApiKey::ListOffsets, 7, &request(1)).await), (NONE, 0, T0 + 100), "committed");
 }
 
 #[tokio::test]

@@ -2,7 +2,8 @@
 //! with a manual clock: a new session of a transactional id fences the previous one and aborts
 //! its open transaction; a transaction open past its timeout is aborted with its producer
 //! fenced; produce checks name the partition that was not added; EndTxn retries succeed and
-//! the other outcome is refused; misuse gets Kafka's codes and changes nothing; and the state
+//! the other outcome is refused; misuse gets Kafka's codes and changes nothing; the offsets an
+//! unfinished transaction holds are pending (OffsetFetch's require_stable); and the state
 //! (including offsets committed with a transaction) survives a reopen.
 
 use std::sync::Arc;
@@ -103,6 +104,9 @@ fn sessions_fence_timeouts_abort_and_the_state_survives_a_reopen() {
         assert_eq!((pid2, epoch2), (pid, epoch + 2), "one bump fences and aborts, one is the new session's");
         let e = txns.end_txn("app", pid, epoch, true).unwrap_err();
         assert_eq!(e.code, ResponseError::ProducerFenced);
+        // A produce under the fenced epoch: Kafka's partition answers INVALID_PRODUCER_EPOCH.
+        let e = txns.check_produce("app", pid, epoch, "out", 0).unwrap_err();
+        assert_eq!(e.code, ResponseError::InvalidProducerEpoch);
         assert!(log.open_transactions().is_empty());
         assert_eq!(log.read_stream("out", b"k", &StreamReadOptions::default()).expect("read").events.len(), 1);
 
@@ -125,4 +129,44 @@ fn sessions_fence_timeouts_abort_and_the_state_survives_a_reopen() {
     assert_eq!((id.as_str(), meta.producer_id, meta.epoch, meta.state), ("app", 101, 3, TxnState::CompleteAbort));
     assert_eq!(txns.init_producer("app", 60_000, None, &mut new_pid).expect("init"), (101, 4));
     assert_eq!(groups.committed("copier", None).expect("offsets")[0].offset, 7);
+}
+
+/// The offsets a transaction holds are pending for their group until it ends, committed or
+/// aborted (OffsetFetch with require_stable answers them UNSTABLE_OFFSET_COMMIT); TxnOffsetCommit's
+/// check of the producer changes nothing and refuses as add_offsets does.
+#[test]
+fn offsets_held_by_an_unfinished_transaction_are_pending_until_it_ends() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let (log, groups, txns) = open(dir.path(), clock);
+    log.create_topic("in", TopicConfig { partitions: 2, ..TopicConfig::default() }).expect("topic");
+    let mut pid = 300;
+    let (pid, epoch) = txns
+        .init_producer("copier", 60_000, None, &mut || {
+            pid += 1;
+            pid
+        })
+        .expect("init");
+    let offset = |partition, offset| TxnOffset {
+        group: "g".into(),
+        topic: "in".into(),
+        partition,
+        offset,
+        metadata: None,
+        leader_epoch: None,
+    };
+    for commit in [false, true] {
+        let e = txns.check_offsets("copier", pid, epoch, "g").unwrap_err();
+        assert_eq!(e.code, ResponseError::InvalidTxnState, "the group was not added");
+        txns.add_group("copier", pid, epoch, "g").expect("add group");
+        txns.check_offsets("copier", pid, epoch, "g").expect("added");
+        assert_eq!(txns.check_offsets("copier", pid, epoch + 1, "g").unwrap_err().code, ResponseError::ProducerFenced);
+        assert!(txns.pending_offsets("g").is_empty(), "no offsets sent yet");
+        txns.add_offsets("copier", pid, epoch, "g", vec![offset(1, 5)]).expect("offsets");
+        assert_eq!(txns.pending_offsets("g").into_iter().collect::<Vec<_>>(), vec![("in".to_string(), 1)]);
+        assert!(txns.pending_offsets("other").is_empty());
+        txns.end_txn("copier", pid, epoch, commit).expect("end");
+        assert!(txns.pending_offsets("g").is_empty(), "ended (commit={commit})");
+    }
+    assert_eq!(groups.committed("g", None).expect("offsets")[0].offset, 5, "the committed one");
 }

@@ -1,6 +1,7 @@
 //! ListOffsets: the earliest offset (-2), the latest (-1, the high watermark), the record with
 //! the largest timestamp (-3, MAX_TIMESTAMP, which v7 advertises: KIP-734), or the first offset
-//! at or after a timestamp, per partition. Any other negative timestamp (-4, the earliest local
+//! at or after a timestamp, per partition; a record found by time only below the reader's end
+//! (read_committed: the last stable offset). Any other negative timestamp (-4, the earliest local
 //! offset of tiered storage, v8+) is not advertised.
 
 use kafka_protocol::error::ResponseError;
@@ -33,21 +34,23 @@ pub async fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsRespon
                         };
                         let result = (|| -> Result<(i64, i64), KafkaError> {
                             let offsets = log.partition_offsets(&topic, partition)?;
+                            // A record found by time is answered only below the end the reader's
+                            // isolation level sees, as Kafka does: under read_committed a record
+                            // of an open transaction is not found (-1, -1).
+                            let fetchable = if read_committed { offsets.last_stable_offset } else { offsets.high_watermark };
+                            let visible = |found: Option<(u64, i64)>| match found {
+                                Some((offset, ts)) if offset < fetchable => (ts, offset as i64),
+                                _ => (-1, -1),
+                            };
                             Ok(match p.timestamp {
                                 // A read_committed consumer's end is the last stable offset.
                                 LATEST if read_committed => (-1, offsets.last_stable_offset as i64),
                                 LATEST => (-1, offsets.high_watermark as i64),
                                 EARLIEST => (-1, offsets.log_start_offset as i64),
                                 // Kafka answers -1 and -1 for an empty partition.
-                                MAX_TIMESTAMP => match log.record_with_max_timestamp(&topic, partition)? {
-                                    Some((offset, found)) => (found, offset as i64),
-                                    None => (-1, -1),
-                                },
+                                MAX_TIMESTAMP => visible(log.record_with_max_timestamp(&topic, partition)?),
                                 // Kafka answers the found record's own timestamp.
-                                ts => match log.record_at_or_after(&topic, partition, ts)? {
-                                    Some((offset, found)) => (found, offset as i64),
-                                    None => (-1, -1),
-                                },
+                                ts => visible(log.record_at_or_after(&topic, partition, ts)?),
                             })
                         })();
                         match result {

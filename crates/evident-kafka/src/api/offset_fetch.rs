@@ -1,6 +1,8 @@
 //! OffsetFetch: a group's committed offsets for the partitions asked (or all of them, when the
 //! topic list is null, v2+), with the committed leader epoch (v5+). A partition without one is answered offset -1 with empty metadata
-//! and no error, as Kafka does, so the consumer applies its `auto.offset.reset`.
+//! and no error, as Kafka does, so the consumer applies its `auto.offset.reset`. With
+//! `require_stable` (v7+), a partition whose offsets an unfinished transaction holds is answered
+//! `UNSTABLE_OFFSET_COMMIT`, as Kafka does.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -55,6 +57,23 @@ pub async fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchRespon
             return OffsetFetchResponse::default().with_error_code(top).with_topics(topics);
         }
     };
+    // v7+: a consumer that asks for stable offsets (kafka-clients always does) gets
+    // UNSTABLE_OFFSET_COMMIT, and no offset, for a partition whose offsets an unfinished
+    // transaction holds; it retries until the transaction ends (KIP-447).
+    let pending = match (&ctx.broker.transactions, req.require_stable) {
+        (Some(txns), true) => txns.pending_offsets(group),
+        _ => Default::default(),
+    };
+    let unstable = |topic: &str, p: i32| {
+        u32::try_from(p).is_ok_and(|p| pending.iter().any(|(t, q)| t.as_str() == topic && *q == p))
+    };
+    let answer = |topic: &str, p: i32, committed: Option<&CommittedOffset>| {
+        if unstable(topic, p) {
+            partition(p, None, ResponseError::UnstableOffsetCommit.code())
+        } else {
+            partition(p, committed, 0)
+        }
+    };
     let topics = match req.topics {
         Some(asked) => {
             let by_partition: HashMap<(&str, u32), &CommittedOffset> =
@@ -67,7 +86,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchRespon
                         .iter()
                         .map(|&p| {
                             let found = u32::try_from(p).ok().and_then(|p| by_partition.get(&(t.name.as_str(), p)));
-                            partition(p, found.copied(), 0)
+                            answer(t.name.as_str(), p, found.copied())
                         })
                         .collect();
                     OffsetFetchResponseTopic::default().with_name(t.name).with_partitions(partitions)
@@ -77,7 +96,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchRespon
         None => {
             let mut by_topic: BTreeMap<&str, Vec<OffsetFetchResponsePartition>> = BTreeMap::new();
             for c in &committed {
-                by_topic.entry(c.topic.as_str()).or_default().push(partition(c.partition as i32, Some(c), 0));
+                by_topic.entry(c.topic.as_str()).or_default().push(answer(c.topic.as_str(), c.partition as i32, Some(c)));
             }
             by_topic
                 .into_iter()

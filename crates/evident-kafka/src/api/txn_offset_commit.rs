@@ -1,6 +1,8 @@
 //! TxnOffsetCommit (v0–v3): consumer offsets held with the producer's open transaction and
 //! committed to the group store when it commits (dropped when it aborts). The group must have
-//! been added (AddOffsetsToTxn). Every partition must exist; the request is taken whole or not.
+//! been added (AddOffsetsToTxn), and the group metadata sent (v3+: member id, generation) must be
+//! the group's current one (KIP-447: a zombie's offsets are refused). Every partition must
+//! exist; the request is taken whole or not.
 
 use evident_groups::METADATA_LEN_MAX;
 use kafka_protocol::error::ResponseError;
@@ -53,7 +55,22 @@ pub async fn handle(ctx: &Ctx<'_>, req: TxnOffsetCommitRequest) -> TxnOffsetComm
         (Some(txns), None) => {
             let (txns, id) = (txns.clone(), req.transactional_id.to_string());
             let (pid, epoch) = (req.producer_id.0, req.producer_epoch);
-            blocking(move || txns.add_offsets(&id, pid, epoch, &group, offsets)).await
+            // The producer and its transaction first, then the group metadata (v3+; before,
+            // generation -1 and no member: taken), as Kafka checks them. Both checks only read
+            // state under a lock; the store waits for a sync, off the async workers.
+            let checked = txns.check_offsets(&id, pid, epoch, &group).and_then(|()| {
+                let instance = req.group_instance_id.as_deref();
+                ctx.broker.coordinator.validate_txn_commit(&group, &req.member_id, instance, req.generation_id).map_err(
+                    |code| {
+                        let why = format!("evident: the group metadata of {id}'s offsets is not group {group}'s current one");
+                        KafkaError::new(code, why)
+                    },
+                )
+            });
+            match checked {
+                Err(e) => Err(e),
+                Ok(()) => blocking(move || txns.add_offsets(&id, pid, epoch, &group, offsets)).await,
+            }
         }
     };
     let code = result.err().map_or(0, |e| e.code.code());

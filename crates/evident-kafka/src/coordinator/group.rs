@@ -835,13 +835,18 @@ impl Group {
     }
 
     /// Whether an OffsetCommit from this member and generation may commit now.
+    /// `transactional`: a TxnOffsetCommit's (see `Coordinator::validate_txn_commit`).
     pub(super) fn validate_commit(
         &mut self,
         member_id: &str,
         instance_id: Option<&str>,
         generation: i32,
         now: i64,
+        transactional: bool,
     ) -> Result<(), ResponseError> {
+        if transactional && generation < 0 && self.phase == Phase::Empty {
+            return Ok(());
+        }
         self.check_instance(member_id, instance_id)?;
         let as_member = generation >= 0 || !member_id.is_empty() || instance_id.is_some();
         if as_member {
@@ -851,9 +856,13 @@ impl Group {
             if generation != self.generation {
                 return Err(ResponseError::IllegalGeneration);
             }
-        } else if self.phase != Phase::Empty {
+        } else if self.phase != Phase::Empty && !transactional {
             // Only members may commit for a group that has members.
             return Err(ResponseError::UnknownMemberId);
+        }
+        if transactional {
+            // Not a heartbeat, and not refused while the group completes a rebalance.
+            return Ok(());
         }
         match self.phase {
             Phase::Empty => Ok(()),

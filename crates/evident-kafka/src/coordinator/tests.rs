@@ -433,6 +433,29 @@ fn commits_are_fenced_by_member_and_generation() {
     assert_eq!(c.validate_commit("g", "", None, -1), Err(ResponseError::UnknownMemberId));
 }
 
+/// TxnOffsetCommit (KIP-447) as Kafka's classic groups check it: a zombie's stale generation or
+/// departed member is refused as OffsetCommit's is; offsets naming no member are taken whatever
+/// the group; a rebalance in progress does not refuse a member's.
+#[test]
+fn transactional_commits_are_fenced_by_member_and_generation_but_not_by_a_rebalance() {
+    let f = fixture();
+    let c = &f.coordinator;
+    assert_eq!(c.validate_txn_commit("fresh", "", None, -1), Ok(()));
+    assert_eq!(c.validate_txn_commit("fresh", "m", None, -1), Ok(()), "Kafka makes a simple group for it");
+    assert_eq!(c.validate_txn_commit("fresh", "", None, 3), Err(ResponseError::IllegalGeneration));
+    let (a, mut ja) = join_twice(c, "a", &[("range", b"ma")]);
+    f.advance(DELAY);
+    let ja = answer(&mut ja);
+    // Joined but not synced: OffsetCommit is told to wait, a transaction's offsets are taken.
+    assert_eq!(c.validate_txn_commit("g", &a, None, ja.generation_id), Ok(()));
+    answer(&mut c.sync("g", ja.generation_id, &a, vec![(a.clone(), assignment("orders", &[0]))]));
+    assert_eq!(c.validate_txn_commit("g", &a, None, ja.generation_id), Ok(()));
+    assert_eq!(c.validate_txn_commit("g", &a, None, ja.generation_id - 1), Err(ResponseError::IllegalGeneration));
+    assert_eq!(c.validate_txn_commit("g", "ghost", None, ja.generation_id), Err(ResponseError::UnknownMemberId));
+    assert_eq!(c.validate_txn_commit("g", "", None, -1), Ok(()), "no member named: taken while a has the group");
+    assert_eq!(c.validate_commit("g", "", None, -1), Err(ResponseError::UnknownMemberId), "OffsetCommit's is not");
+}
+
 #[test]
 fn a_leader_that_never_syncs_is_removed_at_the_rebalance_timeout() {
     let f = fixture();
