@@ -193,6 +193,8 @@ struct Step {
     unacked: Vec<u64>,
     /// What happened at the fault: the count at the kill, whether the application survived.
     fault: String,
+    /// Whether the kill landed while there was work left (input arriving or not yet processed).
+    mid_run: bool,
     millis: u64,
 }
 
@@ -224,6 +226,7 @@ fn history(java: &Java, work: &Path, label: &str, bootstrap: &str, crash: &mut (
         verdict: verdict1,
         unacked: vec![],
         fault: String::new(),
+        mid_run: true,
         millis,
     });
 
@@ -240,6 +243,7 @@ fn history(java: &Java, work: &Path, label: &str, bootstrap: &str, crash: &mut (
         verdict: verdict2,
         unacked: unacked(&produced),
         fault: format!("killed after processing {at_kill} of 30000"),
+        mid_run: at_kill < 30_000,
         millis: lap(&mut started),
     });
 
@@ -259,6 +263,7 @@ fn history(java: &Java, work: &Path, label: &str, bootstrap: &str, crash: &mut (
         verdict: verdict3,
         unacked: unacked(&produced),
         fault: format!("killed at processed {at_kill} (was {before} before the new events)"),
+        mid_run: at_kill < before + 10_000,
         millis: lap(&mut started),
     });
 
@@ -283,6 +288,7 @@ fn history(java: &Java, work: &Path, label: &str, bootstrap: &str, crash: &mut (
             "killed with {acked_at_kill} of 10000 acked, the app at processed {processed_at_kill}; the app {}",
             if survived { "rode it out" } else { "stopped and was restarted" }
         ),
+        mid_run: acked_at_kill < 10_000,
         millis: lap(&mut started),
     });
     steps
@@ -299,6 +305,9 @@ fn lap(started: &mut Instant) -> u64 {
 fn check(label: &str, step: &Step, failures: &mut Vec<String>) {
     let v = &step.verdict;
     let mut problem = |what: String| failures.push(format!("{label}, {}: {what}\n  verdict: {v}", step.what));
+    if !step.mid_run {
+        problem(format!("the kill did not land mid-run ({})", step.fault));
+    }
     if v["caught_up"] != true {
         problem("the application did not commit the end of its input in time".into());
     }
