@@ -5,6 +5,8 @@
 #
 #   scripts/kafka-ref.sh start [--nodes 1|3] [--dir D] [--port P] [--flush-every-message] [--partitions N]
 #   scripts/kafka-ref.sh stop  [--dir D]
+#   scripts/kafka-ref.sh kill  [--dir D]
+#   scripts/kafka-ref.sh resume [--dir D]
 #
 # start formats fresh storage in D (default target/kafka-ref; whatever was there is removed),
 # starts the node(s) in the background, waits (bounded) until each logs "Kafka Server started"
@@ -13,11 +15,15 @@
 # One node: replication factor 1. Three nodes: replication factor 3, min.insync.replicas 2,
 # static voters. stop sends SIGTERM to the PIDs recorded in D (Kafka's shutdown hook does a
 # controlled shutdown), then SIGKILL to any left after a bound. The choices are in docs/kafka.md.
+# kill sends SIGKILL to the node(s) (a crash: no shutdown at all) and waits until they are gone,
+# keeping D; resume starts them again on D's storage and configuration (same ports, nothing
+# formatted) and waits as start does: a crash and recovery of the reference, for the tests that
+# kill -9 the server under a client (tests/kafka_streams_eos.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() {
-  echo "usage: $0 start|stop [--nodes 1|3] [--dir D] [--port P] [--flush-every-message] [--partitions N]" >&2
+  echo "usage: $0 start|stop|kill|resume [--nodes 1|3] [--dir D] [--port P] [--flush-every-message] [--partitions N]" >&2
   exit 2
 }
 [ $# -ge 1 ] || usage
@@ -73,11 +79,32 @@ stop_all() {
   done
 }
 
+kill_all() {
+  local f p i
+  for f in "$DIR"/n*/pid; do
+    [ -e "$f" ] || continue
+    p=$(cat "$f")
+    if kill -0 "$p" 2>/dev/null && grep -q 'kafka.Kafka' "/proc/$p/cmdline" 2>/dev/null; then
+      kill -KILL "$p" 2>/dev/null || true
+      # The kernel frees the ports when the process is gone; resume binds them again.
+      for ((i = 0; i < STOP_LIMIT_SECS * 10; i++)); do
+        kill -0 "$p" 2>/dev/null || break
+        sleep 0.1
+      done
+    fi
+    rm -f "$f"
+  done
+}
+
 if [ "$cmd" = stop ]; then
   stop_all
   exit 0
 fi
-[ "$cmd" = start ] || usage
+if [ "$cmd" = kill ]; then
+  kill_all
+  exit 0
+fi
+[ "$cmd" = start ] || [ "$cmd" = resume ] || usage
 
 env_lines=$(bash scripts/java-setup.sh)
 eval "$env_lines"
@@ -86,70 +113,100 @@ tool() {
   "$JAVA" -Xmx256m -Dlog4j2.configurationFile="$KAFKA_JAVA_CONF/log4j2-tools.properties" -cp "$CP" "$@"
 }
 
-stop_all
-rm -rf "$DIR"/n*
+if [ "$cmd" = start ]; then
+  stop_all
+  rm -rf "$DIR"/n*
 
-voters=""
-bootstrap=""
-for ((n = 0; n < NODES; n++)); do
-  voters+="${voters:+,}$((n + 1))@127.0.0.1:$((PORT + 2 * n + 1))"
-  bootstrap+="${bootstrap:+,}127.0.0.1:$((PORT + 2 * n))"
-done
-if [ "$NODES" = 1 ]; then rf=1; isr=1; else rf=3; isr=2; fi
+  voters=""
+  bootstrap=""
+  for ((n = 0; n < NODES; n++)); do
+    voters+="${voters:+,}$((n + 1))@127.0.0.1:$((PORT + 2 * n + 1))"
+    bootstrap+="${bootstrap:+,}127.0.0.1:$((PORT + 2 * n))"
+  done
+  if [ "$NODES" = 1 ]; then rf=1; isr=1; else rf=3; isr=2; fi
 
-cid=$(tool kafka.tools.StorageTool random-uuid)
-for ((n = 0; n < NODES; n++)); do
-  d="$DIR/n$n"
-  mkdir -p "$d/data" "$d/logs"
-  pb=$((PORT + 2 * n))
-  pc=$((PORT + 2 * n + 1))
-  {
-    echo "process.roles=broker,controller"
-    echo "node.id=$((n + 1))"
-    # Static voters (one format, no directory ids): the simplest quorum that is the same for 1 and 3.
-    echo "controller.quorum.voters=$voters"
-    echo "listeners=PLAINTEXT://127.0.0.1:$pb,CONTROLLER://127.0.0.1:$pc"
-    echo "advertised.listeners=PLAINTEXT://127.0.0.1:$pb"
-    echo "inter.broker.listener.name=PLAINTEXT"
-    echo "controller.listener.names=CONTROLLER"
-    echo "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
-    echo "log.dirs=$d/data"
-    echo "num.partitions=$PARTITIONS"
-    echo "default.replication.factor=$rf"
-    # Set only where it differs from Kafka's default (1), so that a one-node broker shows no
-    # topic configs of its own (kafka-topics --describe prints explicitly set broker configs).
-    if [ "$isr" != 1 ]; then echo "min.insync.replicas=$isr"; fi
-    echo "offsets.topic.replication.factor=$rf"
-    echo "transaction.state.log.replication.factor=$rf"
-    echo "transaction.state.log.min.isr=$isr"
-    echo "share.coordinator.state.topic.replication.factor=$rf"
-    echo "share.coordinator.state.topic.min.isr=$isr"
-    echo "auto.create.topics.enable=true"
-    # Tests: a group's first rebalance at once, not after Kafka's 3 s default.
-    echo "group.initial.rebalance.delay.ms=0"
-    echo "group.streams.initial.rebalance.delay.ms=0"
-    # A 2-core machine: fewer threads and a smaller (heap-allocated) cleaner buffer than the defaults.
-    echo "num.network.threads=2"
-    echo "num.io.threads=4"
-    echo "background.threads=4"
-    echo "num.replica.fetchers=1"
-    echo "num.recovery.threads.per.data.dir=1"
-    echo "log.cleaner.dedupe.buffer.size=33554432"
-    # Durable like evident (fsync before the append returns), for the benchmark's durable runs.
-    if [ "$FLUSH" = 1 ]; then echo "log.flush.interval.messages=1"; fi
-  } >"$d/server.properties"
-  tool kafka.tools.StorageTool format -t "$cid" -c "$d/server.properties" >"$d/logs/format.log" 2>&1 ||
-    { cat "$d/logs/format.log" >&2; exit 1; }
-done
+  cid=$(tool kafka.tools.StorageTool random-uuid)
+  for ((n = 0; n < NODES; n++)); do
+    d="$DIR/n$n"
+    mkdir -p "$d/data" "$d/logs"
+    pb=$((PORT + 2 * n))
+    pc=$((PORT + 2 * n + 1))
+    {
+      echo "process.roles=broker,controller"
+      echo "node.id=$((n + 1))"
+      # Static voters (one format, no directory ids): the simplest quorum that is the same for 1 and 3.
+      echo "controller.quorum.voters=$voters"
+      echo "listeners=PLAINTEXT://127.0.0.1:$pb,CONTROLLER://127.0.0.1:$pc"
+      echo "advertised.listeners=PLAINTEXT://127.0.0.1:$pb"
+      echo "inter.broker.listener.name=PLAINTEXT"
+      echo "controller.listener.names=CONTROLLER"
+      echo "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+      echo "log.dirs=$d/data"
+      echo "num.partitions=$PARTITIONS"
+      echo "default.replication.factor=$rf"
+      # Set only where it differs from Kafka's default (1), so that a one-node broker shows no
+      # topic configs of its own (kafka-topics --describe prints explicitly set broker configs).
+      if [ "$isr" != 1 ]; then echo "min.insync.replicas=$isr"; fi
+      echo "offsets.topic.replication.factor=$rf"
+      echo "transaction.state.log.replication.factor=$rf"
+      echo "transaction.state.log.min.isr=$isr"
+      echo "share.coordinator.state.topic.replication.factor=$rf"
+      echo "share.coordinator.state.topic.min.isr=$isr"
+      echo "auto.create.topics.enable=true"
+      # Tests: a group's first rebalance at once, not after Kafka's 3 s default.
+      echo "group.initial.rebalance.delay.ms=0"
+      echo "group.streams.initial.rebalance.delay.ms=0"
+      # A 2-core machine: fewer threads and a smaller (heap-allocated) cleaner buffer than the defaults.
+      echo "num.network.threads=2"
+      echo "num.io.threads=4"
+      echo "background.threads=4"
+      echo "num.replica.fetchers=1"
+      echo "num.recovery.threads.per.data.dir=1"
+      echo "log.cleaner.dedupe.buffer.size=33554432"
+      # Durable like evident (fsync before the append returns), for the benchmark's durable runs.
+      if [ "$FLUSH" = 1 ]; then echo "log.flush.interval.messages=1"; fi
+    } >"$d/server.properties"
+    tool kafka.tools.StorageTool format -t "$cid" -c "$d/server.properties" >"$d/logs/format.log" 2>&1 ||
+      { cat "$d/logs/format.log" >&2; exit 1; }
+  done
+else
+  # resume: the nodes, ports and storage start wrote; nothing is formatted or removed.
+  NODES=0
+  for d in "$DIR"/n*; do
+    [ -e "$d/server.properties" ] || continue
+    if [ -e "$d/pid" ] && kill -0 "$(cat "$d/pid")" 2>/dev/null; then
+      echo "kafka-ref: resume: node $d is still running (kill it first)" >&2
+      exit 1
+    fi
+    NODES=$((NODES + 1))
+  done
+  if [ "$NODES" = 0 ]; then
+    echo "kafka-ref: resume: no node started in $DIR" >&2
+    exit 1
+  fi
+  PORT=$(sed -nE 's/^listeners=PLAINTEXT:\/\/127\.0\.0\.1:([0-9]+),.*/\1/p' "$DIR/n0/server.properties")
+  bootstrap=""
+  for ((n = 0; n < NODES; n++)); do
+    bootstrap+="${bootstrap:+,}127.0.0.1:$((PORT + 2 * n))"
+  done
+fi
 
 # All nodes at once: each broker waits for a controller majority before it starts.
+# A resumed node's server.log still holds its earlier "Kafka Server started" lines: wait for one more.
+started_lines() {
+  local c
+  c=$(grep -c "Kafka Server started" "$1/logs/server.log" 2>/dev/null) || true
+  echo "${c:-0}"
+}
+declare -a seen
 for ((n = 0; n < NODES; n++)); do
   d="$DIR/n$n"
+  seen[n]=$(started_lines "$d")
   # The JVM flags of Kafka's kafka-run-class.sh (G1, short pauses), with a small heap.
   nohup "$JAVA" -Xms512m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
     -Dkafka.logs.dir="$d/logs" -Dlog4j2.configurationFile="$KAFKA_JAVA_CONF/log4j2-broker.properties" \
-    -cp "$CP" kafka.Kafka "$d/server.properties" >"$d/logs/stdout.log" 2>&1 </dev/null &
+    -cp "$CP" kafka.Kafka "$d/server.properties" >>"$d/logs/stdout.log" 2>&1 </dev/null &
   echo $! >"$d/pid"
 done
 
@@ -157,7 +214,7 @@ started=$SECONDS
 for ((n = 0; n < NODES; n++)); do
   d="$DIR/n$n"
   pb=$((PORT + 2 * n))
-  until grep -q "Kafka Server started" "$d/logs/server.log" 2>/dev/null &&
+  until [ "$(started_lines "$d")" -gt "${seen[n]}" ] &&
     (exec 3<>"/dev/tcp/127.0.0.1/$pb") 2>/dev/null; do
     if ! kill -0 "$(cat "$d/pid")" 2>/dev/null; then
       echo "kafka-ref: node $n exited while starting" >&2

@@ -5,17 +5,28 @@
 // The order events are keyed by customer (as a command side would write them), so grouping by
 // order id re-keys them: Kafka Streams writes them through its internal repartition topic, and
 // keeps the running sums in a state store backed by its internal changelog topic. Both are created
-// by Streams itself on the server under test, which is the point: the Rust test
-// (crates/evident-server/tests/kafka_java_client.rs) runs this against evident and Apache Kafka,
-// kills it with SIGKILL mid-run, restarts it, and checks the totals against a fold of the input.
+// by Streams itself on the server under test, which is the point: the Rust tests
+// (crates/evident-server/tests/kafka_java_client.rs with at_least_once, kafka_streams_eos.rs with
+// exactly_once_v2) run this against evident and Apache Kafka, kill it (or the server) with
+// SIGKILL mid-run, restart it, and check the totals against a fold of the input.
 //
 //   OrderSummary produce BOOTSTRAP FROM TO     append order events FROM..TO (acks=all, idempotent)
-//   OrderSummary run BOOTSTRAP STATE_DIR        run the application (at_least_once) until killed;
-//                                               prints "processed N" every 500 records
-//   OrderSummary verify BOOTSTRAP TIMEOUT_MS    wait until the application committed the end of
+//   OrderSummary produce-acked BOOTSTRAP FROM TO   the same, riding out a server crash (retries
+//                                               for up to 120 s); prints "acked N" every 500
+//                                               acknowledgements, then one JSON summary naming
+//                                               the events never acknowledged
+//   OrderSummary run BOOTSTRAP STATE_DIR [at_least_once|exactly_once_v2]
+//                                               run the application (default at_least_once) until
+//                                               killed; prints "processed N" every 500 records
+//   OrderSummary verify BOOTSTRAP TIMEOUT_MS [EXPECTED]
+//                                               wait until the application committed the end of
 //                                               its input, then fold the input and compare
 //
-// verify prints one JSON object: the fold and the view per order compared, and the internal topics.
+// verify prints one JSON object: the fold and the view per order compared (the output topic and
+// the store's changelog), the internal topics, and with EXPECTED the events 0..EXPECTED missing
+// from the input and any stored twice. Everything is read with isolation.level=read_committed:
+// exactly_once_v2 writes the view, the changelog and the repartition topic in transactions, and
+// what an aborted or open transaction wrote is not part of the result.
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -40,10 +51,12 @@ import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.errors.TopicExistsException;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.LongDeserializer;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.common.serialization.StringDeserializer;
@@ -68,17 +81,29 @@ public final class OrderSummary {
     public static void main(String[] args) throws Exception {
         switch (args.length > 0 ? args[0] : "") {
             case "produce" -> produce(args[1], Integer.parseInt(args[2]), Integer.parseInt(args[3]));
-            case "run" -> run(args[1], args[2]);
-            case "verify" -> verify(args[1], Long.parseLong(args[2]));
+            case "produce-acked" -> produceAcked(args[1], Integer.parseInt(args[2]), Integer.parseInt(args[3]));
+            case "run" -> run(args[1], args[2], args.length > 3 ? args[3] : StreamsConfig.AT_LEAST_ONCE);
+            case "verify" -> verify(args[1], Long.parseLong(args[2]), args.length > 3 ? Integer.parseInt(args[3]) : -1);
             default -> {
-                System.err.println("usage: OrderSummary produce BOOTSTRAP FROM TO | run BOOTSTRAP STATE_DIR | verify BOOTSTRAP TIMEOUT_MS");
+                System.err.println("usage: OrderSummary produce|produce-acked BOOTSTRAP FROM TO"
+                        + " | run BOOTSTRAP STATE_DIR [at_least_once|exactly_once_v2] | verify BOOTSTRAP TIMEOUT_MS [EXPECTED]");
                 System.exit(2);
             }
         }
     }
 
-    /** Event i: customer i % 37 orders an item for order i % 101, priced 1..50. */
-    static void produce(String bootstrap, int from, int to) throws Exception {
+    /** Event i: customer i % 37 orders an item ("item-i") for order i % 101, priced 1..50. */
+    static ProducerRecord<String, String> event(int i) throws Exception {
+        ObjectNode v = JSON.createObjectNode();
+        v.put("eventType", "ItemAdded");
+        v.put("orderId", "order-" + (i % 101));
+        v.put("customerId", "customer-" + (i % 37));
+        v.put("item", "item-" + i);
+        v.put("item_price", 1 + (i * 7L) % 50);
+        return new ProducerRecord<>(INPUT, "customer-" + (i % 37), JSON.writeValueAsString(v));
+    }
+
+    static void createTopics(String bootstrap) throws Exception {
         Properties a = Clients.admin(bootstrap);
         try (Admin admin = Admin.create(a)) {
             for (String t : List.of(INPUT, OUTPUT)) {
@@ -91,17 +116,15 @@ public final class OrderSummary {
                 }
             }
         }
+    }
+
+    static void produce(String bootstrap, int from, int to) throws Exception {
+        createTopics(bootstrap);
         Properties p = Clients.idempotentProducer(bootstrap, 5);
         List<Future<RecordMetadata>> acks = new ArrayList<>();
         try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
             for (int i = from; i < to; i++) {
-                ObjectNode v = JSON.createObjectNode();
-                v.put("eventType", "ItemAdded");
-                v.put("orderId", "order-" + (i % 101));
-                v.put("customerId", "customer-" + (i % 37));
-                v.put("item", "item-" + i);
-                v.put("item_price", 1 + (i * 7L) % 50);
-                acks.add(producer.send(new ProducerRecord<>(INPUT, "customer-" + (i % 37), JSON.writeValueAsString(v))));
+                acks.add(producer.send(event(i)));
             }
             for (Future<RecordMetadata> f : acks) {
                 f.get();
@@ -110,15 +133,71 @@ public final class OrderSummary {
         System.out.println("produced " + acks.size());
     }
 
-    static void run(String bootstrap, String stateDir) throws Exception {
+    /**
+     * Events FROM..TO at about 2,000 a second, so that a server crash lands while they are sent,
+     * by a producer that rides it out: acks=all and idempotent (a retried batch is stored once),
+     * 5 s request timeouts so that retries start soon after the crash, 120 s to deliver each.
+     * The test folds what the input topic holds; the summary lets it check that this includes
+     * every acknowledged event (and verify, that none is stored twice).
+     */
+    static void produceAcked(String bootstrap, int from, int to) throws Exception {
+        createTopics(bootstrap);
+        Properties p = Clients.idempotentProducer(bootstrap, 5);
+        p.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, "120000");
+        p.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, "5000");
+        p.put(ProducerConfig.RECONNECT_BACKOFF_MAX_MS_CONFIG, "500");
+        AtomicLong acked = new AtomicLong();
+        TreeSet<Integer> unacked = new TreeSet<>();
+        TreeMap<String, Integer> errors = new TreeMap<>();
+        try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
+            for (int i = from; i < to; i++) {
+                final int index = i;
+                producer.send(event(i), (meta, error) -> {
+                    if (error == null) {
+                        long n = acked.incrementAndGet();
+                        if (n % 500 == 0) {
+                            System.out.println("acked " + n);
+                            System.out.flush();
+                        }
+                    } else {
+                        synchronized (unacked) {
+                            unacked.add(index);
+                            errors.merge(error.getClass().getSimpleName(), 1, Integer::sum);
+                        }
+                    }
+                });
+                if (i % 2 == 1) {
+                    Thread.sleep(1);
+                }
+            }
+            producer.flush();
+        }
+        ObjectNode out = JSON.createObjectNode();
+        out.put("sent", to - from);
+        out.put("acked", acked.get());
+        synchronized (unacked) {
+            out.putPOJO("unacked", new ArrayList<>(unacked));
+            out.putPOJO("errors", errors);
+        }
+        System.out.println(JSON.writeValueAsString(out));
+    }
+
+    static void run(String bootstrap, String stateDir, String guarantee) throws Exception {
         Properties p = new Properties();
         p.put(StreamsConfig.APPLICATION_ID_CONFIG, APP_ID);
         p.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
-        p.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.AT_LEAST_ONCE);
+        if (!guarantee.equals(StreamsConfig.AT_LEAST_ONCE) && !guarantee.equals(StreamsConfig.EXACTLY_ONCE_V2)) {
+            throw new IllegalArgumentException("processing guarantee " + guarantee);
+        }
+        p.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, guarantee);
         p.put(StreamsConfig.STATE_DIR_CONFIG, stateDir);
         p.put(StreamsConfig.REPLICATION_FACTOR_CONFIG, 1);
-        // Commit often, so that a kill lands between commits with work after the last one.
-        p.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 500);
+        // at_least_once: commit often, so that a kill lands between commits with work after the
+        // last one. exactly_once_v2: each commit ends a transaction (EndTxn, a marker in every
+        // partition written), and read_committed readers downstream (the aggregation reading the
+        // repartition topic, the verifier) see nothing of it before; 200 ms keeps a short run
+        // flowing without a transaction per handful of records (Streams' own EOS default is 100 ms).
+        p.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, guarantee.equals(StreamsConfig.AT_LEAST_ONCE) ? 500 : 200);
         // Purge the repartition topic (DeleteRecords up to the committed offsets) every second
         // rather than every 30 s, so that a short run exercises it too.
         p.put(StreamsConfig.REPARTITION_PURGE_INTERVAL_MS_CONFIG, 1000);
@@ -174,21 +253,26 @@ public final class OrderSummary {
         }
     }
 
-    static KafkaConsumer<String, String> reader(String bootstrap, boolean longValues) {
+    /**
+     * A reader of what is committed: read_committed, so that with exactly_once_v2 what an aborted
+     * or still open transaction wrote is left out (the same as read_uncommitted for at_least_once,
+     * which writes no transactions), and the end offsets it is given are the last stable offsets.
+     */
+    static KafkaConsumer<String, Object> reader(String bootstrap, Class<?> valueDeserializer) {
         Properties c = new Properties();
         c.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         c.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
-        c.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG,
-                longValues ? LongDeserializer.class.getName() : StringDeserializer.class.getName());
+        c.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, valueDeserializer.getName());
         c.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+        c.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
         return new KafkaConsumer<>(c);
     }
 
-    /** Every record of a topic, from the first to the end offsets taken now. */
+    /** Every committed record of a topic, from the first to the end offsets taken now. */
     @SuppressWarnings("unchecked")
-    static <V> List<ConsumerRecord<String, V>> readAll(String bootstrap, String topic, boolean longValues) {
+    static <V> List<ConsumerRecord<String, V>> readAll(String bootstrap, String topic, Class<?> valueDeserializer) {
         List<ConsumerRecord<String, V>> out = new ArrayList<>();
-        try (KafkaConsumer<String, ?> c = reader(bootstrap, longValues)) {
+        try (KafkaConsumer<String, Object> c = reader(bootstrap, valueDeserializer)) {
             List<TopicPartition> parts = new ArrayList<>();
             for (int p = 0; p < PARTITIONS; p++) {
                 parts.add(new TopicPartition(topic, p));
@@ -201,7 +285,7 @@ public final class OrderSummary {
                 if (System.currentTimeMillis() > deadline) {
                     throw new IllegalStateException("reading " + topic + " to " + end + " timed out");
                 }
-                for (ConsumerRecord<String, ?> r : c.poll(Duration.ofMillis(200))) {
+                for (ConsumerRecord<String, Object> r : c.poll(Duration.ofMillis(200))) {
                     if (r.offset() < end.get(new TopicPartition(r.topic(), r.partition()))) {
                         out.add((ConsumerRecord<String, V>) r);
                     }
@@ -211,7 +295,34 @@ public final class OrderSummary {
         return out;
     }
 
-    static void verify(String bootstrap, long timeoutMs) throws Exception {
+    /** Orders whose total in `view` is below, above, above twice its fold, and the excess. */
+    static void compare(ObjectNode out, String prefix, TreeMap<String, Long> fold, TreeMap<String, Long> view) {
+        int below = 0;
+        int above = 0;
+        int overDouble = 0;
+        long excess = 0;
+        for (Map.Entry<String, Long> e : fold.entrySet()) {
+            long total = view.getOrDefault(e.getKey(), 0L);
+            if (total < e.getValue()) {
+                below++;
+            } else if (total > e.getValue()) {
+                above++;
+                excess += total - e.getValue();
+            }
+            if (total > 2 * e.getValue()) {
+                overDouble++;
+            }
+        }
+        out.put(prefix + "orders", view.size());
+        out.put(prefix + "total", view.values().stream().mapToLong(Long::longValue).sum());
+        out.put(prefix + "equal", fold.equals(view));
+        out.put(prefix + "below", below);
+        out.put(prefix + "above", above);
+        out.put(prefix + "over_double", overDouble);
+        out.put(prefix + "excess", excess);
+    }
+
+    static void verify(String bootstrap, long timeoutMs, int expected) throws Exception {
         Properties a = Clients.admin(bootstrap);
         long deadline = System.currentTimeMillis() + timeoutMs;
         Map<TopicPartition, Long> inputEnd = new HashMap<>();
@@ -255,44 +366,54 @@ public final class OrderSummary {
             }
         }
         TreeMap<String, Long> fold = new TreeMap<>();
-        List<ConsumerRecord<String, String>> input = readAll(bootstrap, INPUT, false);
+        List<ConsumerRecord<String, String>> input = readAll(bootstrap, INPUT, StringDeserializer.class);
+        TreeMap<Integer, Integer> copies = new TreeMap<>();
         for (ConsumerRecord<String, String> r : input) {
             JsonNode e = parse(r.value());
             fold.merge(e.get("orderId").asText(), e.get("item_price").asLong(), Long::sum);
+            copies.merge(Integer.parseInt(e.get("item").asText().substring("item-".length())), 1, Integer::sum);
         }
         TreeMap<String, Long> view = new TreeMap<>();
-        List<ConsumerRecord<String, Long>> output = readAll(bootstrap, OUTPUT, true);
+        List<ConsumerRecord<String, Long>> output = readAll(bootstrap, OUTPUT, LongDeserializer.class);
         for (ConsumerRecord<String, Long> r : output) {
             view.put(r.key(), r.value());
         }
-        int below = 0;
-        int above = 0;
-        int overDouble = 0;
-        long excess = 0;
-        for (Map.Entry<String, Long> e : fold.entrySet()) {
-            long total = view.getOrDefault(e.getKey(), 0L);
-            if (total < e.getValue()) {
-                below++;
-            } else if (total > e.getValue()) {
-                above++;
-                excess += total - e.getValue();
-            }
-            if (total > 2 * e.getValue()) {
-                overDouble++;
+        // The store's changelog, as a restore reads it: the DSL's aggregation store is a
+        // timestamped one, whose changelog values are an 8-byte timestamp and then the value.
+        TreeMap<String, Long> changelog = new TreeMap<>();
+        List<ConsumerRecord<String, byte[]>> log =
+                readAll(bootstrap, APP_ID + "-order-totals-changelog", ByteArrayDeserializer.class);
+        for (ConsumerRecord<String, byte[]> r : log) {
+            if (r.value() == null) {
+                changelog.remove(r.key());
+            } else {
+                changelog.put(r.key(), java.nio.ByteBuffer.wrap(r.value()).getLong(r.value().length - 8));
             }
         }
         ObjectNode out = JSON.createObjectNode();
         out.put("caught_up", caughtUp);
         out.put("input_records", input.size());
         out.put("orders", fold.size());
-        out.put("view_orders", view.size());
         out.put("fold_total", fold.values().stream().mapToLong(Long::longValue).sum());
-        out.put("view_total", view.values().stream().mapToLong(Long::longValue).sum());
-        out.put("equal", fold.equals(view));
-        out.put("below", below);
-        out.put("above", above);
-        out.put("over_double", overDouble);
-        out.put("excess", excess);
+        compare(out, "view_", fold, view);
+        // The names kafka_java_client.rs reads.
+        out.put("equal", out.get("view_equal").asBoolean());
+        out.put("below", out.get("view_below").asInt());
+        out.put("above", out.get("view_above").asInt());
+        out.put("over_double", out.get("view_over_double").asInt());
+        out.put("excess", out.get("view_excess").asLong());
+        compare(out, "changelog_", fold, changelog);
+        if (expected >= 0) {
+            List<Integer> missing = new ArrayList<>();
+            for (int i = 0; i < expected; i++) {
+                if (!copies.containsKey(i)) {
+                    missing.add(i);
+                }
+            }
+            out.putPOJO("missing", missing);
+            out.put("stored_twice", copies.values().stream().filter(n -> n > 1).count());
+            out.put("beyond_expected", copies.keySet().stream().filter(i -> i >= expected).count());
+        }
         out.putPOJO("internal_topics", new ArrayList<>(internal));
         out.put("repartition_purged", repartitionPurged);
         System.out.println(JSON.writeValueAsString(out));

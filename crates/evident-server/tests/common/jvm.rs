@@ -69,6 +69,30 @@ impl Reference {
         );
         reference
     }
+
+    /// Kills the broker with SIGKILL (a crash: no controlled shutdown), keeping its storage.
+    pub fn kill9(&self) {
+        self.script("kill", Duration::from_secs(60));
+    }
+
+    /// Starts the killed broker again on the same storage and port, and waits until it serves
+    /// (it recovers its logs first, as after any crash).
+    pub fn resume(&self) {
+        self.script("resume", Duration::from_secs(300));
+    }
+
+    fn script(&self, command: &str, limit: Duration) {
+        let mut cmd = Command::new("bash");
+        cmd.arg(repo_root().join("scripts/kafka-ref.sh")).args([command, "--dir"]).arg(self.dir.path());
+        let run = run_with_limit(&mut cmd, None, limit);
+        assert_eq!(
+            run.code,
+            Some(0),
+            "kafka-ref.sh {command} failed\n--- stdout\n{}\n--- stderr\n{}",
+            run.stdout,
+            run.stderr
+        );
+    }
 }
 
 impl Drop for Reference {
