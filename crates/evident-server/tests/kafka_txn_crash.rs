@@ -170,9 +170,14 @@ impl Worker {
         format!("the worker exited ({status}); {}", self.report())
     }
 
-    /// Stops the worker (if running) and describes it: its last line and stderr, librdkafka's
-    /// connection chatter left out.
+    /// Stops the worker (if running, after asking it for its stack) and describes it: its last
+    /// line and stderr, librdkafka's connection chatter left out.
     fn report(&mut self) -> String {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            // A stuck worker prints its Python stack on SIGUSR1 (faulthandler): where it waits.
+            common::signal(self.child.id(), libc::SIGUSR1);
+            std::thread::sleep(Duration::from_secs(1));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let stderr = self.stderr.take().map(|h| h.join().expect("stderr reader")).unwrap_or_default();
