@@ -115,7 +115,7 @@ const CRC_FROM: usize = 21;
 const BASE_SEQUENCE_AT: usize = 53;
 
 /// The value of every record: the first 200 bytes of the benchmark's JSON payload.
-fn value() -> &'static [u8] {
+pub(crate) fn value() -> &'static [u8] {
     &payload::DATA.as_bytes()[..RECORD_BYTES]
 }
 
@@ -142,13 +142,13 @@ pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
 /// A librdkafka client's context: prints librdkafka's warnings and errors (they would go to the
 /// `log` crate, which has no logger here), keeps the first error, and for a producer records
 /// each delivery's latency and the batch sizes from librdkafka's statistics.
-struct Ctx {
+pub(crate) struct Ctx {
     label: String,
     start: Instant,
     logged: AtomicU32,
     first_error: Mutex<Option<String>>,
-    delivered: AtomicU64,
-    failed: AtomicU64,
+    pub(crate) delivered: AtomicU64,
+    pub(crate) failed: AtomicU64,
     /// Set while a thread waits in [`Ctx::wait_delivered`]; the delivery callback then wakes it.
     waiting: AtomicBool,
     wake: (Mutex<()>, Condvar),
@@ -164,7 +164,7 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn new(label: String) -> Self {
+    pub(crate) fn new(label: String) -> Self {
         Self {
             label,
             start: Instant::now(),
@@ -189,18 +189,18 @@ impl Ctx {
         }
     }
 
-    fn first_error(&self) -> String {
+    pub(crate) fn first_error(&self) -> String {
         self.first_error.lock().ok().and_then(|e| e.clone()).unwrap_or_else(|| "none reported".into())
     }
 
     /// Nanoseconds since the context was made (a record's send time, its delivery opaque).
-    fn now_ns(&self) -> usize {
+    pub(crate) fn now_ns(&self) -> usize {
         self.start.elapsed().as_nanos() as usize
     }
 
     /// Waits until `target` records are delivered; fails when one failed, or when none is
     /// delivered for [`STALL`].
-    fn wait_delivered(&self, target: u64) -> Result<()> {
+    pub(crate) fn wait_delivered(&self, target: u64) -> Result<()> {
         let (lock, cv) = &self.wake;
         let mut guard = lock.lock().map_err(|_| anyhow!("wake lock poisoned"))?;
         let mut seen = self.delivered.load(Ordering::SeqCst);
@@ -316,7 +316,7 @@ impl ConsumerContext for Ctx {}
 
 /// Queues one record (`value`) for `partition` of `topic`, its send time as the delivery opaque; while
 /// librdkafka's queue is full, waits for the next delivery report.
-fn send(producer: &ThreadedProducer<Ctx>, topic: &str, partition: i32, value: &[u8]) -> Result<()> {
+pub(crate) fn send(producer: &ThreadedProducer<Ctx>, topic: &str, partition: i32, value: &[u8]) -> Result<()> {
     let ctx = producer.context();
     let mut record = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, 0).payload(value).partition(partition);
     loop {
@@ -335,18 +335,18 @@ fn send(producer: &ThreadedProducer<Ctx>, topic: &str, partition: i32, value: &[
 /// CPU time (user + system) of the broker process and of this one (the client and its
 /// librdkafka threads).
 #[derive(Clone, Copy)]
-struct Cpu {
+pub(crate) struct Cpu {
     broker: Option<Duration>,
     client: Option<Duration>,
 }
 
 impl Cpu {
-    fn now(pid: Option<u32>) -> Self {
+    pub(crate) fn now(pid: Option<u32>) -> Self {
         Self { broker: pid.and_then(|p| machine::cpu_time(&p.to_string())), client: machine::cpu_time("self") }
     }
 
     /// CPU per `unit` records since `before`, for the broker and the client.
-    fn per(before: Cpu, after: Cpu, records: u64, unit: u64) -> (String, String) {
+    pub(crate) fn per(before: Cpu, after: Cpu, records: u64, unit: u64) -> (String, String) {
         let per = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
             (Some(a), Some(b)) if records > 0 => {
                 dur(Duration::from_secs_f64(b.saturating_sub(a).as_secs_f64() * unit as f64 / records as f64))
@@ -538,7 +538,7 @@ impl Broker {
         })
     }
 
-    fn pid(&self) -> Option<u32> {
+    pub(crate) fn pid(&self) -> Option<u32> {
         match &self.process {
             Some(Process::Evident(s)) => s.pid(),
             Some(Process::Tansu(c)) => Some(c.id()),
@@ -547,13 +547,13 @@ impl Broker {
         }
     }
 
-    fn config(&self) -> ClientConfig {
+    pub(crate) fn config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap);
         c
     }
 
-    fn label(&self, role: &str) -> String {
+    pub(crate) fn label(&self, role: &str) -> String {
         format!("{} {role}", self.system)
     }
 
@@ -628,6 +628,11 @@ impl Broker {
             Some(Process::Evident(s)) if !s.registry.is_empty() => Some(&s.registry),
             _ => None,
         }
+    }
+
+    /// Who this broker is (for the report's rows).
+    pub(crate) fn system(&self) -> System {
+        self.system
     }
 
     /// The broker's `host:port`.
