@@ -216,7 +216,10 @@ impl Cli {
             aggregate_replays: if self.quick { 10 } else { 50 },
             snapshot_loads: if self.quick { 100 } else { 1000 },
             projection_events: if self.quick { 50_000 } else { 200_000 },
-            txn_input_records: self.txn_input_records.unwrap_or(if self.quick { 50_000 } else { 500_000 }).max(PER_TXN_MIN),
+            txn_input_records: self
+                .txn_input_records
+                .unwrap_or(if self.quick { 50_000 } else { 500_000 })
+                .max(PER_TXN_MIN),
             registry_schemas: self.registry_schemas.unwrap_or(if self.quick { 100 } else { 1000 }).max(1),
             registry_records: self.registry_records.unwrap_or(if self.quick { 50_000 } else { 2_000_000 }).max(4),
             verify_events: self.verify_events.unwrap_or(if self.quick { 100_000 } else { 1_000_000 }).max(1),

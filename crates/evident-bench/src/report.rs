@@ -776,17 +776,19 @@ impl Report {
         // Kafka transactions (issue 14): transactional throughput >= 1.5x durable Kafka's at
         // 100 records per transaction.
         let txn = |records, producers| Key::TxnProduce { records, producers };
-        let mut txn_rows = vec![(txn(100, crate::transactions::PRODUCERS), "transactional produce".to_string())];
-        for size in crate::transactions::SIZES {
-            txn_rows.push((txn(size, 1), "transactional produce".into()));
-            txn_rows.push((Key::TxnIdempotentBatches { records: size }, "idempotent produce".into()));
-        }
-        txn_rows.push((Key::TxnConsumeTransformProduce, "consume-transform-produce".into()));
+        let mut txn_rows: Vec<Key> = crate::transactions::SIZES.iter().map(|&size| txn(size, 1)).collect();
+        txn_rows.push(txn(crate::transactions::PER_TXN, crate::transactions::PRODUCERS));
+        txn_rows.extend(crate::transactions::SIZES.iter().map(|&records| Key::TxnIdempotentBatches { records }));
+        txn_rows.push(Key::TxnConsumeTransformProduce);
         for peer in [durable, System::Tansu] {
-            for (k, what) in &txn_rows {
-                if let (Some(m), Some(_)) = (self.get(kafka, *k), self.get(peer, *k)) {
-                    let target = if *k == txn(100, 1) && peer == durable { Target::AtLeast(1.5) } else { Target::None };
-                    push(format!("evident Kafka / {peer}: {what}, {}, records/s", m.workload), div(rate(kafka, *k), rate(peer, *k)), target);
+            for &k in &txn_rows {
+                if let (Some(m), Some(_)) = (self.get(kafka, k), self.get(peer, k)) {
+                    let target = if k == txn(100, 1) && peer == durable { Target::AtLeast(1.5) } else { Target::None };
+                    push(
+                        format!("evident Kafka / {peer}: {}, records/s", m.workload),
+                        div(rate(kafka, k), rate(peer, k)),
+                        target,
+                    );
                 }
             }
         }

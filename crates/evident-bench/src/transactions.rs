@@ -200,9 +200,8 @@ fn transactional(broker: &Broker, size: usize, producers: usize, duration: Durat
 fn idempotent_batches(broker: &Broker, size: usize, duration: Duration) -> Result<Measurement> {
     let mut config = broker.config();
     config.set("acks", "all").set("enable.idempotence", "true");
-    let producer: ThreadedProducer<Ctx> = config
-        .create_with_context(Ctx::new(broker.label("idempotent producer")))
-        .context("creating the producer")?;
+    let producer: ThreadedProducer<Ctx> =
+        config.create_with_context(Ctx::new(broker.label("idempotent producer"))).context("creating the producer")?;
     let ctx = producer.context().clone();
     // Untimed: metadata and InitProducerId.
     kafka::send(&producer, TOPIC, 0, kafka::value())?;
@@ -259,8 +258,9 @@ fn consume_transform_produce(broker: &Broker, input: u64, duration: Duration) ->
         .set("enable.auto.offset.store", "false")
         // As in the Kafka phase's consume: librdkafka's 1 s pause after a full prefetch queue.
         .set("fetch.queue.backoff.ms", "10");
-    let consumer: BaseConsumer<Ctx> =
-        config.create_with_context(Ctx::new(broker.label("read_committed consumer"))).context("creating the consumer")?;
+    let consumer: BaseConsumer<Ctx> = config
+        .create_with_context(Ctx::new(broker.label("read_committed consumer")))
+        .context("creating the consumer")?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(TOPIC_IN, 0, Offset::Offset(0))?;
     consumer.assign(&tpl).context("assign")?;
@@ -291,7 +291,11 @@ fn consume_transform_produce(broker: &Broker, input: u64, duration: Duration) ->
                 }
                 Some(Err(e)) => bail!("consuming at offset {next}: {e}"),
                 None if progress.elapsed() > STALL => {
-                    bail!("no record for {} s at offset {next}; first error: {}", STALL.as_secs(), consumer.context().first_error())
+                    bail!(
+                        "no record for {} s at offset {next}; first error: {}",
+                        STALL.as_secs(),
+                        consumer.context().first_error()
+                    )
                 }
                 None => {}
             }
@@ -349,10 +353,8 @@ fn consume_transform_produce(broker: &Broker, input: u64, duration: Duration) ->
 
 /// Creates the phase's topics (one partition each) with the admin API.
 fn create_topics(bootstrap: &str) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .context("creating the admin client")?;
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().context("creating the admin client")?;
     let topics = [TOPIC, TOPIC_IN, TOPIC_OUT].map(|t| NewTopic::new(t, 1, TopicReplication::Fixed(1)));
     let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
     for r in kafka::block_on(admin.create_topics(&topics, &options)).context("CreateTopics")? {
@@ -452,7 +454,9 @@ pub fn phase(report: &mut Report, failures: &mut Vec<String>, plan: &Plan, dir: 
     }
     match kafka::tansu_binary() {
         Ok(bin) => match run(report, failures, "Tansu", Broker::tansu(&bin, &dir.join("tansu"))) {
-            Some(why) => header.push(format!("transactions: Tansu ({}) skipped: it refused them ({why})", bin.display())),
+            Some(why) => {
+                header.push(format!("transactions: Tansu ({}) skipped: it refused them ({why})", bin.display()))
+            }
             None => header.push(format!("transactions: Tansu {}", bin.display())),
         },
         Err(at) => header.push(format!("transactions: Tansu skipped (binary not found at {at})")),
