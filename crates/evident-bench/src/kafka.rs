@@ -161,6 +161,10 @@ pub(crate) struct Ctx {
     fetch_responses: AtomicU64,
     fetched_records: AtomicU64,
     queue_full_backoffs: AtomicU64,
+    /// A transactional producer's AddPartitionsToTxn answered `CONCURRENT_TRANSACTIONS` (the
+    /// previous transaction still completing), counted from `debug=eos` lines; librdkafka
+    /// retries each after 20 ms.
+    pub(crate) concurrent_transactions: AtomicU64,
 }
 
 impl Ctx {
@@ -180,6 +184,7 @@ impl Ctx {
             fetch_responses: AtomicU64::new(0),
             fetched_records: AtomicU64::new(0),
             queue_full_backoffs: AtomicU64::new(0),
+            concurrent_transactions: AtomicU64::new(0),
         }
     }
 
@@ -257,6 +262,10 @@ impl ClientContext for Ctx {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         if matches!(level, RDKafkaLogLevel::Debug) {
             self.count_fetch(fac, log_message);
+            // librdkafka's text for CONCURRENT_TRANSACTIONS.
+            if fac == "ADDPARTS" && log_message.contains("another concurrent operation") {
+                self.concurrent_transactions.fetch_add(1, Ordering::Relaxed);
+            }
             return;
         }
         if (level as i32) <= (RDKafkaLogLevel::Warning as i32)
@@ -1024,6 +1033,15 @@ mod tests {
         assert_eq!(ctx.fetch_responses.load(Ordering::Relaxed), 2);
         assert_eq!(ctx.fetched_records.load(Ordering::Relaxed), 4778);
         assert_eq!(ctx.queue_full_backoffs.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn concurrent_transactions_answers_are_counted() {
+        let ctx = Ctx::new("test".into());
+        // librdkafka 2.12's `debug=eos` line for an AddPartitionsToTxn retried on CONCURRENT_TRANSACTIONS.
+        ctx.log(RDKafkaLogLevel::Debug, "ADDPARTS", "127.0.0.1:9092/1: AddPartitionsToTxn response: partition \"t\": [0]: Broker: Producer attempted to update a transaction while another concurrent operation on the same transaction was ongoing");
+        ctx.log(RDKafkaLogLevel::Debug, "ADDPARTS", "127.0.0.1:9092/1: Adding partitions t [0] to transaction");
+        assert_eq!(ctx.concurrent_transactions.load(Ordering::Relaxed), 1);
     }
 
     #[test]

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
@@ -74,7 +74,13 @@ const TXN_WARM_UP: Duration = Duration::from_secs(1);
 /// other defaults) with `init_transactions` done. Err when the broker refuses transactions.
 fn txn_producer(broker: &Broker, id: &str) -> Result<ThreadedProducer<Ctx>> {
     let mut config = broker.config();
-    config.set("acks", "all").set("enable.idempotence", "true").set("transactional.id", id);
+    config
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("transactional.id", id)
+        // Counted, not printed: AddPartitionsToTxn's CONCURRENT_TRANSACTIONS answers.
+        .set("debug", "eos")
+        .set_log_level(RDKafkaLogLevel::Debug);
     let producer: ThreadedProducer<Ctx> = config
         .create_with_context(Ctx::new(broker.label(&format!("transactional producer {id}"))))
         .context("creating the transactional producer")?;
@@ -103,6 +109,8 @@ fn transaction(producer: &ThreadedProducer<Ctx>, topic: &str, size: usize) -> Re
 /// What one producer did in a timed run.
 struct Run {
     transactions: u64,
+    /// AddPartitionsToTxn answers of CONCURRENT_TRANSACTIONS over the timed run.
+    retries: u64,
     elapsed: Duration,
     commit: Latencies,
     end_txn: Latencies,
@@ -117,8 +125,10 @@ fn txn_loop(broker: &Broker, id: &str, size: usize, duration: Duration, start: &
         .and_then(|p| transaction(&p, TOPIC, size).context("the warm-up transaction").map(|_| p));
     start.wait();
     let producer = ready?;
+    let retried = producer.context().concurrent_transactions.load(std::sync::atomic::Ordering::Relaxed);
     let mut run = Run {
         transactions: 0,
+        retries: 0,
         elapsed: Duration::ZERO,
         commit: Latencies::with_capacity(1 << 14),
         end_txn: Latencies::with_capacity(1 << 14),
@@ -131,6 +141,8 @@ fn txn_loop(broker: &Broker, id: &str, size: usize, duration: Duration, start: &
         run.transactions += 1;
     }
     run.elapsed = t0.elapsed();
+    run.retries =
+        producer.context().concurrent_transactions.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(retried);
     let failed = producer.context().failed.load(std::sync::atomic::Ordering::SeqCst);
     ensure!(failed == 0, "{failed} records failed; first error: {}", producer.context().first_error());
     Ok(run)
@@ -156,12 +168,14 @@ fn transactional(broker: &Broker, size: usize, producers: usize, duration: Durat
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| bail!("a producer thread panicked"))).collect()
     });
     let mut transactions = 0;
+    let mut retries = 0;
     let mut elapsed = Duration::ZERO;
     let mut commit = Latencies::with_capacity(1 << 14);
     let mut end_txn = Latencies::with_capacity(1 << 14);
     for run in runs {
         let run = run?;
         transactions += run.transactions;
+        retries += run.retries;
         elapsed = elapsed.max(run.elapsed);
         commit.merge(run.commit);
         end_txn.merge(run.end_txn);
@@ -184,12 +198,13 @@ fn transactional(broker: &Broker, size: usize, producers: usize, duration: Durat
     .latency(p50, p99)
     .mb(records as f64 * RECORD_BYTES as f64 / secs / 1e6)
     .note(format!(
-        "{} transactions/s ({} committed in {}); p50/p99 per commit, last record queued to commit_transaction returned; of it commit_transaction after the records' acknowledgement (EndTxn): p50 {} p99 {}; CPU per transaction: broker {}, client {}",
+        "{} transactions/s ({} committed in {}); p50/p99 per commit, last record queued to commit_transaction returned; of it commit_transaction after the records' acknowledgement (EndTxn): p50 {} p99 {}; AddPartitionsToTxn answered CONCURRENT_TRANSACTIONS {} times (librdkafka retries after 20 ms); CPU per transaction: broker {}, client {}",
         num(transactions as f64 / secs),
         num(transactions as f64),
         dur(elapsed),
         dur(e50),
         dur(e99),
+        retries,
         cpu.0,
         cpu.1
     )))
@@ -313,12 +328,14 @@ fn consume_transform_produce(broker: &Broker, input: u64, duration: Duration) ->
     // Untimed: the first transaction (partition registration, the group's coordinator).
     one(&mut next, &mut out).context("the warm-up transaction")?;
     let first = next;
+    let retried = ctx.concurrent_transactions.load(std::sync::atomic::Ordering::Relaxed);
     let cpu = Cpu::now(broker.pid());
     let start = Instant::now();
     while (start.elapsed() < duration || commit.len() < 3) && next < input as i64 {
         commit.push(one(&mut next, &mut out)?);
     }
     let elapsed = start.elapsed();
+    let retries = ctx.concurrent_transactions.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(retried);
     let transactions = commit.len() as u64;
     let records = (next - first) as u64;
     let cpu = Cpu::per(cpu, Cpu::now(broker.pid()), transactions, 1);
@@ -339,13 +356,14 @@ fn consume_transform_produce(broker: &Broker, input: u64, duration: Duration) ->
     )
     .latency(p50, p99)
     .note(format!(
-        "{} transactions/s ({} records in {}{}); one read_committed BaseConsumer (assign, group {GROUP}) and one transactional producer; p50/p99 per commit: send_offsets_to_transaction + the records' acknowledgement + commit_transaction; the group's committed offset checked at the end; input of {} records loaded (untimed) in {}; CPU per transaction: broker {}, client {}",
+        "{} transactions/s ({} records in {}{}); one read_committed BaseConsumer (assign, group {GROUP}) and one transactional producer; p50/p99 per commit: send_offsets_to_transaction + the records' acknowledgement + commit_transaction; the group's committed offset checked at the end; input of {} records loaded (untimed) in {}; AddPartitionsToTxn answered CONCURRENT_TRANSACTIONS {} times; CPU per transaction: broker {}, client {}",
         num(transactions as f64 / secs),
         num(records as f64),
         dur(elapsed),
         if next >= input as i64 { ", the input ran out before the duration" } else { "" },
         num(input as f64),
         dur(load),
+        retries,
         cpu.0,
         cpu.1
     )))
