@@ -6,7 +6,7 @@
 //! transactions). Every client setting is the same on every broker.
 //!
 //! - *Transactional produce*: one producer (`transactional.id` of its own, `acks=all`,
-//!   idempotent, librdkafka's default batching) runs, for the timed duration, transactions of
+//!   idempotent, `linger.ms=0`, librdkafka's other defaults) runs, for the timed duration, transactions of
 //!   10, 100 or 1,000 200-byte records to partition 0 of a one-partition topic: begin, queue the
 //!   records, wait for their delivery reports, `commit_transaction`. Committed records/s and
 //!   transactions/s over the whole run; the latency is a transaction's commit, from the last
@@ -15,12 +15,18 @@
 //!   application, which would flush the same records. Waiting for the delivery reports
 //!   before the call is what `commit_transaction` does itself first; it is done here because
 //!   rust-rdkafka's `commit_transaction` flushes by polling in 100 ms steps, which would add
-//!   up to 100 ms to every commit on every broker alike. The same with 100 records and 4
+//!   up to 100 ms to a commit whenever a record is still counted as outstanding (so the bench
+//!   also waits until librdkafka counts none). `linger.ms=0` because a transaction's records
+//!   wait in librdkafka until AddPartitionsToTxn has answered, so they go in one batch anyway,
+//!   and `commit_transaction`'s own flush skips the linger: librdkafka's default 5 ms would
+//!   only add max(0, 5 ms - the AddPartitionsToTxn round trip) to every transaction, most to
+//!   the faster broker. The same with 100 records and 4
 //!   producers at once (4 threads, each with its own producer and `transactional.id`, the same
 //!   partition).
 //! - *Idempotent batches*: the same shape without a transaction, so the difference is the
-//!   transaction's cost: an idempotent producer (no `transactional.id`) queues 10, 100 or
-//!   1,000 records and waits for their delivery reports, again and again for the duration.
+//!   transaction's cost: an idempotent producer (no `transactional.id`, `linger.ms=0` as
+//!   well) queues 10, 100 or 1,000 records and waits for their delivery reports, again and
+//!   again for the duration.
 //! - *Consume-transform-produce*: an input topic loaded first (untimed, idempotent produce), read
 //!   from offset 0 by a `read_committed` consumer (`group.id` set, `assign`, no subscription);
 //!   each record's value transformed (its bytes reversed) and produced to an output topic by a
@@ -78,6 +84,7 @@ fn txn_producer(broker: &Broker, id: &str) -> Result<ThreadedProducer<Ctx>> {
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("transactional.id", id)
+        .set("linger.ms", "0")
         // Counted, not printed: AddPartitionsToTxn's CONCURRENT_TRANSACTIONS answers.
         .set("debug", "eos")
         .set_log_level(RDKafkaLogLevel::Debug);
@@ -101,9 +108,22 @@ fn transaction(producer: &ThreadedProducer<Ctx>, topic: &str, size: usize) -> Re
     let t = Instant::now();
     // What commit_transaction does first (flush); see the module's doc for why it is done here.
     ctx.wait_delivered(target)?;
+    settle(producer)?;
     let acked = Instant::now();
     producer.commit_transaction(CALL_TIMEOUT).map_err(|e| anyhow!("commit_transaction: {e}"))?;
     Ok((t.elapsed(), acked.elapsed()))
+}
+
+/// Waits until librdkafka counts no record outstanding: a delivery report is counted by the
+/// callback before librdkafka releases its record, and rust-rdkafka's `commit_transaction`
+/// polls for 100 ms when its first flush still sees one.
+fn settle(producer: &ThreadedProducer<Ctx>) -> Result<()> {
+    let deadline = Instant::now() + STALL;
+    while producer.in_flight_count() > 0 {
+        ensure!(Instant::now() < deadline, "librdkafka still counts records in flight after {} s", STALL.as_secs());
+        std::thread::sleep(Duration::from_micros(20));
+    }
+    Ok(())
 }
 
 /// What one producer did in a timed run.
@@ -214,7 +234,8 @@ fn transactional(broker: &Broker, size: usize, producers: usize, duration: Durat
 /// and again for `duration`: a transaction's shape without the transaction.
 fn idempotent_batches(broker: &Broker, size: usize, duration: Duration) -> Result<Measurement> {
     let mut config = broker.config();
-    config.set("acks", "all").set("enable.idempotence", "true");
+    // linger.ms as the transactional producer's.
+    config.set("acks", "all").set("enable.idempotence", "true").set("linger.ms", "0");
     let producer: ThreadedProducer<Ctx> =
         config.create_with_context(Ctx::new(broker.label("idempotent producer"))).context("creating the producer")?;
     let ctx = producer.context().clone();
@@ -322,6 +343,7 @@ fn consume_transform_produce(broker: &Broker, input: u64, duration: Duration) ->
             .send_offsets_to_transaction(&offsets, &group, CALL_TIMEOUT)
             .map_err(|e| anyhow!("send_offsets_to_transaction: {e}"))?;
         ctx.wait_delivered(*next as u64)?;
+        settle(&producer)?;
         producer.commit_transaction(CALL_TIMEOUT).map_err(|e| anyhow!("commit_transaction: {e}"))?;
         Ok(t.elapsed())
     };
