@@ -9,6 +9,9 @@
 #   scripts/bench.sh --only http             # only the HTTP API against the embedded log
 #   scripts/bench.sh --only kafka            # only the Kafka protocol (librdkafka): evident, the
 #                                            # embedded log, Apache Kafka (jars from Maven Central)
+#   scripts/bench.sh --only transactions     # Kafka transactions (10, 100, 1,000 records each,
+#                                            # beside idempotent batches; consume-transform-
+#                                            # produce) on evident and durable Apache Kafka
 #   scripts/bench.sh --only registry         # the schema registry: evident's beside Apicurio
 #                                            # Registry (scripts/registry-ref.sh, Java 21+),
 #                                            # produce with validation on/off, verify=stored
@@ -148,7 +151,7 @@ fi
 
 # Apache Kafka, the Kafka phase's peer: its jars from Maven Central (cached under target/java),
 # for scripts/kafka-ref.sh (which the bench calls) and kafka-producer-perf-test. Skipped with
-# --skip-apache-kafka, or when the Kafka phase does not run.
+# --skip-apache-kafka, or when neither the Kafka phase nor the transactions phase runs.
 want_kafka=1
 only=""
 prev=""
@@ -160,7 +163,7 @@ for arg in "$@"; do
   [ "$prev" = --only ] && only="$arg"
   prev="$arg"
 done
-if [ -n "$only" ] && ! [[ ",$only," == *",kafka,"* ]]; then want_kafka=0; fi
+if [ -n "$only" ] && ! [[ ",$only," == *",kafka,"* || ",$only," == *",transactions,"* ]]; then want_kafka=0; fi
 if [ "$want_kafka" = 1 ]; then
   java_env="$(bash "$REPO/scripts/java-setup.sh")"
   eval "$java_env"

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// The fewest input records of consume-transform-produce (two transactions of 100 and more).
+const PER_TXN_MIN: u64 = 1000;
+
 /// Connection string of the cluster `scripts/bench.sh` starts.
 pub const DEFAULT_PG: &str = "host=127.0.0.1 port=5499 user=evident_bench password=evident_bench dbname=evident_bench";
 
@@ -50,6 +53,10 @@ pub struct Cli {
     /// with --quick).
     #[arg(long, value_name = "N")]
     pub kafka_records: Option<u64>,
+    /// Transactions phase: records loaded into consume-transform-produce's input topic
+    /// (default 500,000, or 50,000 with --quick); the workload stops early if they run out.
+    #[arg(long, value_name = "N")]
+    pub txn_input_records: Option<u64>,
     /// Registry phase: distinct Avro schemas registered on each registry (default 1,000, or
     /// 100 with --quick).
     #[arg(long, value_name = "N")]
@@ -105,6 +112,11 @@ pub enum Phase {
     /// throughput and latency, consume throughput, beside the embedded log's batched appends;
     /// and Tansu when its binary is present.
     Kafka,
+    /// Kafka transactions: librdkafka's transactional producer (10, 100 and 1,000 records per
+    /// transaction, beside idempotent batches of the same sizes; 4 producers at 100) and
+    /// consume-transform-produce, on evident and on durable Apache Kafka (and Tansu when its
+    /// binary is present).
+    Transactions,
     /// The schema registry: register latency and lookups by id on `evident serve`'s registry
     /// and on Apicurio Registry (scripts/registry-ref.sh), produce with schema validation on
     /// against off through the Kafka port, and `verify=stored` over an embedded log.
@@ -155,6 +167,8 @@ pub struct Plan {
     pub snapshot_loads: usize,
     /// Events in the projection phase's log.
     pub projection_events: u64,
+    /// Records loaded into the consume-transform-produce workload's input topic.
+    pub txn_input_records: u64,
     /// Registry phase: schemas registered, records produced per topic, events verified.
     pub registry_schemas: usize,
     /// See [`Plan::registry_schemas`].
@@ -202,6 +216,10 @@ impl Cli {
             aggregate_replays: if self.quick { 10 } else { 50 },
             snapshot_loads: if self.quick { 100 } else { 1000 },
             projection_events: if self.quick { 50_000 } else { 200_000 },
+            txn_input_records: self
+                .txn_input_records
+                .unwrap_or(if self.quick { 50_000 } else { 500_000 })
+                .max(PER_TXN_MIN),
             registry_schemas: self.registry_schemas.unwrap_or(if self.quick { 100 } else { 1000 }).max(1),
             registry_records: self.registry_records.unwrap_or(if self.quick { 50_000 } else { 2_000_000 }).max(4),
             verify_events: self.verify_events.unwrap_or(if self.quick { 100_000 } else { 1_000_000 }).max(1),
@@ -254,6 +272,10 @@ mod tests {
         assert_eq!((full.registry_schemas, full.verify_events), (1000, 1_000_000));
         let reg = Cli::parse_from(["evident-bench", "--quick", "--only", "registry", "--verify-events", "5000"]).plan();
         assert_eq!(reg.phases, [Phase::Registry]);
+        assert!(full.runs(Phase::Transactions), "the transactions phase is in the default run");
+        let txn = Cli::parse_from(["evident-bench", "--quick", "--only", "transactions"]).plan();
+        assert!(txn.runs(Phase::Transactions) && !txn.runs(Phase::Kafka));
+        assert_eq!((full.txn_input_records, txn.txn_input_records), (500_000, 50_000));
         assert_eq!((reg.registry_schemas, reg.registry_records, reg.verify_events), (100, 50_000, 5000));
     }
 

@@ -115,7 +115,7 @@ const CRC_FROM: usize = 21;
 const BASE_SEQUENCE_AT: usize = 53;
 
 /// The value of every record: the first 200 bytes of the benchmark's JSON payload.
-fn value() -> &'static [u8] {
+pub(crate) fn value() -> &'static [u8] {
     &payload::DATA.as_bytes()[..RECORD_BYTES]
 }
 
@@ -142,13 +142,13 @@ pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
 /// A librdkafka client's context: prints librdkafka's warnings and errors (they would go to the
 /// `log` crate, which has no logger here), keeps the first error, and for a producer records
 /// each delivery's latency and the batch sizes from librdkafka's statistics.
-struct Ctx {
+pub(crate) struct Ctx {
     label: String,
     start: Instant,
     logged: AtomicU32,
     first_error: Mutex<Option<String>>,
-    delivered: AtomicU64,
-    failed: AtomicU64,
+    pub(crate) delivered: AtomicU64,
+    pub(crate) failed: AtomicU64,
     /// Set while a thread waits in [`Ctx::wait_delivered`]; the delivery callback then wakes it.
     waiting: AtomicBool,
     wake: (Mutex<()>, Condvar),
@@ -161,10 +161,14 @@ struct Ctx {
     fetch_responses: AtomicU64,
     fetched_records: AtomicU64,
     queue_full_backoffs: AtomicU64,
+    /// A transactional producer's AddPartitionsToTxn answered `CONCURRENT_TRANSACTIONS` (the
+    /// previous transaction still completing), counted from `debug=eos` lines; librdkafka
+    /// retries each after 20 ms.
+    pub(crate) concurrent_transactions: AtomicU64,
 }
 
 impl Ctx {
-    fn new(label: String) -> Self {
+    pub(crate) fn new(label: String) -> Self {
         Self {
             label,
             start: Instant::now(),
@@ -180,6 +184,7 @@ impl Ctx {
             fetch_responses: AtomicU64::new(0),
             fetched_records: AtomicU64::new(0),
             queue_full_backoffs: AtomicU64::new(0),
+            concurrent_transactions: AtomicU64::new(0),
         }
     }
 
@@ -189,18 +194,18 @@ impl Ctx {
         }
     }
 
-    fn first_error(&self) -> String {
+    pub(crate) fn first_error(&self) -> String {
         self.first_error.lock().ok().and_then(|e| e.clone()).unwrap_or_else(|| "none reported".into())
     }
 
     /// Nanoseconds since the context was made (a record's send time, its delivery opaque).
-    fn now_ns(&self) -> usize {
+    pub(crate) fn now_ns(&self) -> usize {
         self.start.elapsed().as_nanos() as usize
     }
 
     /// Waits until `target` records are delivered; fails when one failed, or when none is
     /// delivered for [`STALL`].
-    fn wait_delivered(&self, target: u64) -> Result<()> {
+    pub(crate) fn wait_delivered(&self, target: u64) -> Result<()> {
         let (lock, cv) = &self.wake;
         let mut guard = lock.lock().map_err(|_| anyhow!("wake lock poisoned"))?;
         let mut seen = self.delivered.load(Ordering::SeqCst);
@@ -257,6 +262,10 @@ impl ClientContext for Ctx {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         if matches!(level, RDKafkaLogLevel::Debug) {
             self.count_fetch(fac, log_message);
+            // librdkafka's text for CONCURRENT_TRANSACTIONS.
+            if fac == "ADDPARTS" && log_message.contains("another concurrent operation") {
+                self.concurrent_transactions.fetch_add(1, Ordering::Relaxed);
+            }
             return;
         }
         if (level as i32) <= (RDKafkaLogLevel::Warning as i32)
@@ -316,7 +325,7 @@ impl ConsumerContext for Ctx {}
 
 /// Queues one record (`value`) for `partition` of `topic`, its send time as the delivery opaque; while
 /// librdkafka's queue is full, waits for the next delivery report.
-fn send(producer: &ThreadedProducer<Ctx>, topic: &str, partition: i32, value: &[u8]) -> Result<()> {
+pub(crate) fn send(producer: &ThreadedProducer<Ctx>, topic: &str, partition: i32, value: &[u8]) -> Result<()> {
     let ctx = producer.context();
     let mut record = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, 0).payload(value).partition(partition);
     loop {
@@ -335,18 +344,18 @@ fn send(producer: &ThreadedProducer<Ctx>, topic: &str, partition: i32, value: &[
 /// CPU time (user + system) of the broker process and of this one (the client and its
 /// librdkafka threads).
 #[derive(Clone, Copy)]
-struct Cpu {
+pub(crate) struct Cpu {
     broker: Option<Duration>,
     client: Option<Duration>,
 }
 
 impl Cpu {
-    fn now(pid: Option<u32>) -> Self {
+    pub(crate) fn now(pid: Option<u32>) -> Self {
         Self { broker: pid.and_then(|p| machine::cpu_time(&p.to_string())), client: machine::cpu_time("self") }
     }
 
     /// CPU per `unit` records since `before`, for the broker and the client.
-    fn per(before: Cpu, after: Cpu, records: u64, unit: u64) -> (String, String) {
+    pub(crate) fn per(before: Cpu, after: Cpu, records: u64, unit: u64) -> (String, String) {
         let per = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
             (Some(a), Some(b)) if records > 0 => {
                 dur(Duration::from_secs_f64(b.saturating_sub(a).as_secs_f64() * unit as f64 / records as f64))
@@ -538,7 +547,7 @@ impl Broker {
         })
     }
 
-    fn pid(&self) -> Option<u32> {
+    pub(crate) fn pid(&self) -> Option<u32> {
         match &self.process {
             Some(Process::Evident(s)) => s.pid(),
             Some(Process::Tansu(c)) => Some(c.id()),
@@ -547,13 +556,13 @@ impl Broker {
         }
     }
 
-    fn config(&self) -> ClientConfig {
+    pub(crate) fn config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap);
         c
     }
 
-    fn label(&self, role: &str) -> String {
+    pub(crate) fn label(&self, role: &str) -> String {
         format!("{} {role}", self.system)
     }
 
@@ -628,6 +637,11 @@ impl Broker {
             Some(Process::Evident(s)) if !s.registry.is_empty() => Some(&s.registry),
             _ => None,
         }
+    }
+
+    /// Who this broker is (for the report's rows).
+    pub(crate) fn system(&self) -> System {
+        self.system
     }
 
     /// The broker's `host:port`.
@@ -1019,6 +1033,15 @@ mod tests {
         assert_eq!(ctx.fetch_responses.load(Ordering::Relaxed), 2);
         assert_eq!(ctx.fetched_records.load(Ordering::Relaxed), 4778);
         assert_eq!(ctx.queue_full_backoffs.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn concurrent_transactions_answers_are_counted() {
+        let ctx = Ctx::new("test".into());
+        // librdkafka 2.12's `debug=eos` line for an AddPartitionsToTxn retried on CONCURRENT_TRANSACTIONS.
+        ctx.log(RDKafkaLogLevel::Debug, "ADDPARTS", "127.0.0.1:9092/1: AddPartitionsToTxn response: partition \"t\": [0]: Broker: Producer attempted to update a transaction while another concurrent operation on the same transaction was ongoing");
+        ctx.log(RDKafkaLogLevel::Debug, "ADDPARTS", "127.0.0.1:9092/1: Adding partitions t [0] to transaction");
+        assert_eq!(ctx.concurrent_transactions.load(Ordering::Relaxed), 1);
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! Order of a run: physical limits, then each write workload on every system back to back (so
 //! the ratios compare figures taken minutes apart at most: this machine's flush latency changes
 //! regime within minutes), the raw sync rate again, the reads, the HTTP API beside the embedded
-//! log, the Kafka protocol (librdkafka) beside the embedded log, the schema registry (beside
+//! log, the Kafka protocol (librdkafka) beside the embedded log, Kafka transactions (beside
+//! durable Apache Kafka), the schema registry (beside
 //! Apicurio Registry; validation at produce; verify=stored), the library's aggregate loads
 //! (full replay against a snapshot) and projection catch-up (into SQLite and PostgreSQL), and
 //! the restart last.
@@ -31,6 +32,7 @@ mod report;
 mod restart;
 mod sqlite;
 mod stats;
+mod transactions;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -521,6 +523,11 @@ fn run_in(cli: &Cli, plan: &Plan, run_dir: &Path) -> Result<()> {
     if plan.runs(Phase::Kafka) {
         header.extend(kafka_phase(&mut r, plan, &fresh_dir(run_dir, "kafka")?));
         std::fs::remove_dir_all(run_dir.join("kafka"))?;
+    }
+    if plan.runs(Phase::Transactions) {
+        phase("Kafka transactions (librdkafka) on evident and durable Apache Kafka");
+        header.extend(transactions::phase(&mut r.report, &mut r.failures, plan, &fresh_dir(run_dir, "transactions")?));
+        std::fs::remove_dir_all(run_dir.join("transactions"))?;
     }
     if plan.runs(Phase::Registry) {
         phase("schema registry (evident serve beside Apicurio Registry; validation at produce; verify=stored)");

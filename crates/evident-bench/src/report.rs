@@ -167,6 +167,23 @@ pub enum Key {
     KafkaProduceOne,
     /// A Kafka client consuming a partition from offset 0.
     KafkaConsume,
+    /// Kafka transactions: a transactional producer (librdkafka) committing transactions of
+    /// 200-byte records to one partition.
+    TxnProduce {
+        /// Records per transaction.
+        records: usize,
+        /// Transactional producers at once.
+        producers: usize,
+    },
+    /// The same shape without a transaction: an idempotent producer queueing `records` records
+    /// and waiting for their delivery reports, again and again.
+    TxnIdempotentBatches {
+        /// Records per batch.
+        records: usize,
+    },
+    /// Consume-transform-produce: a read_committed consumer and a transactional producer,
+    /// offsets committed with the transaction.
+    TxnConsumeTransformProduce,
     /// An aggregate of [`crate::aggregates::EVENTS`] events loaded through the library's
     /// repository on the embedded backend.
     AggregateLoad {
@@ -238,6 +255,9 @@ impl Key {
             | Key::KafkaRss
             | Key::KafkaProduceOne
             | Key::KafkaConsume => Section::Kafka,
+            Key::TxnProduce { .. } | Key::TxnIdempotentBatches { .. } | Key::TxnConsumeTransformProduce => {
+                Section::Transactions
+            }
             Key::RegistryRegister | Key::RegistryLookup { .. } | Key::RegistryProduce { .. } | Key::RegistryVerify => {
                 Section::Registry
             }
@@ -256,13 +276,14 @@ enum Section {
     Reads,
     Http,
     Kafka,
+    Transactions,
     Registry,
     Aggregates,
     Projections,
     Restart,
 }
 
-const SECTIONS: [(Section, &str); 10] = [
+const SECTIONS: [(Section, &str); 11] = [
     (Section::Physical, "Physical limits (plain files on the data directory's disk)"),
     (Section::Appends, "Durable single-event appends (expected version checked, each writer on its own streams)"),
     (Section::Batches, "Durable batched appends (one new stream per batch)"),
@@ -271,6 +292,10 @@ const SECTIONS: [(Section, &str); 10] = [
     (
         Section::Kafka,
         "Kafka protocol (librdkafka against evident serve on 127.0.0.1) beside the embedded log, same run",
+    ),
+    (
+        Section::Transactions,
+        "Kafka transactions (librdkafka's transactional producer against evident serve and durable Apache Kafka, same run)",
     ),
     (
         Section::Registry,
@@ -746,6 +771,37 @@ impl Report {
                     div(p99(peer), p99(kafka)),
                     if peer == durable { Target::AtLeast(1.0) } else { Target::None },
                 );
+            }
+        }
+        // Kafka transactions (issue 14): transactional throughput >= 1.5x durable Kafka's at
+        // 100 records per transaction.
+        let txn = |records, producers| Key::TxnProduce { records, producers };
+        let mut txn_rows: Vec<Key> = crate::transactions::SIZES.iter().map(|&size| txn(size, 1)).collect();
+        txn_rows.push(txn(crate::transactions::PER_TXN, crate::transactions::PRODUCERS));
+        txn_rows.extend(crate::transactions::SIZES.iter().map(|&records| Key::TxnIdempotentBatches { records }));
+        txn_rows.push(Key::TxnConsumeTransformProduce);
+        for peer in [durable, System::Tansu] {
+            for &k in &txn_rows {
+                if let (Some(m), Some(_)) = (self.get(kafka, k), self.get(peer, k)) {
+                    let target = if k == txn(100, 1) && peer == durable { Target::AtLeast(1.5) } else { Target::None };
+                    push(
+                        format!("evident Kafka / {peer}: {}, records/s", m.workload),
+                        div(rate(kafka, k), rate(peer, k)),
+                        target,
+                    );
+                }
+            }
+        }
+        for system in [kafka, durable] {
+            for size in crate::transactions::SIZES {
+                let plain = Key::TxnIdempotentBatches { records: size };
+                if let (Some(_), Some(_)) = (self.get(system, txn(size, 1)), self.get(system, plain)) {
+                    push(
+                        format!("{system}: transactions of {size} / idempotent batches of {size} (what a transaction costs), records/s"),
+                        div(rate(system, txn(size, 1)), rate(system, plain)),
+                        Target::None,
+                    );
+                }
             }
         }
         // Schema registry (issue 13).
