@@ -1,4 +1,4 @@
-// The client settings the probes share (ClientProbes, CrashClients, OrderSummary): string keys
+// The client settings the probes share (ClientProbes, CrashClients, OrderSummary, TxnProbes): string keys
 // and values, and the idempotent, acks=all producer an event-sourced application runs. Each
 // program adds what is its own (CrashClients' short timeouts to ride out a restart, Streams'
 // settings) to the Properties these return.

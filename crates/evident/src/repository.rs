@@ -201,6 +201,7 @@ impl<A: Aggregate> Repository<A> {
     /// The schema version an appended event of `event_type` is stamped with, and whether the
     /// header is written even for version 1 (with registered schemas it always is, so a
     /// reader sees the version came from the registry).
+    #[cfg_attr(not(feature = "schemas"), allow(unused_variables))]
     fn append_version(&self, event_type: &str, code_version: u32) -> Result<(u32, bool)> {
         #[cfg(feature = "schemas")]
         if let Some(schemas) = &self.schemas {
