@@ -12,13 +12,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{kafka_python, kafka_scripts, Server, PATIENCE};
+use common::{kafka_python, kafka_scripts, spawn_piped, Piped, Server, PATIENCE};
 
 /// Messages produced.
 const MESSAGES: u32 = 20_000;
@@ -63,32 +62,14 @@ fn kill_9_during_idempotent_produce_loses_no_acknowledged_message_and_duplicates
     let kafka_addr = server.kafka_bootstrap();
 
     let dir = kafka_scripts();
-    let mut child = Command::new(&python)
-        .current_dir(&dir)
-        .arg(dir.join("crash_producer.py"))
-        .args([&kafka_addr, &MESSAGES.to_string(), KILL_AT])
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning the producer script");
-    let (tx, lines) = mpsc::channel();
-    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    std::thread::spawn(move || {
-        for line in stdout.lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let mut stderr_pipe = child.stderr.take().expect("stderr");
-    let stderr = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr_pipe.read_to_string(&mut text);
-        text
-    });
+    let Piped { mut child, lines, stderr } = spawn_piped(
+        Command::new(&python)
+            .current_dir(&dir)
+            .arg(dir.join("crash_producer.py"))
+            .args([&kafka_addr, &MESSAGES.to_string(), KILL_AT])
+            .env("PYTHONDONTWRITEBYTECODE", "1"),
+        "the producer script",
+    );
 
     let deadline = Instant::now() + RUN_LIMIT;
     let mut kills = 0;

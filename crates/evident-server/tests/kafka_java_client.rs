@@ -22,13 +22,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::jvm::{java, Java, Reference};
+use common::jvm::{compare_probe_lines, java, probe_lines, tail, Java, ProbeLine, ProbeRules, Reference};
 use common::{run_with_limit, Server};
 use serde_json::Value;
 
@@ -40,18 +40,18 @@ const STREAMS_LIMIT: Duration = Duration::from_secs(180);
 
 /// Probe name, what the line on Kafka must contain (the probe's own check), and for evident-only
 /// differences see [`KNOWN_DIFFERENCES`].
-const KAFKA_MUST_HOLD: [(&str, &str); 8] = [
+const KAFKA_MUST_HOLD: [(&str, &[&str]); 8] = [
     (
         "idempotent producer: 3000 acked, read back in order",
-        "acked=3000 read=3000 per-key-in-order=true offsets-as-acked=true",
+        &["acked=3000 read=3000 per-key-in-order=true offsets-as-acked=true"],
     ),
-    ("group range: 3 consumers join and leave", "consumed=600/600 violations=[]"),
-    ("group cooperative-sticky: 3 consumers join and leave", "consumed=600/600 violations=[]"),
-    ("group static members: join, leave, restart", "same partitions=true rebalances seen by A and C=0"),
-    ("admin describeConsumerGroups (deleted)", "GroupIdNotFoundException"),
-    ("admin deleteConsumerGroups", "offsets left=0"),
-    ("admin incrementalAlterConfigs retention.ms", "retention.ms=86400000"),
-    ("expected-version header", "expect 0: appended at 2"),
+    ("group range: 3 consumers join and leave", &["consumed=600/600 violations=[]"]),
+    ("group cooperative-sticky: 3 consumers join and leave", &["consumed=600/600 violations=[]"]),
+    ("group static members: join, leave, restart", &["same partitions=true rebalances seen by A and C=0"]),
+    ("admin describeConsumerGroups (deleted)", &["GroupIdNotFoundException"]),
+    ("admin deleteConsumerGroups", &["offsets left=0"]),
+    ("admin incrementalAlterConfigs retention.ms", &["retention.ms=86400000"]),
+    ("expected-version header", &["expect 0: appended at 2"]),
 ];
 
 /// Where evident answers differently from Kafka by design (listed in docs/kafka.md): probe name,
@@ -69,28 +69,14 @@ const KNOWN_DIFFERENCES: [(&str, &str, &str); 2] = [
     ),
 ];
 
-/// One probe's line, as the program wrote it.
-struct Line {
-    result: String,
-    millis: u64,
-}
-
 /// Runs the client probes against `bootstrap` in one JVM; returns (name, line) in order.
-fn run_probes(java: &Java, work: &Path, label: &str, bootstrap: &str) -> Vec<(String, Line)> {
+fn run_probes(java: &Java, work: &Path, label: &str, bootstrap: &str) -> Vec<(String, ProbeLine)> {
     let results = work.join(format!("client-{label}.jsonl"));
     let mut cmd = java.command();
     cmd.arg("ClientProbes").arg(bootstrap).arg(&results);
     let run = run_with_limit(&mut cmd, None, RUN_LIMIT);
     assert_eq!(run.code, Some(0), "the client probes failed on {label}\n--- stderr\n{}", tail(&run.stderr, 60));
-    let text = std::fs::read_to_string(&results).expect("reading the results");
-    text.lines()
-        .map(|line| {
-            let v: Value = serde_json::from_str(line).expect("a result line");
-            let name = v["name"].as_str().expect("name").to_string();
-            let result = v["result"].as_str().expect("result").to_string();
-            (name, Line { result, millis: v["millis"].as_u64().unwrap_or_default() })
-        })
-        .collect()
+    probe_lines(&results)
 }
 
 /// What the Streams scenario saw on one server.
@@ -118,22 +104,7 @@ impl App {
     /// Starts Java program `class` with `args`, its stdout lines on a channel and its stderr in
     /// `log`.
     fn spawn(java: &Java, class: &str, args: &[&str], log: &Path) -> App {
-        let mut cmd = java.command();
-        cmd.arg(class)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(log).expect("the program's log"));
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting {class}: {e}"));
-        let out = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (child, lines) = java.spawn_program(class, args, log);
         App { child, lines }
     }
 
@@ -263,46 +234,12 @@ fn the_java_client_and_kafka_streams_work_on_evident_as_on_apache_kafka() {
         (e.join().expect("evident run"), k.join().expect("kafka run"))
     });
 
-    let mut failures = Vec::new();
-    assert_eq!(
-        evident.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-        kafka.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-        "both runs must report the same probes"
-    );
-    println!("{:<56} {:>7} {:>7}  result", "probe", "ms(e)", "ms(k)");
-    for ((name, e), (_, k)) in evident.iter().zip(&kafka) {
-        let mut problems = Vec::new();
-        if let Some((_, must)) = KAFKA_MUST_HOLD.iter().find(|(n, _)| n == name) {
-            if !k.result.contains(must) {
-                problems.push(format!("Kafka's line does not hold {must:?}"));
-            }
-        } else if k.result.starts_with("EXCEPTION") {
-            problems.push("the probe fails on Kafka".to_string());
-        }
-        let verdict = match KNOWN_DIFFERENCES.iter().find(|(n, ..)| n == name) {
-            Some((_, want, because)) => {
-                if e.result == *want {
-                    "differs by design"
-                } else {
-                    problems.push(format!(
-                        "evident's line is not the known difference (revisit KNOWN_DIFFERENCES: {because})\n  want: {want}"
-                    ));
-                    "DIFFERS"
-                }
-            }
-            None => {
-                if e.result != k.result {
-                    problems.push("the lines differ".to_string());
-                }
-                "same"
-            }
-        };
-        let verdict = if problems.is_empty() { verdict } else { "DIFFERS" };
-        println!("{name:<56} {:>7} {:>7}  {verdict}", e.millis, k.millis);
-        if !problems.is_empty() {
-            failures.push(format!("{name}: {}\n  evident: {}\n  Kafka:   {}", problems.join("; "), e.result, k.result));
-        }
-    }
+    let rules = ProbeRules {
+        kafka_must_hold: &KAFKA_MUST_HOLD,
+        every_probe_checked: false,
+        known_differences: &KNOWN_DIFFERENCES,
+    };
+    let mut failures = compare_probe_lines(&evident, &kafka, &rules);
     for (label, run) in [("evident", &evident_streams), ("Kafka", &kafka_streams)] {
         println!(
             "kafka streams on {label}: {} ms; clean {}; killed after {} records; after the crash {}",
@@ -321,12 +258,6 @@ fn the_java_client_and_kafka_streams_work_on_evident_as_on_apache_kafka() {
     }
     assert!(failures.is_empty(), "{} problems:\n\n{}", failures.len(), failures.join("\n\n"));
     drop(reference);
-}
-
-/// The last `n` lines of a program's stderr (a stack trace is long).
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// A Java client program (`java/client-probes/CrashClients.java`) running beside the test, its

@@ -34,7 +34,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::jvm::{java, Java, Reference};
+use common::jvm::{compare_probe_lines, java, probe_lines, tail, Java, ProbeLine, ProbeRules, Reference};
 use common::{run_with_limit, Server, ToolRun};
 use serde_json::Value;
 
@@ -98,12 +98,6 @@ const KAFKA_MUST_HOLD: [(&str, &[&str]); 9] = [
 /// line from evident fails the test, so the entry must go when evident changes.
 const KNOWN_DIFFERENCES: [(&str, &str, &str); 0] = [];
 
-/// One probe's line, as the program wrote it.
-struct Line {
-    result: String,
-    millis: u64,
-}
-
 /// `java CLASS ARGS`, bounded by `limit`; fails the test unless it exits 0.
 fn run_java(java: &Java, args: &[&str], limit: Duration, what: &str) -> ToolRun {
     let mut cmd = java.command();
@@ -120,19 +114,11 @@ fn run_java(java: &Java, args: &[&str], limit: Duration, what: &str) -> ToolRun 
 }
 
 /// Runs the probes against `bootstrap` in one JVM; returns (name, line) in order.
-fn run_probes(java: &Java, work: &Path, label: &str, bootstrap: &str) -> Vec<(String, Line)> {
+fn run_probes(java: &Java, work: &Path, label: &str, bootstrap: &str) -> Vec<(String, ProbeLine)> {
     let results = work.join(format!("txn-{label}.jsonl"));
     let path = results.to_str().expect("utf-8 path");
     run_java(java, &["TxnProbes", "probes", bootstrap, path], RUN_LIMIT, &format!("the probes on {label}"));
-    let text = std::fs::read_to_string(&results).expect("reading the results");
-    text.lines()
-        .map(|line| {
-            let v: Value = serde_json::from_str(line).expect("a result line");
-            let name = v["name"].as_str().expect("name").to_string();
-            let result = v["result"].as_str().expect("result").to_string();
-            (name, Line { result, millis: v["millis"].as_u64().unwrap_or_default() })
-        })
-        .collect()
+    probe_lines(&results)
 }
 
 /// What the copier did on one server.
@@ -251,56 +237,12 @@ fn the_java_client_and_kafkas_exactly_once_copier_use_transactions_on_evident_as
         (e.join().expect("evident run"), k.join().expect("kafka run"))
     });
 
-    let mut failures = Vec::new();
-    assert_eq!(
-        evident.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-        kafka.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-        "both runs must report the same probes"
-    );
-    for (name, _) in KAFKA_MUST_HOLD {
-        assert!(kafka.iter().any(|(n, _)| n == name), "KAFKA_MUST_HOLD names a probe that did not run: {name}");
-    }
-    println!("{:<84} {:>6} {:>6}  result", "probe", "ms(e)", "ms(k)");
-    for ((name, e), (_, k)) in evident.iter().zip(&kafka) {
-        let mut problems = Vec::new();
-        match KAFKA_MUST_HOLD.iter().find(|(n, _)| n == name) {
-            Some((_, musts)) => {
-                for must in *musts {
-                    if !k.result.contains(must) {
-                        problems.push(format!("Kafka's line does not hold {must:?}"));
-                    }
-                }
-            }
-            None => problems.push("the probe has no KAFKA_MUST_HOLD entry".to_string()),
-        }
-        if k.result.starts_with("EXCEPTION") {
-            problems.push("the probe fails on Kafka".to_string());
-        }
-        let verdict = match KNOWN_DIFFERENCES.iter().find(|(n, ..)| n == name) {
-            Some((_, want, because)) => {
-                if e.result == *want {
-                    "differs (known)"
-                } else {
-                    problems.push(format!(
-                        "evident's line is not the known difference (revisit KNOWN_DIFFERENCES: {because})\n  want: {want}"
-                    ));
-                    "DIFFERS"
-                }
-            }
-            None => {
-                if e.result != k.result {
-                    problems.push("the lines differ".to_string());
-                }
-                "same"
-            }
-        };
-        let verdict = if problems.is_empty() { verdict } else { "DIFFERS" };
-        println!("{name:<84} {:>6} {:>6}  {verdict}", e.millis, k.millis);
-        println!("    {}", e.result);
-        if !problems.is_empty() {
-            failures.push(format!("{name}: {}\n  evident: {}\n  Kafka:   {}", problems.join("; "), e.result, k.result));
-        }
-    }
+    let rules = ProbeRules {
+        kafka_must_hold: &KAFKA_MUST_HOLD,
+        every_probe_checked: true,
+        known_differences: &KNOWN_DIFFERENCES,
+    };
+    let mut failures = compare_probe_lines(&evident, &kafka, &rules);
     for (label, run) in [("evident", &evident_copier), ("Kafka", &kafka_copier)] {
         println!(
             "TransactionalMessageCopier on {label}: {} ms, {} poll loops; {}; output {}",
@@ -320,10 +262,4 @@ fn the_java_client_and_kafkas_exactly_once_copier_use_transactions_on_evident_as
     }
     assert!(failures.is_empty(), "{} problems:\n\n{}", failures.len(), failures.join("\n\n"));
     drop(reference);
-}
-
-/// The last `n` lines of a program's output (a stack trace is long).
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }

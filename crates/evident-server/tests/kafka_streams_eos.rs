@@ -39,9 +39,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -69,22 +69,7 @@ struct Program {
 
 impl Program {
     fn spawn(java: &Java, args: &[&str], log: &Path) -> Program {
-        let mut cmd = java.command();
-        cmd.arg("OrderSummary")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(log).expect("the program's log"));
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting OrderSummary {args:?}: {e}"));
-        let out = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (child, lines) = java.spawn_program("OrderSummary", args, log);
         Program { child, lines, log: log.to_path_buf(), count: 0 }
     }
 

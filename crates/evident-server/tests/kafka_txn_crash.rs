@@ -54,14 +54,13 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{kafka_python, kafka_scripts, run_with_limit, Server, PATIENCE};
+use common::{kafka_python, kafka_scripts, run_with_limit, spawn_piped, Piped, Server, PATIENCE};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
@@ -107,28 +106,7 @@ struct Worker {
 
 impl Worker {
     fn spawn(python: &Path, bootstrap: &str, n: u64) -> Worker {
-        let mut child = script(python, "work", bootstrap, n)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawning the worker");
-        let (tx, lines) = mpsc::channel();
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        std::thread::spawn(move || {
-            for line in stdout.lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut pipe = child.stderr.take().expect("stderr");
-        let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        });
+        let Piped { child, lines, stderr } = spawn_piped(&mut script(python, "work", bootstrap, n), "the worker");
         Worker { child, lines, stderr: Some(stderr), step: Step::Idle, last: String::new() }
     }
 

@@ -1,13 +1,15 @@
-//! The JVM side of the Kafka conformance tests (issue 12), shared by `kafka_jvm_tools.rs` (Kafka's
-//! command-line tools) and `kafka_java_client.rs` (the Java client and Kafka Streams): where
+//! The JVM side of the Kafka conformance tests (issues 12 and 14), shared by `kafka_jvm_tools.rs`
+//! (Kafka's command-line tools), `kafka_java_client.rs` (the Java client and Kafka Streams),
+//! `kafka_java_transactions.rs`, `kafka_streams_eos.rs` and the transaction tests: where
 //! `scripts/java-setup.sh` put Kafka's jars and the compiled Java programs, a `java` command on
-//! them, and a real Apache Kafka broker (`scripts/kafka-ref.sh`) to run every probe against
-//! beside evident.
+//! them, a real Apache Kafka broker (`scripts/kafka-ref.sh`) to run every probe against beside
+//! evident, and the comparison of a probe program's lines on the two servers.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use super::run_with_limit;
@@ -132,6 +134,29 @@ impl Java {
             .arg(format!("{}/*:{}", self.lib.display(), self.classes.display()));
         cmd
     }
+
+    /// Starts Java program `class` with `args` beside the test: its stdout lines arrive on the
+    /// channel (read by a thread, so the program never blocks on a full pipe), its stderr goes
+    /// to `log`.
+    pub fn spawn_program(&self, class: &str, args: &[&str], log: &Path) -> (Child, mpsc::Receiver<String>) {
+        let mut cmd = self.command();
+        cmd.arg(class)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log).expect("the program's log"));
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting {class} {args:?}: {e}"));
+        let out = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        (child, lines)
+    }
 }
 
 /// One run of a Kafka command-line tool by the tool runner (`java/tool-runner/ToolRunner.java`):
@@ -210,4 +235,101 @@ pub fn run_tools<'a>(
             (text("name"), outcome)
         })
         .collect()
+}
+
+/// One probe's line, as a probe program (`ClientProbes`, `TxnProbes`) wrote it: one JSON object
+/// per line, `{"name", "result", "millis"}`.
+pub struct ProbeLine {
+    pub result: String,
+    pub millis: u64,
+}
+
+/// A probe program's results file: (name, line), in the order the probes ran.
+pub fn probe_lines(results: &Path) -> Vec<(String, ProbeLine)> {
+    let text = std::fs::read_to_string(results).expect("reading the results");
+    text.lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).expect("a result line");
+            let name = v["name"].as_str().expect("name").to_string();
+            let result = v["result"].as_str().expect("result").to_string();
+            (name, ProbeLine { result, millis: v["millis"].as_u64().unwrap_or_default() })
+        })
+        .collect()
+}
+
+/// What the probes' lines are checked against.
+pub struct ProbeRules<'a> {
+    /// Probe name, and what its line on Kafka must contain (the probe's own checks), so that a
+    /// probe that passes nowhere fails.
+    pub kafka_must_hold: &'a [(&'a str, &'a [&'a str])],
+    /// Whether every probe needs a `kafka_must_hold` entry; without one, a probe's line on Kafka
+    /// must at least not be an exception.
+    pub every_probe_checked: bool,
+    /// Where evident answers differently by design: probe name, evident's exact line, why. Any
+    /// other line from evident must equal Kafka's.
+    pub known_differences: &'a [(&'a str, &'a str, &'a str)],
+}
+
+/// Compares the lines of the same probes run against evident and against Kafka: prints one
+/// row per probe (name, both times, the verdict) and returns the problems, one per probe.
+pub fn compare_probe_lines(
+    evident: &[(String, ProbeLine)],
+    kafka: &[(String, ProbeLine)],
+    rules: &ProbeRules<'_>,
+) -> Vec<String> {
+    assert_eq!(
+        evident.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        kafka.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        "both runs must report the same probes"
+    );
+    for (name, _) in rules.kafka_must_hold {
+        assert!(kafka.iter().any(|(n, _)| n == name), "kafka_must_hold names a probe that did not run: {name}");
+    }
+    let width = evident.iter().map(|(n, _)| n.len()).max().unwrap_or_default();
+    println!("{:<width$} {:>7} {:>7}  result", "probe", "ms(e)", "ms(k)");
+    let mut failures = Vec::new();
+    for ((name, e), (_, k)) in evident.iter().zip(kafka) {
+        let mut problems = Vec::new();
+        match rules.kafka_must_hold.iter().find(|(n, _)| n == name) {
+            Some((_, musts)) => {
+                for must in *musts {
+                    if !k.result.contains(must) {
+                        problems.push(format!("Kafka's line does not hold {must:?}"));
+                    }
+                }
+            }
+            None if rules.every_probe_checked => problems.push("the probe has no kafka_must_hold entry".to_string()),
+            None if k.result.starts_with("EXCEPTION") => problems.push("the probe fails on Kafka".to_string()),
+            None => {}
+        }
+        let verdict = match rules.known_differences.iter().find(|(n, ..)| n == name) {
+            Some((_, want, because)) => {
+                if e.result != *want {
+                    problems.push(format!(
+                        "evident's line is not the known difference (revisit the known differences: {because})\n  want: {want}"
+                    ));
+                }
+                "differs by design"
+            }
+            None => {
+                if e.result != k.result {
+                    problems.push("the lines differ".to_string());
+                }
+                "same"
+            }
+        };
+        let verdict = if problems.is_empty() { verdict } else { "DIFFERS" };
+        println!("{name:<width$} {:>7} {:>7}  {verdict}", e.millis, k.millis);
+        println!("    {}", e.result);
+        if !problems.is_empty() {
+            failures.push(format!("{name}: {}\n  evident: {}\n  Kafka:   {}", problems.join("; "), e.result, k.result));
+        }
+    }
+    failures
+}
+
+/// The last `n` lines of a program's output (a stack trace is long).
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }

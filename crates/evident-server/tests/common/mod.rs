@@ -101,6 +101,42 @@ fn collect(
     })
 }
 
+/// A child process whose stdout lines arrive on a channel and whose stderr is collected, each by
+/// a thread, so that the child never blocks on a full pipe: a script driven by what it prints.
+pub struct Piped {
+    pub child: Child,
+    pub lines: mpsc::Receiver<String>,
+    /// The whole stderr, once the child closed it.
+    pub stderr: JoinHandle<String>,
+}
+
+/// Spawns `cmd` with stdin closed and stdout and stderr piped (see [`Piped`]).
+pub fn spawn_piped(cmd: &mut Command, what: &str) -> Piped {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {what}: {e}"));
+    let (tx, lines) = mpsc::channel();
+    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    std::thread::spawn(move || {
+        for line in stdout.lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut pipe = child.stderr.take().expect("stderr");
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    });
+    Piped { child, lines, stderr }
+}
+
 /// Sends `signal` to process `pid`.
 #[allow(unsafe_code)]
 pub fn signal(pid: u32, signal: libc::c_int) {
