@@ -133,6 +133,13 @@ error_codes! {
     OffsetOutOfRange = ("offset_out_of_range", 400),
     /// The request needs something evident does not do.
     Unsupported = ("unsupported", 400),
+    /// A SQL statement does not parse (the message has the line, column and a hint).
+    SqlSyntax = ("sql_syntax", 400),
+    /// A SQL statement parses but does not make sense: an unknown column or function, a type
+    /// error (SUM of a STRING), a column neither grouped nor aggregated.
+    SqlInvalid = ("sql_invalid", 422),
+    /// A SQL statement or clause evident does not run.
+    SqlUnsupported = ("sql_unsupported", 422),
     /// Internal topics cannot be changed over the API.
     InternalTopic = ("internal_topic", 403),
     /// The topic does not exist.
@@ -149,6 +156,8 @@ error_codes! {
     UnknownMember = ("unknown_member", 404),
     /// The projection has no parked or held event of the stream.
     NothingParked = ("nothing_parked", 404),
+    /// No SQL view (table or stream) by that name.
+    UnknownView = ("unknown_view", 404),
     /// No such route.
     NotFound = ("not_found", 404),
     /// The route does not take this method.
@@ -169,12 +178,18 @@ error_codes! {
     ProducerConflict = ("producer_conflict", 409),
     /// A skip named an entry that is not the stream's first (carries `first_sequence`).
     NotFirstEntry = ("not_first_entry", 409),
+    /// A SQL view or a topic of that name exists.
+    ViewExists = ("view_exists", 409),
+    /// The SQL view is the source of another view (drop that one first).
+    ViewInUse = ("view_in_use", 409),
     /// The consumer group has as many members as allowed.
     GroupFull = ("group_full", 409),
     /// The request body did not arrive in time; nothing was applied.
     RequestTimeout = ("request_timeout", 408),
     /// The request body exceeds the server's limit.
     PayloadTooLarge = ("payload_too_large", 413),
+    /// A query's answer would exceed the server's bounds (rows, or events scanned).
+    ResultTooLarge = ("result_too_large", 413),
     /// The request target (path and query) exceeds the server's limit.
     UriTooLong = ("uri_too_long", 414),
     /// An appended event's data is not valid for the JSON Schema registered for its subject (or
@@ -194,6 +209,10 @@ error_codes! {
     /// The disk is full: the store serves reads and refuses writes, nothing of the request was
     /// stored, and writes resume by themselves once space is freed.
     DiskFull = ("disk_full", 507),
+    /// A pull query's `min_sequence` was not applied by the view within its timeout.
+    NotCaughtUp = ("not_caught_up", 503),
+    /// The SQL view stopped on an error (named in the message); its rows are not served.
+    ViewFailed = ("view_failed", 503),
     /// The server holds as many HTTP connections as allowed.
     TooManyConnections = ("too_many_connections", 503),
     /// The server serves as many live subscriptions as allowed.

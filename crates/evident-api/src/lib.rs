@@ -22,6 +22,7 @@ pub mod objects;
 pub mod ops;
 pub mod params;
 pub mod records;
+pub mod sql;
 pub mod streams;
 pub mod topics;
 

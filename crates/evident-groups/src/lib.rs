@@ -116,8 +116,12 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// keeps the two equal).
 pub const SCHEMAS_TOPIC: &str = "_schemas";
 
+/// The internal topic of the SQL views' definitions (`evident_sql::catalog::CATALOG_TOPIC`,
+/// named here for the same reason; a test in `evident-sql` keeps the two equal).
+pub const SQL_TOPIC: &str = "_evident_sql";
+
 /// Whether `topic` is internal to evident (clients may read it but not write or delete it):
-/// `__consumer_offsets`, and the schema registry's `_schemas`.
+/// `__consumer_offsets`, the schema registry's `_schemas` and the SQL catalog's `_evident_sql`.
 pub fn is_internal_topic(topic: &str) -> bool {
-    topic == OFFSETS_TOPIC || topic == SCHEMAS_TOPIC
+    topic == OFFSETS_TOPIC || topic == SCHEMAS_TOPIC || topic == SQL_TOPIC
 }

@@ -681,7 +681,91 @@ impl Log {
             &frames,
             |f, seq, _| seq >= from && cut.get(&(f.topic, f.partition)).is_none_or(|&s| seq >= s),
             limit,
+            true,
         )
+    }
+
+    /// Reads up to `limit` events of one topic in commit-sequence order, from sequence `from`,
+    /// as [`Log::read_all`] does for every topic (committed records only; records below a
+    /// partition's log start skipped). `with_versions` fills in stream versions (one index
+    /// lookup per event; a reader that does not show them skips the cost). Returns the events
+    /// and the sequence to read from next, which moves past other topics' records even when
+    /// no event of this topic was found, so a reader of a quiet topic in a busy log does not
+    /// scan the same frames again.
+    pub fn read_topic_events(
+        &self,
+        topic: &str,
+        from: u64,
+        limit: usize,
+        with_versions: bool,
+    ) -> Result<(Vec<Event>, u64)> {
+        let st = self.inner.lock();
+        let tid = st.index.topic_by_name(topic)?.meta.id;
+        let start = st.index.frame_at_or_after_seq(from);
+        let mut frames = Vec::new();
+        let mut count = 0usize;
+        let mut next = from;
+        let mut cut: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
+        let name = st.index.topic_by_name(topic)?.meta.name.clone();
+        // Other topics' frames are passed over; bound the walk so one call stays short.
+        const FRAMES_MAX: usize = 65_536;
+        for f in st.index.frames[start..].iter().take(FRAMES_MAX) {
+            if f.end_seq() > st.visible_seq || count >= limit {
+                break;
+            }
+            next = f.end_seq();
+            if f.topic != tid {
+                continue;
+            }
+            let (_, start_seq) = st.index.log_start(f.topic, f.partition);
+            if f.end_seq() <= start_seq {
+                continue;
+            }
+            if f.first_seq < start_seq {
+                cut.insert(f.partition, start_seq);
+            }
+            count += f.end_seq().saturating_sub(from.max(f.first_seq).max(start_seq)) as usize;
+            frames.push((*f, name.clone()));
+        }
+        let out = self.decode_frames(
+            st,
+            &frames,
+            |f, seq, _| seq >= from && cut.get(&f.partition).is_none_or(|&s| seq >= s),
+            limit,
+            with_versions,
+        )?;
+        if out.len() >= limit {
+            next = out.last().map_or(next, |e| e.sequence + 1);
+        }
+        Ok((out, next))
+    }
+
+    /// The commit sequence of the topic's last committed event, and how many of its events
+    /// have a sequence above `after` (a view's lag behind its source).
+    pub fn topic_sequence_lag(&self, topic: &str, after: Option<u64>) -> Result<(Option<u64>, u64)> {
+        let st = self.inner.lock();
+        let tid = st.index.topic_by_name(topic)?.meta.id;
+        let from = after.map_or(0, |a| a + 1);
+        let start = st.index.frame_at_or_after_seq(from);
+        let mut lag = 0u64;
+        let mut last = None;
+        for f in &st.index.frames[start..] {
+            if f.end_seq() > st.visible_seq {
+                break;
+            }
+            if f.topic != tid || f.count == 0 {
+                continue;
+            }
+            let (_, start_seq) = st.index.log_start(f.topic, f.partition);
+            lag += f.end_seq().saturating_sub(from.max(f.first_seq).max(start_seq));
+            last = Some(f.end_seq() - 1);
+        }
+        if last.is_none() {
+            // Nothing after `after`: the topic's last event is at or before it.
+            last =
+                st.index.frames[..start].iter().rev().find(|f| f.topic == tid && f.count > 0).map(|f| f.end_seq() - 1);
+        }
+        Ok((last, lag))
     }
 
     /// Reads up to `limit` committed events of one partition from `offset`, with their stream
@@ -699,7 +783,7 @@ impl Log {
             true
         })?;
         let frames: Vec<(FrameEntry, TopicName)> = frames.into_iter().map(|f| (f, name.clone())).collect();
-        self.decode_frames(st, &frames, |_, _, off| off >= offset, limit)
+        self.decode_frames(st, &frames, |_, _, off| off >= offset, limit, true)
     }
 
     /// Decodes the records of `frames` (in order) that `keep(frame, sequence, offset)` accepts, up to
@@ -711,6 +795,7 @@ impl Log {
         frames: &[(FrameEntry, TopicName)],
         keep: impl Fn(&FrameEntry, u64, u64) -> bool,
         limit: usize,
+        with_versions: bool,
     ) -> Result<Vec<Event>> {
         let locs: Vec<(u64, u64)> = frames.iter().map(|(f, _)| (f.pos, u64::from(f.len))).collect();
         let (spans, which) = plan_spans(&st, &locs)?;
@@ -739,6 +824,9 @@ impl Log {
                 out.push(to_event(&payload, bytes, name, f.partition, offset, seq, None, f.base_ts)?);
                 topic_ids.push(f.topic);
             }
+        }
+        if !with_versions {
+            return Ok(out);
         }
         // Versions need the stream index: one more short look under the lock.
         // A stream's events come in sequence order, so after the first one is found by binary

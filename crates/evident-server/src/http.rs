@@ -20,6 +20,7 @@ mod extract;
 mod groups;
 mod ops;
 mod records;
+mod sql;
 mod sse;
 mod streams;
 mod subscribe;
@@ -71,6 +72,8 @@ pub struct Shared {
     /// Schema validation of appended events, when the server has a registry (topics turn it
     /// on with `confluent.value.schema.validation`).
     pub validation: Option<Arc<evident_registry::Validation>>,
+    /// The SQL engine (`POST /v1/sql`), when the server runs one.
+    pub sql: Option<Arc<evident_sql::Engine>>,
 }
 
 impl AppState {
@@ -97,6 +100,7 @@ impl AppState {
             responses: budget::ResponseBudget::unbounded(),
             feed: Arc::new(OnceLock::new()),
             validation: None,
+            sql: None,
         }))
     }
 
@@ -122,7 +126,15 @@ impl AppState {
             responses: self.responses.clone(),
             feed: self.feed.clone(),
             validation: self.validation.clone(),
+            sql: self.sql.clone(),
         }
+    }
+
+    /// Serves SQL with `engine`.
+    pub fn with_sql(self, engine: Option<Arc<evident_sql::Engine>>) -> Self {
+        let mut shared = self.shared_copy();
+        shared.sql = engine;
+        Self(Arc::new(shared))
     }
 
     /// Validates appended events against `schemas` on the topics that ask for it. Without a
@@ -185,6 +197,7 @@ not take (`400 invalid_argument`). Request bodies are limited by `--http-body-ma
         (name = "subscriptions", description = "Live subscriptions over Server-Sent Events."),
         (name = "groups", description = "Consumer groups and their committed offsets (kept in `__consumer_offsets`)."),
         (name = "dead-letters", description = "Projections' dead-letter queues: list parked events, ask for a retry or a skip."),
+        (name = "sql", description = "SQL: materialized views over topics, pull and push queries (docs/sql.md)."),
         (name = "operations", description = "Health, metrics and this description."),
     ),
     // `Event` by name: the read pages hold it as a generic argument, which utoipa does not collect.
@@ -213,6 +226,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(dead_letters::describe))
         .routes(routes!(dead_letters::retry))
         .routes(routes!(dead_letters::skip))
+        .routes(routes!(sql::execute))
 }
 
 /// The OpenAPI document of the API, generated from the routes.

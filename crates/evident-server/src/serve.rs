@@ -95,6 +95,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .context("cannot load the transaction coordinator")?,
     );
 
+    // Starts every SQL view; each catches up from its topic's last position in the background.
+    let sql = evident_sql::Engine::open(log.clone()).context("cannot load the SQL views")?;
+
     let threads = Arc::new(workers::ConnectionThreads::start(config.http_threads)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -145,7 +148,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     )
     .with_subscriptions_max(config.http_limits.subscriptions_max)
     .with_response_budget(config.http_limits.response_max_bytes, config.http_limits.responses_max_bytes)
-    .with_schemas(Some(schemas.clone() as Arc<dyn evident_registry::SchemaSource>));
+    .with_schemas(Some(schemas.clone() as Arc<dyn evident_registry::SchemaSource>))
+    .with_sql(Some(sql.clone()));
     // Install the signal handlers before announcing the address: a supervisor (or a test) may
     // signal as soon as it reads the line, and an uninstalled handler means the default action,
     // death without closing the log.
@@ -229,6 +233,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // The connection threads end once the accept loop's handle is gone; the log closes after.
     drop(threads);
     notifier.stop();
+    sql.close();
     let closed = log.close().context("closing the log");
     served?;
     closed?;

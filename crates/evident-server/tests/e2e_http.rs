@@ -413,14 +413,15 @@ fn everything_in_commit_order_without_internal_topics() {
         .expect("topics")
         .iter()
         .filter(|t| {
-            ["__consumer_offsets", "_schemas", "__transaction_state"].contains(&t["name"].as_str().unwrap_or(""))
+            ["__consumer_offsets", "_schemas", "__transaction_state", "_evident_sql"]
+                .contains(&t["name"].as_str().unwrap_or(""))
         })
         .collect();
     // The group coordinator's offsets, the schema registry's topic (the server runs one) and
-    // the transaction coordinator's state.
-    assert_eq!(internal.len(), 3, "{listed}");
+    // the transaction coordinator's state and the SQL views' catalog.
+    assert_eq!(internal.len(), 4, "{listed}");
     assert!(internal.iter().all(|t| t["internal"] == true), "{listed}");
-    assert_eq!(listed["topics"].as_array().expect("topics").len(), 5);
+    assert_eq!(listed["topics"].as_array().expect("topics").len(), 6);
 }
 
 #[test]

@@ -339,10 +339,19 @@ fn library_error(code: ErrorCode, detail: ErrorDetail, on: On<'_>, what: &str, s
         | C::NotFirstEntry
         | C::GroupFull
         | C::PayloadTooLarge
-        | C::UriTooLong => Error::Rejected(message),
+        | C::UriTooLong
+        | C::SqlSyntax
+        | C::SqlInvalid
+        | C::SqlUnsupported
+        | C::UnknownView
+        | C::ViewExists
+        | C::ViewInUse
+        | C::ResultTooLarge => Error::Rejected(message),
         // The body did not arrive in time (nothing was applied), the server failed, is at one of
         // its limits, or ended a subscription: the same request may succeed later.
-        C::RequestTimeout
+        C::NotCaughtUp
+        | C::ViewFailed
+        | C::RequestTimeout
         | C::Internal
         | C::Corrupted
         | C::Unavailable

@@ -1,0 +1,343 @@
+//! Running a plan: the grouped state of a table (kept incrementally, event by event) and the
+//! row-by-row output of a stream. The same code evaluates a pull query over a view's rows, so
+//! a pull query and a view agree on every expression and aggregate.
+//!
+//! An event is applied whole or not at all: its filter, keys and every aggregate's update are
+//! checked before any state changes, so an event parked for bad data (a string where a
+//! number was planned, an overflow) leaves no trace in the view.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::aggregate::Acc;
+use crate::plan::{Grouping, Plan};
+use crate::value::{SqlType, Value};
+
+/// A change to a view: a row upserted (or deleted, `row: None`) under its key.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The row's key in the changelog topic.
+    pub key: Vec<u8>,
+    /// The visible row (None: deleted, e.g. HAVING no longer holds).
+    pub row: Option<Arc<[Value]>>,
+    /// The group's whole state (keys, window, accumulators) as JSON, for the changelog.
+    pub state: Option<String>,
+}
+
+/// One group of a table.
+#[derive(Debug, Clone)]
+struct Group {
+    keys: Vec<Value>,
+    window: Option<(i64, i64)>,
+    accs: Vec<Acc>,
+    row: Option<Arc<[Value]>>,
+    dirty: bool,
+}
+
+/// The grouped state of a table (or of a grouped pull query).
+#[derive(Debug)]
+pub struct Aggregator {
+    grouping: Grouping,
+    outputs: Vec<Expr>,
+    visible: usize,
+    key_types: Vec<SqlType>,
+    groups: HashMap<Vec<u8>, Group>,
+    dirty: Vec<Vec<u8>>,
+    /// The largest event time seen (windows close by it).
+    pub stream_time: i64,
+    /// Events dropped because their window had closed.
+    pub late: u64,
+    keys_buf: Vec<Value>,
+    args_buf: Vec<Option<Value>>,
+}
+
+use crate::expr::Expr;
+
+impl Aggregator {
+    /// State for `plan` (which must be grouped). Rows hold the visible columns, or with
+    /// `all_outputs` also the hidden ones a pull query sorts by.
+    pub fn new(plan: &Plan, all_outputs: bool) -> Self {
+        let grouping = plan.grouping.clone().unwrap_or_else(unreachable_grouping);
+        let key_types = grouping.key_types.clone();
+        Aggregator {
+            grouping,
+            outputs: plan.outputs.clone(),
+            visible: if all_outputs { plan.outputs.len() } else { plan.columns.len() },
+            key_types,
+            groups: HashMap::new(),
+            dirty: Vec::new(),
+            stream_time: i64::MIN,
+            late: 0,
+            keys_buf: Vec::new(),
+            args_buf: Vec::new(),
+        }
+    }
+
+    /// Adds one input row with event time `time`. Err: the row's data does not fit (nothing
+    /// changed).
+    pub fn add(&mut self, row: &[Value], time: i64) -> Result<(), String> {
+        self.keys_buf.clear();
+        for k in &self.grouping.keys {
+            self.keys_buf.push(k.eval(row)?);
+        }
+        self.args_buf.clear();
+        for a in &self.grouping.aggs {
+            self.args_buf.push(a.arg.as_ref().map(|e| e.eval(row)).transpose()?);
+        }
+        let windows: Vec<(i64, i64)> = match &self.grouping.window {
+            None => vec![],
+            Some(w) => {
+                let size = w.size().unwrap_or(0);
+                let open: Vec<(i64, i64)> = w
+                    .starts(time)
+                    .map(|s| (s, s + size))
+                    .filter(|(_, end)| end.saturating_add(w.grace) > self.stream_time.max(time))
+                    .collect();
+                self.stream_time = self.stream_time.max(time);
+                if open.is_empty() {
+                    self.late += 1;
+                    return Ok(());
+                }
+                open
+            }
+        };
+        let targets: Vec<Option<(i64, i64)>> =
+            if self.grouping.window.is_some() { windows.into_iter().map(Some).collect() } else { vec![None] };
+        // Check every update first, so a failing one changes nothing.
+        for w in &targets {
+            let key = encode_key(&self.keys_buf, &self.key_types, w.map(|w| w.0));
+            if let Some(g) = self.groups.get(&key) {
+                for ((acc, call), arg) in g.accs.iter().zip(&self.grouping.aggs).zip(&self.args_buf) {
+                    acc.clone_for_check(call.kind, arg.as_ref())?;
+                }
+            } else {
+                for (call, arg) in self.grouping.aggs.iter().zip(&self.args_buf) {
+                    call.kind.start().clone_for_check(call.kind, arg.as_ref())?;
+                }
+            }
+        }
+        for w in targets {
+            let key = encode_key(&self.keys_buf, &self.key_types, w.map(|w| w.0));
+            let g = self.groups.entry(key.clone()).or_insert_with(|| Group {
+                keys: self.keys_buf.clone(),
+                window: w,
+                accs: self.grouping.aggs.iter().map(|c| c.kind.start()).collect(),
+                row: None,
+                dirty: false,
+            });
+            for ((acc, call), arg) in g.accs.iter_mut().zip(&self.grouping.aggs).zip(&self.args_buf) {
+                let checked = acc.update(call.kind, arg.as_ref());
+                debug_assert!(checked.is_ok(), "an update checked beforehand failed: {checked:?}");
+            }
+            if !g.dirty {
+                g.dirty = true;
+                self.dirty.push(key);
+            }
+        }
+        Ok(())
+    }
+
+    /// The rows changed since the last call. Err: an output expression failed on a group's
+    /// values (a bug in planning, or data of a type the plan could not know).
+    pub fn changes(&mut self, with_state: bool) -> Vec<Change> {
+        let mut out = Vec::with_capacity(self.dirty.len());
+        for key in std::mem::take(&mut self.dirty) {
+            let Some(g) = self.groups.get_mut(&key) else { continue };
+            g.dirty = false;
+            let row = output_row(&self.grouping, &self.outputs, self.visible, g);
+            g.row = row.clone();
+            let state = with_state.then(|| group_state(g));
+            out.push(Change { key, row, state });
+        }
+        out
+    }
+
+    /// Every visible row.
+    pub fn rows(&self) -> impl Iterator<Item = &Arc<[Value]>> {
+        self.groups.values().filter_map(|g| g.row.as_ref())
+    }
+
+    /// The row with changelog key `key`.
+    pub fn row(&self, key: &[u8]) -> Option<&Arc<[Value]>> {
+        self.groups.get(key).and_then(|g| g.row.as_ref())
+    }
+
+    /// How many groups changed since the last [`Aggregator::changes`].
+    pub fn dirty_len(&self) -> usize {
+        self.dirty.len()
+    }
+
+    /// How many groups.
+    pub fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Whether there are no groups.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// Restores a group from its changelog record.
+    pub fn restore(&mut self, key: Vec<u8>, state: &str) -> Result<(), String> {
+        let v = Value::from_json(state.as_bytes())
+            .map_err(|e| format!("state of {:?}: {e}", String::from_utf8_lossy(&key)))?;
+        let Value::Struct(fields) = v else { return Err("a group's state is not an object".into()) };
+        let keys = match fields.get("k") {
+            Some(Value::Array(k)) => k.to_vec(),
+            _ => return Err("a group's state has no keys".into()),
+        };
+        let window = match (fields.get("ws"), fields.get("we")) {
+            (Some(Value::Int(s)), Some(Value::Int(e))) => Some((*s, *e)),
+            _ => None,
+        };
+        let accs_state = match fields.get("a") {
+            Some(Value::Array(a)) if a.len() == self.grouping.aggs.len() => a.clone(),
+            _ => return Err("a group's state does not hold one value per aggregate".into()),
+        };
+        let accs = self
+            .grouping
+            .aggs
+            .iter()
+            .zip(accs_state.iter())
+            .map(|(c, s)| Acc::from_state(c.kind, s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut g = Group { keys, window, accs, row: None, dirty: false };
+        g.row = output_row(&self.grouping, &self.outputs, self.visible, &g);
+        self.groups.insert(key, g);
+        Ok(())
+    }
+
+    /// Removes a group (a tombstone in the changelog).
+    pub fn remove(&mut self, key: &[u8]) {
+        self.groups.remove(key);
+    }
+}
+
+fn unreachable_grouping() -> Grouping {
+    // Planning gives an aggregator only grouped plans; an empty grouping makes one group.
+    Grouping { keys: Vec::new(), aggs: Vec::new(), having: None, window: None, key_types: Vec::new() }
+}
+
+impl Acc {
+    /// Whether `update` would succeed, without changing `self`.
+    fn clone_for_check(&self, kind: crate::aggregate::AggKind, arg: Option<&Value>) -> Result<(), String> {
+        match self {
+            // Counting and collecting cannot fail (COUNT(DISTINCT) only at its bound).
+            Acc::Count(_) | Acc::List(_) | Acc::Set(_) => Ok(()),
+            Acc::Distinct(set) => match arg {
+                Some(v) if !v.is_null() && set.len() >= crate::aggregate::DISTINCT_LIMIT && !set.contains(v) => {
+                    Err(format!(
+                        "COUNT(DISTINCT) holds {} values for this group, its limit",
+                        crate::aggregate::DISTINCT_LIMIT
+                    ))
+                }
+                _ => Ok(()),
+            },
+            other => other.clone().update(kind, arg),
+        }
+    }
+}
+
+fn group_row(g: &Group) -> Vec<Value> {
+    let mut row: Vec<Value> = g.keys.clone();
+    row.extend(g.accs.iter().map(Acc::result));
+    if let Some((s, e)) = g.window {
+        row.push(Value::Int(s));
+        row.push(Value::Int(e));
+    }
+    row
+}
+
+fn output_row(grouping: &Grouping, outputs: &[Expr], visible: usize, g: &Group) -> Option<Arc<[Value]>> {
+    let row = group_row(g);
+    if let Some(h) = &grouping.having {
+        if !h.eval(&row).map(|v| v.is_true()).unwrap_or(false) {
+            return None;
+        }
+    }
+    // Output expressions over keys and aggregates were type-checked; one that still fails
+    // (an ANY key of an unexpected type) shows NULL rather than losing the group.
+    Some(outputs[..visible].iter().map(|o| o.eval(&row).unwrap_or(Value::Null)).collect())
+}
+
+fn group_state(g: &Group) -> String {
+    let mut s = String::from("{\"k\":");
+    s.push_str(&Value::Array(Arc::new(g.keys.clone())).to_json());
+    if let Some((ws, we)) = g.window {
+        s.push_str(&format!(",\"ws\":{ws},\"we\":{we}"));
+    }
+    s.push_str(",\"a\":[");
+    for (i, a) in g.accs.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&a.to_state().to_json());
+    }
+    s.push_str("]}");
+    s
+}
+
+/// The changelog key of a group: a single STRING key as its text (`order-7`, what a Kafka
+/// consumer of the changelog expects), anything else as a JSON array of the keys (and the
+/// window start), which cannot be confused with a text key of another type.
+pub fn encode_key(keys: &[Value], types: &[SqlType], window: Option<i64>) -> Vec<u8> {
+    if let ([Value::String(s)], [SqlType::String], None) = (keys, types, window) {
+        return s.as_bytes().to_vec();
+    }
+    let mut all = keys.to_vec();
+    if let Some(w) = window {
+        all.push(Value::Int(w));
+    }
+    Value::Array(Arc::new(all)).to_json().into_bytes()
+}
+
+/// A row as a JSON object of its columns.
+pub fn row_json(columns: &[crate::plan::Column], row: &[Value]) -> String {
+    let mut s = String::with_capacity(64);
+    s.push('{');
+    for (i, (c, v)) in columns.iter().zip(row).enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&serde_json::to_string(&c.name).unwrap_or_default());
+        s.push(':');
+        s.push_str(&v.to_json());
+    }
+    s.push('}');
+    s
+}
+
+/// The rows a row-by-row plan makes of one input row: none when WHERE does not hold, one, or
+/// one per element of its EXPLODE column(s) (several EXPLODEs go in step; the shorter ones
+/// give NULL, as ksqlDB does).
+pub fn project(plan: &Plan, row: &[Value], out: &mut Vec<Vec<Value>>) -> Result<(), String> {
+    if let Some(f) = &plan.filter {
+        if !f.eval(row)?.is_true() {
+            return Ok(());
+        }
+    }
+    let values = plan.outputs.iter().map(|o| o.eval(row)).collect::<Result<Vec<_>, _>>()?;
+    if plan.explode.is_empty() {
+        out.push(values);
+        return Ok(());
+    }
+    let mut n = 0;
+    for &i in &plan.explode {
+        match &values[i] {
+            Value::Array(a) => n = n.max(a.len()),
+            Value::Null => {}
+            other => return Err(format!("EXPLODE of {}", other.to_json())),
+        }
+    }
+    for j in 0..n {
+        let mut r = values.clone();
+        for &i in &plan.explode {
+            r[i] = match &values[i] {
+                Value::Array(a) => a.get(j).cloned().unwrap_or(Value::Null),
+                _ => Value::Null,
+            };
+        }
+        out.push(r);
+    }
+    Ok(())
+}
