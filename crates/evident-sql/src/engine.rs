@@ -606,7 +606,7 @@ fn scan(
             let mut row = vec![Value::Null; input.width()];
             // An event that is not a JSON object reads as NULLs (a view parks it).
             if input.fill(e, &mut row).is_ok() {
-                out.push((row, e.timestamp_ms));
+                out.push((row, crate::source::event_time(e)));
             }
             if limit.is_some_and(|l| out.len() as u64 >= l) {
                 break 'read;

@@ -227,6 +227,7 @@ fn restore(log: &Log, topic: &str, mut agg: Option<&mut Aggregator>) -> Result<O
 fn run(log: &Log, h: &ViewHandle) {
     let mut input = h.input.clone();
     let with_versions = input.needs_versions();
+    let windowed = h.plan.grouping.as_ref().is_some_and(|g| g.window.is_some());
     let mut next = h.position().map_or(0, |p| p + 1);
     let mut row = vec![Value::Null; input.width()];
     let mut rows_out = Vec::new();
@@ -260,7 +261,7 @@ fn run(log: &Log, h: &ViewHandle) {
                 let outcome = input.fill(e, &mut row).and_then(|()| match agg.as_mut() {
                     Some(agg) => match &h.plan.filter {
                         Some(f) if !f.eval(&row)?.is_true() => Ok(()),
-                        _ => agg.add(&row, e.timestamp_ms),
+                        _ => agg.add(&row, if windowed { crate::source::event_time(e) } else { e.timestamp_ms }),
                     },
                     None => {
                         rows_out.clear();

@@ -228,6 +228,15 @@ impl Input for RowInput {
     }
 }
 
+/// An event's time for windows: its CloudEvents `ce_time` when it has one (what an HTTP
+/// append's `time` sets; RFC 3339), else the record's timestamp (what a Kafka producer sets).
+pub fn event_time(e: &Event) -> i64 {
+    e.header(evident_core::envelope::CE_TIME)
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .and_then(|t| crate::functions::parse_time(t).ok())
+        .unwrap_or(e.timestamp_ms)
+}
+
 /// Reads a type name back (`DESCRIBE` output is what views store of their columns).
 pub fn type_named(name: &str) -> SqlType {
     match name {

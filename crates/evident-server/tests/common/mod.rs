@@ -479,6 +479,15 @@ impl Server {
         next
     }
 
+    /// Kills the server with SIGKILL and starts it again on the same data (a crash and a
+    /// restart).
+    pub fn crash_restart(mut self) -> Server {
+        self.kill9();
+        let mut next = Server::start_in(&self.dir);
+        next.tmp = self.tmp.take();
+        next
+    }
+
     /// Runs the CLI against this server.
     pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
         cli_at(&self.base(), args)
@@ -590,13 +599,26 @@ pub struct Sse {
 impl Sse {
     /// Opens `GET path` with extra request headers.
     pub fn open(server: &Server, path: &str, headers: &[(&str, &str)]) -> Sse {
+        Sse::request(server, "GET", path, headers, None)
+    }
+
+    /// Opens `POST path` with a JSON body (a push query).
+    pub fn post(server: &Server, path: &str, body: &Value) -> Sse {
+        Sse::request(server, "POST", path, &[("Content-Type", "application/json")], Some(&body.to_string()))
+    }
+
+    fn request(server: &Server, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Sse {
         let stream = TcpStream::connect(&server.addr).expect("connect");
         stream.set_read_timeout(Some(PATIENCE)).expect("read timeout");
-        let mut request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n", server.addr);
+        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n", server.addr);
         for (k, v) in headers {
             request.push_str(&format!("{k}: {v}\r\n"));
         }
-        request.push_str("\r\n");
+        if let Some(body) = body {
+            request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        } else {
+            request.push_str("\r\n");
+        }
         (&stream).write_all(request.as_bytes()).expect("send request");
         let mut reader = BufReader::new(stream);
         let mut status_line = String::new();
