@@ -699,14 +699,29 @@ impl Log {
         limit: usize,
         with_versions: bool,
     ) -> Result<(Vec<Event>, u64)> {
+        self.read_topics_events(&[topic], from, limit, with_versions)
+    }
+
+    /// [`Log::read_topic_events`] over several topics at once, their events merged in commit
+    /// order (a join reads its two sources this way, so it sees them in one order).
+    pub fn read_topics_events(
+        &self,
+        topics: &[&str],
+        from: u64,
+        limit: usize,
+        with_versions: bool,
+    ) -> Result<(Vec<Event>, u64)> {
         let st = self.inner.lock();
-        let tid = st.index.topic_by_name(topic)?.meta.id;
+        let mut wanted: Vec<(u32, TopicName)> = Vec::with_capacity(topics.len());
+        for t in topics {
+            let meta = &st.index.topic_by_name(t)?.meta;
+            wanted.push((meta.id, meta.name.clone()));
+        }
         let start = st.index.frame_at_or_after_seq(from);
         let mut frames = Vec::new();
         let mut count = 0usize;
         let mut next = from;
-        let mut cut: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
-        let name = st.index.topic_by_name(topic)?.meta.name.clone();
+        let mut cut: std::collections::HashMap<(u32, u32), u64> = std::collections::HashMap::new();
         // Other topics' frames are passed over; bound the walk so one call stays short.
         const FRAMES_MAX: usize = 65_536;
         for f in st.index.frames[start..].iter().take(FRAMES_MAX) {
@@ -714,15 +729,15 @@ impl Log {
                 break;
             }
             next = f.end_seq();
-            if f.topic != tid {
+            let Some((_, name)) = wanted.iter().find(|(id, _)| *id == f.topic) else {
                 continue;
-            }
+            };
             let (_, start_seq) = st.index.log_start(f.topic, f.partition);
             if f.end_seq() <= start_seq {
                 continue;
             }
             if f.first_seq < start_seq {
-                cut.insert(f.partition, start_seq);
+                cut.insert((f.topic, f.partition), start_seq);
             }
             count += f.end_seq().saturating_sub(from.max(f.first_seq).max(start_seq)) as usize;
             frames.push((*f, name.clone()));
@@ -730,10 +745,11 @@ impl Log {
         let out = self.decode_frames(
             st,
             &frames,
-            |f, seq, _| seq >= from && cut.get(&f.partition).is_none_or(|&s| seq >= s),
+            |f, seq, _| seq >= from && cut.get(&(f.topic, f.partition)).is_none_or(|&s| seq >= s),
             limit,
             with_versions,
         )?;
+        // A batch cut by `limit` ends the read at its last event, not at the frame's end.
         if out.len() >= limit {
             next = out.last().map_or(next, |e| e.sequence + 1);
         }

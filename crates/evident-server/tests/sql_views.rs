@@ -216,6 +216,58 @@ fn windows_explode_as_of_and_errors() {
     let now = sql_ok(&server, "SELECT orderId, n FROM order_count ORDER BY orderId");
     assert_eq!(now["rows"], json!([["o-0", 7], ["o-1", 7], ["o-2", 6]]));
 
+    // A stream-table join: purchases enriched with the customer's tier as it was when each
+    // purchase was committed (the table side is a topic read as a table: latest value per key).
+    server.create_topic("customers", 1);
+    server.create_topic("purchases", 2);
+    let customer = |id: &str, tier: &str| {
+        server.append(
+            "customers",
+            id,
+            &json!({"type": "CustomerSet", "data": {"name": format!("name of {id}"), "tier": tier}}),
+        );
+    };
+    let purchase = |id: &str, amount: i64| {
+        server.append("purchases", id, &json!({"type": "Purchased", "data": {"customerId": id, "amount": amount}}));
+    };
+    customer("c1", "gold");
+    customer("c2", "silver");
+    purchase("c1", 10);
+    purchase("c2", 20);
+    purchase("c3", 5); // no customer: dropped by the inner join, kept by the LEFT one
+    customer("c1", "silver");
+    purchase("c1", 30);
+    customer("c3", "gold");
+    purchase("c3", 7);
+    sql_ok(&server, "CREATE TABLE spend_by_tier AS SELECT c.tier, SUM(p.amount) AS total, COUNT(*) AS n FROM purchases p JOIN customers c ON p.customerId = c.ROWKEY GROUP BY c.tier");
+    eventually("join", || caught_up(&server, "spend_by_tier"));
+    let by_tier = sql_ok(&server, "SELECT tier, total, n FROM spend_by_tier ORDER BY tier");
+    assert_eq!(by_tier["rows"], json!([["gold", 17, 2], ["silver", 50, 2]]), "{by_tier}");
+    sql_ok(&server, "CREATE STREAM enriched AS SELECT p.customerId AS customer, c.tier AS tier, p.amount AS amount FROM purchases p LEFT JOIN customers c ON p.customerId = c.ROWKEY");
+    sql_ok(&server, "CREATE TABLE enriched_count AS SELECT customer, COUNT(*) AS n, COLLECT_LIST(tier) AS tiers FROM enriched GROUP BY customer");
+    eventually("left join", || caught_up(&server, "enriched_count"));
+    let left = sql_ok(&server, "SELECT customer, n, tiers FROM enriched_count ORDER BY customer");
+    assert_eq!(
+        left["rows"],
+        json!([["c1", 2, ["gold", "silver"]], ["c2", 1, ["silver"]], ["c3", 2, ["gold"]]]),
+        "{left}"
+    );
+    // Joined against a table view by its key column.
+    sql_ok(&server, "CREATE TABLE spend AS SELECT customerId, SUM(amount) AS total FROM purchases GROUP BY customerId");
+    eventually("spend", || caught_up(&server, "spend"));
+    sql_ok(&server, "CREATE STREAM repeat_buyers AS SELECT p.customerId AS customer, s.total AS spent_before, p.amount AS amount FROM purchases p JOIN spend s ON p.customerId = s.customerId");
+    purchase("c2", 1);
+    sql_ok(&server, "CREATE TABLE repeat_count AS SELECT customer, LATEST_BY_OFFSET(spent_before) AS before FROM repeat_buyers GROUP BY customer");
+    eventually("join with a table view", || {
+        sql_ok(&server, "SELECT customer, before FROM repeat_count")["rows"] == json!([["c2", 20]])
+    });
+    sql_ok(&server, "DROP TABLE repeat_count");
+    sql_ok(&server, "DROP STREAM repeat_buyers");
+    let (status, body) = sql(&server, "DROP TABLE spend_by_tier");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = sql(&server, "DROP STREAM enriched");
+    assert_eq!(status, 409, "{body}");
+
     // Bad input: precise errors, nothing changed.
     let (status, body) = sql(&server, "SELECT orderId\nFROM orders WHERE (");
     assert_eq!(status, 400, "{body}");
@@ -247,5 +299,9 @@ fn windows_explode_as_of_and_errors() {
     sql_ok(&server, "DROP STREAM order_items");
     let (status, _) = server.get("/v1/topics/order_items");
     assert_eq!(status, 404);
-    assert_eq!(sql_ok(&server, "SHOW STREAMS")["rows"], json!([]));
+    let streams = sql_ok(&server, "SHOW STREAMS");
+    assert_eq!(
+        streams["rows"].as_array().expect("rows").iter().map(|r| r[0].clone()).collect::<Vec<_>>(),
+        [json!("enriched")]
+    );
 }

@@ -16,6 +16,7 @@ use evident_log::Log;
 
 use crate::catalog::{self, ViewDef};
 use crate::error::{Result, SqlError};
+use crate::join::{JoinInput, Source};
 use crate::maintain::{self, PushChange, ViewHandle};
 use crate::parse::{self, AsOf, Select, Statement, ViewKind};
 use crate::plan::{self, Column, Plan, Use};
@@ -344,23 +345,23 @@ impl Engine {
         })
     }
 
+    /// The topic a view's FROM (or JOIN) names: a topic, or a view's own topic. A table view
+    /// cannot be a stream source (its topic is a changelog), but it is a join's table side.
+    fn source_topic(&self, name: &str, as_table: bool) -> Result<String> {
+        match self.view(name) {
+            Some(h) if h.def.kind == ViewKind::Table && !as_table => Err(SqlError::unsupported(format!(
+                "{name} is a table: its topic is a changelog (upserts), not events; aggregate its source instead, or JOIN it"
+            ))),
+            Some(h) => Ok(h.def.name.clone()),
+            None if self.log.topic_meta(name).is_err() => Err(SqlError::UnknownTopic(name.to_string())),
+            None => Ok(name.to_string()),
+        }
+    }
+
     /// Resolves a view's source and plans its query.
-    fn plan_view(&self, kind: ViewKind, select: &Select) -> Result<(Plan, String, EventInput)> {
-        let (src, alias) = plan::source_of(&select.query)?;
-        let topic = match self.view(&src) {
-            Some(h) if h.def.kind == ViewKind::Table => {
-                return Err(SqlError::unsupported(format!(
-                    "{src} is a table: its topic is a changelog (upserts), not events; aggregate its source instead"
-                )))
-            }
-            Some(h) => h.def.name.clone(),
-            None => {
-                if self.log.topic_meta(&src).is_err() {
-                    return Err(SqlError::UnknownTopic(src));
-                }
-                src
-            }
-        };
+    fn plan_view(&self, kind: ViewKind, select: &Select) -> Result<(Plan, String, Source)> {
+        let from = plan::from_clause(&select.query)?;
+        let topic = self.source_topic(&from.source, false)?;
         if let Some(w) = &select.window {
             if kind == ViewKind::Stream {
                 return Err(SqlError::invalid("WINDOW needs GROUP BY: it belongs to CREATE TABLE"));
@@ -369,9 +370,42 @@ impl Engine {
                 return Err(SqlError::unsupported("SESSION windows are not supported yet (TUMBLING and HOPPING are)"));
             }
         }
-        let mut input = EventInput::sampled(&self.log, &topic, alias)?;
+        let stream = EventInput::sampled(&self.log, &topic, from.alias.clone())?;
         let usage = if kind == ViewKind::Table { Use::Table } else { Use::Stream };
-        let plan = plan::plan(&select.query, select.window, &mut input, usage)?;
+        let (plan, input) = match &from.join {
+            None => {
+                let mut input = stream;
+                let plan = plan::plan(&select.query, select.window, &mut input, usage)?;
+                (plan, Source::Events(input))
+            }
+            Some(j) => {
+                let table_topic = self.source_topic(&j.table, true)?;
+                if table_topic == topic {
+                    return Err(SqlError::invalid("a join needs two different sources"));
+                }
+                // A table view's single key column may be named in ON, as its ROWKEY may.
+                let key_column = self.view(&j.table).and_then(|h| {
+                    let g = h.plan.grouping.as_ref()?;
+                    if g.keys.len() != 1 {
+                        return None;
+                    }
+                    h.plan.outputs[..h.plan.columns.len()]
+                        .iter()
+                        .zip(&h.plan.columns)
+                        .find(|(o, _)| matches!(o, crate::expr::Expr::Slot(0)))
+                        .map(|(_, c)| c.name.clone())
+                });
+                let mut input = JoinInput::new(
+                    &self.log,
+                    stream,
+                    &table_topic,
+                    j.alias.clone().or_else(|| Some(j.table.clone())),
+                    key_column,
+                )?;
+                let plan = plan::plan(&select.query, select.window, &mut input, usage)?;
+                (plan, Source::Join(Box::new(input)))
+            }
+        };
         if plan.limit.is_some() || plan.offset > 0 {
             return Err(SqlError::invalid("LIMIT applies to queries, not to a view's definition"));
         }
@@ -513,14 +547,14 @@ impl Engine {
         }
         let mut input = EventInput::sampled(&self.log, &topic, alias)?;
         let plan = plan::plan(&select.query, None, &mut input, Use::Pull)?;
-        let rows = scan(&self.log, &topic, &mut input, select.as_of, None)?;
+        let rows = scan(&self.log, &plan, &mut Source::Events(input), select.as_of)?;
         finish(&plan, rows.into_iter().map(|(r, _)| r))
     }
 
     /// A table as it was at `as_of`: its plan run over its source up to that point.
     fn recompute(&self, h: &ViewHandle, as_of: AsOf) -> Result<Vec<Vec<Value>>> {
         let mut input = h.input.clone();
-        let events = scan(&self.log, &h.source, &mut input, Some(as_of), None)?;
+        let events = scan(&self.log, &h.plan, &mut input, Some(as_of))?;
         let mut agg = Aggregator::new(&h.plan, false);
         for (row, time) in events {
             if let Some(f) = &h.plan.filter {
@@ -572,21 +606,18 @@ impl Engine {
     }
 }
 
-/// Reads a topic's events as rows (with their times), up to `as_of`, at most [`SCAN_MAX`].
-fn scan(
-    log: &Log,
-    topic: &str,
-    input: &mut EventInput,
-    as_of: Option<AsOf>,
-    limit: Option<u64>,
-) -> Result<Vec<(Vec<Value>, i64)>> {
+/// Reads a source's events as rows (with their times), up to `as_of`, at most [`SCAN_MAX`].
+fn scan(log: &Log, plan: &Plan, input: &mut Source, as_of: Option<AsOf>) -> Result<Vec<(Vec<Value>, i64)>> {
+    let topics = input.topics();
+    let topic = topics[0].clone();
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     let mut out = Vec::new();
     let mut next = 0u64;
     let mut read = 0u64;
     let versions = input.needs_versions();
     let end = log.stats().next_sequence;
     'read: loop {
-        let (events, after) = log.read_topic_events(topic, next, 8192, versions)?;
+        let (events, after) = log.read_topics_events(&topics, next, 8192, versions)?;
         if events.is_empty() && after <= next {
             break;
         }
@@ -604,12 +635,10 @@ fn scan(
                 return Err(SqlError::TooLarge(format!("the query would read more than {SCAN_MAX} events of {topic:?}: query a view instead, or narrow AS OF")));
             }
             let mut row = vec![Value::Null; input.width()];
-            // An event that is not a JSON object reads as NULLs (a view parks it).
-            if input.fill(e, &mut row).is_ok() {
+            // An event that is not a JSON object yields no row (a view parks it); a join's
+            // table records only update its table.
+            if input.read(plan, e, &mut row) == Ok(true) {
                 out.push((row, crate::source::event_time(e)));
-            }
-            if limit.is_some_and(|l| out.len() as u64 >= l) {
-                break 'read;
             }
         }
         next = after.max(next + 1);

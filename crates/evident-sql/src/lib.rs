@@ -16,6 +16,7 @@ pub mod engine;
 pub mod error;
 pub mod expr;
 pub mod functions;
+pub mod join;
 pub mod maintain;
 pub mod parse;
 pub mod plan;

@@ -26,9 +26,9 @@ use evident_log::{CleanupPolicy, Event, Log, TopicConfig};
 
 use crate::catalog::ViewDef;
 use crate::error::{Result, SqlError};
+use crate::join::Source;
 use crate::parse::ViewKind;
 use crate::plan::{Column, Plan};
-use crate::source::EventInput;
 use crate::value::Value;
 use crate::view::{project, row_json, Aggregator, Change};
 
@@ -74,7 +74,7 @@ pub struct ViewHandle {
     /// The source topic.
     pub source: String,
     /// The input as planned (cloned per reader).
-    pub input: EventInput,
+    pub input: Source,
     /// State.
     pub data: RwLock<ViewData>,
     /// Wakes pull queries waiting for a position.
@@ -165,7 +165,7 @@ pub fn view_topic_config(kind: ViewKind) -> TopicConfig {
 }
 
 /// Builds a handle, restores its state from its topic, and starts its thread.
-pub fn start(log: Arc<Log>, def: ViewDef, plan: Plan, source: String, input: EventInput) -> Result<Arc<ViewHandle>> {
+pub fn start(log: Arc<Log>, def: ViewDef, plan: Plan, source: String, input: Source) -> Result<Arc<ViewHandle>> {
     let mut agg = (def.kind == ViewKind::Table).then(|| Aggregator::new(&plan, false));
     let position = restore(&log, &def.name, agg.as_mut())?;
     let handle = Arc::new(ViewHandle {
@@ -226,17 +226,23 @@ fn restore(log: &Log, topic: &str, mut agg: Option<&mut Aggregator>) -> Result<O
 
 fn run(log: &Log, h: &ViewHandle) {
     let mut input = h.input.clone();
+    if let Err(e) = input.restore_table(log, h.position()) {
+        fail(h, format!("rebuilding its join's table failed: {e}"));
+        return;
+    }
+    let topics = input.topics();
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     let with_versions = input.needs_versions();
     let windowed = h.plan.grouping.as_ref().is_some_and(|g| g.window.is_some());
     let mut next = h.position().map_or(0, |p| p + 1);
     let mut row = vec![Value::Null; input.width()];
     let mut rows_out = Vec::new();
     while !h.stop.load(Ordering::SeqCst) {
-        let read = log.read_topic_events(&h.source, next, ROUND_EVENTS, with_versions);
+        let read = log.read_topics_events(&topics, next, ROUND_EVENTS, with_versions);
         let (events, after) = match read {
             Ok(r) => r,
-            Err(evident_log::Error::UnknownTopic(_)) => {
-                fail(h, format!("its source topic {:?} was deleted", h.source));
+            Err(evident_log::Error::UnknownTopic(t)) => {
+                fail(h, format!("its source topic {t:?} was deleted"));
                 return;
             }
             Err(e) => {
@@ -258,7 +264,8 @@ fn run(log: &Log, h: &ViewHandle) {
             let mut data = h.data.write().unwrap_or_else(|e| e.into_inner());
             let ViewData { agg, .. } = &mut *data;
             for e in &events {
-                let outcome = input.fill(e, &mut row).and_then(|()| match agg.as_mut() {
+                let outcome = input.read(&h.plan, e, &mut row).and_then(|hit| match agg.as_mut() {
+                    _ if !hit => Ok(()),
                     Some(agg) => match &h.plan.filter {
                         Some(f) if !f.eval(&row)?.is_true() => Ok(()),
                         _ => agg.add(&row, if windowed { crate::source::event_time(e) } else { e.timestamp_ms }),

@@ -29,13 +29,31 @@ pub struct Column {
 
 /// What the planner needs to know of the input.
 pub trait Input {
-    /// The slot and type of a column named `name`, allocating a slot when the input reads
-    /// only what queries name. `Ok(None)` when there is no such column.
-    fn column(&mut self, name: &str) -> Result<Option<(usize, SqlType)>>;
+    /// The slot and type of a column named `name` (of the source `qualifier` names, when the
+    /// query qualified it), allocating a slot when the input reads only what queries name.
+    /// `Ok(None)` when there is no such column.
+    fn column(&mut self, qualifier: Option<&str>, name: &str) -> Result<Option<(usize, SqlType)>>;
     /// Names the columns for `SELECT *`: (name, slot, type), in order.
     fn star(&mut self) -> Result<Vec<(String, usize, SqlType)>>;
     /// The names a qualified column may start with (the source's name and alias).
     fn qualifiers(&self) -> Vec<String>;
+    /// Whether `e` is the key of a join's table side (what ON must compare with).
+    fn is_table_key(&self, _e: &Expr) -> bool {
+        false
+    }
+    /// Whether `e` reads only the stream side of a join.
+    fn is_stream_only(&self, _e: &Expr) -> bool {
+        true
+    }
+}
+
+/// A planned join: the stream expression looked up in the table side's keys.
+#[derive(Debug, Clone)]
+pub struct JoinPlan {
+    /// Over the stream's columns: the key to look up.
+    pub stream_key: Expr,
+    /// LEFT JOIN.
+    pub left: bool,
 }
 
 /// An aggregate call: its function and argument (over the input row).
@@ -86,6 +104,8 @@ pub struct OrderKey {
 pub struct Plan {
     /// The source named in FROM.
     pub source: String,
+    /// A stream-table join.
+    pub join: Option<JoinPlan>,
     /// WHERE over the input row.
     pub filter: Option<Expr>,
     /// GROUP BY.
@@ -105,25 +125,78 @@ pub struct Plan {
     pub offset: u64,
 }
 
-/// The source a SELECT reads (FROM's one relation), and its alias.
-pub fn source_of(query: &ast::Query) -> Result<(String, Option<String>)> {
-    let select = select_of(query)?;
-    let [from] = select.from.as_slice() else {
-        return Err(if select.from.is_empty() {
-            SqlError::invalid("a query needs FROM (a topic or a view)")
-        } else {
-            SqlError::unsupported("one source per query: joins are not supported yet")
-        });
-    };
-    if !from.joins.is_empty() {
-        return Err(SqlError::unsupported("joins are not supported yet"));
-    }
-    match &from.relation {
+/// `JOIN table [alias] ON condition` after the FROM source.
+#[derive(Debug, Clone)]
+pub struct JoinClause {
+    /// The table side: a table view or a topic read as a table (latest value per key).
+    pub table: String,
+    /// Its alias.
+    pub alias: Option<String>,
+    /// LEFT JOIN (unmatched rows kept, table columns NULL) or inner.
+    pub left: bool,
+    /// The ON condition.
+    pub on: ast::Expr,
+}
+
+/// A FROM clause: the source, its alias, and a join.
+#[derive(Debug, Clone)]
+pub struct FromClause {
+    /// The source named first.
+    pub source: String,
+    /// Its alias.
+    pub alias: Option<String>,
+    /// A stream-table join.
+    pub join: Option<JoinClause>,
+}
+
+fn relation(factor: &ast::TableFactor) -> Result<(String, Option<String>)> {
+    match factor {
         ast::TableFactor::Table { name, alias, args: None, .. } => {
             Ok((object_name(name)?, alias.as_ref().map(|a| a.name.value.clone())))
         }
         other => Err(SqlError::unsupported(format!("FROM {other}: a topic or view name is expected"))),
     }
+}
+
+/// The FROM clause of a SELECT.
+pub fn from_clause(query: &ast::Query) -> Result<FromClause> {
+    let select = select_of(query)?;
+    let [from] = select.from.as_slice() else {
+        return Err(if select.from.is_empty() {
+            SqlError::invalid("a query needs FROM (a topic or a view)")
+        } else {
+            SqlError::unsupported("one FROM source (with at most one JOIN) per query")
+        });
+    };
+    let (source, alias) = relation(&from.relation)?;
+    let join = match from.joins.as_slice() {
+        [] => None,
+        [j] => {
+            let (table, talias) = relation(&j.relation)?;
+            let (left, constraint) = match &j.join_operator {
+                ast::JoinOperator::Join(c) | ast::JoinOperator::Inner(c) => (false, c),
+                ast::JoinOperator::Left(c) | ast::JoinOperator::LeftOuter(c) => (true, c),
+                other => return Err(SqlError::unsupported(format!("{other:?}: stream-table joins are INNER or LEFT"))),
+            };
+            let ast::JoinConstraint::On(on) = constraint else {
+                return Err(SqlError::unsupported("a join needs ON stream_expression = table.key"));
+            };
+            Some(JoinClause { table, alias: talias, left, on: on.clone() })
+        }
+        _ => return Err(SqlError::unsupported("one JOIN per query")),
+    };
+    Ok(FromClause { source, alias, join })
+}
+
+/// The source a SELECT reads (FROM's one relation), and its alias; a join is refused.
+pub fn source_of(query: &ast::Query) -> Result<(String, Option<String>)> {
+    let from = from_clause(query)?;
+    if from.join.is_some() {
+        return Err(SqlError::unsupported(
+            "joins belong in CREATE TABLE|STREAM ... AS SELECT: create a view, then query it",
+        ));
+    }
+    Ok((from.source, from.alias))
 }
 
 fn select_of(query: &ast::Query) -> Result<&ast::Select> {
@@ -146,11 +219,13 @@ struct InputScope<'a> {
 impl Scope for InputScope<'_> {
     fn column(&mut self, parts: &[String]) -> Result<Typed> {
         let qualifiers = self.input.qualifiers();
-        let parts = match parts {
-            [q, rest @ ..] if !rest.is_empty() && qualifiers.iter().any(|x| x.eq_ignore_ascii_case(q)) => rest,
-            _ => parts,
+        let (qualifier, parts) = match parts {
+            [q, rest @ ..] if !rest.is_empty() && qualifiers.iter().any(|x| x.eq_ignore_ascii_case(q)) => {
+                (Some(q.as_str()), rest)
+            }
+            _ => (None, parts),
         };
-        let Some((slot, ty)) = self.input.column(&parts[0])? else {
+        let Some((slot, ty)) = self.input.column(qualifier, &parts[0])? else {
             return Err(SqlError::invalid(format!("unknown column {}", parts[0])));
         };
         let mut t = Typed { expr: Expr::Slot(slot), ty };
@@ -288,7 +363,12 @@ pub enum Use {
 /// Plans `query` over `input`.
 pub fn plan(query: &ast::Query, window: Option<WindowSpec>, input: &mut dyn Input, usage: Use) -> Result<Plan> {
     let select = select_of(query)?;
-    let (source, _) = source_of(query)?;
+    let from = from_clause(query)?;
+    let source = from.source.clone();
+    let join = match &from.join {
+        None => None,
+        Some(j) => Some(plan_join(j, input)?),
+    };
     if select.distinct.is_some() {
         return Err(SqlError::unsupported("SELECT DISTINCT is not supported; use GROUP BY"));
     }
@@ -394,7 +474,7 @@ pub fn plan(query: &ast::Query, window: Option<WindowSpec>, input: &mut dyn Inpu
         grouping = Some(Grouping { keys, aggs, having, window, key_types: key_types.clone() });
         let (limit, offset) = limit_of(query, usage)?;
         check_names(&columns)?;
-        return Ok(Plan { source, filter, grouping, outputs, columns, explode, order, limit, offset });
+        return Ok(Plan { source, join, filter, grouping, outputs, columns, explode, order, limit, offset });
     }
     let mut scope = InputScope { input };
     for item in &select.projection {
@@ -435,7 +515,26 @@ pub fn plan(query: &ast::Query, window: Option<WindowSpec>, input: &mut dyn Inpu
     let order = order_by(query, &columns, &mut outputs, &mut scope, usage)?;
     let (limit, offset) = limit_of(query, usage)?;
     check_names(&columns)?;
-    Ok(Plan { source, filter, grouping, outputs, columns, explode, order, limit, offset })
+    Ok(Plan { source, join, filter, grouping, outputs, columns, explode, order, limit, offset })
+}
+
+/// Reads `ON a = b`: one side the table's key, the other an expression of the stream.
+fn plan_join(j: &JoinClause, input: &mut dyn Input) -> Result<JoinPlan> {
+    let bad = || {
+        SqlError::invalid(format!("ON {}: a join compares an expression of the stream with the table's key (t.ROWKEY, or a table view's key column)", j.on))
+    };
+    let ast::Expr::BinaryOp { left, op: ast::BinaryOperator::Eq, right } = &j.on else { return Err(bad()) };
+    let l = compile(left, &mut InputScope { input })?;
+    let r = compile(right, &mut InputScope { input })?;
+    let stream_key = match (input.is_table_key(&l.expr), input.is_table_key(&r.expr)) {
+        (true, false) => r.expr,
+        (false, true) => l.expr,
+        _ => return Err(bad()),
+    };
+    if !input.is_stream_only(&stream_key) {
+        return Err(bad());
+    }
+    Ok(JoinPlan { stream_key, left: j.left })
 }
 
 fn check_names(columns: &[Column]) -> Result<()> {

@@ -22,6 +22,25 @@ use crate::value::{read_fields, SqlType, Value};
 /// Events read to learn a topic's column types.
 pub const SAMPLE_EVENTS: usize = 1000;
 
+/// The types of a topic's top-level JSON fields, from a sample of its events, and the field
+/// names in the order the sample first showed them.
+pub(crate) fn sample_types(log: &Log, topic: &str) -> Result<(HashMap<String, SqlType>, Vec<String>)> {
+    let (events, _) = log.read_topic_events(topic, 0, SAMPLE_EVENTS, false)?;
+    let mut types: HashMap<String, Option<SqlType>> = HashMap::new();
+    let mut seen = Vec::new();
+    for e in &events {
+        let Some(Value::Struct(fields)) = e.value.as_ref().and_then(|v| Value::from_json(v).ok()) else { continue };
+        for (k, v) in fields.iter() {
+            let entry = types.entry(k.to_ascii_lowercase()).or_insert_with(|| {
+                seen.push(k.clone());
+                None
+            });
+            *entry = SqlType::unify(*entry, SqlType::of(v));
+        }
+    }
+    Ok((types.into_iter().map(|(k, t)| (k, t.unwrap_or(SqlType::Any))).collect(), seen))
+}
+
 /// A pseudo-column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pseudo {
@@ -97,20 +116,7 @@ pub struct EventInput {
 impl EventInput {
     /// An input over `topic`, typed from a sample of its events.
     pub fn sampled(log: &Log, topic: &str, alias: Option<String>) -> Result<Self> {
-        let (events, _) = log.read_topic_events(topic, 0, SAMPLE_EVENTS, false)?;
-        let mut types: HashMap<String, Option<SqlType>> = HashMap::new();
-        let mut seen = Vec::new();
-        for e in &events {
-            let Some(Value::Struct(fields)) = e.value.as_ref().and_then(|v| Value::from_json(v).ok()) else { continue };
-            for (k, v) in fields.iter() {
-                let entry = types.entry(k.to_ascii_lowercase()).or_insert_with(|| {
-                    seen.push(k.clone());
-                    None
-                });
-                *entry = SqlType::unify(*entry, SqlType::of(v));
-            }
-        }
-        let types = types.into_iter().map(|(k, t)| (k, t.unwrap_or(SqlType::Any))).collect();
+        let (types, seen) = sample_types(log, topic)?;
         Ok(EventInput {
             name: topic.to_string(),
             alias,
@@ -125,6 +131,11 @@ impl EventInput {
     /// The number of slots a row has.
     pub fn width(&self) -> usize {
         self.slots.len()
+    }
+
+    /// The topic read.
+    pub fn topic(&self) -> &str {
+        &self.name
     }
 
     /// Whether the plan reads stream versions (they cost an index lookup per event).
@@ -154,7 +165,7 @@ impl EventInput {
 }
 
 impl Input for EventInput {
-    fn column(&mut self, name: &str) -> Result<Option<(usize, SqlType)>> {
+    fn column(&mut self, _qualifier: Option<&str>, name: &str) -> Result<Option<(usize, SqlType)>> {
         if let Some(p) = Pseudo::lookup(name) {
             if let Some(i) = self.slots.iter().position(|s| matches!(s, Slot::Pseudo(q) if *q == p)) {
                 return Ok(Some((i, p.ty())));
@@ -187,7 +198,7 @@ impl Input for EventInput {
         }
         let mut out = Vec::new();
         for name in self.seen.clone() {
-            if let Some((slot, ty)) = self.column(&name)? {
+            if let Some((slot, ty)) = self.column(None, &name)? {
                 out.push((name, slot, ty));
             }
         }
@@ -213,7 +224,7 @@ pub struct RowInput {
 }
 
 impl Input for RowInput {
-    fn column(&mut self, name: &str) -> Result<Option<(usize, SqlType)>> {
+    fn column(&mut self, _qualifier: Option<&str>, name: &str) -> Result<Option<(usize, SqlType)>> {
         Ok(self.columns.iter().position(|(n, _)| n.eq_ignore_ascii_case(name)).map(|i| (i, self.columns[i].1)))
     }
 
