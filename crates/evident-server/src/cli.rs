@@ -176,9 +176,10 @@ fn report(error: &anyhow::Error) -> (u8, serde_json::Value) {
     let local = |code: &str| serde_json::json!({ "error": { "code": code, "message": message } });
     for cause in error.chain() {
         if let Some(refusal) = cause.downcast_ref::<client::ApiError>() {
-            let mut document = match &refusal.body {
-                Some(body) => serde_json::to_value(body).unwrap_or_else(|_| local("server")),
-                None => local("server"),
+            let mut document = match (&refusal.document, &refusal.body) {
+                (Some(document), _) => document.clone(),
+                (None, Some(body)) => serde_json::to_value(body).unwrap_or_else(|_| local("server")),
+                (None, None) => local("server"),
             };
             document["error"]["status"] = serde_json::Value::from(refusal.status.as_u16());
             return (EXIT_REFUSED, document);
@@ -250,7 +251,7 @@ mod tests {
             assert_eq!(document, expected, "{code:?}");
         }
         // A code this build does not know still reaches the document unchanged.
-        let newer = r#"{"error":{"code":"from_the_future","message":"later"}}"#;
+        let newer = r#"{"error":{"code":"from_the_future","message":"later","line":3,"column":7}}"#;
         let refusal = client::ApiError::from_body(reqwest::StatusCode::CONFLICT, newer);
         assert_eq!(refusal.code, None);
         let (exit, document) = report(&anyhow::Error::new(refusal));
@@ -258,6 +259,8 @@ mod tests {
             (exit, &document["error"]["code"], &document["error"]["status"]),
             (EXIT_REFUSED, &"from_the_future".into(), &409.into())
         );
+        // Fields this build does not know (a SQL error's position) reach it too.
+        assert_eq!((&document["error"]["line"], &document["error"]["column"]), (&3.into(), &7.into()));
     }
 
     #[test]

@@ -43,8 +43,11 @@ pub struct ApiError {
     /// The message for people (or the raw body when it was not the documented JSON).
     pub message: String,
     /// The whole error body when it had the documented shape (with `current_version` and the
-    /// other fields some codes carry), for `--json`.
+    /// other fields some codes carry).
     pub body: Option<ErrorBody>,
+    /// That body as the server sent it, fields this build does not know included (a SQL syntax
+    /// error's `line` and `column`), for `--json`.
+    pub document: Option<Value>,
 }
 
 impl ApiError {
@@ -57,6 +60,7 @@ impl ApiError {
                 code: ErrorCode::from_code(&parsed.error.code),
                 message: parsed.error.message.clone(),
                 body: Some(parsed),
+                document: serde_json::from_str(body).ok(),
             },
             Err(_) => {
                 let text = body.trim();
@@ -65,7 +69,7 @@ impl ApiError {
                 } else {
                     super::output::truncate(text, 300)
                 };
-                ApiError { status, code: None, message, body: None }
+                ApiError { status, code: None, message, body: None, document: None }
             }
         }
     }
