@@ -7,11 +7,19 @@
 //! Statements are split at `;` on this side by [`Splitter`], a small lexer that knows the SQL
 //! quotes (`'…'`, `"…"`, `` `…` ``, doubled to escape) and comments (`--`, `/* */`), so a `;`
 //! inside a string or a comment does not end a statement; the server parses each statement.
+//!
+//! In the REPL, Ctrl-C ends a running push query and returns to the prompt (the query runs on
+//! its own thread, which the prompt stops waiting for); anywhere else Ctrl-C ends the program,
+//! as it does without a handler.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use clap::Args;
@@ -177,7 +185,7 @@ fn run_statements(
     let mut outcome = Outcome::Done;
     for (index, statement) in statements.enumerate() {
         let result = statement.and_then(|statement| {
-            session.execute(&statement).map_err(|e| match label(&statement, index + 1) {
+            session.execute(&statement, None).map_err(|e| match label(&statement, index + 1) {
                 Some(label) => e.context(label),
                 None => e,
             })
@@ -204,6 +212,7 @@ fn repl(session: &Session) -> Outcome {
         "evident sql on {}: end each statement with `;`; `quit`, `exit` or Ctrl-D leaves.",
         session.client.base().as_str().trim_end_matches('/')
     );
+    let interrupts = Interrupts::install();
     let mut input = io::stdin().lock();
     let mut splitter = Splitter::new();
     let mut line = String::new();
@@ -229,7 +238,11 @@ fn repl(session: &Session) -> Outcome {
             return Outcome::Done;
         }
         for statement in splitter.push(&line) {
-            if let Err(e) = session.execute(&statement) {
+            let result = match &interrupts {
+                Some(interrupts) if statement.push => interrupts.run_push_query(session, &statement),
+                _ => session.execute(&statement, None),
+            };
+            if let Err(e) = result {
                 if is_broken_pipe(&e) {
                     return Outcome::Done;
                 }
@@ -252,7 +265,92 @@ fn is_quit(line: &str) -> bool {
     QUIT_WORDS.iter().any(|quit| word.eq_ignore_ascii_case(quit))
 }
 
+/// Ctrl-C in the REPL: a push query ends and the prompt comes back; at the prompt or during
+/// another statement, the program ends with the status of an interrupted one (130).
+struct Interrupts {
+    /// Whether a push query is running, so that Ctrl-C cancels it instead of ending the REPL.
+    pushing: Arc<AtomicBool>,
+    /// Set by the signal thread when Ctrl-C arrived during a push query.
+    interrupted: Arc<AtomicBool>,
+}
+
+/// How often the REPL looks for a Ctrl-C while a push query runs.
+const INTERRUPT_POLL: Duration = Duration::from_millis(50);
+
+impl Interrupts {
+    /// Takes over SIGINT with a thread of its own (a one-thread tokio runtime, already a
+    /// dependency); `None` where that is not possible, leaving Ctrl-C to end the program.
+    #[cfg(unix)]
+    fn install() -> Option<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+        // Registered here, before the prompt, so no Ctrl-C falls between the two.
+        let mut sigint = {
+            let _context = runtime.enter();
+            signal(SignalKind::interrupt()).ok()?
+        };
+        let pushing = Arc::new(AtomicBool::new(false));
+        let interrupted = Arc::new(AtomicBool::new(false));
+        let (on_push, flag) = (pushing.clone(), interrupted.clone());
+        thread::Builder::new()
+            .name("sql-ctrl-c".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    while sigint.recv().await.is_some() {
+                        if on_push.load(Ordering::SeqCst) {
+                            flag.store(true, Ordering::SeqCst);
+                        } else {
+                            eprintln!();
+                            std::process::exit(130);
+                        }
+                    }
+                });
+            })
+            .ok()?;
+        Some(Interrupts { pushing, interrupted })
+    }
+
+    #[cfg(not(unix))]
+    fn install() -> Option<Self> {
+        None
+    }
+
+    /// Runs a push query on its own thread until it ends or Ctrl-C: then the query is told to
+    /// stop at its next message (printing nothing more) and the prompt comes back at once.
+    fn run_push_query(&self, session: &Session, statement: &Statement) -> anyhow::Result<()> {
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.interrupted.store(false, Ordering::SeqCst);
+        self.pushing.store(true, Ordering::SeqCst);
+        let (done, result) = mpsc::channel();
+        let (query_session, query, query_cancel) = (session.clone(), statement.clone(), cancel.clone());
+        let spawned = thread::Builder::new().name("sql-push-query".into()).spawn(move || {
+            let _ = done.send(query_session.execute(&query, Some(&query_cancel)));
+        });
+        let outcome = match spawned {
+            Err(e) => Err(anyhow!("could not start the push query: {e}")),
+            Ok(_) => loop {
+                match result.recv_timeout(INTERRUPT_POLL) {
+                    Ok(outcome) => break outcome,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        if self.interrupted.swap(false, Ordering::SeqCst) {
+                            cancel.store(true, Ordering::SeqCst);
+                            eprintln!("\nevident: push query cancelled");
+                            break Ok(());
+                        }
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        break Err(anyhow!("the push query ended without an answer"));
+                    }
+                }
+            },
+        };
+        self.pushing.store(false, Ordering::SeqCst);
+        outcome
+    }
+}
+
 /// The server and the options every statement is sent with.
+#[derive(Clone)]
 struct Session {
     /// For statements and pull queries: requests bounded in time.
     client: Client,
@@ -276,8 +374,9 @@ impl Session {
         })
     }
 
-    /// Sends one statement and prints its answer.
-    fn execute(&self, statement: &Statement) -> anyhow::Result<()> {
+    /// Sends one statement and prints its answer; a push query stops at its next message once
+    /// `cancel` is set.
+    fn execute(&self, statement: &Statement, cancel: Option<&AtomicBool>) -> anyhow::Result<()> {
         let client = if statement.push { &self.streaming } else { &self.client };
         let url = client.url(&["v1", "sql"], &[])?;
         let mut body = json!({ "sql": statement.text });
@@ -291,7 +390,7 @@ impl Session {
         // The reply's type decides, not the guess that chose the client: the server knows which
         // statements are push queries.
         if is_event_stream(&response) {
-            return self.follow_push_query(response);
+            return self.follow_push_query(response, cancel);
         }
         let reply = client::json_body(response, &url)?;
         if self.json {
@@ -302,11 +401,14 @@ impl Session {
 
     /// Prints a push query's header and changes as they arrive, until `--limit` changes or the
     /// end of the stream.
-    fn follow_push_query(&self, mut response: Response) -> anyhow::Result<()> {
+    fn follow_push_query(&self, mut response: Response, cancel: Option<&AtomicBool>) -> anyhow::Result<()> {
         let limit = self.limit.unwrap_or(u64::MAX);
         let mut changes = 0u64;
         let mut parser = SseParser::new();
         let ended = follow(&mut response, &mut parser, &mut |message| {
+            if cancel.is_some_and(|c| c.load(Ordering::SeqCst)) {
+                return Ok(false);
+            }
             let value: Value = serde_json::from_str(&message.data).with_context(|| {
                 format!("an event-stream message is not JSON: {}", output::truncate(&message.data, 200))
             })?;
