@@ -23,9 +23,10 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use clap::Args;
+use evident_api::sql::SqlRequest;
 use reqwest::blocking::Response;
 use reqwest::header::CONTENT_TYPE;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::client::{self, Client, Unreachable};
 use super::output;
@@ -379,13 +380,8 @@ impl Session {
     fn execute(&self, statement: &Statement, cancel: Option<&AtomicBool>) -> anyhow::Result<()> {
         let client = if statement.push { &self.streaming } else { &self.client };
         let url = client.url(&["v1", "sql"], &[])?;
-        let mut body = json!({ "sql": statement.text });
-        if let Some(sequence) = self.min_sequence {
-            body["min_sequence"] = sequence.into();
-        }
-        if let Some(timeout) = self.timeout_ms {
-            body["timeout_ms"] = timeout.into();
-        }
+        let body =
+            SqlRequest { sql: statement.text.clone(), min_sequence: self.min_sequence, timeout_ms: self.timeout_ms };
         let response = client.post_for_response(url.clone(), &body, "application/json, text/event-stream")?;
         // The reply's type decides, not the guess that chose the client: the server knows which
         // statements are push queries.
@@ -717,6 +713,7 @@ impl Splitter {
 #[cfg(test)]
 mod tests {
     use clap::Parser;
+    use serde_json::json;
 
     use super::*;
 
