@@ -1,5 +1,5 @@
 //! The client commands of the `evident` binary (`topics`, `append`, `read`, `tail`, `groups`,
-//! `dlq`): each one is a thin, blocking client of a running server's HTTP API
+//! `dlq`, `sql`): each one is a thin, blocking client of a running server's HTTP API
 //! (`docs/http-api.md`); `schemas` is a client of a schema registry's Confluent REST API
 //! (`docs/registry-cli.md`), with `--registry URL` in place of `--server`. They share two options, `--server URL` and `--json`, which may be given
 //! before or after the subcommand.
@@ -22,6 +22,8 @@ mod groups;
 mod output;
 mod read;
 mod schemas;
+mod sql;
+mod sse;
 mod tail;
 mod topics;
 
@@ -109,6 +111,10 @@ pub enum ClientCommand {
     /// compatibility, delete, and compatibility levels.
     #[command(after_help = schemas::OPTIONS_NOTE)]
     Schemas(schemas::SchemasArgs),
+    /// Run SQL over the views: statements, pull queries as tables, push queries (EMIT CHANGES)
+    /// as they change; a REPL, or -e STATEMENT, or -f FILE.
+    #[command(after_help = OPTIONS_NOTE)]
+    Sql(Box<sql::SqlArgs>),
 }
 
 impl ClientCommand {
@@ -122,6 +128,7 @@ impl ClientCommand {
             ClientCommand::Groups(args) => args.client.json,
             ClientCommand::Dlq(args) => args.client.json,
             ClientCommand::Schemas(args) => args.registry.json,
+            ClientCommand::Sql(args) => args.client.json,
         }
     }
 }
@@ -141,20 +148,26 @@ pub fn run(command: ClientCommand) -> ExitCode {
         ClientCommand::Groups(args) => groups::run(args),
         ClientCommand::Dlq(args) => dlq::run(args),
         ClientCommand::Schemas(args) => schemas::run(args),
+        // `sql` runs many statements, reporting each failure itself (with `print_failure`).
+        ClientCommand::Sql(args) => return sql::run(*args),
     };
     match result {
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) => {
-            let (code, document) = report(&e);
-            if json {
-                eprintln!("{document}");
-            } else {
-                eprintln!("evident: {e:#}");
-            }
-            ExitCode::from(code)
-        }
+        Err(e) => ExitCode::from(print_failure(&e, json)),
         Ok(()) => ExitCode::SUCCESS,
     }
+}
+
+/// Reports a failure on stderr (its chain for people, one JSON document under `--json`) and
+/// returns its exit code.
+fn print_failure(error: &anyhow::Error, json: bool) -> u8 {
+    let (code, document) = report(error);
+    if json {
+        eprintln!("{document}");
+    } else {
+        eprintln!("evident: {error:#}");
+    }
+    code
 }
 
 /// The exit code of a failure and its JSON document for `--json`.
@@ -163,9 +176,10 @@ fn report(error: &anyhow::Error) -> (u8, serde_json::Value) {
     let local = |code: &str| serde_json::json!({ "error": { "code": code, "message": message } });
     for cause in error.chain() {
         if let Some(refusal) = cause.downcast_ref::<client::ApiError>() {
-            let mut document = match &refusal.body {
-                Some(body) => serde_json::to_value(body).unwrap_or_else(|_| local("server")),
-                None => local("server"),
+            let mut document = match (&refusal.document, &refusal.body) {
+                (Some(document), _) => document.clone(),
+                (None, Some(body)) => serde_json::to_value(body).unwrap_or_else(|_| local("server")),
+                (None, None) => local("server"),
             };
             document["error"]["status"] = serde_json::Value::from(refusal.status.as_u16());
             return (EXIT_REFUSED, document);
@@ -237,7 +251,7 @@ mod tests {
             assert_eq!(document, expected, "{code:?}");
         }
         // A code this build does not know still reaches the document unchanged.
-        let newer = r#"{"error":{"code":"from_the_future","message":"later"}}"#;
+        let newer = r#"{"error":{"code":"from_the_future","message":"later","line":3,"column":7}}"#;
         let refusal = client::ApiError::from_body(reqwest::StatusCode::CONFLICT, newer);
         assert_eq!(refusal.code, None);
         let (exit, document) = report(&anyhow::Error::new(refusal));
@@ -245,6 +259,8 @@ mod tests {
             (exit, &document["error"]["code"], &document["error"]["status"]),
             (EXIT_REFUSED, &"from_the_future".into(), &409.into())
         );
+        // Fields this build does not know (a SQL error's position) reach it too.
+        assert_eq!((&document["error"]["line"], &document["error"]["column"]), (&3.into(), &7.into()));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The `evident` binary: `evident serve` runs the store (the embedded log behind the HTTP API);
 //! every other subcommand is a client of a running server's HTTP API (`topics`, `append`,
-//! `read`, `tail`, `groups`, `dlq`). Errors are printed once, with their chain, and exit
+//! `read`, `tail`, `groups`, `dlq`, `schemas`, `sql`). Errors are printed once, with their chain, and exit
 //! non-zero: the client commands choose their exit code (1 refused, 2 usage, 3 unreachable;
 //! see `cli`), and a usage error is JSON on stderr too when `--json` is on the command line.
 

@@ -334,7 +334,11 @@ fn help_lists_only_commands_that_exist() {
         .take_while(|l| l.starts_with("  "))
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(commands, ["serve", "topics", "append", "read", "tail", "groups", "dlq", "schemas", "help"], "{out}");
+    assert_eq!(
+        commands,
+        ["serve", "topics", "append", "read", "tail", "groups", "dlq", "schemas", "sql", "help"],
+        "{out}"
+    );
     for command in &commands[..commands.len() - 1] {
         let (code, out, err) = run_evident(&[command, "--help"]);
         assert_eq!(code, 0, "evident {command} --help: {err}");

@@ -43,8 +43,11 @@ pub struct ApiError {
     /// The message for people (or the raw body when it was not the documented JSON).
     pub message: String,
     /// The whole error body when it had the documented shape (with `current_version` and the
-    /// other fields some codes carry), for `--json`.
+    /// other fields some codes carry).
     pub body: Option<ErrorBody>,
+    /// That body as the server sent it, fields this build does not know included (a SQL syntax
+    /// error's `line` and `column`), for `--json`.
+    pub document: Option<Value>,
 }
 
 impl ApiError {
@@ -57,6 +60,7 @@ impl ApiError {
                 code: ErrorCode::from_code(&parsed.error.code),
                 message: parsed.error.message.clone(),
                 body: Some(parsed),
+                document: serde_json::from_str(body).ok(),
             },
             Err(_) => {
                 let text = body.trim();
@@ -65,7 +69,7 @@ impl ApiError {
                 } else {
                     super::output::truncate(text, 300)
                 };
-                ApiError { status, code: None, message, body: None }
+                ApiError { status, code: None, message, body: None, document: None }
             }
         }
     }
@@ -190,6 +194,16 @@ impl Client {
         json_body(response, &url)
     }
 
+    /// `POST url` with a JSON body, accepting the media types `accept`, returning the response with
+    /// its body unread: for a reply that may be a JSON document or a stream, told apart by its
+    /// `Content-Type` (`evident sql`: a push query answers `text/event-stream`).
+    pub fn post_for_response(&self, url: Url, body: &impl Serialize, accept: &str) -> anyhow::Result<Response> {
+        let body = serde_json::to_string(body).context("encoding the request body")?;
+        let request =
+            self.http.post(url.clone()).header(ACCEPT, accept).header(CONTENT_TYPE, "application/json").body(body);
+        self.send(request, &url)
+    }
+
     /// `DELETE url`; a `204 No Content` (the documented reply) is `None`.
     pub fn delete(&self, url: Url) -> anyhow::Result<Option<Value>> {
         let response = self.send(self.http.delete(url.clone()).header(ACCEPT, "application/json"), &url)?;
@@ -239,7 +253,7 @@ impl Client {
 }
 
 /// Reads a successful reply's JSON body.
-fn json_body(response: Response, url: &Url) -> anyhow::Result<Value> {
+pub fn json_body(response: Response, url: &Url) -> anyhow::Result<Value> {
     let text = response.text().with_context(|| format!("reading the reply to {url}"))?;
     if text.trim().is_empty() {
         return Ok(Value::Null);
