@@ -106,6 +106,7 @@ struct Scrape {
     log: Arc<Log>,
     groups: Arc<GroupStore>,
     metrics: Arc<Metrics>,
+    sql: Option<Arc<evident_sql::Engine>>,
 }
 
 fn counter(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, v: u64) -> Result<(), std::fmt::Error> {
@@ -293,6 +294,7 @@ impl Collector for Scrape {
             )?;
         }
         self.encode_kafka(&mut e)?;
+        self.encode_sql(&mut e)?;
         let described: Vec<_> =
             self.groups.list().into_iter().filter_map(|summary| self.groups.describe(&summary.group).ok()).collect();
         {
@@ -329,6 +331,57 @@ impl Collector for Scrape {
 }
 
 impl Scrape {
+    /// The SQL views' families, one series per view.
+    fn encode_sql(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let Some(sql) = &self.sql else { return Ok(()) };
+        let views = sql.statuses();
+        type Pick = fn(&evident_sql::ViewStatus) -> f64;
+        let gauges: [(&str, &str, Pick); 4] = [
+            (
+                "evident_sql_view_position",
+                "Commit sequence of the last source event the view applied (-1: none yet).",
+                |v| v.position.map_or(-1.0, |p| p as f64),
+            ),
+            ("evident_sql_view_lag", "Source events the view has not applied yet.", |v| v.lag as f64),
+            ("evident_sql_view_rows", "Rows of a table view.", |v| v.rows as f64),
+            ("evident_sql_view_failed", "1 when the view stopped on an error (SHOW TABLES has the reason).", |v| {
+                f64::from(u8::from(v.status != "running"))
+            }),
+        ];
+        for (name, help, pick) in gauges {
+            let mut me = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for v in &views {
+                ConstGauge::new(pick(v))
+                    .encode(me.encode_family(&[("view", v.name.as_str()), ("kind", v.kind.keyword())])?)?;
+            }
+        }
+        let counters: [(&str, &str, fn(&evident_sql::ViewStatus) -> u64); 3] = [
+            (
+                "evident_sql_view_applied",
+                "Source events the view applied since the server started (rate() of it is the view's throughput).",
+                |v| v.applied,
+            ),
+            (
+                "evident_sql_view_parked",
+                "Source events parked in the view's dead-letter topic since the server started.",
+                |v| v.parked,
+            ),
+            (
+                "evident_sql_view_late",
+                "Events dropped because their window had closed (windowed tables), since the view started.",
+                |v| v.late,
+            ),
+        ];
+        for (name, help, pick) in counters {
+            let mut me = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for v in &views {
+                ConstCounter::new(pick(v))
+                    .encode(me.encode_family(&[("view", v.name.as_str()), ("kind", v.kind.keyword())])?)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The Kafka listener's families.
     fn encode_kafka(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let k = self.metrics.kafka.snapshot();
@@ -382,9 +435,14 @@ impl Scrape {
 }
 
 /// Renders the exposition text.
-pub fn render(log: Arc<Log>, groups: Arc<GroupStore>, metrics: Arc<Metrics>) -> Result<String, std::fmt::Error> {
+pub fn render(
+    log: Arc<Log>,
+    groups: Arc<GroupStore>,
+    metrics: Arc<Metrics>,
+    sql: Option<Arc<evident_sql::Engine>>,
+) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Scrape { log, groups, metrics }));
+    registry.register_collector(Box::new(Scrape { log, groups, metrics, sql }));
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &registry)?;
     Ok(out)
@@ -424,7 +482,7 @@ mod tests {
         groups.commit("billing", &[commit]).expect("commit");
         let metrics = Arc::new(Metrics::default());
         metrics.record_response(200, std::time::Duration::from_millis(3));
-        render(log, groups, metrics).expect("render")
+        render(log, groups, metrics, None).expect("render")
     }
 
     #[test]

@@ -97,6 +97,23 @@ fn the_seed_statement_over_kafka_events_equals_a_fold() {
     assert_eq!(change["row"][0], "order-5");
     assert!(change["row"][1].as_i64().expect("total") > fold(3000)["order-5"], "{change}");
 
+    // Per-view numbers in /metrics.
+    let metrics = server.metrics();
+    assert_eq!(
+        common::metric_value(&metrics, "evident_sql_view_lag{view=\"order_summary\",kind=\"TABLE\"}"),
+        Some(0.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        common::metric_value(&metrics, "evident_sql_view_rows{view=\"order_summary\",kind=\"TABLE\"}"),
+        Some(101.0)
+    );
+    assert!(
+        common::metric_value(&metrics, "evident_sql_view_applied_total{view=\"order_summary\",kind=\"TABLE\"}")
+            .is_some_and(|n| n >= 4000.0),
+        "{metrics}"
+    );
+
     // Pull by key and by range.
     let want = fold(4000);
     let one = sql_ok(&server, "SELECT * FROM order_summary WHERE orderId = 'order-7'");

@@ -120,9 +120,12 @@ fn wire_site(site: evident_log::DamageSite) -> DamagedPosition {
     )
 )]
 pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let (log, groups, metrics) = (state.log.clone(), state.groups.clone(), state.metrics.clone());
+    let (log, groups, metrics, sql) =
+        (state.log.clone(), state.groups.clone(), state.metrics.clone(), state.sql.clone());
     let text = state
-        .blocking(move || crate::metrics::render(log, groups, metrics).map_err(|e| ApiError::internal(e.to_string())))
+        .blocking(move || {
+            crate::metrics::render(log, groups, metrics, sql).map_err(|e| ApiError::internal(e.to_string()))
+        })
         .await?;
     Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response())
 }
