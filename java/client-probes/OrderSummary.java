@@ -273,7 +273,8 @@ public final class OrderSummary {
      * reads the repartition topic, so only then is every input record summed and committed).
      * Prints one JSON line: the input's records, the milliseconds from the JVM's start to main,
      * from main to KafkaStreams.start(), and from start() to the first input record processed and
-     * to the committed end; the records processed; and the store's totals per order (read by an
+     * to the committed end; the records processed; the JVM's CPU time from start() to the
+     * committed end (cpu_ms); and the store's totals per order (read by an
      * interactive query once caught up). Exits 1 on a timeout or when the application fails.
      */
     static void bench(String bootstrap, String stateDir, long timeoutMs, int commitIntervalMs) throws Exception {
@@ -306,6 +307,7 @@ public final class OrderSummary {
             });
             long deadline = System.currentTimeMillis() + timeoutMs;
             long startAt = System.currentTimeMillis();
+            long cpuAtStart = processCpuNanos();
             long start = System.nanoTime();
             streams.start();
             // The input's end first; then the repartition topic's end as it is once the input is
@@ -313,6 +315,7 @@ public final class OrderSummary {
             Map<TopicPartition, Long> target = inputEnd;
             boolean repartition = false;
             long doneAt;
+            long cpuAtDone;
             while (true) {
                 if (failed.get() != 0 || System.currentTimeMillis() > deadline) {
                     System.out.println("{\"error\": \"" + (failed.get() != 0 ? "the application failed" : "timed out")
@@ -327,6 +330,7 @@ public final class OrderSummary {
                         && committed.get(e.getKey()).offset() >= e.getValue());
                 if (reached && repartition) {
                     doneAt = System.nanoTime();
+                    cpuAtDone = processCpuNanos();
                     break;
                 }
                 if (reached) {
@@ -351,6 +355,7 @@ public final class OrderSummary {
             out.put("first_record_ms", firstAt.get() == 0 ? -1.0 : (firstAt.get() - start) / 1e6);
             out.put("caught_up_ms", (doneAt - start) / 1e6);
             out.put("processed", processed.get());
+            out.put("cpu_ms", cpuAtStart < 0 || cpuAtDone < 0 ? -1.0 : (cpuAtDone - cpuAtStart) / 1e6);
             out.put("commit_interval_ms", commitIntervalMs);
             out.set("totals", totals);
             System.out.println(JSON.writeValueAsString(out));
@@ -358,6 +363,15 @@ public final class OrderSummary {
             streams.close(Duration.ofSeconds(20));
         }
         System.exit(0);
+    }
+
+    /** This JVM's CPU time (all threads) in nanoseconds, or -1 where the JVM does not tell. */
+    static long processCpuNanos() {
+        if (java.lang.management.ManagementFactory.getOperatingSystemMXBean()
+                instanceof com.sun.management.OperatingSystemMXBean os) {
+            return os.getProcessCpuTime();
+        }
+        return -1;
     }
 
     /** The latest offset of each partition of `topic`. */

@@ -272,6 +272,7 @@ fn kafka_streams(report: &mut Report, java: &JavaEnv, broker: &Broker, dir: &Pat
     let caught_up = Duration::from_secs_f64(field("caught_up_ms")? / 1e3);
     let first = Duration::from_secs_f64(field("first_record_ms")?.max(0.0) / 1e3);
     let from_first = caught_up.saturating_sub(first).as_secs_f64();
+    let jvm_cpu = field("cpu_ms").ok().filter(|c| *c >= 0.0).map(|c| Duration::from_secs_f64(c / 1e3));
     report.add(
         Measurement::new(
             system,
@@ -284,7 +285,7 @@ fn kafka_streams(report: &mut Report, java: &JavaEnv, broker: &Broker, dir: &Pat
             "events/s",
         )
         .note(format!(
-            "one stream thread, commit.interval.ms {}, fresh state dir (RocksDB), Streams' other defaults; {} from KafkaStreams.start() to the group's committed offsets at the input's and then the repartition topic's end; first record processed after {} (group join, internal topics), {} events/s from it; JVM start to main {} ms, main to start() {} ms; whole java process {}; processed {} records; totals (interactive query) equal the fold; CPU per 1,000 events: broker {}, bench process {}",
+            "one stream thread, commit.interval.ms {}, fresh state dir (RocksDB), Streams' other defaults; {} from KafkaStreams.start() to the group's committed offsets at the input's and then the repartition topic's end; first record processed after {} (group join, internal topics), {} events/s from it; JVM start to main {} ms, main to start() {} ms; whole java process {}; processed {} records; totals (interactive query) equal the fold; CPU per 1,000 events: broker {}, Kafka Streams JVM {} ({} events per JVM CPU-second)",
             v["commit_interval_ms"],
             dur(caught_up),
             dur(first),
@@ -294,7 +295,8 @@ fn kafka_streams(report: &mut Report, java: &JavaEnv, broker: &Broker, dir: &Pat
             dur(ran),
             v["processed"],
             cpu.0,
-            cpu.1
+            jvm_cpu.map_or("?".into(), |c| dur(c.mul_f64(1000.0 / records as f64))),
+            jvm_cpu.map_or("?".into(), |c| num(records as f64 / c.as_secs_f64().max(1e-3)))
         )),
     );
     Ok(())
