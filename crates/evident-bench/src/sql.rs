@@ -457,6 +457,7 @@ fn server_cpu(server: &Server) -> Option<Duration> {
 
 /// The evident side: produce, create the view (catch-up), produce again (live), pull queries.
 fn evident(report: &mut Report, plan: &Plan, dir: &Path, records: u64) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
     let server = Server::start(dir)?;
     let system = System::EvidentKafka;
     create_topics(&server.kafka, &[TOPIC])?;
