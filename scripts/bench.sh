@@ -15,6 +15,9 @@
 #   scripts/bench.sh --only registry         # the schema registry: evident's beside Apicurio
 #                                            # Registry (scripts/registry-ref.sh, Java 21+),
 #                                            # produce with validation on/off, verify=stored
+#   scripts/bench.sh --only sql              # SQL views: seed 000's order_summary view on evident
+#                                            # (catch-up, live, pull queries) beside the same
+#                                            # aggregation in Kafka Streams on Apache Kafka
 #   scripts/bench.sh --only aggregates,projections  # the library: snapshot loads, projections
 #   scripts/bench.sh --help                  # every flag
 #   scripts/bench.sh --before REV --only http   # REV's build, then this tree's, in one run:
@@ -150,8 +153,9 @@ if [ "$want_pg" = 1 ] && [ "$PGPORT" != 5499 ]; then
 fi
 
 # Apache Kafka, the Kafka phase's peer: its jars from Maven Central (cached under target/java),
-# for scripts/kafka-ref.sh (which the bench calls) and kafka-producer-perf-test. Skipped with
-# --skip-apache-kafka, or when neither the Kafka phase nor the transactions phase runs.
+# for scripts/kafka-ref.sh (which the bench calls), kafka-producer-perf-test and Kafka Streams (the
+# SQL phase). Skipped with --skip-apache-kafka, or when none of the Kafka, transactions and SQL
+# phases runs.
 want_kafka=1
 only=""
 prev=""
@@ -163,11 +167,14 @@ for arg in "$@"; do
   [ "$prev" = --only ] && only="$arg"
   prev="$arg"
 done
-if [ -n "$only" ] && ! [[ ",$only," == *",kafka,"* || ",$only," == *",transactions,"* ]]; then want_kafka=0; fi
+if [ -n "$only" ] && ! [[ ",$only," == *",kafka,"* || ",$only," == *",transactions,"* || ",$only," == *",sql,"* ]]; then
+  want_kafka=0
+fi
 if [ "$want_kafka" = 1 ]; then
   java_env="$(bash "$REPO/scripts/java-setup.sh")"
   eval "$java_env"
-  export KAFKA_JAVA_LIB
+  # The SQL phase runs java/client-probes/OrderSummary.java (Kafka Streams) from the classes.
+  export KAFKA_JAVA_LIB KAFKA_JAVA_CLASSES KAFKA_JAVA_CONF
 fi
 
 if [ -n "$before" ]; then

@@ -21,6 +21,13 @@
 //   OrderSummary verify BOOTSTRAP TIMEOUT_MS [EXPECTED]
 //                                               wait until the application committed the end of
 //                                               its input, then fold the input and compare
+//   OrderSummary bench BOOTSTRAP STATE_DIR TIMEOUT_MS [COMMIT_INTERVAL_MS]
+//                                               the benchmark's run (crates/evident-bench, sql.rs):
+//                                               at_least_once over the input already produced,
+//                                               until the group's committed offsets reach the end
+//                                               of the input and then of the repartition topic;
+//                                               prints one JSON line with the timings and the
+//                                               store's totals, and exits
 //
 // verify prints one JSON object: the fold and the view per order compared (the output topic and
 // the store's changelog), the internal topics, and with EXPECTED the events 0..EXPECTED missing
@@ -84,9 +91,11 @@ public final class OrderSummary {
             case "produce-acked" -> produceAcked(args[1], Integer.parseInt(args[2]), Integer.parseInt(args[3]));
             case "run" -> run(args[1], args[2], args.length > 3 ? args[3] : StreamsConfig.AT_LEAST_ONCE);
             case "verify" -> verify(args[1], Long.parseLong(args[2]), args.length > 3 ? Integer.parseInt(args[3]) : -1);
+            case "bench" -> bench(args[1], args[2], Long.parseLong(args[3]), args.length > 4 ? Integer.parseInt(args[4]) : 100);
             default -> {
                 System.err.println("usage: OrderSummary produce|produce-acked BOOTSTRAP FROM TO"
-                        + " | run BOOTSTRAP STATE_DIR [at_least_once|exactly_once_v2] | verify BOOTSTRAP TIMEOUT_MS [EXPECTED]");
+                        + " | run BOOTSTRAP STATE_DIR [at_least_once|exactly_once_v2] | verify BOOTSTRAP TIMEOUT_MS [EXPECTED]"
+                        + " | bench BOOTSTRAP STATE_DIR TIMEOUT_MS [COMMIT_INTERVAL_MS]");
                 System.exit(2);
             }
         }
@@ -207,25 +216,13 @@ public final class OrderSummary {
         p.put(StreamsConfig.consumerPrefix(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG), "earliest");
 
         AtomicLong processed = new AtomicLong();
-        StreamsBuilder b = new StreamsBuilder();
-        b.stream(INPUT, Consumed.with(Serdes.String(), Serdes.String()))
-                .peek((k, v) -> {
-                    long n = processed.incrementAndGet();
-                    if (n % 500 == 0) {
-                        System.out.println("processed " + n);
-                        System.out.flush();
-                    }
-                })
-                .map((customer, json) -> {
-                    JsonNode e = parse(json);
-                    return KeyValue.pair(e.get("orderId").asText(), e.get("item_price").asLong());
-                })
-                .groupByKey(Grouped.with("by-order", Serdes.String(), Serdes.Long()))
-                .aggregate(() -> 0L, (order, price, total) -> total + price,
-                        Materialized.<String, Long, KeyValueStore<Bytes, byte[]>>as("order-totals")
-                                .withKeySerde(Serdes.String()).withValueSerde(Serdes.Long()))
-                .toStream()
-                .to(OUTPUT, Produced.with(Serdes.String(), Serdes.Long()));
+        StreamsBuilder b = topology(n -> {
+            long count = processed.incrementAndGet();
+            if (count % 500 == 0) {
+                System.out.println("processed " + count);
+                System.out.flush();
+            }
+        });
 
         KafkaStreams streams = new KafkaStreams(b.build(), p);
         CountDownLatch done = new CountDownLatch(1);
@@ -243,6 +240,165 @@ public final class OrderSummary {
         streams.start();
         done.await();
         System.exit(streams.state() == KafkaStreams.State.ERROR ? 1 : 0);
+    }
+
+    /**
+     * Seed 000's aggregation: re-keyed by order id (through the "by-order" repartition topic),
+     * summed into the "order-totals" store, its changes written to the output topic. `seen` is
+     * called for every input record, before the re-keying.
+     */
+    static StreamsBuilder topology(java.util.function.LongConsumer seen) {
+        StreamsBuilder b = new StreamsBuilder();
+        b.stream(INPUT, Consumed.with(Serdes.String(), Serdes.String()))
+                .peek((k, v) -> seen.accept(1))
+                .map((customer, json) -> {
+                    JsonNode e = parse(json);
+                    return KeyValue.pair(e.get("orderId").asText(), e.get("item_price").asLong());
+                })
+                .groupByKey(Grouped.with("by-order", Serdes.String(), Serdes.Long()))
+                .aggregate(() -> 0L, (order, price, total) -> total + price,
+                        Materialized.<String, Long, KeyValueStore<Bytes, byte[]>>as("order-totals")
+                                .withKeySerde(Serdes.String()).withValueSerde(Serdes.Long()))
+                .toStream()
+                .to(OUTPUT, Produced.with(Serdes.String(), Serdes.Long()));
+        return b;
+    }
+
+    /**
+     * The benchmark's run (crates/evident-bench/src/sql.rs): the input is produced before, the
+     * application starts on a fresh state directory with at_least_once and Streams' defaults but
+     * for the commit interval (default 100 ms here: Streams' own at_least_once default, 30 s,
+     * would make the end of the run wait for a commit), and runs until its group's committed
+     * offsets reach the input's end offsets and then the repartition topic's (the aggregation
+     * reads the repartition topic, so only then is every input record summed and committed).
+     * Prints one JSON line: the input's records, the milliseconds from the JVM's start to main,
+     * from main to KafkaStreams.start(), and from start() to the first input record processed and
+     * to the committed end; the records processed; the JVM's CPU time from start() to the
+     * committed end (cpu_ms); and the store's totals per order (read by an
+     * interactive query once caught up). Exits 1 on a timeout or when the application fails.
+     */
+    static void bench(String bootstrap, String stateDir, long timeoutMs, int commitIntervalMs) throws Exception {
+        long mainAt = System.currentTimeMillis();
+        long jvmStart = java.lang.management.ManagementFactory.getRuntimeMXBean().getStartTime();
+        Properties p = new Properties();
+        p.put(StreamsConfig.APPLICATION_ID_CONFIG, APP_ID);
+        p.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.AT_LEAST_ONCE);
+        p.put(StreamsConfig.STATE_DIR_CONFIG, stateDir);
+        p.put(StreamsConfig.REPLICATION_FACTOR_CONFIG, 1);
+        p.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, commitIntervalMs);
+        p.put(StreamsConfig.consumerPrefix(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG), "earliest");
+        AtomicLong processed = new AtomicLong();
+        AtomicLong firstAt = new AtomicLong();
+        StreamsBuilder b = topology(n -> {
+            if (processed.getAndIncrement() == 0) {
+                firstAt.set(System.nanoTime());
+            }
+        });
+        try (Admin admin = Admin.create(Clients.admin(bootstrap))) {
+            Map<TopicPartition, Long> inputEnd = endOffsets(admin, INPUT);
+            long records = inputEnd.values().stream().mapToLong(Long::longValue).sum();
+            KafkaStreams streams = new KafkaStreams(b.build(), p);
+            AtomicLong failed = new AtomicLong();
+            streams.setStateListener((now, before) -> {
+                if (now == KafkaStreams.State.ERROR) {
+                    failed.set(1);
+                }
+            });
+            long deadline = System.currentTimeMillis() + timeoutMs;
+            long startAt = System.currentTimeMillis();
+            long cpuAtStart = processCpuNanos();
+            long start = System.nanoTime();
+            streams.start();
+            // The input's end first; then the repartition topic's end as it is once the input is
+            // committed (Streams flushes what it wrote before it commits the offsets it read).
+            Map<TopicPartition, Long> target = inputEnd;
+            boolean repartition = false;
+            long doneAt;
+            long cpuAtDone;
+            while (true) {
+                if (failed.get() != 0 || System.currentTimeMillis() > deadline) {
+                    System.out.println("{\"error\": \"" + (failed.get() != 0 ? "the application failed" : "timed out")
+                            + " after " + processed.get() + " records\"}");
+                    System.out.flush();
+                    streams.close(Duration.ofSeconds(20));
+                    System.exit(1);
+                }
+                Map<TopicPartition, OffsetAndMetadata> committed =
+                        admin.listConsumerGroupOffsets(APP_ID).partitionsToOffsetAndMetadata().get();
+                boolean reached = target.entrySet().stream().allMatch(e -> committed.get(e.getKey()) != null
+                        && committed.get(e.getKey()).offset() >= e.getValue());
+                if (reached && repartition) {
+                    doneAt = System.nanoTime();
+                    cpuAtDone = processCpuNanos();
+                    break;
+                }
+                if (reached) {
+                    target = endOffsets(admin, APP_ID + "-by-order-repartition");
+                    repartition = true;
+                    continue;
+                }
+                Thread.sleep(10);
+            }
+            ObjectNode totals = JSON.createObjectNode();
+            var store = waitForStore(streams, deadline);
+            try (var it = store.all()) {
+                while (it.hasNext()) {
+                    KeyValue<String, Long> kv = it.next();
+                    totals.put(kv.key, kv.value);
+                }
+            }
+            ObjectNode out = JSON.createObjectNode();
+            out.put("input_records", records);
+            out.put("jvm_to_main_ms", mainAt - jvmStart);
+            out.put("main_to_start_ms", startAt - mainAt);
+            out.put("first_record_ms", firstAt.get() == 0 ? -1.0 : (firstAt.get() - start) / 1e6);
+            out.put("caught_up_ms", (doneAt - start) / 1e6);
+            out.put("processed", processed.get());
+            out.put("cpu_ms", cpuAtStart < 0 || cpuAtDone < 0 ? -1.0 : (cpuAtDone - cpuAtStart) / 1e6);
+            out.put("commit_interval_ms", commitIntervalMs);
+            out.set("totals", totals);
+            System.out.println(JSON.writeValueAsString(out));
+            System.out.flush();
+            streams.close(Duration.ofSeconds(20));
+        }
+        System.exit(0);
+    }
+
+    /** This JVM's CPU time (all threads) in nanoseconds, or -1 where the JVM does not tell. */
+    static long processCpuNanos() {
+        if (java.lang.management.ManagementFactory.getOperatingSystemMXBean()
+                instanceof com.sun.management.OperatingSystemMXBean os) {
+            return os.getProcessCpuTime();
+        }
+        return -1;
+    }
+
+    /** The latest offset of each partition of `topic`. */
+    static Map<TopicPartition, Long> endOffsets(Admin admin, String topic) throws Exception {
+        Map<TopicPartition, OffsetSpec> latest = new HashMap<>();
+        for (int p = 0; p < PARTITIONS; p++) {
+            latest.put(new TopicPartition(topic, p), OffsetSpec.latest());
+        }
+        Map<TopicPartition, Long> end = new HashMap<>();
+        admin.listOffsets(latest).all().get().forEach((tp, info) -> end.put(tp, info.offset()));
+        return end;
+    }
+
+    /** The "order-totals" store for interactive queries, once the application is RUNNING. */
+    static org.apache.kafka.streams.state.ReadOnlyKeyValueStore<String, Long> waitForStore(KafkaStreams streams,
+            long deadline) throws Exception {
+        while (true) {
+            try {
+                return streams.store(org.apache.kafka.streams.StoreQueryParameters.fromNameAndType("order-totals",
+                        org.apache.kafka.streams.state.QueryableStoreTypes.<String, Long>keyValueStore()));
+            } catch (org.apache.kafka.streams.errors.InvalidStateStoreException e) {
+                if (System.currentTimeMillis() > deadline) {
+                    throw e;
+                }
+                Thread.sleep(50);
+            }
+        }
     }
 
     static JsonNode parse(String json) {

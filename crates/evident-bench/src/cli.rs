@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// The fewest input records of consume-transform-produce (two transactions of 100 and more).
 const PER_TXN_MIN: u64 = 1000;
+/// The fewest events of the SQL phase: one per order at least (its range query needs totals).
+const ORDERS_MIN: u64 = 1000;
 
 /// Connection string of the cluster `scripts/bench.sh` starts.
 pub const DEFAULT_PG: &str = "host=127.0.0.1 port=5499 user=evident_bench password=evident_bench dbname=evident_bench";
@@ -70,6 +72,10 @@ pub struct Cli {
     /// with --quick).
     #[arg(long, value_name = "N")]
     pub verify_events: Option<u64>,
+    /// SQL phase: order events the views are built over (default 1,000,000, or 100,000 with
+    /// --quick); as many again are produced for the live maintenance.
+    #[arg(long, value_name = "N")]
+    pub sql_events: Option<u64>,
     /// libpq-style connection string of the PostgreSQL server to measure.
     #[arg(long, value_name = "CONNINFO", default_value = DEFAULT_PG)]
     pub pg: String,
@@ -121,6 +127,10 @@ pub enum Phase {
     /// and on Apicurio Registry (scripts/registry-ref.sh), produce with schema validation on
     /// against off through the Kafka port, and `verify=stored` over an embedded log.
     Registry,
+    /// SQL views (issue 15): seed 000's order_summary view on `evident serve` (catch-up of a
+    /// new view, live maintenance, pull queries) beside the same aggregation in Kafka Streams on
+    /// Apache Kafka.
+    Sql,
     /// The library's repository: an aggregate of 10,000 events loaded by full replay and from
     /// a snapshot (embedded backend).
     Aggregates,
@@ -175,6 +185,8 @@ pub struct Plan {
     pub registry_records: u64,
     /// See [`Plan::registry_schemas`].
     pub verify_events: u64,
+    /// Order events of the SQL phase.
+    pub sql_events: u64,
     /// The data directory's parent.
     pub data_root: PathBuf,
     /// Phases to run.
@@ -223,6 +235,7 @@ impl Cli {
             registry_schemas: self.registry_schemas.unwrap_or(if self.quick { 100 } else { 1000 }).max(1),
             registry_records: self.registry_records.unwrap_or(if self.quick { 50_000 } else { 2_000_000 }).max(4),
             verify_events: self.verify_events.unwrap_or(if self.quick { 100_000 } else { 1_000_000 }).max(1),
+            sql_events: self.sql_events.unwrap_or(if self.quick { 100_000 } else { 1_000_000 }).max(ORDERS_MIN),
             data_root: self.data_dir.clone().unwrap_or_else(default_data_root),
             apache_kafka: !self.skip_apache_kafka,
             phases: if self.only.is_empty() {
@@ -277,6 +290,12 @@ mod tests {
         assert!(txn.runs(Phase::Transactions) && !txn.runs(Phase::Kafka));
         assert_eq!((full.txn_input_records, txn.txn_input_records), (500_000, 50_000));
         assert_eq!((reg.registry_schemas, reg.registry_records, reg.verify_events), (100, 50_000, 5000));
+        assert!(full.runs(Phase::Sql), "the SQL phase is in the default run");
+        let sql = Cli::parse_from(["evident-bench", "--quick", "--only", "sql"]).plan();
+        assert_eq!(
+            (sql.phases.as_slice(), full.sql_events, sql.sql_events),
+            ([Phase::Sql].as_slice(), 1_000_000, 100_000)
+        );
     }
 
     #[test]

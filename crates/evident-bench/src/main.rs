@@ -8,7 +8,8 @@
 //! regime within minutes), the raw sync rate again, the reads, the HTTP API beside the embedded
 //! log, the Kafka protocol (librdkafka) beside the embedded log, Kafka transactions (beside
 //! durable Apache Kafka), the schema registry (beside
-//! Apicurio Registry; validation at produce; verify=stored), the library's aggregate loads
+//! Apicurio Registry; validation at produce; verify=stored), SQL views (seed 000's view beside
+//! Kafka Streams), the library's aggregate loads
 //! (full replay against a snapshot) and projection catch-up (into SQLite and PostgreSQL), and
 //! the restart last.
 
@@ -30,6 +31,7 @@ mod registry;
 mod replay;
 mod report;
 mod restart;
+mod sql;
 mod sqlite;
 mod stats;
 mod transactions;
@@ -533,6 +535,11 @@ fn run_in(cli: &Cli, plan: &Plan, run_dir: &Path) -> Result<()> {
         phase("schema registry (evident serve beside Apicurio Registry; validation at produce; verify=stored)");
         header.extend(registry::phase(&mut r.report, &mut r.failures, plan, &fresh_dir(run_dir, "registry")?));
         std::fs::remove_dir_all(run_dir.join("registry"))?;
+    }
+    if plan.runs(Phase::Sql) {
+        phase("SQL views: seed 000's order_summary on evident beside Kafka Streams on Apache Kafka");
+        header.extend(sql::phase(&mut r.report, &mut r.failures, plan, &fresh_dir(run_dir, "sql")?));
+        std::fs::remove_dir_all(run_dir.join("sql"))?;
     }
     if plan.runs(Phase::Aggregates) {
         aggregates_phase(&mut r, plan, &fresh_dir(run_dir, "aggregates")?);

@@ -26,6 +26,8 @@ pub enum System {
     KafkaDefault,
     /// evident's schema registry (`evident serve`'s registry listener, Confluent's REST API).
     EvidentRegistry,
+    /// evident's SQL views (`evident serve`'s `POST /v1/sql`).
+    EvidentSql,
     /// Apicurio Registry 3.3.3 (its Confluent-compatible API, in-memory storage), started by
     /// `scripts/registry-ref.sh`.
     Apicurio,
@@ -46,6 +48,7 @@ impl fmt::Display for System {
             System::KafkaDurable => "Apache Kafka, fsync per append",
             System::KafkaDefault => "Apache Kafka, defaults (not durable on power loss)",
             System::EvidentRegistry => "evident registry",
+            System::EvidentSql => "evident SQL",
             System::Apicurio => "Apicurio Registry 3.3.3",
             System::Postgres => "PostgreSQL",
             System::Sqlite => "SQLite",
@@ -224,6 +227,21 @@ pub enum Key {
     /// `verify=stored`: every stored event of a subject read with a candidate schema, in
     /// process (the value is events/s).
     RegistryVerify,
+    /// SQL phase: producing the order events a view is built over (not a figure of merit).
+    SqlProduce,
+    /// Seed 000's view over the order events produced before: evident's catch-up of a new
+    /// view, or Kafka Streams from its start to the input committed (the value is events/s).
+    SqlCatchUp,
+    /// Kafka Streams' rate from its first record processed to the input committed (its group
+    /// join and internal topics' creation left out).
+    SqlStreamsFromFirst,
+    /// Seed 000's view maintained while more events are produced (events/s).
+    SqlLive,
+    /// A pull query on the view over HTTP (queries/s, with latency percentiles).
+    SqlPull {
+        /// The range query (else the key lookup).
+        range: bool,
+    },
     /// Loading the restart data set.
     RestartLoad,
     /// Opening the restart data set in a fresh process.
@@ -261,6 +279,9 @@ impl Key {
             Key::RegistryRegister | Key::RegistryLookup { .. } | Key::RegistryProduce { .. } | Key::RegistryVerify => {
                 Section::Registry
             }
+            Key::SqlProduce | Key::SqlCatchUp | Key::SqlStreamsFromFirst | Key::SqlLive | Key::SqlPull { .. } => {
+                Section::Sql
+            }
             Key::AggregateLoad { .. } => Section::Aggregates,
             Key::ProjectionLoad | Key::ProjectionPart { .. } | Key::ProjectionCatchUp { .. } => Section::Projections,
             Key::RestartLoad | Key::Open { .. } => Section::Restart,
@@ -278,12 +299,13 @@ enum Section {
     Kafka,
     Transactions,
     Registry,
+    Sql,
     Aggregates,
     Projections,
     Restart,
 }
 
-const SECTIONS: [(Section, &str); 11] = [
+const SECTIONS: [(Section, &str); 12] = [
     (Section::Physical, "Physical limits (plain files on the data directory's disk)"),
     (Section::Appends, "Durable single-event appends (expected version checked, each writer on its own streams)"),
     (Section::Batches, "Durable batched appends (one new stream per batch)"),
@@ -300,6 +322,10 @@ const SECTIONS: [(Section, &str); 11] = [
     (
         Section::Registry,
         "Schema registry (evident serve beside Apicurio Registry 3.3.3; validation at produce; verify=stored in process)",
+    ),
+    (
+        Section::Sql,
+        "SQL views: seed 000's order_summary (evident serve beside Kafka Streams on Apache Kafka, same events, same run)",
     ),
     (Section::Aggregates, "Aggregate loads through the library (Repository on the embedded backend)"),
     (Section::Projections, "Projection catch-up through the library (embedded log to a SQL read model, checkpoint in the same transaction)"),
@@ -440,6 +466,8 @@ pub struct Report {
 enum Target {
     AtLeast(f64),
     AtMost(f64),
+    /// A latency in milliseconds, at most this.
+    AtMostMs(f64),
     None,
     /// A time in seconds, without a target.
     Seconds,
@@ -549,13 +577,18 @@ impl Report {
                     (format!(">= {}", ratio_text(*t)), if r >= *t { "met" } else { "MISSED" })
                 }
                 (Target::AtMost(t), Some(r)) => (format!("< {} s", num(*t)), if r < *t { "met" } else { "MISSED" }),
+                (Target::AtMostMs(t), Some(r)) => {
+                    (format!("<= {} ms", num(*t)), if r <= *t { "met" } else { "MISSED" })
+                }
                 (Target::AtLeast(t), None) => (format!(">= {}", ratio_text(*t)), "not measured"),
                 (Target::AtMost(t), None) => (format!("< {} s", num(*t)), "not measured"),
+                (Target::AtMostMs(t), None) => (format!("<= {} ms", num(*t)), "not measured"),
                 (Target::None | Target::Seconds, _) => (String::new(), ""),
             };
             let shown = match (&target, ratio) {
                 (_, None) => "-".to_string(),
                 (Target::AtMost(_) | Target::Seconds, Some(r)) => format!("{r:.2} s"),
+                (Target::AtMostMs(_), Some(r)) => format!("{r:.3} ms"),
                 (_, Some(r)) => ratio_text(r),
             };
             rows.push(vec![what, shown, t, verdict.to_string()]);
@@ -830,6 +863,36 @@ impl Report {
                 div(rate(kafka, validated), rate(kafka, Key::RegistryProduce { validation: false })),
                 Target::AtLeast(0.8),
             );
+        }
+        // SQL views (issue 15): the seed's view >= 500,000 events/s on one core, >= 5x Kafka
+        // Streams' throughput, pull query p99 <= 1 ms.
+        let evsql = System::EvidentSql;
+        if let Some(m) = self.get(evsql, Key::SqlCatchUp) {
+            push(format!("{}: events/s / 500,000", m.workload), Some(m.rate / 500_000.0), Target::AtLeast(1.0));
+        }
+        for peer in [durable, default] {
+            if let (Some(_), Some(k)) = (self.get(evsql, Key::SqlCatchUp), self.get(peer, Key::SqlCatchUp)) {
+                push(
+                    format!("evident SQL catch-up / Kafka Streams on {peer} (from start()), seed 000's view, events/s"),
+                    div(rate(evsql, Key::SqlCatchUp), Some(k.rate)),
+                    Target::AtLeast(5.0),
+                );
+            }
+            if let (Some(_), Some(k)) = (self.get(evsql, Key::SqlCatchUp), self.get(peer, Key::SqlStreamsFromFirst)) {
+                push(
+                    format!("evident SQL catch-up / Kafka Streams on {peer} from its first record, seed 000's view, events/s"),
+                    div(rate(evsql, Key::SqlCatchUp), Some(k.rate)),
+                    Target::None,
+                );
+            }
+        }
+        if let Some(m) = self.get(evsql, Key::SqlLive) {
+            push(format!("{}: events/s / 500,000", m.workload), Some(m.rate / 500_000.0), Target::None);
+        }
+        for range in [false, true] {
+            if let Some(m) = self.get(evsql, Key::SqlPull { range }) {
+                push(format!("{}: p99", m.workload), m.p99.map(|d| d.as_secs_f64() * 1e3), Target::AtMostMs(1.0));
+            }
         }
         // The library: aggregate loads.
         let load_p50 = |snapshot, tail| {
