@@ -336,6 +336,7 @@ impl Scrape {
         let Some(sql) = &self.sql else { return Ok(()) };
         let views = sql.statuses();
         type Pick = fn(&evident_sql::ViewStatus) -> f64;
+        type Count = fn(&evident_sql::ViewStatus) -> u64;
         let gauges: [(&str, &str, Pick); 4] = [
             (
                 "evident_sql_view_position",
@@ -355,7 +356,7 @@ impl Scrape {
                     .encode(me.encode_family(&[("view", v.name.as_str()), ("kind", v.kind.keyword())])?)?;
             }
         }
-        let counters: [(&str, &str, fn(&evident_sql::ViewStatus) -> u64); 3] = [
+        let counters: [(&str, &str, Count); 3] = [
             (
                 "evident_sql_view_applied",
                 "Source events the view applied since the server started (rate() of it is the view's throughput).",
