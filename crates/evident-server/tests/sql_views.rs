@@ -195,6 +195,20 @@ fn windows_explode_as_of_and_errors() {
             == json!([[t0, 2, 3], [t0 + 60_000, 2, 13], [t0 + 120_000, 1, 4]])
     });
 
+    // Session windows: a gap of one minute; an event that bridges two sessions merges them.
+    server.create_topic("clicks", 1);
+    for t in ["2026-12-01T10:00:00Z", "2026-12-01T10:00:40Z", "2026-12-01T10:02:00Z"] {
+        append_at(&server, "clicks", "u-1", t, json!({"uid": "u-1"}));
+    }
+    sql_ok(&server, "CREATE TABLE visits AS SELECT uid, WINDOWSTART AS ws, WINDOWEND AS we, COUNT(*) AS n FROM clicks WINDOW SESSION (60 SECONDS) GROUP BY uid");
+    eventually("sessions", || caught_up(&server, "visits"));
+    let rows = sql_ok(&server, "SELECT ws, we, n FROM visits ORDER BY ws");
+    assert_eq!(rows["rows"], json!([[t0, t0 + 40_000, 2], [t0 + 120_000, t0 + 120_000, 1]]));
+    append_at(&server, "clicks", "u-1", "2026-12-01T10:01:20Z", json!({"uid": "u-1"}));
+    eventually("merged session", || {
+        sql_ok(&server, "SELECT ws, we, n FROM visits ORDER BY ws")["rows"] == json!([[t0, t0 + 120_000, 4]])
+    });
+
     // EXPLODE into a derived stream, aggregated by a table over it.
     server.create_topic("orders", 1);
     let mut want: BTreeMap<String, (i64, i64)> = BTreeMap::new();

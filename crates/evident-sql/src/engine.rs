@@ -23,7 +23,6 @@ use crate::plan::{self, Column, Plan, Use};
 use crate::source::{type_named, EventInput, RowInput};
 use crate::value::Value;
 use crate::view::{project, Aggregator};
-use crate::window::WindowKind;
 
 /// Most source events a pull query or `AS OF` reads.
 pub const SCAN_MAX: u64 = 5_000_000;
@@ -362,13 +361,8 @@ impl Engine {
     fn plan_view(&self, kind: ViewKind, select: &Select) -> Result<(Plan, String, Source)> {
         let from = plan::from_clause(&select.query)?;
         let topic = self.source_topic(&from.source, false)?;
-        if let Some(w) = &select.window {
-            if kind == ViewKind::Stream {
-                return Err(SqlError::invalid("WINDOW needs GROUP BY: it belongs to CREATE TABLE"));
-            }
-            if matches!(w.kind, WindowKind::Session { .. }) {
-                return Err(SqlError::unsupported("SESSION windows are not supported yet (TUMBLING and HOPPING are)"));
-            }
+        if select.window.is_some() && kind == ViewKind::Stream {
+            return Err(SqlError::invalid("WINDOW needs GROUP BY: it belongs to CREATE TABLE"));
         }
         let stream = EventInput::sampled(&self.log, &topic, from.alias.clone())?;
         let usage = if kind == ViewKind::Table { Use::Table } else { Use::Stream };
@@ -534,9 +528,15 @@ impl Engine {
                     });
                 }
             }
+            // `WHERE key = literal` on a table with one key is a lookup, not a scan.
+            let lookup = key_lookup(h, &plan);
             let rows: Vec<Arc<[Value]>> = {
                 let data = h.data.read().unwrap_or_else(|e| e.into_inner());
-                data.agg.as_ref().map(|a| a.rows().cloned().collect()).unwrap_or_default()
+                match (data.agg.as_ref(), lookup) {
+                    (Some(a), Some(key)) => a.row(&key).cloned().into_iter().collect(),
+                    (Some(a), None) => a.rows().cloned().collect(),
+                    (None, _) => Vec::new(),
+                }
             };
             return finish(&plan, rows.into_iter().map(|r| r.to_vec()));
         }
@@ -604,6 +604,29 @@ impl Engine {
             source: PushSource::Topic { log: self.log.clone(), topic, next, input: Box::new(input) },
         })
     }
+}
+
+/// The changelog key a pull query's WHERE pins, when it is `key_column = literal` (either way
+/// round, possibly ANDed with more conditions, which `finish` still applies) on a table with
+/// one key and no window.
+fn key_lookup(h: &ViewHandle, plan: &Plan) -> Option<Vec<u8>> {
+    use crate::expr::{BinOp, Expr};
+    let g = h.plan.grouping.as_ref().filter(|g| g.keys.len() == 1 && g.window.is_none())?;
+    let key_col = h.plan.outputs[..h.plan.columns.len()].iter().position(|o| matches!(o, Expr::Slot(0)))?;
+    fn find(e: &Expr, key_col: usize) -> Option<&Value> {
+        match e {
+            Expr::Binary(BinOp::Eq, a, b) => match (a.as_ref(), b.as_ref()) {
+                (Expr::Slot(i), Expr::Literal(v)) | (Expr::Literal(v), Expr::Slot(i)) if *i == key_col => Some(v),
+                _ => None,
+            },
+            Expr::And(a, b) => find(a, key_col).or_else(|| find(b, key_col)),
+            _ => None,
+        }
+    }
+    let v = find(plan.filter.as_ref()?, key_col)?;
+    // The literal must have the key's type for its encoding to be the stored key's.
+    (crate::value::SqlType::of(v) == Some(g.key_types[0]))
+        .then(|| crate::view::encode_key(std::slice::from_ref(v), &g.key_types, None))
 }
 
 /// Reads a source's events as rows (with their times), up to `as_of`, at most [`SCAN_MAX`].

@@ -34,6 +34,9 @@ use crate::view::{project, row_json, Aggregator, Change};
 
 /// Header on the last record of each batch a view writes: the source position it covers.
 pub const POSITION_HEADER: &str = "evident-sql-position";
+/// Header on the last record of each batch of a windowed table: its stream time (the largest
+/// event time applied), so windows close at the same point after a restart.
+pub const STREAM_TIME_HEADER: &str = "evident-sql-stream-time";
 /// Header on each changelog record of a table: the group's whole state.
 pub const STATE_HEADER: &str = "evident-sql-state";
 /// Source events read per round.
@@ -203,6 +206,11 @@ fn restore(log: &Log, topic: &str, mut agg: Option<&mut Aggregator>) -> Result<O
         let Some(last) = events.last() else { break };
         offset = last.offset + 1;
         for e in &events {
+            if let (Some(agg), Some(t)) = (agg.as_deref_mut(), e.header(STREAM_TIME_HEADER)) {
+                if let Some(t) = std::str::from_utf8(t).ok().and_then(|t| t.parse::<i64>().ok()) {
+                    agg.stream_time = t;
+                }
+            }
             if let Some(p) = e.header(POSITION_HEADER) {
                 let text = std::str::from_utf8(p).unwrap_or("");
                 position = Some(text.parse::<u64>().map_err(|_| {
@@ -259,6 +267,7 @@ fn run(log: &Log, h: &ViewHandle) {
         let mut applied_to = None;
         let mut parked = Vec::new();
         let changes: Vec<Change>;
+        let stream_time: Option<i64>;
         let mut stream_rows: Vec<(Option<Vec<u8>>, String)> = Vec::new();
         {
             let mut data = h.data.write().unwrap_or_else(|e| e.into_inner());
@@ -292,6 +301,7 @@ fn run(log: &Log, h: &ViewHandle) {
                 }
             }
             changes = agg.as_mut().map(|a| a.changes(true)).unwrap_or_default();
+            stream_time = agg.as_ref().filter(|_| windowed).map(|a| a.stream_time);
             data.applied += events.len() as u64;
         }
         let Some(position) = applied_to else { continue };
@@ -302,7 +312,7 @@ fn run(log: &Log, h: &ViewHandle) {
             }
         }
         let write = if h.def.kind == ViewKind::Table {
-            commit_table(log, &h.def.name, &h.plan.columns, &changes, position)
+            commit_table(log, &h.def.name, &h.plan.columns, &changes, position, stream_time)
         } else {
             commit_stream(log, &h.def.name, &stream_rows, position)
         };
@@ -333,14 +343,26 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-fn commit_table(log: &Log, topic: &str, columns: &[Column], changes: &[Change], position: u64) -> Result<()> {
+fn commit_table(
+    log: &Log,
+    topic: &str,
+    columns: &[Column],
+    changes: &[Change],
+    position: u64,
+    stream_time: Option<i64>,
+) -> Result<()> {
     let mut b = BatchBuilder::new();
     let now = now_ms();
     let pos = position.to_string();
+    let time = stream_time.map(|t| t.to_string());
     if changes.is_empty() {
         // Nothing changed (all filtered or parked): the position still moves, on a record
         // keyed by the view's own reserved key, so a restart need not re-read those events.
-        b.push_parts(Some(b"__evident_position"), None, &[(POSITION_HEADER, Some(pos.as_bytes()))], now);
+        let mut headers = vec![(POSITION_HEADER, Some(pos.as_bytes()))];
+        if let Some(t) = &time {
+            headers.push((STREAM_TIME_HEADER, Some(t.as_bytes())));
+        }
+        b.push_parts(Some(b"__evident_position"), None, &headers, now);
     }
     for (i, c) in changes.iter().enumerate() {
         let value = c.row.as_ref().map(|r| row_json(columns, r));
@@ -351,6 +373,9 @@ fn commit_table(log: &Log, topic: &str, columns: &[Column], changes: &[Change], 
         }
         if last {
             headers.push((POSITION_HEADER, Some(pos.as_bytes())));
+            if let Some(t) = &time {
+                headers.push((STREAM_TIME_HEADER, Some(t.as_bytes())));
+            }
         }
         b.push_parts(Some(&c.key), value.as_deref().map(str::as_bytes), &headers, now);
     }

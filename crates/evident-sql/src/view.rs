@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::aggregate::Acc;
 use crate::plan::{Grouping, Plan};
 use crate::value::{SqlType, Value};
+use crate::window::{WindowKind, WindowSpec};
 
 /// A change to a view: a row upserted (or deleted, `row: None`) under its key.
 #[derive(Debug, Clone)]
@@ -43,6 +44,10 @@ pub struct Aggregator {
     key_types: Vec<SqlType>,
     groups: HashMap<Vec<u8>, Group>,
     dirty: Vec<Vec<u8>>,
+    /// Session windows: each key's sessions (start, end).
+    sessions: HashMap<Vec<u8>, Vec<(i64, i64)>>,
+    /// Groups merged away since the last [`Aggregator::changes`] (deleted rows).
+    removed: Vec<Vec<u8>>,
     /// The largest event time seen (windows close by it).
     pub stream_time: i64,
     /// Events dropped because their window had closed.
@@ -66,6 +71,8 @@ impl Aggregator {
             key_types,
             groups: HashMap::new(),
             dirty: Vec::new(),
+            sessions: HashMap::new(),
+            removed: Vec::new(),
             stream_time: i64::MIN,
             late: 0,
             keys_buf: Vec::new(),
@@ -83,6 +90,9 @@ impl Aggregator {
         self.args_buf.clear();
         for a in &self.grouping.aggs {
             self.args_buf.push(a.arg.as_ref().map(|e| e.eval(row)).transpose()?);
+        }
+        if let Some(WindowSpec { kind: WindowKind::Session { gap }, grace }) = self.grouping.window {
+            return self.add_to_session(time, gap, grace);
         }
         let windows: Vec<(i64, i64)> = match &self.grouping.window {
             None => vec![],
@@ -137,10 +147,71 @@ impl Aggregator {
         Ok(())
     }
 
+    /// Session windows: the event joins every session of its key it falls within `gap` of,
+    /// merging them (their accumulators folded in time order) into one session whose start is
+    /// the earliest and whose end the latest event time. A merged-away session's row is
+    /// deleted (its changelog key held its old start). Late: the resulting session ends more
+    /// than `grace` before stream time.
+    fn add_to_session(&mut self, time: i64, gap: i64, grace: i64) -> Result<(), String> {
+        let base = encode_key(&self.keys_buf, &self.key_types, None);
+        let sessions = self.sessions.entry(base.clone()).or_default();
+        let touching: Vec<(i64, i64)> = sessions
+            .iter()
+            .copied()
+            .filter(|(s, e)| s.saturating_sub(gap) <= time && time <= e.saturating_add(gap))
+            .collect();
+        let start = touching.iter().map(|w| w.0).min().unwrap_or(time).min(time);
+        let end = touching.iter().map(|w| w.1).max().unwrap_or(time).max(time);
+        if end.saturating_add(grace) < self.stream_time {
+            self.late += 1;
+            return Ok(());
+        }
+        // The merged accumulators, built aside, then the event: nothing changes on failure.
+        let mut accs: Vec<Acc> = self.grouping.aggs.iter().map(|c| c.kind.start()).collect();
+        for w in &touching {
+            let key = encode_key(&self.keys_buf, &self.key_types, Some(w.0));
+            let Some(g) = self.groups.get(&key) else { continue };
+            for ((acc, call), old) in accs.iter_mut().zip(&self.grouping.aggs).zip(&g.accs) {
+                acc.merge(call.kind, old)?;
+            }
+        }
+        for ((acc, call), arg) in accs.iter_mut().zip(&self.grouping.aggs).zip(&self.args_buf) {
+            acc.update(call.kind, arg.as_ref())?;
+        }
+        self.stream_time = self.stream_time.max(time);
+        sessions.retain(|w| !touching.contains(w));
+        sessions.push((start, end));
+        for w in &touching {
+            let key = encode_key(&self.keys_buf, &self.key_types, Some(w.0));
+            if w.0 != start && self.groups.remove(&key).is_some() {
+                self.removed.push(key);
+            }
+        }
+        let key = encode_key(&self.keys_buf, &self.key_types, Some(start));
+        let g = self.groups.entry(key.clone()).or_insert_with(|| Group {
+            keys: self.keys_buf.clone(),
+            window: None,
+            accs: Vec::new(),
+            row: None,
+            dirty: false,
+        });
+        g.window = Some((start, end));
+        g.accs = accs;
+        self.removed.retain(|k| *k != key);
+        if !g.dirty {
+            g.dirty = true;
+            self.dirty.push(key);
+        }
+        Ok(())
+    }
+
     /// The rows changed since the last call. Err: an output expression failed on a group's
     /// values (a bug in planning, or data of a type the plan could not know).
     pub fn changes(&mut self, with_state: bool) -> Vec<Change> {
-        let mut out = Vec::with_capacity(self.dirty.len());
+        let mut out = Vec::with_capacity(self.dirty.len() + self.removed.len());
+        for key in std::mem::take(&mut self.removed) {
+            out.push(Change { key, row: None, state: None });
+        }
         for key in std::mem::take(&mut self.dirty) {
             let Some(g) = self.groups.get_mut(&key) else { continue };
             g.dirty = false;
@@ -201,6 +272,17 @@ impl Aggregator {
             .zip(accs_state.iter())
             .map(|(c, s)| Acc::from_state(c.kind, s))
             .collect::<Result<Vec<_>, _>>()?;
+        if let (Some(WindowSpec { kind: WindowKind::Session { .. }, .. }), Some(w)) = (self.grouping.window, window) {
+            let base = encode_key(&keys, &self.key_types, None);
+            let sessions = self.sessions.entry(base).or_default();
+            sessions.retain(|s| s.0 != w.0);
+            sessions.push(w);
+            self.stream_time = self.stream_time.max(w.1);
+        } else if let Some(w) = window {
+            // Fixed windows: stream time is at least the latest window start seen (a bound
+            // from below, enough for late events to stay late after a restart).
+            self.stream_time = self.stream_time.max(w.0);
+        }
         let mut g = Group { keys, window, accs, row: None, dirty: false };
         g.row = output_row(&self.grouping, &self.outputs, self.visible, &g);
         self.groups.insert(key, g);
@@ -209,7 +291,14 @@ impl Aggregator {
 
     /// Removes a group (a tombstone in the changelog).
     pub fn remove(&mut self, key: &[u8]) {
-        self.groups.remove(key);
+        if let Some(g) = self.groups.remove(key) {
+            if let Some(w) = g.window {
+                let base = encode_key(&g.keys, &self.key_types, None);
+                if let Some(sessions) = self.sessions.get_mut(&base) {
+                    sessions.retain(|s| s.0 != w.0);
+                }
+            }
+        }
     }
 }
 
