@@ -10,6 +10,7 @@
 mod config;
 mod connections;
 mod notifier;
+mod payloads;
 mod requests;
 mod workers;
 
@@ -96,7 +97,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     );
 
     // Starts every SQL view; each catches up from its topic's last position in the background.
-    let sql = evident_sql::Engine::open(log.clone()).context("cannot load the SQL views")?;
+    // Events in Confluent's wire format are read through the registry.
+    let decoder = Arc::new(payloads::RegistryPayloads(schemas.clone() as Arc<dyn evident_registry::SchemaSource>));
+    let sql = evident_sql::Engine::open_with(log.clone(), Some(decoder)).context("cannot load the SQL views")?;
 
     let threads = Arc::new(workers::ConnectionThreads::start(config.http_threads)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()

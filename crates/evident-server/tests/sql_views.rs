@@ -156,6 +156,27 @@ fn the_seed_statement_over_kafka_events_equals_a_fold() {
         .collect();
     assert_eq!(from_topic, want);
 
+    // Avro events through the registry (Confluent's AvroSerializer): the same statement over
+    // them gives the same totals, and a column's type comes from the data (item_price: BIGINT).
+    server.create_topic("order-events-avro", 2);
+    let registry = server.registry_url("");
+    let produced = python_script(&python, &server, &["produce-avro", &bootstrap, &registry, "0", "2000"]);
+    assert_eq!(produced["acked"], 2000);
+    sql_ok(
+        &server,
+        "CREATE TABLE avro_summary AS SELECT orderId, SUM(item_price) AS total FROM order-events-avro GROUP BY orderId",
+    );
+    eventually("the Avro view catches up", || caught_up(&server, "avro_summary"));
+    let avro = sql_ok(&server, "SELECT orderId, total FROM avro_summary");
+    assert_eq!(avro["columns"][1]["type"], "BIGINT", "{avro}");
+    let got: BTreeMap<String, i64> = avro["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| (r[0].as_str().expect("k").to_string(), r[1].as_i64().expect("t")))
+        .collect();
+    assert_eq!(got, fold(2000));
+
     // kill -9: the view comes back with exactly its rows, then goes on.
     let server = server.crash_restart();
     eventually("the view is back", || caught_up(&server, "order_summary"));

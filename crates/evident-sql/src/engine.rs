@@ -20,7 +20,7 @@ use crate::join::{JoinInput, Source};
 use crate::maintain::{self, PushChange, ViewHandle};
 use crate::parse::{self, AsOf, Select, Statement, ViewKind};
 use crate::plan::{self, Column, Plan, Use};
-use crate::source::{type_named, EventInput, RowInput};
+use crate::source::{type_named, Decoder, EventInput, PayloadDecoder, RowInput};
 use crate::value::Value;
 use crate::view::{project, Aggregator};
 
@@ -71,6 +71,7 @@ pub struct Engine {
     /// droppable, not served.
     broken: RwLock<BTreeMap<String, (ViewDef, String)>>,
     ddl: Mutex<()>,
+    decoder: Option<Decoder>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -111,8 +112,20 @@ pub struct ViewStatus {
 impl Engine {
     /// Opens the catalog and starts every view (each catches up from its topic's position).
     pub fn open(log: Arc<Log>) -> Result<Arc<Engine>> {
+        Engine::open_with(log, None)
+    }
+
+    /// [`Engine::open`], reading payloads in Confluent's wire format with `decoder` (the
+    /// server's is backed by its schema registry).
+    pub fn open_with(log: Arc<Log>, decoder: Option<Arc<dyn PayloadDecoder>>) -> Result<Arc<Engine>> {
         let defs = catalog::open(&log)?;
-        let engine = Arc::new(Engine { log, views: RwLock::default(), broken: RwLock::default(), ddl: Mutex::new(()) });
+        let engine = Arc::new(Engine {
+            log,
+            views: RwLock::default(),
+            broken: RwLock::default(),
+            ddl: Mutex::new(()),
+            decoder: decoder.map(Decoder),
+        });
         for (name, def) in defs {
             match engine.start_view(def.clone()) {
                 Ok(h) => {
@@ -364,7 +377,7 @@ impl Engine {
         if select.window.is_some() && kind == ViewKind::Stream {
             return Err(SqlError::invalid("WINDOW needs GROUP BY: it belongs to CREATE TABLE"));
         }
-        let stream = EventInput::sampled(&self.log, &topic, from.alias.clone())?;
+        let stream = EventInput::sampled(&self.log, &topic, from.alias.clone(), self.decoder.clone())?;
         let usage = if kind == ViewKind::Table { Use::Table } else { Use::Stream };
         let (plan, input) = match &from.join {
             None => {
@@ -545,7 +558,7 @@ impl Engine {
         if self.log.topic_meta(&topic).is_err() {
             return Err(SqlError::UnknownTopic(topic));
         }
-        let mut input = EventInput::sampled(&self.log, &topic, alias)?;
+        let mut input = EventInput::sampled(&self.log, &topic, alias, self.decoder.clone())?;
         let plan = plan::plan(&select.query, None, &mut input, Use::Pull)?;
         let rows = scan(&self.log, &plan, &mut Source::Events(input), select.as_of)?;
         finish(&plan, rows.into_iter().map(|(r, _)| r))
@@ -593,7 +606,7 @@ impl Engine {
         if self.log.topic_meta(&topic).is_err() {
             return Err(SqlError::UnknownTopic(topic));
         }
-        let mut input = EventInput::sampled(&self.log, &topic, alias)?;
+        let mut input = EventInput::sampled(&self.log, &topic, alias, self.decoder.clone())?;
         let plan = plan::plan(&select.query, None, &mut input, Use::Stream)?;
         // From the end, as ksqlDB's push queries start (auto.offset.reset=latest).
         let next = self.log.stats().next_sequence;

@@ -18,7 +18,7 @@ use evident_log::{Event, Log};
 use crate::error::Result;
 use crate::expr::Expr;
 use crate::plan::{Input, JoinPlan};
-use crate::source::{sample_types, EventInput};
+use crate::source::{payload_json, sample_types, EventInput};
 use crate::value::{SqlType, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +58,7 @@ impl JoinInput {
         alias: Option<String>,
         key_column: Option<String>,
     ) -> Result<Self> {
-        let (types, _) = sample_types(log, table)?;
+        let (types, _) = sample_types(log, table, stream.decoder())?;
         Ok(JoinInput {
             stream,
             table: table.to_string(),
@@ -80,7 +80,12 @@ impl JoinInput {
     /// Applies a record of the table's topic.
     pub fn apply_table(&mut self, e: &Event) {
         let Some(key) = &e.key else { return };
-        match e.value.as_ref().map(|v| Value::from_json(v)) {
+        let decoder = self.stream.decoder();
+        let json = e
+            .value
+            .as_ref()
+            .map(|v| payload_json(decoder, v).map_err(|_| ()).and_then(|j| Value::from_json(&j).map_err(|_| ())));
+        match json {
             Some(Ok(row @ Value::Struct(_))) => {
                 self.rows.insert(key.to_vec(), row);
             }

@@ -11,7 +11,9 @@
 //! and checked per event. So `SUM(customerId)` over string ids is refused at CREATE time,
 //! as it would be against a declared schema.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use evident_log::{Event, Log};
 
@@ -22,14 +24,50 @@ use crate::value::{read_fields, SqlType, Value};
 /// Events read to learn a topic's column types.
 pub const SAMPLE_EVENTS: usize = 1000;
 
+/// Turns payloads that are not JSON text into JSON: the server gives one backed by the schema
+/// registry, for events in Confluent's wire format (Avro, Protobuf, JSON Schema).
+pub trait PayloadDecoder: Send + Sync {
+    /// The payload as JSON text, when it is in Confluent's wire format (magic byte 0, a
+    /// schema id, the body); None when it is not (then it is read as JSON text).
+    fn decode(&self, payload: &[u8]) -> Option<Result<Vec<u8>, String>>;
+}
+
+/// A shared [`PayloadDecoder`].
+#[derive(Clone)]
+pub struct Decoder(pub Arc<dyn PayloadDecoder>);
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Decoder")
+    }
+}
+
+/// A payload as JSON text: itself, or what `decoder` makes of a wire-format payload (a JSON
+/// text never starts with byte 0, so the two cannot be confused).
+pub fn payload_json<'a>(decoder: Option<&Decoder>, payload: &'a [u8]) -> Result<Cow<'a, [u8]>, String> {
+    match (decoder, payload.first()) {
+        (Some(d), Some(0)) => match d.0.decode(payload) {
+            Some(Ok(json)) => Ok(Cow::Owned(json)),
+            Some(Err(why)) => Err(why),
+            None => Ok(Cow::Borrowed(payload)),
+        },
+        _ => Ok(Cow::Borrowed(payload)),
+    }
+}
+
 /// The types of a topic's top-level JSON fields, from a sample of its events, and the field
 /// names in the order the sample first showed them.
-pub(crate) fn sample_types(log: &Log, topic: &str) -> Result<(HashMap<String, SqlType>, Vec<String>)> {
+pub(crate) fn sample_types(
+    log: &Log,
+    topic: &str,
+    decoder: Option<&Decoder>,
+) -> Result<(HashMap<String, SqlType>, Vec<String>)> {
     let (events, _) = log.read_topic_events(topic, 0, SAMPLE_EVENTS, false)?;
     let mut types: HashMap<String, Option<SqlType>> = HashMap::new();
     let mut seen = Vec::new();
     for e in &events {
-        let Some(Value::Struct(fields)) = e.value.as_ref().and_then(|v| Value::from_json(v).ok()) else { continue };
+        let json = e.value.as_ref().and_then(|v| payload_json(decoder, v).ok());
+        let Some(Value::Struct(fields)) = json.and_then(|v| Value::from_json(&v).ok()) else { continue };
         for (k, v) in fields.iter() {
             let entry = types.entry(k.to_ascii_lowercase()).or_insert_with(|| {
                 seen.push(k.clone());
@@ -111,12 +149,13 @@ pub struct EventInput {
     /// Field names in the order the sample first showed them (for `SELECT *`).
     seen: Vec<String>,
     scratch: Vec<Value>,
+    decoder: Option<Decoder>,
 }
 
 impl EventInput {
     /// An input over `topic`, typed from a sample of its events.
-    pub fn sampled(log: &Log, topic: &str, alias: Option<String>) -> Result<Self> {
-        let (types, seen) = sample_types(log, topic)?;
+    pub fn sampled(log: &Log, topic: &str, alias: Option<String>, decoder: Option<Decoder>) -> Result<Self> {
+        let (types, seen) = sample_types(log, topic, decoder.as_ref())?;
         Ok(EventInput {
             name: topic.to_string(),
             alias,
@@ -125,7 +164,13 @@ impl EventInput {
             types,
             seen,
             scratch: Vec::new(),
+            decoder,
         })
+    }
+
+    /// The decoder of wire-format payloads.
+    pub fn decoder(&self) -> Option<&Decoder> {
+        self.decoder.as_ref()
     }
 
     /// The number of slots a row has.

@@ -3,6 +3,10 @@
   sql_orders.py produce BOOTSTRAP FROM TO    produce order events FROM..TO to `order-events`
                                              (acks=all, idempotent, keyed by customer, murmur2
                                              as the topic's partitioner), print {"acked": n}
+  sql_orders.py produce-avro BOOTSTRAP REGISTRY FROM TO
+                                             the same events as Avro through Confluent's
+                                             AvroSerializer (subject order-events-avro-value) to
+                                             `order-events-avro`, print {"acked": n}
   sql_orders.py changelog BOOTSTRAP TOPIC    read a view's changelog topic from the start to
                                              its end; print {"rows": {key: row}} (the latest
                                              value per key; tombstones remove it)
@@ -53,6 +57,44 @@ def produce(bootstrap, start, end):
     result(acked=acked[0])
 
 
+ORDER_AVRO = json.dumps({
+    "type": "record",
+    "name": "ItemAdded",
+    "namespace": "shop",
+    "fields": [
+        {"name": "eventType", "type": "string"},
+        {"name": "orderId", "type": "string"},
+        {"name": "customerId", "type": "string"},
+        {"name": "item", "type": "string"},
+        {"name": "item_price", "type": "long"},
+    ],
+})
+
+
+def produce_avro(bootstrap, registry, start, end):
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    serializer = AvroSerializer(SchemaRegistryClient({"url": registry}), ORDER_AVRO)
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "partitioner": "murmur2_random"})
+    topic = "order-events-avro"
+    for i in range(start, end):
+        value = {
+            "eventType": "ItemAdded",
+            "orderId": f"order-{i % 101}",
+            "customerId": f"customer-{i % 37}",
+            "item": f"item-{i}",
+            "item_price": 1 + (i * 7) % 50,
+        }
+        payload = serializer(value, SerializationContext(topic, MessageField.VALUE))
+        producer.produce(topic, key=f"customer-{i % 37}", value=payload)
+        producer.poll(0)
+    left = producer.flush(PATIENCE)
+    check(left == 0, f"{left} records not delivered")
+    result(acked=end - start)
+
+
 def changelog(bootstrap, topic):
     consumer = Consumer({
         "bootstrap.servers": bootstrap,
@@ -84,6 +126,8 @@ def main():
     mode, bootstrap = sys.argv[1], sys.argv[2]
     if mode == "produce":
         produce(bootstrap, int(sys.argv[3]), int(sys.argv[4]))
+    elif mode == "produce-avro":
+        produce_avro(bootstrap, sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
     elif mode == "changelog":
         changelog(bootstrap, sys.argv[3])
     else:
