@@ -267,6 +267,13 @@ fn windows_explode_as_of_and_errors() {
     assert_eq!(then["rows"], json!([["o-0", 4], ["o-1", 3], ["o-2", 3]]));
     let now = sql_ok(&server, "SELECT orderId, n FROM order_count ORDER BY orderId");
     assert_eq!(now["rows"], json!([["o-0", 7], ["o-1", 7], ["o-2", 6]]));
+    // Rebuilt on demand: recomputed from the first event, to the same rows.
+    let rebuilt = sql_ok(&server, "REBUILD TABLE order_count");
+    assert_eq!(rebuilt["statement"], "REBUILD TABLE", "{rebuilt}");
+    eventually("rebuilt", || {
+        caught_up(&server, "order_count")
+            && sql_ok(&server, "SELECT orderId, n FROM order_count ORDER BY orderId")["rows"] == now["rows"]
+    });
 
     // A stream-table join: purchases enriched with the customer's tier as it was when each
     // purchase was committed (the table side is a topic read as a table: latest value per key).

@@ -176,6 +176,7 @@ impl Engine {
             Statement::ShowQueries => Ok(self.show_queries()),
             Statement::Describe(name) => self.describe(&name),
             Statement::Explain(inner) => self.explain(*inner),
+            Statement::Rebuild { kind, name } => self.rebuild(kind, &name),
         }
     }
 
@@ -506,6 +507,61 @@ impl Engine {
         Ok(Outcome::Done {
             statement,
             message: format!("dropped {} {real_name} and its topic", kind.keyword().to_lowercase()),
+        })
+    }
+
+    /// Recomputes a view from its sources: its topic is emptied (deleted and created again)
+    /// and the view catches up from the first event, as when it was created.
+    fn rebuild(&self, kind: ViewKind, name: &str) -> Result<Outcome> {
+        let _ddl = self.ddl.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(h) = self.view(name) else {
+            return Err(SqlError::UnknownView(name.to_string()));
+        };
+        if h.def.kind != kind {
+            return Err(SqlError::invalid(format!(
+                "{} is a {}, not a {}",
+                h.def.name,
+                h.def.kind.keyword(),
+                kind.keyword()
+            )));
+        }
+        // A view reading this one would see its source start over: rebuild that one after.
+        if let Some(dep) = self
+            .views
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .find(|d| d.def.name != h.def.name && d.input.topics().contains(&h.def.name))
+        {
+            return Err(SqlError::InUse { view: h.def.name.clone(), dependent: dep.def.name.clone() });
+        }
+        h.stop();
+        self.views.write().unwrap_or_else(|e| e.into_inner()).remove(&h.def.name);
+        match self.log.delete_topic(&h.def.name) {
+            Ok(()) | Err(evident_log::Error::UnknownTopic(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        // The view starts again (its topic created anew by `start`); if planning fails now
+        // (its source is gone), it is listed as failed, as at server start.
+        match self.start_view(h.def.clone()) {
+            Ok(handle) => {
+                self.views.write().unwrap_or_else(|e| e.into_inner()).insert(h.def.name.clone(), handle);
+            }
+            Err(e) => {
+                self.broken
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(h.def.name.clone(), (h.def.clone(), e.to_string()));
+                return Err(e);
+            }
+        }
+        Ok(Outcome::Done {
+            statement: format!("REBUILD {}", kind.keyword()),
+            message: format!(
+                "{} {} is recomputed from the first event of its source",
+                kind.keyword().to_lowercase(),
+                h.def.name
+            ),
         })
     }
 

@@ -169,6 +169,12 @@ pub fn view_topic_config(kind: ViewKind) -> TopicConfig {
 
 /// Builds a handle, restores its state from its topic, and starts its thread.
 pub fn start(log: Arc<Log>, def: ViewDef, plan: Plan, source: String, input: Source) -> Result<Arc<ViewHandle>> {
+    // The topic is missing after a crash inside REBUILD (deleted, not yet created again): the
+    // view starts over, which is what REBUILD asked for.
+    match log.create_topic(&def.name, view_topic_config(def.kind)) {
+        Ok(_) | Err(evident_log::Error::TopicExists(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
     let mut agg = (def.kind == ViewKind::Table).then(|| Aggregator::new(&plan, false));
     let position = restore(&log, &def.name, agg.as_mut())?;
     let handle = Arc::new(ViewHandle {

@@ -97,6 +97,13 @@ pub enum Statement {
     },
     /// `EXPLAIN statement`.
     Explain(Box<Statement>),
+    /// `REBUILD TABLE|STREAM name` (evident's): recompute the view from its sources.
+    Rebuild {
+        /// Table or stream.
+        kind: ViewKind,
+        /// The view.
+        name: String,
+    },
 }
 
 /// Parses one statement (a trailing `;` is allowed; two statements are refused).
@@ -177,6 +184,23 @@ fn statement(mut tokens: Vec<TokenWithSpan>, end: Location) -> Result<Statement>
             };
             expect_end(&tokens, i + 1)?;
             return Ok(Statement::Describe(name));
+        }
+        Some("REBUILD") => {
+            let kind = match tokens.get(1).and_then(upper).as_deref() {
+                Some("TABLE") => ViewKind::Table,
+                Some("STREAM") => ViewKind::Stream,
+                _ => {
+                    let at = tokens.get(1).map_or(end, |t| t.span.start);
+                    return Err(syntax_at(at, "REBUILD takes TABLE or STREAM", None));
+                }
+            };
+            merge_hyphenated(&mut tokens, 2);
+            let Some(name) = tokens.get(2).and_then(word).map(|w| w.value.clone()) else {
+                let at = tokens.get(2).map_or(end, |t| t.span.start);
+                return Err(syntax_at(at, "REBUILD needs the name of a view", None));
+            };
+            expect_end(&tokens, 3)?;
+            return Ok(Statement::Rebuild { kind, name });
         }
         Some("DROP") => {
             let kind = match tokens.get(1).and_then(upper).as_deref() {
