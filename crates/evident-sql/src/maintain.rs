@@ -8,7 +8,11 @@
 //! event is counted twice or missed.
 //!
 //! A table's topic is its changelog (compacted: the key is the group, the value the row as
-//! JSON, a tombstone when a row goes away), readable by any Kafka consumer. A stream's topic
+//! JSON, a tombstone when a row goes away), readable by any Kafka consumer. A group HAVING
+//! hides is a tombstone that still carries the group's state (it keeps counting), so the
+//! compaction of a view's topic must keep the latest record of every key, tombstones
+//! included (evident does not remove records of compacted topics; a future compactor must
+//! honour this). A stream's topic
 //! holds its rows as events, keyed by the source event's key.
 //!
 //! A source event the view cannot apply (not JSON, a value of another type than planned, an
@@ -225,11 +229,14 @@ fn restore(log: &Log, topic: &str, mut agg: Option<&mut Aggregator>) -> Result<O
             }
             let Some(agg) = agg.as_deref_mut() else { continue };
             let key = e.key.as_ref().map(|k| k.to_vec()).unwrap_or_default();
+            // A group's state header restores it, row or tombstone: a group HAVING hides is
+            // a tombstone to consumers but keeps counting. A tombstone without state is a
+            // group gone (a session merged away).
             match (&e.value, e.header(STATE_HEADER)) {
-                (None, _) => agg.remove(&key),
-                (Some(_), Some(state)) => agg
+                (_, Some(state)) => agg
                     .restore(key, &String::from_utf8_lossy(state))
                     .map_err(|why| SqlError::Corrupted(format!("view topic {topic:?} offset {}: {why}", e.offset)))?,
+                (None, None) => agg.remove(&key),
                 // A record someone else produced to the view's topic is not the view's.
                 (Some(_), None) => {}
             }

@@ -467,10 +467,11 @@ mod tests {
         }
         let mut b = Aggregator::new(plan, false);
         for c in latest.values() {
-            // As `maintain::restore` reads the topic: a row with its state, or a tombstone.
-            match (&c.row, &c.state) {
-                (Some(_), Some(s)) => b.restore(c.key.clone(), s).unwrap(),
-                _ => b.remove(&c.key),
+            // As `maintain::restore` reads the topic: a state restores the group (row or
+            // HAVING-hidden tombstone); a tombstone without state removes it.
+            match &c.state {
+                Some(s) => b.restore(c.key.clone(), s).unwrap(),
+                None => b.remove(&c.key),
             }
         }
         b
