@@ -111,6 +111,18 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
+/// The answer to a SQL statement (docs/sql.md): a query's `columns` (name, type) and `rows`,
+/// or a statement's `message`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SqlAnswer {
+    /// Columns: name and SQL type.
+    pub columns: Vec<(String, String)>,
+    /// Rows, each value in column order, as JSON.
+    pub rows: Vec<Vec<serde_json::Value>>,
+    /// What a statement did (CREATE, DROP, REBUILD).
+    pub message: Option<String>,
+}
+
 /// A store of topics of entity streams.
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync {
@@ -158,6 +170,15 @@ pub trait Backend: Send + Sync {
     /// Waits until an event at commit sequence `>= sequence` is readable or `timeout` passes;
     /// returns whether one is.
     async fn wait_for_sequence(&self, sequence: Sequence, timeout: Duration) -> Result<bool>;
+
+    /// Runs one SQL statement: declares a view (`CREATE TABLE ... AS SELECT`), queries one
+    /// (pull queries; `min_sequence` waits until the view applied that append, for
+    /// read-your-writes), drops or rebuilds one. Push queries (`EMIT CHANGES`) are for
+    /// `POST /v1/sql` and `evident sql`. The default refuses: a backend without SQL views.
+    async fn sql(&self, statement: &str, min_sequence: Option<Sequence>) -> Result<SqlAnswer> {
+        let _ = (statement, min_sequence);
+        Err(crate::Error::Rejected("this backend has no SQL views".into()))
+    }
 }
 
 /// Reads a whole stream forward from `from_version` in pages, calling `f` on each event.

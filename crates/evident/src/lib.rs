@@ -38,7 +38,7 @@ pub use aggregate::Aggregate;
 pub use backend::EmbeddedBackend;
 #[cfg(feature = "http")]
 pub use backend::HttpBackend;
-pub use backend::{Appended, Backend, StreamQuery, TopicSpec};
+pub use backend::{Appended, Backend, SqlAnswer, StreamQuery, TopicSpec};
 pub use error::{Error, Result};
 pub use event::{DomainEvent, RecordedEvent};
 pub use evident_core::{EventData, ExpectedVersion, Offset, Sequence, Version};

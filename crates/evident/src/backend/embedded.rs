@@ -13,7 +13,7 @@ use std::time::Duration;
 use evident_core::{envelope, EventData, ExpectedVersion, Offset, Sequence, Version};
 use evident_log::{CleanupPolicy, Log, LogConfig, TopicConfig};
 
-use super::{Appended, Backend, Direction, StreamPage, StreamQuery, TopicSpec};
+use super::{Appended, Backend, Direction, SqlAnswer, StreamPage, StreamQuery, TopicSpec};
 use crate::event::RecordedEvent;
 use crate::{Error, Result};
 
@@ -21,6 +21,8 @@ use crate::{Error, Result};
 #[derive(Clone)]
 pub struct EmbeddedBackend {
     log: Arc<Log>,
+    /// The SQL engine, started by the first statement (its views then run in this process).
+    sql: Arc<std::sync::OnceLock<Arc<evident_sql::Engine>>>,
 }
 
 impl std::fmt::Debug for EmbeddedBackend {
@@ -33,12 +35,21 @@ impl EmbeddedBackend {
     /// Opens (or creates) the log in `dir` with the default configuration (fsync always).
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let log = Log::open(dir, LogConfig::default()).map_err(from_log)?;
-        Ok(Self { log: Arc::new(log) })
+        Ok(Self::from_log(Arc::new(log)))
     }
 
     /// Wraps a log opened elsewhere (shared with a server, say).
     pub fn from_log(log: Arc<Log>) -> Self {
-        Self { log }
+        Self { log, sql: Arc::default() }
+    }
+
+    /// The SQL engine over this log, started at the first call.
+    fn sql_engine(&self) -> Result<Arc<evident_sql::Engine>> {
+        if let Some(e) = self.sql.get() {
+            return Ok(e.clone());
+        }
+        let engine = evident_sql::Engine::open(self.log.clone()).map_err(sql_error)?;
+        Ok(self.sql.get_or_init(|| engine).clone())
     }
 
     /// The log.
@@ -238,5 +249,36 @@ impl Backend for EmbeddedBackend {
 
     async fn wait_for_sequence(&self, sequence: Sequence, timeout: Duration) -> Result<bool> {
         on_log(&self.log, move |log| log.wait_for_sequence(sequence.0, timeout).map_err(from_log)).await
+    }
+
+    async fn sql(&self, statement: &str, min_sequence: Option<Sequence>) -> Result<SqlAnswer> {
+        let engine = self.sql_engine()?;
+        let req = evident_sql::Request { sql: statement.to_string(), min_sequence: min_sequence.map(|s| s.0), timeout: None };
+        let outcome = tokio::task::spawn_blocking(move || engine.execute(&req))
+            .await
+            .map_err(|e| Error::Unavailable(format!("the SQL worker failed: {e}")))?
+            .map_err(sql_error)?;
+        Ok(match outcome {
+            evident_sql::Outcome::Rows { columns, rows } => SqlAnswer {
+                columns: columns.into_iter().map(|c| (c.name, c.ty)).collect(),
+                rows: rows.into_iter().map(|r| r.iter().map(|v| serde_json::to_value(v).unwrap_or_default()).collect()).collect(),
+                message: None,
+            },
+            evident_sql::Outcome::Done { message, .. } => SqlAnswer { message: Some(message), ..SqlAnswer::default() },
+            evident_sql::Outcome::Push(_) => {
+                return Err(Error::Rejected("push queries (EMIT CHANGES) are served by POST /v1/sql and `evident sql`".into()))
+            }
+        })
+    }
+}
+
+/// The library's error for a SQL error: the log's own errors as the log's, a refused statement
+/// as `Rejected`, a view not (yet) able to answer as `Unavailable`.
+fn sql_error(e: evident_sql::SqlError) -> Error {
+    use evident_sql::SqlError as S;
+    match e {
+        S::Log(e) => from_log(e),
+        S::NotCaughtUp { .. } | S::ViewFailed { .. } | S::Corrupted(_) => Error::Unavailable(e.to_string()),
+        other => Error::Rejected(other.to_string()),
     }
 }

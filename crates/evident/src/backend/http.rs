@@ -97,7 +97,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{Appended, Backend, Direction, StreamPage, StreamQuery, TopicSpec};
+use super::{Appended, Backend, Direction, SqlAnswer, StreamPage, StreamQuery, TopicSpec};
 use crate::event::{Header, RecordedEvent};
 use crate::{Error, Result};
 
@@ -885,6 +885,19 @@ impl Backend for HttpBackend {
 
     async fn head_sequence(&self) -> Result<Sequence> {
         self.head().await.map(Sequence)
+    }
+
+    async fn sql(&self, statement: &str, min_sequence: Option<Sequence>) -> Result<SqlAnswer> {
+        let body = evident_api::sql::SqlRequest { sql: statement.to_string(), min_sequence: min_sequence.map(|s| s.0), timeout_ms: None };
+        let what = "POST /v1/sql";
+        let reply = self.call(self.client.post(self.url("/v1/sql")?).json(&body), what).await?;
+        let bytes = reply.body_or_refusal(what).map_err(|r| r.into_error(On::Store))??;
+        let answer: evident_api::sql::SqlResponse = parse_json(&bytes, what)?;
+        Ok(SqlAnswer {
+            columns: answer.columns.unwrap_or_default().into_iter().map(|c| (c.name, c.ty)).collect(),
+            rows: answer.rows.unwrap_or_default(),
+            message: answer.message,
+        })
     }
 
     async fn wait_for_sequence(&self, sequence: Sequence, timeout: Duration) -> Result<bool> {
