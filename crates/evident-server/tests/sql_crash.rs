@@ -18,10 +18,14 @@
 //! fourteen is poison: an `item_price` that is a string, or a payload that is not a JSON object.
 //! A poison event must be parked once in each view's `<view>.dlq` and change no view.
 //!
-//! Each cycle appends a random number of events over HTTP (batches of 1 to 25 from a writer
-//! thread), then SIGKILLs the server at a random moment: right after the last acknowledgement
-//! (the views are still catching up), a random 1–40 ms after it, or 0–120 ms after the writer
-//! started (mid-append: the writer stops at its first failed request, which is then in doubt).
+//! Each cycle appends 20 to 400 events over HTTP (batches of 1 to 25 from a writer thread),
+//! then SIGKILLs the server at one of four moments, chosen by a seeded RNG: right after the
+//! last acknowledgement (the views are still catching up); a random 1–40 ms after it;
+//! mid-append, 0–3 ms after the writer's k-th acknowledgement (k random; the writer stops at
+//! its first failed request, which is then in doubt); or right after the last
+//! acknowledgement and once more 0–30 ms after the restart, while the views restore their
+//! state from their topics and catch up. The kill plan follows the writer's progress, not
+//! the clock, so it lands mid-append however fast the machine.
 //! The server restarts on the same data; the in-doubt batch is retried unchanged (`201`, or
 //! `200 duplicate` if it had been stored); the test waits (bounded) until `SHOW VIEWS` gives
 //! every view lag 0, then reads back the source partitions (new records only: a cursor per
@@ -31,15 +35,19 @@
 //! stored, and every id once.
 //!
 //! The first difference fails the test at that cycle, naming the seed, keeping the data
-//! directory and printing the differing rows. It prints `sql crash loop: cycles=… events=…
-//! kills=… lost=0 counted_twice=0 parked=… late=…`. Knobs: `EVIDENT_TEST_SQL_CRASH_CYCLES`
+//! directory and printing the differing rows. At the end the server is stopped with SIGTERM
+//! and started once more, and the views checked again. It prints `sql crash loop: cycles=…
+//! kills=… events=… poison=… parked=… late=… lost=0 counted_twice=0 wrong=0 …`
+//! (`restarts_behind`: restarts that found a view behind its source, a lower bound of the
+//! kills that landed while the views were catching up). Knobs: `EVIDENT_TEST_SQL_CRASH_CYCLES`
 //! (default 100) and `EVIDENT_TEST_SQL_CRASH_SEED` (default: the time; printed; it repeats the
-//! workload and the kill plan, not the exact timing). About 1–3 minutes in release on 2 cores.
+//! workload and the kill plan, not the exact timing). About 30 s in release on 2 cores.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -194,7 +202,7 @@ fn append(client: &reqwest::blocking::Client, base: &str, batch: &Batch) -> Resu
 }
 
 /// Appends the batches in order, recording each acknowledged event, until one fails.
-fn write(base: String, batches: Vec<Batch>, acked: Arc<Mutex<HashSet<u64>>>) -> Written {
+fn write(base: String, batches: Vec<Batch>, acked: Arc<Mutex<HashSet<u64>>>, progress: Arc<AtomicUsize>) -> Written {
     let client = client();
     let mut out = Written::default();
     for b in batches {
@@ -202,6 +210,7 @@ fn write(base: String, batches: Vec<Batch>, acked: Arc<Mutex<HashSet<u64>>>) -> 
             Ok(_) => {
                 acked.lock().expect("acked").extend(b.events.iter().copied());
                 out.acked_batches += 1;
+                progress.fetch_add(1, Ordering::SeqCst);
             }
             Err(_) => {
                 out.in_doubt = Some(b);
@@ -310,7 +319,8 @@ fn rows(server: &Server, statement: &str) -> Vec<Vec<Value>> {
 fn read_partition(server: &Server, topic: &str, partition: u64, cursor: &mut u64) -> Vec<Value> {
     let mut out = Vec::new();
     loop {
-        let page = server.get_ok(&format!("/v1/topics/{topic}/partitions/{partition}/records?offset={cursor}&limit=10000"));
+        let page =
+            server.get_ok(&format!("/v1/topics/{topic}/partitions/{partition}/records?offset={cursor}&limit=10000"));
         let records = page["records"].as_array().expect("records");
         if let Some(last) = records.last() {
             *cursor = last["offset"].as_u64().expect("offset") + 1;
@@ -337,9 +347,8 @@ fn caught_up(server: &Server) -> Result<(), String> {
     let deadline = Instant::now() + CATCH_UP;
     loop {
         let shown = rows(server, "SHOW VIEWS");
-        let ready = VIEWS.iter().all(|v| {
-            shown.iter().any(|r| r[0] == *v && r[5] == 0 && r[7] == "running" && !r[4].is_null())
-        });
+        let ready =
+            VIEWS.iter().all(|v| shown.iter().any(|r| r[0] == *v && r[5] == 0 && r[7] == "running" && !r[4].is_null()));
         if ready && shown.len() == VIEWS.len() {
             return Ok(());
         }
@@ -418,7 +427,10 @@ impl Checker {
         let count = new.len();
         for (seq, s) in new {
             if self.fold.last_sequence.is_some_and(|last| seq <= last) {
-                return Err(format!("event e-{} at sequence {seq} was stored before {:?}", s.n, self.fold.last_sequence));
+                return Err(format!(
+                    "event e-{} at sequence {seq} was stored before {:?}",
+                    s.n, self.fold.last_sequence
+                ));
             }
             self.fold.apply(&s, seq);
         }
@@ -443,13 +455,11 @@ impl Checker {
         // order_stats: counts say lost or twice; the rest must be equal.
         // `top` is a keyword of sqlparser's (SQL Server's `SELECT TOP n`): a column of that
         // name is selected quoted.
-        let got: BTreeMap<String, Vec<Value>> = rows(
-            server,
-            "SELECT orderId, n, avg_price, customers, \"top\" FROM order_stats",
-        )
-        .into_iter()
-        .map(|r| (r[0].as_str().expect("orderId").to_string(), r))
-        .collect();
+        let got: BTreeMap<String, Vec<Value>> =
+            rows(server, "SELECT orderId, n, avg_price, customers, \"top\" FROM order_stats")
+                .into_iter()
+                .map(|r| (r[0].as_str().expect("orderId").to_string(), r))
+                .collect();
         let want: BTreeMap<&String, &Stats> = fold.stats.iter().filter(|(_, s)| s.n > 1).collect();
         for key in got.keys().chain(want.keys().copied()).collect::<BTreeSet<_>>() {
             let (g, w) = (got.get(key), want.get(key));
@@ -486,7 +496,8 @@ impl Checker {
             })
             .collect();
         for key in got.keys().chain(fold.minutes.keys()).collect::<BTreeSet<_>>() {
-            let (g, w) = (got.get(key).copied().unwrap_or_default(), fold.minutes.get(key).copied().unwrap_or_default());
+            let (g, w) =
+                (got.get(key).copied().unwrap_or_default(), fold.minutes.get(key).copied().unwrap_or_default());
             if g != w {
                 f.lost += (w.0 - g.0).max(0) as u64;
                 f.twice += (g.0 - w.0).max(0) as u64;
@@ -598,7 +609,7 @@ impl Run {
 
 /// Plans a cycle's appends: 20 to 300 events in batches of 1 to 25, numbered from `*next`.
 fn plan(rng: &mut StdRng, next: &mut u64, batch_no: &mut u64) -> Vec<Batch> {
-    let total = rng.gen_range(20..=300u64);
+    let total = rng.gen_range(20..=400u64);
     let mut batches = Vec::new();
     let mut planned = 0;
     while planned < total {
@@ -617,8 +628,11 @@ enum KillAt {
     LastAck,
     /// A few milliseconds after it.
     AfterAck(u64),
-    /// While the writer appends.
-    MidAppend(u64),
+    /// While the writer appends: `delay` µs after its `acks`-th acknowledgement.
+    MidAppend { acks: usize, delay: u64 },
+    /// Right after the last acknowledgement, and again `delay` ms after the restart, while
+    /// the views restore their state and catch up.
+    InRestore { delay: u64 },
 }
 
 #[test]
@@ -627,7 +641,9 @@ fn kill_9_while_sql_views_catch_up_loses_and_doubles_nothing() {
     let cycles = env_u64("EVIDENT_TEST_SQL_CRASH_CYCLES").unwrap_or(100);
     let seed = env_u64("EVIDENT_TEST_SQL_CRASH_SEED")
         .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_nanos() as u64);
-    println!("sql crash loop: seed={seed} cycles={cycles} (EVIDENT_TEST_SQL_CRASH_SEED repeats the workload and kill plan)");
+    println!(
+        "sql crash loop: seed={seed} cycles={cycles} (EVIDENT_TEST_SQL_CRASH_SEED repeats the workload and kill plan)"
+    );
     let mut rng = StdRng::seed_from_u64(seed);
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().to_path_buf();
@@ -636,7 +652,8 @@ fn kill_9_while_sql_views_catch_up_loses_and_doubles_nothing() {
     let mut server = Server::start_in(&dir);
     server.create_topic(TOPIC, PARTITIONS as u32);
     let acked = Arc::new(Mutex::new(HashSet::new()));
-    let seeded = write(server.base(), vec![Batch { key: "seed".into(), events: (0..SEED_EVENTS).collect() }], acked.clone());
+    let seed_batch = vec![Batch { key: "seed".into(), events: (0..SEED_EVENTS).collect() }];
+    let seeded = write(server.base(), seed_batch, acked.clone(), Arc::default());
     assert!(seeded.in_doubt.is_none(), "the seed events were not appended");
     for statement in [SUMMARY_SQL, STATS_SQL, MINUTES_SQL, BIG_SQL] {
         let body = sql(&server, statement);
@@ -656,20 +673,23 @@ fn kill_9_while_sql_views_catch_up_loses_and_doubles_nothing() {
 
     let (mut next, mut batch_no) = (SEED_EVENTS, 0u64);
     let (mut mid_append, mut in_doubt, mut in_doubt_stored, mut acked_batches) = (0u64, 0u64, 0u64, 0u64);
+    let (mut kills, mut in_restore, mut behind_at_restart) = (0u64, 0u64, 0u64);
     let mut totals = Figures::default();
     for cycle in 0..cycles {
         let batches = plan(&mut rng, &mut next, &mut batch_no);
-        let kill_at = match rng.gen_range(0..3) {
+        let kill_at = match rng.gen_range(0..4) {
             0 => KillAt::LastAck,
             1 => KillAt::AfterAck(rng.gen_range(1..=40)),
-            _ => KillAt::MidAppend(rng.gen_range(0..=120)),
+            2 => KillAt::MidAppend { acks: rng.gen_range(0..batches.len()), delay: rng.gen_range(0..=3000) },
+            _ => KillAt::InRestore { delay: rng.gen_range(0..=30) },
         };
+        let progress = Arc::new(AtomicUsize::new(0));
         let writer = {
-            let (base, acked) = (server.base(), acked.clone());
-            std::thread::spawn(move || write(base, batches, acked))
+            let (base, acked, progress) = (server.base(), acked.clone(), progress.clone());
+            std::thread::spawn(move || write(base, batches, acked, progress))
         };
         let written = match kill_at {
-            KillAt::LastAck | KillAt::AfterAck(_) => {
+            KillAt::LastAck | KillAt::AfterAck(_) | KillAt::InRestore { .. } => {
                 let written = writer.join().expect("writer");
                 if let KillAt::AfterAck(ms) = kill_at {
                     std::thread::sleep(Duration::from_millis(ms));
@@ -677,27 +697,44 @@ fn kill_9_while_sql_views_catch_up_loses_and_doubles_nothing() {
                 server.kill9();
                 written
             }
-            KillAt::MidAppend(ms) => {
-                std::thread::sleep(Duration::from_millis(ms));
+            KillAt::MidAppend { acks, delay } => {
+                let deadline = Instant::now() + CATCH_UP;
+                while progress.load(Ordering::SeqCst) < acks && !writer.is_finished() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                std::thread::sleep(Duration::from_micros(delay));
                 server.kill9();
                 // Joined before the restart: the new server may get the old port, and no
                 // append may reach it behind the checks' back.
                 writer.join().expect("writer")
             }
         };
-        if matches!(kill_at, KillAt::MidAppend(_)) && written.in_doubt.is_some() {
+        kills += 1;
+        if matches!(kill_at, KillAt::MidAppend { .. }) && written.in_doubt.is_some() {
             mid_append += 1;
         }
-        if written.in_doubt.is_some() && !matches!(kill_at, KillAt::MidAppend(_)) {
+        if written.in_doubt.is_some() && !matches!(kill_at, KillAt::MidAppend { .. }) {
             run.logs.push(server.stderr());
             run.fail(&dir, &format!("cycle {cycle}: an append failed before the kill: {written:?}"));
         }
         acked_batches += written.acked_batches as u64;
         run.logs.push(server.stderr());
-        if run.logs.len() > 3 {
-            run.logs.remove(0);
-        }
         server = Server::start_in(&dir);
+        if let KillAt::InRestore { delay } = kill_at {
+            std::thread::sleep(Duration::from_millis(delay));
+            server.kill9();
+            kills += 1;
+            in_restore += 1;
+            run.logs.push(server.stderr());
+            server = Server::start_in(&dir);
+        }
+        if run.logs.len() > 3 {
+            run.logs.drain(..run.logs.len() - 3);
+        }
+        // A lower bound of the kills that found the views behind: they restart behind.
+        if rows(&server, "SHOW VIEWS").iter().any(|r| r[5].as_i64().is_some_and(|lag| lag > 0)) {
+            behind_at_restart += 1;
+        }
         if let Some(batch) = &written.in_doubt {
             in_doubt += 1;
             match append(&client(), &server.base(), batch) {
@@ -756,7 +793,8 @@ fn kill_9_while_sql_views_catch_up_loses_and_doubles_nothing() {
     }
     let parked: u64 = checker.dlq.values().map(|m| m.len() as u64).sum();
     println!(
-        "sql crash loop: cycles={cycles} kills={cycles} mid_append_kills={mid_append} events={} acked_batches={acked_batches} \
+        "sql crash loop: cycles={cycles} kills={kills} mid_append_kills={mid_append} kills_in_restore={in_restore} \
+         restarts_behind={behind_at_restart} events={} acked_batches={acked_batches} \
          in_doubt={in_doubt} in_doubt_found_stored={in_doubt_stored} poison={} parked={parked} (over {} views) late={} \
          big_items={} lost={} counted_twice={} wrong={} wall_s={:.1} seed={seed}",
         checker.fold.events,
