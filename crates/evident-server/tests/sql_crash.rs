@@ -11,7 +11,10 @@
 //! - `order_minutes`: tumbling one-minute windows with a 20 s grace over the events' own time
 //!   (jittered up to 40 s back, so some events are late and dropped: the view's stream time
 //!   must survive a restart too);
-//! - `big_items`: a stream of the events with `item_price > 40`, read back from its topic.
+//! - `big_items`: a stream of the events with `item_price > 40`, read back from its topic;
+//! - `event_counts` (`COUNT(*)` per event id), created halfway through the run over the whole
+//!   backlog and killed as soon as its first round shows, during its first build: one group per event, so its
+//!   rounds stop at the 4,096 changed rows a batch may hold, and each event must count once.
 //!
 //! The events are a pure function of their number `n` (id `e-<n>`, order, customer, price,
 //! time), so a retry after a crash sends the same bytes and is deduplicated by id. About one in
@@ -73,6 +76,9 @@ const JITTER_MS: u64 = 40_000;
 /// How long the views may take to catch up after a restart (a hang guard only).
 const CATCH_UP: Duration = Duration::from_secs(120);
 const VIEWS: [&str; 4] = ["order_summary", "order_stats", "order_minutes", "big_items"];
+/// The view created halfway through the run over the whole backlog: one group per event, so
+/// its first build changes more rows than a round writes (4,096) and is killed mid-way.
+const LATE_VIEW: &str = "event_counts";
 
 const SUMMARY_SQL: &str =
     "CREATE TABLE order_summary AS SELECT orderId, SUM(item_price) AS total FROM order-events GROUP BY orderId;";
@@ -82,6 +88,7 @@ const STATS_SQL: &str = "CREATE TABLE order_stats AS SELECT orderId, COUNT(*) AS
 const MINUTES_SQL: &str = "CREATE TABLE order_minutes AS SELECT orderId, WINDOWSTART AS ws, COUNT(*) AS n, \
      SUM(item_price) AS total FROM order-events WINDOW TUMBLING (SIZE 1 MINUTE, GRACE PERIOD 20 SECONDS) \
      GROUP BY orderId";
+const EVENT_COUNTS_SQL: &str = "CREATE TABLE event_counts AS SELECT eid, COUNT(*) AS n FROM order-events GROUP BY eid";
 const BIG_SQL: &str =
     "CREATE STREAM big_items AS SELECT eid, orderId, item_price FROM order-events WHERE item_price > 40";
 
@@ -245,6 +252,11 @@ struct Fold {
     big: Vec<String>,
     /// Commit sequences of the poison events.
     poison: BTreeSet<u64>,
+    /// Commit sequences of the events whose payload is not an object (the only poison for
+    /// `event_counts`, which reads no price).
+    not_object: BTreeSet<u64>,
+    /// Ids of the events whose payload is an object: `event_counts` counts each once.
+    objects: Vec<String>,
     /// Last sequence folded.
     last_sequence: Option<u64>,
     events: u64,
@@ -260,6 +272,8 @@ impl Fold {
             late: 0,
             big: Vec::new(),
             poison: BTreeSet::new(),
+            not_object: BTreeSet::new(),
+            objects: Vec::new(),
             last_sequence: None,
             events: 0,
         }
@@ -268,6 +282,11 @@ impl Fold {
     fn apply(&mut self, s: &Spec, sequence: u64) {
         self.events += 1;
         self.last_sequence = Some(sequence);
+        if s.kind == Kind::NotObject {
+            self.not_object.insert(sequence);
+        } else {
+            self.objects.push(format!("e-{}", s.n));
+        }
         if s.kind != Kind::Clean {
             self.poison.insert(sequence);
             return;
@@ -343,13 +362,13 @@ fn partitions(server: &Server, topic: &str) -> u64 {
 }
 
 /// Waits until every view has applied every source event.
-fn caught_up(server: &Server) -> Result<(), String> {
+fn caught_up(server: &Server, views: &[&str]) -> Result<(), String> {
     let deadline = Instant::now() + CATCH_UP;
     loop {
         let shown = rows(server, "SHOW VIEWS");
         let ready =
-            VIEWS.iter().all(|v| shown.iter().any(|r| r[0] == *v && r[5] == 0 && r[7] == "running" && !r[4].is_null()));
-        if ready && shown.len() == VIEWS.len() {
+            views.iter().all(|v| shown.iter().any(|r| r[0] == *v && r[5] == 0 && r[7] == "running" && !r[4].is_null()));
+        if ready && shown.len() == views.len() {
             return Ok(());
         }
         if shown.iter().any(|r| r[7].as_str().is_some_and(|s| s != "running")) || Instant::now() > deadline {
@@ -380,6 +399,8 @@ impl Figures {
 }
 
 struct Checker {
+    /// The views that exist.
+    views: Vec<&'static str>,
     fold: Fold,
     source_cursors: Vec<u64>,
     stored: HashSet<u64>,
@@ -393,6 +414,7 @@ struct Checker {
 impl Checker {
     fn new() -> Checker {
         Checker {
+            views: VIEWS.to_vec(),
             fold: Fold::new(),
             source_cursors: vec![0; PARTITIONS as usize],
             stored: HashSet::new(),
@@ -545,8 +567,32 @@ impl Checker {
                 f.diff(format!("big_items: the right records in another order: {:?}", self.stream));
             }
         }
+        // event_counts, once created: each event with an object payload counted exactly once.
+        if self.views.contains(&LATE_VIEW) {
+            let mut counts: HashMap<String, i64> = fold.objects.iter().map(|e| (e.clone(), 0)).collect();
+            for r in rows(server, "SELECT eid, n FROM event_counts") {
+                let eid = r[0].as_str().unwrap_or_default().to_string();
+                match counts.get_mut(&eid) {
+                    Some(c) => *c += r[1].as_i64().unwrap_or(-1_000_000),
+                    None => {
+                        f.wrong += 1;
+                        f.diff(format!("event_counts: a row no stored event makes: {r:?}"));
+                    }
+                }
+            }
+            for (eid, n) in counts {
+                if n < 1 {
+                    f.lost += 1;
+                    f.diff(format!("event_counts {eid}: counted {n} times"));
+                } else if n > 1 {
+                    f.twice += (n - 1) as u64;
+                    f.diff(format!("event_counts {eid}: counted {n} times"));
+                }
+            }
+        }
         // Each view's dead letters: each poison event once, nothing else.
-        for view in VIEWS {
+        for &view in &self.views {
+            let poison = if view == LATE_VIEW { &fold.not_object } else { &fold.poison };
             let topic = format!("{view}.dlq");
             let cursors = self.dlq_cursors.entry(view.to_string()).or_default();
             let parts = partitions(server, &topic) as usize;
@@ -561,12 +607,12 @@ impl Checker {
                     }
                 }
             }
-            for seq in fold.poison.iter().filter(|s| !parked.contains_key(s)) {
+            for seq in poison.iter().filter(|s| !parked.contains_key(s)) {
                 f.lost += 1;
                 f.diff(format!("{topic}: poison event at sequence {seq} not parked"));
             }
             for (seq, times) in parked.iter() {
-                if !fold.poison.contains(seq) {
+                if !poison.contains(seq) {
                     f.wrong += 1;
                     f.diff(format!("{topic}: a clean event parked (sequence {seq})"));
                 } else if *times > 1 {
@@ -660,7 +706,7 @@ fn kill_9_while_sql_views_catch_up_loses_and_doubles_nothing() {
         assert_eq!(body["status"], "ok", "{statement}: {body}");
     }
     let mut checker = Checker::new();
-    if let Err(e) = caught_up(&server).and_then(|()| checker.read_source(&server)) {
+    if let Err(e) = caught_up(&server, &checker.views).and_then(|()| checker.read_source(&server)) {
         run.logs.push(server.stderr());
         run.fail(&dir, &format!("before the first kill: {e}"));
     }
@@ -674,8 +720,29 @@ fn kill_9_while_sql_views_catch_up_loses_and_doubles_nothing() {
     let (mut next, mut batch_no) = (SEED_EVENTS, 0u64);
     let (mut mid_append, mut in_doubt, mut in_doubt_stored, mut acked_batches) = (0u64, 0u64, 0u64, 0u64);
     let (mut kills, mut in_restore, mut behind_at_restart) = (0u64, 0u64, 0u64);
+    let mut first_build_behind = None;
     let mut totals = Figures::default();
     for cycle in 0..cycles {
+        if cycle == cycles / 2 {
+            // A view over the whole backlog so far, killed during its first build.
+            let body = sql(&server, EVENT_COUNTS_SQL);
+            assert_eq!(body["status"], "ok", "{EVENT_COUNTS_SQL}: {body}");
+            checker.views.push(LATE_VIEW);
+            // The kill comes right after its first round is committed (its position shows).
+            let deadline = Instant::now() + CATCH_UP;
+            while Instant::now() < deadline {
+                let shown = rows(&server, "SHOW VIEWS");
+                if let Some(r) = shown.iter().find(|r| r[0] == LATE_VIEW && !r[4].is_null()) {
+                    first_build_behind = r[5].as_i64();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            server.kill9();
+            kills += 1;
+            run.logs.push(server.stderr());
+            server = Server::start_in(&dir);
+        }
         let batches = plan(&mut rng, &mut next, &mut batch_no);
         let kill_at = match rng.gen_range(0..4) {
             0 => KillAt::LastAck,
@@ -747,7 +814,7 @@ fn kill_9_while_sql_views_catch_up_loses_and_doubles_nothing() {
             }
             acked.lock().expect("acked").extend(batch.events.iter().copied());
         }
-        if let Err(e) = caught_up(&server).and_then(|()| checker.read_source(&server).map(|_| ())) {
+        if let Err(e) = caught_up(&server, &checker.views).and_then(|()| checker.read_source(&server).map(|_| ())) {
             run.logs.push(server.stderr());
             run.fail(&dir, &format!("cycle {cycle} ({kill_at:?}): {e}"));
         }
@@ -782,7 +849,7 @@ fn kill_9_while_sql_views_catch_up_loses_and_doubles_nothing() {
     let (code, out, err) = server.sigterm();
     assert_eq!(code, Some(0), "shutdown failed\n--- stdout\n{out}\n--- stderr\n{err}");
     let server = Server::start_in(&dir);
-    if let Err(e) = caught_up(&server) {
+    if let Err(e) = caught_up(&server, &checker.views) {
         run.fail(&dir, &format!("after a clean restart: {e}"));
     }
     let mut f = Figures::default();
@@ -794,12 +861,13 @@ fn kill_9_while_sql_views_catch_up_loses_and_doubles_nothing() {
     let parked: u64 = checker.dlq.values().map(|m| m.len() as u64).sum();
     println!(
         "sql crash loop: cycles={cycles} kills={kills} mid_append_kills={mid_append} kills_in_restore={in_restore} \
-         restarts_behind={behind_at_restart} events={} acked_batches={acked_batches} \
+         restarts_behind={behind_at_restart} event_counts_lag_at_kill={first_build_behind:?} \
+         events={} acked_batches={acked_batches} \
          in_doubt={in_doubt} in_doubt_found_stored={in_doubt_stored} poison={} parked={parked} (over {} views) late={} \
          big_items={} lost={} counted_twice={} wrong={} wall_s={:.1} seed={seed}",
         checker.fold.events,
         checker.fold.poison.len(),
-        VIEWS.len(),
+        checker.views.len(),
         checker.fold.late,
         checker.stream.len(),
         totals.lost,
