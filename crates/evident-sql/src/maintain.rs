@@ -220,10 +220,12 @@ fn restore(log: &Log, topic: &str, mut agg: Option<&mut Aggregator>) -> Result<O
             let Some(agg) = agg.as_deref_mut() else { continue };
             let key = e.key.as_ref().map(|k| k.to_vec()).unwrap_or_default();
             match (&e.value, e.header(STATE_HEADER)) {
-                (None, _) => agg.remove(&key),
-                (Some(_), Some(state)) => agg
+                // A row, or a group its HAVING hides: that tombstone still carries the group's
+                // state, which the next events add to (dropping it lost them after a restart).
+                (_, Some(state)) => agg
                     .restore(key, &String::from_utf8_lossy(state))
                     .map_err(|why| SqlError::Corrupted(format!("view topic {topic:?} offset {}: {why}", e.offset)))?,
+                (None, None) => agg.remove(&key),
                 // A record someone else produced to the view's topic is not the view's.
                 (Some(_), None) => {}
             }

@@ -94,26 +94,26 @@ impl Aggregator {
         if let Some(WindowSpec { kind: WindowKind::Session { gap }, grace }) = self.grouping.window {
             return self.add_to_session(time, gap, grace);
         }
-        let windows: Vec<(i64, i64)> = match &self.grouping.window {
-            None => vec![],
+        let windowed = self.grouping.window.is_some();
+        let targets: Vec<Option<(i64, i64)>> = match &self.grouping.window {
+            None => vec![None],
             Some(w) => {
                 let size = w.size().unwrap_or(0);
-                let open: Vec<(i64, i64)> = w
-                    .starts(time)
+                w.starts(time)
                     .map(|s| (s, s + size))
                     .filter(|(_, end)| end.saturating_add(w.grace) > self.stream_time.max(time))
-                    .collect();
-                self.stream_time = self.stream_time.max(time);
-                if open.is_empty() {
-                    self.late += 1;
-                    return Ok(());
-                }
-                open
+                    .map(Some)
+                    .collect()
             }
         };
-        let targets: Vec<Option<(i64, i64)>> =
-            if self.grouping.window.is_some() { windows.into_iter().map(Some).collect() } else { vec![None] };
-        // Check every update first, so a failing one changes nothing.
+        // Check every update first, so a failing one changes nothing, not even stream time. A
+        // late event is checked too (against empty accumulators): bad data is parked whether
+        // or not its window is still open.
+        if targets.is_empty() {
+            for (call, arg) in self.grouping.aggs.iter().zip(&self.args_buf) {
+                call.kind.start().clone_for_check(call.kind, arg.as_ref())?;
+            }
+        }
         for w in &targets {
             let key = encode_key(&self.keys_buf, &self.key_types, w.map(|w| w.0));
             if let Some(g) = self.groups.get(&key) {
@@ -124,6 +124,13 @@ impl Aggregator {
                 for (call, arg) in self.grouping.aggs.iter().zip(&self.args_buf) {
                     call.kind.start().clone_for_check(call.kind, arg.as_ref())?;
                 }
+            }
+        }
+        if windowed {
+            self.stream_time = self.stream_time.max(time);
+            if targets.is_empty() {
+                self.late += 1;
+                return Ok(());
             }
         }
         for w in targets {
