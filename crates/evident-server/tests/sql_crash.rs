@@ -41,9 +41,10 @@
 //!
 //! The first difference fails the test at that cycle, naming the seed, keeping the data
 //! directory and printing the differing rows (lost: the view counts fewer events than the fold;
-//! counted twice: more; wrong: same count, other values). Before the engine kept them, this
-//! found two bugs in the first cycles: a group its HAVING hid lost its state at a restart, and
-//! a windowed table forgot its stream time, so events late before a crash counted after it. At the end the server is stopped with SIGTERM
+//! counted twice: more; wrong: same count, other values). In its first cycles this found a
+//! group its HAVING hid losing its state at a restart, a windowed table forgetting its stream
+//! time (events late before a crash counted after it), and a poison event in a closed window
+//! dropped as late instead of parked (and a parked one moving stream time). At the end the server is stopped with SIGTERM
 //! and started once more, and the views checked again. It prints `sql crash loop: cycles=…
 //! kills=… events=… poison=… parked=… late=… lost=0 counted_twice=0 wrong=0 …`
 //! (`restarts_behind`: restarts that found a view behind its source, a lower bound of the
