@@ -37,7 +37,11 @@ fn exercise(backend: Arc<dyn Backend>, what: &str) {
     assert!(created.message.is_some_and(|m| m.contains("order_summary")), "{what}");
     // Read-your-writes: waits until the view applied the last append.
     let answer = wait(backend.sql("SELECT orderId, total FROM order_summary ORDER BY orderId", last)).expect("pull");
-    assert_eq!(answer.columns, [("orderId".to_string(), "STRING".to_string()), ("total".into(), "BIGINT".into())], "{what}");
+    assert_eq!(
+        answer.columns,
+        [("orderId".to_string(), "STRING".to_string()), ("total".into(), "BIGINT".into())],
+        "{what}"
+    );
     let got: BTreeMap<String, i64> = answer
         .rows
         .iter()

@@ -94,26 +94,26 @@ impl Aggregator {
         if let Some(WindowSpec { kind: WindowKind::Session { gap }, grace }) = self.grouping.window {
             return self.add_to_session(time, gap, grace);
         }
-        let windows: Vec<(i64, i64)> = match &self.grouping.window {
-            None => vec![],
+        let windowed = self.grouping.window.is_some();
+        let targets: Vec<Option<(i64, i64)>> = match &self.grouping.window {
+            None => vec![None],
             Some(w) => {
                 let size = w.size().unwrap_or(0);
-                let open: Vec<(i64, i64)> = w
-                    .starts(time)
+                w.starts(time)
                     .map(|s| (s, s + size))
                     .filter(|(_, end)| end.saturating_add(w.grace) > self.stream_time.max(time))
-                    .collect();
-                self.stream_time = self.stream_time.max(time);
-                if open.is_empty() {
-                    self.late += 1;
-                    return Ok(());
-                }
-                open
+                    .map(Some)
+                    .collect()
             }
         };
-        let targets: Vec<Option<(i64, i64)>> =
-            if self.grouping.window.is_some() { windows.into_iter().map(Some).collect() } else { vec![None] };
-        // Check every update first, so a failing one changes nothing.
+        // Check every update first, so a failing one changes nothing, not even stream time. A
+        // late event is checked too (against empty accumulators): bad data is parked whether
+        // or not its window is still open.
+        if targets.is_empty() {
+            for (call, arg) in self.grouping.aggs.iter().zip(&self.args_buf) {
+                call.kind.start().clone_for_check(call.kind, arg.as_ref())?;
+            }
+        }
         for w in &targets {
             let key = encode_key(&self.keys_buf, &self.key_types, w.map(|w| w.0));
             if let Some(g) = self.groups.get(&key) {
@@ -124,6 +124,13 @@ impl Aggregator {
                 for (call, arg) in self.grouping.aggs.iter().zip(&self.args_buf) {
                     call.kind.start().clone_for_check(call.kind, arg.as_ref())?;
                 }
+            }
+        }
+        if windowed {
+            self.stream_time = self.stream_time.max(time);
+            if targets.is_empty() {
+                self.late += 1;
+                return Ok(());
             }
         }
         for w in targets {
@@ -162,11 +169,8 @@ impl Aggregator {
             .collect();
         let start = touching.iter().map(|w| w.0).min().unwrap_or(time).min(time);
         let end = touching.iter().map(|w| w.1).max().unwrap_or(time).max(time);
-        if end.saturating_add(grace) < self.stream_time {
-            self.late += 1;
-            return Ok(());
-        }
-        // The merged accumulators, built aside, then the event: nothing changes on failure.
+        // The merged accumulators, built aside, then the event: nothing changes on failure, and
+        // bad data is parked (the error) even when the session has closed.
         let mut accs: Vec<Acc> = self.grouping.aggs.iter().map(|c| c.kind.start()).collect();
         for w in &touching {
             let key = encode_key(&self.keys_buf, &self.key_types, Some(w.0));
@@ -177,6 +181,10 @@ impl Aggregator {
         }
         for ((acc, call), arg) in accs.iter_mut().zip(&self.grouping.aggs).zip(&self.args_buf) {
             acc.update(call.kind, arg.as_ref())?;
+        }
+        if end.saturating_add(grace) < self.stream_time {
+            self.late += 1;
+            return Ok(());
         }
         self.stream_time = self.stream_time.max(time);
         sessions.retain(|w| !touching.contains(w));

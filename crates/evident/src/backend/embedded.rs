@@ -253,7 +253,8 @@ impl Backend for EmbeddedBackend {
 
     async fn sql(&self, statement: &str, min_sequence: Option<Sequence>) -> Result<SqlAnswer> {
         let engine = self.sql_engine()?;
-        let req = evident_sql::Request { sql: statement.to_string(), min_sequence: min_sequence.map(|s| s.0), timeout: None };
+        let req =
+            evident_sql::Request { sql: statement.to_string(), min_sequence: min_sequence.map(|s| s.0), timeout: None };
         let outcome = tokio::task::spawn_blocking(move || engine.execute(&req))
             .await
             .map_err(|e| Error::Unavailable(format!("the SQL worker failed: {e}")))?
@@ -261,12 +262,17 @@ impl Backend for EmbeddedBackend {
         Ok(match outcome {
             evident_sql::Outcome::Rows { columns, rows } => SqlAnswer {
                 columns: columns.into_iter().map(|c| (c.name, c.ty)).collect(),
-                rows: rows.into_iter().map(|r| r.iter().map(|v| serde_json::to_value(v).unwrap_or_default()).collect()).collect(),
+                rows: rows
+                    .into_iter()
+                    .map(|r| r.iter().map(|v| serde_json::to_value(v).unwrap_or_default()).collect())
+                    .collect(),
                 message: None,
             },
             evident_sql::Outcome::Done { message, .. } => SqlAnswer { message: Some(message), ..SqlAnswer::default() },
             evident_sql::Outcome::Push(_) => {
-                return Err(Error::Rejected("push queries (EMIT CHANGES) are served by POST /v1/sql and `evident sql`".into()))
+                return Err(Error::Rejected(
+                    "push queries (EMIT CHANGES) are served by POST /v1/sql and `evident sql`".into(),
+                ))
             }
         })
     }

@@ -888,7 +888,11 @@ impl Backend for HttpBackend {
     }
 
     async fn sql(&self, statement: &str, min_sequence: Option<Sequence>) -> Result<SqlAnswer> {
-        let body = evident_api::sql::SqlRequest { sql: statement.to_string(), min_sequence: min_sequence.map(|s| s.0), timeout_ms: None };
+        let body = evident_api::sql::SqlRequest {
+            sql: statement.to_string(),
+            min_sequence: min_sequence.map(|s| s.0),
+            timeout_ms: None,
+        };
         let what = "POST /v1/sql";
         let reply = self.call(self.client.post(self.url("/v1/sql")?).json(&body), what).await?;
         let bytes = reply.body_or_refusal(what).map_err(|r| r.into_error(On::Store))??;
