@@ -194,8 +194,11 @@ impl EventInput {
         if !self.fields.is_empty() {
             self.scratch.resize(self.fields.len(), Value::Null);
             match &event.value {
-                Some(v) => read_fields(v, &self.fields, &mut self.scratch)
-                    .map_err(|e| format!("the payload is not a JSON object: {e}"))?,
+                Some(v) => {
+                    let json = payload_json(self.decoder.as_ref(), v)?;
+                    read_fields(&json, &self.fields, &mut self.scratch)
+                        .map_err(|e| format!("the payload is not a JSON object: {e}"))?
+                }
                 None => self.scratch.iter_mut().for_each(|v| *v = Value::Null),
             }
         }
