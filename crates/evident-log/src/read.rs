@@ -654,35 +654,9 @@ impl Log {
     /// where a topic was.
     pub fn read_all(&self, from: u64, limit: usize) -> Result<Vec<Event>> {
         let st = self.inner.lock();
-        let start = st.index.frame_at_or_after_seq(from);
-        let mut frames = Vec::new();
-        let mut count = 0usize;
-        // (topic, partition) -> first retained sequence, for the frames a start cuts through.
-        let mut cut: std::collections::HashMap<(u32, u32), u64> = std::collections::HashMap::new();
-        for f in &st.index.frames[start..] {
-            if f.end_seq() > st.visible_seq || count >= limit {
-                break;
-            }
-            let Some(t) = st.index.topics.get(&f.topic) else {
-                continue;
-            };
-            let (_, start_seq) = st.index.log_start(f.topic, f.partition);
-            if f.end_seq() <= start_seq {
-                continue;
-            }
-            if f.first_seq < start_seq {
-                cut.insert((f.topic, f.partition), start_seq);
-            }
-            count += f.end_seq().saturating_sub(from.max(f.first_seq).max(start_seq)) as usize;
-            frames.push((*f, t.meta.name.clone()));
-        }
-        self.decode_frames(
-            st,
-            &frames,
-            |f, seq, _| seq >= from && cut.get(&(f.topic, f.partition)).is_none_or(|&s| seq >= s),
-            limit,
-            true,
-        )
+        let walk =
+            frames_since(&st, from, limit, usize::MAX, |id| st.index.topics.get(&id).map(|t| t.meta.name.clone()));
+        self.decode_frames(st, &walk.frames, |f, seq, _| walk.keeps(f, seq, from), limit, true)
     }
 
     /// Reads up to `limit` events of one topic in commit-sequence order, from sequence `from`,
@@ -717,38 +691,13 @@ impl Log {
             let meta = &st.index.topic_by_name(t)?.meta;
             wanted.push((meta.id, meta.name.clone()));
         }
-        let start = st.index.frame_at_or_after_seq(from);
-        let mut frames = Vec::new();
-        let mut count = 0usize;
-        let mut next = from;
-        let mut cut: std::collections::HashMap<(u32, u32), u64> = std::collections::HashMap::new();
         // Other topics' frames are passed over; bound the walk so one call stays short.
         const FRAMES_MAX: usize = 65_536;
-        for f in st.index.frames[start..].iter().take(FRAMES_MAX) {
-            if f.end_seq() > st.visible_seq || count >= limit {
-                break;
-            }
-            next = f.end_seq();
-            let Some((_, name)) = wanted.iter().find(|(id, _)| *id == f.topic) else {
-                continue;
-            };
-            let (_, start_seq) = st.index.log_start(f.topic, f.partition);
-            if f.end_seq() <= start_seq {
-                continue;
-            }
-            if f.first_seq < start_seq {
-                cut.insert((f.topic, f.partition), start_seq);
-            }
-            count += f.end_seq().saturating_sub(from.max(f.first_seq).max(start_seq)) as usize;
-            frames.push((*f, name.clone()));
-        }
-        let out = self.decode_frames(
-            st,
-            &frames,
-            |f, seq, _| seq >= from && cut.get(&(f.topic, f.partition)).is_none_or(|&s| seq >= s),
-            limit,
-            with_versions,
-        )?;
+        let walk = frames_since(&st, from, limit, FRAMES_MAX, |id| {
+            wanted.iter().find(|(t, _)| *t == id).map(|(_, name)| name.clone())
+        });
+        let mut next = walk.next;
+        let out = self.decode_frames(st, &walk.frames, |f, seq, _| walk.keeps(f, seq, from), limit, with_versions)?;
         // A batch cut by `limit` ends the read at its last event, not at the frame's end.
         if out.len() >= limit {
             next = out.last().map_or(next, |e| e.sequence + 1);
@@ -1023,6 +972,55 @@ impl Log {
             st = self.inner.progress.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
         }
     }
+}
+
+/// The frames a commit-ordered read from sequence `from` visits: those of the topics `topic`
+/// names (by id), committed, not wholly below their partition's log start, until they hold
+/// `limit` events or `frames_max` frames were walked.
+struct FrameWalk {
+    frames: Vec<(FrameEntry, TopicName)>,
+    /// (topic, partition) -> first retained sequence, for the frames a log start cuts through.
+    cut: std::collections::HashMap<(u32, u32), u64>,
+    /// The sequence after the last frame walked (of any topic).
+    next: u64,
+}
+
+impl FrameWalk {
+    /// Whether the record at `seq` of frame `f` is part of a read from `from`.
+    fn keeps(&self, f: &FrameEntry, seq: u64, from: u64) -> bool {
+        seq >= from && self.cut.get(&(f.topic, f.partition)).is_none_or(|&s| seq >= s)
+    }
+}
+
+fn frames_since(
+    st: &State,
+    from: u64,
+    limit: usize,
+    frames_max: usize,
+    topic: impl Fn(u32) -> Option<TopicName>,
+) -> FrameWalk {
+    let start = st.index.frame_at_or_after_seq(from);
+    let mut walk = FrameWalk { frames: Vec::new(), cut: std::collections::HashMap::new(), next: from };
+    let mut count = 0usize;
+    for f in st.index.frames[start..].iter().take(frames_max) {
+        if f.end_seq() > st.visible_seq || count >= limit {
+            break;
+        }
+        walk.next = f.end_seq();
+        let Some(name) = topic(f.topic) else {
+            continue;
+        };
+        let (_, start_seq) = st.index.log_start(f.topic, f.partition);
+        if f.end_seq() <= start_seq {
+            continue;
+        }
+        if f.first_seq < start_seq {
+            walk.cut.insert((f.topic, f.partition), start_seq);
+        }
+        count += f.end_seq().saturating_sub(from.max(f.first_seq).max(start_seq)) as usize;
+        walk.frames.push((*f, name));
+    }
+    walk
 }
 
 /// The event of the record `bytes`, a slice of `owner` (which its key, value and headers then

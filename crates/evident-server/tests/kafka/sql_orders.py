@@ -24,6 +24,17 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from support import PATIENCE, check, guard, log, result
 
 
+def order_event(i):
+    """Order event i (the formula the Rust test folds)."""
+    return {
+        "eventType": "ItemAdded",
+        "orderId": f"order-{i % 101}",
+        "customerId": f"customer-{i % 37}",
+        "item": f"item-{i}",
+        "item_price": 1 + (i * 7) % 50,
+    }
+
+
 def produce(bootstrap, start, end):
     producer = Producer({
         "bootstrap.servers": bootstrap,
@@ -42,13 +53,7 @@ def produce(bootstrap, start, end):
             failed.append(str(err))
 
     for i in range(start, end):
-        value = {
-            "eventType": "ItemAdded",
-            "orderId": f"order-{i % 101}",
-            "customerId": f"customer-{i % 37}",
-            "item": f"item-{i}",
-            "item_price": 1 + (i * 7) % 50,
-        }
+        value = order_event(i)
         producer.produce("order-events", key=f"customer-{i % 37}", value=json.dumps(value), on_delivery=done)
         producer.poll(0)
     left = producer.flush(PATIENCE)
@@ -80,13 +85,7 @@ def produce_avro(bootstrap, registry, start, end):
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "partitioner": "murmur2_random"})
     topic = "order-events-avro"
     for i in range(start, end):
-        value = {
-            "eventType": "ItemAdded",
-            "orderId": f"order-{i % 101}",
-            "customerId": f"customer-{i % 37}",
-            "item": f"item-{i}",
-            "item_price": 1 + (i * 7) % 50,
-        }
+        value = order_event(i)
         payload = serializer(value, SerializationContext(topic, MessageField.VALUE))
         producer.produce(topic, key=f"customer-{i % 37}", value=payload)
         producer.poll(0)
