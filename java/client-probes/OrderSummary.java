@@ -51,6 +51,7 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Future;
 import java.util.concurrent.atomic.AtomicLong;
 import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.ListOffsetsOptions;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.OffsetSpec;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
@@ -61,6 +62,7 @@ import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
+import org.apache.kafka.common.IsolationLevel;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.errors.TopicExistsException;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
@@ -478,6 +480,19 @@ public final class OrderSummary {
         out.put(prefix + "excess", excess);
     }
 
+    /** The end offsets of every partition of `topics` as a reader at `isolation` sees them. */
+    static Map<TopicPartition, Long> ends(Admin admin, List<String> topics, IsolationLevel isolation) throws Exception {
+        Map<TopicPartition, OffsetSpec> latest = new HashMap<>();
+        for (var d : admin.describeTopics(topics).allTopicNames().get().values()) {
+            for (var partition : d.partitions()) {
+                latest.put(new TopicPartition(d.name(), partition.partition()), OffsetSpec.latest());
+            }
+        }
+        Map<TopicPartition, Long> out = new HashMap<>();
+        admin.listOffsets(latest, new ListOffsetsOptions(isolation)).all().get().forEach((tp, info) -> out.put(tp, info.offset()));
+        return out;
+    }
+
     static void verify(String bootstrap, long timeoutMs, int expected) throws Exception {
         Properties a = Clients.admin(bootstrap);
         long deadline = System.currentTimeMillis() + timeoutMs;
@@ -508,6 +523,37 @@ public final class OrderSummary {
                 if (t.startsWith(APP_ID)) {
                     internal.add(t);
                 }
+            }
+            // The aggregation reads the repartition topic: only once the group has committed
+            // its end (as it is now) is every input record summed.
+            String repartitionTopic = APP_ID + "-by-order-repartition";
+            if (caughtUp && internal.contains(repartitionTopic)) {
+                Map<TopicPartition, Long> repartitionEnd = ends(admin, List.of(repartitionTopic), IsolationLevel.READ_UNCOMMITTED);
+                caughtUp = false;
+                while (System.currentTimeMillis() < deadline) {
+                    Map<TopicPartition, OffsetAndMetadata> committed =
+                            admin.listConsumerGroupOffsets(APP_ID).partitionsToOffsetAndMetadata().get();
+                    caughtUp = repartitionEnd.entrySet().stream().allMatch(e -> e.getValue() == 0
+                            || (committed.get(e.getKey()) != null && committed.get(e.getKey()).offset() >= e.getValue()));
+                    if (caughtUp) {
+                        break;
+                    }
+                    Thread.sleep(200);
+                }
+            }
+            // No transaction left open on what is read next: one a killed instance abandoned
+            // holds read_committed readers back (last stable offset below the high watermark)
+            // until the coordinator aborts it at its timeout; with the state directory wiped the
+            // restarted instance has a new transactional id, so it does not fence the old one.
+            List<String> read = new ArrayList<>(List.of(OUTPUT));
+            if (internal.contains(APP_ID + "-order-totals-changelog")) {
+                read.add(APP_ID + "-order-totals-changelog");
+            }
+            while (caughtUp && System.currentTimeMillis() < deadline) {
+                if (ends(admin, read, IsolationLevel.READ_COMMITTED).equals(ends(admin, read, IsolationLevel.READ_UNCOMMITTED))) {
+                    break;
+                }
+                Thread.sleep(200);
             }
             // Streams purges its repartition topic up to the committed offsets (DeleteRecords);
             // the sum of the partitions' earliest offsets shows whether the server did it.
