@@ -79,17 +79,19 @@ post("/v1/topics/bank/streams/acc-1", {"events": [{"type": "AccountOpened", "dat
 post("/v1/groups/billing/offsets", {"offsets": [{"topic": "bank", "partition": 0, "offset": 1}]})
 PY
 
-# A request the schema allows may still be refused with 400 or 409 for a rule JSON Schema cannot
+# A request the schema allows may still be refused with 400, 409 or 422 for a rule JSON Schema cannot
 # state and the document's descriptions do (exactly one reset strategy, `partitions` given twice
 # with different values, base64 payloads, reserved header names, an integer sent as `61.0`,
-# unknown topics in a commit, an internal `__` topic named in a write): schemathesis's
-# positive-data check accepts those refusals. `use_after_free` is off because fetching the offsets
+# unknown topics in a commit, an internal `__` topic named in a write), and with 422 for a string
+# that parses as SQL evident does not run (`END`, `COMMIT`, `SELECT 1` without FROM: sql_unsupported
+# or sql_invalid, as docs/sql.md says; CI's fuzzer found `END`-like input at 089a606):
+# schemathesis's positive-data check accepts those refusals. `use_after_free` is off because fetching the offsets
 # of a deleted (or never seen) group answers an empty list by design, as Kafka's OffsetFetch does;
 # the auth checks are off because the API has no authentication. Every other check runs.
 CONFIG="$DATA.schemathesis.toml"
 cat >"$CONFIG" <<'TOML'
 [checks.positive_data_acceptance]
-expected-statuses = ["2xx", "400", "403", "404", "409"]
+expected-statuses = ["2xx", "400", "403", "404", "409", "422"]
 TOML
 
 echo "== schemathesis (budget ${BUDGET}s)"
