@@ -139,6 +139,13 @@ impl std::future::Future for Acknowledgement {
     }
 }
 
+/// Whether an append is made or only checked ([`Log::check_events`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Append,
+    Check,
+}
+
 enum Route<'a> {
     Partition(u32),
     Key(&'a [u8]),
@@ -165,7 +172,7 @@ impl Log {
         batch: &[u8],
         expected: Option<ExpectedVersion>,
     ) -> Result<AppendOutcome> {
-        self.append_inner(topic, Route::Partition(partition), batch, expected)?.wait()
+        self.append_inner(topic, Route::Partition(partition), batch, expected, Mode::Append)?.wait()
     }
 
     /// Like [`Log::append_batch`], but returns as soon as the batch is checked, positioned and
@@ -180,7 +187,7 @@ impl Log {
         batch: &[u8],
         expected: Option<ExpectedVersion>,
     ) -> Result<PendingAppend> {
-        self.append_inner(topic, Route::Partition(partition), batch, expected)
+        self.append_inner(topic, Route::Partition(partition), batch, expected, Mode::Append)
     }
 
     /// Appends events to the stream `topic`/`key`, in its partition (Kafka's default
@@ -213,7 +220,31 @@ impl Log {
         for event in events {
             event.push_to(&mut builder, key, now);
         }
-        self.append_inner(topic, Route::Key(key), &builder.build(), Some(expected))
+        self.append_inner(topic, Route::Key(key), &builder.build(), Some(expected), Mode::Append)
+    }
+
+    /// Checks what [`Log::append_events`] would do now, writing nothing: the stream's expected
+    /// version, its event ids (an outcome with `duplicate` set names the originals), the
+    /// partition a new stream would take, and the offsets and versions the events would get
+    /// (no commit sequence: 0). A store that writes elsewhere first (the library's Kafka
+    /// backend, which appends to a Kafka cluster and mirrors it here) asks this under its
+    /// writer's lock, with the same rules as a local append.
+    pub fn check_events(
+        &self,
+        topic: &str,
+        key: &[u8],
+        expected: ExpectedVersion,
+        events: &[EventData],
+    ) -> Result<AppendOutcome> {
+        if events.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
+        let now = self.inner.clock.now_ms();
+        let mut builder = BatchBuilder::new();
+        for event in events {
+            event.push_to(&mut builder, key, now);
+        }
+        self.append_inner(topic, Route::Key(key), &builder.build(), Some(expected), Mode::Check)?.wait()
     }
 
     fn append_inner(
@@ -222,6 +253,7 @@ impl Log {
         route: Route<'_>,
         bytes: &[u8],
         expected_override: Option<ExpectedVersion>,
+        mode: Mode,
     ) -> Result<PendingAppend> {
         let max = self.inner.config.batch_size_max;
         if bytes.len() > max {
@@ -450,6 +482,33 @@ impl Log {
         // Accepted: assign positions, queue the frame, index it.
         let partition_state = &st.index.topics[&topic_id].partitions[partition as usize];
         let base_offset = partition_state.next_offset;
+        if mode == Mode::Check {
+            // Nothing is written: the positions the append would take, had it been made now.
+            let records = infos
+                .iter()
+                .enumerate()
+                .map(|(i, info)| RecordPosition {
+                    offset: base_offset + i as u64,
+                    sequence: 0,
+                    version: info.key.and_then(|k| next_version.get_mut(k)).map(|v| {
+                        *v += 1;
+                        *v - 1
+                    }),
+                })
+                .collect();
+            let durability = self.inner.defer_visible(st, 0)?;
+            let outcome = AppendOutcome {
+                topic: topic_name,
+                partition,
+                base_offset,
+                first_sequence: 0,
+                records,
+                duplicate: false,
+                log_append_time_ms: None,
+                transactional: false,
+            };
+            return Ok(PendingAppend { outcome, durability });
+        }
         // A transaction's batch is stored without a commit sequence: its commit gives them.
         let first_sequence = if txn { 0 } else { st.index.next_seq };
         // The stored copy differs from what the producer sent only in the two fields outside

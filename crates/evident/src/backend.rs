@@ -29,11 +29,15 @@ use crate::Result;
 mod embedded;
 #[cfg(feature = "http")]
 mod http;
+#[cfg(feature = "kafka")]
+mod kafka;
 
 #[cfg(feature = "embedded")]
 pub use embedded::EmbeddedBackend;
 #[cfg(feature = "http")]
 pub use http::HttpBackend;
+#[cfg(feature = "kafka")]
+pub use kafka::{KafkaBackend, KafkaConfig};
 
 /// Which way to read a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -9,14 +9,16 @@
 //! - [`projection`]: read models in SQLite or PostgreSQL whose checkpoint commits in the same
 //!   transaction as the change (exactly once across crashes), with a sequenced dead-letter
 //!   queue for events a handler cannot process.
-//! - [`Backend`]: the store underneath, either the embedded log in this process
-//!   ([`EmbeddedBackend`]) or an `evident serve` over HTTP ([`HttpBackend`]); the same
-//!   application code runs on both.
+//! - [`Backend`]: the store underneath: the embedded log in this process
+//!   ([`EmbeddedBackend`]), an `evident serve` over HTTP ([`HttpBackend`]), or an Apache Kafka
+//!   cluster (`KafkaBackend`, feature `kafka`, docs/cluster.md); the same application code
+//!   runs on each.
 //!
 //! The API is async, on tokio (an axum handler awaits a repository directly); synchronous code
 //! uses the [`blocking`] facade, which owns a runtime. Cargo features choose what is built:
-//! `embedded`, `http`, `sqlite`, `postgres` (all by default), and `schemas` (off by default:
-//! versions from a schema registry, [`schemas`]).
+//! `embedded`, `http`, `sqlite`, `postgres` (all by default), `schemas` (off by default:
+//! versions from a schema registry, [`schemas`]) and `kafka` (off by default: librdkafka is a
+//! C build).
 
 pub mod aggregate;
 pub mod backend;
@@ -39,6 +41,8 @@ pub use backend::EmbeddedBackend;
 #[cfg(feature = "http")]
 pub use backend::HttpBackend;
 pub use backend::{Appended, Backend, SqlAnswer, StreamQuery, TopicSpec};
+#[cfg(feature = "kafka")]
+pub use backend::{KafkaBackend, KafkaConfig};
 pub use error::{Error, Result};
 pub use event::{DomainEvent, RecordedEvent};
 pub use evident_core::{EventData, ExpectedVersion, Offset, Sequence, Version};

@@ -1,0 +1,221 @@
+//! The library's Kafka backend (`evident::KafkaBackend`, docs/cluster.md) on a real Apache
+//! Kafka (`scripts/kafka-ref.sh`): the backend contract (appends with expected versions,
+//! idempotent retries, conflicts, reads with Kafka's offsets, the feed, partitions), a
+//! repository over it, and two processes' backends appending to the same streams at once:
+//! no version given twice, no command applied twice, checked from the topic's contents read by
+//! a plain Kafka consumer.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::jvm::{java, Reference};
+use evident::blocking::{wait, Repository};
+use evident::{
+    Aggregate, Backend, DomainEvent, Error, EventData, ExpectedVersion, KafkaBackend, KafkaConfig, RetryPolicy,
+    SnapshotPolicy, StreamQuery, TopicSpec,
+};
+use evident_core::{Sequence, Version};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::ClientConfig;
+use serde::{Deserialize, Serialize};
+
+fn backend(reference: &Reference, dir: &std::path::Path) -> KafkaBackend {
+    let mut config = KafkaConfig::new(reference.bootstrap.clone(), dir);
+    config.timeout = Duration::from_secs(60);
+    KafkaBackend::open(config).expect("kafka backend")
+}
+
+fn event(id: &str, event_type: &str, data: &str) -> EventData {
+    EventData::json(id, event_type, data.as_bytes().to_vec())
+}
+
+/// Every record of `topic` as a plain `read_committed` Kafka consumer reads it: per key, the
+/// event ids in offset order.
+fn topic_contents(bootstrap: &str, topic: &str, partitions: u32) -> BTreeMap<String, Vec<String>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "library-kafka-check")
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut ends = HashMap::new();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        let (_, high) = consumer.fetch_watermarks(topic, p as i32, Duration::from_secs(30)).expect("watermarks");
+        ends.insert(p as i32, high);
+        tpl.add_partition_offset(topic, p as i32, rdkafka::Offset::Beginning).expect("tpl");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let positions = consumer.position().expect("position");
+        let done = positions.elements().iter().all(|e| match e.offset() {
+            rdkafka::Offset::Offset(o) => o >= ends[&e.partition()],
+            _ => ends[&e.partition()] == 0,
+        });
+        if done {
+            return out;
+        }
+        assert!(std::time::Instant::now() < deadline, "reading {topic} back did not finish: {positions:?} of {ends:?}");
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.expect("message");
+            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+            let id = m
+                .headers()
+                .and_then(|h| h.iter().find(|h| h.key == "ce_id").and_then(|h| h.value))
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default();
+            out.entry(key).or_default().push(id);
+        }
+    }
+}
+
+#[test]
+fn the_backend_contract_on_kafka() {
+    let Some(_java) = java("the_backend_contract_on_kafka") else { return };
+    let reference = Reference::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = backend(&reference, dir.path());
+    wait(b.ensure_topic("bank", TopicSpec { partitions: 3, compacted: false })).expect("create");
+    wait(b.ensure_topic("bank", TopicSpec { partitions: 1, compacted: false })).expect("an existing topic is fine");
+
+    let events = [event("e0", "Opened", r#"{"owner":"ada"}"#), event("e1", "Deposited", r#"{"amount":5}"#)];
+    let first = wait(b.append("bank", "acc-1", ExpectedVersion::NoStream, &events)).expect("append");
+    assert_eq!((first.first_version, first.last_version, first.duplicate), (Version(0), Version(1), false));
+    let retry = wait(b.append("bank", "acc-1", ExpectedVersion::NoStream, &events)).expect("retry");
+    assert_eq!((retry.first_version, retry.last_version, retry.duplicate), (Version(0), Version(1), true));
+    assert_eq!(retry.last_sequence, first.last_sequence, "a retry names the original positions");
+
+    let conflict =
+        wait(b.append("bank", "acc-1", ExpectedVersion::Exact(Version(0)), &[event("e2", "Deposited", "{}")]));
+    match conflict {
+        Err(Error::WrongExpectedVersion { current, .. }) => assert_eq!(current, Some(Version(1))),
+        other => panic!("expected a version conflict, got {other:?}"),
+    }
+    let next = wait(b.append("bank", "acc-1", ExpectedVersion::Exact(Version(1)), &[event("e2", "Deposited", "{}")]))
+        .expect("append at the right version");
+    assert_eq!(next.last_version, Version(2));
+    match wait(b.append("bank", "acc-1", ExpectedVersion::Any, &[event("e2", "Withdrawn", "{}")])) {
+        Err(Error::Rejected(why)) => assert!(why.contains("e2"), "{why}"),
+        other => panic!("an id reused with other content is refused, got {other:?}"),
+    }
+
+    let page = wait(b.read_stream("bank", "acc-1", &StreamQuery::default())).expect("read");
+    assert_eq!(page.current_version, Some(Version(2)));
+    let ids: Vec<_> = page.events.iter().map(|e| e.id.clone().unwrap_or_default()).collect();
+    assert_eq!(ids, ["e0", "e1", "e2"]);
+    assert!(page.events.iter().all(|e| !e.headers.iter().any(|(k, _)| k.starts_with("evident-kafka"))));
+    // Kafka's offsets: each transaction's commit marker takes one, so the third event is at 4
+    // (0, 1, marker 2, then 3, marker 4: e2 is at 3).
+    let offsets: Vec<_> = page.events.iter().map(|e| e.offset.0).collect();
+    assert_eq!(offsets, [0, 1, 3], "the events' Kafka offsets (markers take one each)");
+    let partition = page.events[0].partition;
+    let from_two = wait(b.read_partition("bank", partition, evident::Offset(2), 10)).expect("partition read");
+    assert_eq!(from_two.iter().map(|e| e.offset.0).collect::<Vec<_>>(), [3], "offset 2 is a marker: the next event");
+
+    assert_eq!(wait(b.read_stream("nope", "k", &StreamQuery::default())).expect("read").events.len(), 0);
+    match wait(b.append("nope", "k", ExpectedVersion::Any, &[event("x", "T", "{}")])) {
+        Err(Error::UnknownTopic(t)) => assert_eq!(t, "nope"),
+        other => panic!("expected an unknown topic, got {other:?}"),
+    }
+
+    // A second process (its own mirror) sees the first one's appends and conflicts with them.
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    let b2 = backend(&reference, dir2.path());
+    let page2 = wait(b2.read_stream("bank", "acc-1", &StreamQuery::default())).expect("read");
+    assert_eq!(page2.events.iter().map(|e| e.offset.0).collect::<Vec<_>>(), offsets);
+    let took = wait(b2.append("bank", "acc-1", ExpectedVersion::Exact(Version(2)), &[event("e3", "Deposited", "{}")]))
+        .expect("the second process appends");
+    assert_eq!(took.last_version, Version(3));
+    // The first process's writer was fenced; its next append takes the partition back.
+    let back = wait(b.append("bank", "acc-1", ExpectedVersion::Exact(Version(3)), &[event("e4", "Deposited", "{}")]))
+        .expect("the first process appends after being fenced");
+    assert_eq!(back.last_version, Version(4));
+    let all = wait(b.read_all(Sequence(0), 100)).expect("feed");
+    assert_eq!(all.iter().filter(|e| e.topic == "bank").count(), 5);
+    assert_eq!(topic_contents(&reference.bootstrap, "bank", 3)["acc-1"], ["e0", "e1", "e2", "e3", "e4"]);
+}
+
+/// A bank account, for the repository running over Kafka.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct Account {
+    balance: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum AccountEvent {
+    Deposited { amount: i64 },
+}
+
+impl DomainEvent for AccountEvent {}
+
+impl Aggregate for Account {
+    type Command = i64;
+    type Event = AccountEvent;
+    type Error = std::convert::Infallible;
+    const TOPIC: &'static str = "accounts";
+
+    fn handle(&self, amount: &i64) -> Result<Vec<AccountEvent>, Self::Error> {
+        Ok(vec![AccountEvent::Deposited { amount: *amount }])
+    }
+
+    fn apply(&mut self, event: &AccountEvent) {
+        let AccountEvent::Deposited { amount } = event;
+        self.balance += amount;
+    }
+}
+
+#[test]
+fn two_processes_deposit_into_the_same_accounts() {
+    let Some(_java) = java("two_processes_deposit_into_the_same_accounts") else { return };
+    let reference = Reference::start();
+    let (d1, d2) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let b1: Arc<dyn Backend> = Arc::new(backend(&reference, d1.path()));
+    let b2: Arc<dyn Backend> = Arc::new(backend(&reference, d2.path()));
+    wait(b1.ensure_topic("accounts", TopicSpec { partitions: 2, compacted: false })).expect("create");
+    let retry = RetryPolicy { max_attempts: 50, ..RetryPolicy::default() };
+    let accounts = ["a", "b", "c"];
+    let per_thread = 15;
+    let threads: Vec<_> = [b1.clone(), b2.clone()]
+        .into_iter()
+        .enumerate()
+        .map(|(n, b)| {
+            std::thread::spawn(move || {
+                // Snapshots every 10 events: the snapshot topic (compacted) lives on Kafka too.
+                let repo =
+                    Repository::<Account>::new(b).with_retry(retry).with_snapshots(SnapshotPolicy::EveryEvents(10));
+                for i in 0..per_thread {
+                    for account in accounts {
+                        let id = format!("p{n}-{account}-{i}");
+                        repo.execute_idempotent(account, &id, &1).expect("deposit");
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("depositor");
+    }
+    let contents = topic_contents(&reference.bootstrap, "accounts", 2);
+    let mut total = 0;
+    for account in accounts {
+        let ids = &contents[account];
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len(), "{account}: an event id appears twice on Kafka: {ids:?}");
+        assert_eq!(ids.len(), 2 * per_thread, "{account}: every deposit once");
+        total += ids.len();
+        let repo = Repository::<Account>::new(b2.clone()).with_snapshots(SnapshotPolicy::EveryEvents(10));
+        let loaded = repo.load(account).expect("load");
+        assert_eq!(loaded.state.balance, 2 * per_thread as i64);
+        assert!(loaded.snapshot_version.is_some(), "{account}: loaded from a snapshot stored on Kafka");
+    }
+    println!("two processes, {total} deposits into {} accounts: 0 lost, 0 twice", accounts.len());
+}

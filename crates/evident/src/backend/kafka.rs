@@ -1,0 +1,447 @@
+//! The Kafka backend: the library on an Apache Kafka cluster (feature `kafka`, the `rdkafka`
+//! client). Kafka stores and replicates the events; this process keeps a **mirror** of the
+//! cluster's committed records in a local evident log (`follower`), which answers stream reads,
+//! the commit-ordered feed and the checks an append needs; appends go to Kafka through
+//! per-partition **transactional writers** whose transactional id is the partition's lock
+//! (`writer`). docs/cluster.md is the design and names each choice.
+//!
+//! An append: take the partition's transactional id (fencing the previous holder) unless this
+//! process holds it; wait until the mirror holds the partition up to its last stable offset;
+//! check the expected version and event ids against the mirror with the embedded log's own
+//! rules ([`evident_log::Log::check_events`]); produce the events in one transaction and commit
+//! it; wait until the mirror holds them, and answer their versions and mirror sequence. A
+//! failed attempt is retried from the top (bounded), and a commit whose outcome was unknown is
+//! found by its event ids.
+//!
+//! Stream reads wait until the mirror holds the stream's partition up to the last stable
+//! offset at the time of the call: a read sees every append acknowledged before it began,
+//! from any process. The feed (`read_all`) is the mirror's own commit order: its sequence
+//! numbers are this mirror's, stable as long as the mirror directory is kept (a projection's
+//! checkpoint refers to them; with a new mirror, rebuild the projection).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use evident_core::partitioner::KeyPartitioner;
+use evident_core::{EventData, ExpectedVersion, Offset, Sequence, Version};
+use evident_log::{Log, LogConfig};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::embedded::from_log;
+use super::{Appended, Backend, EmbeddedBackend, StreamPage, StreamQuery, TopicSpec};
+use crate::event::RecordedEvent;
+use crate::{Error, Result};
+
+mod follower;
+mod writer;
+
+use follower::{Follower, KAFKA_OFFSET};
+use writer::Writers;
+
+/// Appends tried before giving up (each after a fresh take of the partition's id).
+const APPEND_ATTEMPTS: u32 = 4;
+
+/// How to reach the cluster and where to keep the mirror.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// `host:port,...` of the cluster's brokers.
+    pub bootstrap: String,
+    /// Directory of the local mirror (an evident log). Keep it: a projection's checkpoints
+    /// refer to its commit sequence. Deleted, it is rebuilt from the topics.
+    pub mirror_dir: PathBuf,
+    /// Replication factor of the topics the backend creates (None: three, or the number of
+    /// brokers if fewer).
+    pub replication_factor: Option<i32>,
+    /// `min.insync.replicas` of the topics the backend creates (None: two with three or more
+    /// replicas, else one).
+    pub min_insync_replicas: Option<i32>,
+    /// Prefix of the partitions' transactional ids; every evident process writing to the
+    /// cluster must use the same one, or they do not fence each other.
+    pub transactional_id_prefix: String,
+    /// `transaction.timeout.ms` of the writers: how long a transaction left open by a crashed
+    /// process holds the partition's readers if no other process takes the partition.
+    pub transaction_timeout: Duration,
+    /// Bound on each wait: a Kafka call, the mirror catching up.
+    pub timeout: Duration,
+    /// Further librdkafka settings for every client (security, say).
+    pub client_options: Vec<(String, String)>,
+}
+
+impl KafkaConfig {
+    /// The defaults for a cluster at `bootstrap`, mirrored in `mirror_dir`.
+    pub fn new(bootstrap: impl Into<String>, mirror_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            bootstrap: bootstrap.into(),
+            mirror_dir: mirror_dir.into(),
+            replication_factor: None,
+            min_insync_replicas: None,
+            transactional_id_prefix: "evident".into(),
+            transaction_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(30),
+            client_options: Vec::new(),
+        }
+    }
+
+    /// A librdkafka configuration with the bootstrap servers and the extra options.
+    fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap);
+        for (k, v) in &self.client_options {
+            config.set(k, v);
+        }
+        config
+    }
+}
+
+/// The library on an Apache Kafka cluster.
+#[derive(Clone)]
+pub struct KafkaBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: KafkaConfig,
+    log: Arc<Log>,
+    /// The mirror, read as the embedded backend reads its log.
+    reads: EmbeddedBackend,
+    follower: Follower,
+    admin: AdminClient<DefaultClientContext>,
+    /// Asks partitions' last stable offsets (a `read_committed` consumer's "high watermark").
+    probe: BaseConsumer,
+    /// Asks partitions' high watermarks (`read_uncommitted`).
+    probe_written: BaseConsumer,
+    writers: Writers,
+}
+
+impl std::fmt::Debug for KafkaBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaBackend").field("bootstrap", &self.inner.config.bootstrap).finish_non_exhaustive()
+    }
+}
+
+impl KafkaBackend {
+    /// Opens the mirror (created if missing) and starts following the cluster.
+    pub fn open(config: KafkaConfig) -> Result<Self> {
+        let log = Arc::new(Log::open(&config.mirror_dir, LogConfig::default()).map_err(from_log)?);
+        let follower = Follower::start(&config, log.clone())?;
+        let admin: AdminClient<DefaultClientContext> = config
+            .client_config()
+            .create()
+            .map_err(|e| Error::Unavailable(format!("cannot create the Kafka admin client: {e}")))?;
+        let probe: BaseConsumer = config
+            .client_config()
+            .set("group.id", format!("{}-probe", config.transactional_id_prefix))
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| Error::Unavailable(format!("cannot create the Kafka offsets client: {e}")))?;
+        let probe_written: BaseConsumer = config
+            .client_config()
+            .set("group.id", format!("{}-probe", config.transactional_id_prefix))
+            .set("isolation.level", "read_uncommitted")
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| Error::Unavailable(format!("cannot create the Kafka offsets client: {e}")))?;
+        let reads = EmbeddedBackend::from_log(log.clone());
+        let writers = Writers::default();
+        Ok(Self { inner: Arc::new(Inner { config, log, reads, follower, admin, probe, probe_written, writers }) })
+    }
+
+    /// Per mirrored partition: topic, partition and the next Kafka offset the mirror expects.
+    pub fn mirror_positions(&self) -> Vec<(String, u32, i64)> {
+        self.inner.follower.shared().positions()
+    }
+
+    /// Partitions whose transactional id this process holds now.
+    pub fn held_partitions(&self) -> Vec<(String, u32)> {
+        self.inner.writers.held()
+    }
+
+    /// Records the mirror left out because a plain Kafka producer repeated an event id.
+    pub fn mirror_skipped(&self) -> u64 {
+        self.inner.follower.shared().skipped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Runs `f` on tokio's blocking pool (the Kafka client's calls and the mirror's block).
+async fn blocking<T: Send + 'static>(
+    inner: &Arc<Inner>,
+    f: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let handle = crate::error::runtime()?;
+    let inner = inner.clone();
+    handle
+        .spawn_blocking(move || f(&inner))
+        .await
+        .map_err(|e| Error::Unavailable(format!("the Kafka backend's call did not complete: {e}")))?
+}
+
+impl Inner {
+    /// The partition `key`'s stream lives in, or will: where the mirror has it, else Kafka's
+    /// default partitioner (murmur2, the Java client's).
+    fn partition_of(&self, topic: &str, key: &str, partitions: u32) -> Result<u32> {
+        let options = evident_log::StreamReadOptions { limit: 1, ..Default::default() };
+        let read = self.log.read_stream(topic, key.as_bytes(), &options).map_err(from_log)?;
+        Ok(read.partition.unwrap_or_else(|| KeyPartitioner::Murmur2.partition(key.as_bytes(), partitions)))
+    }
+
+    /// Waits until the mirror holds `topic`/`partition` up to its end now: up to the last
+    /// stable offset (`Upto::Committed`: what readers may see; an open transaction does not
+    /// hold the wait), or up to the high watermark (`Upto::Written`: every record written,
+    /// each transaction decided first). A writer waits for the high watermark: after its
+    /// commit returns, the commit's markers are still being written and the last stable offset
+    /// may not include its records yet; before its check, with the partition's id held, every
+    /// earlier evident transaction is decided.
+    fn catch_up(&self, topic: &str, partition: u32, upto: Upto) -> Result<()> {
+        let probe = match upto {
+            Upto::Committed => &self.probe,
+            Upto::Written => &self.probe_written,
+        };
+        let (_, end) = probe
+            .fetch_watermarks(topic, partition as i32, self.config.timeout)
+            .map_err(|e| Error::Unavailable(format!("the end of {topic}/{partition}: {e}")))?;
+        self.follower.shared().wait_for(topic, partition, end, self.config.timeout)
+    }
+
+    fn partitions(&self, topic: &str) -> Result<u32> {
+        self.follower
+            .shared()
+            .topic_partitions(topic, self.config.timeout)?
+            .ok_or_else(|| Error::UnknownTopic(topic.to_string()))
+    }
+
+    fn append(&self, topic: &str, key: &str, expected: ExpectedVersion, events: &[EventData]) -> Result<Appended> {
+        if events.is_empty() {
+            return Err(Error::Rejected("an append needs at least one event".into()));
+        }
+        let partitions = self.partitions(topic)?;
+        let mut last_error = None;
+        for attempt in 0..APPEND_ATTEMPTS {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(50 << attempt.min(4)));
+            }
+            let partition = self.partition_of(topic, key, partitions)?;
+            let slot = self.writers.slot(topic, partition);
+            let mut held = slot.lock().unwrap_or_else(|e| e.into_inner());
+            if held.is_none() {
+                match writer::acquire(&self.config, topic, partition) {
+                    Ok(p) => *held = Some(p),
+                    Err(e) => {
+                        last_error = Some(e);
+                        continue;
+                    }
+                }
+            }
+            self.catch_up(topic, partition, Upto::Written)?;
+            let check = self.log.check_events(topic, key.as_bytes(), expected, events).map_err(from_log)?;
+            if check.partition != partition {
+                // The stream appeared in another partition meanwhile (a plain Kafka producer
+                // with another partitioner): append where it is.
+                continue;
+            }
+            if check.duplicate {
+                return appended(&check, true);
+            }
+            let Some(producer) = held.as_ref() else { continue };
+            if let Err(e) = writer::produce(producer, topic, partition, key, events, self.config.timeout) {
+                tracing::warn!(%topic, partition, error = %e, "kafka backend: append failed; the partition's id is taken again");
+                *held = None;
+                last_error = Some(e);
+                continue;
+            }
+            self.catch_up(topic, partition, Upto::Written)?;
+            let landed =
+                self.log.check_events(topic, key.as_bytes(), ExpectedVersion::Any, events).map_err(from_log)?;
+            if !landed.duplicate {
+                return Err(Error::Unavailable(format!(
+                    "the append to {topic}/{key} committed on Kafka but is not in the mirror after catching up"
+                )));
+            }
+            return appended(&landed, false);
+        }
+        Err(last_error.unwrap_or_else(|| {
+            Error::Unavailable(format!("the append to {topic}/{key} did not complete in {APPEND_ATTEMPTS} attempts"))
+        }))
+    }
+
+    /// The mirror's offset holding Kafka offset `offset` or the next one after it in
+    /// `topic`/`partition` (Kafka offsets grow with the mirror's).
+    fn mirror_offset(&self, topic: &str, partition: u32, offset: i64) -> Result<Option<u64>> {
+        let bounds = match self.log.partition_offsets(topic, partition) {
+            Ok(b) => b,
+            Err(evident_log::Error::UnknownTopic(_) | evident_log::Error::UnknownPartition { .. }) => return Ok(None),
+            Err(e) => return Err(from_log(e)),
+        };
+        let (mut lo, mut hi) = (bounds.log_start_offset, bounds.high_watermark);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let at = self.log.read_partition_events(topic, partition, mid, 1).map_err(from_log)?;
+            let kafka = at.first().and_then(follower::kafka_offset).unwrap_or(i64::MAX);
+            if kafka < offset {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok((lo < bounds.high_watermark).then_some(lo))
+    }
+}
+
+/// How far [`Inner::catch_up`] waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Upto {
+    /// The last stable offset.
+    Committed,
+    /// The high watermark.
+    Written,
+}
+
+/// The answer to an append from the mirror's positions of its events.
+fn appended(outcome: &evident_log::AppendOutcome, duplicate: bool) -> Result<Appended> {
+    let (Some(first), Some(last)) = (outcome.records.first(), outcome.records.last()) else {
+        return Err(Error::Rejected("append returned no position".into()));
+    };
+    Ok(Appended {
+        first_version: Version(first.version.unwrap_or_default()),
+        last_version: Version(last.version.unwrap_or_default()),
+        last_sequence: Sequence(last.sequence),
+        duplicate,
+    })
+}
+
+/// A mirrored event as the cluster holds it: its Kafka offset, without the mirror's header.
+fn from_mirror(mut event: RecordedEvent) -> RecordedEvent {
+    if let Some(i) = event.headers.iter().rposition(|(k, _)| k == KAFKA_OFFSET) {
+        let (_, value) = event.headers.remove(i);
+        if let Some(o) = value.as_deref().and_then(|v| std::str::from_utf8(v).ok()).and_then(|s| s.parse().ok()) {
+            event.offset = Offset(o);
+        }
+    }
+    event
+}
+
+#[async_trait::async_trait]
+impl Backend for KafkaBackend {
+    async fn ensure_topic(&self, topic: &str, spec: TopicSpec) -> Result<()> {
+        let inner = &self.inner;
+        let brokers = {
+            let topic = topic.to_string();
+            blocking(inner, move |i| {
+                let md = i
+                    .probe
+                    .fetch_metadata(Some(&topic), i.config.timeout)
+                    .map_err(|e| Error::Unavailable(format!("Kafka metadata: {e}")))?;
+                Ok(md.brokers().len() as i32)
+            })
+            .await?
+        };
+        let rf = inner.config.replication_factor.unwrap_or(brokers.clamp(1, 3));
+        let min_isr = inner.config.min_insync_replicas.unwrap_or(if rf >= 3 { 2 } else { 1 }).to_string();
+        let cleanup = if spec.compacted { "compact" } else { "delete" };
+        let new = NewTopic::new(topic, spec.partitions as i32, TopicReplication::Fixed(rf))
+            .set("min.insync.replicas", &min_isr)
+            .set("cleanup.policy", cleanup);
+        let options = AdminOptions::new().operation_timeout(Some(inner.config.timeout));
+        let results = inner
+            .admin
+            .create_topics([&new], &options)
+            .await
+            .map_err(|e| Error::Unavailable(format!("creating topic {topic}: {e}")))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, RDKafkaErrorCode::InvalidTopic)) => {
+                    return Err(Error::Rejected(format!("invalid topic name {name}")));
+                }
+                Err((name, code)) => return Err(Error::Unavailable(format!("creating topic {name}: {code}"))),
+            }
+        }
+        // Until the mirror follows it, the topic is unknown to this process.
+        let topic = topic.to_string();
+        blocking(inner, move |i| {
+            let deadline = std::time::Instant::now() + i.config.timeout;
+            loop {
+                i.follower.shared().request_refresh();
+                if i.follower.shared().topic_partitions(&topic, i.config.timeout)?.is_some() {
+                    return Ok(());
+                }
+                if std::time::Instant::now() >= deadline {
+                    return Err(Error::Unavailable(format!(
+                        "topic {topic} was created but is not in the cluster's metadata"
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+        .await
+    }
+
+    async fn append(
+        &self,
+        topic: &str,
+        key: &str,
+        expected: ExpectedVersion,
+        events: &[EventData],
+    ) -> Result<Appended> {
+        let (topic, key, events) = (topic.to_string(), key.to_string(), events.to_vec());
+        blocking(&self.inner, move |i| i.append(&topic, &key, expected, &events)).await
+    }
+
+    async fn read_stream(&self, topic: &str, key: &str, query: &StreamQuery) -> Result<StreamPage> {
+        let (t, k) = (topic.to_string(), key.to_string());
+        let known = blocking(&self.inner, move |i| {
+            let Some(partitions) = i.follower.shared().topic_partitions(&t, i.config.timeout)? else {
+                return Ok(false);
+            };
+            let partition = i.partition_of(&t, &k, partitions)?;
+            i.catch_up(&t, partition, Upto::Committed)?;
+            Ok(true)
+        })
+        .await?;
+        if !known {
+            return Ok(StreamPage::default());
+        }
+        let mut page = self.inner.reads.read_stream(topic, key, query).await?;
+        page.events = page.events.into_iter().map(from_mirror).collect();
+        Ok(page)
+    }
+
+    async fn read_all(&self, from: Sequence, limit: usize) -> Result<Vec<RecordedEvent>> {
+        Ok(self.inner.reads.read_all(from, limit).await?.into_iter().map(from_mirror).collect())
+    }
+
+    async fn read_partition(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: Offset,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        let t = topic.to_string();
+        let kafka = i64::try_from(offset.0).unwrap_or(i64::MAX);
+        let start = blocking(&self.inner, move |i| {
+            if i.follower.shared().topic_partitions(&t, i.config.timeout)?.is_none() {
+                return Ok(None);
+            }
+            i.catch_up(&t, partition, Upto::Committed)?;
+            i.mirror_offset(&t, partition, kafka)
+        })
+        .await?;
+        let Some(start) = start else { return Ok(Vec::new()) };
+        let events = self.inner.reads.read_partition(topic, partition, Offset(start), limit).await?;
+        Ok(events.into_iter().map(from_mirror).collect())
+    }
+
+    async fn head_sequence(&self) -> Result<Sequence> {
+        self.inner.reads.head_sequence().await
+    }
+
+    async fn wait_for_sequence(&self, sequence: Sequence, timeout: Duration) -> Result<bool> {
+        self.inner.reads.wait_for_sequence(sequence, timeout).await
+    }
+}
