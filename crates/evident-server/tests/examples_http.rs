@@ -4,11 +4,13 @@
 
 mod common;
 
-#[allow(dead_code)] // the examples' `main`s are not called here
+// The examples' `main`s are not called here; they test the library's `kafka` feature, which
+// this crate does not declare.
+#[allow(dead_code, unexpected_cfgs)]
 #[path = "../../evident/examples/bank.rs"]
 mod bank;
 // Event names follow the seeds' vocabulary (OrderPlaced, OrderPaid, OrderShipped).
-#[allow(dead_code, clippy::enum_variant_names)]
+#[allow(dead_code, unexpected_cfgs, clippy::enum_variant_names)]
 #[path = "../../evident/examples/orders.rs"]
 mod orders;
 

@@ -1,11 +1,22 @@
 //! The library's Kafka backend (`evident::KafkaBackend`, docs/cluster.md) on a real Apache
 //! Kafka (`scripts/kafka-ref.sh`): the backend contract (appends with expected versions,
 //! idempotent retries, conflicts, reads with Kafka's offsets, the feed, partitions), a
-//! repository over it, and two processes' backends appending to the same streams at once:
-//! no version given twice, no command applied twice, checked from the topic's contents read by
-//! a plain Kafka consumer.
+//! repository over it, two processes' backends appending to the same streams at once (no
+//! version given twice, no command applied twice, checked from the topic's contents read by
+//! a plain Kafka consumer), and the library's two examples, compiled unchanged from
+//! `crates/evident/examples/`, with their projections, snapshots and dead letters on Kafka.
 
 mod common;
+
+// The examples' `main`s are not called here; they test the library's `kafka` feature, which
+// this crate does not declare.
+#[allow(dead_code, unexpected_cfgs)]
+#[path = "../../evident/examples/bank.rs"]
+mod bank;
+// Event names follow the seeds' vocabulary (OrderPlaced, OrderPaid, OrderShipped).
+#[allow(dead_code, unexpected_cfgs, clippy::enum_variant_names)]
+#[path = "../../evident/examples/orders.rs"]
+mod orders;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -218,4 +229,34 @@ fn two_processes_deposit_into_the_same_accounts() {
         assert!(loaded.snapshot_version.is_some(), "{account}: loaded from a snapshot stored on Kafka");
     }
     println!("two processes, {total} deposits into {} accounts: 0 lost, 0 twice", accounts.len());
+}
+
+#[test]
+fn the_examples_run_unchanged_on_kafka() {
+    let Some(_java) = java("the_examples_run_unchanged_on_kafka") else { return };
+    let reference = Reference::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kafka: Arc<dyn Backend> = Arc::new(backend(&reference, &dir.path().join("mirror")));
+
+    let sink = evident::projection::Sink::sqlite(dir.path().join("rm.sqlite")).expect("sink");
+    let report = bank::run(kafka.clone(), sink, "k").expect("the bank example runs on Kafka");
+    assert_eq!(report.alice, 9_500);
+    assert_eq!(report.alice_before_withdrawal, 12_000);
+    let bob: u64 = (0..249u64).map(|i| 100 + i % 7).sum();
+    assert_eq!(report.bob, bob);
+    assert_eq!(report.bob_snapshot, Some(Version(199)), "the snapshot stored on Kafka is used");
+    assert_eq!(report.bob_replayed, 50);
+    assert_eq!(report.balances, vec![("alice-k".to_string(), 9500), ("bob-k".to_string(), bob as i64)]);
+
+    let orders_dir = dir.path().join("orders");
+    std::fs::create_dir_all(&orders_dir).expect("dir");
+    let report = orders::run(kafka, &orders_dir, "k").expect("the orders example runs on Kafka");
+    let stream = "order-events/order-k-legacy".to_string();
+    assert_eq!(report.payments, 4);
+    assert_eq!(report.revenue_before_fix, 2500 + 4000 + 1550);
+    assert_eq!(report.shipped_before_fix, 3);
+    assert_eq!(report.parked, vec![(stream.clone(), "parked".to_string()), (stream, "held".to_string())]);
+    assert_eq!(report.revenue_after_fix, 2500 + 4000 + 1550 + 999);
+    assert_eq!(report.shipped_after_fix, 4);
+    assert_eq!(report.parked_after_fix, 0);
 }

@@ -14,7 +14,13 @@
 //! cargo run --release -p evident --example bank -- --server http://127.0.0.1:8080
 //! ```
 //!
-//! The domain code below is all an application writes; the same code runs on both backends.
+//! or on an Apache Kafka cluster (docs/cluster.md):
+//!
+//! ```text
+//! cargo run --release -p evident --features kafka --example bank -- --kafka 127.0.0.1:9092
+//! ```
+//!
+//! The domain code below is all an application writes; the same code runs on every backend.
 
 // Amounts are cents, written with the decimal point as an underscore: 100_00 is 100.00.
 #![allow(clippy::inconsistent_digit_grouping)]
@@ -175,8 +181,12 @@ impl Projection for Balances {
 #[command(about = "evident's bank example")]
 struct Args {
     /// Use an evident server at this URL instead of the embedded log.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "kafka")]
     server: Option<String>,
+    /// Use an Apache Kafka cluster (`host:port,...`) instead of the embedded log; its mirror
+    /// goes under the data directory (docs/cluster.md). Needs the `kafka` feature.
+    #[arg(long)]
+    kafka: Option<String>,
     /// Keep the embedded log and the read model here (default: a fresh temporary directory).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -282,9 +292,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     std::fs::create_dir_all(&dir)?;
     let run_id = uuid_like();
-    let backend: Arc<dyn Backend> = match &args.server {
-        Some(url) => Arc::new(HttpBackend::new(url.as_str())?),
-        None => Arc::new(EmbeddedBackend::open(dir.join("log"))?),
+    let backend: Arc<dyn Backend> = match (&args.server, &args.kafka) {
+        (Some(url), _) => Arc::new(HttpBackend::new(url.as_str())?),
+        #[cfg(feature = "kafka")]
+        (None, Some(bootstrap)) => {
+            Arc::new(evident::KafkaBackend::open(evident::KafkaConfig::new(bootstrap.as_str(), dir.join("mirror")))?)
+        }
+        #[cfg(not(feature = "kafka"))]
+        (None, Some(_)) => return Err("--kafka needs the library's `kafka` feature (--features kafka)".into()),
+        (None, None) => Arc::new(EmbeddedBackend::open(dir.join("log"))?),
     };
     let sink = Sink::sqlite(dir.join("read-model.sqlite"))?;
     run(backend, sink, &run_id)?;

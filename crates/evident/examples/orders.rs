@@ -8,6 +8,7 @@
 //! ```text
 //! cargo run --release -p evident --example orders
 //! cargo run --release -p evident --example orders -- --server http://127.0.0.1:8080
+//! cargo run --release -p evident --features kafka --example orders -- --kafka 127.0.0.1:9092
 //! ```
 
 // Amounts are cents, written with the decimal point as an underscore: 100_00 is 100.00.
@@ -238,8 +239,12 @@ fn decode(event: &RecordedEvent, accept_legacy: bool) -> Result<OrderEvent, Hand
 #[command(about = "evident's orders example")]
 struct Args {
     /// Use an evident server at this URL instead of the embedded log.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "kafka")]
     server: Option<String>,
+    /// Use an Apache Kafka cluster (`host:port,...`) instead of the embedded log; its mirror
+    /// goes under the data directory (docs/cluster.md). Needs the `kafka` feature.
+    #[arg(long)]
+    kafka: Option<String>,
     /// Keep the embedded log and the read models here (default: a fresh temporary directory).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -390,9 +395,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{:x}",
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()) & 0xffff_ffff
     );
-    let backend: Arc<dyn Backend> = match &args.server {
-        Some(url) => Arc::new(HttpBackend::new(url.as_str())?),
-        None => Arc::new(EmbeddedBackend::open(dir.join("log"))?),
+    let backend: Arc<dyn Backend> = match (&args.server, &args.kafka) {
+        (Some(url), _) => Arc::new(HttpBackend::new(url.as_str())?),
+        #[cfg(feature = "kafka")]
+        (None, Some(bootstrap)) => {
+            Arc::new(evident::KafkaBackend::open(evident::KafkaConfig::new(bootstrap.as_str(), dir.join("mirror")))?)
+        }
+        #[cfg(not(feature = "kafka"))]
+        (None, Some(_)) => return Err("--kafka needs the library's `kafka` feature (--features kafka)".into()),
+        (None, None) => Arc::new(EmbeddedBackend::open(dir.join("log"))?),
     };
     run(backend, &dir, &run_id)?;
     Ok(())
