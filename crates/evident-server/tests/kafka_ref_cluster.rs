@@ -34,7 +34,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::jvm::{java, Cluster};
+use common::jvm::{java, Cluster, Java};
+use common::run_with_limit;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -58,6 +59,10 @@ const LIMIT: Duration = Duration::from_secs(120);
 /// the resume: proof that appends went on at each step.
 const PROGRESS_RECORDS: usize = 300;
 const PROGRESS_TXNS: usize = 15;
+/// The bound of one `commit_transaction` call: shorter than the stall a crash causes, so that
+/// the test sees (and prints) what a timed-out commit returns, and retries it as librdkafka
+/// says to.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a client's context saw: acknowledgements with their time, failed deliveries, and the
 /// client-level errors librdkafka reported (connection refused, all brokers down...).
@@ -220,6 +225,27 @@ fn txn_coordinator(client: &BaseConsumer) -> i32 {
     leader
 }
 
+/// The coordinator of `TXN_ID` as Kafka's own `kafka-transactions describe` names it: the
+/// check that [`txn_coordinator`] computes what Kafka does, so that the test kills the broker
+/// it says it kills.
+fn described_coordinator(java: &Java, cluster: &Cluster) -> i32 {
+    let mut cmd = java.command();
+    cmd.arg("org.apache.kafka.tools.TransactionsCommand").args([
+        "--bootstrap-server",
+        &cluster.bootstrap,
+        "describe",
+        "--transactional-id",
+        TXN_ID,
+    ]);
+    let run = run_with_limit(&mut cmd, None, LIMIT);
+    assert_eq!(run.code, Some(0), "kafka-transactions describe\n{}{}", run.stdout, run.stderr);
+    let mut lines = run.stdout.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines.next().expect("a header").split('\t').map(str::trim).collect();
+    let row: Vec<&str> = lines.next().expect("a row").split('\t').map(str::trim).collect();
+    let column = header.iter().position(|h| *h == "CoordinatorId").expect("a CoordinatorId column");
+    row[column].parse().unwrap_or_else(|_| panic!("CoordinatorId {:?}", row[column]))
+}
+
 /// Kills broker `id` (node id - 1), waits for `progress` more appends, resumes it and waits
 /// until it is back in `topic`'s ISR and for `progress` more appends; prints the timings.
 fn kill_and_resume(
@@ -329,6 +355,7 @@ fn describe(call: &str, e: &KafkaError) -> String {
         KafkaError::Transaction(t) if t.txn_requires_abort() => "abortable",
         KafkaError::Transaction(t) if t.is_retriable() => "retriable",
         KafkaError::Transaction(_) => "other",
+        KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut) => "flush timed out: the transaction is still open",
         _ => "not a transaction error",
     };
     format!("{call}: {e} [{kind}]")
@@ -400,7 +427,7 @@ fn one_transaction(producer: &ThreadedProducer<Recorder>, txn: usize, txns: &Mut
     }
     let started = Instant::now();
     loop {
-        match producer.commit_transaction(LIMIT) {
+        match producer.commit_transaction(COMMIT_TIMEOUT) {
             Ok(()) => return Ok(true),
             Err(e) => {
                 let what = describe("commit_transaction", &e);
@@ -410,6 +437,11 @@ fn one_transaction(producer: &ThreadedProducer<Recorder>, txn: usize, txns: &Mut
                     KafkaError::Transaction(t) if t.txn_requires_abort() => return abort(txns),
                     // librdkafka: a retriable commit error is retried by calling commit again.
                     KafkaError::Transaction(t) if t.is_retriable() && started.elapsed() < LIMIT => {}
+                    // rust-rdkafka's commit_transaction flushes first (serving the delivery
+                    // reports) and returns a plain Flush error when that times out, before
+                    // librdkafka's commit is called: the transaction is still open, and
+                    // committing again goes on waiting for its records.
+                    KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut) if started.elapsed() < LIMIT => {}
                     _ => return Err(what),
                 }
             }
@@ -419,7 +451,7 @@ fn one_transaction(producer: &ThreadedProducer<Recorder>, txn: usize, txns: &Mut
 
 /// Phase 2: a transactional producer while the broker that is both its coordinator and the
 /// partition's leader is killed.
-fn transactional_producer(cluster: &Cluster) {
+fn transactional_producer(java: &Java, cluster: &Cluster) {
     let seen = Shared::default();
     let producer: ThreadedProducer<Recorder> = ClientConfig::new()
         .set("bootstrap.servers", &cluster.bootstrap)
@@ -433,6 +465,7 @@ fn transactional_producer(cluster: &Cluster) {
     // The coordinator is known once init_transactions has found it (and created
     // __transaction_state); the topic's leader is made the same broker.
     let coordinator = txn_coordinator(&metadata_client(cluster));
+    assert_eq!(described_coordinator(java, cluster), coordinator, "the coordinator of {TXN_ID}");
     let replicas: Vec<i32> = std::iter::once(coordinator).chain((1..=3).filter(|b| *b != coordinator)).collect();
     create_topic(cluster, TXN_TOPIC, Some(&replicas));
     let (leader, _) = partition_state(&metadata_client(cluster), TXN_TOPIC).expect("a leader");
@@ -505,13 +538,11 @@ fn transactional_producer(cluster: &Cluster) {
 
 #[test]
 fn one_broker_killed_and_resumed_loses_nothing() {
-    if java(TEST).is_none() {
-        return;
-    }
+    let Some(java) = java(TEST) else { return };
     let started = Instant::now();
     let cluster = Cluster::start_nodes(3);
     println!("three nodes up in {:.1} s: {}", started.elapsed().as_secs_f64(), cluster.bootstrap);
     idempotent_producer(&cluster);
-    transactional_producer(&cluster);
+    transactional_producer(&java, &cluster);
     println!("{TEST}: {:.1} s in all", started.elapsed().as_secs_f64());
 }
