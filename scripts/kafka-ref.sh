@@ -5,8 +5,8 @@
 #
 #   scripts/kafka-ref.sh start [--nodes 1|3] [--dir D] [--port P] [--flush-every-message] [--partitions N]
 #   scripts/kafka-ref.sh stop  [--dir D]
-#   scripts/kafka-ref.sh kill  [--dir D]
-#   scripts/kafka-ref.sh resume [--dir D]
+#   scripts/kafka-ref.sh kill  [--dir D] [--node I]
+#   scripts/kafka-ref.sh resume [--dir D] [--node I]
 #
 # start formats fresh storage in D (default target/kafka-ref; whatever was there is removed),
 # starts the node(s) in the background, waits (bounded) until each logs "Kafka Server started"
@@ -18,12 +18,15 @@
 # kill sends SIGKILL to the node(s) (a crash: no shutdown at all) and waits until they are gone,
 # keeping D; resume starts them again on D's storage and configuration (same ports, nothing
 # formatted) and waits as start does: a crash and recovery of the reference, for the tests that
-# kill -9 the server under a client (tests/kafka_streams_eos.rs).
+# kill -9 the server under a client (tests/kafka_streams_eos.rs). With --node I (0-based), kill
+# and resume act on node I alone, the others running on: one broker of a three-node cluster
+# crashes and rejoins (tests/kafka_ref_cluster.rs); resume then waits for node I only, and
+# still prints the whole cluster's KAFKA_REF_BOOTSTRAP.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() {
-  echo "usage: $0 start|stop|kill|resume [--nodes 1|3] [--dir D] [--port P] [--flush-every-message] [--partitions N]" >&2
+  echo "usage: $0 start|stop|kill|resume [--nodes 1|3] [--dir D] [--port P] [--flush-every-message] [--partitions N] [--node I]" >&2
   exit 2
 }
 [ $# -ge 1 ] || usage
@@ -35,6 +38,8 @@ PORT=19092
 # Partitions of an auto-created topic (num.partitions); librdkafka's test suite expects 4.
 PARTITIONS=1
 FLUSH=0
+# kill/resume: the one node to act on (empty: all of them).
+NODE=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --nodes) NODES=$2; shift 2 ;;
@@ -42,10 +47,15 @@ while [ $# -gt 0 ]; do
     --port) PORT=$2; shift 2 ;;
     --flush-every-message) FLUSH=1; shift ;;
     --partitions) PARTITIONS=$2; shift 2 ;;
+    --node) NODE=$2; shift 2 ;;
     *) usage ;;
   esac
 done
 case "$NODES" in 1 | 3) ;; *) echo "kafka-ref: --nodes is 1 or 3" >&2; exit 2 ;; esac
+if [ -n "$NODE" ]; then
+  case "$cmd" in kill | resume) ;; *) echo "kafka-ref: --node is for kill and resume" >&2; exit 2 ;; esac
+  [[ "$NODE" =~ ^[0-9]+$ ]] || { echo "kafka-ref: --node is a node number (0-based)" >&2; exit 2; }
+fi
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
 JAVA=${JAVA:-java}
@@ -79,9 +89,14 @@ stop_all() {
   done
 }
 
-kill_all() {
-  local f p i
-  for f in "$DIR"/n*/pid; do
+kill_nodes() {
+  local f p i pattern="n*"
+  [ -z "$NODE" ] || pattern="n$NODE"
+  if [ -n "$NODE" ] && [ ! -e "$DIR/n$NODE/server.properties" ]; then
+    echo "kafka-ref: kill: no node $NODE in $DIR" >&2
+    exit 1
+  fi
+  for f in "$DIR"/$pattern/pid; do
     [ -e "$f" ] || continue
     p=$(cat "$f")
     if kill -0 "$p" 2>/dev/null && grep -q 'kafka.Kafka' "/proc/$p/cmdline" 2>/dev/null; then
@@ -101,7 +116,7 @@ if [ "$cmd" = stop ]; then
   exit 0
 fi
 if [ "$cmd" = kill ]; then
-  kill_all
+  kill_nodes
   exit 0
 fi
 [ "$cmd" = start ] || [ "$cmd" = resume ] || usage
@@ -174,14 +189,21 @@ else
   NODES=0
   for d in "$DIR"/n*; do
     [ -e "$d/server.properties" ] || continue
-    if [ -e "$d/pid" ] && kill -0 "$(cat "$d/pid")" 2>/dev/null; then
-      echo "kafka-ref: resume: node $d is still running (kill it first)" >&2
-      exit 1
+    n=${d##*/n}
+    if [ -z "$NODE" ] || [ "$n" = "$NODE" ]; then
+      if [ -e "$d/pid" ] && kill -0 "$(cat "$d/pid")" 2>/dev/null; then
+        echo "kafka-ref: resume: node $d is still running (kill it first)" >&2
+        exit 1
+      fi
     fi
     NODES=$((NODES + 1))
   done
   if [ "$NODES" = 0 ]; then
     echo "kafka-ref: resume: no node started in $DIR" >&2
+    exit 1
+  fi
+  if [ -n "$NODE" ] && [ ! -e "$DIR/n$NODE/server.properties" ]; then
+    echo "kafka-ref: resume: no node $NODE in $DIR" >&2
     exit 1
   fi
   PORT=$(sed -nE 's/^listeners=PLAINTEXT:\/\/127\.0\.0\.1:([0-9]+),.*/\1/p' "$DIR/n0/server.properties")
@@ -198,8 +220,11 @@ started_lines() {
   c=$(grep -c "Kafka Server started" "$1/logs/server.log" 2>/dev/null) || true
   echo "${c:-0}"
 }
+# The nodes to launch: all of them, or --node's alone.
+launch=()
+if [ -n "$NODE" ]; then launch=("$NODE"); else for ((n = 0; n < NODES; n++)); do launch+=("$n"); done; fi
 declare -a seen
-for ((n = 0; n < NODES; n++)); do
+for n in "${launch[@]}"; do
   d="$DIR/n$n"
   seen[n]=$(started_lines "$d")
   # The JVM flags of Kafka's kafka-run-class.sh (G1, short pauses), with a small heap.
@@ -210,8 +235,14 @@ for ((n = 0; n < NODES; n++)); do
   echo $! >"$d/pid"
 done
 
+# A node that does not come up: stop everything start launched, but with --node only that node
+# (the others are a running cluster the caller owns).
+give_up() {
+  if [ -n "$NODE" ]; then kill_nodes; else stop_all; fi
+  exit 1
+}
 started=$SECONDS
-for ((n = 0; n < NODES; n++)); do
+for n in "${launch[@]}"; do
   d="$DIR/n$n"
   pb=$((PORT + 2 * n))
   until [ "$(started_lines "$d")" -gt "${seen[n]}" ] &&
@@ -219,18 +250,16 @@ for ((n = 0; n < NODES; n++)); do
     if ! kill -0 "$(cat "$d/pid")" 2>/dev/null; then
       echo "kafka-ref: node $n exited while starting" >&2
       tail -n 30 "$d/logs/stdout.log" "$d/logs/server.log" >&2 || true
-      stop_all
-      exit 1
+      give_up
     fi
     if ((SECONDS - started > START_LIMIT_SECS)); then
       echo "kafka-ref: node $n not started after ${START_LIMIT_SECS}s" >&2
       tail -n 30 "$d/logs/server.log" >&2 || true
-      stop_all
-      exit 1
+      give_up
     fi
     sleep 0.2
   done
 done
-echo "kafka-ref: $NODES node(s) up after $((SECONDS - started)) s in $DIR" >&2
+echo "kafka-ref: ${#launch[@]} of $NODES node(s) (${launch[*]}) up after $((SECONDS - started)) s in $DIR" >&2
 echo "KAFKA_REF_DIR=$DIR"
 echo "KAFKA_REF_BOOTSTRAP=$bootstrap"

@@ -3,7 +3,9 @@
 //! `kafka_java_transactions.rs`, `kafka_streams_eos.rs` and the transaction tests: where
 //! `scripts/java-setup.sh` put Kafka's jars and the compiled Java programs, a `java` command on
 //! them, a real Apache Kafka broker (`scripts/kafka-ref.sh`) to run every probe against beside
-//! evident, and the comparison of a probe program's lines on the two servers.
+//! evident, and the comparison of a probe program's lines on the two servers. Also a
+//! three-node reference cluster one broker of which a test kills with SIGKILL and starts again
+//! (`kafka_ref_cluster.rs`, issue 16's fault tests).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -44,24 +46,42 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
 }
 
-/// A real Apache Kafka (one combined broker+controller) from `scripts/kafka-ref.sh`, stopped
-/// when dropped, so also when the test panics.
+/// A real Apache Kafka from `scripts/kafka-ref.sh`, stopped when dropped, so also when the test
+/// panics: one combined broker+controller ([`Reference::start`]), or a cluster of three
+/// ([`Reference::start_nodes`]: replication factor 3, min.insync.replicas 2) one node of which
+/// can crash and rejoin ([`Reference::kill9_node`], [`Reference::resume_node`]).
 pub struct Reference {
     pub dir: tempfile::TempDir,
+    /// Every node's client listener, `host:port,...`, in node order.
     pub bootstrap: String,
+    /// How many nodes the reference has (1 or 3).
+    pub nodes: usize,
 }
 
+/// A three-node reference (the same type: the name says what a test relies on).
+pub type Cluster = Reference;
+
 impl Reference {
+    /// One node, as the conformance tests use it.
     pub fn start() -> Reference {
+        Reference::start_nodes(1)
+    }
+
+    /// `nodes` (1 or 3) combined broker+controller nodes on free ports of 127.0.0.1; waits
+    /// (bounded) until every node serves.
+    pub fn start_nodes(nodes: usize) -> Reference {
+        assert!(nodes == 1 || nodes == 3, "kafka-ref.sh runs 1 or 3 nodes, not {nodes}");
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port_pair();
+        // Node i listens on P+2i (clients) and P+2i+1 (controller).
+        let port = free_port_run(2 * nodes as u16);
         let mut cmd = Command::new("bash");
         cmd.arg(repo_root().join("scripts/kafka-ref.sh"))
-            .args(["start", "--nodes", "1", "--port", &port.to_string(), "--dir"])
+            .args(["start", "--nodes", &nodes.to_string(), "--port", &port.to_string(), "--dir"])
             .arg(dir.path());
         let run = run_with_limit(&mut cmd, None, Duration::from_secs(300));
         let bootstrap = run.stdout.lines().find_map(|l| l.strip_prefix("KAFKA_REF_BOOTSTRAP=")).map(str::to_string);
-        let reference = Reference { dir, bootstrap: bootstrap.clone().unwrap_or_default() };
+        // Built before the check, so that a failed start still stops whatever did start.
+        let reference = Reference { dir, bootstrap: bootstrap.clone().unwrap_or_default(), nodes };
         assert!(
             run.code == Some(0) && bootstrap.is_some(),
             "kafka-ref.sh start failed ({:?})\n--- stdout\n{}\n--- stderr\n{}",
@@ -72,25 +92,44 @@ impl Reference {
         reference
     }
 
-    /// Kills the broker with SIGKILL (a crash: no controlled shutdown), keeping its storage.
+    /// Node `i`'s client listener (`host:port`); its Kafka node id (broker id) is `i + 1`.
+    pub fn node_address(&self, i: usize) -> &str {
+        self.bootstrap.split(',').nth(i).unwrap_or_else(|| panic!("no node {i} in {}", self.bootstrap))
+    }
+
+    /// Kills every node with SIGKILL (a crash: no controlled shutdown), keeping their storage.
     pub fn kill9(&self) {
-        self.script("kill", Duration::from_secs(60));
+        self.script(&["kill"], Duration::from_secs(60));
     }
 
-    /// Starts the killed broker again on the same storage and port, and waits until it serves
-    /// (it recovers its logs first, as after any crash).
+    /// Starts the killed nodes again on the same storage and ports, and waits until they serve
+    /// (they recover their logs first, as after any crash).
     pub fn resume(&self) {
-        self.script("resume", Duration::from_secs(300));
+        self.script(&["resume"], Duration::from_secs(300));
     }
 
-    fn script(&self, command: &str, limit: Duration) {
+    /// Kills node `i` alone with SIGKILL, keeping its storage; the other nodes run on.
+    pub fn kill9_node(&self, i: usize) {
+        assert!(i < self.nodes, "no node {i} in a {}-node reference", self.nodes);
+        self.script(&["kill", "--node", &i.to_string()], Duration::from_secs(60));
+    }
+
+    /// Starts killed node `i` again on its storage and ports, and waits until it serves (it has
+    /// logged that it started and accepts connections; catching up with the leaders and
+    /// rejoining the ISRs comes after).
+    pub fn resume_node(&self, i: usize) {
+        assert!(i < self.nodes, "no node {i} in a {}-node reference", self.nodes);
+        self.script(&["resume", "--node", &i.to_string()], Duration::from_secs(300));
+    }
+
+    fn script(&self, args: &[&str], limit: Duration) {
         let mut cmd = Command::new("bash");
-        cmd.arg(repo_root().join("scripts/kafka-ref.sh")).args([command, "--dir"]).arg(self.dir.path());
+        cmd.arg(repo_root().join("scripts/kafka-ref.sh")).args(args).arg("--dir").arg(self.dir.path());
         let run = run_with_limit(&mut cmd, None, limit);
         assert_eq!(
             run.code,
             Some(0),
-            "kafka-ref.sh {command} failed\n--- stdout\n{}\n--- stderr\n{}",
+            "kafka-ref.sh {args:?} failed\n--- stdout\n{}\n--- stderr\n{}",
             run.stdout,
             run.stderr
         );
@@ -110,14 +149,21 @@ impl Drop for Reference {
 
 /// A port P such that P and P+1 (the reference's client and controller listeners) are free now.
 pub fn free_port_pair() -> u16 {
-    for _ in 0..100 {
+    free_port_run(2)
+}
+
+/// A port P such that P..P+count are all free now (a reference of count/2 nodes).
+pub fn free_port_run(count: u16) -> u16 {
+    for _ in 0..200 {
         let first = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = first.local_addr().expect("addr").port();
-        if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+        if port.checked_add(count - 1).is_some()
+            && (1..count).all(|k| TcpListener::bind(("127.0.0.1", port + k)).is_ok())
+        {
             return port;
         }
     }
-    panic!("no two consecutive free ports on 127.0.0.1");
+    panic!("no {count} consecutive free ports on 127.0.0.1");
 }
 
 impl Java {
