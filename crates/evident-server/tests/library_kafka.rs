@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::jvm::{java, Reference};
+use common::jvm::{java, Cluster, Reference};
 use evident::blocking::{wait, Repository};
 use evident::{
     Aggregate, Backend, DomainEvent, Error, EventData, ExpectedVersion, KafkaBackend, KafkaConfig, RetryPolicy,
@@ -87,12 +87,26 @@ fn topic_contents(bootstrap: &str, topic: &str, partitions: u32) -> BTreeMap<Str
     }
 }
 
+/// One three-broker cluster (replication factor 3, min.insync.replicas 2), the scenarios in
+/// turn: a cluster takes ~20 s to start, and two cores do not run three at once well.
 #[test]
-fn the_backend_contract_on_kafka() {
-    let Some(_java) = java("the_backend_contract_on_kafka") else { return };
-    let reference = Reference::start();
+fn the_library_on_a_three_broker_cluster() {
+    let Some(_java) = java("the_library_on_a_three_broker_cluster") else { return };
+    let cluster = Cluster::start_nodes(3);
+    for (name, scenario) in [
+        ("the backend contract", the_backend_contract as fn(&Reference)),
+        ("two processes deposit into the same accounts", two_processes_deposit_into_the_same_accounts),
+        ("the examples run unchanged", the_examples_run_unchanged),
+    ] {
+        let start = std::time::Instant::now();
+        scenario(&cluster);
+        println!("{name}: ok in {:.1} s", start.elapsed().as_secs_f64());
+    }
+}
+
+fn the_backend_contract(reference: &Reference) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let b = backend(&reference, dir.path());
+    let b = backend(reference, dir.path());
     wait(b.ensure_topic("bank", TopicSpec { partitions: 3, compacted: false })).expect("create");
     wait(b.ensure_topic("bank", TopicSpec { partitions: 1, compacted: false })).expect("an existing topic is fine");
 
@@ -138,7 +152,7 @@ fn the_backend_contract_on_kafka() {
 
     // A second process (its own mirror) sees the first one's appends and conflicts with them.
     let dir2 = tempfile::tempdir().expect("tempdir");
-    let b2 = backend(&reference, dir2.path());
+    let b2 = backend(reference, dir2.path());
     let page2 = wait(b2.read_stream("bank", "acc-1", &StreamQuery::default())).expect("read");
     assert_eq!(page2.events.iter().map(|e| e.offset.0).collect::<Vec<_>>(), offsets);
     let took = wait(b2.append("bank", "acc-1", ExpectedVersion::Exact(Version(2)), &[event("e3", "Deposited", "{}")]))
@@ -170,7 +184,7 @@ impl Aggregate for Account {
     type Command = i64;
     type Event = AccountEvent;
     type Error = std::convert::Infallible;
-    const TOPIC: &'static str = "accounts";
+    const TOPIC: &'static str = "deposits";
 
     fn handle(&self, amount: &i64) -> Result<Vec<AccountEvent>, Self::Error> {
         Ok(vec![AccountEvent::Deposited { amount: *amount }])
@@ -182,14 +196,11 @@ impl Aggregate for Account {
     }
 }
 
-#[test]
-fn two_processes_deposit_into_the_same_accounts() {
-    let Some(_java) = java("two_processes_deposit_into_the_same_accounts") else { return };
-    let reference = Reference::start();
+fn two_processes_deposit_into_the_same_accounts(reference: &Reference) {
     let (d1, d2) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
-    let b1: Arc<dyn Backend> = Arc::new(backend(&reference, d1.path()));
-    let b2: Arc<dyn Backend> = Arc::new(backend(&reference, d2.path()));
-    wait(b1.ensure_topic("accounts", TopicSpec { partitions: 2, compacted: false })).expect("create");
+    let b1: Arc<dyn Backend> = Arc::new(backend(reference, d1.path()));
+    let b2: Arc<dyn Backend> = Arc::new(backend(reference, d2.path()));
+    wait(b1.ensure_topic("deposits", TopicSpec { partitions: 2, compacted: false })).expect("create");
     let retry = RetryPolicy { max_attempts: 50, ..RetryPolicy::default() };
     let accounts = ["a", "b", "c"];
     let per_thread = 15;
@@ -213,7 +224,7 @@ fn two_processes_deposit_into_the_same_accounts() {
     for t in threads {
         t.join().expect("depositor");
     }
-    let contents = topic_contents(&reference.bootstrap, "accounts", 2);
+    let contents = topic_contents(&reference.bootstrap, "deposits", 2);
     let mut total = 0;
     for account in accounts {
         let ids = &contents[account];
@@ -231,12 +242,9 @@ fn two_processes_deposit_into_the_same_accounts() {
     println!("two processes, {total} deposits into {} accounts: 0 lost, 0 twice", accounts.len());
 }
 
-#[test]
-fn the_examples_run_unchanged_on_kafka() {
-    let Some(_java) = java("the_examples_run_unchanged_on_kafka") else { return };
-    let reference = Reference::start();
+fn the_examples_run_unchanged(reference: &Reference) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let kafka: Arc<dyn Backend> = Arc::new(backend(&reference, &dir.path().join("mirror")));
+    let kafka: Arc<dyn Backend> = Arc::new(backend(reference, &dir.path().join("mirror")));
 
     let sink = evident::projection::Sink::sqlite(dir.path().join("rm.sqlite")).expect("sink");
     let report = bank::run(kafka.clone(), sink, "k").expect("the bank example runs on Kafka");

@@ -1,8 +1,11 @@
-//! The library's Kafka backend under process crashes (issue 16, "Faults"): two processes, each
-//! a `KafkaBackend` with its own mirror, append to the same streams at exact expected versions
-//! while the test kills one of them with SIGKILL at random moments and starts it again on the
-//! same mirror directory (the mirror recovers from the crash and resumes from Kafka). Then the
-//! topic is read back by a plain `read_committed` Kafka consumer and checked:
+//! The library's Kafka backend under crashes (issue 16, "Faults"), on a three-broker Apache
+//! Kafka (replication factor 3, min.insync.replicas 2): two processes, each a `KafkaBackend`
+//! with its own mirror, append to the same streams at exact expected versions while the test
+//! kills one of them with SIGKILL at random moments and starts it again on the same mirror
+//! directory (the mirror recovers from the crash and resumes from Kafka), and, a third of the
+//! way in, kills one broker with SIGKILL (appends must go on with two) and resumes it two
+//! thirds of the way in. Then the topic is read back by a plain `read_committed` Kafka consumer
+//! and checked:
 //!
 //! - no event id appears twice (no append applied twice);
 //! - every acknowledged append is on Kafka at exactly the version it was acknowledged at (no
@@ -22,7 +25,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::jvm::{java, Reference};
+use common::jvm::{java, Cluster};
 use evident::blocking::wait;
 use evident::{Backend, Error, EventData, ExpectedVersion, KafkaBackend, KafkaConfig, StreamQuery, TopicSpec};
 use rand::{Rng, SeedableRng};
@@ -158,8 +161,9 @@ fn two_appenders_killed_at_random_lose_and_duplicate_nothing() {
         std::env::var("EVIDENT_TEST_KAFKA_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(rand::random);
     println!("kafka appender kills: seed={seed} kills={kills} (EVIDENT_TEST_KAFKA_SEED repeats the plan)");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let reference = Reference::start();
-    let bootstrap = reference.bootstrap.clone();
+    let cluster = Cluster::start_nodes(3);
+    let bootstrap = cluster.bootstrap.clone();
+    let broker = rng.gen_range(0..3);
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let setup = KafkaBackend::open(KafkaConfig::new(bootstrap.clone(), dir.path().join("setup"))).expect("backend");
@@ -185,7 +189,26 @@ fn two_appenders_killed_at_random_lose_and_duplicate_nothing() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    for _ in 0..kills {
+    let mut broker_down_acks = 0;
+    for k in 0..kills {
+        if k == kills / 3 {
+            cluster.kill9_node(broker);
+            let before = acks_now(&lines);
+            let start = Instant::now();
+            while acks_now(&lines) < before + 10 {
+                assert!(start.elapsed() < Duration::from_secs(180), "appends stopped with broker {broker} down");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            broker_down_acks = acks_now(&lines) - before;
+            println!(
+                "broker {broker} killed: appends went on ({broker_down_acks} acknowledged in {:.1} s)",
+                start.elapsed().as_secs_f64()
+            );
+        }
+        if k == 2 * kills / 3 {
+            cluster.resume_node(broker);
+            println!("broker {broker} resumed");
+        }
         std::thread::sleep(Duration::from_millis(rng.gen_range(300..2500)));
         let victim = rng.gen_range(0..2);
         if let Some(a) = appenders[victim].take() {
@@ -234,4 +257,5 @@ fn two_appenders_killed_at_random_lose_and_duplicate_nothing() {
         stored - acked
     );
     assert!(stored >= acked);
+    assert!(broker_down_acks >= 10);
 }

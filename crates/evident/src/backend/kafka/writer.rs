@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use evident_core::EventData;
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
@@ -117,6 +118,26 @@ pub(super) fn produce(
         producer.send(base).map_err(|(e, _)| fail("producing", &e))?;
     }
     // commit_transaction flushes the records first and fails if any was not acknowledged by
-    // all in-sync replicas.
-    producer.commit_transaction(timeout).map_err(|e| fail("commit_transaction", &e))
+    // all in-sync replicas. A broker's death stalls a commit for ~10-23 s (until the
+    // controller fences the broker and leaders move; docs/cluster.md, "Faults"); a bounded
+    // commit then fails with a timeout that leaves the transaction open and resumable: the
+    // call is made again (rdkafka reports the flush's timeout as `KafkaError::Flush`, and
+    // librdkafka's own as a retriable transaction error).
+    let mut last = None;
+    for _ in 0..COMMIT_ATTEMPTS {
+        match producer.commit_transaction(timeout) {
+            Ok(()) => return Ok(()),
+            Err(e @ KafkaError::Flush(_)) => last = Some(e),
+            Err(KafkaError::Transaction(e)) if e.is_retriable() && !e.is_fatal() && !e.txn_requires_abort() => {
+                last = Some(KafkaError::Transaction(e));
+            }
+            Err(e) => return Err(fail("commit_transaction", &e)),
+        }
+        tracing::warn!(%topic, partition, error = ?last, "kafka backend: a commit timed out; resuming it");
+    }
+    let e = last.map_or_else(|| "no attempt".to_string(), |e| e.to_string());
+    Err(fail("commit_transaction (attempts exhausted)", &e))
 }
+
+/// Commits tried before the transaction is given up (each bounded by the backend's timeout).
+const COMMIT_ATTEMPTS: u32 = 3;
