@@ -453,3 +453,50 @@ fn a_batch_deduplicated_by_event_id_takes_its_producer_sequences() {
         drop(log);
     }
 }
+
+/// `check_events` answers what `append_events` would, and writes nothing: the same conflicts,
+/// duplicates and refusals, the partition and versions a new append would take.
+#[test]
+fn check_events_predicts_the_append_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = open(dir.path());
+    log.create_topic("accounts", TopicConfig { partitions: 3, ..TopicConfig::default() }).expect("create");
+    let v = |n| ExpectedVersion::Exact(evident_core::Version(n));
+    let batch = [event("e0", "Opened", 0), event("e1", "Deposited", 1)];
+
+    let check = log.check_events("accounts", b"acct-1", ExpectedVersion::NoStream, &batch).expect("check");
+    assert!(!check.duplicate);
+    assert_eq!(check.records.iter().map(|r| (r.offset, r.version)).collect::<Vec<_>>(), [(0, Some(0)), (1, Some(1))]);
+    assert_eq!(log.stats().next_sequence, 0, "a check writes nothing");
+    assert_eq!(log.partition_offsets("accounts", check.partition).expect("offsets").high_watermark, 0);
+    let again = log.check_events("accounts", b"acct-1", ExpectedVersion::NoStream, &batch).expect("check");
+    assert_eq!(again, check, "checking twice changes nothing");
+
+    let made = log.append_events("accounts", b"acct-1", ExpectedVersion::NoStream, &batch).expect("append");
+    assert_eq!((made.partition, made.base_offset), (check.partition, check.base_offset), "the check predicted it");
+    let next = log.check_events("accounts", b"acct-1", v(1), &[event("e2", "Deposited", 2)]).expect("check");
+    assert_eq!((next.base_offset, next.records[0].version), (2, Some(2)));
+
+    // The same refusals as an append, for the same reasons.
+    let check_err = log.check_events("accounts", b"acct-1", v(0), &[event("e2", "Deposited", 2)]).unwrap_err();
+    let append_err = log.append_events("accounts", b"acct-1", v(0), &[event("e2", "Deposited", 2)]).unwrap_err();
+    assert_eq!(check_err.to_string(), append_err.to_string());
+    assert!(matches!(check_err, Error::WrongExpectedVersion { actual: Some(evident_core::Version(1)), .. }));
+    let reused = log.check_events("accounts", b"acct-1", ExpectedVersion::Any, &[event("e1", "Withdrawn", 9)]);
+    assert!(matches!(reused, Err(Error::EventIdReused { .. })), "{reused:?}");
+    let partial = log.check_events(
+        "accounts",
+        b"acct-1",
+        ExpectedVersion::Any,
+        &[event("e1", "Deposited", 1), event("e9", "Deposited", 9)],
+    );
+    assert!(matches!(partial, Err(Error::PartialDuplicate { .. })), "{partial:?}");
+    assert!(matches!(log.check_events("nope", b"k", ExpectedVersion::Any, &batch), Err(Error::UnknownTopic(_))));
+    assert!(matches!(log.check_events("accounts", b"k", ExpectedVersion::Any, &[]), Err(Error::EmptyBatch)));
+
+    // A retry of stored events: the originals' positions, whatever the expected version says.
+    let dup = log.check_events("accounts", b"acct-1", v(7), &batch).expect("check");
+    assert!(dup.duplicate);
+    assert_eq!(dup.records, made.records);
+    assert_eq!(log.stats().next_sequence, 2, "still only the one append");
+}
