@@ -18,7 +18,7 @@ mod bank;
 #[path = "../../evident/examples/orders.rs"]
 mod orders;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -97,6 +97,7 @@ fn the_library_on_a_three_broker_cluster() {
         ("the backend contract", the_backend_contract as fn(&Reference)),
         ("two processes deposit into the same accounts", two_processes_deposit_into_the_same_accounts),
         ("the examples run unchanged", the_examples_run_unchanged),
+        ("two owners share the partitions", two_owners_share_the_partitions),
     ] {
         let start = std::time::Instant::now();
         scenario(&cluster);
@@ -267,4 +268,73 @@ fn the_examples_run_unchanged(reference: &Reference) {
     assert_eq!(report.revenue_after_fix, 2500 + 4000 + 1550 + 999);
     assert_eq!(report.shipped_after_fix, 4);
     assert_eq!(report.parked_after_fix, 0);
+}
+
+/// Waits (bounded) until `check` holds, polling.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "{what}: not within 120 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn two_owners_share_the_partitions(reference: &Reference) {
+    let owner = |dir: &std::path::Path| {
+        let mut config = KafkaConfig::new(reference.bootstrap.clone(), dir);
+        config.timeout = Duration::from_secs(60);
+        config.owner_group = Some("library-kafka-owners".into());
+        config.session_timeout = Duration::from_secs(6);
+        KafkaBackend::open(config).expect("kafka backend")
+    };
+    let (d1, d2) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let b1 = owner(d1.path());
+    wait(b1.ensure_topic("owned", TopicSpec { partitions: 4, compacted: false })).expect("create");
+    // Every partition of the cluster's topics (the group shares them all, "owned" and the
+    // earlier scenarios' topics), as the mirror follows them.
+    let everything = || -> BTreeSet<(String, u32)> {
+        b1.mirror_positions().into_iter().map(|(t, p, _)| (t, p)).filter(|(t, _)| !t.starts_with('_')).collect()
+    };
+    let owned = |b: &KafkaBackend| -> BTreeSet<(String, u32)> { b.owned_partitions().into_iter().collect() };
+    eventually("one member owns every partition", || owned(&b1) == everything());
+    eventually("it holds their ids", || owned(&b1).iter().all(|tp| b1.held_partitions().contains(tp)));
+    let b2 = owner(d2.path());
+    eventually("two members share the partitions", || {
+        let (one, two) = (owned(&b1), owned(&b2));
+        !one.is_empty()
+            && !two.is_empty()
+            && one.is_disjoint(&two)
+            && one.union(&two).cloned().collect::<BTreeSet<_>>() == everything()
+    });
+    println!(
+        "ownership: {} partitions, {} and {} owned, rebalances {} and {}",
+        everything().len(),
+        owned(&b1).len(),
+        owned(&b2).len(),
+        b1.rebalances(),
+        b2.rebalances()
+    );
+    // Each command to its owner.
+    for i in 0..20 {
+        let key = format!("k-{i}");
+        let (one, two) = (wait(b1.owns("owned", &key)).expect("owns"), wait(b2.owns("owned", &key)).expect("owns"));
+        assert!(one != two, "{key}: exactly one owner");
+        let to = if one { &b1 } else { &b2 };
+        wait(to.append("owned", &key, ExpectedVersion::NoStream, &[event(&format!("o-{i}"), "Opened", "{}")]))
+            .expect("append at the owner");
+    }
+    // The first member leaves: the second owns everything, and appends go on there.
+    drop(b1);
+    let all: BTreeSet<(String, u32)> =
+        b2.mirror_positions().into_iter().map(|(t, p, _)| (t, p)).filter(|(t, _)| !t.starts_with('_')).collect();
+    eventually("the remaining member owns every partition", || owned(&b2) == all);
+    for i in 0..20 {
+        let key = format!("k-{i}");
+        assert!(wait(b2.owns("owned", &key)).expect("owns"));
+        wait(b2.append("owned", &key, ExpectedVersion::Exact(Version(0)), &[event(&format!("p-{i}"), "Paid", "{}")]))
+            .expect("append after the rebalance");
+    }
+    let contents = topic_contents(&reference.bootstrap, "owned", 4);
+    assert_eq!(contents.len(), 20);
+    assert!(contents.values().all(|ids| ids.len() == 2), "{contents:?}");
 }

@@ -38,6 +38,7 @@ use crate::event::RecordedEvent;
 use crate::{Error, Result};
 
 mod follower;
+mod owner;
 mod writer;
 
 use follower::{Follower, KAFKA_OFFSET};
@@ -70,6 +71,14 @@ pub struct KafkaConfig {
     pub timeout: Duration,
     /// Further librdkafka settings for every client (security, say).
     pub client_options: Vec<(String, String)>,
+    /// Share the cluster's partitions with the other processes of this consumer group
+    /// (None: no ownership; any process appends anywhere). Each process takes the ids of the
+    /// partitions assigned to it at once and releases those it loses; route each command to
+    /// its partition's owner ([`KafkaBackend::owns`]) to keep the ids still (docs/cluster.md).
+    pub owner_group: Option<String>,
+    /// `session.timeout.ms` of the ownership group: how long a crashed owner keeps its
+    /// partitions.
+    pub session_timeout: Duration,
 }
 
 impl KafkaConfig {
@@ -84,6 +93,8 @@ impl KafkaConfig {
             transaction_timeout: Duration::from_secs(10),
             timeout: Duration::from_secs(30),
             client_options: Vec::new(),
+            owner_group: None,
+            session_timeout: Duration::from_secs(10),
         }
     }
 
@@ -115,7 +126,9 @@ struct Inner {
     probe: BaseConsumer,
     /// Asks partitions' high watermarks (`read_uncommitted`).
     probe_written: BaseConsumer,
-    writers: Writers,
+    writers: Arc<Writers>,
+    /// Ownership by group assignment, when configured (dropped, it leaves the group).
+    owner: Option<owner::Owner>,
 }
 
 impl std::fmt::Debug for KafkaBackend {
@@ -148,8 +161,13 @@ impl KafkaBackend {
             .create()
             .map_err(|e| Error::Unavailable(format!("cannot create the Kafka offsets client: {e}")))?;
         let reads = EmbeddedBackend::from_log(log.clone());
-        let writers = Writers::default();
-        Ok(Self { inner: Arc::new(Inner { config, log, reads, follower, admin, probe, probe_written, writers }) })
+        let writers = Arc::new(Writers::default());
+        let owner = match &config.owner_group {
+            Some(group) => Some(owner::Owner::start(&config, group, writers.clone())?),
+            None => None,
+        };
+        let inner = Inner { config, log, reads, follower, admin, probe, probe_written, writers, owner };
+        Ok(Self { inner: Arc::new(inner) })
     }
 
     /// Per mirrored partition: topic, partition and the next Kafka offset the mirror expects.
@@ -160,6 +178,28 @@ impl KafkaBackend {
     /// Partitions whose transactional id this process holds now.
     pub fn held_partitions(&self) -> Vec<(String, u32)> {
         self.inner.writers.held()
+    }
+
+    /// Whether this process owns the partition `key`'s stream lives in (always true without
+    /// an ownership group). An application routes a command for `key` to the owner.
+    pub async fn owns(&self, topic: &str, key: &str) -> Result<bool> {
+        let (topic, key) = (topic.to_string(), key.to_string());
+        blocking(&self.inner, move |i| {
+            let Some(owner) = &i.owner else { return Ok(true) };
+            let partition = i.partition_of(&topic, &key, i.partitions(&topic)?)?;
+            Ok(owner.owned().contains(&topic, partition))
+        })
+        .await
+    }
+
+    /// The partitions assigned to this process by its ownership group (empty without one).
+    pub fn owned_partitions(&self) -> Vec<(String, u32)> {
+        self.inner.owner.as_ref().map(|o| o.owned().list()).unwrap_or_default()
+    }
+
+    /// Assignment changes seen by the ownership group's member.
+    pub fn rebalances(&self) -> u64 {
+        self.inner.owner.as_ref().map_or(0, |o| o.owned().rebalances.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Records the mirror left out because a plain Kafka producer repeated an event id.
@@ -202,9 +242,19 @@ impl Inner {
             Upto::Committed => &self.probe,
             Upto::Written => &self.probe_written,
         };
-        let (_, end) = probe
-            .fetch_watermarks(topic, partition as i32, self.config.timeout)
-            .map_err(|e| Error::Unavailable(format!("the end of {topic}/{partition}: {e}")))?;
+        // A topic just created may not be in this client's metadata yet (another client
+        // created it, or the follower saw it first): asked again until the bound.
+        let deadline = std::time::Instant::now() + self.config.timeout;
+        let end = loop {
+            match probe.fetch_watermarks(topic, partition as i32, self.config.timeout) {
+                Ok((_, end)) => break end,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    tracing::debug!(%topic, partition, error = %e, "kafka backend: the partition's end is not known yet");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => return Err(Error::Unavailable(format!("the end of {topic}/{partition}: {e}"))),
+            }
+        };
         self.follower.shared().wait_for(topic, partition, end, self.config.timeout)
     }
 

@@ -47,6 +47,13 @@ impl Writers {
         slots.entry((topic.to_string(), partition)).or_default().clone()
     }
 
+    /// Drops the writer of `topic`/`partition` (after an append in flight on it).
+    pub(super) fn release(&self, topic: &str, partition: u32) {
+        let slot = self.slot(topic, partition);
+        let mut held = slot.lock().unwrap_or_else(|e| e.into_inner());
+        *held = None;
+    }
+
     /// Partitions whose transactional id this process holds.
     pub(super) fn held(&self) -> Vec<(String, u32)> {
         let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
