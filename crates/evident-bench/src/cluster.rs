@@ -56,6 +56,9 @@ use crate::payload;
 use crate::report::{dur, Key, Measurement, RawProduce, Report, System};
 use crate::stats::Latencies;
 
+/// The raw producers, in the order they run.
+const RAW: [RawProduce; 4] =
+    [RawProduce::Idempotent, RawProduce::Transaction, RawProduce::TransactionPolled, RawProduce::TransactionAcked];
 /// Writer counts of the append workloads.
 pub const WRITERS: [usize; 2] = [1, 8];
 /// `KafkaBackend` instances splitting the 8 writers.
@@ -69,6 +72,8 @@ const PARTITIONS: u32 = 8;
 const READ_EVENTS: usize = 100;
 /// Bound on one Kafka call (init, commit).
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the brokers' idle CPU is measured.
+const IDLE: Duration = Duration::from_secs(3);
 /// Untimed appends of each writer before the clock starts.
 const WARM_APPENDS: u64 = 2;
 
@@ -115,13 +120,22 @@ pub fn phase(report: &mut Report, failures: &mut Vec<String>, plan: &Plan, dir: 
             failures.push(format!("{what}: {e:#}"));
         }
     };
+    // What the three JVMs burn with nothing to do (KRaft heartbeats, GC, timers): the brokers'
+    // CPU per op below includes it, a large part when ops are few.
+    let idle = bench.cpu();
+    std::thread::sleep(IDLE);
+    let idle = bench.cpu().brokers.saturating_sub(idle.brokers).div_f64(IDLE.as_secs_f64());
+    header.push(format!(
+        "cluster: the three brokers' CPU while idle, before the workloads: {} per second (included in the brokers' CPU per op)",
+        dur(idle)
+    ));
     let setup = runtime.block_on(bench.setup());
     if let Err(e) = setup {
         step("cluster setup", Err(e));
     } else {
         for writers in WRITERS {
-            for how in [RawProduce::Idempotent, RawProduce::Transaction, RawProduce::TransactionAcked] {
-                if how == RawProduce::TransactionAcked && writers > 1 {
+            for how in RAW {
+                if matches!(how, RawProduce::TransactionAcked | RawProduce::TransactionPolled) && writers > 1 {
                     continue;
                 }
                 step(&format!("raw produce {how:?} x{writers}"), bench.raw(writers, how));
@@ -207,6 +221,11 @@ impl Bench<'_> {
         }
         let backend = self.open_kafka("setup")?;
         backend.ensure_topic(TOPIC, TopicSpec { partitions: PARTITIONS, compacted: false }).await?;
+        let created = Instant::now();
+        for partition in 0..PARTITIONS {
+            first_read(&backend, &key_in("ready", partition)).await?;
+        }
+        eprintln!("  every partition of {TOPIC} readable {} after ensure_topic returned", dur(created.elapsed()));
         let warm = self.duration.min(Duration::from_secs(3));
         let started = Instant::now();
         let backends: Vec<Arc<dyn Backend>> = vec![Arc::new(backend)];
@@ -254,6 +273,8 @@ impl Bench<'_> {
     fn raw(&self, writers: usize, how: RawProduce) -> Result<Measurement> {
         let event = payload::event(payload::event_id(0, 0));
         let cpu = self.cpu();
+        // The CONCURRENT_TRANSACTIONS answers, counted by the delivery-awaiting producer (1 writer).
+        let retries = std::sync::Mutex::new(None);
         let out = crate::driver::run(
             writers,
             self.duration,
@@ -262,11 +283,16 @@ impl Bench<'_> {
                 let p = RawProducer::new(self.broker, how, w)?;
                 // One record untimed: metadata, InitProducerId.
                 p.send(&event, &key, w as i32)?;
+                if let RawProducer::TransactionalAcked(p) = &p {
+                    *retries.lock().map_err(|_| anyhow!("poisoned"))? = Some(p.context().clone());
+                }
                 Ok((p, key))
             },
             |(p, key), w, _| p.send(&event, key, w as i32),
         )?;
         let note = self.cpu_note(cpu, out.ops, true);
+        let producers = retries.into_inner().map_err(|_| anyhow!("poisoned"))?;
+        let producers = producers.as_ref().map(|ctx| &ctx.concurrent_transactions);
         let mut lat = out.latencies;
         let (p50, p99) = lat.p50_p99();
         let what = match how {
@@ -277,6 +303,16 @@ impl Bench<'_> {
             RawProduce::TransactionAcked => {
                 "transactional producer, 1 record per transaction, delivery report awaited before commit_transaction"
             }
+            RawProduce::TransactionPolled => {
+                "transactional producer, 1 record per transaction, polled until no record is in flight before commit_transaction"
+            }
+        };
+        let retries = match &producers {
+            Some(n) => format!(
+                "; AddPartitionsToTxn answered CONCURRENT_TRANSACTIONS {:.2} times per transaction",
+                n.load(std::sync::atomic::Ordering::Relaxed) as f64 / (out.ops + writers as u64).max(1) as f64
+            ),
+            None => String::new(),
         };
         Ok(Measurement::new(
             System::KafkaCluster,
@@ -287,7 +323,7 @@ impl Bench<'_> {
         )
         .latency(p50, p99)
         .note(format!(
-            "librdkafka, linger.ms 0, each producer on its own partition; {note} (producers' set-up included in this process's CPU)"
+            "librdkafka, linger.ms 0, each producer on its own partition; {note} (producers' set-up included in this process's CPU){retries}"
         )))
     }
 
@@ -477,15 +513,16 @@ async fn append_loop(
     }
 }
 
-/// The stream's first read (its current version), retried for up to [`CALL_TIMEOUT`]: right
-/// after `ensure_topic` returns, `KafkaBackend` can still fail a read with "Unknown topic or
-/// partition" while the new topic's metadata reaches every broker.
+/// The stream's first read (its current version), retried for up to [`CALL_TIMEOUT`]: for a
+/// few seconds after `ensure_topic` returns, `KafkaBackend` fails reads with "Unknown topic or
+/// partition" or "Not leader for partition" (the brokers are still electing the new
+/// partitions' leaders and spreading their metadata); the bench's setup waits that out.
 async fn first_read(backend: &dyn Backend, key: &str) -> ::evident::Result<::evident::backend::StreamPage> {
     let deadline = Instant::now() + CALL_TIMEOUT;
     loop {
         match backend.read_stream(TOPIC, key, &StreamQuery { limit: 1, ..StreamQuery::default() }).await {
-            Err(e) if Instant::now() < deadline && e.to_string().contains("Unknown topic") => {
-                eprintln!("  {key}: first read failed ({e}); again in 200 ms");
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("  {key}: read failed ({e}); again in 200 ms");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             other => return other,
@@ -502,6 +539,7 @@ fn tag_hash(key: &str) -> u64 {
 enum RawProducer {
     Idempotent(ThreadedProducer<Ctx>),
     Transactional(BaseProducer),
+    TransactionalPolled(BaseProducer),
     TransactionalAcked(ThreadedProducer<Ctx>),
 }
 
@@ -517,12 +555,18 @@ impl RawProducer {
             RawProduce::Idempotent => RawProducer::Idempotent(
                 config.create_with_context(Ctx::new(broker.label(&id))).context("creating the producer")?,
             ),
-            RawProduce::Transaction => {
+            RawProduce::Transaction | RawProduce::TransactionPolled => {
                 let p: BaseProducer = config.create().context("creating the producer")?;
                 p.init_transactions(CALL_TIMEOUT).map_err(|e| anyhow!("init_transactions: {e}"))?;
-                RawProducer::Transactional(p)
+                if how == RawProduce::Transaction {
+                    RawProducer::Transactional(p)
+                } else {
+                    RawProducer::TransactionalPolled(p)
+                }
             }
             RawProduce::TransactionAcked => {
+                // Counted, not printed: AddPartitionsToTxn's CONCURRENT_TRANSACTIONS answers.
+                config.set("debug", "eos").set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
                 let p: ThreadedProducer<Ctx> =
                     config.create_with_context(Ctx::new(broker.label(&id))).context("creating the producer")?;
                 p.init_transactions(CALL_TIMEOUT).map_err(|e| anyhow!("init_transactions: {e}"))?;
@@ -542,7 +586,7 @@ impl RawProducer {
         }
         let value = record.value.as_deref().unwrap_or_default();
         match self {
-            RawProducer::Transactional(p) => {
+            RawProducer::Transactional(p) | RawProducer::TransactionalPolled(p) => {
                 p.begin_transaction().map_err(|e| anyhow!("begin_transaction: {e}"))?;
                 let base = BaseRecord::to(RAW_TOPIC)
                     .partition(partition)
@@ -551,6 +595,13 @@ impl RawProducer {
                     .headers(headers)
                     .timestamp(now);
                 p.send(base).map_err(|(e, _)| anyhow!("send: {e}"))?;
+                if matches!(self, RawProducer::TransactionalPolled(_)) {
+                    let deadline = Instant::now() + CALL_TIMEOUT;
+                    while p.in_flight_count() > 0 {
+                        ensure!(Instant::now() < deadline, "the record is still in flight after {CALL_TIMEOUT:?}");
+                        p.poll(Duration::from_millis(1));
+                    }
+                }
                 p.commit_transaction(CALL_TIMEOUT).map_err(|e| anyhow!("commit_transaction: {e}"))
             }
             RawProducer::Idempotent(p) | RawProducer::TransactionalAcked(p) => {

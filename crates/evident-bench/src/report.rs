@@ -95,6 +95,9 @@ pub enum RawProduce {
     Transaction,
     /// The same, the record's delivery report awaited before `commit_transaction`.
     TransactionAcked,
+    /// As [`RawProduce::Transaction`], but polled until no record is in flight before
+    /// `commit_transaction` (so its own flush finds nothing to wait for).
+    TransactionPolled,
 }
 
 /// What was measured; the same key on two systems is the same workload.
