@@ -27,9 +27,16 @@
 //!   idempotent producer with `acks=all` waiting for each delivery report (a durable single
 //!   append); a transactional producer committing one record per transaction exactly as
 //!   `KafkaBackend`'s writer does (`BaseProducer`: begin, send, `commit_transaction`, which
-//!   flushes itself); and, 1 writer only, the same with the delivery report awaited before the
-//!   commit (how the transactions phase measures, which avoids rust-rdkafka's flush polling in
-//!   100 ms steps when a record is still counted outstanding). `linger.ms=0` everywhere.
+//!   flushes itself); and, 1 writer only, two variants that wait for the record before calling
+//!   `commit_transaction`, whose own flush then has nothing to wait for: the `BaseProducer`
+//!   polled until librdkafka counts no record in flight, and a `ThreadedProducer` whose delivery
+//!   report is awaited (how the transactions phase measures; it also counts, from `debug=eos`,
+//!   the AddPartitionsToTxn answers CONCURRENT_TRANSACTIONS: the previous transaction's markers
+//!   still being written, retried by librdkafka after 20 ms). rust-rdkafka's flush, which
+//!   `commit_transaction` calls first, polls in steps of up to 100 ms while a record is counted
+//!   outstanding. `linger.ms=0` everywhere.
+//! - *Idle brokers*: the three JVMs' CPU over 3 idle seconds before the workloads, in the
+//!   header: the brokers' CPU per op includes it (most of it when the ops are few).
 //! - *Stream reads*: one 100-event stream (written in one append) read whole with
 //!   `read_stream`, again and again, through `KafkaBackend` (which first asks the partition's
 //!   last stable offset and waits until its mirror holds it) and through the embedded backend.
@@ -348,14 +355,14 @@ impl Bench<'_> {
             ensure!(page.events.len() == READ_EVENTS, "read {} events, expected {READ_EVENTS}", page.events.len());
             Ok::<_, anyhow::Error>(())
         };
-        read(backend.clone(), key.clone(), query.clone()).await?;
+        read(backend.clone(), key.clone(), query).await?;
         let mut lat = Latencies::with_capacity(1 << 14);
         let cpu = self.cpu();
         let start = Instant::now();
         let mut n = 0u64;
         while start.elapsed() < self.read_duration || n < 10 {
             let t = Instant::now();
-            read(backend.clone(), key.clone(), query.clone()).await?;
+            read(backend.clone(), key.clone(), query).await?;
             lat.push(t.elapsed());
             n += 1;
         }

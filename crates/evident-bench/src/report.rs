@@ -1079,8 +1079,13 @@ fn ratio_text(r: f64) -> String {
         format!("{}x", num(r))
     } else if r >= 10.0 {
         format!("{r:.1}x")
-    } else {
+    } else if r >= 0.1 || r <= 0.0 {
         format!("{r:.2}x")
+    } else {
+        // Three significant digits (0.00104x): the cluster phase's ratios to the embedded
+        // backend are that small.
+        let digits = (2.0 - r.log10().floor()).clamp(2.0, 12.0) as usize;
+        format!("{r:.digits$}x")
     }
 }
 
@@ -1095,6 +1100,14 @@ mod tests {
         assert_eq!(num(12.345), "12.3");
         assert_eq!(num(1.234), "1.23");
         assert_eq!(num(-1234.0), "-1,234");
+    }
+
+    #[test]
+    fn small_ratios_keep_three_significant_digits() {
+        assert_eq!(ratio_text(0.86), "0.86x");
+        assert_eq!(ratio_text(0.0418), "0.0418x");
+        assert_eq!(ratio_text(0.00104), "0.00104x");
+        assert_eq!(ratio_text(12.34), "12.3x");
     }
 
     #[test]
