@@ -18,6 +18,10 @@
 #   scripts/bench.sh --only sql              # SQL views: seed 000's order_summary view on evident
 #                                            # (catch-up, live, pull queries) beside the same
 #                                            # aggregation in Kafka Streams on Apache Kafka
+#   scripts/bench.sh --only cluster          # the library on a three-node Apache Kafka
+#                                            # (KafkaBackend: appends, 1/8 writers, 1-3
+#                                            # instances; stream reads) beside raw librdkafka
+#                                            # produce on it and the embedded backend (~3 min)
 #   scripts/bench.sh --only aggregates,projections  # the library: snapshot loads, projections
 #   scripts/bench.sh --help                  # every flag
 #   scripts/bench.sh --before REV --only http   # REV's build, then this tree's, in one run:
@@ -154,7 +158,7 @@ fi
 
 # Apache Kafka, the Kafka phase's peer: its jars from Maven Central (cached under target/java),
 # for scripts/kafka-ref.sh (which the bench calls), kafka-producer-perf-test and Kafka Streams (the
-# SQL phase). Skipped with --skip-apache-kafka, or when none of the Kafka, transactions and SQL
+# SQL phase). Skipped with --skip-apache-kafka, or when none of the Kafka, transactions, SQL and cluster
 # phases runs.
 want_kafka=1
 only=""
@@ -167,7 +171,7 @@ for arg in "$@"; do
   [ "$prev" = --only ] && only="$arg"
   prev="$arg"
 done
-if [ -n "$only" ] && ! [[ ",$only," == *",kafka,"* || ",$only," == *",transactions,"* || ",$only," == *",sql,"* ]]; then
+if [ -n "$only" ] && ! [[ ",$only," == *",kafka,"* || ",$only," == *",transactions,"* || ",$only," == *",sql,"* || ",$only," == *",cluster,"* ]]; then
   want_kafka=0
 fi
 if [ "$want_kafka" = 1 ]; then

@@ -131,6 +131,11 @@ pub enum Phase {
     /// new view, live maintenance, pull queries) beside the same aggregation in Kafka Streams on
     /// Apache Kafka.
     Sql,
+    /// The library on a three-node Apache Kafka (issue 16; scripts/kafka-ref.sh --nodes 3):
+    /// `KafkaBackend` single-event appends at an expected version (1 and 8 writers; 8 split
+    /// between 2 and 3 instances) and 100-event stream reads, beside raw librdkafka produce on
+    /// the same cluster (idempotent; one record per transaction) and the embedded backend.
+    Cluster,
     /// The library's repository: an aggregate of 10,000 events loaded by full replay and from
     /// a snapshot (embedded backend).
     Aggregates,
@@ -295,6 +300,12 @@ mod tests {
         assert_eq!(
             (sql.phases.as_slice(), full.sql_events, sql.sql_events),
             ([Phase::Sql].as_slice(), 1_000_000, 100_000)
+        );
+        assert!(full.runs(Phase::Cluster), "the cluster phase is in the default run");
+        let cluster = Cli::parse_from(["evident-bench", "--only", "cluster", "--duration-secs", "2"]).plan();
+        assert_eq!(
+            (cluster.phases.as_slice(), cluster.duration),
+            ([Phase::Cluster].as_slice(), Duration::from_secs(2))
         );
     }
 

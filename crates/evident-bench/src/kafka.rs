@@ -452,16 +452,29 @@ impl Broker {
     /// `durable` adds `log.flush.interval.messages=1` (an fsync per append), else Kafka's
     /// defaults. The script fetches the jars on its first run (`scripts/java-setup.sh`).
     pub fn apache_kafka(script: &Path, dir: &Path, durable: bool) -> Result<Self> {
+        Self::kafka_ref(script, dir, durable, 1)
+    }
+
+    /// Starts a three-node Apache Kafka cluster (each node a combined broker and controller;
+    /// replication factor 3, `min.insync.replicas` 2, Kafka's flush defaults: durable by
+    /// replication) with `scripts/kafka-ref.sh --nodes 3`, storage in `dir`.
+    pub fn apache_kafka_cluster(script: &Path, dir: &Path) -> Result<Self> {
+        Self::kafka_ref(script, dir, false, 3)
+    }
+
+    fn kafka_ref(script: &Path, dir: &Path, durable: bool, nodes: u16) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
-        // The script takes a port P for clients and uses P + 1 for the controller.
+        // The script takes a port P and gives node i P + 2i for clients, P + 2i + 1 for its
+        // controller: 2 * nodes consecutive free ports.
         let port = loop {
             let p = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-            if p < u16::MAX && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            if p < u16::MAX - 2 * nodes && (1..2 * nodes).all(|i| TcpListener::bind(("127.0.0.1", p + i)).is_ok()) {
                 break p;
             }
         };
         let mut cmd = Command::new("bash");
         cmd.arg(script).args(["start", "--dir"]).arg(dir).args(["--port", &port.to_string()]);
+        cmd.args(["--nodes", &nodes.to_string()]);
         if durable {
             cmd.arg("--flush-every-message");
         }
@@ -469,7 +482,11 @@ impl Broker {
         let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("running {}", script.display()))?;
         let started_in = start.elapsed();
         let process = Some(Process::Kafka { script: script.to_path_buf(), dir: dir.to_path_buf() });
-        let system = if durable { System::KafkaDurable } else { System::KafkaDefault };
+        let system = match (nodes, durable) {
+            (3, _) => System::KafkaCluster,
+            (_, true) => System::KafkaDurable,
+            (_, false) => System::KafkaDefault,
+        };
         // Stopped by Drop if anything below fails.
         let mut broker = Self { system, bootstrap: String::new(), process, started_in };
         ensure!(
@@ -491,7 +508,11 @@ impl Broker {
             broker.bootstrap,
             dur(started_in),
             dir.display(),
-            if durable { ", log.flush.interval.messages=1" } else { ", defaults" }
+            match (nodes, durable) {
+                (3, _) => ", three nodes (replication factor 3, min.insync.replicas 2)",
+                (_, true) => ", log.flush.interval.messages=1",
+                (_, false) => ", defaults",
+            }
         );
         Ok(broker)
     }
@@ -553,6 +574,18 @@ impl Broker {
             Some(Process::Tansu(c)) => Some(c.id()),
             Some(Process::Kafka { dir, .. }) => std::fs::read_to_string(dir.join("n0/pid")).ok()?.trim().parse().ok(),
             None => None,
+        }
+    }
+
+    /// The PIDs of every node of an Apache Kafka started by the script (n0, n1, ...), else
+    /// of the broker.
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        match &self.process {
+            Some(Process::Kafka { dir, .. }) => (0..)
+                .map_while(|i| std::fs::read_to_string(dir.join(format!("n{i}/pid"))).ok())
+                .filter_map(|p| p.trim().parse().ok())
+                .collect(),
+            _ => self.pid().into_iter().collect(),
         }
     }
 

@@ -9,12 +9,14 @@
 //! log, the Kafka protocol (librdkafka) beside the embedded log, Kafka transactions (beside
 //! durable Apache Kafka), the schema registry (beside
 //! Apicurio Registry; validation at produce; verify=stored), SQL views (seed 000's view beside
-//! Kafka Streams), the library's aggregate loads
+//! Kafka Streams), the library on a three-node Apache Kafka (`KafkaBackend` beside raw produce
+//! on the same cluster and the embedded backend), the library's aggregate loads
 //! (full replay against a snapshot) and projection catch-up (into SQLite and PostgreSQL), and
 //! the restart last.
 
 mod aggregates;
 mod cli;
+mod cluster;
 mod compare;
 mod driver;
 mod evident;
@@ -540,6 +542,11 @@ fn run_in(cli: &Cli, plan: &Plan, run_dir: &Path) -> Result<()> {
         phase("SQL views: seed 000's order_summary on evident beside Kafka Streams on Apache Kafka");
         header.extend(sql::phase(&mut r.report, &mut r.failures, plan, &fresh_dir(run_dir, "sql")?));
         std::fs::remove_dir_all(run_dir.join("sql"))?;
+    }
+    if plan.runs(Phase::Cluster) {
+        phase("the library on a three-node Apache Kafka (KafkaBackend) beside raw produce and the embedded backend");
+        header.extend(cluster::phase(&mut r.report, &mut r.failures, plan, &fresh_dir(run_dir, "cluster")?));
+        std::fs::remove_dir_all(run_dir.join("cluster"))?;
     }
     if plan.runs(Phase::Aggregates) {
         aggregates_phase(&mut r, plan, &fresh_dir(run_dir, "aggregates")?);

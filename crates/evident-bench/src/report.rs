@@ -24,6 +24,11 @@ pub enum System {
     /// Apache Kafka with its defaults: appends acknowledged from the page cache, flushed by the
     /// OS later (not durable on power loss with one replica).
     KafkaDefault,
+    /// The library on a three-node Apache Kafka cluster (`evident::KafkaBackend`).
+    KafkaBackend,
+    /// Apache Kafka, three KRaft nodes (replication factor 3, `min.insync.replicas` 2, flush
+    /// defaults), driven by librdkafka directly.
+    KafkaCluster,
     /// evident's schema registry (`evident serve`'s registry listener, Confluent's REST API).
     EvidentRegistry,
     /// evident's SQL views (`evident serve`'s `POST /v1/sql`).
@@ -47,6 +52,8 @@ impl fmt::Display for System {
             System::Tansu => "Tansu",
             System::KafkaDurable => "Apache Kafka, fsync per append",
             System::KafkaDefault => "Apache Kafka, defaults (not durable on power loss)",
+            System::KafkaBackend => "evident KafkaBackend",
+            System::KafkaCluster => "Apache Kafka, 3 nodes (librdkafka)",
             System::EvidentRegistry => "evident registry",
             System::EvidentSql => "evident SQL",
             System::Apicurio => "Apicurio Registry 3.3.3",
@@ -76,6 +83,21 @@ pub enum ProjectionPart {
     RawSqlite,
     /// The same upserts straight through the postgres crate, pre-decoded.
     RawPostgres,
+}
+
+/// How the cluster phase's raw producer writes one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawProduce {
+    /// An idempotent producer: send, wait for the delivery report.
+    Idempotent,
+    /// A transactional producer, one record per transaction: begin, send, `commit_transaction`
+    /// (what `KafkaBackend` does per append).
+    Transaction,
+    /// The same, the record's delivery report awaited before `commit_transaction`.
+    TransactionAcked,
+    /// As [`RawProduce::Transaction`], but polled until no record is in flight before
+    /// `commit_transaction` (so its own flush finds nothing to wait for).
+    TransactionPolled,
 }
 
 /// What was measured; the same key on two systems is the same workload.
@@ -242,6 +264,24 @@ pub enum Key {
         /// The range query (else the key lookup).
         range: bool,
     },
+    /// Cluster phase: single-event appends at an expected version through the library
+    /// (`KafkaBackend` on the three-node cluster, or the embedded backend), each writer on its
+    /// own stream.
+    ClusterAppend {
+        /// Concurrent writers (tokio tasks).
+        writers: usize,
+        /// Backend instances (separate mirrors) splitting the writers.
+        instances: usize,
+    },
+    /// Cluster phase: one record at a time produced by librdkafka straight to the cluster.
+    ClusterProduce {
+        /// Concurrent producers (threads, each its own partition).
+        writers: usize,
+        /// How.
+        how: RawProduce,
+    },
+    /// Cluster phase: a 100-event stream read whole through the library.
+    ClusterRead,
     /// Loading the restart data set.
     RestartLoad,
     /// Opening the restart data set in a fresh process.
@@ -282,6 +322,7 @@ impl Key {
             Key::SqlProduce | Key::SqlCatchUp | Key::SqlStreamsFromFirst | Key::SqlLive | Key::SqlPull { .. } => {
                 Section::Sql
             }
+            Key::ClusterAppend { .. } | Key::ClusterProduce { .. } | Key::ClusterRead => Section::Cluster,
             Key::AggregateLoad { .. } => Section::Aggregates,
             Key::ProjectionLoad | Key::ProjectionPart { .. } | Key::ProjectionCatchUp { .. } => Section::Projections,
             Key::RestartLoad | Key::Open { .. } => Section::Restart,
@@ -300,12 +341,13 @@ enum Section {
     Transactions,
     Registry,
     Sql,
+    Cluster,
     Aggregates,
     Projections,
     Restart,
 }
 
-const SECTIONS: [(Section, &str); 12] = [
+const SECTIONS: [(Section, &str); 13] = [
     (Section::Physical, "Physical limits (plain files on the data directory's disk)"),
     (Section::Appends, "Durable single-event appends (expected version checked, each writer on its own streams)"),
     (Section::Batches, "Durable batched appends (one new stream per batch)"),
@@ -326,6 +368,10 @@ const SECTIONS: [(Section, &str); 12] = [
     (
         Section::Sql,
         "SQL views: seed 000's order_summary (evident serve beside Kafka Streams on Apache Kafka, same events, same run)",
+    ),
+    (
+        Section::Cluster,
+        "The library on a three-node Apache Kafka (KafkaBackend) beside librdkafka on the same cluster and the embedded backend, same run",
     ),
     (Section::Aggregates, "Aggregate loads through the library (Repository on the embedded backend)"),
     (Section::Projections, "Projection catch-up through the library (embedded log to a SQL read model, checkpoint in the same transaction)"),
@@ -894,6 +940,65 @@ impl Report {
                 push(format!("{}: p99", m.workload), m.p99.map(|d| d.as_secs_f64() * 1e3), Target::AtMostMs(1.0));
             }
         }
+        // The library on a Kafka cluster (issue 16): no target, the cost of the library's
+        // guarantees over the cluster's own durable single-record write, and of the cluster over
+        // the embedded store.
+        let (kb, raw) = (System::KafkaBackend, System::KafkaCluster);
+        let p50 = |s, k| self.get(s, k).and_then(|m: &Measurement| m.p50).map(|d| d.as_secs_f64());
+        for writers in [1, 8] {
+            let append = Key::ClusterAppend { writers, instances: 1 };
+            if self.get(kb, append).is_none() {
+                continue;
+            }
+            for (how, what) in [
+                (RawProduce::Transaction, "raw transactional produce (1 record per transaction)"),
+                (RawProduce::Idempotent, "raw idempotent produce (1 record, acks=all, awaited)"),
+            ] {
+                let k = Key::ClusterProduce { writers, how };
+                if self.get(raw, k).is_some() {
+                    push(
+                        format!("KafkaBackend / {what}, {writers} writer(s), appends/s"),
+                        div(rate(kb, append), rate(raw, k)),
+                        Target::None,
+                    );
+                    push(
+                        format!("KafkaBackend / {what}, {writers} writer(s), p50 latency"),
+                        div(p50(kb, append), p50(raw, k)),
+                        Target::None,
+                    );
+                }
+            }
+            if self.get(ev, append).is_some() {
+                push(
+                    format!("KafkaBackend / embedded backend (fsync always), {writers} writer(s), appends/s"),
+                    div(rate(kb, append), rate(ev, append)),
+                    Target::None,
+                );
+                push(
+                    format!("KafkaBackend / embedded backend (fsync always), {writers} writer(s), p50 latency"),
+                    div(p50(kb, append), p50(ev, append)),
+                    Target::None,
+                );
+            }
+        }
+        for instances in [2, 3] {
+            let (one, many) =
+                (Key::ClusterAppend { writers: 8, instances: 1 }, Key::ClusterAppend { writers: 8, instances });
+            if self.get(kb, many).is_some() {
+                push(
+                    format!("KafkaBackend, 8 writers: {instances} instances / 1 instance, appends/s"),
+                    div(rate(kb, many), rate(kb, one)),
+                    Target::None,
+                );
+            }
+        }
+        if self.get(kb, Key::ClusterRead).is_some() {
+            push(
+                "stream read of 100 events: KafkaBackend p50 / embedded p50".into(),
+                div(p50(kb, Key::ClusterRead), p50(ev, Key::ClusterRead)),
+                Target::None,
+            );
+        }
         // The library: aggregate loads.
         let load_p50 = |snapshot, tail| {
             self.get(ev, Key::AggregateLoad { snapshot, tail }).and_then(|m| m.p50).map(|d| d.as_secs_f64())
@@ -974,8 +1079,13 @@ fn ratio_text(r: f64) -> String {
         format!("{}x", num(r))
     } else if r >= 10.0 {
         format!("{r:.1}x")
-    } else {
+    } else if r >= 0.1 || r <= 0.0 {
         format!("{r:.2}x")
+    } else {
+        // Three significant digits (0.00104x): the cluster phase's ratios to the embedded
+        // backend are that small.
+        let digits = (2.0 - r.log10().floor()).clamp(2.0, 12.0) as usize;
+        format!("{r:.digits$}x")
     }
 }
 
@@ -990,6 +1100,14 @@ mod tests {
         assert_eq!(num(12.345), "12.3");
         assert_eq!(num(1.234), "1.23");
         assert_eq!(num(-1234.0), "-1,234");
+    }
+
+    #[test]
+    fn small_ratios_keep_three_significant_digits() {
+        assert_eq!(ratio_text(0.86), "0.86x");
+        assert_eq!(ratio_text(0.0418), "0.0418x");
+        assert_eq!(ratio_text(0.00104), "0.00104x");
+        assert_eq!(ratio_text(12.34), "12.3x");
     }
 
     #[test]

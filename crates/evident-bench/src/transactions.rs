@@ -117,7 +117,7 @@ fn transaction(producer: &ThreadedProducer<Ctx>, topic: &str, size: usize) -> Re
 /// Waits until librdkafka counts no record outstanding: a delivery report is counted by the
 /// callback before librdkafka releases its record, and rust-rdkafka's `commit_transaction`
 /// polls for 100 ms when its first flush still sees one.
-fn settle(producer: &ThreadedProducer<Ctx>) -> Result<()> {
+pub(crate) fn settle(producer: &ThreadedProducer<Ctx>) -> Result<()> {
     let deadline = Instant::now() + STALL;
     while producer.in_flight_count() > 0 {
         ensure!(Instant::now() < deadline, "librdkafka still counts records in flight after {} s", STALL.as_secs());
