@@ -25,13 +25,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use evident_core::EventData;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
 use super::KafkaConfig;
 use crate::{Error, Result};
 
+/// A partition's transactional producer. Threaded: librdkafka's events (delivery reports) are
+/// served by its own thread, so an append waits for its records' delivery without polling.
+pub(super) type TxnProducer = ThreadedProducer<DefaultProducerContext>;
+
 /// A partition's writer: its producer once the transactional id is held.
-pub(super) type Slot = Arc<Mutex<Option<BaseProducer>>>;
+pub(super) type Slot = Arc<Mutex<Option<TxnProducer>>>;
 
 /// The writers of this process, by partition.
 #[derive(Default)]
@@ -74,9 +78,9 @@ pub(super) fn transactional_id(prefix: &str, topic: &str, partition: u32) -> Str
 
 /// Takes the transactional id of `topic`/`partition`: a producer whose `init_transactions`
 /// fenced the previous holder.
-pub(super) fn acquire(config: &KafkaConfig, topic: &str, partition: u32) -> Result<BaseProducer> {
+pub(super) fn acquire(config: &KafkaConfig, topic: &str, partition: u32) -> Result<TxnProducer> {
     let id = transactional_id(&config.transactional_id_prefix, topic, partition);
-    let producer: BaseProducer = config
+    let producer: TxnProducer = config
         .client_config()
         .set("transactional.id", &id)
         .set("transaction.timeout.ms", config.transaction_timeout.as_millis().to_string())
@@ -96,7 +100,7 @@ pub(super) fn acquire(config: &KafkaConfig, topic: &str, partition: u32) -> Resu
 /// On an error the transaction is aborted if it can be, and the error returned: the caller
 /// drops the producer.
 pub(super) fn produce(
-    producer: &BaseProducer,
+    producer: &TxnProducer,
     topic: &str,
     partition: u32,
     key: &str,
@@ -124,13 +128,13 @@ pub(super) fn produce(
             .timestamp(now);
         producer.send(base).map_err(|(e, _)| fail("producing", &e))?;
     }
-    // The records' delivery is awaited here, polling finely: rdkafka's own flush (which
-    // commit_transaction runs first) polls in steps of up to 100 ms and so waited a whole step
-    // for every append (measured: 102-104 ms per one-event transaction on the three-node
-    // reference, against 3-10 ms this way).
+    // The records' delivery is awaited here (the producer's thread serves the reports):
+    // rdkafka's own flush, which commit_transaction runs first, polls in steps of up to
+    // 100 ms and so waited a whole step for every append (measured: 102-104 ms per one-event
+    // transaction on the three-node reference; docs/cluster-bench.md).
     let deadline = std::time::Instant::now() + timeout;
     while producer.in_flight_count() > 0 && std::time::Instant::now() < deadline {
-        producer.poll(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_micros(200));
     }
     // commit_transaction flushes the records first and fails if any was not acknowledged by
     // all in-sync replicas. A broker's death stalls a commit for ~10-23 s (until the
