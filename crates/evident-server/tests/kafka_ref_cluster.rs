@@ -24,6 +24,12 @@
 //! duplicated, delivery errors), the errors seen, and how long appends stalled (the longest gap
 //! between two acknowledgements): the facts docs/cluster-faults.md records.
 //!
+//! **Not in CI** (`#[ignore]`): it characterizes Apache Kafka itself, not evident, and costs
+//! ~1.5 min of CI's 40; `library_kafka_faults.rs` runs the same harness (a broker killed and
+//! resumed) under evident's Kafka backend in CI. Run it with
+//! `cargo test --release -p evident-server --test kafka_ref_cluster -- --ignored --nocapture`
+//! when the reference or the client changes, and update docs/cluster-faults.md.
+//!
 //! It skips (with a line saying why) only when Kafka's jars are not set up and
 //! `EVIDENT_REQUIRE_KAFKA_JAVA` is not 1, as the other tests on the reference do. Every wait is
 //! bounded by [`LIMIT`]; nothing asserts on timing.
@@ -546,6 +552,7 @@ fn transactional_producer(java: &Java, cluster: &Cluster) {
 }
 
 #[test]
+#[ignore = "characterizes Apache Kafka itself (docs/cluster-faults.md); evident's fault test is library_kafka_faults"]
 fn one_broker_killed_and_resumed_loses_nothing() {
     let Some(java) = java(TEST) else { return };
     let started = Instant::now();

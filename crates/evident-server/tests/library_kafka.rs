@@ -204,7 +204,7 @@ fn two_processes_deposit_into_the_same_accounts(reference: &Reference) {
     wait(b1.ensure_topic("deposits", TopicSpec { partitions: 2, compacted: false })).expect("create");
     let retry = RetryPolicy { max_attempts: 50, ..RetryPolicy::default() };
     let accounts = ["a", "b", "c"];
-    let per_thread = 15;
+    let per_thread = 10;
     let threads: Vec<_> = [b1.clone(), b2.clone()]
         .into_iter()
         .enumerate()
