@@ -212,6 +212,12 @@ impl Log {
         expected: ExpectedVersion,
         events: &[EventData],
     ) -> Result<PendingAppend> {
+        let batch = self.events_batch(key, events)?;
+        self.append_inner(topic, Route::Key(key), &batch, Some(expected), Mode::Append)
+    }
+
+    /// The batch carrying `events` under `key`, stamped with the log's clock.
+    fn events_batch(&self, key: &[u8], events: &[EventData]) -> Result<Vec<u8>> {
         if events.is_empty() {
             return Err(Error::EmptyBatch);
         }
@@ -220,7 +226,7 @@ impl Log {
         for event in events {
             event.push_to(&mut builder, key, now);
         }
-        self.append_inner(topic, Route::Key(key), &builder.build(), Some(expected), Mode::Append)
+        Ok(builder.build())
     }
 
     /// Checks what [`Log::append_events`] would do now, writing nothing: the stream's expected
@@ -236,15 +242,8 @@ impl Log {
         expected: ExpectedVersion,
         events: &[EventData],
     ) -> Result<AppendOutcome> {
-        if events.is_empty() {
-            return Err(Error::EmptyBatch);
-        }
-        let now = self.inner.clock.now_ms();
-        let mut builder = BatchBuilder::new();
-        for event in events {
-            event.push_to(&mut builder, key, now);
-        }
-        self.append_inner(topic, Route::Key(key), &builder.build(), Some(expected), Mode::Check)?.wait()
+        let batch = self.events_batch(key, events)?;
+        self.append_inner(topic, Route::Key(key), &batch, Some(expected), Mode::Check)?.wait()
     }
 
     fn append_inner(

@@ -18,20 +18,18 @@ mod bank;
 #[path = "../../evident/examples/orders.rs"]
 mod orders;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::jvm::{java, Cluster, Reference};
+use common::kafka_contents::event_ids_by_key;
 use evident::blocking::{wait, Repository};
 use evident::{
     Aggregate, Backend, DomainEvent, Error, EventData, ExpectedVersion, KafkaBackend, KafkaConfig, RetryPolicy,
     SnapshotPolicy, StreamQuery, TopicSpec,
 };
 use evident_core::{Sequence, Version};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
-use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
 
 fn backend(reference: &Reference, dir: &std::path::Path) -> KafkaBackend {
@@ -42,49 +40,6 @@ fn backend(reference: &Reference, dir: &std::path::Path) -> KafkaBackend {
 
 fn event(id: &str, event_type: &str, data: &str) -> EventData {
     EventData::json(id, event_type, data.as_bytes().to_vec())
-}
-
-/// Every record of `topic` as a plain `read_committed` Kafka consumer reads it: per key, the
-/// event ids in offset order.
-fn topic_contents(bootstrap: &str, topic: &str, partitions: u32) -> BTreeMap<String, Vec<String>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "library-kafka-check")
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut ends = HashMap::new();
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    for p in 0..partitions {
-        let (_, high) = consumer.fetch_watermarks(topic, p as i32, Duration::from_secs(30)).expect("watermarks");
-        ends.insert(p as i32, high);
-        tpl.add_partition_offset(topic, p as i32, rdkafka::Offset::Beginning).expect("tpl");
-    }
-    consumer.assign(&tpl).expect("assign");
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let positions = consumer.position().expect("position");
-        let done = positions.elements().iter().all(|e| match e.offset() {
-            rdkafka::Offset::Offset(o) => o >= ends[&e.partition()],
-            _ => ends[&e.partition()] == 0,
-        });
-        if done {
-            return out;
-        }
-        assert!(std::time::Instant::now() < deadline, "reading {topic} back did not finish: {positions:?} of {ends:?}");
-        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
-            let m = m.expect("message");
-            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
-            let id = m
-                .headers()
-                .and_then(|h| h.iter().find(|h| h.key == "ce_id").and_then(|h| h.value))
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .unwrap_or_default();
-            out.entry(key).or_default().push(id);
-        }
-    }
 }
 
 /// One three-broker cluster (replication factor 3, min.insync.replicas 2), the scenarios in
@@ -165,7 +120,7 @@ fn the_backend_contract(reference: &Reference) {
     assert_eq!(back.last_version, Version(4));
     let all = wait(b.read_all(Sequence(0), 100)).expect("feed");
     assert_eq!(all.iter().filter(|e| e.topic == "bank").count(), 5);
-    assert_eq!(topic_contents(&reference.bootstrap, "bank", 3)["acc-1"], ["e0", "e1", "e2", "e3", "e4"]);
+    assert_eq!(event_ids_by_key(&reference.bootstrap, "bank", 3)["acc-1"], ["e0", "e1", "e2", "e3", "e4"]);
 }
 
 /// A bank account, for the repository running over Kafka.
@@ -225,7 +180,7 @@ fn two_processes_deposit_into_the_same_accounts(reference: &Reference) {
     for t in threads {
         t.join().expect("depositor");
     }
-    let contents = topic_contents(&reference.bootstrap, "deposits", 2);
+    let contents = event_ids_by_key(&reference.bootstrap, "deposits", 2);
     let mut total = 0;
     for account in accounts {
         let ids = &contents[account];
@@ -334,7 +289,7 @@ fn two_owners_share_the_partitions(reference: &Reference) {
         wait(b2.append("owned", &key, ExpectedVersion::Exact(Version(0)), &[event(&format!("p-{i}"), "Paid", "{}")]))
             .expect("append after the rebalance");
     }
-    let contents = topic_contents(&reference.bootstrap, "owned", 4);
+    let contents = event_ids_by_key(&reference.bootstrap, "owned", 4);
     assert_eq!(contents.len(), 20);
     assert!(contents.values().all(|ids| ids.len() == 2), "{contents:?}");
 }

@@ -19,19 +19,17 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::jvm::{java, Cluster};
+use common::kafka_contents::event_ids_by_key;
 use evident::blocking::wait;
 use evident::{Backend, Error, EventData, ExpectedVersion, KafkaBackend, KafkaConfig, StreamQuery, TopicSpec};
 use rand::{Rng, SeedableRng};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
-use rdkafka::ClientConfig;
 
 const TOPIC: &str = "ledger";
 const PARTITIONS: u32 = 3;
@@ -107,48 +105,6 @@ impl Appender {
         let _ = self.child.wait();
         if let Some(r) = self.reader.take() {
             let _ = r.join();
-        }
-    }
-}
-
-/// Per key, the event ids in offset order, as a plain `read_committed` consumer reads `topic`.
-fn topic_contents(bootstrap: &str) -> BTreeMap<String, Vec<String>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "faults-check")
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut ends = HashMap::new();
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    for p in 0..PARTITIONS as i32 {
-        let (_, high) = consumer.fetch_watermarks(TOPIC, p, Duration::from_secs(30)).expect("watermarks");
-        ends.insert(p, high);
-        tpl.add_partition_offset(TOPIC, p, rdkafka::Offset::Beginning).expect("tpl");
-    }
-    consumer.assign(&tpl).expect("assign");
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let positions = consumer.position().expect("position");
-        let done = positions.elements().iter().all(|e| match e.offset() {
-            rdkafka::Offset::Offset(o) => o >= ends[&e.partition()],
-            _ => ends[&e.partition()] == 0,
-        });
-        if done {
-            return out;
-        }
-        assert!(Instant::now() < deadline, "reading {TOPIC} back did not finish");
-        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
-            let m = m.expect("message");
-            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
-            let id = m
-                .headers()
-                .and_then(|h| h.iter().find(|h| h.key == "ce_id").and_then(|h| h.value))
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .unwrap_or_default();
-            out.entry(key).or_default().push(id);
         }
     }
 }
@@ -232,7 +188,7 @@ fn two_appenders_killed_at_random_lose_and_duplicate_nothing() {
     }
 
     let lines = lines.lock().expect("lines").clone();
-    let contents = topic_contents(&bootstrap);
+    let contents = event_ids_by_key(&bootstrap, TOPIC, PARTITIONS);
     let mut at: HashMap<&str, (&str, usize)> = HashMap::new();
     for (key, ids) in &contents {
         for (version, id) in ids.iter().enumerate() {

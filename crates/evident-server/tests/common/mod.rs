@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod jvm;
+pub mod kafka_contents;
 pub mod tmpfs;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -119,6 +119,20 @@ pub(crate) fn from_log(e: evident_log::Error) -> Error {
     }
 }
 
+/// The answer to an append from the log's positions of its events (`duplicate`: all of them
+/// were already stored).
+pub(crate) fn appended(outcome: &evident_log::AppendOutcome, duplicate: bool) -> Result<Appended> {
+    let (Some(first), Some(last)) = (outcome.records.first(), outcome.records.last()) else {
+        return Err(Error::Rejected("append returned no position".into()));
+    };
+    Ok(Appended {
+        first_version: Version(first.version.unwrap_or_default()),
+        last_version: Version(last.version.unwrap_or_default()),
+        last_sequence: Sequence(last.sequence),
+        duplicate,
+    })
+}
+
 /// Converts a log event into the library's record.
 pub(crate) fn recorded(e: &evident_log::Event) -> RecordedEvent {
     let mut id = None;
@@ -180,16 +194,7 @@ impl Backend for EmbeddedBackend {
         let (topic, key, events) = (topic.to_string(), key.to_string(), events.to_vec());
         on_log(&self.log, move |log| {
             let out = log.append_events(&topic, key.as_bytes(), expected, &events).map_err(from_log)?;
-            let (first, last) = match (out.records.first(), out.records.last()) {
-                (Some(f), Some(l)) => (f, l),
-                _ => return Err(Error::Rejected("append returned no position".into())),
-            };
-            Ok(Appended {
-                first_version: Version(first.version.unwrap_or_default()),
-                last_version: Version(last.version.unwrap_or_default()),
-                last_sequence: Sequence(last.sequence),
-                duplicate: out.duplicate,
-            })
+            appended(&out, out.duplicate)
         })
         .await
     }

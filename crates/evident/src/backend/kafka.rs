@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use evident_core::partitioner::KeyPartitioner;
-use evident_core::{EventData, ExpectedVersion, Offset, Sequence, Version};
+use evident_core::{EventData, ExpectedVersion, Offset, Sequence};
 use evident_log::{Log, LogConfig};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -32,7 +32,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::embedded::from_log;
+use super::embedded::{appended, from_log};
 use super::{Appended, Backend, EmbeddedBackend, StreamPage, StreamQuery, TopicSpec};
 use crate::event::RecordedEvent;
 use crate::{Error, Result};
@@ -146,20 +146,8 @@ impl KafkaBackend {
             .client_config()
             .create()
             .map_err(|e| Error::Unavailable(format!("cannot create the Kafka admin client: {e}")))?;
-        let probe: BaseConsumer = config
-            .client_config()
-            .set("group.id", format!("{}-probe", config.transactional_id_prefix))
-            .set("isolation.level", "read_committed")
-            .set("enable.auto.commit", "false")
-            .create()
-            .map_err(|e| Error::Unavailable(format!("cannot create the Kafka offsets client: {e}")))?;
-        let probe_written: BaseConsumer = config
-            .client_config()
-            .set("group.id", format!("{}-probe", config.transactional_id_prefix))
-            .set("isolation.level", "read_uncommitted")
-            .set("enable.auto.commit", "false")
-            .create()
-            .map_err(|e| Error::Unavailable(format!("cannot create the Kafka offsets client: {e}")))?;
+        let probe = offsets_client(&config, "read_committed")?;
+        let probe_written = offsets_client(&config, "read_uncommitted")?;
         let reads = EmbeddedBackend::from_log(log.clone());
         let writers = Arc::new(Writers::default());
         let owner = match &config.owner_group {
@@ -206,6 +194,18 @@ impl KafkaBackend {
     pub fn mirror_skipped(&self) -> u64 {
         self.inner.follower.shared().skipped.load(std::sync::atomic::Ordering::Relaxed)
     }
+}
+
+/// A consumer that only asks partitions' ends: with `read_committed`, a partition's "high
+/// watermark" is its last stable offset.
+fn offsets_client(config: &KafkaConfig, isolation: &str) -> Result<BaseConsumer> {
+    config
+        .client_config()
+        .set("group.id", format!("{}-probe", config.transactional_id_prefix))
+        .set("isolation.level", isolation)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| Error::Unavailable(format!("cannot create the Kafka offsets client: {e}")))
 }
 
 /// Runs `f` on tokio's blocking pool (the Kafka client's calls and the mirror's block).
@@ -349,19 +349,6 @@ enum Upto {
     Committed,
     /// The high watermark.
     Written,
-}
-
-/// The answer to an append from the mirror's positions of its events.
-fn appended(outcome: &evident_log::AppendOutcome, duplicate: bool) -> Result<Appended> {
-    let (Some(first), Some(last)) = (outcome.records.first(), outcome.records.last()) else {
-        return Err(Error::Rejected("append returned no position".into()));
-    };
-    Ok(Appended {
-        first_version: Version(first.version.unwrap_or_default()),
-        last_version: Version(last.version.unwrap_or_default()),
-        last_sequence: Sequence(last.sequence),
-        duplicate,
-    })
 }
 
 /// A mirrored event as the cluster holds it: its Kafka offset, without the mirror's header.
