@@ -44,6 +44,10 @@ mod writer;
 use follower::{Follower, KAFKA_OFFSET};
 use writer::Writers;
 
+/// The largest batch the mirror accepts (one mirrored record may be as large as the cluster
+/// allows).
+const MIRROR_BATCH_MAX: usize = 64 << 20;
+
 /// Appends tried before giving up (each after a fresh take of the partition's id).
 const APPEND_ATTEMPTS: u32 = 4;
 
@@ -140,7 +144,11 @@ impl std::fmt::Debug for KafkaBackend {
 impl KafkaBackend {
     /// Opens the mirror (created if missing) and starts following the cluster.
     pub fn open(config: KafkaConfig) -> Result<Self> {
-        let log = Arc::new(Log::open(&config.mirror_dir, LogConfig::default()).map_err(from_log)?);
+        // The mirror takes whatever the cluster accepted: a record up to a topic's
+        // `max.message.bytes` (1 MiB by default, raised per topic at will) must not stop it,
+        // so the bound is well above the log's default (8 MiB).
+        let mirror_config = LogConfig { batch_size_max: MIRROR_BATCH_MAX, ..LogConfig::default() };
+        let log = Arc::new(Log::open(&config.mirror_dir, mirror_config).map_err(from_log)?);
         let follower = Follower::start(&config, log.clone())?;
         let admin: AdminClient<DefaultClientContext> = config
             .client_config()

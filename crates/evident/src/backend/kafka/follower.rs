@@ -330,7 +330,9 @@ impl Shared {
         let mut wait = Duration::from_millis(50);
         while polled < DRAIN_MAX {
             let Some(message) = consumer.poll(wait) else { break };
-            wait = Duration::ZERO;
+            // Errors count too: a burst of them ends the round (positions are published and
+            // the stop flag looked at) rather than keeping it.
+            polled += 1;
             let message = match message {
                 Ok(m) => m,
                 Err(e) => {
@@ -339,7 +341,7 @@ impl Shared {
                     continue;
                 }
             };
-            polled += 1;
+            wait = Duration::ZERO;
             let key = (message.topic().to_string(), message.partition() as u32);
             let record = mirrored_record(&message);
             match by_partition.iter_mut().find(|(k, _)| *k == key) {
