@@ -141,16 +141,17 @@ impl Cluster {
         let mut url = reqwest::Url::parse(owner).map_err(|e| format!("the owner's URL {owner:?}: {e}"))?;
         url.path_segments_mut()
             .map_err(|()| format!("the owner's URL {owner:?} cannot take a path"))?
+            .pop_if_empty()
             .extend(["v1", "topics", topic, "streams", key]);
         url.set_query(query);
         let mut request = self.client.post(url).header(FORWARDED_BY, &self.node_url).body(body.to_vec());
         if let Some(ct) = headers.get(axum::http::header::CONTENT_TYPE) {
             request = request.header(reqwest::header::CONTENT_TYPE, ct.as_bytes());
         }
-        let reply = request.send().await.map_err(|e| e.to_string())?;
+        let reply = request.send().await.map_err(|e| causes(&e))?;
         let status = StatusCode::from_u16(reply.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         let content_type = reply.headers().get(reqwest::header::CONTENT_TYPE).map(|v| v.as_bytes().to_vec());
-        let bytes = reply.bytes().await.map_err(|e| e.to_string())?;
+        let bytes = reply.bytes().await.map_err(|e| causes(&e))?;
         let mut response = Response::new(Body::from(bytes));
         *response.status_mut() = status;
         if let Some(ct) = content_type.and_then(|v| HeaderValue::from_bytes(&v).ok()) {
@@ -169,6 +170,18 @@ impl Cluster {
     pub async fn mirror_offset(&self, topic: &str, partition: u32, offset: u64) -> Result<Option<u64>, ApiError> {
         self.backend.mirror_offset_of(topic, partition, offset).await.map_err(from_backend)
     }
+}
+
+/// An error and its causes, one line (reqwest's own text names only the URL).
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// A library error of the Kafka backend as the API's error.
