@@ -20,7 +20,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 
 use super::writer::{self, Writers};
 use super::KafkaConfig;
@@ -67,14 +70,14 @@ impl Owner {
             // Other members read it from the group's description (`address_of`).
             client.set("client.id", address);
         }
-        let consumer: BaseConsumer = client
+        let consumer: BaseConsumer<Quiet> = client
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("partition.assignment.strategy", "cooperative-sticky")
             .set("session.timeout.ms", config.session_timeout.as_millis().to_string())
             // New topics are matched by the subscription's pattern at the next metadata refresh.
             .set("topic.metadata.refresh.interval.ms", "2000")
-            .create()
+            .create_with_context(Quiet)
             .map_err(|e| Error::Unavailable(format!("cannot create the ownership consumer: {e}")))?;
         consumer
             .subscribe(&["^[^_].*"])
@@ -130,6 +133,23 @@ impl Owner {
     }
 }
 
+/// The ownership consumer's context: a cluster without topics yet makes the client report its
+/// pattern subscription as matching nothing (`UnknownTopicOrPartition`), which is the normal
+/// state of a new cluster, logged at debug; other client errors are warnings.
+struct Quiet;
+
+impl ClientContext for Quiet {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::UnknownTopicOrPartition) {
+            tracing::debug!(%error, reason, "kafka ownership: the subscription matches no topic yet");
+        } else {
+            tracing::warn!(%error, reason, "kafka ownership: client error");
+        }
+    }
+}
+
+impl ConsumerContext for Quiet {}
+
 /// The group's assignment as last read: when, the rebalances this member had seen then, and
 /// each partition's owner's advertised address.
 type Addresses = (Instant, u64, HashMap<(String, u32), String>);
@@ -178,7 +198,7 @@ impl Drop for Owner {
 /// Serves the membership; on each assignment change, pauses what is assigned, takes the ids
 /// of the partitions gained and drops the writers of those lost.
 fn follow_assignment(
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<Quiet>,
     config: &KafkaConfig,
     owned: &Owned,
     stop: &AtomicBool,
