@@ -66,6 +66,19 @@ export EVIDENT_TEST_POSTGRES_URL
 # They fail instead of skipping when the URL is missing.
 export EVIDENT_REQUIRE_POSTGRES=1
 
+echo "== Kafka cluster for the library's suites"
+# Three Apache Kafka brokers (replication factor 3, min.insync.replicas 2) on which the library's
+# projection suite also runs, over its Kafka backend (crates/evident/tests/projections.rs, each
+# scenario in a topic namespace of its own); stopped when this script ends. The tests that kill
+# brokers start clusters of their own.
+suite_cluster="${CARGO_TARGET_DIR:-target}/kafka-suite"
+cluster_env="$(bash scripts/kafka-ref.sh start --nodes 3 --dir "$suite_cluster" --port 29192)"
+trap 'bash scripts/kafka-ref.sh stop --dir "$suite_cluster" >/dev/null 2>&1 || true' EXIT
+eval "$cluster_env"
+export EVIDENT_TEST_KAFKA_BOOTSTRAP="$KAFKA_REF_BOOTSTRAP"
+# The suites fail instead of skipping their Kafka scenarios when the cluster is missing.
+export EVIDENT_REQUIRE_KAFKA_CLUSTER=1
+
 echo "== tests"
 # The test log goes beside the build (CARGO_TARGET_DIR may point elsewhere than ./target).
 out="${CARGO_TARGET_DIR:-target}/test-output.txt"

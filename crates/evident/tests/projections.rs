@@ -268,10 +268,13 @@ fn options(batch_size: usize) -> RunnerOptions {
     }
 }
 
-/// A scenario's world: an embedded log and a read-model database.
+/// A scenario's world: a store (an embedded log, or a namespace of its own on a Kafka
+/// cluster) and a read-model database.
 struct Env {
     db: Db,
-    backend: Arc<EmbeddedBackend>,
+    backend: Arc<dyn Backend>,
+    /// On a Kafka cluster, where every append is a transaction: scenarios append fewer events.
+    on_kafka: bool,
     // Dropped after the connections of the scenario (declared last).
     _pg: Option<PgSchema>,
     _dir: TempDir,
@@ -281,21 +284,50 @@ struct Env {
 enum Kind2 {
     Sqlite,
     Postgres,
+    /// SQLite read models over the library's Kafka backend, on the cluster named by
+    /// `EVIDENT_TEST_KAFKA_BOOTSTRAP` (scripts/test.sh starts three brokers for it).
+    #[cfg(feature = "kafka")]
+    Kafka,
+}
+
+/// The Kafka backend for `test`: a namespace of the cluster's topics (`topic_prefix`) of its
+/// own, so scenarios running at once (and earlier runs) do not see each other; None, after a
+/// skip line, without a cluster (a failure when `EVIDENT_REQUIRE_KAFKA_CLUSTER=1`).
+#[cfg(feature = "kafka")]
+fn kafka_backend(test: &str, dir: &std::path::Path) -> Option<Arc<dyn Backend>> {
+    let Ok(bootstrap) = std::env::var("EVIDENT_TEST_KAFKA_BOOTSTRAP") else {
+        assert!(
+            std::env::var("EVIDENT_REQUIRE_KAFKA_CLUSTER").ok().as_deref() != Some("1"),
+            "{test}: EVIDENT_TEST_KAFKA_BOOTSTRAP is not set and EVIDENT_REQUIRE_KAFKA_CLUSTER=1"
+        );
+        eprintln!("SKIPPED {test} on Kafka: EVIDENT_TEST_KAFKA_BOOTSTRAP is not set (scripts/test.sh sets it)");
+        return None;
+    };
+    let mut config = evident::KafkaConfig::new(bootstrap, dir.join("mirror"));
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    config.topic_prefix = format!("projections-{test}-{}-{nanos}-", std::process::id());
+    config.timeout = Duration::from_secs(60);
+    Some(Arc::new(evident::KafkaBackend::open(config).expect("open the Kafka backend")))
 }
 
 impl Env {
     fn new(kind: Kind2, test: &str) -> Option<Self> {
         let dir = tempfile::tempdir().expect("temp dir");
         let (db, pg) = match kind {
-            Kind2::Sqlite => (Db::sqlite_in(dir.path()), None),
             Kind2::Postgres => {
                 let schema = PgSchema::create(test)?;
                 (Db::Postgres(schema.url.clone()), Some(schema))
             }
+            _ => (Db::sqlite_in(dir.path()), None),
         };
-        let backend = Arc::new(EmbeddedBackend::open(dir.path().join("log")).expect("open the log"));
+        let backend: Arc<dyn Backend> = match kind {
+            #[cfg(feature = "kafka")]
+            Kind2::Kafka => kafka_backend(test, dir.path())?,
+            _ => Arc::new(EmbeddedBackend::open(dir.path().join("log")).expect("open the log")),
+        };
+        let on_kafka = !matches!(kind, Kind2::Sqlite | Kind2::Postgres);
         evident::blocking::wait(backend.ensure_topic(ACCOUNTS, TopicSpec::default())).expect("create accounts");
-        Some(Self { db, backend, _pg: pg, _dir: dir })
+        Some(Self { db, backend, on_kafka, _pg: pg, _dir: dir })
     }
 
     fn dyn_backend(&self) -> Arc<dyn Backend> {
@@ -424,6 +456,38 @@ macro_rules! on_both {
     )*};
 }
 
+/// Declares `on_kafka::<scenario>::sqlite`, each running `fn <scenario>(Env)` with SQLite read
+/// models over the library's Kafka backend.
+#[cfg(feature = "kafka")]
+macro_rules! on_kafka {
+    ($($scenario:ident),* $(,)?) => {
+        mod on_kafka {$(
+            mod $scenario {
+                #[test]
+                fn sqlite() {
+                    if let Some(env) = super::super::Env::new(super::super::Kind2::Kafka, stringify!($scenario)) {
+                        super::super::$scenario(env);
+                    }
+                }
+            }
+        )*}
+    };
+}
+
+// The scenarios whose store is only reached through the `Backend` trait (the rest create an
+// internal `__` topic, which a Kafka backend does not mirror, or repeat these).
+#[cfg(feature = "kafka")]
+on_kafka!(
+    catch_up_equals_fold,
+    a_second_runner_of_the_projection_is_fenced,
+    resume_after_reopen_applies_nothing_twice,
+    live_runner_follows_appends,
+    rebuild_fills_fresh_tables_and_swaps,
+    poison_event_is_parked_and_its_stream_held,
+    skip_drops_the_poison_event,
+    failed_park_commit_leaves_no_phantom_entry,
+);
+
 on_both!(
     catch_up_equals_fold,
     a_second_runner_of_the_projection_is_fenced,
@@ -447,6 +511,8 @@ on_both!(
 fn populate(env: &Env, n: usize, keys: usize, seed: u64) {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    // Each append is a Kafka transaction there (milliseconds): a fifth of the events.
+    let n = if env.on_kafka { n.div_ceil(5) } else { n };
     evident::blocking::wait(env.backend.ensure_topic("other", TopicSpec::default())).expect("create other");
     let mut done = 0;
     while done < n {

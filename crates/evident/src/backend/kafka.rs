@@ -83,6 +83,11 @@ pub struct KafkaConfig {
     /// `session.timeout.ms` of the ownership group: how long a crashed owner keeps its
     /// partitions.
     pub session_timeout: Duration,
+    /// Prefix of the Kafka topics this backend uses (default none): evident's topic `orders`
+    /// is Kafka's `{topic_prefix}orders`, and the mirror follows only the cluster's topics
+    /// that start with it. Several applications (or test runs) share one cluster this way
+    /// without seeing each other's topics. Letters, digits, `.`, `_` and `-`.
+    pub topic_prefix: String,
     /// The address other processes of the ownership group reach this one at (an `evident
     /// serve` node's HTTP URL), advertised as the member's `client.id`
     /// ([`KafkaBackend::owner_address`]).
@@ -104,7 +109,18 @@ impl KafkaConfig {
             owner_group: None,
             session_timeout: Duration::from_secs(10),
             node_address: None,
+            topic_prefix: String::new(),
         }
+    }
+
+    /// The Kafka topic of evident's topic `topic`.
+    fn kafka_topic(&self, topic: &str) -> String {
+        format!("{}{topic}", self.topic_prefix)
+    }
+
+    /// Evident's topic of the Kafka topic `name`, if it is in this backend's namespace.
+    fn evident_topic<'a>(&self, name: &'a str) -> Option<&'a str> {
+        name.strip_prefix(self.topic_prefix.as_str()).filter(|t| !t.is_empty())
     }
 
     /// A librdkafka configuration with the bootstrap servers and the extra options.
@@ -149,6 +165,13 @@ impl std::fmt::Debug for KafkaBackend {
 impl KafkaBackend {
     /// Opens the mirror (created if missing) and starts following the cluster.
     pub fn open(config: KafkaConfig) -> Result<Self> {
+        let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        if config.topic_prefix.len() > 200 || !config.topic_prefix.chars().all(valid) {
+            return Err(Error::Misuse(format!(
+                "topic_prefix {:?} must be at most 200 letters, digits, '.', '_' or '-'",
+                config.topic_prefix
+            )));
+        }
         // The mirror takes whatever the cluster accepted: a record up to a topic's
         // `max.message.bytes` (1 MiB by default, raised per topic at will) must not stop it,
         // so the bound is well above the log's default (8 MiB).
@@ -290,7 +313,7 @@ impl KafkaBackend {
             if owner.owned().contains(&topic, partition) {
                 return Ok(None);
             }
-            Ok(owner.address_of(&i.probe, &topic, partition, i.config.timeout))
+            Ok(owner.address_of(&i.probe, &i.config, &topic, partition, i.config.timeout))
         })
         .await
     }
@@ -346,7 +369,7 @@ impl Inner {
         // created it, or the follower saw it first): asked again until the bound.
         let deadline = std::time::Instant::now() + self.config.timeout;
         let end = loop {
-            match probe.fetch_watermarks(topic, partition as i32, self.config.timeout) {
+            match probe.fetch_watermarks(&self.config.kafka_topic(topic), partition as i32, self.config.timeout) {
                 Ok((_, end)) => break end,
                 Err(e) if std::time::Instant::now() < deadline => {
                     tracing::debug!(%topic, partition, error = %e, "kafka backend: the partition's end is not known yet");
@@ -387,7 +410,7 @@ impl Inner {
             let slot = self.writers.slot(topic, partition);
             let mut held = slot.lock().unwrap_or_else(|e| e.into_inner());
             if held.is_none() {
-                match writer::acquire(&self.config, topic, partition) {
+                match writer::acquire(&self.config, &self.config.kafka_topic(topic), partition) {
                     Ok(p) => *held = Some(p),
                     Err(e) => {
                         last_error = Some(e);
@@ -407,7 +430,8 @@ impl Inner {
                 return Ok(check);
             }
             let Some(producer) = held.as_ref() else { continue };
-            if let Err(e) = writer::produce(producer, topic, partition, key, events, self.config.timeout) {
+            let kafka_topic = self.config.kafka_topic(topic);
+            if let Err(e) = writer::produce(producer, &kafka_topic, partition, key, events, self.config.timeout) {
                 tracing::warn!(%topic, partition, error = %e, "kafka backend: append failed; the partition's id is taken again");
                 *held = None;
                 last_error = Some(e);
@@ -527,7 +551,7 @@ impl Backend for KafkaBackend {
             blocking(inner, move |i| {
                 let md = i
                     .probe
-                    .fetch_metadata(Some(&topic), i.config.timeout)
+                    .fetch_metadata(Some(&i.config.kafka_topic(&topic)), i.config.timeout)
                     .map_err(|e| Error::Unavailable(format!("Kafka metadata: {e}")))?;
                 Ok(md.brokers().len() as i32)
             })
@@ -536,7 +560,8 @@ impl Backend for KafkaBackend {
         let rf = inner.config.replication_factor.unwrap_or(brokers.clamp(1, 3));
         let min_isr = inner.config.min_insync_replicas.unwrap_or(if rf >= 3 { 2 } else { 1 }).to_string();
         let cleanup = if spec.compacted { "compact" } else { "delete" };
-        let new = NewTopic::new(topic, spec.partitions as i32, TopicReplication::Fixed(rf))
+        let kafka_topic = inner.config.kafka_topic(topic);
+        let new = NewTopic::new(&kafka_topic, spec.partitions as i32, TopicReplication::Fixed(rf))
             .set("min.insync.replicas", &min_isr)
             .set("cleanup.policy", cleanup);
         let options = AdminOptions::new().operation_timeout(Some(inner.config.timeout));

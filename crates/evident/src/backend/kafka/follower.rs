@@ -64,6 +64,9 @@ pub(super) struct Shared {
     refresh: AtomicBool,
     /// Records refused by the mirror (an event id repeated by a plain Kafka producer).
     pub(super) skipped: AtomicU64,
+    /// The Kafka topics' prefix (`KafkaConfig::topic_prefix`): the mirror's topics are
+    /// evident's names, without it.
+    prefix: String,
     /// Per (topic, partition): its last stable offset as the client's last statistics gave
     /// it (every `STATS_EVERY`), for the mirror's lag.
     ends: Arc<Mutex<HashMap<(String, u32), i64>>>,
@@ -102,7 +105,7 @@ impl Follower {
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
             .set("statistics.interval.ms", STATS_EVERY.as_millis().to_string())
-            .create_with_context(Statistician { ends: ends.clone() })
+            .create_with_context(Statistician { ends: ends.clone(), prefix: config.topic_prefix.clone() })
             .map_err(|e| Error::Unavailable(format!("cannot create the mirror's Kafka consumer: {e}")))?;
         let shared = Arc::new(Shared {
             log,
@@ -111,6 +114,7 @@ impl Follower {
             stop: AtomicBool::new(false),
             refresh: AtomicBool::new(true),
             skipped: AtomicU64::new(0),
+            prefix: config.topic_prefix.clone(),
             ends,
         });
         let run = shared.clone();
@@ -261,8 +265,11 @@ impl Shared {
         let mut add = TopicPartitionList::new();
         let mut grown = Vec::new();
         for topic in metadata.topics() {
-            let name = topic.name();
-            // Kafka's internal topics (`__consumer_offsets`, `__transaction_state`) are not events.
+            // Only this backend's namespace; Kafka's internal topics (`__consumer_offsets`,
+            // `__transaction_state`) are not events.
+            let Some(name) = topic.name().strip_prefix(self.prefix.as_str()).filter(|n| !n.is_empty()) else {
+                continue;
+            };
             if name.starts_with("__") || topic.error().is_some() || topic.partitions().is_empty() {
                 continue;
             }
@@ -275,7 +282,7 @@ impl Shared {
             for p in have..partitions {
                 let next = self.mirrored_end(name, p)?;
                 add.add_partition_offset(
-                    name,
+                    topic.name(),
                     p as i32,
                     if next == 0 { Offset::Beginning } else { Offset::Offset(next) },
                 )
@@ -295,6 +302,11 @@ impl Shared {
             st.topics.insert(topic.clone(), *n);
         }
         Ok(())
+    }
+
+    /// Evident's name of a Kafka topic the follower was assigned (all in its namespace).
+    fn evident_name<'a>(&self, kafka: &'a str) -> &'a str {
+        kafka.strip_prefix(self.prefix.as_str()).unwrap_or(kafka)
     }
 
     /// Creates the mirror's copy of `topic` with `partitions` partitions, or adds partitions.
@@ -358,7 +370,7 @@ impl Shared {
                 }
             };
             wait = Duration::ZERO;
-            let key = (message.topic().to_string(), message.partition() as u32);
+            let key = (self.evident_name(message.topic()).to_string(), message.partition() as u32);
             let record = mirrored_record(&message);
             match by_partition.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, records)) => records.push(record),
@@ -386,7 +398,7 @@ impl Shared {
         let mut moved = false;
         for element in positions.elements() {
             if let Offset::Offset(o) = element.offset() {
-                let key = (element.topic().to_string(), element.partition() as u32);
+                let key = (self.evident_name(element.topic()).to_string(), element.partition() as u32);
                 let slot = st.positions.entry(key).or_insert(o);
                 if o > *slot {
                     *slot = o;
@@ -436,6 +448,8 @@ const STATS_EVERY: Duration = Duration::from_secs(5);
 /// statistics, so the mirror's lag is known without asking the cluster.
 struct Statistician {
     ends: Arc<Mutex<HashMap<(String, u32), i64>>>,
+    /// The Kafka topics' prefix (the ends are kept under evident's names).
+    prefix: String,
 }
 
 impl ClientContext for Statistician {
@@ -445,7 +459,8 @@ impl ClientContext for Statistician {
             for partition in topic.partitions.values() {
                 // -1 is librdkafka's internal "unassigned" partition; an unknown end is < 0.
                 if let (Ok(p), true) = (u32::try_from(partition.partition), partition.ls_offset >= 0) {
-                    ends.insert((name.clone(), p), partition.ls_offset);
+                    let name = name.strip_prefix(self.prefix.as_str()).unwrap_or(name);
+                    ends.insert((name.to_string(), p), partition.ls_offset);
                 }
             }
         }

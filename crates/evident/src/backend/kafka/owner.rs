@@ -79,8 +79,11 @@ impl Owner {
             .set("topic.metadata.refresh.interval.ms", "2000")
             .create_with_context(Quiet)
             .map_err(|e| Error::Unavailable(format!("cannot create the ownership consumer: {e}")))?;
+        // Every topic of the namespace but the internal ones (a regular expression: the
+        // prefix's dots escaped; its other characters are literal).
+        let pattern = format!("^{}[^_].*", config.topic_prefix.replace('.', "\\."));
         consumer
-            .subscribe(&["^[^_].*"])
+            .subscribe(&[pattern.as_str()])
             .map_err(|e| Error::Unavailable(format!("cannot join the ownership group {group}: {e}")))?;
         let owned = Arc::new(Owned::default());
         let stop = Arc::new(AtomicBool::new(false));
@@ -102,6 +105,7 @@ impl Owner {
     pub(super) fn address_of(
         &self,
         client: &BaseConsumer,
+        config: &KafkaConfig,
         topic: &str,
         partition: u32,
         timeout: Duration,
@@ -118,7 +122,9 @@ impl Owner {
                             continue;
                         }
                         for (t, p) in member.assignment().map(decode_assignment).unwrap_or_default() {
-                            map.insert((t, p), member.client_id().to_string());
+                            if let Some(t) = config.evident_topic(&t) {
+                                map.insert((t.to_string(), p), member.client_id().to_string());
+                            }
                         }
                     }
                     *cache = Some((Instant::now(), rebalances, map));
@@ -209,8 +215,12 @@ fn follow_assignment(
         // Records are not wanted (the partitions are paused); errors are the client's to retry.
         let _ = consumer.poll(POLL);
         let Ok(assignment) = consumer.assignment() else { continue };
-        let now: BTreeSet<(String, u32)> =
-            assignment.elements().iter().map(|e| (e.topic().to_string(), e.partition() as u32)).collect();
+        // Kept under evident's names (the writers' slots are).
+        let now: BTreeSet<(String, u32)> = assignment
+            .elements()
+            .iter()
+            .filter_map(|e| Some((config.evident_topic(e.topic())?.to_string(), e.partition() as u32)))
+            .collect();
         if now == current {
             continue;
         }
@@ -232,7 +242,7 @@ fn follow_assignment(
             let slot = writers.slot(topic, *partition);
             let mut held = slot.lock().unwrap_or_else(|e| e.into_inner());
             if held.is_none() {
-                match writer::acquire(config, topic, *partition) {
+                match writer::acquire(config, &config.kafka_topic(topic), *partition) {
                     Ok(p) => *held = Some(p),
                     Err(e) => {
                         tracing::warn!(%topic, partition, error = %e, "kafka ownership: taking an assigned partition failed; its next append takes it")
