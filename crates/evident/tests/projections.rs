@@ -18,6 +18,9 @@
 //! a handler is a panic caught by the test, after which the runner and its connection are
 //! dropped (an open transaction is rolled back, as when a process dies).
 
+#[cfg(feature = "kafka")]
+#[path = "support/kafka.rs"]
+mod kafka_store;
 mod support_projection;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -290,26 +293,6 @@ enum Kind2 {
     Kafka,
 }
 
-/// The Kafka backend for `test`: a namespace of the cluster's topics (`topic_prefix`) of its
-/// own, so scenarios running at once (and earlier runs) do not see each other; None, after a
-/// skip line, without a cluster (a failure when `EVIDENT_REQUIRE_KAFKA_CLUSTER=1`).
-#[cfg(feature = "kafka")]
-fn kafka_backend(test: &str, dir: &std::path::Path) -> Option<Arc<dyn Backend>> {
-    let Ok(bootstrap) = std::env::var("EVIDENT_TEST_KAFKA_BOOTSTRAP") else {
-        assert!(
-            std::env::var("EVIDENT_REQUIRE_KAFKA_CLUSTER").ok().as_deref() != Some("1"),
-            "{test}: EVIDENT_TEST_KAFKA_BOOTSTRAP is not set and EVIDENT_REQUIRE_KAFKA_CLUSTER=1"
-        );
-        eprintln!("SKIPPED {test} on Kafka: EVIDENT_TEST_KAFKA_BOOTSTRAP is not set (scripts/test.sh sets it)");
-        return None;
-    };
-    let mut config = evident::KafkaConfig::new(bootstrap, dir.join("mirror"));
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    config.topic_prefix = format!("projections-{test}-{}-{nanos}-", std::process::id());
-    config.timeout = Duration::from_secs(60);
-    Some(Arc::new(evident::KafkaBackend::open(config).expect("open the Kafka backend")))
-}
-
 impl Env {
     fn new(kind: Kind2, test: &str) -> Option<Self> {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -322,7 +305,7 @@ impl Env {
         };
         let backend: Arc<dyn Backend> = match kind {
             #[cfg(feature = "kafka")]
-            Kind2::Kafka => kafka_backend(test, dir.path())?,
+            Kind2::Kafka => kafka_store::kafka_backend(&format!("projections-{test}"), dir.path())?,
             _ => Arc::new(EmbeddedBackend::open(dir.path().join("log")).expect("open the log")),
         };
         let on_kafka = !matches!(kind, Kind2::Sqlite | Kind2::Postgres);

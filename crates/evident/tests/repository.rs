@@ -133,24 +133,35 @@ fn a_wrong_expectation_fails_the_test() {
 // ---------------------------------------------------------------------------------------------
 // Backend wrappers
 
-/// What runs before each append to the accounts topic: given the inner backend, the key, the
-/// expected version and the events; returning Some answers instead of the inner backend.
-type Hook = Box<
-    dyn Fn(&EmbeddedBackend, &str, ExpectedVersion, &[EventData]) -> Option<evident::Result<Appended>> + Send + Sync,
->;
+/// What a hook has happen at an append to the accounts topic, before (or instead of) the
+/// repository's own append.
+enum Before {
+    /// The repository's append goes through.
+    Proceed,
+    /// Another writer appends these events (expected version any) first: a lost race.
+    TheirsFirst(Vec<EventData>),
+    /// The append is answered with this error, and nothing is appended.
+    Refuse(Error),
+    /// The append lands, and its reply is lost (a connection reset after the store committed).
+    LandThenLoseTheReply,
+}
 
-/// Delegates everything to an embedded backend, except that a hook runs before each append to
-/// the accounts topic (snapshot appends pass straight through). The hooks write through the
-/// log directly, synchronously: a test fixture standing for another process.
+/// Decides, for each append of the repository to the accounts topic (key, expected version,
+/// events), what happens ([`Before`]).
+type Hook = Box<dyn Fn(&str, ExpectedVersion, &[EventData]) -> Before + Send + Sync>;
+
+/// Delegates everything to a backend (embedded or Kafka), except that a hook decides what
+/// happens at each append to the accounts topic (snapshot appends pass straight through): the
+/// hook's writes go through the same backend, standing for another process.
 struct Hooked {
-    inner: Arc<EmbeddedBackend>,
+    inner: Arc<dyn Backend>,
     /// Appends the repository made to the accounts topic.
     appends: AtomicU32,
     hook: Hook,
 }
 
 impl Hooked {
-    fn new(inner: Arc<EmbeddedBackend>, hook: Hook) -> Arc<Self> {
+    fn new(inner: Arc<dyn Backend>, hook: Hook) -> Arc<Self> {
         Arc::new(Self { inner, appends: AtomicU32::new(0), hook })
     }
 }
@@ -170,8 +181,19 @@ impl Backend for Hooked {
     ) -> evident::Result<Appended> {
         if topic == ACCOUNTS {
             self.appends.fetch_add(1, Ordering::SeqCst);
-            if let Some(answer) = (self.hook)(&self.inner, key, expected, events) {
-                return answer;
+            match (self.hook)(key, expected, events) {
+                Before::Proceed => {}
+                Before::TheirsFirst(theirs) => {
+                    self.inner
+                        .append(ACCOUNTS, key, ExpectedVersion::Any, &theirs)
+                        .await
+                        .expect("the concurrent writer appends");
+                }
+                Before::Refuse(e) => return Err(e),
+                Before::LandThenLoseTheReply => {
+                    self.inner.append(topic, key, expected, events).await.expect("the append lands");
+                    return Err(Error::Unavailable("connection reset before the reply".into()));
+                }
             }
         }
         self.inner.append(topic, key, expected, events).await
@@ -196,12 +218,12 @@ impl Backend for Hooked {
 
 /// Refuses every append as if another writer had always just moved the stream.
 fn always_conflicts() -> Hook {
-    Box::new(|_, key, expected, _| {
-        Some(Err(Error::WrongExpectedVersion {
+    Box::new(|key, expected, _| {
+        Before::Refuse(Error::WrongExpectedVersion {
             stream: format!("{ACCOUNTS}/{key}"),
             expected,
             current: Some(Version(99)),
-        }))
+        })
     })
 }
 
@@ -210,36 +232,74 @@ fn always_conflicts() -> Hook {
 fn concurrent_writer(theirs: Vec<Ev>, always: bool) -> Hook {
     let n = AtomicU32::new(0);
     let pending = Mutex::new(Some(()));
-    Box::new(move |inner, key, _expected, _events| {
+    Box::new(move |_key, _expected, _events| {
         let go = if always { true } else { pending.lock().expect("lock").take().is_some() };
-        if go {
-            let i = n.fetch_add(1, Ordering::SeqCst);
-            let data: Vec<EventData> =
-                theirs.iter().enumerate().map(|(j, e)| event_data(e, &format!("concurrent-{i}-{j}"))).collect();
-            inner
-                .log()
-                .append_events(ACCOUNTS, key.as_bytes(), ExpectedVersion::Any, &data)
-                .expect("the concurrent writer appends");
+        if !go {
+            return Before::Proceed;
         }
-        None
+        let i = n.fetch_add(1, Ordering::SeqCst);
+        Before::TheirsFirst(
+            theirs.iter().enumerate().map(|(j, e)| event_data(e, &format!("concurrent-{i}-{j}"))).collect(),
+        )
     })
 }
 
-/// Lets the next `lose` appends land, then reports a failure instead of their reply (a
-/// connection reset after the store committed).
+/// Lets the next `lose` appends land, then reports a failure instead of their reply.
 fn lost_replies(lose: u32) -> Hook {
     let left = AtomicU32::new(lose);
-    Box::new(move |inner, key, expected, events| {
-        if left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_err() {
-            return None;
-        }
-        inner.log().append_events(ACCOUNTS, key.as_bytes(), expected, events).expect("the append lands");
-        Some(Err(Error::Unavailable("connection reset before the reply".into())))
+    Box::new(move |_, _, _| match left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)) {
+        Ok(_) => Before::LandThenLoseTheReply,
+        Err(_) => Before::Proceed,
     })
 }
 
+/// Declares `<test>::embedded` and, with the `kafka` feature, `<test>::kafka` (the library's
+/// Kafka backend on the cluster of `EVIDENT_TEST_KAFKA_BOOTSTRAP`, in a topic namespace of
+/// its own), each running `fn <test>(Arc<dyn Backend>)`: the repository's promises hold on
+/// either store.
+macro_rules! on_both_stores {
+    ($($test:ident),* $(,)?) => {$(
+        mod $test {
+            use std::sync::Arc;
+
+            use evident::Backend;
+
+            #[test]
+            fn embedded() {
+                let dir = tempfile::tempdir().expect("tmp");
+                let store: Arc<dyn Backend> = super::support::backend(dir.path());
+                super::$test(store);
+            }
+
+            #[cfg(feature = "kafka")]
+            #[test]
+            fn kafka() {
+                let dir = tempfile::tempdir().expect("tmp");
+                let name = format!("repository-{}", stringify!($test).replace('_', "-"));
+                let Some(store) = super::support::kafka::kafka_backend(&name, dir.path()) else { return };
+                super::$test(store);
+            }
+        }
+    )*};
+}
+
+on_both_stores!(
+    a_command_that_loses_a_race_is_retried_and_both_effects_land_once,
+    a_retried_command_is_decided_again_on_the_newer_state,
+    a_race_on_an_empty_stream_is_retried_too,
+    a_stream_that_keeps_moving_exhausts_the_retries,
+    a_backend_that_always_conflicts_exhausts_the_retries,
+    without_retries_a_lost_race_is_the_wrong_expected_version,
+    threads_depositing_into_one_account_through_one_repository_lose_nothing,
+    threads_with_their_own_repositories_and_snapshots_lose_nothing_and_duplicate_nothing,
+    the_same_command_id_twice_lands_once,
+    a_command_id_must_be_1_to_200_bytes,
+    a_command_whose_reply_was_lost_is_stored_once_when_sent_again,
+    a_lost_reply_sent_again_after_other_writes_is_still_a_duplicate,
+);
+
 /// An account `id` opened (and funded with `balance`) through a plain repository on `inner`.
-fn opened_account(inner: &Arc<EmbeddedBackend>, id: &str, balance: u64) {
+fn opened_account(inner: &Arc<dyn Backend>, id: &str, balance: u64) {
     let repo = Repository::<Account>::new(inner.clone());
     repo.ensure_topics().expect("topics");
     repo.execute(id, &open("ann")).expect("open");
@@ -251,10 +311,7 @@ fn opened_account(inner: &Arc<EmbeddedBackend>, id: &str, balance: u64) {
 // ---------------------------------------------------------------------------------------------
 // Optimistic concurrency
 
-#[test]
-fn a_command_that_loses_a_race_is_retried_and_both_effects_land_once() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let inner = backend(dir.path());
+fn a_command_that_loses_a_race_is_retried_and_both_effects_land_once(inner: Arc<dyn Backend>) {
     opened_account(&inner, "a1", 0);
     let hooked = Hooked::new(inner.clone(), concurrent_writer(vec![Ev::Deposited { amount: 7 }], false));
     let repo = Repository::<Account>::new(hooked.clone()).with_retry(fast_retry(5));
@@ -280,10 +337,7 @@ fn a_command_that_loses_a_race_is_retried_and_both_effects_land_once() {
     assert_eq!(loaded.state.balance, 12);
 }
 
-#[test]
-fn a_retried_command_is_decided_again_on_the_newer_state() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let inner = backend(dir.path());
+fn a_retried_command_is_decided_again_on_the_newer_state(inner: Arc<dyn Backend>) {
     opened_account(&inner, "a1", 10);
     // While we withdraw 10, someone else withdraws 5: on the newer state ours is refused.
     let hooked = Hooked::new(inner.clone(), concurrent_writer(vec![Ev::Withdrawn { amount: 5 }], false));
@@ -298,10 +352,7 @@ fn a_retried_command_is_decided_again_on_the_newer_state() {
     assert_eq!(fold::<Account>(&stored).balance, 5);
 }
 
-#[test]
-fn a_race_on_an_empty_stream_is_retried_too() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let inner = backend(dir.path());
+fn a_race_on_an_empty_stream_is_retried_too(inner: Arc<dyn Backend>) {
     Repository::<Account>::new(inner.clone()).ensure_topics().expect("topics");
     // Someone opens the account (as bob) while we open it (as ann): ours is refused on retry.
     let hooked = Hooked::new(inner.clone(), concurrent_writer(vec![Ev::Opened { owner: "bob".into() }], false));
@@ -314,10 +365,7 @@ fn a_race_on_an_empty_stream_is_retried_too() {
     assert_eq!(stored, vec![Ev::Opened { owner: "bob".into() }]);
 }
 
-#[test]
-fn a_stream_that_keeps_moving_exhausts_the_retries() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let inner = backend(dir.path());
+fn a_stream_that_keeps_moving_exhausts_the_retries(inner: Arc<dyn Backend>) {
     opened_account(&inner, "a1", 0);
     let hooked = Hooked::new(inner.clone(), concurrent_writer(vec![Ev::Deposited { amount: 1 }], true));
     let repo = Repository::<Account>::new(hooked.clone()).with_retry(fast_retry(3));
@@ -333,10 +381,7 @@ fn a_stream_that_keeps_moving_exhausts_the_retries() {
     assert!(!stored.contains(&Ev::Deposited { amount: 100 }), "our deposit never landed");
 }
 
-#[test]
-fn a_backend_that_always_conflicts_exhausts_the_retries() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let inner = backend(dir.path());
+fn a_backend_that_always_conflicts_exhausts_the_retries(inner: Arc<dyn Backend>) {
     opened_account(&inner, "a1", 0);
     let hooked = Hooked::new(inner.clone(), always_conflicts());
     for max_attempts in [2, 4] {
@@ -351,11 +396,8 @@ fn a_backend_that_always_conflicts_exhausts_the_retries() {
     assert_eq!(events_of(inner.as_ref(), "a1").len(), 1);
 }
 
-#[test]
-fn without_retries_a_lost_race_is_the_wrong_expected_version() {
+fn without_retries_a_lost_race_is_the_wrong_expected_version(inner: Arc<dyn Backend>) {
     // RetryPolicy::none's contract: "a lost race is returned as Error::WrongExpectedVersion".
-    let dir = tempfile::tempdir().expect("tmp");
-    let inner = backend(dir.path());
     opened_account(&inner, "a1", 0);
     let hooked = Hooked::new(inner.clone(), concurrent_writer(vec![Ev::Deposited { amount: 7 }], false));
     let repo = Repository::<Account>::new(hooked.clone()).with_retry(RetryPolicy::none());
@@ -371,7 +413,7 @@ fn without_retries_a_lost_race_is_the_wrong_expected_version() {
 
 /// N threads each deposit M distinct amounts into one account; `repos(i)` gives thread i's
 /// repository. Every deposit must be stored exactly once, and the balance be their sum.
-fn hammer(inner: &Arc<EmbeddedBackend>, threads: u64, per_thread: u64, repos: &[Repository<Account>], twice: bool) {
+fn hammer(inner: &Arc<dyn Backend>, threads: u64, per_thread: u64, repos: &[Repository<Account>], twice: bool) {
     let attempts = AtomicU32::new(0);
     std::thread::scope(|s| {
         for t in 0..threads {
@@ -421,10 +463,7 @@ fn hammer(inner: &Arc<EmbeddedBackend>, threads: u64, per_thread: u64, repos: &[
     );
 }
 
-#[test]
-fn threads_depositing_into_one_account_through_one_repository_lose_nothing() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let inner = backend(dir.path());
+fn threads_depositing_into_one_account_through_one_repository_lose_nothing(inner: Arc<dyn Backend>) {
     opened_account(&inner, "hot", 0);
     let repo = Repository::<Account>::new(inner.clone()).with_retry(RetryPolicy {
         max_attempts: 10_000,
@@ -434,10 +473,7 @@ fn threads_depositing_into_one_account_through_one_repository_lose_nothing() {
     hammer(&inner, 4, 25, std::slice::from_ref(&repo), false);
 }
 
-#[test]
-fn threads_with_their_own_repositories_and_snapshots_lose_nothing_and_duplicate_nothing() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let inner = backend(dir.path());
+fn threads_with_their_own_repositories_and_snapshots_lose_nothing_and_duplicate_nothing(inner: Arc<dyn Backend>) {
     opened_account(&inner, "hot", 0);
     let retry = RetryPolicy {
         max_attempts: 10_000,
@@ -455,10 +491,7 @@ fn threads_with_their_own_repositories_and_snapshots_lose_nothing_and_duplicate_
 // ---------------------------------------------------------------------------------------------
 // Idempotent commands
 
-#[test]
-fn the_same_command_id_twice_lands_once() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let inner = backend(dir.path());
+fn the_same_command_id_twice_lands_once(inner: Arc<dyn Backend>) {
     opened_account(&inner, "a1", 0);
     let repo = Repository::<Account>::new(inner.clone());
     let cmd = Cmd::DepositAll { amounts: vec![5, 6] };
@@ -489,10 +522,7 @@ fn the_same_command_id_twice_lands_once() {
     assert_eq!(events_of(inner.as_ref(), "a2").len(), 3);
 }
 
-#[test]
-fn a_command_id_must_be_1_to_200_bytes() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let inner = backend(dir.path());
+fn a_command_id_must_be_1_to_200_bytes(inner: Arc<dyn Backend>) {
     opened_account(&inner, "a1", 0);
     let repo = Repository::<Account>::new(inner.clone());
     for bad in [String::new(), "x".repeat(201)] {
@@ -505,10 +535,7 @@ fn a_command_id_must_be_1_to_200_bytes() {
     assert_eq!(events_of(inner.as_ref(), "a1").len(), 2);
 }
 
-#[test]
-fn a_command_whose_reply_was_lost_is_stored_once_when_sent_again() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let inner = backend(dir.path());
+fn a_command_whose_reply_was_lost_is_stored_once_when_sent_again(inner: Arc<dyn Backend>) {
     opened_account(&inner, "a1", 0);
     let hooked = Hooked::new(inner.clone(), lost_replies(1));
     let repo = Repository::<Account>::new(hooked.clone());
@@ -526,10 +553,7 @@ fn a_command_whose_reply_was_lost_is_stored_once_when_sent_again() {
     assert_eq!(events_of(inner.as_ref(), "a1").len(), 3, "nothing appended the second time");
 }
 
-#[test]
-fn a_lost_reply_sent_again_after_other_writes_is_still_a_duplicate() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let inner = backend(dir.path());
+fn a_lost_reply_sent_again_after_other_writes_is_still_a_duplicate(inner: Arc<dyn Backend>) {
     opened_account(&inner, "a1", 10);
     let hooked = Hooked::new(inner.clone(), lost_replies(1));
     let repo = Repository::<Account>::new(hooked.clone());
@@ -568,7 +592,7 @@ fn a_lost_reply_sent_again_is_a_duplicate_even_when_a_snapshot_covers_it() {
         for snapshot_by_policy in [true, false] {
             let case = format!("{scenario} (snapshot by policy: {snapshot_by_policy})");
             let dir = tempfile::tempdir().expect("tmp");
-            let inner = backend(dir.path());
+            let inner: Arc<dyn Backend> = backend(dir.path());
             opened_account(&inner, "a1", 10);
             let hooked = Hooked::new(inner.clone(), lost_replies(1));
             let policy = if snapshot_by_policy { SnapshotPolicy::EveryEvents(1) } else { SnapshotPolicy::Never };

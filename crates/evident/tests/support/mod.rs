@@ -6,6 +6,9 @@
 // Each test file uses its own part of the helpers.
 #![allow(dead_code)]
 
+#[cfg(feature = "kafka")]
+pub mod kafka;
+
 use std::path::Path;
 use std::sync::Arc;
 
