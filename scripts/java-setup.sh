@@ -45,6 +45,11 @@ if ! command -v mvn >/dev/null 2>&1; then
   echo "java-setup: installing maven (Debian)" >&2
   apt_install maven
 fi
+# nft: kafka-ref.sh cut cuts one broker off the network with an nftables rule (the fault tests).
+if ! command -v nft >/dev/null 2>&1; then
+  echo "java-setup: installing nftables (Debian)" >&2
+  apt_install nftables
+fi
 
 # Two stamps: the jars are fetched again only when the pom changes, the programs compiled again
 # when their sources (or the jars) change.

@@ -7,6 +7,7 @@
 #   scripts/kafka-ref.sh stop  [--dir D]
 #   scripts/kafka-ref.sh kill  [--dir D] [--node I]
 #   scripts/kafka-ref.sh resume [--dir D] [--node I]
+#   scripts/kafka-ref.sh cut|heal --node I [--dir D]
 #
 # start formats fresh storage in D (default target/kafka-ref; whatever was there is removed),
 # starts the node(s) in the background, waits (bounded) until each logs "Kafka Server started"
@@ -22,11 +23,16 @@
 # and resume act on node I alone, the others running on: one broker of a three-node cluster
 # crashes and rejoins (tests/kafka_ref_cluster.rs); resume then waits for node I only, and
 # still prints the whole cluster's KAFKA_REF_BOOTSTRAP.
+# start --own-users (as root) runs node i as the system user evident-kafka-i (created if absent),
+# so that cut --node I can cut node I off the network: an nftables rule drops every packet its
+# user's sockets send (loopback included), so nothing reaches its peers or clients, replies and
+# acknowledgements included, while the process runs on (a partition, not a crash); heal removes
+# the rule. stop heals too. Needs nft (Debian's nftables; scripts/java-setup.sh installs it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() {
-  echo "usage: $0 start|stop|kill|resume [--nodes 1|3] [--dir D] [--port P] [--flush-every-message] [--partitions N] [--node I]" >&2
+  echo "usage: $0 start|stop|kill|resume|cut|heal [--nodes 1|3] [--dir D] [--port P] [--flush-every-message] [--partitions N] [--node I] [--own-users]" >&2
   exit 2
 }
 [ $# -ge 1 ] || usage
@@ -38,8 +44,9 @@ PORT=19092
 # Partitions of an auto-created topic (num.partitions); librdkafka's test suite expects 4.
 PARTITIONS=1
 FLUSH=0
-# kill/resume: the one node to act on (empty: all of them).
+# kill/resume: the one node to act on (empty: all of them); cut/heal: the node.
 NODE=""
+OWN_USERS=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --nodes) NODES=$2; shift 2 ;;
@@ -48,12 +55,13 @@ while [ $# -gt 0 ]; do
     --flush-every-message) FLUSH=1; shift ;;
     --partitions) PARTITIONS=$2; shift 2 ;;
     --node) NODE=$2; shift 2 ;;
+    --own-users) OWN_USERS=1; shift ;;
     *) usage ;;
   esac
 done
 case "$NODES" in 1 | 3) ;; *) echo "kafka-ref: --nodes is 1 or 3" >&2; exit 2 ;; esac
 if [ -n "$NODE" ]; then
-  case "$cmd" in kill | resume) ;; *) echo "kafka-ref: --node is for kill and resume" >&2; exit 2 ;; esac
+  case "$cmd" in kill | resume | cut | heal) ;; *) echo "kafka-ref: --node is for kill, resume, cut and heal" >&2; exit 2 ;; esac
   [[ "$NODE" =~ ^[0-9]+$ ]] || { echo "kafka-ref: --node is a node number (0-based)" >&2; exit 2; }
 fi
 mkdir -p "$DIR"
@@ -63,7 +71,22 @@ JAVA=${JAVA:-java}
 START_LIMIT_SECS=${KAFKA_REF_START_LIMIT_SECS:-120}
 STOP_LIMIT_SECS=30
 
+# The nftables table that cuts node $1 off (named after its user, so one per node).
+cut_table() {
+  echo "evident_kafka_cut_$(cat "$DIR/n$1/user")"
+}
+
+# Removes node $1's cut, if any.
+heal_node() {
+  [ -e "$DIR/n$1/user" ] || return 0
+  nft delete table inet "$(cut_table "$1")" 2>/dev/null || true
+}
+
 stop_all() {
+  local n
+  for n in "$DIR"/n*; do
+    [ -e "$n/user" ] && heal_node "${n##*/n}"
+  done
   # SIGTERM to every node at once: stopped one by one, the last ones lose their controller quorum
   # and their controlled shutdown waits for it.
   local f p i pids=()
@@ -117,6 +140,22 @@ if [ "$cmd" = stop ]; then
 fi
 if [ "$cmd" = kill ]; then
   kill_nodes
+  exit 0
+fi
+if [ "$cmd" = cut ] || [ "$cmd" = heal ]; then
+  [ -n "$NODE" ] || { echo "kafka-ref: $cmd needs --node I" >&2; exit 2; }
+  if [ ! -e "$DIR/n$NODE/user" ]; then
+    echo "kafka-ref: $cmd: node $NODE of $DIR does not run as a user of its own (start --own-users)" >&2
+    exit 1
+  fi
+  heal_node "$NODE"
+  if [ "$cmd" = cut ]; then
+    table=$(cut_table "$NODE")
+    uid=$(id -u "$(cat "$DIR/n$NODE/user")")
+    nft add table inet "$table"
+    nft add chain inet "$table" out '{ type filter hook output priority 0; policy accept; }'
+    nft add rule inet "$table" out meta skuid "$uid" drop
+  fi
   exit 0
 fi
 [ "$cmd" = start ] || [ "$cmd" = resume ] || usage
@@ -224,11 +263,29 @@ started_lines() {
 launch=()
 if [ -n "$NODE" ]; then launch=("$NODE"); else for ((n = 0; n < NODES; n++)); do launch+=("$n"); done; fi
 declare -a seen
+if [ "$cmd" = start ] && [ "$OWN_USERS" = 1 ]; then
+  # Each node as a user of its own (for cut): the JVM by its real path (a shim in root's PATH may
+  # not be readable by others), the node's directory its own, the cluster's directory passable.
+  JAVA=$(readlink -f "$(command -v "$JAVA")")
+  chmod o+x "$DIR"
+  for n in "${launch[@]}"; do
+    u="evident-kafka-$n"
+    id -u "$u" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$u"
+    echo "$u" >"$DIR/n$n/user"
+    chown -R "$u:$u" "$DIR/n$n"
+  done
+fi
 for n in "${launch[@]}"; do
   d="$DIR/n$n"
   seen[n]=$(started_lines "$d")
+  # As the node's own user when it has one (setpriv execs: the PID is the JVM's).
+  as_user=()
+  if [ -e "$d/user" ]; then
+    as_user=(setpriv --reuid="$(cat "$d/user")" --regid="$(cat "$d/user")" --clear-groups --)
+    JAVA=$(readlink -f "$(command -v "$JAVA")")
+  fi
   # The JVM flags of Kafka's kafka-run-class.sh (G1, short pauses), with a small heap.
-  nohup "$JAVA" -Xms512m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+  nohup "${as_user[@]}" "$JAVA" -Xms512m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
     -Dkafka.logs.dir="$d/logs" -Dlog4j2.configurationFile="$KAFKA_JAVA_CONF/log4j2-broker.properties" \
     -cp "$CP" kafka.Kafka "$d/server.properties" >>"$d/logs/stdout.log" 2>&1 </dev/null &

@@ -4,8 +4,11 @@
 //! kills one of them with SIGKILL at random moments and starts it again on the same mirror
 //! directory (the mirror recovers from the crash and resumes from Kafka), and, a third of the
 //! way in, kills one broker with SIGKILL (appends must go on with two) and resumes it two
-//! thirds of the way in. Then the topic is read back by a plain `read_committed` Kafka consumer
-//! and checked:
+//! thirds of the way in; three quarters of the way in, cuts another broker off the network
+//! while it runs (an nftables rule drops every packet its user's sockets send: the brokers run
+//! as users of their own, `kafka-ref.sh start --own-users`; appends must go on with two) and
+//! reconnects it before the last kill. Then the topic is read back by a plain
+//! `read_committed` Kafka consumer and checked:
 //!
 //! - no event id appears twice (no append applied twice);
 //! - every acknowledged append is on Kafka at exactly the version it was acknowledged at (no
@@ -136,9 +139,10 @@ fn two_appenders_killed_at_random_lose_and_duplicate_nothing() {
         std::env::var("EVIDENT_TEST_KAFKA_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(rand::random);
     println!("kafka appender kills: seed={seed} kills={kills} (EVIDENT_TEST_KAFKA_SEED repeats the plan)");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let cluster = Cluster::start_nodes(3);
+    let cluster = Cluster::start_nodes_cuttable(3);
     let bootstrap = cluster.bootstrap.clone();
     let broker = rng.gen_range(0..3);
+    let cut = (broker + 1 + rng.gen_range(0..2)) % 3;
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let setup = KafkaBackend::open(KafkaConfig::new(bootstrap.clone(), dir.path().join("setup"))).expect("backend");
@@ -164,7 +168,7 @@ fn two_appenders_killed_at_random_lose_and_duplicate_nothing() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let mut broker_down_acks = 0;
+    let (mut broker_down_acks, mut cut_acks) = (0, 0);
     for k in 0..kills {
         if k == kills / 3 {
             cluster.kill9_node(broker);
@@ -187,6 +191,30 @@ fn two_appenders_killed_at_random_lose_and_duplicate_nothing() {
         if k == 2 * kills / 3 {
             cluster.resume_node(broker);
             println!("broker {broker} resumed");
+        }
+        if k == 3 * kills / 4 {
+            // Another broker cut off the network, running on: its leaderships move after the
+            // controller's session timeout; appends must go on with the two others.
+            cluster.cut_node(cut);
+            let before = acks_now(&lines);
+            let start = Instant::now();
+            while acks_now(&lines) < before + 10 {
+                assert!(
+                    start.elapsed() < Duration::from_secs(300),
+                    "appends stopped with broker {cut} cut off (seed {seed}): {:?}",
+                    tail_lines(&lines, dir.path())
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            cut_acks = acks_now(&lines) - before;
+            println!(
+                "broker {cut} cut off the network: appends went on ({cut_acks} acknowledged in {:.1} s)",
+                start.elapsed().as_secs_f64()
+            );
+        }
+        if k + 1 == kills {
+            cluster.heal_node(cut);
+            println!("broker {cut} reconnected");
         }
         std::thread::sleep(Duration::from_millis(rng.gen_range(300..2500)));
         let victim = rng.gen_range(0..2);
@@ -251,4 +279,5 @@ fn two_appenders_killed_at_random_lose_and_duplicate_nothing() {
     );
     assert!(stored >= acked);
     assert!(broker_down_acks >= 10);
+    assert!(cut_acks >= 10);
 }

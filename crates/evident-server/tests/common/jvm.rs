@@ -70,13 +70,25 @@ impl Reference {
     /// `nodes` (1 or 3) combined broker+controller nodes on free ports of 127.0.0.1; waits
     /// (bounded) until every node serves.
     pub fn start_nodes(nodes: usize) -> Reference {
+        Reference::launch(nodes, &[])
+    }
+
+    /// As [`Reference::start_nodes`], each node running as a system user of its own, so that
+    /// one can be cut off the network ([`Reference::cut_node`]; needs root and nft).
+    pub fn start_nodes_cuttable(nodes: usize) -> Reference {
+        Reference::launch(nodes, &["--own-users"])
+    }
+
+    fn launch(nodes: usize, extra: &[&str]) -> Reference {
         assert!(nodes == 1 || nodes == 3, "kafka-ref.sh runs 1 or 3 nodes, not {nodes}");
         let dir = tempfile::tempdir().expect("tempdir");
         // Node i listens on P+2i (clients) and P+2i+1 (controller).
         let port = free_port_run(2 * nodes as u16);
         let mut cmd = Command::new("bash");
         cmd.arg(repo_root().join("scripts/kafka-ref.sh"))
-            .args(["start", "--nodes", &nodes.to_string(), "--port", &port.to_string(), "--dir"])
+            .args(["start", "--nodes", &nodes.to_string(), "--port", &port.to_string()])
+            .args(extra)
+            .arg("--dir")
             .arg(dir.path());
         let run = run_with_limit(&mut cmd, None, Duration::from_secs(300));
         let bootstrap = run.stdout.lines().find_map(|l| l.strip_prefix("KAFKA_REF_BOOTSTRAP=")).map(str::to_string);
@@ -120,6 +132,20 @@ impl Reference {
     pub fn resume_node(&self, i: usize) {
         assert!(i < self.nodes, "no node {i} in a {}-node reference", self.nodes);
         self.script(&["resume", "--node", &i.to_string()], Duration::from_secs(300));
+    }
+
+    /// Cuts node `i` off the network (every packet its sockets send is dropped: clients and
+    /// peers reach it no more, nor it them) while it runs on; started with
+    /// [`Reference::start_nodes_cuttable`].
+    pub fn cut_node(&self, i: usize) {
+        assert!(i < self.nodes, "no node {i} in a {}-node reference", self.nodes);
+        self.script(&["cut", "--node", &i.to_string()], Duration::from_secs(30));
+    }
+
+    /// Ends node `i`'s cut.
+    pub fn heal_node(&self, i: usize) {
+        assert!(i < self.nodes, "no node {i} in a {}-node reference", self.nodes);
+        self.script(&["heal", "--node", &i.to_string()], Duration::from_secs(30));
     }
 
     fn script(&self, args: &[&str], limit: Duration) {
