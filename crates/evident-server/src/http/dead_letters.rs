@@ -193,6 +193,7 @@ const DEAD_LETTERS_ON_KAFKA: &str =
         (status = 200, description = "Each projection's counts, by name.", body = DeadLetterList),
         (status = 400, description = "`invalid_argument`.", body = ErrorBody),
         (status = 500, description = "`internal`, `corrupted`.", body = ErrorBody),
+        (status = 501, description = "`not_on_cluster`: the server's storage is a Kafka cluster (`--storage kafka://`), which does not serve this route (docs/cluster.md).", body = evident_api::ErrorBody),
     )
 )]
 pub(super) async fn list(State(state): State<AppState>, params: Params) -> Result<Json<DeadLetterList>, ApiError> {
@@ -243,6 +244,7 @@ pub(super) async fn list(State(state): State<AppState>, params: Params) -> Resul
         (status = 400, description = "`invalid_argument`, `invalid_projection`.", body = ErrorBody),
         (status = 404, description = "`unknown_projection`.", body = ErrorBody),
         (status = 500, description = "`internal`, `corrupted`.", body = ErrorBody),
+        (status = 501, description = "`not_on_cluster`: the server's storage is a Kafka cluster (`--storage kafka://`), which does not serve this route (docs/cluster.md).", body = evident_api::ErrorBody),
     )
 )]
 pub(super) async fn describe(
@@ -303,6 +305,7 @@ fn send_request(
         (status = 413, description = "`payload_too_large`.", body = ErrorBody),
         (status = 500, description = "`internal`, `corrupted`.", body = ErrorBody),
         (status = 503, description = "`unavailable`.", body = ErrorBody),
+        (status = 501, description = "`not_on_cluster`: the server's storage is a Kafka cluster (`--storage kafka://`), which does not serve this route (docs/cluster.md).", body = evident_api::ErrorBody),
     )
 )]
 pub(super) async fn retry(
@@ -353,6 +356,7 @@ pub(super) async fn retry(
         (status = 413, description = "`payload_too_large`.", body = ErrorBody),
         (status = 500, description = "`internal`, `corrupted`.", body = ErrorBody),
         (status = 503, description = "`unavailable`.", body = ErrorBody),
+        (status = 501, description = "`not_on_cluster`: the server's storage is a Kafka cluster (`--storage kafka://`), which does not serve this route (docs/cluster.md).", body = evident_api::ErrorBody),
     )
 )]
 pub(super) async fn skip(

@@ -82,6 +82,7 @@ fn description_wire(d: evident_groups::GroupDescription) -> GroupDescription {
     responses(
         (status = 200, description = "The groups, by name.", body = GroupList),
         (status = 400, description = "`invalid_argument`.", body = ErrorBody),
+        (status = 501, description = "`not_on_cluster`: the server's storage is a Kafka cluster (`--storage kafka://`), which does not serve this route (docs/cluster.md).", body = evident_api::ErrorBody),
     )
 )]
 pub(super) async fn list(State(state): State<AppState>, params: Params) -> Result<Json<GroupList>, ApiError> {
@@ -112,6 +113,7 @@ pub(super) async fn list(State(state): State<AppState>, params: Params) -> Resul
         (status = 400, description = "`invalid_argument`, `invalid_group`.", body = ErrorBody),
         (status = 404, description = "`unknown_group`.", body = ErrorBody),
         (status = 500, description = "`internal`, `corrupted`.", body = ErrorBody),
+        (status = 501, description = "`not_on_cluster`: the server's storage is a Kafka cluster (`--storage kafka://`), which does not serve this route (docs/cluster.md).", body = evident_api::ErrorBody),
     )
 )]
 pub(super) async fn describe(
@@ -139,6 +141,7 @@ pub(super) async fn describe(
         (status = 409, description = "`group_not_empty`: the group has active members.", body = ErrorBody),
         (status = 500, description = "`internal`, `corrupted`.", body = ErrorBody),
         (status = 503, description = "`unavailable`.", body = ErrorBody),
+        (status = 501, description = "`not_on_cluster`: the server's storage is a Kafka cluster (`--storage kafka://`), which does not serve this route (docs/cluster.md).", body = evident_api::ErrorBody),
     )
 )]
 pub(super) async fn delete(
@@ -165,6 +168,7 @@ pub(super) async fn delete(
         (status = 200, description = "The committed offsets, by topic and partition.", body = GroupOffsets),
         (status = 400, description = "`invalid_argument`, `invalid_group`.", body = ErrorBody),
         (status = 500, description = "`internal`, `corrupted`.", body = ErrorBody),
+        (status = 501, description = "`not_on_cluster`: the server's storage is a Kafka cluster (`--storage kafka://`), which does not serve this route (docs/cluster.md).", body = evident_api::ErrorBody),
     )
 )]
 pub(super) async fn fetch_offsets(
@@ -193,6 +197,7 @@ pub(super) async fn fetch_offsets(
         (status = 413, description = "`payload_too_large`.", body = ErrorBody),
         (status = 500, description = "`internal`, `corrupted`.", body = ErrorBody),
         (status = 503, description = "`unavailable`.", body = ErrorBody),
+        (status = 501, description = "`not_on_cluster`: the server's storage is a Kafka cluster (`--storage kafka://`), which does not serve this route (docs/cluster.md).", body = evident_api::ErrorBody),
     )
 )]
 pub(super) async fn commit_offsets(
@@ -316,6 +321,7 @@ fn reset_request(body: &ResetOffsets) -> Result<ResetRequest, ApiError> {
         (status = 413, description = "`payload_too_large`.", body = ErrorBody),
         (status = 500, description = "`internal`, `corrupted`.", body = ErrorBody),
         (status = 503, description = "`unavailable`.", body = ErrorBody),
+        (status = 501, description = "`not_on_cluster`: the server's storage is a Kafka cluster (`--storage kafka://`), which does not serve this route (docs/cluster.md).", body = evident_api::ErrorBody),
     )
 )]
 pub(super) async fn reset_offsets(

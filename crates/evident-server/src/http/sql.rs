@@ -61,6 +61,7 @@ impl From<SqlError> for ApiError {
         (status = 422, description = "`sql_invalid` (unknown column or function, type error), `sql_unsupported`.", body = ErrorBody),
         (status = 500, description = "`internal`, `corrupted`.", body = ErrorBody),
         (status = 503, description = "`not_caught_up` (`min_sequence` not applied in time), `view_failed`, `unavailable`.", body = ErrorBody),
+        (status = 501, description = "`not_on_cluster`: the server's storage is a Kafka cluster (`--storage kafka://`), which does not serve this route (docs/cluster.md).", body = evident_api::ErrorBody),
     )
 )]
 pub(super) async fn execute(

@@ -412,6 +412,7 @@ fn render(e: &Event) -> String {
         (status = 400, description = "`invalid_argument` (bad combination or value, bad `Last-Event-ID`), `invalid_stream_key`.", body = evident_api::ErrorBody),
         (status = 404, description = "`unknown_topic`, `unknown_partition`.", body = evident_api::ErrorBody),
         (status = 500, description = "`internal`, `corrupted`.", body = evident_api::ErrorBody),
+        (status = 501, description = "`not_on_cluster`: the server's storage is a Kafka cluster (`--storage kafka://`), which does not serve this route (docs/cluster.md).", body = evident_api::ErrorBody),
     )
 )]
 pub(super) async fn subscribe(

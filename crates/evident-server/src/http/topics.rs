@@ -289,6 +289,7 @@ pub(super) async fn describe(
         (status = 404, description = "`unknown_topic`.", body = ErrorBody),
         (status = 500, description = "`internal`, `corrupted`.", body = ErrorBody),
         (status = 503, description = "`unavailable`.", body = ErrorBody),
+        (status = 501, description = "`not_on_cluster`: the server's storage is a Kafka cluster (`--storage kafka://`), which does not serve this route (docs/cluster.md).", body = evident_api::ErrorBody),
     )
 )]
 pub(super) async fn delete(
