@@ -48,6 +48,9 @@ use writer::Writers;
 /// allows).
 const MIRROR_BATCH_MAX: usize = 64 << 20;
 
+/// The longest one attempt to read a partition's end waits (then the metadata is read again).
+const WATERMARK_ATTEMPT: Duration = Duration::from_secs(5);
+
 /// Appends tried before giving up (each after a fresh take of the partition's id).
 const APPEND_ATTEMPTS: u32 = 4;
 
@@ -366,13 +369,21 @@ impl Inner {
             Upto::Written => &self.probe_written,
         };
         // A topic just created may not be in this client's metadata yet (another client
-        // created it, or the follower saw it first): asked again until the bound.
+        // created it, or the follower saw it first), and a partition's leader may have died
+        // (its leadership moves after the broker's session timeout): each attempt is short,
+        // and a failed one reads the topic's metadata again before the next, so the client
+        // asks the new leader instead of waiting out the whole bound on the dead one (which
+        // it did: a minute per read while a broker was down).
+        let kafka_topic = self.config.kafka_topic(topic);
         let deadline = std::time::Instant::now() + self.config.timeout;
         let end = loop {
-            match probe.fetch_watermarks(&self.config.kafka_topic(topic), partition as i32, self.config.timeout) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match probe.fetch_watermarks(&kafka_topic, partition as i32, left.min(WATERMARK_ATTEMPT)) {
                 Ok((_, end)) => break end,
                 Err(e) if std::time::Instant::now() < deadline => {
                     tracing::debug!(%topic, partition, error = %e, "kafka backend: the partition's end is not known yet");
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    let _ = probe.fetch_metadata(Some(&kafka_topic), left.min(WATERMARK_ATTEMPT));
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 Err(e) => return Err(Error::Unavailable(format!("the end of {topic}/{partition}: {e}"))),
