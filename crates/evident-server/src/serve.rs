@@ -145,18 +145,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }
         });
     }
-    let state = AppState::new(
-        log.clone(),
-        Some(groups),
-        metrics.clone(),
-        notifier.subscribe(),
-        shutdown_rx,
-        config.http_body_max_bytes,
-    )
-    .with_subscriptions_max(config.http_limits.subscriptions_max)
-    .with_response_budget(config.http_limits.response_max_bytes, config.http_limits.responses_max_bytes)
-    .with_schemas(Some(schemas.clone() as Arc<dyn evident_registry::SchemaSource>))
-    .with_sql(Some(sql.clone()));
+    let state = app_state(&config, log.clone(), Some(groups), metrics.clone(), notifier.subscribe(), shutdown_rx)
+        .with_schemas(Some(schemas.clone() as Arc<dyn evident_registry::SchemaSource>))
+        .with_sql(Some(sql.clone()));
     // Install the signal handlers before announcing the address: a supervisor (or a test) may
     // signal as soon as it reads the line, and an uninstalled handler means the default action,
     // death without closing the log.
@@ -246,6 +237,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     closed?;
     println!("evident: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The HTTP API's shared state over `log` with the configured limits (both storages).
+fn app_state(
+    config: &ServeConfig,
+    log: Arc<Log>,
+    groups: Option<Arc<GroupStore>>,
+    metrics: Arc<Metrics>,
+    commits: watch::Receiver<u64>,
+    shutdown: watch::Receiver<bool>,
+) -> AppState {
+    AppState::new(log, groups, metrics, commits, shutdown, config.http_body_max_bytes)
+        .with_subscriptions_max(config.http_limits.subscriptions_max)
+        .with_response_budget(config.http_limits.response_max_bytes, config.http_limits.responses_max_bytes)
 }
 
 /// SIGTERM and SIGINT, installed once.

@@ -19,8 +19,8 @@ use tokio::sync::watch;
 
 use super::config::ServeConfig;
 use super::{connections, notifier, requests, workers, Signals};
+use crate::http;
 use crate::http::cluster::Cluster;
-use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 
 /// What `--storage kafka://` names.
@@ -59,17 +59,8 @@ pub fn run(config: ServeConfig, storage: ClusterStorage, listener: std::net::Tcp
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let notifier = notifier::Notifier::start(mirror.clone());
     let metrics = Arc::new(Metrics::default());
-    let state = AppState::new(
-        mirror.clone(),
-        None,
-        metrics.clone(),
-        notifier.subscribe(),
-        shutdown_rx,
-        config.http_body_max_bytes,
-    )
-    .with_subscriptions_max(config.http_limits.subscriptions_max)
-    .with_response_budget(config.http_limits.response_max_bytes, config.http_limits.responses_max_bytes)
-    .with_cluster(cluster.clone());
+    let state = super::app_state(&config, mirror.clone(), None, metrics.clone(), notifier.subscribe(), shutdown_rx)
+        .with_cluster(cluster.clone());
     let signals = {
         let _entered = runtime.enter();
         Signals::install()?
