@@ -156,6 +156,12 @@ pub fn phase(report: &mut Report, failures: &mut Vec<String>, plan: &Plan, dir: 
                 runtime.block_on(bench.kafka_appends(8, instances)),
             );
         }
+        for nodes in INSTANCES {
+            step(
+                &format!("evident serve on the cluster, {nodes} node(s)"),
+                runtime.block_on(bench.serve_appends(nodes)),
+            );
+        }
         for kafka in [true, false] {
             step(&format!("stream read (kafka: {kafka})"), runtime.block_on(bench.reads(kafka)));
         }
@@ -258,6 +264,57 @@ impl Bench<'_> {
         drop(backends);
         Ok(run.measurement(System::KafkaBackend, Key::ClusterAppend { writers, instances }, writers, instances).note(
             format!("{} instance(s) in this process, separate mirrors; {note}; mirror and checks included", instances),
+        ))
+    }
+
+    /// 8 writers over HTTP through `nodes` `evident serve --storage kafka://` processes (writer
+    /// w on node w mod n), once the ownership group has given every node partitions: an append
+    /// whose partition another node owns is forwarded to it (one more HTTP hop), as any client
+    /// that does not know the owners sees it. CPU per append counts the nodes and the brokers.
+    async fn serve_appends(&self, nodes: usize) -> Result<Measurement> {
+        let servers = (0..nodes)
+            .map(|i| {
+                let dir = self.dir.join(format!("serve-n{nodes}-{i}"));
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir)?;
+                let storage = format!("kafka://{}", self.broker.bootstrap());
+                let group = format!("cluster-bench-n{nodes}");
+                crate::http::Server::start_with(&dir, &["--storage", &storage, "--ownership-group", &group])
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut every = true;
+            for s in &servers {
+                every &= metric(&s.base, "evident_cluster_owned_partitions ").await.is_some_and(|n| n > 0.0);
+            }
+            if every {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "the {nodes} node(s) were not all given partitions within 60 s");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let backends = servers
+            .iter()
+            .map(|s| Ok(Arc::new(::evident::HttpBackend::new(s.base.clone())?) as Arc<dyn Backend>))
+            .collect::<Result<Vec<_>>>()?;
+        let node_cpu = || servers.iter().filter_map(|s| machine::cpu_time(&s.pid()?.to_string())).sum::<Duration>();
+        let nodes_before = node_cpu();
+        let run = append_loop(&backends, 8, self.duration, &format!("serve-n{nodes}"), || self.cpu()).await?;
+        let per = |d: Duration| dur(d.div_f64(run.ops.max(1) as f64));
+        let nodes_cpu = per(node_cpu().saturating_sub(nodes_before));
+        let mut forwarded = 0.0;
+        for s in &servers {
+            forwarded += metric(&s.base, "evident_cluster_forwarded_total ").await.unwrap_or(0.0);
+        }
+        let note = self.cpu_note(run.started, run.ops, true);
+        drop(backends);
+        drop(servers);
+        Ok(run.measurement(System::ServeOnKafka, Key::ClusterAppend { writers: 8, instances: nodes }, 8, nodes).note(
+            format!(
+                "{nodes} evident serve node(s), writers spread over them; {forwarded} appends forwarded to their \
+                 partition's owner; CPU per op: the nodes {nodes_cpu}; {note} (this process: the HTTP clients)"
+            ),
         ))
     }
 
@@ -395,6 +452,12 @@ fn key_in(prefix: &str, partition: u32) -> String {
         .map(|i| format!("{prefix}-{i}"))
         .find(|k| KeyPartitioner::Murmur2.partition(k.as_bytes(), PARTITIONS) == partition % PARTITIONS)
         .unwrap_or_default()
+}
+
+/// A series of a node's `/metrics`.
+async fn metric(base: &str, series: &str) -> Option<f64> {
+    let text = reqwest::get(format!("{base}/metrics")).await.ok()?.text().await.ok()?;
+    text.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }
 
 /// What the append loop did.

@@ -182,6 +182,9 @@ impl Server {
                     } else if let Some(addr) = line.strip_prefix(KAFKA_LISTENING) {
                         server.kafka = addr.trim().to_string();
                         eprintln!("  {line}");
+                    } else if let Some(bootstrap) = line.strip_prefix(ON_KAFKA_CLUSTER) {
+                        // `--storage kafka://`: Kafka clients use the cluster itself.
+                        server.kafka = bootstrap.trim().to_string();
                     } else {
                         seen.push(line);
                     }
@@ -254,6 +257,9 @@ impl Drop for Server {
         }
     }
 }
+
+/// The last start-up line of `evident serve --storage kafka://` (no Kafka listener of its own).
+const ON_KAFKA_CLUSTER: &str = "evident: storage is the Kafka cluster at ";
 
 /// How long a benchmark request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);

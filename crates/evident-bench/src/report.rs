@@ -26,6 +26,8 @@ pub enum System {
     KafkaDefault,
     /// The library on a three-node Apache Kafka cluster (`evident::KafkaBackend`).
     KafkaBackend,
+    /// `evident serve --storage kafka://` nodes in front of the three-node cluster, over HTTP.
+    ServeOnKafka,
     /// Apache Kafka, three KRaft nodes (replication factor 3, `min.insync.replicas` 2, flush
     /// defaults), driven by librdkafka directly.
     KafkaCluster,
@@ -53,6 +55,7 @@ impl fmt::Display for System {
             System::KafkaDurable => "Apache Kafka, fsync per append",
             System::KafkaDefault => "Apache Kafka, defaults (not durable on power loss)",
             System::KafkaBackend => "evident KafkaBackend",
+            System::ServeOnKafka => "evident serve on the cluster (HTTP)",
             System::KafkaCluster => "Apache Kafka, 3 nodes (librdkafka)",
             System::EvidentRegistry => "evident registry",
             System::EvidentSql => "evident SQL",
@@ -988,6 +991,18 @@ impl Report {
                 push(
                     format!("KafkaBackend, 8 writers: {instances} instances / 1 instance, appends/s"),
                     div(rate(kb, many), rate(kb, one)),
+                    Target::None,
+                );
+            }
+        }
+        let serve = System::ServeOnKafka;
+        for nodes in [1, 2, 3] {
+            let (lib, http) =
+                (Key::ClusterAppend { writers: 8, instances: 1 }, Key::ClusterAppend { writers: 8, instances: nodes });
+            if self.get(serve, http).is_some() {
+                push(
+                    format!("evident serve on the cluster, 8 HTTP writers, {nodes} node(s) / KafkaBackend 1 instance, appends/s"),
+                    div(rate(serve, http), rate(kb, lib)),
                     Target::None,
                 );
             }
