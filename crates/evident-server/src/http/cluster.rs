@@ -51,7 +51,15 @@ pub struct Cluster {
     pub forwarded: AtomicU64,
     /// Forwards that failed to reach the owner (then appended here).
     pub forward_failures: AtomicU64,
+    /// Owners a forward failed to reach, and until when they are not tried again: a dead
+    /// node's partitions stay assigned to it until its session timeout, and a host that does
+    /// not answer would otherwise cost every append the connect timeout.
+    unreachable: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
+
+/// How long an owner a forward could not reach is not tried again (its appends are made
+/// here meanwhile).
+const UNREACHABLE_FOR: Duration = Duration::from_secs(2);
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -76,7 +84,14 @@ impl Cluster {
             // A node forwards to its peers directly, never through a proxy of the environment.
             .no_proxy()
             .build()?;
-        Ok(Self { backend, node_url, client, forwarded: AtomicU64::new(0), forward_failures: AtomicU64::new(0) })
+        Ok(Self {
+            backend,
+            node_url,
+            client,
+            forwarded: AtomicU64::new(0),
+            forward_failures: AtomicU64::new(0),
+            unreachable: Default::default(),
+        })
     }
 
     /// Appends `events` (parsed from `body`, the request as received, with its `query`) to
@@ -97,7 +112,7 @@ impl Cluster {
             // Not knowing the owner (the group settling, a describe failing) is not an error:
             // this node appends.
             if let Ok(Some(owner)) = self.backend.owner_address(topic, key).await {
-                if owner != self.node_url {
+                if owner != self.node_url && self.reachable(&owner) {
                     match self.forward(&owner, topic, key, headers, query, body).await {
                         Ok(response) => {
                             self.forwarded.fetch_add(1, Ordering::Relaxed);
@@ -105,7 +120,8 @@ impl Cluster {
                         }
                         Err(e) => {
                             self.forward_failures.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(%owner, %topic, error = %e, "cluster: forwarding an append failed; appending here");
+                            self.lock_unreachable().insert(owner.clone(), std::time::Instant::now() + UNREACHABLE_FOR);
+                            tracing::warn!(%owner, %topic, error = %e, "cluster: forwarding an append failed; appending here (not forwarding to that node for 2 s)");
                         }
                     }
                 }
@@ -123,6 +139,23 @@ impl Cluster {
             .with_event_ids(|| events.iter().map(|e| e.id.to_string()).collect())),
             Err(KafkaAppendError::Failed(e)) => Err(from_backend(e)),
         }
+    }
+
+    /// Whether `owner` may be forwarded to (no failed forward in the last [`UNREACHABLE_FOR`]).
+    fn reachable(&self, owner: &str) -> bool {
+        let mut unreachable = self.lock_unreachable();
+        match unreachable.get(owner) {
+            Some(until) if *until > std::time::Instant::now() => false,
+            Some(_) => {
+                unreachable.remove(owner);
+                true
+            }
+            None => true,
+        }
+    }
+
+    fn lock_unreachable(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, std::time::Instant>> {
+        self.unreachable.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Sends the request to `owner` and answers its response (status, content type, body). A

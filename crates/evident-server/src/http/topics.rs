@@ -204,11 +204,15 @@ async fn create_on_cluster(
              set its other configs on the cluster (kafka-configs --alter)",
         ));
     }
+    let exists = || ApiError::of(evident_api::ErrorCode::TopicExists, format!("topic {name} already exists"));
     if state.log.topic_meta(name).is_ok() {
-        return Err(ApiError::of(evident_api::ErrorCode::TopicExists, format!("topic {name} already exists")));
+        return Err(exists());
     }
+    // The cluster decides (this node's mirror may not list a topic another node just created).
     let spec = evident::TopicSpec { partitions: config.partitions, compacted };
-    evident::Backend::ensure_topic(&cluster.backend, name, spec).await.map_err(super::cluster::from_backend)?;
+    if !cluster.backend.create_topic(name, spec).await.map_err(super::cluster::from_backend)? {
+        return Err(exists());
+    }
     let meta = state.log.topic_meta(name)?;
     Ok((StatusCode::CREATED, Json(CreatedTopic { topic: topic_wire(&meta), warnings })).into_response())
 }

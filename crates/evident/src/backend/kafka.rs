@@ -301,6 +301,66 @@ impl KafkaBackend {
         .await
     }
 
+    /// Creates `topic` on the cluster unless it exists, and waits until this process's mirror
+    /// follows it: true when this call created it, false when the cluster had it already
+    /// (whatever its partitions: [`Backend::ensure_topic`] is this, idempotent).
+    pub async fn create_topic(&self, topic: &str, spec: TopicSpec) -> Result<bool> {
+        let inner = &self.inner;
+        let brokers = {
+            let topic = topic.to_string();
+            blocking(inner, move |i| {
+                let md = i
+                    .probe
+                    .fetch_metadata(Some(&i.config.kafka_topic(&topic)), i.config.timeout)
+                    .map_err(|e| Error::Unavailable(format!("Kafka metadata: {e}")))?;
+                Ok(md.brokers().len() as i32)
+            })
+            .await?
+        };
+        let rf = inner.config.replication_factor.unwrap_or(brokers.clamp(1, 3));
+        let min_isr = inner.config.min_insync_replicas.unwrap_or(if rf >= 3 { 2 } else { 1 }).to_string();
+        let cleanup = if spec.compacted { "compact" } else { "delete" };
+        let kafka_topic = inner.config.kafka_topic(topic);
+        let new = NewTopic::new(&kafka_topic, spec.partitions as i32, TopicReplication::Fixed(rf))
+            .set("min.insync.replicas", &min_isr)
+            .set("cleanup.policy", cleanup);
+        let options = AdminOptions::new().operation_timeout(Some(inner.config.timeout));
+        let results = inner
+            .admin
+            .create_topics([&new], &options)
+            .await
+            .map_err(|e| Error::Unavailable(format!("creating topic {topic}: {e}")))?;
+        let mut created = true;
+        for result in results {
+            match result {
+                Ok(_) => {}
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => created = false,
+                Err((name, RDKafkaErrorCode::InvalidTopic)) => {
+                    return Err(Error::Rejected(format!("invalid topic name {name}")));
+                }
+                Err((name, code)) => return Err(Error::Unavailable(format!("creating topic {name}: {code}"))),
+            }
+        }
+        // Until the mirror follows it, the topic is unknown to this process.
+        let topic = topic.to_string();
+        blocking(inner, move |i| {
+            let deadline = std::time::Instant::now() + i.config.timeout;
+            loop {
+                i.follower.shared().request_refresh();
+                if i.follower.shared().topic_partitions(&topic, i.config.timeout)?.is_some() {
+                    return Ok(created);
+                }
+                if std::time::Instant::now() >= deadline {
+                    return Err(Error::Unavailable(format!(
+                        "topic {topic} was created but is not in the cluster's metadata"
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+        .await
+    }
+
     /// The advertised address ([`KafkaConfig::node_address`]) of the process of the
     /// ownership group that owns `key`'s partition, when it is another process that
     /// advertises one (None: this process owns it, no ownership group, or not known now).
@@ -556,58 +616,7 @@ fn from_mirror(mut event: RecordedEvent) -> RecordedEvent {
 #[async_trait::async_trait]
 impl Backend for KafkaBackend {
     async fn ensure_topic(&self, topic: &str, spec: TopicSpec) -> Result<()> {
-        let inner = &self.inner;
-        let brokers = {
-            let topic = topic.to_string();
-            blocking(inner, move |i| {
-                let md = i
-                    .probe
-                    .fetch_metadata(Some(&i.config.kafka_topic(&topic)), i.config.timeout)
-                    .map_err(|e| Error::Unavailable(format!("Kafka metadata: {e}")))?;
-                Ok(md.brokers().len() as i32)
-            })
-            .await?
-        };
-        let rf = inner.config.replication_factor.unwrap_or(brokers.clamp(1, 3));
-        let min_isr = inner.config.min_insync_replicas.unwrap_or(if rf >= 3 { 2 } else { 1 }).to_string();
-        let cleanup = if spec.compacted { "compact" } else { "delete" };
-        let kafka_topic = inner.config.kafka_topic(topic);
-        let new = NewTopic::new(&kafka_topic, spec.partitions as i32, TopicReplication::Fixed(rf))
-            .set("min.insync.replicas", &min_isr)
-            .set("cleanup.policy", cleanup);
-        let options = AdminOptions::new().operation_timeout(Some(inner.config.timeout));
-        let results = inner
-            .admin
-            .create_topics([&new], &options)
-            .await
-            .map_err(|e| Error::Unavailable(format!("creating topic {topic}: {e}")))?;
-        for result in results {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((name, RDKafkaErrorCode::InvalidTopic)) => {
-                    return Err(Error::Rejected(format!("invalid topic name {name}")));
-                }
-                Err((name, code)) => return Err(Error::Unavailable(format!("creating topic {name}: {code}"))),
-            }
-        }
-        // Until the mirror follows it, the topic is unknown to this process.
-        let topic = topic.to_string();
-        blocking(inner, move |i| {
-            let deadline = std::time::Instant::now() + i.config.timeout;
-            loop {
-                i.follower.shared().request_refresh();
-                if i.follower.shared().topic_partitions(&topic, i.config.timeout)?.is_some() {
-                    return Ok(());
-                }
-                if std::time::Instant::now() >= deadline {
-                    return Err(Error::Unavailable(format!(
-                        "topic {topic} was created but is not in the cluster's metadata"
-                    )));
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        })
-        .await
+        self.create_topic(topic, spec).await.map(|_| ())
     }
 
     async fn append(
