@@ -71,7 +71,21 @@ echo "== tests"
 out="${CARGO_TARGET_DIR:-target}/test-output.txt"
 mkdir -p "$(dirname "$out")"
 # --no-fail-fast: one run reports every failing test binary, not only the first.
-cargo test --workspace --release --no-fail-fast -- --nocapture 2>&1 | tee "$out" | grep -vE '^(SEND|ACK) '
+# Tests print as they run (--nocapture), so a failure's message sits among other tests' output;
+# on failure it is repeated at the end, where a log's tail shows it.
+status=0
+cargo test --workspace --release --no-fail-fast -- --nocapture 2>&1 | tee "$out" | grep -vE '^(SEND|ACK) ' \
+  || status=$?
+if [ "$status" -ne 0 ] || grep -qE '^test .* \.\.\. FAILED$' "$out"; then
+  echo "== failed tests and their panics"
+  for name in $(sed -nE 's/^test (.*) \.\.\. FAILED$/\1/p' "$out" | sort -u); do
+    echo "--- $name"
+    grep -F -A12 "thread '$name'" "$out" | grep -vE '^ +[0-9]+: |^ +at ' | head -40 || true
+  done
+  echo "== seeds of the randomized tests (set them to repeat a run)"
+  grep -E 'seed=' "$out" | head -40 || true
+  exit "${status/#0/1}"
+fi
 
 echo "== HTTP contract (schemathesis)"
 # The served OpenAPI documents (the HTTP API's, then the schema registry's) are validated, then

@@ -200,6 +200,10 @@ error_codes! {
     Internal = ("internal", 500),
     /// A stored file is damaged.
     Corrupted = ("corrupted", 500),
+    /// The route is not served by a server whose storage is an Apache Kafka cluster
+    /// (`--storage kafka://`: consumer groups, dead letters and SQL are the embedded store's);
+    /// the message names what serves it there.
+    NotOnCluster = ("not_on_cluster", 501),
     /// The store refuses writes until it is restarted (a failed write or sync), or is closing.
     Unavailable = ("unavailable", 503),
     /// A write failed after its bytes may have reached the disk: it may or may not be
@@ -233,7 +237,7 @@ mod tests {
             assert_eq!(ErrorCode::from_code(code.as_str()), Some(code));
             assert_eq!(serde_json::to_value(code).expect("serialize"), code.as_str());
             assert!(
-                [200, 400, 403, 404, 405, 408, 409, 413, 414, 422, 500, 503, 507].contains(&code.status()),
+                [200, 400, 403, 404, 405, 408, 409, 413, 414, 422, 500, 501, 503, 507].contains(&code.status()),
                 "{code:?}"
             );
         }

@@ -24,6 +24,11 @@ pub const EXPECTED_VERSION: &str = "evident-expected-version";
 /// clients cannot set it, so a reader can trust it (unlike `ce_dataschema`, a CloudEvents
 /// attribute the producer chooses).
 pub const SCHEMA_ID: &str = "evident-schema-id";
+/// Header on each record of the local mirror a process keeps of an Apache Kafka cluster (the
+/// library's Kafka backend, `evident serve --storage kafka://`): the record's offset in its
+/// Kafka partition, in decimal, which readers report as the event's offset. Reserved: clients
+/// cannot set it.
+pub const KAFKA_OFFSET: &str = "evident-kafka-offset";
 /// Longest event id evident accepts; ids are compared and indexed, so they are bounded.
 pub const ID_LEN_MAX: usize = 256;
 

@@ -13,6 +13,7 @@
 //! run on the blocking pool, so the async workers keep serving other connections.
 
 mod budget;
+pub mod cluster;
 mod dead_letters;
 mod error;
 mod event_json;
@@ -38,6 +39,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use error::{ApiError, ErrorReason};
+pub use event_json::render_kafka_offsets;
 
 use crate::metrics::Metrics;
 
@@ -49,10 +51,13 @@ pub struct AppState(Arc<Shared>);
 
 /// The fields of [`AppState`] (reached through it by `Deref`).
 pub struct Shared {
-    /// The embedded log.
+    /// The embedded log; with Kafka storage, this node's mirror of the cluster (read-only
+    /// here: appends go to the cluster through `cluster`).
     pub log: Arc<Log>,
-    /// Consumer groups.
-    pub groups: Arc<GroupStore>,
+    /// Consumer groups (None with Kafka storage: the cluster keeps them).
+    groups: Option<Arc<GroupStore>>,
+    /// This node's part of a Kafka cluster, with `--storage kafka://`.
+    pub cluster: Option<Arc<cluster::Cluster>>,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// The visible commit sequence, published on every commit (wakes subscriptions).
@@ -80,7 +85,7 @@ impl AppState {
     /// Bundles the shared state.
     pub fn new(
         log: Arc<Log>,
-        groups: Arc<GroupStore>,
+        groups: Option<Arc<GroupStore>>,
         metrics: Arc<Metrics>,
         commits: watch::Receiver<u64>,
         shutdown: watch::Receiver<bool>,
@@ -91,6 +96,7 @@ impl AppState {
         Self(Arc::new(Shared {
             log,
             groups,
+            cluster: None,
             metrics,
             commits,
             shutdown,
@@ -117,6 +123,7 @@ impl AppState {
         Shared {
             log: self.log.clone(),
             groups: self.groups.clone(),
+            cluster: self.cluster.clone(),
             metrics: self.metrics.clone(),
             commits: self.commits.clone(),
             shutdown: self.shutdown.clone(),
@@ -127,6 +134,31 @@ impl AppState {
             feed: self.feed.clone(),
             validation: self.validation.clone(),
             sql: self.sql.clone(),
+        }
+    }
+
+    /// Serves the API in front of a Kafka cluster (`log` is then the cluster's mirror).
+    pub fn with_cluster(self, cluster: Arc<cluster::Cluster>) -> Self {
+        let mut shared = self.shared_copy();
+        shared.cluster = Some(cluster);
+        Self(Arc::new(shared))
+    }
+
+    /// The consumer groups, or `501 not_on_cluster` with Kafka storage.
+    pub fn groups(&self) -> Result<&Arc<GroupStore>, ApiError> {
+        self.groups.as_ref().ok_or_else(|| {
+            cluster::not_on_cluster(
+                "consumer groups",
+                "the cluster keeps them; use kafka-consumer-groups or any Kafka admin client against it",
+            )
+        })
+    }
+
+    /// Refuses a route that only the embedded store serves (`what`, plural) with Kafka storage.
+    pub fn embedded_only(&self, what: &str, instead: &str) -> Result<(), ApiError> {
+        match self.cluster {
+            Some(_) => Err(cluster::not_on_cluster(what, instead)),
+            None => Ok(()),
         }
     }
 

@@ -104,9 +104,10 @@ pub async fn track(metrics: Arc<Metrics>, req: Request, next: Next) -> Response 
 #[derive(Debug)]
 struct Scrape {
     log: Arc<Log>,
-    groups: Arc<GroupStore>,
+    groups: Option<Arc<GroupStore>>,
     metrics: Arc<Metrics>,
     sql: Option<Arc<evident_sql::Engine>>,
+    cluster: Option<Arc<crate::http::cluster::Cluster>>,
 }
 
 fn counter(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, v: u64) -> Result<(), std::fmt::Error> {
@@ -295,8 +296,13 @@ impl Collector for Scrape {
         }
         self.encode_kafka(&mut e)?;
         self.encode_sql(&mut e)?;
-        let described: Vec<_> =
-            self.groups.list().into_iter().filter_map(|summary| self.groups.describe(&summary.group).ok()).collect();
+        self.encode_cluster(&mut e)?;
+        let described: Vec<_> = match &self.groups {
+            Some(groups) => {
+                groups.list().into_iter().filter_map(|summary| groups.describe(&summary.group).ok()).collect()
+            }
+            None => Vec::new(),
+        };
         {
             let mut me = e.encode_descriptor(
                 "evident_group_lag",
@@ -331,6 +337,54 @@ impl Collector for Scrape {
 }
 
 impl Scrape {
+    /// With Kafka storage: this node's ownership, its mirror's lag and its forwarding.
+    fn encode_cluster(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let Some(cluster) = &self.cluster else { return Ok(()) };
+        let backend = &cluster.backend;
+        gauge(
+            e,
+            "evident_cluster_owned_partitions",
+            "Partitions the ownership group assigned to this node.",
+            backend.owned_partitions().len() as f64,
+        )?;
+        gauge(
+            e,
+            "evident_cluster_held_partitions",
+            "Partitions whose transactional id this node holds (it appends to them without taking the id).",
+            backend.held_partitions().len() as f64,
+        )?;
+        counter(
+            e,
+            "evident_cluster_rebalances",
+            "Changes of this node's assignment seen in the ownership group.",
+            backend.rebalances(),
+        )?;
+        gauge(
+            e,
+            "evident_cluster_mirror_lag_records",
+            "Committed records on the cluster not yet in this node's mirror (as of the Kafka client's last statistics).",
+            backend.mirror_lag() as f64,
+        )?;
+        counter(
+            e,
+            "evident_cluster_mirror_skipped",
+            "Records the mirror left out because a plain Kafka producer repeated an event id in a stream.",
+            backend.mirror_skipped(),
+        )?;
+        counter(
+            e,
+            "evident_cluster_forwarded",
+            "Appends this node forwarded to their partition's owner.",
+            cluster.forwarded.load(Ordering::Relaxed),
+        )?;
+        counter(
+            e,
+            "evident_cluster_forward_failures",
+            "Forwards that did not reach the owner (the append was made here instead).",
+            cluster.forward_failures.load(Ordering::Relaxed),
+        )
+    }
+
     /// The SQL views' families, one series per view.
     fn encode_sql(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let Some(sql) = &self.sql else { return Ok(()) };
@@ -438,12 +492,13 @@ impl Scrape {
 /// Renders the exposition text.
 pub fn render(
     log: Arc<Log>,
-    groups: Arc<GroupStore>,
+    groups: Option<Arc<GroupStore>>,
     metrics: Arc<Metrics>,
     sql: Option<Arc<evident_sql::Engine>>,
+    cluster: Option<Arc<crate::http::cluster::Cluster>>,
 ) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Scrape { log, groups, metrics, sql }));
+    registry.register_collector(Box::new(Scrape { log, groups, metrics, sql, cluster }));
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &registry)?;
     Ok(out)
@@ -483,7 +538,7 @@ mod tests {
         groups.commit("billing", &[commit]).expect("commit");
         let metrics = Arc::new(Metrics::default());
         metrics.record_response(200, std::time::Duration::from_millis(3));
-        render(log, groups, metrics, None).expect("render")
+        render(log, Some(groups), metrics, None, None).expect("render")
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! Start-up failures (an address in use, an unwritable or locked data directory, a corrupted
 //! log) stop with one message naming the cause and a non-zero exit, before anything listens.
 
+mod cluster;
 mod config;
 mod connections;
 mod notifier;
@@ -29,7 +30,7 @@ use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
 pub use config::ServeArgs;
-use config::ServeConfig;
+use config::{ServeConfig, Storage};
 
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
@@ -53,6 +54,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let listener = std::net::TcpListener::bind(config.http_addr)
         .with_context(|| format!("cannot listen on {} (HTTP API)", config.http_addr))?;
     listener.set_nonblocking(true).context("configuring the HTTP socket")?;
+    if let Storage::Kafka { bootstrap, node_url, ownership_group } = config.storage.clone() {
+        return cluster::run(config, cluster::ClusterStorage { bootstrap, node_url, ownership_group }, listener);
+    }
     let http_addr = listener.local_addr().context("reading the HTTP socket address")?;
     let kafka_listener = std::net::TcpListener::bind(config.kafka.addr)
         .with_context(|| format!("cannot listen on {} (Kafka protocol)", config.kafka.addr))?;
@@ -143,7 +147,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let state = AppState::new(
         log.clone(),
-        groups,
+        Some(groups),
         metrics.clone(),
         notifier.subscribe(),
         shutdown_rx,

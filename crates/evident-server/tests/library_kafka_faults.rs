@@ -81,11 +81,13 @@ struct Appender {
 
 fn spawn_appender(bootstrap: &str, mirror: &std::path::Path, name: &str, lines: Arc<Mutex<Vec<String>>>) -> Appender {
     let exe = std::env::current_exe().expect("test binary");
+    // Its stderr (a panic's message) beside its mirror, for a failure's report.
+    let stderr = std::fs::File::create(mirror.with_file_name(format!("stderr-{name}.txt"))).expect("stderr file");
     let mut child = Command::new(exe)
         .args(["--exact", "appender_process", "--nocapture", "--test-threads", "1"])
         .env("EVIDENT_KAFKA_APPENDER", format!("{bootstrap}|{}|{name}", mirror.display()))
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("start an appender");
     let stdout = child.stdout.take().expect("stdout");
@@ -107,6 +109,23 @@ impl Appender {
             let _ = r.join();
         }
     }
+}
+
+/// The appenders' last lines and any panic of theirs (for a failure's message).
+fn tail_lines(lines: &Arc<Mutex<Vec<String>>>, dir: &std::path::Path) -> Vec<String> {
+    let lines = lines.lock().expect("lines");
+    let mut out = lines[lines.len().saturating_sub(20)..].to_vec();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        if let Some(at) = text.find("panicked") {
+            out.push(format!(
+                "{}: {}",
+                entry.file_name().to_string_lossy(),
+                text[at..].chars().take(600).collect::<String>()
+            ));
+        }
+    }
+    out
 }
 
 #[test]
@@ -141,7 +160,7 @@ fn two_appenders_killed_at_random_lose_and_duplicate_nothing() {
         assert!(
             start.elapsed() < Duration::from_secs(180),
             "the appenders acknowledged nothing: {:?}",
-            lines.lock().expect("lines")
+            tail_lines(&lines, dir.path())
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -152,7 +171,11 @@ fn two_appenders_killed_at_random_lose_and_duplicate_nothing() {
             let before = acks_now(&lines);
             let start = Instant::now();
             while acks_now(&lines) < before + 10 {
-                assert!(start.elapsed() < Duration::from_secs(300), "appends stopped with broker {broker} down");
+                assert!(
+                    start.elapsed() < Duration::from_secs(300),
+                    "appends stopped with broker {broker} down (seed {seed}): {:?}",
+                    tail_lines(&lines, dir.path())
+                );
                 std::thread::sleep(Duration::from_millis(100));
             }
             broker_down_acks = acks_now(&lines) - before;
@@ -178,7 +201,11 @@ fn two_appenders_killed_at_random_lose_and_duplicate_nothing() {
     let before = acks_now(&lines);
     let start = Instant::now();
     while acks_now(&lines) < before + 20 {
-        assert!(start.elapsed() < Duration::from_secs(180), "the appenders stopped acknowledging after the kills");
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "the appenders stopped acknowledging after the kills (seed {seed}): {:?}",
+            tail_lines(&lines, dir.path())
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     for a in appenders.iter_mut() {
@@ -192,14 +219,24 @@ fn two_appenders_killed_at_random_lose_and_duplicate_nothing() {
     let mut at: HashMap<&str, (&str, usize)> = HashMap::new();
     for (key, ids) in &contents {
         for (version, id) in ids.iter().enumerate() {
-            assert!(at.insert(id.as_str(), (key.as_str(), version)).is_none(), "event id {id} is on Kafka twice");
+            assert!(
+                at.insert(id.as_str(), (key.as_str(), version)).is_none(),
+                "event id {id} is on Kafka twice (seed {seed}): {key} holds {ids:?}"
+            );
         }
     }
     let mut acked = 0;
     for line in lines.iter().filter(|l| l.starts_with("ACK ")) {
         let parts: Vec<&str> = line.split(' ').collect();
         let (key, id, version) = (parts[1], parts[2], parts[3].parse::<usize>().expect("version"));
-        assert_eq!(at.get(id), Some(&(key, version)), "acknowledged {id} at {key}@{version} is not there on Kafka");
+        assert_eq!(
+            at.get(id),
+            Some(&(key, version)),
+            "acknowledged {id} at {key}@{version} is not there on Kafka (seed {seed}); {key} holds {:?}; \
+             the appenders' errors: {:?}",
+            contents.get(key),
+            lines.iter().filter(|l| l.starts_with("ERR ")).take(20).collect::<Vec<_>>()
+        );
         acked += 1;
     }
     let stored: usize = contents.values().map(Vec::len).sum();

@@ -42,7 +42,7 @@ pub use backend::EmbeddedBackend;
 pub use backend::HttpBackend;
 pub use backend::{Appended, Backend, SqlAnswer, StreamQuery, TopicSpec};
 #[cfg(feature = "kafka")]
-pub use backend::{KafkaBackend, KafkaConfig};
+pub use backend::{KafkaAppendError, KafkaBackend, KafkaConfig};
 pub use error::{Error, Result};
 pub use event::{DomainEvent, RecordedEvent};
 pub use evident_core::{EventData, ExpectedVersion, Offset, Sequence, Version};

@@ -179,6 +179,10 @@ fn entry_wire(e: &Entry) -> Result<DeadLetterEntry, ApiError> {
     })
 }
 
+/// Where a projection's dead letters are with Kafka storage.
+const DEAD_LETTERS_ON_KAFKA: &str =
+    "a projection on the cluster parks events in its dead-letter topic there; the library's DeadLetters reads and retries them";
+
 /// List the projections with a dead-letter queue.
 #[utoipa::path(
     get,
@@ -193,6 +197,7 @@ fn entry_wire(e: &Entry) -> Result<DeadLetterEntry, ApiError> {
 )]
 pub(super) async fn list(State(state): State<AppState>, params: Params) -> Result<Json<DeadLetterList>, ApiError> {
     params.allow(&[])?;
+    state.embedded_only("dead letters", DEAD_LETTERS_ON_KAFKA)?;
     let mut topics: Vec<(String, String)> = state
         .log
         .list_topics()
@@ -246,6 +251,7 @@ pub(super) async fn describe(
     params: Params,
 ) -> Result<Json<DeadLetterQueue>, ApiError> {
     params.allow(&[])?;
+    state.embedded_only("dead letters", DEAD_LETTERS_ON_KAFKA)?;
     let topic = dlq_topic(&projection)?;
     let log = state.log.clone();
     let (p, t) = (projection.clone(), topic.clone());
@@ -306,6 +312,7 @@ pub(super) async fn retry(
     JsonBody(body): JsonBody<RetryDeadLetters>,
 ) -> Result<Response, ApiError> {
     params.allow(&[])?;
+    state.embedded_only("dead letters", DEAD_LETTERS_ON_KAFKA)?;
     let topic = dlq_topic(&projection)?;
     refuse_internal(&topic)?;
     check_stream(&body.stream)?;
@@ -355,6 +362,7 @@ pub(super) async fn skip(
     JsonBody(body): JsonBody<SkipDeadLetter>,
 ) -> Result<Response, ApiError> {
     params.allow(&[])?;
+    state.embedded_only("dead letters", DEAD_LETTERS_ON_KAFKA)?;
     let topic = dlq_topic(&projection)?;
     refuse_internal(&topic)?;
     check_stream(&body.stream)?;

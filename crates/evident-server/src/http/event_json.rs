@@ -261,9 +261,10 @@ fn to_event_data(e: EventIn) -> Result<EventData, ApiError> {
             || name == envelope::CONTENT_TYPE
             || name == envelope::EXPECTED_VERSION
             || name == envelope::SCHEMA_ID
+            || name == envelope::KAFKA_OFFSET
         {
             return Err(invalid_event(format!(
-                "header {name:?} is reserved: set CloudEvents attributes as fields, the expected version as expected_version; evident-schema-id is set by schema validation"
+                "header {name:?} is reserved: set CloudEvents attributes as fields, the expected version as expected_version; evident-schema-id is set by schema validation, evident-kafka-offset by a mirror of a Kafka cluster"
             )));
         }
         extra_headers.push((name, value.map(String::into_bytes)));
@@ -328,8 +329,15 @@ pub fn write_event(out: &mut Vec<u8>, e: &Event) {
     // The other headers: how many, and whether they are stored sorted with no name twice (the
     // HTTP append path stores them so), which lets them be written in one pass as they are.
     let (mut plain, mut plain_sorted, mut previous) = (0usize, true, None::<&[u8]>);
+    // A mirror of a Kafka cluster: the event's Kafka offset, which stands for its offset.
+    let kafka_offsets = KAFKA_OFFSETS.load(std::sync::atomic::Ordering::Relaxed);
+    let mut kafka_offset = None;
     for &(name, value) in headers {
         let slot = match name {
+            KAFKA_OFFSET if kafka_offsets => {
+                kafka_offset = kafka_offset.or_else(|| value.and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()));
+                continue;
+            }
             CE_ID => &mut id,
             CE_TYPE => &mut event_type,
             CE_SOURCE => &mut source,
@@ -405,7 +413,7 @@ pub fn write_event(out: &mut Vec<u8>, e: &Event) {
     out.extend_from_slice(b",\"partition\":");
     out.extend_from_slice(digits.format(e.partition).as_bytes());
     out.extend_from_slice(b",\"offset\":");
-    out.extend_from_slice(digits.format(e.offset).as_bytes());
+    out.extend_from_slice(digits.format(kafka_offset.unwrap_or(e.offset)).as_bytes());
     out.extend_from_slice(b",\"version\":");
     match e.version {
         Some(v) => out.extend_from_slice(digits.format(v).as_bytes()),
@@ -417,7 +425,8 @@ pub fn write_event(out: &mut Vec<u8>, e: &Event) {
     push_timestamp(out, e.timestamp_ms);
     if plain > 0 {
         out.extend_from_slice(b",\"headers\":{");
-        let is_plain = |name: &[u8]| !name.starts_with(b"ce_") && name != CONTENT_TYPE;
+        let is_plain =
+            |name: &[u8]| !name.starts_with(b"ce_") && name != CONTENT_TYPE && !(kafka_offsets && name == KAFKA_OFFSET);
         if plain_sorted {
             for (i, &(name, value)) in headers.iter().filter(|(name, _)| is_plain(name)).enumerate() {
                 push_header_entry(out, i, name, value, is_text);
@@ -438,6 +447,18 @@ pub fn write_event(out: &mut Vec<u8>, e: &Event) {
     out.push(b'}');
 }
 
+/// Whether events are read from a mirror of a Kafka cluster (`--storage kafka://`), whose
+/// records carry their Kafka offset in the [`envelope::KAFKA_OFFSET`] header: then that offset
+/// is rendered as the event's `offset` and the header is not shown. Process-wide, set once at
+/// start ([`render_kafka_offsets`]): a server runs on one storage, and every page, stream read
+/// and subscription renders through [`write_event`].
+static KAFKA_OFFSETS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Renders events' Kafka offsets from now on (a server on Kafka storage, at start).
+pub fn render_kafka_offsets() {
+    KAFKA_OFFSETS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Headers of an event decoded onto the stack before spilling to the heap: events carry a
 /// handful (the CloudEvents attributes, a content type, some metadata).
 const HEADERS_INLINE: usize = 16;
@@ -449,6 +470,7 @@ const CE_SOURCE: &[u8] = envelope::CE_SOURCE.as_bytes();
 const CE_TIME: &[u8] = envelope::CE_TIME.as_bytes();
 const CE_SPECVERSION: &[u8] = envelope::CE_SPECVERSION.as_bytes();
 const CONTENT_TYPE: &[u8] = envelope::CONTENT_TYPE.as_bytes();
+const KAFKA_OFFSET: &[u8] = envelope::KAFKA_OFFSET.as_bytes();
 
 /// The headers of a stored record, decoded from Kafka's record encoding (for the name and
 /// then the value: a zig-zag varint length, -1 for null, then the bytes) exactly as

@@ -87,7 +87,7 @@ fn description_wire(d: evident_groups::GroupDescription) -> GroupDescription {
 pub(super) async fn list(State(state): State<AppState>, params: Params) -> Result<Json<GroupList>, ApiError> {
     params.allow(&[])?;
     let groups = state
-        .groups
+        .groups()?
         .list()
         .into_iter()
         .map(|g| GroupSummary {
@@ -120,7 +120,7 @@ pub(super) async fn describe(
     params: Params,
 ) -> Result<Json<GroupDescription>, ApiError> {
     params.allow(&[])?;
-    let groups = state.groups.clone();
+    let groups = state.groups()?.clone();
     let d = state.blocking(move || Ok(groups.describe(&group)?)).await?;
     Ok(Json(description_wire(d)))
 }
@@ -147,7 +147,7 @@ pub(super) async fn delete(
     params: Params,
 ) -> Result<StatusCode, ApiError> {
     params.allow(&[])?;
-    let groups = state.groups.clone();
+    let groups = state.groups()?.clone();
     state.blocking(move || Ok(groups.delete(&group)?)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -173,7 +173,7 @@ pub(super) async fn fetch_offsets(
     params: Params,
 ) -> Result<Json<GroupOffsets>, ApiError> {
     params.allow(&["topic"])?;
-    let offsets = state.groups.committed(&group, params.str("topic"))?;
+    let offsets = state.groups()?.committed(&group, params.str("topic"))?;
     Ok(Json(GroupOffsets { group, offsets: offsets.into_iter().map(committed_wire).collect() }))
 }
 
@@ -216,7 +216,7 @@ pub(super) async fn commit_offsets(
             leader_epoch: None,
         })
         .collect();
-    let groups = state.groups.clone();
+    let groups = state.groups()?.clone();
     let g = group.clone();
     let committed = state
         .blocking(move || {
@@ -327,7 +327,7 @@ pub(super) async fn reset_offsets(
     params.allow(&[])?;
     let request = reset_request(&body)?;
     let execute = body.execute;
-    let groups = state.groups.clone();
+    let groups = state.groups()?.clone();
     let g = group.clone();
     let rows = state
         .blocking(move || {

@@ -120,11 +120,16 @@ fn wire_site(site: evident_log::DamageSite) -> DamagedPosition {
     )
 )]
 pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let (log, groups, metrics, sql) =
-        (state.log.clone(), state.groups.clone(), state.metrics.clone(), state.sql.clone());
+    let (log, groups, metrics, sql, cluster) = (
+        state.log.clone(),
+        state.groups().ok().cloned(),
+        state.metrics.clone(),
+        state.sql.clone(),
+        state.cluster.clone(),
+    );
     let text = state
         .blocking(move || {
-            crate::metrics::render(log, groups, metrics, sql).map_err(|e| ApiError::internal(e.to_string()))
+            crate::metrics::render(log, groups, metrics, sql, cluster).map_err(|e| ApiError::internal(e.to_string()))
         })
         .await?;
     Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response())
@@ -205,7 +210,8 @@ mod tests {
         log.create_topic("t", TopicConfig::default()).expect("topic");
         let (_, commits) = watch::channel(0);
         let (_, shutdown) = watch::channel(false);
-        let app = router(AppState::new(log.clone(), groups, Arc::new(Metrics::default()), commits, shutdown, 1 << 20));
+        let app =
+            router(AppState::new(log.clone(), Some(groups), Arc::new(Metrics::default()), commits, shutdown, 1 << 20));
         let get = || Request::builder().uri("/health").body(Body::empty()).expect("request");
 
         let response = app.clone().oneshot(get()).await.expect("infallible");

@@ -47,19 +47,29 @@ pub(super) async fn partition(
     if offset.is_some() && timestamp.is_some() {
         return Err(ApiError::invalid("give offset or timestamp, not both"));
     }
+    // With Kafka storage the mirror is read from the record holding Kafka offset `offset` or
+    // the next one (offsets are the cluster's; markers and aborted records leave gaps).
+    let mirror_start = match (&state.cluster, offset) {
+        (Some(cluster), Some(o)) => Some(cluster.mirror_offset(&topic, partition, o).await?),
+        _ => None,
+    };
     let log = state.log.clone();
     let topic2 = topic.clone();
     let (events, offsets) = state
         .blocking(move || {
             let offsets = log.partition_offsets(&topic2, partition)?;
-            let start = match timestamp {
-                Some(ts) => log.offset_for_timestamp(&topic2, partition, ts)?.unwrap_or(offsets.high_watermark),
-                None => offset.unwrap_or(offsets.log_start_offset),
+            let start = match (timestamp, mirror_start) {
+                (Some(ts), _) => log.offset_for_timestamp(&topic2, partition, ts)?.unwrap_or(offsets.high_watermark),
+                (None, Some(mirrored)) => mirrored.unwrap_or(offsets.high_watermark),
+                (None, None) => offset.unwrap_or(offsets.log_start_offset),
             };
             let events = log.read_partition_events(&topic2, partition, start, limit)?;
             Ok((events, offsets))
         })
         .await?;
+    if state.cluster.is_some() {
+        return Ok(kafka_partition_page(&state, &topic, partition, events).await);
+    }
     let reservation = state.responses.reserve(&events).await;
     let mut page = PageWriter::bounded(&events, state.responses.per_response);
     page.str("topic", &topic)
@@ -74,6 +84,48 @@ pub(super) async fn partition(
     };
     page.opt_u64("next_offset", next_offset);
     Ok(reservation.respond(page.finish()))
+}
+
+/// A page of a partition read from a Kafka cluster's mirror, with the cluster's offsets:
+/// `next_offset` is one past the page's last record (the next record's Kafka offset is not
+/// known until it is mirrored), and `log_start_offset` and `high_watermark` are those of the
+/// records the mirror holds (the first's offset, one past the last's).
+async fn kafka_partition_page(
+    state: &AppState,
+    topic: &str,
+    partition: u32,
+    events: Vec<evident_log::Event>,
+) -> Response {
+    let kafka = |e: &evident_log::Event| {
+        e.header(evident_core::envelope::KAFKA_OFFSET)
+            .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok())
+            .unwrap_or(e.offset)
+    };
+    let log = state.log.clone();
+    let t = topic.to_string();
+    let bounds = state
+        .blocking(move || {
+            let o = log.partition_offsets(&t, partition)?;
+            let at = |offset| log.read_partition_events(&t, partition, offset, 1).map(|e| e.first().map(kafka));
+            let first = if o.high_watermark > o.log_start_offset { at(o.log_start_offset)? } else { None };
+            let last = if o.high_watermark > o.log_start_offset { at(o.high_watermark - 1)? } else { None };
+            Ok((first.unwrap_or(0), last.map_or(0, |l| l + 1)))
+        })
+        .await
+        .unwrap_or((0, 0));
+    let reservation = state.responses.reserve(&events).await;
+    let mut page = PageWriter::bounded(&events, state.responses.per_response);
+    page.str("topic", topic)
+        .u64("partition", u64::from(partition))
+        .u64("log_start_offset", bounds.0)
+        .u64("high_watermark", bounds.1)
+        .events("records", &events);
+    let next_offset = match page.left_out(&events) {
+        Some(e) => Some(kafka(e)),
+        None => events.last().map(|e| kafka(e) + 1).filter(|&n| n < bounds.1),
+    };
+    page.opt_u64("next_offset", next_offset);
+    reservation.respond(page.finish())
 }
 
 /// Read everything in commit order.

@@ -69,6 +69,7 @@ pub(super) async fn execute(
     JsonBody(body): JsonBody<SqlRequest>,
 ) -> Result<Response, ApiError> {
     params.allow(&[])?;
+    state.embedded_only("SQL views", "the SQL engine runs over the embedded store only (docs/cluster.md)")?;
     let Some(engine) = state.sql.clone() else {
         return Err(ApiError::of(ErrorCode::Unsupported, "this server runs without the SQL engine"));
     };

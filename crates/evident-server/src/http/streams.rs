@@ -8,6 +8,7 @@ use evident_core::{ExpectedVersion, StreamKey};
 use evident_log::{Direction, StreamReadOptions};
 use serde::Serialize;
 
+use super::cluster::Appended;
 use super::event_json::{json_response, ndjson_response, parse_append, parse_expected_text, wants_ndjson, PageWriter};
 use super::extract::{body_bytes, Params, PathParams};
 use super::topics::refuse_internal;
@@ -74,6 +75,7 @@ pub(super) async fn append(
     params.allow(&["expected_version"])?;
     refuse_internal(&topic)?;
     check_key(&key)?;
+    let (headers, query) = (req.headers().clone(), req.uri().query().map(str::to_string));
     let body = body_bytes(req, &()).await?;
     let request = parse_append(&body)?;
     let query_expected = params.str("expected_version").map(parse_expected_text).transpose()?;
@@ -87,6 +89,13 @@ pub(super) async fn append(
     let mut events = request.events;
     validate_schemas(&state, &topic, &mut events)?;
     let bytes: usize = events.iter().map(|e| e.data.len()).sum();
+    if let Some(cluster) = &state.cluster {
+        let outcome = match cluster.append(&topic, &key, expected, &events, &headers, query.as_deref(), &body).await? {
+            Appended::Here(outcome) => outcome,
+            Appended::Forwarded(response) => return Ok(response),
+        };
+        return append_reply(&state, &topic, &key, &events, bytes, &outcome);
+    }
     // The append is checked, positioned and queued right here: that part is CPU work under the
     // log's lock. When no commit round is in flight, this thread then runs the round itself
     // (one write and one fdatasync, the wait the reply owes anyway): thread wake-ups were most
@@ -103,18 +112,30 @@ pub(super) async fn append(
     let outcome = pending
         .await
         .map_err(|e| ApiError::from(e).with_event_ids(|| events.iter().map(|e| e.id.to_string()).collect()))?;
+    append_reply(&state, &topic, &key, &events, bytes, &outcome)
+}
+
+/// The reply to an append: `201` with each event's position, or `200` for an idempotent retry.
+fn append_reply(
+    state: &AppState,
+    topic: &str,
+    key: &str,
+    events: &[evident_core::EventData],
+    bytes: usize,
+    outcome: &evident_log::AppendOutcome,
+) -> Result<Response, ApiError> {
     if !outcome.duplicate {
         state.metrics.record_append(events.len() as u64, bytes as u64);
     }
     let reply = AppendReply {
-        topic: &topic,
-        key: &key,
+        topic,
+        key,
         partition: outcome.partition,
         duplicate: outcome.duplicate,
         events: outcome
             .records
             .iter()
-            .zip(&events)
+            .zip(events)
             .map(|(r, e)| Position { id: &e.id, offset: r.offset, version: r.version, sequence: r.sequence })
             .collect(),
     };
@@ -212,6 +233,9 @@ pub(super) async fn read(
         as_of_version: params.u64("as_of_version")?,
         as_of_time_ms: params.time_ms("as_of_time")?,
     };
+    if let Some(cluster) = &state.cluster {
+        cluster.catch_up_stream(&topic, &key).await?;
+    }
     let log = state.log.clone();
     let (topic2, key2) = (topic.clone(), key.clone());
     let read = state.blocking(move || Ok(log.read_stream(&topic2, key2.as_bytes(), &options)?)).await?;

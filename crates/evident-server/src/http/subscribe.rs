@@ -435,6 +435,12 @@ pub(super) async fn subscribe(
             (Target::Stream { topic, key }, "from_version")
         }
         (Some(topic), None, Some(p)) => {
+            // A partition's subscription resumes by offset, and the mirror's are not the
+            // cluster's: a Kafka consumer follows a partition of the cluster itself.
+            state.embedded_only(
+                "partition subscriptions",
+                "consume the partition from the cluster with a Kafka client",
+            )?;
             let partition =
                 u32::try_from(p).map_err(|_| ApiError::invalid(format!("partition {p} is out of range")))?;
             (Target::Partition { topic, partition }, "from_offset")

@@ -22,7 +22,7 @@ pub(super) fn test_router() -> (tempfile::TempDir, Router) {
     let metrics = Arc::new(Metrics::default());
     let (_, commits) = watch::channel(0);
     let (_, shutdown) = watch::channel(false);
-    let state = AppState::new(log, groups, metrics, commits, shutdown, 1 << 20);
+    let state = AppState::new(log, Some(groups), metrics, commits, shutdown, 1 << 20);
     (dir, router(state))
 }
 

@@ -169,9 +169,47 @@ pub(super) async fn create(
         config.partitions = p;
     }
     let warnings = config.unenforced_warnings();
+    if let Some(cluster) = &state.cluster {
+        return create_on_cluster(&state, cluster, &body.name, &config, warnings).await;
+    }
     let log = state.log.clone();
     let stored = config_log(&config);
     let meta = state.blocking(move || Ok(log.create_topic(&body.name, stored)?)).await?;
+    Ok((StatusCode::CREATED, Json(CreatedTopic { topic: topic_wire(&meta), warnings })).into_response())
+}
+
+/// Creates a topic on the Kafka cluster (replication factor 3 and `min.insync.replicas` 2 on
+/// three brokers or more) and answers it once this node's mirror follows it. Only the
+/// partitions and the cleanup policy are set through evident there; any other setting is
+/// refused (`400 invalid_config`) rather than dropped: the cluster's own tools set them.
+async fn create_on_cluster(
+    state: &AppState,
+    cluster: &super::cluster::Cluster,
+    name: &str,
+    config: &evident_api::topics::TopicConfig,
+    warnings: Vec<String>,
+) -> Result<Response, ApiError> {
+    let defaults = evident_api::topics::TopicConfig::default();
+    let compacted = config.cleanup_policy == evident_api::topics::CleanupPolicy::Compact;
+    let rest = evident_api::topics::TopicConfig {
+        partitions: defaults.partitions,
+        cleanup_policy: defaults.cleanup_policy,
+        ..config.clone()
+    };
+    if rest != defaults {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_config",
+            "with --storage kafka:// a topic is created with partitions and cleanup_policy only; \
+             set its other configs on the cluster (kafka-configs --alter)",
+        ));
+    }
+    if state.log.topic_meta(name).is_ok() {
+        return Err(ApiError::of(evident_api::ErrorCode::TopicExists, format!("topic {name} already exists")));
+    }
+    let spec = evident::TopicSpec { partitions: config.partitions, compacted };
+    evident::Backend::ensure_topic(&cluster.backend, name, spec).await.map_err(super::cluster::from_backend)?;
+    let meta = state.log.topic_meta(name)?;
     Ok((StatusCode::CREATED, Json(CreatedTopic { topic: topic_wire(&meta), warnings })).into_response())
 }
 
@@ -260,6 +298,7 @@ pub(super) async fn delete(
 ) -> Result<StatusCode, ApiError> {
     params.allow(&[])?;
     refuse_internal(&topic)?;
+    state.embedded_only("topic deletions", "delete the topic on the cluster (kafka-topics --delete)")?;
     let log = state.log.clone();
     state.blocking(move || Ok(log.delete_topic(&topic)?)).await?;
     Ok(StatusCode::NO_CONTENT)

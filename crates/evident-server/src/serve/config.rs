@@ -127,6 +127,19 @@ pub struct ServeArgs {
     /// beyond it gets a smaller response (at least one batch) [default: 268435456]
     #[arg(long, env = "EVIDENT_KAFKA_FETCH_BUFFERED_MAX_BYTES", value_name = "BYTES")]
     pub kafka_fetch_buffered_max_bytes: Option<usize>,
+    /// Where events are stored: `embedded` (the log in --data-dir) or `kafka://HOST:PORT,...`
+    /// (an Apache Kafka cluster; --data-dir then holds this node's mirror of it; docs/cluster.md)
+    /// [default: embedded]
+    #[arg(long, env = "EVIDENT_STORAGE", value_name = "embedded|kafka://HOST:PORT,...")]
+    pub storage: Option<String>,
+    /// With kafka:// storage: the URL other evident nodes forward appends to this node at
+    /// [default: http:// and the HTTP listener's address]
+    #[arg(long, env = "EVIDENT_NODE_URL", value_name = "URL")]
+    pub node_url: Option<String>,
+    /// With kafka:// storage: the Kafka consumer group whose assignment shares the partitions
+    /// among the evident nodes of one cluster [default: evident-serve]
+    #[arg(long, env = "EVIDENT_OWNERSHIP_GROUP", value_name = "GROUP")]
+    pub ownership_group: Option<String>,
 }
 
 /// The configuration file's shape: the same names as the flags, unknown keys refused (a typo
@@ -163,6 +176,62 @@ struct FileConfig {
     kafka_queued_request_max_bytes: Option<usize>,
     kafka_connections_per_ip_max: Option<usize>,
     kafka_fetch_buffered_max_bytes: Option<usize>,
+    storage: Option<String>,
+    node_url: Option<String>,
+    ownership_group: Option<String>,
+}
+
+/// Where events are stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// The embedded log in the data directory.
+    Embedded,
+    /// An Apache Kafka cluster; the data directory holds this node's mirror of it.
+    Kafka {
+        /// `host:port,...` of its brokers.
+        bootstrap: String,
+        /// The URL other nodes forward to (None: from the HTTP listener's address).
+        node_url: Option<String>,
+        /// The consumer group sharing the partitions among nodes.
+        ownership_group: String,
+    },
+}
+
+impl Storage {
+    /// Parses `embedded` or `kafka://host:port[,host:port...]`.
+    fn parse(text: &str, node_url: Option<String>, ownership_group: Option<String>) -> anyhow::Result<Self> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("embedded") {
+            if node_url.is_some() || ownership_group.is_some() {
+                bail!("node_url and ownership_group apply to kafka:// storage only");
+            }
+            return Ok(Self::Embedded);
+        }
+        let Some(list) = text.strip_prefix("kafka://") else {
+            bail!("storage must be embedded or kafka://HOST:PORT[,HOST:PORT...], not {text:?}");
+        };
+        let mut brokers = Vec::new();
+        for broker in list.split(',') {
+            let broker = broker.trim();
+            let valid = broker
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0));
+            if !valid {
+                bail!("storage kafka:// needs HOST:PORT brokers separated by commas; {broker:?} is not one");
+            }
+            brokers.push(broker);
+        }
+        if let Some(url) = &node_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 512 {
+                bail!("node_url must be an http:// or https:// URL of at most 512 bytes, not {url:?}");
+            }
+        }
+        let ownership_group = ownership_group.unwrap_or_else(|| "evident-serve".into());
+        if ownership_group.is_empty() || ownership_group.len() > 249 {
+            bail!("ownership_group must be 1 to 249 bytes");
+        }
+        Ok(Self::Kafka { bootstrap: brokers.join(","), node_url, ownership_group })
+    }
 }
 
 /// The resolved configuration.
@@ -188,6 +257,8 @@ pub struct ServeConfig {
     pub shutdown_timeout_ms: u64,
     /// The file read, if any.
     pub config_file: Option<PathBuf>,
+    /// Where events are stored.
+    pub storage: Storage,
 }
 
 /// The HTTP listener's limits (ARCHITECTURE.md, "Limits", gives the reasons for the defaults).
@@ -413,7 +484,13 @@ impl ServeConfig {
             ),
             None => Some(DEFAULT_REGISTRY_ADDR.parse().context("default address")?),
         };
+        let storage = Storage::parse(
+            &args.storage.or(file.storage).unwrap_or_else(|| "embedded".into()),
+            args.node_url.or(file.node_url),
+            args.ownership_group.or(file.ownership_group),
+        )?;
         Ok(Self {
+            storage,
             kafka,
             registry_addr,
             http_limits,
@@ -502,6 +579,49 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{err:#}").contains("http_connections_max must be at least 1"), "{err:#}");
+    }
+
+    #[test]
+    fn storage_is_embedded_or_a_kafka_cluster_and_anything_else_is_refused() {
+        let resolve = |storage: Option<&str>, env: &[(&str, &str)]| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("e.toml");
+            let file: String = env.iter().map(|(k, v)| format!("{k} = \"{v}\"\n")).collect();
+            std::fs::write(&path, file).expect("write");
+            ServeConfig::resolve(ServeArgs {
+                config: Some(path),
+                storage: storage.map(str::to_string),
+                ..ServeArgs::default()
+            })
+        };
+        assert_eq!(resolve(None, &[]).expect("default").storage, Storage::Embedded);
+        let kafka = resolve(Some("kafka://127.0.0.1:9092, 127.0.0.1:9093"), &[("node_url", "http://10.0.0.1:8080")])
+            .expect("kafka");
+        assert_eq!(
+            kafka.storage,
+            Storage::Kafka {
+                bootstrap: "127.0.0.1:9092,127.0.0.1:9093".into(),
+                node_url: Some("http://10.0.0.1:8080".into()),
+                ownership_group: "evident-serve".into(),
+            }
+        );
+        // The file's storage, the flag's over it.
+        let from_file = resolve(None, &[("storage", "kafka://h:1"), ("ownership_group", "g")]).expect("file");
+        assert!(matches!(from_file.storage, Storage::Kafka { ref ownership_group, .. } if ownership_group == "g"));
+        for (bad, why) in [
+            ("postgres://x", "storage must be embedded or kafka://"),
+            ("kafka://", "is not one"),
+            ("kafka://host", "is not one"),
+            ("kafka://h:0", "is not one"),
+            ("kafka://h:1,,h:2", "is not one"),
+        ] {
+            let err = resolve(Some(bad), &[]).unwrap_err();
+            assert!(format!("{err:#}").contains(why), "{bad}: {err:#}");
+        }
+        let err = resolve(Some("embedded"), &[("ownership_group", "g")]).unwrap_err();
+        assert!(format!("{err:#}").contains("kafka:// storage only"), "{err:#}");
+        let err = resolve(Some("kafka://h:1"), &[("node_url", "ftp://x")]).unwrap_err();
+        assert!(format!("{err:#}").contains("node_url must be"), "{err:#}");
     }
 
     #[test]

@@ -346,7 +346,10 @@ fn library_error(code: ErrorCode, detail: ErrorDetail, on: On<'_>, what: &str, s
         | C::UnknownView
         | C::ViewExists
         | C::ViewInUse
-        | C::ResultTooLarge => Error::Rejected(message),
+        | C::ResultTooLarge
+        // The server's storage does not serve the route (a node in front of a Kafka
+        // cluster): asking it again will not help, asking the cluster will.
+        | C::NotOnCluster => Error::Rejected(message),
         // The body did not arrive in time (nothing was applied), the server failed, is at one of
         // its limits, or ended a subscription: the same request may succeed later.
         C::NotCaughtUp
@@ -1074,7 +1077,7 @@ mod tests {
                     );
                 }
                 (Error::UnknownTopic(topic), 404) => assert_eq!((code, topic.as_str()), (ErrorCode::UnknownTopic, "t")),
-                (Error::Rejected(m), 400..=499) if code != ErrorCode::RequestTimeout => assert_eq!(m, "m"),
+                (Error::Rejected(m), 400..=499 | 501) if code != ErrorCode::RequestTimeout => assert_eq!(m, "m"),
                 (Error::Unavailable(m), 408 | 500..=599 | 200) => assert!(m.ends_with(": m"), "{m}"),
                 _ => panic!("{code:?} (HTTP {}) maps to {error:?}", code.status()),
             }

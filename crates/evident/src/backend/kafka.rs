@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use evident_core::partitioner::KeyPartitioner;
 use evident_core::{EventData, ExpectedVersion, Offset, Sequence};
-use evident_log::{Log, LogConfig};
+use evident_log::{AppendOutcome, Log, LogConfig};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -83,6 +83,10 @@ pub struct KafkaConfig {
     /// `session.timeout.ms` of the ownership group: how long a crashed owner keeps its
     /// partitions.
     pub session_timeout: Duration,
+    /// The address other processes of the ownership group reach this one at (an `evident
+    /// serve` node's HTTP URL), advertised as the member's `client.id`
+    /// ([`KafkaBackend::owner_address`]).
+    pub node_address: Option<String>,
 }
 
 impl KafkaConfig {
@@ -99,6 +103,7 @@ impl KafkaConfig {
             client_options: Vec::new(),
             owner_group: None,
             session_timeout: Duration::from_secs(10),
+            node_address: None,
         }
     }
 
@@ -202,6 +207,93 @@ impl KafkaBackend {
     pub fn mirror_skipped(&self) -> u64 {
         self.inner.follower.shared().skipped.load(std::sync::atomic::Ordering::Relaxed)
     }
+
+    /// Committed records on the cluster not yet in the mirror, summed over partitions, as of
+    /// the mirror's last fetch (no call to the cluster).
+    pub fn mirror_lag(&self) -> u64 {
+        self.inner.follower.shared().lag()
+    }
+
+    /// The mirror: an evident log holding the cluster's committed records, each with its Kafka
+    /// offset in the header `evident-kafka-offset` (`evident_core::envelope::KAFKA_OFFSET`).
+    /// For a server that serves reads from it; write to it never.
+    pub fn mirror(&self) -> Arc<Log> {
+        self.inner.log.clone()
+    }
+
+    /// As [`Backend::append`], with every event's position: Kafka offsets, versions and the
+    /// mirror's commit sequences; a refusal keeps the embedded log's precise error.
+    pub async fn append_outcome(
+        &self,
+        topic: &str,
+        key: &str,
+        expected: ExpectedVersion,
+        events: &[EventData],
+    ) -> std::result::Result<AppendOutcome, KafkaAppendError> {
+        let (topic, key, events) = (topic.to_string(), key.to_string(), events.to_vec());
+        let inner = self.inner.clone();
+        let handle = crate::error::runtime()?;
+        handle
+            .spawn_blocking(move || {
+                let outcome = inner.append(&topic, &key, expected, &events)?;
+                Ok(inner.kafka_positions(outcome)?)
+            })
+            .await
+            .map_err(|e| Error::Unavailable(format!("the Kafka backend's call did not complete: {e}")))?
+    }
+
+    /// Waits until the mirror holds `topic`/`key`'s partition up to its last stable offset
+    /// now: a read of the mirror after it sees every append acknowledged before the call.
+    /// False when the cluster has no such topic.
+    pub async fn catch_up_stream(&self, topic: &str, key: &str) -> Result<bool> {
+        let (topic, key) = (topic.to_string(), key.to_string());
+        blocking(&self.inner, move |i| {
+            let Some(partitions) = i.follower.shared().topic_partitions(&topic, i.config.timeout)? else {
+                return Ok(false);
+            };
+            let partition = i.partition_of(&topic, &key, partitions)?;
+            i.catch_up(&topic, partition, Upto::Committed)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Waits until the mirror holds `topic`/`partition` up to its last stable offset now,
+    /// then answers the mirror offset of the first record at or after Kafka offset `offset`
+    /// (None: none yet, or no such topic).
+    pub async fn mirror_offset_of(&self, topic: &str, partition: u32, offset: u64) -> Result<Option<u64>> {
+        let topic = topic.to_string();
+        let kafka = i64::try_from(offset).unwrap_or(i64::MAX);
+        blocking(&self.inner, move |i| {
+            match i.follower.shared().topic_partitions(&topic, i.config.timeout)? {
+                Some(n) if partition < n => {}
+                _ => return Ok(None),
+            }
+            i.catch_up(&topic, partition, Upto::Committed)?;
+            i.mirror_offset(&topic, partition, kafka)
+        })
+        .await
+    }
+
+    /// The advertised address ([`KafkaConfig::node_address`]) of the process of the
+    /// ownership group that owns `key`'s partition, when it is another process that
+    /// advertises one (None: this process owns it, no ownership group, or not known now).
+    /// Read from the group's description, cached for a second.
+    pub async fn owner_address(&self, topic: &str, key: &str) -> Result<Option<String>> {
+        let (topic, key) = (topic.to_string(), key.to_string());
+        blocking(&self.inner, move |i| {
+            let Some(owner) = &i.owner else { return Ok(None) };
+            let Some(partitions) = i.follower.shared().topic_partitions(&topic, i.config.timeout)? else {
+                return Ok(None);
+            };
+            let partition = i.partition_of(&topic, &key, partitions)?;
+            if owner.owned().contains(&topic, partition) {
+                return Ok(None);
+            }
+            Ok(owner.address_of(&i.probe, &topic, partition, i.config.timeout))
+        })
+        .await
+    }
 }
 
 /// A consumer that only asks partitions' ends: with `read_committed`, a partition's "high
@@ -273,9 +365,17 @@ impl Inner {
             .ok_or_else(|| Error::UnknownTopic(topic.to_string()))
     }
 
-    fn append(&self, topic: &str, key: &str, expected: ExpectedVersion, events: &[EventData]) -> Result<Appended> {
+    /// Appends `events` to `topic`/`key` at `expected`; the outcome's positions are the
+    /// mirror's (`duplicate`: every event was there already).
+    fn append(
+        &self,
+        topic: &str,
+        key: &str,
+        expected: ExpectedVersion,
+        events: &[EventData],
+    ) -> std::result::Result<AppendOutcome, KafkaAppendError> {
         if events.is_empty() {
-            return Err(Error::Rejected("an append needs at least one event".into()));
+            return Err(KafkaAppendError::Failed(Error::Rejected("an append needs at least one event".into())));
         }
         let partitions = self.partitions(topic)?;
         let mut last_error = None;
@@ -296,14 +396,15 @@ impl Inner {
                 }
             }
             self.catch_up(topic, partition, Upto::Written)?;
-            let check = self.log.check_events(topic, key.as_bytes(), expected, events).map_err(from_log)?;
+            let check =
+                self.log.check_events(topic, key.as_bytes(), expected, events).map_err(KafkaAppendError::Refused)?;
             if check.partition != partition {
                 // The stream appeared in another partition meanwhile (a plain Kafka producer
                 // with another partitioner): append where it is.
                 continue;
             }
             if check.duplicate {
-                return appended(&check, true);
+                return Ok(check);
             }
             let Some(producer) = held.as_ref() else { continue };
             if let Err(e) = writer::produce(producer, topic, partition, key, events, self.config.timeout) {
@@ -313,18 +414,40 @@ impl Inner {
                 continue;
             }
             self.catch_up(topic, partition, Upto::Written)?;
-            let landed =
-                self.log.check_events(topic, key.as_bytes(), ExpectedVersion::Any, events).map_err(from_log)?;
+            let mut landed = self
+                .log
+                .check_events(topic, key.as_bytes(), ExpectedVersion::Any, events)
+                .map_err(KafkaAppendError::Refused)?;
             if !landed.duplicate {
-                return Err(Error::Unavailable(format!(
+                return Err(KafkaAppendError::Failed(Error::Unavailable(format!(
                     "the append to {topic}/{key} committed on Kafka but is not in the mirror after catching up"
-                )));
+                ))));
             }
-            return appended(&landed, false);
+            // Written now, not found as a retry's original.
+            landed.duplicate = false;
+            return Ok(landed);
         }
-        Err(last_error.unwrap_or_else(|| {
+        Err(KafkaAppendError::Failed(last_error.unwrap_or_else(|| {
             Error::Unavailable(format!("the append to {topic}/{key} did not complete in {APPEND_ATTEMPTS} attempts"))
-        }))
+        })))
+    }
+
+    /// `outcome` (mirror positions) with each record's Kafka offset instead of its mirror
+    /// offset.
+    fn kafka_positions(&self, mut outcome: AppendOutcome) -> Result<AppendOutcome> {
+        let topic = outcome.topic.as_str().to_string();
+        for record in &mut outcome.records {
+            let at = self.log.read_partition_events(&topic, outcome.partition, record.offset, 1).map_err(from_log)?;
+            let kafka = at.first().and_then(follower::kafka_offset).ok_or_else(|| {
+                Error::Unavailable(format!(
+                    "the mirror's record {topic}/{}@{} has no Kafka offset",
+                    outcome.partition, record.offset
+                ))
+            })?;
+            record.offset = u64::try_from(kafka).unwrap_or_default();
+        }
+        outcome.base_offset = outcome.records.first().map_or(0, |r| r.offset);
+        Ok(outcome)
     }
 
     /// The mirror's offset holding Kafka offset `offset` or the next one after it in
@@ -347,6 +470,31 @@ impl Inner {
             }
         }
         Ok((lo < bounds.high_watermark).then_some(lo))
+    }
+}
+
+/// Why an append through [`KafkaBackend::append_outcome`] failed.
+#[derive(Debug)]
+pub enum KafkaAppendError {
+    /// The mirror refused it with the embedded log's own rules (a wrong expected version,
+    /// an event id reused with other content, ...): nothing was written to Kafka.
+    Refused(evident_log::Error),
+    /// The cluster or the mirror failed (unavailable, unknown topic, ...).
+    Failed(Error),
+}
+
+impl From<Error> for KafkaAppendError {
+    fn from(e: Error) -> Self {
+        Self::Failed(e)
+    }
+}
+
+impl std::fmt::Display for KafkaAppendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Refused(e) => e.fmt(f),
+            Self::Failed(e) => e.fmt(f),
+        }
     }
 }
 
@@ -434,7 +582,12 @@ impl Backend for KafkaBackend {
         events: &[EventData],
     ) -> Result<Appended> {
         let (topic, key, events) = (topic.to_string(), key.to_string(), events.to_vec());
-        blocking(&self.inner, move |i| i.append(&topic, &key, expected, &events)).await
+        blocking(&self.inner, move |i| match i.append(&topic, &key, expected, &events) {
+            Ok(outcome) => appended(&outcome, outcome.duplicate),
+            Err(KafkaAppendError::Refused(e)) => Err(from_log(e)),
+            Err(KafkaAppendError::Failed(e)) => Err(e),
+        })
+        .await
     }
 
     async fn read_stream(&self, topic: &str, key: &str, query: &StreamQuery) -> Result<StreamPage> {

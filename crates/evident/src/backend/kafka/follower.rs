@@ -36,15 +36,17 @@ use std::time::{Duration, Instant};
 use evident_core::batch::{BatchBuilder, NewRecord};
 use evident_core::ExpectedVersion;
 use evident_log::{CleanupPolicy, Log, TopicConfig};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::KafkaConfig;
 use crate::{Error, Result};
 
 /// Header carrying a mirrored record's offset in its Kafka partition (decimal).
-pub(super) const KAFKA_OFFSET: &str = "evident-kafka-offset";
+pub(super) use evident_core::envelope::KAFKA_OFFSET;
 
 /// Records polled before they are written to the mirror, at most.
 const DRAIN_MAX: usize = 2000;
@@ -62,6 +64,9 @@ pub(super) struct Shared {
     refresh: AtomicBool,
     /// Records refused by the mirror (an event id repeated by a plain Kafka producer).
     pub(super) skipped: AtomicU64,
+    /// Per (topic, partition): its last stable offset as the client's last statistics gave
+    /// it (every `STATS_EVERY`), for the mirror's lag.
+    ends: Arc<Mutex<HashMap<(String, u32), i64>>>,
 }
 
 #[derive(Default)]
@@ -85,7 +90,8 @@ pub(super) struct Follower {
 impl Follower {
     /// Starts following the cluster into `log`.
     pub(super) fn start(config: &KafkaConfig, log: Arc<Log>) -> Result<Self> {
-        let consumer: BaseConsumer = config
+        let ends = Arc::new(Mutex::new(HashMap::new()));
+        let consumer: BaseConsumer<Statistician> = config
             .client_config()
             // A group id is required by the client but unused: partitions are assigned by hand,
             // nothing is committed (the mirror is the position).
@@ -95,7 +101,8 @@ impl Follower {
             .set("isolation.level", "read_committed")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
-            .create()
+            .set("statistics.interval.ms", STATS_EVERY.as_millis().to_string())
+            .create_with_context(Statistician { ends: ends.clone() })
             .map_err(|e| Error::Unavailable(format!("cannot create the mirror's Kafka consumer: {e}")))?;
         let shared = Arc::new(Shared {
             log,
@@ -104,6 +111,7 @@ impl Follower {
             stop: AtomicBool::new(false),
             refresh: AtomicBool::new(true),
             skipped: AtomicU64::new(0),
+            ends,
         });
         let run = shared.clone();
         let thread = std::thread::Builder::new()
@@ -198,6 +206,14 @@ impl Shared {
         }
     }
 
+    /// Committed records on the cluster not yet in the mirror, summed over partitions, as of
+    /// the client's last statistics.
+    pub(super) fn lag(&self) -> u64 {
+        let ends = self.ends.lock().unwrap_or_else(|e| e.into_inner());
+        let st = self.lock();
+        st.positions.iter().map(|(k, &at)| ends.get(k).map_or(0, |&end| u64::try_from(end - at).unwrap_or(0))).sum()
+    }
+
     /// Per mirrored partition: (topic, partition, position).
     pub(super) fn positions(&self) -> Vec<(String, u32, i64)> {
         let st = self.lock();
@@ -211,7 +227,7 @@ impl Shared {
     }
 
     /// The thread's loop; returns why it stopped (None: asked to).
-    fn follow(&self, consumer: &BaseConsumer) -> Option<String> {
+    fn follow(&self, consumer: &BaseConsumer<Statistician>) -> Option<String> {
         let mut last_refresh: Option<Instant> = None;
         let mut assigned: HashMap<String, u32> = HashMap::new();
         while !self.stop.load(Ordering::SeqCst) {
@@ -238,7 +254,7 @@ impl Shared {
 
     /// Reads the cluster's topics; mirrors new ones and new partitions from where the mirror
     /// ends.
-    fn refresh_topics(&self, consumer: &BaseConsumer, assigned: &mut HashMap<String, u32>) -> Result<()> {
+    fn refresh_topics(&self, consumer: &BaseConsumer<Statistician>, assigned: &mut HashMap<String, u32>) -> Result<()> {
         let metadata = consumer
             .fetch_metadata(None, Duration::from_secs(10))
             .map_err(|e| Error::Unavailable(format!("Kafka metadata: {e}")))?;
@@ -324,7 +340,7 @@ impl Shared {
     }
 
     /// Polls what is available, writes it to the mirror, then publishes the new positions.
-    fn drain(&self, consumer: &BaseConsumer) -> Result<()> {
+    fn drain(&self, consumer: &BaseConsumer<Statistician>) -> Result<()> {
         let mut by_partition: Vec<((String, u32), Vec<NewRecord>)> = Vec::new();
         let mut polled = 0;
         let mut wait = Duration::from_millis(50);
@@ -412,6 +428,31 @@ impl Shared {
         }
     }
 }
+
+/// How often the mirror's client reports its statistics (partitions' last stable offsets).
+const STATS_EVERY: Duration = Duration::from_secs(5);
+
+/// The mirror's client context: keeps each partition's last stable offset from the client's
+/// statistics, so the mirror's lag is known without asking the cluster.
+struct Statistician {
+    ends: Arc<Mutex<HashMap<(String, u32), i64>>>,
+}
+
+impl ClientContext for Statistician {
+    fn stats(&self, statistics: Statistics) {
+        let mut ends = self.ends.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, topic) in &statistics.topics {
+            for partition in topic.partitions.values() {
+                // -1 is librdkafka's internal "unassigned" partition; an unknown end is < 0.
+                if let (Ok(p), true) = (u32::try_from(partition.partition), partition.ls_offset >= 0) {
+                    ends.insert((name.clone(), p), partition.ls_offset);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Statistician {}
 
 /// Whether the log refused a batch for its event ids (which a plain Kafka producer may repeat).
 fn id_refusal(e: &evident_log::Error) -> bool {

@@ -14,11 +14,11 @@
 //! mirror reads them). It only keeps the membership (heartbeats in librdkafka's thread, and a
 //! poll every `POLL` here).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
@@ -50,17 +50,24 @@ impl Owned {
 
 /// The group member and its thread.
 pub(super) struct Owner {
+    group: String,
     owned: Arc<Owned>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// Who owns what by the group's description.
+    addresses: Mutex<Option<Addresses>>,
 }
 
 impl Owner {
     /// Joins `group` over every topic of the cluster (but Kafka's `__` ones and `_`-prefixed
     /// internal ones).
     pub(super) fn start(config: &KafkaConfig, group: &str, writers: Arc<Writers>) -> Result<Self> {
-        let consumer: BaseConsumer = config
-            .client_config()
+        let mut client = config.client_config();
+        if let Some(address) = &config.node_address {
+            // Other members read it from the group's description (`address_of`).
+            client.set("client.id", address);
+        }
+        let consumer: BaseConsumer = client
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("partition.assignment.strategy", "cooperative-sticky")
@@ -79,12 +86,84 @@ impl Owner {
             .name("evident-kafka-owner".into())
             .spawn(move || follow_assignment(&consumer, &c, &o, &s, &writers))
             .map_err(|e| Error::Unavailable(format!("cannot start the ownership thread: {e}")))?;
-        Ok(Self { owned, stop, thread: Some(thread) })
+        Ok(Self { group: group.to_string(), owned, stop, thread: Some(thread), addresses: Mutex::new(None) })
     }
 
     pub(super) fn owned(&self) -> &Arc<Owned> {
         &self.owned
     }
+
+    /// The advertised address of the member the group assigned `topic`/`partition` to, from
+    /// the group's description (asked through `client`), read again once a second or after
+    /// this member saw a rebalance. None when no member holds it or its owner advertises none.
+    pub(super) fn address_of(
+        &self,
+        client: &BaseConsumer,
+        topic: &str,
+        partition: u32,
+        timeout: Duration,
+    ) -> Option<String> {
+        let rebalances = self.owned.rebalances.load(Ordering::Relaxed);
+        let mut cache = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = cache.as_ref().is_some_and(|(at, seen, _)| at.elapsed() < ADDRESSES_FOR && *seen == rebalances);
+        if !fresh {
+            match client.fetch_group_list(Some(&self.group), timeout) {
+                Ok(list) => {
+                    let mut map = HashMap::new();
+                    for member in list.groups().iter().flat_map(|g| g.members()) {
+                        if member.client_id().is_empty() {
+                            continue;
+                        }
+                        for (t, p) in member.assignment().map(decode_assignment).unwrap_or_default() {
+                            map.insert((t, p), member.client_id().to_string());
+                        }
+                    }
+                    *cache = Some((Instant::now(), rebalances, map));
+                }
+                Err(e) => {
+                    tracing::debug!(group = %self.group, error = %e, "kafka ownership: describing the group failed");
+                    return None;
+                }
+            }
+        }
+        cache.as_ref().and_then(|(_, _, map)| map.get(&(topic.to_string(), partition)).cloned())
+    }
+}
+
+/// The group's assignment as last read: when, the rebalances this member had seen then, and
+/// each partition's owner's advertised address.
+type Addresses = (Instant, u64, HashMap<(String, u32), String>);
+
+/// How long a read of the group's assignment is used.
+const ADDRESSES_FOR: Duration = Duration::from_secs(1);
+
+/// The partitions of a member's assignment as the consumer protocol encodes it (Kafka's
+/// `ConsumerProtocolAssignment`, versions 0 to 3, none flexible: version int16, then an array
+/// (int32 count) of topic (int16-length string) with an array of int32 partitions, then user
+/// data). Malformed bytes give what was read before them.
+fn decode_assignment(bytes: &[u8]) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    let mut at = 2; // the version
+    let mut take = |n: usize| {
+        let piece = bytes.get(at..at + n);
+        at += n;
+        piece
+    };
+    let i32_of = |b: &[u8]| i32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    let Some(topics) = take(4).map(i32_of) else { return out };
+    for _ in 0..topics.max(0) {
+        let Some(len) = take(2).map(|b| i16::from_be_bytes([b[0], b[1]])) else { return out };
+        let Some(name) = take(usize::try_from(len).unwrap_or(0)) else { return out };
+        let name = String::from_utf8_lossy(name).into_owned();
+        let Some(count) = take(4).map(i32_of) else { return out };
+        for _ in 0..count.max(0) {
+            let Some(p) = take(4).map(i32_of) else { return out };
+            if let Ok(p) = u32::try_from(p) {
+                out.push((name.clone(), p));
+            }
+        }
+    }
+    out
 }
 
 impl Drop for Owner {
@@ -145,4 +224,24 @@ fn follow_assignment(
     }
     // Unsubscribing leaves the group now, rather than after the session timeout.
     consumer.unsubscribe();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_assignment;
+
+    #[test]
+    fn an_assignment_decodes_to_its_partitions_and_bad_bytes_stop_the_reading() {
+        // Version 1, two topics: "a" with 0 and 2, "bc" with 1; then empty user data.
+        let mut bytes = vec![0, 1, 0, 0, 0, 2];
+        bytes.extend_from_slice(&[0, 1, b'a', 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 2]);
+        bytes.extend_from_slice(&[0, 2, b'b', b'c', 0, 0, 0, 1, 0, 0, 0, 1]);
+        bytes.extend_from_slice(&[0, 0, 0, 0]);
+        let expected = vec![("a".to_string(), 0), ("a".to_string(), 2), ("bc".to_string(), 1)];
+        assert_eq!(decode_assignment(&bytes), expected);
+        // Cut in the middle of the second topic: the first topic's partitions are kept.
+        assert_eq!(decode_assignment(&bytes[..20]), expected[..2]);
+        assert_eq!(decode_assignment(&[0, 1, 0xff, 0xff, 0xff, 0xff]), Vec::<(String, u32)>::new());
+        assert!(decode_assignment(&[]).is_empty());
+    }
 }
