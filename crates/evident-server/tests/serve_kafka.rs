@@ -12,8 +12,9 @@
 //!   Kafka exactly once, at the version and offset acknowledged, and an append acknowledged by
 //!   one node is read at once on the other;
 //! - one node killed with SIGKILL while clients append through both: its clients move to the
-//!   survivor, appends go on, nothing acknowledged is lost or stored twice, and the node
-//!   restarted on its mirror serves every event.
+//!   survivor, appends go on, nothing acknowledged is lost or stored twice, the node restarted
+//!   on its mirror serves every event, and so does a new node with an empty mirror (which
+//!   also knows that the topic exists).
 //!
 //! Checking against the topic's contents read by a plain consumer (`common::kafka_contents`)
 //! is what makes the checks independent of the server: a version given twice would put one of
@@ -571,8 +572,10 @@ fn a_node_killed_mid_append(cluster: &Cluster, pair: &mut Pair) {
     wait_acks("before the kill", 10, &|| true);
     // Node 1's last reading, then SIGKILL: no shutdown, no leaving the group.
     let node1_forwarded = metric(pair.nodes[1].as_ref().expect("running"), "evident_cluster_forwarded_total");
+    let owned: f64 = pair.nodes.iter().flatten().map(|n| metric(n, "evident_cluster_owned_partitions")).sum();
     let mut victim = pair.nodes[1].take().expect("running");
     victim.kill9();
+    let killed_at = Instant::now();
     pair.dead.push(victim);
     killed.store(true, Ordering::SeqCst);
     let after_kill = pair.tally.acked();
@@ -582,6 +585,19 @@ fn a_node_killed_mid_append(cluster: &Cluster, pair: &mut Pair) {
         pair.tally.acked() - after_kill,
         took.as_secs_f64(),
         pair.tally.moved_acks.load(Ordering::SeqCst)
+    );
+    // Once the dead member's session expires, the group gives its partitions to the survivor,
+    // and appends go on there without a forward to try first.
+    let survivor = pair.nodes[0].as_ref().expect("running");
+    eventually("the survivor owns every partition", || metric(survivor, "evident_cluster_owned_partitions") == owned);
+    let failures = metric(survivor, "evident_cluster_forward_failures_total");
+    let took_over = killed_at.elapsed();
+    let took = wait_acks("after the survivor took over", 10, &|| true);
+    println!(
+        "node 0 owns all {owned} partitions {:.1} s after the kill ({failures} forwards to node 1 failed meanwhile); \
+         10 more appends in {:.1} s",
+        took_over.as_secs_f64(),
+        took.as_secs_f64()
     );
     stop.store(true, Ordering::SeqCst);
     for c in clients {
@@ -633,4 +649,18 @@ fn a_node_killed_mid_append(cluster: &Cluster, pair: &mut Pair) {
         pair.tally.conflicts.load(Ordering::SeqCst),
         errors.len()
     );
+
+    // A node that has just joined (a new, empty mirror) serves every event too, and knows
+    // the topic exists on the cluster before its mirror has listed it.
+    let fresh_dir = tempfile::tempdir().expect("tempdir");
+    let fresh = pair_node(cluster, fresh_dir.path());
+    let _log = LogOnPanic(&fresh);
+    let (status, body) = fresh.post("/v1/topics", &json!({ "name": TOPIC, "partitions": PARTITIONS }));
+    assert_eq!(status, 409, "creating {TOPIC}, which the cluster has, on a node that has just started: {body}");
+    assert_error(&body, "topic_exists");
+    let contents = by_key(&records(&cluster.bootstrap, TOPIC, PARTITIONS));
+    for (key, events) in &contents {
+        let page = fresh.get_ok(&format!("{}?limit=10000", stream_path(TOPIC, key)));
+        assert_eq!(&positions(&page["events"], &page["partition"]), events, "{key} read on a new node");
+    }
 }
