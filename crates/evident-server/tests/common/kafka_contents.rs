@@ -1,6 +1,7 @@
 //! What a Kafka topic holds, read back by a plain `read_committed` librdkafka consumer (no
 //! group, from the beginning up to each partition's end at the start): per key, the event ids
-//! (`ce_id`) in offset order. The tests of the library's Kafka backend check their appends
+//! (`ce_id`) in offset order, or every record with its partition and offset. The tests of the
+//! library's Kafka backend and of `evident serve --storage kafka://` check their appends
 //! against this, a reader that shares nothing with the backend.
 
 use std::collections::{BTreeMap, HashMap};
@@ -10,8 +11,31 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+/// One committed record of a topic, as a plain consumer reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// The record's key (lossy UTF-8; empty for none).
+    pub key: String,
+    /// Its `ce_id` header (empty for none).
+    pub id: String,
+    /// The partition it is in.
+    pub partition: i32,
+    /// Its Kafka offset (transaction markers take offsets too, so these have gaps).
+    pub offset: i64,
+}
+
 /// Per key, the event ids of `topic` (with `partitions` partitions) in offset order.
 pub fn event_ids_by_key(bootstrap: &str, topic: &str, partitions: u32) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in records(bootstrap, topic, partitions) {
+        out.entry(r.key).or_default().push(r.id);
+    }
+    out
+}
+
+/// Every committed record of `topic` (with `partitions` partitions): each partition's in
+/// offset order (partitions interleaved as they arrived).
+pub fn records(bootstrap: &str, topic: &str, partitions: u32) -> Vec<StoredRecord> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "evident-tests-contents")
@@ -27,7 +51,7 @@ pub fn event_ids_by_key(bootstrap: &str, topic: &str, partitions: u32) -> BTreeM
         tpl.add_partition_offset(topic, p, Offset::Beginning).expect("tpl");
     }
     consumer.assign(&tpl).expect("assign");
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let positions = consumer.position().expect("position");
@@ -47,7 +71,7 @@ pub fn event_ids_by_key(bootstrap: &str, topic: &str, partitions: u32) -> BTreeM
                 .and_then(|h| h.iter().find(|h| h.key == "ce_id").and_then(|h| h.value))
                 .map(|v| String::from_utf8_lossy(v).into_owned())
                 .unwrap_or_default();
-            out.entry(key).or_default().push(id);
+            out.push(StoredRecord { key, id, partition: m.partition(), offset: m.offset() });
         }
     }
 }

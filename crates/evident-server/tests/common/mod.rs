@@ -1,6 +1,7 @@
 //! The end-to-end test harness: starts the real `evident` binary (`evident serve` on a
-//! temporary data directory and a free port), talks to it over HTTP (a blocking JSON client, a
-//! raw Server-Sent Events reader), runs the CLI against it, and stops it with a signal.
+//! temporary data directory and a free port, or as a front over a Kafka cluster), talks to it
+//! over HTTP (a blocking JSON client, a raw Server-Sent Events reader), runs the CLI against
+//! it, and stops it with a signal.
 //!
 //! Waits are bounded by [`PATIENCE`] only so that a broken server fails the test instead of
 //! hanging it; no result depends on how fast the machine is.
@@ -39,6 +40,14 @@ const REGISTRY_LISTENING: &str = "evident: schema registry listening on http://"
 
 /// The line `evident serve` prints right after [`LISTENING`], naming the Kafka listener.
 const KAFKA_LISTENING: &str = "evident: Kafka protocol listening on ";
+
+/// The last start-up line of `evident serve --storage kafka://...` (no Kafka listener then:
+/// the server is a front over the cluster it names), in place of [`KAFKA_LISTENING`].
+const KAFKA_STORAGE: &str = "evident: storage is the Kafka cluster at ";
+
+/// How long a server over a Kafka cluster may take to start: it connects to the cluster and
+/// joins its ownership group first, which on two busy cores takes longer than a local start.
+pub const KAFKA_START_PATIENCE: Duration = Duration::from_secs(120);
 
 /// Whether an environment variable would change how the server or the CLI behaves: `RUST_LOG`
 /// and every `EVIDENT_` setting (flags have environment twins, and new ones keep coming), but
@@ -170,7 +179,8 @@ pub struct Server {
     pub addr: String,
     /// The port it listens on.
     pub port: u16,
-    /// `IP:PORT` of its Kafka protocol listener (as printed by it).
+    /// `IP:PORT` of its Kafka protocol listener (as printed by it); on a Kafka cluster
+    /// (`--storage kafka://`), the cluster's bootstrap (`host:port,...`) it names.
     pub kafka_addr: String,
     /// `IP:PORT` of its schema registry listener (as printed by it), unless disabled.
     pub registry_addr: Option<String>,
@@ -218,10 +228,38 @@ impl Server {
         }
     }
 
+    /// Starts `evident serve --storage kafka://BOOTSTRAP` working in `dir` with its data (the
+    /// cluster's mirror) in `dir/data` (reuse `dir` to restart it on the same mirror), with
+    /// extra `serve` flags. Its `kafka_addr` is the bootstrap it names.
+    pub fn start_on_kafka(dir: &Path, bootstrap: &str, extra: &[&str]) -> Server {
+        let data = dir.join("data");
+        let data = data.to_str().expect("utf-8 path");
+        let storage = format!("kafka://{bootstrap}");
+        let mut args = vec!["serve", "--storage", storage.as_str(), "--data-dir", data, "--http-addr", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        match Self::launch_within(dir, &args, &[], KAFKA_START_PATIENCE) {
+            Ok(server) => server,
+            Err(e) => panic!(
+                "evident serve --storage {storage} exited before listening (code {:?})\n--- stdout\n{}\n--- stderr\n{}",
+                e.code, e.stdout, e.stderr
+            ),
+        }
+    }
+
     /// Runs the binary with exactly `args` and `envs` in `dir` and waits until it listens; if
     /// it exits first, returns how. Panics (after killing it) if it neither listens nor exits
     /// within [`PATIENCE`].
     pub fn launch(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Result<Server, Exited> {
+        Self::launch_within(dir, args, envs, PATIENCE)
+    }
+
+    /// As [`Server::launch`], waiting up to `patience` for the start-up lines.
+    pub fn launch_within(
+        dir: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        patience: Duration,
+    ) -> Result<Server, Exited> {
         let mut cmd = command(dir);
         cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         for (k, v) in envs {
@@ -235,8 +273,9 @@ impl Server {
             collect(child.stdout.take().expect("stdout"), stdout.clone(), Some(tx)),
             collect(child.stderr.take().expect("stderr"), stderr.clone(), None),
         ];
-        let deadline = Instant::now() + PATIENCE;
-        // The HTTP line, then the Kafka line (printed right after it).
+        let deadline = Instant::now() + patience;
+        // The HTTP line, then the Kafka line (printed right after it), or, on a Kafka cluster,
+        // the storage line naming it.
         let mut addr = None;
         let mut registry_addr = None;
         let kafka_addr = loop {
@@ -247,7 +286,9 @@ impl Server {
                         addr = Some(rest.trim().to_string());
                     } else if let Some(rest) = line.strip_prefix(REGISTRY_LISTENING) {
                         registry_addr = Some(rest.trim().to_string());
-                    } else if let Some(rest) = line.strip_prefix(KAFKA_LISTENING) {
+                    } else if let Some(rest) =
+                        line.strip_prefix(KAFKA_LISTENING).or_else(|| line.strip_prefix(KAFKA_STORAGE))
+                    {
                         if addr.is_some() {
                             break rest.trim().to_string();
                         }
@@ -267,7 +308,7 @@ impl Server {
                     let _ = child.kill();
                     let _ = child.wait();
                     panic!(
-                        "evident serve printed no listening line within {PATIENCE:?}\n--- stdout\n{}\n--- stderr\n{}",
+                        "evident serve printed no listening line within {patience:?}\n--- stdout\n{}\n--- stderr\n{}",
                         stdout.lock().expect("lock"),
                         stderr.lock().expect("lock")
                     );
