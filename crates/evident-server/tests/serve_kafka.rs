@@ -14,7 +14,10 @@
 //! - one node killed with SIGKILL while clients append through both: its clients move to the
 //!   survivor, appends go on, nothing acknowledged is lost or stored twice, the node restarted
 //!   on its mirror serves every event, and so does a new node with an empty mirror (which
-//!   also knows that the topic exists).
+//!   also knows that the topic exists);
+//! - three nodes (the new one joins the group): each owns a share of the partitions, and
+//!   clients appending through all three leave every acknowledged append on Kafka once, at
+//!   its version.
 //!
 //! Checking against the topic's contents read by a plain consumer (`common::kafka_contents`)
 //! is what makes the checks independent of the server: a version given twice would put one of
@@ -623,6 +626,7 @@ fn a_node_killed_mid_append(cluster: &Cluster, pair: &mut Pair) {
     // It appends again (to its own partitions or forwarded), read at once on the survivor.
     let key = "acct-0";
     let current = contents[key].len() as u64 - 1;
+    pair.tally.sent.lock().expect("sent").insert("after-restart".to_string());
     let reply = restarted.post_expect(
         &stream_path(TOPIC, key),
         &json!({ "expected_version": current, "events": [event("after-restart", "Deposited", json!({"amount": 1}))] }),
@@ -663,4 +667,41 @@ fn a_node_killed_mid_append(cluster: &Cluster, pair: &mut Pair) {
         let page = fresh.get_ok(&format!("{}?limit=10000", stream_path(TOPIC, key)));
         assert_eq!(&positions(&page["events"], &page["partition"]), events, "{key} read on a new node");
     }
+
+    // Three nodes: the new one is a member of the group too. Once each owns a share of the
+    // partitions, a client per node appends to the same streams; the contents check again.
+    let three = [pair.nodes[0].as_ref().expect("running"), pair.nodes[1].as_ref().expect("running"), &fresh];
+    eventually("three nodes own partitions", || {
+        three.iter().all(|n| metric(n, "evident_cluster_owned_partitions") > 0.0)
+    });
+    let forwarded_before: f64 = three.iter().map(|n| metric(n, "evident_cluster_forwarded_total")).sum();
+    let acked_before = pair.tally.acked();
+    let urls: Vec<String> = three.iter().map(|n| n.base()).collect();
+    let (stop, never) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let clients: Vec<JoinHandle<()>> = (0..3)
+        .map(|i| {
+            let order: Vec<String> = (0..3).map(|j| urls[(i + j) % 3].clone()).collect();
+            spawn_client(
+                format!("t{i}"),
+                order,
+                rand::random(),
+                Some(20),
+                stop.clone(),
+                never.clone(),
+                pair.tally.clone(),
+            )
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("a client failed");
+    }
+    let (stored, acked) = check_contents(cluster, &pair.tally);
+    let forwarded: f64 =
+        three.iter().map(|n| metric(n, "evident_cluster_forwarded_total")).sum::<f64>() - forwarded_before;
+    let owned: Vec<f64> = three.iter().map(|n| metric(n, "evident_cluster_owned_partitions")).collect();
+    println!(
+        "serve on kafka, three nodes: owned={owned:?} acked={} forwarded={forwarded} stored={stored} total_acked={acked} \
+         lost=0 twice=0",
+        acked - acked_before
+    );
 }
