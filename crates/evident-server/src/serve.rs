@@ -106,11 +106,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let sql = evident_sql::Engine::open_with(log.clone(), Some(decoder)).context("cannot load the SQL views")?;
 
     let threads = Arc::new(workers::ConnectionThreads::start(config.http_threads)?);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("evident-http")
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = runtime()?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let notifier = notifier::Notifier::start(log.clone());
     let metrics = Arc::new(Metrics::default());
@@ -237,6 +233,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     closed?;
     println!("evident: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The multi-threaded runtime that accepts connections (and runs the Kafka listener and the
+/// blocking pool).
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("evident-http")
+        .build()
+        .context("starting the async runtime")
 }
 
 /// The HTTP API's shared state over `log` with the configured limits (both storages).

@@ -41,11 +41,7 @@ pub fn run(config: ServeConfig, storage: ClusterStorage, listener: std::net::Tcp
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
 
     let threads = Arc::new(workers::ConnectionThreads::start(config.http_threads)?);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("evident-http")
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = super::runtime()?;
     let mut kafka = KafkaConfig::new(storage.bootstrap.clone(), config.data_dir.clone());
     kafka.owner_group = Some(storage.ownership_group.clone());
     kafka.node_address = Some(node_url.clone());
