@@ -269,8 +269,10 @@ mod tests {
         bytes.extend_from_slice(&[0, 0, 0, 0]);
         let expected = vec![("a".to_string(), 0), ("a".to_string(), 2), ("bc".to_string(), 1)];
         assert_eq!(decode_assignment(&bytes), expected);
-        // Cut in the middle of the second topic: the first topic's partitions are kept.
-        assert_eq!(decode_assignment(&bytes[..20]), expected[..2]);
+        // Cut in the middle of the second topic: the first topic's partitions are kept (its
+        // two partitions end at byte 21); cut in the middle of a partition: those before it.
+        assert_eq!(decode_assignment(&bytes[..23]), expected[..2]);
+        assert_eq!(decode_assignment(&bytes[..20]), expected[..1]);
         assert_eq!(decode_assignment(&[0, 1, 0xff, 0xff, 0xff, 0xff]), Vec::<(String, u32)>::new());
         assert!(decode_assignment(&[]).is_empty());
     }
