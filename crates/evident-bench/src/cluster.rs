@@ -242,7 +242,7 @@ impl Bench<'_> {
         let warm = self.duration.min(Duration::from_secs(3));
         let started = Instant::now();
         let backends: Vec<Arc<dyn Backend>> = vec![Arc::new(backend)];
-        append_loop(&backends, 8, warm, "warm-up", || self.cpu()).await?;
+        append_loop(&backends, 8, warm, "warm-up", payload::event, || self.cpu()).await?;
         eprintln!("  warm-up: 8 writers through KafkaBackend for {} (untimed)", dur(started.elapsed()));
         Ok(())
     }
@@ -258,8 +258,8 @@ impl Bench<'_> {
         let backends = (0..instances)
             .map(|i| Ok(Arc::new(self.open_kafka(&format!("w{writers}-i{instances}-{i}"))?) as Arc<dyn Backend>))
             .collect::<Result<Vec<_>>>()?;
-        let run = append_loop(&backends, writers, self.duration, &format!("kb-w{writers}-i{instances}"), || self.cpu())
-            .await?;
+        let tag = format!("kb-w{writers}-i{instances}");
+        let run = append_loop(&backends, writers, self.duration, &tag, payload::event, || self.cpu()).await?;
         let note = self.cpu_note(run.started, run.ops, true);
         drop(backends);
         Ok(run.measurement(System::KafkaBackend, Key::ClusterAppend { writers, instances }, writers, instances).note(
@@ -300,7 +300,10 @@ impl Bench<'_> {
             .collect::<Result<Vec<_>>>()?;
         let node_cpu = || servers.iter().filter_map(|s| machine::cpu_time(&s.pid()?.to_string())).sum::<Duration>();
         let nodes_before = node_cpu();
-        let run = append_loop(&backends, 8, self.duration, &format!("serve-n{nodes}"), || self.cpu()).await?;
+        // Over HTTP the metadata are plain headers (the API takes the CloudEvents attributes it
+        // knows as fields and reserves the other `ce_` names).
+        let tag = format!("serve-n{nodes}");
+        let run = append_loop(&backends, 8, self.duration, &tag, payload::event_over_http, || self.cpu()).await?;
         let per = |d: Duration| dur(d.div_f64(run.ops.max(1) as f64));
         let nodes_cpu = per(node_cpu().saturating_sub(nodes_before));
         let mut forwarded = 0.0;
@@ -324,7 +327,8 @@ impl Bench<'_> {
         let backend = EmbeddedBackend::open(&dir).map_err(|e| anyhow!("opening the embedded backend: {e}"))?;
         backend.ensure_topic(TOPIC, TopicSpec { partitions: PARTITIONS, compacted: false }).await?;
         let backends: Vec<Arc<dyn Backend>> = vec![Arc::new(backend)];
-        let run = append_loop(&backends, writers, self.duration, &format!("emb-w{writers}"), || self.cpu()).await?;
+        let tag = format!("emb-w{writers}");
+        let run = append_loop(&backends, writers, self.duration, &tag, payload::event, || self.cpu()).await?;
         let note = self.cpu_note(run.started, run.ops, false);
         drop(backends);
         let _ = std::fs::remove_dir_all(&dir);
@@ -492,6 +496,7 @@ async fn append_loop(
     writers: usize,
     duration: Duration,
     tag: &str,
+    event: fn(String) -> EventData,
     cpu: impl Fn() -> Cpu,
 ) -> Result<Run> {
     let barrier = Arc::new(tokio::sync::Barrier::new(writers + 1));
@@ -518,7 +523,7 @@ async fn append_loop(
                 let key = key.clone();
                 async move {
                     let expected = version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
-                    let event = payload::event(payload::event_id(writer_id, i));
+                    let event = event(payload::event_id(writer_id, i));
                     let appended = backend.append(TOPIC, &key, expected, &[event]).await?;
                     let want = version.map_or(0, |v| v.0 + 1);
                     ensure!(

@@ -32,6 +32,18 @@ pub fn event(id: String) -> EventData {
     e
 }
 
+/// The event with id `id` as evident's HTTP API takes it: the same metadata as plain headers
+/// (the API reserves the `ce_` names it does not take as CloudEvents fields).
+pub fn event_over_http(id: String) -> EventData {
+    let mut e = event(id);
+    for (name, _) in &mut e.extra_headers {
+        if let Some(plain) = name.strip_prefix("ce_") {
+            *name = plain.to_string();
+        }
+    }
+    e
+}
+
 /// The same event as a Kafka record under `key` (what a Kafka producer would send).
 pub fn record(key: &[u8], id: String, timestamp_ms: i64) -> NewRecord {
     event(id).to_record(key, timestamp_ms)
