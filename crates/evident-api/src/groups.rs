@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A group's state, as far as evident tracks it.
+/// A group's state, as far as evident tracks it (Kafka's names). The embedded store's groups
+/// are `Stable` or `Empty`; a node on a Kafka cluster also shows a group rebalancing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum GroupState {
@@ -10,6 +11,10 @@ pub enum GroupState {
     Stable,
     /// Only committed offsets remain.
     Empty,
+    /// Members are (re)joining.
+    PreparingRebalance,
+    /// The members joined and wait for their assignment.
+    CompletingRebalance,
 }
 
 /// A group in a list.
@@ -54,10 +59,14 @@ pub struct MemberDescription {
     pub client_id: String,
     /// The client's host.
     pub client_host: String,
-    /// Session timeout.
-    pub session_timeout_ms: u32,
-    /// When the member last joined or heartbeated (ms since the epoch).
-    pub last_heartbeat_ms: i64,
+    /// Session timeout; `null` on a node in front of a Kafka cluster (Kafka's DescribeGroups
+    /// does not tell).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub session_timeout_ms: Option<u32>,
+    /// When the member last joined or heartbeated (ms since the epoch); `null` on a node in
+    /// front of a Kafka cluster.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub last_heartbeat_ms: Option<i64>,
     /// Partitions the member consumes.
     pub assignment: Vec<TopicPartitions>,
 }
@@ -123,8 +132,10 @@ pub struct CommittedOffset {
     /// The consumer's metadata.
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub metadata: Option<String>,
-    /// When the commit was made (ms since the epoch, the store's clock).
-    pub commit_time_ms: i64,
+    /// When the commit was made (ms since the epoch, the store's clock); `null` on a node in
+    /// front of a Kafka cluster (Kafka's OffsetFetch does not tell).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub commit_time_ms: Option<i64>,
 }
 
 /// `GET` and `POST /v1/groups/{group}/offsets`.

@@ -68,6 +68,10 @@ pub enum Error {
         /// The unknown version or record kind.
         what: String,
     },
+    /// The Kafka cluster that keeps the groups (`evident serve --storage kafka://`) could not
+    /// be asked or refused for a reason none of the variants above names; what it said.
+    #[error("the Kafka cluster: {0}")]
+    Cluster(String),
     /// The log refused or failed (unknown topic or partition, I/O, poisoned, ...).
     #[error(transparent)]
     Log(#[from] evident_log::Error),

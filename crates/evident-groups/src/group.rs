@@ -64,17 +64,36 @@ pub struct CommittedOffset {
     /// The leader epoch the consumer committed with, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader_epoch: Option<i32>,
-    /// When the commit was made (ms since the epoch, the store's clock).
-    pub commit_time_ms: i64,
+    /// When the commit was made (ms since the epoch, the store's clock); `None` for a group on
+    /// a Kafka cluster, whose OffsetFetch does not tell.
+    pub commit_time_ms: Option<i64>,
 }
 
-/// Kafka's group states, as far as evident tracks them.
+/// Kafka's group states, as far as evident tracks them. evident's own store reports `Stable`
+/// or `Empty`; a group on a Kafka cluster (`evident serve --storage kafka://`) may also be
+/// rebalancing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GroupState {
     /// Active members consume for the group.
     Stable,
     /// Only committed offsets remain.
     Empty,
+    /// Members are (re)joining.
+    PreparingRebalance,
+    /// The members joined and wait for their assignment.
+    CompletingRebalance,
+}
+
+impl GroupState {
+    /// Kafka's name of the state (ListGroups, DescribeGroups, `kafka-consumer-groups`).
+    pub fn kafka_name(self) -> &'static str {
+        match self {
+            Self::Stable => "Stable",
+            Self::Empty => "Empty",
+            Self::PreparingRebalance => "PreparingRebalance",
+            Self::CompletingRebalance => "CompletingRebalance",
+        }
+    }
 }
 
 /// A group in a list.

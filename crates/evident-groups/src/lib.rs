@@ -105,8 +105,8 @@ pub use members::{
     MemberDescription, MemberInfo, TopicPartitions, ASSIGNMENT_PARTITIONS_MAX, MEMBERS_PER_GROUP_MAX,
     MEMBER_FIELD_LEN_MAX, SESSION_TIMEOUT_MAX_MS, SESSION_TIMEOUT_MIN_MS,
 };
-pub use reset::{ResetRequest, ResetRow, ResetScope, ResetStrategy, TopicScope};
-pub use store::{GroupStore, METADATA_LEN_MAX, OFFSETS_PER_COMMIT_MAX};
+pub use reset::{plan as plan_reset, ResetRequest, ResetRow, ResetScope, ResetStrategy, ResetTarget, TopicScope};
+pub use store::{check_commit, GroupStore, METADATA_LEN_MAX, OFFSETS_PER_COMMIT_MAX};
 
 /// The internal topic that holds committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";

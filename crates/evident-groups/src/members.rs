@@ -58,10 +58,12 @@ pub struct MemberDescription {
     pub client_id: String,
     /// The client's host.
     pub client_host: String,
-    /// Session timeout.
-    pub session_timeout_ms: u32,
-    /// When the member last joined or heartbeated (ms since the epoch, the store's clock).
-    pub last_heartbeat_ms: i64,
+    /// Session timeout; `None` for a member of a group on a Kafka cluster (DescribeGroups
+    /// does not tell).
+    pub session_timeout_ms: Option<u32>,
+    /// When the member last joined or heartbeated (ms since the epoch, the store's clock);
+    /// `None` on a Kafka cluster, as the session timeout.
+    pub last_heartbeat_ms: Option<i64>,
     /// Partitions the member consumes.
     pub assignment: Vec<TopicPartitions>,
 }
@@ -85,8 +87,8 @@ impl Member {
             member_id: self.info.member_id.clone(),
             client_id: self.info.client_id.clone(),
             client_host: self.info.client_host.clone(),
-            session_timeout_ms: self.info.session_timeout_ms,
-            last_heartbeat_ms: self.last_heartbeat_ms,
+            session_timeout_ms: Some(self.info.session_timeout_ms),
+            last_heartbeat_ms: Some(self.last_heartbeat_ms),
             assignment: self.info.assignment.clone(),
         }
     }

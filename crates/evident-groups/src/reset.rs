@@ -79,19 +79,24 @@ pub struct ResetRow {
 
 /// A partition a reset covers, with what the planner needs to know of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Target {
+pub struct ResetTarget {
+    /// Topic.
     pub topic: TopicName,
+    /// Partition.
     pub partition: u32,
+    /// The group's committed offset, if any.
     pub committed: Option<u64>,
+    /// The partition's first offset.
     pub log_start: u64,
+    /// The partition's high watermark.
     pub log_end: u64,
 }
 
 /// Plans a reset of `targets` (already in the order the rows should have). `offset_for_time`
 /// is the log's ListOffsets by time: the first offset at or after a timestamp, if any.
-pub(crate) fn plan(
+pub fn plan(
     strategy: ResetStrategy,
-    targets: &[Target],
+    targets: &[ResetTarget],
     now_ms: i64,
     mut offset_for_time: impl FnMut(&TopicName, u32, i64) -> Result<Option<u64>>,
 ) -> Result<Vec<ResetRow>> {
@@ -144,7 +149,7 @@ pub(crate) fn plan(
 /// (Kafka's `--to-datetime`).
 fn offset_at(
     offset_for_time: &mut impl FnMut(&TopicName, u32, i64) -> Result<Option<u64>>,
-    t: &Target,
+    t: &ResetTarget,
     ms: i64,
 ) -> Result<u64> {
     Ok(match offset_for_time(&t.topic, t.partition, ms)? {
@@ -157,13 +162,13 @@ fn offset_at(
 mod tests {
     use super::*;
 
-    fn target(partition: u32, committed: Option<u64>, log_start: u64, log_end: u64) -> Target {
-        Target { topic: TopicName::new("orders").expect("topic"), partition, committed, log_start, log_end }
+    fn target(partition: u32, committed: Option<u64>, log_start: u64, log_end: u64) -> ResetTarget {
+        ResetTarget { topic: TopicName::new("orders").expect("topic"), partition, committed, log_start, log_end }
     }
 
     /// Partition 0: committed 5 in [2, 10). Partition 1: nothing committed, [0, 4). Partition 2:
     /// committed 20, beyond its end [0, 8) (Kafka accepts commits past the end).
-    fn targets() -> Vec<Target> {
+    fn targets() -> Vec<ResetTarget> {
         vec![target(0, Some(5), 2, 10), target(1, None, 0, 4), target(2, Some(20), 0, 8)]
     }
 

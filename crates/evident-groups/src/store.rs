@@ -21,7 +21,7 @@ use crate::group::{
 };
 use crate::members::{self, Member, MemberInfo, MEMBERS_PER_GROUP_MAX};
 use crate::record::{DecodeError, OffsetKey, OffsetValue};
-use crate::reset::{self, ResetRequest, ResetRow, ResetScope, Target};
+use crate::reset::{self, ResetRequest, ResetRow, ResetScope, ResetTarget};
 use crate::OFFSETS_TOPIC;
 
 /// Most offsets in one commit; bounds what one HTTP or Kafka request can make the store do.
@@ -132,36 +132,11 @@ impl GroupStore {
     /// When the same partition appears twice, the later entry wins.
     pub fn commit(&self, group: &str, offsets: &[OffsetCommit]) -> Result<()> {
         validate_group(group)?;
-        if offsets.len() > OFFSETS_PER_COMMIT_MAX {
-            return Err(Error::InvalidCommit(format!(
-                "{} offsets in one commit; at most {OFFSETS_PER_COMMIT_MAX} are allowed",
-                offsets.len()
-            )));
-        }
+        check_commit(offsets)?;
         let now = self.clock.now_ms();
         let mut partitions_of: HashMap<&str, (TopicName, u32)> = HashMap::new();
         let mut writes = Vec::with_capacity(offsets.len());
         for commit in offsets {
-            if let Some(metadata) = &commit.metadata {
-                if metadata.len() > METADATA_LEN_MAX {
-                    return Err(Error::InvalidCommit(format!(
-                        "metadata for {}/{} is {} bytes long; at most {METADATA_LEN_MAX} are allowed",
-                        commit.topic,
-                        commit.partition,
-                        metadata.len()
-                    )));
-                }
-            }
-            // Kafka's offsets are signed 64-bit; a larger one could not be served to clients.
-            if commit.offset > i64::MAX as u64 {
-                return Err(Error::InvalidCommit(format!(
-                    "offset {} for {}/{} exceeds Kafka's largest offset {}",
-                    commit.offset,
-                    commit.topic,
-                    commit.partition,
-                    i64::MAX
-                )));
-            }
             let (topic, partitions) = match partitions_of.get(commit.topic.as_str()) {
                 Some(known) => known.clone(),
                 None => {
@@ -235,7 +210,7 @@ impl GroupStore {
                 offset: value.offset,
                 metadata: value.metadata.clone(),
                 leader_epoch: value.leader_epoch,
-                commit_time_ms: value.commit_time_ms,
+                commit_time_ms: Some(value.commit_time_ms),
             })
             .collect())
     }
@@ -404,7 +379,7 @@ impl GroupStore {
 
     /// The partitions a reset scope covers, with their committed and log offsets, by topic
     /// and partition.
-    fn targets(&self, group: &str, scope: &ResetScope) -> Result<Vec<Target>> {
+    fn targets(&self, group: &str, scope: &ResetScope) -> Result<Vec<ResetTarget>> {
         let committed: BTreeMap<(TopicName, u32), u64> = self
             .lock()
             .groups
@@ -457,7 +432,7 @@ impl GroupStore {
                 Err(e) => return Err(e.into()),
             };
             let committed = committed.get(&(topic.clone(), partition)).copied();
-            targets.push(Target {
+            targets.push(ResetTarget {
                 topic,
                 partition,
                 committed,
@@ -549,6 +524,42 @@ fn decode(offset: u64, key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Write
     let key = OffsetKey::decode(key).map_err(failed)?;
     let value = value.map(OffsetValue::decode).transpose().map_err(failed)?;
     Ok((key, value))
+}
+
+/// The limits every offset commit keeps, wherever the group lives (the embedded store or a
+/// Kafka cluster): at most [`OFFSETS_PER_COMMIT_MAX`] offsets, metadata up to
+/// [`METADATA_LEN_MAX`] bytes, offsets up to Kafka's largest (`i64::MAX`), else
+/// [`Error::InvalidCommit`].
+pub fn check_commit(offsets: &[OffsetCommit]) -> Result<()> {
+    if offsets.len() > OFFSETS_PER_COMMIT_MAX {
+        return Err(Error::InvalidCommit(format!(
+            "{} offsets in one commit; at most {OFFSETS_PER_COMMIT_MAX} are allowed",
+            offsets.len()
+        )));
+    }
+    for commit in offsets {
+        if let Some(metadata) = &commit.metadata {
+            if metadata.len() > METADATA_LEN_MAX {
+                return Err(Error::InvalidCommit(format!(
+                    "metadata for {}/{} is {} bytes long; at most {METADATA_LEN_MAX} are allowed",
+                    commit.topic,
+                    commit.partition,
+                    metadata.len()
+                )));
+            }
+        }
+        // Kafka's offsets are signed 64-bit; a larger one could not be served to clients.
+        if commit.offset > i64::MAX as u64 {
+            return Err(Error::InvalidCommit(format!(
+                "offset {} for {}/{} exceeds Kafka's largest offset {}",
+                commit.offset,
+                commit.topic,
+                commit.partition,
+                i64::MAX
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

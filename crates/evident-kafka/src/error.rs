@@ -136,6 +136,9 @@ impl From<evident_groups::Error> for KafkaError {
             E::InvalidCommit(_) => ResponseError::InvalidCommitOffsetSize,
             E::InvalidReset(_) => ResponseError::InvalidRequest,
             E::Corrupted { .. } | E::UnsupportedFormat { .. } => ResponseError::KafkaStorageError,
+            // Only the groups of a node on a Kafka cluster meet it, and such a node runs no
+            // Kafka listener; mapped for completeness.
+            E::Cluster(_) => ResponseError::CoordinatorNotAvailable,
         };
         Self { code, message, record_errors: Vec::new() }
     }

@@ -32,6 +32,7 @@ use std::sync::{Arc, OnceLock};
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use evident_groups::GroupStore;
+pub use groups::Groups;
 use evident_log::Log;
 use tokio::sync::{watch, Semaphore};
 use utoipa::OpenApi as _;
@@ -54,7 +55,8 @@ pub struct Shared {
     /// The embedded log; with Kafka storage, this node's mirror of the cluster (read-only
     /// here: appends go to the cluster through `cluster`).
     pub log: Arc<Log>,
-    /// Consumer groups (None with Kafka storage: the cluster keeps them).
+    /// The embedded store's consumer groups (None with Kafka storage: the cluster keeps them,
+    /// and [`AppState::groups`] asks it).
     groups: Option<Arc<GroupStore>>,
     /// This node's part of a Kafka cluster, with `--storage kafka://`.
     pub cluster: Option<Arc<cluster::Cluster>>,
@@ -144,14 +146,14 @@ impl AppState {
         Self(Arc::new(shared))
     }
 
-    /// The consumer groups, or `501 not_on_cluster` with Kafka storage.
-    pub fn groups(&self) -> Result<&Arc<GroupStore>, ApiError> {
-        self.groups.as_ref().ok_or_else(|| {
-            cluster::not_on_cluster(
-                "consumer groups",
-                "the cluster keeps them; use kafka-consumer-groups or any Kafka admin client against it",
-            )
-        })
+    /// The consumer groups: the embedded store's, or the Kafka cluster's on a node in front of
+    /// one.
+    pub fn groups(&self) -> Groups {
+        match (&self.groups, &self.cluster) {
+            (Some(store), _) => Groups::Embedded(store.clone()),
+            (None, Some(cluster)) => Groups::Cluster(cluster.groups.clone()),
+            (None, None) => unreachable!("a server has an embedded group store or a cluster"),
+        }
     }
 
     /// Refuses a route that only the embedded store serves (`what`, plural) with Kafka storage.

@@ -7,6 +7,10 @@
 //!   (conflicts naming the current version, idempotent retries, batches), stream reads both
 //!   ways, Kafka's offsets in every reply (checked against a plain Kafka consumer), partition
 //!   reads by Kafka offset, and the routes a cluster does not serve (`501 not_on_cluster`);
+//! - consumer groups are the cluster's own: a real Kafka consumer's group described through the
+//!   node (members, assignment, committed offsets, lag), commits and resets refused while it
+//!   consumes, then a replay: the group reset to the earliest offsets through the node, and the
+//!   consumer, restarted, reads everything again; then the group deleted;
 //! - two nodes appending to the same streams at exact expected versions through both (appends
 //!   for a partition the other node owns are forwarded to it): every acknowledged append is on
 //!   Kafka exactly once, at the version and offset acknowledged, and an append acknowledged by
@@ -35,6 +39,8 @@ use common::jvm::{java, Cluster};
 use common::kafka_contents::{records, StoredRecord};
 use common::{assert_error, Server};
 use rand::{Rng, SeedableRng};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 
 /// The topic the two nodes' clients append to, its partitions and its streams.
@@ -228,10 +234,12 @@ fn the_http_contract_on_one_node(cluster: &Cluster) {
         assert!(page["high_watermark"].as_i64().expect("high_watermark") > last, "{page}");
     }
 
-    // What a cluster does not serve (consumer groups live in Kafka's own coordinator).
-    let (status, body) = node.get("/v1/groups");
+    // What a cluster does not serve (a view would live in one node's mirror).
+    let (status, body) = node.post("/v1/sql", &json!({ "sql": "SELECT 1" }));
     assert_eq!(status, 501, "{body}");
     assert_error(&body, "not_on_cluster");
+
+    a_replay_resets_a_kafka_consumer_group(cluster, &node, stored.values().map(Vec::len).sum());
 
     // Alone in its group, the node owns partitions; its mirror catches up with the cluster.
     eventually("the node owns partitions", || metric(&node, "evident_cluster_owned_partitions") > 0.0);
@@ -286,6 +294,111 @@ impl Drop for Pair {
             }
         }
     }
+}
+
+/// A consumer of `contract` in `group` (librdkafka, as a projection on Kafka would be),
+/// polled until it has read `want` records, its position then committed; returned alive.
+fn consume_contract(bootstrap: &str, group: &str, want: usize) -> BaseConsumer {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("client.id", "replayed-projection")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&["contract"]).expect("subscribe");
+    let mut read = 0;
+    let deadline = Instant::now() + CLUSTER_PATIENCE;
+    while read < want {
+        assert!(Instant::now() < deadline, "group {group} read {read} of {want} records");
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            m.expect("message");
+            read += 1;
+        }
+    }
+    consumer.commit_consumer_state(CommitMode::Sync).expect("commit");
+    consumer
+}
+
+/// Consumer groups on a node are the cluster's: what `kafka-consumer-groups` shows of a real
+/// consumer's group, asked through the node, and the replay a projection's rebuild needs.
+fn a_replay_resets_a_kafka_consumer_group(cluster: &Cluster, node: &Server, records: usize) {
+    const GROUP: &str = "serve-kafka-replay";
+    let consumer = consume_contract(&cluster.bootstrap, GROUP, records);
+    // Described while it consumes: one member holding the three partitions, nothing to read.
+    eventually("the consumer's group is stable", || node.get(&format!("/v1/groups/{GROUP}")).1["state"] == "Stable");
+    let described = node.get_ok(&format!("/v1/groups/{GROUP}"));
+    let members = described["members"].as_array().expect("members");
+    assert_eq!(members.len(), 1, "{described}");
+    assert_eq!(members[0]["client_id"], "replayed-projection", "{described}");
+    assert_eq!(members[0]["assignment"], json!([{"topic": "contract", "partitions": [0, 1, 2]}]), "{described}");
+    assert_eq!(described["total_lag"], 0, "{described}");
+    let rows = described["offsets"].as_array().expect("offsets");
+    assert_eq!(rows.len(), 3, "{described}");
+    for row in rows {
+        assert_eq!(row["committed_offset"], row["log_end_offset"], "{row}");
+        assert_eq!(row["member_id"], members[0]["member_id"], "{row}");
+        assert_eq!(row["commit_time_ms"], Value::Null, "Kafka does not tell the commit time: {row}");
+    }
+    let listed = node.get_ok("/v1/groups");
+    let summary = listed["groups"].as_array().expect("groups").iter().find(|g| g["group"] == GROUP).cloned();
+    assert_eq!(summary, Some(json!({"group": GROUP, "state": "Stable", "members": 1, "committed_partitions": 3})));
+    // While it consumes, only it moves its offsets (Kafka's rule); a plan is shown anyway.
+    let reset = json!({ "all_topics": true, "to_earliest": true });
+    for (path, body) in [
+        (format!("/v1/groups/{GROUP}/offsets"), json!({"offsets": [{"topic": "contract", "partition": 0, "offset": 0}]})),
+        (format!("/v1/groups/{GROUP}/reset-offsets"), json!({ "all_topics": true, "to_earliest": true, "execute": true })),
+    ] {
+        let (status, body) = node.post(&path, &body);
+        assert_eq!(status, 409, "{path}: {body}");
+        assert_error(&body, "group_not_empty");
+    }
+    let (status, body) = node.delete(&format!("/v1/groups/{GROUP}"));
+    assert_eq!(status, 409, "{body}");
+    assert_error(&body, "group_not_empty");
+    let plan = node.post_expect(&format!("/v1/groups/{GROUP}/reset-offsets"), &reset, 200);
+    assert_eq!(plan["executed"], false, "{plan}");
+    assert!(plan["offsets"].as_array().expect("rows").iter().all(|r| r["new_offset"] == 0), "{plan}");
+
+    // The consumer stops (leaving the group); the replay: reset to the earliest, executed.
+    consumer.unsubscribe();
+    drop(consumer);
+    eventually("the group is empty", || node.get(&format!("/v1/groups/{GROUP}")).1["state"] == "Empty");
+    let executed = node.post_expect(
+        &format!("/v1/groups/{GROUP}/reset-offsets"),
+        &json!({ "all_topics": true, "to_earliest": true, "execute": true }),
+        200,
+    );
+    assert_eq!(executed["executed"], true, "{executed}");
+    let offsets = node.get_ok(&format!("/v1/groups/{GROUP}/offsets?topic=contract"));
+    let committed: Vec<u64> =
+        offsets["offsets"].as_array().expect("offsets").iter().map(|o| o["offset"].as_u64().expect("offset")).collect();
+    assert_eq!(committed, [0, 0, 0], "{offsets}");
+    // Restarted, the consumer reads every record again from its group's offsets, then commits.
+    drop(consume_contract(&cluster.bootstrap, GROUP, records));
+    eventually("the replayed group is empty again", || node.get(&format!("/v1/groups/{GROUP}")).1["state"] == "Empty");
+    assert_eq!(node.get_ok(&format!("/v1/groups/{GROUP}"))["total_lag"], 0);
+    // A commit from outside now that it is empty, with metadata; then the group deleted.
+    let committed = node.post_expect(
+        &format!("/v1/groups/{GROUP}/offsets"),
+        &json!({"offsets": [{"topic": "contract", "partition": 1, "offset": 1, "metadata": "by hand"}]}),
+        200,
+    );
+    let row = committed["offsets"].as_array().expect("offsets").iter().find(|o| o["partition"] == 1).cloned();
+    assert_eq!(row.map(|r| (r["offset"].clone(), r["metadata"].clone())), Some((json!(1), json!("by hand"))));
+    let (status, body) = node.post(
+        &format!("/v1/groups/{GROUP}/offsets"),
+        &json!({"offsets": [{"topic": "contract", "partition": 9, "offset": 1}]}),
+    );
+    assert_eq!(status, 404, "{body}");
+    assert_error(&body, "unknown_partition");
+    let (status, body) = node.delete(&format!("/v1/groups/{GROUP}"));
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = node.get(&format!("/v1/groups/{GROUP}"));
+    assert_eq!(status, 404, "{body}");
+    assert_error(&body, "unknown_group");
 }
 
 /// Prints the end of a node's stderr (when a check failed).

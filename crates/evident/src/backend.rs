@@ -37,7 +37,7 @@ pub use embedded::EmbeddedBackend;
 #[cfg(feature = "http")]
 pub use http::HttpBackend;
 #[cfg(feature = "kafka")]
-pub use kafka::{KafkaAppendError, KafkaBackend, KafkaConfig};
+pub use kafka::{KafkaAppendError, KafkaBackend, KafkaConfig, KafkaGroups};
 
 /// Which way to read a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use evident_groups::GroupState;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -15,11 +14,7 @@ use crate::handler::{Ctx, ErrorCodes};
 pub async fn handle(ctx: &Ctx<'_>, req: ListGroupsRequest) -> ListGroupsResponse {
     let mut groups: BTreeMap<String, (String, &'static str)> = BTreeMap::new();
     for summary in ctx.broker.groups.list() {
-        let state = match summary.state {
-            GroupState::Stable => "Stable",
-            _ => "Empty",
-        };
-        groups.insert(summary.group, (String::new(), state));
+        groups.insert(summary.group, (String::new(), summary.state.kafka_name()));
     }
     // The coordinator's view wins: it knows the protocol type and the rebalance state.
     for view in ctx.broker.coordinator.list() {

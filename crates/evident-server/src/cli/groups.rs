@@ -231,6 +231,8 @@ fn state_text(state: GroupState) -> &'static str {
     match state {
         GroupState::Stable => "Stable",
         GroupState::Empty => "Empty",
+        GroupState::PreparingRebalance => "PreparingRebalance",
+        GroupState::CompletingRebalance => "CompletingRebalance",
     }
 }
 

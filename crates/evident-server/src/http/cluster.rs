@@ -26,7 +26,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
-use evident::{KafkaAppendError, KafkaBackend};
+use evident::{KafkaAppendError, KafkaBackend, KafkaGroups};
 use evident_api::ErrorCode;
 use evident_core::{EventData, ExpectedVersion};
 use evident_log::AppendOutcome;
@@ -44,6 +44,8 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Cluster {
     /// The library's Kafka backend (its mirror is the server's log).
     pub backend: KafkaBackend,
+    /// The cluster's consumer groups (`/v1/groups`).
+    pub groups: KafkaGroups,
     /// The URL other nodes reach this one at.
     pub node_url: String,
     client: reqwest::Client,
@@ -77,7 +79,7 @@ pub enum Appended {
 
 impl Cluster {
     /// This node, reachable at `node_url`, over `backend`.
-    pub fn new(backend: KafkaBackend, node_url: String) -> anyhow::Result<Self> {
+    pub fn new(backend: KafkaBackend, groups: KafkaGroups, node_url: String) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .timeout(FORWARD_TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
@@ -86,6 +88,7 @@ impl Cluster {
             .build()?;
         Ok(Self {
             backend,
+            groups,
             node_url,
             client,
             forwarded: AtomicU64::new(0),

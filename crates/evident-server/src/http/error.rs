@@ -190,6 +190,7 @@ impl From<evident_groups::Error> for ApiError {
             E::InvalidReset(_) | E::InvalidCommit(_) | E::InvalidMember(_) => Self::invalid(e.to_string()),
             E::UnknownMember { .. } => Self::new(StatusCode::NOT_FOUND, "unknown_member", e.to_string()),
             E::GroupFull { .. } => Self::new(StatusCode::CONFLICT, "group_full", e.to_string()),
+            E::Cluster(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
             E::Corrupted { .. } | E::UnsupportedFormat { .. } => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "corrupted", e.to_string())
             }

@@ -1,6 +1,11 @@
 //! `/v1/groups`: consumer groups: list, describe (members, committed offsets, lag), delete,
 //! commit and fetch offsets, and `reset-offsets` with the scopes and strategies of
-//! `kafka-consumer-groups --reset-offsets`, a plan unless `"execute": true`.
+//! `kafka-consumer-groups --reset-offsets`, a plan unless `"execute": true`. The groups are the
+//! embedded store's, or, on a node in front of a Kafka cluster, the cluster's own, asked through
+//! the library's `KafkaGroups` (the same model and reset planner; docs/cluster.md names what
+//! Kafka does not tell: commit times, members' session timeouts and heartbeats).
+
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,16 +16,114 @@ use evident_api::groups::{
 };
 use evident_api::params::{GroupPath, OffsetsQuery};
 use evident_api::ErrorBody;
-use evident_groups::{OffsetCommit, ResetRequest, ResetScope, ResetStrategy, TopicScope};
+use evident::KafkaGroups;
+use evident_groups::{GroupStore, OffsetCommit, ResetRequest, ResetScope, ResetStrategy, TopicScope};
 
 use super::extract::{parse_duration_ms, parse_time_ms, JsonBody, Params, PathParams};
 use super::{ApiError, AppState};
+
+/// The consumer groups a server serves.
+#[derive(Clone)]
+pub enum Groups {
+    /// The embedded store's (`__consumer_offsets` in the log).
+    Embedded(Arc<GroupStore>),
+    /// The Kafka cluster's, on a node in front of it.
+    Cluster(KafkaGroups),
+}
+
+impl Groups {
+    async fn list(&self) -> Result<Vec<evident_groups::GroupSummary>, ApiError> {
+        Ok(match self {
+            Self::Embedded(store) => store.list(),
+            Self::Cluster(kafka) => kafka.list().await?,
+        })
+    }
+
+    async fn describe(&self, state: &AppState, group: String) -> Result<evident_groups::GroupDescription, ApiError> {
+        match self {
+            Self::Embedded(store) => {
+                let store = store.clone();
+                state.blocking(move || Ok(store.describe(&group)?)).await
+            }
+            Self::Cluster(kafka) => Ok(kafka.describe(&group).await?),
+        }
+    }
+
+    async fn delete(&self, state: &AppState, group: String) -> Result<(), ApiError> {
+        match self {
+            Self::Embedded(store) => {
+                let store = store.clone();
+                state.blocking(move || Ok(store.delete(&group)?)).await
+            }
+            Self::Cluster(kafka) => Ok(kafka.delete(&group).await?),
+        }
+    }
+
+    async fn committed(
+        &self,
+        group: &str,
+        topic: Option<&str>,
+    ) -> Result<Vec<evident_groups::CommittedOffset>, ApiError> {
+        Ok(match self {
+            Self::Embedded(store) => store.committed(group, topic)?,
+            Self::Cluster(kafka) => kafka.committed(group, topic).await?,
+        })
+    }
+
+    /// Commits for a group without active members (as Kafka: while members consume for the
+    /// group, only they commit; a commit from outside would race their positions).
+    async fn commit(&self, state: &AppState, group: String, offsets: Vec<OffsetCommit>) -> Result<(), ApiError> {
+        match self {
+            Self::Embedded(store) => {
+                let store = store.clone();
+                state
+                    .blocking(move || {
+                        if store.has_active_members(&group) {
+                            let members = store.describe(&group).map(|d| d.members.len()).unwrap_or(0);
+                            return Err(evident_groups::Error::GroupNotEmpty { group, members }.into());
+                        }
+                        Ok(store.commit(&group, &offsets)?)
+                    })
+                    .await
+            }
+            // The cluster's groups check their members themselves (and Kafka refuses a commit
+            // from outside to a group that has some).
+            Self::Cluster(kafka) => Ok(kafka.commit(&group, &offsets).await?),
+        }
+    }
+
+    async fn reset(
+        &self,
+        state: &AppState,
+        group: String,
+        request: ResetRequest,
+        execute: bool,
+    ) -> Result<Vec<evident_groups::ResetRow>, ApiError> {
+        match self {
+            Self::Embedded(store) => {
+                let store = store.clone();
+                state
+                    .blocking(move || {
+                        Ok(if execute { store.execute_reset(&group, &request)? } else { store.plan_reset(&group, &request)? })
+                    })
+                    .await
+            }
+            Self::Cluster(kafka) => Ok(if execute {
+                kafka.execute_reset(&group, &request).await?
+            } else {
+                kafka.plan_reset(&group, &request).await?
+            }),
+        }
+    }
+}
 
 /// The wire form of a group state.
 fn state_wire(s: evident_groups::GroupState) -> GroupState {
     match s {
         evident_groups::GroupState::Stable => GroupState::Stable,
         evident_groups::GroupState::Empty => GroupState::Empty,
+        evident_groups::GroupState::PreparingRebalance => GroupState::PreparingRebalance,
+        evident_groups::GroupState::CompletingRebalance => GroupState::CompletingRebalance,
     }
 }
 
@@ -82,14 +185,15 @@ fn description_wire(d: evident_groups::GroupDescription) -> GroupDescription {
     responses(
         (status = 200, description = "The groups, by name.", body = GroupList),
         (status = 400, description = "`invalid_argument`.", body = ErrorBody),
-        (status = 501, description = "`not_on_cluster`: the server's storage is a Kafka cluster (`--storage kafka://`), which does not serve this route (docs/cluster.md).", body = evident_api::ErrorBody),
+        (status = 503, description = "`unavailable`: on a node in front of a Kafka cluster, the cluster did not answer.", body = ErrorBody),
     )
 )]
 pub(super) async fn list(State(state): State<AppState>, params: Params) -> Result<Json<GroupList>, ApiError> {
     params.allow(&[])?;
     let groups = state
-        .groups()?
+        .groups()
         .list()
+        .await?
         .into_iter()
         .map(|g| GroupSummary {
             group: g.group,
@@ -113,7 +217,7 @@ pub(super) async fn list(State(state): State<AppState>, params: Params) -> Resul
         (status = 400, description = "`invalid_argument`, `invalid_group`.", body = ErrorBody),
         (status = 404, description = "`unknown_group`.", body = ErrorBody),
         (status = 500, description = "`internal`, `corrupted`.", body = ErrorBody),
-        (status = 501, description = "`not_on_cluster`: the server's storage is a Kafka cluster (`--storage kafka://`), which does not serve this route (docs/cluster.md).", body = evident_api::ErrorBody),
+        (status = 503, description = "`unavailable`: on a node in front of a Kafka cluster, the cluster did not answer.", body = ErrorBody),
     )
 )]
 pub(super) async fn describe(
@@ -122,8 +226,7 @@ pub(super) async fn describe(
     params: Params,
 ) -> Result<Json<GroupDescription>, ApiError> {
     params.allow(&[])?;
-    let groups = state.groups()?.clone();
-    let d = state.blocking(move || Ok(groups.describe(&group)?)).await?;
+    let d = state.groups().describe(&state, group).await?;
     Ok(Json(description_wire(d)))
 }
 
@@ -140,8 +243,7 @@ pub(super) async fn describe(
         (status = 404, description = "`unknown_group`.", body = ErrorBody),
         (status = 409, description = "`group_not_empty`: the group has active members.", body = ErrorBody),
         (status = 500, description = "`internal`, `corrupted`.", body = ErrorBody),
-        (status = 503, description = "`unavailable`.", body = ErrorBody),
-        (status = 501, description = "`not_on_cluster`: the server's storage is a Kafka cluster (`--storage kafka://`), which does not serve this route (docs/cluster.md).", body = evident_api::ErrorBody),
+        (status = 503, description = "`unavailable`: the store failed, or on a node in front of a Kafka cluster, the cluster did not answer.", body = ErrorBody),
     )
 )]
 pub(super) async fn delete(
@@ -150,8 +252,7 @@ pub(super) async fn delete(
     params: Params,
 ) -> Result<StatusCode, ApiError> {
     params.allow(&[])?;
-    let groups = state.groups()?.clone();
-    state.blocking(move || Ok(groups.delete(&group)?)).await?;
+    state.groups().delete(&state, group).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -168,7 +269,7 @@ pub(super) async fn delete(
         (status = 200, description = "The committed offsets, by topic and partition.", body = GroupOffsets),
         (status = 400, description = "`invalid_argument`, `invalid_group`.", body = ErrorBody),
         (status = 500, description = "`internal`, `corrupted`.", body = ErrorBody),
-        (status = 501, description = "`not_on_cluster`: the server's storage is a Kafka cluster (`--storage kafka://`), which does not serve this route (docs/cluster.md).", body = evident_api::ErrorBody),
+        (status = 503, description = "`unavailable`: on a node in front of a Kafka cluster, the cluster did not answer.", body = ErrorBody),
     )
 )]
 pub(super) async fn fetch_offsets(
@@ -177,7 +278,7 @@ pub(super) async fn fetch_offsets(
     params: Params,
 ) -> Result<Json<GroupOffsets>, ApiError> {
     params.allow(&["topic"])?;
-    let offsets = state.groups()?.committed(&group, params.str("topic"))?;
+    let offsets = state.groups().committed(&group, params.str("topic")).await?;
     Ok(Json(GroupOffsets { group, offsets: offsets.into_iter().map(committed_wire).collect() }))
 }
 
@@ -196,8 +297,7 @@ pub(super) async fn fetch_offsets(
         (status = 409, description = "`group_not_empty`: active members commit for the group.", body = ErrorBody),
         (status = 413, description = "`payload_too_large`.", body = ErrorBody),
         (status = 500, description = "`internal`, `corrupted`.", body = ErrorBody),
-        (status = 503, description = "`unavailable`.", body = ErrorBody),
-        (status = 501, description = "`not_on_cluster`: the server's storage is a Kafka cluster (`--storage kafka://`), which does not serve this route (docs/cluster.md).", body = evident_api::ErrorBody),
+        (status = 503, description = "`unavailable`: the store failed, or on a node in front of a Kafka cluster, the cluster did not answer.", body = ErrorBody),
     )
 )]
 pub(super) async fn commit_offsets(
@@ -221,20 +321,9 @@ pub(super) async fn commit_offsets(
             leader_epoch: None,
         })
         .collect();
-    let groups = state.groups()?.clone();
-    let g = group.clone();
-    let committed = state
-        .blocking(move || {
-            // As Kafka: while members consume for the group, only they commit (a commit from
-            // outside would race their positions).
-            if groups.has_active_members(&g) {
-                let members = groups.describe(&g).map(|d| d.members.len()).unwrap_or(0);
-                return Err(evident_groups::Error::GroupNotEmpty { group: g, members }.into());
-            }
-            groups.commit(&g, &offsets)?;
-            Ok(groups.committed(&g, None)?)
-        })
-        .await?;
+    let groups = state.groups();
+    groups.commit(&state, group.clone(), offsets).await?;
+    let committed = groups.committed(&group, None).await?;
     Ok(Json(GroupOffsets { group, offsets: committed.into_iter().map(committed_wire).collect() }))
 }
 
@@ -320,8 +409,7 @@ fn reset_request(body: &ResetOffsets) -> Result<ResetRequest, ApiError> {
         (status = 409, description = "`group_not_empty`: `execute` while the group has active members.", body = ErrorBody),
         (status = 413, description = "`payload_too_large`.", body = ErrorBody),
         (status = 500, description = "`internal`, `corrupted`.", body = ErrorBody),
-        (status = 503, description = "`unavailable`.", body = ErrorBody),
-        (status = 501, description = "`not_on_cluster`: the server's storage is a Kafka cluster (`--storage kafka://`), which does not serve this route (docs/cluster.md).", body = evident_api::ErrorBody),
+        (status = 503, description = "`unavailable`: the store failed, or on a node in front of a Kafka cluster, the cluster did not answer.", body = ErrorBody),
     )
 )]
 pub(super) async fn reset_offsets(
@@ -333,13 +421,7 @@ pub(super) async fn reset_offsets(
     params.allow(&[])?;
     let request = reset_request(&body)?;
     let execute = body.execute;
-    let groups = state.groups()?.clone();
-    let g = group.clone();
-    let rows = state
-        .blocking(move || {
-            Ok(if execute { groups.execute_reset(&g, &request)? } else { groups.plan_reset(&g, &request)? })
-        })
-        .await?;
+    let rows = state.groups().reset(&state, group.clone(), request, execute).await?;
     let offsets = rows
         .into_iter()
         .map(|r| ResetRow {

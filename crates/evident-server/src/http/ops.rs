@@ -122,7 +122,7 @@ fn wire_site(site: evident_log::DamageSite) -> DamagedPosition {
 pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let (log, groups, metrics, sql, cluster) = (
         state.log.clone(),
-        state.groups().ok().cloned(),
+        state.groups.clone(),
         state.metrics.clone(),
         state.sql.clone(),
         state.cluster.clone(),

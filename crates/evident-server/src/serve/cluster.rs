@@ -4,7 +4,8 @@
 //! ownership group that shares the partitions among the nodes, and serves the HTTP API
 //! (`http::cluster` says how appends, forwarding and reads work). Kafka clients talk to the
 //! cluster directly: no Kafka listener here, and no schema registry (Confluent's runs beside
-//! Kafka); consumer groups, dead letters and SQL answer `501 not_on_cluster`.
+//! Kafka); consumer groups are the cluster's own (`evident::KafkaGroups`); dead letters and SQL
+//! answer `501 not_on_cluster`.
 //!
 //! Start-up opens the mirror and joins the cluster before announcing anything: a cluster that
 //! cannot be reached stops the start with the client's reason, as a bad data directory does.
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use evident::{KafkaBackend, KafkaConfig};
+use evident::{KafkaBackend, KafkaConfig, KafkaGroups};
 use tokio::sync::watch;
 
 use super::config::ServeConfig;
@@ -48,12 +49,13 @@ pub fn run(config: ServeConfig, storage: ClusterStorage, listener: std::net::Tcp
     kafka.owner_group = Some(storage.ownership_group.clone());
     kafka.node_address = Some(node_url.clone());
     kafka.topic_prefix = storage.topic_prefix.clone();
+    let groups = KafkaGroups::new(&kafka).context("starting the consumer groups' Kafka client")?;
     let backend = KafkaBackend::open(kafka)
         .with_context(|| format!("cannot open the mirror of the Kafka cluster at {}", storage.bootstrap))?;
     // Every page, stream read and subscription renders the cluster's offsets from the mirror.
     http::render_kafka_offsets();
     let mirror = backend.mirror();
-    let cluster = Arc::new(Cluster::new(backend, node_url.clone()).context("starting the forwarding client")?);
+    let cluster = Arc::new(Cluster::new(backend, groups, node_url.clone()).context("starting the forwarding client")?);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let notifier = notifier::Notifier::start(mirror.clone());

@@ -38,8 +38,11 @@ use crate::event::RecordedEvent;
 use crate::{Error, Result};
 
 mod follower;
+mod groups;
 mod owner;
 mod writer;
+
+pub use groups::KafkaGroups;
 
 use follower::{Follower, KAFKA_OFFSET};
 use writer::Writers;

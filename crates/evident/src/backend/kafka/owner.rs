@@ -167,7 +167,7 @@ const ADDRESSES_FOR: Duration = Duration::from_secs(1);
 /// `ConsumerProtocolAssignment`, versions 0 to 3, none flexible: version int16, then an array
 /// (int32 count) of topic (int16-length string) with an array of int32 partitions, then user
 /// data). Malformed bytes give what was read before them.
-fn decode_assignment(bytes: &[u8]) -> Vec<(String, u32)> {
+pub(super) fn decode_assignment(bytes: &[u8]) -> Vec<(String, u32)> {
     let mut out = Vec::new();
     let mut at = 2; // the version
     let mut take = |n: usize| {
