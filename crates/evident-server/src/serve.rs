@@ -54,8 +54,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let listener = std::net::TcpListener::bind(config.http_addr)
         .with_context(|| format!("cannot listen on {} (HTTP API)", config.http_addr))?;
     listener.set_nonblocking(true).context("configuring the HTTP socket")?;
-    if let Storage::Kafka { bootstrap, node_url, ownership_group } = config.storage.clone() {
-        return cluster::run(config, cluster::ClusterStorage { bootstrap, node_url, ownership_group }, listener);
+    if let Storage::Kafka { bootstrap, node_url, ownership_group, topic_prefix } = config.storage.clone() {
+        let storage = cluster::ClusterStorage { bootstrap, node_url, ownership_group, topic_prefix };
+        return cluster::run(config, storage, listener);
     }
     let http_addr = listener.local_addr().context("reading the HTTP socket address")?;
     let kafka_listener = std::net::TcpListener::bind(config.kafka.addr)

@@ -31,6 +31,8 @@ pub struct ClusterStorage {
     pub node_url: Option<String>,
     /// The ownership group.
     pub ownership_group: String,
+    /// The prefix of the Kafka topics served (empty: none).
+    pub topic_prefix: String,
 }
 
 /// Serves the HTTP API on `listener` in front of the cluster until a shutdown signal.
@@ -45,6 +47,7 @@ pub fn run(config: ServeConfig, storage: ClusterStorage, listener: std::net::Tcp
     let mut kafka = KafkaConfig::new(storage.bootstrap.clone(), config.data_dir.clone());
     kafka.owner_group = Some(storage.ownership_group.clone());
     kafka.node_address = Some(node_url.clone());
+    kafka.topic_prefix = storage.topic_prefix.clone();
     let backend = KafkaBackend::open(kafka)
         .with_context(|| format!("cannot open the mirror of the Kafka cluster at {}", storage.bootstrap))?;
     // Every page, stream read and subscription renders the cluster's offsets from the mirror.
@@ -68,6 +71,9 @@ pub fn run(config: ServeConfig, storage: ClusterStorage, listener: std::net::Tcp
     println!("evident: HTTP API listening on http://{http_addr}");
     println!("evident: schema registry disabled");
     println!("evident: node {node_url} of ownership group {}", storage.ownership_group);
+    if !storage.topic_prefix.is_empty() {
+        println!("evident: serving the cluster's topics named {}*", storage.topic_prefix);
+    }
     // The last start-up line (what a supervisor or the test harness waits for).
     println!("evident: storage is the Kafka cluster at {}", storage.bootstrap);
 

@@ -140,6 +140,11 @@ pub struct ServeArgs {
     /// among the evident nodes of one cluster [default: evident-serve]
     #[arg(long, env = "EVIDENT_OWNERSHIP_GROUP", value_name = "GROUP")]
     pub ownership_group: Option<String>,
+    /// With kafka:// storage: the prefix of the cluster's topics this node serves (evident's
+    /// topic `orders` is Kafka's `PREFIXorders`), so several applications share one cluster
+    /// without seeing each other's topics [default: none]
+    #[arg(long, env = "EVIDENT_TOPIC_PREFIX", value_name = "PREFIX")]
+    pub topic_prefix: Option<String>,
 }
 
 /// The configuration file's shape: the same names as the flags, unknown keys refused (a typo
@@ -179,6 +184,16 @@ struct FileConfig {
     storage: Option<String>,
     node_url: Option<String>,
     ownership_group: Option<String>,
+    topic_prefix: Option<String>,
+}
+
+/// What `storage = "kafka://..."` is given besides its brokers (flags or file keys that apply
+/// to Kafka storage only).
+#[derive(Debug, Default)]
+struct KafkaOptions {
+    node_url: Option<String>,
+    ownership_group: Option<String>,
+    topic_prefix: Option<String>,
 }
 
 /// Where events are stored.
@@ -194,16 +209,19 @@ pub enum Storage {
         node_url: Option<String>,
         /// The consumer group sharing the partitions among nodes.
         ownership_group: String,
+        /// The prefix of the Kafka topics served (empty: none).
+        topic_prefix: String,
     },
 }
 
 impl Storage {
     /// Parses `embedded` or `kafka://host:port[,host:port...]`.
-    fn parse(text: &str, node_url: Option<String>, ownership_group: Option<String>) -> anyhow::Result<Self> {
+    fn parse(text: &str, options: KafkaOptions) -> anyhow::Result<Self> {
+        let KafkaOptions { node_url, ownership_group, topic_prefix } = options;
         let text = text.trim();
         if text.eq_ignore_ascii_case("embedded") {
-            if node_url.is_some() || ownership_group.is_some() {
-                bail!("node_url and ownership_group apply to kafka:// storage only");
+            if node_url.is_some() || ownership_group.is_some() || topic_prefix.is_some() {
+                bail!("node_url, ownership_group and topic_prefix apply to kafka:// storage only");
             }
             return Ok(Self::Embedded);
         }
@@ -230,7 +248,14 @@ impl Storage {
         if ownership_group.is_empty() || ownership_group.len() > 249 {
             bail!("ownership_group must be 1 to 249 bytes");
         }
-        Ok(Self::Kafka { bootstrap: brokers.join(","), node_url, ownership_group })
+        // The library's rule (`KafkaConfig::topic_prefix`), checked here for a start-up message
+        // that names the setting.
+        let topic_prefix = topic_prefix.unwrap_or_default();
+        let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        if topic_prefix.len() > 200 || !topic_prefix.chars().all(valid) {
+            bail!("topic_prefix must be at most 200 letters, digits, '.', '_' or '-', not {topic_prefix:?}");
+        }
+        Ok(Self::Kafka { bootstrap: brokers.join(","), node_url, ownership_group, topic_prefix })
     }
 }
 
@@ -486,8 +511,11 @@ impl ServeConfig {
         };
         let storage = Storage::parse(
             &args.storage.or(file.storage).unwrap_or_else(|| "embedded".into()),
-            args.node_url.or(file.node_url),
-            args.ownership_group.or(file.ownership_group),
+            KafkaOptions {
+                node_url: args.node_url.or(file.node_url),
+                ownership_group: args.ownership_group.or(file.ownership_group),
+                topic_prefix: args.topic_prefix.or(file.topic_prefix),
+            },
         )?;
         Ok(Self {
             storage,
@@ -603,6 +631,7 @@ mod tests {
                 bootstrap: "127.0.0.1:9092,127.0.0.1:9093".into(),
                 node_url: Some("http://10.0.0.1:8080".into()),
                 ownership_group: "evident-serve".into(),
+                topic_prefix: String::new(),
             }
         );
         // The file's storage, the flag's over it.
@@ -620,6 +649,12 @@ mod tests {
         }
         let err = resolve(Some("embedded"), &[("ownership_group", "g")]).unwrap_err();
         assert!(format!("{err:#}").contains("kafka:// storage only"), "{err:#}");
+        let err = resolve(Some("embedded"), &[("topic_prefix", "app.")]).unwrap_err();
+        assert!(format!("{err:#}").contains("kafka:// storage only"), "{err:#}");
+        let prefixed = resolve(Some("kafka://h:1"), &[("topic_prefix", "billing.v1-")]).expect("prefix");
+        assert!(matches!(prefixed.storage, Storage::Kafka { ref topic_prefix, .. } if topic_prefix == "billing.v1-"));
+        let err = resolve(Some("kafka://h:1"), &[("topic_prefix", "a/b")]).unwrap_err();
+        assert!(format!("{err:#}").contains("topic_prefix must be"), "{err:#}");
         let err = resolve(Some("kafka://h:1"), &[("node_url", "ftp://x")]).unwrap_err();
         assert!(format!("{err:#}").contains("node_url must be"), "{err:#}");
     }
