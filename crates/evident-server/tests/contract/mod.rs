@@ -358,6 +358,10 @@ pub fn topics_create_list_describe_delete(server: Target) {
         server.append(&orders, &format!("order-{i}"), &json!({"type": "OrderPlaced", "data": {"n": i}}));
     }
     server.append(&orders, "order-0", &json!({"type": "OrderShipped"}));
+    // On nodes a description is the node's mirror's, without a wait (docs/cluster.md).
+    for partition in 0..3 {
+        catch_up_partition(&server, &orders, partition);
+    }
     let d = server.get_ok(&format!("/v1/topics/{orders}"));
     assert_eq!(d["name"], orders.as_str());
     assert_eq!(d["partitions"], 3);
@@ -865,7 +869,7 @@ fn our_groups(server: &Target) -> Vec<Value> {
         .as_array()
         .expect("groups")
         .iter()
-        .filter(|g| server.owns_topic(g["group"].as_str().unwrap_or("")))
+        .filter(|g| server.owns_group(g["group"].as_str().unwrap_or("")))
         .cloned()
         .collect()
 }

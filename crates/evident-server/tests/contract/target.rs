@@ -5,8 +5,9 @@
 //! another: read-your-writes across nodes is part of the contract a node group keeps.
 //!
 //! The node groups of tests running at once share one cluster, so each group has a namespace
-//! of its own: its own ownership group, and topic and consumer-group names made unique by
-//! [`Target::topic`] and [`Target::group`] (the embedded server keeps the plain names).
+//! of its own: its own ownership group, its own `--topic-prefix` (the tests' topic names are
+//! the same as on the embedded server), and consumer-group names made unique by
+//! [`Target::group`].
 
 // Each test binary uses its own part (embedded or nodes).
 #![allow(dead_code)]
@@ -78,22 +79,31 @@ impl Target {
         self.cluster.is_some()
     }
 
-    /// The name the test's topic `name` has here: itself on the embedded server, unique to
-    /// this node group on a cluster (which other tests share).
+    /// The name the test's topic `name` has here: itself, on the embedded server and on nodes
+    /// alike (the nodes' `--topic-prefix` keeps each group's topics apart on the cluster).
     pub fn topic(&self, name: &str) -> String {
+        name.to_string()
+    }
+
+    /// The name the test's consumer group `name` has here: itself on the embedded server,
+    /// unique to this node group on a cluster (Kafka's consumer groups are the cluster's,
+    /// shared by every test).
+    pub fn group(&self, name: &str) -> String {
         match &self.cluster {
             None => name.to_string(),
             Some(c) => format!("{}-{name}", c.namespace),
         }
     }
 
-    /// The name the test's consumer group `name` has here (as [`Target::topic`]).
-    pub fn group(&self, name: &str) -> String {
-        self.topic(name)
+    /// Whether a topic name is one of this target's: every topic a server lists (a node
+    /// lists only the topics of its `--topic-prefix`).
+    pub fn owns_topic(&self, _name: &str) -> bool {
+        true
     }
 
-    /// Whether a topic name is one of this target's (every name on the embedded server).
-    pub fn owns_topic(&self, name: &str) -> bool {
+    /// Whether a consumer group is one this target named (on nodes the cluster's list holds
+    /// every group on it, the nodes' own ownership groups among them).
+    pub fn owns_group(&self, name: &str) -> bool {
         match &self.cluster {
             None => true,
             Some(c) => name.starts_with(&format!("{}-", c.namespace)),
@@ -214,7 +224,9 @@ impl Drop for Target {
     }
 }
 
-/// A node of the group `namespace` working in `dir`.
+/// A node of the group `namespace` working in `dir`: the ownership group and the topic
+/// prefix are the namespace, so that each group's topics are its own on the shared cluster.
 fn start_node(dir: PathBuf, bootstrap: &str, namespace: &str) -> Server {
-    Server::start_on_kafka(&dir, bootstrap, &["--ownership-group", namespace])
+    let prefix = format!("{namespace}.");
+    Server::start_on_kafka(&dir, bootstrap, &["--ownership-group", namespace, "--topic-prefix", &prefix])
 }
