@@ -208,6 +208,11 @@ impl Cluster {
     }
 }
 
+/// The Kafka offset a record of the mirror carries (`evident-kafka-offset`).
+pub fn kafka_offset(e: &evident_log::Event) -> Option<u64> {
+    e.header(evident_core::envelope::KAFKA_OFFSET).and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+}
+
 /// An error and its causes, one line (reqwest's own text names only the URL).
 fn causes(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();

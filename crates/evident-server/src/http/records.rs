@@ -47,11 +47,16 @@ pub(super) async fn partition(
     if offset.is_some() && timestamp.is_some() {
         return Err(ApiError::invalid("give offset or timestamp, not both"));
     }
-    // With Kafka storage the mirror is read from the record holding Kafka offset `offset` or
-    // the next one (offsets are the cluster's; markers and aborted records leave gaps).
-    let mirror_start = match (&state.cluster, offset) {
-        (Some(cluster), Some(o)) => Some(cluster.mirror_offset(&topic, partition, o).await?),
-        _ => None,
+    // With Kafka storage the mirror first catches up with the partition's last stable offset
+    // (a read sees every append acknowledged before it, by any node), then is read from the
+    // record holding Kafka offset `offset` or the next one (offsets are the cluster's; markers
+    // and aborted records leave gaps).
+    let mirror_start = match &state.cluster {
+        Some(cluster) => {
+            let start = cluster.mirror_offset(&topic, partition, offset.unwrap_or(0)).await?;
+            offset.map(|_| start)
+        }
+        None => None,
     };
     let log = state.log.clone();
     let topic2 = topic.clone();
@@ -68,7 +73,7 @@ pub(super) async fn partition(
         })
         .await?;
     if state.cluster.is_some() {
-        return Ok(kafka_partition_page(&state, &topic, partition, events).await);
+        return Ok(kafka_partition_page(&state, &topic, partition, events, limit).await);
     }
     let reservation = state.responses.reserve(&events).await;
     let mut page = PageWriter::bounded(&events, state.responses.per_response);
@@ -87,32 +92,32 @@ pub(super) async fn partition(
 }
 
 /// A page of a partition read from a Kafka cluster's mirror, with the cluster's offsets:
-/// `next_offset` is one past the page's last record (the next record's Kafka offset is not
-/// known until it is mirrored), and `log_start_offset` and `high_watermark` are those of the
-/// records the mirror holds (the first's offset, one past the last's).
+/// `high_watermark` is the partition's end as the mirror reached it (Kafka's, past transaction
+/// markers: where a consumer that read everything stands, so a group's lag is 0 there),
+/// `log_start_offset` the first mirrored record's offset, and `next_offset` one past the page's
+/// last record while the mirror holds more (the next record's own offset is known only once
+/// read), else null.
 async fn kafka_partition_page(
     state: &AppState,
     topic: &str,
     partition: u32,
     events: Vec<evident_log::Event>,
+    limit: usize,
 ) -> Response {
-    let kafka = |e: &evident_log::Event| {
-        e.header(evident_core::envelope::KAFKA_OFFSET)
-            .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok())
-            .unwrap_or(e.offset)
-    };
+    let kafka = |e: &evident_log::Event| super::cluster::kafka_offset(e).unwrap_or(e.offset);
     let log = state.log.clone();
     let t = topic.to_string();
-    let bounds = state
+    let first = state
         .blocking(move || {
             let o = log.partition_offsets(&t, partition)?;
             let at = |offset| log.read_partition_events(&t, partition, offset, 1).map(|e| e.first().map(kafka));
             let first = if o.high_watermark > o.log_start_offset { at(o.log_start_offset)? } else { None };
-            let last = if o.high_watermark > o.log_start_offset { at(o.high_watermark - 1)? } else { None };
-            Ok((first.unwrap_or(0), last.map_or(0, |l| l + 1)))
+            Ok(first)
         })
         .await
-        .unwrap_or((0, 0));
+        .unwrap_or(None);
+    let end = state.cluster.as_ref().map_or(0, |c| c.backend.mirror_end(topic, partition));
+    let bounds = (first.unwrap_or(end).min(end), end);
     let reservation = state.responses.reserve(&events).await;
     let mut page = PageWriter::bounded(&events, state.responses.per_response);
     page.str("topic", topic)
@@ -122,6 +127,8 @@ async fn kafka_partition_page(
         .events("records", &events);
     let next_offset = match page.left_out(&events) {
         Some(e) => Some(kafka(e)),
+        // A short page ended where the mirror ends.
+        None if events.len() < limit => None,
         None => events.last().map(|e| kafka(e) + 1).filter(|&n| n < bounds.1),
     };
     page.opt_u64("next_offset", next_offset);

@@ -475,6 +475,10 @@ pub(super) async fn subscribe(
             ),
         )
     })?;
+    // On a node the mirror first knows the topic (another node may just have created it).
+    if let (Some(cluster), Target::Stream { topic, .. } | Target::Topic { topic }) = (&state.cluster, &target) {
+        cluster.backend.catch_up_topic(topic).await.map_err(super::cluster::from_backend)?;
+    }
     // Check the target exists now, so a typo is a 404 rather than an empty stream.
     let probe = target.clone();
     let log = state.log.clone();

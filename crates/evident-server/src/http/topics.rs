@@ -214,7 +214,10 @@ async fn create_on_cluster(
         return Err(exists());
     }
     let meta = state.log.topic_meta(name)?;
-    Ok((StatusCode::CREATED, Json(CreatedTopic { topic: topic_wire(&meta), warnings })).into_response())
+    // Kafka enforces the cleanup policy (the mirror's copy names it), so nothing is left to
+    // warn about: every other setting was refused above.
+    debug_assert!(warnings.iter().all(|w| w.starts_with("cleanup_policy")), "{warnings:?}");
+    Ok((StatusCode::CREATED, Json(CreatedTopic { topic: topic_wire(&meta), warnings: Vec::new() })).into_response())
 }
 
 /// List topics.
@@ -232,6 +235,11 @@ async fn create_on_cluster(
 pub(super) async fn list(State(state): State<AppState>, params: Params) -> Result<Json<TopicList>, ApiError> {
     params.allow(&["internal"])?;
     let internal = params.bool("internal")?;
+    // On a node, the list is the cluster's as of this request (another node may just have
+    // created a topic).
+    if let Some(cluster) = &state.cluster {
+        cluster.backend.refresh_topics().await.map_err(super::cluster::from_backend)?;
+    }
     let mut topics = state.log.list_topics();
     topics.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
     let topics = topics.iter().filter(|t| internal || !is_internal(t.name.as_str())).map(topic_wire).collect();
@@ -258,8 +266,17 @@ pub(super) async fn describe(
     params: Params,
 ) -> Result<Json<TopicDescription>, ApiError> {
     params.allow(&[])?;
+    // On a node, the mirror first knows the topic (another node may just have created it) and
+    // holds every committed record; the offsets shown are then Kafka's.
+    let kafka_ends = match &state.cluster {
+        Some(cluster) => match cluster.backend.catch_up_topic(&topic).await.map_err(super::cluster::from_backend)? {
+            Some(ends) => Some(ends),
+            None => return Err(evident_log::Error::UnknownTopic(topic).into()),
+        },
+        None => None,
+    };
     let d = state.log.describe_topic(&topic)?;
-    let partition_offsets: Vec<PartitionOffsets> = d
+    let mut partition_offsets: Vec<PartitionOffsets> = d
         .partitions
         .iter()
         .zip(&d.partition_bytes)
@@ -270,13 +287,41 @@ pub(super) async fn describe(
             size_bytes: *bytes,
         })
         .collect();
+    if let Some(ends) = kafka_ends {
+        let log = state.log.clone();
+        let t = topic.clone();
+        let firsts = state
+            .blocking(move || {
+                let mut firsts = Vec::new();
+                for p in &d_partitions(&log, &t)? {
+                    let first = if p.high_watermark > p.log_start_offset {
+                        log.read_partition_events(&t, p.partition, p.log_start_offset, 1)?.first().and_then(super::cluster::kafka_offset)
+                    } else {
+                        None
+                    };
+                    firsts.push(first);
+                }
+                Ok(firsts)
+            })
+            .await?;
+        for ((row, end), first) in partition_offsets.iter_mut().zip(ends).zip(firsts) {
+            row.high_watermark = end;
+            row.log_start_offset = first.unwrap_or(end).min(end);
+        }
+    }
     Ok(Json(TopicDescription {
         topic: topic_wire(&d.meta),
         streams: d.streams as u64,
+        // The records held (on a node, the mirror's count: Kafka's offsets have gaps).
         records: d.partitions.iter().map(|p| p.high_watermark - p.log_start_offset).sum(),
         size_bytes: d.partition_bytes.iter().sum(),
         partition_offsets,
     }))
+}
+
+/// A topic's partitions as the log holds them (the mirror's, on a node).
+fn d_partitions(log: &evident_log::Log, topic: &str) -> Result<Vec<evident_log::PartitionOffsets>, ApiError> {
+    Ok(log.describe_topic(topic)?.partitions)
 }
 
 /// Delete a topic and its records.

@@ -287,6 +287,39 @@ impl KafkaBackend {
         .await
     }
 
+    /// Waits until this process's mirror has read the cluster's topic list after the call: a
+    /// topic another process created before it is then known here.
+    pub async fn refresh_topics(&self) -> Result<()> {
+        blocking(&self.inner, |i| i.follower.shared().refreshed(i.config.timeout)).await
+    }
+
+    /// Waits until the mirror knows `topic` and holds each of its partitions up to its last
+    /// stable offset now; answers, per partition, the Kafka offset the mirror has reached
+    /// since (its end as `read_committed` readers see it, markers included). None when the
+    /// cluster has no such topic.
+    pub async fn catch_up_topic(&self, topic: &str) -> Result<Option<Vec<u64>>> {
+        let topic = topic.to_string();
+        blocking(&self.inner, move |i| {
+            let Some(partitions) = i.follower.shared().topic_partitions(&topic, i.config.timeout)? else {
+                return Ok(None);
+            };
+            let mut ends = Vec::with_capacity(partitions as usize);
+            for partition in 0..partitions {
+                i.catch_up(&topic, partition, Upto::Committed)?;
+                ends.push(i.mirror_end(&topic, partition));
+            }
+            Ok(Some(ends))
+        })
+        .await
+    }
+
+    /// The Kafka offset the mirror has reached in `topic`/`partition` (0 before it follows it):
+    /// after [`KafkaBackend::mirror_offset_of`] or [`KafkaBackend::catch_up_topic`], the
+    /// partition's end as `read_committed` readers saw it then, or later.
+    pub fn mirror_end(&self, topic: &str, partition: u32) -> u64 {
+        self.inner.mirror_end(topic, partition)
+    }
+
     /// Waits until the mirror holds `topic`/`partition` up to its last stable offset now,
     /// then answers the mirror offset of the first record at or after Kafka offset `offset`
     /// (None: none yet, or no such topic).
@@ -411,6 +444,10 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl Inner {
+    fn mirror_end(&self, topic: &str, partition: u32) -> u64 {
+        self.follower.shared().position(topic, partition).and_then(|p| u64::try_from(p).ok()).unwrap_or(0)
+    }
+
     /// The partition `key`'s stream lives in, or will: where the mirror has it, else Kafka's
     /// default partitioner (murmur2, the Java client's).
     fn partition_of(&self, topic: &str, key: &str, partitions: u32) -> Result<u32> {

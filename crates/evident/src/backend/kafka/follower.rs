@@ -36,7 +36,8 @@ use std::time::{Duration, Instant};
 use evident_core::batch::{BatchBuilder, NewRecord};
 use evident_core::ExpectedVersion;
 use evident_log::{CleanupPolicy, Log, TopicConfig};
-use rdkafka::client::ClientContext;
+use rdkafka::admin::{AdminClient, AdminOptions, OwnedResourceSpecifier, ResourceSpecifier};
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::statistics::Statistics;
@@ -117,11 +118,21 @@ impl Follower {
             prefix: config.topic_prefix.clone(),
             ends,
         });
+        let admin: AdminClient<DefaultClientContext> = config
+            .client_config()
+            .create()
+            .map_err(|e| Error::Unavailable(format!("cannot create the mirror's Kafka admin client: {e}")))?;
+        let configs = TopicConfigs {
+            admin,
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .build()
+                .map_err(|e| Error::Unavailable(format!("cannot start the mirror's admin runtime: {e}")))?,
+        };
         let run = shared.clone();
         let thread = std::thread::Builder::new()
             .name("evident-kafka-mirror".into())
             .spawn(move || {
-                let failure = run.follow(&consumer);
+                let failure = run.follow(&consumer, &configs);
                 let mut st = run.state.lock().unwrap_or_else(|e| e.into_inner());
                 st.failure = failure;
                 run.moved.notify_all();
@@ -141,6 +152,46 @@ impl Drop for Follower {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// Reads topics' configs from the cluster for the mirror thread (the admin client answers
+/// with futures; the thread blocks on them with a runtime of its own).
+struct TopicConfigs {
+    admin: AdminClient<DefaultClientContext>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl TopicConfigs {
+    /// Those of `kafka_topics` whose `cleanup.policy` includes `compact`. A topic the cluster
+    /// did not describe counts as not compacted (logged): its mirror copy still holds every
+    /// record, only the policy it names is Kafka's default.
+    fn compacted(&self, kafka_topics: &[&str]) -> std::collections::HashSet<String> {
+        let resources: Vec<ResourceSpecifier<'_>> = kafka_topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+        let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+        let described = self.runtime.block_on(self.admin.describe_configs(resources.iter(), &options));
+        let mut out = std::collections::HashSet::new();
+        match described {
+            Ok(results) => {
+                for result in results {
+                    match result {
+                        Ok(resource) => {
+                            let OwnedResourceSpecifier::Topic(name) = &resource.specifier else { continue };
+                            let compact = resource
+                                .get("cleanup.policy")
+                                .and_then(|e| e.value.as_deref())
+                                .is_some_and(|v| v.split(',').any(|p| p.trim() == "compact"));
+                            if compact {
+                                out.insert(name.clone());
+                            }
+                        }
+                        Err(code) => tracing::warn!(%code, "kafka mirror: describing a topic's config failed"),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "kafka mirror: describing the new topics' configs failed"),
+        }
+        out
     }
 }
 
@@ -181,6 +232,35 @@ impl Shared {
     }
 
     /// Asks for the topic list to be read again now (after a topic was created).
+    /// Waits until the topic list has been read again after this call (two completed
+    /// refreshes: the first may have begun before it), or fails after `timeout`.
+    pub(super) fn refreshed(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock();
+        let target = st.refreshes + 2;
+        self.refresh.store(true, Ordering::SeqCst);
+        while st.refreshes < target {
+            if let Some(why) = &st.failure {
+                return Err(Error::Unavailable(format!("the Kafka mirror stopped: {why}")));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Unavailable(format!("the Kafka cluster's topic list was not read within {timeout:?}")));
+            }
+            if st.refreshes + 1 == target {
+                self.refresh.store(true, Ordering::SeqCst);
+            }
+            st = self.moved.wait_timeout(st, left.min(Duration::from_millis(100))).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        Ok(())
+    }
+
+    /// The next Kafka offset the mirror expects in `topic`/`partition` (past transaction
+    /// markers and aborted records too): the partition's end as far as it is mirrored.
+    pub(super) fn position(&self, topic: &str, partition: u32) -> Option<i64> {
+        self.lock().positions.get(&(topic.to_string(), partition)).copied()
+    }
+
     pub(super) fn request_refresh(&self) {
         self.refresh.store(true, Ordering::SeqCst);
     }
@@ -231,12 +311,12 @@ impl Shared {
     }
 
     /// The thread's loop; returns why it stopped (None: asked to).
-    fn follow(&self, consumer: &BaseConsumer<Statistician>) -> Option<String> {
+    fn follow(&self, consumer: &BaseConsumer<Statistician>, configs: &TopicConfigs) -> Option<String> {
         let mut last_refresh: Option<Instant> = None;
         let mut assigned: HashMap<String, u32> = HashMap::new();
         while !self.stop.load(Ordering::SeqCst) {
             if self.refresh.swap(false, Ordering::SeqCst) || last_refresh.is_none_or(|t| t.elapsed() >= REFRESH_EVERY) {
-                match self.refresh_topics(consumer, &mut assigned) {
+                match self.refresh_topics(consumer, configs, &mut assigned) {
                     Ok(()) => last_refresh = Some(Instant::now()),
                     Err(e) => {
                         tracing::warn!(error = %e, "kafka mirror: reading the cluster's topics failed; retrying");
@@ -258,19 +338,30 @@ impl Shared {
 
     /// Reads the cluster's topics; mirrors new ones and new partitions from where the mirror
     /// ends.
-    fn refresh_topics(&self, consumer: &BaseConsumer<Statistician>, assigned: &mut HashMap<String, u32>) -> Result<()> {
+    fn refresh_topics(
+        &self,
+        consumer: &BaseConsumer<Statistician>,
+        configs: &TopicConfigs,
+        assigned: &mut HashMap<String, u32>,
+    ) -> Result<()> {
         let metadata = consumer
             .fetch_metadata(None, Duration::from_secs(10))
             .map_err(|e| Error::Unavailable(format!("Kafka metadata: {e}")))?;
+        // The topics new to the mirror take Kafka's cleanup policy (one question for all).
+        let new: Vec<&str> = metadata
+            .topics()
+            .iter()
+            .map(|t| t.name())
+            .filter(|t| self.mirrored_name(t).is_some_and(|n| self.log.topic_meta(n).is_err()))
+            .collect();
+        let compacted = if new.is_empty() { Default::default() } else { configs.compacted(&new) };
         let mut add = TopicPartitionList::new();
         let mut grown = Vec::new();
         for topic in metadata.topics() {
             // Only this backend's namespace; Kafka's internal topics (`__consumer_offsets`,
             // `__transaction_state`) are not events.
-            let Some(name) = topic.name().strip_prefix(self.prefix.as_str()).filter(|n| !n.is_empty()) else {
-                continue;
-            };
-            if name.starts_with("__") || topic.error().is_some() || topic.partitions().is_empty() {
+            let Some(name) = self.mirrored_name(topic.name()) else { continue };
+            if topic.error().is_some() || topic.partitions().is_empty() {
                 continue;
             }
             let partitions = topic.partitions().len() as u32;
@@ -278,7 +369,7 @@ impl Shared {
             if partitions <= have {
                 continue;
             }
-            self.ensure_mirror_topic(name, partitions)?;
+            self.ensure_mirror_topic(name, partitions, compacted.contains(topic.name()))?;
             for p in have..partitions {
                 let next = self.mirrored_end(name, p)?;
                 add.add_partition_offset(
@@ -304,13 +395,22 @@ impl Shared {
         Ok(())
     }
 
+    /// Evident's name of a Kafka topic the mirror follows: in this backend's namespace, and not
+    /// one of Kafka's internal topics (`__consumer_offsets`, `__transaction_state`), which are
+    /// not events.
+    fn mirrored_name<'a>(&self, kafka: &'a str) -> Option<&'a str> {
+        kafka.strip_prefix(self.prefix.as_str()).filter(|n| !n.is_empty() && !n.starts_with("__"))
+    }
+
     /// Evident's name of a Kafka topic the follower was assigned (all in its namespace).
     fn evident_name<'a>(&self, kafka: &'a str) -> &'a str {
         kafka.strip_prefix(self.prefix.as_str()).unwrap_or(kafka)
     }
 
-    /// Creates the mirror's copy of `topic` with `partitions` partitions, or adds partitions.
-    fn ensure_mirror_topic(&self, topic: &str, partitions: u32) -> Result<()> {
+    /// Creates the mirror's copy of `topic` with `partitions` partitions (its config names
+    /// Kafka's cleanup policy; the mirror itself keeps every record it copied), or adds
+    /// partitions.
+    fn ensure_mirror_topic(&self, topic: &str, partitions: u32, compacted: bool) -> Result<()> {
         match self.log.topic_meta(topic) {
             Ok(meta) if meta.config.partitions >= partitions => Ok(()),
             Ok(_) => self.log.create_partitions(topic, partitions).map(|_| ()).map_err(super::from_log),
@@ -321,7 +421,7 @@ impl Shared {
                     // key: a stream that a plain client wrote into two partitions is two
                     // streams here, as on Kafka.
                     key_partition_guard: false,
-                    cleanup_policy: CleanupPolicy::Delete,
+                    cleanup_policy: if compacted { CleanupPolicy::Compact } else { CleanupPolicy::Delete },
                     ..TopicConfig::default()
                 };
                 match self.log.create_topic(topic, config) {
