@@ -131,7 +131,7 @@ fn commits_survive_reopening_the_log() {
             offset: 7,
             metadata: None,
             leader_epoch: None,
-            commit_time_ms: NOW + 5,
+            commit_time_ms: Some(NOW + 5),
         },
         CommittedOffset {
             topic: topic("orders"),
@@ -139,7 +139,7 @@ fn commits_survive_reopening_the_log() {
             offset: 0,
             metadata: Some("consumer-7".into()),
             leader_epoch: None,
-            commit_time_ms: NOW,
+            commit_time_ms: Some(NOW),
         },
         CommittedOffset {
             topic: topic("payments"),
@@ -147,7 +147,7 @@ fn commits_survive_reopening_the_log() {
             offset: 2,
             metadata: None,
             leader_epoch: None,
-            commit_time_ms: NOW,
+            commit_time_ms: Some(NOW),
         },
     ];
     assert_eq!(f.store.committed("billing", None).expect("committed"), expect);
@@ -355,7 +355,7 @@ fn plan_changes_nothing_and_execute_survives_reopen() {
                 offset: 3,
                 metadata: None,
                 leader_epoch: None,
-                commit_time_ms: NOW + 60_000
+                commit_time_ms: Some(NOW + 60_000)
             },
             CommittedOffset {
                 topic: topic("orders"),
@@ -363,7 +363,7 @@ fn plan_changes_nothing_and_execute_survives_reopen() {
                 offset: 0,
                 metadata: None,
                 leader_epoch: None,
-                commit_time_ms: NOW + 60_000
+                commit_time_ms: Some(NOW + 60_000)
             },
         ]
     );
@@ -492,7 +492,7 @@ fn describe_shows_members_offsets_and_lag() {
     assert_eq!(d.group, "g");
     assert_eq!(d.state, GroupState::Stable);
     assert_eq!(d.members.len(), 1);
-    assert_eq!((d.members[0].member_id.as_str(), d.members[0].last_heartbeat_ms), ("m-1", NOW));
+    assert_eq!((d.members[0].member_id.as_str(), d.members[0].last_heartbeat_ms), ("m-1", Some(NOW)));
     let lag = |topic: &str, partition, committed: Option<u64>, end: u64, lag: Option<u64>, member: bool| PartitionLag {
         topic: TopicName::new(topic).expect("topic"),
         partition,

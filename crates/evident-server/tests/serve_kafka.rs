@@ -357,12 +357,21 @@ fn a_replay_resets_a_kafka_consumer_group(cluster: &Cluster, node: &Server, reco
     assert_eq!(described["total_lag"], lags, "{described}");
     let listed = node.get_ok("/v1/groups");
     let summary = listed["groups"].as_array().expect("groups").iter().find(|g| g["group"] == GROUP).cloned();
-    assert_eq!(summary, Some(json!({"group": GROUP, "state": "Stable", "members": 1, "committed_partitions": commits})));
+    assert_eq!(
+        summary,
+        Some(json!({"group": GROUP, "state": "Stable", "members": 1, "committed_partitions": commits}))
+    );
     // While it consumes, only it moves its offsets (Kafka's rule); a plan is shown anyway.
     let reset = json!({ "topics": ["contract"], "to_earliest": true });
     for (path, body) in [
-        (format!("/v1/groups/{GROUP}/offsets"), json!({"offsets": [{"topic": "contract", "partition": 0, "offset": 0}]})),
-        (format!("/v1/groups/{GROUP}/reset-offsets"), json!({ "topics": ["contract"], "to_earliest": true, "execute": true })),
+        (
+            format!("/v1/groups/{GROUP}/offsets"),
+            json!({"offsets": [{"topic": "contract", "partition": 0, "offset": 0}]}),
+        ),
+        (
+            format!("/v1/groups/{GROUP}/reset-offsets"),
+            json!({ "topics": ["contract"], "to_earliest": true, "execute": true }),
+        ),
     ] {
         let (status, body) = node.post(&path, &body);
         assert_eq!(status, 409, "{path}: {body}");

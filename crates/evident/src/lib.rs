@@ -43,12 +43,12 @@ pub use backend::HttpBackend;
 pub use backend::{Appended, Backend, SqlAnswer, StreamQuery, TopicSpec};
 #[cfg(feature = "kafka")]
 pub use backend::{KafkaAppendError, KafkaBackend, KafkaConfig, KafkaGroups};
-/// The consumer groups' model ([`KafkaGroups`] answers in it).
-#[cfg(feature = "kafka")]
-pub use evident_groups as consumer_groups;
 pub use error::{Error, Result};
 pub use event::{DomainEvent, RecordedEvent};
 pub use evident_core::{EventData, ExpectedVersion, Offset, Sequence, Version};
+/// The consumer groups' model ([`KafkaGroups`] answers in it).
+#[cfg(feature = "kafka")]
+pub use evident_groups as consumer_groups;
 pub use repository::{At, CommandError, Executed, Loaded, Repository};
 pub use retry::RetryPolicy;
 pub use snapshot::SnapshotPolicy;

@@ -10,13 +10,13 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use evident::KafkaGroups;
 use evident_api::groups::{
     CommitOffsets, CommittedOffset, DateTimeArg, GroupDescription, GroupList, GroupOffsets, GroupState, GroupSummary,
     MemberDescription, PartitionLag, ResetOffsets, ResetPlan, ResetRow, TopicPartitions,
 };
 use evident_api::params::{GroupPath, OffsetsQuery};
 use evident_api::ErrorBody;
-use evident::KafkaGroups;
 use evident_groups::{GroupStore, OffsetCommit, ResetRequest, ResetScope, ResetStrategy, TopicScope};
 
 use super::extract::{parse_duration_ms, parse_time_ms, JsonBody, Params, PathParams};
@@ -104,7 +104,11 @@ impl Groups {
                 let store = store.clone();
                 state
                     .blocking(move || {
-                        Ok(if execute { store.execute_reset(&group, &request)? } else { store.plan_reset(&group, &request)? })
+                        Ok(if execute {
+                            store.execute_reset(&group, &request)?
+                        } else {
+                            store.plan_reset(&group, &request)?
+                        })
                     })
                     .await
             }

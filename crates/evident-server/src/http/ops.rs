@@ -120,13 +120,8 @@ fn wire_site(site: evident_log::DamageSite) -> DamagedPosition {
     )
 )]
 pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let (log, groups, metrics, sql, cluster) = (
-        state.log.clone(),
-        state.groups.clone(),
-        state.metrics.clone(),
-        state.sql.clone(),
-        state.cluster.clone(),
-    );
+    let (log, groups, metrics, sql, cluster) =
+        (state.log.clone(), state.groups.clone(), state.metrics.clone(), state.sql.clone(), state.cluster.clone());
     let text = state
         .blocking(move || {
             crate::metrics::render(log, groups, metrics, sql, cluster).map_err(|e| ApiError::internal(e.to_string()))

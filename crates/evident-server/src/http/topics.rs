@@ -295,7 +295,9 @@ pub(super) async fn describe(
                 let mut firsts = Vec::new();
                 for p in &d_partitions(&log, &t)? {
                     let first = if p.high_watermark > p.log_start_offset {
-                        log.read_partition_events(&t, p.partition, p.log_start_offset, 1)?.first().and_then(super::cluster::kafka_offset)
+                        log.read_partition_events(&t, p.partition, p.log_start_offset, 1)?
+                            .first()
+                            .and_then(super::cluster::kafka_offset)
                     } else {
                         None
                     };

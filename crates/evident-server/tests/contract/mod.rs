@@ -1051,7 +1051,10 @@ pub fn reset_offsets_every_strategy_and_scope(server: Target) {
         let (topic, partition, offset) = plan[0].clone();
         assert_eq!((topic.as_str(), partition), (u.as_str(), 0));
         if server.is_cluster() {
-            assert!(u_offsets[1] < offset && offset <= u_offsets[2], "{offset} not after {u_offsets:?}[1], at most [2]");
+            assert!(
+                u_offsets[1] < offset && offset <= u_offsets[2],
+                "{offset} not after {u_offsets:?}[1], at most [2]"
+            );
         } else {
             assert_eq!(offset, u_offsets[2]);
         }
@@ -1185,11 +1188,9 @@ pub fn health_metrics_and_openapi(server: Target) {
         "{content_type}"
     );
     let lag_series = format!("evident_group_lag{{group=\"{g}\"}}");
-    for name in [
-        "evident_log_sync_latency_seconds_bucket",
-        "evident_http_open_connections",
-        "evident_log_syncs_per_append",
-    ] {
+    for name in
+        ["evident_log_sync_latency_seconds_bucket", "evident_http_open_connections", "evident_log_syncs_per_append"]
+    {
         assert!(text.contains(name), "/metrics lacks {name}:\n{text}");
     }
     if server.is_cluster() {

@@ -245,7 +245,9 @@ impl Shared {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(Error::Unavailable(format!("the Kafka cluster's topic list was not read within {timeout:?}")));
+                return Err(Error::Unavailable(format!(
+                    "the Kafka cluster's topic list was not read within {timeout:?}"
+                )));
             }
             if st.refreshes + 1 == target {
                 self.refresh.store(true, Ordering::SeqCst);
