@@ -282,16 +282,31 @@ impl Bench<'_> {
                 crate::http::Server::start_with(&dir, &["--storage", &storage, "--ownership-group", &group])
             })
             .collect::<Result<Vec<_>>>()?;
+        // Measured once the group has settled: every node owns partitions, together at least
+        // the benchmark topic's, and no node's share changed for two seconds (the group
+        // rebalances once per joining node, cooperatively: revoked first, assigned next), so
+        // that the run sees forwarding to stable owners rather than the group's joins.
         let deadline = Instant::now() + Duration::from_secs(60);
+        let mut settled: Option<(Instant, Vec<f64>)> = None;
         loop {
-            let mut every = true;
+            let mut shares = Vec::with_capacity(servers.len());
             for s in &servers {
-                every &= metric(&s.base, "evident_cluster_owned_partitions ").await.is_some_and(|n| n > 0.0);
+                shares.push(metric(&s.base, "evident_cluster_owned_partitions ").await.unwrap_or(0.0));
             }
-            if every {
-                break;
+            let owned: f64 = shares.iter().sum();
+            if shares.iter().all(|&n| n > 0.0) && owned >= f64::from(PARTITIONS) {
+                match &settled {
+                    Some((since, before)) if *before == shares => {
+                        if since.elapsed() >= Duration::from_secs(2) {
+                            break;
+                        }
+                    }
+                    _ => settled = Some((Instant::now(), shares)),
+                }
+            } else {
+                settled = None;
             }
-            ensure!(Instant::now() < deadline, "the {nodes} node(s) were not all given partitions within 60 s");
+            ensure!(Instant::now() < deadline, "the {nodes} node(s) did not share the partitions within 60 s");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let backends = servers
