@@ -133,6 +133,23 @@ pub struct PartitionLag {
     pub member_id: Option<String>,
 }
 
+impl PartitionLag {
+    /// A row of `topic`/`partition` with nothing known yet (filled in by a description).
+    pub fn blank(topic: &TopicName, partition: u32) -> Self {
+        Self {
+            topic: topic.clone(),
+            partition,
+            committed_offset: None,
+            metadata: None,
+            commit_time_ms: None,
+            log_start_offset: None,
+            log_end_offset: None,
+            lag: None,
+            member_id: None,
+        }
+    }
+}
+
 /// What `describe` tells about a group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupDescription {

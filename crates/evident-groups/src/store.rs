@@ -237,19 +237,8 @@ impl GroupStore {
         };
         // Rows are gathered first and the log asked afterwards, outside the store's lock.
         let mut rows: BTreeMap<(TopicName, u32), PartitionLag> = BTreeMap::new();
-        let blank = |topic: &TopicName, partition: u32| PartitionLag {
-            topic: topic.clone(),
-            partition,
-            committed_offset: None,
-            metadata: None,
-            commit_time_ms: None,
-            log_start_offset: None,
-            log_end_offset: None,
-            lag: None,
-            member_id: None,
-        };
         for ((topic, partition), value) in g.committed() {
-            let row = rows.entry((topic.clone(), *partition)).or_insert_with(|| blank(topic, *partition));
+            let row = rows.entry((topic.clone(), *partition)).or_insert_with(|| PartitionLag::blank(topic, *partition));
             row.committed_offset = Some(value.offset);
             row.metadata.clone_from(&value.metadata);
             row.commit_time_ms = Some(value.commit_time_ms);
@@ -259,7 +248,7 @@ impl GroupStore {
                 for &partition in &assigned.partitions {
                     let row = rows
                         .entry((assigned.topic.clone(), partition))
-                        .or_insert_with(|| blank(&assigned.topic, partition));
+                        .or_insert_with(|| PartitionLag::blank(&assigned.topic, partition));
                     row.member_id = Some(member.info.member_id.clone());
                 }
             }

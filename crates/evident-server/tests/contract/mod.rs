@@ -16,6 +16,33 @@
 //! than partitions and cleanup policy are answered as a node documents it (`501
 //! not_on_cluster`, `400 invalid_config`).
 
+/// Applies `$runner` (a macro of the test binary that makes one test, or several, of each
+/// name) to every test of the contract: the one list, so a test added here runs on the
+/// embedded server and on the nodes alike.
+macro_rules! for_each_test {
+    ($runner:ident) => {
+        $runner!(
+            bank_account_walkthrough,
+            expected_version_conflicts_append_nothing,
+            idempotent_retries_answer_the_original_positions,
+            topics_create_list_describe_delete,
+            partition_reads_from_an_offset_or_a_timestamp,
+            everything_in_commit_order_without_internal_topics,
+            subscribe_to_a_stream_catch_up_live_and_resume,
+            subscribe_to_a_topic_a_partition_and_unknown_targets,
+            disconnecting_a_subscriber_closes_its_subscription,
+            consumer_groups_commit_fetch_list_describe_delete,
+            reset_offsets_every_strategy_and_scope,
+            data_and_group_offsets_survive_a_restart,
+            health_metrics_and_openapi,
+            a_stalled_subscriber_does_not_stall_appends,
+            a_too_long_uri_is_414_with_the_json_error,
+            topic_creation_warns_about_unenforced_settings,
+        );
+    };
+}
+pub(crate) use for_each_test;
+
 pub mod target;
 
 use std::collections::BTreeMap;

@@ -199,47 +199,36 @@ impl Shared {
     /// The partition count of `topic` once it is mirrored, reading the cluster's topic list
     /// again if it is not yet (None: the cluster has no such topic).
     pub(super) fn topic_partitions(&self, topic: &str, timeout: Duration) -> Result<Option<u32>> {
+        let st = self.after_refresh(timeout, |st| st.topics.contains_key(topic))?;
+        Ok(st.topics.get(topic).copied())
+    }
+
+    /// Waits until the topic list has been read again after this call, or fails after
+    /// `timeout`.
+    pub(super) fn refreshed(&self, timeout: Duration) -> Result<()> {
+        self.after_refresh(timeout, |_| false).map(|_| ())
+    }
+
+    /// Asks for the topic list to be read again and waits until `enough` holds or two
+    /// refreshes completed after the call (the first may have read the list before it was
+    /// asked, e.g. before a topic was created); fails after `timeout` or if the mirror
+    /// stopped.
+    fn after_refresh(
+        &self,
+        timeout: Duration,
+        enough: impl Fn(&State) -> bool,
+    ) -> Result<std::sync::MutexGuard<'_, State>> {
         let deadline = Instant::now() + timeout;
         let mut st = self.lock();
-        if let Some(&n) = st.topics.get(topic) {
-            return Ok(Some(n));
+        if enough(&st) {
+            return Ok(st);
         }
-        // Two completed refreshes after this call: the first may have read the list before
-        // the topic was created.
         let target = st.refreshes + 2;
         self.refresh.store(true, Ordering::SeqCst);
         loop {
-            if let Some(&n) = st.topics.get(topic) {
-                return Ok(Some(n));
+            if enough(&st) || st.refreshes >= target {
+                return Ok(st);
             }
-            if let Some(why) = &st.failure {
-                return Err(Error::Unavailable(format!("the Kafka mirror stopped: {why}")));
-            }
-            if st.refreshes >= target {
-                return Ok(None);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(Error::Unavailable(format!(
-                    "the Kafka cluster's topic list was not read within {timeout:?}"
-                )));
-            }
-            if st.refreshes + 1 == target {
-                self.refresh.store(true, Ordering::SeqCst);
-            }
-            st = self.moved.wait_timeout(st, left.min(Duration::from_millis(100))).unwrap_or_else(|e| e.into_inner()).0;
-        }
-    }
-
-    /// Asks for the topic list to be read again now (after a topic was created).
-    /// Waits until the topic list has been read again after this call (two completed
-    /// refreshes: the first may have begun before it), or fails after `timeout`.
-    pub(super) fn refreshed(&self, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        let mut st = self.lock();
-        let target = st.refreshes + 2;
-        self.refresh.store(true, Ordering::SeqCst);
-        while st.refreshes < target {
             if let Some(why) = &st.failure {
                 return Err(Error::Unavailable(format!("the Kafka mirror stopped: {why}")));
             }
@@ -254,7 +243,6 @@ impl Shared {
             }
             st = self.moved.wait_timeout(st, left.min(Duration::from_millis(100))).unwrap_or_else(|e| e.into_inner()).0;
         }
-        Ok(())
     }
 
     /// The next Kafka offset the mirror expects in `topic`/`partition` (past transaction
@@ -263,6 +251,7 @@ impl Shared {
         self.lock().positions.get(&(topic.to_string(), partition)).copied()
     }
 
+    /// Asks for the topic list to be read again now (after a topic was created).
     pub(super) fn request_refresh(&self) {
         self.refresh.store(true, Ordering::SeqCst);
     }

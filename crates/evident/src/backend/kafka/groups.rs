@@ -345,20 +345,11 @@ impl Inner {
         let Some(described) = self.described(group)? else {
             return Err(Error::UnknownGroup(group.to_string()));
         };
-        let blank = |topic: &TopicName, partition: u32| PartitionLag {
-            topic: topic.clone(),
-            partition,
-            committed_offset: None,
-            metadata: None,
-            commit_time_ms: None,
-            log_start_offset: None,
-            log_end_offset: None,
-            lag: None,
-            member_id: None,
-        };
         let mut rows: BTreeMap<(TopicName, u32), PartitionLag> = BTreeMap::new();
         for c in self.committed(group, None)? {
-            let row = rows.entry((c.topic.clone(), c.partition)).or_insert_with(|| blank(&c.topic, c.partition));
+            let row = rows
+                .entry((c.topic.clone(), c.partition))
+                .or_insert_with(|| PartitionLag::blank(&c.topic, c.partition));
             row.committed_offset = Some(c.offset);
             row.metadata = c.metadata;
         }
@@ -367,7 +358,7 @@ impl Inner {
                 for &partition in &assigned.partitions {
                     let row = rows
                         .entry((assigned.topic.clone(), partition))
-                        .or_insert_with(|| blank(&assigned.topic, partition));
+                        .or_insert_with(|| PartitionLag::blank(&assigned.topic, partition));
                     row.member_id = Some(member.member_id.clone());
                 }
             }
